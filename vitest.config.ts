@@ -1,0 +1,38 @@
+import { defineConfig } from "vitest/config";
+
+// Three tiers, run separately by `npm test` so a failure says which tier broke.
+// Integration tests share one DynamoDB Local, started once per run by the global setup.
+export default defineConfig({
+  test: {
+    projects: [
+      {
+        test: {
+          name: "unit",
+          include: ["test/unit/**/*.test.ts"],
+          environment: "node",
+        },
+      },
+      {
+        test: {
+          name: "infra",
+          include: ["test/infra/**/*.test.ts"],
+          environment: "node",
+          testTimeout: 120_000,
+          hookTimeout: 120_000,
+        },
+      },
+      {
+        test: {
+          name: "integration",
+          include: ["test/integration/**/*.test.ts", "test/e2e/**/*.test.ts"],
+          environment: "node",
+          globalSetup: ["test/integration/global-setup.ts"],
+          testTimeout: 60_000,
+          hookTimeout: 60_000,
+          // DynamoDB Local is one JVM on a 2-core machine: parallel files only add contention.
+          fileParallelism: false,
+        },
+      },
+    ],
+  },
+});
