@@ -1,0 +1,273 @@
+import { z } from "zod";
+
+/**
+ * The job model of API.md: statuses, priorities, the submit schemas with their defaults and
+ * limits, and the stored job shape. Pure: no AWS, no I/O.
+ */
+
+export const JOB_STATUSES = [
+  "scheduled",
+  "blocked",
+  "queued",
+  "dispatched",
+  "running",
+  "retrying",
+  "paused",
+  "completed",
+  "failed",
+  "cancelled",
+  "escalated",
+] as const;
+export type JobStatus = (typeof JOB_STATUSES)[number];
+
+export const TERMINAL_STATUSES: ReadonlySet<JobStatus> = new Set(["completed", "failed", "cancelled", "escalated"]);
+export const isTerminal = (status: JobStatus): boolean => TERMINAL_STATUSES.has(status);
+
+export const PRIORITY_NAMES = { critical: 10, high: 5, normal: 0, low: -5, background: -10 } as const;
+export type PriorityName = keyof typeof PRIORITY_NAMES;
+export const MIN_PRIORITY = -10;
+export const MAX_PRIORITY = 10;
+
+/** The tier a priority belongs to: one SQS queue per pool and tier. */
+export function priorityTier(priority: number): PriorityName {
+  if (priority >= 10) return "critical";
+  if (priority >= 5) return "high";
+  if (priority > -5) return "normal";
+  if (priority > -10) return "low";
+  return "background";
+}
+
+export const MAX_PAYLOAD_BYTES = 256 * 1024;
+export const MAX_DEPENDENCIES = 1000;
+export const MAX_BATCH_JOBS = 500;
+export const MAX_TIMEOUT_SECONDS = 604_800;
+
+export const jobTypeSchema = z
+  .string()
+  .regex(/^[a-z0-9][a-z0-9._-]{0,63}$/, "must match ^[a-z0-9][a-z0-9._-]{0,63}$");
+
+export const prioritySchema = z
+  .union([
+    z.enum(Object.keys(PRIORITY_NAMES) as [PriorityName, ...PriorityName[]]),
+    z.number().int().min(MIN_PRIORITY).max(MAX_PRIORITY),
+  ])
+  .transform((p) => (typeof p === "number" ? p : PRIORITY_NAMES[p]));
+
+const labelMap = z.record(z.string().min(1).max(128), z.string().max(256));
+
+const isoTimestamp = z.iso.datetime({ offset: true }).transform((s) => new Date(s).toISOString());
+
+export const resourcesSchema = z.strictObject({
+  cpu: z.number().positive().max(1024).default(1),
+  memoryMb: z.number().int().positive().max(4_194_304).default(512),
+  gpu: z.number().int().min(0).max(64).default(0),
+});
+export type Resources = z.infer<typeof resourcesSchema>;
+
+export const BACKOFF_STRATEGIES = ["exponential", "linear", "fibonacci", "immediate"] as const;
+export type BackoffStrategy = (typeof BACKOFF_STRATEGIES)[number];
+
+export const retrySchema = z.strictObject({
+  maxAttempts: z.number().int().min(1).max(100).default(3),
+  strategy: z.enum(BACKOFF_STRATEGIES).default("exponential"),
+  initialDelaySeconds: z.number().min(0).max(MAX_TIMEOUT_SECONDS).default(1),
+  backoffMultiplier: z.number().min(1).max(100).default(2),
+  maxDelaySeconds: z.number().min(0).max(MAX_TIMEOUT_SECONDS).default(3600),
+});
+export type RetryPolicy = z.infer<typeof retrySchema>;
+
+/** JSON value check and size limit; the size is of the serialized payload, as API.md says. */
+const payloadSchema = z.unknown().superRefine((value, ctx) => {
+  if (value === undefined) return;
+  const bytes = Buffer.byteLength(JSON.stringify(value) ?? "", "utf8");
+  if (bytes > MAX_PAYLOAD_BYTES) {
+    ctx.addIssue({ code: "custom", message: `payload is ${bytes} bytes serialized; the limit is ${MAX_PAYLOAD_BYTES}` });
+  }
+});
+
+const jobFields = {
+  type: jobTypeSchema,
+  name: z.string().min(1).max(256).optional(),
+  payload: payloadSchema,
+  priority: prioritySchema.default(0),
+  resources: resourcesSchema.default({ cpu: 1, memoryMb: 512, gpu: 0 }),
+  pool: z.string().min(1).max(64).optional(),
+  constraints: labelMap.optional(),
+  dependsOn: z.array(z.string().min(1).max(128)).max(MAX_DEPENDENCIES).default([]),
+  retry: retrySchema.default({
+    maxAttempts: 3,
+    strategy: "exponential",
+    initialDelaySeconds: 1,
+    backoffMultiplier: 2,
+    maxDelaySeconds: 3600,
+  }),
+  timeoutSeconds: z.number().int().min(1).max(MAX_TIMEOUT_SECONDS).default(3600),
+  runAt: isoTimestamp.optional(),
+  deadline: isoTimestamp.optional(),
+  offPeakOnly: z.boolean().default(false),
+  onFailure: z
+    .strictObject({
+      escalateTo: z.strictObject({ type: jobTypeSchema, priority: prioritySchema.optional() }),
+    })
+    .optional(),
+  tags: labelMap.optional(),
+};
+
+export const submitJobSchema = z.strictObject(jobFields);
+export type SubmitJobRequest = z.infer<typeof submitJobSchema>;
+
+export const batchJobSchema = z.strictObject({
+  ...jobFields,
+  /** A name other jobs of the same batch use in dependsOn. */
+  ref: z
+    .string()
+    .regex(/^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$/, "must be 1..64 letters, digits, . _ : -")
+    .optional(),
+});
+export type BatchJobRequest = z.infer<typeof batchJobSchema>;
+
+export const submitBatchSchema = z.strictObject({
+  jobs: z.array(batchJobSchema).min(1).max(MAX_BATCH_JOBS),
+});
+export type SubmitBatchRequest = z.infer<typeof submitBatchSchema>;
+
+export const updateJobSchema = z.strictObject({ priority: prioritySchema });
+export type UpdateJobRequest = z.infer<typeof updateJobSchema>;
+
+const csvStatuses = z
+  .string()
+  .transform((s) =>
+    s
+      .split(",")
+      .map((part) => part.trim())
+      .filter(Boolean),
+  )
+  .pipe(z.array(z.enum(JOB_STATUSES)).min(1));
+
+export const listLimitSchema = z.coerce.number().int().min(1).max(200).default(50);
+
+export const listJobsQuerySchema = z.strictObject({
+  limit: listLimitSchema,
+  cursor: z.string().min(1).max(2048).optional(),
+  status: csvStatuses.optional(),
+  type: jobTypeSchema.optional(),
+  owner: z.string().min(1).max(128).optional(),
+  priority: z
+    .string()
+    .transform((p, ctx) => {
+      if (p in PRIORITY_NAMES) return PRIORITY_NAMES[p as PriorityName];
+      const n = Number(p);
+      if (!Number.isInteger(n) || n < MIN_PRIORITY || n > MAX_PRIORITY) {
+        ctx.addIssue({ code: "custom", message: "must be a priority name or an integer -10..10" });
+        return z.NEVER;
+      }
+      return n;
+    })
+    .optional(),
+  tag: z
+    .string()
+    .regex(/^[^:]+:.*$/, "must be key:value")
+    .transform((t) => {
+      const i = t.indexOf(":");
+      return { key: t.slice(0, i), value: t.slice(i + 1) };
+    })
+    .optional(),
+  createdAfter: isoTimestamp.optional(),
+  createdBefore: isoTimestamp.optional(),
+});
+export type ListJobsQuery = z.infer<typeof listJobsQuerySchema>;
+
+export const LOG_LEVELS = ["debug", "info", "warn", "error"] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+export const listLogsQuerySchema = z.strictObject({
+  limit: listLimitSchema,
+  cursor: z.string().min(1).max(2048).optional(),
+  attempt: z.coerce.number().int().min(1).optional(),
+  level: z.enum(LOG_LEVELS).optional(),
+});
+
+export const pageQuerySchema = z.strictObject({
+  limit: listLimitSchema,
+  cursor: z.string().min(1).max(2048).optional(),
+});
+
+export const ATTEMPT_STATUSES = [
+  "running",
+  "succeeded",
+  "failed",
+  "timed_out",
+  "lost",
+  "cancelled",
+  "preempted",
+] as const;
+export type AttemptStatus = (typeof ATTEMPT_STATUSES)[number];
+
+export interface JobError {
+  readonly type: string;
+  readonly message: string;
+}
+
+/** The job as API.md shows it. Nullable fields are null, never absent, in responses. */
+export interface Job {
+  readonly id: string;
+  readonly name: string | null;
+  readonly type: string;
+  readonly status: JobStatus;
+  readonly statusReason: string;
+  readonly priority: number;
+  readonly owner: string;
+  readonly payload: unknown;
+  readonly result: unknown;
+  readonly error: JobError | null;
+  readonly resources: Resources;
+  readonly pool: string | null;
+  readonly constraints: Record<string, string>;
+  readonly dependsOn: readonly string[];
+  readonly retry: RetryPolicy;
+  readonly timeoutSeconds: number;
+  /** How many attempts have started. */
+  readonly attempts: number;
+  readonly runAt: string | null;
+  readonly deadline: string | null;
+  readonly offPeakOnly: boolean;
+  readonly onFailure: { escalateTo: { type: string; priority?: number } } | null;
+  readonly tags: Record<string, string>;
+  readonly escalatedTo: string | null;
+  readonly scheduleId: string | null;
+  readonly createdAt: string;
+  readonly updatedAt: string;
+  readonly startedAt: string | null;
+  readonly finishedAt: string | null;
+  readonly nextAttemptAt: string | null;
+  /** Optimistic-concurrency version: every status change is conditional on it. */
+  readonly version: number;
+}
+
+export interface Transition {
+  readonly from: JobStatus | null;
+  readonly to: JobStatus;
+  readonly at: string;
+  readonly reason: string;
+  /** The principal who caused it, or null for the system. */
+  readonly triggeredBy: string | null;
+}
+
+export interface Attempt {
+  readonly attempt: number;
+  readonly status: AttemptStatus;
+  readonly startedAt: string;
+  readonly finishedAt: string | null;
+  readonly durationMs: number | null;
+  readonly workerId: string | null;
+  readonly nodeId: string | null;
+  readonly pool: string | null;
+  readonly error: JobError | null;
+}
+
+export interface LogLine {
+  readonly timestamp: string;
+  readonly level: LogLevel;
+  readonly message: string;
+  readonly attempt: number | null;
+}

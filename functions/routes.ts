@@ -1,0 +1,132 @@
+/**
+ * Every HTTP route of the API as data: the one list that the JobApi construct turns into API
+ * Gateway resources, Lambda functions and least-privilege grants, and that the local stack
+ * serves by calling the same handler modules.
+ */
+
+/** DynamoDB actions a handler needs on the jobs table; the construct grants exactly these. */
+export type JobsTableAction =
+  | "dynamodb:GetItem"
+  | "dynamodb:BatchGetItem"
+  | "dynamodb:Query"
+  | "dynamodb:PutItem"
+  | "dynamodb:UpdateItem"
+  | "dynamodb:DeleteItem"
+  | "dynamodb:BatchWriteItem"
+  | "dynamodb:ConditionCheckItem";
+
+export interface RouteSpec {
+  /** Stable id: the Lambda function's construct id. */
+  readonly id: string;
+  readonly method: "GET" | "POST" | "PATCH" | "PUT" | "DELETE";
+  /** API Gateway style: `{name}` marks a path parameter. */
+  readonly path: string;
+  /** Module under functions/api exporting `handler`. */
+  readonly handler: string;
+  /** false only for GET /health. */
+  readonly authorized: boolean;
+  readonly jobsTable: readonly JobsTableAction[];
+}
+
+const READ: readonly JobsTableAction[] = ["dynamodb:GetItem", "dynamodb:Query"];
+/** A status change: a transaction of a conditional update and the transition's put. */
+const TRANSITION: readonly JobsTableAction[] = [
+  ...READ,
+  "dynamodb:PutItem",
+  "dynamodb:UpdateItem",
+  "dynamodb:ConditionCheckItem",
+];
+const SUBMIT: readonly JobsTableAction[] = [
+  ...READ,
+  "dynamodb:BatchGetItem",
+  "dynamodb:PutItem",
+  "dynamodb:UpdateItem",
+  "dynamodb:DeleteItem",
+  "dynamodb:BatchWriteItem",
+  "dynamodb:ConditionCheckItem",
+];
+
+export const ROUTES: readonly RouteSpec[] = [
+  { id: "Health", method: "GET", path: "/health", handler: "health", authorized: false, jobsTable: [] },
+  { id: "SubmitJob", method: "POST", path: "/jobs", handler: "submit-job", authorized: true, jobsTable: SUBMIT },
+  {
+    id: "SubmitBatch",
+    method: "POST",
+    path: "/jobs/batch",
+    handler: "submit-batch",
+    authorized: true,
+    jobsTable: SUBMIT,
+  },
+  {
+    id: "ListJobs",
+    method: "GET",
+    path: "/jobs",
+    handler: "list-jobs",
+    authorized: true,
+    jobsTable: [...READ, "dynamodb:BatchGetItem"],
+  },
+  { id: "GetJob", method: "GET", path: "/jobs/{id}", handler: "get-job", authorized: true, jobsTable: READ },
+  {
+    id: "UpdateJob",
+    method: "PATCH",
+    path: "/jobs/{id}",
+    handler: "update-job",
+    authorized: true,
+    jobsTable: TRANSITION,
+  },
+  {
+    id: "CancelJob",
+    method: "PATCH",
+    path: "/jobs/{id}/cancel",
+    handler: "cancel-job",
+    authorized: true,
+    jobsTable: TRANSITION,
+  },
+  {
+    id: "PauseJob",
+    method: "POST",
+    path: "/jobs/{id}/pause",
+    handler: "pause-job",
+    authorized: true,
+    jobsTable: TRANSITION,
+  },
+  {
+    id: "ResumeJob",
+    method: "POST",
+    path: "/jobs/{id}/resume",
+    handler: "resume-job",
+    authorized: true,
+    jobsTable: TRANSITION,
+  },
+  {
+    id: "ListLogs",
+    method: "GET",
+    path: "/jobs/{id}/logs",
+    handler: "list-logs",
+    authorized: true,
+    jobsTable: READ,
+  },
+  {
+    id: "ListAttempts",
+    method: "GET",
+    path: "/jobs/{id}/attempts",
+    handler: "list-attempts",
+    authorized: true,
+    jobsTable: READ,
+  },
+  {
+    id: "ListTransitions",
+    method: "GET",
+    path: "/jobs/{id}/transitions",
+    handler: "list-transitions",
+    authorized: true,
+    jobsTable: READ,
+  },
+];
+
+/**
+ * Keys the authorizer puts in the request context (API Gateway: requestContext.authorizer) and
+ * the local stack sets the same way.
+ */
+export const AUTH_CONTEXT_KEYS = { principal: "principal", role: "role" } as const;
+export type Role = "user" | "admin";

@@ -1,0 +1,109 @@
+/**
+ * The DynamoDB tables as plain data: the one source of truth that the JobStore construct
+ * (lib/job-store.ts) turns into CloudFormation and the local stack turns into CreateTable calls.
+ * docs/data-model.md explains each key and index and the access pattern it serves.
+ */
+
+export type AttributeType = "S" | "N";
+
+export interface KeyAttribute {
+  readonly name: string;
+  readonly type: AttributeType;
+}
+
+export interface IndexDefinition {
+  readonly indexName: string;
+  readonly partitionKey: KeyAttribute;
+  readonly sortKey?: KeyAttribute;
+  readonly projection:
+    | { readonly type: "ALL" }
+    | { readonly type: "KEYS_ONLY" }
+    | { readonly type: "INCLUDE"; readonly nonKeyAttributes: readonly string[] };
+}
+
+export interface TableDefinition {
+  /** Stable id: the construct id in CDK and the local table name's suffix. */
+  readonly id: string;
+  readonly partitionKey: KeyAttribute;
+  readonly sortKey?: KeyAttribute;
+  readonly globalSecondaryIndexes: readonly IndexDefinition[];
+  /** Items whose attribute holds an epoch-seconds time in the past are deleted by DynamoDB. */
+  readonly timeToLiveAttribute?: string;
+}
+
+export const JOB_INDEX = {
+  /** A principal's jobs, newest first (sort key = job id, a ULID). */
+  byOwner: "byOwner",
+  /** A principal's jobs in one status, newest first. */
+  byOwnerStatus: "byOwnerStatus",
+  /** Every job, by creation day, newest first: the admin's list across principals. */
+  byDay: "byDay",
+  /** Sparse: only queued jobs, per pool, in admission order. */
+  queue: "queue",
+  /** Sparse: only scheduled jobs, per pool, by runAt. */
+  due: "due",
+} as const;
+
+/** Attributes the scheduler needs from a queued job without reading the job item. */
+export const QUEUE_PROJECTION = [
+  "id",
+  "type",
+  "owner",
+  "priority",
+  "resources",
+  "pool",
+  "constraints",
+  "deadline",
+  "offPeakOnly",
+  "createdAt",
+  "queuedAt",
+  "statusReason",
+] as const;
+
+export const jobsTable: TableDefinition = {
+  id: "Jobs",
+  partitionKey: { name: "pk", type: "S" },
+  sortKey: { name: "sk", type: "S" },
+  timeToLiveAttribute: "expiresAt",
+  globalSecondaryIndexes: [
+    {
+      indexName: JOB_INDEX.byOwner,
+      partitionKey: { name: "ownerPk", type: "S" },
+      sortKey: { name: "ownerSk", type: "S" },
+      projection: { type: "KEYS_ONLY" },
+    },
+    {
+      indexName: JOB_INDEX.byOwnerStatus,
+      partitionKey: { name: "ownerStatusPk", type: "S" },
+      sortKey: { name: "ownerSk", type: "S" },
+      projection: { type: "KEYS_ONLY" },
+    },
+    {
+      indexName: JOB_INDEX.byDay,
+      partitionKey: { name: "dayPk", type: "S" },
+      sortKey: { name: "ownerSk", type: "S" },
+      projection: { type: "KEYS_ONLY" },
+    },
+    {
+      indexName: JOB_INDEX.queue,
+      partitionKey: { name: "queuePk", type: "S" },
+      sortKey: { name: "queueSk", type: "S" },
+      projection: { type: "INCLUDE", nonKeyAttributes: QUEUE_PROJECTION },
+    },
+    {
+      indexName: JOB_INDEX.due,
+      partitionKey: { name: "duePk", type: "S" },
+      sortKey: { name: "dueSk", type: "S" },
+      projection: { type: "KEYS_ONLY" },
+    },
+  ],
+};
+
+/** API tokens for the AWS authorizer: only SHA-256 hashes are stored, never the token. */
+export const tokensTable: TableDefinition = {
+  id: "Tokens",
+  partitionKey: { name: "tokenHash", type: "S" },
+  globalSecondaryIndexes: [],
+};
+
+export const TABLES = [jobsTable, tokensTable] as const;
