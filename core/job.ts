@@ -20,7 +20,12 @@ export const JOB_STATUSES = [
 ] as const;
 export type JobStatus = (typeof JOB_STATUSES)[number];
 
-export const TERMINAL_STATUSES: ReadonlySet<JobStatus> = new Set(["completed", "failed", "cancelled", "escalated"]);
+export const TERMINAL_STATUSES: ReadonlySet<JobStatus> = new Set([
+  "completed",
+  "failed",
+  "cancelled",
+  "escalated",
+]);
 export const isTerminal = (status: JobStatus): boolean => TERMINAL_STATUSES.has(status);
 
 export const PRIORITY_NAMES = { critical: 10, high: 5, normal: 0, low: -5, background: -10 } as const;
@@ -81,14 +86,18 @@ const payloadSchema = z.unknown().superRefine((value, ctx) => {
   if (value === undefined) return;
   const bytes = Buffer.byteLength(JSON.stringify(value) ?? "", "utf8");
   if (bytes > MAX_PAYLOAD_BYTES) {
-    ctx.addIssue({ code: "custom", message: `payload is ${bytes} bytes serialized; the limit is ${MAX_PAYLOAD_BYTES}` });
+    ctx.addIssue({
+      code: "custom",
+      message: `payload is ${bytes} bytes serialized; the limit is ${MAX_PAYLOAD_BYTES}`,
+    });
   }
 });
 
 const jobFields = {
   type: jobTypeSchema,
   name: z.string().min(1).max(256).optional(),
-  payload: payloadSchema,
+  // .optional() outside the refinement: zod 4 treats a refined unknown as required.
+  payload: payloadSchema.optional(),
   priority: prioritySchema.default(0),
   resources: resourcesSchema.default({ cpu: 1, memoryMb: 512, gpu: 0 }),
   pool: z.string().min(1).max(64).optional(),
@@ -155,8 +164,10 @@ export const listJobsQuerySchema = z.strictObject({
   priority: z
     .string()
     .transform((p, ctx) => {
-      if (p in PRIORITY_NAMES) return PRIORITY_NAMES[p as PriorityName];
-      const n = Number(p);
+      // hasOwn, not `in`: `in` also matches inherited names like "constructor".
+      if (Object.hasOwn(PRIORITY_NAMES, p)) return PRIORITY_NAMES[p as PriorityName];
+      // Number() alone would read "", " 5 " and "0x5" as priorities.
+      const n = /^-?\d{1,2}$/.test(p) ? Number(p) : Number.NaN;
       if (!Number.isInteger(n) || n < MIN_PRIORITY || n > MAX_PRIORITY) {
         ctx.addIssue({ code: "custom", message: "must be a priority name or an integer -10..10" });
         return z.NEVER;
