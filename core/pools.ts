@@ -37,7 +37,9 @@ export function matchesConstraints(pool: PoolConfig, constraints: Readonly<Recor
 
 export function nodeFits(pool: PoolConfig, resources: Resources): boolean {
   return (
-    resources.cpu <= pool.node.cpu && resources.memoryMb <= pool.node.memoryMb && resources.gpu <= pool.node.gpu
+    resources.cpu <= pool.node.cpu &&
+    resources.memoryMb <= pool.node.memoryMb &&
+    resources.gpu <= pool.node.gpu
   );
 }
 
