@@ -48,7 +48,14 @@ const SUBMIT: readonly JobsTableAction[] = [
 
 export const ROUTES: readonly RouteSpec[] = [
   { id: "Health", method: "GET", path: "/health", handler: "health", authorized: false, jobsTable: [] },
-  { id: "SubmitJob", method: "POST", path: "/jobs", handler: "submit-job", authorized: true, jobsTable: SUBMIT },
+  {
+    id: "SubmitJob",
+    method: "POST",
+    path: "/jobs",
+    handler: "submit-job",
+    authorized: true,
+    jobsTable: SUBMIT,
+  },
   {
     id: "SubmitBatch",
     method: "POST",

@@ -1,0 +1,191 @@
+import { applicableStatus } from "../core/dependencies";
+import { ConcurrentUpdateError, InvalidTransitionError } from "../core/errors";
+import { isTerminal, type Job, type JobStatus } from "../core/job";
+import type { Principal } from "../core/principal";
+import { canTransition } from "../core/status";
+import { fromJobItem, type JobItem } from "../store/job-items";
+import type { JobRepository, StatusChange, StoredJob } from "../store/job-repository";
+import type { Clock } from "./runtime";
+import { loadVisibleJob } from "./visibility";
+
+/**
+ * What a user does to a job: cancel (cascading to dependents), pause, resume, reprioritize.
+ * Each is a conditional write retried on a lost race against a fresh read, so two actions at
+ * once both see the truth and at most one wins.
+ */
+
+export interface ActionContext {
+  readonly repo: JobRepository;
+  readonly clock: Clock;
+}
+
+const MAX_ROUNDS = 8;
+
+/** Re-reads and retries `act` while it loses races; the last loss is rethrown as a 409. */
+async function withFreshRead<T>(
+  read: () => Promise<StoredJob>,
+  act: (stored: StoredJob) => Promise<T>,
+): Promise<T> {
+  for (let round = 1; ; round++) {
+    const stored = await read();
+    try {
+      return await act(stored);
+    } catch (error) {
+      if (error instanceof ConcurrentUpdateError && round < MAX_ROUNDS) continue;
+      throw error;
+    }
+  }
+}
+
+function refuse(item: JobItem, to: JobStatus, action: string): never {
+  throw new InvalidTransitionError(
+    item.status,
+    to,
+    `job ${item.id} is ${item.status}; a ${item.status} job cannot be ${action}`,
+  );
+}
+
+export async function cancelJob(ctx: ActionContext, principal: Principal, id: string): Promise<Job> {
+  const cancelled = await withFreshRead(
+    () => loadVisibleJob(ctx.repo, principal, id),
+    async ({ item, result }) => {
+      if (!canTransition(item.status, "cancelled")) refuse(item, "cancelled", "cancelled");
+      const now = ctx.clock().toISOString();
+      const next = await ctx.repo.changeStatus(
+        item,
+        {
+          to: "cancelled",
+          reason: `cancelled by ${principal.id}`,
+          triggeredBy: principal.id,
+          set: { finishedAt: now },
+        },
+        now,
+      );
+      return fromJobItem(next, result);
+    },
+  );
+  await cascadeCancel(ctx, id, "was cancelled");
+  return cancelled;
+}
+
+/**
+ * Cancels every job that waits, directly or transitively, on a job that can no longer complete,
+ * each with a reason naming the dependency it waited on. Breadth-first over the dependents
+ * edges; a job already terminal stops the walk there (its dependents were handled when it ended).
+ */
+export async function cascadeCancel(
+  ctx: ActionContext,
+  rootId: string,
+  verb: "failed" | "was cancelled",
+): Promise<number> {
+  const visited = new Set<string>([rootId]);
+  let frontier: { parentId: string; verb: string }[] = [{ parentId: rootId, verb }];
+  let count = 0;
+  while (frontier.length > 0) {
+    const next: typeof frontier = [];
+    for (const { parentId, verb: how } of frontier) {
+      const childIds = (await ctx.repo.listDependentIds(parentId)).filter((child) => !visited.has(child));
+      for (const childId of childIds) {
+        visited.add(childId);
+        if (await cancelDependent(ctx, childId, `dependency ${parentId} ${how}`)) {
+          count++;
+          next.push({ parentId: childId, verb: "was cancelled" });
+        }
+      }
+    }
+    frontier = next;
+  }
+  return count;
+}
+
+async function cancelDependent(ctx: ActionContext, id: string, reason: string): Promise<boolean> {
+  for (let round = 1; ; round++) {
+    // Staged jobs (a batch still being written) are cancelled too: the batch commits them as they are.
+    const item = (await ctx.repo.getJobItems([id])).get(id);
+    if (!item || isTerminal(item.status)) return false;
+    const now = ctx.clock().toISOString();
+    try {
+      await ctx.repo.changeStatus(
+        item,
+        { to: "cancelled", reason, triggeredBy: null, set: { finishedAt: now } },
+        now,
+      );
+      return true;
+    } catch (error) {
+      if (error instanceof ConcurrentUpdateError && round < MAX_ROUNDS) continue;
+      throw error;
+    }
+  }
+}
+
+export async function pauseJob(ctx: ActionContext, principal: Principal, id: string): Promise<Job> {
+  return withFreshRead(
+    () => loadVisibleJob(ctx.repo, principal, id),
+    async ({ item, result }) => {
+      if (!canTransition(item.status, "paused")) refuse(item, "paused", "paused");
+      const now = ctx.clock().toISOString();
+      const change: StatusChange = {
+        to: "paused",
+        reason: `paused by ${principal.id}`,
+        triggeredBy: principal.id,
+        set: { pausedFrom: item.status },
+      };
+      return fromJobItem(await ctx.repo.changeStatus(item, change, now), result);
+    },
+  );
+}
+
+/** paused → whatever status now applies, by the same rule as at submit. */
+export async function resumeJob(ctx: ActionContext, principal: Principal, id: string): Promise<Job> {
+  return withFreshRead(
+    () => loadVisibleJob(ctx.repo, principal, id),
+    async ({ item, result }) => {
+      if (item.status !== "paused") {
+        throw new InvalidTransitionError(
+          item.status,
+          "queued",
+          `job ${item.id} is ${item.status}; only a paused job can be resumed`,
+        );
+      }
+      const now = ctx.clock();
+      const at = now.toISOString();
+      const applies = applicableStatus({
+        now,
+        runAt: item.runAt,
+        unmet: item.unmet,
+        total: Math.max(item.unmet, item.dependsOn.length),
+        // A dependency that failed while this job was paused cancelled it through the cascade.
+        doomedBy: null,
+      });
+      const change: StatusChange = {
+        to: applies.status,
+        reason: applies.reason,
+        triggeredBy: principal.id,
+        set: applies.status === "queued" ? { queuedAt: at } : {},
+        remove: ["pausedFrom"],
+      };
+      return fromJobItem(await ctx.repo.changeStatus(item, change, at), result);
+    },
+  );
+}
+
+export async function reprioritizeJob(
+  ctx: ActionContext,
+  principal: Principal,
+  id: string,
+  priority: number,
+): Promise<Job> {
+  return withFreshRead(
+    () => loadVisibleJob(ctx.repo, principal, id),
+    async ({ item, result }) => {
+      if (isTerminal(item.status)) {
+        throw new InvalidTransitionError(
+          item.status,
+          item.status,
+          `job ${item.id} is ${item.status}; its priority can no longer change`,
+        );
+      }
+      return fromJobItem(await ctx.repo.updateJob(item, { priority }, ctx.clock().toISOString()), result);
+    },
+  );
+}

@@ -1,0 +1,371 @@
+import { encodeTime } from "ulid";
+import { z } from "zod";
+import { ForbiddenError, ValidationError } from "../core/errors";
+import type { Attempt, Job, ListJobsQuery, LogLevel, LogLine, Transition } from "../core/job";
+import type { Principal } from "../core/principal";
+import { decodeCursor, encodeCursor, type StartKey, startKeySchema } from "../store/cursor";
+import { fromJobItem, type JobItem } from "../store/job-items";
+import type { JobRepository } from "../store/job-repository";
+import {
+  ATTEMPT_PREFIX,
+  dayPk,
+  LOG_PREFIX,
+  ownerPk,
+  ownerStatusPk,
+  queuePk,
+  TRANSITION_PREFIX,
+} from "../store/keys";
+import { JOB_INDEX } from "../store/tables";
+import type { Clock } from "./runtime";
+import { loadVisibleJob } from "./visibility";
+
+export interface QueryContext {
+  readonly repo: JobRepository;
+  readonly clock: Clock;
+}
+
+export interface ListPage<T> {
+  readonly items: T[];
+  readonly nextCursor: string | null;
+}
+
+/** Index keys a list inspects per request at most, so a sparse filter cannot run unbounded. */
+const MAX_KEYS_PER_REQUEST = 1000;
+/** How many queued jobs ahead GET /jobs/{id} counts before it stops counting. */
+const MAX_POSITION_COUNT = 1000;
+
+export interface JobView extends Job {
+  readonly queuePosition?: number | null;
+  readonly estimatedStartAt?: string | null;
+}
+
+/**
+ * GET /jobs/{id}. A queued job also gets its position in its pool's queue (1 = next), counted
+ * over the queue index up to MAX_POSITION_COUNT ahead. estimatedStartAt needs run-time history
+ * the scheduler keeps; until it has one, it is null.
+ */
+export async function getJobView(ctx: QueryContext, principal: Principal, id: string): Promise<JobView> {
+  const { item, result } = await loadVisibleJob(ctx.repo, principal, id);
+  const job = fromJobItem(item, result);
+  if (item.status !== "queued" || !item.queueSk) return job;
+  let ahead = 0;
+  let startKey: Record<string, unknown> | undefined;
+  do {
+    const page = await ctx.repo.queryIndex({
+      IndexName: JOB_INDEX.queue,
+      KeyConditionExpression: "queuePk = :pk AND queueSk < :mine",
+      ExpressionAttributeValues: { ":pk": queuePk(item.pool), ":mine": item.queueSk },
+      Select: "COUNT",
+      Limit: MAX_POSITION_COUNT - ahead,
+      ExclusiveStartKey: startKey,
+    });
+    ahead += page.count;
+    startKey = page.lastKey;
+  } while (startKey && ahead < MAX_POSITION_COUNT);
+  return { ...job, queuePosition: ahead < MAX_POSITION_COUNT ? ahead + 1 : null, estimatedStartAt: null };
+}
+
+const listCursorSchema = z.strictObject({
+  index: z.enum([JOB_INDEX.byOwner, JOB_INDEX.byOwnerStatus, JOB_INDEX.byDay]),
+  /** The day being read, for the byDay index. */
+  day: z
+    .string()
+    .regex(/^\d{4}-\d{2}-\d{2}$/)
+    .optional(),
+  key: startKeySchema.optional(),
+});
+type ListCursor = z.infer<typeof listCursorSchema>;
+
+interface ListSource {
+  readonly index: ListCursor["index"];
+  readonly partitionAttribute: string;
+  /** The partition to read for a day (byDay) or the only one. */
+  partition(day?: string): string;
+}
+
+/**
+ * GET /jobs: newest first. A principal's jobs come from their owner index (one status: the
+ * owner+status index, so "my failed jobs" reads only failed jobs); an admin's list across
+ * principals walks the day index backwards. Indexes hold keys only; the page's jobs are then
+ * read in one BatchGetItem and the remaining filters applied.
+ */
+export async function listJobs(
+  ctx: QueryContext,
+  principal: Principal,
+  query: ListJobsQuery,
+): Promise<ListPage<Job>> {
+  if (!principal.admin && query.owner !== undefined && query.owner !== principal.id) {
+    throw new ForbiddenError("only an admin may list another principal's jobs");
+  }
+  const owner = principal.admin ? query.owner : principal.id;
+  const statuses = query.status ? new Set(query.status) : null;
+  const singleStatus = query.status?.length === 1 ? query.status[0] : undefined;
+
+  const source: ListSource =
+    owner !== undefined && singleStatus !== undefined
+      ? {
+          index: JOB_INDEX.byOwnerStatus,
+          partitionAttribute: "ownerStatusPk",
+          partition: () => ownerStatusPk(owner, singleStatus),
+        }
+      : owner !== undefined
+        ? { index: JOB_INDEX.byOwner, partitionAttribute: "ownerPk", partition: () => ownerPk(owner) }
+        : { index: JOB_INDEX.byDay, partitionAttribute: "dayPk", partition: (day) => dayPk(day ?? "") };
+
+  const cursor = decodeCursor(query.cursor, listCursorSchema);
+  if (cursor && cursor.index !== source.index) throw invalidCursor();
+  const lowestDay = source.index === JOB_INDEX.byDay ? await lowestDayToRead(ctx, query) : undefined;
+  let day =
+    source.index === JOB_INDEX.byDay
+      ? (cursor?.day ?? (query.createdBefore ?? ctx.clock().toISOString()).slice(0, 10))
+      : undefined;
+  let startKey = cursor?.key;
+  if (startKey && startKey[source.partitionAttribute] !== source.partition(day)) throw invalidCursor();
+
+  const range = sortKeyRange(query);
+  const items: Job[] = [];
+  let inspected = 0;
+  for (;;) {
+    if (lowestDay !== undefined && (day === undefined || day < lowestDay)) return { items, nextCursor: null };
+    const page = await ctx.repo.queryIndex({
+      IndexName: source.index,
+      KeyConditionExpression: `${source.partitionAttribute} = :pk AND ownerSk BETWEEN :lo AND :hi`,
+      ExpressionAttributeValues: { ":pk": source.partition(day), ":lo": range.lo, ":hi": range.hi },
+      ScanIndexForward: false,
+      Limit: Math.min(200, query.limit - items.length + 10),
+      ExclusiveStartKey: startKey,
+    });
+    const jobs = await ctx.repo.getJobItems(
+      page.items.map((k) => String(k.ownerSk)),
+      false,
+    );
+    for (const key of page.items) {
+      inspected++;
+      const item = jobs.get(String(key.ownerSk));
+      if (item && matches(item, query, statuses)) items.push(fromJobItem(item));
+      if (items.length === query.limit) {
+        // Resume right after the last key consumed, not after the page DynamoDB returned.
+        return { items, nextCursor: encodeCursor({ index: source.index, day, key }) };
+      }
+    }
+    startKey = page.lastKey as StartKey | undefined;
+    if (!startKey) {
+      if (source.index !== JOB_INDEX.byDay || day === undefined) return { items, nextCursor: null };
+      day = previousDay(day);
+    }
+    if (inspected >= MAX_KEYS_PER_REQUEST) {
+      // A sparse filter: return what we have and let the client page on, as DynamoDB does.
+      const next: ListCursor = startKey
+        ? { index: source.index, day, key: startKey }
+        : { index: source.index, day };
+      return { items, nextCursor: encodeCursor(next) };
+    }
+  }
+}
+
+function invalidCursor(): ValidationError {
+  return new ValidationError([{ path: "cursor", message: "does not belong to this list" }]);
+}
+
+function matches(item: JobItem, query: ListJobsQuery, statuses: ReadonlySet<string> | null): boolean {
+  if (item.staged) return false;
+  if (statuses && !statuses.has(item.status)) return false;
+  if (query.type !== undefined && item.type !== query.type) return false;
+  if (query.priority !== undefined && item.priority !== query.priority) return false;
+  if (query.tag && item.tags[query.tag.key] !== query.tag.value) return false;
+  return true;
+}
+
+/** Job ids are `job_` + ULID, so a creation-time range is a sort-key range. */
+function sortKeyRange(query: ListJobsQuery): { lo: string; hi: string } {
+  const lo = query.createdAfter ? `job_${encodeTime(Date.parse(query.createdAfter))}` : "job_";
+  const hi = query.createdBefore
+    ? `job_${encodeTime(Math.max(0, Date.parse(query.createdBefore) - 1))}~`
+    : "job_~";
+  return { lo, hi };
+}
+
+async function lowestDayToRead(ctx: QueryContext, query: ListJobsQuery): Promise<string> {
+  const first = (await ctx.repo.getFirstDay()) ?? ctx.clock().toISOString().slice(0, 10);
+  const after = query.createdAfter?.slice(0, 10);
+  return after && after > first ? after : first;
+}
+
+function previousDay(day: string): string {
+  const d = new Date(`${day}T00:00:00.000Z`);
+  d.setUTCDate(d.getUTCDate() - 1);
+  return d.toISOString().slice(0, 10);
+}
+
+const pageCursorSchema = z.strictObject({ key: startKeySchema });
+
+async function pageOf<T>(
+  ctx: QueryContext,
+  principal: Principal,
+  id: string,
+  prefix: string,
+  options: { limit: number; cursor?: string | undefined },
+  map: (item: Record<string, unknown>) => T,
+): Promise<ListPage<T>> {
+  await loadVisibleJob(ctx.repo, principal, id);
+  const cursor = decodeCursor(options.cursor, pageCursorSchema);
+  if (cursor && !String(cursor.key.sk ?? "").startsWith(prefix)) throw invalidCursor();
+  const page = await ctx.repo.queryJobPartition(id, prefix, { limit: options.limit, startKey: cursor?.key });
+  return {
+    items: page.items.map(map),
+    nextCursor: page.lastKey ? encodeCursor({ key: page.lastKey }) : null,
+  };
+}
+
+export function toTransition(item: Record<string, unknown>): Transition {
+  return {
+    from: (item.from ?? null) as Transition["from"],
+    to: item.to as Transition["to"],
+    at: String(item.at),
+    reason: String(item.reason ?? ""),
+    triggeredBy: (item.triggeredBy ?? null) as string | null,
+  };
+}
+
+export function toAttempt(item: Record<string, unknown>): Attempt {
+  return {
+    attempt: Number(item.attempt),
+    status: item.status as Attempt["status"],
+    startedAt: String(item.startedAt),
+    finishedAt: (item.finishedAt ?? null) as string | null,
+    durationMs: (item.durationMs ?? null) as number | null,
+    workerId: (item.workerId ?? null) as string | null,
+    nodeId: (item.nodeId ?? null) as string | null,
+    pool: (item.pool ?? null) as string | null,
+    error: (item.error ?? null) as Attempt["error"],
+  };
+}
+
+export function listTransitions(
+  ctx: QueryContext,
+  principal: Principal,
+  id: string,
+  options: { limit: number; cursor?: string | undefined },
+): Promise<ListPage<Transition>> {
+  return pageOf(ctx, principal, id, TRANSITION_PREFIX, options, toTransition);
+}
+
+export function listAttempts(
+  ctx: QueryContext,
+  principal: Principal,
+  id: string,
+  options: { limit: number; cursor?: string | undefined },
+): Promise<ListPage<Attempt>> {
+  return pageOf(ctx, principal, id, ATTEMPT_PREFIX, options, toAttempt);
+}
+
+/** A transition shown as the lifecycle line GET /logs includes. */
+function lifecycleLine(item: Record<string, unknown>): LogLine {
+  const t = toTransition(item);
+  const attempt = Number(item.attempt ?? 0);
+  return {
+    timestamp: t.at,
+    level: (item.level ?? "info") as LogLevel,
+    message: `${t.from ?? "submitted"} → ${t.to}: ${t.reason}`,
+    attempt: attempt > 0 ? attempt : null,
+  };
+}
+
+function taskLine(item: Record<string, unknown>): LogLine {
+  return {
+    timestamp: String(item.timestamp),
+    level: item.level as LogLevel,
+    message: String(item.message ?? ""),
+    attempt: (item.attempt ?? null) as number | null,
+  };
+}
+
+const streamPosition = z.union([z.literal("end"), startKeySchema, z.null()]);
+const logsCursorSchema = z.strictObject({ task: streamPosition, lifecycle: streamPosition });
+type StreamPosition = z.infer<typeof streamPosition>;
+
+interface StreamRead {
+  readonly entries: { line: LogLine; key: StartKey }[];
+  readonly exhausted: boolean;
+}
+
+/**
+ * GET /jobs/{id}/logs: the lines the task wrote and the lifecycle lines (its transitions), in
+ * time order. The two live under different sort-key prefixes, so each page merges two ordered
+ * reads and the cursor remembers where each stopped.
+ */
+export async function listLogs(
+  ctx: QueryContext,
+  principal: Principal,
+  id: string,
+  options: {
+    limit: number;
+    cursor?: string | undefined;
+    attempt?: number | undefined;
+    level?: LogLevel | undefined;
+  },
+): Promise<ListPage<LogLine>> {
+  await loadVisibleJob(ctx.repo, principal, id);
+  const cursor = decodeCursor(options.cursor, logsCursorSchema) ?? { task: null, lifecycle: null };
+  const filterParts: string[] = [];
+  const values: Record<string, unknown> = {};
+  const names: Record<string, string> = {};
+  if (options.attempt !== undefined) {
+    filterParts.push("#attempt = :attempt");
+    names["#attempt"] = "attempt";
+    values[":attempt"] = options.attempt;
+  }
+  if (options.level !== undefined) {
+    filterParts.push("#level = :level");
+    names["#level"] = "level";
+    values[":level"] = options.level;
+  }
+  const filter = filterParts.length ? { expression: filterParts.join(" AND "), names, values } : undefined;
+
+  const read = async (
+    prefix: string,
+    position: StreamPosition,
+    toLine: (i: Record<string, unknown>) => LogLine,
+  ) => {
+    if (position === "end") return { entries: [], exhausted: true } satisfies StreamRead;
+    if (position && !String(position.sk ?? "").startsWith(prefix)) throw invalidCursor();
+    const entries: StreamRead["entries"] = [];
+    let startKey = position ?? undefined;
+    do {
+      const page = await ctx.repo.queryJobPartition(id, prefix, { limit: options.limit, startKey, filter });
+      for (const item of page.items)
+        entries.push({ line: toLine(item), key: { pk: String(item.pk), sk: String(item.sk) } });
+      startKey = page.lastKey as StartKey | undefined;
+    } while (startKey && entries.length < options.limit);
+    return { entries, exhausted: startKey === undefined } satisfies StreamRead;
+  };
+  const [task, lifecycle] = await Promise.all([
+    read(LOG_PREFIX, cursor.task, taskLine),
+    read(TRANSITION_PREFIX, cursor.lifecycle, lifecycleLine),
+  ]);
+
+  const items: LogLine[] = [];
+  let ti = 0;
+  let li = 0;
+  while (items.length < options.limit && (ti < task.entries.length || li < lifecycle.entries.length)) {
+    const t = task.entries[ti];
+    const l = lifecycle.entries[li];
+    if (l && (!t || l.line.timestamp <= t.line.timestamp)) {
+      items.push(l.line);
+      li++;
+    } else if (t) {
+      items.push(t.line);
+      ti++;
+    }
+  }
+  const position = (s: StreamRead, consumed: number, previous: StreamPosition): StreamPosition => {
+    if (consumed === s.entries.length && s.exhausted) return "end";
+    return consumed > 0 ? (s.entries[consumed - 1]?.key ?? previous) : previous;
+  };
+  const next = {
+    task: position(task, ti, cursor.task),
+    lifecycle: position(lifecycle, li, cursor.lifecycle),
+  };
+  const done = next.task === "end" && next.lifecycle === "end";
+  return { items, nextCursor: done ? null : encodeCursor(next) };
+}

@@ -1,0 +1,8 @@
+import { cancelJob } from "../../app/actions";
+import { appContext } from "../../app/runtime";
+import { apiHandler, json, pathParameter, principalOf } from "../http";
+
+/** PATCH /jobs/{id}/cancel: the job and, transitively, its dependents. */
+export const handler = apiHandler(async (event) => {
+  return json(200, await cancelJob(appContext(), principalOf(event), pathParameter(event, "id")));
+});

@@ -1,0 +1,11 @@
+import { listAttempts } from "../../app/queries";
+import { appContext } from "../../app/runtime";
+import { pageQuerySchema } from "../../core/job";
+import { parseRequest } from "../../core/validation";
+import { apiHandler, json, pathParameter, principalOf, queryParameters } from "../http";
+
+/** GET /jobs/{id}/attempts */
+export const handler = apiHandler(async (event) => {
+  const query = parseRequest(pageQuerySchema, queryParameters(event));
+  return json(200, await listAttempts(appContext(), principalOf(event), pathParameter(event, "id"), query));
+});

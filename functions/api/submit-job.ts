@@ -1,0 +1,26 @@
+import { requestHash, validateKey } from "../../app/idempotency";
+import { appContext } from "../../app/runtime";
+import { assertPayloadSizes, submitJobs } from "../../app/submit";
+import { submitJobSchema } from "../../core/job";
+import { parseRequest } from "../../core/validation";
+import { apiHandler, header, json, jsonBody, principalOf } from "../http";
+
+/** A job's body: its payload (≤ 256 KiB, checked on its own) plus room for every other field. */
+export const MAX_SUBMIT_BODY_BYTES = 288 * 1024;
+
+/** POST /jobs */
+export const handler = apiHandler(async (event) => {
+  const principal = principalOf(event);
+  const body = jsonBody(event, MAX_SUBMIT_BODY_BYTES);
+  assertPayloadSizes(body, false);
+  const request = parseRequest(submitJobSchema, body);
+  const key = header(event, "Idempotency-Key");
+  const result = await submitJobs(appContext(), {
+    principal,
+    jobs: [request],
+    idempotency:
+      key === undefined ? undefined : { key: validateKey(key), requestHash: requestHash("POST /jobs", body) },
+  });
+  const job = result.jobs[0];
+  return result.replayed ? json(200, job, { "Idempotent-Replayed": "true" }) : json(201, job);
+});

@@ -1,0 +1,138 @@
+import { Logger } from "@aws-lambda-powertools/logger";
+import { injectLambdaContext } from "@aws-lambda-powertools/logger/middleware";
+import middy from "@middy/core";
+import type { APIGatewayProxyEvent, APIGatewayProxyResult, Context } from "aws-lambda";
+import {
+  type ErrorCode,
+  JobqError,
+  PayloadTooLargeError,
+  TooManyRequestsError,
+  UnauthorizedError,
+  ValidationError,
+} from "../core/errors";
+import type { Principal } from "../core/principal";
+import { AUTH_CONTEXT_KEYS } from "./routes";
+
+/**
+ * The HTTP edge shared by every API handler: who is calling, the JSON body, and the one
+ * mapping from domain errors to API.md's error format and status codes.
+ */
+
+export const logger = new Logger({ serviceName: "jobq" });
+
+export const HTTP_STATUS: Readonly<Record<ErrorCode, number>> = {
+  validation_failed: 400,
+  unknown_dependency: 400,
+  dependency_cycle: 400,
+  unknown_type: 400,
+  unsatisfiable_resources: 400,
+  unauthorized: 401,
+  forbidden: 403,
+  not_found: 404,
+  invalid_transition: 409,
+  idempotency_key_reused: 409,
+  payload_too_large: 413,
+  too_many_requests: 429,
+  internal: 500,
+};
+
+export type { Principal };
+
+/** The caller as the authorizer (AWS) or the local front (npm start) put it in the context. */
+export function principalOf(event: APIGatewayProxyEvent): Principal {
+  const authorizer = event.requestContext?.authorizer ?? {};
+  const id = authorizer[AUTH_CONTEXT_KEYS.principal];
+  if (typeof id !== "string" || id.length === 0) throw new UnauthorizedError();
+  return { id, admin: authorizer[AUTH_CONTEXT_KEYS.role] === "admin" };
+}
+
+export function json(
+  statusCode: number,
+  body: unknown,
+  headers: Record<string, string> = {},
+): APIGatewayProxyResult {
+  return {
+    statusCode,
+    headers: { "content-type": "application/json; charset=utf-8", ...headers },
+    body: JSON.stringify(body),
+  };
+}
+
+export function errorResponse(error: unknown): APIGatewayProxyResult {
+  if (error instanceof JobqError) {
+    const body: { code: ErrorCode; message: string; details?: unknown } = {
+      code: error.code,
+      message: error.message,
+    };
+    if (error.details !== undefined) body.details = error.details;
+    const headers: Record<string, string> =
+      error instanceof TooManyRequestsError ? { "retry-after": String(error.retryAfterSeconds) } : {};
+    return json(HTTP_STATUS[error.code], { error: body }, headers);
+  }
+  logger.error("unhandled error", { error: error as Error });
+  return json(500, { error: { code: "internal", message: "internal error" } });
+}
+
+/** A header, case-insensitively, as API Gateway passes them through as sent. */
+export function header(event: APIGatewayProxyEvent, name: string): string | undefined {
+  const wanted = name.toLowerCase();
+  for (const [key, value] of Object.entries(event.headers ?? {})) {
+    if (key.toLowerCase() === wanted && value !== undefined) return value;
+  }
+  return undefined;
+}
+
+/**
+ * The request body as JSON. Size is checked before parsing so an oversized body costs nothing;
+ * malformed JSON is a 400 naming the problem, never a 500.
+ */
+export function jsonBody(event: APIGatewayProxyEvent, maxBytes: number): unknown {
+  const raw =
+    event.isBase64Encoded && event.body ? Buffer.from(event.body, "base64").toString("utf8") : event.body;
+  if (raw === null || raw === undefined || raw.trim() === "") {
+    throw new ValidationError([{ path: "", message: "a JSON body is required" }]);
+  }
+  const bytes = Buffer.byteLength(raw, "utf8");
+  if (bytes > maxBytes) {
+    throw new PayloadTooLargeError(`request body is ${bytes} bytes; the limit is ${maxBytes}`, {
+      limitBytes: maxBytes,
+    });
+  }
+  try {
+    return JSON.parse(raw);
+  } catch (error) {
+    throw new ValidationError([{ path: "", message: `body is not valid JSON: ${(error as Error).message}` }]);
+  }
+}
+
+export function pathParameter(event: APIGatewayProxyEvent, name: string): string {
+  const value = event.pathParameters?.[name];
+  if (!value) throw new ValidationError([{ path: name, message: "path parameter is required" }]);
+  return decodeURIComponent(value);
+}
+
+/** Query string as a plain object (API Gateway gives null when there is none). */
+export function queryParameters(event: APIGatewayProxyEvent): Record<string, string> {
+  const query: Record<string, string> = {};
+  for (const [key, value] of Object.entries(event.queryStringParameters ?? {})) {
+    if (value !== undefined) query[key] = value;
+  }
+  return query;
+}
+
+export type RouteHandler = (event: APIGatewayProxyEvent, context: Context) => Promise<APIGatewayProxyResult>;
+
+/**
+ * Wraps a route's use case in the middy chain every API handler shares: the Lambda context in
+ * every log line, and every error mapped to the contract's format.
+ */
+export function apiHandler(route: RouteHandler) {
+  return middy<APIGatewayProxyEvent, APIGatewayProxyResult>()
+    .use(injectLambdaContext(logger, { resetKeys: true }))
+    .use({
+      onError: (request) => {
+        request.response = errorResponse(request.error);
+      },
+    })
+    .handler(route);
+}

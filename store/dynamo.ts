@@ -1,0 +1,97 @@
+import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
+import { DynamoDBDocumentClient } from "@aws-sdk/lib-dynamodb";
+
+/**
+ * Read and write capacity units consumed by this process, summed from every response's
+ * ConsumedCapacity. The benchmark divides it by submissions; in AWS the same numbers feed the
+ * handlers' metrics, so cost per job is observed, not estimated.
+ */
+export class CapacityMeter {
+  read = 0;
+  write = 0;
+  requests = 0;
+
+  add(consumed: unknown): void {
+    const entries = Array.isArray(consumed) ? consumed : consumed ? [consumed] : [];
+    for (const entry of entries) {
+      if (typeof entry !== "object" || entry === null) continue;
+      const { ReadCapacityUnits, WriteCapacityUnits, CapacityUnits } = entry as Record<string, unknown>;
+      const read = typeof ReadCapacityUnits === "number" ? ReadCapacityUnits : 0;
+      const write = typeof WriteCapacityUnits === "number" ? WriteCapacityUnits : 0;
+      this.read += read;
+      this.write += write;
+      // Some operations (and DynamoDB Local) report only the total.
+      if (read === 0 && write === 0 && typeof CapacityUnits === "number") this.write += CapacityUnits;
+    }
+  }
+
+  snapshot(): { read: number; write: number; requests: number } {
+    return { read: this.read, write: this.write, requests: this.requests };
+  }
+
+  reset(): void {
+    this.read = 0;
+    this.write = 0;
+    this.requests = 0;
+  }
+}
+
+export const capacityMeter = new CapacityMeter();
+
+/** Read operations whose capacity DynamoDB reports as read units even when only `CapacityUnits` is set. */
+const READ_COMMANDS = new Set([
+  "GetItemCommand",
+  "QueryCommand",
+  "ScanCommand",
+  "BatchGetItemCommand",
+  "TransactGetItemsCommand",
+]);
+
+export interface DynamoOptions {
+  readonly region: string;
+  /** DynamoDB Local on loopback; unset in AWS. */
+  readonly endpoint?: string | undefined;
+}
+
+/**
+ * One document client per process. Locally it gets an explicit endpoint and dummy credentials
+ * so the SDK never falls back to the instance metadata address.
+ */
+export function createDocumentClient(options: DynamoOptions): DynamoDBDocumentClient {
+  const client = new DynamoDBClient({
+    region: options.region,
+    ...(options.endpoint
+      ? { endpoint: options.endpoint, credentials: { accessKeyId: "local", secretAccessKey: "local" } }
+      : {}),
+    maxAttempts: 5,
+  });
+  client.middlewareStack.add(
+    (next, context) => async (args) => {
+      const input = args.input as Record<string, unknown>;
+      input.ReturnConsumedCapacity ??= "TOTAL";
+      const result = await next(args);
+      capacityMeter.requests += 1;
+      const consumed = (result.output as unknown as Record<string, unknown>).ConsumedCapacity;
+      if (READ_COMMANDS.has(context.commandName ?? "")) {
+        capacityMeter.add(asReads(consumed));
+      } else {
+        capacityMeter.add(consumed);
+      }
+      return result;
+    },
+    { step: "initialize", name: "jobqCapacityMeter" },
+  );
+  return DynamoDBDocumentClient.from(client, {
+    marshallOptions: { removeUndefinedValues: true, convertClassInstanceToMap: false },
+  });
+}
+
+function asReads(consumed: unknown): unknown {
+  const entries = Array.isArray(consumed) ? consumed : consumed ? [consumed] : [];
+  return entries.map((entry) => {
+    if (typeof entry !== "object" || entry === null) return entry;
+    const e = entry as Record<string, unknown>;
+    if (typeof e.ReadCapacityUnits === "number") return e;
+    return { ReadCapacityUnits: typeof e.CapacityUnits === "number" ? e.CapacityUnits : 0 };
+  });
+}

@@ -1,0 +1,128 @@
+import type { Job, JobStatus } from "../core/job";
+import {
+  dayPk,
+  duePk,
+  dueSk,
+  JOB_SK,
+  jobPk,
+  ownerPk,
+  ownerStatusPk,
+  queuePk,
+  queueSk,
+  transitionSk,
+} from "./keys";
+
+/** What the jobs table stores for a job beyond the API's Job. */
+export interface JobItem extends Omit<Job, "result"> {
+  readonly pk: string;
+  readonly sk: string;
+  readonly entity: "job";
+  /** Dependencies not yet completed; the job leaves `blocked` when it reaches 0. */
+  readonly unmet: number;
+  /** Part of a batch being written: invisible to every read until committed. */
+  readonly staged?: boolean;
+  /** TTL (epoch seconds) that collects a staged job whose batch never committed. */
+  readonly expiresAt?: number;
+  readonly ownerPk?: string;
+  readonly ownerSk?: string;
+  readonly ownerStatusPk?: string;
+  readonly dayPk?: string;
+  readonly queuePk?: string;
+  readonly queueSk?: string;
+  readonly duePk?: string;
+  readonly dueSk?: string;
+}
+
+/**
+ * GSI attributes for a job in its current status. Staged jobs get none, so no index (and so no
+ * list and no scheduler) sees them; sparse indexes get theirs only in the status they serve.
+ */
+export function indexAttributes(
+  job: Pick<Job, "id" | "owner" | "status" | "createdAt" | "priority" | "deadline" | "pool" | "runAt">,
+  staged: boolean,
+): Record<string, string> {
+  if (staged) return {};
+  const attrs: Record<string, string> = {
+    ownerPk: ownerPk(job.owner),
+    ownerSk: job.id,
+    ownerStatusPk: ownerStatusPk(job.owner, job.status),
+    dayPk: dayPk(job.createdAt.slice(0, 10)),
+  };
+  if (job.status === "queued") {
+    attrs.queuePk = queuePk(job.pool);
+    attrs.queueSk = queueSk(job);
+  }
+  if (job.status === "scheduled" && job.runAt) {
+    attrs.duePk = duePk(job.pool);
+    attrs.dueSk = dueSk(job.runAt, job.id);
+  }
+  return attrs;
+}
+
+/** Sparse index attributes a status change must remove when the job leaves their status. */
+export function indexAttributesToRemove(status: JobStatus): string[] {
+  const remove: string[] = [];
+  if (status !== "queued") remove.push("queuePk", "queueSk");
+  if (status !== "scheduled") remove.push("duePk", "dueSk");
+  return remove;
+}
+
+export function toJobItem(job: Job, unmet: number, staged: boolean, expiresAt?: number): JobItem {
+  const { result: _result, ...rest } = job;
+  return {
+    ...rest,
+    pk: jobPk(job.id),
+    sk: JOB_SK,
+    entity: "job",
+    unmet,
+    ...(staged ? { staged: true, expiresAt } : {}),
+    ...indexAttributes(job, staged),
+  };
+}
+
+const STORAGE_ONLY = new Set([
+  "pk",
+  "sk",
+  "entity",
+  "unmet",
+  "staged",
+  "expiresAt",
+  "ownerPk",
+  "ownerSk",
+  "ownerStatusPk",
+  "dayPk",
+  "queuePk",
+  "queueSk",
+  "duePk",
+  "dueSk",
+  "queuedAt",
+  "pausedFrom",
+]);
+
+/** The API's Job from a stored item (and the result item, when there is one). */
+export function fromJobItem(item: object, result: unknown = null): Job {
+  const job: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(item)) {
+    if (!STORAGE_ONLY.has(key)) job[key] = value;
+  }
+  job.result = result;
+  return job as unknown as Job;
+}
+
+/** A transition record as stored under the job's partition. */
+export function transitionItem(
+  jobId: string,
+  version: number,
+  t: {
+    from: JobStatus | null;
+    to: JobStatus;
+    at: string;
+    reason: string;
+    triggeredBy: string | null;
+    attempt: number;
+  },
+): Record<string, unknown> {
+  // Stored with a level so GET /logs can show transitions as lifecycle lines and filter them.
+  const level = t.to === "failed" ? "error" : t.to === "retrying" || t.to === "escalated" ? "warn" : "info";
+  return { pk: jobPk(jobId), sk: transitionSk(version), entity: "transition", level, ...t };
+}

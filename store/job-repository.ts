@@ -1,0 +1,389 @@
+import { TransactionCanceledException } from "@aws-sdk/client-dynamodb";
+import {
+  BatchGetCommand,
+  BatchWriteCommand,
+  DeleteCommand,
+  type DynamoDBDocumentClient,
+  GetCommand,
+  PutCommand,
+  QueryCommand,
+  type QueryCommandInput,
+  TransactWriteCommand,
+  type TransactWriteCommandInput,
+  UpdateCommand,
+} from "@aws-sdk/lib-dynamodb";
+import { ConcurrentUpdateError } from "../core/errors";
+import type { Job, JobStatus } from "../core/job";
+import { indexAttributes, indexAttributesToRemove, type JobItem, transitionItem } from "./job-items";
+import { DEPENDENT_PREFIX, FIRST_DAY_SK, JOB_SK, jobPk, META_PK, RESULT_SK } from "./keys";
+
+export type TransactItem = NonNullable<TransactWriteCommandInput["TransactItems"]>[number];
+type Key = Record<string, unknown>;
+
+/** DynamoDB's per-transaction item limit. */
+export const MAX_TRANSACTION_ITEMS = 100;
+const BATCH_GET_LIMIT = 100;
+const BATCH_WRITE_LIMIT = 25;
+
+export interface StoredJob {
+  readonly item: JobItem;
+  readonly result: unknown;
+}
+
+export interface StatusChange {
+  readonly to: JobStatus;
+  readonly reason: string;
+  readonly triggeredBy: string | null;
+  /** Other attributes the same write sets (e.g. finishedAt, pausedFrom). */
+  readonly set?: Readonly<Record<string, unknown>>;
+  readonly remove?: readonly string[];
+}
+
+export interface Page<T> {
+  readonly items: T[];
+  readonly lastKey: Key | undefined;
+  /** Items matched (after any filter); the only result of a `Select: "COUNT"` query. */
+  readonly count: number;
+}
+
+/**
+ * The jobs table: every read and conditional write the API makes. Each status change is one
+ * transaction of a conditional update (expected status and version) and the transition's put,
+ * so the history can never disagree with the job.
+ */
+export class JobRepository {
+  constructor(
+    private readonly db: DynamoDBDocumentClient,
+    readonly tableName: string,
+  ) {}
+
+  /** The job and its result in one strongly consistent Query; staged jobs do not exist yet. */
+  async getJob(id: string): Promise<StoredJob | null> {
+    const out = await this.db.send(
+      new QueryCommand({
+        TableName: this.tableName,
+        KeyConditionExpression: "pk = :pk AND begins_with(sk, :job)",
+        ExpressionAttributeValues: { ":pk": jobPk(id), ":job": JOB_SK },
+        ConsistentRead: true,
+      }),
+    );
+    const items = out.Items ?? [];
+    const job = items.find((i) => i.sk === JOB_SK) as JobItem | undefined;
+    if (!job || job.staged) return null;
+    const result = items.find((i) => i.sk === RESULT_SK);
+    return { item: job, result: result ? result.result : null };
+  }
+
+  /** The job items of many ids (missing ids are absent from the map), staged ones included. */
+  async getJobItems(ids: readonly string[], consistent = true): Promise<Map<string, JobItem>> {
+    const found = new Map<string, JobItem>();
+    const unique = [...new Set(ids)];
+    for (let i = 0; i < unique.length; i += BATCH_GET_LIMIT) {
+      let keys: Key[] = unique.slice(i, i + BATCH_GET_LIMIT).map((id) => ({ pk: jobPk(id), sk: JOB_SK }));
+      // UnprocessedKeys come back under throttling; retry them with a short backoff.
+      for (let round = 0; keys.length > 0; round++) {
+        const out = await this.db.send(
+          new BatchGetCommand({
+            RequestItems: { [this.tableName]: { Keys: keys, ConsistentRead: consistent } },
+          }),
+        );
+        for (const item of out.Responses?.[this.tableName] ?? []) {
+          const job = item as JobItem;
+          found.set(job.id, job);
+        }
+        keys = (out.UnprocessedKeys?.[this.tableName]?.Keys ?? []) as Key[];
+        if (keys.length > 0) await backoff(round);
+      }
+    }
+    return found;
+  }
+
+  /** One all-or-nothing write; a failed condition becomes ConcurrentUpdateError. */
+  async transact(items: readonly TransactItem[]): Promise<void> {
+    try {
+      await this.db.send(new TransactWriteCommand({ TransactItems: [...items] }));
+    } catch (error) {
+      if (error instanceof TransactionCanceledException) {
+        const codes = (error.CancellationReasons ?? []).map((r) => r.Code ?? "None");
+        throw new ConcurrentUpdateError(
+          `write lost a race (${codes.join(", ")})`,
+          { reasons: codes },
+          { cause: error },
+        );
+      }
+      throw error;
+    }
+  }
+
+  /** Unconditional puts in batches of 25, retrying unprocessed items. */
+  async batchPut(items: readonly object[]): Promise<void> {
+    await this.batchWrite(items.map((Item) => ({ PutRequest: { Item } })));
+  }
+
+  async batchDelete(keys: readonly Key[]): Promise<void> {
+    await this.batchWrite(keys.map((Key) => ({ DeleteRequest: { Key } })));
+  }
+
+  private async batchWrite(requests: readonly Record<string, unknown>[]): Promise<void> {
+    for (let i = 0; i < requests.length; i += BATCH_WRITE_LIMIT) {
+      let chunk = requests.slice(i, i + BATCH_WRITE_LIMIT);
+      for (let round = 0; chunk.length > 0; round++) {
+        const out = await this.db.send(new BatchWriteCommand({ RequestItems: { [this.tableName]: chunk } }));
+        chunk = (out.UnprocessedItems?.[this.tableName] ?? []) as Record<string, unknown>[];
+        if (chunk.length > 0) await backoff(round);
+      }
+    }
+  }
+
+  /**
+   * The transaction items of a status change: the job's conditional update and the transition
+   * record. Returned, not sent, so callers can add items (edges, capacity) to the same write.
+   */
+  statusChangeItems(
+    current: JobItem,
+    change: StatusChange,
+    now: string,
+  ): { items: TransactItem[]; next: JobItem } {
+    const version = current.version + 1;
+    const staged = current.staged === true;
+    const next = {
+      ...current,
+      ...change.set,
+      status: change.to,
+      statusReason: change.reason,
+      version,
+      updatedAt: now,
+    } as JobItem;
+    const set: Record<string, unknown> = {
+      ...change.set,
+      status: change.to,
+      statusReason: change.reason,
+      version,
+      updatedAt: now,
+      ...indexAttributes(next, staged),
+    };
+    const remove = [...new Set([...(change.remove ?? []), ...indexAttributesToRemove(change.to)])].filter(
+      (name) => !(name in set),
+    );
+    for (const name of remove) delete (next as unknown as Record<string, unknown>)[name];
+    const names: Record<string, string> = {};
+    const values: Record<string, unknown> = { ":from": current.status, ":version": current.version };
+    const setClauses = Object.entries(set).map(([name, value], i) => {
+      names[`#s${i}`] = name;
+      values[`:s${i}`] = value;
+      return `#s${i} = :s${i}`;
+    });
+    const removeClauses = remove.map((name, i) => {
+      names[`#r${i}`] = name;
+      return `#r${i}`;
+    });
+    names["#status"] = "status";
+    names["#version"] = "version";
+    const update = `SET ${setClauses.join(", ")}${removeClauses.length ? ` REMOVE ${removeClauses.join(", ")}` : ""}`;
+    const items: TransactItem[] = [
+      {
+        Update: {
+          TableName: this.tableName,
+          Key: { pk: current.pk, sk: JOB_SK },
+          UpdateExpression: update,
+          ConditionExpression: "#status = :from AND #version = :version",
+          ExpressionAttributeNames: names,
+          ExpressionAttributeValues: values,
+        },
+      },
+      {
+        Put: {
+          TableName: this.tableName,
+          Item: transitionItem(current.id, version, {
+            from: current.status,
+            to: change.to,
+            at: now,
+            reason: change.reason,
+            triggeredBy: change.triggeredBy,
+            attempt: current.attempts,
+          }),
+          ConditionExpression: "attribute_not_exists(pk)",
+        },
+      },
+    ];
+    return { items, next };
+  }
+
+  async changeStatus(current: JobItem, change: StatusChange, now: string): Promise<JobItem> {
+    const { items, next } = this.statusChangeItems(current, change, now);
+    await this.transact(items);
+    return next;
+  }
+
+  /** A non-status field change (priority), conditional on the version like any write. */
+  async updateJob(current: JobItem, set: Partial<Pick<Job, "priority">>, now: string): Promise<JobItem> {
+    const next = { ...current, ...set, version: current.version + 1, updatedAt: now } as JobItem;
+    const attrs: Record<string, unknown> = {
+      ...set,
+      version: next.version,
+      updatedAt: now,
+      ...indexAttributes(next, current.staged === true),
+    };
+    const names: Record<string, string> = { "#version": "version", "#status": "status" };
+    const values: Record<string, unknown> = { ":version": current.version, ":status": current.status };
+    const clauses = Object.entries(attrs).map(([name, value], i) => {
+      names[`#a${i}`] = name;
+      values[`:a${i}`] = value;
+      return `#a${i} = :a${i}`;
+    });
+    try {
+      await this.db.send(
+        new UpdateCommand({
+          TableName: this.tableName,
+          Key: { pk: current.pk, sk: JOB_SK },
+          UpdateExpression: `SET ${clauses.join(", ")}`,
+          ConditionExpression: "#version = :version AND #status = :status",
+          ExpressionAttributeNames: names,
+          ExpressionAttributeValues: values,
+        }),
+      );
+    } catch (error) {
+      if (error instanceof Error && error.name === "ConditionalCheckFailedException") {
+        throw new ConcurrentUpdateError("the job changed while it was being updated", undefined, {
+          cause: error,
+        });
+      }
+      throw error;
+    }
+    return next;
+  }
+
+  /** One page of the items under a job's partition whose sort key starts with `prefix`. */
+  async queryJobPartition(
+    id: string,
+    prefix: string,
+    options: {
+      limit: number;
+      startKey?: Key | undefined;
+      filter?:
+        | { expression: string; names?: Record<string, string>; values: Record<string, unknown> }
+        | undefined;
+    },
+  ): Promise<Page<Record<string, unknown>>> {
+    const input: QueryCommandInput = {
+      TableName: this.tableName,
+      KeyConditionExpression: "pk = :pk AND begins_with(sk, :prefix)",
+      ExpressionAttributeValues: { ":pk": jobPk(id), ":prefix": prefix, ...options.filter?.values },
+      Limit: options.limit,
+      ExclusiveStartKey: options.startKey,
+    };
+    if (options.filter) {
+      input.FilterExpression = options.filter.expression;
+      if (options.filter.names) input.ExpressionAttributeNames = options.filter.names;
+    }
+    const out = await this.db.send(new QueryCommand(input));
+    return { items: out.Items ?? [], lastKey: out.LastEvaluatedKey, count: out.Count ?? 0 };
+  }
+
+  /** Ids of every job that waits on this one (all pages). */
+  async listDependentIds(id: string): Promise<string[]> {
+    const ids: string[] = [];
+    let startKey: Key | undefined;
+    do {
+      const page = await this.queryJobPartition(id, DEPENDENT_PREFIX, { limit: 1000, startKey });
+      for (const item of page.items) ids.push(String(item.sk).slice(DEPENDENT_PREFIX.length));
+      startKey = page.lastKey;
+    } while (startKey);
+    return ids;
+  }
+
+  /** One page of an index: keys only for KEYS_ONLY indexes. */
+  async queryIndex(input: Omit<QueryCommandInput, "TableName">): Promise<Page<Record<string, unknown>>> {
+    const out = await this.db.send(new QueryCommand({ ...input, TableName: this.tableName }));
+    return { items: out.Items ?? [], lastKey: out.LastEvaluatedKey, count: out.Count ?? 0 };
+  }
+
+  async getItem(key: Key, consistent = true): Promise<Record<string, unknown> | undefined> {
+    const out = await this.db.send(
+      new GetCommand({ TableName: this.tableName, Key: key, ConsistentRead: consistent }),
+    );
+    return out.Item;
+  }
+
+  /** A put that succeeds only if the item is new; false if it already existed. */
+  async putIfAbsent(item: Record<string, unknown>): Promise<boolean> {
+    return this.putIf(item, "attribute_not_exists(pk)");
+  }
+
+  /** A conditional put; false when the condition did not hold. */
+  async putIf(
+    item: Record<string, unknown>,
+    condition: string,
+    expression: ExpressionParts = {},
+  ): Promise<boolean> {
+    return this.ifConditionHolds(() =>
+      this.db.send(
+        new PutCommand({
+          TableName: this.tableName,
+          Item: item,
+          ConditionExpression: condition,
+          ...expressionAttributes(expression),
+        }),
+      ),
+    );
+  }
+
+  /** A conditional delete; false when the condition did not hold. */
+  async deleteIf(key: Key, condition: string, expression: ExpressionParts = {}): Promise<boolean> {
+    return this.ifConditionHolds(() =>
+      this.db.send(
+        new DeleteCommand({
+          TableName: this.tableName,
+          Key: key,
+          ConditionExpression: condition,
+          ...expressionAttributes(expression),
+        }),
+      ),
+    );
+  }
+
+  private async ifConditionHolds(write: () => Promise<unknown>): Promise<boolean> {
+    try {
+      await write();
+      return true;
+    } catch (error) {
+      if (error instanceof Error && error.name === "ConditionalCheckFailedException") return false;
+      throw error;
+    }
+  }
+
+  /**
+   * The first day any job was created, written once (per cold start at most) so the admin's
+   * list knows where history ends.
+   */
+  private firstDayKnown = false;
+  async recordFirstDay(day: string): Promise<void> {
+    if (this.firstDayKnown) return;
+    await this.putIfAbsent({ pk: META_PK, sk: FIRST_DAY_SK, day });
+    this.firstDayKnown = true;
+  }
+
+  async getFirstDay(): Promise<string | null> {
+    const item = await this.getItem({ pk: META_PK, sk: FIRST_DAY_SK }, false);
+    return typeof item?.day === "string" ? item.day : null;
+  }
+}
+
+export interface ExpressionParts {
+  readonly names?: Record<string, string>;
+  readonly values?: Record<string, unknown>;
+}
+
+function expressionAttributes(parts: ExpressionParts): {
+  ExpressionAttributeNames?: Record<string, string>;
+  ExpressionAttributeValues?: Record<string, unknown>;
+} {
+  return {
+    ...(parts.names ? { ExpressionAttributeNames: parts.names } : {}),
+    ...(parts.values ? { ExpressionAttributeValues: parts.values } : {}),
+  };
+}
+
+async function backoff(round: number): Promise<void> {
+  await new Promise((resolve) => setTimeout(resolve, Math.min(1000, 25 * 2 ** round)));
+}

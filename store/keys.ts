@@ -1,0 +1,54 @@
+import type { JobStatus } from "../core/job";
+
+/**
+ * Key builders for the jobs table. A job's partition `JOB#<id>` holds the job item and
+ * everything that belongs to it (result, attempts, logs, transitions, dependency edges), so
+ * one Query reads any of them in order. See docs/data-model.md.
+ */
+
+export const jobPk = (id: string): string => `JOB#${id}`;
+export const JOB_SK = "JOB";
+/** Begins with JOB_SK so one Query reads the job and its result together. */
+export const RESULT_SK = "JOB#RESULT";
+
+/** The child's edge: what it waits on. */
+export const dependsOnSk = (parentId: string): string => `DEP#${parentId}`;
+export const DEPENDS_ON_PREFIX = "DEP#";
+/** The parent's edge: who waits on it. */
+export const dependentSk = (childId: string): string => `DPT#${childId}`;
+export const DEPENDENT_PREFIX = "DPT#";
+
+export const attemptSk = (attempt: number): string => `ATT#${String(attempt).padStart(4, "0")}`;
+export const ATTEMPT_PREFIX = "ATT#";
+
+/** Keyed by the job version the change produced: unique, ordered, and a replay collides. */
+export const transitionSk = (version: number): string => `TRN#${String(version).padStart(10, "0")}`;
+export const TRANSITION_PREFIX = "TRN#";
+
+export const logSk = (ulid: string): string => `LOG#${ulid}`;
+export const LOG_PREFIX = "LOG#";
+
+export const idempotencyPk = (principal: string, keyHash: string): string => `IDEM#${principal}#${keyHash}`;
+export const IDEMPOTENCY_SK = "IDEM";
+
+/** GSI keys of a job item, derived from the job itself so no writer can let them drift. */
+export const ownerPk = (owner: string): string => `O#${owner}`;
+export const ownerStatusPk = (owner: string, status: JobStatus): string => `O#${owner}#${status}`;
+export const dayPk = (day: string): string => `DAY#${day}`;
+export const queuePk = (pool: string | null): string => `Q#${pool ?? "*"}`;
+export const duePk = (pool: string | null): string => `DUE#${pool ?? "*"}`;
+
+/**
+ * Admission order within a pool: priority high→low, then earliest deadline (none last), then
+ * oldest (job ids are ULIDs, so they sort by creation time).
+ */
+export function queueSk(job: { priority: number; deadline: string | null; id: string }): string {
+  const rank = String(10 - job.priority).padStart(2, "0");
+  return `${rank}#${job.deadline ?? "~"}#${job.id}`;
+}
+
+export const dueSk = (runAt: string, id: string): string => `${runAt}#${id}`;
+
+/** The earliest day bucket holding any job: the admin listing stops there. */
+export const META_PK = "META";
+export const FIRST_DAY_SK = "FIRST_DAY";
