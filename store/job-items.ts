@@ -80,32 +80,45 @@ export function toJobItem(job: Job, unmet: number, staged: boolean, expiresAt?: 
   };
 }
 
-const STORAGE_ONLY = new Set([
-  "pk",
-  "sk",
-  "entity",
-  "unmet",
-  "staged",
-  "expiresAt",
-  "ownerPk",
-  "ownerSk",
-  "ownerStatusPk",
-  "dayPk",
-  "queuePk",
-  "queueSk",
-  "duePk",
-  "dueSk",
-  "queuedAt",
-  "pausedFrom",
-]);
+/** API.md's job fields, in its order, so responses read the same every time. */
+const JOB_FIELDS = [
+  "id",
+  "name",
+  "type",
+  "status",
+  "statusReason",
+  "priority",
+  "owner",
+  "payload",
+  "result",
+  "error",
+  "resources",
+  "pool",
+  "constraints",
+  "dependsOn",
+  "retry",
+  "timeoutSeconds",
+  "attempts",
+  "runAt",
+  "deadline",
+  "offPeakOnly",
+  "onFailure",
+  "tags",
+  "escalatedTo",
+  "scheduleId",
+  "createdAt",
+  "updatedAt",
+  "startedAt",
+  "finishedAt",
+  "nextAttemptAt",
+  "version",
+] as const satisfies readonly (keyof Job)[];
 
 /** The API's Job from a stored item (and the result item, when there is one). */
 export function fromJobItem(item: object, result: unknown = null): Job {
+  const stored = item as Record<string, unknown>;
   const job: Record<string, unknown> = {};
-  for (const [key, value] of Object.entries(item)) {
-    if (!STORAGE_ONLY.has(key)) job[key] = value;
-  }
-  job.result = result;
+  for (const field of JOB_FIELDS) job[field] = field === "result" ? result : (stored[field] ?? null);
   return job as unknown as Job;
 }
 
