@@ -1,0 +1,314 @@
+import { fileURLToPath } from "node:url";
+import { Duration, RemovalPolicy } from "aws-cdk-lib";
+import * as apigateway from "aws-cdk-lib/aws-apigateway";
+import type * as dynamodb from "aws-cdk-lib/aws-dynamodb";
+import * as iam from "aws-cdk-lib/aws-iam";
+import * as lambda from "aws-cdk-lib/aws-lambda";
+import * as nodejs from "aws-cdk-lib/aws-lambda-nodejs";
+import * as logs from "aws-cdk-lib/aws-logs";
+import { Construct } from "constructs";
+import type { ErrorCode } from "../core/errors";
+import { DEFAULT_POOLS, type PoolConfig } from "../core/pools";
+import { AUTH_CONTEXT_KEYS, ROUTES, type RouteSpec } from "../functions/routes";
+import { TOKEN_PATTERN } from "../store/tokens";
+
+/** functions/api of this repository: one module per route, exporting `handler`. */
+export const DEFAULT_HANDLERS_DIR = fileURLToPath(new URL("../functions/api", import.meta.url));
+const AUTHORIZER_ENTRY = fileURLToPath(new URL("../functions/authorizer.ts", import.meta.url));
+
+export interface JobApiProps {
+  /** Holds the jobs; each route function gets exactly its route's actions on it. */
+  readonly jobsTable: dynamodb.ITable;
+  /** Holds token hashes; only the authorizer reads it. */
+  readonly tokensTable: dynamodb.ITable;
+  /**
+   * Worker pools, passed to the handlers as JOBQ_POOLS (submit refuses jobs no pool can fit).
+   * @default DEFAULT_POOLS of core/pools.ts
+   */
+  readonly pools?: readonly PoolConfig[];
+  /**
+   * Job types the API accepts (JOBQ_TASK_TYPES).
+   * @default - any type is accepted
+   */
+  readonly taskTypes?: readonly string[];
+  /**
+   * Directory of the route handler modules, `<handler>.ts` per route of functions/routes.ts.
+   * @default DEFAULT_HANDLERS_DIR (functions/api)
+   */
+  readonly handlersDir?: string;
+  /**
+   * The stage, and so the first segment of every URL path.
+   * @default "v1"
+   */
+  readonly stageName?: string;
+  /**
+   * Steady-state requests per second the stage admits across all methods before answering 429.
+   * @default 100
+   */
+  readonly throttlingRateLimit?: number;
+  /**
+   * Requests the stage admits in a burst above the rate.
+   * @default 200
+   */
+  readonly throttlingBurstLimit?: number;
+  /**
+   * How long API Gateway reuses an authorizer decision for the same token. Longer saves
+   * authorizer calls and DynamoDB reads; a revoked token keeps working for up to this long.
+   * @default Duration.minutes(5)
+   */
+  readonly authorizerCacheTtl?: Duration;
+  /**
+   * Memory of every API function.
+   * @default 512
+   */
+  readonly memorySize?: number;
+  /**
+   * Timeout of every API function; API Gateway itself gives up after 29 s.
+   * @default Duration.seconds(10)
+   */
+  readonly timeout?: Duration;
+  /**
+   * How long function and access logs are kept.
+   * @default logs.RetentionDays.ONE_MONTH
+   */
+  readonly logRetention?: logs.RetentionDays;
+  /**
+   * What happens to the log groups when they leave the stack.
+   * @default RemovalPolicy.RETAIN
+   */
+  readonly logRemovalPolicy?: RemovalPolicy;
+}
+
+/** The module a route's function is built from. */
+export function handlerEntry(route: RouteSpec, handlersDir: string = DEFAULT_HANDLERS_DIR): string {
+  return `${handlersDir}/${route.handler}.ts`;
+}
+
+/**
+ * Bundled here with the local esbuild (no Docker). ESM with a `require` shim because some
+ * dependencies still `require` Node built-ins; the AWS SDK is bundled too, so what runs in Lambda
+ * is the SDK version the tests ran, not whatever the runtime ships.
+ */
+const BUNDLING: nodejs.BundlingOptions = {
+  forceDockerBundling: false,
+  format: nodejs.OutputFormat.ESM,
+  target: "node22",
+  minify: true,
+  sourceMap: true,
+  sourcesContent: false,
+  mainFields: ["module", "main"],
+  externalModules: [],
+  banner:
+    "import { createRequire as __jobqCreateRequire } from 'node:module'; const require = __jobqCreateRequire(import.meta.url);",
+};
+
+/** A gateway response body in the contract's error format (API.md). */
+function errorBody(code: ErrorCode, message: string | "gateway", details?: string): string {
+  // $context.error.messageString is API Gateway's message already quoted and escaped as JSON.
+  const messageJson = message === "gateway" ? "$context.error.messageString" : JSON.stringify(message);
+  const detailsJson = details ? `,"details":${details}` : "";
+  return `{"error":{"code":"${code}","message":${messageJson}${detailsJson}}}`;
+}
+
+interface GatewayError {
+  readonly type: apigateway.ResponseType;
+  readonly statusCode: string;
+  readonly code: ErrorCode;
+  readonly message: string | "gateway";
+  readonly details?: string;
+  readonly headers?: Record<string, string>;
+}
+
+/** What API Gateway answers itself (before or instead of a function), in the contract's terms. */
+const GATEWAY_ERRORS: readonly GatewayError[] = [
+  {
+    type: apigateway.ResponseType.UNAUTHORIZED,
+    statusCode: "401",
+    code: "unauthorized",
+    message: "missing or unknown bearer token",
+  },
+  // The authorizer never denies (it throws instead), but a Deny must not become a 403 that
+  // tells a caller more than "your token is no good".
+  {
+    type: apigateway.ResponseType.ACCESS_DENIED,
+    statusCode: "401",
+    code: "unauthorized",
+    message: "missing or unknown bearer token",
+  },
+  // API Gateway's answer to a path or method it has no resource for.
+  {
+    type: apigateway.ResponseType.MISSING_AUTHENTICATION_TOKEN,
+    statusCode: "404",
+    code: "not_found",
+    message: "no route matches this method and path",
+  },
+  {
+    type: apigateway.ResponseType.REQUEST_TOO_LARGE,
+    statusCode: "413",
+    code: "payload_too_large",
+    message: "request body too large",
+  },
+  {
+    type: apigateway.ResponseType.THROTTLED,
+    statusCode: "429",
+    code: "too_many_requests",
+    message: "too many requests",
+    // The token bucket refills at the stage rate each second.
+    headers: { "Retry-After": "'1'" },
+  },
+  {
+    type: apigateway.ResponseType.DEFAULT_4XX,
+    statusCode: "400",
+    code: "validation_failed",
+    message: "gateway",
+  },
+  {
+    type: apigateway.ResponseType.DEFAULT_5XX,
+    statusCode: "500",
+    code: "internal",
+    message: "internal error",
+    details: '{"requestId":"$context.requestId"}',
+  },
+];
+
+/**
+ * The HTTP API: a REST API (API Gateway v1, which LocalStack's free tier serves too) with one
+ * Lambda function per route of functions/routes.ts, each allowed exactly its route's DynamoDB
+ * actions, and a TOKEN authorizer in front of every route but GET /health.
+ */
+export class JobApi extends Construct {
+  public readonly api: apigateway.RestApi;
+  /** The function of each route, by route id. */
+  public readonly functions: Readonly<Record<string, nodejs.NodejsFunction>>;
+  public readonly authorizerFunction: nodejs.NodejsFunction;
+  public readonly authorizer: apigateway.TokenAuthorizer;
+  public readonly accessLogGroup: logs.LogGroup;
+  /** The stage's base URL, ending in `/`. */
+  public readonly url: string;
+
+  constructor(scope: Construct, id: string, props: JobApiProps) {
+    super(scope, id);
+    const logRetention = props.logRetention ?? logs.RetentionDays.ONE_MONTH;
+    const logRemovalPolicy = props.logRemovalPolicy ?? RemovalPolicy.RETAIN;
+    const handlersDir = props.handlersDir ?? DEFAULT_HANDLERS_DIR;
+
+    const logGroup = (logicalId: string): logs.LogGroup =>
+      new logs.LogGroup(this, logicalId, { retention: logRetention, removalPolicy: logRemovalPolicy });
+
+    const newFunction = (
+      functionId: string,
+      entry: string,
+      environment: Record<string, string>,
+    ): nodejs.NodejsFunction =>
+      new nodejs.NodejsFunction(this, functionId, {
+        entry,
+        handler: "handler",
+        runtime: lambda.Runtime.NODEJS_22_X,
+        architecture: lambda.Architecture.ARM_64,
+        memorySize: props.memorySize ?? 512,
+        timeout: props.timeout ?? Duration.seconds(10),
+        tracing: lambda.Tracing.ACTIVE,
+        // An explicit group: retention without the LogRetention custom resource (another Lambda).
+        logGroup: logGroup(`${functionId}Logs`),
+        environment: {
+          POWERTOOLS_SERVICE_NAME: "jobq",
+          NODE_OPTIONS: "--enable-source-maps",
+          ...environment,
+        },
+        bundling: BUNDLING,
+      });
+
+    this.accessLogGroup = logGroup("AccessLogs");
+    this.api = new apigateway.RestApi(this, "Api", {
+      description: "jobq HTTP API",
+      // Regional: clients call it directly; an edge endpoint adds a CloudFront hop that caches nothing here.
+      endpointTypes: [apigateway.EndpointType.REGIONAL],
+      // Access logging needs the account-level CloudWatch role; a fresh account has none.
+      cloudWatchRole: true,
+      deployOptions: {
+        stageName: props.stageName ?? "v1",
+        throttlingRateLimit: props.throttlingRateLimit ?? 100,
+        throttlingBurstLimit: props.throttlingBurstLimit ?? 200,
+        tracingEnabled: true,
+        // Execution logs would copy request bodies (payloads) into CloudWatch; access logs do not.
+        dataTraceEnabled: false,
+        accessLogDestination: new apigateway.LogGroupLogDestination(this.accessLogGroup),
+        accessLogFormat: apigateway.AccessLogFormat.custom(
+          JSON.stringify({
+            requestId: apigateway.AccessLogField.contextRequestId(),
+            requestTime: apigateway.AccessLogField.contextRequestTime(),
+            sourceIp: apigateway.AccessLogField.contextIdentitySourceIp(),
+            httpMethod: apigateway.AccessLogField.contextHttpMethod(),
+            resourcePath: apigateway.AccessLogField.contextResourcePath(),
+            path: apigateway.AccessLogField.contextPath(),
+            status: apigateway.AccessLogField.contextStatus(),
+            responseLength: apigateway.AccessLogField.contextResponseLength(),
+            responseLatency: apigateway.AccessLogField.contextResponseLatency(),
+            integrationLatency: apigateway.AccessLogField.contextIntegrationLatency(),
+            principal: apigateway.AccessLogField.contextAuthorizer(AUTH_CONTEXT_KEYS.principal),
+            errorType: apigateway.AccessLogField.contextErrorResponseType(),
+            errorMessage: apigateway.AccessLogField.contextErrorMessage(),
+            authorizerError: apigateway.AccessLogField.contextAuthorizerError(),
+            xrayTraceId: apigateway.AccessLogField.contextXrayTraceId(),
+          }),
+        ),
+      },
+    });
+    this.url = this.api.url;
+
+    for (const e of GATEWAY_ERRORS) {
+      this.api.addGatewayResponse(`${e.type.responseType}Response`, {
+        type: e.type,
+        statusCode: e.statusCode,
+        templates: { "application/json": errorBody(e.code, e.message, e.details) },
+        responseHeaders: e.headers,
+      });
+    }
+
+    this.authorizerFunction = newFunction("Authorizer", AUTHORIZER_ENTRY, {
+      JOBQ_TOKENS_TABLE: props.tokensTable.tableName,
+    });
+    this.authorizerFunction.addToRolePolicy(
+      new iam.PolicyStatement({ actions: ["dynamodb:GetItem"], resources: [props.tokensTable.tableArn] }),
+    );
+    this.authorizer = new apigateway.TokenAuthorizer(this, "TokenAuthorizer", {
+      handler: this.authorizerFunction,
+      identitySource: apigateway.IdentitySource.header("Authorization"),
+      // Turned away by API Gateway itself (401) without invoking the function.
+      validationRegex: `^[Bb]earer ${TOKEN_PATTERN.source.replace(/^\^/, "")}`,
+      // Keyed by token; the policy covers the whole stage, so one decision serves every route.
+      resultsCacheTtl: props.authorizerCacheTtl ?? Duration.minutes(5),
+    });
+
+    const routeEnvironment = {
+      JOBQ_JOBS_TABLE: props.jobsTable.tableName,
+      JOBQ_POOLS: JSON.stringify(props.pools ?? DEFAULT_POOLS),
+      JOBQ_TASK_TYPES: JSON.stringify(props.taskTypes ?? []),
+    };
+    const functions: Record<string, nodejs.NodejsFunction> = {};
+    for (const route of ROUTES) {
+      const fn = newFunction(route.id, handlerEntry(route, handlersDir), routeEnvironment);
+      const actions = [...new Set(route.jobsTable)];
+      // No statement at all for a route that needs none: an empty action list is invalid IAM anyway.
+      if (actions.length > 0) {
+        fn.addToRolePolicy(
+          new iam.PolicyStatement({
+            actions,
+            resources: [props.jobsTable.tableArn, `${props.jobsTable.tableArn}/index/*`],
+          }),
+        );
+      }
+      this.api.root
+        .resourceForPath(route.path)
+        .addMethod(
+          route.method,
+          new apigateway.LambdaIntegration(fn),
+          route.authorized
+            ? { authorizationType: apigateway.AuthorizationType.CUSTOM, authorizer: this.authorizer }
+            : { authorizationType: apigateway.AuthorizationType.NONE },
+        );
+      functions[route.id] = fn;
+    }
+    this.functions = functions;
+  }
+}

@@ -1,0 +1,141 @@
+import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { App, CfnElement, type Stack } from "aws-cdk-lib";
+import { Template } from "aws-cdk-lib/assertions";
+import type { IConstruct } from "constructs";
+import { ROUTES } from "../../functions/routes";
+import { JobqStack } from "../../lib/jobq-stack";
+
+/**
+ * Shared by the infra tests: a synthesized JobqStack without bundling, and readers for the parts of
+ * a template the assertions are about (resource paths, a role's policy statements).
+ */
+
+/**
+ * NodejsFunction insists that its entry file exists even when bundling is skipped, and the
+ * route handlers are not this tier's subject: stand-ins in a scratch dir keep these tests independent
+ * of functions/api. `npm run synth` bundles the real modules.
+ */
+let stubDir: string | undefined;
+export function stubHandlersDir(): string {
+  if (stubDir) return stubDir;
+  // Under the project root (NodejsFunction requires it) but git-ignored.
+  const cache = join(process.cwd(), "node_modules", ".cache");
+  mkdirSync(cache, { recursive: true });
+  const dir = mkdtempSync(join(cache, "jobq-infra-handlers-"));
+  for (const route of ROUTES) {
+    writeFileSync(
+      join(dir, `${route.handler}.ts`),
+      "export const handler = async () => ({ statusCode: 200 });\n",
+    );
+  }
+  stubDir = dir;
+  return dir;
+}
+
+export function synthJobqStack(context: Record<string, unknown> = {}): {
+  stack: JobqStack;
+  template: Template;
+} {
+  // Bundling every function would make each synth take seconds per function; see LOCAL.md.
+  const app = new App({ context: { "aws:cdk:bundling-stacks": [], ...context } });
+  const stack = new JobqStack(app, "Jobq", { handlersDir: stubHandlersDir() });
+  return { stack, template: Template.fromStack(stack) };
+}
+
+export interface CfnResource {
+  readonly Type: string;
+  readonly Properties?: Record<string, unknown>;
+  readonly DeletionPolicy?: string;
+  readonly UpdateReplacePolicy?: string;
+}
+
+export function resourcesOfType(template: Template, type: string): Record<string, CfnResource> {
+  return template.findResources(type) as Record<string, CfnResource>;
+}
+
+/** A Lambda function's environment variables as the template has them (strings or intrinsics). */
+export function environmentOf(template: Template, functionId: string): Record<string, unknown> {
+  const fn = resourcesOfType(template, "AWS::Lambda::Function")[functionId];
+  const environment = fn?.Properties?.Environment as { Variables?: Record<string, unknown> } | undefined;
+  return environment?.Variables ?? {};
+}
+
+export function logicalId(stack: Stack, construct: IConstruct): string {
+  const resource = construct.node.defaultChild;
+  if (!(resource instanceof CfnElement))
+    throw new Error(`${construct.node.path} has no CloudFormation resource`);
+  return stack.getLogicalId(resource);
+}
+
+export function logicalIdOfElement(stack: Stack, element: IConstruct): string {
+  if (!(element instanceof CfnElement))
+    throw new Error(`${element.node.path} is not a CloudFormation element`);
+  return stack.getLogicalId(element);
+}
+
+/** Whether a template fragment mentions a resource by logical id (Ref or Fn::GetAtt). */
+export function mentions(fragment: unknown, id: string): boolean {
+  return JSON.stringify(fragment).includes(`"${id}"`);
+}
+
+/** The full path (e.g. `/jobs/{id}/cancel`) of every AWS::ApiGateway::Resource, by logical id. */
+export function resourcePaths(template: Template): Map<string, string> {
+  const resources = resourcesOfType(template, "AWS::ApiGateway::Resource");
+  const paths = new Map<string, string>();
+  const pathOf = (id: string): string => {
+    const known = paths.get(id);
+    if (known !== undefined) return known;
+    const props = resources[id]?.Properties;
+    if (!props) throw new Error(`no AWS::ApiGateway::Resource ${id}`);
+    const parent = props.ParentId;
+    const parentPath = isRef(parent) ? pathOf(parent.Ref) : "";
+    const path = `${parentPath}/${String(props.PathPart)}`;
+    paths.set(id, path);
+    return path;
+  };
+  for (const id of Object.keys(resources)) pathOf(id);
+  return paths;
+}
+
+/** The path a method is on: its resource's path, or `/` for the root (a Fn::GetAtt RootResourceId). */
+export function methodPath(method: CfnResource, paths: Map<string, string>): string {
+  const resourceId = method.Properties?.ResourceId;
+  if (!isRef(resourceId)) return "/";
+  const path = paths.get(resourceId.Ref);
+  if (path === undefined) throw new Error(`method on unknown resource ${resourceId.Ref}`);
+  return path;
+}
+
+function isRef(value: unknown): value is { Ref: string } {
+  return typeof value === "object" && value !== null && typeof (value as { Ref?: unknown }).Ref === "string";
+}
+
+export interface PolicyStatement {
+  readonly Effect: string;
+  readonly Action: string | string[];
+  readonly Resource: unknown;
+}
+
+export function actionsOf(statement: PolicyStatement): string[] {
+  return typeof statement.Action === "string" ? [statement.Action] : statement.Action;
+}
+
+export function resourcesOf(statement: PolicyStatement): unknown[] {
+  return Array.isArray(statement.Resource) ? statement.Resource : [statement.Resource];
+}
+
+/** Every statement of every AWS::IAM::Policy attached to the role. */
+export function roleStatements(template: Template, roleId: string): PolicyStatement[] {
+  const policies = Object.values(resourcesOfType(template, "AWS::IAM::Policy"));
+  return policies
+    .filter((p) => mentions(p.Properties?.Roles, roleId))
+    .flatMap(
+      (p) => (p.Properties?.PolicyDocument as { Statement?: PolicyStatement[] } | undefined)?.Statement ?? [],
+    );
+}
+
+/** Statements that grant something in DynamoDB, including wildcards that would. */
+export function dynamoStatements(statements: readonly PolicyStatement[]): PolicyStatement[] {
+  return statements.filter((s) => actionsOf(s).some((a) => a === "*" || a.startsWith("dynamodb:")));
+}

@@ -1,0 +1,256 @@
+import { relative } from "node:path";
+import type { Template } from "aws-cdk-lib/assertions";
+import { beforeAll, describe, expect, it } from "vitest";
+import { DEFAULT_POOLS } from "../../core/pools";
+import { readConfig } from "../../functions/config";
+import { ROUTES, type RouteSpec } from "../../functions/routes";
+import { handlerEntry } from "../../lib/job-api";
+import type { JobqStack } from "../../lib/jobq-stack";
+import {
+  actionsOf,
+  dynamoStatements,
+  environmentOf,
+  logicalId,
+  mentions,
+  methodPath,
+  resourcePaths,
+  resourcesOf,
+  resourcesOfType,
+  roleStatements,
+  synthJobqStack,
+} from "./fixtures";
+
+let stack: JobqStack;
+let template: Template;
+let jobsTableId: string;
+let tokensTableId: string;
+
+beforeAll(() => {
+  ({ stack, template } = synthJobqStack());
+  jobsTableId = logicalId(stack, stack.store.jobsTable);
+  tokensTableId = logicalId(stack, stack.store.tokensTable);
+});
+
+function functionOf(routeId: string) {
+  const fn = stack.jobApi.functions[routeId];
+  if (!fn) throw new Error(`no function for route ${routeId}`);
+  return fn;
+}
+
+function roleIdOf(fn: ReturnType<typeof functionOf>): string {
+  if (!fn.role) throw new Error(`${fn.node.path} has no role`);
+  return logicalId(stack, fn.role);
+}
+
+const routeCases = ROUTES.map((r) => [`${r.method} ${r.path}`, r] as [string, RouteSpec]);
+
+describe("routes", () => {
+  it("builds every route's function from functions/api/<handler>.ts", () => {
+    for (const route of ROUTES) {
+      expect(relative(process.cwd(), handlerEntry(route))).toBe(`functions/api/${route.handler}.ts`);
+    }
+  });
+
+  it.each(routeCases)(
+    "%s is a method on its resource path, proxied to the route's own function",
+    (_, route) => {
+      const paths = resourcePaths(template);
+      const methods = Object.values(resourcesOfType(template, "AWS::ApiGateway::Method")).filter(
+        (m) => m.Properties?.HttpMethod === route.method && methodPath(m, paths) === route.path,
+      );
+      expect(methods).toHaveLength(1);
+      const integration = methods[0]?.Properties?.Integration as { Type: string; Uri: unknown };
+      expect(integration.Type).toBe("AWS_PROXY");
+      expect(mentions(integration.Uri, logicalId(stack, functionOf(route.id)))).toBe(true);
+    },
+  );
+
+  it.each(routeCases)("%s: authorizer exactly when the route is authorized", (_, route) => {
+    const paths = resourcePaths(template);
+    const method = Object.values(resourcesOfType(template, "AWS::ApiGateway::Method")).find(
+      (m) => m.Properties?.HttpMethod === route.method && methodPath(m, paths) === route.path,
+    );
+    const authorizerId = logicalId(stack, stack.jobApi.authorizer);
+    if (route.authorized) {
+      expect(method?.Properties?.AuthorizationType).toBe("CUSTOM");
+      expect(method?.Properties?.AuthorizerId).toEqual({ Ref: authorizerId });
+    } else {
+      expect(method?.Properties?.AuthorizationType).toBe("NONE");
+      expect(method?.Properties?.AuthorizerId).toBeUndefined();
+    }
+  });
+
+  it("leaves only GET /health open", () => {
+    expect(ROUTES.filter((r) => !r.authorized).map((r) => `${r.method} ${r.path}`)).toEqual(["GET /health"]);
+  });
+});
+
+describe("least privilege", () => {
+  it.each(routeCases)(
+    "%s: exactly the route's actions, on the jobs table and its indexes only",
+    (_, route) => {
+      const statements = roleStatements(template, roleIdOf(functionOf(route.id)));
+      const dynamo = dynamoStatements(statements);
+
+      expect(new Set(dynamo.flatMap(actionsOf))).toEqual(new Set(route.jobsTable));
+      for (const statement of dynamo) {
+        expect(statement.Effect).toBe("Allow");
+        expect(resourcesOf(statement)).toEqual([
+          { "Fn::GetAtt": [jobsTableId, "Arn"] },
+          { "Fn::Join": ["", [{ "Fn::GetAtt": [jobsTableId, "Arn"] }, "/index/*"]] },
+        ]);
+      }
+      expect(mentions(statements, tokensTableId)).toBe(false);
+    },
+  );
+
+  it("gives the health function no DynamoDB permission at all", () => {
+    const health = ROUTES.find((r) => r.method === "GET" && r.path === "/health");
+    if (!health) throw new Error("no GET /health route");
+    const statements = roleStatements(template, roleIdOf(functionOf(health.id)));
+    expect(dynamoStatements(statements)).toEqual([]);
+    expect(mentions(statements, jobsTableId)).toBe(false);
+  });
+
+  it("lets the authorizer only GetItem the tokens table", () => {
+    const statements = roleStatements(template, roleIdOf(stack.jobApi.authorizerFunction));
+    const dynamo = dynamoStatements(statements);
+    expect(dynamo.flatMap(actionsOf)).toEqual(["dynamodb:GetItem"]);
+    expect(dynamo.flatMap(resourcesOf)).toEqual([{ "Fn::GetAtt": [tokensTableId, "Arn"] }]);
+    expect(mentions(statements, jobsTableId)).toBe(false);
+  });
+});
+
+describe("authorizer", () => {
+  it("is a TOKEN authorizer on the Authorization header, cached 300 s, invoking the authorizer function", () => {
+    const authorizer = resourcesOfType(template, "AWS::ApiGateway::Authorizer")[
+      logicalId(stack, stack.jobApi.authorizer)
+    ];
+    const props = authorizer?.Properties ?? {};
+    expect(props.Type).toBe("TOKEN");
+    expect(props.IdentitySource).toBe("method.request.header.Authorization");
+    expect(props.AuthorizerResultTtlInSeconds).toBe(300);
+    expect(mentions(props.AuthorizerUri, logicalId(stack, stack.jobApi.authorizerFunction))).toBe(true);
+  });
+
+  it("lets API Gateway refuse anything but a bearer token of jobq's shape before invoking it", () => {
+    const authorizer = resourcesOfType(template, "AWS::ApiGateway::Authorizer")[
+      logicalId(stack, stack.jobApi.authorizer)
+    ];
+    const regex = new RegExp(String(authorizer?.Properties?.IdentityValidationExpression));
+    expect(regex.test(`Bearer jq_${"a1_-".repeat(10)}xyz`)).toBe(true);
+    expect(regex.test("Bearer local-dev-token")).toBe(false);
+    expect(regex.test(`Basic jq_${"a".repeat(43)}`)).toBe(false);
+  });
+
+  it("reads the tokens table named by the template", () => {
+    const variables = environmentOf(template, logicalId(stack, stack.jobApi.authorizerFunction));
+    expect(variables.JOBQ_TOKENS_TABLE).toEqual({ Ref: tokensTableId });
+  });
+});
+
+describe("functions", () => {
+  it("run nodejs22.x on arm64 with active tracing, every one of them", () => {
+    const functions = Object.entries(resourcesOfType(template, "AWS::Lambda::Function"));
+    expect(functions.length).toBeGreaterThan(0);
+    for (const [, fn] of functions) {
+      expect(fn.Properties?.Runtime).toBe("nodejs22.x");
+      expect(fn.Properties?.Architectures).toEqual(["arm64"]);
+      expect(fn.Properties?.TracingConfig).toEqual({ Mode: "Active" });
+    }
+  });
+
+  it("log to their own group kept for a month", () => {
+    const groups = resourcesOfType(template, "AWS::Logs::LogGroup");
+    for (const [, fn] of Object.entries(resourcesOfType(template, "AWS::Lambda::Function"))) {
+      const ref = (fn.Properties?.LoggingConfig as { LogGroup?: { Ref?: string } } | undefined)?.LogGroup
+        ?.Ref;
+      expect(ref).toBeDefined();
+      expect(groups[ref ?? ""]?.Properties?.RetentionInDays).toBe(30);
+    }
+  });
+
+  it.each(routeCases)("%s gets a configuration functions/config.ts accepts", (_, route) => {
+    const variables = environmentOf(template, logicalId(stack, functionOf(route.id)));
+    expect(variables.JOBQ_JOBS_TABLE).toEqual({ Ref: jobsTableId });
+    expect(variables.POWERTOOLS_SERVICE_NAME).toBe("jobq");
+    expect(variables.NODE_OPTIONS).toBe("--enable-source-maps");
+
+    const resolved = Object.fromEntries(
+      Object.entries(variables).map(([k, v]) => [k, typeof v === "string" ? v : "resolved-at-deploy"]),
+    );
+    const config = readConfig(resolved);
+    expect(config.jobsTable).toBe("resolved-at-deploy");
+    expect(config.pools).toEqual(DEFAULT_POOLS);
+    expect(config.taskTypes).toBeNull();
+  });
+});
+
+describe("stage", () => {
+  it("v1 throttles every method, traces, and writes JSON access logs to a log group", () => {
+    const stages = Object.values(resourcesOfType(template, "AWS::ApiGateway::Stage"));
+    const stage = stages.find((s) => s.Properties?.StageName === "v1");
+    const props = stage?.Properties ?? {};
+    expect(props.TracingEnabled).toBe(true);
+    expect(props.MethodSettings).toContainEqual(
+      expect.objectContaining({
+        HttpMethod: "*",
+        ResourcePath: "/*",
+        ThrottlingRateLimit: 100,
+        ThrottlingBurstLimit: 200,
+      }),
+    );
+
+    const accessLog = props.AccessLogSetting as { DestinationArn: unknown; Format: string };
+    expect(accessLog.DestinationArn).toEqual({
+      "Fn::GetAtt": [logicalId(stack, stack.jobApi.accessLogGroup), "Arn"],
+    });
+    const format = JSON.parse(accessLog.Format) as Record<string, string>;
+    expect(format).toMatchObject({
+      requestId: "$context.requestId",
+      status: "$context.status",
+      principal: "$context.authorizer.principal",
+    });
+  });
+
+  it("has the account-level CloudWatch role that access logging needs", () => {
+    template.hasResourceProperties("AWS::ApiGateway::Account", {});
+  });
+});
+
+describe("gateway responses", () => {
+  const cases = [
+    ["MISSING_AUTHENTICATION_TOKEN", "404", "not_found"],
+    ["UNAUTHORIZED", "401", "unauthorized"],
+    ["ACCESS_DENIED", "401", "unauthorized"],
+    ["REQUEST_TOO_LARGE", "413", "payload_too_large"],
+    ["THROTTLED", "429", "too_many_requests"],
+    ["DEFAULT_4XX", "400", "validation_failed"],
+    ["DEFAULT_5XX", "500", "internal"],
+  ] as const;
+
+  it.each(cases)("%s answers %s with the contract's JSON error %s", (type, status, code) => {
+    const response = Object.values(resourcesOfType(template, "AWS::ApiGateway::GatewayResponse")).find(
+      (r) => r.Properties?.ResponseType === type,
+    );
+    expect(response?.Properties?.StatusCode).toBe(status);
+    const templates = response?.Properties?.ResponseTemplates as Record<string, string> | undefined;
+    const body = templates?.["application/json"] ?? "";
+    // What API Gateway substitutes at request time, including a message that needs escaping.
+    const rendered = body
+      .replaceAll("$context.error.messageString", JSON.stringify('Bad "thing"'))
+      .replaceAll("$context.requestId", "req-1");
+    const parsed = JSON.parse(rendered) as { error: { code: string; message: unknown } };
+    expect(parsed.error.code).toBe(code);
+    expect(typeof parsed.error.message).toBe("string");
+  });
+
+  it("tells a throttled client when to retry", () => {
+    const throttled = Object.values(resourcesOfType(template, "AWS::ApiGateway::GatewayResponse")).find(
+      (r) => r.Properties?.ResponseType === "THROTTLED",
+    );
+    expect(throttled?.Properties?.ResponseParameters).toEqual({
+      "gatewayresponse.header.Retry-After": "'1'",
+    });
+  });
+});
