@@ -87,7 +87,12 @@ function buildProgram(cfg: ScriptConfig = readScriptConfig()): Command {
       const rows = records.map((r) => [r.tokenId, r.principal, r.role, r.createdAt, r.revokedAt ?? "-"]);
       const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]?.length ?? 0)));
       for (const row of [header, ...rows]) {
-        process.stdout.write(`${row.map((cell, i) => cell.padEnd(widths[i] ?? 0)).join("  ")}\n`);
+        process.stdout.write(
+          `${row
+            .map((cell, i) => cell.padEnd(widths[i] ?? 0))
+            .join("  ")
+            .trimEnd()}\n`,
+        );
       }
     });
 
