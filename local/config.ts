@@ -1,0 +1,238 @@
+import { readFileSync } from "node:fs";
+import { z } from "zod";
+import { jobTypeSchema } from "../core/job";
+import { DEFAULT_POOLS, type PoolConfig, poolsSchema } from "../core/pools";
+import { fieldProblems } from "../core/validation";
+import type { Role } from "../functions/routes";
+import { jobsTable, tokensTable } from "../store/tables";
+
+/**
+ * The local stack's configuration (API.md, "The local stack"), read once at start and failing
+ * fast with a message that names the variable. The only place in local/ that touches process.env:
+ * it reads the stack's variables and writes the handlers' (see applyHandlerEnvironment).
+ */
+
+export interface ApiPrincipal {
+  readonly principal: string;
+  readonly role: Role;
+}
+
+/** Bearer token → who it acts as: what the tokens table and the authorizer are in AWS. */
+export type ApiTokens = ReadonlyMap<string, ApiPrincipal>;
+
+export type JsonValue = z.infer<ReturnType<typeof z.json>>;
+
+export interface LocalConfig {
+  readonly port: number;
+  readonly host: string;
+  /** Where state persists; relative paths are relative to the working directory. */
+  readonly dataDir: string;
+  readonly tokens: ApiTokens;
+  readonly pools: readonly PoolConfig[];
+  /** JOBQ_CONFIG's policy, kept as given until the scheduler's policy module validates it. */
+  readonly policy: JsonValue | undefined;
+  /** Job types JOBQ_CONFIG allows besides the examples; undefined: any type is accepted. */
+  readonly taskTypes: readonly string[] | undefined;
+}
+
+/** The example task types the local workers always run (API.md). */
+export const EXAMPLE_TASK_TYPES = ["echo", "sleep", "flaky", "fail", "log"] as const;
+
+export const DEFAULT_API_TOKEN = "local-dev-token";
+export const DEFAULT_PORT = 3000;
+export const DEFAULT_HOST = "127.0.0.1";
+export const DEFAULT_DATA_DIR = ".jobq/";
+/** DynamoDB Local ignores the region (it runs with -sharedDb); the SDK still needs one. */
+export const LOCAL_REGION = "us-east-1";
+
+/** A variable or JOBQ_CONFIG is malformed; the message says which and how. */
+export class LocalConfigError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = "LocalConfigError";
+  }
+}
+
+/** Same rule as store/tokens.ts, so a local principal is one the AWS tokens script accepts too. */
+const PRINCIPAL_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$/;
+/** Anything visible but the list separator: tokens are opaque (and may end in base64's "="). */
+const TOKEN_PATTERN = /^[\x21-\x2b\x2d-\x7e]+$/;
+
+const envSchema = z.object({
+  PORT: z
+    .string()
+    .regex(/^\d{1,5}$/, "must be a port number")
+    .transform(Number)
+    .refine((port) => port <= 65_535, "must be at most 65535")
+    .optional(),
+  HOST: z.string().min(1, "must not be empty").optional(),
+  JOBQ_DATA_DIR: z.string().min(1, "must not be empty").optional(),
+  JOBQ_API_TOKENS: z.string().optional(),
+  JOBQ_CONFIG: z.string().min(1, "must not be empty").optional(),
+});
+
+const configFileSchema = z.strictObject({
+  pools: poolsSchema.optional(),
+  policy: z.json().optional(),
+  taskTypes: z.array(jobTypeSchema).optional(),
+});
+export type LocalConfigFile = z.infer<typeof configFileSchema>;
+
+export function readLocalConfig(env: NodeJS.ProcessEnv = process.env): LocalConfig {
+  const parsed = envSchema.safeParse(env);
+  if (!parsed.success) {
+    throw new LocalConfigError(`invalid environment:\n${problemList(parsed.error)}`);
+  }
+  const e = parsed.data;
+  const file = e.JOBQ_CONFIG === undefined ? {} : readConfigFile(e.JOBQ_CONFIG);
+  return {
+    port: e.PORT ?? DEFAULT_PORT,
+    host: e.HOST ?? DEFAULT_HOST,
+    dataDir: e.JOBQ_DATA_DIR ?? DEFAULT_DATA_DIR,
+    tokens: parseApiTokens(e.JOBQ_API_TOKENS),
+    pools: file.pools ?? DEFAULT_POOLS,
+    policy: file.policy,
+    taskTypes: file.taskTypes,
+  };
+}
+
+/**
+ * JOBQ_API_TOKENS: `token=principal[:admin],…`. Unset: one admin token for principal `local`.
+ * Errors name the entry by position and never echo a token: it is a secret.
+ */
+export function parseApiTokens(spec: string | undefined): Map<string, ApiPrincipal> {
+  if (spec === undefined) return new Map([[DEFAULT_API_TOKEN, { principal: "local", role: "admin" }]]);
+  if (spec.trim() === "") {
+    throw new LocalConfigError(
+      "JOBQ_API_TOKENS is set but empty: nobody could call the API. Unset it for the default token, " +
+        "or give token=principal[:admin],…",
+    );
+  }
+  const tokens = new Map<string, ApiPrincipal>();
+  const problems: string[] = [];
+  spec.split(",").forEach((rawEntry, index) => {
+    const entry = rawEntry.trim();
+    const where = `entry ${index + 1}`;
+    // The last "=" splits: a principal cannot contain one, a base64 token can.
+    const split = entry.lastIndexOf("=");
+    if (split < 0) {
+      problems.push(`${where}: missing "=" (expected token=principal or token=principal:admin)`);
+      return;
+    }
+    const token = entry.slice(0, split);
+    const [principal = "", role, ...rest] = entry.slice(split + 1).split(":");
+    if (!TOKEN_PATTERN.test(token)) {
+      problems.push(`${where}: the token is empty or contains whitespace`);
+    } else if (!PRINCIPAL_PATTERN.test(principal)) {
+      problems.push(
+        `${where}: principal ${JSON.stringify(principal)} must match ${PRINCIPAL_PATTERN.source}`,
+      );
+    } else if ((role !== undefined && role !== "admin") || rest.length > 0) {
+      problems.push(`${where}: after the principal only ":admin" may follow`);
+    } else if (tokens.has(token)) {
+      problems.push(`${where}: the same token is listed twice`);
+    } else {
+      tokens.set(token, { principal, role: role === "admin" ? "admin" : "user" });
+    }
+  });
+  if (problems.length > 0) {
+    throw new LocalConfigError(
+      `JOBQ_API_TOKENS is malformed:\n${problems.map((p) => `  - ${p}`).join("\n")}`,
+    );
+  }
+  return tokens;
+}
+
+/** JOBQ_CONFIG's contents; `source` (the path) only labels the errors. */
+export function parseConfigFile(text: string, source: string): LocalConfigFile {
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (error) {
+    throw new LocalConfigError(`JOBQ_CONFIG ${source} is not valid JSON: ${(error as Error).message}`, {
+      cause: error,
+    });
+  }
+  const parsed = configFileSchema.safeParse(json);
+  if (!parsed.success) {
+    throw new LocalConfigError(`JOBQ_CONFIG ${source} is invalid:\n${problemList(parsed.error)}`);
+  }
+  return parsed.data;
+}
+
+function readConfigFile(path: string): LocalConfigFile {
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (error) {
+    throw new LocalConfigError(`JOBQ_CONFIG ${path} cannot be read: ${(error as Error).message}`, {
+      cause: error,
+    });
+  }
+  return parseConfigFile(text, path);
+}
+
+function problemList(error: z.ZodError): string {
+  return fieldProblems(error)
+    .map((problem) => `  - ${problem.path || "(root)"}: ${problem.message}`)
+    .join("\n");
+}
+
+export interface HandlerEnvironmentInput {
+  /** def.id → table name, as ensureTables returns it. */
+  readonly tables: Readonly<Record<string, string>>;
+  readonly dynamoEndpoint: string;
+  /** @default DEFAULT_POOLS */
+  readonly pools?: readonly PoolConfig[];
+  /** Configured job types; undefined: any type (JOBQ_TASK_TYPES left unset). */
+  readonly taskTypes?: readonly string[] | undefined;
+}
+
+/**
+ * The variables functions/config.ts reads, as the local stack sets them: what the JobApi
+ * construct sets as each Lambda function's environment in AWS, plus what AWS itself provides
+ * there (region, credentials) as loopback-only dummies. `undefined` means "must be unset".
+ */
+export function handlerEnvironment(input: HandlerEnvironmentInput): Record<string, string | undefined> {
+  const jobs = input.tables[jobsTable.id];
+  const tokens = input.tables[tokensTable.id];
+  if (jobs === undefined || tokens === undefined) {
+    throw new LocalConfigError(
+      `tables must name ${jobsTable.id} and ${tokensTable.id}, got ${Object.keys(input.tables)}`,
+    );
+  }
+  return {
+    JOBQ_JOBS_TABLE: jobs,
+    JOBQ_TOKENS_TABLE: tokens,
+    JOBQ_DYNAMODB_ENDPOINT: input.dynamoEndpoint,
+    JOBQ_POOLS: JSON.stringify(input.pools ?? DEFAULT_POOLS),
+    // The examples run in every local stack, so a configured list always admits them.
+    JOBQ_TASK_TYPES:
+      input.taskTypes === undefined
+        ? undefined
+        : JSON.stringify([...new Set([...input.taskTypes, ...EXAMPLE_TASK_TYPES])]),
+    AWS_REGION: LOCAL_REGION,
+    // Explicit dummies: without them the SDK's default chain ends at the EC2 metadata address
+    // (169.254.169.254), and real credentials from the shell must never be sent anywhere.
+    AWS_ACCESS_KEY_ID: "local",
+    AWS_SECRET_ACCESS_KEY: "local",
+    AWS_SESSION_TOKEN: undefined,
+    AWS_EC2_METADATA_DISABLED: "true",
+  };
+}
+
+/**
+ * Sets handlerEnvironment(input) on process.env. Call it before the first handler module is
+ * imported: handlers read their configuration once at cold start (functions/config.ts), so the
+ * variables must be in place first, as Lambda's are before the module loads. One local stack per
+ * process: a second call does not reach handler modules already loaded.
+ */
+export function applyHandlerEnvironment(
+  input: HandlerEnvironmentInput,
+  env: NodeJS.ProcessEnv = process.env,
+): void {
+  for (const [name, value] of Object.entries(handlerEnvironment(input))) {
+    if (value === undefined) delete env[name];
+    else env[name] = value;
+  }
+}
