@@ -27,6 +27,8 @@ export default defineConfig({
           include: ["test/integration/**/*.test.ts", "test/e2e/**/*.test.ts"],
           environment: "node",
           globalSetup: ["test/integration/global-setup.ts"],
+          // The handlers' environment (local/config.ts) from what the global setup provides.
+          setupFiles: ["test/integration/setup-env.ts"],
           testTimeout: 60_000,
           hookTimeout: 60_000,
           // DynamoDB Local is one JVM on a 2-core machine: parallel files only add contention.
