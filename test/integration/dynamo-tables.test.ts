@@ -1,0 +1,118 @@
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import {
+  DescribeTableCommand,
+  DescribeTimeToLiveCommand,
+  DynamoDBClient,
+  GetItemCommand,
+  PutItemCommand,
+} from "@aws-sdk/client-dynamodb";
+import { afterAll, describe, expect, inject, it } from "vitest";
+import { LOCAL_REGION } from "../../local/config";
+import { DynamoLocalStartError, startDynamoLocal } from "../../local/dynamo";
+import { createTableInput, ensureTables } from "../../local/tables";
+import { TABLES } from "../../store/tables";
+
+function clientFor(endpoint: string): DynamoDBClient {
+  return new DynamoDBClient({
+    endpoint,
+    region: LOCAL_REGION,
+    credentials: { accessKeyId: "local", secretAccessKey: "local" },
+  });
+}
+
+const byName = <T extends { AttributeName?: string; IndexName?: string }>(
+  items: readonly T[] | undefined,
+): T[] =>
+  [...(items ?? [])].sort((a, b) =>
+    (a.IndexName ?? a.AttributeName ?? "").localeCompare(b.IndexName ?? b.AttributeName ?? ""),
+  );
+
+describe("the tables of the shared DynamoDB Local", () => {
+  const client = clientFor(inject("dynamoEndpoint"));
+  const tables = inject("tables");
+  afterAll(() => client.destroy());
+
+  it("names every definition's table", () => {
+    expect(Object.keys(tables).sort()).toEqual(TABLES.map((def) => def.id).sort());
+  });
+
+  it.each(TABLES.map((def) => [def.id, def] as const))(
+    "%s has the keys, attribute definitions, indexes and TTL of store/tables.ts",
+    async (id, def) => {
+      const tableName = tables[id] ?? "";
+      const expected = createTableInput(def, tableName);
+
+      const { Table: table } = await client.send(new DescribeTableCommand({ TableName: tableName }));
+      const { TimeToLiveDescription: ttl } = await client.send(
+        new DescribeTimeToLiveCommand({ TableName: tableName }),
+      );
+
+      expect(table?.TableStatus).toBe("ACTIVE");
+      expect(table?.BillingModeSummary?.BillingMode).toBe("PAY_PER_REQUEST");
+      expect(table?.KeySchema).toEqual(expected.KeySchema);
+      expect(byName(table?.AttributeDefinitions)).toEqual(byName(expected.AttributeDefinitions));
+      const indexes = byName(table?.GlobalSecondaryIndexes).map((index) => ({
+        IndexName: index.IndexName,
+        KeySchema: index.KeySchema,
+        Projection: index.Projection,
+      }));
+      expect(indexes).toEqual(byName(expected.GlobalSecondaryIndexes));
+      if (def.timeToLiveAttribute === undefined) {
+        expect(ttl?.TimeToLiveStatus).toBe("DISABLED");
+      } else {
+        expect(ttl).toEqual({ TimeToLiveStatus: "ENABLED", AttributeName: def.timeToLiveAttribute });
+      }
+    },
+  );
+
+  it("ensures them again without error and with the same names (a restart)", async () => {
+    const prefix = Object.values(tables)[0]?.replace(/[^-]+$/, "") ?? "";
+
+    await expect(ensureTables(client, prefix)).resolves.toEqual(tables);
+  });
+});
+
+describe("startDynamoLocal", () => {
+  it("keeps tables and items in dataDir across a restart", async () => {
+    const dataDir = await mkdtemp(join(tmpdir(), "jobq-dynamo-persist-"));
+    const key = { pk: { S: "JOB#persist" }, sk: { S: "JOB" } };
+    try {
+      const first = await startDynamoLocal({ dataDir });
+      const firstClient = clientFor(first.endpoint);
+      try {
+        const tables = await ensureTables(firstClient, "jobq-persist-");
+        await firstClient.send(
+          new PutItemCommand({ TableName: tables.Jobs, Item: { ...key, note: { S: "survives a restart" } } }),
+        );
+      } finally {
+        firstClient.destroy();
+        await first.stop();
+      }
+
+      const second = await startDynamoLocal({ dataDir });
+      const secondClient = clientFor(second.endpoint);
+      try {
+        const tables = await ensureTables(secondClient, "jobq-persist-");
+        const { Item: item } = await secondClient.send(
+          new GetItemCommand({ TableName: tables.Jobs, Key: key }),
+        );
+
+        expect(item?.note).toEqual({ S: "survives a restart" });
+      } finally {
+        secondClient.destroy();
+        await second.stop();
+      }
+    } finally {
+      await rm(dataDir, { recursive: true, force: true });
+    }
+  });
+
+  it("fails with a clear error naming Java when java cannot be run", async () => {
+    const start = startDynamoLocal({ javaCommand: join(tmpdir(), "no-such-jdk", "bin", "java") });
+
+    await expect(start).rejects.toBeInstanceOf(DynamoLocalStartError);
+    await expect(start).rejects.toThrow(/Java 17\+/);
+  });
+});
