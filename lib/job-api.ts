@@ -103,9 +103,9 @@ const BUNDLING: nodejs.BundlingOptions = {
 };
 
 /** A gateway response body in the contract's error format (API.md). */
-function errorBody(code: ErrorCode, message: string | "gateway", details?: string): string {
+function errorBody(code: ErrorCode, message: string | undefined, details?: string): string {
   // $context.error.messageString is API Gateway's message already quoted and escaped as JSON.
-  const messageJson = message === "gateway" ? "$context.error.messageString" : JSON.stringify(message);
+  const messageJson = message === undefined ? "$context.error.messageString" : JSON.stringify(message);
   const detailsJson = details ? `,"details":${details}` : "";
   return `{"error":{"code":"${code}","message":${messageJson}${detailsJson}}}`;
 }
@@ -114,7 +114,8 @@ interface GatewayError {
   readonly type: apigateway.ResponseType;
   readonly statusCode: string;
   readonly code: ErrorCode;
-  readonly message: string | "gateway";
+  /** @default - API Gateway's own message */
+  readonly message?: string;
   readonly details?: string;
   readonly headers?: Record<string, string>;
 }
@@ -160,7 +161,6 @@ const GATEWAY_ERRORS: readonly GatewayError[] = [
     type: apigateway.ResponseType.DEFAULT_4XX,
     statusCode: "400",
     code: "validation_failed",
-    message: "gateway",
   },
   {
     type: apigateway.ResponseType.DEFAULT_5XX,

@@ -245,6 +245,20 @@ describe("gateway responses", () => {
     expect(typeof parsed.error.message).toBe("string");
   });
 
+  it("passes API Gateway's own message through for other 4xx", () => {
+    const response = Object.values(resourcesOfType(template, "AWS::ApiGateway::GatewayResponse")).find(
+      (r) => r.Properties?.ResponseType === "DEFAULT_4XX",
+    );
+    const templates = response?.Properties?.ResponseTemplates as Record<string, string> | undefined;
+    const rendered = (templates?.["application/json"] ?? "").replaceAll(
+      "$context.error.messageString",
+      JSON.stringify('Invalid "x" header'),
+    );
+    expect(JSON.parse(rendered)).toEqual({
+      error: { code: "validation_failed", message: 'Invalid "x" header' },
+    });
+  });
+
   it("tells a throttled client when to retry", () => {
     const throttled = Object.values(resourcesOfType(template, "AWS::ApiGateway::GatewayResponse")).find(
       (r) => r.Properties?.ResponseType === "THROTTLED",
