@@ -2,6 +2,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import {
+  CreateTableCommand,
   DescribeTableCommand,
   DescribeTimeToLiveCommand,
   DynamoDBClient,
@@ -11,8 +12,8 @@ import {
 import { afterAll, describe, expect, inject, it } from "vitest";
 import { LOCAL_REGION } from "../../local/config";
 import { DynamoLocalStartError, startDynamoLocal } from "../../local/dynamo";
-import { createTableInput, ensureTables } from "../../local/tables";
-import { TABLES } from "../../store/tables";
+import { createTableInput, ensureTables, TableSchemaMismatchError } from "../../local/tables";
+import { jobsTable, TABLES, tokensTable } from "../../store/tables";
 
 function clientFor(endpoint: string): DynamoDBClient {
   return new DynamoDBClient({
@@ -74,6 +75,51 @@ describe("the tables of the shared DynamoDB Local", () => {
   });
 });
 
+describe("ensureTables on tables created by an older data model", () => {
+  const client = clientFor(inject("dynamoEndpoint"));
+  afterAll(() => client.destroy());
+
+  it("adds an index defined since the table was created", async () => {
+    const prefix = `jobq-migrate-${Date.now()}-`;
+    const input = createTableInput(jobsTable, `${prefix}${jobsTable.id}`);
+    const [kept, ...added] = input.GlobalSecondaryIndexes ?? [];
+    // DynamoDB wants exactly the attributes some key uses.
+    const used = new Set(
+      [...(input.KeySchema ?? []), ...(kept?.KeySchema ?? [])].map((key) => key.AttributeName),
+    );
+    await client.send(
+      new CreateTableCommand({
+        ...input,
+        AttributeDefinitions: input.AttributeDefinitions?.filter((a) => used.has(a.AttributeName)),
+        GlobalSecondaryIndexes: kept ? [kept] : [],
+      }),
+    );
+
+    const tables = await ensureTables(client, prefix);
+
+    const { Table: table } = await client.send(new DescribeTableCommand({ TableName: tables[jobsTable.id] }));
+    expect(table?.GlobalSecondaryIndexes?.map((index) => index.IndexName).sort()).toEqual(
+      [kept, ...added].map((index) => index?.IndexName).sort(),
+    );
+  });
+
+  it("refuses a table whose keys changed, naming it and the way out", async () => {
+    const prefix = `jobq-mismatch-${Date.now()}-`;
+    await client.send(
+      new CreateTableCommand({
+        ...createTableInput(tokensTable, `${prefix}${tokensTable.id}`),
+        KeySchema: [{ AttributeName: "id", KeyType: "HASH" }],
+        AttributeDefinitions: [{ AttributeName: "id", AttributeType: "S" }],
+      }),
+    );
+
+    const ensure = ensureTables(client, prefix);
+
+    await expect(ensure).rejects.toBeInstanceOf(TableSchemaMismatchError);
+    await expect(ensure).rejects.toThrow(/Tokens .*JOBQ_DATA_DIR/);
+  });
+});
+
 describe("startDynamoLocal", () => {
   it("keeps tables and items in dataDir across a restart", async () => {
     const dataDir = await mkdtemp(join(tmpdir(), "jobq-dynamo-persist-"));
@@ -107,7 +153,7 @@ describe("startDynamoLocal", () => {
     } finally {
       await rm(dataDir, { recursive: true, force: true });
     }
-  });
+  }, 120_000); // two JVM starts on disk: slow on a busy 2-core machine
 
   it("fails with a clear error naming Java when java cannot be run", async () => {
     const start = startDynamoLocal({ javaCommand: join(tmpdir(), "no-such-jdk", "bin", "java") });
