@@ -1,30 +1,64 @@
 import { z } from "zod";
+import { PRIORITY_NAMES, type PriorityName } from "../core/job";
 import { DEFAULT_POOLS, type PoolConfig, poolsSchema } from "../core/pools";
 
 /**
- * The handlers' configuration, read once at cold start; a bad value fails the cold start
- * loudly instead of a request quietly. The only place in functions/ that reads process.env.
+ * The handlers' and workers' configuration, read once at cold start; a bad value fails the cold
+ * start loudly instead of a request quietly. The only place outside local/ that reads process.env.
  */
 const envSchema = z.object({
   JOBQ_JOBS_TABLE: z.string().min(1).default("jobq-Jobs"),
   JOBQ_TOKENS_TABLE: z.string().min(1).default("jobq-Tokens"),
-  /** Set by the local stack and the tests: DynamoDB Local on loopback. Unset in AWS. */
+  JOBQ_NODES_TABLE: z.string().min(1).default("jobq-Nodes"),
+  /** Set by the local stack and the tests: the emulators on loopback. Unset in AWS. */
   JOBQ_DYNAMODB_ENDPOINT: z.url().optional(),
+  JOBQ_SFN_ENDPOINT: z.url().optional(),
+  JOBQ_SQS_ENDPOINT: z.url().optional(),
+  JOBQ_EVENTS_ENDPOINT: z.url().optional(),
   AWS_REGION: z.string().min(1).default("us-east-1"),
   /** JSON array of pools (core/pools.ts); defaults to API.md's local pools. */
   JOBQ_POOLS: z.string().optional(),
   /** JSON array of allowed job types; unset or empty means any type is accepted. */
   JOBQ_TASK_TYPES: z.string().optional(),
+  /**
+   * The job lifecycle state machine. Unset: jobs are stored but no execution is started (the
+   * API-only tests); the reconciler starts the missing executions once it is set.
+   */
+  JOBQ_STATE_MACHINE_ARN: z.string().min(1).optional(),
+  /** EventBridge bus that carries "Job State Change" events. */
+  JOBQ_EVENT_BUS: z.string().min(1).default("default"),
+  /** JSON `{"<pool>": {"<tier>": "<queue url>"}}`: the SQS queue of each pool and priority tier. */
+  JOBQ_QUEUES: z.string().optional(),
+  /** A running attempt that has not heartbeated for this long is lost. */
+  JOBQ_HEARTBEAT_SECONDS: z.coerce.number().int().min(2).max(3600).default(30),
+  /** A node silent for this long is lost and its capacity leaves the pool. */
+  JOBQ_NODE_LOST_SECONDS: z.coerce.number().int().min(2).max(3600).default(30),
 });
+
+const TIERS = Object.keys(PRIORITY_NAMES) as PriorityName[];
+const queuesSchema = z.record(
+  z.string(),
+  z.partialRecord(z.enum(TIERS as [PriorityName, ...PriorityName[]]), z.string().min(1)),
+);
+export type QueueUrls = z.infer<typeof queuesSchema>;
 
 export interface HandlerConfig {
   readonly jobsTable: string;
   readonly tokensTable: string;
+  readonly nodesTable: string;
   readonly region: string;
   readonly dynamoEndpoint: string | undefined;
+  readonly sfnEndpoint: string | undefined;
+  readonly sqsEndpoint: string | undefined;
+  readonly eventsEndpoint: string | undefined;
   readonly pools: readonly PoolConfig[];
   /** null: any job type is accepted. */
   readonly taskTypes: ReadonlySet<string> | null;
+  readonly stateMachineArn: string | undefined;
+  readonly eventBus: string;
+  readonly queues: QueueUrls;
+  readonly heartbeatSeconds: number;
+  readonly nodeLostSeconds: number;
 }
 
 export function readConfig(env: NodeJS.ProcessEnv = process.env): HandlerConfig {
@@ -34,10 +68,19 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env): HandlerConfig 
   return {
     jobsTable: e.JOBQ_JOBS_TABLE,
     tokensTable: e.JOBQ_TOKENS_TABLE,
+    nodesTable: e.JOBQ_NODES_TABLE,
     region: e.AWS_REGION,
     dynamoEndpoint: e.JOBQ_DYNAMODB_ENDPOINT,
+    sfnEndpoint: e.JOBQ_SFN_ENDPOINT,
+    sqsEndpoint: e.JOBQ_SQS_ENDPOINT,
+    eventsEndpoint: e.JOBQ_EVENTS_ENDPOINT,
     pools,
     taskTypes: types.length > 0 ? new Set(types) : null,
+    stateMachineArn: e.JOBQ_STATE_MACHINE_ARN,
+    eventBus: e.JOBQ_EVENT_BUS,
+    queues: e.JOBQ_QUEUES ? queuesSchema.parse(JSON.parse(e.JOBQ_QUEUES)) : {},
+    heartbeatSeconds: e.JOBQ_HEARTBEAT_SECONDS,
+    nodeLostSeconds: e.JOBQ_NODE_LOST_SECONDS,
   };
 }
 

@@ -1,7 +1,7 @@
-import { Logger } from "@aws-lambda-powertools/logger";
 import { injectLambdaContext } from "@aws-lambda-powertools/logger/middleware";
 import middy from "@middy/core";
 import type { APIGatewayProxyEvent, APIGatewayProxyResult, Context } from "aws-lambda";
+import { logger } from "../app/logger";
 import {
   type ErrorCode,
   JobqError,
@@ -13,12 +13,12 @@ import {
 import type { Principal } from "../core/principal";
 import { AUTH_CONTEXT_KEYS } from "./routes";
 
+export { logger };
+
 /**
  * The HTTP edge shared by every API handler: who is calling, the JSON body, and the one
  * mapping from domain errors to API.md's error format and status codes.
  */
-
-export const logger = new Logger({ serviceName: "jobq" });
 
 export const HTTP_STATUS: Readonly<Record<ErrorCode, number>> = {
   validation_failed: 400,

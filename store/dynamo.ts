@@ -1,5 +1,6 @@
 import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { DynamoDBDocumentClient } from "@aws-sdk/lib-dynamodb";
+import { awsClientOptions } from "./aws";
 
 /**
  * Read and write capacity units consumed by this process, summed from every response's
@@ -59,10 +60,7 @@ export interface DynamoOptions {
  */
 export function createDocumentClient(options: DynamoOptions): DynamoDBDocumentClient {
   const client = new DynamoDBClient({
-    region: options.region,
-    ...(options.endpoint
-      ? { endpoint: options.endpoint, credentials: { accessKeyId: "local", secretAccessKey: "local" } }
-      : {}),
+    ...awsClientOptions(options.endpoint, options.region),
     maxAttempts: 5,
   });
   client.middlewareStack.add(

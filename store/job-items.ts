@@ -1,5 +1,7 @@
 import type { Job, JobStatus } from "../core/job";
 import {
+  activePk,
+  activeSk,
   dayPk,
   duePk,
   dueSk,
@@ -31,6 +33,28 @@ export interface JobItem extends Omit<Job, "result"> {
   readonly queueSk?: string;
   readonly duePk?: string;
   readonly dueSk?: string;
+  readonly activePk?: string;
+  readonly activeSk?: string;
+  /** When it last entered `queued`: the start of its queue wait. */
+  readonly queuedAt?: string;
+  /** The status it was paused from. */
+  readonly pausedFrom?: JobStatus;
+  /** Task token of the lifecycle execution waiting for this job's admission. */
+  readonly admissionToken?: string;
+  /** The lifecycle execution that drives the job now. */
+  readonly executionArn?: string;
+  /** Capacity held on a node while dispatched or running; released in the write that ends the attempt. */
+  readonly reservation?: Reservation;
+  /** Attempts that count against retry.maxAttempts (preempted and paused ones do not). */
+  readonly failures?: number;
+}
+
+export interface Reservation {
+  readonly pool: string;
+  readonly nodeId: string;
+  readonly cpu: number;
+  readonly memoryMb: number;
+  readonly gpu: number;
 }
 
 /**
@@ -38,7 +62,9 @@ export interface JobItem extends Omit<Job, "result"> {
  * list and no scheduler) sees them; sparse indexes get theirs only in the status they serve.
  */
 export function indexAttributes(
-  job: Pick<Job, "id" | "owner" | "status" | "createdAt" | "priority" | "deadline" | "pool" | "runAt">,
+  job: Pick<Job, "id" | "owner" | "status" | "createdAt" | "priority" | "deadline" | "pool" | "runAt"> & {
+    readonly reservation?: Reservation | undefined;
+  },
   staged: boolean,
 ): Record<string, string> {
   if (staged) return {};
@@ -56,6 +82,10 @@ export function indexAttributes(
     attrs.duePk = duePk(job.pool);
     attrs.dueSk = dueSk(job.runAt, job.id);
   }
+  if (job.reservation && (job.status === "dispatched" || job.status === "running")) {
+    attrs.activePk = activePk(job.reservation.pool);
+    attrs.activeSk = activeSk(job.reservation.nodeId, job.id);
+  }
   return attrs;
 }
 
@@ -64,6 +94,7 @@ export function indexAttributesToRemove(status: JobStatus): string[] {
   const remove: string[] = [];
   if (status !== "queued") remove.push("queuePk", "queueSk");
   if (status !== "scheduled") remove.push("duePk", "dueSk");
+  if (status !== "dispatched" && status !== "running") remove.push("activePk", "activeSk", "reservation");
   return remove;
 }
 

@@ -49,6 +49,14 @@ export function queueSk(job: { priority: number; deadline: string | null; id: st
 
 export const dueSk = (runAt: string, id: string): string => `${runAt}#${id}`;
 
+export const activePk = (pool: string): string => `ACT#${pool}`;
+export const activeSk = (nodeId: string, jobId: string): string => `${nodeId}#${jobId}`;
+
+/** Nodes table keys. */
+export const nodeSk = (nodeId: string): string => `NODE#${nodeId}`;
+export const NODE_PREFIX = "NODE#";
+export const LEASE_SK = "LEASE";
+
 /** The earliest day bucket holding any job: the admin listing stops there. */
 export const META_PK = "META";
 export const FIRST_DAY_SK = "FIRST_DAY";

@@ -42,6 +42,8 @@ export const JOB_INDEX = {
   queue: "queue",
   /** Sparse: only scheduled jobs, per pool, by runAt. */
   due: "due",
+  /** Sparse: only jobs holding a capacity reservation (dispatched, running), per pool and node. */
+  active: "active",
 } as const;
 
 /** Attributes the scheduler needs from a queued job without reading the job item. */
@@ -58,6 +60,12 @@ export const QUEUE_PROJECTION = [
   "createdAt",
   "queuedAt",
   "statusReason",
+  "status",
+  "version",
+  "attempts",
+  "timeoutSeconds",
+  /** The lifecycle execution's task token: the scheduler releases it without reading the job. */
+  "admissionToken",
 ] as const;
 
 export const jobsTable: TableDefinition = {
@@ -96,7 +104,28 @@ export const jobsTable: TableDefinition = {
       sortKey: { name: "dueSk", type: "S" },
       projection: { type: "KEYS_ONLY" },
     },
+    {
+      indexName: JOB_INDEX.active,
+      partitionKey: { name: "activePk", type: "S" },
+      sortKey: { name: "activeSk", type: "S" },
+      projection: {
+        type: "INCLUDE",
+        nonKeyAttributes: ["id", "status", "reservation", "attempts", "executionArn"],
+      },
+    },
   ],
+};
+
+/**
+ * Worker nodes and their capacity, one partition per pool: `sk` = `NODE#<nodeId>` for a node,
+ * `LEASE` for the pool's scheduling lease. Admission reserves capacity here in the same
+ * transaction that moves the job to dispatched.
+ */
+export const nodesTable: TableDefinition = {
+  id: "Nodes",
+  partitionKey: { name: "pool", type: "S" },
+  sortKey: { name: "sk", type: "S" },
+  globalSecondaryIndexes: [],
 };
 
 /** API tokens for the AWS authorizer: only SHA-256 hashes are stored, never the token. */
@@ -106,4 +135,4 @@ export const tokensTable: TableDefinition = {
   globalSecondaryIndexes: [],
 };
 
-export const TABLES = [jobsTable, tokensTable] as const;
+export const TABLES = [jobsTable, tokensTable, nodesTable] as const;

@@ -1,0 +1,67 @@
+import { EventBridgeClient, PutEventsCommand, type PutEventsRequestEntry } from "@aws-sdk/client-eventbridge";
+import type { JobStatus } from "../core/job";
+import { awsClientOptions } from "../store/aws";
+import { logger } from "./logger";
+
+/**
+ * "Job State Change" events, shaped like AWS Batch's: every status change is published to
+ * EventBridge, where a rule wakes the scheduler and users add their own rules. Publishing is
+ * best effort by design: the minutely sweep keeps everything moving without any event.
+ */
+
+export const EVENT_SOURCE = "jobq";
+export const JOB_STATE_CHANGE = "Job State Change";
+
+export interface JobStateChange {
+  readonly jobId: string;
+  readonly owner: string;
+  readonly type: string;
+  readonly pool: string | null;
+  readonly priority: number;
+  readonly previousStatus: JobStatus | null;
+  readonly status: JobStatus;
+  readonly statusReason: string;
+  readonly at: string;
+  readonly version: number;
+}
+
+export interface JobEventPublisher {
+  publish(changes: readonly JobStateChange[]): Promise<void>;
+}
+
+/** PutEvents takes at most 10 entries a call. */
+const PUT_EVENTS_LIMIT = 10;
+
+export class EventBridgePublisher implements JobEventPublisher {
+  constructor(
+    private readonly client: EventBridgeClient,
+    private readonly eventBus: string,
+  ) {}
+
+  async publish(changes: readonly JobStateChange[]): Promise<void> {
+    for (let i = 0; i < changes.length; i += PUT_EVENTS_LIMIT) {
+      const entries: PutEventsRequestEntry[] = changes.slice(i, i + PUT_EVENTS_LIMIT).map((change) => ({
+        Source: EVENT_SOURCE,
+        DetailType: JOB_STATE_CHANGE,
+        EventBusName: this.eventBus,
+        Resources: [change.jobId],
+        Detail: JSON.stringify(change),
+        Time: new Date(change.at),
+      }));
+      try {
+        const out = await this.client.send(new PutEventsCommand({ Entries: entries }));
+        if (out.FailedEntryCount)
+          logger.warn("some job events were not published", { failed: out.FailedEntryCount });
+      } catch (error) {
+        logger.warn("job events not published; the sweep will catch up", { error: error as Error });
+      }
+    }
+  }
+}
+
+export function createEventBridgeClient(options: {
+  region: string;
+  endpoint?: string | undefined;
+}): EventBridgeClient {
+  return new EventBridgeClient(awsClientOptions(options.endpoint, options.region));
+}

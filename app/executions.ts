@@ -1,0 +1,71 @@
+import {
+  ExecutionAlreadyExists,
+  ExecutionDoesNotExist,
+  SFNClient,
+  StartExecutionCommand,
+  StopExecutionCommand,
+} from "@aws-sdk/client-sfn";
+import { awsClientOptions } from "../store/aws";
+import { logger } from "./logger";
+
+/**
+ * The job lifecycle executions (state-machines/job-lifecycle.asl.json): one Standard execution
+ * drives a job from submit to its end. Named `<jobId>-<version>` so starting the same one twice
+ * (at-least-once callers) is harmless, and a resumed job gets a fresh one.
+ */
+export interface LifecycleExecutions {
+  /** Starts the job's execution; returns its ARN, or null when none could be started now. */
+  start(jobId: string, version: number): Promise<string | null>;
+  /** Stops an execution (cancel, pause); an execution that already ended is fine. */
+  stop(executionArn: string, cause: string): Promise<void>;
+}
+
+export function executionName(jobId: string, version: number): string {
+  return `${jobId}-${version}`;
+}
+
+export class StepFunctionsExecutions implements LifecycleExecutions {
+  constructor(
+    private readonly client: SFNClient,
+    /** Unset: executions are not started here (an API-only setup); the reconciler starts them later. */
+    private readonly stateMachineArn: string | undefined,
+  ) {}
+
+  async start(jobId: string, version: number): Promise<string | null> {
+    if (!this.stateMachineArn) return null;
+    const name = executionName(jobId, version);
+    try {
+      const out = await this.client.send(
+        new StartExecutionCommand({
+          stateMachineArn: this.stateMachineArn,
+          name,
+          input: JSON.stringify({ jobId }),
+        }),
+      );
+      return out.executionArn ?? null;
+    } catch (error) {
+      if (error instanceof ExecutionAlreadyExists) return executionArnOf(this.stateMachineArn, name);
+      // The job is stored; the reconciler gives it an execution on its next run.
+      logger.warn("lifecycle execution not started", { jobId, error: error as Error });
+      return null;
+    }
+  }
+
+  async stop(executionArn: string, cause: string): Promise<void> {
+    try {
+      await this.client.send(new StopExecutionCommand({ executionArn, cause }));
+    } catch (error) {
+      if (error instanceof ExecutionDoesNotExist) return;
+      logger.warn("lifecycle execution not stopped", { executionArn, error: error as Error });
+    }
+  }
+}
+
+/** arn:aws:states:region:account:stateMachine:name → …:execution:name:executionName */
+export function executionArnOf(stateMachineArn: string, name: string): string {
+  return `${stateMachineArn.replace(":stateMachine:", ":execution:")}:${name}`;
+}
+
+export function createSfnClient(options: { region: string; endpoint?: string | undefined }): SFNClient {
+  return new SFNClient(awsClientOptions(options.endpoint, options.region));
+}
