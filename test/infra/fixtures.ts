@@ -1,4 +1,4 @@
-import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { App, CfnElement, type Stack } from "aws-cdk-lib";
 import { Template } from "aws-cdk-lib/assertions";
@@ -13,23 +13,18 @@ import { JobqStack } from "../../lib/jobq-stack";
 
 /**
  * NodejsFunction insists that its entry file exists even when bundling is skipped, and the
- * route handlers are not this tier's subject: stand-ins in a scratch dir keep these tests independent
+ * route handlers are not this tier's subject: stand-ins keep these tests independent
  * of functions/api. `npm run synth` bundles the real modules.
  */
-let stubDir: string | undefined;
 export function stubHandlersDir(): string {
-  if (stubDir) return stubDir;
-  // Under the project root (NodejsFunction requires it) but git-ignored.
-  const cache = join(process.cwd(), "node_modules", ".cache");
-  mkdirSync(cache, { recursive: true });
-  const dir = mkdtempSync(join(cache, "jobq-infra-handlers-"));
+  // Under the project root (NodejsFunction requires it) but git-ignored; one fixed dir shared by
+  // every test worker, written only where a stand-in is missing, so runs leave nothing new behind.
+  const dir = join(process.cwd(), "node_modules", ".cache", "jobq-infra-handlers");
+  mkdirSync(dir, { recursive: true });
   for (const route of ROUTES) {
-    writeFileSync(
-      join(dir, `${route.handler}.ts`),
-      "export const handler = async () => ({ statusCode: 200 });\n",
-    );
+    const file = join(dir, `${route.handler}.ts`);
+    if (!existsSync(file)) writeFileSync(file, "export const handler = async () => ({ statusCode: 200 });\n");
   }
-  stubDir = dir;
   return dir;
 }
 
