@@ -4,6 +4,7 @@ import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { DynamoDBDocumentClient } from "@aws-sdk/lib-dynamodb";
 import middy from "@middy/core";
 import type { APIGatewayAuthorizerResult, APIGatewayTokenAuthorizerEvent } from "aws-lambda";
+import { awsClientOptions } from "../store/aws";
 import { findToken, hashToken } from "../store/tokens";
 import { config } from "./config";
 import { AUTH_CONTEXT_KEYS } from "./routes";
@@ -16,15 +17,10 @@ import { AUTH_CONTEXT_KEYS } from "./routes";
 
 const cfg = config();
 const logger = new Logger();
+// Locally (JOBQ_DYNAMODB_ENDPOINT) the client gets the endpoint and dummy credentials, so the SDK
+// never probes the EC2 metadata address for real ones; in AWS the function's role supplies them.
 const dynamo = DynamoDBDocumentClient.from(
-  new DynamoDBClient({
-    region: cfg.region,
-    // Locally the endpoint is DynamoDB Local on loopback, which accepts any credentials; giving
-    // them keeps the SDK from probing the EC2 metadata address for real ones.
-    ...(cfg.dynamoEndpoint
-      ? { endpoint: cfg.dynamoEndpoint, credentials: { accessKeyId: "local", secretAccessKey: "local" } }
-      : {}),
-  }),
+  new DynamoDBClient(awsClientOptions(cfg.dynamoEndpoint, cfg.region)),
 );
 
 const BEARER = /^Bearer\s+(\S+)\s*$/i;
