@@ -4,7 +4,7 @@ import { jobTypeSchema } from "../core/job";
 import { DEFAULT_POOLS, type PoolConfig, poolsSchema } from "../core/pools";
 import { fieldProblems } from "../core/validation";
 import type { Role } from "../functions/routes";
-import { jobsTable, tokensTable } from "../store/tables";
+import { TABLES } from "../store/tables";
 
 /**
  * The local stack's configuration (API.md, "The local stack"), read once at start and failing
@@ -179,7 +179,7 @@ function problemList(error: z.ZodError): string {
 }
 
 export interface HandlerEnvironmentInput {
-  /** def.id → table name, as ensureTables returns it. */
+  /** def.id → table name for every table of store/tables.ts, as ensureTables returns it. */
   readonly tables: Readonly<Record<string, string>>;
   readonly dynamoEndpoint: string;
   /** @default DEFAULT_POOLS */
@@ -194,16 +194,12 @@ export interface HandlerEnvironmentInput {
  * there (region, credentials) as loopback-only dummies. `undefined` means "must be unset".
  */
 export function handlerEnvironment(input: HandlerEnvironmentInput): Record<string, string | undefined> {
-  const jobs = input.tables[jobsTable.id];
-  const tokens = input.tables[tokensTable.id];
-  if (jobs === undefined || tokens === undefined) {
-    throw new LocalConfigError(
-      `tables must name ${jobsTable.id} and ${tokensTable.id}, got ${Object.keys(input.tables)}`,
-    );
+  const missing = TABLES.filter((def) => input.tables[def.id] === undefined).map((def) => def.id);
+  if (missing.length > 0) {
+    throw new LocalConfigError(`tables lacks ${missing.join(", ")} (store/tables.ts)`);
   }
   return {
-    JOBQ_JOBS_TABLE: jobs,
-    JOBQ_TOKENS_TABLE: tokens,
+    ...Object.fromEntries(TABLES.map((def) => [tableVariable(def.id), input.tables[def.id]])),
     JOBQ_DYNAMODB_ENDPOINT: input.dynamoEndpoint,
     JOBQ_POOLS: JSON.stringify(input.pools ?? DEFAULT_POOLS),
     // The examples run in every local stack, so a configured list always admits them.
@@ -219,6 +215,11 @@ export function handlerEnvironment(input: HandlerEnvironmentInput): Record<strin
     AWS_SESSION_TOKEN: undefined,
     AWS_EC2_METADATA_DISABLED: "true",
   };
+}
+
+/** A table's variable in functions/config.ts: Jobs → JOBQ_JOBS_TABLE, JobEvents → JOBQ_JOB_EVENTS_TABLE. */
+export function tableVariable(tableId: string): string {
+  return `JOBQ_${tableId.replace(/(?<=[a-z0-9])(?=[A-Z])/g, "_").toUpperCase()}_TABLE`;
 }
 
 /**

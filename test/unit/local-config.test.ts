@@ -11,7 +11,9 @@ import {
   parseApiTokens,
   parseConfigFile,
   readLocalConfig,
+  tableVariable,
 } from "../../local/config";
+import { TABLES } from "../../store/tables";
 
 describe("JOBQ_API_TOKENS", () => {
   it("defaults to one admin token for principal local when unset", () => {
@@ -162,7 +164,7 @@ describe("readLocalConfig", () => {
 });
 
 describe("the handlers' environment", () => {
-  const tables = { Jobs: "jobq-Jobs", Tokens: "jobq-Tokens" };
+  const tables = Object.fromEntries(TABLES.map((def) => [def.id, `jobq-${def.id}`]));
 
   it("is what functions/config.ts reads: tables, endpoint, pools, region", () => {
     const env = handlerEnvironment({ tables, dynamoEndpoint: "http://127.0.0.1:8000" });
@@ -178,6 +180,12 @@ describe("the handlers' environment", () => {
       taskTypes: null,
     });
     expect(env).toMatchObject({ AWS_EC2_METADATA_DISABLED: "true", AWS_ACCESS_KEY_ID: "local" });
+    for (const def of TABLES) expect(env[tableVariable(def.id)]).toBe(`jobq-${def.id}`);
+  });
+
+  it("names a table's variable after its id", () => {
+    expect(tableVariable("Jobs")).toBe("JOBQ_JOBS_TABLE");
+    expect(tableVariable("JobEvents")).toBe("JOBQ_JOB_EVENTS_TABLE");
   });
 
   it("allows the example task types whenever task types are configured", () => {
@@ -208,7 +216,7 @@ describe("the handlers' environment", () => {
     expect(env.PATH).toBe("/usr/bin");
   });
 
-  it("refuses tables without the jobs and tokens tables", () => {
+  it("refuses tables that lack a table of store/tables.ts", () => {
     expect(() => handlerEnvironment({ tables: { Jobs: "x" }, dynamoEndpoint: "http://127.0.0.1:1" })).toThrow(
       LocalConfigError,
     );
