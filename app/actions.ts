@@ -3,9 +3,11 @@ import { ConcurrentUpdateError, InvalidTransitionError } from "../core/errors";
 import { isTerminal, type Job, type JobStatus } from "../core/job";
 import type { Principal } from "../core/principal";
 import { canTransition } from "../core/status";
+import { endAttemptItem, releaseCapacityItem } from "../store/capacity";
 import { fromJobItem, type JobItem } from "../store/job-items";
-import type { JobRepository, StatusChange, StoredJob } from "../store/job-repository";
-import type { Clock } from "./runtime";
+import type { StatusChange, StoredJob, TransactItem } from "../store/job-repository";
+import { stateChange } from "./events";
+import type { AppContext } from "./runtime";
 import { loadVisibleJob } from "./visibility";
 
 /**
@@ -14,10 +16,7 @@ import { loadVisibleJob } from "./visibility";
  * once both see the truth and at most one wins.
  */
 
-export interface ActionContext {
-  readonly repo: JobRepository;
-  readonly clock: Clock;
-}
+export type ActionContext = Pick<AppContext, "repo" | "clock" | "nodesTable" | "executions" | "events">;
 
 const MAX_ROUNDS = 8;
 
@@ -123,14 +122,14 @@ export async function pauseJob(ctx: ActionContext, principal: Principal, id: str
     () => loadVisibleJob(ctx.repo, principal, id),
     async ({ item, result }) => {
       if (!canTransition(item.status, "paused")) refuse(item, "paused", "paused");
-      const now = ctx.clock().toISOString();
       const change: StatusChange = {
         to: "paused",
         reason: `paused by ${principal.id}`,
         triggeredBy: principal.id,
         set: { pausedFrom: item.status },
       };
-      return fromJobItem(await ctx.repo.changeStatus(item, change, now), result);
+      // A paused attempt is recorded `cancelled` and does not count against maxAttempts.
+      return fromJobItem(await stopWith(ctx, item, change, "cancelled"), result);
     },
   );
 }
@@ -162,11 +161,52 @@ export async function resumeJob(ctx: ActionContext, principal: Principal, id: st
         reason: applies.reason,
         triggeredBy: principal.id,
         set: applies.status === "queued" ? { queuedAt: at } : {},
-        remove: ["pausedFrom"],
+        remove: ["pausedFrom", "admissionToken", "executionArn"],
       };
-      return fromJobItem(await ctx.repo.changeStatus(item, change, at), result);
+      const next = await ctx.repo.changeStatus(item, change, at);
+      await ctx.events.publish([stateChange(item.status, next)]);
+      // The paused job's execution was stopped: a fresh one drives it from here.
+      await ctx.executions.start(next.id, next.version);
+      return fromJobItem(next, result);
     },
   );
+}
+
+/**
+ * Moves a job to a status that takes it out of the lifecycle (cancelled, paused) in one
+ * transaction with everything its attempt held: the capacity reservation goes back to its node
+ * and a running attempt is recorded as ended. Then the lifecycle execution is stopped, which
+ * also makes the worker's next heartbeat fail so it aborts the task.
+ */
+async function stopWith(
+  ctx: ActionContext,
+  item: JobItem,
+  change: StatusChange,
+  attemptStatus: "cancelled",
+): Promise<JobItem> {
+  const now = ctx.clock().toISOString();
+  const { items, next } = ctx.repo.statusChangeItems(
+    item,
+    { ...change, remove: [...(change.remove ?? []), "admissionToken"] },
+    now,
+  );
+  const extra: TransactItem[] = [];
+  if (item.reservation) extra.push(releaseCapacityItem(ctx.nodesTable, item.reservation));
+  if (item.status === "running" && item.attempts > 0) {
+    const startedAt = item.attemptStartedAt ? Date.parse(item.attemptStartedAt) : Number.NaN;
+    extra.push(
+      endAttemptItem(ctx.repo.tableName, item.id, item.attempts, {
+        status: attemptStatus,
+        finishedAt: now,
+        durationMs: Number.isNaN(startedAt) ? null : Date.parse(now) - startedAt,
+        error: null,
+      }),
+    );
+  }
+  await ctx.repo.transact([...items, ...extra]);
+  await ctx.events.publish([stateChange(item.status, next)]);
+  if (item.executionArn) await ctx.executions.stop(item.executionArn, change.reason);
+  return next;
 }
 
 export async function reprioritizeJob(

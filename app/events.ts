@@ -35,10 +35,12 @@ const PUT_EVENTS_LIMIT = 10;
 export class EventBridgePublisher implements JobEventPublisher {
   constructor(
     private readonly client: EventBridgeClient,
-    private readonly eventBus: string,
+    /** Unset: nothing is published (see JOBQ_EVENT_BUS). */
+    private readonly eventBus: string | undefined,
   ) {}
 
   async publish(changes: readonly JobStateChange[]): Promise<void> {
+    if (!this.eventBus) return;
     for (let i = 0; i < changes.length; i += PUT_EVENTS_LIMIT) {
       const entries: PutEventsRequestEntry[] = changes.slice(i, i + PUT_EVENTS_LIMIT).map((change) => ({
         Source: EVENT_SOURCE,
@@ -64,4 +66,33 @@ export function createEventBridgeClient(options: {
   endpoint?: string | undefined;
 }): EventBridgeClient {
   return new EventBridgeClient(awsClientOptions(options.endpoint, options.region));
+}
+
+/** The event for a job that just went from `previous` to its current status. */
+export function stateChange(
+  previous: JobStatus | null,
+  job: {
+    readonly id: string;
+    readonly owner: string;
+    readonly type: string;
+    readonly pool: string | null;
+    readonly priority: number;
+    readonly status: JobStatus;
+    readonly statusReason: string;
+    readonly updatedAt: string;
+    readonly version: number;
+  },
+): JobStateChange {
+  return {
+    jobId: job.id,
+    owner: job.owner,
+    type: job.type,
+    pool: job.pool,
+    priority: job.priority,
+    previousStatus: previous,
+    status: job.status,
+    statusReason: job.statusReason,
+    at: job.updatedAt,
+    version: job.version,
+  };
 }

@@ -1,23 +1,8 @@
 import { config } from "../functions/config";
 import { createDocumentClient } from "../store/dynamo";
 import { JobRepository } from "../store/job-repository";
-
-/**
- * The process-wide dependencies of the use cases, created once per cold start (SDK clients are
- * expensive to create and cheap to share).
- */
-let repository: JobRepository | undefined;
-
-export function jobRepository(): JobRepository {
-  if (!repository) {
-    const c = config();
-    repository = new JobRepository(
-      createDocumentClient({ region: c.region, endpoint: c.dynamoEndpoint }),
-      c.jobsTable,
-    );
-  }
-  return repository;
-}
+import { createEventBridgeClient, EventBridgePublisher, type JobEventPublisher } from "./events";
+import { createSfnClient, type LifecycleExecutions, StepFunctionsExecutions } from "./executions";
 
 /** The use cases' clock; a parameter everywhere so tests and later policies can move it. */
 export type Clock = () => Date;
@@ -28,10 +13,36 @@ export interface AppContext {
   readonly clock: Clock;
   readonly pools: ReturnType<typeof config>["pools"];
   readonly taskTypes: ReturnType<typeof config>["taskTypes"];
+  readonly nodesTable: string;
+  readonly executions: LifecycleExecutions;
+  readonly events: JobEventPublisher;
 }
 
-/** Everything a use case may need, built once per process. */
+let context: AppContext | undefined;
+
+/**
+ * Everything a use case may need, created once per process (SDK clients are expensive to create
+ * and cheap to share).
+ */
 export function appContext(): AppContext {
-  const c = config();
-  return { repo: jobRepository(), clock: systemClock, pools: c.pools, taskTypes: c.taskTypes };
+  if (!context) {
+    const c = config();
+    const db = createDocumentClient({ region: c.region, endpoint: c.dynamoEndpoint });
+    context = {
+      repo: new JobRepository(db, c.jobsTable),
+      clock: systemClock,
+      pools: c.pools,
+      taskTypes: c.taskTypes,
+      nodesTable: c.nodesTable,
+      executions: new StepFunctionsExecutions(
+        createSfnClient({ region: c.region, endpoint: c.sfnEndpoint }),
+        c.stateMachineArn,
+      ),
+      events: new EventBridgePublisher(
+        createEventBridgeClient({ region: c.region, endpoint: c.eventsEndpoint }),
+        c.eventBus,
+      ),
+    };
+  }
+  return context;
 }

@@ -7,14 +7,15 @@ import {
   UnknownTypeError,
   UnsatisfiableResourcesError,
 } from "../core/errors";
-import { type BatchJobRequest, type Job, type JobStatus, MAX_PAYLOAD_BYTES } from "../core/job";
-import { type PoolConfig, unsatisfiableReason } from "../core/pools";
+import { type BatchJobRequest, isTerminal, type Job, type JobStatus, MAX_PAYLOAD_BYTES } from "../core/job";
+import { unsatisfiableReason } from "../core/pools";
 import type { Principal } from "../core/principal";
 import { fromJobItem, indexAttributes, type JobItem, toJobItem, transitionItem } from "../store/job-items";
 import { type JobRepository, MAX_TRANSACTION_ITEMS, type TransactItem } from "../store/job-repository";
 import { dependentSk, dependsOnSk, JOB_SK, jobPk } from "../store/keys";
+import { stateChange } from "./events";
 import { type Claim, Idempotency, type IdempotencyRecord } from "./idempotency";
-import type { Clock } from "./runtime";
+import type { AppContext } from "./runtime";
 import { canSee } from "./visibility";
 
 /**
@@ -24,13 +25,10 @@ import { canSee } from "./visibility";
  * made visible, which a retry with the same Idempotency-Key can finish after a crash.
  */
 
-export interface SubmitContext {
-  readonly repo: JobRepository;
-  readonly pools: readonly PoolConfig[];
-  /** null: any type is accepted. */
-  readonly taskTypes: ReadonlySet<string> | null;
-  readonly clock: Clock;
-}
+export type SubmitContext = Pick<
+  AppContext,
+  "repo" | "pools" | "taskTypes" | "clock" | "executions" | "events"
+>;
 
 export interface SubmitRequest {
   readonly principal: Principal;
@@ -129,6 +127,11 @@ export async function submitJobs(ctx: SubmitContext, request: SubmitRequest): Pr
         throw error;
       }
       await ctx.repo.recordFirstDay(plan.createdAt.slice(0, 10));
+      await ctx.events.publish(plan.jobs.map((job) => stateChange(null, job.item)));
+      await startExecutions(
+        ctx,
+        plan.jobs.map((job) => job.item),
+      );
       return {
         jobs: plan.jobs.map((j) => fromJobItem(j.item)),
         refs: refsOf(jobs, plannedIds),
@@ -140,6 +143,19 @@ export async function submitJobs(ctx: SubmitContext, request: SubmitRequest): Pr
     if (record) await idem.release(record).catch(() => undefined);
     throw error;
   }
+}
+
+/** Parallel StartExecution calls per submission: enough to hide latency, few enough not to be throttled. */
+const START_CONCURRENCY = 16;
+
+/** One lifecycle execution per job that can still run; a failure to start is repaired by the reconciler. */
+async function startExecutions(ctx: SubmitContext, jobs: readonly JobItem[]): Promise<void> {
+  const pending = jobs.filter((job) => !isTerminal(job.status));
+  const next = async (): Promise<void> => {
+    for (let job = pending.shift(); job; job = pending.shift())
+      await ctx.executions.start(job.id, job.version);
+  };
+  await Promise.all(Array.from({ length: Math.min(START_CONCURRENCY, pending.length) }, next));
 }
 
 function refsOf(jobs: readonly BatchJobRequest[], ids: readonly string[]): Record<string, string> {

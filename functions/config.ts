@@ -25,8 +25,11 @@ const envSchema = z.object({
    * API-only tests); the reconciler starts the missing executions once it is set.
    */
   JOBQ_STATE_MACHINE_ARN: z.string().min(1).optional(),
-  /** EventBridge bus that carries "Job State Change" events. */
-  JOBQ_EVENT_BUS: z.string().min(1).default("default"),
+  /**
+   * EventBridge bus that carries "Job State Change" events. Unset: events are not published (an
+   * API-only setup, like the API tests); the scheduler's sweep still finds every job.
+   */
+  JOBQ_EVENT_BUS: z.string().min(1).optional(),
   /** JSON `{"<pool>": {"<tier>": "<queue url>"}}`: the SQS queue of each pool and priority tier. */
   JOBQ_QUEUES: z.string().optional(),
   /** A running attempt that has not heartbeated for this long is lost. */
@@ -55,7 +58,7 @@ export interface HandlerConfig {
   /** null: any job type is accepted. */
   readonly taskTypes: ReadonlySet<string> | null;
   readonly stateMachineArn: string | undefined;
-  readonly eventBus: string;
+  readonly eventBus: string | undefined;
   readonly queues: QueueUrls;
   readonly heartbeatSeconds: number;
   readonly nodeLostSeconds: number;

@@ -45,6 +45,8 @@ export interface JobItem extends Omit<Job, "result"> {
   readonly executionArn?: string;
   /** Capacity held on a node while dispatched or running; released in the write that ends the attempt. */
   readonly reservation?: Reservation;
+  /** When the current attempt started running. */
+  readonly attemptStartedAt?: string;
   /** Attempts that count against retry.maxAttempts (preempted and paused ones do not). */
   readonly failures?: number;
 }

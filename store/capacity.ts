@@ -1,0 +1,101 @@
+import type { Resources } from "../core/job";
+import type { Reservation } from "./job-items";
+import type { TransactItem } from "./job-repository";
+import { attemptSk, jobPk, nodeSk } from "./keys";
+
+/**
+ * The transaction items that move capacity and end attempts. They go into the same
+ * TransactWriteItems as the job's status change, so capacity can never be reserved by a job
+ * that is not dispatched or running, nor stay reserved by one that left those statuses.
+ */
+
+export interface NodeCapacity {
+  readonly cpu: number;
+  readonly memoryMb: number;
+  readonly gpu: number;
+}
+
+/**
+ * Reserves a job's resources on a node, only if the node is up and they still fit: the
+ * condition compares `used` with capacity minus the request, so two schedulers (or a retried
+ * pass) can never overfill a node.
+ */
+export function reserveCapacityItem(
+  nodesTable: string,
+  reservation: Reservation,
+  nodeCapacity: NodeCapacity,
+): TransactItem {
+  return {
+    Update: {
+      TableName: nodesTable,
+      Key: { pool: reservation.pool, sk: nodeSk(reservation.nodeId) },
+      UpdateExpression:
+        "SET used.cpu = used.cpu + :cpu, used.memoryMb = used.memoryMb + :mem, used.gpu = used.gpu + :gpu",
+      ConditionExpression:
+        "#status = :up AND used.cpu <= :cpuLimit AND used.memoryMb <= :memLimit AND used.gpu <= :gpuLimit",
+      ExpressionAttributeNames: { "#status": "status" },
+      ExpressionAttributeValues: {
+        ":up": "up",
+        ":cpu": reservation.cpu,
+        ":mem": reservation.memoryMb,
+        ":gpu": reservation.gpu,
+        ":cpuLimit": nodeCapacity.cpu - reservation.cpu,
+        ":memLimit": nodeCapacity.memoryMb - reservation.memoryMb,
+        ":gpuLimit": nodeCapacity.gpu - reservation.gpu,
+      },
+    },
+  };
+}
+
+/** Gives a reservation back to its node (whatever the node's status: a lost node's books still balance). */
+export function releaseCapacityItem(nodesTable: string, reservation: Reservation): TransactItem {
+  return {
+    Update: {
+      TableName: nodesTable,
+      Key: { pool: reservation.pool, sk: nodeSk(reservation.nodeId) },
+      UpdateExpression:
+        "SET used.cpu = used.cpu - :cpu, used.memoryMb = used.memoryMb - :mem, used.gpu = used.gpu - :gpu",
+      ConditionExpression: "attribute_exists(sk)",
+      ExpressionAttributeValues: {
+        ":cpu": reservation.cpu,
+        ":mem": reservation.memoryMb,
+        ":gpu": reservation.gpu,
+      },
+    },
+  };
+}
+
+export function reservationFor(pool: string, nodeId: string, resources: Resources): Reservation {
+  return { pool, nodeId, cpu: resources.cpu, memoryMb: resources.memoryMb, gpu: resources.gpu };
+}
+
+/** Ends a job's attempt record, if it was ever started (a dispatched job's attempt may not exist yet). */
+export function endAttemptItem(
+  jobsTable: string,
+  jobId: string,
+  attempt: number,
+  end: {
+    status: string;
+    finishedAt: string;
+    durationMs: number | null;
+    error: { type: string; message: string } | null;
+  },
+): TransactItem {
+  return {
+    Update: {
+      TableName: jobsTable,
+      Key: { pk: jobPk(jobId), sk: attemptSk(attempt) },
+      UpdateExpression:
+        "SET #status = :status, finishedAt = :finishedAt, durationMs = :durationMs, #error = :error",
+      ConditionExpression: "attribute_exists(pk) AND #status = :running",
+      ExpressionAttributeNames: { "#status": "status", "#error": "error" },
+      ExpressionAttributeValues: {
+        ":status": end.status,
+        ":finishedAt": end.finishedAt,
+        ":durationMs": end.durationMs,
+        ":error": end.error,
+        ":running": "running",
+      },
+    },
+  };
+}
