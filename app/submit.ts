@@ -362,7 +362,8 @@ async function writeStaged(
 ): Promise<void> {
   const expiresAt = Math.floor(Date.parse(plan.createdAt) / 1000) + STAGED_TTL_SECONDS;
   const staged = plan.jobs.map((job) => {
-    const { ownerPk, ownerSk, ownerStatusPk, dayPk, queuePk, queueSk, duePk, dueSk, ...rest } = job.item;
+    const { ownerPk, ownerSk, ownerStatusPk, dayPk, queuePk, queueSk, duePk, dueSk, livePk, ...rest } =
+      job.item;
     return { ...rest, staged: true, expiresAt } as JobItem;
   });
   try {

@@ -1,4 +1,4 @@
-import type { Job, JobStatus } from "../core/job";
+import { type Job, type JobStatus, TERMINAL_STATUSES } from "../core/job";
 import {
   activePk,
   activeSk,
@@ -7,6 +7,7 @@ import {
   dueSk,
   JOB_SK,
   jobPk,
+  livePk,
   ownerPk,
   ownerStatusPk,
   queuePk,
@@ -34,6 +35,7 @@ export interface JobItem extends Omit<Job, "result"> {
   readonly duePk?: string;
   readonly dueSk?: string;
   readonly activePk?: string;
+  readonly livePk?: string;
   readonly activeSk?: string;
   /** When it last entered `queued`: the start of its queue wait. */
   readonly queuedAt?: string;
@@ -76,6 +78,7 @@ export function indexAttributes(
     ownerStatusPk: ownerStatusPk(job.owner, job.status),
     dayPk: dayPk(job.createdAt.slice(0, 10)),
   };
+  if (!TERMINAL_STATUSES.has(job.status)) attrs.livePk = livePk(job.id);
   if (job.status === "queued") {
     attrs.queuePk = queuePk(job.pool);
     attrs.queueSk = queueSk(job);
@@ -94,6 +97,7 @@ export function indexAttributes(
 /** Sparse index attributes a status change must remove when the job leaves their status. */
 export function indexAttributesToRemove(status: JobStatus): string[] {
   const remove: string[] = [];
+  if (TERMINAL_STATUSES.has(status)) remove.push("livePk");
   if (status !== "queued") remove.push("queuePk", "queueSk");
   if (status !== "scheduled") remove.push("duePk", "dueSk");
   if (status !== "dispatched" && status !== "running") remove.push("activePk", "activeSk", "reservation");

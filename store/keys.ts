@@ -49,6 +49,11 @@ export function queueSk(job: { priority: number; deadline: string | null; id: st
 
 export const dueSk = (runAt: string, id: string): string => `${runAt}#${id}`;
 
+/** The live index's shard: the job id's last ULID character, random, so 32 even shards. */
+export const LIVE_SHARDS = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+export const livePk = (id: string): string => `LIVE#${id.slice(-1)}`;
+export const livePkOfShard = (shard: string): string => `LIVE#${shard}`;
+
 export const activePk = (pool: string): string => `ACT#${pool}`;
 export const activeSk = (nodeId: string, jobId: string): string => `${nodeId}#${jobId}`;
 

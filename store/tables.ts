@@ -44,6 +44,8 @@ export const JOB_INDEX = {
   due: "due",
   /** Sparse: only jobs holding a capacity reservation (dispatched, running), per pool and node. */
   active: "active",
+  /** Sparse: only jobs not yet ended, in 32 shards: what the reconciler walks after a crash. */
+  live: "live",
 } as const;
 
 /** Attributes the scheduler needs from a queued job without reading the job item. */
