@@ -72,8 +72,8 @@ export function createTableInput(def: TableDefinition, tableName: string): Creat
 
 /**
  * Creates every table of TABLES named `${prefix}${def.id}` unless it exists (a persistent data
- * directory keeps its tables and items across restarts), adds indexes defined since it was
- * created, waits until all are ACTIVE, and enables TTL. Returns def.id → table name.
+ * directory keeps its tables and items across restarts), brings a kept table's indexes up to
+ * the definition, waits until all are ACTIVE, and enables TTL. Returns def.id → table name.
  */
 export async function ensureTables(client: DynamoDBClient, prefix: string): Promise<Record<string, string>> {
   const names: Record<string, string> = {};
@@ -86,43 +86,62 @@ export async function ensureTables(client: DynamoDBClient, prefix: string): Prom
 }
 
 async function ensureTable(client: DynamoDBClient, def: TableDefinition, tableName: string): Promise<void> {
+  const expected = createTableInput(def, tableName);
   let table = await describeTable(client, tableName);
   if (table === undefined) {
     try {
-      await client.send(new CreateTableCommand(createTableInput(def, tableName)));
+      await client.send(new CreateTableCommand(expected));
     } catch (error) {
       // Another process (a second test run, a second `npm start`) created it first.
       if (!(error instanceof ResourceInUseException)) throw error;
     }
     table = await waitUntilActive(client, tableName);
   } else {
-    table = await addMissingIndexes(client, def, await waitUntilActive(client, tableName));
+    table = await waitUntilActive(client, tableName);
+    // The table's own keys cannot change in place; its indexes can.
+    if (!sameKeys(expected, expected.KeySchema, table, table.KeySchema)) {
+      throw new TableSchemaMismatchError(tableName, `its key schema is ${JSON.stringify(table.KeySchema)}`);
+    }
+    table = await reconcileIndexes(client, expected, table);
   }
-  assertMatches(def, table);
+  assertMatches(expected, table);
   if (def.timeToLiveAttribute !== undefined)
     await ensureTimeToLive(client, tableName, def.timeToLiveAttribute);
 }
 
 /**
- * Indexes added to store/tables.ts after a local table was created are created in place (one per
- * UpdateTable, DynamoDB's rule), as a deploy would; anything else that changed is a mismatch.
+ * Brings a persisted table's indexes up to store/tables.ts, as the data model changes between
+ * restarts: a missing index is created, one whose keys or projection changed is dropped and
+ * created again (an index is only a view of the table's items, so no data is lost; DynamoDB
+ * backfills it). One index per UpdateTable, DynamoDB's rule. Indexes no longer defined are left.
  */
-async function addMissingIndexes(
+async function reconcileIndexes(
   client: DynamoDBClient,
-  def: TableDefinition,
+  expected: CreateTableCommandInput,
   table: TableDescription,
 ): Promise<TableDescription> {
-  const input = createTableInput(def, table.TableName ?? "");
-  const existing = new Set((table.GlobalSecondaryIndexes ?? []).map((index) => index.IndexName));
+  const tableName = expected.TableName ?? "";
   let current = table;
-  for (const index of input.GlobalSecondaryIndexes ?? []) {
-    if (existing.has(index.IndexName)) continue;
+  for (const index of expected.GlobalSecondaryIndexes ?? []) {
+    const actual = current.GlobalSecondaryIndexes?.find(
+      (candidate) => candidate.IndexName === index.IndexName,
+    );
+    if (actual && sameIndex(expected, index, current, actual)) continue;
+    if (actual) {
+      await client.send(
+        new UpdateTableCommand({
+          TableName: tableName,
+          GlobalSecondaryIndexUpdates: [{ Delete: { IndexName: index.IndexName } }],
+        }),
+      );
+      current = await waitUntilActive(client, tableName, index.IndexName);
+    }
     const keyNames = new Set(index.KeySchema?.map((key) => key.AttributeName));
     await client.send(
       new UpdateTableCommand({
-        TableName: input.TableName,
-        AttributeDefinitions: input.AttributeDefinitions?.filter(
-          (attribute) => keyNames.has(attribute.AttributeName) || isTableKey(def, attribute.AttributeName),
+        TableName: tableName,
+        AttributeDefinitions: expected.AttributeDefinitions?.filter((attribute) =>
+          keyNames.has(attribute.AttributeName),
         ),
         GlobalSecondaryIndexUpdates: [
           {
@@ -131,41 +150,58 @@ async function addMissingIndexes(
         ],
       }),
     );
-    current = await waitUntilActive(client, input.TableName ?? "");
+    current = await waitUntilActive(client, tableName);
   }
   return current;
 }
 
-function isTableKey(def: TableDefinition, name: string | undefined): boolean {
-  return name === def.partitionKey.name || name === def.sortKey?.name;
-}
-
-/** Keys and every defined index must be as store/tables.ts says; extra indexes are left alone. */
-function assertMatches(def: TableDefinition, table: TableDescription): void {
-  const tableName = table.TableName ?? `${def.id}`;
-  const expected = createTableInput(def, tableName);
-  if (!sameKeys(expected.KeySchema, table.KeySchema)) {
-    throw new TableSchemaMismatchError(tableName, `key schema is ${JSON.stringify(table.KeySchema)}`);
+/** After creation or reconciliation the table must be what store/tables.ts says. */
+function assertMatches(expected: CreateTableCommandInput, table: TableDescription): void {
+  const tableName = expected.TableName ?? "";
+  if (!sameKeys(expected, expected.KeySchema, table, table.KeySchema)) {
+    throw new TableSchemaMismatchError(tableName, `its key schema is ${JSON.stringify(table.KeySchema)}`);
   }
   for (const index of expected.GlobalSecondaryIndexes ?? []) {
     const actual = table.GlobalSecondaryIndexes?.find((candidate) => candidate.IndexName === index.IndexName);
-    if (
-      !actual ||
-      !sameKeys(index.KeySchema, actual.KeySchema) ||
-      !sameProjection(index.Projection, actual.Projection)
-    ) {
+    if (!actual || !sameIndex(expected, index, table, actual)) {
       throw new TableSchemaMismatchError(tableName, `index ${index.IndexName} differs`);
     }
   }
 }
 
+interface WithAttributes {
+  readonly AttributeDefinitions?: readonly AttributeDefinition[];
+}
+
+function sameIndex(
+  expectedTable: WithAttributes,
+  expected: GlobalSecondaryIndex,
+  actualTable: WithAttributes,
+  actual: { readonly KeySchema?: readonly KeySchemaElement[]; readonly Projection?: Projection },
+): boolean {
+  return (
+    sameKeys(expectedTable, expected.KeySchema, actualTable, actual.KeySchema) &&
+    sameProjection(expected.Projection, actual.Projection)
+  );
+}
+
+/** Same key names, roles (HASH/RANGE) and attribute types. */
 function sameKeys(
+  aTable: WithAttributes,
   a: readonly KeySchemaElement[] | undefined,
+  bTable: WithAttributes,
   b: readonly KeySchemaElement[] | undefined,
 ): boolean {
-  const canonical = (keys: readonly KeySchemaElement[] | undefined) =>
-    JSON.stringify((keys ?? []).map((key) => [key.AttributeName, key.KeyType]));
-  return canonical(a) === canonical(b);
+  const canonical = (table: WithAttributes, keys: readonly KeySchemaElement[] | undefined) =>
+    JSON.stringify(
+      (keys ?? []).map((key) => [
+        key.AttributeName,
+        key.KeyType,
+        table.AttributeDefinitions?.find((attribute) => attribute.AttributeName === key.AttributeName)
+          ?.AttributeType,
+      ]),
+    );
+  return canonical(aTable, a) === canonical(bTable, b);
 }
 
 function sameProjection(a: Projection | undefined, b: Projection | undefined): boolean {
@@ -206,16 +242,23 @@ async function describeTable(
 
 /**
  * DynamoDB Local creates tables ACTIVE at once, but CreateTable's contract is asynchronous; the
- * SDK's waiter polls every 20 s, far too slow for a local start, hence this loop.
+ * SDK's waiter polls every 20 s, far too slow for a local start, hence this loop. With
+ * `deletedIndex`, also waits until that index is gone.
  */
-async function waitUntilActive(client: DynamoDBClient, tableName: string): Promise<TableDescription> {
+async function waitUntilActive(
+  client: DynamoDBClient,
+  tableName: string,
+  deletedIndex?: string,
+): Promise<TableDescription> {
   const deadline = Date.now() + ACTIVE_TIMEOUT_MS;
   for (;;) {
     const table = await describeTable(client, tableName);
-    const indexesActive = (table?.GlobalSecondaryIndexes ?? []).every(
-      (index) => index.IndexStatus === "ACTIVE",
-    );
-    if (table?.TableStatus === "ACTIVE" && indexesActive) return table;
+    const indexes = table?.GlobalSecondaryIndexes ?? [];
+    const settled =
+      table?.TableStatus === "ACTIVE" &&
+      indexes.every((index) => index.IndexStatus === "ACTIVE") &&
+      !indexes.some((index) => index.IndexName === deletedIndex);
+    if (table && settled) return table;
     if (Date.now() >= deadline) throw new TableNotActiveError(tableName, ACTIVE_TIMEOUT_MS);
     await new Promise((wake) => setTimeout(wake, ACTIVE_POLL_MS));
   }

@@ -13,7 +13,7 @@ import { afterAll, describe, expect, inject, it } from "vitest";
 import { LOCAL_REGION } from "../../local/config";
 import { DynamoLocalStartError, startDynamoLocal } from "../../local/dynamo";
 import { createTableInput, ensureTables, TableSchemaMismatchError } from "../../local/tables";
-import { jobsTable, TABLES, tokensTable } from "../../store/tables";
+import { JOB_INDEX, jobsTable, TABLES, tokensTable } from "../../store/tables";
 
 function clientFor(endpoint: string): DynamoDBClient {
   return new DynamoDBClient({
@@ -101,6 +101,37 @@ describe("ensureTables on tables created by an older data model", () => {
     expect(table?.GlobalSecondaryIndexes?.map((index) => index.IndexName).sort()).toEqual(
       [kept, ...added].map((index) => index?.IndexName).sort(),
     );
+  });
+
+  it("rebuilds an index whose projection changed, keeping the table's items", async () => {
+    const prefix = `jobq-reproject-${Date.now()}-`;
+    const input = createTableInput(jobsTable, `${prefix}${jobsTable.id}`);
+    const defined = input.GlobalSecondaryIndexes ?? [];
+    await client.send(
+      new CreateTableCommand({
+        ...input,
+        GlobalSecondaryIndexes: defined.map((index) =>
+          index.IndexName === JOB_INDEX.queue ? { ...index, Projection: { ProjectionType: "ALL" } } : index,
+        ),
+      }),
+    );
+    const key = { pk: { S: "JOB#kept" }, sk: { S: "JOB" } };
+    await client.send(new PutItemCommand({ TableName: input.TableName, Item: key }));
+
+    await ensureTables(client, prefix);
+
+    const { Table: table } = await client.send(new DescribeTableCommand({ TableName: input.TableName }));
+    const projections = Object.fromEntries(
+      (table?.GlobalSecondaryIndexes ?? []).map((index) => [
+        index.IndexName,
+        index.Projection?.ProjectionType,
+      ]),
+    );
+    expect(projections).toEqual(
+      Object.fromEntries(defined.map((index) => [index.IndexName, index.Projection?.ProjectionType])),
+    );
+    const { Item: item } = await client.send(new GetItemCommand({ TableName: input.TableName, Key: key }));
+    expect(item).toEqual(key);
   });
 
   it("refuses a table whose keys changed, naming it and the way out", async () => {
