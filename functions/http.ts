@@ -108,7 +108,11 @@ export function jsonBody(event: APIGatewayProxyEvent, maxBytes: number): unknown
 export function pathParameter(event: APIGatewayProxyEvent, name: string): string {
   const value = event.pathParameters?.[name];
   if (!value) throw new ValidationError([{ path: name, message: "path parameter is required" }]);
-  return decodeURIComponent(value);
+  try {
+    return decodeURIComponent(value);
+  } catch {
+    throw new ValidationError([{ path: name, message: "is not a valid percent-encoded path segment" }]);
+  }
 }
 
 /** Query string as a plain object (API Gateway gives null when there is none). */
