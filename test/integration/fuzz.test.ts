@@ -1,0 +1,482 @@
+import fc from "fast-check";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startTestApi, type TestApi } from "../support/api";
+import { ERROR_STATUS, type ErrorBody, PrincipalPool, problemPaths, rawRequest } from "../support/jobs";
+
+/**
+ * Property tests of the submit routes: whatever arrives, the answer is never a 5xx, and every
+ * refusal is the contract's `{error: {code, message}}` with a code of API.md's list answered
+ * with that code's status. Runs are bounded (numRuns) so the tier stays fast.
+ */
+
+const people = new PrincipalPool("fuzz", 4);
+let api: TestApi;
+let fuzzer: { token: string };
+
+beforeAll(async () => {
+  api = await startTestApi(people.tokens());
+  fuzzer = people.next();
+});
+afterAll(() => api?.close());
+
+const RUNS = 150;
+
+/** What every answer of a submit route must look like, whatever was sent. */
+function assessAnswer(status: number, body: unknown, sent: unknown): void {
+  const context = `sent ${truncate(JSON.stringify(sent))} → ${status} ${truncate(JSON.stringify(body))}`;
+  expect(status, context).toBeLessThan(500);
+  if (status >= 400) {
+    const error = (body as Partial<ErrorBody> | null)?.error;
+    expect(error, context).toBeTypeOf("object");
+    expect(typeof error?.message, context).toBe("string");
+    expect(Object.keys(ERROR_STATUS), context).toContain(error?.code);
+    expect(ERROR_STATUS[error?.code ?? ""], context).toBe(status);
+  } else {
+    expect([200, 201], context).toContain(status);
+  }
+}
+
+function truncate(text: string | undefined): string {
+  const t = text ?? "undefined";
+  return t.length > 400 ? `${t.slice(0, 400)}…` : t;
+}
+
+async function post(path: string, body: unknown): Promise<{ status: number; json: unknown }> {
+  // A string body would go out as is: send every generated value as JSON.
+  const response = await api.request("POST", path, {
+    token: fuzzer.token,
+    body: JSON.stringify(body) ?? "null",
+    headers: { "content-type": "application/json" },
+  });
+  return { status: response.status, json: response.json };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Generators
+// ---------------------------------------------------------------------------------------------
+
+/** Numbers of every kind JSON can carry: beyond 2^53, near the double range's ends, subnormal. */
+const anyNumber = fc.oneof(
+  fc.integer(),
+  fc.double({ noNaN: true, noDefaultInfinity: true }),
+  fc.constantFrom(
+    2 ** 53 + 2,
+    -(2 ** 53) - 2,
+    1e21,
+    1e126,
+    -1e300,
+    1.7976931348623157e308,
+    5e-324,
+    1e-131,
+    -0,
+  ),
+);
+
+/** Strings: printable, any code point, and ones with meaning to the API or to JavaScript. */
+const anyString = fc.oneof(
+  fc.string({ maxLength: 20 }),
+  fc.string({ unit: "binary", maxLength: 20 }),
+  fc.string({ unit: "grapheme", maxLength: 10 }),
+  fc.constantFrom(
+    "",
+    " ",
+    "critical",
+    "HIGH",
+    "job_",
+    "job_01ARZ3NDEKTSV4RRFFQ69G5FAV",
+    "echo",
+    "gpu",
+    "__proto__",
+    "constructor",
+    "\u0000",
+    "\ud800",
+    "2026-02-30T00:00:00Z",
+    "9999-12-31T23:59:59-23:59",
+    "0000-01-01T00:00:00Z",
+    "𝕁𝕠𝕓",
+  ),
+);
+
+/** Object keys, including the empty key and the names of Object.prototype's members. */
+const anyKey = fc.oneof(
+  { weight: 4, arbitrary: fc.string({ unit: "binary", maxLength: 10 }) },
+  {
+    weight: 1,
+    arbitrary: fc.constantFrom(
+      "",
+      "__proto__",
+      "constructor",
+      "toString",
+      "hasOwnProperty",
+      "type",
+      "payload",
+    ),
+  },
+);
+
+/** Any JSON value, with every number and key above, nested a few levels. */
+const anyJson: fc.Arbitrary<unknown> = fc.letrec<{ value: unknown }>((tie) => ({
+  value: fc.oneof(
+    { depthSize: "small", withCrossShrink: true },
+    fc.constant(null),
+    fc.boolean(),
+    anyNumber,
+    anyString,
+    fc.array(tie("value"), { maxLength: 4 }),
+    fc.dictionary(anyKey, tie("value"), { maxKeys: 4 }),
+  ),
+})).value;
+
+/** `value` wrapped in `depth` levels of objects or arrays. */
+const nested = fc
+  .tuple(anyJson, fc.integer({ min: 1, max: 60 }), fc.boolean())
+  .map(([value, depth, asArray]) => {
+    let out: unknown = value;
+    for (let i = 0; i < depth; i++) out = asArray ? [out] : { v: out };
+    return out;
+  });
+
+/**
+ * JSON a DynamoDB item can hold as it is: numbers within ±(2^53 − 1), not below 1e-100, keys that
+ * are not empty and not Object.prototype's, a few levels deep. Used where the property is about
+ * validation, not storage; the payload properties below use anyJson.
+ */
+const storableJson: fc.Arbitrary<unknown> = fc.letrec<{ value: unknown }>((tie) => ({
+  value: fc.oneof(
+    { depthSize: "small", maxDepth: 4 },
+    fc.constant(null),
+    fc.boolean(),
+    fc.integer({ min: -(2 ** 53 - 1), max: 2 ** 53 - 1 }),
+    fc
+      .double({ min: -Number.MAX_SAFE_INTEGER, max: Number.MAX_SAFE_INTEGER, noNaN: true })
+      .filter((x) => x === 0 || Math.abs(x) > 1e-100),
+    fc.string({ unit: "grapheme", maxLength: 12 }),
+    fc.array(tie("value"), { maxLength: 4 }),
+    fc.dictionary(
+      fc.string({ minLength: 1, maxLength: 8 }).filter((k) => !(k in Object.prototype) && k !== "__proto__"),
+      tie("value"),
+      { maxKeys: 4, noNullPrototype: true },
+    ),
+  ),
+})).value;
+
+const labelKey = fc
+  .string({ unit: "grapheme", minLength: 1, maxLength: 12 })
+  .filter((k) => !(k in Object.prototype) && k !== "__proto__");
+
+const isoDate = fc
+  .date({ min: new Date("2000-01-01T00:00:00Z"), max: new Date("2100-01-01T00:00:00Z"), noInvalidDate: true })
+  .map((d) => d.toISOString());
+
+/** A body POST /jobs accepts. */
+const validJob = fc.record(
+  {
+    type: fc.stringMatching(/^[a-z0-9][a-z0-9._-]{0,15}$/),
+    name: fc.string({ unit: "grapheme", minLength: 1, maxLength: 30 }),
+    payload: storableJson,
+    priority: fc.oneof(
+      fc.constantFrom("critical", "high", "normal", "low", "background"),
+      fc.integer({ min: -10, max: 10 }),
+    ),
+    resources: fc.record(
+      {
+        cpu: fc.constantFrom(0.25, 0.5, 1, 2),
+        memoryMb: fc.integer({ min: 1, max: 4096 }),
+        gpu: fc.constant(0),
+      },
+      { requiredKeys: [] },
+    ),
+    pool: fc.constantFrom("cpu", "gpu"),
+    retry: fc.record(
+      {
+        maxAttempts: fc.integer({ min: 1, max: 100 }),
+        strategy: fc.constantFrom("exponential", "linear", "fibonacci", "immediate"),
+        initialDelaySeconds: fc.integer({ min: 0, max: 600 }),
+        backoffMultiplier: fc.integer({ min: 1, max: 10 }),
+        maxDelaySeconds: fc.integer({ min: 0, max: 3600 }),
+      },
+      { requiredKeys: [] },
+    ),
+    timeoutSeconds: fc.integer({ min: 1, max: 604_800 }),
+    runAt: isoDate,
+    deadline: isoDate,
+    offPeakOnly: fc.boolean(),
+    tags: fc.dictionary(labelKey, fc.string({ maxLength: 20 }), { maxKeys: 3, noNullPrototype: true }),
+  },
+  { requiredKeys: ["type"] },
+);
+
+const JOB_FIELDS = [
+  "type",
+  "name",
+  "payload",
+  "priority",
+  "resources",
+  "pool",
+  "constraints",
+  "dependsOn",
+  "retry",
+  "timeoutSeconds",
+  "runAt",
+  "deadline",
+  "offPeakOnly",
+  "onFailure",
+  "tags",
+  "ref",
+  "unknownField",
+] as const;
+
+/** anyJson without the keys that name Object.prototype's members (see the label-map property). */
+const junkJson: fc.Arbitrary<unknown> = fc.letrec<{ value: unknown }>((tie) => ({
+  value: fc.oneof(
+    { depthSize: "small", withCrossShrink: true },
+    fc.constant(null),
+    fc.boolean(),
+    anyNumber,
+    anyString,
+    fc.array(tie("value"), { maxLength: 4 }),
+    fc.dictionary(
+      anyKey.filter((k) => !(k in Object.prototype) && k !== "__proto__"),
+      tie("value"),
+      { maxKeys: 4 },
+    ),
+  ),
+})).value;
+
+/**
+ * Junk for one field: anything JSON, arrays where objects belong, objects where arrays belong,
+ * odd priority strings, huge numbers. The payload field gets storable JSON (see storableJson).
+ */
+const junk = fc.oneof(
+  junkJson,
+  fc.array(storableJson, { maxLength: 3 }),
+  fc.dictionary(labelKey, storableJson, { maxKeys: 3, noNullPrototype: true }),
+  fc.constantFrom("Critical", " high", "normal ", "constructor", "__proto__", "10", "-11", "1e1", "0x5"),
+  fc.constantFrom(1e308, -1e308, 2 ** 63, 1024.5, 4_194_305, -1, 0, 0.5),
+  fc.array(fc.constantFrom("job_x", "job_01ARZ3NDEKTSV4RRFFQ69G5FAV", ""), { maxLength: 3 }),
+);
+
+interface Mutation {
+  readonly field: (typeof JOB_FIELDS)[number];
+  readonly value: unknown;
+  /** What the payload field gets instead of `value`. */
+  readonly payload: unknown;
+  readonly drop: boolean;
+}
+
+const mutation: fc.Arbitrary<Mutation> = fc.record({
+  field: fc.constantFrom(...JOB_FIELDS),
+  value: junk,
+  payload: storableJson,
+  drop: fc.boolean(),
+});
+
+function mutate(body: Record<string, unknown>, mutations: readonly Mutation[]): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...body };
+  for (const { field, value, payload, drop } of mutations) {
+    if (drop && field !== "unknownField") delete out[field];
+    else out[field] = field === "payload" ? payload : value;
+  }
+  return out;
+}
+
+const mutatedJob = fc
+  .tuple(validJob, fc.array(mutation, { minLength: 1, maxLength: 3 }))
+  .map(([body, mutations]) => mutate(body, mutations));
+
+/** A valid batch: refs r0..rn-1, each job depending on some of the others (cycles possible). */
+const validBatch = fc
+  .array(fc.tuple(validJob, fc.array(fc.nat(7), { maxLength: 3 })), { minLength: 1, maxLength: 6 })
+  .map((entries) => ({
+    jobs: entries.map(([job, deps], i) => {
+      const dependsOn = [...new Set(deps.filter((d) => d < entries.length && d !== i).map((d) => `r${d}`))];
+      return { ...job, ref: `r${i}`, ...(dependsOn.length ? { dependsOn } : {}) };
+    }),
+  }));
+
+const mutatedBatch = fc
+  .tuple(
+    validBatch,
+    fc.array(fc.tuple(fc.nat(5), fc.array(mutation, { minLength: 1, maxLength: 2 })), { maxLength: 3 }),
+  )
+  .map(([batch, edits]) => {
+    const jobs = [...batch.jobs] as Record<string, unknown>[];
+    for (const [index, mutations] of edits) {
+      const job = jobs[index % jobs.length];
+      if (job) jobs[index % jobs.length] = mutate(job, mutations);
+    }
+    return { jobs };
+  });
+
+// ---------------------------------------------------------------------------------------------
+// Properties
+// ---------------------------------------------------------------------------------------------
+
+describe("POST /jobs under fuzzing", () => {
+  it("answers any JSON value as the body without a 5xx, refusing it in the contract's shape", async () => {
+    await fc.assert(
+      fc.asyncProperty(anyJson, async (body) => {
+        const { status, json } = await post("/jobs", body);
+        assessAnswer(status, json, body);
+      }),
+      { numRuns: RUNS },
+    );
+  });
+
+  it("answers mutated valid bodies (wrong types, huge numbers, junk, unknown fields) without a 5xx", async () => {
+    await fc.assert(
+      fc.asyncProperty(mutatedJob, async (body) => {
+        const { status, json } = await post("/jobs", body);
+        assessAnswer(status, json, body);
+      }),
+      { numRuns: RUNS },
+    );
+  });
+
+  it("accepts every valid body with 201 and a job_ id", async () => {
+    await fc.assert(
+      fc.asyncProperty(validJob, async (body) => {
+        const { status, json } = await post("/jobs", body);
+        const context = `sent ${truncate(JSON.stringify(body))} → ${status} ${truncate(JSON.stringify(json))}`;
+        expect(status, context).toBe(201);
+        expect((json as { id: string }).id, context).toMatch(/^job_/);
+        // As JSON carries it: -0 arrives as 0
+        expect((json as { payload: unknown }).payload, context).toEqual(
+          JSON.parse(JSON.stringify(body.payload ?? null)),
+        );
+      }),
+      { numRuns: 60 },
+    );
+  });
+
+  it("refuses any priority string other than the five names with 400 naming priority", async () => {
+    const names = new Set(["critical", "high", "normal", "low", "background"]);
+    const oddPriority = fc
+      .oneof(
+        anyString,
+        fc.constantFrom(
+          "Critical",
+          "HIGH",
+          " high",
+          "high ",
+          "constructor",
+          "__proto__",
+          "toString",
+          "5",
+          "valueOf",
+        ),
+      )
+      .filter((p) => !names.has(p));
+    await fc.assert(
+      fc.asyncProperty(oddPriority, async (priority) => {
+        const response = await api.request<ErrorBody>("POST", "/jobs", {
+          token: fuzzer.token,
+          body: { type: "echo", priority },
+        });
+        expect(response.status, `priority ${JSON.stringify(priority)}`).toBe(400);
+        expect(response.json.error.code).toBe("validation_failed");
+        expect(problemPaths(response.json)).toContain("priority");
+      }),
+      { numRuns: 100 },
+    );
+  });
+
+  it("answers raw non-JSON bytes with a 4xx in the contract's shape", async () => {
+    const prefixes = fc.constantFrom(
+      "",
+      "{",
+      '{"type":"echo","payload":',
+      '{"type":"echo"',
+      "[",
+      '"',
+      "\ufeff",
+    );
+    await fc.assert(
+      fc.asyncProperty(prefixes, fc.uint8Array({ maxLength: 200 }), async (prefix, bytes) => {
+        const body = Buffer.concat([Buffer.from(prefix, "utf8"), Buffer.from(bytes)]);
+        const response = await rawRequest(api, "POST", "/jobs", body, fuzzer.token);
+        expect(
+          response.json,
+          `raw ${body.toString("hex")} → ${response.status} ${response.text}`,
+        ).toBeDefined();
+        assessAnswer(response.status, response.json, body.toString("hex"));
+        expect(response.status).toBeGreaterThanOrEqual(400);
+      }),
+      { numRuns: RUNS },
+    );
+  });
+
+  /*
+   * The two properties below generate payloads and label maps without the restrictions of
+   * storableJson and labelKey: numbers beyond 2^53 or DynamoDB's range, nesting deeper than
+   * DynamoDB's 32 levels, the empty key and Object.prototype's names. API.md accepts any JSON
+   * payload of at most 256 KiB and any string map as tags, and bad input never yields a 500.
+   */
+  it("stores any JSON payload, or refuses it with a 4xx, never a 5xx", async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.oneof(anyJson, nested), async (payload) => {
+        const body = { type: "echo", payload };
+        const { status, json } = await post("/jobs", body);
+        assessAnswer(status, json, body);
+      }),
+      { numRuns: RUNS },
+    );
+  });
+
+  it("stores any string map as tags, or refuses it with a 4xx, never a 5xx", async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.dictionary(anyKey, anyString, { maxKeys: 4 }), async (tags) => {
+        const body = { type: "echo", tags };
+        const { status, json } = await post("/jobs", body);
+        assessAnswer(status, json, body);
+      }),
+      { numRuns: RUNS },
+    );
+  });
+});
+
+describe("POST /jobs/batch under fuzzing", () => {
+  it("answers any JSON value as the body, or as its jobs list, without a 5xx", async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.oneof(
+          anyJson,
+          anyJson.map((jobs) => ({ jobs })),
+        ),
+        async (body) => {
+          const { status, json } = await post("/jobs/batch", body);
+          assessAnswer(status, json, body);
+        },
+      ),
+      { numRuns: RUNS },
+    );
+  });
+
+  it("answers valid and mutated batches without a 5xx", async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.oneof(validBatch, mutatedBatch), async (body) => {
+        const { status, json } = await post("/jobs/batch", body);
+        assessAnswer(status, json, body);
+        if (status === 201) {
+          const result = json as { jobs: unknown[]; refs: Record<string, string> };
+          expect(result.jobs).toHaveLength(body.jobs.length);
+          expect(Object.keys(result.refs).length).toBeLessThanOrEqual(body.jobs.length);
+        }
+      }),
+      { numRuns: RUNS },
+    );
+  });
+
+  it("answers raw non-JSON bytes with a 4xx in the contract's shape", async () => {
+    const prefixes = fc.constantFrom("", '{"jobs":[', '{"jobs":[{"type":"echo"},');
+    await fc.assert(
+      fc.asyncProperty(prefixes, fc.uint8Array({ maxLength: 200 }), async (prefix, bytes) => {
+        const body = Buffer.concat([Buffer.from(prefix, "utf8"), Buffer.from(bytes)]);
+        const response = await rawRequest(api, "POST", "/jobs/batch", body, fuzzer.token);
+        assessAnswer(response.status, response.json, body.toString("hex"));
+        expect(response.status).toBeGreaterThanOrEqual(400);
+      }),
+      { numRuns: 100 },
+    );
+  });
+});
