@@ -328,6 +328,29 @@ export class JobRepository {
     );
   }
 
+  /**
+   * A conditional update of one item outside any transaction (half the write cost of a
+   * one-item transaction); false when the condition did not hold.
+   */
+  async updateIf(
+    key: Key,
+    update: string,
+    condition: string,
+    expression: ExpressionParts = {},
+  ): Promise<boolean> {
+    return this.ifConditionHolds(() =>
+      this.db.send(
+        new UpdateCommand({
+          TableName: this.tableName,
+          Key: key,
+          UpdateExpression: update,
+          ConditionExpression: condition,
+          ...expressionAttributes(expression),
+        }),
+      ),
+    );
+  }
+
   /** A conditional delete; false when the condition did not hold. */
   async deleteIf(key: Key, condition: string, expression: ExpressionParts = {}): Promise<boolean> {
     return this.ifConditionHolds(() =>
