@@ -4,11 +4,12 @@ import { ForbiddenError, ValidationError } from "../core/errors";
 import type { Attempt, Job, ListJobsQuery, LogLevel, LogLine, Transition } from "../core/job";
 import type { Principal } from "../core/principal";
 import { decodeCursor, encodeCursor, type StartKey, startKeySchema } from "../store/cursor";
-import { fromJobItem, type JobItem } from "../store/job-items";
+import { fromJobItem } from "../store/job-items";
 import type { JobRepository } from "../store/job-repository";
 import {
   ATTEMPT_PREFIX,
   dayPk,
+  jobPk,
   LOG_PREFIX,
   ownerPk,
   ownerStatusPk,
@@ -119,11 +120,17 @@ export async function listJobs(
     source.index === JOB_INDEX.byDay
       ? (cursor?.day ?? (query.createdBefore ?? ctx.clock().toISOString()).slice(0, 10))
       : undefined;
-  let startKey = cursor?.key;
-  if (startKey && startKey[source.partitionAttribute] !== source.partition(day)) throw invalidCursor();
+  let startKey: StartKey | undefined = cursor?.key;
+  if (startKey) {
+    const expected = new Set(["pk", "sk", "ownerSk", source.partitionAttribute]);
+    const attributes = Object.keys(startKey);
+    const exact = attributes.length === expected.size && attributes.every((a) => expected.has(a));
+    if (!exact || startKey[source.partitionAttribute] !== source.partition(day)) throw invalidCursor();
+  }
 
   const range = sortKeyRange(query);
   const items: Job[] = [];
+  if (range.lo > range.hi) return { items, nextCursor: null };
   let inspected = 0;
   for (;;) {
     if (lowestDay !== undefined && (day === undefined || day < lowestDay)) return { items, nextCursor: null };
@@ -142,7 +149,8 @@ export async function listJobs(
     for (const key of page.items) {
       inspected++;
       const item = jobs.get(String(key.ownerSk));
-      if (item && matches(item, query, statuses)) items.push(fromJobItem(item));
+      const job = item && !item.staged ? fromJobItem(item) : undefined;
+      if (job && matches(job, query, statuses)) items.push(job);
       if (items.length === query.limit) {
         // Resume right after the last key consumed, not after the page DynamoDB returned.
         return { items, nextCursor: encodeCursor({ index: source.index, day, key }) };
@@ -167,8 +175,7 @@ function invalidCursor(): ValidationError {
   return new ValidationError([{ path: "cursor", message: "does not belong to this list" }]);
 }
 
-function matches(item: JobItem, query: ListJobsQuery, statuses: ReadonlySet<string> | null): boolean {
-  if (item.staged) return false;
+function matches(item: Job, query: ListJobsQuery, statuses: ReadonlySet<string> | null): boolean {
   if (statuses && !statuses.has(item.status)) return false;
   if (query.type !== undefined && item.type !== query.type) return false;
   if (query.priority !== undefined && item.priority !== query.priority) return false;
@@ -197,7 +204,10 @@ function previousDay(day: string): string {
   return d.toISOString().slice(0, 10);
 }
 
-const pageCursorSchema = z.strictObject({ key: startKeySchema });
+/** A LastEvaluatedKey of a job's own partition: exactly pk and sk. */
+const partitionKeySchema = z.strictObject({ pk: z.string(), sk: z.string() });
+type PartitionKey = z.infer<typeof partitionKeySchema>;
+const pageCursorSchema = z.strictObject({ key: partitionKeySchema });
 
 async function pageOf<T>(
   ctx: QueryContext,
@@ -209,7 +219,7 @@ async function pageOf<T>(
 ): Promise<ListPage<T>> {
   await loadVisibleJob(ctx.repo, principal, id);
   const cursor = decodeCursor(options.cursor, pageCursorSchema);
-  if (cursor && !String(cursor.key.sk ?? "").startsWith(prefix)) throw invalidCursor();
+  if (cursor && (cursor.key.pk !== jobPk(id) || !cursor.key.sk.startsWith(prefix))) throw invalidCursor();
   const page = await ctx.repo.queryJobPartition(id, prefix, { limit: options.limit, startKey: cursor?.key });
   return {
     items: page.items.map(map),
@@ -280,12 +290,12 @@ function taskLine(item: Record<string, unknown>): LogLine {
   };
 }
 
-const streamPosition = z.union([z.literal("end"), startKeySchema, z.null()]);
+const streamPosition = z.union([z.literal("end"), partitionKeySchema, z.null()]);
 const logsCursorSchema = z.strictObject({ task: streamPosition, lifecycle: streamPosition });
 type StreamPosition = z.infer<typeof streamPosition>;
 
 interface StreamRead {
-  readonly entries: { line: LogLine; key: StartKey }[];
+  readonly entries: { line: LogLine; key: PartitionKey }[];
   readonly exhausted: boolean;
 }
 
@@ -328,14 +338,14 @@ export async function listLogs(
     toLine: (i: Record<string, unknown>) => LogLine,
   ) => {
     if (position === "end") return { entries: [], exhausted: true } satisfies StreamRead;
-    if (position && !String(position.sk ?? "").startsWith(prefix)) throw invalidCursor();
+    if (position && (position.pk !== jobPk(id) || !position.sk.startsWith(prefix))) throw invalidCursor();
     const entries: StreamRead["entries"] = [];
-    let startKey = position ?? undefined;
+    let startKey: PartitionKey | undefined = position ?? undefined;
     do {
       const page = await ctx.repo.queryJobPartition(id, prefix, { limit: options.limit, startKey, filter });
       for (const item of page.items)
         entries.push({ line: toLine(item), key: { pk: String(item.pk), sk: String(item.sk) } });
-      startKey = page.lastKey as StartKey | undefined;
+      startKey = page.lastKey ? { pk: String(page.lastKey.pk), sk: String(page.lastKey.sk) } : undefined;
     } while (startKey && entries.length < options.limit);
     return { entries, exhausted: startKey === undefined } satisfies StreamRead;
   };

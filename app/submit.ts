@@ -44,6 +44,8 @@ export interface SubmitResult {
 
 /** How long a staged job may wait for its batch to commit before DynamoDB's TTL collects it. */
 const STAGED_TTL_SECONDS = 24 * 60 * 60;
+/** DynamoDB refuses transactions over 4 MB; stay clear of it (item sizes are estimated from JSON). */
+const MAX_TRANSACTION_BYTES = 3_500_000;
 /** Re-reads after losing a race with a concurrent change to a dependency. */
 const MAX_WRITE_ROUNDS = 5;
 
@@ -116,7 +118,10 @@ export async function submitJobs(ctx: SubmitContext, request: SubmitRequest): Pr
     for (let round = 1; ; round++) {
       const plan = await planSubmission(ctx, principal, jobs, resolved, plannedIds);
       try {
-        if (plan.transactionSize + (record ? 1 : 0) <= MAX_TRANSACTION_ITEMS) {
+        if (
+          plan.transactionSize + (record ? 1 : 0) <= MAX_TRANSACTION_ITEMS &&
+          plan.bytes <= MAX_TRANSACTION_BYTES
+        ) {
           await writeInOneTransaction(ctx.repo, plan, record ? idem.completeItem(record) : undefined);
         } else {
           await writeStaged(ctx.repo, plan, record ? idem.completeItem(record) : undefined);
@@ -189,6 +194,8 @@ interface SubmissionPlan {
   /** Existing dependencies as read, so the write can insist they have not changed since. */
   readonly externals: JobItem[];
   readonly transactionSize: number;
+  /** Estimated size of all the items, to keep a transaction under DynamoDB's 4 MB. */
+  readonly bytes: number;
 }
 
 /**
@@ -284,7 +291,11 @@ async function planSubmission(
 
   const plannedJobs = planned.filter((p): p is PlannedJob => p !== undefined);
   const transactionSize = plannedJobs.reduce((n, p) => n + 2 + p.edges.length, 0) + externals.items.length;
-  return { createdAt, jobs: plannedJobs, externals: externals.items, transactionSize };
+  const bytes = plannedJobs.reduce(
+    (n, p) => n + Buffer.byteLength(JSON.stringify([p.item, p.transition, p.edges]), "utf8"),
+    0,
+  );
+  return { createdAt, jobs: plannedJobs, externals: externals.items, transactionSize, bytes };
 }
 
 /**

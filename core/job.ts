@@ -60,10 +60,20 @@ export const prioritySchema = z
 
 const labelMap = z.record(z.string().min(1).max(128), z.string().max(256));
 
-const isoTimestamp = z.iso.datetime({ offset: true }).transform((s) => new Date(s).toISOString());
+/** An ISO-8601 timestamp that names a real instant (the format alone allows "2026-02-31"). */
+const isoTimestamp = z.iso
+  .datetime({ offset: true })
+  .refine((s) => Number.isFinite(Date.parse(s)), "is not a real date and time")
+  .transform((s) => new Date(s).toISOString());
+
+/**
+ * Fractions are kept to a thousandth: a millisecond of delay, a thousandth of a vCPU. Finer
+ * values mean nothing to a scheduler, and DynamoDB cannot store numbers like 5e-324.
+ */
+const thousandths = (n: number): number => Math.round(n * 1000) / 1000;
 
 export const resourcesSchema = z.strictObject({
-  cpu: z.number().positive().max(1024).default(1),
+  cpu: z.number().min(0.001).max(1024).transform(thousandths).default(1),
   memoryMb: z.number().int().positive().max(4_194_304).default(512),
   gpu: z.number().int().min(0).max(64).default(0),
 });
@@ -75,9 +85,9 @@ export type BackoffStrategy = (typeof BACKOFF_STRATEGIES)[number];
 export const retrySchema = z.strictObject({
   maxAttempts: z.number().int().min(1).max(100).default(3),
   strategy: z.enum(BACKOFF_STRATEGIES).default("exponential"),
-  initialDelaySeconds: z.number().min(0).max(MAX_TIMEOUT_SECONDS).default(1),
-  backoffMultiplier: z.number().min(1).max(100).default(2),
-  maxDelaySeconds: z.number().min(0).max(MAX_TIMEOUT_SECONDS).default(3600),
+  initialDelaySeconds: z.number().min(0).max(MAX_TIMEOUT_SECONDS).transform(thousandths).default(1),
+  backoffMultiplier: z.number().min(1).max(100).transform(thousandths).default(2),
+  maxDelaySeconds: z.number().min(0).max(MAX_TIMEOUT_SECONDS).transform(thousandths).default(3600),
 });
 export type RetryPolicy = z.infer<typeof retrySchema>;
 

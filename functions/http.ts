@@ -98,11 +98,33 @@ export function jsonBody(event: APIGatewayProxyEvent, maxBytes: number): unknown
       limitBytes: maxBytes,
     });
   }
+  let body: unknown;
   try {
-    return JSON.parse(raw);
+    body = JSON.parse(raw);
   } catch (error) {
     throw new ValidationError([{ path: "", message: `body is not valid JSON: ${(error as Error).message}` }]);
   }
+  if (nestingDepth(body) > MAX_BODY_DEPTH) {
+    throw new ValidationError([{ path: "", message: `body nests deeper than ${MAX_BODY_DEPTH} levels` }]);
+  }
+  return body;
+}
+
+/** Deeper documents are refused before anything walks them recursively (JSON.stringify would overflow). */
+export const MAX_BODY_DEPTH = 64;
+
+/** Nesting depth of a parsed JSON value, iteratively so no input can overflow the stack. */
+function nestingDepth(value: unknown): number {
+  let deepest = 0;
+  const stack: [unknown, number][] = [[value, 0]];
+  for (let next = stack.pop(); next; next = stack.pop()) {
+    const [node, depth] = next;
+    if (node === null || typeof node !== "object") continue;
+    deepest = Math.max(deepest, depth + 1);
+    if (deepest > MAX_BODY_DEPTH) return deepest;
+    for (const child of Object.values(node)) stack.push([child, depth + 1]);
+  }
+  return deepest;
 }
 
 export function pathParameter(event: APIGatewayProxyEvent, name: string): string {

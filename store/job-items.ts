@@ -15,8 +15,16 @@ import {
   transitionSk,
 } from "./keys";
 
-/** What the jobs table stores for a job beyond the API's Job. */
-export interface JobItem extends Omit<Job, "result"> {
+/**
+ * What the jobs table stores for a job. The user's own JSON — payload, tags, constraints — is
+ * stored as JSON text: DynamoDB's document types refuse some valid JSON (numbers like 5e-324,
+ * nesting past 32 levels, a map key named "constructor" trips the SDK's marshaller), and text
+ * round-trips exactly. Read them through `fromJobItem` / `jobConstraints`.
+ */
+export interface JobItem extends Omit<Job, "result" | "payload" | "tags" | "constraints"> {
+  readonly payloadJson: string;
+  readonly tagsJson: string;
+  readonly constraintsJson: string;
   readonly pk: string;
   readonly sk: string;
   readonly entity: "job";
@@ -105,9 +113,12 @@ export function indexAttributesToRemove(status: JobStatus): string[] {
 }
 
 export function toJobItem(job: Job, unmet: number, staged: boolean, expiresAt?: number): JobItem {
-  const { result: _result, ...rest } = job;
+  const { result: _result, payload, tags, constraints, ...rest } = job;
   return {
     ...rest,
+    payloadJson: JSON.stringify(payload ?? null),
+    tagsJson: JSON.stringify(tags),
+    constraintsJson: JSON.stringify(constraints),
     pk: jobPk(job.id),
     sk: JOB_SK,
     entity: "job",
@@ -154,9 +165,24 @@ const JOB_FIELDS = [
 /** The API's Job from a stored item (and the result item, when there is one). */
 export function fromJobItem(item: object, result: unknown = null): Job {
   const stored = item as Record<string, unknown>;
+  const fromText: Record<string, unknown> = {
+    result,
+    payload: parseStored(stored.payloadJson, null),
+    tags: parseStored(stored.tagsJson, {}),
+    constraints: parseStored(stored.constraintsJson, {}),
+  };
   const job: Record<string, unknown> = {};
-  for (const field of JOB_FIELDS) job[field] = field === "result" ? result : (stored[field] ?? null);
+  for (const field of JOB_FIELDS) job[field] = field in fromText ? fromText[field] : (stored[field] ?? null);
   return job as unknown as Job;
+}
+
+/** The labels a job's pool must carry, from a job item or a queue-index projection of one. */
+export function jobConstraints(item: { readonly constraintsJson?: unknown }): Record<string, string> {
+  return parseStored(item.constraintsJson, {}) as Record<string, string>;
+}
+
+function parseStored(text: unknown, fallback: unknown): unknown {
+  return typeof text === "string" ? JSON.parse(text) : fallback;
 }
 
 /** A transition record as stored under the job's partition. */

@@ -56,7 +56,7 @@ export const QUEUE_PROJECTION = [
   "priority",
   "resources",
   "pool",
-  "constraints",
+  "constraintsJson",
   "deadline",
   "offPeakOnly",
   "createdAt",

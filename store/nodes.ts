@@ -1,0 +1,320 @@
+import {
+  DeleteCommand,
+  type DynamoDBDocumentClient,
+  GetCommand,
+  PutCommand,
+  QueryCommand,
+  UpdateCommand,
+} from "@aws-sdk/lib-dynamodb";
+import type { NodeCapacity } from "./capacity";
+import { LEASE_SK, NODE_PREFIX, nodeSk } from "./keys";
+
+/**
+ * The Nodes table (store/tables.ts `nodesTable`): one partition per pool holding its worker nodes
+ * (`NODE#<nodeId>`) and the pool's scheduling lease (`LEASE`). Capacity moves on node items only
+ * through store/capacity.ts, inside the job's own transaction; this module registers nodes,
+ * keeps their heartbeat and status, and serializes scheduling passes per pool.
+ */
+
+export type NodeStatus = "up" | "draining" | "lost";
+
+/** A node as docs/lifecycle.md defines it. */
+export interface NodeItem {
+  readonly pool: string;
+  readonly sk: string;
+  readonly nodeId: string;
+  readonly workerId: string;
+  readonly capacity: NodeCapacity;
+  readonly used: NodeCapacity;
+  readonly status: NodeStatus;
+  readonly registeredAt: string;
+  readonly lastHeartbeatAt: string;
+}
+
+export interface NodeRegistration {
+  readonly pool: string;
+  /**
+   * Fresh for every worker process start and every re-registration after the node was marked
+   * lost: capacity of the old id is still reserved by attempts that have not ended yet, and
+   * those release it on the old item. Reusing an id would reset `used` under them.
+   */
+  readonly nodeId: string;
+  readonly workerId: string;
+  readonly capacity: NodeCapacity;
+}
+
+/** A node id is already registered by another worker (ids must be fresh per registration). */
+export class NodeConflictError extends Error {
+  constructor(
+    readonly pool: string,
+    readonly nodeId: string,
+  ) {
+    super(`node ${nodeId} of pool ${pool} is already registered by another worker`);
+    this.name = "NodeConflictError";
+  }
+}
+
+const ZERO: NodeCapacity = { cpu: 0, memoryMb: 0, gpu: 0 };
+
+export class NodeRepository {
+  constructor(
+    private readonly db: DynamoDBDocumentClient,
+    readonly tableName: string,
+  ) {}
+
+  /**
+   * Adds a node with nothing used. Retrying the same registration (same worker) is a no-op that
+   * returns the stored node; the same id from another worker is a NodeConflictError.
+   */
+  async register(node: NodeRegistration, now: Date): Promise<NodeItem> {
+    const at = now.toISOString();
+    const item: NodeItem = {
+      pool: node.pool,
+      sk: nodeSk(node.nodeId),
+      nodeId: node.nodeId,
+      workerId: node.workerId,
+      capacity: { cpu: node.capacity.cpu, memoryMb: node.capacity.memoryMb, gpu: node.capacity.gpu },
+      used: ZERO,
+      status: "up",
+      registeredAt: at,
+      lastHeartbeatAt: at,
+    };
+    const written = await this.conditionally(() =>
+      this.db.send(
+        new PutCommand({
+          TableName: this.tableName,
+          Item: item,
+          ConditionExpression: "attribute_not_exists(sk)",
+        }),
+      ),
+    );
+    if (written) return item;
+    const existing = await this.getNode(node.pool, node.nodeId);
+    if (existing && existing.workerId === node.workerId) return existing;
+    throw new NodeConflictError(node.pool, node.nodeId);
+  }
+
+  async getNode(pool: string, nodeId: string): Promise<NodeItem | null> {
+    const out = await this.db.send(
+      new GetCommand({ TableName: this.tableName, Key: { pool, sk: nodeSk(nodeId) }, ConsistentRead: true }),
+    );
+    return (out.Item as NodeItem | undefined) ?? null;
+  }
+
+  /**
+   * Records that the node is alive. False when it no longer may be (marked lost, or gone): the
+   * worker then registers again under a fresh node id.
+   */
+  async heartbeat(pool: string, nodeId: string, now: Date): Promise<boolean> {
+    return this.conditionally(() =>
+      this.db.send(
+        new UpdateCommand({
+          TableName: this.tableName,
+          Key: { pool, sk: nodeSk(nodeId) },
+          UpdateExpression: "SET lastHeartbeatAt = :now",
+          ConditionExpression: "attribute_exists(sk) AND #status <> :lost",
+          ExpressionAttributeNames: { "#status": "status" },
+          ExpressionAttributeValues: { ":now": now.toISOString(), ":lost": "lost" },
+        }),
+      ),
+    );
+  }
+
+  /**
+   * Moves a node to `status`: `draining` on SIGTERM (no new admissions, running attempts
+   * finish), back to `up`, or `lost`. A lost node stays lost: its worker re-registers under a
+   * new id. False when the node is absent or lost.
+   */
+  async setStatus(pool: string, nodeId: string, status: NodeStatus): Promise<boolean> {
+    return this.conditionally(() =>
+      this.db.send(
+        new UpdateCommand({
+          TableName: this.tableName,
+          Key: { pool, sk: nodeSk(nodeId) },
+          UpdateExpression: "SET #status = :to",
+          ConditionExpression: "attribute_exists(sk) AND #status <> :lost",
+          ExpressionAttributeNames: { "#status": "status" },
+          ExpressionAttributeValues: { ":to": status, ":lost": "lost" },
+        }),
+      ),
+    );
+  }
+
+  /**
+   * Removes a node whose reservations have all been released. A node that still holds some
+   * stays (as draining, unless already lost): deleting it would make every transaction that
+   * releases its capacity fail. Returns whether the node is gone.
+   */
+  async deregister(pool: string, nodeId: string): Promise<boolean> {
+    const deleted = await this.conditionally(() =>
+      this.db.send(
+        new DeleteCommand({
+          TableName: this.tableName,
+          Key: { pool, sk: nodeSk(nodeId) },
+          ConditionExpression:
+            "attribute_not_exists(sk) OR (used.cpu = :zero AND used.memoryMb = :zero AND used.gpu = :zero)",
+          ExpressionAttributeValues: { ":zero": 0 },
+        }),
+      ),
+    );
+    if (!deleted) await this.setStatus(pool, nodeId, "draining");
+    return deleted;
+  }
+
+  /** Every node of a pool, whatever its status, strongly consistent. */
+  async listNodes(pool: string): Promise<NodeItem[]> {
+    const nodes: NodeItem[] = [];
+    let startKey: Record<string, unknown> | undefined;
+    do {
+      const out = await this.db.send(
+        new QueryCommand({
+          TableName: this.tableName,
+          KeyConditionExpression: "pool = :pool AND begins_with(sk, :prefix)",
+          ExpressionAttributeValues: { ":pool": pool, ":prefix": NODE_PREFIX },
+          ConsistentRead: true,
+          ExclusiveStartKey: startKey,
+        }),
+      );
+      for (const item of out.Items ?? []) nodes.push(item as NodeItem);
+      startKey = out.LastEvaluatedKey;
+    } while (startKey);
+    return nodes;
+  }
+
+  /**
+   * Marks every node that has not heartbeated for `lostAfterSeconds` as lost, each with its own
+   * conditional write (a heartbeat that lands first wins). Returns the nodes it marked.
+   */
+  async markLostNodes(pool: string, now: Date, lostAfterSeconds: number): Promise<NodeItem[]> {
+    const cutoff = new Date(now.getTime() - lostAfterSeconds * 1000).toISOString();
+    const marked: NodeItem[] = [];
+    for (const node of await this.listNodes(pool)) {
+      if (node.status === "lost" || node.lastHeartbeatAt >= cutoff) continue;
+      const done = await this.conditionally(() =>
+        this.db.send(
+          new UpdateCommand({
+            TableName: this.tableName,
+            Key: { pool, sk: node.sk },
+            UpdateExpression: "SET #status = :lost, lostAt = :now",
+            ConditionExpression: "#status IN (:up, :draining) AND lastHeartbeatAt < :cutoff",
+            ExpressionAttributeNames: { "#status": "status" },
+            ExpressionAttributeValues: {
+              ":lost": "lost",
+              ":up": "up",
+              ":draining": "draining",
+              ":cutoff": cutoff,
+              ":now": now.toISOString(),
+            },
+          }),
+        ),
+      );
+      if (done) marked.push({ ...node, status: "lost" });
+    }
+    return marked;
+  }
+
+  /**
+   * Sets a node's `used` to what its reservations add up to, only if `used` is still what the
+   * caller read (the reconciler's repair of a leak). False when it changed meanwhile.
+   */
+  async repairUsed(pool: string, nodeId: string, read: NodeCapacity, actual: NodeCapacity): Promise<boolean> {
+    return this.conditionally(() =>
+      this.db.send(
+        new UpdateCommand({
+          TableName: this.tableName,
+          Key: { pool, sk: nodeSk(nodeId) },
+          UpdateExpression: "SET used = :actual",
+          ConditionExpression:
+            "attribute_exists(sk) AND used.cpu = :cpu AND used.memoryMb = :mem AND used.gpu = :gpu",
+          ExpressionAttributeValues: {
+            ":actual": { cpu: actual.cpu, memoryMb: actual.memoryMb, gpu: actual.gpu },
+            ":cpu": read.cpu,
+            ":mem": read.memoryMb,
+            ":gpu": read.gpu,
+          },
+        }),
+      ),
+    );
+  }
+
+  /**
+   * Takes the pool's scheduling lease for `holder` if nobody holds it or the holder's lease
+   * expired (a crashed pass). Taking it clears `dirty`: the pass about to run reads everything
+   * fresh, so wake-ups from before it need no rerun.
+   */
+  async acquireLease(pool: string, holder: string, now: Date, ttlSeconds: number): Promise<boolean> {
+    const at = now.toISOString();
+    return this.conditionally(() =>
+      this.db.send(
+        new UpdateCommand({
+          TableName: this.tableName,
+          Key: { pool, sk: LEASE_SK },
+          UpdateExpression: "SET holder = :holder, expiresAt = :expiresAt, acquiredAt = :now, dirty = :false",
+          ConditionExpression: "attribute_not_exists(holder) OR expiresAt < :now OR holder = :holder",
+          ExpressionAttributeValues: {
+            ":holder": holder,
+            ":expiresAt": new Date(now.getTime() + ttlSeconds * 1000).toISOString(),
+            ":now": at,
+            ":false": false,
+          },
+        }),
+      ),
+    );
+  }
+
+  /**
+   * Tells the current holder that something changed during its pass, so it runs again before
+   * letting go. False when nobody holds the lease any more: the caller should take it itself.
+   */
+  async markDirty(pool: string, now: Date): Promise<boolean> {
+    return this.conditionally(() =>
+      this.db.send(
+        new UpdateCommand({
+          TableName: this.tableName,
+          Key: { pool, sk: LEASE_SK },
+          UpdateExpression: "SET dirty = :true",
+          ConditionExpression: "attribute_exists(holder) AND expiresAt >= :now",
+          ExpressionAttributeValues: { ":true": true, ":now": now.toISOString() },
+        }),
+      ),
+    );
+  }
+
+  /**
+   * Lets go of the lease. `dirty` says a wake-up arrived during the pass: the caller runs again
+   * (taking the lease anew) so that nothing waits for the next sweep. A lease that expired and
+   * was taken by another pass is not touched (that pass will see everything).
+   */
+  async releaseLease(pool: string, holder: string): Promise<{ dirty: boolean }> {
+    try {
+      const out = await this.db.send(
+        new UpdateCommand({
+          TableName: this.tableName,
+          Key: { pool, sk: LEASE_SK },
+          UpdateExpression: "REMOVE holder, expiresAt SET dirty = :false",
+          ConditionExpression: "holder = :holder",
+          ExpressionAttributeValues: { ":holder": holder, ":false": false },
+          ReturnValues: "ALL_OLD",
+        }),
+      );
+      return { dirty: out.Attributes?.dirty === true };
+    } catch (error) {
+      if (isConditionFailure(error)) return { dirty: false };
+      throw error;
+    }
+  }
+
+  private async conditionally(write: () => Promise<unknown>): Promise<boolean> {
+    try {
+      await write();
+      return true;
+    } catch (error) {
+      if (isConditionFailure(error)) return false;
+      throw error;
+    }
+  }
+}
+
+function isConditionFailure(error: unknown): boolean {
+  return error instanceof Error && error.name === "ConditionalCheckFailedException";
+}
