@@ -15,6 +15,18 @@ export type JobsTableAction =
   | "dynamodb:BatchWriteItem"
   | "dynamodb:ConditionCheckItem";
 
+/** DynamoDB actions a handler needs on the Nodes table (pools, nodes and their capacity). */
+export type NodesTableAction =
+  | "dynamodb:GetItem"
+  | "dynamodb:Query"
+  | "dynamodb:PutItem"
+  | "dynamodb:UpdateItem"
+  | "dynamodb:DeleteItem"
+  | "dynamodb:ConditionCheckItem";
+
+/** What a handler does to the job lifecycle executions (state-machines/job-lifecycle.asl.json). */
+export type ExecutionAction = "states:StartExecution" | "states:StopExecution";
+
 export interface RouteSpec {
   /** Stable id: the Lambda function's construct id. */
   readonly id: string;
@@ -26,6 +38,19 @@ export interface RouteSpec {
   /** false only for GET /health. */
   readonly authorized: boolean;
   readonly jobsTable: readonly JobsTableAction[];
+  /**
+   * Actions on the Nodes table; a capacity release inside a status change's TransactWriteItems
+   * is an UpdateItem there.
+   * @default none
+   */
+  readonly nodesTable?: readonly NodesTableAction[];
+  /** @default none */
+  readonly states?: readonly ExecutionAction[];
+  /**
+   * Whether the handler publishes "Job State Change" events (events:PutEvents on the jobq bus).
+   * @default false
+   */
+  readonly publishesEvents?: boolean;
 }
 
 const READ: readonly JobsTableAction[] = ["dynamodb:GetItem", "dynamodb:Query"];
@@ -55,6 +80,8 @@ export const ROUTES: readonly RouteSpec[] = [
     handler: "submit-job",
     authorized: true,
     jobsTable: SUBMIT,
+    states: ["states:StartExecution"],
+    publishesEvents: true,
   },
   {
     id: "SubmitBatch",
@@ -63,6 +90,8 @@ export const ROUTES: readonly RouteSpec[] = [
     handler: "submit-batch",
     authorized: true,
     jobsTable: SUBMIT,
+    states: ["states:StartExecution"],
+    publishesEvents: true,
   },
   {
     id: "ListJobs",
@@ -88,6 +117,9 @@ export const ROUTES: readonly RouteSpec[] = [
     handler: "cancel-job",
     authorized: true,
     jobsTable: TRANSITION,
+    nodesTable: ["dynamodb:UpdateItem"],
+    states: ["states:StopExecution"],
+    publishesEvents: true,
   },
   {
     id: "PauseJob",
@@ -96,6 +128,9 @@ export const ROUTES: readonly RouteSpec[] = [
     handler: "pause-job",
     authorized: true,
     jobsTable: TRANSITION,
+    nodesTable: ["dynamodb:UpdateItem"],
+    states: ["states:StopExecution"],
+    publishesEvents: true,
   },
   {
     id: "ResumeJob",
@@ -104,6 +139,8 @@ export const ROUTES: readonly RouteSpec[] = [
     handler: "resume-job",
     authorized: true,
     jobsTable: TRANSITION,
+    states: ["states:StartExecution"],
+    publishesEvents: true,
   },
   {
     id: "ListLogs",
