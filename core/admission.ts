@@ -246,7 +246,10 @@ export class AdmissionPass {
         }
       }
       const wait: { reason: string; kind: WaitKind } = fitsHeld?.heldBy
-        ? { reason: `${need} outside capacity held for ${fitsHeld.heldBy}, which has waited longer`, kind: "held" }
+        ? {
+            reason: `${need} (node ${fitsHeld.nodeId} is held for ${fitsHeld.heldBy}, which has waited longer)`,
+            kind: "held",
+          }
         : { reason: need, kind: "capacity" };
       shape.wait = { ...wait, version: this.version, noHold: starving };
       waiting.push({ jobId: job.id, ...wait });
@@ -389,8 +392,10 @@ function shortfall(job: QueuedJob, slots: readonly Slot[], pools: readonly strin
       (["gpu", "cpu", "memoryMb"] as const).find((k) => job.resources[k] > biggest(k) + EPSILON) ?? "cpu";
     return `needs ${RESOURCE_WORDS[r](job.resources[r])}; no node of ${where} has more than ${round(biggest(r))}`;
   }
+  // Room on a node held for a starving job is not room for anyone else.
+  const open = slots.filter((s) => s.heldBy === null);
   for (const r of ["gpu", "cpu", "memoryMb"] as const) {
-    const mostFree = Math.max(0, ...slots.map((s) => s.free[r]));
+    const mostFree = Math.max(0, ...open.map((s) => s.free[r]));
     if (job.resources[r] > mostFree + EPSILON) {
       return `needs ${RESOURCE_WORDS[r](job.resources[r])} in ${where}, ${round(mostFree)} free`;
     }
