@@ -115,6 +115,14 @@ export const jobsTable: TableDefinition = {
         nonKeyAttributes: ["id", "status", "reservation", "attempts", "executionArn"],
       },
     },
+    {
+      // Keys only: an entry is written when a job is created and deleted when it ends, never on
+      // the status changes between; the reconciler reads the items it walks.
+      indexName: JOB_INDEX.live,
+      partitionKey: { name: "livePk", type: "S" },
+      sortKey: { name: "ownerSk", type: "S" },
+      projection: { type: "KEYS_ONLY" },
+    },
   ],
 };
 
