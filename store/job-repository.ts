@@ -71,7 +71,7 @@ export class JobRepository {
     const job = items.find((i) => i.sk === JOB_SK) as JobItem | undefined;
     if (!job || job.staged) return null;
     const result = items.find((i) => i.sk === RESULT_SK);
-    return { item: job, result: result ? result.result : null };
+    return { item: job, result: result ? storedResult(result) : null };
   }
 
   /** The job items of many ids (missing ids are absent from the map), staged ones included. */
@@ -405,6 +405,14 @@ function expressionAttributes(parts: ExpressionParts): {
     ...(parts.names ? { ExpressionAttributeNames: parts.names } : {}),
     ...(parts.values ? { ExpressionAttributeValues: parts.values } : {}),
   };
+}
+
+/**
+ * A result item's value. Workers store it as JSON text (`resultJson`), like payloads and for
+ * the same reason (DynamoDB's document types refuse some valid JSON); `result` is the older form.
+ */
+function storedResult(item: Record<string, unknown>): unknown {
+  return typeof item.resultJson === "string" ? JSON.parse(item.resultJson) : (item.result ?? null);
 }
 
 async function backoff(round: number): Promise<void> {

@@ -1,0 +1,101 @@
+import { SQSClient } from "@aws-sdk/client-sqs";
+import { createEventBridgeClient, EventBridgePublisher } from "../app/events";
+import { createSfnClient } from "../app/executions";
+import { logger } from "../app/logger";
+import { awsClientOptions } from "../store/aws";
+import { createDocumentClient } from "../store/dynamo";
+import { JobRepository } from "../store/job-repository";
+import { NodeRepository } from "../store/nodes";
+import { detectCapacity } from "./capacity";
+import { readWorkerConfig } from "./config";
+import { loadTaskModules, TaskRegistry } from "./registry";
+import { Worker, type WorkerLogger } from "./runtime";
+import { registerExampleTasks } from "./tasks/examples";
+
+/**
+ * The worker process: an ECS task in AWS (worker/Dockerfile), a child process per configured
+ * node locally (`tsx worker/main.ts`, environment in worker/config.ts). SIGTERM or SIGINT drains
+ * the node and exits 0; a second signal exits at once.
+ */
+
+async function main(): Promise<void> {
+  const config = readWorkerConfig();
+  const shared = config.shared;
+  const log = logger.createChild({ serviceName: "jobq-worker" });
+  log.appendKeys({ pool: config.pool, workerId: config.workerId });
+  const workerLog: WorkerLogger = {
+    debug: (message, extra) => log.debug(message, extra ?? {}),
+    info: (message, extra) => log.info(message, extra ?? {}),
+    warn: (message, extra) => log.warn(message, extra ?? {}),
+    error: (message, extra) => log.error(message, extra ?? {}),
+  };
+
+  const capacity = await detectCapacity(config.capacityOverride);
+  log.info("node capacity", { capacity });
+  const registry = registerExampleTasks(new TaskRegistry());
+  const loaded = await loadTaskModules(registry, config.taskModules);
+  if (loaded.length > 0) log.info("task modules loaded", { types: loaded });
+
+  const db = createDocumentClient({ region: shared.region, endpoint: shared.dynamoEndpoint });
+  const sqs = new SQSClient(awsClientOptions(shared.sqsEndpoint, shared.region));
+  const sfn = createSfnClient({ region: shared.region, endpoint: shared.sfnEndpoint });
+  const eventBridge = createEventBridgeClient({ region: shared.region, endpoint: shared.eventsEndpoint });
+  const worker = new Worker(
+    {
+      pool: config.pool,
+      nodeName: config.nodeName,
+      workerId: config.workerId,
+      capacity,
+      queues: shared.queues[config.pool] ?? {},
+      heartbeatSeconds: shared.heartbeatSeconds,
+      nodeHeartbeatMs: config.nodeHeartbeatMs,
+      pollWaitSeconds: config.pollWaitSeconds,
+      nodesTable: shared.nodesTable,
+      shutdownGraceMs: config.shutdownGraceMs,
+    },
+    {
+      repo: new JobRepository(db, shared.jobsTable),
+      nodes: new NodeRepository(db, shared.nodesTable),
+      sqs,
+      sfn,
+      events: new EventBridgePublisher(eventBridge, shared.eventBus),
+      registry,
+      log: workerLog,
+    },
+  );
+
+  let signalled = false;
+  const shutdown = (signal: NodeJS.Signals) => {
+    if (signalled) {
+      log.warn("second signal: exiting without draining", { signal });
+      process.exit(1);
+    }
+    signalled = true;
+    log.info("draining on signal", { signal });
+    worker
+      .stop(config.shutdownGraceMs)
+      .then(() => {
+        for (const client of [db, sqs, sfn, eventBridge]) client.destroy();
+        process.exit(0);
+      })
+      .catch((error: unknown) => {
+        log.error("drain failed", { error: error as Error });
+        process.exit(1);
+      });
+  };
+  process.on("SIGTERM", shutdown);
+  process.on("SIGINT", shutdown);
+  // A bug in a task that escapes its promise (a timer callback throwing) must not kill the node.
+  process.on("uncaughtException", (error) => log.error("uncaught exception in a task", { error }));
+  process.on("unhandledRejection", (reason) =>
+    log.error("unhandled rejection in a task", { error: reason instanceof Error ? reason : String(reason) }),
+  );
+
+  await worker.start();
+}
+
+main().catch((error: unknown) => {
+  // Start-up failures (configuration, capacity, task modules, registration) say why and exit 1.
+  console.error(error instanceof Error ? `${error.name}: ${error.message}` : String(error));
+  process.exit(1);
+});
