@@ -1,0 +1,928 @@
+import {
+  InvalidToken,
+  SendTaskSuccessCommand,
+  type SFNClient,
+  TaskDoesNotExist,
+  TaskTimedOut,
+} from "@aws-sdk/client-sfn";
+import { z } from "zod";
+import { backoffDelaySeconds } from "../core/backoff";
+import { applicableStatus, dependencyOutcome } from "../core/dependencies";
+import { ConcurrentUpdateError } from "../core/errors";
+import { type BatchJobRequest, isTerminal, type Job, type JobError, type JobStatus } from "../core/job";
+import { unsatisfiableReason } from "../core/pools";
+import { canTransition, transition } from "../core/status";
+import { endAttemptItem, releaseCapacityItem } from "../store/capacity";
+import { fromJobItem, type JobItem } from "../store/job-items";
+import type { StatusChange, TransactItem } from "../store/job-repository";
+import { dependentSk, dependsOnSk, JOB_SK, jobPk } from "../store/keys";
+import { cascadeCancel } from "./actions";
+import { type JobStateChange, stateChange } from "./events";
+import { requestHash } from "./idempotency";
+import { logger } from "./logger";
+import type { AppContext } from "./runtime";
+import { submitJobs } from "./submit";
+
+/**
+ * The steps of the job lifecycle state machine (state-machines/job-lifecycle.asl.json), one
+ * function per `action` of the lifecycle Lambda: wait for admission, complete an attempt,
+ * record a failed attempt, requeue after the backoff. docs/lifecycle.md is the design.
+ *
+ * Step Functions delivers every step at least once (a Lambda retried after a lost response, a
+ * reconciler that replays a dead execution's step), so each step reads the job, decides from
+ * what it finds, and writes conditionally: a replay finds its work done and does nothing more
+ * than finish what a crash may have left half done (dependents, escalation).
+ */
+
+// ---------------------------------------------------------------------------------------------
+// Contracts with the scheduler and the state machine
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * What the scheduler sends with SendTaskSuccess on a job's AwaitAdmission token once it has
+ * reserved capacity and moved the job to `dispatched`. The Dispatch state reads these fields.
+ */
+export const admittedSchema = z
+  .object({
+    admitted: z.literal(true),
+    /** The pool and node holding the reservation. */
+    pool: z.string().min(1),
+    nodeId: z.string().min(1),
+    /** The pool's SQS queue for the job's priority tier (JOBQ_QUEUES). */
+    queueUrl: z.string().min(1),
+    /** The attempt being started: the job's `attempts` after admission (1 for the first). */
+    attempt: z.number().int().min(1),
+    /**
+     * The Dispatch state's TimeoutSeconds: the job's timeoutSeconds plus whatever grace the
+     * scheduler allows for the queue wait. Step Functions wants it above heartbeatSeconds.
+     */
+    timeoutSeconds: z.number().int().min(2),
+    /** The Dispatch state's HeartbeatSeconds: a silent worker is presumed lost after this. */
+    heartbeatSeconds: z.number().int().min(1),
+  })
+  .refine((a) => a.heartbeatSeconds < a.timeoutSeconds, {
+    message: "heartbeatSeconds must be smaller than timeoutSeconds",
+    path: ["heartbeatSeconds"],
+  });
+export type AdmittedOutput = z.infer<typeof admittedSchema>;
+
+/** The answer that ends an execution without running anything (the job ended, paused or moved on). */
+export const notAdmittedSchema = z.object({
+  admitted: z.literal(false),
+  reason: z.string().min(1),
+});
+export type NotAdmittedOutput = z.infer<typeof notAdmittedSchema>;
+
+/** The SendTaskSuccess output on an AwaitAdmission token, whoever sends it. */
+export const admissionOutputSchema = z.discriminatedUnion("admitted", [admittedSchema, notAdmittedSchema]);
+export type AdmissionOutput = AdmittedOutput | NotAdmittedOutput;
+
+/** How an attempt ended without success, as the Dispatch state's Catch tells it. */
+export const ATTEMPT_OUTCOMES = ["failed", "timed_out", "lost"] as const;
+export type AttemptOutcome = (typeof ATTEMPT_OUTCOMES)[number];
+
+/** A Step Functions error as a Catch puts it: `Error` is the type, `Cause` the message. */
+export const stepErrorSchema = z.object({
+  Error: z.string().nullish(),
+  Cause: z.string().nullish(),
+});
+export type StepError = z.infer<typeof stepErrorSchema>;
+
+const jobId = z.string().min(1).max(128);
+const attempt = z.number().int().min(1);
+
+/** The lifecycle Lambda's input: the state machine's Payload for each action. */
+export const lifecycleRequestSchema = z.discriminatedUnion("action", [
+  z.object({
+    action: z.literal("await-admission"),
+    jobId,
+    taskToken: z.string().min(1),
+    executionArn: z.string().min(1),
+  }),
+  z.object({ action: z.literal("complete"), jobId, attempt }),
+  z.object({
+    action: z.literal("attempt-failed"),
+    jobId,
+    attempt,
+    outcome: z.enum(ATTEMPT_OUTCOMES),
+    error: stepErrorSchema.default({}),
+  }),
+  z.object({ action: z.literal("requeue"), jobId }),
+]);
+export type LifecycleRequest = z.infer<typeof lifecycleRequestSchema>;
+
+export type AwaitAdmissionInput = Omit<Extract<LifecycleRequest, { action: "await-admission" }>, "action">;
+export type CompleteInput = Omit<Extract<LifecycleRequest, { action: "complete" }>, "action">;
+export type AttemptFailureInput = Omit<Extract<LifecycleRequest, { action: "attempt-failed" }>, "action">;
+export type RequeueInput = Omit<Extract<LifecycleRequest, { action: "requeue" }>, "action">;
+
+/**
+ * What AttemptFailed hands the RetryOrEnd choice: wait `delaySeconds` and go back to admission,
+ * or end the execution. Both fields always present: the state's ResultSelector reads both.
+ */
+export interface RetryDecision {
+  readonly next: "retry" | "end";
+  readonly delaySeconds: number;
+}
+
+const END: RetryDecision = { next: "end", delaySeconds: 0 };
+
+/**
+ * Settles a task token of a waiting state. An interface so the local stack and tests can see
+ * what the lifecycle tells Step Functions.
+ */
+export interface TaskTokens {
+  /** SendTaskSuccess; false when no state waits on the token any more (ended, timed out, superseded). */
+  succeed(token: string, output: unknown): Promise<boolean>;
+}
+
+export class StepFunctionsTaskTokens implements TaskTokens {
+  constructor(private readonly client: SFNClient) {}
+
+  async succeed(token: string, output: unknown): Promise<boolean> {
+    try {
+      await this.client.send(
+        new SendTaskSuccessCommand({ taskToken: token, output: JSON.stringify(output) }),
+      );
+      return true;
+    } catch (error) {
+      if (
+        error instanceof TaskDoesNotExist ||
+        error instanceof TaskTimedOut ||
+        error instanceof InvalidToken
+      ) {
+        return false;
+      }
+      throw error;
+    }
+  }
+}
+
+export type LifecycleContext = Pick<
+  AppContext,
+  "repo" | "clock" | "nodesTable" | "executions" | "events" | "pools" | "taskTypes"
+> & { readonly tokens: TaskTokens };
+
+/** Runs the step the state machine asked for. */
+export async function runLifecycleStep(ctx: LifecycleContext, request: LifecycleRequest): Promise<unknown> {
+  switch (request.action) {
+    case "await-admission":
+      return awaitAdmission(ctx, request);
+    case "complete":
+      return completeAttempt(ctx, request);
+    case "attempt-failed":
+      return recordAttemptFailure(ctx, request);
+    case "requeue":
+      return requeueJob(ctx, request);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// AwaitAdmission
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * Parks the execution's task token on the job for the scheduler, which admits the job by
+ * releasing it. A job that can no longer run (ended, paused, or driven by a newer execution)
+ * gets an immediate `admitted: false` instead, which ends the execution.
+ *
+ * Storing the token bumps the job's version: a scheduler pass that read the job before would
+ * otherwise admit it on the token it read, which no state waits on any more.
+ */
+export async function awaitAdmission(
+  ctx: LifecycleContext,
+  input: AwaitAdmissionInput,
+): Promise<{ readonly waiting: boolean; readonly reason?: string }> {
+  return retryOnRace(async () => {
+    let item = await readJob(ctx, input.jobId);
+    const refusal = admissionRefusal(item, input);
+    if (refusal !== null || !item) {
+      const reason = refusal ?? `job ${input.jobId} does not exist`;
+      const output: NotAdmittedOutput = { admitted: false, reason };
+      await ctx.tokens.succeed(input.taskToken, output);
+      return { waiting: false, reason };
+    }
+    // An execution started for a job whose backoff already ran out (the one that waited died):
+    // nobody else will requeue it.
+    if (item.status === "retrying" && backoffOver(item, ctx.clock())) {
+      const previous = item.status;
+      item = await requeueItem(ctx, item);
+      await ctx.events.publish([stateChange(previous, item)]);
+    }
+    const at = ctx.clock().toISOString();
+    const version = item.version + 1;
+    const stored = await ctx.repo.updateIf(
+      { pk: item.pk, sk: JOB_SK },
+      "SET admissionToken = :token, executionArn = :arn, #version = :next, updatedAt = :at",
+      "#status = :status AND #version = :version",
+      {
+        names: { "#status": "status", "#version": "version" },
+        values: {
+          ":token": input.taskToken,
+          ":arn": input.executionArn,
+          ":next": version,
+          ":at": at,
+          ":status": item.status,
+          ":version": item.version,
+        },
+      },
+    );
+    if (!stored) throw new ConcurrentUpdateError("the job changed while its admission token was stored");
+
+    // An older execution parked here before: nothing will admit it now, so let it end.
+    if (item.admissionToken && item.executionArn && item.executionArn !== input.executionArn) {
+      const output: NotAdmittedOutput = {
+        admitted: false,
+        reason: `superseded by execution ${input.executionArn}`,
+      };
+      await ctx.tokens.succeed(item.admissionToken, output);
+    }
+    // The scheduler wakes on state changes; a queued job waiting for admission is news to it.
+    if (item.status === "queued") {
+      await ctx.events.publish([stateChange(item.status, { ...item, version, updatedAt: at })]);
+    }
+    return { waiting: true };
+  });
+}
+
+function admissionRefusal(item: JobItem | undefined, input: AwaitAdmissionInput): string | null {
+  if (!item) return `job ${input.jobId} does not exist`;
+  if (isTerminal(item.status)) return `job ${item.id} is ${item.status}`;
+  if (item.status === "paused") return `job ${item.id} is paused`;
+  if (item.executionArn && item.executionArn !== input.executionArn) {
+    // One execution drives one attempt: the reconciler records a dead execution's attempt
+    // lost before it starts another.
+    if (item.status === "dispatched" || item.status === "running") {
+      return `attempt ${item.attempts} of job ${item.id} is in flight under execution ${item.executionArn}`;
+    }
+    const stored = executionVersion(item.executionArn, item.id);
+    const mine = executionVersion(input.executionArn, item.id);
+    if (stored !== null && mine !== null && stored > mine) {
+      return `job ${item.id} is driven by a newer execution, ${item.executionArn}`;
+    }
+  }
+  return null;
+}
+
+/** The job version an execution was started at: executions are named `<jobId>-<version>`. */
+function executionVersion(executionArn: string, id: string): number | null {
+  const name = executionArn.slice(executionArn.lastIndexOf(":") + 1);
+  if (!name.startsWith(`${id}-`)) return null;
+  const version = Number(name.slice(id.length + 1));
+  return Number.isSafeInteger(version) ? version : null;
+}
+
+function backoffOver(item: JobItem, now: Date): boolean {
+  return item.nextAttemptAt === null || Date.parse(item.nextAttemptAt) <= now.getTime();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Complete
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * The worker reported success: in one transaction the job becomes `completed`, its attempt
+ * `succeeded`, and its reservation goes back to the node. Then every dependent's edge is marked
+ * met; dependents with nothing left to wait on move to `queued` (or `scheduled`).
+ * A replay for a completed job only finishes releasing the dependents, which is idempotent.
+ */
+export async function completeAttempt(
+  ctx: LifecycleContext,
+  input: CompleteInput,
+): Promise<{ readonly status: JobStatus | null; readonly released: number }> {
+  const outcome = await retryOnRace(async () => {
+    const item = await readJob(ctx, input.jobId);
+    if (!item) return { item: null, next: null };
+    if (item.status === "completed") return { item, next: null };
+    if (item.status !== "running" || item.attempts !== input.attempt) {
+      logger.warn("completion of an attempt that is not running; ignored", {
+        jobId: item.id,
+        status: item.status,
+        attempts: item.attempts,
+        attempt: input.attempt,
+      });
+      return { item, next: null };
+    }
+    const now = ctx.clock().toISOString();
+    const { items, next } = ctx.repo.statusChangeItems(
+      item,
+      {
+        to: transition(item.status, "completed"),
+        reason: `completed on attempt ${input.attempt}`,
+        triggeredBy: null,
+        set: { finishedAt: now, nextAttemptAt: null },
+        remove: ["admissionToken"],
+      },
+      now,
+    );
+    const extra: TransactItem[] = [];
+    if (item.reservation) extra.push(releaseCapacityItem(ctx.nodesTable, item.reservation));
+    extra.push(
+      endAttemptItem(ctx.repo.tableName, item.id, input.attempt, {
+        status: "succeeded",
+        finishedAt: now,
+        durationMs: durationSince(item.attemptStartedAt, now),
+        error: null,
+      }),
+    );
+    await ctx.repo.transact([...items, ...extra]);
+    return { item, next };
+  });
+
+  const { item, next } = outcome;
+  if (!item) return { status: null, released: 0 };
+  if (next) {
+    await ctx.events.publish([stateChange(item.status, next)]);
+    await releaseStrayAdmission(ctx, item, "job completed");
+  }
+  if ((next ?? item).status !== "completed") return { status: item.status, released: 0 };
+  const released = await releaseDependents(ctx, item.id);
+  return { status: "completed", released };
+}
+
+/**
+ * Marks this parent's edge met on each dependent and moves the dependents that wait on nothing
+ * more. Returns how many left `blocked`.
+ */
+async function releaseDependents(ctx: LifecycleContext, parentId: string): Promise<number> {
+  const childIds = await ctx.repo.listDependentIds(parentId);
+  const changes: JobStateChange[] = [];
+  await forEachConcurrent(childIds, DEPENDENT_CONCURRENCY, async (childId) => {
+    await markEdgeMet(ctx, parentId, childId);
+    const change = await settleBlocked(ctx, childId);
+    if (change) changes.push(change);
+  });
+  await ctx.events.publish(changes);
+  return changes.length;
+}
+
+/**
+ * Flips the child's `DEP#<parent>` edge to met and decrements its `unmet` in one transaction.
+ * Only the write that flips the edge decrements, so a replay can never count a parent twice.
+ * The decrement bumps the child's version: a concurrent resume that read the old count loses
+ * its race and decides again.
+ */
+async function markEdgeMet(ctx: LifecycleContext, parentId: string, childId: string): Promise<boolean> {
+  const table = ctx.repo.tableName;
+  for (let round = 1; ; round++) {
+    try {
+      await ctx.repo.transact([
+        {
+          Update: {
+            TableName: table,
+            Key: { pk: jobPk(childId), sk: dependsOnSk(parentId) },
+            UpdateExpression: "SET met = :true",
+            ConditionExpression: "met = :false",
+            ExpressionAttributeValues: { ":true": true, ":false": false },
+          },
+        },
+        {
+          Update: {
+            TableName: table,
+            Key: { pk: jobPk(childId), sk: JOB_SK },
+            UpdateExpression: "SET updatedAt = :at ADD unmet :minusOne, #version :one",
+            ConditionExpression: "attribute_exists(pk) AND unmet > :zero",
+            ExpressionAttributeNames: { "#version": "version" },
+            ExpressionAttributeValues: {
+              ":at": ctx.clock().toISOString(),
+              ":minusOne": -1,
+              ":one": 1,
+              ":zero": 0,
+            },
+          },
+        },
+      ]);
+      return true;
+    } catch (error) {
+      if (!(error instanceof ConcurrentUpdateError)) throw error;
+      const [edge, child] = reasonsOf(error);
+      // Already met (a replay), or the edge moved to an escalation's job meanwhile.
+      if (edge === "ConditionalCheckFailed") return false;
+      if (child === "ConditionalCheckFailed") {
+        logger.warn("dependent missing or already counted as released", { parentId, childId });
+        return false;
+      }
+      // A conflict with another transaction on the same items: try again.
+      if (round >= MAX_ROUNDS) throw error;
+      await pause(round);
+    }
+  }
+}
+
+/**
+ * A blocked job's next status from its unmet count: still blocked (with a reason that counts
+ * what is left), or queued/scheduled by core's rule once nothing is left.
+ */
+async function settleBlocked(ctx: LifecycleContext, id: string): Promise<JobStateChange | null> {
+  return retryOnRace(async () => {
+    const child = await readJob(ctx, id, true);
+    if (!child || child.status !== "blocked") return null;
+    const now = ctx.clock();
+    const at = now.toISOString();
+    const applies = applicableStatus({
+      now,
+      runAt: child.runAt,
+      unmet: Math.max(0, child.unmet),
+      total: Math.max(child.unmet, child.dependsOn.length),
+      doomedBy: null,
+    });
+    if (applies.status === "blocked") {
+      if (child.statusReason === applies.reason) return null;
+      // Conditional on the version the count was read at, so a stale count never wins.
+      const updated = await ctx.repo.updateIf(
+        { pk: child.pk, sk: JOB_SK },
+        "SET statusReason = :reason",
+        "#status = :blocked AND #version = :version",
+        {
+          names: { "#status": "status", "#version": "version" },
+          values: { ":reason": applies.reason, ":blocked": "blocked", ":version": child.version },
+        },
+      );
+      if (!updated) throw new ConcurrentUpdateError("the dependent changed while its reason was updated");
+      return null;
+    }
+    const next = await ctx.repo.changeStatus(
+      child,
+      {
+        to: transition(child.status, applies.status),
+        reason: applies.reason,
+        triggeredBy: null,
+        set: applies.status === "queued" ? { queuedAt: at } : {},
+      },
+      at,
+    );
+    return child.staged ? null : stateChange(child.status, next);
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// AttemptFailed
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * An attempt failed, timed out or was lost. In one transaction: the attempt is ended with that
+ * status (when it ever started running), the reservation goes back to its node, and the job
+ * becomes `retrying` (attempts left: the decision is to wait out the backoff), or `failed` /
+ * `escalated` (the decision is to end). Then a failed job's dependents are cancelled, or an
+ * escalated job's replacement is created and its dependents rewired to it.
+ *
+ * Also the reconciler's entry point for an attempt whose execution died (`outcome: "lost"`).
+ * A replay for an attempt already ended changes nothing and returns the same decision.
+ */
+export async function recordAttemptFailure(
+  ctx: LifecycleContext,
+  input: AttemptFailureInput,
+): Promise<RetryDecision> {
+  const result = await retryOnRace(async (): Promise<EndedAttempt | { item: JobItem | undefined }> => {
+    const item = await readJob(ctx, input.jobId);
+    if (!item) return { item };
+    if (item.attempts !== input.attempt || (item.status !== "dispatched" && item.status !== "running")) {
+      return { item };
+    }
+    return endFailedAttempt(ctx, item, input);
+  });
+
+  if (!("next" in result)) return result.item ? replayDecision(ctx, result.item, input.attempt) : END;
+  const { item, next, decision } = result;
+
+  await ctx.events.publish([stateChange(item.status, next)]);
+  if (next.status === "failed" || next.status === "escalated") {
+    await releaseStrayAdmission(ctx, item, `job ${next.status}`);
+  }
+  if (next.status === "failed") await cascadeCancel(ctx, next.id, "failed");
+  if (next.status === "escalated") await finishEscalation(ctx, next);
+  return decision;
+}
+
+interface EndedAttempt {
+  readonly decision: RetryDecision;
+  /** The job as read, and as written. */
+  readonly item: JobItem;
+  readonly next: JobItem;
+}
+
+async function endFailedAttempt(
+  ctx: LifecycleContext,
+  item: JobItem,
+  input: AttemptFailureInput,
+): Promise<EndedAttempt> {
+  const now = ctx.clock();
+  const at = now.toISOString();
+  const job = fromJobItem(item);
+  const error = attemptError(input.outcome, input.error, job);
+  const what = `attempt ${input.attempt} ${describeOutcome(input.outcome, error)}`;
+  const failures = (item.failures ?? 0) + 1;
+
+  let change: StatusChange;
+  let decision: RetryDecision;
+  if (failures < item.retry.maxAttempts) {
+    // Whole seconds: a Wait state's SecondsPath takes an integer, and nextAttemptAt must agree.
+    const delaySeconds = Math.ceil(backoffDelaySeconds(item.retry, failures));
+    change = {
+      to: transition(item.status, "retrying"),
+      reason: `${what}; retrying in ${delaySeconds} s`,
+      triggeredBy: null,
+      set: { failures, nextAttemptAt: new Date(now.getTime() + delaySeconds * 1000).toISOString() },
+      remove: ["admissionToken"],
+    };
+    decision = { next: "retry", delaySeconds };
+  } else {
+    const escalateTo = job.onFailure?.escalateTo;
+    const blocker = escalateTo ? escalationBlocker(ctx, job, escalateTo.type) : null;
+    const escalate = escalateTo !== undefined && blocker === null;
+    const tail = escalate
+      ? `escalated to a new ${escalateTo.type} job`
+      : escalateTo
+        ? `no attempts left; cannot escalate to ${escalateTo.type}: ${blocker}`
+        : "no attempts left";
+    change = {
+      to: transition(item.status, escalate ? "escalated" : "failed"),
+      reason: `${what}; ${tail}`,
+      triggeredBy: null,
+      set: { failures, error, finishedAt: at, nextAttemptAt: null },
+      remove: ["admissionToken"],
+    };
+    decision = END;
+  }
+
+  const { items, next } = ctx.repo.statusChangeItems(item, change, at);
+  const extra: TransactItem[] = [];
+  if (item.reservation) extra.push(releaseCapacityItem(ctx.nodesTable, item.reservation));
+  // A dispatched attempt never started running, so it has no attempt record to end.
+  if (item.status === "running") {
+    extra.push(
+      endAttemptItem(ctx.repo.tableName, item.id, input.attempt, {
+        status: input.outcome,
+        finishedAt: at,
+        durationMs: durationSince(item.attemptStartedAt, at),
+        error,
+      }),
+    );
+  }
+  await ctx.repo.transact([...items, ...extra]);
+  return { decision, item, next };
+}
+
+/**
+ * The decision for an attempt that was already ended, by this step before (a replay) or by
+ * someone else (cancel, pause, preemption, the reconciler). Follow-ups a crash may have cut
+ * short (cascade, escalation) are finished here; each is idempotent.
+ */
+async function replayDecision(ctx: LifecycleContext, item: JobItem, attempt: number): Promise<RetryDecision> {
+  // A later attempt exists: another execution drives the job now.
+  if (item.attempts > attempt) return END;
+  switch (item.status) {
+    case "retrying": {
+      const remainingMs = item.nextAttemptAt ? Date.parse(item.nextAttemptAt) - ctx.clock().getTime() : 0;
+      return { next: "retry", delaySeconds: Math.max(0, Math.ceil(remainingMs / 1000)) };
+    }
+    // Back in line without this step (preempted): wait for admission again.
+    case "queued":
+    case "blocked":
+    case "scheduled":
+      return { next: "retry", delaySeconds: 0 };
+    case "failed":
+      await cascadeCancel(ctx, item.id, "failed");
+      return END;
+    case "escalated":
+      await finishEscalation(ctx, item);
+      return END;
+    default:
+      return END;
+  }
+}
+
+/** Longest error message kept on the job and the attempt; causes can be whole stack traces. */
+const MAX_ERROR_MESSAGE = 2048;
+
+function attemptError(outcome: AttemptOutcome, error: StepError, job: Job): JobError {
+  const cause = error.Cause?.trim() ?? "";
+  switch (outcome) {
+    case "timed_out":
+      return { type: "timeout", message: `timed out after ${job.timeoutSeconds} s` };
+    case "lost":
+      return {
+        type: "lost",
+        message: clip(cause || "the worker stopped heartbeating and is presumed dead", MAX_ERROR_MESSAGE),
+      };
+    case "failed":
+      return {
+        type: error.Error?.trim() || "error",
+        message: clip(cause || error.Error?.trim() || "the attempt failed", MAX_ERROR_MESSAGE),
+      };
+  }
+}
+
+function describeOutcome(outcome: AttemptOutcome, error: JobError): string {
+  const message = clip(error.message.split("\n", 1)[0] ?? "", 200);
+  switch (outcome) {
+    case "timed_out":
+      return error.message;
+    case "lost":
+      return `was lost (${message})`;
+    case "failed":
+      return `failed (${error.type}: ${message})`;
+  }
+}
+
+/** Why an escalation job could not be created, checked before the job is marked escalated. */
+function escalationBlocker(ctx: LifecycleContext, job: Job, type: string): string | null {
+  if (ctx.taskTypes && !ctx.taskTypes.has(type)) return `unknown job type ${type}`;
+  return unsatisfiableReason(ctx.pools, job);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Escalation
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * After a job ended `escalated`: creates the escalation job (once, whatever the replays: the
+ * submission carries an Idempotency-Key derived from the job), records it in `escalatedTo`, and
+ * rewires the dependents to it. Recording `escalatedTo` bumps the version before the dependents
+ * are listed, so a submission racing with us either is listed or reads `escalatedTo` and
+ * depends on the new job itself.
+ */
+async function finishEscalation(ctx: LifecycleContext, escalated: JobItem): Promise<string | null> {
+  let newId = escalated.escalatedTo;
+  if (!newId) {
+    newId = await submitEscalation(ctx, escalated);
+    if (!newId) return null;
+    await recordEscalatedTo(ctx, escalated.id, newId);
+  }
+  await rewireDependents(ctx, escalated.id, newId);
+  return newId;
+}
+
+async function submitEscalation(ctx: LifecycleContext, escalated: JobItem): Promise<string | null> {
+  const job = fromJobItem(escalated);
+  const escalateTo = job.onFailure?.escalateTo;
+  if (!escalateTo) return null;
+  const request: BatchJobRequest = {
+    type: escalateTo.type,
+    ...(job.name !== null ? { name: job.name } : {}),
+    payload: job.payload,
+    priority: escalateTo.priority ?? job.priority,
+    resources: job.resources,
+    ...(job.pool !== null ? { pool: job.pool } : {}),
+    constraints: job.constraints,
+    dependsOn: [],
+    retry: job.retry,
+    timeoutSeconds: job.timeoutSeconds,
+    offPeakOnly: job.offPeakOnly,
+    tags: job.tags,
+  };
+  const result = await submitJobs(ctx, {
+    principal: { id: job.owner, admin: false },
+    jobs: [request],
+    idempotency: { key: `jobq-escalation:${job.id}`, requestHash: requestHash("escalation", request) },
+  });
+  const created = result.jobs[0];
+  if (!created) throw new RangeError(`escalation of ${job.id} created no job`);
+  return created.id;
+}
+
+async function recordEscalatedTo(ctx: LifecycleContext, id: string, newId: string): Promise<void> {
+  await retryOnRace(async () => {
+    const item = await readJob(ctx, id);
+    if (!item || item.status !== "escalated" || item.escalatedTo) return;
+    const reason = item.statusReason.replace(/escalated to a new \S+ job$/, `escalated to ${newId}`);
+    const stored = await ctx.repo.updateIf(
+      { pk: item.pk, sk: JOB_SK },
+      "SET escalatedTo = :to, statusReason = :reason, #version = :next, updatedAt = :at",
+      "#status = :escalated AND #version = :version",
+      {
+        names: { "#status": "status", "#version": "version" },
+        values: {
+          ":to": newId,
+          ":reason": reason,
+          ":next": item.version + 1,
+          ":at": ctx.clock().toISOString(),
+          ":escalated": "escalated",
+          ":version": item.version,
+        },
+      },
+    );
+    if (!stored) throw new ConcurrentUpdateError("the escalated job changed while escalatedTo was recorded");
+  });
+}
+
+/**
+ * Moves every dependent of `oldId` to wait on `newId` instead: per dependent, one transaction
+ * swaps its `DEP#` edge and the parents' `DPT#` edges and renames the dependency in its
+ * dependsOn, insisting the new job is unchanged since read. The unmet count stays, unless the new
+ * job already completed (then the edge is met at once); if it already failed or was cancelled,
+ * the rewired dependents are cancelled like its own.
+ */
+async function rewireDependents(ctx: LifecycleContext, oldId: string, newId: string): Promise<void> {
+  const childIds = await ctx.repo.listDependentIds(oldId);
+  const released: JobStateChange[] = [];
+  await forEachConcurrent(childIds, DEPENDENT_CONCURRENCY, async (childId) => {
+    if (await rewireDependent(ctx, oldId, newId, childId)) {
+      const change = await settleBlocked(ctx, childId);
+      if (change) released.push(change);
+    }
+  });
+  await ctx.events.publish(released);
+  const replacement = await readJob(ctx, newId, true);
+  if (replacement && dependencyOutcome(replacement.status) === "doomed") {
+    await cascadeCancel(ctx, newId, replacement.status === "failed" ? "failed" : "was cancelled");
+  }
+}
+
+/** Returns whether the rewired edge was met at once (the new job had already completed). */
+async function rewireDependent(
+  ctx: LifecycleContext,
+  oldId: string,
+  newId: string,
+  childId: string,
+): Promise<boolean> {
+  const table = ctx.repo.tableName;
+  return retryOnRace(async () => {
+    const jobs = await ctx.repo.getJobItems([childId, newId]);
+    const child = jobs.get(childId);
+    const parent = jobs.get(newId);
+    const edge = await ctx.repo.getItem({ pk: jobPk(childId), sk: dependsOnSk(oldId) });
+    if (!child || !parent || !edge) {
+      // Nothing left to move; drop the parent's dangling edge so no walk meets it again.
+      await ctx.repo.deleteIf({ pk: jobPk(oldId), sk: dependentSk(childId) }, "attribute_exists(pk)");
+      return false;
+    }
+    const wasMet = edge.met === true;
+    const met = parent.status === "completed";
+    const decrement = met && !wasMet;
+    const at = ctx.clock().toISOString();
+    const values: Record<string, unknown> = {
+      ":deps": child.dependsOn.map((id) => (id === oldId ? newId : id)),
+      ":at": at,
+      ":next": child.version + 1,
+      ":version": child.version,
+    };
+    if (decrement) values[":minusOne"] = -1;
+    await ctx.repo.transact([
+      {
+        Delete: {
+          TableName: table,
+          Key: { pk: jobPk(childId), sk: dependsOnSk(oldId) },
+          ConditionExpression: "attribute_exists(pk)",
+        },
+      },
+      {
+        Put: {
+          TableName: table,
+          Item: {
+            pk: jobPk(childId),
+            sk: dependsOnSk(newId),
+            entity: "dependency",
+            parentId: newId,
+            met: met || wasMet,
+          },
+        },
+      },
+      {
+        Put: {
+          TableName: table,
+          Item: { pk: jobPk(newId), sk: dependentSk(childId), entity: "dependent", childId },
+        },
+      },
+      { Delete: { TableName: table, Key: { pk: jobPk(oldId), sk: dependentSk(childId) } } },
+      {
+        Update: {
+          TableName: table,
+          Key: { pk: jobPk(childId), sk: JOB_SK },
+          UpdateExpression: `SET dependsOn = :deps, updatedAt = :at, #version = :next${decrement ? " ADD unmet :minusOne" : ""}`,
+          ConditionExpression: "#version = :version",
+          ExpressionAttributeNames: { "#version": "version" },
+          ExpressionAttributeValues: values,
+        },
+      },
+      {
+        ConditionCheck: {
+          TableName: table,
+          Key: { pk: jobPk(newId), sk: JOB_SK },
+          ConditionExpression: "#version = :version",
+          ExpressionAttributeNames: { "#version": "version" },
+          ExpressionAttributeValues: { ":version": parent.version },
+        },
+      },
+    ]);
+    return decrement;
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Requeue
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * The backoff is over: `retrying` → whatever status now applies (queued, by core's rule), so
+ * the execution can wait for admission again. A replay finds the job moved on and does nothing.
+ */
+export async function requeueJob(
+  ctx: LifecycleContext,
+  input: RequeueInput,
+): Promise<{ readonly status: JobStatus | null }> {
+  return retryOnRace(async () => {
+    const item = await readJob(ctx, input.jobId);
+    if (!item || item.status !== "retrying") return { status: item?.status ?? null };
+    const next = await requeueItem(ctx, item);
+    await ctx.events.publish([stateChange(item.status, next)]);
+    return { status: next.status };
+  });
+}
+
+async function requeueItem(ctx: LifecycleContext, item: JobItem): Promise<JobItem> {
+  const now = ctx.clock();
+  const at = now.toISOString();
+  const applies = applicableStatus({
+    now,
+    runAt: item.runAt,
+    unmet: Math.max(0, item.unmet),
+    total: Math.max(item.unmet, item.dependsOn.length),
+    doomedBy: null,
+  });
+  // A job that already ran had its runAt pass: `scheduled` cannot apply, and the table refuses it.
+  const fits = applies.status !== "cancelled" && canTransition(item.status, applies.status);
+  const to = fits ? applies.status : "queued";
+  return ctx.repo.changeStatus(
+    item,
+    {
+      to: transition(item.status, to),
+      reason: fits ? applies.reason : "waiting for admission",
+      triggeredBy: null,
+      set: { nextAttemptAt: null, ...(to === "queued" ? { queuedAt: at } : {}) },
+    },
+    at,
+  );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------------------------
+
+const MAX_ROUNDS = 8;
+/** Dependents handled at once: enough to hide latency, few enough not to throttle a partition. */
+const DEPENDENT_CONCURRENCY = 8;
+
+/** Runs `work` again on a lost race (it re-reads first); the last loss is rethrown. */
+async function retryOnRace<T>(work: () => Promise<T>): Promise<T> {
+  for (let round = 1; ; round++) {
+    try {
+      return await work();
+    } catch (error) {
+      if (!(error instanceof ConcurrentUpdateError) || round >= MAX_ROUNDS) throw error;
+      await pause(round);
+    }
+  }
+}
+
+/** A short, jittered pause so racing writers stop colliding in lockstep. */
+async function pause(round: number): Promise<void> {
+  const ms = Math.random() * Math.min(200, 10 * 2 ** round);
+  await new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** The job item, strongly consistent; staged jobs only when asked (dependents may be staged). */
+async function readJob(
+  ctx: LifecycleContext,
+  id: string,
+  includeStaged = false,
+): Promise<JobItem | undefined> {
+  const item = (await ctx.repo.getJobItems([id])).get(id);
+  return item && (includeStaged || !item.staged) ? item : undefined;
+}
+
+function reasonsOf(error: ConcurrentUpdateError): string[] {
+  const details = error.details as { reasons?: unknown } | undefined;
+  return Array.isArray(details?.reasons) ? details.reasons.map(String) : [];
+}
+
+function durationSince(startedAt: string | undefined | null, now: string): number | null {
+  const start = startedAt ? Date.parse(startedAt) : Number.NaN;
+  return Number.isNaN(start) ? null : Math.max(0, Date.parse(now) - start);
+}
+
+/**
+ * A token parked on the job by another execution (one that took over after this one was
+ * presumed dead) waits for an admission that will never come once the job ended: end it.
+ */
+async function releaseStrayAdmission(ctx: LifecycleContext, item: JobItem, reason: string): Promise<void> {
+  if (!item.admissionToken) return;
+  const output: NotAdmittedOutput = { admitted: false, reason };
+  await ctx.tokens.succeed(item.admissionToken, output);
+}
+
+function clip(text: string, max: number): string {
+  return text.length <= max ? text : `${text.slice(0, max - 1)}…`;
+}
+
+async function forEachConcurrent<T>(
+  inputs: readonly T[],
+  concurrency: number,
+  work: (input: T) => Promise<void>,
+): Promise<void> {
+  const pending = [...inputs];
+  const worker = async (): Promise<void> => {
+    for (let input = pending.shift(); input !== undefined; input = pending.shift()) await work(input);
+  };
+  await Promise.all(Array.from({ length: Math.min(concurrency, pending.length) }, worker));
+}

@@ -1,0 +1,40 @@
+import { injectLambdaContext } from "@aws-lambda-powertools/logger/middleware";
+import middy from "@middy/core";
+import { createSfnClient } from "../app/executions";
+import {
+  type LifecycleContext,
+  lifecycleRequestSchema,
+  runLifecycleStep,
+  StepFunctionsTaskTokens,
+} from "../app/lifecycle";
+import { logger } from "../app/logger";
+import { appContext } from "../app/runtime";
+import { parseRequest } from "../core/validation";
+import { config } from "./config";
+
+/**
+ * The lifecycle Lambda: every Task of state-machines/job-lifecycle.asl.json invokes it with
+ * `{"action": ..., ...}`. Errors are thrown, not mapped: the state machine retries the step
+ * (every step is idempotent) and, past its retries, the execution fails for the reconciler.
+ */
+
+let context: LifecycleContext | undefined;
+
+function lifecycleContext(): LifecycleContext {
+  if (!context) {
+    const c = config();
+    context = {
+      ...appContext(),
+      tokens: new StepFunctionsTaskTokens(createSfnClient({ region: c.region, endpoint: c.sfnEndpoint })),
+    };
+  }
+  return context;
+}
+
+export const handler = middy<unknown, unknown>()
+  .use(injectLambdaContext(logger, { resetKeys: true }))
+  .handler(async (event) => {
+    const request = parseRequest(lifecycleRequestSchema, event);
+    logger.appendKeys({ jobId: request.jobId, action: request.action });
+    return runLifecycleStep(lifecycleContext(), request);
+  });
