@@ -1,5 +1,5 @@
 import { readFileSync } from "node:fs";
-import aslValidator from "asl-validator";
+import { createRequire } from "node:module";
 import { beforeAll, describe, expect, it } from "vitest";
 import { admissionOutputSchema, lifecycleRequestSchema } from "../../app/lifecycle";
 
@@ -16,6 +16,10 @@ interface Definition {
   StartAt: string;
   States: Record<string, State>;
 }
+
+/** asl-validator ships no types; this is the part of its API the test uses. */
+type AslValidator = (definition: unknown) => { isValid: boolean; errorsText: (separator?: string) => string };
+const aslValidator = createRequire(import.meta.url)("asl-validator") as AslValidator;
 
 const ASL_PATH = new URL("../../state-machines/job-lifecycle.asl.json", import.meta.url);
 const DOC_PATH = new URL("../../docs/lifecycle.md", import.meta.url);
@@ -239,7 +243,7 @@ describe("job lifecycle in aws-local-stepfunctions", () => {
       return { promise, resolve, reject };
     };
     const { StateMachine } = await import("aws-local-stepfunctions");
-    machine = new StateMachine(localDefinition());
+    machine = new StateMachine(localDefinition() as unknown as ConstructorParameters<typeof StateMachine>[0]);
   });
 
   /**
@@ -394,7 +398,7 @@ function walk(def: Definition, script: Script, limit = 100): string[] {
   let name: string | undefined = def.StartAt;
   while (name !== undefined) {
     if (entered.length >= limit) throw new Error(`no end after ${limit} states: ${entered.join(" → ")}`);
-    const state = def.States[name];
+    const state: State | undefined = def.States[name];
     if (!state) throw new Error(`no state named ${name}`);
     entered.push(name);
     switch (state.Type) {
@@ -423,7 +427,7 @@ function walk(def: Definition, script: Script, limit = 100): string[] {
       case "Task": {
         const visit = visits.get(name) ?? 0;
         visits.set(name, visit + 1);
-        const outcome = script[name]?.[visit];
+        const outcome: Outcome | undefined = script[name]?.[visit];
         if (!outcome) throw new Error(`unscripted visit ${visit + 1} of ${name}`);
         if ("error" in outcome) {
           const catchers = (state.Catch ?? []) as {
@@ -431,7 +435,7 @@ function walk(def: Definition, script: Script, limit = 100): string[] {
             ResultPath?: string;
             Next: string;
           }[];
-          const catcher = catchers.find(
+          const catcher: (typeof catchers)[number] | undefined = catchers.find(
             (c) => c.ErrorEquals.includes(outcome.error) || c.ErrorEquals.includes("States.ALL"),
           );
           if (!catcher) throw new Error(`${name} failed with ${outcome.error} and nothing catches it`);
