@@ -73,10 +73,6 @@ export async function startAttempt(
     if (!stored) return { outcome: "stale", reason: `job ${jobId} does not exist` };
     const job = stored.item;
     if (job.status !== "dispatched" || job.attempts !== attempt) {
-      if (job.status === "running" && job.attempts === attempt && (await startedBy(ctx, job, node))) {
-        // Our own earlier start whose answer was lost (an SDK retry of a committed transaction).
-        return { outcome: "started", job, replayed: true };
-      }
       return {
         outcome: "stale",
         reason: `job ${jobId} is ${job.status} at attempt ${job.attempts}, not dispatched for attempt ${attempt}`,
@@ -118,7 +114,20 @@ export async function startAttempt(
     try {
       await ctx.repo.transact([...items, attemptPut, ...capacity]);
     } catch (error) {
-      if (!(error instanceof ConcurrentUpdateError)) throw error;
+      if (!(error instanceof ConcurrentUpdateError)) {
+        // No answer (a timeout, a dropped connection): the write may have landed. Only a read
+        // tells; a later redelivery would otherwise find the attempt started and drop it.
+        const after = (await ctx.repo.getJob(jobId))?.item;
+        if (
+          after?.status === "running" &&
+          after.attempts === attempt &&
+          (await startedBy(ctx, after, node))
+        ) {
+          await ctx.events.publish([stateChange(job.status, after)]);
+          return { outcome: "started", job: after, replayed: true };
+        }
+        throw error;
+      }
       const reasons = reasonsOf(error);
       const failed = (i: number) => reasons[i] !== undefined && reasons[i] !== "None";
       const [jobIndex, , attemptIndex] = [0, 1, 2];

@@ -416,7 +416,7 @@ async function markEdgeMet(ctx: LifecycleContext, parentId: string, childId: str
 async function settleBlocked(ctx: LifecycleContext, id: string): Promise<JobStateChange | null> {
   return retryOnRace(async () => {
     const child = await readJob(ctx, id, true);
-    if (!child || child.status !== "blocked") return null;
+    if (child?.status !== "blocked") return null;
     const now = ctx.clock();
     const at = now.toISOString();
     const applies = applicableStatus({
@@ -684,7 +684,7 @@ async function submitEscalation(ctx: LifecycleContext, escalated: JobItem): Prom
 async function recordEscalatedTo(ctx: LifecycleContext, id: string, newId: string): Promise<void> {
   await retryOnRace(async () => {
     const item = await readJob(ctx, id);
-    if (!item || item.status !== "escalated" || item.escalatedTo) return;
+    if (item?.status !== "escalated" || item.escalatedTo) return;
     const reason = item.statusReason.replace(/escalated to a new \S+ job$/, `escalated to ${newId}`);
     const stored = await ctx.repo.updateIf(
       { pk: item.pk, sk: JOB_SK },
@@ -823,7 +823,7 @@ export async function requeueJob(
 ): Promise<{ readonly status: JobStatus | null }> {
   return retryOnRace(async () => {
     const item = await readJob(ctx, input.jobId);
-    if (!item || item.status !== "retrying") return { status: item?.status ?? null };
+    if (item?.status !== "retrying") return { status: item?.status ?? null };
     const next = await requeueItem(ctx, item);
     await ctx.events.publish([stateChange(item.status, next)]);
     return { status: next.status };

@@ -66,14 +66,19 @@ export async function getJobView(ctx: QueryContext, principal: Principal, id: st
   return { ...job, queuePosition: ahead < MAX_POSITION_COUNT ? ahead + 1 : null, estimatedStartAt: null };
 }
 
+/** An index's LastEvaluatedKey: the table's keys plus the index's, all strings. */
+const indexKeySchema = z.record(z.string(), z.string());
+type IndexKey = z.infer<typeof indexKeySchema>;
+
 const listCursorSchema = z.strictObject({
   index: z.enum([JOB_INDEX.byOwner, JOB_INDEX.byOwnerStatus, JOB_INDEX.byDay]),
   /** The day being read, for the byDay index. */
   day: z
     .string()
     .regex(/^\d{4}-\d{2}-\d{2}$/)
+    .refine((d) => !Number.isNaN(Date.parse(`${d}T00:00:00Z`)), "is not a day")
     .optional(),
-  key: startKeySchema.optional(),
+  key: indexKeySchema.optional(),
 });
 type ListCursor = z.infer<typeof listCursorSchema>;
 
@@ -118,9 +123,12 @@ export async function listJobs(
   const lowestDay = source.index === JOB_INDEX.byDay ? await lowestDayToRead(ctx, query) : undefined;
   let day =
     source.index === JOB_INDEX.byDay
-      ? (cursor?.day ?? (query.createdBefore ?? ctx.clock().toISOString()).slice(0, 10))
+      ? laterDayFirst(
+          cursor?.day ?? query.createdBefore?.slice(0, 10),
+          ctx.clock().toISOString().slice(0, 10),
+        )
       : undefined;
-  let startKey: StartKey | undefined = cursor?.key;
+  let startKey: IndexKey | undefined = cursor?.key;
   if (startKey) {
     const expected = new Set(["pk", "sk", "ownerSk", source.partitionAttribute]);
     const attributes = Object.keys(startKey);
@@ -156,7 +164,7 @@ export async function listJobs(
         return { items, nextCursor: encodeCursor({ index: source.index, day, key }) };
       }
     }
-    startKey = page.lastKey as StartKey | undefined;
+    startKey = page.lastKey as IndexKey | undefined;
     if (!startKey) {
       if (source.index !== JOB_INDEX.byDay || day === undefined) return { items, nextCursor: null };
       day = previousDay(day);
@@ -185,10 +193,11 @@ function matches(item: Job, query: ListJobsQuery, statuses: ReadonlySet<string> 
 
 /** Job ids are `job_` + ULID, so a creation-time range is a sort-key range. */
 function sortKeyRange(query: ListJobsQuery): { lo: string; hi: string } {
-  const lo = query.createdAfter ? `job_${encodeTime(Date.parse(query.createdAfter))}` : "job_";
-  const hi = query.createdBefore
-    ? `job_${encodeTime(Math.max(0, Date.parse(query.createdBefore) - 1))}~`
-    : "job_~";
+  // ULIDs encode 0 .. 2^48-1 ms since 1970; a bound outside that range is clamped into it.
+  const clamp = (ms: number) => Math.min(Math.max(ms, 0), 2 ** 48 - 1);
+  const lo = query.createdAfter ? `job_${encodeTime(clamp(Date.parse(query.createdAfter)))}` : "job_";
+  if (query.createdBefore && Date.parse(query.createdBefore) <= 0) return { lo: "job_~", hi: "job_" };
+  const hi = query.createdBefore ? `job_${encodeTime(clamp(Date.parse(query.createdBefore) - 1))}~` : "job_~";
   return { lo, hi };
 }
 
@@ -196,6 +205,11 @@ async function lowestDayToRead(ctx: QueryContext, query: ListJobsQuery): Promise
   const first = (await ctx.repo.getFirstDay()) ?? ctx.clock().toISOString().slice(0, 10);
   const after = query.createdAfter?.slice(0, 10);
   return after && after > first ? after : first;
+}
+
+/** Where the walk back starts: no job was created after today, whatever a query or cursor says. */
+function laterDayFirst(requested: string | undefined, today: string): string {
+  return requested !== undefined && requested < today ? requested : today;
 }
 
 function previousDay(day: string): string {

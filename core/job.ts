@@ -58,12 +58,35 @@ export const prioritySchema = z
   ])
   .transform((p) => (typeof p === "number" ? p : PRIORITY_NAMES[p]));
 
-const labelMap = z.record(z.string().min(1).max(128), z.string().max(256));
+/**
+ * A string → string map (tags, constraints). Built with Object.fromEntries so that any key,
+ * "__proto__" included, stays an ordinary own property and is kept as the user gave it.
+ */
+const labelMap = z
+  .custom<Record<string, unknown>>(
+    (v) => v !== null && typeof v === "object" && !Array.isArray(v),
+    "must be an object",
+  )
+  .superRefine((map, ctx) => {
+    const entries = Object.entries(map);
+    if (entries.length > MAX_LABELS)
+      ctx.addIssue({ code: "custom", message: `at most ${MAX_LABELS} entries` });
+    for (const [key, value] of entries) {
+      if (key.length < 1 || key.length > 128) {
+        ctx.addIssue({ code: "custom", path: [key], message: "keys must be 1..128 characters" });
+      }
+      if (typeof value !== "string" || value.length > 256) {
+        ctx.addIssue({ code: "custom", path: [key], message: "must be a string of at most 256 characters" });
+      }
+    }
+  })
+  .transform((map) => Object.fromEntries(Object.entries(map)) as Record<string, string>);
+const MAX_LABELS = 64;
 
 /** An ISO-8601 timestamp that names a real instant (the format alone allows "2026-02-31"). */
 const isoTimestamp = z.iso
   .datetime({ offset: true })
-  .refine((s) => Number.isFinite(Date.parse(s)), "is not a real date and time")
+  .pipe(z.string().refine((s) => Number.isFinite(Date.parse(s)), "is not a real date and time"))
   .transform((s) => new Date(s).toISOString());
 
 /**

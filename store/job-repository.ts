@@ -24,6 +24,7 @@ type Key = Record<string, unknown>;
 export const MAX_TRANSACTION_ITEMS = 100;
 const BATCH_GET_LIMIT = 100;
 const BATCH_WRITE_LIMIT = 25;
+const BATCH_WRITE_CONCURRENCY = 4;
 
 export interface StoredJob {
   readonly item: JobItem;
@@ -125,14 +126,22 @@ export class JobRepository {
   }
 
   private async batchWrite(requests: readonly Record<string, unknown>[]): Promise<void> {
-    for (let i = 0; i < requests.length; i += BATCH_WRITE_LIMIT) {
-      let chunk = requests.slice(i, i + BATCH_WRITE_LIMIT);
-      for (let round = 0; chunk.length > 0; round++) {
-        const out = await this.db.send(new BatchWriteCommand({ RequestItems: { [this.tableName]: chunk } }));
-        chunk = (out.UnprocessedItems?.[this.tableName] ?? []) as Record<string, unknown>[];
-        if (chunk.length > 0) await backoff(round);
+    const chunks: Record<string, unknown>[][] = [];
+    for (let i = 0; i < requests.length; i += BATCH_WRITE_LIMIT)
+      chunks.push(requests.slice(i, i + BATCH_WRITE_LIMIT));
+    // A few requests in flight: large batches are written in parallel without inviting throttling.
+    const next = async (): Promise<void> => {
+      for (let chunk = chunks.shift(); chunk; chunk = chunks.shift()) {
+        for (let round = 0; chunk.length > 0; round++) {
+          const out = await this.db.send(
+            new BatchWriteCommand({ RequestItems: { [this.tableName]: chunk } }),
+          );
+          chunk = (out.UnprocessedItems?.[this.tableName] ?? []) as Record<string, unknown>[];
+          if (chunk.length > 0) await backoff(round);
+        }
       }
-    }
+    };
+    await Promise.all(Array.from({ length: Math.min(BATCH_WRITE_CONCURRENCY, chunks.length) }, next));
   }
 
   /**

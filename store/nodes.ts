@@ -29,6 +29,8 @@ export interface NodeItem {
   readonly status: NodeStatus;
   readonly registeredAt: string;
   readonly lastHeartbeatAt: string;
+  /** When markLostNodes found it silent. */
+  readonly lostAt?: string;
 }
 
 export interface NodeRegistration {

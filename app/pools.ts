@@ -1,0 +1,84 @@
+import { config } from "../functions/config";
+import type { NodeCapacity } from "../store/capacity";
+import { createDocumentClient } from "../store/dynamo";
+import { type NodeItem, NodeRepository, type NodeStatus } from "../store/nodes";
+import type { AppContext } from "./runtime";
+
+/**
+ * GET /pools: every configured pool with its capacity and what is reserved of it, and its nodes
+ * as they registered. `capacity` and `used` add up the nodes that are `up` — those admission
+ * places jobs on — so used/capacity is the pool's utilization; draining and lost nodes are
+ * listed with their own figures.
+ */
+
+export type PoolsContext = Pick<AppContext, "pools"> & { readonly nodes: NodeRepository };
+
+let cached: PoolsContext | undefined;
+
+/** The configured pools and the Nodes table, from the process configuration, created once. */
+export function poolsContext(): PoolsContext {
+  if (!cached) {
+    const c = config();
+    cached = {
+      pools: c.pools,
+      nodes: new NodeRepository(
+        createDocumentClient({ region: c.region, endpoint: c.dynamoEndpoint }),
+        c.nodesTable,
+      ),
+    };
+  }
+  return cached;
+}
+
+export interface NodeView {
+  readonly id: string;
+  readonly capacity: NodeCapacity;
+  readonly used: NodeCapacity;
+  readonly status: NodeStatus;
+  readonly lastHeartbeatAt: string;
+}
+
+export interface PoolView {
+  readonly name: string;
+  readonly labels: Readonly<Record<string, string>>;
+  readonly capacity: NodeCapacity;
+  readonly used: NodeCapacity;
+  readonly nodes: NodeView[];
+}
+
+export async function listPools(ctx: PoolsContext): Promise<PoolView[]> {
+  return Promise.all(
+    ctx.pools.map(async (pool) => {
+      const nodes = (await ctx.nodes.listNodes(pool.name)).sort(byRegistration);
+      const up = nodes.filter((n) => n.status === "up");
+      return {
+        name: pool.name,
+        labels: pool.labels,
+        capacity: sum(up.map((n) => n.capacity)),
+        used: sum(up.map((n) => n.used)),
+        nodes: nodes.map((n) => ({
+          id: n.nodeId,
+          capacity: copy(n.capacity),
+          used: copy(n.used),
+          status: n.status,
+          lastHeartbeatAt: n.lastHeartbeatAt,
+        })),
+      };
+    }),
+  );
+}
+
+function byRegistration(a: NodeItem, b: NodeItem): number {
+  return a.registeredAt.localeCompare(b.registeredAt) || a.nodeId.localeCompare(b.nodeId);
+}
+
+/** Sums in thousandths (the finest CPU a job can ask for), so 0.1 + 0.2 reads 0.3. */
+function sum(parts: readonly NodeCapacity[]): NodeCapacity {
+  const milli = (pick: (c: NodeCapacity) => number) =>
+    parts.reduce((total, c) => total + Math.round(pick(c) * 1000), 0) / 1000;
+  return { cpu: milli((c) => c.cpu), memoryMb: milli((c) => c.memoryMb), gpu: milli((c) => c.gpu) };
+}
+
+function copy(c: NodeCapacity): NodeCapacity {
+  return { cpu: c.cpu, memoryMb: c.memoryMb, gpu: c.gpu };
+}

@@ -1,0 +1,406 @@
+import { DescribeExecutionCommand, ExecutionDoesNotExist, type SFNClient } from "@aws-sdk/client-sfn";
+import { ulid } from "ulid";
+import { isTerminal } from "../core/job";
+import { config } from "../functions/config";
+import type { NodeCapacity } from "../store/capacity";
+import { createDocumentClient } from "../store/dynamo";
+import type { JobItem, Reservation } from "../store/job-items";
+import { activePk, JOB_SK, LIVE_SHARDS, livePkOfShard } from "../store/keys";
+import { type NodeItem, NodeRepository } from "../store/nodes";
+import { JOB_INDEX } from "../store/tables";
+import { createSfnClient } from "./executions";
+import {
+  type LifecycleContext,
+  recordAttemptFailure,
+  requeueJob,
+  StepFunctionsTaskTokens,
+} from "./lifecycle";
+import { logger } from "./logger";
+import { appContext } from "./runtime";
+
+/**
+ * The reconciler: after any crash — a Lambda that died mid-step, a lost execution, the local
+ * stack restarted with its executions gone — it puts every job back on a path that moves it,
+ * from the job's stored state alone, and proves each node's `used` against the reservations
+ * that jobs hold. It runs at local-stack start and every 5 minutes in AWS; running it twice, or
+ * alongside everything else, is harmless (every write is conditional).
+ *
+ * Jobs: the `live` index (every job not yet ended, 32 shards) is walked; a job whose execution
+ * is missing or no longer RUNNING gets one — a waiting job (queued, blocked, scheduled,
+ * retrying) simply a new execution; a dispatched or running job first has its attempt recorded
+ * as `lost` (app/lifecycle.ts, the same path as a heartbeat lapse), then, if it retries, is
+ * requeued and given an execution. Paused jobs have none on purpose.
+ *
+ * Capacity: per pool, under the pool's scheduling lease (so no admission lands meanwhile), the
+ * reservations of the `active` index are added up per node and compared with the node's `used`;
+ * a mismatch seen twice, a moment apart, is repaired with a write conditional on `used` being
+ * unchanged since it was read.
+ */
+
+export type ReconcilerContext = LifecycleContext & {
+  readonly nodes: NodeRepository;
+  /** DescribeExecution: is a job's execution still running? */
+  readonly sfn: SFNClient;
+  readonly tuning?: Partial<ReconcilerTuning>;
+};
+
+export interface ReconcilerTuning {
+  /**
+   * A job changed this recently is left alone: its execution may be starting (submit stores the
+   * job before it starts one; AwaitAdmission records the execution when it first runs).
+   */
+  readonly graceSeconds: number;
+  /** Jobs reconciled at once. */
+  readonly concurrency: number;
+  /** Items read per page of an index. */
+  readonly pageSize: number;
+  /** How long to wait before re-reading the reservations that disagree with a node. */
+  readonly confirmDelayMs: number;
+  /** Lost nodes with nothing reserved are deleted this long after they were lost. */
+  readonly lostNodeRetentionSeconds: number;
+  /** Longer than one pool's capacity check can take. */
+  readonly leaseSeconds: number;
+}
+
+export const DEFAULT_RECONCILER_TUNING: ReconcilerTuning = {
+  graceSeconds: 60,
+  concurrency: 8,
+  pageSize: 100,
+  confirmDelayMs: 1500,
+  lostNodeRetentionSeconds: 3600,
+  leaseSeconds: 60,
+};
+
+export interface CapacityRepair {
+  readonly pool: string;
+  readonly nodeId: string;
+  readonly from: NodeCapacity;
+  readonly to: NodeCapacity;
+}
+
+export interface ReconcileSummary {
+  readonly jobsChecked: number;
+  readonly executionsStarted: number;
+  readonly attemptsLost: number;
+  /** Retrying jobs whose backoff had run out with nobody left to requeue them. */
+  readonly requeued: number;
+  readonly capacityRepairs: CapacityRepair[];
+  /** Reservations on nodes that no longer exist: they cannot be released, only reported. */
+  readonly orphanReservations: number;
+  readonly nodesPruned: number;
+  /** Pools whose capacity was not checked: a scheduling pass held the lease. */
+  readonly poolsSkipped: string[];
+}
+
+let cached: ReconcilerContext | undefined;
+
+export function reconcilerContext(): ReconcilerContext {
+  if (!cached) {
+    const c = config();
+    const sfn = createSfnClient({ region: c.region, endpoint: c.sfnEndpoint });
+    cached = {
+      ...appContext(),
+      tokens: new StepFunctionsTaskTokens(sfn),
+      sfn,
+      nodes: new NodeRepository(
+        createDocumentClient({ region: c.region, endpoint: c.dynamoEndpoint }),
+        c.nodesTable,
+      ),
+    };
+  }
+  return cached;
+}
+
+interface Counters {
+  jobsChecked: number;
+  executionsStarted: number;
+  attemptsLost: number;
+  requeued: number;
+}
+
+export async function reconcile(ctx: ReconcilerContext): Promise<ReconcileSummary> {
+  const tuning = { ...DEFAULT_RECONCILER_TUNING, ...ctx.tuning };
+  const counters: Counters = { jobsChecked: 0, executionsStarted: 0, attemptsLost: 0, requeued: 0 };
+  for (const shard of LIVE_SHARDS) {
+    let startKey: Record<string, unknown> | undefined;
+    do {
+      const page = await ctx.repo.queryIndex({
+        IndexName: JOB_INDEX.live,
+        KeyConditionExpression: "livePk = :pk",
+        ExpressionAttributeValues: { ":pk": livePkOfShard(shard) },
+        Limit: tuning.pageSize,
+        ExclusiveStartKey: startKey,
+      });
+      const ids = page.items.map((i) => String(i.pk).slice("JOB#".length));
+      const items = await ctx.repo.getJobItems(ids);
+      await forEachConcurrent([...items.values()], tuning.concurrency, async (item) => {
+        try {
+          await reconcileJob(ctx, item, counters, tuning);
+        } catch (error) {
+          // One job's trouble must not stop the walk; the next run tries it again.
+          logger.error("job not reconciled", { jobId: item.id, error: error as Error });
+        }
+      });
+      startKey = page.lastKey;
+    } while (startKey);
+  }
+
+  const capacityRepairs: CapacityRepair[] = [];
+  const poolsSkipped: string[] = [];
+  let orphanReservations = 0;
+  let nodesPruned = 0;
+  for (const pool of ctx.pools) {
+    const proof = await proveCapacity(ctx, pool.name, tuning);
+    if (proof === null) {
+      poolsSkipped.push(pool.name);
+      continue;
+    }
+    capacityRepairs.push(...proof.repairs);
+    orphanReservations += proof.orphans;
+    nodesPruned += proof.pruned;
+  }
+  const summary: ReconcileSummary = {
+    ...counters,
+    capacityRepairs,
+    orphanReservations,
+    nodesPruned,
+    poolsSkipped,
+  };
+  logger.info("reconciled", { ...summary, capacityRepairs: capacityRepairs.length });
+  return summary;
+}
+
+async function reconcileJob(
+  ctx: ReconcilerContext,
+  item: JobItem,
+  counters: Counters,
+  tuning: ReconcilerTuning,
+): Promise<void> {
+  if (item.staged || isTerminal(item.status)) return;
+  counters.jobsChecked++;
+  if (item.status === "paused") return;
+  const now = ctx.clock();
+  if (now.getTime() - Date.parse(item.updatedAt) < tuning.graceSeconds * 1000) return;
+
+  const execution = item.executionArn ? await executionStatus(ctx, item.executionArn) : "dead";
+  if (execution === "unknown") return;
+  if (execution === "running") {
+    // An execution parked at AwaitAdmission on a retrying job (it replaced one that died during
+    // the backoff) waits for a requeue that only its dead predecessor would have done.
+    if (item.status === "retrying" && item.admissionToken && backoffOver(item, now)) {
+      await requeueJob(ctx, { jobId: item.id });
+      counters.requeued++;
+    }
+    return;
+  }
+
+  let current: JobItem | undefined = item;
+  if (item.status === "dispatched" || item.status === "running") {
+    const decision = await recordAttemptFailure(ctx, {
+      jobId: item.id,
+      attempt: item.attempts,
+      outcome: "lost",
+      error: {
+        Error: "lost",
+        Cause: item.executionArn
+          ? `execution ${item.executionArn} is no longer running`
+          : "the job's execution is gone",
+      },
+    });
+    counters.attemptsLost++;
+    logger.warn("attempt lost with its execution", {
+      jobId: item.id,
+      attempt: item.attempts,
+      next: decision.next,
+    });
+    if (decision.next === "end") return;
+    current = (await ctx.repo.getJobItems([item.id])).get(item.id);
+  }
+  if (!current || isTerminal(current.status) || current.status === "paused") return;
+  if (current.status === "retrying" && backoffOver(current, ctx.clock())) {
+    await requeueJob(ctx, { jobId: current.id });
+    counters.requeued++;
+    current = (await ctx.repo.getJobItems([item.id])).get(item.id);
+    if (!current || isTerminal(current.status)) return;
+  }
+  // A retrying job still in its backoff gets its execution now; it parks at AwaitAdmission and a
+  // later run requeues it once the backoff is over (the branch above for a running execution).
+  if (await restartExecution(ctx, current)) counters.executionsStarted++;
+}
+
+function backoffOver(item: JobItem, now: Date): boolean {
+  return !item.nextAttemptAt || Date.parse(item.nextAttemptAt) <= now.getTime();
+}
+
+/**
+ * A fresh execution for the job. Executions are named `<jobId>-<version>`, and a dead one keeps
+ * its name, so the version moves first — in a write conditional on the job being as read, which
+ * also drops the dead execution's token and ARN.
+ */
+async function restartExecution(ctx: ReconcilerContext, item: JobItem): Promise<boolean> {
+  const version = item.version + 1;
+  const moved = await ctx.repo.updateIf(
+    { pk: item.pk, sk: JOB_SK },
+    "SET #version = :next, updatedAt = :at REMOVE admissionToken, executionArn",
+    "#status = :status AND #version = :version",
+    {
+      names: { "#status": "status", "#version": "version" },
+      values: {
+        ":next": version,
+        ":at": ctx.clock().toISOString(),
+        ":status": item.status,
+        ":version": item.version,
+      },
+    },
+  );
+  if (!moved) return false;
+  const arn = await ctx.executions.start(item.id, version);
+  if (arn)
+    logger.info("execution started for a job that had none running", { jobId: item.id, executionArn: arn });
+  return arn !== null;
+}
+
+async function executionStatus(
+  ctx: ReconcilerContext,
+  executionArn: string,
+): Promise<"running" | "dead" | "unknown"> {
+  try {
+    const out = await ctx.sfn.send(new DescribeExecutionCommand({ executionArn }));
+    return out.status === "RUNNING" || out.status === "PENDING_REDRIVE" ? "running" : "dead";
+  } catch (error) {
+    if (error instanceof ExecutionDoesNotExist) return "dead";
+    logger.warn("execution status unknown; job left for the next run", {
+      executionArn,
+      error: error as Error,
+    });
+    return "unknown";
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Capacity
+// ---------------------------------------------------------------------------------------------
+
+/** Thousandths of a CPU, MB, GPUs: integers, so sums are exact. */
+interface Milli {
+  cpu: number;
+  memoryMb: number;
+  gpu: number;
+}
+
+const toMilli = (c: NodeCapacity): Milli => ({
+  cpu: Math.round(c.cpu * 1000),
+  memoryMb: Math.round(c.memoryMb),
+  gpu: Math.round(c.gpu),
+});
+const fromMilli = (m: Milli): NodeCapacity => ({ cpu: m.cpu / 1000, memoryMb: m.memoryMb, gpu: m.gpu });
+const sameMilli = (a: Milli, b: Milli): boolean =>
+  a.cpu === b.cpu && a.memoryMb === b.memoryMb && a.gpu === b.gpu;
+const ZERO: Milli = { cpu: 0, memoryMb: 0, gpu: 0 };
+
+async function proveCapacity(
+  ctx: ReconcilerContext,
+  pool: string,
+  tuning: ReconcilerTuning,
+): Promise<{ repairs: CapacityRepair[]; orphans: number; pruned: number } | null> {
+  const holder = `reconciler-${ulid()}`;
+  if (!(await ctx.nodes.acquireLease(pool, holder, ctx.clock(), tuning.leaseSeconds))) return null;
+  try {
+    const nodes = await ctx.nodes.listNodes(pool);
+    const first = await reservationSums(ctx, pool, tuning.pageSize);
+    const known = new Set(nodes.map((n) => n.nodeId));
+    const orphans = [...first.keys()].filter((nodeId) => !known.has(nodeId));
+    for (const nodeId of orphans) {
+      logger.error("reservations on a node that does not exist", {
+        pool,
+        nodeId,
+        reserved: first.get(nodeId),
+      });
+    }
+    const suspects = nodes.filter((n) => !sameMilli(toMilli(n.used), first.get(n.nodeId) ?? ZERO));
+    const repairs: CapacityRepair[] = [];
+    if (suspects.length > 0) {
+      // The active index trails the table by a moment: a mismatch must survive a second look.
+      await new Promise((resolve) => setTimeout(resolve, tuning.confirmDelayMs));
+      const second = await reservationSums(ctx, pool, tuning.pageSize);
+      for (const node of suspects) {
+        const sum = second.get(node.nodeId) ?? ZERO;
+        if (!sameMilli(sum, first.get(node.nodeId) ?? ZERO)) continue;
+        const to = fromMilli(sum);
+        if (await ctx.nodes.repairUsed(pool, node.nodeId, node.used, to)) {
+          logger.warn("node capacity repaired: used disagreed with the reservations", {
+            pool,
+            nodeId: node.nodeId,
+            from: node.used,
+            to,
+          });
+          repairs.push({ pool, nodeId: node.nodeId, from: node.used, to });
+        }
+      }
+    }
+    const pruned = await pruneLostNodes(ctx, nodes, first, tuning);
+    return { repairs, orphans: orphans.length, pruned };
+  } finally {
+    await ctx.nodes.releaseLease(pool, holder);
+  }
+}
+
+/** Per node, what the dispatched and running jobs of the pool hold there (the `active` index). */
+async function reservationSums(
+  ctx: ReconcilerContext,
+  pool: string,
+  pageSize: number,
+): Promise<Map<string, Milli>> {
+  const sums = new Map<string, Milli>();
+  let startKey: Record<string, unknown> | undefined;
+  do {
+    const page = await ctx.repo.queryIndex({
+      IndexName: JOB_INDEX.active,
+      KeyConditionExpression: "activePk = :pk",
+      ExpressionAttributeValues: { ":pk": activePk(pool) },
+      Limit: pageSize * 10,
+      ExclusiveStartKey: startKey,
+    });
+    for (const entry of page.items) {
+      const reservation = entry.reservation as Reservation | undefined;
+      if (!reservation) continue;
+      const add = toMilli(reservation);
+      const sum = sums.get(reservation.nodeId) ?? { ...ZERO };
+      sum.cpu += add.cpu;
+      sum.memoryMb += add.memoryMb;
+      sum.gpu += add.gpu;
+      sums.set(reservation.nodeId, sum);
+    }
+    startKey = page.lastKey;
+  } while (startKey);
+  return sums;
+}
+
+/** Lost nodes nobody holds anything on, lost long enough ago that GET /pools need not show them. */
+async function pruneLostNodes(
+  ctx: ReconcilerContext,
+  nodes: readonly NodeItem[],
+  sums: ReadonlyMap<string, Milli>,
+  tuning: ReconcilerTuning,
+): Promise<number> {
+  const cutoff = ctx.clock().getTime() - tuning.lostNodeRetentionSeconds * 1000;
+  let pruned = 0;
+  for (const node of nodes) {
+    if (node.status !== "lost" || sums.has(node.nodeId)) continue;
+    if (Date.parse(node.lostAt ?? node.lastHeartbeatAt) > cutoff) continue;
+    if (await ctx.nodes.deregister(node.pool, node.nodeId)) pruned++;
+  }
+  return pruned;
+}
+
+async function forEachConcurrent<T>(
+  inputs: readonly T[],
+  concurrency: number,
+  work: (input: T) => Promise<void>,
+): Promise<void> {
+  const pending = [...inputs];
+  const runner = async (): Promise<void> => {
+    for (let input = pending.shift(); input !== undefined; input = pending.shift()) await work(input);
+  };
+  await Promise.all(Array.from({ length: Math.min(concurrency, pending.length) }, runner));
+}
