@@ -1,0 +1,488 @@
+import { randomBytes } from "node:crypto";
+import { GetCommand, PutCommand } from "@aws-sdk/lib-dynamodb";
+import { afterAll, beforeEach, describe, expect, inject, it } from "vitest";
+import { startAttempt } from "../../app/attempts";
+import type { JobEventPublisher, JobStateChange } from "../../app/events";
+import { executionArnOf, executionName, type LifecycleExecutions } from "../../app/executions";
+import {
+  awaitAdmission,
+  completeAttempt,
+  type LifecycleContext,
+  recordAttemptFailure,
+  requeueJob,
+  type TaskTokens,
+} from "../../app/lifecycle";
+import { submitJobs } from "../../app/submit";
+import { batchJobSchema } from "../../core/job";
+import type { PoolConfig } from "../../core/pools";
+import { LOCAL_REGION } from "../../local/config";
+import { type NodeCapacity, reservationFor, reserveCapacityItem } from "../../store/capacity";
+import { createDocumentClient } from "../../store/dynamo";
+import type { JobItem } from "../../store/job-items";
+import { JobRepository } from "../../store/job-repository";
+import { attemptSk, dependentSk, dependsOnSk, jobPk, nodeSk } from "../../store/keys";
+
+/**
+ * The lifecycle steps (app/lifecycle.ts) against DynamoDB Local, driven directly as the state
+ * machine would call them. The scheduler's admission and the worker's start are played by the
+ * test with the same writes those pieces make; Step Functions, EventBridge and the execution
+ * starter are the recording stand-ins below, so the test sees what the steps tell them.
+ */
+
+const STATE_MACHINE_ARN = "arn:aws:states:us-east-1:000000000000:stateMachine:jobq-lifecycle";
+const NODE_CAPACITY: NodeCapacity = { cpu: 4, memoryMb: 8192, gpu: 0 };
+const run = randomBytes(4).toString("hex");
+const POOL = `lc-${run}`;
+
+class RecordingEvents implements JobEventPublisher {
+  changes: JobStateChange[] = [];
+  async publish(changes: readonly JobStateChange[]): Promise<void> {
+    this.changes.push(...changes);
+  }
+  of(jobId: string): string[] {
+    return this.changes.filter((c) => c.jobId === jobId).map((c) => `${c.previousStatus}→${c.status}`);
+  }
+}
+
+class RecordingExecutions implements LifecycleExecutions {
+  started: { jobId: string; version: number }[] = [];
+  stopped: { executionArn: string; cause: string }[] = [];
+  async start(jobId: string, version: number): Promise<string | null> {
+    this.started.push({ jobId, version });
+    return executionArnOf(STATE_MACHINE_ARN, executionName(jobId, version));
+  }
+  async stop(executionArn: string, cause: string): Promise<void> {
+    this.stopped.push({ executionArn, cause });
+  }
+}
+
+class RecordingTokens implements TaskTokens {
+  sent: { token: string; output: unknown }[] = [];
+  async succeed(token: string, output: unknown): Promise<boolean> {
+    this.sent.push({ token, output });
+    return true;
+  }
+}
+
+const tables = inject("tables");
+const db = createDocumentClient({ region: LOCAL_REGION, endpoint: inject("dynamoEndpoint") });
+const repo = new JobRepository(db, tables.Jobs ?? "");
+const nodesTable = tables.Nodes ?? "";
+const pools: PoolConfig[] = [{ name: POOL, labels: { zone: "a" }, nodes: 1, node: NODE_CAPACITY }];
+
+let now = new Date("2026-11-22T10:00:00.000Z");
+let events: RecordingEvents;
+let executions: RecordingExecutions;
+let tokens: RecordingTokens;
+let ctx: LifecycleContext;
+let owner: string;
+let nodeId: string;
+
+beforeEach(async () => {
+  now = new Date("2026-11-22T10:00:00.000Z");
+  events = new RecordingEvents();
+  executions = new RecordingExecutions();
+  tokens = new RecordingTokens();
+  ctx = { repo, clock: () => now, nodesTable, pools, taskTypes: null, executions, events, tokens };
+  owner = `lifecycle-${randomBytes(4).toString("hex")}`;
+  nodeId = `node-${randomBytes(4).toString("hex")}`;
+  await db.send(
+    new PutCommand({
+      TableName: nodesTable,
+      Item: {
+        pool: POOL,
+        sk: nodeSk(nodeId),
+        nodeId,
+        workerId: `worker-${nodeId}`,
+        capacity: NODE_CAPACITY,
+        used: { cpu: 0, memoryMb: 0, gpu: 0 },
+        status: "up",
+        registeredAt: now.toISOString(),
+        lastHeartbeatAt: now.toISOString(),
+      },
+    }),
+  );
+});
+
+afterAll(() => db.destroy());
+
+const advance = (seconds: number): void => {
+  now = new Date(now.getTime() + seconds * 1000);
+};
+
+/** Submits a batch through app/submit.ts as `owner`; returns the id of each ref. */
+async function submit(jobs: readonly Record<string, unknown>[]): Promise<(ref: string) => string> {
+  const result = await submitJobs(ctx, {
+    principal: { id: owner, admin: false },
+    jobs: jobs.map((job) => batchJobSchema.parse({ type: "work", pool: POOL, ...job })),
+  });
+  return (ref) => {
+    const id = result.refs[ref];
+    if (!id) throw new Error(`no job for ref ${ref}`);
+    return id;
+  };
+}
+
+async function job(id: string): Promise<JobItem> {
+  const item = (await repo.getJobItems([id])).get(id);
+  if (!item) throw new Error(`job ${id} not found`);
+  return item;
+}
+
+async function used(): Promise<NodeCapacity> {
+  const out = await db.send(
+    new GetCommand({ TableName: nodesTable, Key: { pool: POOL, sk: nodeSk(nodeId) } }),
+  );
+  return out.Item?.used as NodeCapacity;
+}
+
+/** The scheduler's admission write: queued → dispatched, reservation, attempts + 1. */
+async function admit(id: string): Promise<number> {
+  const item = await job(id);
+  expect(item.status).toBe("queued");
+  const attempt = item.attempts + 1;
+  const reservation = reservationFor(POOL, nodeId, item.resources);
+  const { items } = repo.statusChangeItems(
+    item,
+    {
+      to: "dispatched",
+      reason: `dispatched to node ${nodeId} in pool ${POOL}`,
+      triggeredBy: null,
+      set: { reservation, attempts: attempt },
+      remove: ["admissionToken"],
+    },
+    now.toISOString(),
+  );
+  await repo.transact([...items, reserveCapacityItem(nodesTable, reservation, NODE_CAPACITY)]);
+  return attempt;
+}
+
+/** Admission and the worker's start (app/attempts.ts): the job running its next attempt. */
+async function startRunning(id: string): Promise<number> {
+  const attempt = await admit(id);
+  const started = await startAttempt(ctx, {
+    jobId: id,
+    attempt,
+    node: { pool: POOL, nodeId, workerId: `worker-${nodeId}`, capacity: NODE_CAPACITY },
+  });
+  expect(started.outcome).toBe("started");
+  return attempt;
+}
+
+async function attemptItem(id: string, attempt: number): Promise<Record<string, unknown> | undefined> {
+  return repo.getItem({ pk: jobPk(id), sk: attemptSk(attempt) });
+}
+
+const boom = { Error: "ValueError", Cause: "boom" };
+
+describe("complete", () => {
+  it("completes the job, ends the attempt, releases capacity and unblocks a dependent (diamond)", async () => {
+    const id = await submit([
+      { ref: "b", resources: { cpu: 1, memoryMb: 1024 } },
+      { ref: "c", resources: { cpu: 2, memoryMb: 512 } },
+      { ref: "d", dependsOn: ["b", "c"] },
+    ]);
+    const [b, c, d] = [id("b"), id("c"), id("d")];
+    const attemptB = await startRunning(b);
+    const attemptC = await startRunning(c);
+    expect(await used()).toEqual({ cpu: 3, memoryMb: 1536, gpu: 0 });
+    advance(12);
+
+    const first = await completeAttempt(ctx, { jobId: b, attempt: attemptB });
+
+    expect(first).toEqual({ status: "completed", released: 0 });
+    expect(await job(b)).toMatchObject({ status: "completed", finishedAt: now.toISOString() });
+    expect((await job(b)).reservation).toBeUndefined();
+    expect(await attemptItem(b, attemptB)).toMatchObject({
+      status: "succeeded",
+      durationMs: 12_000,
+      finishedAt: now.toISOString(),
+    });
+    expect(await used()).toEqual({ cpu: 2, memoryMb: 512, gpu: 0 });
+    expect(await job(d)).toMatchObject({
+      status: "blocked",
+      statusReason: "waiting for 1 of 2 dependencies",
+      unmet: 1,
+    });
+    expect(await repo.getItem({ pk: jobPk(d), sk: dependsOnSk(b) })).toMatchObject({ met: true });
+
+    const second = await completeAttempt(ctx, { jobId: c, attempt: attemptC });
+
+    expect(second).toEqual({ status: "completed", released: 1 });
+    expect(await used()).toEqual({ cpu: 0, memoryMb: 0, gpu: 0 });
+    expect(await job(d)).toMatchObject({
+      status: "queued",
+      statusReason: "waiting for admission",
+      unmet: 0,
+      queuedAt: now.toISOString(),
+    });
+    expect(events.of(b)).toContain("running→completed");
+    expect(events.of(d)).toEqual(["null→blocked", "blocked→queued"]);
+  });
+
+  it("is a no-op when replayed: no second release, no double decrement", async () => {
+    const id = await submit([{ ref: "b" }, { ref: "c" }, { ref: "d", dependsOn: ["b", "c"] }]);
+    const [b, d] = [id("b"), id("d")];
+    const attempt = await startRunning(b);
+    await completeAttempt(ctx, { jobId: b, attempt });
+    const afterFirst = { b: await job(b), d: await job(d), used: await used() };
+    const transitions = await repo.queryJobPartition(b, "TRN#", { limit: 100 });
+    events.changes = [];
+
+    const replay = await completeAttempt(ctx, { jobId: b, attempt });
+
+    expect(replay).toEqual({ status: "completed", released: 0 });
+    expect(await job(b)).toEqual(afterFirst.b);
+    expect(await job(d)).toMatchObject({ status: "blocked", unmet: 1, version: afterFirst.d.version });
+    expect(await used()).toEqual(afterFirst.used);
+    expect((await repo.queryJobPartition(b, "TRN#", { limit: 100 })).count).toBe(transitions.count);
+    expect(events.changes).toEqual([]);
+  });
+});
+
+describe("attempt-failed", () => {
+  const retry = { maxAttempts: 3, strategy: "exponential", initialDelaySeconds: 2, backoffMultiplier: 3 };
+
+  it("with attempts left: ends the attempt, releases capacity, retrying after the policy's backoff", async () => {
+    const id = (await submit([{ ref: "a", retry }]))("a");
+    const attempt = await startRunning(id);
+    advance(5);
+
+    const decision = await recordAttemptFailure(ctx, { jobId: id, attempt, outcome: "failed", error: boom });
+
+    expect(decision).toEqual({ next: "retry", delaySeconds: 2 });
+    expect(await job(id)).toMatchObject({
+      status: "retrying",
+      statusReason: "attempt 1 failed (ValueError: boom); retrying in 2 s",
+      failures: 1,
+      nextAttemptAt: new Date(now.getTime() + 2000).toISOString(),
+    });
+    expect((await job(id)).reservation).toBeUndefined();
+    expect(await used()).toEqual({ cpu: 0, memoryMb: 0, gpu: 0 });
+    expect(await attemptItem(id, attempt)).toMatchObject({
+      status: "failed",
+      durationMs: 5000,
+      error: { type: "ValueError", message: "boom" },
+    });
+    expect(events.of(id)).toContain("running→retrying");
+  });
+
+  it("returns the same decision when replayed, and changes nothing", async () => {
+    const id = (await submit([{ ref: "a", retry }]))("a");
+    const attempt = await startRunning(id);
+    await recordAttemptFailure(ctx, { jobId: id, attempt, outcome: "failed", error: boom });
+    const before = { job: await job(id), used: await used() };
+
+    const replay = await recordAttemptFailure(ctx, { jobId: id, attempt, outcome: "failed", error: boom });
+
+    expect(replay).toEqual({ next: "retry", delaySeconds: 2 });
+    expect(await job(id)).toEqual(before.job);
+    expect(await used()).toEqual(before.used);
+  });
+
+  it("backs off by the policy on the next failure, and records a timeout as timed_out", async () => {
+    const id = (await submit([{ ref: "a", retry, timeoutSeconds: 30 }]))("a");
+    await recordAttemptFailure(ctx, {
+      jobId: id,
+      attempt: await startRunning(id),
+      outcome: "failed",
+      error: boom,
+    });
+    advance(2);
+    await requeueJob(ctx, { jobId: id });
+
+    const attempt = await startRunning(id);
+    const decision = await recordAttemptFailure(ctx, {
+      jobId: id,
+      attempt,
+      outcome: "timed_out",
+      error: { Error: "States.Timeout" },
+    });
+
+    expect(attempt).toBe(2);
+    expect(decision).toEqual({ next: "retry", delaySeconds: 6 });
+    expect(await job(id)).toMatchObject({
+      status: "retrying",
+      failures: 2,
+      statusReason: "attempt 2 timed out after 30 s; retrying in 6 s",
+    });
+    expect(await attemptItem(id, 2)).toMatchObject({
+      status: "timed_out",
+      error: { type: "timeout", message: "timed out after 30 s" },
+    });
+  });
+
+  it("with no attempts left: failed, and dependents cascade-cancelled naming the job", async () => {
+    const id = await submit([
+      { ref: "a", retry: { maxAttempts: 1 } },
+      { ref: "b", dependsOn: ["a"] },
+      { ref: "c", dependsOn: ["b"] },
+    ]);
+    const [a, b, c] = [id("a"), id("b"), id("c")];
+    const attempt = await startRunning(a);
+
+    const decision = await recordAttemptFailure(ctx, { jobId: a, attempt, outcome: "failed", error: boom });
+
+    expect(decision).toEqual({ next: "end", delaySeconds: 0 });
+    expect(await job(a)).toMatchObject({
+      status: "failed",
+      statusReason: "attempt 1 failed (ValueError: boom); no attempts left",
+      error: { type: "ValueError", message: "boom" },
+      finishedAt: now.toISOString(),
+    });
+    expect(await used()).toEqual({ cpu: 0, memoryMb: 0, gpu: 0 });
+    expect(await job(b)).toMatchObject({ status: "cancelled", statusReason: `dependency ${a} failed` });
+    expect(await job(c)).toMatchObject({
+      status: "cancelled",
+      statusReason: `dependency ${b} was cancelled`,
+    });
+  });
+
+  it("with no attempts left and escalateTo: escalated, the new job created and the dependent rewired", async () => {
+    const id = await submit([
+      {
+        ref: "a",
+        type: "small-model",
+        payload: { dataset: "s3://bucket/key", epochs: 3 },
+        priority: "low",
+        resources: { cpu: 2, memoryMb: 2048 },
+        constraints: { zone: "a" },
+        retry: { maxAttempts: 1, initialDelaySeconds: 5 },
+        timeoutSeconds: 120,
+        onFailure: { escalateTo: { type: "big-model", priority: "high" } },
+      },
+      { ref: "b", dependsOn: ["a"] },
+    ]);
+    const [a, b] = [id("a"), id("b")];
+    // Lost while dispatched: the worker never started it, so there is no attempt record.
+    const attempt = await admit(a);
+
+    const decision = await recordAttemptFailure(ctx, {
+      jobId: a,
+      attempt,
+      outcome: "lost",
+      error: { Error: "States.HeartbeatTimeout" },
+    });
+
+    expect(decision).toEqual({ next: "end", delaySeconds: 0 });
+    const escalated = await job(a);
+    const newId = String(escalated.escalatedTo);
+    expect(escalated).toMatchObject({
+      status: "escalated",
+      error: { type: "lost" },
+      statusReason: expect.stringMatching(new RegExp(`^attempt 1 was lost \\(.+\\); escalated to ${newId}$`)),
+    });
+    expect(await attemptItem(a, attempt)).toBeUndefined();
+    expect(await used()).toEqual({ cpu: 0, memoryMb: 0, gpu: 0 });
+    const replacement = await job(newId);
+    expect(replacement).toMatchObject({
+      type: "big-model",
+      priority: 5,
+      owner,
+      status: "queued",
+      resources: escalated.resources,
+      pool: POOL,
+      retry: escalated.retry,
+      timeoutSeconds: 120,
+    });
+    expect(replacement.payloadJson).toBe(escalated.payloadJson);
+    expect(replacement.constraintsJson).toBe(escalated.constraintsJson);
+    expect(executions.started).toContainEqual({ jobId: newId, version: replacement.version });
+    expect(await job(b)).toMatchObject({ status: "blocked", unmet: 1, dependsOn: [newId] });
+    expect(await repo.getItem({ pk: jobPk(b), sk: dependsOnSk(a) })).toBeUndefined();
+    expect(await repo.getItem({ pk: jobPk(b), sk: dependsOnSk(newId) })).toMatchObject({ met: false });
+    expect(await repo.getItem({ pk: jobPk(newId), sk: dependentSk(b) })).toBeDefined();
+    expect(await repo.getItem({ pk: jobPk(a), sk: dependentSk(b) })).toBeUndefined();
+
+    // A replay creates nothing new, and the dependent now runs when the new job completes.
+    const replay = await recordAttemptFailure(ctx, { jobId: a, attempt, outcome: "lost", error: {} });
+    expect(replay).toEqual({ next: "end", delaySeconds: 0 });
+    expect((await job(a)).escalatedTo).toBe(newId);
+    expect(executions.started.filter((s) => s.jobId !== a && s.jobId !== b)).toHaveLength(1);
+    await completeAttempt(ctx, { jobId: newId, attempt: await startRunning(newId) });
+    expect(await job(b)).toMatchObject({ status: "queued", unmet: 0 });
+  });
+});
+
+describe("requeue", () => {
+  it("moves a retrying job back to queued once, clearing nextAttemptAt", async () => {
+    const id = (await submit([{ ref: "a" }]))("a");
+    await recordAttemptFailure(ctx, {
+      jobId: id,
+      attempt: await startRunning(id),
+      outcome: "failed",
+      error: boom,
+    });
+    advance(1);
+
+    const requeued = await requeueJob(ctx, { jobId: id });
+    const versionAfter = (await job(id)).version;
+    const replay = await requeueJob(ctx, { jobId: id });
+
+    expect(requeued).toEqual({ status: "queued" });
+    expect(replay).toEqual({ status: "queued" });
+    expect(await job(id)).toMatchObject({
+      status: "queued",
+      statusReason: "waiting for admission",
+      nextAttemptAt: null,
+      queuedAt: now.toISOString(),
+      version: versionAfter,
+    });
+    expect(events.of(id).filter((e) => e === "retrying→queued")).toHaveLength(1);
+  });
+});
+
+describe("await-admission", () => {
+  const arnOf = (id: string, version: number) =>
+    executionArnOf(STATE_MACHINE_ARN, executionName(id, version));
+
+  it("parks the token and the execution on a queued job and wakes the scheduler", async () => {
+    const id = (await submit([{ ref: "a" }]))("a");
+    const before = await job(id);
+
+    const answer = await awaitAdmission(ctx, { jobId: id, taskToken: "token-1", executionArn: arnOf(id, 1) });
+
+    expect(answer).toEqual({ waiting: true });
+    expect(await job(id)).toMatchObject({
+      status: "queued",
+      admissionToken: "token-1",
+      executionArn: arnOf(id, 1),
+      version: before.version + 1,
+    });
+    expect(events.of(id)).toEqual(["null→queued", "queued→queued"]);
+    expect(tokens.sent).toEqual([]);
+  });
+
+  it("ends the execution at once when the job already ended", async () => {
+    const id = (await submit([{ ref: "a", retry: { maxAttempts: 1 } }]))("a");
+    await recordAttemptFailure(ctx, {
+      jobId: id,
+      attempt: await startRunning(id),
+      outcome: "failed",
+      error: boom,
+    });
+
+    const answer = await awaitAdmission(ctx, { jobId: id, taskToken: "token-2", executionArn: arnOf(id, 1) });
+
+    expect(answer).toMatchObject({ waiting: false });
+    expect(tokens.sent).toEqual([
+      { token: "token-2", output: { admitted: false, reason: `job ${id} is failed` } },
+    ]);
+    expect((await job(id)).admissionToken).toBeUndefined();
+  });
+
+  it("refuses an older execution, and ends an older one's wait when a newer takes over", async () => {
+    const id = (await submit([{ ref: "a" }]))("a");
+    await awaitAdmission(ctx, { jobId: id, taskToken: "old", executionArn: arnOf(id, 1) });
+
+    await awaitAdmission(ctx, { jobId: id, taskToken: "new", executionArn: arnOf(id, 5) });
+    const late = await awaitAdmission(ctx, { jobId: id, taskToken: "older", executionArn: arnOf(id, 1) });
+
+    expect(late).toMatchObject({ waiting: false });
+    expect(await job(id)).toMatchObject({ admissionToken: "new", executionArn: arnOf(id, 5) });
+    expect(tokens.sent.map((s) => [s.token, (s.output as { admitted: boolean }).admitted])).toEqual([
+      ["old", false],
+      ["older", false],
+    ]);
+  });
+});
