@@ -67,11 +67,14 @@ const optionalNumber = (schema: z.ZodNumber) =>
     .string()
     .trim()
     .optional()
+    .refine((s) => s === undefined || s === "" || Number.isFinite(Number(s)), "must be a number")
     .transform((s) => (s === undefined || s === "" ? undefined : Number(s)))
     .pipe(schema.optional());
 
 const envSchema = z.object({
-  JOBQ_POOL: z.string().regex(/^[a-z0-9][a-z0-9-]{0,31}$/, "must name a pool (^[a-z0-9][a-z0-9-]{0,31}$)"),
+  JOBQ_POOL: z
+    .string({ error: "is required: the pool this node serves" })
+    .regex(/^[a-z0-9][a-z0-9-]{0,31}$/, "must name a pool (^[a-z0-9][a-z0-9-]{0,31}$)"),
   JOBQ_NODE_NAME: z
     .string()
     .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, "must be 1..64 letters, digits, . _ -")

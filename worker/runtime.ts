@@ -275,6 +275,7 @@ export class Worker {
           else await Promise.all(received.map((r) => this.changeVisibility(r, 0)));
         })
         .catch(async (error: unknown) => {
+          if (this.state !== "running") return;
           this.log.warn("long poll failed", { tier, error: errorInfo(error) });
           await delay(RECEIVE_ERROR_BACKOFF_MS);
         })

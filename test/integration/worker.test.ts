@@ -1,0 +1,723 @@
+import { randomBytes } from "node:crypto";
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { SFNClient } from "@aws-sdk/client-sfn";
+import {
+  CreateQueueCommand,
+  GetQueueAttributesCommand,
+  SendMessageCommand,
+  SQSClient,
+} from "@aws-sdk/client-sqs";
+import { PutCommand, UpdateCommand } from "@aws-sdk/lib-dynamodb";
+import { type FauxqsServer, startFauxqs } from "fauxqs";
+import { ulid } from "ulid";
+import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from "vitest";
+import type { JobEventPublisher, JobStateChange } from "../../app/events";
+import { type Job, PRIORITY_NAMES, type PriorityName, type Resources } from "../../core/job";
+import { LOCAL_REGION } from "../../local/config";
+import { awsClientOptions } from "../../store/aws";
+import { reservationFor, reserveCapacityItem } from "../../store/capacity";
+import { createDocumentClient } from "../../store/dynamo";
+import { indexAttributes, type Reservation, toJobItem } from "../../store/job-items";
+import { JobRepository } from "../../store/job-repository";
+import {
+  ATTEMPT_PREFIX,
+  attemptSk,
+  JOB_SK,
+  jobPk,
+  LOG_PREFIX,
+  nodeSk,
+  TRANSITION_PREFIX,
+} from "../../store/keys";
+import { NodeRepository } from "../../store/nodes";
+import { defineTask, TaskRegistry } from "../../worker/registry";
+import { Worker, type WorkerOptions } from "../../worker/runtime";
+import { registerExampleTasks } from "../../worker/tasks/examples";
+
+/**
+ * The worker against real peers: DynamoDB Local (the shared integration instance), fauxqs as SQS
+ * in process, and a loopback HTTP server speaking Step Functions' JSON protocol for the
+ * SendTask* calls, which records them and refuses the tokens a test tells it to. Each test gets
+ * its own pool (queues, nodes) and its own jobs.
+ */
+
+// ---- a Step Functions peer for the task-token calls -----------------------------------------
+
+interface SfnCall {
+  readonly action: string;
+  readonly body: Record<string, unknown>;
+}
+
+interface FakeStepFunctions {
+  readonly endpoint: string;
+  readonly calls: SfnCall[];
+  /** From now on, answer every call for this token with this error (e.g. TaskTimedOut). */
+  refuse(token: string, errorType: string): void;
+  callsFor(token: string, action?: string): SfnCall[];
+  close(): Promise<void>;
+}
+
+async function startFakeStepFunctions(): Promise<FakeStepFunctions> {
+  const calls: SfnCall[] = [];
+  const refusals = new Map<string, string>();
+  const server: Server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on("data", (chunk: Buffer) => chunks.push(chunk));
+    req.on("end", () => {
+      const target = String(req.headers["x-amz-target"] ?? "");
+      const body = JSON.parse(Buffer.concat(chunks).toString("utf8") || "{}") as Record<string, unknown>;
+      const action = target.replace(/^AWSStepFunctions\./, "");
+      calls.push({ action, body });
+      const refusal = refusals.get(String(body.taskToken));
+      res.setHeader("content-type", "application/x-amz-json-1.0");
+      if (req.method !== "POST" || !target.startsWith("AWSStepFunctions.")) {
+        res.writeHead(400).end(JSON.stringify({ __type: "UnknownOperationException", message: target }));
+      } else if (refusal) {
+        res.writeHead(400).end(JSON.stringify({ __type: refusal, message: "the execution no longer waits" }));
+      } else {
+        res.writeHead(200).end("{}");
+      }
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    endpoint: `http://127.0.0.1:${port}`,
+    calls,
+    refuse: (token, errorType) => refusals.set(token, errorType),
+    callsFor: (token, action) =>
+      calls.filter((c) => c.body.taskToken === token && (action === undefined || c.action === action)),
+    close: () => new Promise((resolve) => server.close(() => resolve())),
+  };
+}
+
+// ---- shared peers --------------------------------------------------------------------------
+
+const tables = inject("tables");
+const db = createDocumentClient({ region: LOCAL_REGION, endpoint: inject("dynamoEndpoint") });
+const jobsTable = tables.Jobs ?? "";
+const nodesTable = tables.Nodes ?? "";
+const repo = new JobRepository(db, jobsTable);
+const nodes = new NodeRepository(db, nodesTable);
+
+let fauxqs: FauxqsServer;
+let sqs: SQSClient;
+let stepFunctions: FakeStepFunctions;
+let sfn: SFNClient;
+
+beforeAll(async () => {
+  fauxqs = await startFauxqs({ port: 0, logger: false });
+  sqs = new SQSClient(awsClientOptions(fauxqs.address, LOCAL_REGION));
+  stepFunctions = await startFakeStepFunctions();
+  sfn = new SFNClient({ ...awsClientOptions(stepFunctions.endpoint, LOCAL_REGION), maxAttempts: 1 });
+});
+
+afterAll(async () => {
+  sqs?.destroy();
+  sfn?.destroy();
+  await stepFunctions?.close();
+  await fauxqs?.stop();
+});
+
+const started: Worker[] = [];
+afterEach(async () => {
+  await Promise.all(started.splice(0).map((w) => w.stop(200)));
+});
+
+// ---- building a pool, a worker, jobs and messages -------------------------------------------
+
+const TIERS = Object.keys(PRIORITY_NAMES) as PriorityName[];
+
+interface TestPool {
+  readonly name: string;
+  readonly queues: Record<PriorityName, string>;
+}
+
+async function createPool(): Promise<TestPool> {
+  const name = `w${randomBytes(5).toString("hex")}`;
+  const queues = {} as Record<PriorityName, string>;
+  for (const tier of TIERS) {
+    const out = await sqs.send(new CreateQueueCommand({ QueueName: `${name}-${tier}` }));
+    queues[tier] = out.QueueUrl ?? "";
+  }
+  return { name, queues };
+}
+
+class RecordingEvents implements JobEventPublisher {
+  readonly changes: JobStateChange[] = [];
+  async publish(changes: readonly JobStateChange[]): Promise<void> {
+    this.changes.push(...changes);
+  }
+}
+
+interface TestWorker {
+  readonly worker: Worker;
+  readonly nodeId: string;
+  readonly events: RecordingEvents;
+}
+
+async function startWorker(
+  pool: TestPool,
+  options: Partial<WorkerOptions> = {},
+  registry = registerExampleTasks(new TaskRegistry()),
+): Promise<TestWorker> {
+  let registrations = 0;
+  const nodeName = `${pool.name}-n`;
+  const events = new RecordingEvents();
+  const worker = new Worker(
+    {
+      pool: pool.name,
+      nodeName,
+      workerId: `${pool.name}-worker`,
+      capacity: { cpu: 2, memoryMb: 4096, gpu: 0 },
+      queues: pool.queues,
+      heartbeatSeconds: 30,
+      nodeHeartbeatMs: 300,
+      pollWaitSeconds: 1,
+      nodesTable,
+      logFlushMs: 100,
+      // Predictable ids, still fresh for every registration as store/nodes.ts requires.
+      newNodeId: (name) => `${name}${++registrations}`,
+      ...options,
+    },
+    { repo, nodes, sqs, sfn, events, registry },
+  );
+  await worker.start();
+  started.push(worker);
+  return { worker, nodeId: worker.snapshot().nodeId, events };
+}
+
+/** A job as the scheduler leaves it: dispatched, attempt counted, capacity reserved on a node. */
+async function putDispatchedJob(
+  pool: TestPool,
+  nodeId: string,
+  spec: {
+    type: string;
+    payload?: unknown;
+    resources?: Partial<Resources>;
+    timeoutSeconds?: number;
+    status?: Job["status"];
+    priority?: number;
+  },
+): Promise<{ job: Job; reservation: Reservation }> {
+  const now = new Date().toISOString();
+  const resources: Resources = { cpu: 1, memoryMb: 512, gpu: 0, ...spec.resources };
+  const job: Job = {
+    id: `job_${ulid()}`,
+    name: null,
+    type: spec.type,
+    status: spec.status ?? "dispatched",
+    statusReason: `dispatched to node ${nodeId}`,
+    priority: spec.priority ?? 0,
+    owner: "worker-test",
+    payload: spec.payload ?? null,
+    result: null,
+    error: null,
+    resources,
+    pool: pool.name,
+    constraints: {},
+    dependsOn: [],
+    retry: {
+      maxAttempts: 3,
+      strategy: "exponential",
+      initialDelaySeconds: 1,
+      backoffMultiplier: 2,
+      maxDelaySeconds: 60,
+    },
+    timeoutSeconds: spec.timeoutSeconds ?? 60,
+    attempts: 1,
+    runAt: null,
+    deadline: null,
+    offPeakOnly: false,
+    onFailure: null,
+    tags: {},
+    escalatedTo: null,
+    scheduleId: null,
+    createdAt: now,
+    updatedAt: now,
+    startedAt: null,
+    finishedAt: null,
+    nextAttemptAt: null,
+    version: 3,
+  };
+  const reservation = reservationFor(pool.name, nodeId, resources);
+  const holds = job.status === "dispatched" || job.status === "running";
+  await db.send(
+    new PutCommand({
+      TableName: jobsTable,
+      Item: {
+        ...toJobItem(job, 0, false),
+        ...(holds ? { reservation, ...indexAttributes({ ...job, reservation }, false) } : {}),
+      },
+    }),
+  );
+  return { job, reservation };
+}
+
+/** What the scheduler's admission transaction does to the node: used += the job's resources. */
+async function bookOnNode(reservation: Reservation, capacity = { cpu: 2, memoryMb: 4096, gpu: 0 }) {
+  await repo.transact([reserveCapacityItem(nodesTable, reservation, capacity)]);
+}
+
+async function sendDispatch(
+  pool: TestPool,
+  job: Job,
+  runToken: string,
+  tier: PriorityName = "normal",
+  extra: Record<string, unknown> = {},
+): Promise<void> {
+  await sqs.send(
+    new SendMessageCommand({
+      QueueUrl: pool.queues[tier],
+      MessageBody: JSON.stringify({
+        jobId: job.id,
+        attempt: 1,
+        type: job.type,
+        payload: job.payload,
+        timeoutSeconds: job.timeoutSeconds,
+        heartbeatSeconds: 30,
+        runToken,
+        ...extra,
+      }),
+    }),
+  );
+}
+
+const token = (label: string) => `${label}-${randomBytes(6).toString("hex")}`;
+
+async function eventually<T>(probe: () => Promise<T | undefined | null | false>, what: string, ms = 20_000) {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const value = await probe();
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+const reported = (runToken: string, action: "SendTaskSuccess" | "SendTaskFailure") =>
+  eventually(async () => stepFunctions.callsFor(runToken, action)[0], `${action} for ${runToken}`);
+
+async function queueDepth(pool: TestPool): Promise<number> {
+  let total = 0;
+  for (const url of Object.values(pool.queues)) {
+    const out = await sqs.send(
+      new GetQueueAttributesCommand({
+        QueueUrl: url,
+        AttributeNames: ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+      }),
+    );
+    total +=
+      Number(out.Attributes?.ApproximateNumberOfMessages ?? 0) +
+      Number(out.Attributes?.ApproximateNumberOfMessagesNotVisible ?? 0);
+  }
+  return total;
+}
+
+async function partition(jobId: string, prefix: string) {
+  return (await repo.queryJobPartition(jobId, prefix, { limit: 100 })).items;
+}
+
+// ---- the tests -----------------------------------------------------------------------------
+
+describe("worker", () => {
+  it("starts the attempt, runs echo, stores the result and reports success on the run token", async () => {
+    const pool = await createPool();
+    const { nodeId, events } = await startWorker(pool);
+    const payload = { greeting: "hello", numbers: [1, 2.5, 5e-324] };
+    const { job, reservation } = await putDispatchedJob(pool, nodeId, { type: "echo", payload });
+    await bookOnNode(reservation);
+    const runToken = token("echo");
+
+    await sendDispatch(pool, job, runToken);
+    const success = await reported(runToken, "SendTaskSuccess");
+
+    expect(JSON.parse(String(success.body.output))).toEqual({ ok: true });
+    const stored = await repo.getJob(job.id);
+    expect(stored?.result).toEqual(payload);
+    expect(stored?.item).toMatchObject({
+      status: "running",
+      statusReason: `running on node ${nodeId}`,
+      version: job.version + 1,
+      reservation: { pool: pool.name, nodeId },
+    });
+    expect(stored?.item.startedAt).toEqual(stored?.item.attemptStartedAt);
+    const [attempt] = await partition(job.id, ATTEMPT_PREFIX);
+    expect(attempt).toMatchObject({
+      sk: attemptSk(1),
+      attempt: 1,
+      status: "running",
+      workerId: `${pool.name}-worker`,
+      nodeId,
+      pool: pool.name,
+      startedAt: stored?.item.attemptStartedAt,
+    });
+    const [transition] = await partition(job.id, TRANSITION_PREFIX);
+    expect(transition).toMatchObject({
+      from: "dispatched",
+      to: "running",
+      reason: `running on node ${nodeId}`,
+    });
+    expect(events.changes).toContainEqual(
+      expect.objectContaining({ jobId: job.id, previousStatus: "dispatched", status: "running" }),
+    );
+    expect(stepFunctions.callsFor(runToken, "SendTaskFailure")).toEqual([]);
+    expect(await queueDepth(pool)).toBe(0);
+  });
+
+  it("writes the task's log lines under the job's partition", async () => {
+    const pool = await createPool();
+    const { nodeId } = await startWorker(pool);
+    const { job } = await putDispatchedJob(pool, nodeId, { type: "log", payload: { lines: 3 } });
+    const runToken = token("log");
+
+    await sendDispatch(pool, job, runToken);
+    await reported(runToken, "SendTaskSuccess");
+
+    const lines = await partition(job.id, LOG_PREFIX);
+    expect(lines.map((l) => ({ level: l.level, message: l.message, attempt: l.attempt }))).toEqual([
+      { level: "info", message: "log line 1 of 3", attempt: 1 },
+      { level: "info", message: "log line 2 of 3", attempt: 1 },
+      { level: "info", message: "log line 3 of 3", attempt: 1 },
+    ]);
+    expect(lines.every((l) => typeof l.timestamp === "string")).toBe(true);
+  });
+
+  it("moves a reservation made on another node of the pool to its own node", async () => {
+    const pool = await createPool();
+    const { nodeId } = await startWorker(pool);
+    const otherId = `${pool.name}-other`;
+    await nodes.register(
+      {
+        pool: pool.name,
+        nodeId: otherId,
+        workerId: "other-worker",
+        capacity: { cpu: 2, memoryMb: 4096, gpu: 0 },
+      },
+      new Date(),
+    );
+    const { job, reservation } = await putDispatchedJob(pool, otherId, {
+      type: "echo",
+      payload: 1,
+      resources: { cpu: 1.5, memoryMb: 1024 },
+    });
+    await bookOnNode(reservation);
+    const runToken = token("move");
+
+    await sendDispatch(pool, job, runToken);
+    await reported(runToken, "SendTaskSuccess");
+
+    const stored = await repo.getJob(job.id);
+    expect(stored?.item.reservation).toEqual({ ...reservation, nodeId });
+    expect(stored?.item.activeSk).toBe(`${nodeId}#${job.id}`);
+    expect((await nodes.getNode(pool.name, otherId))?.used).toEqual({ cpu: 0, memoryMb: 0, gpu: 0 });
+    expect((await nodes.getNode(pool.name, nodeId))?.used).toEqual({ cpu: 1.5, memoryMb: 1024, gpu: 0 });
+  });
+
+  it("leaves a job reserved elsewhere that does not fit its node to another worker", async () => {
+    const pool = await createPool();
+    const { nodeId } = await startWorker(pool);
+    const otherId = `${pool.name}-big`;
+    await nodes.register(
+      {
+        pool: pool.name,
+        nodeId: otherId,
+        workerId: "big-worker",
+        capacity: { cpu: 8, memoryMb: 16_384, gpu: 0 },
+      },
+      new Date(),
+    );
+    const { job, reservation } = await putDispatchedJob(pool, otherId, {
+      type: "echo",
+      resources: { cpu: 4 },
+    });
+    await bookOnNode(reservation, { cpu: 8, memoryMb: 16_384, gpu: 0 });
+    const runToken = token("nofit");
+
+    await sendDispatch(pool, job, runToken);
+    // Received and handed back: invisible for a few seconds, still in the queue.
+    await eventually(async () => {
+      const out = await sqs.send(
+        new GetQueueAttributesCommand({
+          QueueUrl: pool.queues.normal,
+          AttributeNames: ["ApproximateNumberOfMessagesNotVisible"],
+        }),
+      );
+      return out.Attributes?.ApproximateNumberOfMessagesNotVisible === "1";
+    }, "the worker to receive the message");
+    await new Promise((resolve) => setTimeout(resolve, 300));
+
+    const stored = await repo.getJob(job.id);
+    expect(stored?.item).toMatchObject({ status: "dispatched", reservation });
+    expect(await partition(job.id, ATTEMPT_PREFIX)).toEqual([]);
+    expect((await nodes.getNode(pool.name, otherId))?.used).toEqual({ cpu: 4, memoryMb: 512, gpu: 0 });
+    expect((await nodes.getNode(pool.name, nodeId))?.used).toEqual({ cpu: 0, memoryMb: 0, gpu: 0 });
+    expect(stepFunctions.callsFor(runToken)).toEqual([]);
+    expect(await queueDepth(pool)).toBe(1);
+  });
+
+  it("reports a failing task with its error type and message, and logs the failure", async () => {
+    const pool = await createPool();
+    const { nodeId } = await startWorker(pool);
+    const { job } = await putDispatchedJob(pool, nodeId, { type: "fail", payload: { message: "disk full" } });
+    const runToken = token("fail");
+
+    await sendDispatch(pool, job, runToken);
+    const failure = await reported(runToken, "SendTaskFailure");
+
+    expect(failure.body).toMatchObject({ error: "task_failed", cause: "disk full" });
+    expect(stepFunctions.callsFor(runToken, "SendTaskSuccess")).toEqual([]);
+    expect((await repo.getJob(job.id))?.result).toBeNull();
+    const lines = await partition(job.id, LOG_PREFIX);
+    expect(lines).toContainEqual(
+      expect.objectContaining({
+        level: "error",
+        message: "attempt 1 failed: task_failed: disk full",
+        attempt: 1,
+      }),
+    );
+  });
+
+  it("drops the message of a job that is no longer dispatched, without running it", async () => {
+    const pool = await createPool();
+    const { nodeId } = await startWorker(pool);
+    const { job } = await putDispatchedJob(pool, nodeId, { type: "echo", status: "cancelled" });
+    const runToken = token("cancelled");
+
+    await sendDispatch(pool, job, runToken);
+    await eventually(async () => (await queueDepth(pool)) === 0, "the message to be deleted");
+
+    expect(await partition(job.id, ATTEMPT_PREFIX)).toEqual([]);
+    expect((await repo.getJob(job.id))?.item.status).toBe("cancelled");
+    expect(stepFunctions.callsFor(runToken)).toEqual([]);
+  });
+
+  it("runs an attempt once when its message is delivered twice", async () => {
+    const pool = await createPool();
+    const { nodeId } = await startWorker(pool);
+    const { job } = await putDispatchedJob(pool, nodeId, { type: "echo", payload: "once" });
+    const runToken = token("twice");
+
+    await sendDispatch(pool, job, runToken);
+    await sendDispatch(pool, job, runToken);
+    await reported(runToken, "SendTaskSuccess");
+    await eventually(async () => (await queueDepth(pool)) === 0, "both messages to be gone");
+
+    expect(stepFunctions.callsFor(runToken, "SendTaskSuccess")).toHaveLength(1);
+    expect(await partition(job.id, ATTEMPT_PREFIX)).toHaveLength(1);
+  });
+
+  it("aborts a task when the lifecycle refuses its heartbeat, and reports nothing", async () => {
+    const pool = await createPool();
+    const { worker, nodeId } = await startWorker(pool);
+    const { job } = await putDispatchedJob(pool, nodeId, { type: "sleep", payload: { seconds: 600 } });
+    const runToken = token("refused");
+    stepFunctions.refuse(runToken, "TaskTimedOut");
+
+    await sendDispatch(pool, job, runToken, "normal", { heartbeatSeconds: 1 });
+    await eventually(async () => stepFunctions.callsFor(runToken, "SendTaskHeartbeat")[0], "a heartbeat");
+    await eventually(async () => worker.snapshot().running.length === 0, "the attempt to stop");
+    await eventually(async () => (await partition(job.id, LOG_PREFIX)).length > 0, "the stop to be logged");
+
+    expect(worker.snapshot().used).toEqual({ cpu: 0, memoryMb: 0, gpu: 0 });
+    expect(stepFunctions.callsFor(runToken, "SendTaskSuccess")).toEqual([]);
+    expect(stepFunctions.callsFor(runToken, "SendTaskFailure")).toEqual([]);
+    const [line] = await partition(job.id, LOG_PREFIX);
+    expect(line).toMatchObject({
+      level: "warn",
+      message: expect.stringMatching(/^attempt 1 stopped: .*TaskTimedOut/),
+    });
+  });
+
+  it("stops an attempt at its timeoutSeconds and reports it as a timeout", async () => {
+    const pool = await createPool();
+    const { nodeId } = await startWorker(pool);
+    const { job } = await putDispatchedJob(pool, nodeId, {
+      type: "sleep",
+      payload: { seconds: 600 },
+      timeoutSeconds: 1,
+    });
+    const runToken = token("timeout");
+
+    await sendDispatch(pool, job, runToken);
+    const failure = await reported(runToken, "SendTaskFailure");
+
+    expect(failure.body).toMatchObject({ error: "timeout", cause: "timed out after 1 s" });
+  });
+
+  it("fails an attempt whose result is larger than 256 KiB and stores no result", async () => {
+    const pool = await createPool();
+    const registry = registerExampleTasks(new TaskRegistry()).register(
+      defineTask("huge-result", async () => "x".repeat(300 * 1024)),
+    );
+    const { nodeId } = await startWorker(pool, {}, registry);
+    const { job } = await putDispatchedJob(pool, nodeId, { type: "huge-result" });
+    const runToken = token("huge");
+
+    await sendDispatch(pool, job, runToken);
+    const failure = await reported(runToken, "SendTaskFailure");
+
+    expect(failure.body).toMatchObject({
+      error: "result_too_large",
+      cause: expect.stringMatching(/^result too large: \d+ bytes serialized; the limit is 262144$/),
+    });
+    expect((await repo.getJob(job.id))?.result).toBeNull();
+  });
+
+  it("fails an attempt of a type it has no handler for", async () => {
+    const pool = await createPool();
+    const { nodeId } = await startWorker(pool);
+    const { job } = await putDispatchedJob(pool, nodeId, { type: "train-model" });
+    const runToken = token("unknown");
+
+    await sendDispatch(pool, job, runToken);
+    const failure = await reported(runToken, "SendTaskFailure");
+
+    expect(failure.body).toMatchObject({
+      error: "unknown_type",
+      cause: expect.stringContaining("train-model"),
+    });
+  });
+
+  it("survives a task that throws synchronously and a non-error, and runs the next job", async () => {
+    const pool = await createPool();
+    const registry = registerExampleTasks(new TaskRegistry()).register(
+      defineTask("explode", (() => {
+        throw "boom";
+      }) as unknown as () => Promise<unknown>),
+    );
+    const { nodeId } = await startWorker(pool, {}, registry);
+    const exploding = await putDispatchedJob(pool, nodeId, { type: "explode" });
+    const next = await putDispatchedJob(pool, nodeId, { type: "echo", payload: "still here" });
+    const [explodeToken, nextToken] = [token("explode"), token("next")];
+
+    await sendDispatch(pool, exploding.job, explodeToken);
+    const failure = await reported(explodeToken, "SendTaskFailure");
+    await sendDispatch(pool, next.job, nextToken);
+    await reported(nextToken, "SendTaskSuccess");
+
+    expect(failure.body).toMatchObject({ error: "Error", cause: "boom" });
+    expect((await repo.getJob(next.job.id))?.result).toBe("still here");
+  });
+
+  it("takes the highest tier first", async () => {
+    const pool = await createPool();
+    // The id startWorker's first registration gets: the scheduler booked the jobs on this node.
+    const nodeId = `${pool.name}-n1`;
+    const low = await putDispatchedJob(pool, nodeId, { type: "echo", payload: "low", priority: -5 });
+    const critical = await putDispatchedJob(pool, nodeId, {
+      type: "echo",
+      payload: "critical",
+      priority: 10,
+    });
+    const normal = await putDispatchedJob(pool, nodeId, { type: "echo", payload: "normal" });
+    const tokens = { low: token("low"), critical: token("critical"), normal: token("normal") };
+    await sendDispatch(pool, low.job, tokens.low, "low");
+    await sendDispatch(pool, normal.job, tokens.normal, "normal");
+    await sendDispatch(pool, critical.job, tokens.critical, "critical");
+
+    // Room for one job at a time: the order of reports is the order of starts.
+    await startWorker(pool, { capacity: { cpu: 1, memoryMb: 4096, gpu: 0 } });
+    await reported(tokens.low, "SendTaskSuccess");
+
+    const order = stepFunctions.calls
+      .filter(
+        (c) => c.action === "SendTaskSuccess" && Object.values(tokens).includes(String(c.body.taskToken)),
+      )
+      .map((c) => c.body.taskToken);
+    expect(order).toEqual([tokens.critical, tokens.normal, tokens.low]);
+  });
+
+  it("drains on stop: a running attempt finishes and reports before the node leaves", async () => {
+    const pool = await createPool();
+    const { worker, nodeId } = await startWorker(pool);
+    const { job } = await putDispatchedJob(pool, nodeId, { type: "sleep", payload: { seconds: 1 } });
+    const runToken = token("drain");
+    await sendDispatch(pool, job, runToken);
+    await eventually(async () => worker.snapshot().running.length === 1, "the attempt to start");
+
+    await worker.stop(20_000);
+
+    expect(stepFunctions.callsFor(runToken, "SendTaskSuccess")).toHaveLength(1);
+    expect((await repo.getJob(job.id))?.result).toEqual({ slept: 1 });
+    expect(worker.snapshot().state).toBe("stopped");
+    expect(await nodes.getNode(pool.name, nodeId)).toBeNull();
+  });
+
+  it("on stop aborts what outlasts the grace and reports it failed so it retries elsewhere", async () => {
+    const pool = await createPool();
+    const { worker, nodeId } = await startWorker(pool);
+    const { job, reservation } = await putDispatchedJob(pool, nodeId, {
+      type: "sleep",
+      payload: { seconds: 600 },
+    });
+    await bookOnNode(reservation);
+    const runToken = token("shutdown");
+    await sendDispatch(pool, job, runToken);
+    await eventually(async () => worker.snapshot().running.length === 1, "the attempt to start");
+
+    await worker.stop(200);
+
+    const [failure] = stepFunctions.callsFor(runToken, "SendTaskFailure");
+    expect(failure?.body).toMatchObject({ error: "worker_shutdown", cause: "worker shutting down" });
+    // Its reservation is released by the lifecycle's attempt-failed step, not here: the node
+    // stays, draining, until then.
+    expect((await nodes.getNode(pool.name, nodeId))?.status).toBe("draining");
+  });
+
+  it("takes no message once stopped", async () => {
+    const pool = await createPool();
+    const { worker, nodeId } = await startWorker(pool);
+    await worker.stop(1000);
+    const { job } = await putDispatchedJob(pool, nodeId, { type: "echo" });
+
+    await sendDispatch(pool, job, token("late"));
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+
+    expect(await queueDepth(pool)).toBe(1);
+    expect((await repo.getJob(job.id))?.item.status).toBe("dispatched");
+  });
+
+  it("registers again under a fresh node id when its node was marked lost", async () => {
+    const pool = await createPool();
+    const { worker, nodeId } = await startWorker(pool);
+    await db.send(
+      new UpdateCommand({
+        TableName: nodesTable,
+        Key: { pool: pool.name, sk: nodeSk(nodeId) },
+        UpdateExpression: "SET #status = :lost",
+        ExpressionAttributeNames: { "#status": "status" },
+        ExpressionAttributeValues: { ":lost": "lost" },
+      }),
+    );
+
+    const fresh = await eventually(async () => {
+      const id = worker.snapshot().nodeId;
+      return id !== nodeId ? id : null;
+    }, "a new registration");
+
+    expect(await nodes.getNode(pool.name, fresh)).toMatchObject({
+      status: "up",
+      workerId: `${pool.name}-worker`,
+    });
+    const { job } = await putDispatchedJob(pool, fresh, { type: "echo", payload: "after" });
+    const runToken = token("fresh");
+    await sendDispatch(pool, job, runToken);
+    await reported(runToken, "SendTaskSuccess");
+    expect((await partition(job.id, ATTEMPT_PREFIX))[0]).toMatchObject({ nodeId: fresh });
+  });
+
+  it("keeps the job item's key fields untouched by the start", async () => {
+    const pool = await createPool();
+    const { nodeId } = await startWorker(pool);
+    const { job } = await putDispatchedJob(pool, nodeId, { type: "echo" });
+    const runToken = token("keys");
+
+    await sendDispatch(pool, job, runToken);
+    await reported(runToken, "SendTaskSuccess");
+
+    const item = await repo.getItem({ pk: jobPk(job.id), sk: JOB_SK });
+    expect(item).toMatchObject({ ownerStatusPk: "O#worker-test#running", activePk: `ACT#${pool.name}` });
+    expect(item?.queuePk).toBeUndefined();
+  });
+});
