@@ -209,6 +209,17 @@ export async function awaitAdmission(
       item = await requeueItem(ctx, item);
       await ctx.events.publish([stateChange(previous, item)]);
     }
+    if (item.executionArn === input.executionArn) {
+      // This execution is past admission already: a stale duplicate of the step. Nothing to park.
+      if (item.status === "running") return { waiting: true };
+      // Admitted on a token Step Functions dropped when it retried this step: the attempt will
+      // never be dispatched, so give the admission back and wait for a fresh one on this token.
+      if (item.status === "dispatched") {
+        const previous = item.status;
+        item = await undoAdmission(ctx, item);
+        await ctx.events.publish([stateChange(previous, item)]);
+      }
+    }
     const at = ctx.clock().toISOString();
     const version = item.version + 1;
     const stored = await ctx.repo.updateIf(
@@ -243,6 +254,25 @@ export async function awaitAdmission(
     }
     return { waiting: true };
   });
+}
+
+/** dispatched → queued, the reservation back on its node and the attempt not counted. */
+async function undoAdmission(ctx: LifecycleContext, item: JobItem): Promise<JobItem> {
+  const at = ctx.clock().toISOString();
+  const { items, next } = ctx.repo.statusChangeItems(
+    item,
+    {
+      to: transition(item.status, "queued"),
+      reason: "waiting for admission (the previous admission reached no waiting execution)",
+      triggeredBy: null,
+      set: { attempts: Math.max(0, item.attempts - 1), queuedAt: at },
+      remove: ["admissionToken"],
+    },
+    at,
+  );
+  const release = item.reservation ? [releaseCapacityItem(ctx.nodesTable, item.reservation)] : [];
+  await ctx.repo.transact([...items, ...release]);
+  return next;
 }
 
 function admissionRefusal(item: JobItem | undefined, input: AwaitAdmissionInput): string | null {

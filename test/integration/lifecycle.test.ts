@@ -471,6 +471,20 @@ describe("await-admission", () => {
     expect((await job(id)).admissionToken).toBeUndefined();
   });
 
+  it("takes back an admission made on a token the retried step dropped, and waits on the new one", async () => {
+    const id = (await submit([{ ref: "a" }]))("a");
+    await awaitAdmission(ctx, { jobId: id, taskToken: "dropped", executionArn: arnOf(id, 1) });
+    await admit(id);
+
+    const answer = await awaitAdmission(ctx, { jobId: id, taskToken: "retried", executionArn: arnOf(id, 1) });
+
+    expect(answer).toEqual({ waiting: true });
+    expect(await job(id)).toMatchObject({ status: "queued", attempts: 0, admissionToken: "retried" });
+    expect((await job(id)).reservation).toBeUndefined();
+    expect(await used()).toEqual({ cpu: 0, memoryMb: 0, gpu: 0 });
+    expect(events.of(id)).toContain("dispatched→queued");
+  });
+
   it("refuses an older execution, and ends an older one's wait when a newer takes over", async () => {
     const id = (await submit([{ ref: "a" }]))("a");
     await awaitAdmission(ctx, { jobId: id, taskToken: "old", executionArn: arnOf(id, 1) });
