@@ -166,6 +166,15 @@ export const ROUTES: readonly RouteSpec[] = [
     authorized: true,
     jobsTable: READ,
   },
+  {
+    id: "ListPools",
+    method: "GET",
+    path: "/pools",
+    handler: "list-pools",
+    authorized: true,
+    jobsTable: [],
+    nodesTable: ["dynamodb:Query"],
+  },
 ];
 
 /**

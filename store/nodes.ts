@@ -45,6 +45,17 @@ export interface NodeRegistration {
   readonly capacity: NodeCapacity;
 }
 
+/** A pool's scheduling lease: who runs the pool's pass now, and whether news arrived meanwhile. */
+export interface LeaseItem {
+  readonly pool: string;
+  readonly sk: string;
+  /** Absent while nobody holds it. */
+  readonly holder?: string;
+  readonly expiresAt?: string;
+  readonly acquiredAt?: string;
+  readonly dirty?: boolean;
+}
+
 /** A node id is already registered by another worker (ids must be fresh per registration). */
 export class NodeConflictError extends Error {
   constructor(
@@ -171,7 +182,9 @@ export class NodeRepository {
       const out = await this.db.send(
         new QueryCommand({
           TableName: this.tableName,
-          KeyConditionExpression: "pool = :pool AND begins_with(sk, :prefix)",
+          KeyConditionExpression: "#pool = :pool AND begins_with(sk, :prefix)",
+          // `pool` is one of DynamoDB's reserved words.
+          ExpressionAttributeNames: { "#pool": "pool" },
           ExpressionAttributeValues: { ":pool": pool, ":prefix": NODE_PREFIX },
           ConsistentRead: true,
           ExclusiveStartKey: startKey,
@@ -237,6 +250,13 @@ export class NodeRepository {
         }),
       ),
     );
+  }
+
+  async getLease(pool: string): Promise<LeaseItem | null> {
+    const out = await this.db.send(
+      new GetCommand({ TableName: this.tableName, Key: { pool, sk: LEASE_SK }, ConsistentRead: true }),
+    );
+    return (out.Item as LeaseItem | undefined) ?? null;
   }
 
   /**

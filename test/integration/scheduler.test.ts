@@ -1,0 +1,364 @@
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { pauseJob } from "../../app/actions";
+import { admittedSchema } from "../../app/lifecycle";
+import { listPools } from "../../app/pools";
+import { poolsToSchedule, runScheduler, schedulePool } from "../../app/scheduler";
+import type { PoolConfig } from "../../core/pools";
+import { LOCAL_REGION } from "../../local/config";
+import { createDocumentClient } from "../../store/dynamo";
+import { NodeRepository } from "../../store/nodes";
+import { startTestApi, type TestApi } from "../support/api";
+import {
+  type Harness,
+  HEARTBEAT_SECONDS,
+  jobItem,
+  NODE_LOST_SECONDS,
+  ownTables,
+  startHarness,
+  submitWaiting,
+  suffix,
+  tokenOf,
+} from "../support/scheduling";
+
+/**
+ * The scheduler against DynamoDB Local, on tables of this file's own, with a real loopback Step
+ * Functions peer that records SendTaskSuccess. Each test uses pools of its own.
+ */
+
+const RUN = suffix();
+let h: Harness;
+
+/** A pool only this test uses, added to the harness's configuration. */
+function newPool(
+  node: { cpu: number; memoryMb: number; gpu: number },
+  labels: Record<string, string> = {},
+): string {
+  const name = `p${suffix()}`;
+  h.addPool({ name, labels, nodes: 1, node });
+  return name;
+}
+
+const GPU_NODE = { cpu: 8, memoryMb: 32768, gpu: 2 };
+const CPU_NODE = { cpu: 2, memoryMb: 4096, gpu: 0 };
+
+/** A node that registers now, by the harness's clock (the clock a pass judges heartbeats by). */
+async function addNode(
+  pool: string,
+  capacity: { cpu: number; memoryMb: number; gpu: number },
+  at = h.clock.read(),
+) {
+  const nodeId = `node-${suffix()}`;
+  await h.nodes.register({ pool, nodeId, workerId: `worker-${nodeId}`, capacity }, at);
+  return nodeId;
+}
+
+async function nodeUsed(pool: string, nodeId: string) {
+  return (await h.nodes.getNode(pool, nodeId))?.used;
+}
+
+beforeAll(async () => {
+  h = await startHarness(await ownTables(`jobq-sched-${RUN}-`));
+});
+afterAll(() => h?.close());
+
+describe("a scheduling pass", () => {
+  it("admits a queued job with a token in one pass: dispatched, reserved, node used up, execution released", async () => {
+    // Prepare
+    const pool = newPool(GPU_NODE);
+    const nodeId = await addNode(pool, GPU_NODE);
+    const [id = ""] = await submitWaiting(h, "alice", [
+      { pool, resources: { cpu: 1, memoryMb: 1024, gpu: 1 }, timeoutSeconds: 600 },
+    ]);
+
+    // Act
+    const [summary] = await runScheduler(h.scheduler, [pool]);
+
+    // Assess
+    expect(summary?.admitted).toEqual([{ jobId: id, nodeId }]);
+    const job = await jobItem(h, id);
+    expect(job).toMatchObject({
+      status: "dispatched",
+      statusReason: `dispatched to node ${nodeId} in pool ${pool}`,
+      attempts: 1,
+      reservation: { pool, nodeId, cpu: 1, memoryMb: 1024, gpu: 1 },
+    });
+    expect(job.admissionToken).toBeUndefined();
+    expect(await nodeUsed(pool, nodeId)).toEqual({ cpu: 1, memoryMb: 1024, gpu: 1 });
+    const released = h.sfn.successes().filter((s) => s.taskToken === tokenOf(id));
+    expect(released).toHaveLength(1);
+    const output = admittedSchema.parse(released[0]?.output);
+    expect(output).toEqual({
+      admitted: true,
+      pool,
+      nodeId,
+      queueUrl: h.queueUrl(pool, "normal"),
+      attempt: 1,
+      timeoutSeconds: 600 + HEARTBEAT_SECONDS + 30,
+      heartbeatSeconds: HEARTBEAT_SECONDS,
+    });
+    expect(h.events.published).toContainEqual(
+      expect.objectContaining({ jobId: id, previousStatus: "queued", status: "dispatched" }),
+    );
+  });
+
+  it("admits one of three 2-GPU jobs per pass on one 2-GPU node; the others wait and say why", async () => {
+    // Prepare
+    const pool = newPool(GPU_NODE);
+    const nodeId = await addNode(pool, GPU_NODE);
+    const gpuJob = { pool, resources: { cpu: 1, memoryMb: 512, gpu: 2 } };
+    const ids = await submitWaiting(h, "alice", [gpuJob, gpuJob, gpuJob]);
+    const [first = "", second = "", third = ""] = ids;
+
+    // Act
+    const pass1 = await schedulePool(h.scheduler, pool);
+    const waitingAfter1 = await jobItem(h, second);
+    // Pausing the admitted job gives its GPUs back (in the same transaction as the status change).
+    await pauseJob(h.reconciler, { id: "ops", admin: true }, first);
+    const pass2 = await schedulePool(h.scheduler, pool);
+
+    // Assess
+    expect(pass1.admitted).toEqual([{ jobId: first, nodeId }]);
+    expect(pass1.waiting.map((w) => w.jobId)).toEqual([second, third]);
+    expect(waitingAfter1).toMatchObject({
+      status: "queued",
+      statusReason: `needs 2 GPU in pool ${pool}, 0 free`,
+    });
+    expect(pass2.admitted).toEqual([{ jobId: second, nodeId }]);
+    expect((await jobItem(h, third)).status).toBe("queued");
+    expect(await nodeUsed(pool, nodeId)).toEqual({ cpu: 1, memoryMb: 512, gpu: 2 });
+  });
+
+  it("admits the higher priority first", async () => {
+    // Prepare: room for one job; the low one was submitted first.
+    const pool = newPool(CPU_NODE);
+    await addNode(pool, CPU_NODE);
+    const big = { cpu: 2, memoryMb: 1024, gpu: 0 };
+    const [low = "", high = ""] = await submitWaiting(h, "alice", [
+      { pool, resources: big, priority: -5 },
+      { pool, resources: big, priority: 5 },
+    ]);
+
+    // Act
+    const summary = await schedulePool(h.scheduler, pool);
+
+    // Assess
+    expect(summary.admitted.map((a) => a.jobId)).toEqual([high]);
+    expect((await jobItem(h, low)).status).toBe("queued");
+    const released = h.sfn.successes().find((s) => s.taskToken === tokenOf(high));
+    expect(admittedSchema.parse(released?.output).queueUrl).toBe(h.queueUrl(pool, "high"));
+  });
+
+  it("admits nothing twice when a pass runs twice", async () => {
+    // Prepare
+    const pool = newPool(CPU_NODE);
+    const nodeId = await addNode(pool, CPU_NODE);
+    const [id = ""] = await submitWaiting(h, "alice", [{ pool }]);
+    await schedulePool(h.scheduler, pool);
+    const afterFirst = await jobItem(h, id);
+
+    // Act
+    const again = await schedulePool(h.scheduler, pool);
+
+    // Assess
+    expect(again.admitted).toEqual([]);
+    expect(await jobItem(h, id)).toMatchObject({
+      status: "dispatched",
+      version: afterFirst.version,
+      attempts: 1,
+    });
+    expect(await nodeUsed(pool, nodeId)).toEqual({ cpu: 1, memoryMb: 512, gpu: 0 });
+    expect(h.sfn.successes().filter((s) => s.taskToken === tokenOf(id))).toHaveLength(1);
+  });
+
+  it("serializes concurrent passes of a pool: one admits, the other marks the lease dirty and the holder runs again", async () => {
+    // Prepare: the first pass stops inside SendTaskSuccess until released.
+    const pool = newPool(CPU_NODE);
+    await addNode(pool, CPU_NODE);
+    const [id = ""] = await submitWaiting(h, "alice", [{ pool }]);
+    const hold = h.sfn.hold();
+
+    // Act
+    const holderRun = schedulePool(h.scheduler, pool);
+    await hold.arrived;
+    const contender = await schedulePool(h.scheduler, pool);
+    const lease = await h.nodes.getLease(pool);
+    hold.release();
+    const holder = await holderRun;
+
+    // Assess
+    expect(contender).toMatchObject({ outcome: "busy", passes: 0, admitted: [] });
+    expect(lease?.dirty).toBe(true);
+    expect(holder.outcome).toBe("ran");
+    expect(holder.admitted.map((a) => a.jobId)).toEqual([id]);
+    expect(holder.passes).toBe(2);
+    expect(h.sfn.successes().filter((s) => s.taskToken === tokenOf(id))).toHaveLength(1);
+    expect(await h.nodes.getLease(pool)).toMatchObject({ dirty: false });
+    expect((await h.nodes.getLease(pool))?.holder).toBeUndefined();
+  });
+
+  it("moves a scheduled job whose runAt has come to queued, then admits it", async () => {
+    // Prepare
+    const pool = newPool(CPU_NODE);
+    const runAt = new Date(h.clock.read().getTime() + 3_600_000).toISOString();
+    const [id = ""] = await submitWaiting(h, "alice", [{ pool, runAt }]);
+    const before = await jobItem(h, id);
+    h.clock.advance(3_601);
+    // The node registers once the clock has moved, so it is not lost in the future the test lives in.
+    const nodeId = await addNode(pool, CPU_NODE, h.clock.read());
+
+    // Act
+    const summary = await schedulePool(h.scheduler, pool);
+
+    // Assess
+    expect(before.status).toBe("scheduled");
+    expect(summary.promoted).toEqual([id]);
+    expect(summary.admitted).toEqual([{ jobId: id, nodeId }]);
+    expect(h.events.published).toContainEqual(
+      expect.objectContaining({ jobId: id, previousStatus: "scheduled", status: "queued" }),
+    );
+    const transitions = await h.repo.queryJobPartition(id, "TRN#", { limit: 10 });
+    expect(transitions.items.map((t) => t.to)).toEqual(["scheduled", "queued", "dispatched"]);
+  });
+
+  it("marks a silent node lost: its capacity leaves the pool and no job goes there", async () => {
+    // Prepare
+    const pool = newPool(CPU_NODE);
+    const now = h.clock.read();
+    const silent = await addNode(pool, CPU_NODE, new Date(now.getTime() - (NODE_LOST_SECONDS + 5) * 1000));
+    const alive = await addNode(pool, CPU_NODE, now);
+    const [a = "", b = ""] = await submitWaiting(h, "alice", [
+      { pool, resources: { cpu: 2, memoryMb: 512, gpu: 0 } },
+      { pool, resources: { cpu: 2, memoryMb: 512, gpu: 0 } },
+    ]);
+
+    // Act
+    const summary = await schedulePool(h.scheduler, pool);
+    const [view] = await listPools({ pools: h.pools.filter((p) => p.name === pool), nodes: h.nodes });
+
+    // Assess
+    expect(summary.lostNodes).toEqual([silent]);
+    expect(summary.admitted).toEqual([{ jobId: a, nodeId: alive }]);
+    expect((await jobItem(h, b)).statusReason).toBe(`needs 2 CPU in pool ${pool}, 0 free`);
+    expect(view?.capacity).toEqual(CPU_NODE);
+    expect(view?.used).toEqual({ cpu: 2, memoryMb: 512, gpu: 0 });
+    expect(view?.nodes.find((n) => n.id === silent)?.status).toBe("lost");
+    expect(await h.nodes.heartbeat(pool, silent, now)).toBe(false);
+  });
+
+  it("undoes an admission whose execution is gone: job queued again without its token, capacity released", async () => {
+    // Prepare
+    const pool = newPool(CPU_NODE);
+    const nodeId = await addNode(pool, CPU_NODE);
+    const [id = ""] = await submitWaiting(h, "alice", [{ pool }]);
+    h.sfn.deadTokens.add(tokenOf(id));
+
+    // Act
+    const summary = await schedulePool(h.scheduler, pool);
+
+    // Assess
+    expect(summary.undone).toEqual([id]);
+    expect(summary.admitted).toEqual([]);
+    const job = await jobItem(h, id);
+    expect(job).toMatchObject({ status: "queued", attempts: 0 });
+    expect(job.admissionToken).toBeUndefined();
+    expect(job.reservation).toBeUndefined();
+    expect(await nodeUsed(pool, nodeId)).toEqual({ cpu: 0, memoryMb: 0, gpu: 0 });
+  });
+
+  it("places a job without a pool in a pool whose labels match its constraints", async () => {
+    // Prepare: the label is this run's own, so no other pool could take the job.
+    const label = { suite: `sched-${RUN}` };
+    const pool = newPool(CPU_NODE, label);
+    const nodeId = await addNode(pool, CPU_NODE);
+    const [id = ""] = await submitWaiting(h, "alice", [{ constraints: label }]);
+
+    // Act
+    const summary = await schedulePool(h.scheduler, pool);
+
+    // Assess
+    expect(summary.admitted).toEqual([{ jobId: id, nodeId }]);
+    expect((await jobItem(h, id)).reservation).toMatchObject({ pool, nodeId });
+  });
+});
+
+describe("poolsToSchedule", () => {
+  const configured: PoolConfig[] = [
+    { name: "cpu", labels: {}, nodes: 1, node: CPU_NODE },
+    { name: "gpu", labels: {}, nodes: 1, node: GPU_NODE },
+  ];
+
+  it("schedules the event's pool, every pool for a job without one, and every pool on the sweep", () => {
+    const change = (pool: string | null) => ({
+      source: "jobq",
+      "detail-type": "Job State Change",
+      detail: { jobId: "job_1", pool, status: "queued" },
+    });
+    const sweep = { source: "aws.events", "detail-type": "Scheduled Event", detail: {} };
+    expect(poolsToSchedule(change("gpu"), configured)).toEqual(["gpu"]);
+    expect(poolsToSchedule(change(null), configured)).toEqual(["cpu", "gpu"]);
+    expect(poolsToSchedule(sweep, configured)).toEqual(["cpu", "gpu"]);
+  });
+});
+
+describe("GET /pools", () => {
+  let api: TestApi;
+  beforeAll(async () => {
+    api = await startTestApi();
+  });
+  afterAll(() => api?.close());
+
+  it("lists each configured pool with its labels, capacity, use and nodes", async () => {
+    // Prepare: a node in the shared tables' gpu pool (the default pools), removed afterwards.
+    const nodeId = `node-${suffix()}`;
+    await handlerNodes().register(
+      { pool: "gpu", nodeId, workerId: `worker-${nodeId}`, capacity: GPU_NODE },
+      new Date(),
+    );
+
+    try {
+      // Act
+      const response = await api.request<{ items: Record<string, unknown>[]; nextCursor: null }>(
+        "GET",
+        "/pools",
+        {
+          token: "alice-token",
+        },
+      );
+
+      // Assess
+      expect(response.status).toBe(200);
+      expect(response.json.nextCursor).toBeNull();
+      expect(response.json.items.map((p) => p.name)).toEqual(["cpu", "gpu"]);
+      const gpu = response.json.items.find((p) => p.name === "gpu");
+      expect(gpu).toMatchObject({
+        name: "gpu",
+        labels: {},
+        capacity: { cpu: expect.any(Number), memoryMb: expect.any(Number), gpu: expect.any(Number) },
+        used: { cpu: expect.any(Number), memoryMb: expect.any(Number), gpu: expect.any(Number) },
+      });
+      expect(Object.keys(gpu ?? {})).toEqual(["name", "labels", "capacity", "used", "nodes"]);
+      const mine = ((gpu?.nodes ?? []) as Record<string, unknown>[]).find((n) => n.id === nodeId);
+      expect(mine).toEqual({
+        id: nodeId,
+        capacity: GPU_NODE,
+        used: { cpu: 0, memoryMb: 0, gpu: 0 },
+        status: "up",
+        lastHeartbeatAt: expect.stringMatching(/^\d{4}-\d\d-\d\dT/),
+      });
+    } finally {
+      await handlerNodes().deregister("gpu", nodeId);
+    }
+  });
+
+  it("answers 401 without a token", async () => {
+    const response = await api.request("GET", "/pools");
+    expect(response.status).toBe(401);
+  });
+});
+
+/** The Nodes table the API handlers use (the shared test tables). */
+function handlerNodes(): NodeRepository {
+  const tables = inject("tables");
+  const db = createDocumentClient({ region: LOCAL_REGION, endpoint: inject("dynamoEndpoint") });
+  return new NodeRepository(db, tables.Nodes ?? "");
+}
