@@ -161,6 +161,7 @@ export class Worker {
   private readonly longPolls = new Map<PriorityName, Promise<void>>();
   private arrivals: Received[] = [];
   private loop: Promise<void> | undefined;
+  private starting: Promise<void> | undefined;
   private stopping: Promise<void> | undefined;
   private nodeTimer: NodeJS.Timeout | undefined;
   private nodeBeat: Promise<void> | undefined;
@@ -179,8 +180,13 @@ export class Worker {
   }
 
   /** Registers the node, starts its heartbeat and the polling loop. */
-  async start(): Promise<void> {
-    if (this.state !== "new") throw new Error(`worker is ${this.state}; start it once`);
+  start(): Promise<void> {
+    if (this.starting || this.state !== "new") throw new Error(`worker is ${this.state}; start it once`);
+    this.starting = this.begin();
+    return this.starting;
+  }
+
+  private async begin(): Promise<void> {
     await this.deps.nodes.register(this.registration(this.nodeId), this.clock());
     this.state = "running";
     this.nodeTimer = setInterval(() => {
@@ -655,7 +661,12 @@ export class Worker {
   }
 
   private async drain(graceMs: number): Promise<void> {
-    if (this.state === "new") {
+    // A signal can come while the node is still registering: let that finish, then drain it.
+    const registered = await this.starting?.then(
+      () => true,
+      () => false,
+    );
+    if (!registered) {
       this.state = "stopped";
       return;
     }

@@ -113,6 +113,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
+  db.destroy();
   sqs?.destroy();
   sfn?.destroy();
   await stepFunctions?.close();
@@ -156,18 +157,17 @@ interface TestWorker {
   readonly events: RecordingEvents;
 }
 
-async function startWorker(
+function createWorker(
   pool: TestPool,
   options: Partial<WorkerOptions> = {},
   registry = registerExampleTasks(new TaskRegistry()),
-): Promise<TestWorker> {
+): TestWorker {
   let registrations = 0;
-  const nodeName = `${pool.name}-n`;
   const events = new RecordingEvents();
   const worker = new Worker(
     {
       pool: pool.name,
-      nodeName,
+      nodeName: `${pool.name}-n`,
       workerId: `${pool.name}-worker`,
       capacity: { cpu: 2, memoryMb: 4096, gpu: 0 },
       queues: pool.queues,
@@ -182,9 +182,18 @@ async function startWorker(
     },
     { repo, nodes, sqs, sfn, events, registry },
   );
-  await worker.start();
   started.push(worker);
   return { worker, nodeId: worker.snapshot().nodeId, events };
+}
+
+async function startWorker(
+  pool: TestPool,
+  options: Partial<WorkerOptions> = {},
+  registry = registerExampleTasks(new TaskRegistry()),
+): Promise<TestWorker> {
+  const created = createWorker(pool, options, registry);
+  await created.worker.start();
+  return created;
 }
 
 /** A job as the scheduler leaves it: dispatched, attempt counted, capacity reserved on a node. */
@@ -676,6 +685,19 @@ describe("worker", () => {
 
     expect(await queueDepth(pool)).toBe(1);
     expect((await repo.getJob(job.id))?.item.status).toBe("dispatched");
+  });
+
+  it("stopped while it registers, it still leaves no node behind", async () => {
+    const pool = await createPool();
+    const { worker, nodeId } = createWorker(pool);
+
+    const starting = worker.start();
+    const stopping = worker.stop(1000);
+    await starting;
+    await stopping;
+
+    expect(worker.snapshot().state).toBe("stopped");
+    expect(await nodes.getNode(pool.name, nodeId)).toBeNull();
   });
 
   it("registers again under a fresh node id when its node was marked lost", async () => {
