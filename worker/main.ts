@@ -14,8 +14,10 @@ import { registerExampleTasks } from "./tasks/examples";
 
 /**
  * The worker process: an ECS task in AWS (worker/Dockerfile), a child process per configured
- * node locally (`tsx worker/main.ts`, environment in worker/config.ts). SIGTERM or SIGINT drains
- * the node and exits 0; a second signal exits at once.
+ * node locally (environment in worker/config.ts). SIGTERM or SIGINT drains the node and exits 0;
+ * a second signal exits at once. Locally, spawn `node_modules/.bin/tsx worker/main.ts` (or
+ * `node --import tsx worker/main.ts`), not `npx tsx …`: npx does not pass SIGTERM on, so the
+ * worker would neither drain nor exit with its parent.
  */
 
 async function main(): Promise<void> {
