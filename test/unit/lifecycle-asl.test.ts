@@ -179,12 +179,12 @@ describe("job lifecycle definition", () => {
     });
   });
 
-  it("catches a heartbeat lapse before a timeout, and anything else last", () => {
+  it("catches a heartbeat lapse before a timeout (Step Functions' or the worker's own), and anything else last", () => {
     const catchers = (definition.States.Dispatch?.Catch ?? []) as { ErrorEquals: string[]; Next: string }[];
 
     expect(catchers.map((c) => [c.ErrorEquals, c.Next])).toEqual([
       [["States.HeartbeatTimeout"], "AttemptLost"],
-      [["States.Timeout"], "AttemptTimedOut"],
+      [["States.Timeout", "timeout"], "AttemptTimedOut"],
       [["States.ALL"], "AttemptErrored"],
     ]);
     for (const [name, outcome] of [
