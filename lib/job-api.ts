@@ -3,34 +3,29 @@ import { Duration, RemovalPolicy } from "aws-cdk-lib";
 import * as apigateway from "aws-cdk-lib/aws-apigateway";
 import type * as dynamodb from "aws-cdk-lib/aws-dynamodb";
 import * as iam from "aws-cdk-lib/aws-iam";
-import * as lambda from "aws-cdk-lib/aws-lambda";
-import * as nodejs from "aws-cdk-lib/aws-lambda-nodejs";
+import type * as nodejs from "aws-cdk-lib/aws-lambda-nodejs";
 import * as logs from "aws-cdk-lib/aws-logs";
 import { Construct } from "constructs";
 import type { ErrorCode } from "../core/errors";
-import { DEFAULT_POOLS, type PoolConfig } from "../core/pools";
 import { AUTH_CONTEXT_KEYS, ROUTES, type RouteSpec } from "../functions/routes";
 import { TOKEN_PATTERN } from "../store/tokens";
+import type { JobLifecycle } from "./job-lifecycle";
+import { grantTable, type JobqRuntime, jobqFunction, runtimeEnvironment } from "./jobq-function";
 
 /** functions/api of this repository: one module per route, exporting `handler`. */
 export const DEFAULT_HANDLERS_DIR = fileURLToPath(new URL("../functions/api", import.meta.url));
 const AUTHORIZER_ENTRY = fileURLToPath(new URL("../functions/authorizer.ts", import.meta.url));
 
-export interface JobApiProps {
-  /** Holds the jobs; each route function gets exactly its route's actions on it. */
-  readonly jobsTable: dynamodb.ITable;
+/**
+ * The jobs and nodes tables, the event bus and the queues come from JobqRuntime: each route
+ * function gets exactly its route's actions (functions/routes.ts) on them. The pools go to the
+ * handlers as JOBQ_POOLS (submit refuses jobs no pool can fit), the job types as JOBQ_TASK_TYPES.
+ */
+export interface JobApiProps extends JobqRuntime {
   /** Holds token hashes; only the authorizer reads it. */
   readonly tokensTable: dynamodb.ITable;
-  /**
-   * Worker pools, passed to the handlers as JOBQ_POOLS (submit refuses jobs no pool can fit).
-   * @default DEFAULT_POOLS of core/pools.ts
-   */
-  readonly pools?: readonly PoolConfig[];
-  /**
-   * Job types the API accepts (JOBQ_TASK_TYPES).
-   * @default - any type is accepted
-   */
-  readonly taskTypes?: readonly string[];
+  /** The executions that submit and resume start and cancel and pause stop. */
+  readonly lifecycle: JobLifecycle;
   /**
    * Directory of the route handler modules, `<handler>.ts` per route of functions/routes.ts.
    * @default DEFAULT_HANDLERS_DIR (functions/api)
@@ -83,24 +78,6 @@ export interface JobApiProps {
 export function handlerEntry(route: RouteSpec, handlersDir: string = DEFAULT_HANDLERS_DIR): string {
   return `${handlersDir}/${route.handler}.ts`;
 }
-
-/**
- * Bundled here with the local esbuild (no Docker). ESM with a `require` shim because some
- * dependencies still `require` Node built-ins; the AWS SDK is bundled too, so what runs in Lambda
- * is the SDK version the tests ran, not whatever the runtime ships.
- */
-const BUNDLING: nodejs.BundlingOptions = {
-  forceDockerBundling: false,
-  format: nodejs.OutputFormat.ESM,
-  target: "node22",
-  minify: true,
-  sourceMap: true,
-  sourcesContent: false,
-  mainFields: ["module", "main"],
-  externalModules: [],
-  banner:
-    "import { createRequire as __jobqCreateRequire } from 'node:module'; const require = __jobqCreateRequire(import.meta.url);",
-};
 
 /** A gateway response body in the contract's error format (API.md). */
 function errorBody(code: ErrorCode, message: string | undefined, details?: string): string {
@@ -171,10 +148,20 @@ const GATEWAY_ERRORS: readonly GatewayError[] = [
   },
 ];
 
+/** Exactly what the route's spec says its handler does, and nothing else. */
+function grantRoute(fn: nodejs.NodejsFunction, route: RouteSpec, props: JobApiProps): void {
+  grantTable(fn, props.jobsTable, route.jobsTable);
+  grantTable(fn, props.nodesTable, route.nodesTable ?? []);
+  const states = new Set(route.states);
+  if (states.has("states:StartExecution")) props.lifecycle.grantStartExecution(fn);
+  if (states.has("states:StopExecution")) props.lifecycle.grantExecution(fn, "states:StopExecution");
+  if (route.publishesEvents) props.eventBus.grantPutEventsTo(fn);
+}
+
 /**
  * The HTTP API: a REST API (API Gateway v1, which LocalStack's free tier serves too) with one
- * Lambda function per route of functions/routes.ts, each allowed exactly its route's DynamoDB
- * actions, and a TOKEN authorizer in front of every route but GET /health.
+ * Lambda function per route of functions/routes.ts, each allowed exactly its route's actions
+ * (tables, executions, events), and a TOKEN authorizer in front of every route but GET /health.
  */
 export class JobApi extends Construct {
   public readonly api: apigateway.RestApi;
@@ -200,22 +187,13 @@ export class JobApi extends Construct {
       entry: string,
       environment: Record<string, string>,
     ): nodejs.NodejsFunction =>
-      new nodejs.NodejsFunction(this, functionId, {
+      jobqFunction(this, functionId, {
         entry,
-        handler: "handler",
-        runtime: lambda.Runtime.NODEJS_22_X,
-        architecture: lambda.Architecture.ARM_64,
+        environment,
         memorySize: props.memorySize ?? 512,
         timeout: props.timeout ?? Duration.seconds(10),
-        tracing: lambda.Tracing.ACTIVE,
-        // An explicit group: retention without the LogRetention custom resource (another Lambda).
-        logGroup: logGroup(`${functionId}Logs`),
-        environment: {
-          POWERTOOLS_SERVICE_NAME: "jobq",
-          NODE_OPTIONS: "--enable-source-maps",
-          ...environment,
-        },
-        bundling: BUNDLING,
+        logRetention,
+        logRemovalPolicy,
       });
 
     this.accessLogGroup = logGroup("AccessLogs");
@@ -280,24 +258,11 @@ export class JobApi extends Construct {
       resultsCacheTtl: props.authorizerCacheTtl ?? Duration.minutes(5),
     });
 
-    const routeEnvironment = {
-      JOBQ_JOBS_TABLE: props.jobsTable.tableName,
-      JOBQ_POOLS: JSON.stringify(props.pools ?? DEFAULT_POOLS),
-      JOBQ_TASK_TYPES: JSON.stringify(props.taskTypes ?? []),
-    };
+    const routeEnvironment = runtimeEnvironment(props, props.lifecycle.stateMachineArn);
     const functions: Record<string, nodejs.NodejsFunction> = {};
     for (const route of ROUTES) {
       const fn = newFunction(route.id, handlerEntry(route, handlersDir), routeEnvironment);
-      const actions = [...new Set(route.jobsTable)];
-      // No statement at all for a route that needs none: an empty action list is invalid IAM anyway.
-      if (actions.length > 0) {
-        fn.addToRolePolicy(
-          new iam.PolicyStatement({
-            actions,
-            resources: [props.jobsTable.tableArn, `${props.jobsTable.tableArn}/index/*`],
-          }),
-        );
-      }
+      grantRoute(fn, route, props);
       this.api.root
         .resourceForPath(route.path)
         .addMethod(

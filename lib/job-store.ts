@@ -5,6 +5,7 @@ import {
   type IndexDefinition,
   jobsTable,
   type KeyAttribute,
+  nodesTable,
   TABLES,
   type TableDefinition,
   tokensTable,
@@ -82,6 +83,8 @@ export class JobStore extends Construct {
   public readonly tables: Readonly<Record<string, dynamodb.Table>>;
   public readonly jobsTable: dynamodb.Table;
   public readonly tokensTable: dynamodb.Table;
+  /** Nodes, their capacity, and each pool's scheduling lease. */
+  public readonly nodesTable: dynamodb.Table;
 
   constructor(scope: Construct, id: string, props: JobStoreProps = {}) {
     super(scope, id);
@@ -97,6 +100,7 @@ export class JobStore extends Construct {
     this.tables = tables;
     this.jobsTable = tableOf(tables, jobsTable);
     this.tokensTable = tableOf(tables, tokensTable);
+    this.nodesTable = tableOf(tables, nodesTable);
   }
 }
 

@@ -1,18 +1,36 @@
-import { CfnOutput, RemovalPolicy, Stack, type StackProps } from "aws-cdk-lib";
+import { join } from "node:path";
+import { Annotations, CfnOutput, RemovalPolicy, Stack, type StackProps } from "aws-cdk-lib";
+import * as events from "aws-cdk-lib/aws-events";
 import type { Construct, Node } from "constructs";
 import { z } from "zod";
-import { DEFAULT_POOLS, type PoolConfig, poolsSchema } from "../core/pools";
+import { DEFAULT_POOLS } from "../core/pools";
 import { JobApi } from "./job-api";
+import { JobLifecycle } from "./job-lifecycle";
+import { JobQueues, TIERS } from "./job-queues";
 import { JobStore } from "./job-store";
+import type { JobqRuntime } from "./jobq-function";
+import { type WorkerPoolConfig, workerPoolsSchema } from "./pool-settings";
+import { Scheduler } from "./scheduler";
+import { type WorkerImageSource, WorkerPools } from "./worker-pools";
 
 /** CDK context keys this stack reads (`cdk deploy -c key=value` or cdk.json). */
 export const CONTEXT_KEYS = {
-  /** JSON array of pools as in core/pools.ts; default DEFAULT_POOLS. */
+  /**
+   * JSON array of pools as in core/pools.ts, each with an optional `ecs` block
+   * (lib/pool-settings.ts); default DEFAULT_POOLS.
+   */
   pools: "jobq:pools",
   /** `retain` (default) or `destroy`: what `cdk destroy` does to the tables and logs. */
   removalPolicy: "jobq:removalPolicy",
   /** JSON array of job types the API accepts; default: any type. */
   taskTypes: "jobq:taskTypes",
+  /** NAT gateways of the workers' VPC; 0 puts workers in public subnets. Default 1. */
+  natGateways: "jobq:natGateways",
+  /**
+   * `ecs` (default): the worker pools run on ECS. `none`: no VPC, cluster or workers (LocalStack's
+   * free tier has no ECS; workers then run elsewhere against the same tables and queues).
+   */
+  workers: "jobq:workers",
 } as const;
 
 export interface JobqStackProps extends StackProps {
@@ -21,12 +39,29 @@ export interface JobqStackProps extends StackProps {
    * @default functions/api of this repository
    */
   readonly handlersDir?: string;
+  /**
+   * Directory holding lifecycle.ts, scheduler.ts and reconciler.ts.
+   * @default functions/ of this repository
+   */
+  readonly functionsDir?: string;
+  /**
+   * The lifecycle state machine's ASL.
+   * @default state-machines/job-lifecycle.asl.json of this repository
+   */
+  readonly definitionFile?: string;
+  /**
+   * Docker context and Dockerfile of the worker image.
+   * @default the repository root and worker/Dockerfile
+   */
+  readonly workerImage?: WorkerImageSource;
 }
 
 export interface JobqSettings {
-  readonly pools: readonly PoolConfig[];
+  readonly pools: readonly WorkerPoolConfig[];
   readonly removalPolicy: RemovalPolicy;
   readonly taskTypes: readonly string[] | undefined;
+  readonly natGateways: number;
+  readonly workers: "ecs" | "none";
 }
 
 /** `-c key=value` arrives as a string, cdk.json values as JSON already: accept both. */
@@ -55,9 +90,11 @@ function parseContext<S extends z.ZodType>(key: string, schema: S, value: unknow
 export function readSettings(node: Node): JobqSettings {
   const pools = jsonContext(node, CONTEXT_KEYS.pools);
   const taskTypes = jsonContext(node, CONTEXT_KEYS.taskTypes);
+  const natGateways = jsonContext(node, CONTEXT_KEYS.natGateways) ?? 1;
   const removal: unknown = node.tryGetContext(CONTEXT_KEYS.removalPolicy) ?? "retain";
+  const workers: unknown = node.tryGetContext(CONTEXT_KEYS.workers) ?? "ecs";
   return {
-    pools: pools === undefined ? DEFAULT_POOLS : parseContext(CONTEXT_KEYS.pools, poolsSchema, pools),
+    pools: pools === undefined ? DEFAULT_POOLS : parseContext(CONTEXT_KEYS.pools, workerPoolsSchema, pools),
     removalPolicy:
       parseContext(CONTEXT_KEYS.removalPolicy, z.enum(["retain", "destroy"]), removal) === "destroy"
         ? RemovalPolicy.DESTROY
@@ -66,27 +103,91 @@ export function readSettings(node: Node): JobqSettings {
       taskTypes === undefined
         ? undefined
         : parseContext(CONTEXT_KEYS.taskTypes, z.array(z.string()), taskTypes),
+    natGateways: parseContext(CONTEXT_KEYS.natGateways, z.number().int().min(0).max(2), natGateways),
+    workers: parseContext(CONTEXT_KEYS.workers, z.enum(["ecs", "none"]), workers),
   };
 }
 
-/** jobq in one stack: the tables and the HTTP API in front of them. */
+/**
+ * Lambda refuses environments over 4 KB, and every function carries JOBQ_QUEUES (five URLs of
+ * about 100 characters per pool) besides JOBQ_POOLS.
+ */
+const POOLS_BEFORE_ENVIRONMENT_WARNING = 5;
+
+/**
+ * jobq in one stack: the tables, the HTTP API, the lifecycle state machine, the dispatch queues,
+ * the scheduler and reconciler, and the worker pools.
+ */
 export class JobqStack extends Stack {
   public readonly store: JobStore;
+  /** Carries "Job State Change" events; users add their own rules to it. */
+  public readonly eventBus: events.EventBus;
+  public readonly queues: JobQueues;
+  public readonly lifecycle: JobLifecycle;
+  public readonly scheduler: Scheduler;
   public readonly jobApi: JobApi;
+  /** Absent with context jobq:workers=none. */
+  public readonly workers: WorkerPools | undefined;
 
   constructor(scope: Construct, id: string, props: JobqStackProps = {}) {
     super(scope, id, props);
     const settings = readSettings(this.node);
+    const logRemovalPolicy = settings.removalPolicy;
+    const entry = (name: string): string | undefined =>
+      props.functionsDir === undefined ? undefined : join(props.functionsDir, `${name}.ts`);
 
     this.store = new JobStore(this, "Store", { removalPolicy: settings.removalPolicy });
-    this.jobApi = new JobApi(this, "Api", {
+    // Named after the stack: predictable for users' own rules, distinct for two stacks in one account.
+    this.eventBus = new events.EventBus(this, "EventBus", { eventBusName: this.stackName });
+    this.queues = new JobQueues(this, "Queues", { pools: settings.pools });
+    const runtime: JobqRuntime = {
       jobsTable: this.store.jobsTable,
-      tokensTable: this.store.tokensTable,
+      nodesTable: this.store.nodesTable,
+      eventBus: this.eventBus,
+      queues: this.queues,
       pools: settings.pools,
       taskTypes: settings.taskTypes,
-      handlersDir: props.handlersDir,
-      logRemovalPolicy: settings.removalPolicy,
+    };
+
+    this.lifecycle = new JobLifecycle(this, "Lifecycle", {
+      ...runtime,
+      entry: entry("lifecycle"),
+      definitionFile: props.definitionFile,
+      logRemovalPolicy,
     });
+    this.scheduler = new Scheduler(this, "Scheduler", {
+      ...runtime,
+      lifecycle: this.lifecycle,
+      schedulerEntry: entry("scheduler"),
+      reconcilerEntry: entry("reconciler"),
+      logRemovalPolicy,
+    });
+    this.jobApi = new JobApi(this, "Api", {
+      ...runtime,
+      tokensTable: this.store.tokensTable,
+      lifecycle: this.lifecycle,
+      handlersDir: props.handlersDir,
+      logRemovalPolicy,
+    });
+    this.workers =
+      settings.workers === "ecs"
+        ? new WorkerPools(this, "Workers", {
+            ...runtime,
+            pools: settings.pools,
+            lifecycle: this.lifecycle,
+            natGateways: settings.natGateways,
+            image: props.workerImage,
+            logRemovalPolicy,
+          })
+        : undefined;
+
+    if (settings.pools.length > POOLS_BEFORE_ENVIRONMENT_WARNING) {
+      Annotations.of(this).addWarningV2(
+        "jobq:environmentSize",
+        `${settings.pools.length} pools make ${settings.pools.length * TIERS.length} queue URLs in every ` +
+          "function's JOBQ_QUEUES; Lambda refuses environments over 4 KB, so the deploy may fail",
+      );
+    }
 
     new CfnOutput(this, "ApiUrl", { value: this.jobApi.url, description: "Base URL of the jobq API" });
     new CfnOutput(this, "JobsTableName", { value: this.store.jobsTable.tableName });
@@ -94,5 +195,19 @@ export class JobqStack extends Stack {
       value: this.store.tokensTable.tableName,
       description: "For `npm run tokens -- --table`",
     });
+    new CfnOutput(this, "EventBusName", {
+      value: this.eventBus.eventBusName,
+      description: 'Where "Job State Change" events go; add your own rules to it',
+    });
+    new CfnOutput(this, "StateMachineArn", {
+      value: this.lifecycle.stateMachine.stateMachineArn,
+      description: "The job lifecycle state machine: one execution per job",
+    });
+    if (this.workers) {
+      new CfnOutput(this, "ClusterName", {
+        value: this.workers.cluster.clusterName,
+        description: "ECS cluster of the worker pools",
+      });
+    }
   }
 }

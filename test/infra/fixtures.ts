@@ -5,6 +5,7 @@ import { Template } from "aws-cdk-lib/assertions";
 import type { IConstruct } from "constructs";
 import { ROUTES } from "../../functions/routes";
 import { JobqStack } from "../../lib/jobq-stack";
+import type { WorkerImageSource } from "../../lib/worker-pools";
 
 /**
  * Shared by the infra tests: a synthesized JobqStack without bundling, and readers for the parts of
@@ -28,13 +29,49 @@ export function stubHandlersDir(): string {
   return dir;
 }
 
-export function synthJobqStack(context: Record<string, unknown> = {}): {
+/** Stand-ins for functions/lifecycle.ts, scheduler.ts and reconciler.ts, for the same reason. */
+export function stubFunctionsDir(): string {
+  const dir = join(process.cwd(), "node_modules", ".cache", "jobq-infra-functions");
+  mkdirSync(dir, { recursive: true });
+  for (const name of ["lifecycle", "scheduler", "reconciler"]) {
+    const file = join(dir, `${name}.ts`);
+    if (!existsSync(file)) writeFileSync(file, "export const handler = async () => ({});\n");
+  }
+  return dir;
+}
+
+/**
+ * A stand-in Docker context with worker/Dockerfile: the image asset needs its Dockerfile at
+ * construction. Synth only stages the context and never builds it; `npm run synth` stages the
+ * real one.
+ */
+export function stubWorkerImage(): WorkerImageSource {
+  const directory = join(process.cwd(), "node_modules", ".cache", "jobq-infra-worker");
+  mkdirSync(join(directory, "worker"), { recursive: true });
+  const file = join(directory, "worker", "Dockerfile");
+  if (!existsSync(file)) writeFileSync(file, "FROM scratch\n");
+  return { directory, file: "worker/Dockerfile" };
+}
+
+export function synthJobqStack(
+  context: Record<string, unknown> = {},
+  { validate = false }: { validate?: boolean } = {},
+): {
   stack: JobqStack;
   template: Template;
 } {
   // Bundling every function would make each synth take seconds per function; see LOCAL.md.
-  const app = new App({ context: { "aws:cdk:bundling-stacks": [], ...context } });
-  const stack = new JobqStack(app, "Jobq", { handlersDir: stubHandlersDir() });
+  // CDK's own CloudFormation validation (a WASM engine, ~10 s to start per test worker) runs in
+  // one test of jobq-stack.test.ts instead of in every synth.
+  const app = new App({
+    context: { "aws:cdk:bundling-stacks": [], ...context },
+    builtinCloudFormationValidation: validate,
+  });
+  const stack = new JobqStack(app, "Jobq", {
+    handlersDir: stubHandlersDir(),
+    functionsDir: stubFunctionsDir(),
+    workerImage: stubWorkerImage(),
+  });
   return { stack, template: Template.fromStack(stack) };
 }
 
@@ -133,4 +170,62 @@ export function roleStatements(template: Template, roleId: string): PolicyStatem
 /** Statements that grant something in DynamoDB, including wildcards that would. */
 export function dynamoStatements(statements: readonly PolicyStatement[]): PolicyStatement[] {
   return statements.filter((s) => actionsOf(s).some((a) => a === "*" || a.startsWith("dynamodb:")));
+}
+
+/** One permission as `<action> <resource JSON>`, so a role's grants compare as a set. */
+export function grant(action: string, resource: unknown): string {
+  return `${action} ${JSON.stringify(resource)}`;
+}
+
+/**
+ * Every (action, resource) a role's policies allow, except X-Ray's (every traced function and
+ * state machine gets those, on `*`).
+ */
+export function grantsOf(statements: readonly PolicyStatement[]): Set<string> {
+  const grants = new Set<string>();
+  for (const statement of statements) {
+    if (statement.Effect !== "Allow") continue;
+    for (const action of actionsOf(statement)) {
+      if (action.startsWith("xray:")) continue;
+      for (const resource of resourcesOf(statement)) grants.add(grant(action, resource));
+    }
+  }
+  return grants;
+}
+
+/** Grants of each action on a table and its indexes, as grantTable (lib/jobq-function.ts) writes them. */
+export function tableGrants(tableId: string, actions: readonly string[]): string[] {
+  const arn = { "Fn::GetAtt": [tableId, "Arn"] };
+  return actions.flatMap((a) => [grant(a, arn), grant(a, { "Fn::Join": ["", [arn, "/index/*"]] })]);
+}
+
+/**
+ * A template value as a string the way CloudFormation would resolve it, with stand-ins for what
+ * only a deploy knows (`<Ref:id>`, `<id.Attr>`): enough to feed functions/config.ts.
+ */
+export function resolveForTest(value: unknown): string {
+  if (typeof value === "string") return value;
+  if (typeof value === "object" && value !== null) {
+    const v = value as Record<string, unknown>;
+    if (typeof v.Ref === "string") return `<Ref:${v.Ref}>`;
+    const getAtt = v["Fn::GetAtt"];
+    if (Array.isArray(getAtt)) return `<${getAtt.join(".")}>`;
+    const join = v["Fn::Join"];
+    if (Array.isArray(join)) {
+      const [separator, parts] = join as [string, unknown[]];
+      return parts.map(resolveForTest).join(separator);
+    }
+  }
+  throw new Error(`cannot resolve ${JSON.stringify(value)}`);
+}
+
+/** A function's or container's variables, resolved with resolveForTest. */
+export function resolvedEnvironment(variables: Record<string, unknown>): Record<string, string> {
+  return Object.fromEntries(Object.entries(variables).map(([k, v]) => [k, resolveForTest(v)]));
+}
+
+/** The role of a Lambda function or task, by logical id. */
+export function roleIdOf(stack: Stack, construct: { readonly role?: IConstruct | undefined }): string {
+  if (!construct.role) throw new Error("no role");
+  return logicalId(stack, construct.role);
 }

@@ -10,25 +10,32 @@ import {
   actionsOf,
   dynamoStatements,
   environmentOf,
+  grant,
+  grantsOf,
   logicalId,
   mentions,
   methodPath,
+  resolvedEnvironment,
   resourcePaths,
   resourcesOf,
   resourcesOfType,
+  roleIdOf as roleIdOfConstruct,
   roleStatements,
   synthJobqStack,
+  tableGrants,
 } from "./fixtures";
 
 let stack: JobqStack;
 let template: Template;
 let jobsTableId: string;
 let tokensTableId: string;
+let nodesTableId: string;
 
 beforeAll(() => {
   ({ stack, template } = synthJobqStack());
   jobsTableId = logicalId(stack, stack.store.jobsTable);
   tokensTableId = logicalId(stack, stack.store.tokensTable);
+  nodesTableId = logicalId(stack, stack.store.nodesTable);
 });
 
 function functionOf(routeId: string) {
@@ -38,8 +45,7 @@ function functionOf(routeId: string) {
 }
 
 function roleIdOf(fn: ReturnType<typeof functionOf>): string {
-  if (!fn.role) throw new Error(`${fn.node.path} has no role`);
-  return logicalId(stack, fn.role);
+  return roleIdOfConstruct(stack, fn);
 }
 
 const routeCases = ROUTES.map((r) => [`${r.method} ${r.path}`, r] as [string, RouteSpec]);
@@ -87,22 +93,36 @@ describe("routes", () => {
 
 describe("least privilege", () => {
   it.each(routeCases)(
-    "%s: exactly the route's actions, on the jobs table and its indexes only",
+    "%s: exactly the route's actions (jobs and nodes tables, executions, events), nothing else",
     (_, route) => {
       const statements = roleStatements(template, roleIdOf(functionOf(route.id)));
-      const dynamo = dynamoStatements(statements);
+      const states = new Set(route.states);
+      const expected = [
+        ...tableGrants(jobsTableId, route.jobsTable),
+        ...tableGrants(nodesTableId, route.nodesTable ?? []),
+        ...(states.has("states:StartExecution")
+          ? [grant("states:StartExecution", stack.resolve(stack.lifecycle.stateMachineArn))]
+          : []),
+        ...(states.has("states:StopExecution")
+          ? [grant("states:StopExecution", stack.resolve(stack.lifecycle.executionArns))]
+          : []),
+        ...(route.publishesEvents
+          ? [grant("events:PutEvents", { "Fn::GetAtt": [logicalId(stack, stack.eventBus), "Arn"] })]
+          : []),
+      ];
 
-      expect(new Set(dynamo.flatMap(actionsOf))).toEqual(new Set(route.jobsTable));
-      for (const statement of dynamo) {
-        expect(statement.Effect).toBe("Allow");
-        expect(resourcesOf(statement)).toEqual([
-          { "Fn::GetAtt": [jobsTableId, "Arn"] },
-          { "Fn::Join": ["", [{ "Fn::GetAtt": [jobsTableId, "Arn"] }, "/index/*"]] },
-        ]);
-      }
+      expect(grantsOf(statements)).toEqual(new Set(expected));
+      expect(statements.every((s) => s.Effect === "Allow")).toBe(true);
       expect(mentions(statements, tokensTableId)).toBe(false);
     },
   );
+
+  it("lets only the routes that change a job's status or create one touch executions and events", () => {
+    const withEvents = ROUTES.filter((r) => r.publishesEvents).map((r) => r.id);
+    expect(withEvents.sort()).toEqual(["CancelJob", "PauseJob", "ResumeJob", "SubmitBatch", "SubmitJob"]);
+    const stops = ROUTES.filter((r) => r.states?.includes("states:StopExecution")).map((r) => r.id);
+    expect(stops.sort()).toEqual(["CancelJob", "PauseJob"]);
+  });
 
   it("gives the health function no DynamoDB permission at all", () => {
     const health = ROUTES.find((r) => r.method === "GET" && r.path === "/health");
@@ -176,13 +196,14 @@ describe("functions", () => {
     expect(variables.POWERTOOLS_SERVICE_NAME).toBe("jobq");
     expect(variables.NODE_OPTIONS).toBe("--enable-source-maps");
 
-    const resolved = Object.fromEntries(
-      Object.entries(variables).map(([k, v]) => [k, typeof v === "string" ? v : "resolved-at-deploy"]),
-    );
-    const config = readConfig(resolved);
-    expect(config.jobsTable).toBe("resolved-at-deploy");
+    const config = readConfig(resolvedEnvironment(variables));
+    expect(config.jobsTable).toBe(`<Ref:${jobsTableId}>`);
+    expect(config.nodesTable).toBe(`<Ref:${nodesTableId}>`);
     expect(config.pools).toEqual(DEFAULT_POOLS);
     expect(config.taskTypes).toBeNull();
+    expect(config.eventBus).toBe(`<Ref:${logicalId(stack, stack.eventBus)}>`);
+    expect(config.stateMachineArn).toMatch(/:states:.*:stateMachine:Jobq-job-lifecycle$/);
+    expect(Object.keys(config.queues).sort()).toEqual(DEFAULT_POOLS.map((p) => p.name).sort());
   });
 });
 

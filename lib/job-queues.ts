@@ -1,0 +1,177 @@
+import { Duration, Stack } from "aws-cdk-lib";
+import * as cloudwatch from "aws-cdk-lib/aws-cloudwatch";
+import * as iam from "aws-cdk-lib/aws-iam";
+import * as sqs from "aws-cdk-lib/aws-sqs";
+import { Construct } from "constructs";
+import { PRIORITY_NAMES, type PriorityName } from "../core/job";
+import type { PoolConfig } from "../core/pools";
+
+/** The priority tiers, highest first (core/job.ts#priorityTier): one queue per pool and tier. */
+export const TIERS = Object.keys(PRIORITY_NAMES) as readonly PriorityName[];
+
+export interface JobQueuesProps {
+  /** One set of tier queues per pool. */
+  readonly pools: readonly Pick<PoolConfig, "name">[];
+  /**
+   * Receives of one dispatch message before it moves to its dead-letter queue. Not 5: a worker
+   * hands a message back (visibility 0, or 5 s when the job does not fit it) whenever it
+   * received more than it has room for, and each of those is a receive, so a healthy message
+   * in a busy pool is received several times before the node it was admitted to takes it. At
+   * most one receive per 5 s per message while nodes have no room for it: 50 is minutes of
+   * bouncing, and a message no worker can start still gets there.
+   * @default 50
+   */
+  readonly maxReceiveCount?: number;
+  /**
+   * How long a received message stays hidden: from a worker's receive to its delete (after
+   * the dispatched → running transaction), not the job's run time.
+   * @default Duration.minutes(2)
+   */
+  readonly visibilityTimeout?: Duration;
+}
+
+/** The five queues (or dead-letter queues) of one pool, by tier. */
+export type TierQueues = Readonly<Record<PriorityName, sqs.Queue>>;
+
+/**
+ * The dispatch queues: one standard SQS queue per pool × priority tier, each with its own
+ * dead-letter queue and an alarm on it. The lifecycle's Dispatch state sends a job there
+ * (sqs:sendMessage.waitForTaskToken) and the pool's workers poll the tiers highest first.
+ */
+export class JobQueues extends Construct {
+  /** By pool, then tier. */
+  public readonly queues: Readonly<Record<string, TierQueues>>;
+  public readonly deadLetterQueues: Readonly<Record<string, TierQueues>>;
+  /** One per dead-letter queue: anything in it is a dispatch no worker could take. */
+  public readonly deadLetterAlarms: readonly cloudwatch.Alarm[];
+
+  constructor(scope: Construct, id: string, props: JobQueuesProps) {
+    super(scope, id);
+    const queues: Record<string, TierQueues> = {};
+    const deadLetterQueues: Record<string, TierQueues> = {};
+    const alarms: cloudwatch.Alarm[] = [];
+
+    for (const { name: pool } of props.pools) {
+      const tierQueues = {} as Record<PriorityName, sqs.Queue>;
+      const tierDlqs = {} as Record<PriorityName, sqs.Queue>;
+      for (const tier of TIERS) {
+        const dlq = new sqs.Queue(this, `${pool}-${tier}-dlq`, {
+          encryption: sqs.QueueEncryption.SQS_MANAGED,
+          enforceSSL: true,
+          retentionPeriod: Duration.days(14),
+        });
+        tierQueues[tier] = new sqs.Queue(this, `${pool}-${tier}`, {
+          // SQS-managed keys: encrypted at rest with no KMS key to pay for or grant on.
+          encryption: sqs.QueueEncryption.SQS_MANAGED,
+          enforceSSL: true,
+          visibilityTimeout: props.visibilityTimeout ?? Duration.minutes(2),
+          // The Dispatch state waits up to the job's timeout (at most 7 days) for a worker: the
+          // message must outlive that wait, or the job would sit dispatched with nothing to take.
+          retentionPeriod: Duration.days(14),
+          deadLetterQueue: { queue: dlq, maxReceiveCount: props.maxReceiveCount ?? 50 },
+        });
+        tierDlqs[tier] = dlq;
+        alarms.push(
+          new cloudwatch.Alarm(this, `${pool}-${tier}-dlq-depth`, {
+            alarmDescription: `jobq: dispatch messages of pool ${pool}, tier ${tier} went to the dead-letter queue`,
+            metric: dlq.metricApproximateNumberOfMessagesVisible({
+              period: Duration.minutes(5),
+              statistic: cloudwatch.Stats.MAXIMUM,
+            }),
+            threshold: 1,
+            evaluationPeriods: 1,
+            comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            // SQS stops sending metrics for a queue idle for hours: no data is an empty queue.
+            treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+          }),
+        );
+      }
+      queues[pool] = tierQueues;
+      deadLetterQueues[pool] = tierDlqs;
+    }
+    this.queues = queues;
+    this.deadLetterQueues = deadLetterQueues;
+    this.deadLetterAlarms = alarms;
+  }
+
+  /** `{pool: {tier: url}}`, as functions/config.ts reads JOBQ_QUEUES. */
+  public get queueUrls(): Record<string, Record<PriorityName, string>> {
+    return Object.fromEntries(
+      Object.entries(this.queues).map(([pool, tiers]) => [
+        pool,
+        Object.fromEntries(TIERS.map((tier) => [tier, tiers[tier].queueUrl])) as Record<PriorityName, string>,
+      ]),
+    );
+  }
+
+  /** JOBQ_QUEUES: the URLs as one JSON string (resolved by CloudFormation at deploy). */
+  public queueUrlsJson(): string {
+    return Stack.of(this).toJsonString(this.queueUrls);
+  }
+
+  /** The pool's five queues, highest tier first. */
+  public queuesOf(pool: string): sqs.Queue[] {
+    const tiers = this.queues[pool];
+    if (!tiers) throw new Error(`no queues for pool ${pool}`);
+    return TIERS.map((tier) => tiers[tier]);
+  }
+
+  /** Every dispatch queue (not the dead-letter queues). */
+  public get allQueues(): sqs.Queue[] {
+    return Object.keys(this.queues).flatMap((pool) => this.queuesOf(pool));
+  }
+
+  /**
+   * sqs:SendMessage only (no reads, no attribute calls) on the queues of one pool, or of every
+   * pool. SQS-managed encryption needs no KMS grant.
+   */
+  public grantSend(grantee: iam.IGrantable, pool?: string): iam.Grant {
+    const queues = pool === undefined ? this.allQueues : this.queuesOf(pool);
+    return iam.Grant.addToPrincipal({
+      grantee,
+      actions: ["sqs:SendMessage"],
+      resourceArns: queues.map((q) => q.queueArn),
+    });
+  }
+
+  /** Receive, delete and change visibility on one pool's queues: what that pool's workers do. */
+  public grantConsume(grantee: iam.IGrantable, pool: string): iam.Grant {
+    return iam.Grant.addToPrincipal({
+      grantee,
+      actions: [
+        "sqs:ReceiveMessage",
+        "sqs:DeleteMessage",
+        "sqs:ChangeMessageVisibility",
+        "sqs:GetQueueAttributes",
+        "sqs:GetQueueUrl",
+      ],
+      resourceArns: this.queuesOf(pool).map((q) => q.queueArn),
+    });
+  }
+
+  /**
+   * Messages waiting in the pool's five queues together (missing data counts as 0: SQS stops
+   * reporting queues idle for hours).
+   */
+  public metricVisibleMessages(
+    pool: string,
+    period: Duration = Duration.minutes(1),
+  ): cloudwatch.MathExpression {
+    const queues = this.queuesOf(pool);
+    const usingMetrics: Record<string, cloudwatch.IMetric> = {};
+    queues.forEach((queue, i) => {
+      usingMetrics[`q${i}`] = queue.metricApproximateNumberOfMessagesVisible({
+        period,
+        statistic: cloudwatch.Stats.MAXIMUM,
+      });
+    });
+    return new cloudwatch.MathExpression({
+      label: `${pool}: dispatch messages waiting`,
+      expression: Object.keys(usingMetrics)
+        .map((k) => `FILL(${k}, 0)`)
+        .join(" + "),
+      usingMetrics,
+      period,
+    });
+  }
+}

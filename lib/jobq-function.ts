@@ -1,0 +1,141 @@
+import { Duration, RemovalPolicy } from "aws-cdk-lib";
+import type * as dynamodb from "aws-cdk-lib/aws-dynamodb";
+import type * as events from "aws-cdk-lib/aws-events";
+import * as iam from "aws-cdk-lib/aws-iam";
+import * as lambda from "aws-cdk-lib/aws-lambda";
+import * as nodejs from "aws-cdk-lib/aws-lambda-nodejs";
+import * as logs from "aws-cdk-lib/aws-logs";
+import type { Construct } from "constructs";
+import type { PoolConfig } from "../core/pools";
+import type { JobQueues } from "./job-queues";
+import { corePool } from "./pool-settings";
+
+/**
+ * Bundled here with the local esbuild (no Docker). ESM with a `require` shim because some
+ * dependencies still `require` Node built-ins; the AWS SDK is bundled too, so what runs in Lambda
+ * is the SDK version the tests ran, not whatever the runtime ships.
+ */
+export const BUNDLING: nodejs.BundlingOptions = {
+  forceDockerBundling: false,
+  format: nodejs.OutputFormat.ESM,
+  target: "node22",
+  minify: true,
+  sourceMap: true,
+  sourcesContent: false,
+  mainFields: ["module", "main"],
+  externalModules: [],
+  banner:
+    "import { createRequire as __jobqCreateRequire } from 'node:module'; const require = __jobqCreateRequire(import.meta.url);",
+};
+
+export interface JobqFunctionProps {
+  /** The module exporting `handler`. */
+  readonly entry: string;
+  /** Added to the variables every jobq function gets (service name, source maps). */
+  readonly environment?: Readonly<Record<string, string>>;
+  /** @default 512 */
+  readonly memorySize?: number;
+  /** @default Duration.seconds(10) */
+  readonly timeout?: Duration;
+  /** @default logs.RetentionDays.ONE_MONTH */
+  readonly logRetention?: logs.RetentionDays;
+  /** @default RemovalPolicy.RETAIN */
+  readonly logRemovalPolicy?: RemovalPolicy;
+  /**
+   * Retries of an asynchronous invocation (EventBridge targets) after a failure.
+   * @default - Lambda's default (2)
+   */
+  readonly retryAttempts?: number;
+  readonly description?: string;
+}
+
+/**
+ * A jobq Lambda function: nodejs22.x on arm64, active tracing, its own log group (`<id>Logs`,
+ * beside the function) and the shared bundling. Every function of the stack is made here, so
+ * they cannot drift apart.
+ */
+export function jobqFunction(scope: Construct, id: string, props: JobqFunctionProps): nodejs.NodejsFunction {
+  // An explicit group: retention without the LogRetention custom resource (another Lambda).
+  const logGroup = new logs.LogGroup(scope, `${id}Logs`, {
+    retention: props.logRetention ?? logs.RetentionDays.ONE_MONTH,
+    removalPolicy: props.logRemovalPolicy ?? RemovalPolicy.RETAIN,
+  });
+  return new nodejs.NodejsFunction(scope, id, {
+    entry: props.entry,
+    handler: "handler",
+    description: props.description,
+    runtime: lambda.Runtime.NODEJS_22_X,
+    architecture: lambda.Architecture.ARM_64,
+    memorySize: props.memorySize ?? 512,
+    timeout: props.timeout ?? Duration.seconds(10),
+    tracing: lambda.Tracing.ACTIVE,
+    retryAttempts: props.retryAttempts,
+    logGroup,
+    environment: {
+      POWERTOOLS_SERVICE_NAME: "jobq",
+      // Powertools Metrics' namespace (the scheduler's QueuedJobs, lib/worker-pools.ts).
+      POWERTOOLS_METRICS_NAMESPACE: "jobq",
+      NODE_OPTIONS: "--enable-source-maps",
+      ...props.environment,
+    },
+    bundling: BUNDLING,
+  });
+}
+
+/** What every jobq process (function or worker) is configured with: functions/config.ts's variables. */
+export interface JobqRuntime {
+  readonly jobsTable: dynamodb.ITable;
+  readonly nodesTable: dynamodb.ITable;
+  /** Carries the "Job State Change" events. */
+  readonly eventBus: events.IEventBus;
+  readonly queues: JobQueues;
+  readonly pools: readonly PoolConfig[];
+  /** @default - any job type is accepted */
+  readonly taskTypes?: readonly string[];
+  /**
+   * A running attempt that has not heartbeated for this long is lost (JOBQ_HEARTBEAT_SECONDS).
+   * @default 30
+   */
+  readonly heartbeatSeconds?: number;
+  /**
+   * A node silent for this long is lost (JOBQ_NODE_LOST_SECONDS).
+   * @default 30
+   */
+  readonly nodeLostSeconds?: number;
+}
+
+/**
+ * The variables of functions/config.ts for one deployment. Every process gets the same set, so
+ * the scheduler, the lifecycle, the API and the workers agree on tables, queues and timings; IAM,
+ * not the environment, limits what each may do with them.
+ */
+export function runtimeEnvironment(runtime: JobqRuntime, stateMachineArn: string): Record<string, string> {
+  return {
+    JOBQ_JOBS_TABLE: runtime.jobsTable.tableName,
+    JOBQ_NODES_TABLE: runtime.nodesTable.tableName,
+    // Without the CDK-only `ecs` settings: core's pool schema is strict and would refuse them.
+    JOBQ_POOLS: JSON.stringify(runtime.pools.map(corePool)),
+    JOBQ_TASK_TYPES: JSON.stringify(runtime.taskTypes ?? []),
+    JOBQ_EVENT_BUS: runtime.eventBus.eventBusName,
+    JOBQ_QUEUES: runtime.queues.queueUrlsJson(),
+    JOBQ_STATE_MACHINE_ARN: stateMachineArn,
+    JOBQ_HEARTBEAT_SECONDS: String(runtime.heartbeatSeconds ?? 30),
+    JOBQ_NODE_LOST_SECONDS: String(runtime.nodeLostSeconds ?? 30),
+  };
+}
+
+/** DynamoDB actions on a table and its indexes. */
+export function grantTable(
+  grantee: iam.IGrantable,
+  table: dynamodb.ITable,
+  actions: readonly string[],
+): iam.Grant | undefined {
+  const unique = [...new Set(actions)];
+  // No statement at all for no actions: an empty action list is invalid IAM anyway.
+  if (unique.length === 0) return undefined;
+  return iam.Grant.addToPrincipal({
+    grantee,
+    actions: unique,
+    resourceArns: [table.tableArn, `${table.tableArn}/index/*`],
+  });
+}
