@@ -3,6 +3,7 @@ import { z } from "zod";
 import { jobTypeSchema } from "../core/job";
 import { DEFAULT_POOLS, type PoolConfig, poolsSchema } from "../core/pools";
 import { fieldProblems } from "../core/validation";
+import type { QueueUrls } from "../functions/config";
 import type { Role } from "../functions/routes";
 import { TABLES } from "../store/tables";
 
@@ -33,6 +34,8 @@ export interface LocalConfig {
   readonly policy: JsonValue | undefined;
   /** Job types JOBQ_CONFIG allows besides the examples; undefined: any type is accepted. */
   readonly taskTypes: readonly string[] | undefined;
+  /** JOBQ_SWEEP_SECONDS: how often the scheduler sweeps every pool (AWS: every minute). */
+  readonly sweepSeconds: number;
 }
 
 /** The example task types the local workers always run (API.md). */
@@ -42,6 +45,12 @@ export const DEFAULT_API_TOKEN = "local-dev-token";
 export const DEFAULT_PORT = 3000;
 export const DEFAULT_HOST = "127.0.0.1";
 export const DEFAULT_DATA_DIR = ".jobq/";
+/**
+ * The scheduler's sweep: every minute in AWS, where events do most of the waking; locally every
+ * few seconds, so that a scheduled job's runAt or a retry's backoff is noticed promptly even when
+ * nothing else happens.
+ */
+export const DEFAULT_SWEEP_SECONDS = 5;
 /** DynamoDB Local ignores the region (it runs with -sharedDb); the SDK still needs one. */
 export const LOCAL_REGION = "us-east-1";
 
@@ -69,6 +78,12 @@ const envSchema = z.object({
   JOBQ_DATA_DIR: z.string().min(1, "must not be empty").optional(),
   JOBQ_API_TOKENS: z.string().optional(),
   JOBQ_CONFIG: z.string().min(1, "must not be empty").optional(),
+  JOBQ_SWEEP_SECONDS: z
+    .string()
+    .regex(/^\d{1,4}$/, "must be a whole number of seconds")
+    .transform(Number)
+    .refine((seconds) => seconds >= 1 && seconds <= 3600, "must be 1 to 3600")
+    .optional(),
 });
 
 const configFileSchema = z.strictObject({
@@ -93,6 +108,7 @@ export function readLocalConfig(env: NodeJS.ProcessEnv = process.env): LocalConf
     pools: file.pools ?? DEFAULT_POOLS,
     policy: file.policy,
     taskTypes: file.taskTypes,
+    sweepSeconds: e.JOBQ_SWEEP_SECONDS ?? DEFAULT_SWEEP_SECONDS,
   };
 }
 
@@ -186,7 +202,40 @@ export interface HandlerEnvironmentInput {
   readonly pools?: readonly PoolConfig[];
   /** Configured job types; undefined: any type (JOBQ_TASK_TYPES left unset). */
   readonly taskTypes?: readonly string[] | undefined;
+  /**
+   * Where jobs run: the emulators' endpoints, the lifecycle state machine, the event bus and the
+   * queues. Undefined: an API-only setup (the API tests): jobs are stored, no execution is
+   * started, no event is published, and every such variable is unset.
+   */
+  readonly execution?: ExecutionEnvironment | undefined;
 }
+
+export interface ExecutionEnvironment {
+  readonly sfnEndpoint: string;
+  readonly sqsEndpoint: string;
+  readonly eventsEndpoint: string;
+  /** The local lifecycle state machine, e.g. LOCAL_STATE_MACHINE_ARN. */
+  readonly stateMachineArn: string;
+  /** @default "jobq" */
+  readonly eventBus?: string;
+  /** `{pool: {tier: url}}`, as local/sqs.ts creates them. */
+  readonly queues: QueueUrls;
+  /** @default LOCAL_HEARTBEAT_SECONDS */
+  readonly heartbeatSeconds?: number;
+  /** @default LOCAL_NODE_LOST_SECONDS */
+  readonly nodeLostSeconds?: number;
+}
+
+/** The lifecycle state machine's name and ARN in the local Step Functions. */
+export const LOCAL_STATE_MACHINE_NAME = "jobq-lifecycle";
+export const LOCAL_STATE_MACHINE_ARN = `arn:aws:states:${LOCAL_REGION}:000000000000:stateMachine:${LOCAL_STATE_MACHINE_NAME}`;
+export const LOCAL_EVENT_BUS = "jobq";
+/**
+ * Shorter than AWS's 30 s: locally a worker that died is noticed, and its attempt retried, within
+ * seconds, which is what someone trying jobq on a laptop wants to see.
+ */
+export const LOCAL_HEARTBEAT_SECONDS = 10;
+export const LOCAL_NODE_LOST_SECONDS = 15;
 
 /**
  * The variables functions/config.ts reads, as the local stack sets them: what the JobApi
@@ -207,6 +256,7 @@ export function handlerEnvironment(input: HandlerEnvironmentInput): Record<strin
       input.taskTypes === undefined
         ? undefined
         : JSON.stringify([...new Set([...input.taskTypes, ...EXAMPLE_TASK_TYPES])]),
+    ...executionVariables(input.execution),
     AWS_REGION: LOCAL_REGION,
     // Explicit dummies: without them the SDK's default chain ends at the EC2 metadata address
     // (169.254.169.254), and real credentials from the shell must never be sent anywhere.
@@ -214,6 +264,23 @@ export function handlerEnvironment(input: HandlerEnvironmentInput): Record<strin
     AWS_SECRET_ACCESS_KEY: "local",
     AWS_SESSION_TOKEN: undefined,
     AWS_EC2_METADATA_DISABLED: "true",
+  };
+}
+
+function executionVariables(execution: ExecutionEnvironment | undefined): Record<string, string | undefined> {
+  return {
+    JOBQ_SFN_ENDPOINT: execution?.sfnEndpoint,
+    JOBQ_SQS_ENDPOINT: execution?.sqsEndpoint,
+    JOBQ_EVENTS_ENDPOINT: execution?.eventsEndpoint,
+    JOBQ_STATE_MACHINE_ARN: execution?.stateMachineArn,
+    JOBQ_EVENT_BUS: execution ? (execution.eventBus ?? LOCAL_EVENT_BUS) : undefined,
+    JOBQ_QUEUES: execution ? JSON.stringify(execution.queues) : undefined,
+    JOBQ_HEARTBEAT_SECONDS: execution
+      ? String(execution.heartbeatSeconds ?? LOCAL_HEARTBEAT_SECONDS)
+      : undefined,
+    JOBQ_NODE_LOST_SECONDS: execution
+      ? String(execution.nodeLostSeconds ?? LOCAL_NODE_LOST_SECONDS)
+      : undefined,
   };
 }
 

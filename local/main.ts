@@ -5,8 +5,10 @@ import { type LocalStack, startLocalStack } from "./stack";
 import { TableSchemaMismatchError } from "./tables";
 
 /**
- * `npm start`: the whole of jobq on this machine, state persisted under JOBQ_DATA_DIR.
- * Ctrl-C (or SIGTERM) closes the API, stops DynamoDB Local and exits 0; a second one forces exit.
+ * `npm start`: the whole of jobq on this machine, state persisted under JOBQ_DATA_DIR: the API,
+ * the emulators, the lifecycle executions, the scheduler, the reconciler and one worker process
+ * per configured node. Ctrl-C (or SIGTERM) closes the API, drains the workers, stops the
+ * emulators and DynamoDB Local and exits 0; a second one forces exit.
  */
 
 async function main(): Promise<void> {
@@ -19,6 +21,7 @@ async function main(): Promise<void> {
     tokens: config.tokens,
     pools: config.pools,
     taskTypes: config.taskTypes,
+    sweepSeconds: config.sweepSeconds,
     log: true,
   });
   stopOnSignals(stack);
@@ -33,7 +36,7 @@ function stopOnSignals(stack: LocalStack): void {
       process.exit(1);
     }
     stopping = true;
-    process.stdout.write(`\n${signal}: stopping the API and DynamoDB Local…\n`);
+    process.stdout.write(`\n${signal}: stopping the API, the workers, the emulators and DynamoDB Local…\n`);
     stack.stop().then(
       () => process.exit(0),
       (error: unknown) => {
@@ -53,11 +56,25 @@ function banner(stack: LocalStack, config: LocalConfig, dataDir: string): string
   const tokenLines = [...stack.tokens].map(
     ([token, { principal, role }]) => `    ${token}  →  ${principal}${role === "admin" ? " (admin)" : ""}`,
   );
+  const execution = stack.execution;
+  const workerLines = execution
+    ? config.pools.map((pool) => {
+        const names = execution.workers.filter((w) => w.pool === pool.name).map((w) => w.name);
+        return `    ${pool.name}: ${names.length > 0 ? names.join(", ") : "no nodes"} (each ${pool.node.cpu} CPU, ${pool.node.memoryMb} MB, ${pool.node.gpu} GPU)`;
+      })
+    : [];
   const lines = [
     "",
     `jobq is running at ${url}`,
     `  data:    ${dataDir} (DynamoDB Local at ${stack.dynamoEndpoint})`,
-    `  pools:   ${config.pools.map((pool) => `${pool.name} (${pool.nodes} × ${pool.node.cpu} CPU, ${pool.node.memoryMb} MB, ${pool.node.gpu} GPU)`).join(", ")}`,
+    ...(execution
+      ? [
+          `  jobs run: Step Functions ${execution.sfnEndpoint}, SQS ${execution.sqsEndpoint}, EventBridge ${execution.eventsEndpoint}`,
+          `           scheduler sweep every ${config.sweepSeconds} s (JOBQ_SWEEP_SECONDS) and on every job event`,
+          "  workers (one process per node, output prefixed [worker <node>]):",
+          ...workerLines,
+        ]
+      : []),
     `  types:   ${config.taskTypes === undefined ? "any" : "the configured ones plus echo, sleep, flaky, fail, log"}`,
     "  tokens (Authorization: Bearer <token>):",
     ...tokenLines,
@@ -67,11 +84,19 @@ function banner(stack: LocalStack, config: LocalConfig, dataDir: string): string
     ...(exampleToken === undefined
       ? []
       : [
-          `  curl -s -X POST ${url}/jobs -H 'Authorization: Bearer ${exampleToken}' \\`,
-          `    -H 'Content-Type: application/json' -d '{"type": "echo", "payload": {"hello": "world"}}'`,
+          `  export JOBQ=${url} AUTH='Authorization: Bearer ${exampleToken}'`,
+          `  curl -s -X POST $JOBQ/jobs -H "$AUTH" -H 'Content-Type: application/json' \\`,
+          `    -d '{"type": "echo", "payload": {"hello": "world"}}'`,
+          "  # a DAG: b and c wait on a, d waits on both",
+          `  curl -s -X POST $JOBQ/jobs/batch -H "$AUTH" -H 'Content-Type: application/json' -d '{"jobs": [`,
+          `    {"ref": "a", "type": "echo"},`,
+          `    {"ref": "b", "type": "sleep", "payload": {"seconds": 1}, "dependsOn": ["a"]},`,
+          `    {"ref": "c", "type": "log", "payload": {"lines": 3}, "dependsOn": ["a"]},`,
+          `    {"ref": "d", "type": "echo", "dependsOn": ["b", "c"]}]}'`,
+          `  curl -s "$JOBQ/jobs?limit=10" -H "$AUTH"`,
         ]),
     "",
-    "Ctrl-C stops it; the data stays.",
+    "Ctrl-C stops it; the data stays, and every job that had not ended goes on at the next start.",
     "",
   ];
   return `${lines.join("\n")}\n`;

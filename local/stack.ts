@@ -1,15 +1,46 @@
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
-import type { PoolConfig } from "../core/pools";
+import { DEFAULT_POOLS, type PoolConfig } from "../core/pools";
+import type { QueueUrls } from "../functions/config";
 import { type ApiServer, startApiServer } from "./api-server";
-import { type ApiTokens, applyHandlerEnvironment, LOCAL_REGION, parseApiTokens } from "./config";
+import {
+  type ApiTokens,
+  applyHandlerEnvironment,
+  DEFAULT_SWEEP_SECONDS,
+  type HandlerEnvironmentInput,
+  handlerEnvironment,
+  LOCAL_EVENT_BUS,
+  LOCAL_REGION,
+  LOCAL_STATE_MACHINE_NAME,
+  parseApiTokens,
+} from "./config";
 import { type DynamoLocal, startDynamoLocal } from "./dynamo";
+import {
+  type EventTarget,
+  type LocalEventBridge,
+  SCHEDULER_EVENT_PATTERN,
+  startLocalEventBridge,
+} from "./eventbridge";
+import { invokeHandler, type LambdaHandler, lambdaFunctionArn, loadHandlerExport } from "./lambda";
+import { type LocalSqs, startLocalSqs } from "./sqs";
+import {
+  type LocalStepFunctions,
+  loadStateMachineDefinition,
+  startLocalStepFunctions,
+} from "./stepfunctions";
 import { ensureTables } from "./tables";
+import { type LocalWorkerNode, type LocalWorkers, startLocalWorkers } from "./workers";
 
 /**
- * The whole local system in one call: DynamoDB Local, its tables, the handlers' environment and
- * the HTTP front. `npm start` (local/main.ts) runs it persisted; tests and benchmarks run it in
- * memory on free ports.
+ * The whole local system in one call, the same code as in AWS against emulators on loopback:
+ * DynamoDB Local and its tables; SQS (fauxqs) with a queue per pool and tier; EventBridge with the
+ * scheduler's rule, its sweep and the reconciler's schedule; Step Functions with the lifecycle
+ * state machine calling functions/lifecycle.ts in process; the reconciler once, so that every
+ * stored job that has not ended gets a live execution (executions are in memory: nothing is lost
+ * across a restart); one worker process per configured node; and the HTTP front. `npm start`
+ * (local/main.ts) runs it persisted; tests and benchmarks run it in memory on free ports, with
+ * `execution: false` for the API alone.
  */
 
 export interface LocalStackOptions {
@@ -27,8 +58,45 @@ export interface LocalStackOptions {
   readonly taskTypes?: readonly string[];
   /** @default "jobq-" */
   readonly tablePrefix?: string;
-  /** Access log on stdout. @default false */
+  /**
+   * A DynamoDB (Local) already running, used instead of starting one (with `dataDir` unset); it
+   * is left running by stop(). The integration tests share theirs this way, under their own
+   * `tablePrefix`. @default start DynamoDB Local
+   */
+  readonly dynamoEndpoint?: string;
+  /** Access log on stdout, failed executions and deliveries on stderr. @default false */
   readonly log?: boolean;
+  /**
+   * Run jobs: the emulators, the lifecycle executions, the scheduler, the reconciler and (see
+   * `workers`) the workers. false: the API alone; jobs stay as submitted. @default true
+   */
+  readonly execution?: boolean;
+  /** With execution, start one worker process per configured node. @default true */
+  readonly workers?: boolean;
+  /** The scheduler's sweep (a Scheduled Event). @default DEFAULT_SWEEP_SECONDS (5) */
+  readonly sweepSeconds?: number;
+  /** The reconciler's schedule, after its run at start. @default 60 */
+  readonly reconcileSeconds?: number;
+  /** JOBQ_HEARTBEAT_SECONDS. @default LOCAL_HEARTBEAT_SECONDS (10) */
+  readonly heartbeatSeconds?: number;
+  /** JOBQ_NODE_LOST_SECONDS. @default LOCAL_NODE_LOST_SECONDS (15) */
+  readonly nodeLostSeconds?: number;
+  /** The workers' prefixed output lines. @default stdout and stderr */
+  readonly workerOutput?: (line: string, stream: "stdout" | "stderr") => void;
+  /** JOBQ_SHUTDOWN_GRACE_SECONDS of the workers. @default 5 */
+  readonly workerShutdownGraceSeconds?: number;
+  /** JOBQ_POLL_WAIT_SECONDS of the workers. @default the worker's own */
+  readonly workerPollWaitSeconds?: number;
+}
+
+export interface LocalExecution {
+  readonly sqsEndpoint: string;
+  readonly sfnEndpoint: string;
+  readonly eventsEndpoint: string;
+  readonly stateMachineArn: string;
+  readonly queues: QueueUrls;
+  /** The worker nodes started (none with `workers: false`). */
+  readonly workers: readonly LocalWorkerNode[];
 }
 
 export interface LocalStack {
@@ -37,9 +105,16 @@ export interface LocalStack {
   /** def.id (store/tables.ts) → table name. */
   readonly tables: Readonly<Record<string, string>>;
   readonly dynamoEndpoint: string;
-  /** Closes the API, then stops DynamoDB Local. Idempotent. */
+  /** Where jobs run; undefined with `execution: false`. */
+  readonly execution: LocalExecution | undefined;
+  /** Closes the API, stops the workers and the emulators, then DynamoDB Local. Idempotent. */
   stop(): Promise<void>;
 }
+
+/** The lifecycle Lambda's name: `${LifecycleFunctionArn}` in the ASL becomes its local ARN. */
+export const LIFECYCLE_FUNCTION = "jobq-lifecycle";
+const LIFECYCLE_ASL = fileURLToPath(new URL("../state-machines/job-lifecycle.asl.json", import.meta.url));
+const DEFAULT_RECONCILE_SECONDS = 60;
 
 /**
  * Starts the stack. It sets the handlers' process.env (applyHandlerEnvironment), so run one stack
@@ -47,20 +122,36 @@ export interface LocalStack {
  */
 export async function startLocalStack(options: LocalStackOptions = {}): Promise<LocalStack> {
   const tokens = options.tokens ?? parseApiTokens(undefined);
+  const runJobs = options.execution ?? true;
   let dynamo: DynamoLocal | undefined;
+  let sqs: LocalSqs | undefined;
+  let events: LocalEventBridge | undefined;
+  let sfn: LocalStepFunctions | undefined;
+  let workers: LocalWorkers | undefined;
   let api: ApiServer | undefined;
   const stop = async (): Promise<void> => {
-    // API first: no request may reach a database that is already gone.
+    // API first: no request may reach a system that is going. Workers next: they drain and
+    // report through Step Functions, whose lifecycle steps need DynamoDB.
     await api?.close();
+    await workers?.stop();
+    await events?.stop();
+    await sfn?.stop();
+    await sqs?.stop();
     await dynamo?.stop();
   };
 
   try {
-    dynamo = await startDynamoLocal({
-      dataDir: options.dataDir === undefined ? undefined : join(options.dataDir, "dynamodb"),
-    });
+    let dynamoEndpoint = options.dynamoEndpoint;
+    if (dynamoEndpoint === undefined) {
+      dynamo = await startDynamoLocal({
+        dataDir: options.dataDir === undefined ? undefined : join(options.dataDir, "dynamodb"),
+      });
+      dynamoEndpoint = dynamo.endpoint;
+    } else if (options.dataDir !== undefined) {
+      throw new Error("startLocalStack: give dataDir or dynamoEndpoint, not both");
+    }
     const client = new DynamoDBClient({
-      endpoint: dynamo.endpoint,
+      endpoint: dynamoEndpoint,
       region: LOCAL_REGION,
       credentials: { accessKeyId: "local", secretAccessKey: "local" },
     });
@@ -70,12 +161,132 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     } finally {
       client.destroy();
     }
-    applyHandlerEnvironment({
+    const environment: HandlerEnvironmentInput = {
       tables,
-      dynamoEndpoint: dynamo.endpoint,
+      dynamoEndpoint,
       pools: options.pools,
       taskTypes: options.taskTypes,
-    });
+    };
+
+    let execution: LocalExecution | undefined;
+    if (runJobs) {
+      const pools = environment.pools ?? DEFAULT_POOLS;
+      // Handler modules read process.env once, when first imported: no target may import one
+      // before applyHandlerEnvironment below has run.
+      let environmentApplied: () => void = () => undefined;
+      const handlersMayLoad = new Promise<void>((resolve) => {
+        environmentApplied = resolve;
+      });
+      const handler = (
+        name: string,
+        load: () => Promise<Record<string, unknown>>,
+      ): (() => Promise<LambdaHandler>) => {
+        let loaded: Promise<LambdaHandler> | undefined;
+        return () => {
+          loaded ??= handlersMayLoad.then(() => loadHandlerExport(load, name));
+          return loaded;
+        };
+      };
+      const lifecycle = handler("functions/lifecycle.ts", () => import("../functions/lifecycle"));
+      const scheduler = handler("functions/scheduler.ts", () => import("../functions/scheduler"));
+      const reconciler = handler("functions/reconciler.ts", () => import("../functions/reconciler"));
+      const target =
+        (name: string, load: () => Promise<LambdaHandler>): EventTarget =>
+        async (event) =>
+          invokeHandler(await load(), name, event, LOCAL_REGION);
+
+      sqs = await startLocalSqs({ pools: pools.map((pool) => pool.name), region: LOCAL_REGION });
+      const sweepSeconds = options.sweepSeconds ?? DEFAULT_SWEEP_SECONDS;
+      events = await startLocalEventBridge({
+        region: LOCAL_REGION,
+        log: options.log,
+        rules: [
+          {
+            name: "wake-scheduler",
+            eventBus: LOCAL_EVENT_BUS,
+            pattern: SCHEDULER_EVENT_PATTERN,
+            target: target("jobq-scheduler", scheduler),
+          },
+        ],
+        schedules: [
+          {
+            name: "scheduler-sweep",
+            intervalMs: sweepSeconds * 1000,
+            target: target("jobq-scheduler", scheduler),
+          },
+          {
+            name: "reconcile",
+            intervalMs: (options.reconcileSeconds ?? DEFAULT_RECONCILE_SECONDS) * 1000,
+            target: target("jobq-reconciler", reconciler),
+          },
+        ],
+      });
+      sfn = await startLocalStepFunctions({
+        region: LOCAL_REGION,
+        log: options.log,
+        sqsEndpoint: sqs.endpoint,
+        stateMachines: [
+          {
+            name: LOCAL_STATE_MACHINE_NAME,
+            definition: loadStateMachineDefinition(LIFECYCLE_ASL, {
+              LifecycleFunctionArn: lambdaFunctionArn(LIFECYCLE_FUNCTION, LOCAL_REGION),
+            }),
+          },
+        ],
+        resolveFunction: (name) => {
+          if (name !== LIFECYCLE_FUNCTION) throw new Error(`no local Lambda function named ${name}`);
+          return lifecycle();
+        },
+      });
+      const stateMachineArn = sfn.stateMachineArn(LOCAL_STATE_MACHINE_NAME);
+      const withExecution: HandlerEnvironmentInput = {
+        ...environment,
+        execution: {
+          sfnEndpoint: sfn.endpoint,
+          sqsEndpoint: sqs.endpoint,
+          eventsEndpoint: events.endpoint,
+          stateMachineArn,
+          eventBus: LOCAL_EVENT_BUS,
+          queues: sqs.queues,
+          heartbeatSeconds: options.heartbeatSeconds,
+          nodeLostSeconds: options.nodeLostSeconds,
+        },
+      };
+      applyHandlerEnvironment(withExecution);
+      environmentApplied();
+
+      // Before any worker takes work: every job that has not ended gets a live execution. The
+      // use case itself rather than the Lambda: at start every execution is gone (they lived in
+      // the last process's memory) and no submission races it, so no job needs the grace period
+      // that protects a job whose execution is just starting; without it, a job changed in the
+      // minute before a restart would wait for the reconciler's next run.
+      try {
+        await handlersMayLoad;
+        const { reconcile, reconcilerContext } = await import("../app/reconciler");
+        await reconcile({ ...reconcilerContext(), tuning: { graceSeconds: 0 } });
+      } catch (error) {
+        console.error("jobq: the reconciler failed at start; it runs again on its schedule", error);
+      }
+      if (options.workers ?? true) {
+        workers = startLocalWorkers({
+          pools,
+          env: handlerEnvironment(withExecution),
+          output: options.workerOutput,
+          shutdownGraceSeconds: options.workerShutdownGraceSeconds,
+          pollWaitSeconds: options.workerPollWaitSeconds,
+        });
+      }
+      execution = {
+        sqsEndpoint: sqs.endpoint,
+        sfnEndpoint: sfn.endpoint,
+        eventsEndpoint: events.endpoint,
+        stateMachineArn,
+        queues: sqs.queues,
+        workers: workers?.nodes ?? [],
+      };
+    } else {
+      applyHandlerEnvironment(environment);
+    }
     api = await startApiServer({ port: options.port ?? 0, host: options.host, tokens, log: options.log });
 
     let stopping: Promise<void> | undefined;
@@ -83,7 +294,8 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       url: api.url,
       tokens,
       tables,
-      dynamoEndpoint: dynamo.endpoint,
+      dynamoEndpoint,
+      execution,
       stop: () => {
         stopping ??= stop();
         return stopping;

@@ -1,0 +1,153 @@
+import { afterAll, beforeAll, describe, expect, inject, it, onTestFailed } from "vitest";
+import type { JobStatus } from "../../core/job";
+import { type LocalStack, startLocalStack } from "../../local/stack";
+import { request } from "../support/api";
+
+/**
+ * Jobs run end to end on the whole local stack, as under `npm start`: the API, the lifecycle
+ * executions on the local Step Functions, the scheduler on EventBridge events and its sweep, the
+ * SQS queues and one worker process per node. It shares the run's DynamoDB Local under its own
+ * table prefix. Every wait polls the API with a deadline; nothing asserts on timing.
+ */
+
+const TOKEN = "e2e-token";
+const DEADLINE_MS = 90_000;
+const TERMINAL: readonly JobStatus[] = ["completed", "failed", "cancelled", "escalated"];
+
+interface Job {
+  readonly id: string;
+  readonly status: JobStatus;
+  readonly statusReason: string;
+  readonly result: unknown;
+  readonly error: { readonly type?: string; readonly message?: string } | null;
+  readonly attempts: number;
+  readonly startedAt: string | null;
+  readonly finishedAt: string | null;
+}
+
+let stack: LocalStack;
+/** The workers' output, shown when a test fails. */
+const workerLines: string[] = [];
+
+beforeAll(async () => {
+  stack = await startLocalStack({
+    dynamoEndpoint: inject("dynamoEndpoint"),
+    tablePrefix: "jobq-e2e-",
+    tokens: new Map([[TOKEN, { principal: `e2e-${Date.now()}`, role: "user" }]]),
+    workerShutdownGraceSeconds: 2,
+    workerPollWaitSeconds: 2,
+    workerOutput: (line) => {
+      workerLines.push(line);
+      if (workerLines.length > 400) workerLines.shift();
+    },
+  });
+}, 180_000);
+
+afterAll(async () => {
+  await stack?.stop();
+}, 60_000);
+
+function showWorkersOnFailure(): void {
+  onTestFailed(() => {
+    console.error(`--- last worker output ---\n${workerLines.slice(-80).join("\n")}`);
+  });
+}
+
+async function submit(body: Record<string, unknown>): Promise<Job> {
+  const response = await request<Job>(stack.url, "POST", "/jobs", { token: TOKEN, body });
+  expect(response.status).toBe(201);
+  return response.json;
+}
+
+async function getJob(id: string): Promise<Job> {
+  const response = await request<Job>(stack.url, "GET", `/jobs/${id}`, { token: TOKEN });
+  expect(response.status).toBe(200);
+  return response.json;
+}
+
+/** Polls until every job has ended; fails with their statuses after the deadline. */
+async function ended(ids: readonly string[]): Promise<Job[]> {
+  const deadline = Date.now() + DEADLINE_MS;
+  for (;;) {
+    const jobs = await Promise.all(ids.map(getJob));
+    if (jobs.every((job) => TERMINAL.includes(job.status))) return jobs;
+    if (Date.now() > deadline) {
+      const states = jobs.map((job) => `${job.id}: ${job.status} (${job.statusReason})`).join("; ");
+      throw new Error(`jobs still running after ${DEADLINE_MS} ms: ${states}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+}
+
+function time(value: string | null): number {
+  expect(value).not.toBeNull();
+  return Date.parse(value ?? "");
+}
+
+describe("jobs run on the local stack", () => {
+  it("runs an echo job to completed with its payload as result", async () => {
+    showWorkersOnFailure();
+    // Prepare / Act
+    const job = await submit({ type: "echo", payload: { hello: "world" } });
+    const [done] = await ended([job.id]);
+
+    // Assess
+    expect(done).toMatchObject({ status: "completed", result: { hello: "world" }, attempts: 1 });
+  }, 120_000);
+
+  it("runs the README's DAG in dependency order", async () => {
+    showWorkersOnFailure();
+    // Prepare / Act: b and c wait on a, d waits on both
+    const response = await request<{ refs: Record<string, string> }>(stack.url, "POST", "/jobs/batch", {
+      token: TOKEN,
+      body: {
+        jobs: [
+          { ref: "a", type: "echo" },
+          { ref: "b", type: "sleep", payload: { seconds: 1 }, dependsOn: ["a"] },
+          { ref: "c", type: "log", payload: { lines: 3 }, dependsOn: ["a"] },
+          { ref: "d", type: "echo", dependsOn: ["b", "c"] },
+        ],
+      },
+    });
+    expect(response.status).toBe(201);
+    const { a, b, c, d } = response.json.refs;
+    const ids = [a, b, c, d].map((id) => id ?? "");
+    const [jobA, jobB, jobC, jobD] = await ended(ids);
+
+    // Assess
+    for (const job of [jobA, jobB, jobC, jobD]) expect(job?.status).toBe("completed");
+    const finishedA = time(jobA?.finishedAt ?? null);
+    expect(time(jobB?.startedAt ?? null)).toBeGreaterThanOrEqual(finishedA);
+    expect(time(jobC?.startedAt ?? null)).toBeGreaterThanOrEqual(finishedA);
+    const startedD = time(jobD?.startedAt ?? null);
+    expect(startedD).toBeGreaterThanOrEqual(time(jobB?.finishedAt ?? null));
+    expect(startedD).toBeGreaterThanOrEqual(time(jobC?.finishedAt ?? null));
+  }, 120_000);
+
+  it("fails a job after its attempts run out and cancels its dependent", async () => {
+    showWorkersOnFailure();
+    // Prepare / Act
+    const parent = await submit({
+      type: "fail",
+      payload: { message: "broken on purpose" },
+      retry: { maxAttempts: 2, initialDelaySeconds: 0 },
+    });
+    const child = await submit({ type: "echo", dependsOn: [parent.id] });
+    const [failed, cancelled] = await ended([parent.id, child.id]);
+
+    // Assess
+    expect(failed).toMatchObject({ status: "failed", attempts: 2 });
+    expect(failed?.error?.message).toContain("broken on purpose");
+    expect(cancelled?.status).toBe("cancelled");
+    const attempts = await request<{ items: { attempt: number; status: string }[] }>(
+      stack.url,
+      "GET",
+      `/jobs/${parent.id}/attempts`,
+      { token: TOKEN },
+    );
+    expect(attempts.json.items.map((item) => [item.attempt, item.status])).toEqual([
+      [1, "failed"],
+      [2, "failed"],
+    ]);
+  }, 120_000);
+});
