@@ -416,7 +416,10 @@ export class WorkerPools extends Construct {
       scalingTarget: target,
       adjustmentType: appscaling.AdjustmentType.CHANGE_IN_CAPACITY,
       metricAggregationType: appscaling.MetricAggregationType.MAXIMUM,
-      cooldown: Duration.minutes(1),
+      // The backlog stays until the new worker takes it, and the alarm keeps firing while it
+      // does: wait about as long as a worker takes to start (a GPU instance boots and pulls a
+      // large image) before adding more, or one waiting job would start the whole pool.
+      cooldown: pool.node.gpu > 0 ? Duration.minutes(7) : Duration.minutes(2),
     });
     // Bounds are relative to the alarm's threshold (1).
     out.addAdjustment({ lowerBound: 0, upperBound: 9, adjustment: 1 });

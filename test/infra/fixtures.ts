@@ -1,5 +1,5 @@
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { App, CfnElement, type Stack } from "aws-cdk-lib";
 import { Template } from "aws-cdk-lib/assertions";
 import type { IConstruct } from "constructs";
@@ -47,9 +47,19 @@ export function stubFunctionsDir(): string {
  */
 export function stubWorkerImage(): WorkerImageSource {
   const directory = join(process.cwd(), "node_modules", ".cache", "jobq-infra-worker");
-  mkdirSync(join(directory, "worker"), { recursive: true });
-  const file = join(directory, "worker", "Dockerfile");
-  if (!existsSync(file)) writeFileSync(file, "FROM scratch\n");
+  const files: Record<string, string> = {
+    "worker/Dockerfile": "FROM scratch\nCOPY . /app\n",
+    "worker/main.ts": "export {};\n",
+    // What WORKER_IMAGE_EXCLUDE must keep out of the staged context.
+    "node_modules/dependency/index.js": "module.exports = {};\n",
+    "test/worker.test.ts": "export {};\n",
+    "cdk.out/manifest.json": "{}\n",
+  };
+  for (const [path, text] of Object.entries(files)) {
+    const file = join(directory, path);
+    mkdirSync(dirname(file), { recursive: true });
+    if (!existsSync(file)) writeFileSync(file, text);
+  }
   return { directory, file: "worker/Dockerfile" };
 }
 

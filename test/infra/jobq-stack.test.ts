@@ -1,3 +1,6 @@
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { Stage } from "aws-cdk-lib";
 import { describe, expect, it } from "vitest";
 import type { PoolConfig } from "../../core/pools";
 import { environmentOf, logicalId, resourcesOfType, synthJobqStack } from "./fixtures";
@@ -14,11 +17,38 @@ function poolsOfEveryRoute(synth: ReturnType<typeof synthJobqStack>): unknown[] 
 }
 
 describe("JobqStack", () => {
-  it("outputs the API URL and both table names", () => {
+  it("outputs the API URL, both table names, the event bus, the state machine and the cluster", () => {
     const { stack, template } = synthJobqStack();
     template.hasOutput("ApiUrl", {});
     template.hasOutput("JobsTableName", { Value: { Ref: logicalId(stack, stack.store.jobsTable) } });
     template.hasOutput("TokensTableName", { Value: { Ref: logicalId(stack, stack.store.tokensTable) } });
+    template.hasOutput("EventBusName", { Value: { Ref: logicalId(stack, stack.eventBus) } });
+    template.hasOutput("StateMachineArn", { Value: { Ref: logicalId(stack, stack.lifecycle.stateMachine) } });
+    if (!stack.workers) throw new Error("no workers");
+    template.hasOutput("ClusterName", { Value: { Ref: logicalId(stack, stack.workers.cluster) } });
+  });
+
+  it("passes CDK's CloudFormation validation without a finding", () => {
+    const { stack } = synthJobqStack({}, { validate: true });
+    const app = Stage.of(stack);
+    if (!app) throw new Error("no app");
+    const report = JSON.parse(
+      readFileSync(join(app.synth().directory, "validation-report.json"), "utf8"),
+    ) as {
+      pluginReports: { violations?: unknown[] }[];
+    };
+    expect(report.pluginReports.flatMap((r) => r.violations ?? [])).toEqual([]);
+  });
+
+  it("leaves out the VPC, cluster and workers with jobq:workers=none (LocalStack's free tier has no ECS)", () => {
+    const { stack, template } = synthJobqStack({ "jobq:workers": "none" });
+    expect(stack.workers).toBeUndefined();
+    for (const type of ["AWS::EC2::VPC", "AWS::ECS::Cluster", "AWS::ECS::Service"]) {
+      expect(resourcesOfType(template, type)).toEqual({});
+    }
+    expect(Object.keys(template.findOutputs("*"))).not.toContain("ClusterName");
+    template.hasResourceProperties("AWS::StepFunctions::StateMachine", {});
+    expect(() => synthJobqStack({ "jobq:workers": "fargate" })).toThrow(/jobq:workers/);
   });
 
   it("passes the pools of context jobq:pools to every route, as JSON string or as cdk.json value", () => {
@@ -31,6 +61,33 @@ describe("JobqStack", () => {
   it("refuses pools that core/pools.ts would refuse, naming the key", () => {
     expect(() => synthJobqStack({ "jobq:pools": "[]" })).toThrow(/jobq:pools/);
     expect(() => synthJobqStack({ "jobq:pools": "{not json" })).toThrow(/jobq:pools/);
+  });
+
+  it("takes each pool's ECS settings from jobq:pools but gives the handlers the pools without them", () => {
+    const withEcs = POOLS.map((p) => ({
+      ...p,
+      ecs: { instanceType: "g5.12xlarge", minNodes: 1, maxNodes: 5 },
+    }));
+    for (const pools of poolsOfEveryRoute(synthJobqStack({ "jobq:pools": withEcs })))
+      expect(pools).toEqual(POOLS);
+  });
+
+  it("refuses ECS settings that make no sense, naming the pool's field", () => {
+    const pool = POOLS[0];
+    const bad = [
+      { ...pool, ecs: { minNodes: 4 } },
+      { ...pool, ecs: { maxNodes: -1 } },
+      { ...pool, ecs: { instanceType: "big" } },
+      { ...pool, ecs: { spot: true } },
+      { ...pool, node: { cpu: 2, memoryMb: 4096 }, ecs: { instanceType: "g5.xlarge" } },
+    ];
+    for (const b of bad)
+      expect(() => synthJobqStack({ "jobq:pools": [b] })).toThrow(/jobq:pools.*0\.(ecs|node)/);
+    // Known instance type too small for the node: refused with the sizes.
+    expect(() => synthJobqStack({ "jobq:pools": [{ ...pool, ecs: { instanceType: "g5.xlarge" } }] })).toThrow(
+      /g5\.xlarge .*cannot hold one node/,
+    );
+    expect(() => synthJobqStack({ "jobq:natGateways": "-1" })).toThrow(/jobq:natGateways/);
   });
 
   it("retains tables and logs by default and deletes them with jobq:removalPolicy=destroy", () => {

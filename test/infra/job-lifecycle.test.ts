@@ -1,0 +1,163 @@
+import { readFileSync } from "node:fs";
+import { createRequire } from "node:module";
+import type { Template } from "aws-cdk-lib/assertions";
+import { beforeAll, describe, expect, it } from "vitest";
+import { readConfig } from "../../functions/config";
+import { DEFAULT_DEFINITION_FILE, LIFECYCLE_FUNCTION_ARN } from "../../lib/job-lifecycle";
+import type { JobqStack } from "../../lib/jobq-stack";
+import {
+  type CfnResource,
+  environmentOf,
+  grant,
+  grantsOf,
+  logicalId,
+  resolvedEnvironment,
+  resourcesOfType,
+  roleIdOf,
+  roleStatements,
+  synthJobqStack,
+  tableGrants,
+} from "./fixtures";
+
+/** asl-validator ships no types; this is the part of its API the test uses. */
+type AslValidator = (definition: unknown) => { isValid: boolean; errorsText: (separator?: string) => string };
+const aslValidator = createRequire(import.meta.url)("asl-validator") as AslValidator;
+
+let stack: JobqStack;
+let template: Template;
+let stateMachine: CfnResource;
+let functionId: string;
+
+beforeAll(() => {
+  ({ stack, template } = synthJobqStack());
+  const found = resourcesOfType(template, "AWS::StepFunctions::StateMachine")[
+    logicalId(stack, stack.lifecycle.stateMachine)
+  ];
+  if (!found) throw new Error("no lifecycle state machine");
+  stateMachine = found;
+  functionId = logicalId(stack, stack.lifecycle.function);
+});
+
+const placeholders = (definition: string): string[] =>
+  [...definition.matchAll(/\$\{([A-Za-z0-9]+)\}/g)].map((m) => m[1] ?? "");
+
+describe("the lifecycle definition", () => {
+  it("is valid ASL", () => {
+    const result = aslValidator(JSON.parse(readFileSync(DEFAULT_DEFINITION_FILE, "utf8")));
+    expect(result.errorsText("\n")).toBe("");
+    expect(result.isValid).toBe(true);
+  });
+
+  it("is the repository's file, inline, with the lifecycle function's ARN for its one placeholder", () => {
+    const definition = String(stateMachine.Properties?.DefinitionString);
+    expect(JSON.parse(definition)).toEqual(JSON.parse(readFileSync(DEFAULT_DEFINITION_FILE, "utf8")));
+    expect(new Set(placeholders(definition))).toEqual(new Set([LIFECYCLE_FUNCTION_ARN]));
+    expect(stateMachine.Properties?.DefinitionSubstitutions).toEqual({
+      [LIFECYCLE_FUNCTION_ARN]: { "Fn::GetAtt": [functionId, "Arn"] },
+    });
+  });
+
+  it("is a Standard state machine, traced, logging errors without execution data", () => {
+    const props = stateMachine.Properties ?? {};
+    expect(props.StateMachineType).toBe("STANDARD");
+    expect(props.TracingConfiguration).toEqual({ Enabled: true });
+    expect(props.LoggingConfiguration).toEqual({
+      Destinations: [
+        {
+          CloudWatchLogsLogGroup: {
+            LogGroupArn: { "Fn::GetAtt": [logicalId(stack, stack.lifecycle.logGroup), "Arn"] },
+          },
+        },
+      ],
+      IncludeExecutionData: false,
+      Level: "ERROR",
+    });
+  });
+});
+
+describe("least privilege", () => {
+  it("lets the state machine invoke only the lifecycle function and send only to the job queues", () => {
+    const roleId = logicalId(stack, stack.lifecycle.stateMachine.role);
+    const grants = [...grantsOf(roleStatements(template, roleId))];
+    const fnArn = { "Fn::GetAtt": [functionId, "Arn"] };
+
+    const lambda = grants.filter((g) => g.startsWith("lambda:"));
+    expect(new Set(lambda)).toEqual(
+      new Set([
+        grant("lambda:InvokeFunction", fnArn),
+        grant("lambda:InvokeFunction", { "Fn::Join": ["", [fnArn, ":*"]] }),
+      ]),
+    );
+    const sqs = grants.filter((g) => g.startsWith("sqs:"));
+    const queueArns = stack.queues.allQueues.map((q) => ({ "Fn::GetAtt": [logicalId(stack, q), "Arn"] }));
+    expect(new Set(sqs)).toEqual(new Set(queueArns.map((arn) => grant("sqs:SendMessage", arn))));
+    // Besides: log delivery and nothing else (no DynamoDB, no states:*, no wildcard action).
+    const other = grants.filter((g) => !g.startsWith("lambda:") && !g.startsWith("sqs:"));
+    expect(other.every((g) => g.startsWith("logs:"))).toBe(true);
+  });
+
+  it("lets the lifecycle function use the tables, answer and start executions, and publish events", () => {
+    const statements = roleStatements(template, roleIdOf(stack, stack.lifecycle.function));
+    const stateMachineArn = stack.resolve(stack.lifecycle.stateMachineArn);
+    const jobs = logicalId(stack, stack.store.jobsTable);
+    const nodes = logicalId(stack, stack.store.nodesTable);
+    const grants = grantsOf(statements);
+
+    expect(grants).toEqual(
+      new Set([
+        ...tableGrants(jobs, [
+          "dynamodb:GetItem",
+          "dynamodb:BatchGetItem",
+          "dynamodb:Query",
+          "dynamodb:PutItem",
+          "dynamodb:UpdateItem",
+          "dynamodb:ConditionCheckItem",
+        ]),
+        ...tableGrants(nodes, [
+          "dynamodb:GetItem",
+          "dynamodb:Query",
+          "dynamodb:UpdateItem",
+          "dynamodb:ConditionCheckItem",
+        ]),
+        grant("states:StartExecution", stateMachineArn),
+        grant("states:SendTaskSuccess", stateMachineArn),
+        grant("states:SendTaskFailure", stateMachineArn),
+        grant("events:PutEvents", { "Fn::GetAtt": [logicalId(stack, stack.eventBus), "Arn"] }),
+      ]),
+    );
+  });
+
+  it("names the state machine's ARN in the function without referencing it (no cycle)", () => {
+    const variables = environmentOf(template, functionId);
+    expect(JSON.stringify(variables)).not.toContain(logicalId(stack, stack.lifecycle.stateMachine));
+    const config = readConfig(resolvedEnvironment(variables));
+    expect(config.stateMachineArn).toBe(
+      `arn:<Ref:AWS::Partition>:states:<Ref:AWS::Region>:<Ref:AWS::AccountId>:stateMachine:${stateMachine.Properties?.StateMachineName}`,
+    );
+  });
+});
+
+describe("alarms", () => {
+  const alarmOn = (metricName: string, dimension: string, id: string) =>
+    Object.values(resourcesOfType(template, "AWS::CloudWatch::Alarm")).find(
+      (a) =>
+        a.Properties?.MetricName === metricName &&
+        JSON.stringify(a.Properties?.Dimensions).includes(`"${dimension}"`) &&
+        JSON.stringify(a.Properties?.Dimensions).includes(`"${id}"`),
+    );
+
+  it("fire on a failed execution and on a lifecycle function error", () => {
+    const failed = alarmOn(
+      "ExecutionsFailed",
+      "StateMachineArn",
+      logicalId(stack, stack.lifecycle.stateMachine),
+    );
+    expect(failed?.Properties).toMatchObject({
+      Namespace: "AWS/States",
+      Threshold: 1,
+      ComparisonOperator: "GreaterThanOrEqualToThreshold",
+    });
+    const errors = alarmOn("Errors", "FunctionName", functionId);
+    expect(errors?.Properties).toMatchObject({ Namespace: "AWS/Lambda", Threshold: 1 });
+  });
+});

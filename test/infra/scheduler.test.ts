@@ -1,0 +1,150 @@
+import type { Template } from "aws-cdk-lib/assertions";
+import { beforeAll, describe, expect, it } from "vitest";
+import { EVENT_SOURCE, JOB_STATE_CHANGE } from "../../app/events";
+import { readConfig } from "../../functions/config";
+import type { JobqStack } from "../../lib/jobq-stack";
+import { WAKE_STATUSES } from "../../lib/scheduler";
+import {
+  type CfnResource,
+  environmentOf,
+  grant,
+  grantsOf,
+  logicalId,
+  resolvedEnvironment,
+  resourcesOfType,
+  roleIdOf,
+  roleStatements,
+  synthJobqStack,
+  tableGrants,
+} from "./fixtures";
+
+let stack: JobqStack;
+let template: Template;
+let schedulerId: string;
+let reconcilerId: string;
+
+beforeAll(() => {
+  ({ stack, template } = synthJobqStack());
+  schedulerId = logicalId(stack, stack.scheduler.schedulerFunction);
+  reconcilerId = logicalId(stack, stack.scheduler.reconcilerFunction);
+});
+
+/** Rules with a target that invokes the function. */
+function rulesTargeting(functionId: string): CfnResource[] {
+  return Object.values(resourcesOfType(template, "AWS::Events::Rule")).filter((rule) =>
+    ((rule.Properties?.Targets ?? []) as { Arn: unknown }[]).some(
+      (t) => JSON.stringify(t.Arn) === JSON.stringify({ "Fn::GetAtt": [functionId, "Arn"] }),
+    ),
+  );
+}
+
+/** EventBridge may invoke the function (the rule's resource policy on the function). */
+function invokableBy(functionId: string, ruleId: string): boolean {
+  return Object.values(resourcesOfType(template, "AWS::Lambda::Permission")).some(
+    (p) =>
+      p.Properties?.Principal === "events.amazonaws.com" &&
+      JSON.stringify(p.Properties?.FunctionName) === JSON.stringify({ "Fn::GetAtt": [functionId, "Arn"] }) &&
+      JSON.stringify(p.Properties?.SourceArn) === JSON.stringify({ "Fn::GetAtt": [ruleId, "Arn"] }),
+  );
+}
+
+describe("scheduler", () => {
+  it("runs every minute", () => {
+    const rules = rulesTargeting(schedulerId);
+    const sweep = rules.find((r) => r.Properties?.ScheduleExpression === "rate(1 minute)");
+    expect(sweep?.Properties?.State).toBe("ENABLED");
+    expect(invokableBy(schedulerId, logicalId(stack, stack.scheduler.sweepRule))).toBe(true);
+  });
+
+  it('wakes on "Job State Change" events on the jobq bus that add work or free capacity', () => {
+    const rule = rulesTargeting(schedulerId).find((r) => r.Properties?.EventPattern !== undefined);
+    expect(rule?.Properties?.EventBusName).toEqual({ Ref: logicalId(stack, stack.eventBus) });
+    expect(rule?.Properties?.EventPattern).toEqual({
+      source: [EVENT_SOURCE],
+      "detail-type": [JOB_STATE_CHANGE],
+      detail: { status: ["queued", "completed", "failed", "retrying", "cancelled", "paused", "escalated"] },
+    });
+    expect(WAKE_STATUSES).not.toContain("running");
+    expect(invokableBy(schedulerId, logicalId(stack, stack.scheduler.stateChangeRule))).toBe(true);
+  });
+
+  it("has no reserved concurrency (pool leases serialize passes)", () => {
+    const fn = resourcesOfType(template, "AWS::Lambda::Function")[schedulerId];
+    expect(fn?.Properties?.ReservedConcurrentExecutions).toBeUndefined();
+  });
+
+  it("may admit (tables), release an admission token and publish events, nothing more", () => {
+    const grants = grantsOf(roleStatements(template, roleIdOf(stack, stack.scheduler.schedulerFunction)));
+    expect(grants).toEqual(
+      new Set([
+        ...tableGrants(logicalId(stack, stack.store.jobsTable), [
+          "dynamodb:Query",
+          "dynamodb:GetItem",
+          "dynamodb:BatchGetItem",
+          "dynamodb:UpdateItem",
+          "dynamodb:PutItem",
+          "dynamodb:ConditionCheckItem",
+        ]),
+        ...tableGrants(logicalId(stack, stack.store.nodesTable), [
+          "dynamodb:GetItem",
+          "dynamodb:Query",
+          "dynamodb:PutItem",
+          "dynamodb:UpdateItem",
+          "dynamodb:DeleteItem",
+          "dynamodb:ConditionCheckItem",
+        ]),
+        grant("states:SendTaskSuccess", stack.resolve(stack.lifecycle.stateMachineArn)),
+        grant("events:PutEvents", { "Fn::GetAtt": [logicalId(stack, stack.eventBus), "Arn"] }),
+      ]),
+    );
+  });
+
+  it("is told the event bus, the state machine, the queues and the nodes table", () => {
+    const config = readConfig(resolvedEnvironment(environmentOf(template, schedulerId)));
+    expect(config.eventBus).toBe(`<Ref:${logicalId(stack, stack.eventBus)}>`);
+    expect(config.nodesTable).toBe(`<Ref:${logicalId(stack, stack.store.nodesTable)}>`);
+    expect(config.stateMachineArn).toMatch(/:stateMachine:Jobq-job-lifecycle$/);
+    expect(Object.keys(config.queues).sort()).toEqual(["cpu", "gpu"]);
+  });
+});
+
+describe("reconciler", () => {
+  it("runs every 5 minutes", () => {
+    const rules = rulesTargeting(reconcilerId);
+    expect(rules.map((r) => r.Properties?.ScheduleExpression)).toEqual(["rate(5 minutes)"]);
+    expect(invokableBy(reconcilerId, logicalId(stack, stack.scheduler.reconcileRule))).toBe(true);
+  });
+
+  it("may describe and start executions and release tokens on the lifecycle state machine only", () => {
+    const grants = [
+      ...grantsOf(roleStatements(template, roleIdOf(stack, stack.scheduler.reconcilerFunction))),
+    ];
+    const states = grants.filter((g) => g.startsWith("states:"));
+    expect(new Set(states)).toEqual(
+      new Set([
+        grant("states:StartExecution", stack.resolve(stack.lifecycle.stateMachineArn)),
+        grant("states:SendTaskSuccess", stack.resolve(stack.lifecycle.stateMachineArn)),
+        grant("states:DescribeExecution", stack.resolve(stack.lifecycle.executionArns)),
+      ]),
+    );
+    const tables = [logicalId(stack, stack.store.jobsTable), logicalId(stack, stack.store.nodesTable)];
+    const dynamo = grants.filter((g) => g.startsWith("dynamodb:"));
+    expect(dynamo.length).toBeGreaterThan(0);
+    expect(dynamo.every((g) => tables.some((t) => g.includes(`"${t}"`)))).toBe(true);
+    expect(grants.some((g) => g.includes(logicalId(stack, stack.store.tokensTable)))).toBe(false);
+  });
+});
+
+describe("alarms", () => {
+  it("fire when the scheduler or the reconciler throws", () => {
+    const alarms = Object.values(resourcesOfType(template, "AWS::CloudWatch::Alarm"));
+    for (const id of [schedulerId, reconcilerId]) {
+      const alarm = alarms.find(
+        (a) =>
+          a.Properties?.MetricName === "Errors" &&
+          JSON.stringify(a.Properties?.Dimensions).includes(`"${id}"`),
+      );
+      expect(alarm?.Properties).toMatchObject({ Namespace: "AWS/Lambda", Threshold: 1 });
+    }
+  });
+});
