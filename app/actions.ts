@@ -49,18 +49,13 @@ export async function cancelJob(ctx: ActionContext, principal: Principal, id: st
     () => loadVisibleJob(ctx.repo, principal, id),
     async ({ item, result }) => {
       if (!canTransition(item.status, "cancelled")) refuse(item, "cancelled", "cancelled");
-      const now = ctx.clock().toISOString();
-      const next = await ctx.repo.changeStatus(
-        item,
-        {
-          to: "cancelled",
-          reason: `cancelled by ${principal.id}`,
-          triggeredBy: principal.id,
-          set: { finishedAt: now },
-        },
-        now,
-      );
-      return fromJobItem(next, result);
+      const change: StatusChange = {
+        to: "cancelled",
+        reason: `cancelled by ${principal.id}`,
+        triggeredBy: principal.id,
+        set: { finishedAt: ctx.clock().toISOString() },
+      };
+      return fromJobItem(await stopWith(ctx, item, change, "cancelled"), result);
     },
   );
   await cascadeCancel(ctx, id, "was cancelled");
@@ -102,13 +97,14 @@ async function cancelDependent(ctx: ActionContext, id: string, reason: string): 
     // Staged jobs (a batch still being written) are cancelled too: the batch commits them as they are.
     const item = (await ctx.repo.getJobItems([id])).get(id);
     if (!item || isTerminal(item.status)) return false;
-    const now = ctx.clock().toISOString();
     try {
-      await ctx.repo.changeStatus(
-        item,
-        { to: "cancelled", reason, triggeredBy: null, set: { finishedAt: now } },
-        now,
-      );
+      const change: StatusChange = {
+        to: "cancelled",
+        reason,
+        triggeredBy: null,
+        set: { finishedAt: ctx.clock().toISOString() },
+      };
+      await stopWith(ctx, item, change, "cancelled");
       return true;
     } catch (error) {
       if (error instanceof ConcurrentUpdateError && round < MAX_ROUNDS) continue;

@@ -3,7 +3,7 @@ import { z } from "zod";
 import { ForbiddenError, ValidationError } from "../core/errors";
 import type { Attempt, Job, ListJobsQuery, LogLevel, LogLine, Transition } from "../core/job";
 import type { Principal } from "../core/principal";
-import { decodeCursor, encodeCursor, type StartKey, startKeySchema } from "../store/cursor";
+import { decodeCursor, encodeCursor } from "../store/cursor";
 import { fromJobItem } from "../store/job-items";
 import type { JobRepository } from "../store/job-repository";
 import {
