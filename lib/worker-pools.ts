@@ -1,3 +1,5 @@
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { ArnFormat, Duration, IgnoreMode, RemovalPolicy, Stack } from "aws-cdk-lib";
 import * as appscaling from "aws-cdk-lib/aws-applicationautoscaling";
@@ -29,8 +31,8 @@ export const DEFAULT_WORKER_IMAGE: WorkerImageSource = {
 };
 
 /**
- * Left out of the build context and of the asset hash: nothing the image needs, and each of them
- * changes often enough that it would make every synth a new image.
+ * Always left out of the build context and of the asset hash: nothing the image needs, and each
+ * changes often enough to make every synth a new image.
  */
 export const WORKER_IMAGE_EXCLUDE: readonly string[] = [
   "node_modules",
@@ -40,6 +42,24 @@ export const WORKER_IMAGE_EXCLUDE: readonly string[] = [
   "test",
   ".scratch",
 ];
+
+/**
+ * What the asset leaves out of the context: the Dockerfile's own ignore file
+ * (`<Dockerfile>.dockerignore`, which BuildKit reads instead of the context's `.dockerignore`)
+ * followed by WORKER_IMAGE_EXCLUDE. CDK reads only the context's `.dockerignore`, so without this
+ * the asset hash would cover the whole repository: a change to docs/ or lib/ would make a new
+ * image, and ECS would replace every worker (draining running attempts) for nothing.
+ */
+export function workerImageExclude(source: WorkerImageSource): string[] {
+  const ignoreFile = join(source.directory, `${source.file}.dockerignore`);
+  const own = existsSync(ignoreFile)
+    ? readFileSync(ignoreFile, "utf8")
+        .split(/\r?\n/)
+        .map((line) => line.trim())
+        .filter((line) => line !== "" && !line.startsWith("#"))
+    : [];
+  return [...own, ...WORKER_IMAGE_EXCLUDE];
+}
 
 /**
  * Jobs waiting for capacity in a pool, as the scheduler publishes it (CloudWatch embedded metric
@@ -149,7 +169,7 @@ export class WorkerPools extends Construct {
     this.image = new ecrAssets.DockerImageAsset(this, "WorkerImage", {
       directory: source.directory,
       file: source.file,
-      exclude: [...WORKER_IMAGE_EXCLUDE],
+      exclude: workerImageExclude(source),
       ignoreMode: IgnoreMode.DOCKER,
       // The GPU instances are x86_64, and one image serves every pool; built on an arm64 laptop
       // it would otherwise not start there.

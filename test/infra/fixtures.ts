@@ -49,8 +49,11 @@ export function stubWorkerImage(): WorkerImageSource {
   const directory = join(process.cwd(), "node_modules", ".cache", "jobq-infra-worker");
   const files: Record<string, string> = {
     "worker/Dockerfile": "FROM scratch\nCOPY . /app\n",
+    "worker/Dockerfile.dockerignore": "# only what the build copies\n**\n!worker/**\n!package.json\n",
     "worker/main.ts": "export {};\n",
-    // What WORKER_IMAGE_EXCLUDE must keep out of the staged context.
+    "package.json": "{}\n",
+    "docs/deploy.md": "not in the image\n",
+    // What the Dockerfile's ignore file and WORKER_IMAGE_EXCLUDE must keep out of the context.
     "node_modules/dependency/index.js": "module.exports = {};\n",
     "test/worker.test.ts": "export {};\n",
     "cdk.out/manifest.json": "{}\n",

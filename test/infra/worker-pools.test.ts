@@ -289,7 +289,7 @@ describe("scaling on the backlog", () => {
 });
 
 describe("the worker image", () => {
-  it("is built from worker/Dockerfile for linux/amd64 at deploy; synth only stages its context", () => {
+  it("is built from worker/Dockerfile for linux/amd64 at deploy; synth only stages what it copies", () => {
     const app = Stage.of(stack);
     if (!app) throw new Error("no app");
     const assembly = app.synth();
@@ -305,7 +305,9 @@ describe("the worker image", () => {
     const staged = join(assembly.directory, image?.source.directory ?? "");
     expect(existsSync(join(staged, "worker", "Dockerfile"))).toBe(true);
     expect(existsSync(join(staged, "worker", "main.ts"))).toBe(true);
-    for (const excluded of ["node_modules", "test", "cdk.out"]) {
+    expect(existsSync(join(staged, "package.json"))).toBe(true);
+    // Left out by worker/Dockerfile.dockerignore, and always.
+    for (const excluded of ["docs", "node_modules", "test", "cdk.out"]) {
       expect(existsSync(join(staged, excluded))).toBe(false);
     }
   });
