@@ -62,7 +62,7 @@ interface ContainerDefinition {
 }
 
 function containerOf(name: string): ContainerDefinition {
-  const [container] = taskOf(name).Properties?.ContainerDefinitions as ContainerDefinition[];
+  const [container] = (taskOf(name).Properties?.ContainerDefinitions ?? []) as ContainerDefinition[];
   if (!container) throw new Error(`no container in ${name}`);
   return container;
 }
@@ -248,10 +248,10 @@ describe("scaling on the backlog", () => {
       const adjustments = policies.flatMap(
         ([, p]) =>
           (
-            p.Properties?.StepScalingPolicyConfiguration as {
-              StepAdjustments: { ScalingAdjustment: number }[];
-            }
-          ).StepAdjustments,
+            p.Properties?.StepScalingPolicyConfiguration as
+              | { StepAdjustments: { ScalingAdjustment: number }[] }
+              | undefined
+          )?.StepAdjustments ?? [],
       );
       expect(adjustments.some((a) => a.ScalingAdjustment > 0)).toBe(true);
       expect(adjustments.some((a) => a.ScalingAdjustment < 0)).toBe(true);
