@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { Stage } from "aws-cdk-lib";
+import { Annotations, Match } from "aws-cdk-lib/assertions";
 import { describe, expect, it } from "vitest";
 import type { PoolConfig } from "../../core/pools";
 import { environmentOf, logicalId, resourcesOfType, synthJobqStack } from "./fixtures";
@@ -70,6 +71,14 @@ describe("JobqStack", () => {
     }));
     for (const pools of poolsOfEveryRoute(synthJobqStack({ "jobq:pools": withEcs })))
       expect(pools).toEqual(POOLS);
+  });
+
+  it("warns when the pools' queue URLs may not fit in Lambda's 4 KB environment", () => {
+    const many = Array.from({ length: 6 }, (_, i) => ({ name: `p${i}`, node: { cpu: 1, memoryMb: 2048 } }));
+    const { stack } = synthJobqStack({ "jobq:pools": many, "jobq:workers": "none" });
+    Annotations.fromStack(stack).hasWarning("*", Match.stringLikeRegexp("30 queue URLs.*4 KB"));
+    const few = synthJobqStack({ "jobq:workers": "none" });
+    Annotations.fromStack(few.stack).hasNoWarning("*", Match.stringLikeRegexp("queue URLs"));
   });
 
   it("refuses ECS settings that make no sense, naming the pool's field", () => {
