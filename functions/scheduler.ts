@@ -1,7 +1,25 @@
 import { injectLambdaContext } from "@aws-lambda-powertools/logger/middleware";
+import { Metrics, MetricUnit } from "@aws-lambda-powertools/metrics";
+import { logMetrics } from "@aws-lambda-powertools/metrics/middleware";
 import middy from "@middy/core";
 import { logger } from "../app/logger";
 import { type PoolPassSummary, poolsToSchedule, runScheduler, schedulerContext } from "../app/scheduler";
+
+/**
+ * Per pool, what the worker pools scale on (lib/worker-pools.ts QUEUED_JOBS_METRIC): jobs are
+ * sent to a queue only once a node has room, so queue depth alone could never start a pool
+ * that is at zero nodes. Jobs a pass found waiting for capacity are that signal.
+ */
+const metrics = new Metrics({ namespace: "jobq", serviceName: "jobq" });
+
+function recordPoolMetrics(summary: PoolPassSummary): void {
+  if (summary.outcome !== "ran") return;
+  const pool = metrics.singleMetric();
+  pool.addDimension("pool", summary.pool);
+  const waitingForCapacity = summary.waiting.filter((w) => w.kind === "capacity" || w.kind === "held").length;
+  pool.addMetric("QueuedJobs", MetricUnit.Count, waitingForCapacity);
+  pool.addMetric("AdmittedJobs", MetricUnit.Count, summary.admitted.length);
+}
 
 /**
  * The scheduler Lambda. EventBridge invokes it every minute (a Scheduled Event: every pool) and
@@ -10,9 +28,11 @@ import { type PoolPassSummary, poolsToSchedule, runScheduler, schedulerContext }
  */
 export const handler = middy<unknown, { pools: PoolPassSummary[] }>()
   .use(injectLambdaContext(logger, { resetKeys: true }))
+  .use(logMetrics(metrics))
   .handler(async (event) => {
     const ctx = schedulerContext();
     const summaries = await runScheduler(ctx, poolsToSchedule(event, ctx.pools));
+    for (const summary of summaries) recordPoolMetrics(summary);
     // The waiting list can be long: the invocation answers with its head.
     return { pools: summaries.map((s) => ({ ...s, waiting: s.waiting.slice(0, 20) })) };
   });
