@@ -29,13 +29,16 @@ async function main(): Promise<void> {
 }
 
 function stopOnSignals(stack: LocalStack): void {
-  let stopping = false;
+  let stoppingSince: number | undefined;
   const onSignal = (signal: NodeJS.Signals) => {
-    if (stopping) {
+    if (stoppingSince !== undefined) {
+      // Under `npm start` one Ctrl-C can arrive twice: from the terminal to the whole process
+      // group, and relayed by tsx's wrapper when it does not see this process take it in time.
+      if (Date.now() - stoppingSince < 1_000) return;
       process.stderr.write(`${signal} again: exiting without waiting\n`);
       process.exit(1);
     }
-    stopping = true;
+    stoppingSince = Date.now();
     process.stdout.write(`\n${signal}: stopping the API, the workers, the emulators and DynamoDB Local…\n`);
     stack.stop().then(
       () => process.exit(0),
@@ -47,6 +50,8 @@ function stopOnSignals(stack: LocalStack): void {
   };
   process.on("SIGINT", onSignal);
   process.on("SIGTERM", onSignal);
+  // A closed terminal: the workers, in their own process groups, would not hear of it.
+  process.on("SIGHUP", onSignal);
 }
 
 function banner(stack: LocalStack, config: LocalConfig, dataDir: string): string {

@@ -11,7 +11,8 @@ import type { PoolConfig } from "../core/pools";
  * (worker/config.ts); its output is prefixed `[worker cpu-1]`. A worker that dies unexpectedly is
  * restarted with backoff (it registers a fresh node id; the reconciler and the node-lost sweep
  * recover what the dead one held). stop() sends SIGTERM — the worker drains — and SIGKILL after
- * a grace.
+ * a grace; a worker whose stack died without stopping it drains and exits by itself
+ * (worker-guard.ts).
  */
 
 export interface LocalWorkerNode {
@@ -48,6 +49,7 @@ export interface LocalWorkers {
 }
 
 const DEFAULT_ENTRY = fileURLToPath(new URL("../worker/main.ts", import.meta.url));
+const GUARD = new URL("./worker-guard.ts", import.meta.url).href;
 const REPO_ROOT = fileURLToPath(new URL("..", import.meta.url));
 /** A worker up this long has recovered: its next crash restarts after the initial delay again. */
 const HEALTHY_AFTER_MS = 60_000;
@@ -151,10 +153,14 @@ class WorkerSupervisor {
   start(): void {
     if (this.stopping) return;
     const startedAt = Date.now();
-    const child = spawn(process.execPath, ["--import", tsxLoader(), this.settings.entry], {
+    // Its own process group (detached): a terminal's Ctrl-C reaches only the stack, which then
+    // sends the one SIGTERM that drains the worker (a second signal would make it exit at once).
+    // The IPC channel is how worker-guard.ts notices the stack's death.
+    const child = spawn(process.execPath, ["--import", tsxLoader(), "--import", GUARD, this.settings.entry], {
       cwd: REPO_ROOT,
       env: this.settings.env,
-      stdio: ["ignore", "pipe", "pipe"],
+      detached: true,
+      stdio: ["ignore", "pipe", "pipe", "ipc"],
     });
     this.child = child;
     for (const stream of ["stdout", "stderr"] as const) {

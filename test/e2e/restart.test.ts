@@ -1,4 +1,4 @@
-import { afterAll, describe, expect, inject, it, vi } from "vitest";
+import { afterAll, describe, expect, inject, it, onTestFailed, vi } from "vitest";
 import type { JobStatus } from "../../core/job";
 import { type LocalStack, startLocalStack } from "../../local/stack";
 import { request } from "../support/api";
@@ -23,6 +23,8 @@ interface Job {
 }
 
 const stacks: LocalStack[] = [];
+/** The workers' output of both stacks, shown when the test fails. */
+const workerLines: string[] = [];
 
 afterAll(async () => {
   for (const stack of stacks) await stack.stop();
@@ -40,7 +42,10 @@ async function start(): Promise<LocalStack> {
     pools: [{ name: "cpu", labels: {}, nodes: 1, node: { cpu: 1, memoryMb: 1024, gpu: 0 } }],
     workerShutdownGraceSeconds: 1,
     workerPollWaitSeconds: 2,
-    workerOutput: () => undefined,
+    workerOutput: (line) => {
+      workerLines.push(line);
+      if (workerLines.length > 400) workerLines.shift();
+    },
   });
   stacks.push(stack);
   return stack;
@@ -68,6 +73,23 @@ async function until(stack: LocalStack, ids: readonly string[], done: (job: Job)
 
 describe("restarting the local stack", () => {
   it("finishes every job that had not ended when it stopped", async () => {
+    const ids: string[] = [];
+    onTestFailed(async () => {
+      const stack = stacks.at(-1);
+      const history = stack
+        ? await Promise.all(
+            ids.map(async (id) => {
+              const transitions = await request(stack.url, "GET", `/jobs/${id}/transitions`, {
+                token: TOKEN,
+              });
+              return `${id}: ${JSON.stringify(transitions.json)}`;
+            }),
+          )
+        : [];
+      console.error(
+        `--- transitions ---\n${history.join("\n")}\n--- last worker output ---\n${workerLines.slice(-120).join("\n")}`,
+      );
+    });
     // Prepare: a long job running, one waiting for its capacity, one waiting on it
     const first = await start();
     const submit = async (body: Record<string, unknown>) => {
@@ -75,9 +97,17 @@ describe("restarting the local stack", () => {
       expect(response.status).toBe(201);
       return response.json;
     };
-    const running = await submit({ type: "sleep", payload: { seconds: 30 }, resources: { cpu: 1 } });
+    // No backoff: a job restarted in the middle of its backoff waits for the reconciler's next
+    // periodic run (a minute or two locally), which is a question of latency, not of loss.
+    const running = await submit({
+      type: "sleep",
+      payload: { seconds: 20 },
+      resources: { cpu: 1 },
+      retry: { initialDelaySeconds: 0 },
+    });
     const waiting = await submit({ type: "echo", payload: { n: 2 }, resources: { cpu: 1 } });
     const dependent = await submit({ type: "echo", payload: { n: 3 }, dependsOn: [running.id] });
+    ids.push(running.id, waiting.id, dependent.id);
     await until(first, [running.id], (job) => job.status === "running");
 
     // Act: stop in the middle of the attempt, start again on the same data

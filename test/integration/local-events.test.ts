@@ -2,11 +2,13 @@ import { EventBridgeClient, PutEventsCommand } from "@aws-sdk/client-eventbridge
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { EventBridgePublisher, type JobStateChange } from "../../app/events";
 import type { JobStatus } from "../../core/job";
+import { WAKE_STATUSES } from "../../lib/scheduler";
 import {
   type EventBridgeEvent,
   type LocalEventBridge,
   matchesPattern,
   SCHEDULER_EVENT_PATTERN,
+  SCHEDULER_WAKE_STATUSES,
   startLocalEventBridge,
 } from "../../local/eventbridge";
 
@@ -172,6 +174,10 @@ describe("schedules", () => {
 });
 
 describe("patterns", () => {
+  it("wakes the scheduler on the statuses of the Scheduler construct's rule in AWS", () => {
+    expect([...SCHEDULER_WAKE_STATUSES].sort()).toEqual([...WAKE_STATUSES].sort());
+  });
+
   it("matches listed values, nested fields and array fields", () => {
     const event = {
       source: "jobq",
