@@ -534,6 +534,60 @@ describe("the job lifecycle definition", () => {
   });
 });
 
+describe("releasing", () => {
+  const timers = () => process.getActiveResourcesInfo().filter((resource) => resource === "Timeout").length;
+
+  it("leaves no timer behind when an execution waiting on a token is stopped", async () => {
+    // Prepare: a Dispatch task with a heartbeat and a timeout pending
+    const before = timers();
+    const jobId = `job-release-${Date.now()}`;
+    const arn = await start("dispatch", { jobId, queueUrl, timeoutSeconds: 600, heartbeatSeconds: 300 });
+    await dispatchMessage(jobId);
+    expect(timers()).toBeGreaterThan(before);
+
+    // Act
+    await sfn.send(new StopExecutionCommand({ executionArn: arn }));
+    await sleep(50);
+
+    // Assess
+    expect(timers()).toBeLessThanOrEqual(before);
+  });
+
+  it("aborts every execution when the endpoint stops: no timer is left", async () => {
+    // Prepare: a second endpoint with one execution in a long Wait and one on a token
+    const before = timers();
+    const endpoint = await startLocalStepFunctions({
+      stateMachines: [
+        { name: "token", definition: MACHINES.token ?? {} },
+        {
+          name: "wait",
+          definition: { StartAt: "W", States: { W: { Type: "Wait", Seconds: 3600, End: true } } },
+        },
+      ],
+      resolveFunction: () => fixtureHandler,
+      log: false,
+    });
+    const client = new SFNClient({ endpoint: endpoint.endpoint, region: "us-east-1", credentials });
+    const started = await Promise.all(
+      ["token", "wait"].map((machine) =>
+        client.send(
+          new StartExecutionCommand({ stateMachineArn: endpoint.stateMachineArn(machine), input: "{}" }),
+        ),
+      ),
+    );
+    const tokenArn = started[0]?.executionArn ?? "";
+    await callsOf(tokenArn, 1);
+    client.destroy();
+
+    // Act
+    await endpoint.stop();
+    await sleep(50);
+
+    // Assess
+    expect(timers()).toBeLessThanOrEqual(before);
+  });
+});
+
 describe("definitions", () => {
   /** `${name}`, written so that no linter mistakes it for a template. */
   const placeholder = (name: string) => "$".concat("{", name, "}");
