@@ -2,6 +2,7 @@ import { resolve } from "node:path";
 import { type LocalConfig, LocalConfigError, readLocalConfig } from "./config";
 import { DynamoLocalStartError } from "./dynamo";
 import { type LocalStack, startLocalStack } from "./stack";
+import { LocalStepFunctionsError } from "./stepfunctions";
 import { TableSchemaMismatchError } from "./tables";
 
 /**
@@ -111,6 +112,7 @@ main().catch((error: unknown) => {
   if (
     error instanceof LocalConfigError ||
     error instanceof DynamoLocalStartError ||
+    error instanceof LocalStepFunctionsError ||
     error instanceof TableSchemaMismatchError
   ) {
     process.stderr.write(`jobq: ${error.message}\n`);
