@@ -1,6 +1,5 @@
 import { injectLambdaContext } from "@aws-lambda-powertools/logger/middleware";
 import { Metrics, MetricUnit } from "@aws-lambda-powertools/metrics";
-import { logMetrics } from "@aws-lambda-powertools/metrics/middleware";
 import middy from "@middy/core";
 import { logger } from "../app/logger";
 import { type PoolPassSummary, poolsToSchedule, runScheduler, schedulerContext } from "../app/scheduler";
@@ -14,11 +13,16 @@ const metrics = new Metrics({ namespace: "jobq", serviceName: "jobq" });
 
 function recordPoolMetrics(summary: PoolPassSummary): void {
   if (summary.outcome !== "ran") return;
-  const pool = metrics.singleMetric();
-  pool.addDimension("pool", summary.pool);
   const waitingForCapacity = summary.waiting.filter((w) => w.kind === "capacity" || w.kind === "held").length;
-  pool.addMetric("QueuedJobs", MetricUnit.Count, waitingForCapacity);
-  pool.addMetric("AdmittedJobs", MetricUnit.Count, summary.admitted.length);
+  // A single metric is flushed by its addMetric, dimensions and all: one per figure.
+  for (const [name, value] of [
+    ["QueuedJobs", waitingForCapacity],
+    ["AdmittedJobs", summary.admitted.length],
+  ] as const) {
+    const metric = metrics.singleMetric();
+    metric.addDimension("pool", summary.pool);
+    metric.addMetric(name, MetricUnit.Count, value);
+  }
 }
 
 /**
@@ -28,7 +32,6 @@ function recordPoolMetrics(summary: PoolPassSummary): void {
  */
 export const handler = middy<unknown, { pools: PoolPassSummary[] }>()
   .use(injectLambdaContext(logger, { resetKeys: true }))
-  .use(logMetrics(metrics))
   .handler(async (event) => {
     const ctx = schedulerContext();
     const summaries = await runScheduler(ctx, poolsToSchedule(event, ctx.pools));
