@@ -151,8 +151,11 @@ export class JobRepository {
   statusChangeItems(
     current: JobItem,
     change: StatusChange,
-    now: string,
+    requestedAt: string,
   ): { items: TransactItem[]; next: JobItem } {
+    // A caller's clock may have been read before the job's last change (a scheduler pass reads
+    // the time once): a job's history never runs backwards.
+    const now = requestedAt < current.updatedAt ? current.updatedAt : requestedAt;
     const version = current.version + 1;
     const staged = current.staged === true;
     const next = {
