@@ -105,9 +105,11 @@ function reportFailures(label: string, result: RunResult): void {
 }
 
 async function main(): Promise<void> {
+  // The API alone: this measures submission, not running (that is `npm run bench`).
   const stack = await startLocalStack({
     port: 0,
     host: "127.0.0.1",
+    execution: false,
     tokens: new Map([[TOKEN, { principal: "bench", role: "user" }]]),
   });
   try {

@@ -264,6 +264,12 @@ export function handlerEnvironment(input: HandlerEnvironmentInput): Record<strin
     AWS_SECRET_ACCESS_KEY: "local",
     AWS_SESSION_TOKEN: undefined,
     AWS_EC2_METADATA_DISABLED: "true",
+    // Metrics are CloudWatch embedded-metric JSON on stdout: in AWS, CloudWatch reads them;
+    // here nothing does, and a sweep every few seconds would bury the useful lines.
+    POWERTOOLS_METRICS_DISABLED: "true",
+    // Every worker process would print the SDK's notice that its releases after January 2027
+    // need Node 22; the README says so once instead.
+    AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: "true",
   };
 }
 
