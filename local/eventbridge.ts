@@ -69,6 +69,8 @@ export interface LocalEventBridge {
   fire(scheduleName: string): Promise<void>;
   /** Resolves once no delivery runs or waits. */
   idle(): Promise<void>;
+  /** PutEvents calls and the entries they carried since start, from every process. */
+  meter(): { readonly putEventsCalls: number; readonly entries: number };
   /** Stops the timers, closes the endpoint and waits briefly for running deliveries. Idempotent. */
   stop(): Promise<void>;
 }
@@ -137,6 +139,8 @@ export async function startLocalEventBridge(
   const buses = new Set(["default", ...rules.map((rule) => rule.eventBus ?? "default")]);
   const deliveries = new DeliveryQueue(options.maxConcurrency ?? 4);
   let stopped = false;
+  let putEventsCalls = 0;
+  let putEventsEntries = 0;
 
   const deliver = async (name: string, target: EventTarget, event: EventBridgeEvent): Promise<void> => {
     try {
@@ -154,6 +158,9 @@ export async function startLocalEventBridge(
     if (entries.length === 0 || entries.length > MAX_ENTRIES) {
       throw new EventsApiError("ValidationException", `Entries must hold 1 to ${MAX_ENTRIES} entries`);
     }
+    // EventBridge bills per entry (64 KB chunk): counted for the benchmark.
+    putEventsCalls += 1;
+    putEventsEntries += entries.length;
     let failed = 0;
     const results = entries.map((entry) => {
       const outcome = acceptEntry(entry, buses, region);
@@ -221,6 +228,7 @@ export async function startLocalEventBridge(
       await schedule.target(scheduledEvent(schedule.name, region));
     },
     idle: () => deliveries.idle(),
+    meter: () => ({ putEventsCalls, entries: putEventsEntries }),
     stop: () => {
       stopping ??= (async () => {
         stopped = true;

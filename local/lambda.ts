@@ -53,6 +53,9 @@ export function lambdaContext(functionName: string, region: string, timeoutMs = 
   };
 }
 
+/** Invocations of each function in this process and their run time: Lambda bills both. */
+export const lambdaMeter = new Map<string, { invocations: number; durationMs: number }>();
+
 /** Calls the handler with a JSON copy of the event and returns a JSON copy of its result. */
 export async function invokeHandler(
   handler: LambdaHandler,
@@ -60,8 +63,16 @@ export async function invokeHandler(
   event: unknown,
   region: string,
 ): Promise<unknown> {
-  const result = await handler(jsonCopy(event), lambdaContext(functionName, region));
-  return result === undefined ? null : jsonCopy(result);
+  const started = performance.now();
+  try {
+    const result = await handler(jsonCopy(event), lambdaContext(functionName, region));
+    return result === undefined ? null : jsonCopy(result);
+  } finally {
+    const entry = lambdaMeter.get(functionName) ?? { invocations: 0, durationMs: 0 };
+    entry.invocations += 1;
+    entry.durationMs += performance.now() - started;
+    lambdaMeter.set(functionName, entry);
+  }
 }
 
 function jsonCopy(value: unknown): unknown {

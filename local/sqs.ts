@@ -38,6 +38,8 @@ export interface LocalSqs {
   readonly queues: QueueUrls;
   /** The dead-letter queue of each pool and tier, same shape. */
   readonly deadLetterQueues: QueueUrls;
+  /** Requests answered since start, by action (`SendMessage`, `ReceiveMessage`, …), from every process. */
+  requests(): Readonly<Record<string, number>>;
   /** Closes the server; every message is lost (fauxqs keeps nothing). Idempotent. */
   stop(): Promise<void>;
 }
@@ -53,6 +55,13 @@ export async function startLocalSqs(options: LocalSqsOptions): Promise<LocalSqs>
   const region = options.region ?? "us-east-1";
   const prefix = options.queuePrefix ?? "jobq-";
   const app = buildApp({ logger: false, defaultRegion: region });
+  // SQS bills per request: counted here, so the workers' requests (other processes) are in it.
+  const requests: Record<string, number> = {};
+  app.addHook("onRequest", async (request: { headers: Record<string, string | string[] | undefined> }) => {
+    const target = request.headers["x-amz-target"];
+    const action = typeof target === "string" ? (target.split(".").pop() ?? target) : "other";
+    requests[action] = (requests[action] ?? 0) + 1;
+  });
   await app.listen({ port: options.port ?? 0, host: options.host ?? "127.0.0.1" });
   const { address, port } = app.server.address() as AddressInfo;
   const endpoint = `http://${address.includes(":") ? `[${address}]` : address}:${port}`;
@@ -86,7 +95,7 @@ export async function startLocalSqs(options: LocalSqsOptions): Promise<LocalSqs>
         deadLetterQueues[pool][tier] = dlq;
       }
     }
-    return { endpoint, queues, deadLetterQueues, stop };
+    return { endpoint, queues, deadLetterQueues, requests: () => ({ ...requests }), stop };
   } catch (error) {
     await stop();
     throw error;

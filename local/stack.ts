@@ -27,6 +27,7 @@ import { type LocalSqs, startLocalSqs } from "./sqs";
 import {
   type LocalStepFunctions,
   loadStateMachineDefinition,
+  type StepFunctionsMeter,
   startLocalStepFunctions,
 } from "./stepfunctions";
 import { ensureTables } from "./tables";
@@ -97,6 +98,12 @@ export interface LocalExecution {
   readonly queues: QueueUrls;
   /** The worker nodes started (none with `workers: false`). */
   readonly workers: readonly LocalWorkerNode[];
+  /** What the emulators counted since start, for the benchmark (bench/run.ts). */
+  readonly meters: {
+    stepFunctions(): StepFunctionsMeter;
+    sqsRequests(): Readonly<Record<string, number>>;
+    events(): { readonly putEventsCalls: number; readonly entries: number };
+  };
 }
 
 export interface LocalStack {
@@ -283,6 +290,11 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
         stateMachineArn,
         queues: sqs.queues,
         workers: workers?.nodes ?? [],
+        meters: {
+          stepFunctions: sfn.meter,
+          sqsRequests: sqs.requests,
+          events: events.meter,
+        },
       };
     } else {
       applyHandlerEnvironment(environment);

@@ -69,8 +69,18 @@ export interface LocalStepFunctions {
   /** `http://127.0.0.1:<port>`: the SFNClient's `endpoint`. */
   readonly endpoint: string;
   stateMachineArn(name: string): string;
+  /**
+   * What Step Functions Standard bills, counted since start: executions started and state
+   * transitions (every state entered, and every retry of one, nested states included).
+   */
+  meter(): StepFunctionsMeter;
   /** Aborts every execution, waits briefly for in-flight Lambda calls, closes the endpoint. Idempotent. */
   stop(): Promise<void>;
+}
+
+export interface StepFunctionsMeter {
+  readonly executions: number;
+  readonly stateTransitions: number;
 }
 
 /** The local Step Functions cannot load a definition or start; the message says why. */
@@ -194,6 +204,7 @@ export async function startLocalStepFunctions(
   return {
     endpoint: `http://${host}:${port}`,
     stateMachineArn: (name) => stateMachineArn(name, region),
+    meter: () => ({ executions: service.executionsStarted, stateTransitions: service.stateTransitions }),
     stop: () => {
       stopping ??= (async () => {
         await service.stop();
@@ -419,6 +430,8 @@ class LocalSfnService {
   private readonly inflight = new Set<Promise<unknown>>();
   private sqsClient: SQSClient | undefined;
   private stopped = false;
+  executionsStarted = 0;
+  stateTransitions = 0;
 
   constructor(
     private readonly machines: ReadonlyMap<string, LoadedMachine>,
@@ -582,6 +595,14 @@ class LocalSfnService {
       },
     });
     execution.abortRun = run.abort;
+    this.executionsStarted += 1;
+    // Draining the library's event log also frees it: unread, it holds every event until the end.
+    const countTransitions = async (): Promise<void> => {
+      for await (const event of run.eventLogs) {
+        if (event.type === "StateEntered" || event.type === "StateRetried") this.stateTransitions += 1;
+      }
+    };
+    countTransitions().catch(() => undefined);
     run.result.then(
       (output) => {
         if (execution.status !== "RUNNING") return;

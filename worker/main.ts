@@ -3,7 +3,7 @@ import { createEventBridgeClient, EventBridgePublisher } from "../app/events";
 import { createSfnClient } from "../app/executions";
 import { logger } from "../app/logger";
 import { awsClientOptions } from "../store/aws";
-import { createDocumentClient } from "../store/dynamo";
+import { capacityMeter, createDocumentClient } from "../store/dynamo";
 import { JobRepository } from "../store/job-repository";
 import { NodeRepository } from "../store/nodes";
 import { detectCapacity } from "./capacity";
@@ -77,6 +77,8 @@ async function main(): Promise<void> {
     worker
       .stop(config.shutdownGraceMs)
       .then(() => {
+        // What this node cost in DynamoDB over its life; bench/run.ts adds it to the control plane's.
+        log.info("capacity consumed", { capacity: capacityMeter.snapshot() });
         for (const client of [db, sqs, sfn, eventBridge]) client.destroy();
         process.exit(0);
       })
