@@ -15,6 +15,7 @@ import { request } from "../support/api";
  */
 
 const TOKEN = "scenarios-token";
+const PRINCIPAL = `scenarios-${Date.now()}`;
 const DEADLINE_MS = 60_000;
 const TERMINAL: readonly JobStatus[] = ["completed", "failed", "cancelled", "escalated"];
 /** One pool per scenario that watches capacity, so scenarios cannot disturb each other. */
@@ -50,6 +51,7 @@ interface Transition {
   readonly from: string | null;
   readonly to: string;
   readonly reason: string;
+  readonly triggeredBy: string | null;
 }
 
 interface Capacity {
@@ -73,7 +75,7 @@ beforeAll(async () => {
   stack = await startLocalStack({
     dynamoEndpoint: inject("dynamoEndpoint"),
     tablePrefix: "jobq-scenarios-",
-    tokens: new Map([[TOKEN, { principal: `scenarios-${Date.now()}`, role: "user" }]]),
+    tokens: new Map([[TOKEN, { principal: PRINCIPAL, role: "user" }]]),
     pools: POOLS,
     // Short enough that a killed worker's node is presumed lost within seconds.
     heartbeatSeconds: 2,
@@ -378,6 +380,11 @@ describe("job scenarios on the local stack", () => {
       (p) => p.used.cpu === 0 && p.used.memoryMb === 0,
     );
     expect((await getJob(job.id)).status).toBe("cancelled");
+    expect((await transitionsOf(job.id)).at(-1)).toMatchObject({
+      from: "running",
+      to: "cancelled",
+      triggeredBy: PRINCIPAL,
+    });
   }, 90_000);
 
   it("retries the attempt of a SIGKILLed worker on another node and drops the lost node's capacity", async () => {
