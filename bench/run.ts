@@ -21,11 +21,19 @@
 import { availableParallelism } from "node:os";
 import { parseArgs } from "node:util";
 import { BatchGetItemCommand, DynamoDBClient } from "@aws-sdk/client-dynamodb";
-import { logger } from "../app/logger";
-import { lambdaMeter } from "../local/lambda";
-import { type LocalStack, startLocalStack } from "../local/stack";
+import type { LocalStack } from "../local/stack";
 import { awsClientOptions } from "../store/aws";
-import { capacityMeter } from "../store/dynamo";
+
+// The in-process handlers' INFO lines would bury the report. Powertools fixes a logger's level
+// when it is built (and goes back to it on every invocation), so the modules that build it are
+// imported only now, and the variable is gone again before the worker processes start: their
+// environment is this process's, and each worker logs its DynamoDB use at INFO when it drains.
+process.env.POWERTOOLS_LOG_LEVEL = "WARN";
+await import("../app/logger");
+const { startLocalStack } = await import("../local/stack");
+const { lambdaMeter } = await import("../local/lambda");
+const { capacityMeter } = await import("../store/dynamo");
+delete process.env.POWERTOOLS_LOG_LEVEL;
 
 const IN_FLIGHT = 16;
 const WARMUP_JOBS = 10;
@@ -271,8 +279,6 @@ async function main(): Promise<void> {
     throw new Error("--jobs takes a whole number, 1 to 100000");
   const idleJobs = Math.min(IDLE_JOBS_MAX, jobs);
 
-  // The in-process handlers' INFO lines would bury the report; the workers log to workerOutput.
-  logger.setLogLevel("WARN");
   const workerLines: string[] = [];
   const capacityLines: string[] = [];
   const stack = await startLocalStack({
