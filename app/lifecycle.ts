@@ -7,6 +7,7 @@ import {
 } from "@aws-sdk/client-sfn";
 import { z } from "zod";
 import { backoffDelaySeconds } from "../core/backoff";
+import { forEachConcurrent } from "../core/concurrency";
 import { applicableStatus, dependencyOutcome } from "../core/dependencies";
 import { ConcurrentUpdateError } from "../core/errors";
 import { type BatchJobRequest, isTerminal, type Job, type JobError, type JobStatus } from "../core/job";
@@ -943,16 +944,4 @@ async function releaseStrayAdmission(ctx: LifecycleContext, item: JobItem, reaso
 
 function clip(text: string, max: number): string {
   return text.length <= max ? text : `${text.slice(0, max - 1)}…`;
-}
-
-async function forEachConcurrent<T>(
-  inputs: readonly T[],
-  concurrency: number,
-  work: (input: T) => Promise<void>,
-): Promise<void> {
-  const pending = [...inputs];
-  const worker = async (): Promise<void> => {
-    for (let input = pending.shift(); input !== undefined; input = pending.shift()) await work(input);
-  };
-  await Promise.all(Array.from({ length: Math.min(concurrency, pending.length) }, worker));
 }

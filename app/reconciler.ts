@@ -1,5 +1,6 @@
 import { DescribeExecutionCommand, ExecutionDoesNotExist, type SFNClient } from "@aws-sdk/client-sfn";
 import { ulid } from "ulid";
+import { forEachConcurrent } from "../core/concurrency";
 import { isTerminal } from "../core/job";
 import { config } from "../functions/config";
 import type { NodeCapacity } from "../store/capacity";
@@ -391,16 +392,4 @@ async function pruneLostNodes(
     if (await ctx.nodes.deregister(node.pool, node.nodeId)) pruned++;
   }
   return pruned;
-}
-
-async function forEachConcurrent<T>(
-  inputs: readonly T[],
-  concurrency: number,
-  work: (input: T) => Promise<void>,
-): Promise<void> {
-  const pending = [...inputs];
-  const runner = async (): Promise<void> => {
-    for (let input = pending.shift(); input !== undefined; input = pending.shift()) await work(input);
-  };
-  await Promise.all(Array.from({ length: Math.min(concurrency, pending.length) }, runner));
 }

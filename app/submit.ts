@@ -1,4 +1,5 @@
 import { ulid } from "ulid";
+import { forEachConcurrent } from "../core/concurrency";
 import { initialStatus, resolveBatch, tallyDependencies, validateExternalDeps } from "../core/dependencies";
 import {
   ConcurrentUpdateError,
@@ -156,11 +157,9 @@ const START_CONCURRENCY = 16;
 /** One lifecycle execution per job that can still run; a failure to start is repaired by the reconciler. */
 async function startExecutions(ctx: SubmitContext, jobs: readonly JobItem[]): Promise<void> {
   const pending = jobs.filter((job) => !isTerminal(job.status));
-  const next = async (): Promise<void> => {
-    for (let job = pending.shift(); job; job = pending.shift())
-      await ctx.executions.start(job.id, job.version);
-  };
-  await Promise.all(Array.from({ length: Math.min(START_CONCURRENCY, pending.length) }, next));
+  await forEachConcurrent(pending, START_CONCURRENCY, async (job) => {
+    await ctx.executions.start(job.id, job.version);
+  });
 }
 
 function refsOf(jobs: readonly BatchJobRequest[], ids: readonly string[]): Record<string, string> {

@@ -12,6 +12,7 @@ import {
   type TransactWriteCommandInput,
   UpdateCommand,
 } from "@aws-sdk/lib-dynamodb";
+import { forEachConcurrent } from "../core/concurrency";
 import { ConcurrentUpdateError } from "../core/errors";
 import type { Job, JobStatus } from "../core/job";
 import { indexAttributes, indexAttributesToRemove, type JobItem, transitionItem } from "./job-items";
@@ -130,18 +131,14 @@ export class JobRepository {
     for (let i = 0; i < requests.length; i += BATCH_WRITE_LIMIT)
       chunks.push(requests.slice(i, i + BATCH_WRITE_LIMIT));
     // A few requests in flight: large batches are written in parallel without inviting throttling.
-    const next = async (): Promise<void> => {
-      for (let chunk = chunks.shift(); chunk; chunk = chunks.shift()) {
-        for (let round = 0; chunk.length > 0; round++) {
-          const out = await this.db.send(
-            new BatchWriteCommand({ RequestItems: { [this.tableName]: chunk } }),
-          );
-          chunk = (out.UnprocessedItems?.[this.tableName] ?? []) as Record<string, unknown>[];
-          if (chunk.length > 0) await backoff(round);
-        }
+    await forEachConcurrent(chunks, BATCH_WRITE_CONCURRENCY, async (first) => {
+      let chunk = first;
+      for (let round = 0; chunk.length > 0; round++) {
+        const out = await this.db.send(new BatchWriteCommand({ RequestItems: { [this.tableName]: chunk } }));
+        chunk = (out.UnprocessedItems?.[this.tableName] ?? []) as Record<string, unknown>[];
+        if (chunk.length > 0) await backoff(round);
       }
-    };
-    await Promise.all(Array.from({ length: Math.min(BATCH_WRITE_CONCURRENCY, chunks.length) }, next));
+    });
   }
 
   /**
