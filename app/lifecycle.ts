@@ -861,7 +861,15 @@ export async function requeueJob(
   });
 }
 
-async function requeueItem(ctx: LifecycleContext, item: JobItem): Promise<JobItem> {
+/**
+ * retrying → the status that now applies (queued, or blocked): the Requeue step after the
+ * backoff, and the scheduler's sweep for a retrying job whose backoff ended without its
+ * execution coming back for it.
+ */
+export async function requeueItem(
+  ctx: Pick<LifecycleContext, "repo" | "clock">,
+  item: JobItem,
+): Promise<JobItem> {
   const now = ctx.clock();
   const at = now.toISOString();
   const applies = applicableStatus({

@@ -15,7 +15,7 @@ import { type NodeItem, NodeRepository } from "../store/nodes";
 import { JOB_INDEX } from "../store/tables";
 import { EVENT_SOURCE, JOB_STATE_CHANGE, type JobStateChange, stateChange } from "./events";
 import { createSfnClient } from "./executions";
-import { type AdmittedOutput, StepFunctionsTaskTokens, type TaskTokens } from "./lifecycle";
+import { type AdmittedOutput, requeueItem, StepFunctionsTaskTokens, type TaskTokens } from "./lifecycle";
 import { logger } from "./logger";
 import { type AppContext, appContext } from "./runtime";
 
@@ -461,9 +461,10 @@ async function refreshReasons(
 }
 
 /**
- * Scheduled jobs of this pool (and of any pool) whose runAt has come move to the status that now
- * applies — queued, by core's rule — page by page over the `due` index, each with a
- * conditional status change; a job another pass moved first is skipped.
+ * Scheduled jobs of this pool (and of any pool) whose runAt has come, and retrying jobs whose
+ * backoff is over, move to the status that now applies — queued, by core's rule — page by page
+ * over the `due` index, each with a conditional status change; a job another pass (or its own
+ * execution) moved first is skipped.
  */
 async function promoteDueJobs(
   ctx: SchedulerContext,
@@ -489,7 +490,19 @@ async function promoteDueJobs(
       const events: JobStateChange[] = [];
       for (const id of ids) {
         const item = items.get(id);
-        if (!item || item.staged || item.status !== "scheduled") continue;
+        if (!item || item.staged) continue;
+        if (item.status === "retrying") {
+          // Its backoff is over (the index says so) and its execution has not requeued it.
+          try {
+            const next = await requeueItem(ctx, item);
+            promoted.push(id);
+            events.push(stateChange(item.status, next));
+          } catch (error) {
+            if (!(error instanceof ConcurrentUpdateError)) throw error;
+          }
+          continue;
+        }
+        if (item.status !== "scheduled") continue;
         const applies = applicableStatus({
           now,
           runAt: item.runAt,

@@ -74,7 +74,10 @@ export interface Reservation {
  * list and no scheduler) sees them; sparse indexes get theirs only in the status they serve.
  */
 export function indexAttributes(
-  job: Pick<Job, "id" | "owner" | "status" | "createdAt" | "priority" | "deadline" | "pool" | "runAt"> & {
+  job: Pick<
+    Job,
+    "id" | "owner" | "status" | "createdAt" | "priority" | "deadline" | "pool" | "runAt" | "nextAttemptAt"
+  > & {
     readonly reservation?: Reservation | undefined;
   },
   staged: boolean,
@@ -95,6 +98,12 @@ export function indexAttributes(
     attrs.duePk = duePk(job.pool);
     attrs.dueSk = dueSk(job.runAt, job.id);
   }
+  // A retrying job is due again at nextAttemptAt: its execution requeues it after the backoff,
+  // and the scheduler's sweep does if that execution is gone (a crash, a local restart).
+  if (job.status === "retrying" && job.nextAttemptAt) {
+    attrs.duePk = duePk(job.pool);
+    attrs.dueSk = dueSk(job.nextAttemptAt, job.id);
+  }
   if (job.reservation && (job.status === "dispatched" || job.status === "running")) {
     attrs.activePk = activePk(job.reservation.pool);
     attrs.activeSk = activeSk(job.reservation.nodeId, job.id);
@@ -107,7 +116,7 @@ export function indexAttributesToRemove(status: JobStatus): string[] {
   const remove: string[] = [];
   if (TERMINAL_STATUSES.has(status)) remove.push("livePk");
   if (status !== "queued") remove.push("queuePk", "queueSk");
-  if (status !== "scheduled") remove.push("duePk", "dueSk");
+  if (status !== "scheduled" && status !== "retrying") remove.push("duePk", "dueSk");
   if (status !== "dispatched" && status !== "running") remove.push("activePk", "activeSk", "reservation");
   return remove;
 }

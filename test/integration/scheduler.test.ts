@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { pauseJob } from "../../app/actions";
-import { admittedSchema } from "../../app/lifecycle";
+import { admittedSchema, recordAttemptFailure } from "../../app/lifecycle";
 import { listPools } from "../../app/pools";
 import { poolsToSchedule, runScheduler, schedulePool } from "../../app/scheduler";
 import type { PoolConfig } from "../../core/pools";
@@ -218,6 +218,39 @@ describe("a scheduling pass", () => {
     );
     const transitions = await h.repo.queryJobPartition(id, "TRN#", { limit: 10 });
     expect(transitions.items.map((t) => t.to)).toEqual(["scheduled", "queued", "dispatched"]);
+  });
+
+  it("requeues a retrying job whose backoff is over when its execution did not (a crash, a restart)", async () => {
+    // Prepare: admitted, then its attempt failed with attempts left
+    const pool = newPool(CPU_NODE);
+    await addNode(pool, CPU_NODE);
+    const [id = ""] = await submitWaiting(h, "alice", [{ pool }]);
+    await schedulePool(h.scheduler, pool);
+    const admitted = await jobItem(h, id);
+    await recordAttemptFailure(h.reconciler, {
+      jobId: id,
+      attempt: admitted.attempts,
+      outcome: "failed",
+      error: { Error: "boom", Cause: "it broke" },
+    });
+    const retrying = await jobItem(h, id);
+    const early = await schedulePool(h.scheduler, pool);
+    h.clock.advance(60);
+    await addNode(pool, CPU_NODE); // the first node fell silent while the clock moved
+
+    // Act
+    const late = await schedulePool(h.scheduler, pool);
+
+    // Assess
+    expect(retrying.status).toBe("retrying");
+    expect(early.promoted).not.toContain(id);
+    expect(late.promoted).toContain(id);
+    const after = await jobItem(h, id);
+    expect(after.status).toBe("queued");
+    expect(after.nextAttemptAt).toBeNull();
+    expect(h.events.published).toContainEqual(
+      expect.objectContaining({ jobId: id, previousStatus: "retrying", status: "queued" }),
+    );
   });
 
   it("marks a silent node lost: its capacity leaves the pool and no job goes there", async () => {
