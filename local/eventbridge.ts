@@ -1,8 +1,7 @@
 import { randomUUID } from "node:crypto";
-import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
 import { z } from "zod";
 import { EVENT_SOURCE, JOB_STATE_CHANGE } from "../app/events";
+import { AwsApiError, startAwsJsonServer } from "./aws-json-server";
 import { LOCAL_ACCOUNT } from "./lambda";
 
 /**
@@ -95,7 +94,6 @@ export const SCHEDULER_EVENT_PATTERN: EventPattern = {
 
 /** PutEvents takes at most 10 entries a call. */
 const MAX_ENTRIES = 10;
-const MAX_BODY_BYTES = 1024 * 1024;
 const STOP_GRACE_MS = 5_000;
 
 export function matchesPattern(pattern: EventPattern, value: unknown): boolean {
@@ -180,20 +178,15 @@ export async function startLocalEventBridge(
     return { FailedEntryCount: failed, Entries: results };
   };
 
-  const server = createServer((request, response) => {
-    serve(request, response, putEvents).catch((error: unknown) => {
-      console.error("local events: request failed", error);
-      if (!response.headersSent)
-        sendJson(response, 500, { __type: "InternalException", message: "internal error" });
-      else response.destroy();
-    });
+  const server = await startAwsJsonServer({
+    name: "local events",
+    port: options.port,
+    host: options.host,
+    protocol: "1.1",
+    targetPrefix: "AWSEvents.",
+    internalErrorType: "InternalException",
+    operations: { PutEvents: putEvents },
   });
-  server.listen(options.port ?? 0, options.host ?? "127.0.0.1");
-  await new Promise<void>((ready, fail) => {
-    server.once("listening", ready);
-    server.once("error", fail);
-  });
-  const { address, port } = server.address() as AddressInfo;
 
   const timers = new Map<string, NodeJS.Timeout>();
   /** Schedules with a delivery queued or running: a tick meanwhile is skipped, never stacked. */
@@ -221,7 +214,7 @@ export async function startLocalEventBridge(
 
   let stopping: Promise<void> | undefined;
   return {
-    endpoint: `http://${address.includes(":") ? `[${address}]` : address}:${port}`,
+    endpoint: server.endpoint,
     fire: async (scheduleName) => {
       const schedule = schedules.get(scheduleName);
       if (!schedule) throw new Error(`local events: no schedule named ${scheduleName}`);
@@ -234,10 +227,7 @@ export async function startLocalEventBridge(
         stopped = true;
         for (const timer of timers.values()) clearTimeout(timer);
         deliveries.close();
-        await new Promise<void>((done) => {
-          server.close(() => done());
-          server.closeAllConnections();
-        });
+        await server.close();
         let grace: NodeJS.Timeout | undefined;
         await Promise.race([
           deliveries.idle(),
@@ -367,61 +357,5 @@ function isoSeconds(date: Date): string {
   return `${date.toISOString().slice(0, 19)}Z`;
 }
 
-class EventsApiError extends Error {
-  constructor(
-    readonly type: string,
-    message: string,
-  ) {
-    super(message);
-    this.name = type;
-  }
-}
-
-async function serve(
-  request: IncomingMessage,
-  response: ServerResponse,
-  putEvents: (request: unknown) => Record<string, unknown>,
-): Promise<void> {
-  const target = request.headers["x-amz-target"];
-  if (request.method !== "POST" || target !== "AWSEvents.PutEvents") {
-    request.resume();
-    sendJson(response, 400, {
-      __type: "UnknownOperationException",
-      message: `unknown operation ${String(target)}`,
-    });
-    return;
-  }
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of request) {
-    size += (chunk as Buffer).length;
-    if (size > MAX_BODY_BYTES) {
-      sendJson(response, 413, { __type: "SerializationException", message: "request body too large" });
-      return;
-    }
-    chunks.push(chunk as Buffer);
-  }
-  let input: unknown;
-  try {
-    input = JSON.parse(Buffer.concat(chunks).toString("utf8") || "{}");
-  } catch {
-    sendJson(response, 400, { __type: "SerializationException", message: "request body is not JSON" });
-    return;
-  }
-  try {
-    sendJson(response, 200, putEvents(input));
-  } catch (error) {
-    if (!(error instanceof EventsApiError)) throw error;
-    sendJson(response, 400, { __type: error.type, message: error.message });
-  }
-}
-
-function sendJson(response: ServerResponse, status: number, body: Record<string, unknown>): void {
-  const text = JSON.stringify(body);
-  response.writeHead(status, {
-    "content-type": "application/x-amz-json-1.1",
-    "content-length": Buffer.byteLength(text),
-    "x-amzn-requestid": randomUUID(),
-  });
-  response.end(text);
-}
+/** An EventBridge error answer (`__type` is what the SDK maps to its exception class). */
+class EventsApiError extends AwsApiError {}

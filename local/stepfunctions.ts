@@ -1,11 +1,10 @@
 import { randomBytes, randomUUID } from "node:crypto";
 import { readFileSync } from "node:fs";
-import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
 import { SendMessageCommand, SQSClient } from "@aws-sdk/client-sqs";
 import type { StateMachine, StateMachineDefinition } from "aws-local-stepfunctions";
 import { z } from "zod";
 import { awsClientOptions } from "../store/aws";
+import { AwsApiError, startAwsJsonServer } from "./aws-json-server";
 import { functionNameOf, invokeHandler, type LambdaHandler, LOCAL_ACCOUNT } from "./lambda";
 
 /**
@@ -97,7 +96,6 @@ const TOKEN_PREFIX = "jobq-local-task.";
 const TOKEN_PATTERN = /^jobq-local-task\.[A-Za-z0-9_-]{32}$/;
 /** Stands in for `$$.Task.Token` until the Task invocation puts its own token there. */
 const TOKEN_SENTINEL = "jobq-local-task-token-sentinel";
-const MAX_BODY_BYTES = 1024 * 1024;
 /** How many ended executions and closed task tokens are remembered for Describe and for refusals. */
 const CLOSED_MEMORY = 10_000;
 /** stop(): how long in-flight in-process Lambda calls may take to finish before the endpoint goes. */
@@ -184,34 +182,30 @@ export async function startLocalStepFunctions(
     machines.set(arn, { arn, name: spec.name, machine, tasks });
   }
   const service = new LocalSfnService(machines, options, region);
-  const server = createServer((request, response) => {
-    serve(request, response, service).catch((error: unknown) => {
-      console.error("local sfn: request failed", error);
-      if (!response.headersSent)
-        sendJson(response, 500, { __type: "InternalFailure", message: "internal error" });
-      else response.destroy();
-    });
+  const server = await startAwsJsonServer({
+    name: "local sfn",
+    port: options.port,
+    host: options.host,
+    protocol: "1.0",
+    targetPrefix: "AWSStepFunctions.",
+    internalErrorType: "InternalFailure",
+    operations: Object.fromEntries(
+      Object.entries(OPERATIONS).map(([name, operation]) => [
+        name,
+        (input: unknown) => operation(service, input),
+      ]),
+    ),
   });
-  server.listen(options.port ?? 0, options.host ?? "127.0.0.1");
-  await new Promise<void>((ready, fail) => {
-    server.once("listening", ready);
-    server.once("error", fail);
-  });
-  const { address, port } = server.address() as AddressInfo;
-  const host = address.includes(":") ? `[${address}]` : address;
 
   let stopping: Promise<void> | undefined;
   return {
-    endpoint: `http://${host}:${port}`,
+    endpoint: server.endpoint,
     stateMachineArn: (name) => stateMachineArn(name, region),
     meter: () => ({ executions: service.executionsStarted, stateTransitions: service.stateTransitions }),
     stop: () => {
       stopping ??= (async () => {
         await service.stop();
-        await new Promise<void>((done) => {
-          server.close(() => done());
-          server.closeAllConnections();
-        });
+        await server.close();
       })();
       return stopping;
     },
@@ -409,16 +403,8 @@ interface PendingTask {
 
 type ClosedReason = "succeeded" | "failed" | "timed out" | "execution ended";
 
-/** An AWS error answer: `__type` is what the SDK maps to its exception class. */
-class SfnApiError extends Error {
-  constructor(
-    readonly type: string,
-    message: string,
-  ) {
-    super(message);
-    this.name = type;
-  }
-}
+/** A Step Functions error answer (`__type` is what the SDK maps to its exception class). */
+class SfnApiError extends AwsApiError {}
 
 class LocalSfnService {
   private readonly executions = new Map<string, Execution>();
@@ -996,66 +982,3 @@ const OPERATIONS: Readonly<Record<string, (service: LocalSfnService, request: un
   SendTaskFailure: (s, r) => s.sendTaskFailure(r),
   SendTaskHeartbeat: (s, r) => s.sendTaskHeartbeat(r),
 };
-
-async function serve(
-  request: IncomingMessage,
-  response: ServerResponse,
-  service: LocalSfnService,
-): Promise<void> {
-  const target = request.headers["x-amz-target"];
-  const operation =
-    typeof target === "string" && target.startsWith("AWSStepFunctions.")
-      ? OPERATIONS[target.slice(17)]
-      : undefined;
-  if (request.method !== "POST" || !operation) {
-    request.resume();
-    sendJson(response, 400, {
-      __type: "UnknownOperationException",
-      message: `unknown operation ${String(target)}`,
-    });
-    return;
-  }
-  const body = await readBody(request);
-  if (body === null) {
-    sendJson(response, 413, { __type: "SerializationException", message: "request body too large" });
-    return;
-  }
-  let input: unknown;
-  try {
-    input = body === "" ? {} : JSON.parse(body);
-  } catch {
-    sendJson(response, 400, { __type: "SerializationException", message: "request body is not JSON" });
-    return;
-  }
-  try {
-    sendJson(response, 200, operation(service, input));
-  } catch (error) {
-    if (!(error instanceof SfnApiError)) throw error;
-    sendJson(response, 400, { __type: error.type, message: error.message }, error.type);
-  }
-}
-
-function readBody(request: IncomingMessage): Promise<string | null> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    request.on("data", (chunk: Buffer) => {
-      size += chunk.length;
-      if (size <= MAX_BODY_BYTES) chunks.push(chunk);
-    });
-    request.on("end", () => resolve(size > MAX_BODY_BYTES ? null : Buffer.concat(chunks).toString("utf8")));
-    request.on("error", reject);
-  });
-}
-
-function sendJson(response: ServerResponse, status: number, body: JsonObject, errorType?: string): void {
-  const text = JSON.stringify(body);
-  const headers: Record<string, string | number> = {
-    "content-type": "application/x-amz-json-1.0",
-    "content-length": Buffer.byteLength(text),
-    "x-amzn-requestid": randomUUID(),
-  };
-  if (errorType) headers["x-amzn-errortype"] = errorType;
-  response.writeHead(status, headers);
-  response.end(text);
-}
