@@ -1,7 +1,6 @@
-import { afterAll, beforeAll, describe, expect, inject, it, onTestFailed } from "vitest";
-import type { JobStatus } from "../../core/job";
-import { type LocalStack, startLocalStack } from "../../local/stack";
+import { describe, expect, it } from "vitest";
 import { request } from "../support/api";
+import { type E2eJob as Job, TERMINAL, useLocalStack } from "../support/e2e";
 
 /**
  * Jobs run end to end on the whole local stack, as under `npm start`: the API, the lifecycle
@@ -12,58 +11,14 @@ import { request } from "../support/api";
 
 const TOKEN = "e2e-token";
 const DEADLINE_MS = 90_000;
-const TERMINAL: readonly JobStatus[] = ["completed", "failed", "cancelled", "escalated"];
 
-interface Job {
-  readonly id: string;
-  readonly status: JobStatus;
-  readonly statusReason: string;
-  readonly result: unknown;
-  readonly error: { readonly type?: string; readonly message?: string } | null;
-  readonly attempts: number;
-  readonly startedAt: string | null;
-  readonly finishedAt: string | null;
-}
-
-let stack: LocalStack;
-/** The workers' output, shown when a test fails. */
-const workerLines: string[] = [];
-
-beforeAll(async () => {
-  stack = await startLocalStack({
-    dynamoEndpoint: inject("dynamoEndpoint"),
-    tablePrefix: "jobq-e2e-",
-    tokens: new Map([[TOKEN, { principal: `e2e-${Date.now()}`, role: "user" }]]),
-    workerShutdownGraceSeconds: 2,
-    workerPollWaitSeconds: 2,
-    workerOutput: (line) => {
-      workerLines.push(line);
-      if (workerLines.length > 400) workerLines.shift();
-    },
-  });
-}, 180_000);
-
-afterAll(async () => {
-  await stack?.stop();
-}, 60_000);
-
-function showWorkersOnFailure(): void {
-  onTestFailed(() => {
-    console.error(`--- last worker output ---\n${workerLines.slice(-80).join("\n")}`);
-  });
-}
-
-async function submit(body: Record<string, unknown>): Promise<Job> {
-  const response = await request<Job>(stack.url, "POST", "/jobs", { token: TOKEN, body });
-  expect(response.status).toBe(201);
-  return response.json;
-}
-
-async function getJob(id: string): Promise<Job> {
-  const response = await request<Job>(stack.url, "GET", `/jobs/${id}`, { token: TOKEN });
-  expect(response.status).toBe(200);
-  return response.json;
-}
+const e2e = useLocalStack(TOKEN, {
+  tablePrefix: "jobq-e2e-",
+  tokens: new Map([[TOKEN, { principal: `e2e-${Date.now()}`, role: "user" }]]),
+  workerShutdownGraceSeconds: 2,
+  workerPollWaitSeconds: 2,
+});
+const { submit, getJob, showWorkersOnFailure } = e2e;
 
 /** Polls until every job has ended; fails with their statuses after the deadline. */
 async function ended(ids: readonly string[]): Promise<Job[]> {
@@ -98,7 +53,7 @@ describe("jobs run on the local stack", () => {
   it("runs the README's DAG in dependency order", async () => {
     showWorkersOnFailure();
     // Prepare / Act: b and c wait on a, d waits on both
-    const response = await request<{ refs: Record<string, string> }>(stack.url, "POST", "/jobs/batch", {
+    const response = await request<{ refs: Record<string, string> }>(e2e.stack.url, "POST", "/jobs/batch", {
       token: TOKEN,
       body: {
         jobs: [
@@ -140,7 +95,7 @@ describe("jobs run on the local stack", () => {
     expect(failed?.error?.message).toContain("broken on purpose");
     expect(cancelled?.status).toBe("cancelled");
     const attempts = await request<{ items: { attempt: number; status: string }[] }>(
-      stack.url,
+      e2e.stack.url,
       "GET",
       `/jobs/${parent.id}/attempts`,
       { token: TOKEN },

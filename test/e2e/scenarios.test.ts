@@ -1,8 +1,7 @@
 import { readdirSync, readFileSync } from "node:fs";
-import { afterAll, beforeAll, describe, expect, inject, it, onTestFailed } from "vitest";
-import type { JobStatus } from "../../core/job";
-import { type LocalStack, startLocalStack } from "../../local/stack";
+import { describe, expect, it } from "vitest";
 import { request } from "../support/api";
+import { type E2eJob as Job, TERMINAL, useLocalStack } from "../support/e2e";
 
 /**
  * Scenarios of jobs running on the whole local stack (issue "Jobs run", item 9), driven over HTTP
@@ -17,7 +16,6 @@ import { request } from "../support/api";
 const TOKEN = "scenarios-token";
 const PRINCIPAL = `scenarios-${Date.now()}`;
 const DEADLINE_MS = 60_000;
-const TERMINAL: readonly JobStatus[] = ["completed", "failed", "cancelled", "escalated"];
 /** One pool per scenario that watches capacity, so scenarios cannot disturb each other. */
 const POOLS = [
   { name: "cpu", labels: {}, nodes: 1, node: { cpu: 4, memoryMb: 4096, gpu: 0 } },
@@ -25,18 +23,6 @@ const POOLS = [
   { name: "solo", labels: {}, nodes: 1, node: { cpu: 1, memoryMb: 1024, gpu: 0 } },
   { name: "kill", labels: {}, nodes: 2, node: { cpu: 1, memoryMb: 1024, gpu: 0 } },
 ];
-
-interface Job {
-  readonly id: string;
-  readonly status: JobStatus;
-  readonly statusReason: string;
-  readonly result: unknown;
-  readonly error: { readonly type?: string; readonly message?: string } | null;
-  readonly attempts: number;
-  readonly escalatedTo: string | null;
-  readonly startedAt: string | null;
-  readonly finishedAt: string | null;
-}
 
 interface Attempt {
   readonly attempt: number;
@@ -67,53 +53,21 @@ interface Pool {
   readonly nodes: readonly { readonly id: string; readonly capacity: Capacity; readonly status: string }[];
 }
 
-let stack: LocalStack;
-/** The workers' output, shown when a test fails. */
-const workerLines: string[] = [];
-
-beforeAll(async () => {
-  stack = await startLocalStack({
-    dynamoEndpoint: inject("dynamoEndpoint"),
-    tablePrefix: "jobq-scenarios-",
-    tokens: new Map([[TOKEN, { principal: PRINCIPAL, role: "user" }]]),
-    pools: POOLS,
-    // Short enough that a killed worker's node is presumed lost within seconds.
-    heartbeatSeconds: 2,
-    nodeLostSeconds: 5,
-    sweepSeconds: 2,
-    workerShutdownGraceSeconds: 1,
-    workerPollWaitSeconds: 2,
-    workerOutput: (line) => {
-      workerLines.push(line);
-      if (workerLines.length > 400) workerLines.shift();
-    },
-  });
-}, 180_000);
-
-afterAll(async () => {
-  await stack?.stop();
-}, 60_000);
-
-function showWorkersOnFailure(): void {
-  onTestFailed(() => {
-    console.error(`--- last worker output ---\n${workerLines.slice(-80).join("\n")}`);
-  });
-}
-
-async function submit(body: Record<string, unknown>): Promise<Job> {
-  const response = await request<Job>(stack.url, "POST", "/jobs", { token: TOKEN, body });
-  expect(response.status).toBe(201);
-  return response.json;
-}
-
-async function getJob(id: string): Promise<Job> {
-  const response = await request<Job>(stack.url, "GET", `/jobs/${id}`, { token: TOKEN });
-  expect(response.status).toBe(200);
-  return response.json;
-}
+const e2e = useLocalStack(TOKEN, {
+  tablePrefix: "jobq-scenarios-",
+  tokens: new Map([[TOKEN, { principal: PRINCIPAL, role: "user" }]]),
+  pools: POOLS,
+  // Short enough that a killed worker's node is presumed lost within seconds.
+  heartbeatSeconds: 2,
+  nodeLostSeconds: 5,
+  sweepSeconds: 2,
+  workerShutdownGraceSeconds: 1,
+  workerPollWaitSeconds: 2,
+});
+const { submit, getJob, showWorkersOnFailure } = e2e;
 
 async function attemptsOf(id: string): Promise<Attempt[]> {
-  const response = await request<{ items: Attempt[] }>(stack.url, "GET", `/jobs/${id}/attempts`, {
+  const response = await request<{ items: Attempt[] }>(e2e.stack.url, "GET", `/jobs/${id}/attempts`, {
     token: TOKEN,
   });
   expect(response.status).toBe(200);
@@ -121,7 +75,7 @@ async function attemptsOf(id: string): Promise<Attempt[]> {
 }
 
 async function transitionsOf(id: string): Promise<Transition[]> {
-  const response = await request<{ items: Transition[] }>(stack.url, "GET", `/jobs/${id}/transitions`, {
+  const response = await request<{ items: Transition[] }>(e2e.stack.url, "GET", `/jobs/${id}/transitions`, {
     token: TOKEN,
   });
   expect(response.status).toBe(200);
@@ -129,7 +83,9 @@ async function transitionsOf(id: string): Promise<Transition[]> {
 }
 
 async function pool(name: string): Promise<Pool> {
-  const response = await request<{ items: Pool[] } | Pool[]>(stack.url, "GET", "/pools", { token: TOKEN });
+  const response = await request<{ items: Pool[] } | Pool[]>(e2e.stack.url, "GET", "/pools", {
+    token: TOKEN,
+  });
   expect(response.status).toBe(200);
   const pools = Array.isArray(response.json) ? response.json : response.json.items;
   const found = pools.find((p) => p.name === name);
@@ -168,7 +124,7 @@ function time(value: string | null | undefined): number {
  * the node id (worker/config.ts). local/workers.ts exposes no pids, so /proc it is (Linux).
  */
 function workerPid(nodeId: string): number {
-  const names = (stack.execution?.workers ?? [])
+  const names = (e2e.stack.execution?.workers ?? [])
     .map((node) => node.name)
     .filter((name) => nodeId.startsWith(name))
     .sort((a, b) => b.length - a.length);
@@ -363,7 +319,7 @@ describe("job scenarios on the local stack", () => {
     expect((await pool("cpu")).used.cpu).toBeGreaterThanOrEqual(2);
 
     // Act
-    const response = await request<Job>(stack.url, "PATCH", `/jobs/${job.id}/cancel`, { token: TOKEN });
+    const response = await request<Job>(e2e.stack.url, "PATCH", `/jobs/${job.id}/cancel`, { token: TOKEN });
 
     // Assess
     expect(response.status).toBe(200);
@@ -427,8 +383,8 @@ describe("job scenarios on the local stack", () => {
     const headers = { "Idempotency-Key": `scenario-${Date.now()}` };
 
     // Act
-    const first = await request<Job>(stack.url, "POST", "/jobs", { token: TOKEN, body, headers });
-    const replay = await request<Job>(stack.url, "POST", "/jobs", { token: TOKEN, body, headers });
+    const first = await request<Job>(e2e.stack.url, "POST", "/jobs", { token: TOKEN, body, headers });
+    const replay = await request<Job>(e2e.stack.url, "POST", "/jobs", { token: TOKEN, body, headers });
     const [done] = await ended([first.json.id]);
 
     // Assess
