@@ -155,6 +155,7 @@ export async function resumeJob(ctx: ActionContext, principal: Principal, id: st
       const change: StatusChange = {
         to: applies.status,
         reason: applies.reason,
+        reasonCode: applies.code,
         triggeredBy: principal.id,
         set: applies.status === "queued" ? { queuedAt: at } : {},
         remove: ["pausedFrom", "admissionToken", "executionArn"],

@@ -477,6 +477,7 @@ async function settleBlocked(ctx: LifecycleContext, id: string): Promise<JobStat
       {
         to: transition(child.status, applies.status),
         reason: applies.reason,
+        reasonCode: applies.code,
         triggeredBy: null,
         set: applies.status === "queued" ? { queuedAt: at } : {},
       },
@@ -887,6 +888,7 @@ export async function requeueItem(
     {
       to: transition(item.status, to),
       reason: fits ? applies.reason : "waiting for admission",
+      reasonCode: fits ? applies.code : "pending",
       triggeredBy: null,
       set: { nextAttemptAt: null, ...(to === "queued" ? { queuedAt: at } : {}) },
     },

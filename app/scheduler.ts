@@ -517,6 +517,7 @@ async function promoteDueJobs(
             {
               to: applies.status,
               reason: applies.reason,
+              reasonCode: applies.code,
               triggeredBy: null,
               set: applies.status === "queued" ? { queuedAt: at } : {},
             },

@@ -240,6 +240,7 @@ async function planSubmission(
       type: request.type,
       status: initial.status,
       statusReason: initial.reason,
+      reasonCode: initial.code,
       priority: request.priority,
       owner: principal.id,
       payload: request.payload ?? null,

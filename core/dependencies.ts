@@ -1,5 +1,6 @@
 import { DependencyCycleError, type FieldProblem, UnknownDependencyError, ValidationError } from "./errors";
 import type { JobStatus } from "./job";
+import type { ReasonCode } from "./reasons";
 
 /**
  * The dependency graph of API.md: resolving a batch's refs, refusing cycles and unknown ids,
@@ -128,6 +129,8 @@ export interface ApplicableStatus {
   readonly status: "scheduled" | "blocked" | "queued" | "cancelled";
   /** The job's statusReason. */
   readonly reason: string;
+  /** Its code; null for a cancelled job. */
+  readonly code: ReasonCode | null;
 }
 
 /**
@@ -144,17 +147,23 @@ export function applicableStatus(input: ApplicableStatusInput): ApplicableStatus
   }
   if (doomedBy !== null) {
     const verb = doomedBy.status === "failed" ? "failed" : "was cancelled";
-    return { status: "cancelled", reason: `dependency ${doomedBy.id} ${verb}` };
+    return { status: "cancelled", reason: `dependency ${doomedBy.id} ${verb}`, code: null };
   }
-  if (unmet > 0) return { status: "blocked", reason: `waiting for ${unmet} of ${total} dependencies` };
+  if (unmet > 0) {
+    return { status: "blocked", reason: `waiting for ${unmet} of ${total} dependencies`, code: "dependency" };
+  }
   if (runAt !== null) {
     const runAtMs = Date.parse(runAt);
     if (Number.isNaN(runAtMs)) throw new RangeError(`runAt is not a timestamp: ${runAt}`);
     if (runAtMs > now.getTime()) {
-      return { status: "scheduled", reason: `scheduled to run at ${new Date(runAtMs).toISOString()}` };
+      return {
+        status: "scheduled",
+        reason: `scheduled to run at ${new Date(runAtMs).toISOString()}`,
+        code: "begin_time",
+      };
     }
   }
-  return { status: "queued", reason: "waiting for admission" };
+  return { status: "queued", reason: "waiting for admission", code: "pending" };
 }
 
 /** `applicableStatus` under the name the submit path reads best with. */

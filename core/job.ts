@@ -1,4 +1,5 @@
 import { z } from "zod";
+import type { ReasonCode } from "./reasons";
 
 /**
  * The job model of API.md: statuses, priorities, the submit schemas with their defaults and
@@ -259,6 +260,8 @@ export interface Job {
   readonly type: string;
   readonly status: JobStatus;
   readonly statusReason: string;
+  /** The reason's stable code (core/reasons.ts), like Slurm's job reason codes; an extension. */
+  readonly reasonCode: ReasonCode | null;
   readonly priority: number;
   readonly owner: string;
   readonly payload: unknown;

@@ -8,8 +8,11 @@ import {
   JOB_SK,
   jobPk,
   livePk,
+  NEVER_DUE,
   ownerPk,
   ownerStatusPk,
+  queueAgeSk,
+  queueOwnerSk,
   queuePk,
   queueSk,
   transitionSk,
@@ -59,6 +62,10 @@ export interface JobItem extends Omit<Job, "result" | "payload" | "tags" | "cons
   readonly attemptStartedAt?: string;
   /** Attempts that count against retry.maxAttempts (preempted and paused ones do not). */
   readonly failures?: number;
+  /** When the job was last preempted: it is not preempted again within the policy's cool-down. */
+  readonly preemptedAt?: string;
+  readonly queueOwnerSk?: string;
+  readonly queueAgeSk?: string;
 }
 
 export interface Reservation {
@@ -76,8 +83,18 @@ export interface Reservation {
 export function indexAttributes(
   job: Pick<
     Job,
-    "id" | "owner" | "status" | "createdAt" | "priority" | "deadline" | "pool" | "runAt" | "nextAttemptAt"
+    | "id"
+    | "owner"
+    | "status"
+    | "createdAt"
+    | "priority"
+    | "deadline"
+    | "pool"
+    | "runAt"
+    | "nextAttemptAt"
+    | "startedAt"
   > & {
+    readonly queuedAt?: string | undefined;
     readonly reservation?: Reservation | undefined;
   },
   staged: boolean,
@@ -93,16 +110,13 @@ export function indexAttributes(
   if (job.status === "queued") {
     attrs.queuePk = queuePk(job.pool);
     attrs.queueSk = queueSk(job);
+    attrs.queueOwnerSk = queueOwnerSk(job.owner, attrs.queueSk);
+    attrs.queueAgeSk = queueAgeSk(job.queuedAt ?? job.createdAt, job.id);
   }
-  if (job.status === "scheduled" && job.runAt) {
+  const due = dueAt(job);
+  if (due !== null) {
     attrs.duePk = duePk(job.pool);
-    attrs.dueSk = dueSk(job.runAt, job.id);
-  }
-  // A retrying job is due again at nextAttemptAt: its execution requeues it after the backoff,
-  // and the scheduler's sweep does if that execution is gone (a crash, a local restart).
-  if (job.status === "retrying" && job.nextAttemptAt) {
-    attrs.duePk = duePk(job.pool);
-    attrs.dueSk = dueSk(job.nextAttemptAt, job.id);
+    attrs.dueSk = dueSk(due, job.id);
   }
   if (job.reservation && (job.status === "dispatched" || job.status === "running")) {
     attrs.activePk = activePk(job.reservation.pool);
@@ -111,12 +125,45 @@ export function indexAttributes(
   return attrs;
 }
 
+/**
+ * When the scheduler's sweep must next look at a job, or null when never:
+ * - scheduled: its runAt, or its deadline if that comes first (then it fails, never started);
+ * - blocked, queued: its deadline while it has not started (NEVER_DUE for a blocked job
+ *   without one, so GET /queue can count blocked jobs per pool from this index);
+ * - retrying: nextAttemptAt — its execution requeues it after the backoff, and the sweep does
+ *   if that execution is gone (a crash, a local restart);
+ * - paused: NEVER_DUE, counted only.
+ */
+function dueAt(
+  job: Pick<Job, "status" | "runAt" | "deadline" | "nextAttemptAt" | "startedAt">,
+): string | null {
+  const deadline = job.startedAt ? null : job.deadline;
+  switch (job.status) {
+    case "scheduled": {
+      const times = [job.runAt, deadline].filter((t): t is string => typeof t === "string");
+      return times.length > 0 ? times.reduce((a, b) => (Date.parse(b) < Date.parse(a) ? b : a)) : NEVER_DUE;
+    }
+    case "blocked":
+      return deadline ?? NEVER_DUE;
+    case "queued":
+      return deadline;
+    case "retrying":
+      return job.nextAttemptAt ?? NEVER_DUE;
+    case "paused":
+      return NEVER_DUE;
+    default:
+      return null;
+  }
+}
+
 /** Sparse index attributes a status change must remove when the job leaves their status. */
 export function indexAttributesToRemove(status: JobStatus): string[] {
   const remove: string[] = [];
   if (TERMINAL_STATUSES.has(status)) remove.push("livePk");
-  if (status !== "queued") remove.push("queuePk", "queueSk");
-  if (status !== "scheduled" && status !== "retrying") remove.push("duePk", "dueSk");
+  if (status !== "queued") remove.push("queuePk", "queueSk", "queueOwnerSk", "queueAgeSk");
+  // Whether a job is due depends on more than its status (a queued job only with a deadline):
+  // always listed, and the caller keeps whatever indexAttributes sets.
+  remove.push("duePk", "dueSk");
   if (status !== "dispatched" && status !== "running") remove.push("activePk", "activeSk", "reservation");
   return remove;
 }
@@ -144,6 +191,7 @@ const JOB_FIELDS = [
   "type",
   "status",
   "statusReason",
+  "reasonCode",
   "priority",
   "owner",
   "payload",

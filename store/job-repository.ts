@@ -15,6 +15,7 @@ import {
 import { forEachConcurrent } from "../core/concurrency";
 import { ConcurrentUpdateError } from "../core/errors";
 import type { Job, JobStatus } from "../core/job";
+import type { ReasonCode } from "../core/reasons";
 import { indexAttributes, indexAttributesToRemove, type JobItem, transitionItem } from "./job-items";
 import { DEPENDENT_PREFIX, FIRST_DAY_SK, JOB_SK, jobPk, META_PK, RESULT_SK } from "./keys";
 
@@ -35,6 +36,8 @@ export interface StoredJob {
 export interface StatusChange {
   readonly to: JobStatus;
   readonly reason: string;
+  /** The reason's stable code (core/reasons.ts); null when the status needs none. */
+  readonly reasonCode?: ReasonCode | null;
   readonly triggeredBy: string | null;
   /** Other attributes the same write sets (e.g. finishedAt, pausedFrom). */
   readonly set?: Readonly<Record<string, unknown>>;
@@ -160,6 +163,7 @@ export class JobRepository {
       ...change.set,
       status: change.to,
       statusReason: change.reason,
+      reasonCode: change.reasonCode ?? null,
       version,
       updatedAt: now,
     } as JobItem;
@@ -167,6 +171,7 @@ export class JobRepository {
       ...change.set,
       status: change.to,
       statusReason: change.reason,
+      reasonCode: change.reasonCode ?? null,
       version,
       updatedAt: now,
       ...indexAttributes(next, staged),

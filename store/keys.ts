@@ -48,6 +48,31 @@ export function queueSk(job: { priority: number; deadline: string | null; id: st
 }
 
 export const dueSk = (runAt: string, id: string): string => `${runAt}#${id}`;
+/** A waiting job with nothing due (blocked without a deadline, paused): sorts after every time. */
+export const NEVER_DUE = "~";
+
+/**
+ * The queue by owner (fair-share, round-robin): each owner's queued jobs together, in admission
+ * order. Principals never contain `#` or `$`, so `<owner>$` sorts right after all of an owner's
+ * keys: the start key that skips to the next owner.
+ */
+export const queueOwnerSk = (owner: string, sk: string): string => `${owner}#${sk}`;
+export const afterOwner = (owner: string): string => `${owner}$`;
+export const ownerOfQueueOwnerSk = (sk: string): string => sk.slice(0, sk.indexOf("#"));
+/** The queue by how long a job has waited (aging): oldest first. */
+export const queueAgeSk = (queuedAt: string, id: string): string => `${queuedAt}#${id}`;
+
+/** Policy table keys: the policy, each principal's quota limits and GPU usage, run-time stats. */
+export const POLICY_PK = "POLICY";
+export const POLICY_SK = "POLICY";
+export const principalPk = (principal: string): string => `PRINCIPAL#${principal}`;
+export const QUOTA_SK = "QUOTA";
+/** GPU-seconds of finished attempts in one UTC day (`yyyy-mm-dd`) or week (its Monday). */
+export const dayUsageSk = (day: string): string => `USAGE#D#${day}`;
+export const weekUsageSk = (monday: string): string => `USAGE#W#${monday}`;
+/** Completed attempts' run times per job type and UTC day: what estimatedStartAt learns from. */
+export const runtimePk = (type: string): string => `RUNTIME#${type}`;
+export const runtimeSk = (day: string): string => `D#${day}`;
 
 /** The live index's shard: the job id's last ULID character, random, so 32 even shards. */
 export const LIVE_SHARDS = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";

@@ -40,7 +40,14 @@ export const JOB_INDEX = {
   byDay: "byDay",
   /** Sparse: only queued jobs, per pool, in admission order. */
   queue: "queue",
-  /** Sparse: only scheduled jobs, per pool, by runAt. */
+  /** Sparse: queued jobs per pool, each owner's together (fair-share and round-robin read owner by owner). */
+  queueByOwner: "queueByOwner",
+  /** Sparse: queued jobs per pool, longest waiting first (aging). */
+  queueByAge: "queueByAge",
+  /**
+   * Sparse: jobs waiting outside the queue (scheduled, blocked, retrying, paused) and queued jobs
+   * with a deadline, per pool, by when something is due: runAt, nextAttemptAt or the deadline.
+   */
   due: "due",
   /** Sparse: only jobs holding a capacity reservation (dispatched, running), per pool and node. */
   active: "active",
@@ -66,8 +73,26 @@ export const QUEUE_PROJECTION = [
   "version",
   "attempts",
   "timeoutSeconds",
+  "startedAt",
+  "reasonCode",
   /** The lifecycle execution's task token: the scheduler releases it without reading the job. */
   "admissionToken",
+] as const;
+
+/** Attributes of a job holding capacity that preemption, fair-share, quotas and estimates need. */
+export const ACTIVE_PROJECTION = [
+  "id",
+  "status",
+  "reservation",
+  "attempts",
+  "executionArn",
+  "owner",
+  "type",
+  "priority",
+  "timeoutSeconds",
+  "attemptStartedAt",
+  "preemptedAt",
+  "updatedAt",
 ] as const;
 
 export const jobsTable: TableDefinition = {
@@ -101,19 +126,29 @@ export const jobsTable: TableDefinition = {
       projection: { type: "INCLUDE", nonKeyAttributes: QUEUE_PROJECTION },
     },
     {
+      indexName: JOB_INDEX.queueByOwner,
+      partitionKey: { name: "queuePk", type: "S" },
+      sortKey: { name: "queueOwnerSk", type: "S" },
+      projection: { type: "INCLUDE", nonKeyAttributes: QUEUE_PROJECTION },
+    },
+    {
+      indexName: JOB_INDEX.queueByAge,
+      partitionKey: { name: "queuePk", type: "S" },
+      sortKey: { name: "queueAgeSk", type: "S" },
+      projection: { type: "INCLUDE", nonKeyAttributes: QUEUE_PROJECTION },
+    },
+    {
       indexName: JOB_INDEX.due,
       partitionKey: { name: "duePk", type: "S" },
       sortKey: { name: "dueSk", type: "S" },
-      projection: { type: "KEYS_ONLY" },
+      // The status lets the sweep and GET /queue's counts filter without reading job items.
+      projection: { type: "INCLUDE", nonKeyAttributes: ["status"] },
     },
     {
       indexName: JOB_INDEX.active,
       partitionKey: { name: "activePk", type: "S" },
       sortKey: { name: "activeSk", type: "S" },
-      projection: {
-        type: "INCLUDE",
-        nonKeyAttributes: ["id", "status", "reservation", "attempts", "executionArn"],
-      },
+      projection: { type: "INCLUDE", nonKeyAttributes: ACTIVE_PROJECTION },
     },
     {
       // Keys only: an entry is written when a job is created and deleted when it ends, never on
@@ -145,4 +180,16 @@ export const tokensTable: TableDefinition = {
   globalSecondaryIndexes: [],
 };
 
-export const TABLES = [jobsTable, tokensTable, nodesTable] as const;
+/**
+ * The scheduling policy, each principal's quota limits and GPU-seconds used per day and week,
+ * and run-time statistics per job type (docs/data-model.md). Usage items expire by TTL.
+ */
+export const policyTable: TableDefinition = {
+  id: "Policy",
+  partitionKey: { name: "pk", type: "S" },
+  sortKey: { name: "sk", type: "S" },
+  timeToLiveAttribute: "expiresAt",
+  globalSecondaryIndexes: [],
+};
+
+export const TABLES = [jobsTable, tokensTable, nodesTable, policyTable] as const;

@@ -217,6 +217,7 @@ async function putDispatchedJob(
     type: spec.type,
     status: spec.status ?? "dispatched",
     statusReason: `dispatched to node ${nodeId}`,
+    reasonCode: null,
     priority: spec.priority ?? 0,
     owner: "worker-test",
     payload: spec.payload ?? null,

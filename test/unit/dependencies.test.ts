@@ -424,7 +424,7 @@ describe("applicableStatus", () => {
     const result = applicableStatus(input);
 
     // Assess
-    expect(result).toEqual({ status: "cancelled", reason: "dependency job_x failed" });
+    expect(result).toEqual({ status: "cancelled", reason: "dependency job_x failed", code: null });
   });
 
   it("cancels a job whose dependency was cancelled, even with a future runAt", () => {
@@ -441,7 +441,7 @@ describe("applicableStatus", () => {
     const result = applicableStatus(input);
 
     // Assess
-    expect(result).toEqual({ status: "cancelled", reason: "dependency job_y was cancelled" });
+    expect(result).toEqual({ status: "cancelled", reason: "dependency job_y was cancelled", code: null });
   });
 
   it("blocks a job with unmet dependencies before looking at runAt", () => {
@@ -452,7 +452,11 @@ describe("applicableStatus", () => {
     const result = applicableStatus(input);
 
     // Assess
-    expect(result).toEqual({ status: "blocked", reason: "waiting for 2 of 3 dependencies" });
+    expect(result).toEqual({
+      status: "blocked",
+      reason: "waiting for 2 of 3 dependencies",
+      code: "dependency",
+    });
   });
 
   it("schedules a ready job whose runAt is in the future, giving runAt in UTC", () => {
@@ -463,7 +467,11 @@ describe("applicableStatus", () => {
     const result = applicableStatus(input);
 
     // Assess
-    expect(result).toEqual({ status: "scheduled", reason: "scheduled to run at 2026-11-22T22:00:00.000Z" });
+    expect(result).toEqual({
+      status: "scheduled",
+      reason: "scheduled to run at 2026-11-22T22:00:00.000Z",
+      code: "begin_time",
+    });
   });
 
   it.each([
@@ -478,7 +486,7 @@ describe("applicableStatus", () => {
     const result = applicableStatus(input);
 
     // Assess
-    expect(result).toEqual({ status: "queued", reason: "waiting for admission" });
+    expect(result).toEqual({ status: "queued", reason: "waiting for admission", code: "pending" });
   });
 
   it.each([
