@@ -14,6 +14,8 @@ export interface AppContext {
   readonly pools: ReturnType<typeof config>["pools"];
   readonly taskTypes: ReturnType<typeof config>["taskTypes"];
   readonly nodesTable: string;
+  /** Policy, quotas, GPU usage and run-time statistics (store/tables.ts#policyTable). */
+  readonly policyTable: string;
   readonly executions: LifecycleExecutions;
   readonly events: JobEventPublisher;
 }
@@ -34,6 +36,7 @@ export function appContext(): AppContext {
       pools: c.pools,
       taskTypes: c.taskTypes,
       nodesTable: c.nodesTable,
+      policyTable: c.policyTable,
       executions: new StepFunctionsExecutions(
         createSfnClient({ region: c.region, endpoint: c.sfnEndpoint }),
         c.stateMachineArn,

@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { PRIORITY_NAMES, type PriorityName } from "../core/job";
+import { DEFAULT_POLICY, type Policy, policySchema } from "../core/policy";
 import { DEFAULT_POOLS, type PoolConfig, poolsSchema } from "../core/pools";
 
 /**
@@ -10,6 +11,12 @@ const envSchema = z.object({
   JOBQ_JOBS_TABLE: z.string().min(1).default("jobq-Jobs"),
   JOBQ_TOKENS_TABLE: z.string().min(1).default("jobq-Tokens"),
   JOBQ_NODES_TABLE: z.string().min(1).default("jobq-Nodes"),
+  JOBQ_POLICY_TABLE: z.string().min(1).default("jobq-Policy"),
+  /**
+   * JSON policy (core/policy.ts) in force until an admin PUTs one to /admin/policy; unset: the
+   * defaults. The local stack sets it from JOBQ_CONFIG's `policy`.
+   */
+  JOBQ_POLICY: z.string().optional(),
   /** Set by the local stack and the tests: the emulators on loopback. Unset in AWS. */
   JOBQ_DYNAMODB_ENDPOINT: z.url().optional(),
   JOBQ_SFN_ENDPOINT: z.url().optional(),
@@ -49,6 +56,9 @@ export interface HandlerConfig {
   readonly jobsTable: string;
   readonly tokensTable: string;
   readonly nodesTable: string;
+  readonly policyTable: string;
+  /** The policy in force while none is stored. */
+  readonly defaultPolicy: Policy;
   readonly region: string;
   readonly dynamoEndpoint: string | undefined;
   readonly sfnEndpoint: string | undefined;
@@ -72,6 +82,8 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env): HandlerConfig 
     jobsTable: e.JOBQ_JOBS_TABLE,
     tokensTable: e.JOBQ_TOKENS_TABLE,
     nodesTable: e.JOBQ_NODES_TABLE,
+    policyTable: e.JOBQ_POLICY_TABLE,
+    defaultPolicy: e.JOBQ_POLICY ? policySchema.parse(JSON.parse(e.JOBQ_POLICY)) : DEFAULT_POLICY,
     region: e.AWS_REGION,
     dynamoEndpoint: e.JOBQ_DYNAMODB_ENDPOINT,
     sfnEndpoint: e.JOBQ_SFN_ENDPOINT,

@@ -30,7 +30,7 @@ export function suffix(): string {
 }
 
 /** Everything DynamoDB-side: fresh tables under a prefix of the test file's own. */
-export async function ownTables(prefix: string): Promise<{ jobs: string; nodes: string }> {
+export async function ownTables(prefix: string): Promise<{ jobs: string; nodes: string; policy: string }> {
   const client = new DynamoDBClient({
     endpoint: inject("dynamoEndpoint"),
     region: LOCAL_REGION,
@@ -40,8 +40,9 @@ export async function ownTables(prefix: string): Promise<{ jobs: string; nodes: 
     const tables = await ensureTables(client, prefix);
     const jobs = tables.Jobs;
     const nodes = tables.Nodes;
-    if (!jobs || !nodes) throw new Error("ensureTables made no Jobs or Nodes table");
-    return { jobs, nodes };
+    const policy = tables.Policy;
+    if (!jobs || !nodes || !policy) throw new Error("ensureTables made no Jobs, Nodes or Policy table");
+    return { jobs, nodes, policy };
   } finally {
     client.destroy();
   }
@@ -215,7 +216,11 @@ export const HEARTBEAT_SECONDS = 30;
 export const NODE_LOST_SECONDS = 60;
 
 /** Contexts for the scheduler and the reconciler over the given tables and pools. */
-export async function startHarness(tables: { jobs: string; nodes: string }): Promise<Harness> {
+export async function startHarness(tables: {
+  jobs: string;
+  nodes: string;
+  policy: string;
+}): Promise<Harness> {
   const db = createDocumentClient({ region: LOCAL_REGION, endpoint: inject("dynamoEndpoint") });
   const repo = new JobRepository(db, tables.jobs);
   const nodes = new NodeRepository(db, tables.nodes);
@@ -239,6 +244,7 @@ export async function startHarness(tables: { jobs: string; nodes: string }): Pro
     pools,
     taskTypes: null,
     nodesTable: tables.nodes,
+    policyTable: tables.policy,
     executions,
     events,
   };
