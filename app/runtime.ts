@@ -1,6 +1,7 @@
 import { config } from "../functions/config";
 import { createDocumentClient } from "../store/dynamo";
 import { JobRepository } from "../store/job-repository";
+import { PolicyRepository } from "../store/policy";
 import { createEventBridgeClient, EventBridgePublisher, type JobEventPublisher } from "./events";
 import { createSfnClient, type LifecycleExecutions, StepFunctionsExecutions } from "./executions";
 
@@ -16,6 +17,10 @@ export interface AppContext {
   readonly nodesTable: string;
   /** Policy, quotas, GPU usage and run-time statistics (store/tables.ts#policyTable). */
   readonly policyTable: string;
+  /** The stored policy and quota limits (store/policy.ts). */
+  readonly policies: PolicyRepository;
+  /** The policy in force while none is stored (JOBQ_POLICY, else core's defaults). */
+  readonly defaultPolicy: ReturnType<typeof config>["defaultPolicy"];
   readonly executions: LifecycleExecutions;
   readonly events: JobEventPublisher;
 }
@@ -37,6 +42,8 @@ export function appContext(): AppContext {
       taskTypes: c.taskTypes,
       nodesTable: c.nodesTable,
       policyTable: c.policyTable,
+      policies: new PolicyRepository(db, c.policyTable),
+      defaultPolicy: c.defaultPolicy,
       executions: new StepFunctionsExecutions(
         createSfnClient({ region: c.region, endpoint: c.sfnEndpoint }),
         c.stateMachineArn,

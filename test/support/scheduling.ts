@@ -10,6 +10,7 @@ import type { ReconcilerContext } from "../../app/reconciler";
 import type { SchedulerContext } from "../../app/scheduler";
 import { submitJobs } from "../../app/submit";
 import type { BatchJobRequest } from "../../core/job";
+import { DEFAULT_POLICY } from "../../core/policy";
 import type { PoolConfig } from "../../core/pools";
 import { LOCAL_REGION } from "../../local/config";
 import { ensureTables } from "../../local/tables";
@@ -17,6 +18,7 @@ import { createDocumentClient } from "../../store/dynamo";
 import type { JobItem } from "../../store/job-items";
 import { JobRepository } from "../../store/job-repository";
 import { NodeRepository } from "../../store/nodes";
+import { PolicyRepository } from "../../store/policy";
 
 /**
  * Helpers for the scheduler and reconciler integration tests: tables of their own in the shared
@@ -245,6 +247,8 @@ export async function startHarness(tables: {
     taskTypes: null,
     nodesTable: tables.nodes,
     policyTable: tables.policy,
+    policies: new PolicyRepository(db, tables.policy),
+    defaultPolicy: DEFAULT_POLICY,
     executions,
     events,
   };

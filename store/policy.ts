@@ -1,0 +1,172 @@
+import { BatchGetCommand, type DynamoDBDocumentClient, GetCommand, PutCommand } from "@aws-sdk/lib-dynamodb";
+import { type Policy, policySchema } from "../core/policy";
+import { NO_QUOTA, type QuotaLimits, quotaLimitsSchema } from "../core/quota";
+import { POLICY_PK, POLICY_SK, principalPk, QUOTA_SK } from "./keys";
+
+/**
+ * The scheduling policy and each principal's quota limits in the Policy table
+ * (store/tables.ts#policyTable, docs/data-model.md). GPU usage items share the principals'
+ * partitions (store/usage.ts); this module reads and writes only the policy and quota items.
+ *
+ * The policy is stored as JSON text (`policyJson`), like a job's payloadJson: it round-trips
+ * exactly (maps keyed by job types and principals, whatever they contain), and a read re-parses
+ * it with core's schema, so a field added to the policy later takes its default for a policy
+ * stored before it existed.
+ */
+
+export interface StoredPolicy {
+  readonly policy: Policy;
+  /** null: no policy has been stored; `policy` is the fallback. */
+  readonly updatedAt: string | null;
+  /** The principal who stored it; null with updatedAt. */
+  readonly updatedBy: string | null;
+}
+
+/** A stored item that core's schema no longer accepts: edited by hand, or written by a newer jobq. */
+export class StoredPolicyError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = "StoredPolicyError";
+  }
+}
+
+/** DynamoDB's limit of keys per BatchGetItem. */
+const BATCH_GET_LIMIT = 100;
+
+export class PolicyRepository {
+  constructor(
+    private readonly db: DynamoDBDocumentClient,
+    readonly tableName: string,
+  ) {}
+
+  /**
+   * The policy in force: the stored one (strongly consistent, so a pass right after a PUT sees
+   * it), or `fallback` (the deployment's default) while none is stored.
+   */
+  async getPolicy(fallback: Policy): Promise<StoredPolicy> {
+    const out = await this.db.send(
+      new GetCommand({
+        TableName: this.tableName,
+        Key: { pk: POLICY_PK, sk: POLICY_SK },
+        ConsistentRead: true,
+      }),
+    );
+    const item = out.Item;
+    if (!item) return { policy: fallback, updatedAt: null, updatedBy: null };
+    return {
+      policy: parseStoredPolicy(item.policyJson),
+      updatedAt: typeof item.updatedAt === "string" ? item.updatedAt : null,
+      updatedBy: typeof item.updatedBy === "string" ? item.updatedBy : null,
+    };
+  }
+
+  /**
+   * Replaces the policy. Unconditional: a PUT replaces the whole policy, so the last writer wins
+   * and a replayed PUT writes the same item again.
+   */
+  async putPolicy(policy: Policy, principal: string, now: string): Promise<StoredPolicy> {
+    const valid = policySchema.parse(policy);
+    await this.db.send(
+      new PutCommand({
+        TableName: this.tableName,
+        Item: {
+          pk: POLICY_PK,
+          sk: POLICY_SK,
+          entity: "policy",
+          policyJson: JSON.stringify(valid),
+          updatedAt: now,
+          updatedBy: principal,
+        },
+      }),
+    );
+    return { policy: valid, updatedAt: now, updatedBy: principal };
+  }
+
+  /** A principal's limits; NO_QUOTA when none were set. */
+  async getQuota(principal: string): Promise<QuotaLimits> {
+    const out = await this.db.send(
+      new GetCommand({
+        TableName: this.tableName,
+        Key: { pk: principalPk(principal), sk: QUOTA_SK },
+        ConsistentRead: true,
+      }),
+    );
+    return out.Item ? limitsOf(out.Item) : NO_QUOTA;
+  }
+
+  /**
+   * The limits of many principals in BatchGetItems of 100, eventually consistent (a scheduling
+   * pass, where a quota set a second ago may apply from the next pass). Only principals with a
+   * quota item are in the map.
+   */
+  async getQuotas(principals: readonly string[]): Promise<Map<string, QuotaLimits>> {
+    const found = new Map<string, QuotaLimits>();
+    const unique = [...new Set(principals)];
+    for (let i = 0; i < unique.length; i += BATCH_GET_LIMIT) {
+      let keys: Record<string, string>[] = unique
+        .slice(i, i + BATCH_GET_LIMIT)
+        .map((principal) => ({ pk: principalPk(principal), sk: QUOTA_SK }));
+      // UnprocessedKeys come back under throttling; retry them with a short backoff.
+      for (let round = 0; keys.length > 0; round++) {
+        const out = await this.db.send(new BatchGetCommand({ RequestItems: { [this.tableName]: { Keys: keys } } }));
+        for (const item of out.Responses?.[this.tableName] ?? []) {
+          if (typeof item.principal === "string") found.set(item.principal, limitsOf(item));
+        }
+        keys = (out.UnprocessedKeys?.[this.tableName]?.Keys ?? []) as Record<string, string>[];
+        if (keys.length > 0) await backoff(round);
+      }
+    }
+    return found;
+  }
+
+  /** Replaces a principal's limits (a PUT replaces all three; one left out is no limit). */
+  async putQuota(principal: string, limits: QuotaLimits, now: string): Promise<QuotaLimits> {
+    const valid = quotaLimitsSchema.parse(limits);
+    await this.db.send(
+      new PutCommand({
+        TableName: this.tableName,
+        Item: {
+          pk: principalPk(principal),
+          sk: QUOTA_SK,
+          entity: "quota",
+          principal,
+          ...valid,
+          updatedAt: now,
+        },
+      }),
+    );
+    return valid;
+  }
+}
+
+function parseStoredPolicy(text: unknown): Policy {
+  let json: unknown;
+  try {
+    json = typeof text === "string" ? JSON.parse(text) : undefined;
+  } catch (error) {
+    throw new StoredPolicyError("the stored policy is not valid JSON; PUT /admin/policy replaces it", {
+      cause: error,
+    });
+  }
+  const parsed = policySchema.safeParse(json);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((i) => `${i.path.join(".") || "policy"}: ${i.message}`);
+    throw new StoredPolicyError(
+      `the stored policy is invalid (${problems.join("; ")}); PUT /admin/policy replaces it`,
+    );
+  }
+  return parsed.data;
+}
+
+function limitsOf(item: Record<string, unknown>): QuotaLimits {
+  const limit = (value: unknown): number | null => (typeof value === "number" ? value : null);
+  return {
+    dailyGpuSeconds: limit(item.dailyGpuSeconds),
+    weeklyGpuSeconds: limit(item.weeklyGpuSeconds),
+    maxQueuedJobs: limit(item.maxQueuedJobs),
+  };
+}
+
+async function backoff(round: number): Promise<void> {
+  await new Promise((resolve) => setTimeout(resolve, Math.min(1000, 25 * 2 ** round)));
+}
