@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
 import { z } from "zod";
 import { jobTypeSchema } from "../core/job";
+import { type Policy, policySchema } from "../core/policy";
 import { DEFAULT_POOLS, type PoolConfig, poolsSchema } from "../core/pools";
 import { fieldProblems } from "../core/validation";
 import type { QueueUrls } from "../functions/config";
@@ -21,8 +22,6 @@ export interface ApiPrincipal {
 /** Bearer token → who it acts as: what the tokens table and the authorizer are in AWS. */
 export type ApiTokens = ReadonlyMap<string, ApiPrincipal>;
 
-export type JsonValue = z.infer<ReturnType<typeof z.json>>;
-
 export interface LocalConfig {
   readonly port: number;
   readonly host: string;
@@ -30,8 +29,11 @@ export interface LocalConfig {
   readonly dataDir: string;
   readonly tokens: ApiTokens;
   readonly pools: readonly PoolConfig[];
-  /** JOBQ_CONFIG's policy, kept as given until the scheduler's policy module validates it. */
-  readonly policy: JsonValue | undefined;
+  /**
+   * JOBQ_CONFIG's policy, validated at start and with core's defaults filled in: the policy in
+   * force until an admin PUTs one to /admin/policy. undefined: core's defaults.
+   */
+  readonly policy: Policy | undefined;
   /** Job types JOBQ_CONFIG allows besides the examples; undefined: any type is accepted. */
   readonly taskTypes: readonly string[] | undefined;
   /** JOBQ_SWEEP_SECONDS: how often the scheduler sweeps every pool (AWS: every minute). */
@@ -88,7 +90,7 @@ const envSchema = z.object({
 
 const configFileSchema = z.strictObject({
   pools: poolsSchema.optional(),
-  policy: z.json().optional(),
+  policy: policySchema.optional(),
   taskTypes: z.array(jobTypeSchema).optional(),
 });
 export type LocalConfigFile = z.infer<typeof configFileSchema>;
@@ -202,6 +204,8 @@ export interface HandlerEnvironmentInput {
   readonly pools?: readonly PoolConfig[];
   /** Configured job types; undefined: any type (JOBQ_TASK_TYPES left unset). */
   readonly taskTypes?: readonly string[] | undefined;
+  /** JOBQ_CONFIG's policy (JOBQ_POLICY); undefined: core's defaults. */
+  readonly policy?: Policy | undefined;
   /**
    * Where jobs run: the emulators' endpoints, the lifecycle state machine, the event bus and the
    * queues. Undefined: an API-only setup (the API tests): jobs are stored, no execution is
@@ -256,6 +260,7 @@ export function handlerEnvironment(input: HandlerEnvironmentInput): Record<strin
       input.taskTypes === undefined
         ? undefined
         : JSON.stringify([...new Set([...input.taskTypes, ...EXAMPLE_TASK_TYPES])]),
+    JOBQ_POLICY: input.policy === undefined ? undefined : JSON.stringify(input.policy),
     ...executionVariables(input.execution),
     AWS_REGION: LOCAL_REGION,
     // Explicit dummies: without them the SDK's default chain ends at the EC2 metadata address

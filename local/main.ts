@@ -22,6 +22,7 @@ async function main(): Promise<void> {
     tokens: config.tokens,
     pools: config.pools,
     taskTypes: config.taskTypes,
+    policy: config.policy,
     sweepSeconds: config.sweepSeconds,
     log: true,
   });

@@ -1,6 +1,7 @@
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
+import type { Policy } from "../core/policy";
 import { DEFAULT_POOLS, type PoolConfig } from "../core/pools";
 import type { QueueUrls } from "../functions/config";
 import { type ApiServer, startApiServer } from "./api-server";
@@ -57,6 +58,8 @@ export interface LocalStackOptions {
   readonly pools?: readonly PoolConfig[];
   /** Job types allowed besides the examples. @default any type */
   readonly taskTypes?: readonly string[];
+  /** The policy in force until one is PUT to /admin/policy (JOBQ_POLICY). @default core's defaults */
+  readonly policy?: Policy;
   /** @default "jobq-" */
   readonly tablePrefix?: string;
   /**
@@ -173,6 +176,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       dynamoEndpoint,
       pools: options.pools,
       taskTypes: options.taskTypes,
+      policy: options.policy,
     };
 
     let execution: LocalExecution | undefined;

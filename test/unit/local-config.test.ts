@@ -2,6 +2,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
+import { DEFAULT_POLICY } from "../../core/policy";
 import { DEFAULT_POOLS } from "../../core/pools";
 import { readConfig } from "../../functions/config";
 import {
@@ -62,11 +63,11 @@ describe("JOBQ_API_TOKENS", () => {
 });
 
 describe("JOBQ_CONFIG", () => {
-  it("accepts pools, an opaque policy and task types", () => {
+  it("accepts pools, a policy and task types, filling in the policy's defaults", () => {
     const file = parseConfigFile(
       JSON.stringify({
         pools: [{ name: "cpu", labels: { zone: "a" }, nodes: 2, node: { cpu: 2, memoryMb: 4096 } }],
-        policy: { algorithm: "fair-share", anything: [1, { nested: true }] },
+        policy: { algorithm: "fair-share", offPeak: { start: "23:00", end: "06:00" } },
         taskTypes: ["train-model"],
       }),
       "jobq.json",
@@ -75,8 +76,36 @@ describe("JOBQ_CONFIG", () => {
     expect(file.pools).toEqual([
       { name: "cpu", labels: { zone: "a" }, nodes: 2, node: { cpu: 2, memoryMb: 4096, gpu: 0 } },
     ]);
-    expect(file.policy).toEqual({ algorithm: "fair-share", anything: [1, { nested: true }] });
+    expect(file.policy).toEqual({
+      ...DEFAULT_POLICY,
+      algorithm: "fair-share",
+      offPeak: { start: "23:00", end: "06:00", timezone: "UTC" },
+    });
     expect(file.taskTypes).toEqual(["train-model"]);
+  });
+
+  it("fails on a bad policy with a message naming each field", () => {
+    const error = catchError(() =>
+      parseConfigFile(
+        JSON.stringify({
+          policy: {
+            algorithm: "lottery",
+            offPeak: { start: "25:00", end: "08:00", timezone: "Mars/Olympus" },
+            agingSecondsPerStep: -1,
+            sharing: true,
+          },
+        }),
+        "jobq.json",
+      ),
+    );
+
+    expect(error).toBeInstanceOf(LocalConfigError);
+    expect(error.message).toContain("JOBQ_CONFIG jobq.json is invalid");
+    expect(error.message).toMatch(/policy\.algorithm: /);
+    expect(error.message).toMatch(/policy\.offPeak\.start: must be HH:MM/);
+    expect(error.message).toMatch(/policy\.offPeak\.timezone: is not a known IANA time zone/);
+    expect(error.message).toMatch(/policy\.agingSecondsPerStep: /);
+    expect(error.message).toMatch(/policy.*sharing/);
   });
 
   it("names the file and the problem when it is not JSON", () => {
@@ -130,7 +159,7 @@ describe("readLocalConfig", () => {
 
   it("reads PORT, HOST, JOBQ_DATA_DIR and the JOBQ_CONFIG file", () => {
     const path = join(dir, "jobq.json");
-    writeFileSync(path, JSON.stringify({ taskTypes: ["train-model"], policy: { algorithm: "priority" } }));
+    writeFileSync(path, JSON.stringify({ taskTypes: ["train-model"], policy: { algorithm: "round-robin" } }));
 
     const config = readLocalConfig({
       PORT: "8080",
@@ -144,8 +173,16 @@ describe("readLocalConfig", () => {
       host: "0.0.0.0",
       dataDir: "/var/jobq",
       taskTypes: ["train-model"],
-      policy: { algorithm: "priority" },
+      policy: { ...DEFAULT_POLICY, algorithm: "round-robin" },
     });
+  });
+
+  it("fails the start on a bad policy in JOBQ_CONFIG, naming the field", () => {
+    const path = join(dir, "bad-policy.json");
+    writeFileSync(path, JSON.stringify({ policy: { preemption: { enabled: "yes" } } }));
+
+    expect(() => readLocalConfig({ JOBQ_CONFIG: path })).toThrow(LocalConfigError);
+    expect(() => readLocalConfig({ JOBQ_CONFIG: path })).toThrow(/policy\.preemption\.enabled: /);
   });
 
   it.each([
@@ -181,6 +218,28 @@ describe("the handlers' environment", () => {
     });
     expect(env).toMatchObject({ AWS_EC2_METADATA_DISABLED: "true", AWS_ACCESS_KEY_ID: "local" });
     for (const def of TABLES) expect(env[tableVariable(def.id)]).toBe(`jobq-${def.id}`);
+  });
+
+  it("hands JOBQ_CONFIG's policy to the handlers as JOBQ_POLICY, and none when unset", () => {
+    const policy = {
+      ...DEFAULT_POLICY,
+      algorithm: "round-robin" as const,
+      typeConcurrency: { "train-model": 2 },
+    };
+
+    const withPolicy = handlerEnvironment({ tables, dynamoEndpoint: "http://127.0.0.1:8000", policy });
+    const without = handlerEnvironment({ tables, dynamoEndpoint: "http://127.0.0.1:8000" });
+
+    expect(readConfig(definedOnly(withPolicy)).defaultPolicy).toEqual(policy);
+    expect(without.JOBQ_POLICY).toBeUndefined();
+    expect(readConfig(definedOnly(without)).defaultPolicy).toEqual(DEFAULT_POLICY);
+  });
+
+  it("sets JOBQ_POLICY_TABLE from the Policy table", () => {
+    const env = handlerEnvironment({ tables, dynamoEndpoint: "http://127.0.0.1:8000" });
+
+    expect(env.JOBQ_POLICY_TABLE).toBe("jobq-Policy");
+    expect(readConfig(definedOnly(env)).policyTable).toBe("jobq-Policy");
   });
 
   it("names a table's variable after its id", () => {
