@@ -2,8 +2,10 @@ import { config } from "../functions/config";
 import { createDocumentClient } from "../store/dynamo";
 import { JobRepository } from "../store/job-repository";
 import { PolicyRepository } from "../store/policy";
+import { UsageRepository } from "../store/usage";
 import { createEventBridgeClient, EventBridgePublisher, type JobEventPublisher } from "./events";
 import { createSfnClient, type LifecycleExecutions, StepFunctionsExecutions } from "./executions";
+import { logger } from "./logger";
 
 /** The use cases' clock; a parameter everywhere so tests and later policies can move it. */
 export type Clock = () => Date;
@@ -21,6 +23,8 @@ export interface AppContext {
   readonly policies: PolicyRepository;
   /** The policy in force while none is stored (JOBQ_POLICY, else core's defaults). */
   readonly defaultPolicy: ReturnType<typeof config>["defaultPolicy"];
+  /** GPU-seconds used per principal and run-time statistics per job type (store/usage.ts). */
+  readonly usage: UsageRepository;
   readonly executions: LifecycleExecutions;
   readonly events: JobEventPublisher;
 }
@@ -44,6 +48,9 @@ export function appContext(): AppContext {
       policyTable: c.policyTable,
       policies: new PolicyRepository(db, c.policyTable),
       defaultPolicy: c.defaultPolicy,
+      usage: new UsageRepository(db, c.policyTable, (error, detail) =>
+        logger.warn("run-time statistics not recorded", { ...detail, error: String(error) }),
+      ),
       executions: new StepFunctionsExecutions(
         createSfnClient({ region: c.region, endpoint: c.sfnEndpoint }),
         c.stateMachineArn,

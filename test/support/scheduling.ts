@@ -19,6 +19,7 @@ import type { JobItem } from "../../store/job-items";
 import { JobRepository } from "../../store/job-repository";
 import { NodeRepository } from "../../store/nodes";
 import { PolicyRepository } from "../../store/policy";
+import { UsageRepository } from "../../store/usage";
 
 /**
  * Helpers for the scheduler and reconciler integration tests: tables of their own in the shared
@@ -248,6 +249,7 @@ export async function startHarness(tables: {
     nodesTable: tables.nodes,
     policyTable: tables.policy,
     policies: new PolicyRepository(db, tables.policy),
+    usage: new UsageRepository(db, tables.policy),
     defaultPolicy: DEFAULT_POLICY,
     executions,
     events,
