@@ -6,6 +6,7 @@ import { canTransition } from "../core/status";
 import { endAttemptItem, releaseCapacityItem } from "../store/capacity";
 import { fromJobItem, type JobItem } from "../store/job-items";
 import type { StatusChange, StoredJob, TransactItem } from "../store/job-repository";
+import { gpuUsageItems } from "../store/usage";
 import { stateChange } from "./events";
 import type { AppContext } from "./runtime";
 import { loadVisibleJob } from "./visibility";
@@ -16,7 +17,10 @@ import { loadVisibleJob } from "./visibility";
  * once both see the truth and at most one wins.
  */
 
-export type ActionContext = Pick<AppContext, "repo" | "clock" | "nodesTable" | "executions" | "events">;
+export type ActionContext = Pick<
+  AppContext,
+  "repo" | "clock" | "nodesTable" | "executions" | "events" | "usage"
+>;
 
 const MAX_ROUNDS = 8;
 
@@ -198,6 +202,14 @@ async function stopWith(
         durationMs: Number.isNaN(startedAt) ? null : Date.parse(now) - startedAt,
         error: null,
       }),
+      // The GPU-seconds it used until now, counted in this transaction and so exactly once.
+      ...gpuUsageItems(
+        ctx.usage.tableName,
+        item.owner,
+        item.reservation?.gpu ?? item.resources.gpu,
+        item.attemptStartedAt,
+        now,
+      ),
     );
   }
   await ctx.repo.transact([...items, ...extra]);

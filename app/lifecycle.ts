@@ -17,6 +17,7 @@ import { endAttemptItem, releaseCapacityItem } from "../store/capacity";
 import { fromJobItem, type JobItem } from "../store/job-items";
 import type { StatusChange, TransactItem } from "../store/job-repository";
 import { dependentSk, dependsOnSk, JOB_SK, jobPk } from "../store/keys";
+import { gpuUsageItems } from "../store/usage";
 import { cascadeCancel } from "./actions";
 import { type JobStateChange, stateChange } from "./events";
 import { requestHash } from "./idempotency";
@@ -161,7 +162,7 @@ export class StepFunctionsTaskTokens implements TaskTokens {
 
 export type LifecycleContext = Pick<
   AppContext,
-  "repo" | "clock" | "nodesTable" | "executions" | "events" | "pools" | "taskTypes"
+  "repo" | "clock" | "nodesTable" | "executions" | "events" | "pools" | "taskTypes" | "usage"
 > & { readonly tokens: TaskTokens };
 
 /** Runs the step the state machine asked for. */
@@ -323,8 +324,8 @@ export async function completeAttempt(
 ): Promise<{ readonly status: JobStatus | null; readonly released: number }> {
   const outcome = await retryOnRace(async () => {
     const item = await readJob(ctx, input.jobId);
-    if (!item) return { item: null, next: null };
-    if (item.status === "completed") return { item, next: null };
+    if (!item) return { item: null, next: null, ran: null };
+    if (item.status === "completed") return { item, next: null, ran: null };
     if (item.status !== "running" || item.attempts !== input.attempt) {
       logger.warn("completion of an attempt that is not running; ignored", {
         jobId: item.id,
@@ -332,7 +333,7 @@ export async function completeAttempt(
         attempts: item.attempts,
         attempt: input.attempt,
       });
-      return { item, next: null };
+      return { item, next: null, ran: null };
     }
     const now = ctx.clock().toISOString();
     const { items, next } = ctx.repo.statusChangeItems(
@@ -346,23 +347,26 @@ export async function completeAttempt(
       },
       now,
     );
+    const durationMs = durationSince(item.attemptStartedAt, now);
     const extra: TransactItem[] = [];
     if (item.reservation) extra.push(releaseCapacityItem(ctx.nodesTable, item.reservation));
     extra.push(
       endAttemptItem(ctx.repo.tableName, item.id, input.attempt, {
         status: "succeeded",
         finishedAt: now,
-        durationMs: durationSince(item.attemptStartedAt, now),
+        durationMs,
         error: null,
       }),
+      ...attemptUsageItems(ctx, item, now),
     );
     await ctx.repo.transact([...items, ...extra]);
-    return { item, next };
+    return { item, next, ran: durationMs === null ? null : { durationMs, finishedAt: now } };
   });
 
-  const { item, next } = outcome;
+  const { item, next, ran } = outcome;
   if (!item) return { status: null, released: 0 };
   if (next) {
+    if (ran) await ctx.usage.recordRunTime(item.type, ran.finishedAt, ran.durationMs);
     await ctx.events.publish([stateChange(item.status, next)]);
     await releaseStrayAdmission(ctx, item, "job completed");
   }
@@ -589,6 +593,7 @@ async function endFailedAttempt(
         durationMs: durationSince(item.attemptStartedAt, at),
         error,
       }),
+      ...attemptUsageItems(ctx, item, at),
     );
   }
   await ctx.repo.transact([...items, ...extra]);
@@ -935,6 +940,19 @@ async function readJob(
 function reasonsOf(error: ConcurrentUpdateError): string[] {
   const details = error.details as { reasons?: unknown } | undefined;
   return Array.isArray(details?.reasons) ? details.reasons.map(String) : [];
+}
+
+/**
+ * The GPU-seconds a running attempt used, added to its owner's usage in the transaction that
+ * ends it (exactly once: that transaction is conditional on the job's version).
+ */
+function attemptUsageItems(
+  ctx: Pick<LifecycleContext, "usage">,
+  item: JobItem,
+  finishedAt: string,
+): TransactItem[] {
+  const gpu = item.reservation?.gpu ?? item.resources.gpu;
+  return gpuUsageItems(ctx.usage.tableName, item.owner, gpu, item.attemptStartedAt, finishedAt);
 }
 
 function durationSince(startedAt: string | undefined | null, now: string): number | null {

@@ -21,6 +21,7 @@ import { createDocumentClient } from "../../store/dynamo";
 import type { JobItem } from "../../store/job-items";
 import { JobRepository } from "../../store/job-repository";
 import { attemptSk, dependentSk, dependsOnSk, jobPk, nodeSk } from "../../store/keys";
+import { UsageRepository } from "../../store/usage";
 
 /**
  * The lifecycle steps (app/lifecycle.ts) against DynamoDB Local, driven directly as the state
@@ -68,6 +69,7 @@ const tables = inject("tables");
 const db = createDocumentClient({ region: LOCAL_REGION, endpoint: inject("dynamoEndpoint") });
 const repo = new JobRepository(db, tables.Jobs ?? "");
 const nodesTable = tables.Nodes ?? "";
+const usage = new UsageRepository(db, tables.Policy ?? "");
 const pools: PoolConfig[] = [{ name: POOL, labels: { zone: "a" }, nodes: 1, node: NODE_CAPACITY }];
 
 let now = new Date("2026-11-22T10:00:00.000Z");
@@ -83,7 +85,7 @@ beforeEach(async () => {
   events = new RecordingEvents();
   executions = new RecordingExecutions();
   tokens = new RecordingTokens();
-  ctx = { repo, clock: () => now, nodesTable, pools, taskTypes: null, executions, events, tokens };
+  ctx = { repo, clock: () => now, nodesTable, pools, taskTypes: null, executions, events, tokens, usage };
   owner = `lifecycle-${randomBytes(4).toString("hex")}`;
   nodeId = `node-${randomBytes(4).toString("hex")}`;
   await db.send(
@@ -237,6 +239,21 @@ describe("complete", () => {
     expect(await used()).toEqual(afterFirst.used);
     expect((await repo.queryJobPartition(b, "TRN#", { limit: 100 })).count).toBe(transitions.count);
     expect(events.changes).toEqual([]);
+  });
+
+  it("records the attempt's run time for its type once, and no GPU usage for a CPU job", async () => {
+    const type = `train-${randomBytes(4).toString("hex")}`;
+    const id = (await submit([{ ref: "a", type }]))("a");
+    const attempt = await startRunning(id);
+    advance(42);
+
+    await completeAttempt(ctx, { jobId: id, attempt });
+    await completeAttempt(ctx, { jobId: id, attempt });
+
+    expect(await usage.readRunTimes([type], now)).toEqual(new Map([[type, 42_000]]));
+    expect(await usage.readGpuUsage([owner], now)).toEqual(
+      new Map([[owner, { todayGpuSeconds: 0, weekGpuSeconds: 0 }]]),
+    );
   });
 });
 
