@@ -1,0 +1,123 @@
+import type { JobStatus } from "../core/job";
+import { currentGpuSeconds, type QuotaUsage } from "../core/quota";
+import { activePk, ownerStatusPk } from "../store/keys";
+import { JOB_INDEX } from "../store/tables";
+import type { AppContext } from "./runtime";
+
+/**
+ * A principal's usage against its quota (GET /quotas, the scheduler's GPU gate, the submit
+ * check) without a read-the-world scan: finished attempts from the usage items their ending
+ * transactions wrote (store/usage.ts), running attempts from the `active` index of the GPU
+ * pools, and not-started jobs counted on the byOwnerStatus index.
+ */
+
+/** The statuses API.md counts against maxQueuedJobs: non-terminal jobs that have not started. */
+export const NOT_STARTED_STATUSES: readonly JobStatus[] = [
+  "scheduled",
+  "blocked",
+  "queued",
+  "retrying",
+  "paused",
+];
+
+export async function principalUsage(
+  ctx: Pick<AppContext, "repo" | "usage" | "pools" | "clock">,
+  principal: string,
+): Promise<QuotaUsage> {
+  const now = ctx.clock();
+  const [finished, running, queuedJobs] = await Promise.all([
+    ctx.usage.readGpuUsage([principal], now),
+    runningGpuSeconds(ctx, principal, now),
+    countNotStarted(ctx, principal),
+  ]);
+  const done = finished.get(principal) ?? { todayGpuSeconds: 0, weekGpuSeconds: 0 };
+  return {
+    todayGpuSeconds: done.todayGpuSeconds + running.today,
+    weekGpuSeconds: done.weekGpuSeconds + running.week,
+    queuedJobs,
+  };
+}
+
+/**
+ * The GPU-seconds a principal's running attempts have used so far in today's and this week's
+ * windows: one query per GPU pool's `active` partition (what holds capacity there now, never
+ * more than the pool's nodes can run), filtered to the principal. A dispatched job has not
+ * started its attempt: it uses nothing yet.
+ */
+async function runningGpuSeconds(
+  ctx: Pick<AppContext, "repo" | "pools">,
+  principal: string,
+  now: Date,
+): Promise<{ today: number; week: number }> {
+  const gpuPools = ctx.pools.filter((pool) => pool.node.gpu > 0);
+  const perPool = await Promise.all(
+    gpuPools.map(async (pool) => {
+      const total = { today: 0, week: 0 };
+      let startKey: Record<string, unknown> | undefined;
+      do {
+        const page = await ctx.repo.queryIndex({
+          IndexName: JOB_INDEX.active,
+          KeyConditionExpression: "activePk = :pk",
+          FilterExpression: "#owner = :owner AND #status = :running",
+          ExpressionAttributeNames: { "#owner": "owner", "#status": "status" },
+          ExpressionAttributeValues: {
+            ":pk": activePk(pool.name),
+            ":owner": principal,
+            ":running": "running",
+          },
+          ExclusiveStartKey: startKey,
+        });
+        for (const item of page.items) {
+          const gpu = Number((item.reservation as { gpu?: unknown } | undefined)?.gpu ?? 0);
+          const startedAt = typeof item.attemptStartedAt === "string" ? item.attemptStartedAt : null;
+          if (!(gpu > 0) || startedAt === null || Number.isNaN(Date.parse(startedAt))) continue;
+          const used = currentGpuSeconds(gpu, new Date(startedAt), now);
+          total.today += used.todayGpuSeconds;
+          total.week += used.weekGpuSeconds;
+        }
+        startKey = page.lastKey;
+      } while (startKey);
+      return total;
+    }),
+  );
+  return perPool.reduce((sum, p) => ({ today: sum.today + p.today, week: sum.week + p.week }), {
+    today: 0,
+    week: 0,
+  });
+}
+
+/**
+ * How many of a principal's jobs have not started (API.md's maxQueuedJobs: scheduled, blocked,
+ * queued, retrying, paused): COUNT queries on the byOwnerStatus index, one per status, in
+ * parallel. With a `cap` the count stops once it reaches it (the submit check passes
+ * maxQueuedJobs + 1), so its cost is bounded by the limit, not by the backlog: exact below the
+ * cap, `cap` at or above it.
+ */
+export async function countNotStarted(
+  ctx: Pick<AppContext, "repo">,
+  principal: string,
+  cap?: number,
+): Promise<number> {
+  let total = 0;
+  const reached = () => cap !== undefined && total >= cap;
+  await Promise.all(
+    NOT_STARTED_STATUSES.map(async (status) => {
+      let startKey: Record<string, unknown> | undefined;
+      do {
+        if (reached()) return;
+        const page = await ctx.repo.queryIndex({
+          IndexName: JOB_INDEX.byOwnerStatus,
+          KeyConditionExpression: "ownerStatusPk = :pk",
+          ExpressionAttributeValues: { ":pk": ownerStatusPk(principal, status) },
+          Select: "COUNT",
+          ExclusiveStartKey: startKey,
+          // Each page evaluates no more than the cap: what one status can add before we stop.
+          ...(cap !== undefined ? { Limit: Math.max(1, cap - total) } : {}),
+        });
+        total += page.count;
+        startKey = page.lastKey;
+      } while (startKey);
+    }),
+  );
+  return cap !== undefined ? Math.min(total, cap) : total;
+}

@@ -1,0 +1,334 @@
+import { randomBytes } from "node:crypto";
+import { GetCommand, PutCommand } from "@aws-sdk/lib-dynamodb";
+import { afterAll, beforeEach, describe, expect, inject, it } from "vitest";
+import { cancelJob, pauseJob } from "../../app/actions";
+import { startAttempt } from "../../app/attempts";
+import type { JobEventPublisher, JobStateChange } from "../../app/events";
+import { executionArnOf, executionName, type LifecycleExecutions } from "../../app/executions";
+import {
+  completeAttempt,
+  type LifecycleContext,
+  recordAttemptFailure,
+  type TaskTokens,
+} from "../../app/lifecycle";
+import { countNotStarted, principalUsage } from "../../app/quota-usage";
+import { submitJobs } from "../../app/submit";
+import { batchJobSchema } from "../../core/job";
+import type { PoolConfig } from "../../core/pools";
+import { LOCAL_REGION } from "../../local/config";
+import { type NodeCapacity, reservationFor, reserveCapacityItem } from "../../store/capacity";
+import { createDocumentClient } from "../../store/dynamo";
+import type { JobItem } from "../../store/job-items";
+import { JobRepository } from "../../store/job-repository";
+import { dayUsageSk, nodeSk, principalPk, weekUsageSk } from "../../store/keys";
+import { UsageRepository } from "../../store/usage";
+
+/**
+ * GPU-seconds kept per principal (store/usage.ts) by the transactions that end attempts
+ * (complete, fail, cancel, pause), the running attempts' share read from the `active` index,
+ * the not-started count, and the run-time statistics — against DynamoDB Local. The scheduler's
+ * admission and the worker's start are played with the writes those pieces make.
+ */
+
+const STATE_MACHINE_ARN = "arn:aws:states:us-east-1:000000000000:stateMachine:jobq-usage";
+const NODE_CAPACITY: NodeCapacity = { cpu: 8, memoryMb: 32_768, gpu: 2 };
+const POOL = `usage-${randomBytes(4).toString("hex")}`;
+
+class NoEvents implements JobEventPublisher {
+  async publish(_changes: readonly JobStateChange[]): Promise<void> {}
+}
+
+class NoExecutions implements LifecycleExecutions {
+  async start(jobId: string, version: number): Promise<string | null> {
+    return executionArnOf(STATE_MACHINE_ARN, executionName(jobId, version));
+  }
+  async stop(): Promise<void> {}
+}
+
+class NoTokens implements TaskTokens {
+  async succeed(): Promise<boolean> {
+    return true;
+  }
+}
+
+const tables = inject("tables");
+const db = createDocumentClient({ region: LOCAL_REGION, endpoint: inject("dynamoEndpoint") });
+const repo = new JobRepository(db, tables.Jobs ?? "");
+const nodesTable = tables.Nodes ?? "";
+const policyTable = tables.Policy ?? "";
+const usage = new UsageRepository(db, policyTable);
+const pools: PoolConfig[] = [{ name: POOL, labels: {}, nodes: 1, node: NODE_CAPACITY }];
+
+let now: Date;
+let ctx: LifecycleContext;
+let owner: string;
+let nodeId: string;
+
+beforeEach(async () => {
+  // A Wednesday: the week began on Monday 2026-11-23.
+  now = new Date("2026-11-25T10:00:00.000Z");
+  ctx = {
+    repo,
+    clock: () => now,
+    nodesTable,
+    pools,
+    taskTypes: null,
+    executions: new NoExecutions(),
+    events: new NoEvents(),
+    tokens: new NoTokens(),
+    usage,
+  };
+  owner = `usage-${randomBytes(4).toString("hex")}`;
+  nodeId = `node-${randomBytes(4).toString("hex")}`;
+  await db.send(
+    new PutCommand({
+      TableName: nodesTable,
+      Item: {
+        pool: POOL,
+        sk: nodeSk(nodeId),
+        nodeId,
+        workerId: `worker-${nodeId}`,
+        capacity: NODE_CAPACITY,
+        used: { cpu: 0, memoryMb: 0, gpu: 0 },
+        status: "up",
+        registeredAt: now.toISOString(),
+        lastHeartbeatAt: now.toISOString(),
+      },
+    }),
+  );
+});
+
+afterAll(() => db.destroy());
+
+const advance = (seconds: number): void => {
+  now = new Date(now.getTime() + seconds * 1000);
+};
+
+/** Submits one job as `owner` in the test's pool; returns its id. */
+async function submit(job: Record<string, unknown> = {}): Promise<string> {
+  const result = await submitJobs(ctx, {
+    principal: { id: owner, admin: false },
+    jobs: [batchJobSchema.parse({ type: "train", pool: POOL, ...job })],
+  });
+  const id = result.jobs[0]?.id;
+  if (!id) throw new Error("submit created no job");
+  return id;
+}
+
+const gpuJob = (gpu: number): Record<string, unknown> => ({ resources: { cpu: 1, memoryMb: 1024, gpu } });
+
+async function job(id: string): Promise<JobItem> {
+  const item = (await repo.getJobItems([id])).get(id);
+  if (!item) throw new Error(`job ${id} not found`);
+  return item;
+}
+
+/** The scheduler's admission and the worker's start: the job running its next attempt from `now`. */
+async function startRunning(id: string): Promise<number> {
+  const item = await job(id);
+  const attempt = item.attempts + 1;
+  const reservation = reservationFor(POOL, nodeId, item.resources);
+  const { items } = repo.statusChangeItems(
+    item,
+    {
+      to: "dispatched",
+      reason: `dispatched to node ${nodeId} in pool ${POOL}`,
+      triggeredBy: null,
+      set: { reservation, attempts: attempt },
+      remove: ["admissionToken"],
+    },
+    now.toISOString(),
+  );
+  await repo.transact([...items, reserveCapacityItem(nodesTable, reservation, NODE_CAPACITY)]);
+  const started = await startAttempt(ctx, {
+    jobId: id,
+    attempt,
+    node: { pool: POOL, nodeId, workerId: `worker-${nodeId}`, capacity: NODE_CAPACITY },
+  });
+  expect(started.outcome).toBe("started");
+  return attempt;
+}
+
+/** One of the owner's usage items, strongly consistent. */
+async function usageItem(sk: string): Promise<Record<string, unknown> | undefined> {
+  const { Item } = await db.send(
+    new GetCommand({ TableName: policyTable, Key: { pk: principalPk(owner), sk }, ConsistentRead: true }),
+  );
+  return Item;
+}
+
+const epochSeconds = (iso: string): number => Date.parse(iso) / 1000;
+
+describe("finished attempts", () => {
+  it("a completed GPU attempt adds GPUs × duration to today and this week, once even when replayed", async () => {
+    const id = await submit(gpuJob(2));
+    const attempt = await startRunning(id);
+    advance(100);
+
+    await completeAttempt(ctx, { jobId: id, attempt });
+    await completeAttempt(ctx, { jobId: id, attempt });
+
+    expect(await usage.readGpuUsage([owner], now)).toEqual(
+      new Map([[owner, { todayGpuSeconds: 200, weekGpuSeconds: 200 }]]),
+    );
+    expect(await usageItem(dayUsageSk("2026-11-25"))).toMatchObject({
+      gpuSeconds: 200,
+      expiresAt: epochSeconds("2026-12-03T00:00:00Z"),
+    });
+    expect(await usageItem(weekUsageSk("2026-11-23"))).toMatchObject({
+      gpuSeconds: 200,
+      expiresAt: epochSeconds("2026-12-08T00:00:00Z"),
+    });
+  });
+
+  it("a failed attempt counts, once when the step is replayed", async () => {
+    const id = await submit({ ...gpuJob(1), retry: { maxAttempts: 2 } });
+    const attempt = await startRunning(id);
+    advance(30);
+    const failure = { jobId: id, attempt, outcome: "failed" as const, error: { Error: "OOM" } };
+
+    await recordAttemptFailure(ctx, failure);
+    await recordAttemptFailure(ctx, failure);
+
+    expect((await job(id)).status).toBe("retrying");
+    expect(await usage.readGpuUsage([owner], now)).toEqual(
+      new Map([[owner, { todayGpuSeconds: 30, weekGpuSeconds: 30 }]]),
+    );
+  });
+
+  it("a running GPU job that is cancelled or paused counts what it ran", async () => {
+    const cancelled = await submit(gpuJob(1));
+    const paused = await submit(gpuJob(1));
+    await startRunning(cancelled);
+    await startRunning(paused);
+    advance(40);
+
+    await cancelJob(ctx, { id: owner, admin: false }, cancelled);
+    advance(10);
+    await pauseJob(ctx, { id: owner, admin: false }, paused);
+
+    expect((await job(cancelled)).status).toBe("cancelled");
+    expect((await job(paused)).status).toBe("paused");
+    expect(await usage.readGpuUsage([owner], now)).toEqual(
+      new Map([[owner, { todayGpuSeconds: 90, weekGpuSeconds: 90 }]]),
+    );
+  });
+
+  it("a CPU job, and a GPU job cancelled before it ran, add nothing", async () => {
+    const cpu = await submit(gpuJob(0));
+    const waiting = await submit(gpuJob(2));
+    const attempt = await startRunning(cpu);
+    advance(60);
+
+    await completeAttempt(ctx, { jobId: cpu, attempt });
+    await cancelJob(ctx, { id: owner, admin: false }, waiting);
+
+    expect(await usageItem(dayUsageSk("2026-11-25"))).toBeUndefined();
+    expect(await usageItem(weekUsageSk("2026-11-23"))).toBeUndefined();
+    expect(await usage.readGpuUsage([owner], now)).toEqual(
+      new Map([[owner, { todayGpuSeconds: 0, weekGpuSeconds: 0 }]]),
+    );
+  });
+
+  it("an attempt across midnight splits between the two days (and here, two weeks)", async () => {
+    // Sunday 23:59 to Monday 00:01: both a new day and a new week.
+    now = new Date("2026-11-22T23:59:00.000Z");
+    const id = await submit(gpuJob(2));
+    const attempt = await startRunning(id);
+    advance(120);
+
+    await completeAttempt(ctx, { jobId: id, attempt });
+
+    expect(await usageItem(dayUsageSk("2026-11-22"))).toMatchObject({ gpuSeconds: 120 });
+    expect(await usageItem(dayUsageSk("2026-11-23"))).toMatchObject({ gpuSeconds: 120 });
+    expect(await usageItem(weekUsageSk("2026-11-16"))).toMatchObject({ gpuSeconds: 120 });
+    expect(await usageItem(weekUsageSk("2026-11-23"))).toMatchObject({ gpuSeconds: 120 });
+    expect(await usage.readGpuUsage([owner], now)).toEqual(
+      new Map([[owner, { todayGpuSeconds: 120, weekGpuSeconds: 120 }]]),
+    );
+  });
+});
+
+describe("principalUsage", () => {
+  it("adds the running attempts' share inside today and this week to the finished ones", async () => {
+    // Tuesday 23:58: one attempt finishes yesterday-to-be, another runs across midnight.
+    now = new Date("2026-11-24T23:58:00.000Z");
+    const finished = await submit(gpuJob(1));
+    const attempt = await startRunning(finished);
+    advance(60);
+    await completeAttempt(ctx, { jobId: finished, attempt });
+    const running = await submit(gpuJob(2));
+    await startRunning(running);
+    await submit(gpuJob(0));
+    advance(120);
+
+    const used = await principalUsage(ctx, owner);
+
+    // Today (Wednesday) holds only the running job's last 60 s; the week holds everything.
+    expect(used).toEqual({ todayGpuSeconds: 2 * 60, weekGpuSeconds: 60 + 2 * 120, queuedJobs: 1 });
+    const other = await principalUsage(ctx, `${owner}-other`);
+    expect(other).toEqual({ todayGpuSeconds: 0, weekGpuSeconds: 0, queuedJobs: 0 });
+  });
+});
+
+describe("countNotStarted", () => {
+  it("counts scheduled, blocked, queued, retrying and paused jobs, and stops at the cap", async () => {
+    const result = await submitJobs(ctx, {
+      principal: { id: owner, admin: false },
+      jobs: [
+        batchJobSchema.parse({ ref: "queued", type: "t", pool: POOL }),
+        batchJobSchema.parse({ ref: "blocked", type: "t", pool: POOL, dependsOn: ["queued"] }),
+        batchJobSchema.parse({
+          ref: "scheduled",
+          type: "t",
+          pool: POOL,
+          runAt: new Date(now.getTime() + 3_600_000).toISOString(),
+        }),
+      ],
+    });
+    expect(result.jobs.map((j) => j.status).sort()).toEqual(["blocked", "queued", "scheduled"]);
+    await pauseJob(ctx, { id: owner, admin: false }, await submit());
+    const retrying = await submit({ retry: { maxAttempts: 3 } });
+    await recordAttemptFailure(ctx, {
+      jobId: retrying,
+      attempt: await startRunning(retrying),
+      outcome: "failed",
+      error: {},
+    });
+    expect((await job(retrying)).status).toBe("retrying");
+    await startRunning(await submit());
+    const done = await submit();
+    await completeAttempt(ctx, { jobId: done, attempt: await startRunning(done) });
+
+    expect(await countNotStarted(ctx, owner)).toBe(5);
+    expect(await countNotStarted(ctx, owner, 6)).toBe(5);
+    expect(await countNotStarted(ctx, owner, 5)).toBe(5);
+    expect(await countNotStarted(ctx, owner, 3)).toBe(3);
+    expect(await countNotStarted(ctx, `${owner}-other`, 3)).toBe(0);
+  });
+});
+
+describe("run-time statistics", () => {
+  it("reads back the mean run time per type over today and the 6 days before", async () => {
+    const type = `type-${randomBytes(4).toString("hex")}`;
+    const day = 86_400_000;
+    const at = (msAgo: number) => new Date(now.getTime() - msAgo).toISOString();
+
+    await usage.recordRunTime(type, at(0), 1000);
+    await usage.recordRunTime(type, at(0), 3000);
+    await usage.recordRunTime(type, at(6 * day), 8000);
+    await usage.recordRunTime(type, at(7 * day), 100_000);
+
+    const means = await usage.readRunTimes([type, `${type}-none`], now);
+    expect(means).toEqual(new Map([[type, 4000]]));
+  });
+
+  it("never fails the caller: a write that cannot be made is only reported", async () => {
+    const reported: unknown[] = [];
+    const broken = new UsageRepository(db, "jobq-no-such-table", (error) => reported.push(error));
+
+    await expect(broken.recordRunTime("t", now.toISOString(), 5)).resolves.toBeUndefined();
+
+    expect(reported).toHaveLength(1);
+  });
+});
