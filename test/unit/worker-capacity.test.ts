@@ -25,6 +25,11 @@ const P5_H100 = [
   "7, NVIDIA H100 80GB HBM3, 81559 MiB",
   "",
 ].join("\n");
+/**
+ * Captured on a real machine (one H100, driver's own output of the worker's exact query,
+ * 2026-11-25), byte for byte: the fixtures above are typed from the documented format.
+ */
+const CAPTURED_H100 = "0, NVIDIA H100 80GB HBM3, 81559 MiB\n";
 const G4DN_T4 =
   "0, Tesla T4, 15360 MiB\n1, Tesla T4, 15360 MiB\n2, Tesla T4, 15360 MiB\n3, Tesla T4, 15360 MiB\n";
 const G5_A10G = "0, NVIDIA A10G, 23028 MiB\n";
@@ -50,6 +55,7 @@ describe("parseNvidiaSmiGpus", () => {
     ["g5 (A10G)", G5_A10G, 1, { index: 0, name: "NVIDIA A10G", memoryMb: 23028 }],
     ["p3 with CRLF line ends", P3_V100_CRLF, 2, { index: 0, name: "Tesla V100-SXM2-16GB", memoryMb: 16384 }],
     ["p4d (A100)", P4D_A100, 1, { index: 0, name: "NVIDIA A100-SXM4-40GB", memoryMb: 40960 }],
+    ["a real H100 machine's output", CAPTURED_H100, 1, { index: 0, name: "NVIDIA H100 80GB HBM3", memoryMb: 81559 }],
   ])("reads %s", (_label, output, count, first) => {
     const gpus = parseNvidiaSmiGpus(output);
 
