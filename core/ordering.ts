@@ -1,0 +1,378 @@
+import type { AdmissionPass, Admit, Hold, QueuedJob, Waiting } from "./admission";
+import { MAX_PRIORITY, type Resources } from "./job";
+import type { Algorithm } from "./policy";
+
+/**
+ * The policy algorithms of API.md ("Queue, pools, policy, quotas") as the order in which one
+ * pool's queued jobs are offered to admission. The scheduler reads the queue, builds an
+ * AdmissionOrder and feeds AdmissionPass one job at a time (decideInOrder), telling the order
+ * which jobs were admitted so fair-share and round-robin can react to what was placed.
+ *
+ * Every algorithm first bands the queue by effective priority (priority plus aging), highest
+ * band first; the algorithm only decides the order within a band:
+ * - `priority`: earliest deadline first (jobs without one last), then FIFO by job id (ULIDs sort
+ *   by creation: the stored queue order).
+ * - `fair-share`: Dominant Resource Fairness. The owner whose dominant share of the pool (usage
+ *   over capacity, the largest of CPU, memory and GPU, divided by the owner's weight) is
+ *   smallest offers its next job. Only admissions move shares, so an owner whose job does not
+ *   fit keeps the turn and offers its next one.
+ * - `round-robin`: owners take turns in name order, starting after the owner admitted last.
+ *   A turn ends when the owner has a job admitted (or has none left in the band): one admitted
+ *   job per turn, so an owner whose head job does not fit does not lose its turn to it.
+ * Within an owner, jobs keep the `priority` order.
+ */
+
+/** Share differences below this are float noise (0.1 + 0.2), not a reason to prefer an owner. */
+const SHARE_EPSILON = 1e-12;
+
+/** priority + one step per `agingSecondsPerStep` waited since queuedAt, at most MAX_PRIORITY. */
+export function effectivePriority(
+  job: { priority: number; queuedAt: string },
+  now: Date,
+  agingSecondsPerStep: number,
+): number {
+  if (agingSecondsPerStep <= 0 || job.priority >= MAX_PRIORITY) return job.priority;
+  const since = Date.parse(job.queuedAt);
+  if (Number.isNaN(since)) return job.priority;
+  const waitedMs = now.getTime() - since;
+  if (waitedMs <= 0) return job.priority;
+  const steps = Math.floor(waitedMs / (agingSecondsPerStep * 1000));
+  return Math.min(MAX_PRIORITY, job.priority + steps);
+}
+
+export interface OrderingInput {
+  readonly algorithm: Algorithm;
+  readonly agingSecondsPerStep: number;
+  readonly weights: Readonly<Record<string, number>>;
+  readonly now: Date;
+  readonly jobs: readonly QueuedJob[];
+  /** resources in use per owner in the pool (running + dispatched), for DRF */
+  readonly usage: ReadonlyMap<string, Resources>;
+  /** the pool's total capacity (sum of up nodes), for DRF shares */
+  readonly capacity: Resources;
+  /** round-robin: the owner whose turn was last (previous pass); turns continue after it */
+  readonly lastOwner?: string | null;
+}
+
+interface Entry {
+  readonly job: QueuedJob;
+  readonly owner: string;
+  /** Deadline in epoch ms; Infinity when none, so deadline-less jobs sort last. */
+  readonly deadline: number;
+  /** Position in the band's priority order: the tie-break between owners. */
+  rank: number;
+}
+
+/** One owner's jobs within a band, in priority order, and how far it has got. */
+interface OwnerQueue {
+  readonly owner: string;
+  readonly entries: Entry[];
+  pos: number;
+  /** Dominant share / weight as of the owner's last push onto the heap. */
+  share: number;
+}
+
+/**
+ * Yields one pool's queued jobs in policy order. Not reusable: one instance per pass. Each job
+ * is yielded once; `admitted(job)` must be called for a yielded job that was admitted, before
+ * the next `next()`.
+ */
+export class AdmissionOrder {
+  private readonly algorithm: Algorithm;
+  private readonly weights: Readonly<Record<string, number>>;
+  private readonly capacity: Resources;
+  private readonly usage = new Map<string, { cpu: number; memoryMb: number; gpu: number }>();
+  /** Bands by effective priority, highest first; each band is consumed then dropped. */
+  private readonly bands: Entry[][];
+  private bandIndex = -1;
+  private last: string | null;
+
+  // priority: the current band and a cursor into it.
+  private band: Entry[] = [];
+  private cursor = 0;
+
+  // fair-share: owners of the current band by share; the owner yielded last is out of the heap.
+  private heap: OwnerQueue[] = [];
+  private current: OwnerQueue | null = null;
+  /** An admission changed the share of an owner still in the heap: rebuild before popping. */
+  private heapStale = false;
+
+  // round-robin: owners of the current band in turn order and whose turn it is.
+  private ring: OwnerQueue[] = [];
+  private turn = 0;
+  private turnOver = false;
+
+  constructor(input: OrderingInput) {
+    this.algorithm = input.algorithm;
+    this.weights = input.weights;
+    this.capacity = input.capacity;
+    this.last = input.lastOwner ?? null;
+    for (const [owner, used] of input.usage) {
+      this.usage.set(owner, { cpu: used.cpu, memoryMb: used.memoryMb, gpu: used.gpu });
+    }
+    const seen = new Set<string>();
+    const byPriority = new Map<number, Entry[]>();
+    for (const job of input.jobs) {
+      if (seen.has(job.id)) continue;
+      seen.add(job.id);
+      const priority = effectivePriority(job, input.now, input.agingSecondsPerStep);
+      const deadline = job.deadline ? Date.parse(job.deadline) : Number.NaN;
+      const entry: Entry = {
+        job,
+        owner: job.owner ?? "",
+        deadline: Number.isNaN(deadline) ? Number.POSITIVE_INFINITY : deadline,
+        rank: 0,
+      };
+      const band = byPriority.get(priority);
+      if (band) band.push(entry);
+      else byPriority.set(priority, [entry]);
+    }
+    this.bands = [...byPriority.entries()].sort((a, b) => b[0] - a[0]).map(([, band]) => band);
+  }
+
+  /** The owner whose job was admitted last (or the input's, if none was): where turns resume. */
+  get lastOwner(): string | null {
+    return this.last;
+  }
+
+  next(): QueuedJob | undefined {
+    switch (this.algorithm) {
+      case "priority":
+        return this.nextByPriority();
+      case "fair-share":
+        return this.nextFairShare();
+      case "round-robin":
+        return this.nextRoundRobin();
+    }
+  }
+
+  /** Tells the order that `job` (just yielded) was admitted: its owner's usage grows, its turn ends. */
+  admitted(job: QueuedJob): void {
+    const owner = job.owner ?? "";
+    this.last = owner;
+    if (this.algorithm === "round-robin") {
+      this.turnOver = true;
+      return;
+    }
+    if (this.algorithm !== "fair-share") return;
+    const used = this.usage.get(owner);
+    if (used) {
+      used.cpu += job.resources.cpu;
+      used.memoryMb += job.resources.memoryMb;
+      used.gpu += job.resources.gpu;
+    } else {
+      this.usage.set(owner, {
+        cpu: job.resources.cpu,
+        memoryMb: job.resources.memoryMb,
+        gpu: job.resources.gpu,
+      });
+    }
+    // The owner just yielded is out of the heap and re-keyed on the next call; anyone else is in it.
+    if (this.current?.owner !== owner) this.heapStale = true;
+  }
+
+  /** Moves to the next band; false when none is left. */
+  private nextBand(): boolean {
+    this.bandIndex++;
+    const band = this.bands[this.bandIndex];
+    if (!band) return false;
+    this.bands[this.bandIndex] = [];
+    band.sort(byDeadlineThenId);
+    for (let i = 0; i < band.length; i++) {
+      const entry = band[i];
+      if (entry) entry.rank = i;
+    }
+    this.band = band;
+    this.cursor = 0;
+    if (this.algorithm === "priority") return true;
+    const owners = groupByOwner(band);
+    if (this.algorithm === "fair-share") {
+      for (const queue of owners) queue.share = this.shareOf(queue.owner);
+      this.heap = owners;
+      heapify(this.heap, fairer);
+      this.current = null;
+      this.heapStale = false;
+    } else {
+      owners.sort((a, b) => (a.owner < b.owner ? -1 : a.owner > b.owner ? 1 : 0));
+      const last = this.last;
+      const start = last === null ? 0 : owners.findIndex((q) => q.owner > last);
+      this.ring = owners;
+      this.turn = Math.max(start, 0);
+      this.turnOver = false;
+    }
+    return true;
+  }
+
+  private nextByPriority(): QueuedJob | undefined {
+    for (;;) {
+      const entry = this.band[this.cursor];
+      if (entry) {
+        this.cursor++;
+        return entry.job;
+      }
+      if (!this.nextBand()) return undefined;
+    }
+  }
+
+  private nextFairShare(): QueuedJob | undefined {
+    const current = this.current;
+    if (current) {
+      this.current = null;
+      if (current.pos < current.entries.length) {
+        current.share = this.shareOf(current.owner);
+        heapPush(this.heap, current, fairer);
+      }
+    }
+    for (;;) {
+      if (this.heapStale) {
+        for (const queue of this.heap) queue.share = this.shareOf(queue.owner);
+        heapify(this.heap, fairer);
+        this.heapStale = false;
+      }
+      const queue = heapPop(this.heap, fairer);
+      if (queue) {
+        const entry = queue.entries[queue.pos++];
+        if (!entry) continue;
+        this.current = queue;
+        return entry.job;
+      }
+      if (!this.nextBand()) return undefined;
+    }
+  }
+
+  private nextRoundRobin(): QueuedJob | undefined {
+    for (;;) {
+      if (this.ring.length === 0) {
+        if (!this.nextBand()) return undefined;
+        continue;
+      }
+      if (this.turnOver) {
+        this.turn = (this.turn + 1) % this.ring.length;
+        this.turnOver = false;
+      }
+      const queue = this.ring[this.turn];
+      const entry = queue?.entries[queue.pos];
+      if (!queue || !entry) {
+        // Out of jobs in this band: drop it from the ring; the turn passes to whoever is next.
+        this.ring.splice(this.turn, 1);
+        if (this.turn >= this.ring.length) this.turn = 0;
+        continue;
+      }
+      queue.pos++;
+      return entry.job;
+    }
+  }
+
+  /** The owner's dominant share of the pool divided by its weight. */
+  private shareOf(owner: string): number {
+    const used = this.usage.get(owner);
+    if (!used) return 0;
+    const weight = this.weights[owner];
+    return dominantShare(used, this.capacity) / (weight !== undefined && weight > 0 ? weight : 1);
+  }
+}
+
+/** The largest of usage/capacity over CPU, memory and GPU; a resource the pool lacks counts 0. */
+export function dominantShare(used: Resources, capacity: Resources): number {
+  const part = (u: number, c: number): number => (c > 0 ? u / c : 0);
+  return Math.max(
+    part(used.cpu, capacity.cpu),
+    part(used.memoryMb, capacity.memoryMb),
+    part(used.gpu, capacity.gpu),
+  );
+}
+
+/**
+ * Offers the jobs to the pass in the order's sequence, one at a time, and tells the order which
+ * were admitted. Decides every job (so each waiting one gets its reason), in offer order.
+ */
+export function decideInOrder(
+  pass: AdmissionPass,
+  order: AdmissionOrder,
+): { admit: Admit[]; waiting: Waiting[]; held: Hold[] } {
+  const admit: Admit[] = [];
+  const waiting: Waiting[] = [];
+  const held: Hold[] = [];
+  const single: QueuedJob[] = [];
+  for (let job = order.next(); job !== undefined; job = order.next()) {
+    single[0] = job;
+    const decision = pass.offer(single);
+    for (const a of decision.admit) admit.push(a);
+    for (const w of decision.waiting) waiting.push(w);
+    for (const h of decision.held) held.push(h);
+    if (decision.admit.length > 0) order.admitted(job);
+  }
+  return { admit, waiting, held };
+}
+
+function byDeadlineThenId(a: Entry, b: Entry): number {
+  if (a.deadline !== b.deadline) return a.deadline < b.deadline ? -1 : 1;
+  return a.job.id < b.job.id ? -1 : a.job.id > b.job.id ? 1 : 0;
+}
+
+function groupByOwner(band: readonly Entry[]): OwnerQueue[] {
+  const byOwner = new Map<string, OwnerQueue>();
+  for (const entry of band) {
+    const queue = byOwner.get(entry.owner);
+    if (queue) queue.entries.push(entry);
+    else byOwner.set(entry.owner, { owner: entry.owner, entries: [entry], pos: 0, share: 0 });
+  }
+  return [...byOwner.values()];
+}
+
+/** Fair-share heap order: smaller share first; equal shares, the owner whose next job ranks first. */
+function fairer(a: OwnerQueue, b: OwnerQueue): boolean {
+  if (Math.abs(a.share - b.share) > SHARE_EPSILON) return a.share < b.share;
+  return headRank(a) < headRank(b);
+}
+
+function headRank(queue: OwnerQueue): number {
+  return queue.entries[queue.pos]?.rank ?? Number.POSITIVE_INFINITY;
+}
+
+// A binary min-heap over an array, `before(a, b)` meaning a comes out first.
+
+function heapify<T>(heap: T[], before: (a: T, b: T) => boolean): void {
+  for (let i = (heap.length >> 1) - 1; i >= 0; i--) siftDown(heap, i, before);
+}
+
+function heapPush<T>(heap: T[], item: T, before: (a: T, b: T) => boolean): void {
+  heap.push(item);
+  let i = heap.length - 1;
+  while (i > 0) {
+    const parent = (i - 1) >> 1;
+    const p = heap[parent] as T;
+    if (!before(item, p)) break;
+    heap[i] = p;
+    i = parent;
+  }
+  heap[i] = item;
+}
+
+function heapPop<T>(heap: T[], before: (a: T, b: T) => boolean): T | undefined {
+  const top = heap[0];
+  const last = heap.pop();
+  if (heap.length > 0 && last !== undefined) {
+    heap[0] = last;
+    siftDown(heap, 0, before);
+  }
+  return top;
+}
+
+function siftDown<T>(heap: T[], start: number, before: (a: T, b: T) => boolean): void {
+  const n = heap.length;
+  const item = heap[start] as T;
+  let i = start;
+  for (;;) {
+    const left = 2 * i + 1;
+    if (left >= n) break;
+    const right = left + 1;
+    let child = left;
+    if (right < n && before(heap[right] as T, heap[left] as T)) child = right;
+    const c = heap[child] as T;
+    if (!before(c, item)) break;
+    heap[i] = c;
+    i = child;
+  }
+  heap[i] = item;
+}
