@@ -24,6 +24,14 @@ export type NodesTableAction =
   | "dynamodb:DeleteItem"
   | "dynamodb:ConditionCheckItem";
 
+/** DynamoDB actions a handler needs on the Policy table (policy, quotas, GPU usage, run times). */
+export type PolicyTableAction =
+  | "dynamodb:GetItem"
+  | "dynamodb:BatchGetItem"
+  | "dynamodb:PutItem"
+  | "dynamodb:UpdateItem"
+  | "dynamodb:Query";
+
 /** What a handler does to the job lifecycle executions (state-machines/job-lifecycle.asl.json). */
 export type ExecutionAction = "states:StartExecution" | "states:StopExecution";
 
@@ -44,6 +52,12 @@ export interface RouteSpec {
    * @default none
    */
   readonly nodesTable?: readonly NodesTableAction[];
+  /**
+   * Actions on the Policy table; GPU usage added inside a status change's TransactWriteItems is
+   * an UpdateItem there.
+   * @default none
+   */
+  readonly policyTable?: readonly PolicyTableAction[];
   /** @default none */
   readonly states?: readonly ExecutionAction[];
   /**
@@ -71,6 +85,16 @@ const SUBMIT: readonly JobsTableAction[] = [
   "dynamodb:ConditionCheckItem",
 ];
 
+/**
+ * Submit reads the principal's quota item (maxQueuedJobs) and, when there is a limit, counts the
+ * principal's jobs that have not started (a Query of the jobs table, in SUBMIT already).
+ */
+const SUBMIT_POLICY: readonly PolicyTableAction[] = ["dynamodb:GetItem"];
+/** Ending a running attempt adds its GPU-seconds to its owner's usage items in the same transaction. */
+const END_ATTEMPT_POLICY: readonly PolicyTableAction[] = ["dynamodb:UpdateItem"];
+/** A quota's view: the limits item, the usage items, and the not-started count (jobs table). */
+const QUOTA_READ_POLICY: readonly PolicyTableAction[] = ["dynamodb:GetItem", "dynamodb:BatchGetItem"];
+
 export const ROUTES: readonly RouteSpec[] = [
   { id: "Health", method: "GET", path: "/health", handler: "health", authorized: false, jobsTable: [] },
   {
@@ -80,6 +104,7 @@ export const ROUTES: readonly RouteSpec[] = [
     handler: "submit-job",
     authorized: true,
     jobsTable: SUBMIT,
+    policyTable: SUBMIT_POLICY,
     states: ["states:StartExecution"],
     publishesEvents: true,
   },
@@ -90,6 +115,7 @@ export const ROUTES: readonly RouteSpec[] = [
     handler: "submit-batch",
     authorized: true,
     jobsTable: SUBMIT,
+    policyTable: SUBMIT_POLICY,
     states: ["states:StartExecution"],
     publishesEvents: true,
   },
@@ -118,6 +144,7 @@ export const ROUTES: readonly RouteSpec[] = [
     authorized: true,
     jobsTable: TRANSITION,
     nodesTable: ["dynamodb:UpdateItem"],
+    policyTable: END_ATTEMPT_POLICY,
     states: ["states:StopExecution"],
     publishesEvents: true,
   },
@@ -129,6 +156,7 @@ export const ROUTES: readonly RouteSpec[] = [
     authorized: true,
     jobsTable: TRANSITION,
     nodesTable: ["dynamodb:UpdateItem"],
+    policyTable: END_ATTEMPT_POLICY,
     states: ["states:StopExecution"],
     publishesEvents: true,
   },
@@ -174,6 +202,42 @@ export const ROUTES: readonly RouteSpec[] = [
     authorized: true,
     jobsTable: [],
     nodesTable: ["dynamodb:Query"],
+  },
+  {
+    id: "GetPolicy",
+    method: "GET",
+    path: "/admin/policy",
+    handler: "get-policy",
+    authorized: true,
+    jobsTable: [],
+    policyTable: ["dynamodb:GetItem"],
+  },
+  {
+    id: "PutPolicy",
+    method: "PUT",
+    path: "/admin/policy",
+    handler: "put-policy",
+    authorized: true,
+    jobsTable: [],
+    policyTable: ["dynamodb:PutItem"],
+  },
+  {
+    id: "GetQuota",
+    method: "GET",
+    path: "/quotas/{principal}",
+    handler: "get-quota",
+    authorized: true,
+    jobsTable: ["dynamodb:Query"],
+    policyTable: QUOTA_READ_POLICY,
+  },
+  {
+    id: "PutQuota",
+    method: "PUT",
+    path: "/quotas/{principal}",
+    handler: "put-quota",
+    authorized: true,
+    jobsTable: ["dynamodb:Query"],
+    policyTable: ["dynamodb:PutItem", ...QUOTA_READ_POLICY],
   },
 ];
 

@@ -17,7 +17,7 @@ export const DEFAULT_HANDLERS_DIR = fileURLToPath(new URL("../functions/api", im
 const AUTHORIZER_ENTRY = fileURLToPath(new URL("../functions/authorizer.ts", import.meta.url));
 
 /**
- * The jobs and nodes tables, the event bus and the queues come from JobqRuntime: each route
+ * The jobs, nodes and policy tables, the event bus and the queues come from JobqRuntime: each route
  * function gets exactly its route's actions (functions/routes.ts) on them. The pools go to the
  * handlers as JOBQ_POOLS (submit refuses jobs no pool can fit), the job types as JOBQ_TASK_TYPES.
  */
@@ -152,6 +152,7 @@ const GATEWAY_ERRORS: readonly GatewayError[] = [
 function grantRoute(fn: nodejs.NodejsFunction, route: RouteSpec, props: JobApiProps): void {
   grantTable(fn, props.jobsTable, route.jobsTable);
   grantTable(fn, props.nodesTable, route.nodesTable ?? []);
+  grantTable(fn, props.policyTable, route.policyTable ?? []);
   const states = new Set(route.states);
   if (states.has("states:StartExecution")) props.lifecycle.grantStartExecution(fn);
   if (states.has("states:StopExecution")) props.lifecycle.grantExecution(fn, "states:StopExecution");

@@ -61,6 +61,11 @@ const LIFECYCLE_NODES_ACTIONS = [
   "dynamodb:UpdateItem",
   "dynamodb:ConditionCheckItem",
 ];
+/**
+ * The transaction that ends an attempt adds its GPU-seconds to the owner's usage items, and a
+ * completion adds its run time to its type's statistics: both UpdateItem (ADD).
+ */
+const LIFECYCLE_POLICY_ACTIONS = ["dynamodb:UpdateItem"];
 
 /**
  * One Standard execution per job (docs/lifecycle.md): the state machine of
@@ -103,6 +108,7 @@ export class JobLifecycle extends Construct {
     });
     grantTable(this.function, props.jobsTable, LIFECYCLE_JOBS_ACTIONS);
     grantTable(this.function, props.nodesTable, LIFECYCLE_NODES_ACTIONS);
+    grantTable(this.function, props.policyTable, LIFECYCLE_POLICY_ACTIONS);
     // Escalation creates a job, and a job gets its execution when it is created.
     this.grantStartExecution(this.function);
     this.grantTaskResponse(this.function, ["states:SendTaskSuccess", "states:SendTaskFailure"]);

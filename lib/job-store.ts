@@ -6,6 +6,7 @@ import {
   jobsTable,
   type KeyAttribute,
   nodesTable,
+  policyTable,
   TABLES,
   type TableDefinition,
   tokensTable,
@@ -85,6 +86,8 @@ export class JobStore extends Construct {
   public readonly tokensTable: dynamodb.Table;
   /** Nodes, their capacity, and each pool's scheduling lease. */
   public readonly nodesTable: dynamodb.Table;
+  /** The scheduling policy, quota limits, GPU usage and run-time statistics. */
+  public readonly policyTable: dynamodb.Table;
 
   constructor(scope: Construct, id: string, props: JobStoreProps = {}) {
     super(scope, id);
@@ -101,6 +104,7 @@ export class JobStore extends Construct {
     this.jobsTable = tableOf(tables, jobsTable);
     this.tokensTable = tableOf(tables, tokensTable);
     this.nodesTable = tableOf(tables, nodesTable);
+    this.policyTable = tableOf(tables, policyTable);
   }
 }
 

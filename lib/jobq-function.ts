@@ -86,6 +86,8 @@ export function jobqFunction(scope: Construct, id: string, props: JobqFunctionPr
 export interface JobqRuntime {
   readonly jobsTable: dynamodb.ITable;
   readonly nodesTable: dynamodb.ITable;
+  /** The scheduling policy, quota limits, GPU usage and run-time statistics. */
+  readonly policyTable: dynamodb.ITable;
   /** Carries the "Job State Change" events. */
   readonly eventBus: events.IEventBus;
   readonly queues: JobQueues;
@@ -113,6 +115,7 @@ export function runtimeEnvironment(runtime: JobqRuntime, stateMachineArn: string
   return {
     JOBQ_JOBS_TABLE: runtime.jobsTable.tableName,
     JOBQ_NODES_TABLE: runtime.nodesTable.tableName,
+    JOBQ_POLICY_TABLE: runtime.policyTable.tableName,
     // Without the CDK-only `ecs` settings: core's pool schema is strict and would refuse them.
     JOBQ_POOLS: JSON.stringify(runtime.pools.map(corePool)),
     JOBQ_TASK_TYPES: JSON.stringify(runtime.taskTypes ?? []),

@@ -143,6 +143,7 @@ export class JobqStack extends Stack {
     const runtime: JobqRuntime = {
       jobsTable: this.store.jobsTable,
       nodesTable: this.store.nodesTable,
+      policyTable: this.store.policyTable,
       eventBus: this.eventBus,
       queues: this.queues,
       pools: settings.pools,

@@ -97,6 +97,14 @@ export class Scheduler extends Construct {
       "dynamodb:DeleteItem",
       "dynamodb:ConditionCheckItem",
     ]);
+    // The policy, quota limits and GPU usage a pass decides with, run times for estimates, and
+    // the usage a preempted attempt adds in the transaction that ends it.
+    grantTable(this.schedulerFunction, props.policyTable, [
+      "dynamodb:GetItem",
+      "dynamodb:BatchGetItem",
+      "dynamodb:Query",
+      "dynamodb:UpdateItem",
+    ]);
     // Releases an admitted job's execution (its admission token).
     props.lifecycle.grantTaskResponse(this.schedulerFunction, ["states:SendTaskSuccess"]);
     props.eventBus.grantPutEventsTo(this.schedulerFunction);
@@ -146,6 +154,8 @@ export class Scheduler extends Construct {
       "dynamodb:DeleteItem",
       "dynamodb:ConditionCheckItem",
     ]);
+    // Ending a lost attempt adds its GPU-seconds to its owner's usage in the same transaction.
+    grantTable(this.reconcilerFunction, props.policyTable, ["dynamodb:UpdateItem"]);
     props.lifecycle.grantStartExecution(this.reconcilerFunction);
     props.lifecycle.grantExecution(this.reconcilerFunction, "states:DescribeExecution");
     props.lifecycle.grantTaskResponse(this.reconcilerFunction, ["states:SendTaskSuccess"]);

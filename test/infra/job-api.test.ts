@@ -30,12 +30,14 @@ let template: Template;
 let jobsTableId: string;
 let tokensTableId: string;
 let nodesTableId: string;
+let policyTableId: string;
 
 beforeAll(() => {
   ({ stack, template } = synthJobqStack());
   jobsTableId = logicalId(stack, stack.store.jobsTable);
   tokensTableId = logicalId(stack, stack.store.tokensTable);
   nodesTableId = logicalId(stack, stack.store.nodesTable);
+  policyTableId = logicalId(stack, stack.store.policyTable);
 });
 
 function functionOf(routeId: string) {
@@ -93,13 +95,14 @@ describe("routes", () => {
 
 describe("least privilege", () => {
   it.each(routeCases)(
-    "%s: exactly the route's actions (jobs and nodes tables, executions, events), nothing else",
+    "%s: exactly the route's actions (jobs, nodes and policy tables, executions, events), nothing else",
     (_, route) => {
       const statements = roleStatements(template, roleIdOf(functionOf(route.id)));
       const states = new Set(route.states);
       const expected = [
         ...tableGrants(jobsTableId, route.jobsTable),
         ...tableGrants(nodesTableId, route.nodesTable ?? []),
+        ...tableGrants(policyTableId, route.policyTable ?? []),
         ...(states.has("states:StartExecution")
           ? [grant("states:StartExecution", stack.resolve(stack.lifecycle.stateMachineArn))]
           : []),
@@ -122,6 +125,34 @@ describe("least privilege", () => {
     expect(withEvents.sort()).toEqual(["CancelJob", "PauseJob", "ResumeJob", "SubmitBatch", "SubmitJob"]);
     const stops = ROUTES.filter((r) => r.states?.includes("states:StopExecution")).map((r) => r.id);
     expect(stops.sort()).toEqual(["CancelJob", "PauseJob"]);
+  });
+
+  it("lets PUT /admin/policy write the policy table and nothing else", () => {
+    const route = ROUTES.find((r) => r.method === "PUT" && r.path === "/admin/policy");
+    if (!route) throw new Error("no PUT /admin/policy route");
+    const statements = roleStatements(template, roleIdOf(functionOf(route.id)));
+    const dynamo = dynamoStatements(statements);
+
+    expect(dynamo.flatMap(actionsOf)).toContain("dynamodb:PutItem");
+    expect(dynamo.flatMap(resourcesOf).every((r) => mentions(r, policyTableId))).toBe(true);
+    expect(mentions(statements, jobsTableId)).toBe(false);
+    expect(mentions(statements, nodesTableId)).toBe(false);
+  });
+
+  it("lets the submit routes read the policy table (quotas) but not write it", () => {
+    for (const id of ["SubmitJob", "SubmitBatch"]) {
+      const grants = grantsOf(roleStatements(template, roleIdOf(functionOf(id))));
+      const onPolicy = [...grants].filter((g) => g.includes(`"${policyTableId}"`));
+      expect(onPolicy.length).toBeGreaterThan(0);
+      expect(onPolicy.every((g) => g.startsWith("dynamodb:GetItem "))).toBe(true);
+    }
+  });
+
+  it("lets cancel and pause add a stopped attempt's GPU usage to the policy table", () => {
+    for (const id of ["CancelJob", "PauseJob"]) {
+      const grants = grantsOf(roleStatements(template, roleIdOf(functionOf(id))));
+      expect(grants).toContain(grant("dynamodb:UpdateItem", { "Fn::GetAtt": [policyTableId, "Arn"] }));
+    }
   });
 
   it("gives the health function no DynamoDB permission at all", () => {

@@ -101,6 +101,7 @@ describe("least privilege", () => {
     const stateMachineArn = stack.resolve(stack.lifecycle.stateMachineArn);
     const jobs = logicalId(stack, stack.store.jobsTable);
     const nodes = logicalId(stack, stack.store.nodesTable);
+    const policy = logicalId(stack, stack.store.policyTable);
     const grants = grantsOf(statements);
 
     expect(grants).toEqual(
@@ -119,6 +120,8 @@ describe("least privilege", () => {
           "dynamodb:UpdateItem",
           "dynamodb:ConditionCheckItem",
         ]),
+        // GPU usage and run times, added in the transaction that ends an attempt.
+        ...tableGrants(policy, ["dynamodb:UpdateItem"]),
         grant("states:StartExecution", stateMachineArn),
         grant("states:SendTaskSuccess", stateMachineArn),
         grant("states:SendTaskFailure", stateMachineArn),

@@ -2,7 +2,14 @@ import { App, RemovalPolicy, Stack } from "aws-cdk-lib";
 import { Template } from "aws-cdk-lib/assertions";
 import { beforeAll, describe, expect, it } from "vitest";
 import { JobStore } from "../../lib/job-store";
-import { type IndexDefinition, jobsTable, type KeyAttribute, TABLES, tokensTable } from "../../store/tables";
+import {
+  type IndexDefinition,
+  jobsTable,
+  type KeyAttribute,
+  policyTable,
+  TABLES,
+  tokensTable,
+} from "../../store/tables";
 import { type CfnResource, logicalId, resourcesOfType } from "./fixtures";
 
 function keySchema(partitionKey: KeyAttribute, sortKey: KeyAttribute | undefined): unknown[] {
@@ -49,6 +56,7 @@ describe("JobStore", () => {
   it("exposes the jobs and tokens tables as the definitions' tables", () => {
     expect(synth.store.jobsTable).toBe(synth.store.tables[jobsTable.id]);
     expect(synth.store.tokensTable).toBe(synth.store.tables[tokensTable.id]);
+    expect(synth.store.policyTable).toBe(synth.store.tables[policyTable.id]);
   });
 
   it.each(TABLES.map((d) => [d.id, d] as const))(
@@ -96,6 +104,12 @@ describe("JobStore", () => {
       AttributeName: "expiresAt",
       Enabled: true,
     });
+  });
+
+  it("expires the Policy table's usage and run-time items on expiresAt, and can restore it to any point", () => {
+    const props = synth.tableResource(policyTable.id).Properties ?? {};
+    expect(props.TimeToLiveSpecification).toEqual({ AttributeName: "expiresAt", Enabled: true });
+    expect(props.PointInTimeRecoverySpecification).toEqual({ PointInTimeRecoveryEnabled: true });
   });
 
   it("keeps the tables when they leave the stack unless told otherwise", () => {

@@ -111,6 +111,20 @@ describe("JobqStack", () => {
     expect(() => synthJobqStack({ "jobq:removalPolicy": "snapshot" })).toThrow(/jobq:removalPolicy/);
   });
 
+  it("tells every route, the lifecycle, the scheduler and the reconciler the policy table", () => {
+    const { stack, template } = synthJobqStack();
+    const policyTable = { Ref: logicalId(stack, stack.store.policyTable) };
+    const functions = [
+      ...Object.values(stack.jobApi.functions),
+      stack.lifecycle.function,
+      stack.scheduler.schedulerFunction,
+      stack.scheduler.reconcilerFunction,
+    ];
+    for (const fn of functions) {
+      expect(environmentOf(template, logicalId(stack, fn)).JOBQ_POLICY_TABLE).toEqual(policyTable);
+    }
+  });
+
   it("passes context jobq:taskTypes to the handlers", () => {
     const { stack, template } = synthJobqStack({ "jobq:taskTypes": '["echo","train-model"]' });
     for (const fn of Object.values(stack.jobApi.functions)) {

@@ -93,16 +93,23 @@ describe("scheduler", () => {
           "dynamodb:DeleteItem",
           "dynamodb:ConditionCheckItem",
         ]),
+        ...tableGrants(logicalId(stack, stack.store.policyTable), [
+          "dynamodb:GetItem",
+          "dynamodb:BatchGetItem",
+          "dynamodb:Query",
+          "dynamodb:UpdateItem",
+        ]),
         grant("states:SendTaskSuccess", stack.resolve(stack.lifecycle.stateMachineArn)),
         grant("events:PutEvents", { "Fn::GetAtt": [logicalId(stack, stack.eventBus), "Arn"] }),
       ]),
     );
   });
 
-  it("is told the event bus, the state machine, the queues and the nodes table", () => {
+  it("is told the event bus, the state machine, the queues, the nodes and policy tables", () => {
     const config = readConfig(resolvedEnvironment(environmentOf(template, schedulerId)));
     expect(config.eventBus).toBe(`<Ref:${logicalId(stack, stack.eventBus)}>`);
     expect(config.nodesTable).toBe(`<Ref:${logicalId(stack, stack.store.nodesTable)}>`);
+    expect(config.policyTable).toBe(`<Ref:${logicalId(stack, stack.store.policyTable)}>`);
     expect(config.stateMachineArn).toMatch(/:stateMachine:Jobq-job-lifecycle$/);
     expect(Object.keys(config.queues).sort()).toEqual(["cpu", "gpu"]);
   });
@@ -128,9 +135,16 @@ describe("reconciler", () => {
       ]),
     );
     const tables = [logicalId(stack, stack.store.jobsTable), logicalId(stack, stack.store.nodesTable)];
+    const policy = logicalId(stack, stack.store.policyTable);
     const dynamo = grants.filter((g) => g.startsWith("dynamodb:"));
     expect(dynamo.length).toBeGreaterThan(0);
-    expect(dynamo.every((g) => tables.some((t) => g.includes(`"${t}"`)))).toBe(true);
+    // A lost attempt's GPU usage is added in the transaction that ends it: UpdateItem, no more.
+    const onPolicy = dynamo.filter((g) => g.includes(`"${policy}"`));
+    expect(onPolicy.length).toBeGreaterThan(0);
+    expect(onPolicy.every((g) => g.startsWith("dynamodb:UpdateItem "))).toBe(true);
+    expect(
+      dynamo.filter((g) => !onPolicy.includes(g)).every((g) => tables.some((t) => g.includes(`"${t}"`))),
+    ).toBe(true);
     expect(grants.some((g) => g.includes(logicalId(stack, stack.store.tokensTable)))).toBe(false);
   });
 });
