@@ -1,0 +1,8 @@
+import { getPolicy } from "../../app/policy";
+import { appContext } from "../../app/runtime";
+import { apiHandler, json, principalOf } from "../http";
+
+/** GET /admin/policy (admin) */
+export const handler = apiHandler(async (event) => {
+  return json(200, await getPolicy(appContext(), principalOf(event)));
+});
