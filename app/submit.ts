@@ -5,6 +5,7 @@ import {
   ConcurrentUpdateError,
   type FieldProblem,
   PayloadTooLargeError,
+  TooManyRequestsError,
   UnknownTypeError,
   UnsatisfiableResourcesError,
 } from "../core/errors";
@@ -16,6 +17,7 @@ import { type JobRepository, MAX_TRANSACTION_ITEMS, type TransactItem } from "..
 import { dependentSk, dependsOnSk, JOB_SK, jobPk } from "../store/keys";
 import { stateChange } from "./events";
 import { type Claim, Idempotency, type IdempotencyRecord } from "./idempotency";
+import { countNotStarted } from "./quota-usage";
 import type { AppContext } from "./runtime";
 import { canSee } from "./visibility";
 
@@ -29,12 +31,20 @@ import { canSee } from "./visibility";
 export type SubmitContext = Pick<
   AppContext,
   "repo" | "pools" | "taskTypes" | "clock" | "executions" | "events"
->;
+> &
+  // Without it no quota is read and maxQueuedJobs is not enforced (contexts built for tests).
+  Partial<Pick<AppContext, "policies">>;
 
 export interface SubmitRequest {
   readonly principal: Principal;
   readonly jobs: readonly BatchJobRequest[];
   readonly idempotency?: { readonly key: string; readonly requestHash: string } | undefined;
+  /**
+   * Not held to the principal's maxQueuedJobs: a job the system creates on the principal's
+   * behalf (an escalation replaces a job that failed), which must not be lost to a 429.
+   * @default false
+   */
+  readonly exemptFromQueueLimit?: boolean;
 }
 
 export interface SubmitResult {
@@ -116,6 +126,8 @@ export async function submitJobs(ctx: SubmitContext, request: SubmitRequest): Pr
   }
 
   try {
+    // After the replay above: a replayed submission created its jobs already and is never refused.
+    if (!request.exemptFromQueueLimit) await assertQueueRoom(ctx, principal, jobs.length);
     for (let round = 1; ; round++) {
       const plan = await planSubmission(ctx, principal, jobs, resolved, plannedIds);
       try {
@@ -148,6 +160,38 @@ export async function submitJobs(ctx: SubmitContext, request: SubmitRequest): Pr
     // Nothing became visible: give the key back so a corrected retry is not refused.
     if (record) await idem.release(record).catch(() => undefined);
     throw error;
+  }
+}
+
+/**
+ * How long a client refused by maxQueuedJobs should wait. Room appears when a scheduling pass
+ * admits one of the principal's jobs (or the principal cancels one); passes run on every job
+ * event and at least every minute, so half a sweep is a fair first wait without inviting a
+ * retry storm.
+ */
+export const QUEUE_LIMIT_RETRY_AFTER_SECONDS = 30;
+
+/**
+ * API.md's maxQueuedJobs: a principal's jobs that have not started (scheduled, blocked, queued,
+ * retrying, paused) plus this submission may not exceed it. One GetItem of the quota item per
+ * submission; the count runs only when there is a limit and stops at what the decision needs.
+ * The count reads an index (eventually consistent), so two submissions racing at the limit may
+ * both pass: the limit guards against runaway submitters, not against a one-job overshoot.
+ */
+async function assertQueueRoom(ctx: SubmitContext, principal: Principal, submitting: number): Promise<void> {
+  if (!ctx.policies) return;
+  const { maxQueuedJobs } = await ctx.policies.getQuota(principal.id);
+  if (maxQueuedJobs === null) return;
+  // Refused when waiting + submitting > max, i.e. waiting >= room; counting past room is waste.
+  const room = maxQueuedJobs - submitting + 1;
+  const waiting = room > 0 ? await countNotStarted(ctx, principal.id, room) : 0;
+  if (room <= 0 || waiting >= room) {
+    throw new TooManyRequestsError(
+      room <= 0
+        ? `this submission of ${submitting} jobs exceeds the maxQueuedJobs quota of ${maxQueuedJobs}`
+        : `${waiting} or more jobs of ${principal.id} have not started; ${submitting} more would exceed the maxQueuedJobs quota of ${maxQueuedJobs}`,
+      QUEUE_LIMIT_RETRY_AFTER_SECONDS,
+    );
   }
 }
 
