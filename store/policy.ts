@@ -108,7 +108,9 @@ export class PolicyRepository {
         .map((principal) => ({ pk: principalPk(principal), sk: QUOTA_SK }));
       // UnprocessedKeys come back under throttling; retry them with a short backoff.
       for (let round = 0; keys.length > 0; round++) {
-        const out = await this.db.send(new BatchGetCommand({ RequestItems: { [this.tableName]: { Keys: keys } } }));
+        const out = await this.db.send(
+          new BatchGetCommand({ RequestItems: { [this.tableName]: { Keys: keys } } }),
+        );
         for (const item of out.Responses?.[this.tableName] ?? []) {
           if (typeof item.principal === "string") found.set(item.principal, limitsOf(item));
         }
