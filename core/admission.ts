@@ -1,5 +1,6 @@
 import type { Resources } from "./job";
 import type { PoolConfig } from "./pools";
+import type { Reason, ReasonCode } from "./reasons";
 
 /**
  * Admission: which queued jobs go to which node in one scheduling pass. Pure — the scheduler
@@ -7,8 +8,10 @@ import type { PoolConfig } from "./pools";
  *
  * The rules: jobs are walked in the order given (the queue index's admission order, or a
  * policy's reordering of it); a job fits a node when each of its resources fits the node's free
- * capacity; GPU jobs are placed best-fit (least free GPU that fits, keeping whole GPU nodes for
- * big GPU jobs), CPU jobs spread (most free CPU, GPU-less nodes first). Smaller jobs behind one
+ * capacity; among the pools it may run in, it goes to the one with the most free capacity of its
+ * dominant resource (CPU jobs to pools without GPUs first), and within that pool GPU jobs are
+ * placed best-fit (least free GPU that fits, keeping whole GPU nodes for big GPU jobs), CPU jobs
+ * spread (most free CPU, GPU-less nodes first). Smaller jobs behind one
  * that cannot fit may go ahead (backfill), but a job that has waited past `starvationSeconds`
  * and still cannot fit has a node held for it — the one where it would fit soonest — and no
  * later job is placed there in this pass, so backfill can never starve it.
@@ -34,6 +37,8 @@ export interface QueuedJob {
   readonly owner?: string;
   readonly type?: string;
   readonly deadline?: string | null;
+  /** Admitted only inside the policy's off-peak window (see gates.ts). */
+  readonly offPeakOnly?: boolean;
 }
 
 /** An up node as admission sees it: what it has and what is already reserved on it. */
@@ -54,16 +59,26 @@ export interface NodeView {
 
 /**
  * A rule that may keep a job waiting whatever the capacity (quota, off-peak window, type
- * concurrency). `admitted` tells it of every placement in the pass so it can count.
+ * concurrency; see gates.ts). `admitted` tells it of every placement in the pass so it can count.
+ * A gated job takes no capacity: the jobs behind it may still be placed.
  */
 export interface AdmissionGate {
   /** Why the job must wait now, or null to let it through. */
-  check(job: QueuedJob, now: Date): string | null;
+  check(job: QueuedJob, now: Date): Reason | null;
   admitted?(job: QueuedJob, node: NodeView): void;
 }
 
-/** Picks one of the nodes a job fits on (never empty). */
-export type PlacementStrategy = (job: QueuedJob, fitting: readonly NodeView[]) => NodeView;
+/** A node chosen for a job, and why: the sentence its dispatched transition records. */
+export interface Placement {
+  readonly node: NodeView;
+  readonly why: string;
+}
+
+/**
+ * Picks one of the nodes a job fits on (never empty), all in the one pool the pass chose for it.
+ * Must return one of the views it was given.
+ */
+export type PlacementStrategy = (job: QueuedJob, fitting: readonly NodeView[]) => Placement;
 
 export interface AdmissionOptions {
   /** Up nodes only; draining and lost nodes take no new work. */
@@ -87,6 +102,8 @@ export interface Admit {
   readonly jobId: string;
   readonly pool: string;
   readonly nodeId: string;
+  /** Why this pool and node, e.g. "best fit for 2 GPU: node gpu-1 has the least free GPU that fits (2 of 8 free)". */
+  readonly why: string;
 }
 
 /**
@@ -96,10 +113,16 @@ export interface Admit {
  */
 export type WaitKind = "capacity" | "held" | "gate" | "ineligible";
 
+/**
+ * A waiting job's reason. Codes: a gate's own; `resources` for the first job of the pass that
+ * waits for capacity, `priority` for every later one (and for jobs kept off a held node), since
+ * they also wait behind it; `no_nodes` when no node of a pool it may run in is up.
+ */
 export interface Waiting {
   readonly jobId: string;
   readonly reason: string;
   readonly kind: WaitKind;
+  readonly code: ReasonCode;
 }
 
 export interface Hold {
@@ -125,8 +148,18 @@ export function decideAdmission(input: AdmissionInput): AdmissionDecision {
 interface Shape {
   readonly pools: string[];
   readonly slots: Slot[];
+  /** The eligible pools that have nodes in this pass, in pool order: those placement chooses among. */
+  readonly groups: PoolGroup[];
+  /** The resource the pools are compared on: the job's dominant one over the eligible nodes. */
+  readonly dominant: keyof Resources;
   /** Why the last job of this shape waited, as of `version`; `noHold`: a starving one found no node to hold. */
-  wait?: { reason: string; kind: WaitKind; version: number; noHold: boolean };
+  wait?: { reason: string; kind: WaitKind; version: number; noHold: boolean; behind?: string };
+}
+
+interface PoolGroup {
+  readonly pool: string;
+  /** No node of the pool has a GPU: where CPU jobs go first. */
+  readonly gpuless: boolean;
 }
 
 interface Slot {
@@ -153,6 +186,8 @@ export class AdmissionPass {
   private readonly starvationMs: number;
   private readonly gates: readonly AdmissionGate[];
   private readonly placement: PlacementStrategy;
+  /** Whether a job of this pass already waits for capacity: every later one waits behind it. */
+  private capacityWaiter = false;
 
   constructor(options: AdmissionOptions) {
     this.now = options.now;
@@ -200,14 +235,18 @@ export class AdmissionPass {
       }
       const refusal = this.gateRefusal(job);
       if (refusal !== null) {
-        waiting.push({ jobId: job.id, reason: refusal, kind: "gate" });
+        waiting.push({ jobId: job.id, reason: refusal.message, kind: "gate", code: refusal.code });
         continue;
       }
       const starving = this.isStarving(job);
       // Nothing was placed or held since a job of the same shape found no room: neither will this one.
       const known = shape.wait;
       if (known && known.version === this.version && (!starving || known.noHold)) {
-        waiting.push({ jobId: job.id, reason: known.reason, kind: known.kind });
+        // The sentence is built once per shape, not per job: a big backlog is mostly these.
+        if (known.kind !== "capacity" || this.capacityWaiter) {
+          known.behind ??= behindReason(known.reason);
+          waiting.push({ jobId: job.id, reason: known.behind, kind: known.kind, code: "priority" });
+        } else waiting.push(this.waiter(job, known.reason, known.kind));
         continue;
       }
       const fitting: Slot[] = [];
@@ -218,15 +257,19 @@ export class AdmissionPass {
         else fitsHeld ??= slot;
       }
       if (fitting.length > 0) {
+        const pool = shape.groups.length > 1 ? choosePool(job, shape, fitting) : null;
+        const candidates = pool ? fitting.filter((s) => s.pool === pool.name) : fitting;
         // Slots are handed out as read-only views: no copy per job, which keeps big passes fast.
-        const chosen = this.placement(job, fitting);
-        const slot = fitting.find((s) => s === chosen);
-        if (!slot) throw new RangeError(`placement chose node ${chosen.nodeId}, which the job does not fit`);
+        const placed = this.placement(job, candidates);
+        const slot = candidates.find((s) => s === placed.node);
+        if (!slot)
+          throw new RangeError(`placement chose node ${placed.node.nodeId}, which the job does not fit`);
+        const why = pool ? `${pool.why}; ${placed.why}` : placed.why;
         slot.free.cpu -= job.resources.cpu;
         slot.free.memoryMb -= job.resources.memoryMb;
         slot.free.gpu -= job.resources.gpu;
         this.version++;
-        admit.push({ jobId: job.id, pool: slot.pool, nodeId: slot.nodeId });
+        admit.push({ jobId: job.id, pool: slot.pool, nodeId: slot.nodeId, why });
         for (const gate of this.gates) gate.admitted?.(job, view(slot));
         continue;
       }
@@ -237,11 +280,13 @@ export class AdmissionPass {
           target.heldBy = job.id;
           this.version++;
           held.push({ jobId: job.id, pool: target.pool, nodeId: target.nodeId });
-          waiting.push({
-            jobId: job.id,
-            reason: `${need}; node ${target.nodeId} is held for it (waiting since ${job.queuedAt})`,
-            kind: "capacity",
-          });
+          waiting.push(
+            this.waiter(
+              job,
+              `${need}; node ${target.nodeId} is held for it (waiting since ${job.queuedAt})`,
+              "capacity",
+            ),
+          );
           continue;
         }
       }
@@ -252,12 +297,24 @@ export class AdmissionPass {
           }
         : { reason: need, kind: "capacity" };
       shape.wait = { ...wait, version: this.version, noHold: starving };
-      waiting.push({ jobId: job.id, ...wait });
+      waiting.push(this.waiter(job, wait.reason, wait.kind));
     }
     return { admit, waiting, held };
   }
 
-  private gateRefusal(job: QueuedJob): string | null {
+  /**
+   * A job that waits for room: the first of the pass waits for `resources`; every later one also
+   * waits behind the jobs ahead of it, and says so in words that do not change from pass to pass.
+   */
+  private waiter(job: QueuedJob, need: string, kind: WaitKind): Waiting {
+    if (kind === "capacity" && !this.capacityWaiter) {
+      this.capacityWaiter = true;
+      return { jobId: job.id, reason: need, kind, code: "resources" };
+    }
+    return { jobId: job.id, reason: behindReason(need), kind, code: "priority" };
+  }
+
+  private gateRefusal(job: QueuedJob): Reason | null {
     for (const gate of this.gates) {
       const reason = gate.check(job, this.now);
       if (reason !== null) return reason;
@@ -307,7 +364,20 @@ export class AdmissionPass {
         // A job that named its pool is judged by that pool's nodes, so the reason says why it waits.
         return labelled && (job.pool !== null || !pool || fitsIn(job.resources, pool.node));
       });
-      found = { pools, slots: pools.flatMap((name) => this.slotsByPool.get(name) ?? []) };
+      const slots = pools.flatMap((name) => this.slotsByPool.get(name) ?? []);
+      const groups = pools.flatMap((name) => {
+        const members = this.slotsByPool.get(name) ?? [];
+        return members.length === 0
+          ? []
+          : [{ pool: name, gpuless: members.every((s) => s.capacity.gpu <= 0) }];
+      });
+      const total = { cpu: 0, memoryMb: 0, gpu: 0 };
+      for (const slot of slots) {
+        total.cpu += slot.capacity.cpu;
+        total.memoryMb += slot.capacity.memoryMb;
+        total.gpu += slot.capacity.gpu;
+      }
+      found = { pools, slots, groups, dominant: dominantResource(job.resources, total) };
       this.eligibleCache.set(key, found);
     }
     return found;
@@ -315,9 +385,53 @@ export class AdmissionPass {
 }
 
 /**
- * The default placement. GPU jobs: best fit, the node with the least free GPU that fits, so
- * fragments are used and whole nodes stay whole for big GPU jobs. CPU jobs: spread, GPU-less
- * nodes first, then the most free CPU, then the most free memory. Ties go to the earlier node.
+ * Placement among pools (API.md, issue 4): of the eligible pools with nodes up, the one with the
+ * most free capacity of the job's dominant resource, summed over the nodes in it the job fits on
+ * now. A CPU job looks at pools without GPUs first, so GPU nodes stay free for GPU work. Ties go
+ * to the pool configured first. Called only when the job fits somewhere.
+ */
+function choosePool(job: QueuedJob, shape: Shape, fitting: readonly Slot[]): { name: string; why: string } {
+  let groups = shape.groups;
+  let among = "the eligible pools";
+  if (job.resources.gpu <= 0 && groups.some((g) => !g.gpuless)) {
+    const gpuless = groups.filter((g) => g.gpuless);
+    if (fitting.some((s) => gpuless.some((g) => g.pool === s.pool))) {
+      groups = gpuless;
+      among = "the eligible pools without GPUs";
+    }
+  }
+  const r = shape.dominant;
+  let best: string | null = null;
+  let bestFree = Number.NEGATIVE_INFINITY;
+  for (const group of groups) {
+    let free = 0;
+    let fits = false;
+    for (const slot of fitting) {
+      if (slot.pool !== group.pool) continue;
+      free += slot.free[r];
+      fits = true;
+    }
+    if (fits && free > bestFree + EPSILON) {
+      best = group.pool;
+      bestFree = free;
+    }
+  }
+  if (best === null) throw new RangeError(`job ${job.id} fits no node of pools ${poolList(groups)}`);
+  return {
+    name: best,
+    why: `pool ${best} has the most free ${RESOURCE_NAMES[r]} of ${among} (${poolList(groups)})`,
+  };
+}
+
+function poolList(groups: readonly PoolGroup[]): string {
+  return groups.map((g) => g.pool).join(", ");
+}
+
+/**
+ * The default placement within a pool. GPU jobs: best fit, the node with the least free GPU that
+ * fits, so fragments are used and whole nodes stay whole for big GPU jobs. CPU jobs: spread,
+ * GPU-less nodes first, then the most free CPU, then the most free memory. Ties go to the
+ * earlier node.
  */
 export const bestFitOrSpread: PlacementStrategy = (job, fitting) => {
   let best = fitting[0];
@@ -337,7 +451,18 @@ export const bestFitOrSpread: PlacementStrategy = (job, fitting) => {
     )
       best = node;
   }
-  return best;
+  const free = (r: keyof Resources) => `${round(best.free[r])} of ${round(best.capacity[r])} free`;
+  if (job.resources.gpu > 0) {
+    return {
+      node: best,
+      why: `best fit for ${RESOURCE_WORDS.gpu(job.resources.gpu)}: node ${best.nodeId} has the least free GPU that fits (${free("gpu")})`,
+    };
+  }
+  const onGpuNode = best.capacity.gpu > 0 ? "no node without GPUs fits; " : "";
+  return {
+    node: best,
+    why: `spread: ${onGpuNode}node ${best.nodeId} has the most free CPU (${free("cpu")})`,
+  };
 };
 
 export function fitsIn(request: Resources, room: Resources): boolean {
@@ -364,6 +489,12 @@ const RESOURCE_WORDS: Readonly<Record<keyof Resources, (n: number) => string>> =
   gpu: (n) => `${round(n)} GPU`,
 };
 
+const RESOURCE_NAMES: Readonly<Record<keyof Resources, string>> = {
+  cpu: "CPU",
+  memoryMb: "memory",
+  gpu: "GPU",
+};
+
 function round(n: number): number {
   return Math.round(n * 1000) / 1000;
 }
@@ -372,12 +503,22 @@ function poolWords(pools: readonly string[]): string {
   return pools.length === 1 ? `pool ${pools[0]}` : `pools ${pools.join(", ")}`;
 }
 
+/** No count of the jobs ahead: it would change every pass, and reasons are written only on change. */
+function behindReason(need: string): string {
+  return `waiting behind jobs ahead of it in the queue; ${need}`;
+}
+
 function noNodeReason(job: QueuedJob, pools: readonly string[]): Waiting {
   if (pools.length === 0) {
     const what = job.pool ? `pool ${job.pool}` : `a pool with labels ${JSON.stringify(job.constraints)}`;
-    return { jobId: job.id, reason: `no node of ${what} is up`, kind: "ineligible" };
+    return { jobId: job.id, reason: `no node of ${what} is up`, kind: "ineligible", code: "no_nodes" };
   }
-  return { jobId: job.id, reason: `no node of ${poolWords(pools)} is up`, kind: "capacity" };
+  return {
+    jobId: job.id,
+    reason: `no node of ${poolWords(pools)} is up`,
+    kind: "capacity",
+    code: "no_nodes",
+  };
 }
 
 /**

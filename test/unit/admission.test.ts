@@ -7,6 +7,7 @@ import {
   decideAdmission,
   dominantResource,
   type NodeState,
+  type PlacementStrategy,
   type QueuedJob,
 } from "../../core/admission";
 import type { Resources } from "../../core/job";
@@ -66,7 +67,14 @@ describe("decideAdmission", () => {
     });
 
     // Assess
-    expect(decision.admit).toEqual([{ jobId: "j1", pool: "gpu", nodeId: "n3" }]);
+    expect(decision.admit).toEqual([
+      {
+        jobId: "j1",
+        pool: "gpu",
+        nodeId: "n3",
+        why: "best fit for 1 GPU: node n3 has the least free GPU that fits (4 of 4 free)",
+      },
+    ]);
     expect(decision.waiting).toEqual([]);
   });
 
@@ -138,9 +146,12 @@ describe("decideAdmission", () => {
     expect(reasons(decision).big).toBe(
       `needs 4 GPU in pool gpu, 2 free; node g2 is held for it (waiting since ${big.queuedAt})`,
     );
+    expect(decision.waiting.find((w) => w.jobId === "big")?.code).toBe("resources");
     expect(decision.waiting.find((w) => w.jobId === "s2")).toMatchObject({
       kind: "held",
-      reason: "needs 1 GPU in pool gpu, 0 free (node g2 is held for big, which has waited longer)",
+      code: "priority",
+      reason:
+        "waiting behind jobs ahead of it in the queue; needs 1 GPU in pool gpu, 0 free (node g2 is held for big, which has waited longer)",
     });
   });
 
@@ -183,9 +194,10 @@ describe("decideAdmission", () => {
       {
         jobId: "wants-nowhere",
         kind: "ineligible",
+        code: "no_nodes",
         reason: 'no node of a pool with labels {"zone":"z"} is up',
       },
-      { jobId: "named", kind: "ineligible", reason: "no node of pool cpu is up" },
+      { jobId: "named", kind: "ineligible", code: "no_nodes", reason: "no node of pool cpu is up" },
     ]);
   });
 
@@ -244,7 +256,10 @@ describe("decideAdmission", () => {
     // Prepare: at most one `train` job per pass.
     let trains = 0;
     const gate: AdmissionGate = {
-      check: (j) => (j.type === "train" && trains >= 1 ? "type train: 1 of 1 running" : null),
+      check: (j) =>
+        j.type === "train" && trains >= 1
+          ? { code: "type_limit", message: "type train: 1 of 1 running" }
+          : null,
       admitted: (j) => {
         if (j.type === "train") trains++;
       },
@@ -265,7 +280,9 @@ describe("decideAdmission", () => {
 
     // Assess
     expect(decision.admit.map((a) => a.jobId)).toEqual(["t1", "e1"]);
-    expect(decision.waiting).toEqual([{ jobId: "t2", kind: "gate", reason: "type train: 1 of 1 running" }]);
+    expect(decision.waiting).toEqual([
+      { jobId: "t2", kind: "gate", code: "type_limit", reason: "type train: 1 of 1 running" },
+    ]);
   });
 
   it("reports a pass as exhausted once no free node has room for any job", () => {
@@ -286,6 +303,272 @@ describe("decideAdmission", () => {
     expect(dominantResource({ cpu: 1, memoryMb: 512, gpu: 2 }, size)).toBe("gpu");
     expect(dominantResource({ cpu: 1, memoryMb: 16384, gpu: 0 }, size)).toBe("memoryMb");
     expect(dominantResource({ cpu: 6, memoryMb: 16384, gpu: 0 }, size)).toBe("cpu");
+  });
+});
+
+describe("why a job waits: reason codes", () => {
+  it("gives `resources` to the first job of the pass that waits for capacity, `priority` to every later one", () => {
+    // Prepare: one GPU node with 1 GPU free; the pass is fed in two offers, as the scheduler does.
+    const pass = new AdmissionPass({ nodes: [node("g1", "gpu", { gpu: 3 })], pools: POOLS, now: NOW });
+
+    // Act
+    const first = pass.offer([
+      job("big", { gpu: 4 }, { pool: "gpu" }),
+      job("fits", { gpu: 1 }, { pool: "gpu" }),
+    ]);
+    const second = pass.offer([
+      job("pair", { gpu: 2 }, { pool: "gpu" }),
+      job("quad", { gpu: 4 }, { pool: "gpu" }),
+    ]);
+
+    // Assess
+    expect(first.admit.map((a) => a.jobId)).toEqual(["fits"]);
+    expect([...first.waiting, ...second.waiting]).toEqual([
+      { jobId: "big", kind: "capacity", code: "resources", reason: "needs 4 GPU in pool gpu, 1 free" },
+      {
+        jobId: "pair",
+        kind: "capacity",
+        code: "priority",
+        reason: "waiting behind jobs ahead of it in the queue; needs 2 GPU in pool gpu, 0 free",
+      },
+      {
+        jobId: "quad",
+        kind: "capacity",
+        code: "priority",
+        reason: "waiting behind jobs ahead of it in the queue; needs 4 GPU in pool gpu, 0 free",
+      },
+    ]);
+  });
+
+  it("says no_nodes when no node of the job's pools is up, and that does not count as the first capacity wait", () => {
+    // Prepare: the cpu pool has a node, the gpu pool none.
+    const nodes = [node("c1", "cpu", { cpu: 4 })];
+
+    // Act
+    const decision = decideAdmission({
+      queued: [job("gpu-job", { gpu: 1 }, { pool: "gpu" }), job("cpu-job", {}, { pool: "cpu" })],
+      nodes,
+      pools: POOLS,
+      now: NOW,
+    });
+
+    // Assess
+    expect(decision.waiting.map((w) => [w.jobId, w.code])).toEqual([
+      ["gpu-job", "no_nodes"],
+      ["cpu-job", "resources"],
+    ]);
+  });
+
+  it("passes a gate's own code through, and a gated job is not the one waiting for resources", () => {
+    // Prepare
+    const gate: AdmissionGate = {
+      check: (j) => (j.owner === "over" ? { code: "quota", message: "quota exceeded" } : null),
+    };
+
+    // Act
+    const decision = decideAdmission({
+      queued: [job("gated", { cpu: 8 }, { owner: "over" }), job("too-big", { cpu: 8 }, { owner: "ok" })],
+      nodes: [node("g1", "gpu", { cpu: 4 })],
+      pools: POOLS,
+      now: NOW,
+      gates: [gate],
+    });
+
+    // Assess
+    expect(decision.waiting.map((w) => [w.jobId, w.kind, w.code])).toEqual([
+      ["gated", "gate", "quota"],
+      ["too-big", "capacity", "resources"],
+    ]);
+  });
+});
+
+describe("placement: which pool and node, and why", () => {
+  const TWO_GPU_POOLS: PoolConfig[] = [
+    { name: "gpu-a", labels: { accel: "h100" }, nodes: 2, node: { cpu: 8, memoryMb: 32768, gpu: 8 } },
+    { name: "gpu-b", labels: { accel: "h100" }, nodes: 2, node: { cpu: 8, memoryMb: 32768, gpu: 8 } },
+    { name: "cpu-a", labels: {}, nodes: 2, node: { cpu: 4, memoryMb: 8192, gpu: 0 } },
+    { name: "cpu-b", labels: {}, nodes: 2, node: { cpu: 4, memoryMb: 8192, gpu: 0 } },
+  ];
+
+  function at(nodeId: string, pool: string, used: Partial<Resources> = {}): NodeState {
+    const size = TWO_GPU_POOLS.find((p) => p.name === pool)?.node ?? { cpu: 4, memoryMb: 8192, gpu: 0 };
+    return { nodeId, pool, capacity: size, used: { cpu: 0, memoryMb: 0, gpu: 0, ...used } };
+  }
+
+  it("sends a GPU job to the eligible pool with the most free GPU in total, then best fit within it", () => {
+    // Prepare: gpu-a has 2 + 3 = 5 GPU free over its nodes, gpu-b 4 on one node.
+    const nodes = [
+      at("a1", "gpu-a", { gpu: 6 }),
+      at("a2", "gpu-a", { gpu: 5 }),
+      at("b1", "gpu-b", { gpu: 4 }),
+    ];
+
+    // Act
+    const decision = decideAdmission({
+      queued: [job("train", { gpu: 2 }, { constraints: { accel: "h100" } })],
+      nodes,
+      pools: TWO_GPU_POOLS,
+      now: NOW,
+    });
+
+    // Assess
+    expect(decision.admit).toEqual([
+      {
+        jobId: "train",
+        pool: "gpu-a",
+        nodeId: "a1",
+        why:
+          "pool gpu-a has the most free GPU of the eligible pools (gpu-a, gpu-b); " +
+          "best fit for 2 GPU: node a1 has the least free GPU that fits (2 of 8 free)",
+      },
+    ]);
+  });
+
+  it("counts only the nodes the job fits on when comparing pools", () => {
+    // Prepare: gpu-a has 3 GPU free but 1 per node; only gpu-b's node can take 2 GPU.
+    const nodes = [
+      at("a1", "gpu-a", { gpu: 7 }),
+      at("a2", "gpu-a", { gpu: 7 }),
+      at("a3", "gpu-a", { gpu: 7 }),
+      at("b1", "gpu-b", { gpu: 6 }),
+    ];
+
+    // Act
+    const decision = decideAdmission({
+      queued: [job("pair", { gpu: 2 }, { constraints: { accel: "h100" } })],
+      nodes,
+      pools: TWO_GPU_POOLS,
+      now: NOW,
+    });
+
+    // Assess
+    expect(decision.admit.map((a) => [a.pool, a.nodeId])).toEqual([["gpu-b", "b1"]]);
+  });
+
+  it("sends a CPU job to the pool without GPUs that has the most free CPU, and spreads it there", () => {
+    // Prepare: the GPU pools have the most free CPU, but CPU work stays off GPU nodes while it fits elsewhere.
+    const nodes = [
+      at("a1", "gpu-a"),
+      at("c1", "cpu-a", { cpu: 3 }),
+      at("c2", "cpu-a", { cpu: 3 }),
+      at("d1", "cpu-b", { cpu: 1.5 }),
+      at("d2", "cpu-b", { cpu: 3 }),
+    ];
+
+    // Act
+    const decision = decideAdmission({
+      queued: [job("etl", { cpu: 1 })],
+      nodes,
+      pools: TWO_GPU_POOLS,
+      now: NOW,
+    });
+
+    // Assess: cpu-b has 2.5 + 1 free, cpu-a 1 + 1.
+    expect(decision.admit).toEqual([
+      {
+        jobId: "etl",
+        pool: "cpu-b",
+        nodeId: "d1",
+        why:
+          "pool cpu-b has the most free CPU of the eligible pools without GPUs (cpu-a, cpu-b); " +
+          "spread: node d1 has the most free CPU (2.5 of 4 free)",
+      },
+    ]);
+  });
+
+  it("puts a CPU job on a GPU node only when no node without GPUs fits, and says so", () => {
+    // Prepare
+    const nodes = [at("a1", "gpu-a", { cpu: 2 }), at("c1", "cpu-a", { cpu: 4 })];
+
+    // Act
+    const decision = decideAdmission({
+      queued: [job("etl", { cpu: 1 })],
+      nodes,
+      pools: TWO_GPU_POOLS,
+      now: NOW,
+    });
+
+    // Assess
+    expect(decision.admit).toEqual([
+      {
+        jobId: "etl",
+        pool: "gpu-a",
+        nodeId: "a1",
+        why:
+          "pool gpu-a has the most free CPU of the eligible pools (gpu-a, cpu-a); " +
+          "spread: no node without GPUs fits; node a1 has the most free CPU (6 of 8 free)",
+      },
+    ]);
+  });
+
+  it("names no pool choice for a job that named its pool", () => {
+    // Act
+    const decision = decideAdmission({
+      queued: [job("etl", { cpu: 0.5 }, { pool: "cpu-a" })],
+      nodes: [at("c1", "cpu-a", { cpu: 1 }), at("c2", "cpu-a"), at("d1", "cpu-b")],
+      pools: TWO_GPU_POOLS,
+      now: NOW,
+    });
+
+    // Assess
+    expect(decision.admit).toEqual([
+      {
+        jobId: "etl",
+        pool: "cpu-a",
+        nodeId: "c2",
+        why: "spread: node c2 has the most free CPU (4 of 4 free)",
+      },
+    ]);
+  });
+
+  it("lets the pool's node be chosen by another placement strategy, among that pool's nodes only", () => {
+    // Prepare: pack CPU jobs onto the fullest node instead of spreading them.
+    const seen: string[][] = [];
+    const pack: PlacementStrategy = (_job, fitting) => {
+      seen.push(fitting.map((n) => n.nodeId));
+      const node = [...fitting].sort((a, b) => a.free.cpu - b.free.cpu)[0];
+      if (!node) throw new Error("placement is given at least one node");
+      return { node, why: `pack: node ${node.nodeId} is the fullest that fits` };
+    };
+
+    // Act
+    const decision = decideAdmission({
+      queued: [job("etl", { cpu: 1 })],
+      nodes: [at("c1", "cpu-a", { cpu: 1 }), at("c2", "cpu-a", { cpu: 2 }), at("d1", "cpu-b")],
+      pools: TWO_GPU_POOLS,
+      now: NOW,
+      placement: pack,
+    });
+
+    // Assess: cpu-a has 3 + 2 free, cpu-b 4; the GPU pools have no node up, so they are not compared.
+    expect(seen).toEqual([["c1", "c2"]]);
+    expect(decision.admit).toEqual([
+      {
+        jobId: "etl",
+        pool: "cpu-a",
+        nodeId: "c2",
+        why:
+          "pool cpu-a has the most free CPU of the eligible pools (cpu-a, cpu-b); " +
+          "pack: node c2 is the fullest that fits",
+      },
+    ]);
+  });
+
+  it("refuses a placement that returns a node it was not given", () => {
+    const stray: PlacementStrategy = (_job, fitting) => {
+      const node = fitting[0];
+      if (!node) throw new Error("placement is given at least one node");
+      return { node: { ...node }, why: "a copy" };
+    };
+    expect(() =>
+      decideAdmission({
+        queued: [job("j")],
+        nodes: [node("c1", "cpu")],
+        pools: POOLS,
+        now: NOW,
+        placement: stray,
+      }),
+    ).toThrow(RangeError);
   });
 });
 
@@ -432,6 +715,23 @@ describe("decideAdmission properties", () => {
         expect(pages.flatMap((p) => p.held)).toEqual(whole.held);
       }),
       { numRuns: 200 },
+    );
+  });
+
+  it("gives `resources` to at most one waiting job, the first that waits for capacity", () => {
+    fc.assert(
+      fc.property(scenarioArb, (scenario) => {
+        const { queued, nodes } = build(scenario);
+        const decision = decideAdmission({ queued, nodes, pools: POOLS, now: NOW });
+        const forCapacity = decision.waiting.filter((w) => w.kind === "capacity" && w.code !== "no_nodes");
+        const resources = decision.waiting.filter((w) => w.code === "resources");
+        expect(resources).toEqual(forCapacity.slice(0, 1));
+        for (const w of decision.waiting) {
+          if (w.kind === "held") expect(w.code).toBe("priority");
+          if (w.kind === "ineligible") expect(w.code).toBe("no_nodes");
+        }
+      }),
+      { numRuns: 300 },
     );
   });
 });
