@@ -712,6 +712,8 @@ async function submitEscalation(ctx: LifecycleContext, escalated: JobItem): Prom
     principal: { id: job.owner, admin: false },
     jobs: [request],
     idempotency: { key: `jobq-escalation:${job.id}`, requestHash: requestHash("escalation", request) },
+    // It replaces a job that ran: a 429 here would lose the escalation, not slow a submitter.
+    exemptFromQueueLimit: true,
   });
   const created = result.jobs[0];
   if (!created) throw new RangeError(`escalation of ${job.id} created no job`);

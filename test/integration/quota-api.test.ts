@@ -1,6 +1,9 @@
 import { randomUUID } from "node:crypto";
 import { PutCommand } from "@aws-sdk/lib-dynamodb";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { appContext } from "../../app/runtime";
+import { submitJobs } from "../../app/submit";
+import { batchJobSchema } from "../../core/job";
 import { usageWindows } from "../../core/quota";
 import { LOCAL_REGION } from "../../local/config";
 import { createDocumentClient } from "../../store/dynamo";
@@ -332,6 +335,26 @@ describe("maxQueuedJobs at submit", () => {
     // Assess
     expect(retried.status).toBe(201);
     expect(retried.headers.get("Idempotent-Replayed")).toBeNull();
+  });
+
+  it("does not hold a job the system creates on the principal's behalf (an escalation) to the limit", async () => {
+    // Prepare
+    const owner = people.next();
+    await putQuota(owner.principal, { maxQueuedJobs: 1 });
+    await submitJob(api, owner, { type: "echo" });
+    const request = {
+      principal: { id: owner.principal, admin: false },
+      jobs: [batchJobSchema.parse({ type: "echo" })],
+    };
+
+    // Act
+    const refused = submitJobs(appContext(), request);
+    const exempt = await submitJobs(appContext(), { ...request, exemptFromQueueLimit: true });
+
+    // Assess
+    await expect(refused).rejects.toMatchObject({ code: "too_many_requests", retryAfterSeconds: 30 });
+    expect(exempt.jobs).toHaveLength(1);
+    expect((await getQuota(owner.principal)).json.used.queuedJobs).toBe(2);
   });
 
   it("leaves principals without a maxQueuedJobs limit alone", async () => {
