@@ -229,7 +229,7 @@ const instantArb = fc.integer({ min: Date.UTC(2024, 0, 1), max: Date.UTC(2028, 0
 const attemptArb = fc.record({
   gpu: fc.integer({ min: 1, max: 8 }),
   start: instantArb,
-  durationMs: fc.integer({ min: 1, max: 20 * 86_400_000 }),
+  durationMs: fc.integer({ min: 1, max: 10 * 86_400_000 }),
 });
 
 describe("GPU-seconds properties", () => {
@@ -247,7 +247,7 @@ describe("GPU-seconds properties", () => {
           expect(span.week).toBe(usageWindows(new Date(`${span.day}T00:00:00Z`)).week);
         }
       }),
-      { numRuns: 500 },
+      { numRuns: 300 },
     );
   });
 
@@ -269,7 +269,7 @@ describe("GPU-seconds properties", () => {
           6,
         );
       }),
-      { numRuns: 500 },
+      { numRuns: 300 },
     );
   });
 });
