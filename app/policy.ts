@@ -2,7 +2,7 @@ import { z } from "zod";
 import { ForbiddenError, ValidationError } from "../core/errors";
 import { type Policy, policySchema } from "../core/policy";
 import type { Principal } from "../core/principal";
-import { type QuotaLimits, quotaLimitsSchema, quotaView } from "../core/quota";
+import { type QuotaLimits, type QuotaView, quotaLimitsSchema, quotaView } from "../core/quota";
 import { parseRequest } from "../core/validation";
 import { principalUsage } from "./quota-usage";
 import type { AppContext } from "./runtime";
@@ -24,8 +24,6 @@ export type QuotaContext = PolicyContext & Parameters<typeof principalUsage>[0];
 
 /** The policy as GET and PUT /admin/policy answer it: the policy plus who stored it when. */
 export type PolicyView = Policy & { readonly updatedAt: string | null; readonly updatedBy: string | null };
-
-export type QuotaView = ReturnType<typeof quotaView>;
 
 /**
  * The request body, read only once the caller is known to be allowed: a user's PUT is a 403
