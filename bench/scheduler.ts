@@ -1,0 +1,527 @@
+/**
+ * Scheduler benchmark (`npm run bench:scheduler`): what one real scheduling pass
+ * (app/scheduler.ts `schedulePool`) reads from DynamoDB, against backlogs of 10, 1,000, 10,000
+ * and 100,000 queued jobs in the store. The claim it checks (issue 4, "Scale"): a pass costs what
+ * it admits and inspects, never the backlog.
+ *
+ * For each backlog: fresh tables in DynamoDB Local (in memory, 127.0.0.1 only), the queued jobs
+ * written directly (BatchWriteItem, as submit + AwaitAdmission would leave them: status queued,
+ * an admission token, queuedAt over the last 30 minutes, 20 owners, mixed priorities, a fifth
+ * of them for any pool, a few with deadlines), and one pool of 5 nodes with room for 50 jobs.
+ * Then per algorithm (priority and fair-share with aging on, round-robin):
+ * - `empty`: a pass onto empty capacity, which admits up to 50 jobs;
+ * - `full`: a pass right after, with the pool full: it admits nothing and must read about one
+ *   page, not the backlog (`drained` instead when the first pass admitted the whole backlog).
+ * Between algorithms the admitted jobs are put back as they were seeded and the nodes emptied.
+ *
+ * Items read: a middleware on the scheduler's DynamoDB client sums ScannedCount of every Query
+ * and Scan (what DynamoDB reads and bills, before any filter) and the items GetItem,
+ * BatchGetItem and TransactGetItems return; the `queue` column is the part read from the queue
+ * indexes. RCU: store/dynamo.ts's capacityMeter (DynamoDB Local's ConsumedCapacity, which
+ * follows DynamoDB's formula only approximately). The scheduler's SendTaskSuccess, events and
+ * executions are in-process no-ops, so pass times are DynamoDB Local's and this process's.
+ * Prints figures; asserts nothing. Bounded, stops by itself, talks to 127.0.0.1 only.
+ */
+import { availableParallelism, loadavg } from "node:os";
+import { parseArgs } from "node:util";
+import { DeleteTableCommand, DynamoDBClient } from "@aws-sdk/client-dynamodb";
+import { BatchWriteCommand, DynamoDBDocumentClient, QueryCommand } from "@aws-sdk/lib-dynamodb";
+import { ulid } from "ulid";
+import type { SchedulerContext } from "../app/scheduler";
+import type { Job } from "../core/job";
+import { type Algorithm, DEFAULT_POLICY, type Policy } from "../core/policy";
+import type { PoolConfig } from "../core/pools";
+import { startDynamoLocal } from "../local/dynamo";
+import { ensureTables } from "../local/tables";
+import { awsClientOptions } from "../store/aws";
+import type { JobItem } from "../store/job-items";
+
+// The scheduler logs every pass at INFO, which would bury the table. Powertools fixes a logger's
+// level when it is built, so the modules that build it are imported only after this.
+process.env.POWERTOOLS_LOG_LEVEL = "WARN";
+// Belt and braces: every client below has an endpoint and dummy credentials anyway.
+process.env.AWS_EC2_METADATA_DISABLED = "true";
+const { schedulePool } = await import("../app/scheduler");
+const { capacityMeter, createDocumentClient } = await import("../store/dynamo");
+const { JobRepository } = await import("../store/job-repository");
+const { NodeRepository } = await import("../store/nodes");
+const { PolicyRepository } = await import("../store/policy");
+const { UsageRepository } = await import("../store/usage");
+const { toJobItem } = await import("../store/job-items");
+const { jobPk, LEASE_SK, nodeSk, transitionSk } = await import("../store/keys");
+const { JOB_INDEX } = await import("../store/tables");
+
+const DEFAULT_BACKLOGS = [10, 1_000, 10_000, 100_000] as const;
+const ALGORITHMS: readonly Algorithm[] = ["priority", "fair-share", "round-robin"];
+const REGION = "us-east-1";
+const OWNERS = 20;
+const NODES = 5;
+const POOL: PoolConfig = {
+  name: "cpu",
+  labels: {},
+  nodes: NODES,
+  // Ten 1-CPU jobs per node: 50 in the pool.
+  node: { cpu: 10, memoryMb: 40_960, gpu: 0 },
+};
+const JOB_RESOURCES = { cpu: 1, memoryMb: 1024, gpu: 0 };
+const SLOTS = NODES * POOL.node.cpu;
+/** queuedAt spread over this window before the run: old enough for aging to reorder some. */
+const QUEUED_OVER_MS = 30 * 60 * 1000;
+const BATCH_WRITE = 25;
+const SEED_IN_FLIGHT = 16;
+const TIERS = ["critical", "high", "normal", "low", "background"] as const;
+const TABLE_IDS = ["Jobs", "Nodes", "Policy", "Tokens"] as const;
+
+/** Items DynamoDB read for this client's calls since the last reset. */
+class ItemsRead {
+  queue = 0;
+  other = 0;
+  calls = 0;
+
+  reset(): void {
+    this.queue = 0;
+    this.other = 0;
+    this.calls = 0;
+  }
+
+  get total(): number {
+    return this.queue + this.other;
+  }
+}
+
+const QUEUE_INDEXES = new Set<string>([JOB_INDEX.queue, JOB_INDEX.queueByOwner, JOB_INDEX.queueByAge]);
+
+function countItemsRead(db: DynamoDBDocumentClient, meter: ItemsRead): void {
+  db.middlewareStack.add(
+    (next, context) => async (args) => {
+      const result = await next(args);
+      meter.calls += 1;
+      const input = args.input as Record<string, unknown>;
+      const output = result.output as unknown as Record<string, unknown>;
+      let items = 0;
+      switch (context.commandName) {
+        case "QueryCommand":
+        case "ScanCommand":
+          items = numberOr(output.ScannedCount, numberOr(output.Count, 0));
+          break;
+        case "GetItemCommand":
+          items = output.Item ? 1 : 0;
+          break;
+        case "BatchGetItemCommand":
+          for (const list of Object.values((output.Responses ?? {}) as Record<string, unknown[]>)) {
+            items += list.length;
+          }
+          break;
+        case "TransactGetItemsCommand":
+          items = ((output.Responses ?? []) as { Item?: unknown }[]).filter((r) => r.Item).length;
+          break;
+        default:
+          break;
+      }
+      if (context.commandName === "QueryCommand" && QUEUE_INDEXES.has(String(input.IndexName))) {
+        meter.queue += items;
+      } else {
+        meter.other += items;
+      }
+      return result;
+    },
+    { step: "initialize", name: "benchItemsRead" },
+  );
+}
+
+function numberOr(value: unknown, fallback: number): number {
+  return typeof value === "number" ? value : fallback;
+}
+
+/** A small deterministic generator so every run seeds the same shapes. */
+function random(seed: number): () => number {
+  let state = seed;
+  return () => {
+    state = (state * 1664525 + 1013904223) % 2 ** 32;
+    return state / 2 ** 32;
+  };
+}
+
+/** The queued job number `i` of a backlog, as submit and AwaitAdmission leave it. */
+function queuedItem(i: number, id: string, createdAtMs: number, next: () => number): JobItem {
+  const createdAt = new Date(createdAtMs).toISOString();
+  const roll = next();
+  // Mostly normal, a tenth high, a tenth low, a few critical.
+  const priority = roll < 0.02 ? 10 : roll < 0.12 ? 5 : roll < 0.22 ? -5 : 0;
+  const deadline = next() < 0.02 ? new Date(createdAtMs + 24 * 3600 * 1000).toISOString() : null;
+  const job: Job = {
+    id,
+    name: `bench job ${i}`,
+    type: i % 3 === 0 ? "train-model" : "render",
+    status: "queued",
+    statusReason: "waiting for admission",
+    reasonCode: "pending",
+    priority,
+    owner: `team-${String(i % OWNERS).padStart(2, "0")}`,
+    payload: { dataset: `s3://example-bucket/part-${String(i).padStart(6, "0")}.parquet`, epochs: 3 },
+    result: null,
+    error: null,
+    resources: JOB_RESOURCES,
+    pool: next() < 0.2 ? null : POOL.name,
+    constraints: {},
+    dependsOn: [],
+    retry: {
+      maxAttempts: 3,
+      strategy: "exponential",
+      initialDelaySeconds: 1,
+      backoffMultiplier: 2,
+      maxDelaySeconds: 3600,
+    },
+    timeoutSeconds: 3600,
+    attempts: 0,
+    runAt: null,
+    deadline,
+    offPeakOnly: false,
+    onFailure: null,
+    tags: { bench: "scheduler" },
+    escalatedTo: null,
+    scheduleId: null,
+    createdAt,
+    updatedAt: createdAt,
+    startedAt: null,
+    finishedAt: null,
+    nextAttemptAt: null,
+    version: 1,
+  };
+  return {
+    ...toJobItem(job, 0, false),
+    queuedAt: createdAt,
+    admissionToken: `token-${id}`,
+    executionArn: `arn:aws:states:${REGION}:000000000000:execution:jobq-bench:${id}-1`,
+  };
+}
+
+/** The backlog's jobs: ids and seed items, rebuilt the same way whenever they are put back. */
+class Backlog {
+  readonly ids: string[];
+  private readonly index = new Map<string, number>();
+  private readonly items: JobItem[];
+
+  constructor(
+    readonly size: number,
+    now: number,
+  ) {
+    const next = random(size);
+    this.ids = [];
+    this.items = [];
+    for (let i = 0; i < size; i++) {
+      // Oldest first, evenly over the window; ids are ULIDs of the creation time, as submit's.
+      const createdAtMs = now - QUEUED_OVER_MS + Math.floor((i * QUEUED_OVER_MS) / size);
+      const id = ulid(createdAtMs);
+      this.ids.push(id);
+      this.index.set(id, i);
+      this.items.push(queuedItem(i, id, createdAtMs, next));
+    }
+  }
+
+  item(id: string): JobItem {
+    const i = this.index.get(id);
+    const item = i === undefined ? undefined : this.items[i];
+    if (!item) throw new RangeError(`job ${id} is not part of the backlog`);
+    return item;
+  }
+
+  all(): readonly JobItem[] {
+    return this.items;
+  }
+}
+
+type WriteRequest =
+  | { PutRequest: { Item: Record<string, unknown> } }
+  | { DeleteRequest: { Key: Record<string, unknown> } };
+
+/** BatchWriteItem in chunks of 25, `inFlight` at once, until nothing is left unprocessed. */
+async function batchWrite(
+  db: DynamoDBDocumentClient,
+  table: string,
+  requests: readonly WriteRequest[],
+  inFlight = SEED_IN_FLIGHT,
+): Promise<void> {
+  const chunks: WriteRequest[][] = [];
+  for (let i = 0; i < requests.length; i += BATCH_WRITE) chunks.push(requests.slice(i, i + BATCH_WRITE));
+  let nextChunk = 0;
+  const worker = async (): Promise<void> => {
+    for (let c = nextChunk++; c < chunks.length; c = nextChunk++) {
+      let pending: WriteRequest[] = chunks[c] ?? [];
+      for (let round = 0; pending.length > 0; round++) {
+        if (round > 20) throw new Error(`BatchWriteItem left ${pending.length} items unprocessed 20 times`);
+        if (round > 0) await new Promise((wake) => setTimeout(wake, 20 * round));
+        const out = await db.send(new BatchWriteCommand({ RequestItems: { [table]: pending } }));
+        pending = (out.UnprocessedItems?.[table] ?? []) as WriteRequest[];
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(inFlight, chunks.length) }, worker));
+}
+
+/** A pool of empty nodes and no lease: the nodes table as a fresh deployment has it. */
+async function resetPool(ctx: SchedulerContext, db: DynamoDBDocumentClient, now: Date): Promise<void> {
+  const out = await db.send(
+    new QueryCommand({
+      TableName: ctx.nodesTable,
+      KeyConditionExpression: "#pool = :pool",
+      ExpressionAttributeNames: { "#pool": "pool" },
+      ExpressionAttributeValues: { ":pool": POOL.name },
+    }),
+  );
+  const keys = (out.Items ?? []).map((item) => ({ pool: item.pool, sk: item.sk }));
+  if (!keys.some((k) => k.sk === LEASE_SK)) keys.push({ pool: POOL.name, sk: LEASE_SK });
+  await batchWrite(
+    db,
+    ctx.nodesTable,
+    keys.map((Key) => ({ DeleteRequest: { Key } })),
+  );
+  for (let n = 0; n < NODES; n++) {
+    const nodeId = `node-${n}`;
+    await ctx.nodes.register({ pool: POOL.name, nodeId, workerId: `worker-${n}`, capacity: POOL.node }, now);
+  }
+  const left = await db.send(
+    new QueryCommand({
+      TableName: ctx.nodesTable,
+      KeyConditionExpression: "#pool = :pool AND sk = :sk",
+      ExpressionAttributeNames: { "#pool": "pool" },
+      ExpressionAttributeValues: { ":pool": POOL.name, ":sk": nodeSk("node-0") },
+    }),
+  );
+  if ((left.Items?.[0] as { used?: { cpu?: number } } | undefined)?.used?.cpu !== 0) {
+    throw new Error("the pool's nodes did not come back empty");
+  }
+}
+
+/** Admitted jobs back to queued as seeded: their item, and no transition record of the admission. */
+async function requeue(db: DynamoDBDocumentClient, table: string, backlog: Backlog, ids: readonly string[]) {
+  await batchWrite(
+    db,
+    table,
+    ids.flatMap((id): WriteRequest[] => [
+      { PutRequest: { Item: backlog.item(id) as unknown as Record<string, unknown> } },
+      // Seeded at version 1, admitted at version 2: that transition's key must be free again.
+      { DeleteRequest: { Key: { pk: jobPk(id), sk: transitionSk(2) } } },
+    ]),
+  );
+}
+
+interface Row {
+  readonly backlog: number;
+  readonly algorithm: Algorithm;
+  /** The pool the pass found: empty; full; or with room left, the first pass having admitted every job. */
+  readonly capacity: "empty" | "full" | "drained";
+  readonly passes: number;
+  readonly admitted: number;
+  readonly queueItems: number;
+  readonly otherItems: number;
+  readonly calls: number;
+  readonly rcu: number;
+  readonly ms: number;
+}
+
+interface Bench {
+  readonly endpoint: string;
+  /** Unmetered: seeding and resets. */
+  readonly seedDb: DynamoDBDocumentClient;
+}
+
+function schedulerContext(
+  db: DynamoDBDocumentClient,
+  tables: Record<string, string>,
+  policy: Policy,
+): SchedulerContext {
+  const jobs = tables.Jobs;
+  const nodes = tables.Nodes;
+  const policyTable = tables.Policy;
+  if (!jobs || !nodes || !policyTable) throw new Error("ensureTables made no Jobs, Nodes or Policy table");
+  const queueUrl = (tier: string) => `http://127.0.0.1:1/000000000000/jobq-bench-${POOL.name}-${tier}`;
+  return {
+    repo: new JobRepository(db, jobs),
+    clock: () => new Date(),
+    pools: [POOL],
+    nodesTable: nodes,
+    policyTable,
+    policies: new PolicyRepository(db, policyTable),
+    usage: new UsageRepository(db, policyTable),
+    defaultPolicy: policy,
+    // The scheduler only publishes and, when preempting, stops executions: none of it is measured.
+    events: { publish: async () => undefined },
+    executions: { start: async () => null, stop: async () => undefined },
+    nodes: new NodeRepository(db, nodes),
+    // Every parked execution is there to be released.
+    tokens: { succeed: async () => true },
+    queues: { [POOL.name]: Object.fromEntries(TIERS.map((tier) => [tier, queueUrl(tier)])) },
+    heartbeatSeconds: 30,
+    // The nodes send no heartbeats; a long pass must not find them lost.
+    nodeLostSeconds: 86_400,
+  };
+}
+
+/** One backlog: seed, then per algorithm a pass onto empty capacity and one onto a full pool. */
+async function measure(bench: Bench, size: number, algorithms: readonly Algorithm[]): Promise<Row[]> {
+  const control = new DynamoDBClient(awsClientOptions(bench.endpoint, REGION));
+  const prefix = `bench-${size}-${Date.now().toString(36)}-`;
+  const tables = await ensureTables(control, prefix);
+  const meter = new ItemsRead();
+  const db = createDocumentClient({ region: REGION, endpoint: bench.endpoint });
+  countItemsRead(db, meter);
+  const rows: Row[] = [];
+  try {
+    const jobsTable = tables.Jobs ?? "";
+    const backlog = new Backlog(size, Date.now());
+    const seeding = performance.now();
+    await batchWrite(
+      bench.seedDb,
+      jobsTable,
+      backlog.all().map((item) => ({ PutRequest: { Item: item as unknown as Record<string, unknown> } })),
+    );
+    const seedSeconds = (performance.now() - seeding) / 1000;
+    if (size >= 1000) {
+      console.log(
+        `  seeded ${size.toLocaleString("en-US")} queued jobs in ${seedSeconds.toFixed(1)} s ` +
+          `(${Math.round(size / seedSeconds)} items/s)`,
+      );
+    }
+
+    for (const algorithm of algorithms) {
+      const policy: Policy = { ...DEFAULT_POLICY, algorithm };
+      const ctx = schedulerContext(db, tables, policy);
+      // Stored, as a PUT /admin/policy would: every pass reads it.
+      await ctx.policies.putPolicy(policy, "bench", new Date().toISOString());
+      await resetPool(ctx, bench.seedDb, new Date());
+      const admittedIds: string[] = [];
+      for (const second of [false, true]) {
+        const capacity = !second ? "empty" : admittedIds.length >= SLOTS ? "full" : "drained";
+        meter.reset();
+        capacityMeter.reset();
+        const started = performance.now();
+        const summary = await schedulePool(ctx, POOL.name);
+        const ms = performance.now() - started;
+        if (summary.outcome !== "ran") throw new Error(`pass ${summary.outcome}: the lease was taken`);
+        admittedIds.push(...summary.admitted.map((a) => a.jobId));
+        rows.push({
+          backlog: size,
+          algorithm,
+          capacity,
+          passes: summary.passes,
+          admitted: summary.admitted.length,
+          queueItems: meter.queue,
+          otherItems: meter.other,
+          calls: meter.calls,
+          rcu: capacityMeter.read,
+          ms,
+        });
+      }
+      await requeue(bench.seedDb, jobsTable, backlog, admittedIds);
+    }
+  } finally {
+    db.destroy();
+    // In memory: dropping the tables gives the JVM its heap back before the next backlog.
+    for (const id of TABLE_IDS) {
+      const name = tables[id];
+      if (name) await control.send(new DeleteTableCommand({ TableName: name })).catch(() => undefined);
+    }
+    control.destroy();
+  }
+  return rows;
+}
+
+function printRows(rows: readonly Row[]): void {
+  const header = [
+    "backlog",
+    "algorithm",
+    "capacity",
+    "passes",
+    "admitted",
+    "items read",
+    "queue",
+    "other",
+    "per admitted",
+    "calls",
+    "RCU",
+    "pass ms",
+  ];
+  const lines = rows.map((r) => [
+    r.backlog.toLocaleString("en-US"),
+    r.algorithm,
+    r.capacity,
+    String(r.passes),
+    String(r.admitted),
+    String(r.queueItems + r.otherItems),
+    String(r.queueItems),
+    String(r.otherItems),
+    r.admitted > 0 ? ((r.queueItems + r.otherItems) / r.admitted).toFixed(1) : "-",
+    String(r.calls),
+    r.rcu.toFixed(1),
+    r.ms.toFixed(0),
+  ]);
+  const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => (l[i] ?? "").length)));
+  const format = (cells: readonly string[]) =>
+    cells.map((c, i) => (i < 3 ? c.padEnd(widths[i] ?? 0) : c.padStart(widths[i] ?? 0))).join("  ");
+  console.log(format(header));
+  for (const line of lines) console.log(format(line));
+}
+
+/** `--backlogs 10,1000` and `--algorithms priority` for a quicker run; everything otherwise. */
+function options(): { backlogs: number[]; algorithms: Algorithm[] } {
+  const { values } = parseArgs({
+    options: { backlogs: { type: "string" }, algorithms: { type: "string" } },
+  });
+  const backlogs =
+    values.backlogs === undefined ? [...DEFAULT_BACKLOGS] : values.backlogs.split(",").map(Number);
+  if (backlogs.some((n) => !Number.isInteger(n) || n < 1 || n > 1_000_000)) {
+    throw new RangeError(`--backlogs must be integers in 1..1000000, got ${values.backlogs}`);
+  }
+  const algorithms = values.algorithms === undefined ? [...ALGORITHMS] : values.algorithms.split(",");
+  const unknown = algorithms.filter((a) => !ALGORITHMS.includes(a as Algorithm));
+  if (unknown.length > 0) throw new RangeError(`--algorithms: unknown ${unknown.join(", ")}`);
+  return { backlogs, algorithms: algorithms as Algorithm[] };
+}
+
+async function main(): Promise<void> {
+  const chosen = options();
+  const dynamo = await startDynamoLocal();
+  // Not createDocumentClient: its capacity meter is for the passes alone.
+  const seedDb = DynamoDBDocumentClient.from(new DynamoDBClient(awsClientOptions(dynamo.endpoint, REGION)), {
+    marshallOptions: { removeUndefinedValues: true },
+  });
+  const bench: Bench = { endpoint: dynamo.endpoint, seedDb };
+  try {
+    console.log(`jobq scheduler benchmark — DynamoDB Local in memory at ${dynamo.endpoint}`);
+    console.log(
+      `node ${process.version}, ${availableParallelism()} CPUs available; pool ${POOL.name}: ` +
+        `${NODES} nodes with room for ${SLOTS} jobs; ${OWNERS} owners; aging on ` +
+        `(${DEFAULT_POLICY.agingSecondsPerStep} s a step)`,
+    );
+    const load = () =>
+      loadavg()
+        .map((l) => l.toFixed(1))
+        .join(", ");
+    console.log(`load average at start: ${load()}`);
+    // Cold imports, JIT and DynamoDB Local's first requests are not what we measure.
+    await measure(bench, 100, chosen.algorithms);
+
+    const rows: Row[] = [];
+    for (const size of chosen.backlogs) {
+      console.log(`backlog ${size.toLocaleString("en-US")}…`);
+      rows.push(...(await measure(bench, size, chosen.algorithms)));
+    }
+    console.log(`load average at end: ${load()}`);
+    console.log("");
+    printRows(rows);
+    console.log("");
+    console.log(
+      "items read: what DynamoDB read for the pass (Query ScannedCount, items of GetItem, " +
+        "BatchGetItem, TransactGetItems); queue: from the queue indexes; per admitted: items read " +
+        "/ admitted. calls: DynamoDB requests of the pass, writes included. RCU: DynamoDB Local's " +
+        "ConsumedCapacity, which follows DynamoDB's formula only approximately. Pass times are " +
+        "DynamoDB Local's on this machine, not AWS's.",
+    );
+  } finally {
+    seedDb.destroy();
+    await dynamo.stop();
+  }
+}
+
+await main();
