@@ -3,14 +3,16 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from "node:net";
 import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { inject } from "vitest";
+import { startAttempt } from "../../app/attempts";
 import type { JobEventPublisher, JobStateChange } from "../../app/events";
 import { createSfnClient, type LifecycleExecutions } from "../../app/executions";
 import { awaitAdmission, StepFunctionsTaskTokens } from "../../app/lifecycle";
 import type { ReconcilerContext } from "../../app/reconciler";
-import type { SchedulerContext } from "../../app/scheduler";
+import type { SchedulerContext, SchedulerTuning } from "../../app/scheduler";
 import { submitJobs } from "../../app/submit";
+import { forEachConcurrent } from "../../core/concurrency";
 import type { BatchJobRequest } from "../../core/job";
-import { DEFAULT_POLICY } from "../../core/policy";
+import { DEFAULT_POLICY, type PolicyInput, policySchema } from "../../core/policy";
 import type { PoolConfig } from "../../core/pools";
 import { LOCAL_REGION } from "../../local/config";
 import { ensureTables } from "../../local/tables";
@@ -343,4 +345,98 @@ export async function jobItem(h: Harness, id: string): Promise<JobItem> {
   const item = (await h.repo.getJobItems([id])).get(id);
   if (!item) throw new Error(`job ${id} not found`);
   return item;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Policy tests (test/integration/scheduler-*.test.ts)
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * The scheduler as one test sees it: only the named pools (so other tests' nodes and running
+ * jobs stay out of placement, usage and type counts), the given policy in force (as the
+ * deployment's default: no policy is stored in the test's tables), and optional tuning.
+ */
+export function schedulerFor(
+  h: Harness,
+  pools: readonly string[],
+  policy: PolicyInput = {},
+  tuning?: Partial<SchedulerTuning>,
+): SchedulerContext {
+  const configured = h.pools.filter((p) => pools.includes(p.name));
+  if (configured.length !== pools.length) throw new Error(`not every pool of ${pools.join(", ")} was added`);
+  return {
+    ...h.scheduler,
+    pools: configured,
+    defaultPolicy: policySchema.parse(policy),
+    ...(tuning ? { tuning } : {}),
+  };
+}
+
+/** Registers a node now (by the test clock, which a pass judges heartbeats by); its id. */
+export async function registerNode(
+  h: Harness,
+  pool: string,
+  capacity: { cpu: number; memoryMb: number; gpu: number },
+): Promise<string> {
+  const nodeId = `node-${suffix()}`;
+  await h.nodes.register({ pool, nodeId, workerId: `worker-${nodeId}`, capacity }, h.clock.read());
+  return nodeId;
+}
+
+/** Heartbeats nodes at the test clock's time: after the clock moved, so the next pass does not find them lost. */
+export async function heartbeatNodes(h: Harness, pool: string, nodeIds: readonly string[]): Promise<void> {
+  for (const nodeId of nodeIds) {
+    if (!(await h.nodes.heartbeat(pool, nodeId, h.clock.read()))) throw new Error(`node ${nodeId} was lost`);
+  }
+}
+
+/**
+ * Like submitWaiting, for many jobs of one owner: submissions of 50 (each one transaction, two
+ * items a job), then each job's AwaitAdmission step, a few at a time. Ids made in the same
+ * millisecond are not in submission order: sort them where FIFO order matters.
+ */
+export async function submitWaitingBatch(
+  h: Harness,
+  owner: string,
+  jobs: readonly Partial<BatchJobRequest>[],
+): Promise<string[]> {
+  const created: { id: string; version: number }[] = [];
+  for (let i = 0; i < jobs.length; i += SUBMISSION_SIZE) {
+    const { jobs: chunk } = await submitJobs(h.reconciler, {
+      principal: { id: owner, admin: false },
+      jobs: jobs.slice(i, i + SUBMISSION_SIZE).map(request),
+    });
+    created.push(...chunk);
+  }
+  await forEachConcurrent(created, 16, async (job) => {
+    await awaitAdmission(h.reconciler, {
+      jobId: job.id,
+      taskToken: tokenOf(job.id),
+      executionArn: executionArn(job.id, job.version),
+    });
+  });
+  return created.map((j) => j.id);
+}
+
+/** Jobs per submission in submitWaitingBatch: what fits one transaction (a job and its transition each). */
+const SUBMISSION_SIZE = 50;
+
+/** Plays the worker taking a dispatched job's attempt on the node it was reserved on: now running. */
+export async function startOnReservedNode(h: Harness, jobId: string): Promise<JobItem> {
+  const job = await jobItem(h, jobId);
+  const reservation = job.reservation;
+  if (job.status !== "dispatched" || !reservation)
+    throw new Error(`job ${jobId} is ${job.status}, not dispatched`);
+  const node = await h.nodes.getNode(reservation.pool, reservation.nodeId);
+  if (!node) throw new Error(`node ${reservation.nodeId} is not registered`);
+  const started = await startAttempt(
+    { repo: h.repo, clock: h.clock.read, nodesTable: h.scheduler.nodesTable, events: h.events },
+    {
+      jobId,
+      attempt: job.attempts,
+      node: { pool: node.pool, nodeId: node.nodeId, workerId: node.workerId, capacity: node.capacity },
+    },
+  );
+  if (started.outcome !== "started") throw new Error(`job ${jobId} did not start: ${started.reason}`);
+  return started.job;
 }
