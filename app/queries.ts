@@ -4,10 +4,11 @@ import { ForbiddenError, ValidationError } from "../core/errors";
 import type { Attempt, Job, ListJobsQuery, LogLevel, LogLine, Transition } from "../core/job";
 import type { Principal } from "../core/principal";
 import { decodeCursor, encodeCursor } from "../store/cursor";
-import { fromJobItem } from "../store/job-items";
+import { fromJobItem, type JobItem } from "../store/job-items";
 import type { JobRepository } from "../store/job-repository";
 import {
   ATTEMPT_PREFIX,
+  DEPENDS_ON_PREFIX,
   dayPk,
   jobPk,
   LOG_PREFIX,
@@ -17,6 +18,7 @@ import {
   TRANSITION_PREFIX,
 } from "../store/keys";
 import { JOB_INDEX } from "../store/tables";
+import { type QueueContext, queuedPlace } from "./queue";
 import type { Clock } from "./runtime";
 import { loadVisibleJob } from "./visibility";
 
@@ -40,15 +42,30 @@ export interface JobView extends Job {
   readonly estimatedStartAt?: string | null;
 }
 
+/** Unmet dependencies a blocked job's reason names, at most. */
+const MAX_NAMED_DEPENDENCIES = 5;
+
 /**
- * GET /jobs/{id}. A queued job also gets its position in its pool's queue (1 = next), counted
- * over the queue index up to MAX_POSITION_COUNT ahead. estimatedStartAt needs run-time history
- * the scheduler keeps; until it has one, it is null.
+ * GET /jobs/{id}. A queued job also gets its position in the order the scheduler would admit
+ * it (app/queue.ts: the policy's order, with an estimated start from recent run times) while it
+ * is among the first QUEUE_LIST_LIMIT; further back, its place in its pool's stored queue order,
+ * counted over the queue index up to MAX_POSITION_COUNT, and no estimate. A blocked job's reason
+ * names the dependencies it still waits on, read from its own partition at this moment.
  */
-export async function getJobView(ctx: QueryContext, principal: Principal, id: string): Promise<JobView> {
+export async function getJobView(
+  ctx: QueryContext & Partial<QueueContext>,
+  principal: Principal,
+  id: string,
+): Promise<JobView> {
   const { item, result } = await loadVisibleJob(ctx.repo, principal, id);
   const job = fromJobItem(item, result);
+  if (item.status === "blocked")
+    return { ...job, statusReason: await blockedReason(ctx, item, job.statusReason) };
   if (item.status !== "queued" || !item.queueSk) return job;
+  if (isQueueContext(ctx)) {
+    const place = await queuedPlace(ctx, item);
+    if (place) return { ...job, queuePosition: place.position, estimatedStartAt: place.estimatedStartAt };
+  }
   let ahead = 0;
   let startKey: Record<string, unknown> | undefined;
   do {
@@ -64,6 +81,37 @@ export async function getJobView(ctx: QueryContext, principal: Principal, id: st
     startKey = page.lastKey;
   } while (startKey && ahead < MAX_POSITION_COUNT);
   return { ...job, queuePosition: ahead < MAX_POSITION_COUNT ? ahead + 1 : null, estimatedStartAt: null };
+}
+
+function isQueueContext(ctx: QueryContext & Partial<QueueContext>): ctx is QueueContext {
+  return (
+    ctx.nodes !== undefined &&
+    ctx.policies !== undefined &&
+    ctx.usage !== undefined &&
+    ctx.pools !== undefined
+  );
+}
+
+/** "waiting for 2 of 3 dependencies: job_a (running), job_b (queued)". */
+async function blockedReason(ctx: QueryContext, item: JobItem, stored: string): Promise<string> {
+  const unmet: string[] = [];
+  let startKey: Record<string, unknown> | undefined;
+  do {
+    const page = await ctx.repo.queryJobPartition(item.id, DEPENDS_ON_PREFIX, { limit: 1000, startKey });
+    for (const edge of page.items)
+      if (edge.met !== true && typeof edge.parentId === "string") unmet.push(edge.parentId);
+    startKey = page.lastKey;
+  } while (startKey);
+  if (unmet.length === 0) return stored;
+  const named = unmet.slice(0, MAX_NAMED_DEPENDENCIES);
+  const parents = await ctx.repo.getJobItems(named);
+  const words = named.map((parentId) => {
+    const status = parents.get(parentId)?.status;
+    return status ? `${parentId} (${status})` : parentId;
+  });
+  const more = unmet.length > named.length ? `, and ${unmet.length - named.length} more` : "";
+  const total = Math.max(unmet.length, item.dependsOn.length);
+  return `waiting for ${unmet.length} of ${total} dependencies: ${words.join(", ")}${more}`;
 }
 
 /** An index's LastEvaluatedKey: the table's keys plus the index's, all strings. */

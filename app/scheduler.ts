@@ -1,22 +1,37 @@
 import { ulid } from "ulid";
 import { z } from "zod";
-import { AdmissionPass, type NodeState, type QueuedJob, type Waiting } from "../core/admission";
+import {
+  type AdmissionGate,
+  AdmissionPass,
+  type NodeState,
+  type QueuedJob,
+  type Waiting,
+} from "../core/admission";
+import { forEachConcurrent } from "../core/concurrency";
 import { applicableStatus } from "../core/dependencies";
 import { ConcurrentUpdateError } from "../core/errors";
-import { priorityTier } from "../core/job";
-import type { PoolConfig } from "../core/pools";
+import { gpuQuotaGate, offPeakGate, typeConcurrencyGate } from "../core/gates";
+import { priorityTier, type Resources } from "../core/job";
+import { AdmissionOrder, decideInOrder } from "../core/ordering";
+import type { Policy } from "../core/policy";
+import { eligiblePools, type PoolConfig } from "../core/pools";
+import { applyPlan, planPreemption } from "../core/preemption";
 import { canTransition } from "../core/status";
 import { config, type QueueUrls } from "../functions/config";
 import { releaseCapacityItem, reservationFor, reserveCapacityItem } from "../store/capacity";
 import { createDocumentClient } from "../store/dynamo";
 import { type JobItem, jobConstraints } from "../store/job-items";
-import { duePk, JOB_SK, queuePk } from "../store/keys";
+import { duePk, JOB_SK } from "../store/keys";
 import { type NodeItem, NodeRepository } from "../store/nodes";
 import { JOB_INDEX } from "../store/tables";
+import { deadlinePassed, expireDeadline } from "./deadlines";
 import { EVENT_SOURCE, JOB_STATE_CHANGE, type JobStateChange, stateChange } from "./events";
 import { createSfnClient } from "./executions";
 import { type AdmittedOutput, requeueItem, StepFunctionsTaskTokens, type TaskTokens } from "./lifecycle";
 import { logger } from "./logger";
+import { PassState } from "./pass-state";
+import { evict } from "./preemption";
+import { MergedView, OwnerHeads, queuePartitions, readsByOwner } from "./queue-reader";
 import { type AppContext, appContext } from "./runtime";
 
 /**
@@ -32,7 +47,12 @@ import { type AppContext, appContext } from "./runtime";
  * alongside another after a lease expired, admits nothing twice and never over-fills a node.
  */
 
-export type SchedulerContext = Pick<AppContext, "repo" | "clock" | "pools" | "nodesTable" | "events"> & {
+export type SchedulerContext = Pick<
+  AppContext,
+  "repo" | "clock" | "pools" | "nodesTable" | "policyTable" | "events" | "executions" | "policies" | "usage"
+> & {
+  /** The policy in force while none is stored (functions/config.ts). */
+  readonly defaultPolicy: Policy;
   readonly nodes: NodeRepository;
   /** Releases AwaitAdmission task tokens (SendTaskSuccess). */
   readonly tokens: TaskTokens;
@@ -56,8 +76,12 @@ export interface SchedulerTuning {
   readonly leaseSeconds: number;
   /** Passes per invocation at most, when wake-ups keep arriving (dirty lease) or writes raced. */
   readonly maxPasses: number;
-  /** Waiting jobs, from the head of the queue, whose statusReason a pass refreshes. */
+  /** Waiting jobs, from the head of the queue, whose statusReason a pass refreshes (only those that changed are written). */
   readonly reasonUpdates: number;
+  /** fair-share and round-robin: jobs read per owner and round. */
+  readonly perOwner: number;
+  /** fair-share and round-robin: owners visited per queue partition and pass. */
+  readonly maxOwners: number;
   /** Admission writes in flight at once (one node's admissions always go one after another). */
   readonly concurrency: number;
 }
@@ -68,7 +92,9 @@ export const DEFAULT_TUNING: SchedulerTuning = {
   maxPages: 10,
   leaseSeconds: 90,
   maxPasses: 5,
-  reasonUpdates: 20,
+  reasonUpdates: 100,
+  perOwner: 25,
+  maxOwners: 200,
   concurrency: 8,
 };
 
@@ -96,6 +122,7 @@ export function schedulerContext(): SchedulerContext {
       queues: c.queues,
       heartbeatSeconds: c.heartbeatSeconds,
       nodeLostSeconds: c.nodeLostSeconds,
+      defaultPolicy: c.defaultPolicy,
     };
   }
   return cached;
@@ -136,6 +163,10 @@ export interface PoolPassSummary {
   readonly admitted: readonly { readonly jobId: string; readonly nodeId: string }[];
   /** Scheduled jobs whose runAt came, now queued (or blocked). */
   readonly promoted: readonly string[];
+  /** Jobs failed because their deadline passed before they started. */
+  readonly expired: readonly string[];
+  /** Running jobs evicted for higher-priority ones, with their preemptor. */
+  readonly preempted: readonly { readonly jobId: string; readonly preemptor: string }[];
   readonly lostNodes: readonly string[];
   /** Admissions rolled back because the job's execution could not be told. */
   readonly undone: readonly string[];
@@ -166,6 +197,8 @@ export async function schedulePool(ctx: SchedulerContext, poolName: string): Pro
     passes: 0,
     admitted: [] as { jobId: string; nodeId: string }[],
     promoted: [] as string[],
+    expired: [] as string[],
+    preempted: [] as { jobId: string; preemptor: string }[],
     lostNodes: [] as string[],
     undone: [] as string[],
     waiting: [] as Waiting[],
@@ -187,6 +220,8 @@ export async function schedulePool(ctx: SchedulerContext, poolName: string): Pro
     }
     summary.admitted.push(...result.admitted);
     summary.promoted.push(...result.promoted);
+    summary.expired.push(...result.expired);
+    summary.preempted.push(...result.preempted);
     summary.lostNodes.push(...result.lostNodes);
     summary.undone.push(...result.undone);
     summary.waiting = result.waiting;
@@ -196,12 +231,20 @@ export async function schedulePool(ctx: SchedulerContext, poolName: string): Pro
     // Taken by another pass in between: that pass reads everything fresh.
     if (!(await takeLease(ctx, poolName, holder, tuning.leaseSeconds))) break;
   }
-  if (summary.admitted.length > 0 || summary.promoted.length > 0 || summary.lostNodes.length > 0) {
+  if (
+    summary.admitted.length > 0 ||
+    summary.promoted.length > 0 ||
+    summary.expired.length > 0 ||
+    summary.preempted.length > 0 ||
+    summary.lostNodes.length > 0
+  ) {
     logger.info("scheduling pass", {
       pool: poolName,
       passes: summary.passes,
       admitted: summary.admitted.length,
       promoted: summary.promoted.length,
+      expired: summary.expired.length,
+      preempted: summary.preempted,
       lostNodes: summary.lostNodes,
       undone: summary.undone.length,
     });
@@ -227,6 +270,8 @@ async function takeLease(
 interface PassResult {
   readonly admitted: { jobId: string; nodeId: string }[];
   readonly promoted: string[];
+  readonly expired: string[];
+  readonly preempted: { jobId: string; preemptor: string }[];
   readonly lostNodes: string[];
   readonly undone: string[];
   readonly waiting: Waiting[];
@@ -244,39 +289,75 @@ async function pass(ctx: SchedulerContext, pool: PoolConfig, tuning: SchedulerTu
       lastHeartbeatAt: node.lastHeartbeatAt,
     });
   }
-  const promoted = await promoteDueJobs(ctx, pool.name, tuning);
+  const { promoted, expired } = await sweepDueJobs(ctx, pool.name, tuning);
+  const { policy } = await ctx.policies.getPolicy(ctx.defaultPolicy);
+  const state = new PassState(ctx, now);
 
-  const nodes = (await ctx.nodes.listNodes(pool.name)).filter((n) => n.status === "up");
-  const byId = new Map(nodes.map((n) => [n.nodeId, n]));
+  // Every pool's up nodes: a job that may run in several pools goes to the one with the most
+  // free of what it needs most, so this pass must see them all; it admits only onto its own.
+  const allNodes = (await Promise.all(ctx.pools.map((p) => ctx.nodes.listNodes(p.name))))
+    .flat()
+    .filter((n) => n.status === "up");
+  const ownNodes = allNodes.filter((n) => n.pool === pool.name);
+  const byId = new Map(ownNodes.map((n) => [n.nodeId, n]));
+  const gates: AdmissionGate[] = [offPeakGate(policy.offPeak), gpuQuotaGate(state.quotas)];
+  if (Object.keys(policy.typeConcurrency).length > 0) {
+    gates.push(typeConcurrencyGate(policy.typeConcurrency, await state.activeByType()));
+  }
   const admission = new AdmissionPass({
-    nodes: nodes.map(nodeState),
+    nodes: allNodes.map(nodeState),
     pools: ctx.pools,
     now,
     starvationSeconds: tuning.starvationSeconds,
+    gates,
   });
-  const queue = new MergedQueue(ctx, [queuePk(pool.name), queuePk(null)], tuning.pageSize);
+  const usage = await state.usageByOwner(pool.name);
+  const capacity = totalCapacity(ownNodes);
+  const lease = await ctx.nodes.getLease(pool.name);
+  let lastOwner = lease?.lastOwner ?? null;
+
+  const reader = new CandidateReader(ctx.repo, pool.name, policy, tuning);
   const admitted: { jobId: string; nodeId: string }[] = [];
   const undone: string[] = [];
   const waiting: Waiting[] = [];
   const read = new Map<string, JobItem>();
   let raced = false;
 
-  // The first page is read even when nothing can fit: its jobs learn why they wait.
-  for (let page = 0; page < tuning.maxPages && (page === 0 || !admission.exhausted); page++) {
-    const jobs = await queue.next(tuning.pageSize);
-    if (jobs.length === 0) break;
+  // The first batch is read even when nothing can fit: its jobs learn why they wait.
+  let batch = await reader.first();
+  for (let round = 0; batch.length > 0 && round < tuning.maxPages; round++) {
     // A job whose execution has not parked its token yet cannot be released: it waits its turn.
-    const ready = jobs.filter((j) => j.status === "queued" && typeof j.admissionToken === "string");
+    const ready = batch.filter(
+      (j) =>
+        j.status === "queued" &&
+        typeof j.admissionToken === "string" &&
+        !read.has(j.id) &&
+        !deadlinePassed(j, now),
+    );
     for (const j of ready) read.set(j.id, j);
-    const decision = admission.offer(ready.map(queuedJob));
+    await state.loadQuotas(ready.filter((j) => j.resources.gpu > 0).map((j) => j.owner));
+    const order = new AdmissionOrder({
+      algorithm: policy.algorithm,
+      agingSecondsPerStep: policy.agingSecondsPerStep,
+      weights: policy.weights,
+      now,
+      jobs: ready.map(queuedJob),
+      usage,
+      capacity,
+      lastOwner,
+    });
+    const decision = decideInOrder(admission, order);
+    lastOwner = order.lastOwner ?? lastOwner;
     waiting.push(...decision.waiting.filter((w) => w.kind !== "ineligible"));
 
     const events: JobStateChange[] = [];
-    await forEachNodeGroup(decision.admit, tuning.concurrency, async (a) => {
+    // Placements on other pools' nodes are that pool's pass to make.
+    const own = decision.admit.filter((a) => a.pool === pool.name);
+    await forEachNodeGroup(own, tuning.concurrency, async (a) => {
       const item = read.get(a.jobId);
       const node = byId.get(a.nodeId);
       if (!item || !node) return;
-      const outcome = await admit(ctx, item, node, now);
+      const outcome = await admit(ctx, item, node, a.why, now);
       if (outcome.kind === "admitted") {
         admitted.push({ jobId: item.id, nodeId: node.nodeId });
         events.push(outcome.event);
@@ -288,10 +369,130 @@ async function pass(ctx: SchedulerContext, pool: PoolConfig, tuning: SchedulerTu
       }
     });
     await ctx.events.publish(events);
+    if (admission.exhausted) break;
+    batch = await reader.more();
   }
 
+  const preempted = policy.preemption.enabled
+    ? await preemptFor(ctx, pool, state, admission, waiting, read, policy.preemption.cooldownSeconds, now)
+    : [];
+  // An eviction freed capacity for its preemptor: the next pass admits it.
+  if (preempted.length > 0) raced = true;
+  if (lastOwner !== (lease?.lastOwner ?? null) && lastOwner !== null) {
+    await ctx.nodes.setLastOwner(pool.name, lastOwner);
+  }
   await refreshReasons(ctx, waiting.slice(0, tuning.reasonUpdates), read);
-  return { admitted, promoted, lostNodes: lost.map((n) => n.nodeId), undone, waiting, raced };
+  return {
+    admitted,
+    promoted,
+    expired,
+    preempted,
+    lostNodes: lost.map((n) => n.nodeId),
+    undone,
+    waiting,
+    raced,
+  };
+}
+
+/**
+ * Preemption (API.md): a queued job that cannot fit may evict running jobs of strictly lower
+ * priority in this pool. Waiting jobs are considered in the order they were offered, at most
+ * MAX_PREEMPTORS_PER_PASS of them; each plan is applied to the pass's view before the next, so
+ * no job is evicted twice and two preemptors never count on the same freed capacity.
+ */
+async function preemptFor(
+  ctx: SchedulerContext,
+  pool: PoolConfig,
+  state: PassState,
+  admission: AdmissionPass,
+  waiting: readonly Waiting[],
+  read: ReadonlyMap<string, JobItem>,
+  cooldownSeconds: number,
+  now: Date,
+): Promise<{ jobId: string; preemptor: string }[]> {
+  const evicted: { jobId: string; preemptor: string }[] = [];
+  let nodes = admission.nodes().filter((n) => n.pool === pool.name);
+  let running = await state.running(pool.name);
+  let preemptors = 0;
+  for (const w of waiting) {
+    if (preemptors >= MAX_PREEMPTORS_PER_PASS) break;
+    if (w.kind !== "capacity" && w.kind !== "held") continue;
+    const item = read.get(w.jobId);
+    if (!item) continue;
+    const job = queuedJob(item);
+    const eligible = eligiblePools(ctx.pools, job).map((p) => p.name);
+    if (!eligible.includes(pool.name)) continue;
+    const plan = planPreemption({ job, nodes, running, now, cooldownSeconds });
+    if (!plan) continue;
+    preemptors++;
+    for (const victim of plan.victims) {
+      const attempts = (await state.activeIn(pool.name)).find((a) => a.id === victim.id)?.attempts;
+      if (attempts === undefined) continue;
+      if (await evict(ctx, { id: victim.id, attempts }, job.id)) {
+        evicted.push({ jobId: victim.id, preemptor: job.id });
+      }
+    }
+    ({ nodes, running } = applyPlan(nodes, running, plan, job));
+  }
+  return evicted;
+}
+
+/** At most this many queued jobs preempt per pass: evictions are disruptive, and the next pass sees their effect. */
+const MAX_PREEMPTORS_PER_PASS = 5;
+
+function totalCapacity(nodes: readonly NodeItem[]): Resources {
+  return nodes.reduce(
+    (sum, n) => ({
+      cpu: sum.cpu + n.capacity.cpu,
+      memoryMb: sum.memoryMb + n.capacity.memoryMb,
+      gpu: sum.gpu + n.capacity.gpu,
+    }),
+    { cpu: 0, memoryMb: 0, gpu: 0 },
+  );
+}
+
+/**
+ * The queue as the policy reads it (app/queue-reader.ts): in admission order for `priority`,
+ * owner by owner for `fair-share` and `round-robin`; plus, with aging on, the longest-waiting
+ * jobs once per pass.
+ */
+class CandidateReader {
+  private readonly ordered: MergedView | null;
+  private readonly owners: OwnerHeads | null;
+  private readonly aged: MergedView | null;
+
+  constructor(
+    repo: SchedulerContext["repo"],
+    pool: string,
+    policy: Policy,
+    private readonly tuning: SchedulerTuning,
+  ) {
+    const partitions = queuePartitions(pool);
+    const byOwner = readsByOwner(policy.algorithm);
+    this.ordered = byOwner
+      ? null
+      : new MergedView(repo, JOB_INDEX.queue, "queueSk", partitions, tuning.pageSize);
+    this.owners = byOwner
+      ? new OwnerHeads(repo, partitions, { perOwner: tuning.perOwner, maxOwners: tuning.maxOwners })
+      : null;
+    this.aged =
+      policy.agingSecondsPerStep > 0
+        ? new MergedView(repo, JOB_INDEX.queueByAge, "queueAgeSk", partitions, tuning.pageSize)
+        : null;
+  }
+
+  async first(): Promise<JobItem[]> {
+    const [main, aged] = await Promise.all([
+      this.ordered ? this.ordered.next(this.tuning.pageSize) : (this.owners?.first() ?? []),
+      this.aged ? this.aged.next(this.tuning.pageSize) : [],
+    ]);
+    return [...main, ...aged];
+  }
+
+  async more(): Promise<JobItem[]> {
+    if (this.ordered) return this.ordered.exhausted ? [] : this.ordered.next(this.tuning.pageSize);
+    return this.owners ? this.owners.more() : [];
+  }
 }
 
 function nodeState(node: NodeItem): NodeState {
@@ -309,6 +510,7 @@ function queuedJob(item: JobItem): QueuedJob {
     owner: item.owner,
     type: item.type,
     deadline: item.deadline ?? null,
+    offPeakOnly: item.offPeakOnly === true,
   };
 }
 
@@ -325,7 +527,13 @@ type AdmitOutcome =
  * execution is released with the AdmissionOutput. If the execution cannot be told, the
  * admission is undone in one transaction so the capacity is not held by a job nobody runs.
  */
-async function admit(ctx: SchedulerContext, item: JobItem, node: NodeItem, now: Date): Promise<AdmitOutcome> {
+async function admit(
+  ctx: SchedulerContext,
+  item: JobItem,
+  node: NodeItem,
+  why: string,
+  now: Date,
+): Promise<AdmitOutcome> {
   const token = item.admissionToken;
   const queueUrl = ctx.queues[node.pool]?.[priorityTier(item.priority)];
   if (!token) return { kind: "skipped" };
@@ -344,7 +552,8 @@ async function admit(ctx: SchedulerContext, item: JobItem, node: NodeItem, now: 
     item,
     {
       to: "dispatched",
-      reason: `dispatched to node ${node.nodeId} in pool ${node.pool}`,
+      // Where and why: the transition is the record of the placement decision.
+      reason: `dispatched to node ${node.nodeId} in pool ${node.pool}: ${why}`,
       triggeredBy: null,
       set: { reservation, attempts: attempt },
       remove: ["admissionToken"],
@@ -394,6 +603,7 @@ async function admit(ctx: SchedulerContext, item: JobItem, node: NodeItem, now: 
       reason: tokenDead
         ? "waiting for admission (its execution ended before it was admitted)"
         : "waiting for admission (its execution could not be reached)",
+      reasonCode: "pending",
       triggeredBy: null,
       set: { attempts: item.attempts, ...(tokenDead ? {} : { admissionToken: token }) },
       remove: tokenDead ? ["admissionToken"] : [],
@@ -436,51 +646,61 @@ async function forEachNodeGroup<T extends { readonly nodeId: string }>(
 }
 
 /**
- * A waiting job's statusReason says why it waits ("needs 4 GPU in pool gpu, 2 free"). Only for
- * the head of the queue, only when it changed, and without a version bump: the reason is
- * advisory, and bumping the version would make the job's other writers lose races for nothing.
+ * A waiting job's statusReason and reasonCode say why it waits ("needs 4 GPU in pool gpu, 2
+ * free"). Written only when they changed — reasons are worded to stay the same from pass to
+ * pass while the situation does, so a steady queue costs no writes — and without a version
+ * bump: the reason is advisory, and bumping the version would make the job's other writers
+ * lose races for nothing.
  */
 async function refreshReasons(
   ctx: SchedulerContext,
   waiting: readonly Waiting[],
   read: ReadonlyMap<string, JobItem>,
 ): Promise<void> {
-  for (const w of waiting) {
+  const stale = waiting.filter((w) => {
     const item = read.get(w.jobId);
-    if (!item || item.statusReason === w.reason) continue;
+    return item !== undefined && (item.statusReason !== w.reason || item.reasonCode !== w.code);
+  });
+  await forEachConcurrent(stale, REASON_WRITE_CONCURRENCY, async (w) => {
+    const item = read.get(w.jobId);
+    if (!item) return;
     await ctx.repo.updateIf(
       { pk: item.pk, sk: JOB_SK },
-      "SET statusReason = :reason",
+      "SET statusReason = :reason, reasonCode = :code",
       "#status = :queued AND #version = :version",
       {
         names: { "#status": "status", "#version": "version" },
-        values: { ":reason": w.reason, ":queued": "queued", ":version": item.version },
+        values: { ":reason": w.reason, ":code": w.code, ":queued": "queued", ":version": item.version },
       },
     );
-  }
+  });
 }
 
+const REASON_WRITE_CONCURRENCY = 8;
+
 /**
- * Scheduled jobs of this pool (and of any pool) whose runAt has come, and retrying jobs whose
- * backoff is over, move to the status that now applies — queued, by core's rule — page by page
- * over the `due` index, each with a conditional status change; a job another pass (or its own
- * execution) moved first is skipped.
+ * The sweep over the `due` index (jobs of this pool and of any pool whose time has come):
+ * scheduled jobs whose runAt came move to the status that now applies (queued, by core's rule);
+ * retrying jobs whose backoff is over and whose execution did not come back for them are
+ * requeued; and jobs not started by their deadline fail (app/deadlines.ts). Page by page, each
+ * with a conditional write; a job another pass (or its own execution) moved first is skipped.
  */
-async function promoteDueJobs(
+async function sweepDueJobs(
   ctx: SchedulerContext,
   pool: string,
   tuning: SchedulerTuning,
-): Promise<string[]> {
+): Promise<{ promoted: string[]; expired: string[] }> {
   const now = ctx.clock();
   const at = now.toISOString();
   const promoted: string[] = [];
+  const expired: string[] = [];
   for (const pk of [duePk(pool), duePk(null)]) {
     let startKey: Record<string, unknown> | undefined;
     for (let page = 0; page < tuning.maxPages; page++) {
       const out = await ctx.repo.queryIndex({
         IndexName: JOB_INDEX.due,
         KeyConditionExpression: "duePk = :pk AND dueSk <= :bound",
-        // dueSk is `<runAt>#<id>`: every key of a runAt up to now sorts below `<now>#~`.
+        // dueSk is `<time>#<id>`: every key of a time up to now sorts below `<now>#~`.
         ExpressionAttributeValues: { ":pk": pk, ":bound": `${at}#~` },
         Limit: tuning.pageSize,
         ExclusiveStartKey: startKey,
@@ -491,6 +711,10 @@ async function promoteDueJobs(
       for (const id of ids) {
         const item = items.get(id);
         if (!item || item.staged) continue;
+        if (deadlinePassed(item, now)) {
+          if (await expireDeadline(ctx, item)) expired.push(id);
+          continue;
+        }
         if (item.status === "retrying") {
           // Its backoff is over (the index says so) and its execution has not requeued it.
           try {
@@ -534,58 +758,5 @@ async function promoteDueJobs(
       if (!startKey) break;
     }
   }
-  return promoted;
-}
-
-/**
- * The queue of a pool in admission order: the pool's own partition and the any-pool partition,
- * each read a page at a time and merged by sort key (both use the same `queueSk` order).
- */
-class MergedQueue {
-  private readonly sources: {
-    pk: string;
-    buffer: JobItem[];
-    startKey: Record<string, unknown> | undefined;
-    done: boolean;
-  }[];
-
-  constructor(
-    private readonly ctx: SchedulerContext,
-    partitions: readonly string[],
-    private readonly pageSize: number,
-  ) {
-    this.sources = partitions.map((pk) => ({ pk, buffer: [], startKey: undefined, done: false }));
-  }
-
-  /** Up to `count` more jobs, in order; fewer only when both partitions ran out. */
-  async next(count: number): Promise<JobItem[]> {
-    const out: JobItem[] = [];
-    while (out.length < count) {
-      await Promise.all(this.sources.map((s) => this.fill(s)));
-      let head: (typeof this.sources)[number] | undefined;
-      for (const source of this.sources) {
-        const first = source.buffer[0];
-        if (!first) continue;
-        if (!head || String(first.queueSk) < String(head.buffer[0]?.queueSk)) head = source;
-      }
-      const item = head?.buffer.shift();
-      if (!item) break;
-      out.push(item);
-    }
-    return out;
-  }
-
-  private async fill(source: MergedQueue["sources"][number]): Promise<void> {
-    if (source.buffer.length > 0 || source.done) return;
-    const page = await this.ctx.repo.queryIndex({
-      IndexName: JOB_INDEX.queue,
-      KeyConditionExpression: "queuePk = :pk",
-      ExpressionAttributeValues: { ":pk": source.pk },
-      Limit: this.pageSize,
-      ExclusiveStartKey: source.startKey,
-    });
-    source.buffer = page.items as unknown as JobItem[];
-    source.startKey = page.lastKey;
-    source.done = page.lastKey === undefined;
-  }
+  return { promoted, expired };
 }

@@ -54,6 +54,8 @@ export interface LeaseItem {
   readonly expiresAt?: string;
   readonly acquiredAt?: string;
   readonly dirty?: boolean;
+  /** round-robin: the owner whose job was admitted last; the next pass's turns start after it. */
+  readonly lastOwner?: string;
 }
 
 /** A node id is already registered by another worker (ids must be fresh per registration). */
@@ -324,6 +326,18 @@ export class NodeRepository {
       if (isConditionFailure(error)) return { dirty: false };
       throw error;
     }
+  }
+
+  /** Remembers whose turn was last (round-robin), for the pool's next pass. */
+  async setLastOwner(pool: string, owner: string): Promise<void> {
+    await this.db.send(
+      new UpdateCommand({
+        TableName: this.tableName,
+        Key: { pool, sk: LEASE_SK },
+        UpdateExpression: "SET lastOwner = :owner",
+        ExpressionAttributeValues: { ":owner": owner },
+      }),
+    );
   }
 
   private async conditionally(write: () => Promise<unknown>): Promise<boolean> {

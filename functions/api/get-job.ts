@@ -1,9 +1,9 @@
 import { getJobView } from "../../app/queries";
-import { appContext } from "../../app/runtime";
+import { queueContext } from "../../app/queue";
 import { apiHandler, json, pathParameter, principalOf } from "../http";
 
 /** GET /jobs/{id} */
 export const handler = apiHandler(async (event) => {
-  const job = await getJobView(appContext(), principalOf(event), pathParameter(event, "id"));
+  const job = await getJobView(queueContext(), principalOf(event), pathParameter(event, "id"));
   return json(200, job);
 });

@@ -78,7 +78,8 @@ describe("a scheduling pass", () => {
     const job = await jobItem(h, id);
     expect(job).toMatchObject({
       status: "dispatched",
-      statusReason: `dispatched to node ${nodeId} in pool ${pool}`,
+      // Where, and why there (the placement rule): the record of the decision.
+      statusReason: expect.stringMatching(new RegExp(`^dispatched to node ${nodeId} in pool ${pool}: best fit for 1 GPU: `)),
       attempts: 1,
       reservation: { pool, nodeId, cpu: 1, memoryMb: 1024, gpu: 1 },
     });

@@ -1,0 +1,194 @@
+import type { Algorithm } from "../core/policy";
+import type { JobItem } from "../store/job-items";
+import type { JobRepository } from "../store/job-repository";
+import { activePk, afterOwner, ownerOfQueueOwnerSk, queuePk } from "../store/keys";
+import { JOB_INDEX } from "../store/tables";
+
+/**
+ * Reading the queue the way a policy needs it, at a cost bounded by what a pass can use and
+ * never by the backlog (docs/data-model.md):
+ * - `priority`: the `queue` index in admission order, page by page while capacity remains;
+ * - `fair-share`, `round-robin`: the head of each owner's queue (`queueByOwner`), so an owner
+ *   who submitted after another's ten thousand jobs is seen at once;
+ * - with aging on, also the longest-waiting jobs (`queueByAge`): whatever its priority, a job
+ *   ends up among the oldest and, aged, at the front — no job waits forever.
+ * Each view merges the pool's own partition with the any-pool one (`Q#*`).
+ */
+
+type Source = {
+  readonly pk: string;
+  buffer: JobItem[];
+  startKey: Record<string, unknown> | undefined;
+  done: boolean;
+};
+
+/** One queue index, its partitions merged by sort key, read a page at a time. */
+export class MergedView {
+  private readonly sources: Source[];
+
+  constructor(
+    private readonly repo: JobRepository,
+    private readonly indexName: string,
+    private readonly sortAttribute: "queueSk" | "queueAgeSk",
+    partitions: readonly string[],
+    private readonly pageSize: number,
+  ) {
+    this.sources = partitions.map((pk) => ({ pk, buffer: [], startKey: undefined, done: false }));
+  }
+
+  /** Up to `count` more jobs, in order; fewer only when every partition ran out. */
+  async next(count: number): Promise<JobItem[]> {
+    const out: JobItem[] = [];
+    while (out.length < count) {
+      await Promise.all(this.sources.map((s) => this.fill(s)));
+      let head: Source | undefined;
+      for (const source of this.sources) {
+        const first = source.buffer[0];
+        if (!first) continue;
+        const current = head?.buffer[0];
+        if (!current || String(first[this.sortAttribute]) < String(current[this.sortAttribute]))
+          head = source;
+      }
+      const item = head?.buffer.shift();
+      if (!item) break;
+      out.push(item);
+    }
+    return out;
+  }
+
+  get exhausted(): boolean {
+    return this.sources.every((s) => s.done && s.buffer.length === 0);
+  }
+
+  private async fill(source: Source): Promise<void> {
+    if (source.buffer.length > 0 || source.done) return;
+    const page = await this.repo.queryIndex({
+      IndexName: this.indexName,
+      KeyConditionExpression: "queuePk = :pk",
+      ExpressionAttributeValues: { ":pk": source.pk },
+      Limit: this.pageSize,
+      ExclusiveStartKey: source.startKey,
+    });
+    source.buffer = page.items as unknown as JobItem[];
+    source.startKey = page.lastKey;
+    source.done = page.lastKey === undefined;
+  }
+}
+
+export interface OwnerHeadsOptions {
+  /** Jobs read per owner and round. */
+  readonly perOwner: number;
+  /** Owners visited per partition at most. */
+  readonly maxOwners: number;
+}
+
+/**
+ * The head of every owner's queue in the given partitions: skips from owner to owner on the
+ * `queueByOwner` index (one Query per owner), reading `perOwner` jobs of each. `more()` reads
+ * the next jobs of the owners whose last read was full.
+ */
+export class OwnerHeads {
+  private readonly cursors: { pk: string; owner: string; startKey: Record<string, unknown> }[] = [];
+
+  constructor(
+    private readonly repo: JobRepository,
+    private readonly partitions: readonly string[],
+    private readonly options: OwnerHeadsOptions,
+  ) {}
+
+  async first(): Promise<JobItem[]> {
+    const lists = await Promise.all(this.partitions.map((pk) => this.walkOwners(pk)));
+    return lists.flat();
+  }
+
+  /** The next jobs of every owner that has more; [] when none has. */
+  async more(): Promise<JobItem[]> {
+    const pending = this.cursors.splice(0);
+    const lists = await Promise.all(
+      pending.map(async (cursor) => {
+        const page = await this.repo.queryIndex({
+          IndexName: JOB_INDEX.queueByOwner,
+          KeyConditionExpression: "queuePk = :pk AND begins_with(queueOwnerSk, :owner)",
+          ExpressionAttributeValues: { ":pk": cursor.pk, ":owner": `${cursor.owner}#` },
+          Limit: this.options.perOwner,
+          ExclusiveStartKey: cursor.startKey,
+        });
+        if (page.lastKey) this.cursors.push({ ...cursor, startKey: page.lastKey });
+        return page.items as unknown as JobItem[];
+      }),
+    );
+    return lists.flat();
+  }
+
+  private async walkOwners(pk: string): Promise<JobItem[]> {
+    const items: JobItem[] = [];
+    let after = "";
+    for (let owners = 0; owners < this.options.maxOwners; owners++) {
+      const page = await this.repo.queryIndex({
+        IndexName: JOB_INDEX.queueByOwner,
+        KeyConditionExpression: "queuePk = :pk AND queueOwnerSk > :after",
+        ExpressionAttributeValues: { ":pk": pk, ":after": after },
+        Limit: this.options.perOwner,
+      });
+      const first = page.items[0] as JobItem | undefined;
+      if (!first?.queueOwnerSk) break;
+      const owner = ownerOfQueueOwnerSk(first.queueOwnerSk);
+      const own = (page.items as unknown as JobItem[]).filter((i) => i.owner === owner);
+      items.push(...own);
+      // The page ran into the next owner: this owner has nothing more. Otherwise it may.
+      const last = own.at(-1);
+      if (own.length === page.items.length && page.lastKey && last) {
+        this.cursors.push({ pk, owner, startKey: page.lastKey });
+      }
+      // Every item left in the partition was this owner's: no next owner.
+      if (own.length === page.items.length && !page.lastKey) break;
+      after = afterOwner(owner);
+    }
+    return items;
+  }
+}
+
+/** The queue partitions a pool's pass reads: its own and the any-pool one. */
+export function queuePartitions(pool: string): string[] {
+  return [queuePk(pool), queuePk(null)];
+}
+
+/** Whether an algorithm orders by owner, and so reads each owner's head. */
+export function readsByOwner(algorithm: Algorithm): boolean {
+  return algorithm === "fair-share" || algorithm === "round-robin";
+}
+
+/** A job holding capacity, as the `active` index projects it. */
+export interface ActiveItem {
+  readonly id: string;
+  readonly status: string;
+  readonly reservation: { pool: string; nodeId: string; cpu: number; memoryMb: number; gpu: number };
+  readonly attempts: number;
+  readonly executionArn?: string;
+  readonly owner: string;
+  readonly type: string;
+  readonly priority: number;
+  readonly timeoutSeconds?: number;
+  readonly attemptStartedAt?: string;
+  readonly preemptedAt?: string;
+  readonly updatedAt?: string;
+}
+
+/** Every job holding capacity in a pool: bounded by the pool's capacity, not by any backlog. */
+export async function readActive(repo: JobRepository, pool: string): Promise<ActiveItem[]> {
+  const items: ActiveItem[] = [];
+  let startKey: Record<string, unknown> | undefined;
+  do {
+    const page = await repo.queryIndex({
+      IndexName: JOB_INDEX.active,
+      KeyConditionExpression: "activePk = :pk",
+      ExpressionAttributeValues: { ":pk": activePk(pool) },
+      ExclusiveStartKey: startKey,
+    });
+    for (const item of page.items) {
+      if (item.reservation && typeof item.id === "string") items.push(item as unknown as ActiveItem);
+    }
+    startKey = page.lastKey;
+  } while (startKey);
+  return items;
+}

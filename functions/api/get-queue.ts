@@ -1,0 +1,13 @@
+import { z } from "zod";
+import { getQueue, queueContext } from "../../app/queue";
+import { parseRequest } from "../../core/validation";
+import { apiHandler, json, principalOf, queryParameters } from "../http";
+
+const queueQuerySchema = z.strictObject({ pool: z.string().min(1).max(32).optional() });
+
+/** GET /queue?pool= — counts, pools and the first queued jobs in admission order. */
+export const handler = apiHandler(async (event) => {
+  const principal = principalOf(event);
+  const query = parseRequest(queueQuerySchema, queryParameters(event));
+  return json(200, await getQueue(queueContext(), principal, query.pool));
+});
