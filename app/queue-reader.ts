@@ -122,12 +122,13 @@ export class OwnerHeads {
 
   private async walkOwners(pk: string): Promise<JobItem[]> {
     const items: JobItem[] = [];
-    let after = "";
+    let after: string | null = null;
     for (let owners = 0; owners < this.options.maxOwners; owners++) {
+      // DynamoDB refuses an empty string in a key condition: the first owner needs none.
       const page = await this.repo.queryIndex({
         IndexName: JOB_INDEX.queueByOwner,
-        KeyConditionExpression: "queuePk = :pk AND queueOwnerSk > :after",
-        ExpressionAttributeValues: { ":pk": pk, ":after": after },
+        KeyConditionExpression: after ? "queuePk = :pk AND queueOwnerSk > :after" : "queuePk = :pk",
+        ExpressionAttributeValues: after ? { ":pk": pk, ":after": after } : { ":pk": pk },
         Limit: this.options.perOwner,
       });
       const first = page.items[0] as JobItem | undefined;

@@ -95,6 +95,10 @@ const END_ATTEMPT_POLICY: readonly PolicyTableAction[] = ["dynamodb:UpdateItem"]
 /** A quota's view: the limits item, the usage items, and the not-started count (jobs table). */
 const QUOTA_READ_POLICY: readonly PolicyTableAction[] = ["dynamodb:GetItem", "dynamodb:BatchGetItem"];
 
+/** What ranking the queue reads (app/queue.ts): nodes and the pool lease, policy and run times. */
+const QUEUE_VIEW_NODES: readonly NodesTableAction[] = ["dynamodb:GetItem", "dynamodb:Query"];
+const QUEUE_VIEW_POLICY: readonly PolicyTableAction[] = ["dynamodb:GetItem", "dynamodb:BatchGetItem"];
+
 export const ROUTES: readonly RouteSpec[] = [
   { id: "Health", method: "GET", path: "/health", handler: "health", authorized: false, jobsTable: [] },
   {
@@ -127,7 +131,28 @@ export const ROUTES: readonly RouteSpec[] = [
     authorized: true,
     jobsTable: [...READ, "dynamodb:BatchGetItem"],
   },
-  { id: "GetJob", method: "GET", path: "/jobs/{id}", handler: "get-job", authorized: true, jobsTable: READ },
+  {
+    id: "GetJob",
+    method: "GET",
+    path: "/jobs/{id}",
+    handler: "get-job",
+    authorized: true,
+    // A queued job's position and estimate rank the queue as a pass would (app/queue.ts): the
+    // nodes and their lease, the policy and run-time statistics; a blocked job's parents.
+    jobsTable: [...READ, "dynamodb:BatchGetItem"],
+    nodesTable: QUEUE_VIEW_NODES,
+    policyTable: QUEUE_VIEW_POLICY,
+  },
+  {
+    id: "GetQueue",
+    method: "GET",
+    path: "/queue",
+    handler: "get-queue",
+    authorized: true,
+    jobsTable: READ,
+    nodesTable: QUEUE_VIEW_NODES,
+    policyTable: QUEUE_VIEW_POLICY,
+  },
   {
     id: "UpdateJob",
     method: "PATCH",
