@@ -20,8 +20,6 @@ export const REASON_CODES = [
   "off_peak_window",
   /** queued: its type is at its typeConcurrency limit. */
   "type_limit",
-  /** queued: the policy gives another owner the turn (fair-share, round-robin). */
-  "policy",
   /** queued: no node of any pool it may run in is up. */
   "no_nodes",
   /** queued: evicted by a higher-priority job. */
