@@ -153,7 +153,7 @@ interface Shape {
   /** The resource the pools are compared on: the job's dominant one over the eligible nodes. */
   readonly dominant: keyof Resources;
   /** Why the last job of this shape waited, as of `version`; `noHold`: a starving one found no node to hold. */
-  wait?: { reason: string; kind: WaitKind; version: number; noHold: boolean; behind?: string };
+  wait?: { reason: string; kind: WaitKind; version: number; noHold: boolean; behind: string | undefined };
 }
 
 interface PoolGroup {
@@ -179,7 +179,14 @@ export class AdmissionPass {
   private readonly slots: Slot[];
   private readonly slotsByPool = new Map<string, Slot[]>();
   private readonly poolsByName = new Map<string, PoolConfig>();
-  private readonly eligibleCache = new Map<string, Shape>();
+  /**
+   * Shapes by pool, CPU, memory, GPU and constraints, one map level each: number keys need no
+   * string built per job, which is most of what a big pass costs.
+   */
+  private readonly eligibleCache = new Map<
+    string | null,
+    Map<number, Map<number, Map<number, Map<string, Shape>>>>
+  >();
   /** Bumped whenever a job is placed or a node held: cached "no room" answers older than it are stale. */
   private version = 0;
   private readonly now: Date;
@@ -238,10 +245,10 @@ export class AdmissionPass {
         waiting.push({ jobId: job.id, reason: refusal.message, kind: "gate", code: refusal.code });
         continue;
       }
-      const starving = this.isStarving(job);
       // Nothing was placed or held since a job of the same shape found no room: neither will this one.
+      // (Whether it starves is asked only when it matters: parsing its queuedAt is a cost per job.)
       const known = shape.wait;
-      if (known && known.version === this.version && (!starving || known.noHold)) {
+      if (known && known.version === this.version && (known.noHold || !this.isStarving(job))) {
         // The sentence is built once per shape, not per job: a big backlog is mostly these.
         if (known.kind !== "capacity" || this.capacityWaiter) {
           known.behind ??= behindReason(known.reason);
@@ -249,6 +256,7 @@ export class AdmissionPass {
         } else waiting.push(this.waiter(job, known.reason, known.kind));
         continue;
       }
+      const starving = this.isStarving(job);
       const fitting: Slot[] = [];
       let fitsHeld: Slot | null = null;
       for (const slot of shape.slots) {
@@ -296,7 +304,7 @@ export class AdmissionPass {
             kind: "held",
           }
         : { reason: need, kind: "capacity" };
-      shape.wait = { ...wait, version: this.version, noHold: starving };
+      shape.wait = { ...wait, version: this.version, noHold: starving, behind: undefined };
       waiting.push(this.waiter(job, wait.reason, wait.kind));
     }
     return { admit, waiting, held };
@@ -351,8 +359,9 @@ export class AdmissionPass {
    */
   private eligible(job: QueuedJob): Shape {
     const { cpu, memoryMb, gpu } = job.resources;
-    const key = `${job.pool ?? "*"}|${cpu}|${memoryMb}|${gpu}|${constraintKey(job.constraints)}`;
-    let found = this.eligibleCache.get(key);
+    const byConstraints = level(level(level(level(this.eligibleCache, job.pool), cpu), memoryMb), gpu);
+    const key = constraintKey(job.constraints);
+    let found = byConstraints.get(key);
     if (!found) {
       const names = job.pool
         ? [job.pool]
@@ -378,7 +387,7 @@ export class AdmissionPass {
         total.gpu += slot.capacity.gpu;
       }
       found = { pools, slots, groups, dominant: dominantResource(job.resources, total) };
-      this.eligibleCache.set(key, found);
+      byConstraints.set(key, found);
     }
     return found;
   }
@@ -547,6 +556,16 @@ function shortfall(job: QueuedJob, slots: readonly Slot[], pools: readonly strin
 
 function view(slot: Slot): NodeView {
   return { nodeId: slot.nodeId, pool: slot.pool, capacity: slot.capacity, free: { ...slot.free } };
+}
+
+/** The inner map under `key`, made on first use. */
+function level<K, IK, V>(map: Map<K, Map<IK, V>>, key: K): Map<IK, V> {
+  let next = map.get(key);
+  if (!next) {
+    next = new Map<IK, V>();
+    map.set(key, next);
+  }
+  return next;
 }
 
 function constraintKey(constraints: Readonly<Record<string, string>>): string {
