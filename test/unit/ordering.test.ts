@@ -125,6 +125,20 @@ describe("AdmissionOrder: priority", () => {
     // Assess: -5 + 11 steps is capped at 10, above 5
     expect(ids).toEqual(["j1", "j2"]);
   });
+  it("ages a job exactly one step after it was queued, not a millisecond before", () => {
+    // Prepare: j1 and j3 are normal, queued one step and one step less a millisecond ago
+    const jobs = [
+      job("j1", { queuedAt: secondsAgo(300) }),
+      job("j2", { priority: 1 }),
+      job("j3", { queuedAt: new Date(NOW.getTime() - 299_999).toISOString() }),
+    ];
+
+    // Act
+    const ids = drain(order(jobs, { agingSecondsPerStep: 300 }));
+
+    // Assess: j1 joins j2's band and goes first by id; j3 has not aged
+    expect(ids).toEqual(["j1", "j2", "j3"]);
+  });
 });
 
 describe("AdmissionOrder: fair-share", () => {
@@ -398,18 +412,22 @@ describe("AdmissionOrder properties", () => {
         fc.array(
           fc.record({
             priority: fc.integer({ min: -10, max: 10 }),
-            waited: fc.integer({ min: 0, max: 7200 }),
+            waitedMs: fc.integer({ min: -60_000, max: 7_200_000 }),
+            /** Timestamps without milliseconds do not compare as strings: the order must parse them. */
+            secondsOnly: fc.boolean(),
             deadline: fc.option(fc.integer({ min: -600, max: 3600 })),
           }),
           { maxLength: 80 },
         ),
-        fc.constantFrom(0, 60, 300),
+        fc.constantFrom(0, 1, 60, 300),
         fc.constantFrom<Algorithm>("priority", "fair-share", "round-robin"),
         (specs, step, algorithm) => {
           const jobs = specs.map((s, i) =>
             job(`j${String(i).padStart(3, "0")}`, {
               priority: s.priority,
-              queuedAt: secondsAgo(s.waited),
+              queuedAt: s.secondsOnly
+                ? secondsAgo(Math.round(s.waitedMs / 1000)).replace(".000Z", "Z")
+                : new Date(NOW.getTime() - s.waitedMs).toISOString(),
               deadline: s.deadline === null ? null : secondsAgo(-s.deadline),
               owner: `o${i % 3}`,
             }),
