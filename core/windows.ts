@@ -68,10 +68,12 @@ export function offPeakReason(now: Date, window: OffPeakWindow): string | null {
   const opens = state.next.getTime();
   const utc = clockText(opens);
   if (zone.isUtc) return `off-peak window opens at ${utc} UTC`;
-  return `off-peak window opens at ${clockText(opens + zone.offsetAt(opens))} ${window.timezone} (${utc} UTC)`;
+  return `off-peak window opens at ${clockText(opens + zone.offsetAt(opens))} ${zone.name} (${utc} UTC)`;
 }
 
 interface Zone {
+  /** The zone's canonical IANA name ("europe/berlin" reads "Europe/Berlin"). */
+  readonly name: string;
   readonly isUtc: boolean;
   /** The zone's offset from UTC at an instant, in ms (whole seconds, as Intl shows them). */
   offsetAt(at: number): number;
@@ -113,7 +115,8 @@ function zoneOf(window: OffPeakWindow): Zone {
       before = probe;
     }
   };
-  const zone: Zone = { isUtc: format.resolvedOptions().timeZone === "UTC", offsetAt, changeWithin };
+  const name = format.resolvedOptions().timeZone;
+  const zone: Zone = { name, isUtc: name === "UTC", offsetAt, changeWithin };
   zones.set(window.timezone, zone);
   return zone;
 }

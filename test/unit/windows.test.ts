@@ -137,6 +137,19 @@ describe("offPeakReason", () => {
     expect(berlin).toBe("off-peak window opens at 22:00 Europe/Berlin (21:00 UTC)");
   });
 
+  it("writes the zone by its canonical name, and UTC under any of its names as UTC", () => {
+    // Prepare
+    const now = at("2026-11-25T12:00:00Z");
+
+    // Act + Assess
+    expect(offPeakReason(now, window("22:00", "08:00", "europe/berlin"))).toBe(
+      "off-peak window opens at 22:00 Europe/Berlin (21:00 UTC)",
+    );
+    expect(offPeakReason(now, window("22:00", "08:00", "Etc/UTC"))).toBe(
+      "off-peak window opens at 22:00 UTC",
+    );
+  });
+
   it("names the time the window really opens when its start does not exist that day", () => {
     expect(offPeakReason(at("2026-03-08T06:00:00Z"), window("02:30", "06:00", "America/New_York"))).toBe(
       "off-peak window opens at 03:00 America/New_York (07:00 UTC)",
