@@ -64,7 +64,14 @@ export async function getJobView(
   if (item.status !== "queued" || !item.queueSk) return job;
   if (isQueueContext(ctx)) {
     const place = await queuedPlace(ctx, item);
-    if (place) return { ...job, queuePosition: place.position, estimatedStartAt: place.estimatedStartAt };
+    if (place) {
+      return {
+        ...job,
+        statusReason: withJobsAhead(job.statusReason, place.position - 1),
+        queuePosition: place.position,
+        estimatedStartAt: place.estimatedStartAt,
+      };
+    }
   }
   let ahead = 0;
   let startKey: Record<string, unknown> | undefined;
@@ -81,6 +88,16 @@ export async function getJobView(
     startKey = page.lastKey;
   } while (startKey && ahead < MAX_POSITION_COUNT);
   return { ...job, queuePosition: ahead < MAX_POSITION_COUNT ? ahead + 1 : null, estimatedStartAt: null };
+}
+
+/**
+ * The stored "behind" reason leaves out how many jobs are ahead (it would change with every
+ * admission, and reasons are written only when they change); read, it says.
+ */
+function withJobsAhead(reason: string, ahead: number): string {
+  const stored = "waiting behind jobs ahead of it";
+  if (!reason.startsWith(stored) || ahead < 1) return reason;
+  return `waiting behind ${ahead} job${ahead === 1 ? "" : "s"} ahead of it${reason.slice(stored.length)}`;
 }
 
 function isQueueContext(ctx: QueryContext & Partial<QueueContext>): ctx is QueueContext {
