@@ -79,7 +79,9 @@ describe("a scheduling pass", () => {
     expect(job).toMatchObject({
       status: "dispatched",
       // Where, and why there (the placement rule): the record of the decision.
-      statusReason: expect.stringMatching(new RegExp(`^dispatched to node ${nodeId} in pool ${pool}: best fit for 1 GPU: `)),
+      statusReason: expect.stringMatching(
+        new RegExp(`^dispatched to node ${nodeId} in pool ${pool}: best fit for 1 GPU: `),
+      ),
       attempts: 1,
       reservation: { pool, nodeId, cpu: 1, memoryMb: 1024, gpu: 1 },
     });

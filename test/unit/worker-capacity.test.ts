@@ -55,7 +55,12 @@ describe("parseNvidiaSmiGpus", () => {
     ["g5 (A10G)", G5_A10G, 1, { index: 0, name: "NVIDIA A10G", memoryMb: 23028 }],
     ["p3 with CRLF line ends", P3_V100_CRLF, 2, { index: 0, name: "Tesla V100-SXM2-16GB", memoryMb: 16384 }],
     ["p4d (A100)", P4D_A100, 1, { index: 0, name: "NVIDIA A100-SXM4-40GB", memoryMb: 40960 }],
-    ["a real H100 machine's output", CAPTURED_H100, 1, { index: 0, name: "NVIDIA H100 80GB HBM3", memoryMb: 81559 }],
+    [
+      "a real H100 machine's output",
+      CAPTURED_H100,
+      1,
+      { index: 0, name: "NVIDIA H100 80GB HBM3", memoryMb: 81559 },
+    ],
   ])("reads %s", (_label, output, count, first) => {
     const gpus = parseNvidiaSmiGpus(output);
 
