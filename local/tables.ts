@@ -54,7 +54,11 @@ export class TableNotActiveError extends Error {
   }
 }
 
-const ACTIVE_TIMEOUT_MS = 30_000;
+/**
+ * DynamoDB Local backfills a new index while it serves everything else; on a busy 2-core machine
+ * (a full test run) one index took over 30 s. A real failure still surfaces, just later.
+ */
+const ACTIVE_TIMEOUT_MS = 120_000;
 const ACTIVE_POLL_MS = 100;
 
 export function createTableInput(def: TableDefinition, tableName: string): CreateTableCommandInput {

@@ -101,7 +101,7 @@ describe("ensureTables on tables created by an older data model", () => {
     expect(table?.GlobalSecondaryIndexes?.map((index) => index.IndexName).sort()).toEqual(
       [kept, ...added].map((index) => index?.IndexName).sort(),
     );
-  });
+  }, 300_000);
 
   it("rebuilds an index whose projection changed, keeping the table's items", async () => {
     const prefix = `jobq-reproject-${Date.now()}-`;
@@ -132,7 +132,7 @@ describe("ensureTables on tables created by an older data model", () => {
     );
     const { Item: item } = await client.send(new GetItemCommand({ TableName: input.TableName, Key: key }));
     expect(item).toEqual(key);
-  });
+  }, 300_000);
 
   it("refuses a table whose keys changed, naming it and the way out", async () => {
     const prefix = `jobq-mismatch-${Date.now()}-`;
