@@ -323,8 +323,10 @@ async function pass(ctx: SchedulerContext, pool: PoolConfig, tuning: SchedulerTu
   const read = new Map<string, JobItem>();
   let raced = false;
 
-  // The first batch is read even when nothing can fit: its jobs learn why they wait.
-  let batch = await reader.first();
+  // The first batch is read even when nothing can fit: its jobs learn why they wait (and may
+  // preempt). With no room anywhere, the head of the queue in stored order is enough for that:
+  // a full pool costs one page, whatever the policy and the backlog.
+  let batch = admission.exhausted ? await reader.head() : await reader.first();
   for (let round = 0; batch.length > 0 && round < tuning.maxPages; round++) {
     // A job whose execution has not parked its token yet cannot be released: it waits its turn.
     const ready = batch.filter(
@@ -461,13 +463,16 @@ class CandidateReader {
   private readonly owners: OwnerHeads | null;
   private readonly aged: MergedView | null;
 
+  private readonly partitions: string[];
+
   constructor(
-    repo: SchedulerContext["repo"],
+    private readonly repo: SchedulerContext["repo"],
     pool: string,
     policy: Policy,
     private readonly tuning: SchedulerTuning,
   ) {
     const partitions = queuePartitions(pool);
+    this.partitions = partitions;
     const byOwner = readsByOwner(policy.algorithm);
     this.ordered = byOwner
       ? null
@@ -487,6 +492,13 @@ class CandidateReader {
       this.aged ? this.aged.next(this.tuning.pageSize) : [],
     ]);
     return [...main, ...aged];
+  }
+
+  /** One page of the queue in stored order (priority, deadline, age), from both partitions. */
+  async head(): Promise<JobItem[]> {
+    return new MergedView(this.repo, JOB_INDEX.queue, "queueSk", this.partitions, this.tuning.pageSize).next(
+      this.tuning.pageSize,
+    );
   }
 
   async more(): Promise<JobItem[]> {
