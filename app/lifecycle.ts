@@ -547,11 +547,24 @@ async function endFailedAttempt(
   const job = fromJobItem(item);
   const error = attemptError(input.outcome, input.error, job);
   const what = `attempt ${input.attempt} ${describeOutcome(input.outcome, error)}`;
-  const failures = (item.failures ?? 0) + 1;
+  // A worker that stopped the attempt because it was shutting down (scale-in, a deploy) did not
+  // fail the job: like a preemption, the attempt is recorded `preempted`, does not count against
+  // maxAttempts, and the job goes straight back in line.
+  const evictedByWorker = input.outcome === "failed" && error.type === WORKER_SHUTDOWN;
+  const failures = (item.failures ?? 0) + (evictedByWorker ? 0 : 1);
 
   let change: StatusChange;
   let decision: RetryDecision;
-  if (failures < item.retry.maxAttempts) {
+  if (evictedByWorker) {
+    change = {
+      to: transition(item.status, "retrying"),
+      reason: `attempt ${input.attempt} was stopped by its worker shutting down; not counted, retrying now`,
+      triggeredBy: null,
+      set: { nextAttemptAt: at },
+      remove: ["admissionToken"],
+    };
+    decision = { next: "retry", delaySeconds: 0 };
+  } else if (failures < item.retry.maxAttempts) {
     // Whole seconds: a Wait state's SecondsPath takes an integer, and nextAttemptAt must agree.
     const delaySeconds = Math.ceil(backoffDelaySeconds(item.retry, failures));
     change = {
@@ -588,7 +601,7 @@ async function endFailedAttempt(
   if (item.status === "running") {
     extra.push(
       endAttemptItem(ctx.repo.tableName, item.id, input.attempt, {
-        status: input.outcome,
+        status: evictedByWorker ? "preempted" : input.outcome,
         finishedAt: at,
         durationMs: durationSince(item.attemptStartedAt, at),
         error,
@@ -628,6 +641,9 @@ async function replayDecision(ctx: LifecycleContext, item: JobItem, attempt: num
       return END;
   }
 }
+
+/** The error type a worker reports for an attempt it stopped while shutting down (worker/registry.ts). */
+const WORKER_SHUTDOWN = "worker_shutdown";
 
 /** Longest error message kept on the job and the attempt; causes can be whole stack traces. */
 const MAX_ERROR_MESSAGE = 2048;

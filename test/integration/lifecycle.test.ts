@@ -329,6 +329,31 @@ describe("attempt-failed", () => {
     });
   });
 
+  it("does not count an attempt its worker stopped while shutting down: preempted, retried at once", async () => {
+    const id = (await submit([{ ref: "a", retry: { maxAttempts: 1 } }]))("a");
+    const attempt = await startRunning(id);
+    advance(3);
+
+    const decision = await recordAttemptFailure(ctx, {
+      jobId: id,
+      attempt,
+      outcome: "failed",
+      error: { Error: "worker_shutdown", Cause: "worker shutting down" },
+    });
+
+    // maxAttempts 1 and yet a retry: the shutdown was the platform's doing, not the job's.
+    expect(decision).toEqual({ next: "retry", delaySeconds: 0 });
+    const after = await job(id);
+    expect(after).toMatchObject({ status: "retrying", nextAttemptAt: now.toISOString() });
+    expect(after.failures ?? 0).toBe(0);
+    expect(await used()).toEqual({ cpu: 0, memoryMb: 0, gpu: 0 });
+    expect(await attemptItem(id, attempt)).toMatchObject({
+      status: "preempted",
+      durationMs: 3000,
+      error: { type: "worker_shutdown", message: "worker shutting down" },
+    });
+  });
+
   it("with no attempts left: failed, and dependents cascade-cancelled naming the job", async () => {
     const id = await submit([
       { ref: "a", retry: { maxAttempts: 1 } },
