@@ -9,7 +9,7 @@ import {
   GetItemCommand,
   PutItemCommand,
 } from "@aws-sdk/client-dynamodb";
-import { afterAll, describe, expect, inject, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { LOCAL_REGION } from "../../local/config";
 import { DynamoLocalStartError, startDynamoLocal } from "../../local/dynamo";
 import { createTableInput, ensureTables, TableSchemaMismatchError } from "../../local/tables";
@@ -76,8 +76,22 @@ describe("the tables of the shared DynamoDB Local", () => {
 });
 
 describe("ensureTables on tables created by an older data model", () => {
-  const client = clientFor(inject("dynamoEndpoint"));
-  afterAll(() => client.destroy());
+  // A DynamoDB Local of its own: in the run's shared one, after the whole suite has used it, an
+  // index created by UpdateTable was seen to stay CREATING for minutes (not so in a fresh one,
+  // which is what a restarted `npm start` meets).
+  const own: { local?: Awaited<ReturnType<typeof startDynamoLocal>>; client?: DynamoDBClient } = {};
+  const connected = (): DynamoDBClient => {
+    if (!own.client) throw new Error("the file's DynamoDB Local has not started");
+    return own.client;
+  };
+  beforeAll(async () => {
+    own.local = await startDynamoLocal({});
+    own.client = clientFor(own.local.endpoint);
+  }, 120_000);
+  afterAll(async () => {
+    own.client?.destroy();
+    await own.local?.stop();
+  });
 
   it("adds an index defined since the table was created", async () => {
     const prefix = `jobq-migrate-${Date.now()}-`;
@@ -87,7 +101,7 @@ describe("ensureTables on tables created by an older data model", () => {
     const used = new Set(
       [...(input.KeySchema ?? []), ...(kept?.KeySchema ?? [])].map((key) => key.AttributeName),
     );
-    await client.send(
+    await connected().send(
       new CreateTableCommand({
         ...input,
         AttributeDefinitions: input.AttributeDefinitions?.filter((a) => used.has(a.AttributeName)),
@@ -95,9 +109,11 @@ describe("ensureTables on tables created by an older data model", () => {
       }),
     );
 
-    const tables = await ensureTables(client, prefix);
+    const tables = await ensureTables(connected(), prefix);
 
-    const { Table: table } = await client.send(new DescribeTableCommand({ TableName: tables[jobsTable.id] }));
+    const { Table: table } = await connected().send(
+      new DescribeTableCommand({ TableName: tables[jobsTable.id] }),
+    );
     expect(table?.GlobalSecondaryIndexes?.map((index) => index.IndexName).sort()).toEqual(
       [kept, ...added].map((index) => index?.IndexName).sort(),
     );
@@ -107,7 +123,7 @@ describe("ensureTables on tables created by an older data model", () => {
     const prefix = `jobq-reproject-${Date.now()}-`;
     const input = createTableInput(jobsTable, `${prefix}${jobsTable.id}`);
     const defined = input.GlobalSecondaryIndexes ?? [];
-    await client.send(
+    await connected().send(
       new CreateTableCommand({
         ...input,
         GlobalSecondaryIndexes: defined.map((index) =>
@@ -116,11 +132,11 @@ describe("ensureTables on tables created by an older data model", () => {
       }),
     );
     const key = { pk: { S: "JOB#kept" }, sk: { S: "JOB" } };
-    await client.send(new PutItemCommand({ TableName: input.TableName, Item: key }));
+    await connected().send(new PutItemCommand({ TableName: input.TableName, Item: key }));
 
-    await ensureTables(client, prefix);
+    await ensureTables(connected(), prefix);
 
-    const { Table: table } = await client.send(new DescribeTableCommand({ TableName: input.TableName }));
+    const { Table: table } = await connected().send(new DescribeTableCommand({ TableName: input.TableName }));
     const projections = Object.fromEntries(
       (table?.GlobalSecondaryIndexes ?? []).map((index) => [
         index.IndexName,
@@ -130,13 +146,15 @@ describe("ensureTables on tables created by an older data model", () => {
     expect(projections).toEqual(
       Object.fromEntries(defined.map((index) => [index.IndexName, index.Projection?.ProjectionType])),
     );
-    const { Item: item } = await client.send(new GetItemCommand({ TableName: input.TableName, Key: key }));
+    const { Item: item } = await connected().send(
+      new GetItemCommand({ TableName: input.TableName, Key: key }),
+    );
     expect(item).toEqual(key);
   }, 300_000);
 
   it("refuses a table whose keys changed, naming it and the way out", async () => {
     const prefix = `jobq-mismatch-${Date.now()}-`;
-    await client.send(
+    await connected().send(
       new CreateTableCommand({
         ...createTableInput(tokensTable, `${prefix}${tokensTable.id}`),
         KeySchema: [{ AttributeName: "id", KeyType: "HASH" }],
@@ -144,7 +162,7 @@ describe("ensureTables on tables created by an older data model", () => {
       }),
     );
 
-    const ensure = ensureTables(client, prefix);
+    const ensure = ensureTables(connected(), prefix);
 
     await expect(ensure).rejects.toBeInstanceOf(TableSchemaMismatchError);
     await expect(ensure).rejects.toThrow(/Tokens .*JOBQ_DATA_DIR/);
