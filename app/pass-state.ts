@@ -5,7 +5,7 @@ import { currentGpuSeconds, type QuotaLimits } from "../core/quota";
 import type { JobRepository } from "../store/job-repository";
 import type { PolicyRepository } from "../store/policy";
 import type { UsageRepository } from "../store/usage";
-import { type ActiveItem, readActive } from "./queue-reader";
+import { type ActiveItem, heldByOwner, readActive } from "./queue-reader";
 
 /**
  * What a scheduling pass learns besides the queue, read lazily and once per pass: the jobs
@@ -53,16 +53,7 @@ export class PassState {
 
   /** Resources held per owner in a pool: the "in use" of Dominant Resource Fairness. */
   async usageByOwner(pool: string): Promise<Map<string, Resources>> {
-    const usage = new Map<string, Resources>();
-    for (const item of await this.activeIn(pool)) {
-      const held = usage.get(item.owner) ?? { cpu: 0, memoryMb: 0, gpu: 0 };
-      usage.set(item.owner, {
-        cpu: held.cpu + item.reservation.cpu,
-        memoryMb: held.memoryMb + item.reservation.memoryMb,
-        gpu: held.gpu + item.reservation.gpu,
-      });
-    }
-    return usage;
+    return heldByOwner(await this.activeIn(pool));
   }
 
   /** The jobs holding capacity in a pool, as preemption sees them. */

@@ -19,6 +19,7 @@ import {
 } from "../store/keys";
 import { JOB_INDEX } from "../store/tables";
 import { type QueueContext, queuedPlace } from "./queue";
+import { countUpTo } from "./queue-reader";
 import type { Clock } from "./runtime";
 import { loadVisibleJob } from "./visibility";
 
@@ -73,21 +74,20 @@ export async function getJobView(
       };
     }
   }
-  let ahead = 0;
-  let startKey: Record<string, unknown> | undefined;
-  do {
-    const page = await ctx.repo.queryIndex({
+  const ahead = await countUpTo(
+    ctx.repo,
+    {
       IndexName: JOB_INDEX.queue,
       KeyConditionExpression: "queuePk = :pk AND queueSk < :mine",
       ExpressionAttributeValues: { ":pk": queuePk(item.pool), ":mine": item.queueSk },
-      Select: "COUNT",
-      Limit: MAX_POSITION_COUNT - ahead,
-      ExclusiveStartKey: startKey,
-    });
-    ahead += page.count;
-    startKey = page.lastKey;
-  } while (startKey && ahead < MAX_POSITION_COUNT);
-  return { ...job, queuePosition: ahead < MAX_POSITION_COUNT ? ahead + 1 : null, estimatedStartAt: null };
+    },
+    MAX_POSITION_COUNT,
+  );
+  return {
+    ...job,
+    queuePosition: ahead.count < MAX_POSITION_COUNT ? ahead.count + 1 : null,
+    estimatedStartAt: null,
+  };
 }
 
 /**

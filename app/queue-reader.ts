@@ -1,5 +1,8 @@
+import type { QueryCommandInput } from "@aws-sdk/lib-dynamodb";
+import type { QueuedJob } from "../core/admission";
+import type { Resources } from "../core/job";
 import type { Algorithm } from "../core/policy";
-import type { JobItem } from "../store/job-items";
+import { type JobItem, jobConstraints } from "../store/job-items";
 import type { JobRepository } from "../store/job-repository";
 import { activePk, afterOwner, ownerOfQueueOwnerSk, queuePk } from "../store/keys";
 import { JOB_INDEX } from "../store/tables";
@@ -159,6 +162,46 @@ export function readsByOwner(algorithm: Algorithm): boolean {
   return algorithm === "fair-share" || algorithm === "round-robin";
 }
 
+/** A queued job (item or queue-index projection) as admission and the policy orders see it. */
+export function queuedJob(item: JobItem): QueuedJob {
+  return {
+    id: item.id,
+    priority: item.priority,
+    resources: item.resources,
+    pool: item.pool ?? null,
+    constraints: jobConstraints(item),
+    queuedAt: item.queuedAt ?? item.createdAt,
+    owner: item.owner,
+    type: item.type,
+    deadline: item.deadline ?? null,
+    offPeakOnly: item.offPeakOnly === true,
+  };
+}
+
+/**
+ * Index entries of a query counted (Select COUNT), page by page, stopping at `cap`: counting
+ * costs reads, so it never walks a whole backlog. `complete` is false when it stopped early.
+ */
+export async function countUpTo(
+  repo: JobRepository,
+  query: Omit<QueryCommandInput, "TableName" | "Select" | "Limit" | "ExclusiveStartKey">,
+  cap: number,
+): Promise<{ count: number; complete: boolean }> {
+  let count = 0;
+  let startKey: Record<string, unknown> | undefined;
+  do {
+    const page = await repo.queryIndex({
+      ...query,
+      Select: "COUNT",
+      Limit: cap - count,
+      ExclusiveStartKey: startKey,
+    });
+    count += page.count;
+    startKey = page.lastKey;
+  } while (startKey && count < cap);
+  return { count, complete: startKey === undefined };
+}
+
 /** A job holding capacity, as the `active` index projects it. */
 export interface ActiveItem {
   readonly id: string;
@@ -173,6 +216,20 @@ export interface ActiveItem {
   readonly attemptStartedAt?: string;
   readonly preemptedAt?: string;
   readonly updatedAt?: string;
+}
+
+/** Resources held per owner: the "in use" of Dominant Resource Fairness. */
+export function heldByOwner(active: readonly ActiveItem[]): Map<string, Resources> {
+  const held = new Map<string, Resources>();
+  for (const item of active) {
+    const sum = held.get(item.owner) ?? { cpu: 0, memoryMb: 0, gpu: 0 };
+    held.set(item.owner, {
+      cpu: sum.cpu + item.reservation.cpu,
+      memoryMb: sum.memoryMb + item.reservation.memoryMb,
+      gpu: sum.gpu + item.reservation.gpu,
+    });
+  }
+  return held;
 }
 
 /** Every job holding capacity in a pool: bounded by the pool's capacity, not by any backlog. */

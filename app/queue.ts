@@ -8,12 +8,21 @@ import type { Principal } from "../core/principal";
 import type { ReasonCode } from "../core/reasons";
 import { config } from "../functions/config";
 import { createDocumentClient } from "../store/dynamo";
-import { type JobItem, jobConstraints } from "../store/job-items";
+import type { JobItem } from "../store/job-items";
 import { duePk, queuePk } from "../store/keys";
 import { NodeRepository } from "../store/nodes";
 import { JOB_INDEX } from "../store/tables";
 import { listPools, type PoolView } from "./pools";
-import { type ActiveItem, MergedView, OwnerHeads, readActive, readsByOwner } from "./queue-reader";
+import {
+  type ActiveItem,
+  countUpTo,
+  heldByOwner,
+  MergedView,
+  OwnerHeads,
+  queuedJob,
+  readActive,
+  readsByOwner,
+} from "./queue-reader";
 import { type AppContext, appContext } from "./runtime";
 
 /**
@@ -86,9 +95,11 @@ export async function getQueue(
   }
   const pools = ctx.pools.filter((p) => pool === undefined || p.name === pool);
   const partitions = [...pools.map((p) => p.name), null];
+  // Read once: the ranking (usage, estimates) and the dispatched/running counts both need it.
+  const active = readActiveOf(ctx, pools);
   const [{ order, estimates, poolViews }, counts] = await Promise.all([
-    rankQueue(ctx, pools),
-    readActiveOf(ctx, pools).then((active) => countStatuses(ctx, partitions, active)),
+    rankQueue(ctx, pools, active),
+    active.then((items) => countStatuses(ctx, partitions, items)),
   ]);
   const queued = order.slice(0, QUEUE_LIST_LIMIT).map(
     (item, i): QueuedEntry => ({
@@ -118,7 +129,7 @@ export async function queuedPlace(
   job: Pick<JobItem, "id" | "pool">,
 ): Promise<{ position: number; estimatedStartAt: string | null } | null> {
   const pools = ctx.pools.filter((p) => job.pool === null || p.name === job.pool);
-  const { order, estimates } = await rankQueue(ctx, pools);
+  const { order, estimates } = await rankQueue(ctx, pools, readActiveOf(ctx, pools));
   const index = order.slice(0, QUEUE_LIST_LIMIT).findIndex((item) => item.id === job.id);
   if (index < 0) return null;
   return { position: index + 1, estimatedStartAt: estimates.get(job.id)?.toISOString() ?? null };
@@ -128,22 +139,18 @@ export async function queuedPlace(
 async function rankQueue(
   ctx: QueueContext,
   pools: QueueContext["pools"],
-): Promise<{
-  order: JobItem[];
-  estimates: Map<string, Date | null>;
-  poolViews: PoolView[];
-  active: ActiveItem[];
-}> {
+  activeRead: Promise<ActiveItem[]>,
+): Promise<{ order: JobItem[]; estimates: Map<string, Date | null>; poolViews: PoolView[] }> {
   const now = ctx.clock();
   const [{ policy }, poolViews, active] = await Promise.all([
     ctx.policies.getPolicy(ctx.defaultPolicy),
     listPools({ pools, nodes: ctx.nodes }),
-    readActiveOf(ctx, pools),
+    activeRead,
   ]);
   const partitions = [...pools.map((p) => p.name), null];
   const order = await admissionOrder(ctx, policy, partitions, active, poolViews, now);
   const estimates = await estimate(ctx, order, active, poolViews, now);
-  return { order, estimates, poolViews, active };
+  return { order, estimates, poolViews };
 }
 
 async function readActiveOf(ctx: QueueContext, pools: QueueContext["pools"]): Promise<ActiveItem[]> {
@@ -174,15 +181,6 @@ async function admissionOrder(
   }
   const items = (await Promise.all(reads)).flat().filter((i) => i.status === "queued");
   const byId = new Map(items.map((i) => [i.id, i]));
-  const usage = new Map<string, { cpu: number; memoryMb: number; gpu: number }>();
-  for (const a of active) {
-    const held = usage.get(a.owner) ?? { cpu: 0, memoryMb: 0, gpu: 0 };
-    usage.set(a.owner, {
-      cpu: held.cpu + a.reservation.cpu,
-      memoryMb: held.memoryMb + a.reservation.memoryMb,
-      gpu: held.gpu + a.reservation.gpu,
-    });
-  }
   const capacity = pools.reduce(
     (sum, p) => ({
       cpu: sum.cpu + p.capacity.cpu,
@@ -197,19 +195,8 @@ async function admissionOrder(
     agingSecondsPerStep: policy.agingSecondsPerStep,
     weights: policy.weights,
     now,
-    jobs: items.map((item) => ({
-      id: item.id,
-      priority: item.priority,
-      resources: item.resources,
-      pool: item.pool ?? null,
-      constraints: jobConstraints(item),
-      queuedAt: item.queuedAt ?? item.createdAt,
-      owner: item.owner,
-      type: item.type,
-      deadline: item.deadline ?? null,
-      offPeakOnly: item.offPeakOnly === true,
-    })),
-    usage,
+    jobs: items.map(queuedJob),
+    usage: heldByOwner(active),
     capacity,
     lastOwner: lease?.lastOwner ?? null,
   });
@@ -279,25 +266,20 @@ async function countStatuses(
   let complete = true;
   await Promise.all(
     partitions.map(async (pool) => {
-      let queued = 0;
-      let startKey: Record<string, unknown> | undefined;
-      do {
-        const page = await ctx.repo.queryIndex({
+      const queued = await countUpTo(
+        ctx.repo,
+        {
           IndexName: JOB_INDEX.queue,
           KeyConditionExpression: "queuePk = :pk",
           ExpressionAttributeValues: { ":pk": queuePk(pool) },
-          Select: "COUNT",
-          Limit: COUNT_CAP - queued,
-          ExclusiveStartKey: startKey,
-        });
-        queued += page.count;
-        startKey = page.lastKey;
-      } while (startKey && queued < COUNT_CAP);
-      if (startKey) complete = false;
-      counts.queued = (counts.queued ?? 0) + queued;
+        },
+        COUNT_CAP,
+      );
+      if (!queued.complete) complete = false;
+      counts.queued = (counts.queued ?? 0) + queued.count;
 
       let seen = 0;
-      startKey = undefined;
+      let startKey: Record<string, unknown> | undefined;
       do {
         const page = await ctx.repo.queryIndex({
           IndexName: JOB_INDEX.due,

@@ -1,12 +1,6 @@
 import { ulid } from "ulid";
 import { z } from "zod";
-import {
-  type AdmissionGate,
-  AdmissionPass,
-  type NodeState,
-  type QueuedJob,
-  type Waiting,
-} from "../core/admission";
+import { type AdmissionGate, AdmissionPass, type NodeState, type Waiting } from "../core/admission";
 import { forEachConcurrent } from "../core/concurrency";
 import { applicableStatus } from "../core/dependencies";
 import { ConcurrentUpdateError } from "../core/errors";
@@ -20,7 +14,7 @@ import { canTransition } from "../core/status";
 import { config, type QueueUrls } from "../functions/config";
 import { releaseCapacityItem, reservationFor, reserveCapacityItem } from "../store/capacity";
 import { createDocumentClient } from "../store/dynamo";
-import { type JobItem, jobConstraints } from "../store/job-items";
+import type { JobItem } from "../store/job-items";
 import { duePk, JOB_SK } from "../store/keys";
 import { type NodeItem, NodeRepository } from "../store/nodes";
 import { JOB_INDEX } from "../store/tables";
@@ -31,7 +25,7 @@ import { type AdmittedOutput, requeueItem, StepFunctionsTaskTokens, type TaskTok
 import { logger } from "./logger";
 import { PassState } from "./pass-state";
 import { evict } from "./preemption";
-import { MergedView, OwnerHeads, queuePartitions, readsByOwner } from "./queue-reader";
+import { MergedView, OwnerHeads, queuedJob, queuePartitions, readsByOwner } from "./queue-reader";
 import { type AppContext, appContext } from "./runtime";
 
 /**
@@ -509,21 +503,6 @@ class CandidateReader {
 
 function nodeState(node: NodeItem): NodeState {
   return { nodeId: node.nodeId, pool: node.pool, capacity: node.capacity, used: node.used };
-}
-
-function queuedJob(item: JobItem): QueuedJob {
-  return {
-    id: item.id,
-    priority: item.priority,
-    resources: item.resources,
-    pool: item.pool ?? null,
-    constraints: jobConstraints(item),
-    queuedAt: item.queuedAt ?? item.createdAt,
-    owner: item.owner,
-    type: item.type,
-    deadline: item.deadline ?? null,
-    offPeakOnly: item.offPeakOnly === true,
-  };
 }
 
 type AdmitOutcome =
