@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { GetCommand, PutCommand } from "@aws-sdk/lib-dynamodb";
+import { GetCommand } from "@aws-sdk/lib-dynamodb";
 import { afterAll, beforeEach, describe, expect, inject, it } from "vitest";
 import { startAttempt } from "../../app/attempts";
 import type { JobEventPublisher, JobStateChange } from "../../app/events";
@@ -21,6 +21,7 @@ import { createDocumentClient } from "../../store/dynamo";
 import type { JobItem } from "../../store/job-items";
 import { JobRepository } from "../../store/job-repository";
 import { attemptSk, dependentSk, dependsOnSk, jobPk, nodeSk } from "../../store/keys";
+import { NodeRepository } from "../../store/nodes";
 import { UsageRepository } from "../../store/usage";
 
 /**
@@ -88,21 +89,9 @@ beforeEach(async () => {
   ctx = { repo, clock: () => now, nodesTable, pools, taskTypes: null, executions, events, tokens, usage };
   owner = `lifecycle-${randomBytes(4).toString("hex")}`;
   nodeId = `node-${randomBytes(4).toString("hex")}`;
-  await db.send(
-    new PutCommand({
-      TableName: nodesTable,
-      Item: {
-        pool: POOL,
-        sk: nodeSk(nodeId),
-        nodeId,
-        workerId: `worker-${nodeId}`,
-        capacity: NODE_CAPACITY,
-        used: { cpu: 0, memoryMb: 0, gpu: 0 },
-        status: "up",
-        registeredAt: now.toISOString(),
-        lastHeartbeatAt: now.toISOString(),
-      },
-    }),
+  await new NodeRepository(db, nodesTable).register(
+    { pool: POOL, nodeId, workerId: `worker-${nodeId}`, capacity: NODE_CAPACITY },
+    now,
   );
 });
 

@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { GetCommand, PutCommand } from "@aws-sdk/lib-dynamodb";
+import { GetCommand } from "@aws-sdk/lib-dynamodb";
 import { afterAll, beforeEach, describe, expect, inject, it } from "vitest";
 import { cancelJob, pauseJob } from "../../app/actions";
 import { startAttempt } from "../../app/attempts";
@@ -20,7 +20,8 @@ import { type NodeCapacity, reservationFor, reserveCapacityItem } from "../../st
 import { createDocumentClient } from "../../store/dynamo";
 import type { JobItem } from "../../store/job-items";
 import { JobRepository } from "../../store/job-repository";
-import { dayUsageSk, nodeSk, principalPk, weekUsageSk } from "../../store/keys";
+import { dayUsageSk, principalPk, weekUsageSk } from "../../store/keys";
+import { NodeRepository } from "../../store/nodes";
 import { UsageRepository } from "../../store/usage";
 
 /**
@@ -80,21 +81,9 @@ beforeEach(async () => {
   };
   owner = `usage-${randomBytes(4).toString("hex")}`;
   nodeId = `node-${randomBytes(4).toString("hex")}`;
-  await db.send(
-    new PutCommand({
-      TableName: nodesTable,
-      Item: {
-        pool: POOL,
-        sk: nodeSk(nodeId),
-        nodeId,
-        workerId: `worker-${nodeId}`,
-        capacity: NODE_CAPACITY,
-        used: { cpu: 0, memoryMb: 0, gpu: 0 },
-        status: "up",
-        registeredAt: now.toISOString(),
-        lastHeartbeatAt: now.toISOString(),
-      },
-    }),
+  await new NodeRepository(db, nodesTable).register(
+    { pool: POOL, nodeId, workerId: `worker-${nodeId}`, capacity: NODE_CAPACITY },
+    now,
   );
 });
 
