@@ -1,7 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { GetCommand } from "@aws-sdk/lib-dynamodb";
 import { afterAll, beforeEach, describe, expect, inject, it } from "vitest";
-import { startAttempt } from "../../app/attempts";
 import type { JobEventPublisher, JobStateChange } from "../../app/events";
 import { executionArnOf, executionName, type LifecycleExecutions } from "../../app/executions";
 import {
@@ -16,13 +15,14 @@ import { submitJobs } from "../../app/submit";
 import { batchJobSchema } from "../../core/job";
 import type { PoolConfig } from "../../core/pools";
 import { LOCAL_REGION } from "../../local/config";
-import { type NodeCapacity, reservationFor, reserveCapacityItem } from "../../store/capacity";
+import type { NodeCapacity } from "../../store/capacity";
 import { createDocumentClient } from "../../store/dynamo";
 import type { JobItem } from "../../store/job-items";
 import { JobRepository } from "../../store/job-repository";
 import { attemptSk, dependentSk, dependsOnSk, jobPk, nodeSk } from "../../store/keys";
 import { NodeRepository } from "../../store/nodes";
 import { UsageRepository } from "../../store/usage";
+import { admitOnNode, runOnNode } from "../support/attempts";
 
 /**
  * The lifecycle steps (app/lifecycle.ts) against DynamoDB Local, driven directly as the state
@@ -127,37 +127,17 @@ async function used(): Promise<NodeCapacity> {
   return out.Item?.used as NodeCapacity;
 }
 
+/** This test's node, as a worker registered it. */
+const workerNode = () => ({ pool: POOL, nodeId, workerId: `worker-${nodeId}`, capacity: NODE_CAPACITY });
+
 /** The scheduler's admission write: queued → dispatched, reservation, attempts + 1. */
-async function admit(id: string): Promise<number> {
-  const item = await job(id);
-  expect(item.status).toBe("queued");
-  const attempt = item.attempts + 1;
-  const reservation = reservationFor(POOL, nodeId, item.resources);
-  const { items } = repo.statusChangeItems(
-    item,
-    {
-      to: "dispatched",
-      reason: `dispatched to node ${nodeId} in pool ${POOL}`,
-      triggeredBy: null,
-      set: { reservation, attempts: attempt },
-      remove: ["admissionToken"],
-    },
-    now.toISOString(),
-  );
-  await repo.transact([...items, reserveCapacityItem(nodesTable, reservation, NODE_CAPACITY)]);
-  return attempt;
+function admit(id: string): Promise<number> {
+  return admitOnNode(ctx, id, workerNode());
 }
 
 /** Admission and the worker's start (app/attempts.ts): the job running its next attempt. */
-async function startRunning(id: string): Promise<number> {
-  const attempt = await admit(id);
-  const started = await startAttempt(ctx, {
-    jobId: id,
-    attempt,
-    node: { pool: POOL, nodeId, workerId: `worker-${nodeId}`, capacity: NODE_CAPACITY },
-  });
-  expect(started.outcome).toBe("started");
-  return attempt;
+function startRunning(id: string): Promise<number> {
+  return runOnNode(ctx, id, workerNode());
 }
 
 async function attemptItem(id: string, attempt: number): Promise<Record<string, unknown> | undefined> {

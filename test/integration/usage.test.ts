@@ -2,7 +2,6 @@ import { randomBytes } from "node:crypto";
 import { GetCommand } from "@aws-sdk/lib-dynamodb";
 import { afterAll, beforeEach, describe, expect, inject, it } from "vitest";
 import { cancelJob, pauseJob } from "../../app/actions";
-import { startAttempt } from "../../app/attempts";
 import type { JobEventPublisher, JobStateChange } from "../../app/events";
 import { executionArnOf, executionName, type LifecycleExecutions } from "../../app/executions";
 import {
@@ -16,13 +15,14 @@ import { submitJobs } from "../../app/submit";
 import { batchJobSchema } from "../../core/job";
 import type { PoolConfig } from "../../core/pools";
 import { LOCAL_REGION } from "../../local/config";
-import { type NodeCapacity, reservationFor, reserveCapacityItem } from "../../store/capacity";
+import type { NodeCapacity } from "../../store/capacity";
 import { createDocumentClient } from "../../store/dynamo";
 import type { JobItem } from "../../store/job-items";
 import { JobRepository } from "../../store/job-repository";
 import { dayUsageSk, principalPk, weekUsageSk } from "../../store/keys";
 import { NodeRepository } from "../../store/nodes";
 import { UsageRepository } from "../../store/usage";
+import { runOnNode } from "../support/attempts";
 
 /**
  * GPU-seconds kept per principal (store/usage.ts) by the transactions that end attempts
@@ -113,29 +113,8 @@ async function job(id: string): Promise<JobItem> {
 }
 
 /** The scheduler's admission and the worker's start: the job running its next attempt from `now`. */
-async function startRunning(id: string): Promise<number> {
-  const item = await job(id);
-  const attempt = item.attempts + 1;
-  const reservation = reservationFor(POOL, nodeId, item.resources);
-  const { items } = repo.statusChangeItems(
-    item,
-    {
-      to: "dispatched",
-      reason: `dispatched to node ${nodeId} in pool ${POOL}`,
-      triggeredBy: null,
-      set: { reservation, attempts: attempt },
-      remove: ["admissionToken"],
-    },
-    now.toISOString(),
-  );
-  await repo.transact([...items, reserveCapacityItem(nodesTable, reservation, NODE_CAPACITY)]);
-  const started = await startAttempt(ctx, {
-    jobId: id,
-    attempt,
-    node: { pool: POOL, nodeId, workerId: `worker-${nodeId}`, capacity: NODE_CAPACITY },
-  });
-  expect(started.outcome).toBe("started");
-  return attempt;
+function startRunning(id: string): Promise<number> {
+  return runOnNode(ctx, id, { pool: POOL, nodeId, workerId: `worker-${nodeId}`, capacity: NODE_CAPACITY });
 }
 
 /** One of the owner's usage items, strongly consistent. */
