@@ -1,6 +1,6 @@
 import { applicableStatus } from "../core/dependencies";
 import { ConcurrentUpdateError, InvalidTransitionError } from "../core/errors";
-import { isTerminal, type Job, type JobStatus } from "../core/job";
+import { isTerminal, type Job, type JobError, type JobStatus } from "../core/job";
 import type { Principal } from "../core/principal";
 import { canTransition } from "../core/status";
 import { endAttemptItem, releaseCapacityItem } from "../store/capacity";
@@ -175,9 +175,8 @@ export async function resumeJob(ctx: ActionContext, principal: Principal, id: st
 
 /**
  * Moves a job to a status that takes it out of the lifecycle (cancelled, paused) in one
- * transaction with everything its attempt held: the capacity reservation goes back to its node
- * and a running attempt is recorded as ended. Then the lifecycle execution is stopped, which
- * also makes the worker's next heartbeat fail so it aborts the task.
+ * transaction with everything its attempt held (`stopItems`). Then the lifecycle execution is
+ * stopped, which also makes the worker's next heartbeat fail so it aborts the task.
  */
 async function stopWith(
   ctx: ActionContext,
@@ -185,24 +184,41 @@ async function stopWith(
   change: StatusChange,
   attemptStatus: "cancelled",
 ): Promise<JobItem> {
+  const { items, next } = stopItems(ctx, item, change, { status: attemptStatus, error: null });
+  await ctx.repo.transact(items);
+  await ctx.events.publish([stateChange(item.status, next)]);
+  if (item.executionArn) await ctx.executions.stop(item.executionArn, change.reason);
+  return next;
+}
+
+/**
+ * The transaction that takes a job off its attempt (cancel, pause, preemption): the status
+ * change (its admission token dropped), the capacity reservation back to its node, and a running
+ * attempt recorded as ended with the GPU-seconds it used until now — counted in this
+ * transaction, and so exactly once.
+ */
+export function stopItems(
+  ctx: Pick<ActionContext, "repo" | "clock" | "nodesTable" | "usage">,
+  item: JobItem,
+  change: StatusChange,
+  ended: { readonly status: "cancelled" | "preempted"; readonly error: JobError | null },
+): { items: TransactItem[]; next: JobItem } {
   const now = ctx.clock().toISOString();
   const { items, next } = ctx.repo.statusChangeItems(
     item,
     { ...change, remove: [...(change.remove ?? []), "admissionToken"] },
     now,
   );
-  const extra: TransactItem[] = [];
-  if (item.reservation) extra.push(releaseCapacityItem(ctx.nodesTable, item.reservation));
+  if (item.reservation) items.push(releaseCapacityItem(ctx.nodesTable, item.reservation));
   if (item.status === "running" && item.attempts > 0) {
     const startedAt = item.attemptStartedAt ? Date.parse(item.attemptStartedAt) : Number.NaN;
-    extra.push(
+    items.push(
       endAttemptItem(ctx.repo.tableName, item.id, item.attempts, {
-        status: attemptStatus,
+        status: ended.status,
         finishedAt: now,
         durationMs: Number.isNaN(startedAt) ? null : Date.parse(now) - startedAt,
-        error: null,
+        error: ended.error,
       }),
-      // The GPU-seconds it used until now, counted in this transaction and so exactly once.
       ...gpuUsageItems(
         ctx.usage.tableName,
         item.owner,
@@ -212,10 +228,7 @@ async function stopWith(
       ),
     );
   }
-  await ctx.repo.transact([...items, ...extra]);
-  await ctx.events.publish([stateChange(item.status, next)]);
-  if (item.executionArn) await ctx.executions.stop(item.executionArn, change.reason);
-  return next;
+  return { items, next };
 }
 
 export async function reprioritizeJob(

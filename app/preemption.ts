@@ -1,7 +1,5 @@
 import { ConcurrentUpdateError } from "../core/errors";
-import { endAttemptItem, releaseCapacityItem } from "../store/capacity";
-import type { TransactItem } from "../store/job-repository";
-import { gpuUsageItems } from "../store/usage";
+import { stopItems } from "./actions";
 import { type JobStateChange, stateChange } from "./events";
 import { logger } from "./logger";
 import type { AppContext } from "./runtime";
@@ -18,7 +16,7 @@ import type { AppContext } from "./runtime";
 
 export type PreemptionContext = Pick<
   AppContext,
-  "repo" | "clock" | "nodesTable" | "policyTable" | "executions" | "events"
+  "repo" | "clock" | "nodesTable" | "usage" | "executions" | "events"
 >;
 
 /** The victim as the pass read it: evicted only if its attempt is still the one read. */
@@ -34,7 +32,8 @@ export async function evict(ctx: PreemptionContext, victim: Victim, preemptorId:
   if (item.status !== "running" && item.status !== "dispatched") return false;
   const at = ctx.clock().toISOString();
   const reason = `preempted by ${preemptorId}`;
-  const { items, next } = ctx.repo.statusChangeItems(
+  const { items, next } = stopItems(
+    ctx,
     item,
     {
       to: "queued",
@@ -42,26 +41,12 @@ export async function evict(ctx: PreemptionContext, victim: Victim, preemptorId:
       reasonCode: "preempted",
       triggeredBy: null,
       set: { queuedAt: at, preemptedAt: at },
-      remove: ["admissionToken", "executionArn"],
+      remove: ["executionArn"],
     },
-    at,
+    { status: "preempted", error: { type: "preempted", message: reason } },
   );
-  const extra: TransactItem[] = [];
-  if (item.reservation) extra.push(releaseCapacityItem(ctx.nodesTable, item.reservation));
-  if (item.status === "running") {
-    const startedAt = item.attemptStartedAt ? Date.parse(item.attemptStartedAt) : Number.NaN;
-    extra.push(
-      endAttemptItem(ctx.repo.tableName, item.id, item.attempts, {
-        status: "preempted",
-        finishedAt: at,
-        durationMs: Number.isNaN(startedAt) ? null : Math.max(0, Date.parse(at) - startedAt),
-        error: { type: "preempted", message: reason },
-      }),
-      ...gpuUsageItems(ctx.policyTable, item.owner, item.resources.gpu, item.attemptStartedAt, at),
-    );
-  }
   try {
-    await ctx.repo.transact([...items, ...extra]);
+    await ctx.repo.transact(items);
   } catch (error) {
     if (error instanceof ConcurrentUpdateError) return false;
     throw error;

@@ -17,8 +17,6 @@ export interface AppContext {
   readonly pools: ReturnType<typeof config>["pools"];
   readonly taskTypes: ReturnType<typeof config>["taskTypes"];
   readonly nodesTable: string;
-  /** Policy, quotas, GPU usage and run-time statistics (store/tables.ts#policyTable). */
-  readonly policyTable: string;
   /** The stored policy and quota limits (store/policy.ts). */
   readonly policies: PolicyRepository;
   /** The policy in force while none is stored (JOBQ_POLICY, else core's defaults). */
@@ -45,7 +43,6 @@ export function appContext(): AppContext {
       pools: c.pools,
       taskTypes: c.taskTypes,
       nodesTable: c.nodesTable,
-      policyTable: c.policyTable,
       policies: new PolicyRepository(db, c.policyTable),
       defaultPolicy: c.defaultPolicy,
       usage: new UsageRepository(db, c.policyTable, (error, detail) =>

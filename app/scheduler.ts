@@ -43,7 +43,7 @@ import { type AppContext, appContext } from "./runtime";
 
 export type SchedulerContext = Pick<
   AppContext,
-  "repo" | "clock" | "pools" | "nodesTable" | "policyTable" | "events" | "executions" | "policies" | "usage"
+  "repo" | "clock" | "pools" | "nodesTable" | "events" | "executions" | "policies" | "usage"
 > & {
   /** The policy in force while none is stored (functions/config.ts). */
   readonly defaultPolicy: Policy;

@@ -341,7 +341,6 @@ function schedulerContext(
     clock: () => new Date(),
     pools: [POOL],
     nodesTable: nodes,
-    policyTable,
     policies: new PolicyRepository(db, policyTable),
     usage: new UsageRepository(db, policyTable),
     defaultPolicy: policy,

@@ -57,7 +57,7 @@ async function seedGpuUsage(
   startedAt: string,
   finishedAt: string,
 ): Promise<void> {
-  await h.repo.transact(gpuUsageItems(h.scheduler.policyTable, owner, gpu, startedAt, finishedAt));
+  await h.repo.transact(gpuUsageItems(h.scheduler.usage.tableName, owner, gpu, startedAt, finishedAt));
 }
 
 async function putQuota(

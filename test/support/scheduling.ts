@@ -249,7 +249,6 @@ export async function startHarness(tables: {
     pools,
     taskTypes: null,
     nodesTable: tables.nodes,
-    policyTable: tables.policy,
     policies: new PolicyRepository(db, tables.policy),
     usage: new UsageRepository(db, tables.policy),
     defaultPolicy: DEFAULT_POLICY,
