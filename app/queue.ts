@@ -6,13 +6,11 @@ import { AdmissionOrder } from "../core/ordering";
 import type { Policy } from "../core/policy";
 import type { Principal } from "../core/principal";
 import type { ReasonCode } from "../core/reasons";
-import { config } from "../functions/config";
-import { createDocumentClient } from "../store/dynamo";
 import type { JobItem } from "../store/job-items";
 import { duePk, queuePk } from "../store/keys";
-import { NodeRepository } from "../store/nodes";
+import type { NodeRepository } from "../store/nodes";
 import { JOB_INDEX } from "../store/tables";
-import { listPools, type PoolView } from "./pools";
+import { listPools, type PoolView, poolsContext } from "./pools";
 import {
   type ActiveItem,
   countUpTo,
@@ -41,18 +39,9 @@ export type QueueContext = Pick<AppContext, "repo" | "clock" | "pools" | "polici
 
 let cached: QueueContext | undefined;
 
+/** The use cases' context and GET /pools' Nodes repository, created once. */
 export function queueContext(): QueueContext {
-  if (!cached) {
-    const c = config();
-    cached = {
-      ...appContext(),
-      nodes: new NodeRepository(
-        createDocumentClient({ region: c.region, endpoint: c.dynamoEndpoint }),
-        c.nodesTable,
-      ),
-      defaultPolicy: c.defaultPolicy,
-    };
-  }
+  cached ??= { ...appContext(), nodes: poolsContext().nodes };
   return cached;
 }
 
