@@ -16,14 +16,14 @@ import { canTransition, transition } from "../core/status";
 import { endAttemptItem, releaseCapacityItem } from "../store/capacity";
 import { fromJobItem, type JobItem } from "../store/job-items";
 import type { StatusChange, TransactItem } from "../store/job-repository";
-import { dependentSk, dependsOnSk, JOB_SK, jobPk } from "../store/keys";
+import { attemptSk, dependentSk, dependsOnSk, JOB_SK, jobPk } from "../store/keys";
 import { gpuUsageItems } from "../store/usage";
 import { cascadeCancel } from "./actions";
 import { type JobStateChange, stateChange } from "./events";
 import { requestHash } from "./idempotency";
 import { logger } from "./logger";
 import type { AppContext } from "./runtime";
-import { submitJobs } from "./submit";
+import { newJobId, submitJobs } from "./submit";
 
 /**
  * The steps of the job lifecycle state machine (state-machines/job-lifecycle.asl.json), one
@@ -579,8 +579,11 @@ async function endFailedAttempt(
     const escalateTo = job.onFailure?.escalateTo;
     const blocker = escalateTo ? escalationBlocker(ctx, job, escalateTo.type) : null;
     const escalate = escalateTo !== undefined && blocker === null;
-    const tail = escalate
-      ? `escalated to a new ${escalateTo.type} job`
+    // The escalation job's id is fixed here and written with the status, so no reader ever sees
+    // an `escalated` job without `escalatedTo`; the job itself is created right after, under it.
+    const escalatedTo = escalate ? newJobId() : null;
+    const tail = escalatedTo
+      ? `escalated to ${escalatedTo}`
       : escalateTo
         ? `no attempts left; cannot escalate to ${escalateTo.type}: ${blocker}`
         : "no attempts left";
@@ -588,7 +591,7 @@ async function endFailedAttempt(
       to: transition(item.status, escalate ? "escalated" : "failed"),
       reason: `${what}; ${tail}`,
       triggeredBy: null,
-      set: { failures, error, finishedAt: at, nextAttemptAt: null },
+      set: { failures, error, finishedAt: at, nextAttemptAt: null, ...(escalatedTo ? { escalatedTo } : {}) },
       remove: ["admissionToken"],
     };
     decision = END;
@@ -597,7 +600,11 @@ async function endFailedAttempt(
   const { items, next } = ctx.repo.statusChangeItems(item, change, at);
   const extra: TransactItem[] = [];
   if (item.reservation) extra.push(releaseCapacityItem(ctx.nodesTable, item.reservation));
-  // A dispatched attempt never started running, so it has no attempt record to end.
+  if (item.status === "dispatched") {
+    // No worker took it, so no attempt record exists yet; one is written now, because the
+    // attempt counts (API.md: one item per attempt) and the record is what says why.
+    extra.push(unstartedAttemptItem(ctx, item, input.attempt, input.outcome, error, at));
+  }
   if (item.status === "running") {
     extra.push(
       endAttemptItem(ctx.repo.tableName, item.id, input.attempt, {
@@ -611,6 +618,40 @@ async function endFailedAttempt(
   }
   await ctx.repo.transact([...items, ...extra]);
   return { decision, item, next };
+}
+
+/** The record of a dispatched attempt that ended before any worker started it. */
+function unstartedAttemptItem(
+  ctx: LifecycleContext,
+  item: JobItem,
+  attempt: number,
+  outcome: AttemptOutcome,
+  error: JobError,
+  at: string,
+): TransactItem {
+  return {
+    Put: {
+      TableName: ctx.repo.tableName,
+      Item: {
+        pk: jobPk(item.id),
+        sk: attemptSk(attempt),
+        entity: "attempt",
+        attempt,
+        status: outcome,
+        startedAt: null,
+        finishedAt: at,
+        durationMs: null,
+        workerId: null,
+        // Where the scheduler sent it: the node it was reserved on.
+        nodeId: item.reservation?.nodeId ?? null,
+        pool: item.reservation?.pool ?? null,
+        error,
+      },
+      // A worker's start writes the same key in a transaction conditional on `dispatched`: only
+      // one of the two can win the job's version, so this never overwrites a started attempt.
+      ConditionExpression: "attribute_not_exists(pk)",
+    },
+  };
 }
 
 /**
@@ -697,7 +738,11 @@ function escalationBlocker(ctx: LifecycleContext, job: Job, type: string): strin
  */
 async function finishEscalation(ctx: LifecycleContext, escalated: JobItem): Promise<string | null> {
   let newId = escalated.escalatedTo;
-  if (!newId) {
+  if (newId) {
+    // Named in the status change; created here (a replay finds it created and changes nothing).
+    await submitEscalation(ctx, escalated, newId);
+  } else {
+    // Escalated before the id was written with the status (older items): create, then record.
     newId = await submitEscalation(ctx, escalated);
     if (!newId) return null;
     await recordEscalatedTo(ctx, escalated.id, newId);
@@ -706,7 +751,11 @@ async function finishEscalation(ctx: LifecycleContext, escalated: JobItem): Prom
   return newId;
 }
 
-async function submitEscalation(ctx: LifecycleContext, escalated: JobItem): Promise<string | null> {
+async function submitEscalation(
+  ctx: LifecycleContext,
+  escalated: JobItem,
+  id?: string,
+): Promise<string | null> {
   const job = fromJobItem(escalated);
   const escalateTo = job.onFailure?.escalateTo;
   if (!escalateTo) return null;
@@ -730,6 +779,7 @@ async function submitEscalation(ctx: LifecycleContext, escalated: JobItem): Prom
     idempotency: { key: `jobq-escalation:${job.id}`, requestHash: requestHash("escalation", request) },
     // It replaces a job that ran: a 429 here would lose the escalation, not slow a submitter.
     exemptFromQueueLimit: true,
+    ids: id ? [id] : undefined,
   });
   const created = result.jobs[0];
   if (!created) throw new RangeError(`escalation of ${job.id} created no job`);

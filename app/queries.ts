@@ -320,7 +320,7 @@ export function toAttempt(item: Record<string, unknown>): Attempt {
   return {
     attempt: Number(item.attempt),
     status: item.status as Attempt["status"],
-    startedAt: String(item.startedAt),
+    startedAt: typeof item.startedAt === "string" ? item.startedAt : null,
     finishedAt: (item.finishedAt ?? null) as string | null,
     durationMs: (item.durationMs ?? null) as number | null,
     workerId: (item.workerId ?? null) as string | null,

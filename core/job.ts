@@ -303,7 +303,8 @@ export interface Transition {
 export interface Attempt {
   readonly attempt: number;
   readonly status: AttemptStatus;
-  readonly startedAt: string;
+  /** Null for an attempt that was dispatched but never taken by a worker (it ended `lost`). */
+  readonly startedAt: string | null;
   readonly finishedAt: string | null;
   readonly durationMs: number | null;
   readonly workerId: string | null;

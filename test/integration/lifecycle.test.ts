@@ -266,6 +266,25 @@ describe("attempt-failed", () => {
     expect(await used()).toEqual(before.used);
   });
 
+  it("records a dispatched attempt that no worker started: one attempt item per counted attempt", async () => {
+    const id = (await submit([{ ref: "a", retry }]))("a");
+    const first = await admit(id);
+    await recordAttemptFailure(ctx, {
+      jobId: id,
+      attempt: first,
+      outcome: "lost",
+      error: { Error: "States.HeartbeatTimeout" },
+    });
+    advance(2);
+    await requeueJob(ctx, { jobId: id });
+    const second = await startRunning(id);
+    await completeAttempt(ctx, { jobId: id, attempt: second });
+
+    expect(await job(id)).toMatchObject({ status: "completed", attempts: 2 });
+    expect(await attemptItem(id, first)).toMatchObject({ attempt: 1, status: "lost", startedAt: null });
+    expect(await attemptItem(id, second)).toMatchObject({ attempt: 2, status: "succeeded" });
+  });
+
   it("backs off by the policy on the next failure, and records a timeout as timed_out", async () => {
     const id = (await submit([{ ref: "a", retry, timeoutSeconds: 30 }]))("a");
     await recordAttemptFailure(ctx, {
@@ -365,8 +384,15 @@ describe("attempt-failed", () => {
       { ref: "b", dependsOn: ["a"] },
     ]);
     const [a, b] = [id("a"), id("b")];
-    // Lost while dispatched: the worker never started it, so there is no attempt record.
+    // Lost while dispatched: no worker ever started it.
     const attempt = await admit(a);
+    // What a reader sees at the moment the job becomes escalated, before the follow-ups run.
+    let seenAtEscalation: JobItem | undefined;
+    const publish = events.publish.bind(events);
+    events.publish = async (changes) => {
+      if (changes.some((c) => c.jobId === a && c.status === "escalated")) seenAtEscalation = await job(a);
+      await publish(changes);
+    };
 
     const decision = await recordAttemptFailure(ctx, {
       jobId: a,
@@ -383,7 +409,17 @@ describe("attempt-failed", () => {
       error: { type: "lost" },
       statusReason: expect.stringMatching(new RegExp(`^attempt 1 was lost \\(.+\\); escalated to ${newId}$`)),
     });
-    expect(await attemptItem(a, attempt)).toBeUndefined();
+    // Written with the status in one transaction: a client never finds escalatedTo missing.
+    expect(seenAtEscalation).toMatchObject({ status: "escalated", escalatedTo: newId });
+    // The attempt counted, so it has its record, though it never started.
+    expect(await attemptItem(a, attempt)).toMatchObject({
+      status: "lost",
+      startedAt: null,
+      workerId: null,
+      nodeId,
+      pool: POOL,
+      error: { type: "lost" },
+    });
     expect(await used()).toEqual({ cpu: 0, memoryMb: 0, gpu: 0 });
     const replacement = await job(newId);
     expect(replacement).toMatchObject({
