@@ -45,6 +45,12 @@ export interface SubmitRequest {
    * @default false
    */
   readonly exemptFromQueueLimit?: boolean;
+  /**
+   * The ids to create, one per job, when the caller fixed them beforehand: an escalation names
+   * its job in the escalated job's own status change, before the job exists.
+   * @default fresh `job_` + ULID ids
+   */
+  readonly ids?: readonly string[] | undefined;
 }
 
 export interface SubmitResult {
@@ -104,12 +110,17 @@ function checkRunnable(ctx: SubmitContext, jobs: readonly BatchJobRequest[], bat
   });
 }
 
+/** `job_` + ULID: sortable by creation time (API.md). */
+export function newJobId(): string {
+  return `job_${ulid()}`;
+}
+
 export async function submitJobs(ctx: SubmitContext, request: SubmitRequest): Promise<SubmitResult> {
   const { principal, jobs, idempotency } = request;
   checkRunnable(ctx, jobs, jobs.length > 1 || jobs[0]?.ref !== undefined);
   const resolved = resolveBatch(jobs);
 
-  let plannedIds = jobs.map(() => `job_${ulid()}`);
+  let plannedIds = request.ids ? [...request.ids] : jobs.map(() => newJobId());
   let record: IdempotencyRecord | undefined;
   const idem = new Idempotency(ctx.repo);
   if (idempotency) {
