@@ -76,8 +76,9 @@ export function errorResponse(error: unknown): APIGatewayProxyResult {
 /** A header, case-insensitively, as API Gateway passes them through as sent. */
 export function header(event: APIGatewayProxyEvent, name: string): string | undefined {
   const wanted = name.toLowerCase();
+  // Object.entries reads own names only, so no header name can find Object.prototype's members.
   for (const [key, value] of Object.entries(event.headers ?? {})) {
-    if (key.toLowerCase() === wanted && value !== undefined) return value;
+    if (key.toLowerCase() === wanted && typeof value === "string") return value;
   }
   return undefined;
 }
@@ -128,8 +129,12 @@ function nestingDepth(value: unknown): number {
 }
 
 export function pathParameter(event: APIGatewayProxyEvent, name: string): string {
-  const value = event.pathParameters?.[name];
-  if (!value) throw new ValidationError([{ path: name, message: "path parameter is required" }]);
+  // hasOwn: a name like "constructor" must not find Object.prototype's member.
+  const parameters = event.pathParameters ?? {};
+  const value = Object.hasOwn(parameters, name) ? parameters[name] : undefined;
+  if (typeof value !== "string" || value === "") {
+    throw new ValidationError([{ path: name, message: "path parameter is required" }]);
+  }
   try {
     return decodeURIComponent(value);
   } catch {
@@ -137,11 +142,17 @@ export function pathParameter(event: APIGatewayProxyEvent, name: string): string
   }
 }
 
-/** Query string as a plain object (API Gateway gives null when there is none). */
+/**
+ * Query string as a plain object (API Gateway gives null when there is none), every name an own
+ * property: defined, not assigned, so `__proto__` is a parameter like any other (a strict schema
+ * refuses it with a 400) instead of being swallowed as the object's prototype.
+ */
 export function queryParameters(event: APIGatewayProxyEvent): Record<string, string> {
   const query: Record<string, string> = {};
   for (const [key, value] of Object.entries(event.queryStringParameters ?? {})) {
-    if (value !== undefined) query[key] = value;
+    if (typeof value === "string") {
+      Object.defineProperty(query, key, { value, enumerable: true, writable: true, configurable: true });
+    }
   }
   return query;
 }

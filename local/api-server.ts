@@ -132,13 +132,14 @@ class Router {
     }
     const route = best?.methods.find((candidate) => candidate.method === method);
     if (!best || !route) return undefined;
-    const pathParameters: Record<string, string> = {};
+    // The names come from ROUTES, not the client, but collected the same way as the other maps.
+    const pathParameters = new Map<string, string>();
     best.segments.forEach((segment, index) => {
       const name = parameterName(segment);
       const value = segments[index];
-      if (name !== undefined && value !== undefined) pathParameters[name] = value;
+      if (name !== undefined && value !== undefined) pathParameters.set(name, value);
     });
-    return { route, pathParameters: Object.keys(pathParameters).length > 0 ? pathParameters : null };
+    return { route, pathParameters: pathParameters.size > 0 ? ownRecord(pathParameters) : null };
   }
 }
 
@@ -377,15 +378,15 @@ function requestHeaders(rawHeaders: readonly string[]): {
   headers: Record<string, string>;
   multiValueHeaders: Record<string, string[]>;
 } {
-  const headers: Record<string, string> = {};
-  const multiValueHeaders: Record<string, string[]> = {};
+  const headers = new Map<string, string>();
+  const multiValueHeaders = new Map<string, string[]>();
   for (let index = 0; index + 1 < rawHeaders.length; index += 2) {
     const name = rawHeaders[index] ?? "";
     const value = rawHeaders[index + 1] ?? "";
-    headers[name] = value;
-    multiValueHeaders[name] = [...(multiValueHeaders[name] ?? []), value];
+    headers.set(name, value);
+    appendValue(multiValueHeaders, name, value);
   }
-  return { headers, multiValueHeaders };
+  return { headers: ownRecord(headers), multiValueHeaders: ownRecord(multiValueHeaders) };
 }
 
 /** Decoded query parameters; both maps are null when there are none, as in API Gateway. */
@@ -393,13 +394,37 @@ function queryParameters(params: URLSearchParams): {
   single: Record<string, string> | null;
   multi: Record<string, string[]> | null;
 } {
-  const single: Record<string, string> = {};
-  const multi: Record<string, string[]> = {};
+  const single = new Map<string, string>();
+  const multi = new Map<string, string[]>();
   for (const [name, value] of params) {
-    single[name] = value;
-    multi[name] = [...(multi[name] ?? []), value];
+    single.set(name, value);
+    appendValue(multi, name, value);
   }
-  return Object.keys(single).length === 0 ? { single: null, multi: null } : { single, multi };
+  return single.size === 0
+    ? { single: null, multi: null }
+    : { single: ownRecord(single), multi: ownRecord(multi) };
+}
+
+function appendValue(map: Map<string, string[]>, name: string, value: string): void {
+  const values = map.get(name);
+  if (values) values.push(value);
+  else map.set(name, [value]);
+}
+
+/**
+ * A map of client-chosen names as the plain object a proxy event carries, every name an own
+ * property: the names are collected in a Map, not in an object, so `constructor`, `toString` or
+ * `__proto__` are never read from (or written to) Object.prototype. The object has a prototype,
+ * like the JSON.parse'd event a Lambda gets in AWS (where `__proto__` is an own key too), so a
+ * handler sees the same thing in both places; defineProperty, not assignment, makes `__proto__`
+ * an own key instead of changing the prototype.
+ */
+function ownRecord<T>(map: ReadonlyMap<string, T>): Record<string, T> {
+  const record: Record<string, T> = {};
+  for (const [name, value] of map) {
+    Object.defineProperty(record, name, { value, enumerable: true, writable: true, configurable: true });
+  }
+  return record;
 }
 
 function lambdaContext(route: RouteSpec): Context {
