@@ -1,6 +1,7 @@
 import { EventBridgeClient, PutEventsCommand, type PutEventsRequestEntry } from "@aws-sdk/client-eventbridge";
 import type { JobStatus } from "../core/job";
 import { awsClientOptions } from "../store/aws";
+import { installFaultInjection } from "../store/faults";
 import { logger } from "./logger";
 
 /**
@@ -65,7 +66,10 @@ export function createEventBridgeClient(options: {
   region: string;
   endpoint?: string | undefined;
 }): EventBridgeClient {
-  return new EventBridgeClient(awsClientOptions(options.endpoint, options.region));
+  const client = new EventBridgeClient(awsClientOptions(options.endpoint, options.region));
+  // The soak harness's throttling (store/faults.ts); inert unless turned on, and never in AWS.
+  installFaultInjection(client.middlewareStack, "eventbridge", options.endpoint);
+  return client;
 }
 
 /** The event for a job that just went from `previous` to its current status. */

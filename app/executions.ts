@@ -6,6 +6,7 @@ import {
   StopExecutionCommand,
 } from "@aws-sdk/client-sfn";
 import { awsClientOptions } from "../store/aws";
+import { installFaultInjection } from "../store/faults";
 import { logger } from "./logger";
 
 /**
@@ -67,5 +68,8 @@ export function executionArnOf(stateMachineArn: string, name: string): string {
 }
 
 export function createSfnClient(options: { region: string; endpoint?: string | undefined }): SFNClient {
-  return new SFNClient(awsClientOptions(options.endpoint, options.region));
+  const client = new SFNClient(awsClientOptions(options.endpoint, options.region));
+  // The soak harness's throttling (store/faults.ts); inert unless turned on, and never in AWS.
+  installFaultInjection(client.middlewareStack, "sfn", options.endpoint);
+  return client;
 }

@@ -38,6 +38,12 @@ export interface LocalConfig {
   readonly taskTypes: readonly string[] | undefined;
   /** JOBQ_SWEEP_SECONDS: how often the scheduler sweeps every pool (AWS: every minute). */
   readonly sweepSeconds: number;
+  /**
+   * JOBQ_FAULT_THROTTLE_RATE (0..1, default 0): the share of the control plane's and the workers'
+   * AWS SDK requests answered with an injected throttling error (store/faults.ts), for the soak
+   * harness (bench/soak.ts). A local-stack variable only: nothing in AWS reads or sets it.
+   */
+  readonly faultThrottleRate: number;
 }
 
 /** The example task types the local workers always run (API.md). */
@@ -86,6 +92,11 @@ const envSchema = z.object({
     .transform(Number)
     .refine((seconds) => seconds >= 1 && seconds <= 3600, "must be 1 to 3600")
     .optional(),
+  JOBQ_FAULT_THROTTLE_RATE: z
+    .string()
+    .regex(/^(0(\.\d+)?|1(\.0+)?)$/, "must be a rate from 0 to 1, e.g. 0.05")
+    .transform(Number)
+    .optional(),
 });
 
 const configFileSchema = z.strictObject({
@@ -111,6 +122,7 @@ export function readLocalConfig(env: NodeJS.ProcessEnv = process.env): LocalConf
     policy: file.policy,
     taskTypes: file.taskTypes,
     sweepSeconds: e.JOBQ_SWEEP_SECONDS ?? DEFAULT_SWEEP_SECONDS,
+    faultThrottleRate: e.JOBQ_FAULT_THROTTLE_RATE ?? 0,
   };
 }
 
@@ -212,6 +224,8 @@ export interface HandlerEnvironmentInput {
    * started, no event is published, and every such variable is unset.
    */
   readonly execution?: ExecutionEnvironment | undefined;
+  /** JOBQ_FAULT_THROTTLE_RATE for the workers (the stack's own process is set directly). @default 0 */
+  readonly faultThrottleRate?: number | undefined;
 }
 
 export interface ExecutionEnvironment {
@@ -262,6 +276,7 @@ export function handlerEnvironment(input: HandlerEnvironmentInput): Record<strin
         : JSON.stringify([...new Set([...input.taskTypes, ...EXAMPLE_TASK_TYPES])]),
     JOBQ_POLICY: input.policy === undefined ? undefined : JSON.stringify(input.policy),
     ...executionVariables(input.execution),
+    JOBQ_FAULT_THROTTLE_RATE: input.faultThrottleRate ? String(input.faultThrottleRate) : undefined,
     AWS_REGION: LOCAL_REGION,
     // Explicit dummies: without them the SDK's default chain ends at the EC2 metadata address
     // (169.254.169.254), and real credentials from the shell must never be sent anywhere.

@@ -1,4 +1,5 @@
 import { resolve } from "node:path";
+import { injectedFaults } from "../store/faults";
 import { type LocalConfig, LocalConfigError, readLocalConfig } from "./config";
 import { DynamoLocalStartError } from "./dynamo";
 import { type LocalStack, startLocalStack } from "./stack";
@@ -24,13 +25,14 @@ async function main(): Promise<void> {
     taskTypes: config.taskTypes,
     policy: config.policy,
     sweepSeconds: config.sweepSeconds,
+    faultThrottleRate: config.faultThrottleRate,
     log: true,
   });
-  stopOnSignals(stack);
+  stopOnSignals(stack, config.faultThrottleRate > 0);
   process.stdout.write(banner(stack, config, dataDir));
 }
 
-function stopOnSignals(stack: LocalStack): void {
+function stopOnSignals(stack: LocalStack, faults: boolean): void {
   let stoppingSince: number | undefined;
   const onSignal = (signal: NodeJS.Signals) => {
     if (stoppingSince !== undefined) {
@@ -43,7 +45,11 @@ function stopOnSignals(stack: LocalStack): void {
     stoppingSince = Date.now();
     process.stdout.write(`\n${signal}: stopping the API, the workers, the emulators and DynamoDB Local…\n`);
     stack.stop().then(
-      () => process.exit(0),
+      () => {
+        // The soak harness adds this line to the workers' own to report the faults injected.
+        if (faults) process.stdout.write(`faults injected: ${JSON.stringify(injectedFaults())}\n`);
+        process.exit(0);
+      },
       (error: unknown) => {
         console.error("jobq: stopping failed", error);
         process.exit(1);
@@ -80,6 +86,11 @@ function banner(stack: LocalStack, config: LocalConfig, dataDir: string): string
           `           scheduler sweep every ${config.sweepSeconds} s (JOBQ_SWEEP_SECONDS) and on every job event`,
           "  workers (one process per node, output prefixed [worker <node>]):",
           ...workerLines,
+        ]
+      : []),
+    ...(config.faultThrottleRate > 0
+      ? [
+          `  faults:  ${config.faultThrottleRate * 100} % of AWS SDK requests throttled (JOBQ_FAULT_THROTTLE_RATE)`,
         ]
       : []),
     `  types:   ${config.taskTypes === undefined ? "any" : "the configured ones plus echo, sleep, flaky, fail, log"}`,

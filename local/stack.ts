@@ -4,6 +4,7 @@ import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import type { Policy } from "../core/policy";
 import { DEFAULT_POOLS, type PoolConfig } from "../core/pools";
 import type { QueueUrls } from "../functions/config";
+import { setFaultInjection } from "../store/faults";
 import { type ApiServer, startApiServer } from "./api-server";
 import {
   type ApiTokens,
@@ -91,6 +92,11 @@ export interface LocalStackOptions {
   readonly workerShutdownGraceSeconds?: number;
   /** JOBQ_POLL_WAIT_SECONDS of the workers. @default the worker's own */
   readonly workerPollWaitSeconds?: number;
+  /**
+   * JOBQ_FAULT_THROTTLE_RATE: this share of the handlers' and the workers' AWS SDK requests fail
+   * with an injected throttling error (store/faults.ts), for the soak harness. @default 0
+   */
+  readonly faultThrottleRate?: number;
 }
 
 export interface LocalExecution {
@@ -177,7 +183,10 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       pools: options.pools,
       taskTypes: options.taskTypes,
       policy: options.policy,
+      faultThrottleRate: options.faultThrottleRate,
     };
+    // The handlers of this process; the workers get the same rate through their environment.
+    if (options.faultThrottleRate) setFaultInjection({ throttleRate: options.faultThrottleRate });
 
     let execution: LocalExecution | undefined;
     if (runJobs) {
@@ -274,7 +283,11 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       try {
         await handlersMayLoad;
         const { reconcile, reconcilerContext } = await import("../app/reconciler");
-        await reconcile({ ...reconcilerContext(), tuning: { graceSeconds: 0 } });
+        const reconciler = reconcilerContext();
+        // Whoever held a pool's lease was this stack's previous process, now gone (a hard kill
+        // leaves its leases behind): the pools are this process's to schedule at once.
+        await Promise.all(pools.map((pool) => reconciler.nodes.breakLease(pool.name)));
+        await reconcile({ ...reconciler, tuning: { graceSeconds: 0 } });
       } catch (error) {
         console.error("jobq: the reconciler failed at start; it runs again on its schedule", error);
       }

@@ -1,6 +1,7 @@
 import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { DynamoDBDocumentClient } from "@aws-sdk/lib-dynamodb";
 import { awsClientOptions } from "./aws";
+import { installFaultInjection } from "./faults";
 
 /**
  * Read and write capacity units consumed by this process, summed from every response's
@@ -79,6 +80,8 @@ export function createDocumentClient(options: DynamoOptions): DynamoDBDocumentCl
     },
     { step: "initialize", name: "jobqCapacityMeter" },
   );
+  // The soak harness's throttling (store/faults.ts); inert unless turned on, and never in AWS.
+  installFaultInjection(client.middlewareStack, "dynamodb", options.endpoint);
   return DynamoDBDocumentClient.from(client, {
     marshallOptions: { removeUndefinedValues: true, convertClassInstanceToMap: false },
   });

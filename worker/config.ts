@@ -29,6 +29,9 @@ import { type HandlerConfig, readConfig } from "../functions/config";
  *   finish before they are aborted (ECS waits 30 s by default before SIGKILL).
  * - `JOBQ_NODE_HEARTBEAT_SECONDS`: how often the node item is refreshed (default: a third of
  *   `JOBQ_NODE_LOST_SECONDS`, at least 1).
+ * - `JOBQ_FAULT_THROTTLE_RATE` (0..1, default 0): set by the local stack for the soak harness:
+ *   that share of this worker's AWS SDK requests fail with a throttling error (store/faults.ts;
+ *   only clients with a loopback endpoint carry it, so it does nothing in ECS).
  *
  * The attempt heartbeat (SendTaskHeartbeat every third of `JOBQ_HEARTBEAT_SECONDS`, or of the
  * dispatch message's `heartbeatSeconds`) and the emulator endpoints (`JOBQ_SQS_ENDPOINT`,
@@ -50,6 +53,8 @@ export interface WorkerConfig {
   readonly pollWaitSeconds: number;
   readonly shutdownGraceMs: number;
   readonly nodeHeartbeatMs: number;
+  /** JOBQ_FAULT_THROTTLE_RATE: injected throttling, for the soak harness (0: none). */
+  readonly faultThrottleRate: number;
   /** What the worker shares with the handlers: tables, endpoints, queues, heartbeat periods. */
   readonly shared: HandlerConfig;
 }
@@ -87,6 +92,7 @@ const envSchema = z.object({
   JOBQ_POLL_WAIT_SECONDS: optionalNumber(z.number().int().min(1).max(20)),
   JOBQ_SHUTDOWN_GRACE_SECONDS: optionalNumber(z.number().min(0).max(3600)),
   JOBQ_NODE_HEARTBEAT_SECONDS: optionalNumber(z.number().min(0.1).max(3600)),
+  JOBQ_FAULT_THROTTLE_RATE: optionalNumber(z.number().min(0).max(1)),
 });
 
 export function readWorkerConfig(env: NodeJS.ProcessEnv = process.env): WorkerConfig {
@@ -126,6 +132,7 @@ export function readWorkerConfig(env: NodeJS.ProcessEnv = process.env): WorkerCo
     shutdownGraceMs: (e.JOBQ_SHUTDOWN_GRACE_SECONDS ?? 25) * 1000,
     nodeHeartbeatMs:
       (e.JOBQ_NODE_HEARTBEAT_SECONDS ?? Math.max(1, Math.floor(shared.nodeLostSeconds / 3))) * 1000,
+    faultThrottleRate: e.JOBQ_FAULT_THROTTLE_RATE ?? 0,
     shared,
   };
 }

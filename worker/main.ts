@@ -4,6 +4,7 @@ import { createSfnClient } from "../app/executions";
 import { logger } from "../app/logger";
 import { awsClientOptions } from "../store/aws";
 import { capacityMeter, createDocumentClient } from "../store/dynamo";
+import { injectedFaults, installFaultInjection, setFaultInjection } from "../store/faults";
 import { JobRepository } from "../store/job-repository";
 import { NodeRepository } from "../store/nodes";
 import { detectCapacity } from "./capacity";
@@ -38,8 +39,12 @@ async function main(): Promise<void> {
   const loaded = await loadTaskModules(registry, config.taskModules);
   if (loaded.length > 0) log.info("task modules loaded", { types: loaded });
 
+  // Before the first request: the soak harness's throttling (store/faults.ts), 0 unless the local
+  // stack was started with JOBQ_FAULT_THROTTLE_RATE.
+  if (config.faultThrottleRate > 0) setFaultInjection({ throttleRate: config.faultThrottleRate });
   const db = createDocumentClient({ region: shared.region, endpoint: shared.dynamoEndpoint });
   const sqs = new SQSClient(awsClientOptions(shared.sqsEndpoint, shared.region));
+  installFaultInjection(sqs.middlewareStack, "sqs", shared.sqsEndpoint);
   const sfn = createSfnClient({ region: shared.region, endpoint: shared.sfnEndpoint });
   const eventBridge = createEventBridgeClient({ region: shared.region, endpoint: shared.eventsEndpoint });
   const worker = new Worker(
@@ -79,6 +84,8 @@ async function main(): Promise<void> {
       .then(() => {
         // What this node cost in DynamoDB over its life; bench/run.ts adds it to the control plane's.
         log.info("capacity consumed", { capacity: capacityMeter.snapshot() });
+        // What the soak harness sums up from every process's output.
+        if (config.faultThrottleRate > 0) log.info("faults injected", { faults: injectedFaults() });
         for (const client of [db, sqs, sfn, eventBridge]) client.destroy();
         process.exit(0);
       })
