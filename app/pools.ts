@@ -8,7 +8,8 @@ import type { AppContext } from "./runtime";
  * GET /pools: every configured pool with its capacity and what is reserved of it, and its nodes
  * as they registered. `capacity` and `used` add up the nodes that are `up` — those admission
  * places jobs on — so used/capacity is the pool's utilization; draining and lost nodes are
- * listed with their own figures.
+ * listed with their own figures. Lost nodes stay in the table for up to an hour before the
+ * reconciler prunes them, so GET /pools leaves them out unless asked (`?lost=true`).
  */
 
 export type PoolsContext = Pick<AppContext, "pools"> & { readonly nodes: NodeRepository };
@@ -46,10 +47,22 @@ export interface PoolView {
   readonly nodes: NodeView[];
 }
 
-export async function listPools(ctx: PoolsContext): Promise<PoolView[]> {
+export interface ListPoolsOptions {
+  /**
+   * Whether the nodes list shows nodes that are `lost`; capacity and used count only `up` nodes
+   * either way.
+   * @default true
+   */
+  readonly lost?: boolean;
+}
+
+export async function listPools(ctx: PoolsContext, options: ListPoolsOptions = {}): Promise<PoolView[]> {
+  const showLost = options.lost ?? true;
   return Promise.all(
     ctx.pools.map(async (pool) => {
-      const nodes = (await ctx.nodes.listNodes(pool.name)).sort(byRegistration);
+      const nodes = (await ctx.nodes.listNodes(pool.name))
+        .filter((n) => showLost || n.status !== "lost")
+        .sort(byRegistration);
       const up = nodes.filter((n) => n.status === "up");
       return {
         name: pool.name,
