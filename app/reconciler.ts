@@ -10,6 +10,7 @@ import { activePk, JOB_SK, LIVE_SHARDS, livePkOfShard } from "../store/keys";
 import { type NodeItem, NodeRepository } from "../store/nodes";
 import { JOB_INDEX } from "../store/tables";
 import { createSfnClient } from "./executions";
+import { keepLease } from "./lease";
 import {
   type LifecycleContext,
   recordAttemptFailure,
@@ -59,7 +60,7 @@ export interface ReconcilerTuning {
   readonly confirmDelayMs: number;
   /** Lost nodes with nothing reserved are deleted this long after they were lost. */
   readonly lostNodeRetentionSeconds: number;
-  /** Longer than one pool's capacity check can take. */
+  /** The pool lease's time to live while capacity is checked; renewed every third of it (app/lease.ts). */
   readonly leaseSeconds: number;
 }
 
@@ -69,7 +70,7 @@ export const DEFAULT_RECONCILER_TUNING: ReconcilerTuning = {
   pageSize: 100,
   confirmDelayMs: 1500,
   lostNodeRetentionSeconds: 3600,
-  leaseSeconds: 60,
+  leaseSeconds: 15,
 };
 
 export interface CapacityRepair {
@@ -306,6 +307,7 @@ async function proveCapacity(
 ): Promise<{ repairs: CapacityRepair[]; orphans: number; pruned: number } | null> {
   const holder = `reconciler-${ulid()}`;
   if (!(await ctx.nodes.acquireLease(pool, holder, ctx.clock(), tuning.leaseSeconds))) return null;
+  const lease = keepLease(ctx.nodes, pool, holder, tuning.leaseSeconds, ctx.clock);
   try {
     const nodes = await ctx.nodes.listNodes(pool);
     const first = await reservationSums(ctx, pool, tuning.pageSize);
@@ -342,6 +344,7 @@ async function proveCapacity(
     const pruned = await pruneLostNodes(ctx, nodes, first, tuning);
     return { repairs, orphans: orphans.length, pruned };
   } finally {
+    lease.stop();
     await ctx.nodes.releaseLease(pool, holder);
   }
 }

@@ -21,6 +21,7 @@ import { JOB_INDEX } from "../store/tables";
 import { deadlinePassed, expireDeadline } from "./deadlines";
 import { EVENT_SOURCE, JOB_STATE_CHANGE, type JobStateChange, stateChange } from "./events";
 import { createSfnClient } from "./executions";
+import { keepLease } from "./lease";
 import { type AdmittedOutput, requeueItem, StepFunctionsTaskTokens, type TaskTokens } from "./lifecycle";
 import { logger } from "./logger";
 import { PassState } from "./pass-state";
@@ -66,7 +67,10 @@ export interface SchedulerTuning {
   readonly pageSize: number;
   /** Pages of the queue a pass reads at most: a pass costs O(what it can admit), not O(backlog). */
   readonly maxPages: number;
-  /** Longer than the scheduler function's timeout, so a live pass never loses its lease. */
+  /**
+   * The pool lease's time to live; a pass renews it every third of that (app/lease.ts), so a
+   * crashed holder blocks the pool this long at most.
+   */
   readonly leaseSeconds: number;
   /** Passes per invocation at most, when wake-ups keep arriving (dirty lease) or writes raced. */
   readonly maxPasses: number;
@@ -84,7 +88,7 @@ export const DEFAULT_TUNING: SchedulerTuning = {
   starvationSeconds: 300,
   pageSize: 100,
   maxPages: 10,
-  leaseSeconds: 90,
+  leaseSeconds: 15,
   maxPasses: 5,
   reasonUpdates: 100,
   perOwner: 25,
@@ -203,27 +207,32 @@ export async function schedulePool(ctx: SchedulerContext, poolName: string): Pro
   }
   const holder = ulid();
   if (!(await takeLease(ctx, poolName, holder, tuning.leaseSeconds))) return { ...summary, outcome: "busy" };
-  for (;;) {
-    summary.passes++;
-    let result: PassResult;
-    try {
-      result = await pass(ctx, pool, tuning);
-    } catch (error) {
-      await ctx.nodes.releaseLease(poolName, holder).catch(() => undefined);
-      throw error;
+  const lease = keepLease(ctx.nodes, poolName, holder, tuning.leaseSeconds, ctx.clock);
+  try {
+    for (;;) {
+      summary.passes++;
+      let result: PassResult;
+      try {
+        result = await pass(ctx, pool, tuning);
+      } catch (error) {
+        await ctx.nodes.releaseLease(poolName, holder).catch(() => undefined);
+        throw error;
+      }
+      summary.admitted.push(...result.admitted);
+      summary.promoted.push(...result.promoted);
+      summary.expired.push(...result.expired);
+      summary.preempted.push(...result.preempted);
+      summary.lostNodes.push(...result.lostNodes);
+      summary.undone.push(...result.undone);
+      summary.waiting = result.waiting;
+      // Let go only when nothing arrived meanwhile: the release says so atomically.
+      const { dirty } = await ctx.nodes.releaseLease(poolName, holder);
+      if (!(dirty || result.raced) || summary.passes >= tuning.maxPasses) break;
+      // Taken by another pass in between: that pass reads everything fresh.
+      if (!(await takeLease(ctx, poolName, holder, tuning.leaseSeconds))) break;
     }
-    summary.admitted.push(...result.admitted);
-    summary.promoted.push(...result.promoted);
-    summary.expired.push(...result.expired);
-    summary.preempted.push(...result.preempted);
-    summary.lostNodes.push(...result.lostNodes);
-    summary.undone.push(...result.undone);
-    summary.waiting = result.waiting;
-    // Let go only when nothing arrived meanwhile: the release says so atomically.
-    const { dirty } = await ctx.nodes.releaseLease(poolName, holder);
-    if (!(dirty || result.raced) || summary.passes >= tuning.maxPasses) break;
-    // Taken by another pass in between: that pass reads everything fresh.
-    if (!(await takeLease(ctx, poolName, holder, tuning.leaseSeconds))) break;
+  } finally {
+    lease.stop();
   }
   if (
     summary.admitted.length > 0 ||

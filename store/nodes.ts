@@ -328,6 +328,41 @@ export class NodeRepository {
     }
   }
 
+  /**
+   * Extends the holder's lease; false when it is no longer the holder (it expired and another
+   * pass took it). A long pass renews while it runs, so the lease itself can stay short.
+   */
+  async renewLease(pool: string, holder: string, now: Date, ttlSeconds: number): Promise<boolean> {
+    return this.conditionally(() =>
+      this.db.send(
+        new UpdateCommand({
+          TableName: this.tableName,
+          Key: { pool, sk: LEASE_SK },
+          UpdateExpression: "SET expiresAt = :expiresAt",
+          ConditionExpression: "holder = :holder",
+          ExpressionAttributeValues: {
+            ":holder": holder,
+            ":expiresAt": new Date(now.getTime() + ttlSeconds * 1000).toISOString(),
+          },
+        }),
+      ),
+    );
+  }
+
+  /**
+   * Drops whoever holds the pool's lease, whatever its expiry. Only for a process that knows the
+   * holder is gone: the local stack at start, whose previous process (killed) held it.
+   */
+  async breakLease(pool: string): Promise<void> {
+    await this.db.send(
+      new UpdateCommand({
+        TableName: this.tableName,
+        Key: { pool, sk: LEASE_SK },
+        UpdateExpression: "REMOVE holder, expiresAt",
+      }),
+    );
+  }
+
   /** Remembers whose turn was last (round-robin), for the pool's next pass. */
   async setLastOwner(pool: string, owner: string): Promise<void> {
     await this.db.send(

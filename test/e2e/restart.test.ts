@@ -1,6 +1,9 @@
 import { afterAll, describe, expect, inject, it, onTestFailed, vi } from "vitest";
 import type { JobStatus } from "../../core/job";
+import { LOCAL_REGION } from "../../local/config";
 import { type LocalStack, startLocalStack } from "../../local/stack";
+import { createDocumentClient } from "../../store/dynamo";
+import { NodeRepository } from "../../store/nodes";
 import { request } from "../support/api";
 
 /**
@@ -122,4 +125,32 @@ describe("restarting the local stack", () => {
     expect(jobs[0]?.attempts).toBeGreaterThanOrEqual(2);
     expect(jobs[1]?.result).toEqual({ n: 2 });
   }, 300_000);
+
+  it("schedules at once after a hard kill left the pool's lease held for an hour", async () => {
+    const first = await start();
+    const nodes = new NodeRepository(
+      createDocumentClient({ region: LOCAL_REGION, endpoint: first.dynamoEndpoint }),
+      nodesTable(first),
+    );
+    await first.stop();
+    // What a SIGKILLed process leaves behind: its pass's lease, with the whole time to live ahead.
+    expect(await nodes.acquireLease("cpu", "killed-process", new Date(), 3600)).toBe(true);
+
+    const second = await start();
+    const submitted = await request<Job>(second.url, "POST", "/jobs", {
+      token: TOKEN,
+      body: { type: "echo", payload: { after: "kill" }, resources: { cpu: 1 } },
+    });
+    expect(submitted.status).toBe(201);
+    const [job] = await until(second, [submitted.json.id], (j) => j.status === "completed");
+
+    expect(job?.result).toEqual({ after: "kill" });
+    expect((await nodes.getLease("cpu"))?.holder).not.toBe("killed-process");
+  }, 300_000);
 });
+
+function nodesTable(stack: LocalStack): string {
+  const name = stack.tables.Nodes;
+  if (!name) throw new Error("the stack has no Nodes table");
+  return name;
+}
