@@ -1,9 +1,16 @@
 import { encodeTime } from "ulid";
 import { z } from "zod";
-import { ForbiddenError, ValidationError } from "../core/errors";
+import { ForbiddenError } from "../core/errors";
 import type { Attempt, Job, ListJobsQuery, LogLevel, LogLine, Transition } from "../core/job";
 import type { Principal } from "../core/principal";
-import { decodeCursor, encodeCursor } from "../store/cursor";
+import {
+  cursorDaySchema,
+  cursorJobIdSchema,
+  cursorSortKeySchema,
+  decodeCursor,
+  encodeCursor,
+  invalidCursor,
+} from "../store/cursor";
 import { fromJobItem, type JobItem } from "../store/job-items";
 import type { JobRepository } from "../store/job-repository";
 import {
@@ -33,8 +40,6 @@ export interface ListPage<T> {
   readonly nextCursor: string | null;
 }
 
-/** Index keys a list inspects per request at most, so a sparse filter cannot run unbounded. */
-const MAX_KEYS_PER_REQUEST = 1000;
 /** How many queued jobs ahead GET /jobs/{id} counts before it stops counting. */
 const MAX_POSITION_COUNT = 1000;
 
@@ -131,121 +136,277 @@ async function blockedReason(ctx: QueryContext, item: JobItem, stored: string): 
   return `waiting for ${unmet.length} of ${total} dependencies: ${words.join(", ")}${more}`;
 }
 
-/** An index's LastEvaluatedKey: the table's keys plus the index's, all strings. */
-const indexKeySchema = z.record(z.string(), z.string());
-type IndexKey = z.infer<typeof indexKeySchema>;
+const LIST_INDEXES = [JOB_INDEX.byOwner, JOB_INDEX.byOwnerStatus, JOB_INDEX.byDay] as const;
+type ListIndex = (typeof LIST_INDEXES)[number];
 
+/**
+ * Where the next page of GET /jobs starts: which index the list reads (so a cursor of one list is
+ * refused by another), the day the admin's walk has reached, and the last job id already passed.
+ * Partitions and keys are rebuilt from the request; see store/cursor.ts.
+ */
 const listCursorSchema = z.strictObject({
-  index: z.enum([JOB_INDEX.byOwner, JOB_INDEX.byOwnerStatus, JOB_INDEX.byDay]),
-  /** The day being read, for the byDay index. */
-  day: z
-    .string()
-    .regex(/^\d{4}-\d{2}-\d{2}$/)
-    .refine((d) => !Number.isNaN(Date.parse(`${d}T00:00:00Z`)), "is not a day")
-    .optional(),
-  key: indexKeySchema.optional(),
+  index: z.enum(LIST_INDEXES),
+  day: cursorDaySchema.optional(),
+  after: cursorJobIdSchema.optional(),
 });
 type ListCursor = z.infer<typeof listCursorSchema>;
 
-interface ListSource {
-  readonly index: ListCursor["index"];
-  readonly partitionAttribute: string;
-  /** The partition to read for a day (byDay) or the only one. */
-  partition(day?: string): string;
+/**
+ * What one GET /jobs request reads at most, so its time is bounded at any list size. A filter the
+ * index cannot answer by key (type, priority, tag) is a FilterExpression on the projected
+ * attributes, applied by DynamoDB over small entries; once the budget is spent the page is
+ * answered, maybe short, with a cursor to continue, as DynamoDB itself does with filters.
+ */
+export interface ListBudget {
+  /** Index entries inspected (matching or not). */
+  readonly inspected: number;
+  /** Queries: the admin's walk costs one per day, empty or not. */
+  readonly queries: number;
+  /**
+   * Job items read. Only a filter no index entry carries (status, on the admin's list across
+   * owners) reads job items it then drops; this bounds that case.
+   */
+  readonly fetched: number;
+}
+
+export const LIST_BUDGET: ListBudget = { inspected: 2000, queries: 40, fetched: 300 };
+
+/** DynamoDB's own page is at most 1 MB; a list index entry is ~150–300 bytes. */
+const MAX_QUERY_LIMIT = 1000;
+/** Job items read per BatchGetItem when most of them may be dropped (DynamoDB's maximum). */
+const BATCH_GET_CHUNK = 100;
+
+/** What one request has read so far, against its ListBudget. */
+class ReadBudget {
+  inspected = 0;
+  queries = 0;
+  fetched = 0;
+
+  constructor(readonly limits: ListBudget) {}
+
+  get spent(): boolean {
+    return (
+      this.inspected >= this.limits.inspected ||
+      this.queries >= this.limits.queries ||
+      this.fetched >= this.limits.fetched
+    );
+  }
+
+  get inspectable(): number {
+    return Math.max(1, this.limits.inspected - this.inspected);
+  }
+
+  get fetchable(): number {
+    return Math.max(0, this.limits.fetched - this.fetched);
+  }
+}
+
+/** The Query filter on LIST_PROJECTION's attributes; the exact check follows on the job item. */
+interface IndexFilter {
+  readonly expression: string;
+  readonly names: Record<string, string>;
+  readonly values: Record<string, unknown>;
+}
+
+function indexFilter(query: ListJobsQuery): IndexFilter | undefined {
+  const parts: string[] = [];
+  const names: Record<string, string> = {};
+  const values: Record<string, unknown> = {};
+  if (query.type !== undefined) {
+    parts.push("#type = :type");
+    names["#type"] = "type";
+    values[":type"] = query.type;
+  }
+  if (query.priority !== undefined) {
+    parts.push("#priority = :priority");
+    names["#priority"] = "priority";
+    values[":priority"] = query.priority;
+  }
+  if (query.tag) {
+    // Tags are stored as JSON text (store/job-items.ts): the pair as JSON.stringify writes it.
+    // A superset at worst (the check on the job item is exact), never a miss.
+    parts.push("contains(#tags, :tag)");
+    names["#tags"] = "tagsJson";
+    values[":tag"] = `${JSON.stringify(query.tag.key)}:${JSON.stringify(query.tag.value)}`;
+  }
+  return parts.length > 0 ? { expression: parts.join(" AND "), names, values } : undefined;
 }
 
 /**
- * GET /jobs: newest first. A principal's jobs come from their owner index (one status: the
- * owner+status index, so "my failed jobs" reads only failed jobs); an admin's list across
- * principals walks the day index backwards. Indexes hold keys only; the page's jobs are then
- * read in one BatchGetItem and the remaining filters applied.
+ * GET /jobs: newest first. A principal's jobs come from their owner index; with a status filter,
+ * from the owner+status index, one partition per status merged by job id (so "my failed jobs"
+ * reads only failed jobs); an admin's list across principals walks the day index backwards.
+ * type, priority and tag are filtered by DynamoDB on the attributes those indexes project, so
+ * only matching jobs are read in full (one BatchGetItem per page) and checked exactly. A request
+ * inspects a bounded number of index entries (ReadBudget): a sparse filter answers a short page
+ * and a nextCursor, and following the cursors yields exactly the matching jobs.
  */
 export async function listJobs(
   ctx: QueryContext,
   principal: Principal,
   query: ListJobsQuery,
+  limits: ListBudget = LIST_BUDGET,
 ): Promise<ListPage<Job>> {
   if (!principal.admin && query.owner !== undefined && query.owner !== principal.id) {
     throw new ForbiddenError("only an admin may list another principal's jobs");
   }
   const owner = principal.admin ? query.owner : principal.id;
-  const statuses = query.status ? new Set(query.status) : null;
-  const singleStatus = query.status?.length === 1 ? query.status[0] : undefined;
-
-  const source: ListSource =
-    owner !== undefined && singleStatus !== undefined
-      ? {
-          index: JOB_INDEX.byOwnerStatus,
-          partitionAttribute: "ownerStatusPk",
-          partition: () => ownerStatusPk(owner, singleStatus),
-        }
-      : owner !== undefined
-        ? { index: JOB_INDEX.byOwner, partitionAttribute: "ownerPk", partition: () => ownerPk(owner) }
-        : { index: JOB_INDEX.byDay, partitionAttribute: "dayPk", partition: (day) => dayPk(day ?? "") };
-
+  const statuses = query.status ? [...new Set(query.status)] : undefined;
+  const index: ListIndex =
+    owner === undefined ? JOB_INDEX.byDay : statuses ? JOB_INDEX.byOwnerStatus : JOB_INDEX.byOwner;
   const cursor = decodeCursor(query.cursor, listCursorSchema);
-  if (cursor && cursor.index !== source.index) throw invalidCursor();
-  const lowestDay = source.index === JOB_INDEX.byDay ? await lowestDayToRead(ctx, query) : undefined;
+  if (cursor && (cursor.index !== index || (cursor.day !== undefined) !== (index === JOB_INDEX.byDay)))
+    throw invalidCursor();
+
+  const items: Job[] = [];
+  const range = sortKeyRange(query);
+  if (range.lo > range.hi) return { items, nextCursor: null };
+  const partitions = (day: string | undefined): { attribute: string; values: string[] } =>
+    owner === undefined
+      ? { attribute: "dayPk", values: [dayPk(day ?? "")] }
+      : statuses
+        ? { attribute: "ownerStatusPk", values: statuses.map((s) => ownerStatusPk(owner, s)) }
+        : { attribute: "ownerPk", values: [ownerPk(owner)] };
+  const filter = indexFilter(query);
+  // Status is a key of byOwnerStatus, but the day index carries none: checked on the job item.
+  const checkedAfterRead = index === JOB_INDEX.byDay && statuses !== undefined;
+  const statusSet = statuses ? new Set<string>(statuses) : null;
+
+  const lowestDay = index === JOB_INDEX.byDay ? await lowestDayToRead(ctx, query) : undefined;
   let day =
-    source.index === JOB_INDEX.byDay
+    index === JOB_INDEX.byDay
       ? laterDayFirst(
           cursor?.day ?? query.createdBefore?.slice(0, 10),
           ctx.clock().toISOString().slice(0, 10),
         )
       : undefined;
-  let startKey: IndexKey | undefined = cursor?.key;
-  if (startKey) {
-    const expected = new Set(["pk", "sk", "ownerSk", source.partitionAttribute]);
-    const attributes = Object.keys(startKey);
-    const exact = attributes.length === expected.size && attributes.every((a) => expected.has(a));
-    if (!exact || startKey[source.partitionAttribute] !== source.partition(day)) throw invalidCursor();
-  }
+  let after = cursor?.after;
+  const budget = new ReadBudget(limits);
+  const page = (next: Omit<ListCursor, "index"> | null): ListPage<Job> => ({
+    items,
+    nextCursor: next ? encodeCursor({ index, ...next }) : null,
+  });
 
-  const range = sortKeyRange(query);
-  const items: Job[] = [];
-  if (range.lo > range.hi) return { items, nextCursor: null };
-  let inspected = 0;
+  // A filter's matches may be dense or sparse: each round reads more entries than the last.
+  let reach = 2;
   for (;;) {
-    if (lowestDay !== undefined && (day === undefined || day < lowestDay)) return { items, nextCursor: null };
-    const page = await ctx.repo.queryIndex({
-      IndexName: source.index,
-      KeyConditionExpression: `${source.partitionAttribute} = :pk AND ownerSk BETWEEN :lo AND :hi`,
-      ExpressionAttributeValues: { ":pk": source.partition(day), ":lo": range.lo, ":hi": range.hi },
-      ScanIndexForward: false,
-      Limit: Math.min(200, query.limit - items.length + 10),
-      ExclusiveStartKey: startKey,
-    });
-    const jobs = await ctx.repo.getJobItems(
-      page.items.map((k) => String(k.ownerSk)),
-      false,
-    );
-    for (const key of page.items) {
-      inspected++;
-      const item = jobs.get(String(key.ownerSk));
-      const job = item && !item.staged ? fromJobItem(item) : undefined;
-      if (job && matches(job, query, statuses)) items.push(job);
-      if (items.length === query.limit) {
-        // Resume right after the last key consumed, not after the page DynamoDB returned.
-        return { items, nextCursor: encodeCursor({ index: source.index, day, key }) };
+    if (lowestDay !== undefined && (day === undefined || day < lowestDay)) return page(null);
+    if (budget.spent) return page({ day, after });
+    const hi = after !== undefined && before(after) < range.hi ? before(after) : range.hi;
+    const need = query.limit - items.length;
+    const round =
+      range.lo <= hi
+        ? await readRound(ctx, budget, {
+            index,
+            partitions: partitions(day),
+            lo: range.lo,
+            hi,
+            filter,
+            limit: checkedAfterRead ? budget.fetchable : filter ? Math.max(need * reach, 50) : need,
+          })
+        : { ids: [], watermark: undefined };
+    reach *= 4;
+
+    // Read the candidates' job items in order; the page may fill part-way through them.
+    let next = 0;
+    while (next < round.ids.length) {
+      if (budget.fetchable === 0) return page({ day, after });
+      const want = checkedAfterRead ? BATCH_GET_CHUNK : query.limit - items.length;
+      const ids = round.ids.slice(next, next + Math.min(want, budget.fetchable));
+      next += ids.length;
+      budget.fetched += ids.length;
+      const jobs = await ctx.repo.getJobItems(ids, false);
+      for (const id of ids) {
+        after = id;
+        const item = jobs.get(id);
+        const job = item && !item.staged ? fromJobItem(item) : undefined;
+        if (job && matches(job, query, statusSet)) items.push(job);
+        if (items.length === query.limit) return page({ day, after });
       }
     }
-    startKey = page.lastKey as IndexKey | undefined;
-    if (!startKey) {
-      if (source.index !== JOB_INDEX.byDay || day === undefined) return { items, nextCursor: null };
+
+    if (round.watermark !== undefined) {
+      after = round.watermark;
+    } else {
+      // These partitions are read to the range's end: the walk goes on to the day before.
+      if (index !== JOB_INDEX.byDay || day === undefined) return page(null);
       day = previousDay(day);
-    }
-    if (inspected >= MAX_KEYS_PER_REQUEST) {
-      // A sparse filter: return what we have and let the client page on, as DynamoDB does.
-      const next: ListCursor = startKey
-        ? { index: source.index, day, key: startKey }
-        : { index: source.index, day };
-      return { items, nextCursor: encodeCursor(next) };
+      after = undefined;
+      reach = 2;
     }
   }
 }
 
-function invalidCursor(): ValidationError {
-  return new ValidationError([{ path: "cursor", message: "does not belong to this list" }]);
+interface Round {
+  /** Matching job ids, newest first, every one of them newer than or at the watermark. */
+  readonly ids: string[];
+  /** Where the next round starts (exclusive), or undefined when every partition is read out. */
+  readonly watermark: string | undefined;
+}
+
+/**
+ * One Query per partition (in parallel), each from `hi` down to `lo`, filtered in DynamoDB.
+ * Partitions read different amounts, so only ids at or above the highest point where some
+ * partition stopped are known to be complete: those are returned, and the next round starts
+ * below that watermark (re-reading what other partitions read past it: at most one page each).
+ */
+async function readRound(
+  ctx: QueryContext,
+  budget: ReadBudget,
+  read: {
+    index: ListIndex;
+    partitions: { attribute: string; values: string[] };
+    lo: string;
+    hi: string;
+    filter: IndexFilter | undefined;
+    limit: number;
+  },
+): Promise<Round> {
+  const count = read.partitions.values.length;
+  const limit = Math.max(1, Math.min(MAX_QUERY_LIMIT, read.limit, Math.floor(budget.inspectable / count)));
+  const pages = await Promise.all(
+    read.partitions.values.map((partition) => {
+      budget.queries++;
+      budget.inspected += limit;
+      return ctx.repo.queryIndex({
+        IndexName: read.index,
+        KeyConditionExpression: "#pk = :pk AND ownerSk BETWEEN :lo AND :hi",
+        ...(read.filter ? { FilterExpression: read.filter.expression } : {}),
+        ProjectionExpression: "ownerSk",
+        ExpressionAttributeNames: { "#pk": read.partitions.attribute, ...read.filter?.names },
+        ExpressionAttributeValues: {
+          ":pk": partition,
+          ":lo": read.lo,
+          ":hi": read.hi,
+          ...read.filter?.values,
+        },
+        ScanIndexForward: false,
+        Limit: limit,
+      });
+    }),
+  );
+  let watermark: string | undefined;
+  for (const p of pages) {
+    const stoppedAt = p.lastKey ? String(p.lastKey.ownerSk) : undefined;
+    if (stoppedAt !== undefined && (watermark === undefined || stoppedAt > watermark)) watermark = stoppedAt;
+  }
+  // A job can sit in two status partitions for a moment (the index is eventually consistent).
+  const ids = new Set<string>();
+  for (const p of pages)
+    for (const entry of p.items) {
+      const id = String(entry.ownerSk);
+      if (watermark === undefined || id >= watermark) ids.add(id);
+    }
+  return { ids: [...ids].sort().reverse(), watermark };
+}
+
+/**
+ * The greatest id-length key below `id`: job ids all have the same length, so every id smaller
+ * than this one sorts at or below its last character decremented. Makes "after the cursor's id"
+ * an ordinary sort-key bound, with no ExclusiveStartKey to trust.
+ */
+function before(id: string): string {
+  return `${id.slice(0, -1)}${String.fromCharCode(id.charCodeAt(id.length - 1) - 1)}`;
 }
 
 function matches(item: Job, query: ListJobsQuery, statuses: ReadonlySet<string> | null): boolean {
@@ -283,26 +444,45 @@ function previousDay(day: string): string {
   return d.toISOString().slice(0, 10);
 }
 
-/** A LastEvaluatedKey of a job's own partition: exactly pk and sk. */
-const partitionKeySchema = z.strictObject({ pk: z.string(), sk: z.string() });
-type PartitionKey = z.infer<typeof partitionKeySchema>;
-const pageCursorSchema = z.strictObject({ key: partitionKeySchema });
+/**
+ * Sort keys within a job's partition, exactly as their writers make them (store/keys.ts): a
+ * cursor holds only the last one read, and the partition key is the job the path names.
+ */
+const SORT_KEY_PATTERNS: Readonly<Record<string, RegExp>> = {
+  [ATTEMPT_PREFIX]: /^ATT#\d{4,10}$/,
+  [TRANSITION_PREFIX]: /^TRN#\d{10,16}$/,
+  [LOG_PREFIX]: /^LOG#[0-9A-HJKMNP-TV-Z]{26}$/,
+};
+
+function sortKeySchema(prefix: string): z.ZodString {
+  const pattern = SORT_KEY_PATTERNS[prefix];
+  if (!pattern) throw new Error(`no cursor format for sort keys ${prefix}`);
+  return cursorSortKeySchema(pattern);
+}
+
+/** A key of the job's own partition, built by the server. */
+type PartitionKey = Record<"pk" | "sk", string>;
+
+const pageCursorSchemas = {
+  [ATTEMPT_PREFIX]: z.strictObject({ after: sortKeySchema(ATTEMPT_PREFIX) }),
+  [TRANSITION_PREFIX]: z.strictObject({ after: sortKeySchema(TRANSITION_PREFIX) }),
+};
 
 async function pageOf<T>(
   ctx: QueryContext,
   principal: Principal,
   id: string,
-  prefix: string,
+  prefix: typeof ATTEMPT_PREFIX | typeof TRANSITION_PREFIX,
   options: { limit: number; cursor?: string | undefined },
   map: (item: Record<string, unknown>) => T,
 ): Promise<ListPage<T>> {
+  const cursor = decodeCursor(options.cursor, pageCursorSchemas[prefix]);
   await loadVisibleJob(ctx.repo, principal, id);
-  const cursor = decodeCursor(options.cursor, pageCursorSchema);
-  if (cursor && (cursor.key.pk !== jobPk(id) || !cursor.key.sk.startsWith(prefix))) throw invalidCursor();
-  const page = await ctx.repo.queryJobPartition(id, prefix, { limit: options.limit, startKey: cursor?.key });
+  const startKey = cursor ? { pk: jobPk(id), sk: cursor.after } : undefined;
+  const page = await ctx.repo.queryJobPartition(id, prefix, { limit: options.limit, startKey });
   return {
     items: page.items.map(map),
-    nextCursor: page.lastKey ? encodeCursor({ key: page.lastKey }) : null,
+    nextCursor: page.lastKey ? encodeCursor({ after: String(page.lastKey.sk) }) : null,
   };
 }
 
@@ -369,14 +549,25 @@ function taskLine(item: Record<string, unknown>): LogLine {
   };
 }
 
-const streamPosition = z.union([z.literal("end"), partitionKeySchema, z.null()]);
-const logsCursorSchema = z.strictObject({ task: streamPosition, lifecycle: streamPosition });
-type StreamPosition = z.infer<typeof streamPosition>;
+/** Each stream's position: not started (null), read out ("end"), or the last sort key read. */
+const logsCursorSchema = z.strictObject({
+  task: z.union([z.literal("end"), sortKeySchema(LOG_PREFIX), z.null()]),
+  lifecycle: z.union([z.literal("end"), sortKeySchema(TRANSITION_PREFIX), z.null()]),
+});
+type StreamPosition = string | null;
 
 interface StreamRead {
-  readonly entries: { line: LogLine; key: PartitionKey }[];
+  readonly entries: { line: LogLine; sk: string }[];
+  /** The last sort key the reads evaluated (matching or not), when the stream is not read out. */
+  readonly readTo: string | null;
   readonly exhausted: boolean;
 }
+
+/**
+ * Queries per stream one GET /logs request makes at most: with a sparse attempt or level filter
+ * over a long log, the page ends short and the cursor continues where the reads stopped.
+ */
+const MAX_LOG_QUERIES_PER_STREAM = 10;
 
 /**
  * GET /jobs/{id}/logs: the lines the task wrote and the lifecycle lines (its transitions), in
@@ -394,8 +585,8 @@ export async function listLogs(
     level?: LogLevel | undefined;
   },
 ): Promise<ListPage<LogLine>> {
-  await loadVisibleJob(ctx.repo, principal, id);
   const cursor = decodeCursor(options.cursor, logsCursorSchema) ?? { task: null, lifecycle: null };
+  await loadVisibleJob(ctx.repo, principal, id);
   const filterParts: string[] = [];
   const values: Record<string, unknown> = {};
   const names: Record<string, string> = {};
@@ -415,18 +606,19 @@ export async function listLogs(
     prefix: string,
     position: StreamPosition,
     toLine: (i: Record<string, unknown>) => LogLine,
-  ) => {
-    if (position === "end") return { entries: [], exhausted: true } satisfies StreamRead;
-    if (position && (position.pk !== jobPk(id) || !position.sk.startsWith(prefix))) throw invalidCursor();
+  ): Promise<StreamRead> => {
+    if (position === "end") return { entries: [], readTo: null, exhausted: true };
     const entries: StreamRead["entries"] = [];
-    let startKey: PartitionKey | undefined = position ?? undefined;
+    // Rebuilt from the path's job id: the cursor supplies only the sort key.
+    let startKey: PartitionKey | undefined = position === null ? undefined : { pk: jobPk(id), sk: position };
+    let queries = 0;
     do {
       const page = await ctx.repo.queryJobPartition(id, prefix, { limit: options.limit, startKey, filter });
-      for (const item of page.items)
-        entries.push({ line: toLine(item), key: { pk: String(item.pk), sk: String(item.sk) } });
-      startKey = page.lastKey ? { pk: String(page.lastKey.pk), sk: String(page.lastKey.sk) } : undefined;
-    } while (startKey && entries.length < options.limit);
-    return { entries, exhausted: startKey === undefined } satisfies StreamRead;
+      queries++;
+      for (const item of page.items) entries.push({ line: toLine(item), sk: String(item.sk) });
+      startKey = page.lastKey ? { pk: jobPk(id), sk: String(page.lastKey.sk) } : undefined;
+    } while (startKey && entries.length < options.limit && queries < MAX_LOG_QUERIES_PER_STREAM);
+    return { entries, readTo: startKey?.sk ?? null, exhausted: startKey === undefined };
   };
   const [task, lifecycle] = await Promise.all([
     read(LOG_PREFIX, cursor.task, taskLine),
@@ -436,9 +628,11 @@ export async function listLogs(
   const items: LogLine[] = [];
   let ti = 0;
   let li = 0;
-  while (items.length < options.limit && (ti < task.entries.length || li < lifecycle.entries.length)) {
+  while (items.length < options.limit) {
     const t = task.entries[ti];
     const l = lifecycle.entries[li];
+    // A stream read only part way may hold earlier lines than the other's next: stop there.
+    if ((!t && !task.exhausted) || (!l && !lifecycle.exhausted) || (!t && !l)) break;
     if (l && (!t || l.line.timestamp <= t.line.timestamp)) {
       items.push(l.line);
       li++;
@@ -448,8 +642,8 @@ export async function listLogs(
     }
   }
   const position = (s: StreamRead, consumed: number, previous: StreamPosition): StreamPosition => {
-    if (consumed === s.entries.length && s.exhausted) return "end";
-    return consumed > 0 ? (s.entries[consumed - 1]?.key ?? previous) : previous;
+    if (consumed === s.entries.length) return s.exhausted ? "end" : (s.readTo ?? previous);
+    return consumed > 0 ? (s.entries[consumed - 1]?.sk ?? previous) : previous;
   };
   const next = {
     task: position(task, ti, cursor.task),

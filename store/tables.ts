@@ -95,6 +95,14 @@ export const ACTIVE_PROJECTION = [
   "updatedAt",
 ] as const;
 
+/**
+ * What GET /jobs filters on besides status and creation time, projected into the list indexes
+ * so a Query's FilterExpression drops non-matching jobs inside DynamoDB: a sparse filter reads
+ * small index entries, not job items. type and tagsJson never change after submission, and
+ * priority only on PATCH /jobs/{id}, so status changes still rewrite none of these entries.
+ */
+export const LIST_PROJECTION = ["type", "priority", "tagsJson"] as const;
+
 export const jobsTable: TableDefinition = {
   id: "Jobs",
   partitionKey: { name: "pk", type: "S" },
@@ -105,19 +113,19 @@ export const jobsTable: TableDefinition = {
       indexName: JOB_INDEX.byOwner,
       partitionKey: { name: "ownerPk", type: "S" },
       sortKey: { name: "ownerSk", type: "S" },
-      projection: { type: "KEYS_ONLY" },
+      projection: { type: "INCLUDE", nonKeyAttributes: LIST_PROJECTION },
     },
     {
       indexName: JOB_INDEX.byOwnerStatus,
       partitionKey: { name: "ownerStatusPk", type: "S" },
       sortKey: { name: "ownerSk", type: "S" },
-      projection: { type: "KEYS_ONLY" },
+      projection: { type: "INCLUDE", nonKeyAttributes: LIST_PROJECTION },
     },
     {
       indexName: JOB_INDEX.byDay,
       partitionKey: { name: "dayPk", type: "S" },
       sortKey: { name: "ownerSk", type: "S" },
-      projection: { type: "KEYS_ONLY" },
+      projection: { type: "INCLUDE", nonKeyAttributes: LIST_PROJECTION },
     },
     {
       indexName: JOB_INDEX.queue,
