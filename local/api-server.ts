@@ -5,6 +5,7 @@ import type { APIGatewayProxyEvent, APIGatewayProxyResult, Context } from "aws-l
 import type { ErrorCode } from "../core/errors";
 import { AUTH_CONTEXT_KEYS, ROUTES, type RouteSpec } from "../functions/routes";
 import type { ApiTokens } from "./config";
+import { runInvocation } from "./lambda";
 
 /**
  * The local API Gateway: a node:http server in front of the same handler modules that run as
@@ -236,7 +237,8 @@ async function serve(
   let result: APIGatewayProxyResult;
   try {
     const handler = await handlers.get(match.route);
-    result = await handler(event, context);
+    // Its own invocation context: requests run side by side in this process (local/lambda.ts).
+    result = await runInvocation(context, () => handler(event, context));
   } catch (error) {
     // API Gateway shows a failed invocation as a bare 5xx; the error stays in the logs.
     console.error(`local api: ${match.route.id} (${event.requestContext.requestId}) failed`, error);

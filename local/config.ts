@@ -7,6 +7,7 @@ import { fieldProblems } from "../core/validation";
 import type { QueueUrls } from "../functions/config";
 import type { Role } from "../functions/routes";
 import { TABLES } from "../store/tables";
+import { installInvocationStore } from "./lambda";
 
 /**
  * The local stack's configuration (API.md, "The local stack"), read once at start and failing
@@ -290,6 +291,9 @@ export function handlerEnvironment(input: HandlerEnvironmentInput): Record<strin
     // Every worker process would print the SDK's notice that its releases after January 2027
     // need Node 22; the README says so once instead.
     AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: "true",
+    // Unset for the worker processes, which get this environment: only the stack's own process
+    // runs invocations in an invocation store (applyHandlerEnvironment sets it there).
+    AWS_LAMBDA_MAX_CONCURRENCY: undefined,
   };
 }
 
@@ -329,4 +333,13 @@ export function applyHandlerEnvironment(
     if (value === undefined) delete env[name];
     else env[name] = value;
   }
+  // This process runs every function's invocations side by side, as Lambda Managed Instances run
+  // one function's: with this variable Powertools keeps each invocation's log context (function
+  // name, request id) apart, in the store that local/lambda.ts runs each invocation in. The store
+  // goes in first: Powertools fails every log call where the variable is set without one.
+  installInvocationStore();
+  env.AWS_LAMBDA_MAX_CONCURRENCY = String(LOCAL_MAX_CONCURRENCY);
 }
+
+/** AWS_LAMBDA_MAX_CONCURRENCY in the stack's own process; any value turns the store on, none is enforced. */
+const LOCAL_MAX_CONCURRENCY = 1000;

@@ -1,4 +1,6 @@
+import { AsyncLocalStorage } from "node:async_hooks";
 import { randomUUID } from "node:crypto";
+import { InvokeStoreBase } from "@aws/lambda-invoke-store";
 import type { Context } from "aws-lambda";
 
 /**
@@ -53,6 +55,76 @@ export function lambdaContext(functionName: string, region: string, timeoutMs = 
   };
 }
 
+/**
+ * The Lambda runtime's per-invocation store, for invocations that run concurrently in one
+ * process. In AWS each function's invocations run one at a time per execution environment, so
+ * Powertools keeps an invocation's Lambda context (function name, request id) on the one process-
+ * wide logger; locally every function's invocations share this process, and the last one to start
+ * relabelled every log line of the others. With AWS_LAMBDA_MAX_CONCURRENCY set (local/config.ts
+ * applyHandlerEnvironment), Powertools keeps that context in this store instead, as it does on
+ * Lambda Managed Instances, and the store keeps one context per invocation by AsyncLocalStorage.
+ */
+class LocalInvokeStore extends InvokeStoreBase {
+  private readonly storage = new AsyncLocalStorage<Record<string | symbol, unknown>>();
+
+  getContext(): Record<string | symbol, unknown> | undefined {
+    return this.storage.getStore();
+  }
+
+  hasContext(): boolean {
+    return this.storage.getStore() !== undefined;
+  }
+
+  get<T = unknown>(key: string | symbol): T | undefined {
+    return this.storage.getStore()?.[key] as T | undefined;
+  }
+
+  set<T = unknown>(key: string | symbol, value: T): void {
+    if (this.isProtectedKey(key)) throw new InvocationStoreError(`${String(key)} is the runtime's to set`);
+    const store = this.storage.getStore();
+    if (!store) throw new InvocationStoreError("no invocation is running");
+    store[key] = value;
+  }
+
+  run<T>(context: Record<string | symbol, unknown>, fn: () => T): T {
+    return this.storage.run(context, fn);
+  }
+}
+
+/** A write to the invocation store outside an invocation, or to a field only the runtime sets. */
+export class InvocationStoreError extends Error {
+  constructor(message: string) {
+    super(`invocation store: ${message}`);
+    this.name = "InvocationStoreError";
+  }
+}
+
+let invokeStore: LocalInvokeStore | undefined;
+
+/**
+ * Makes this process's invocation store the one Powertools and the AWS SDK find on
+ * `globalThis.awslambda`, replacing the single-invocation store the SDK installs at its first
+ * request. Idempotent; call it before AWS_LAMBDA_MAX_CONCURRENCY is set, since Powertools fails
+ * every log call when that variable is set and no store is installed.
+ */
+export function installInvocationStore(): void {
+  invokeStore ??= new LocalInvokeStore();
+  const global = globalThis as { awslambda?: { InvokeStore?: InvokeStoreBase } };
+  global.awslambda ??= {};
+  global.awslambda.InvokeStore = invokeStore;
+}
+
+/**
+ * Runs one invocation in its own context of the invocation store, so what Powertools scopes to an
+ * invocation (the Lambda context of each log line, temporary keys, the log level) stays its own
+ * while other invocations run beside it.
+ */
+export function runInvocation<T>(context: Context, fn: () => T): T {
+  installInvocationStore();
+  const store = invokeStore as LocalInvokeStore;
+  return store.run({ [InvokeStoreBase.PROTECTED_KEYS.REQUEST_ID]: context.awsRequestId }, fn);
+}
+
 /** Invocations of each function in this process and their run time: Lambda bills both. */
 export const lambdaMeter = new Map<string, { invocations: number; durationMs: number }>();
 
@@ -65,7 +137,9 @@ export async function invokeHandler(
 ): Promise<unknown> {
   const started = performance.now();
   try {
-    const result = await handler(jsonCopy(event), lambdaContext(functionName, region));
+    const context = lambdaContext(functionName, region);
+    const input = jsonCopy(event);
+    const result = await runInvocation(context, () => handler(input, context));
     return result === undefined ? null : jsonCopy(result);
   } finally {
     const entry = lambdaMeter.get(functionName) ?? { invocations: 0, durationMs: 0 };
