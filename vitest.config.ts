@@ -37,6 +37,19 @@ export default defineConfig({
           poolOptions: { forks: { singleFork: true } },
         },
       },
+      {
+        test: {
+          // The short soak (bench/soak-harness.ts): it starts the local stack as a child process
+          // with its own DynamoDB Local, so it needs no global setup, and runs alone.
+          name: "reliability",
+          include: ["test/reliability/**/*.test.ts"],
+          environment: "node",
+          testTimeout: 420_000,
+          hookTimeout: 60_000,
+          pool: "forks",
+          poolOptions: { forks: { singleFork: true } },
+        },
+      },
     ],
   },
 });

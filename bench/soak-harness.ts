@@ -693,6 +693,7 @@ export async function runSoak(input: Partial<SoakOptions> = {}): Promise<SoakRep
     }
   };
 
+  const probes: Promise<void>[] = [];
   const restart = async (): Promise<void> => {
     const old = current();
     const killedAt = Date.now();
@@ -704,35 +705,44 @@ export async function runSoak(input: Partial<SoakOptions> = {}): Promise<SoakRep
     down = false;
     const healthyAfter = (Date.now() - killedAt) / 1000;
     say(`soak: restarted, /health green ${healthyAfter.toFixed(1)} s after the kill`);
-    // How soon the restarted stack runs a new job: a probe echo (tracked like the others).
-    const probeAt = Date.now();
-    const answer = await call<{ id: string }>(next.url, "POST", "/jobs", {
-      type: "echo",
-      payload: { probe: stacks.length },
-    });
-    let probeLine = `probe submit answered ${answer.status}`;
-    if (answer.status === 201) {
-      tracked.set(answer.json.id, {
-        id: answer.json.id,
-        kind: "probe",
-        spec: { type: "echo", payload: { probe: stacks.length }, priority: "normal", retry: {} },
-        deps: [],
-      });
-      const deadline = Date.now() + 300_000;
-      probeLine = "probe job not ended within 300 s";
-      while (Date.now() < deadline && next.running) {
-        const job = await call<ApiJob>(next.url, "GET", `/jobs/${answer.json.id}`).catch(() => undefined);
-        if (job && TERMINAL.has(job.json.status)) {
-          probeLine = `a new echo job ${job.json.status} ${((Date.now() - probeAt) / 1000).toFixed(1)} s after /health`;
-          break;
+    // How soon the restarted stack runs a new job: a probe echo (tracked like the others),
+    // watched in the background so that the kills go on meanwhile.
+    const generation = stacks.length - 1;
+    probes.push(
+      (async () => {
+        // Critical priority: it measures how soon the pools admit again, not the backlog ahead.
+        const probe = { type: "echo", payload: { probe: generation }, priority: "critical", retry: {} };
+        const probeAt = Date.now();
+        const answer = await call<{ id: string }>(next.url, "POST", "/jobs", probe).catch(() => ({
+          status: 0,
+          json: { id: "" },
+          text: "",
+        }));
+        let probeLine = `probe submit answered ${answer.status}`;
+        if (answer.status === 201) {
+          tracked.set(answer.json.id, {
+            id: answer.json.id,
+            kind: "probe",
+            spec: probe,
+            deps: [],
+          });
+          const deadline = Date.now() + 300_000;
+          probeLine = "a new critical echo job did not end within 300 s";
+          while (Date.now() < deadline && next.running) {
+            const job = await call<ApiJob>(next.url, "GET", `/jobs/${answer.json.id}`).catch(() => undefined);
+            if (job && TERMINAL.has(job.json.status)) {
+              probeLine = `a new critical echo job ${job.json.status} ${((Date.now() - probeAt) / 1000).toFixed(1)} s after /health`;
+              break;
+            }
+            await sleep(250);
+          }
         }
-        await sleep(250);
-      }
-    }
-    figures.restarts.push(
-      `restart ${stacks.length - 1}: /health green ${healthyAfter.toFixed(1)} s after the hard kill; ${probeLine}`,
+        figures.restarts.push(
+          `restart ${generation}: /health green ${healthyAfter.toFixed(1)} s after the hard kill; ${probeLine}`,
+        );
+        say(`soak: ${probeLine}`);
+      })(),
     );
-    say(`soak: ${probeLine}`);
   };
 
   // Progress and chaos: one loop reads how many jobs are not yet terminal (GET /queue counts).
@@ -788,6 +798,7 @@ export async function runSoak(input: Partial<SoakOptions> = {}): Promise<SoakRep
     else await restart();
   }
 
+  await Promise.all(probes);
   const jobs = new Map<string, ApiJob>();
   const readJobs = async (ids: readonly string[]) =>
     inParallel(ids, 8, async (id) => {
@@ -1211,7 +1222,9 @@ async function scanLog(file: string): Promise<string[]> {
     const throttled = /Throttling|ProvisionedThroughputExceeded|injected by JOBQ_FAULT_THROTTLE_RATE/.test(
       line,
     );
-    if (level || throttled || / failed\b|Error:/.test(line)) {
+    // Plain lines (console.error of the local front, crashes) count when they say something failed.
+    const plainFailure = !line.includes('"level":"') && /\bfailed\b|Error\b/.test(line);
+    if (level || throttled || plainFailure) {
       const message =
         /"message":"([^"]{0,120})/.exec(line)?.[1] ??
         line.replace(/^\[stack \d+\] (\[worker [^\]]+\] )?/, "").slice(0, 120);
