@@ -1,4 +1,4 @@
-import { createHash } from "node:crypto";
+import { createHash, randomUUID } from "node:crypto";
 import { IdempotencyKeyReusedError, TooManyRequestsError, ValidationError } from "../core/errors";
 import type { Principal } from "../core/principal";
 import type { JobRepository, TransactItem } from "../store/job-repository";
@@ -12,26 +12,62 @@ import { IDEMPOTENCY_SK, idempotencyPk } from "../store/keys";
  */
 
 export const IDEMPOTENCY_TTL_SECONDS = 24 * 60 * 60;
-/** A claim older than this whose owner never finished is taken over by the next retry. */
-const STALE_CLAIM_MS = 30_000;
+/**
+ * A claim older than this whose owner never finished is taken over by the next retry. Longer than
+ * any request may run (submit's budget), so in normal operation only a dead owner's claim is
+ * taken over; the token fences a live one that was merely slow.
+ */
+export const STALE_CLAIM_MS = 30_000;
 /** How long a concurrent duplicate waits for the first request to finish before a 429. */
 const WAIT_FOR_OWNER_MS = 20_000;
 const POLL_MS = 50;
+
+/**
+ * - `pending`: the owner is writing its jobs staged (invisible) or about to write them in one
+ *   transaction; a takeover gets new job ids, so nothing the old owner still writes can touch
+ *   the new owner's jobs.
+ * - `committing`: a batch too large for one transaction is being made visible; its ids are final,
+ *   and a takeover finishes the commit of those same ids (commits are resumable).
+ * - `complete`: the jobs exist; the key replays them.
+ */
+export type ClaimState = "pending" | "committing" | "complete";
 
 export interface IdempotencyRecord {
   readonly pk: string;
   readonly sk: string;
   readonly requestHash: string;
-  readonly state: "pending" | "complete";
+  readonly state: ClaimState;
   /** The ids of the jobs this request creates, fixed at claim time. */
   readonly jobIds: readonly string[];
+  /**
+   * The owner's fencing token, new at every claim and takeover: every write that moves the claim
+   * is conditional on it, so an owner that lost the claim cannot complete it or give it back.
+   * Absent on records written before tokens existed; `claimedAt` fences those.
+   */
+  readonly token?: string;
   readonly claimedAt: number;
   readonly expiresAt: number;
 }
 
 export type Claim =
   | { readonly kind: "claimed"; readonly record: IdempotencyRecord }
+  /** A dead owner's commit to finish: the claim is ours now and its ids are final. */
+  | { readonly kind: "resume"; readonly record: IdempotencyRecord }
   | { readonly kind: "replay"; readonly jobIds: readonly string[] };
+
+/**
+ * The claim is no longer this request's (a retry took it over): whatever it wrote is its own to
+ * clean up, and it must answer from the claim as it is now.
+ */
+export class ClaimLostError extends Error {
+  /** Whether the loser had begun to commit (its jobs are the claim's now) or nothing of it is visible. */
+  readonly afterCommitPoint: boolean;
+  constructor(options: { cause?: unknown; afterCommitPoint?: boolean } = {}) {
+    super("the Idempotency-Key's claim was taken over by another request", { cause: options.cause });
+    this.name = "ClaimLostError";
+    this.afterCommitPoint = options.afterCommitPoint ?? false;
+  }
+}
 
 export function validateKey(key: string): string {
   if (key.length < 1 || key.length > 255) {
@@ -61,7 +97,8 @@ export class Idempotency {
 
   /**
    * Claims the key for this request with the ids it plans to create, or tells the caller to
-   * replay the original jobs. Waits (bounded) while an identical request is in flight.
+   * replay the original jobs or to finish a dead owner's commit. Waits (bounded) while an
+   * identical request is in flight.
    */
   async claim(
     principal: Principal,
@@ -80,12 +117,13 @@ export class Idempotency {
         requestHash: hash,
         state: "pending",
         jobIds: plannedIds,
+        token: randomUUID(),
         claimedAt: at,
         expiresAt: Math.floor(at / 1000) + IDEMPOTENCY_TTL_SECONDS,
       };
       if (await this.repo.putIfAbsent({ ...fresh })) return { kind: "claimed", record: fresh };
 
-      const existing = (await this.repo.getItem({ pk, sk: IDEMPOTENCY_SK })) as IdempotencyRecord | undefined;
+      const existing = await this.read(pk);
       if (!existing) continue; // expired and deleted between our two calls
       // DynamoDB deletes expired items lazily (within days): an expired record counts as absent.
       if (existing.expiresAt * 1000 <= at) {
@@ -95,9 +133,16 @@ export class Idempotency {
       if (existing.requestHash !== hash) throw new IdempotencyKeyReusedError();
       if (existing.state === "complete") return { kind: "replay", jobIds: existing.jobIds };
       if (at - existing.claimedAt > STALE_CLAIM_MS) {
-        // The first request died mid-way: finish its work under the same job ids.
-        const takeover: IdempotencyRecord = { ...existing, claimedAt: at };
-        if (await this.replaceClaim(existing, takeover)) return { kind: "claimed", record: takeover };
+        if (existing.state === "committing") {
+          // Its jobs are partly visible under final ids: finish that commit, never start over.
+          const resumed: IdempotencyRecord = { ...existing, token: randomUUID(), claimedAt: at };
+          if (await this.replaceClaim(existing, resumed)) return { kind: "resume", record: resumed };
+        } else {
+          // Nothing of the old owner's is visible. Our own ids keep anything it still writes
+          // (staged, invisible) apart from what we create; its commit will find the claim gone.
+          const takeover: IdempotencyRecord = { ...fresh, expiresAt: existing.expiresAt };
+          if (await this.replaceClaim(existing, takeover)) return { kind: "claimed", record: takeover };
+        }
         continue;
       }
       if (at >= deadline) {
@@ -107,39 +152,110 @@ export class Idempotency {
     }
   }
 
-  /** The write that marks the claim complete, to put in the same transaction as the jobs. */
-  completeItem(record: IdempotencyRecord): TransactItem {
+  /** The claim as stored now, or undefined when there is none. */
+  async current(record: Pick<IdempotencyRecord, "pk">): Promise<IdempotencyRecord | undefined> {
+    return this.read(record.pk);
+  }
+
+  /**
+   * The write that moves our claim from `from` to `to`, to put in the same transaction as the
+   * jobs it stands for: it fails (and with it the whole transaction) once the claim is not ours.
+   */
+  moveItem(record: IdempotencyRecord, from: ClaimState, to: ClaimState): TransactItem {
+    const fence = this.fence(record);
     return {
       Update: {
         TableName: this.repo.tableName,
         Key: { pk: record.pk, sk: record.sk },
-        UpdateExpression: "SET #state = :complete",
-        ConditionExpression: "#state = :pending AND claimedAt = :claimedAt",
-        ExpressionAttributeNames: { "#state": "state" },
-        ExpressionAttributeValues: {
-          ":complete": "complete",
-          ":pending": "pending",
-          ":claimedAt": record.claimedAt,
-        },
+        UpdateExpression: "SET #state = :to",
+        ConditionExpression: `#state = :from AND ${fence.condition}`,
+        ExpressionAttributeNames: { "#state": "state", ...fence.names },
+        ExpressionAttributeValues: { ":to": to, ":from": from, ...fence.values },
       },
     };
   }
 
-  /** Gives the key back when the request failed before creating anything. */
-  async release(record: IdempotencyRecord): Promise<void> {
-    await this.repo.deleteIf(
+  /** Insists, inside a transaction, that the claim is still ours and in `state`. */
+  checkItem(record: IdempotencyRecord, state: ClaimState): TransactItem {
+    const fence = this.fence(record);
+    return {
+      ConditionCheck: {
+        TableName: this.repo.tableName,
+        Key: { pk: record.pk, sk: record.sk },
+        ConditionExpression: `#state = :state AND ${fence.condition}`,
+        ExpressionAttributeNames: { "#state": "state", ...fence.names },
+        ExpressionAttributeValues: { ":state": state, ...fence.values },
+      },
+    };
+  }
+
+  /** Our claim from `from` to `to` on its own; ClaimLostError when it is not ours any more. */
+  async move(record: IdempotencyRecord, from: ClaimState, to: ClaimState): Promise<void> {
+    const fence = this.fence(record);
+    const moved = await this.repo.updateIf(
       { pk: record.pk, sk: record.sk },
-      "claimedAt = :claimedAt AND #state = :pending",
+      "SET #state = :to",
+      `#state = :from AND ${fence.condition}`,
       {
-        names: { "#state": "state" },
-        values: { ":claimedAt": record.claimedAt, ":pending": "pending" },
+        names: { "#state": "state", ...fence.names },
+        values: { ":to": to, ":from": from, ...fence.values },
       },
     );
+    if (!moved) throw new ClaimLostError();
+  }
+
+  /**
+   * Our pending claim now stands for other job ids (a retry of the write with fresh ids);
+   * ClaimLostError when it is not ours any more.
+   */
+  async reassign(record: IdempotencyRecord, jobIds: readonly string[]): Promise<IdempotencyRecord> {
+    const fence = this.fence(record);
+    const moved = await this.repo.updateIf(
+      { pk: record.pk, sk: record.sk },
+      "SET jobIds = :ids",
+      `#state = :pending AND ${fence.condition}`,
+      {
+        names: { "#state": "state", ...fence.names },
+        values: { ":ids": [...jobIds], ":pending": "pending", ...fence.values },
+      },
+    );
+    if (!moved) throw new ClaimLostError();
+    return { ...record, jobIds };
+  }
+
+  /** Gives the key back when the request failed before creating anything; a no-op once not ours. */
+  async release(record: IdempotencyRecord): Promise<void> {
+    const fence = this.fence(record);
+    await this.repo.deleteIf({ pk: record.pk, sk: record.sk }, `#state = :pending AND ${fence.condition}`, {
+      names: { "#state": "state", ...fence.names },
+      values: { ":pending": "pending", ...fence.values },
+    });
+  }
+
+  private async read(pk: string): Promise<IdempotencyRecord | undefined> {
+    return (await this.repo.getItem({ pk, sk: IDEMPOTENCY_SK })) as IdempotencyRecord | undefined;
+  }
+
+  /** The condition that the stored claim is still `record`'s: its token, or its claimedAt before tokens. */
+  private fence(record: IdempotencyRecord): {
+    condition: string;
+    names: Record<string, string>;
+    values: Record<string, unknown>;
+  } {
+    return record.token === undefined
+      ? {
+          condition: "claimedAt = :claimedAt AND attribute_not_exists(#token)",
+          names: { "#token": "token" },
+          values: { ":claimedAt": record.claimedAt },
+        }
+      : { condition: "#token = :token", names: { "#token": "token" }, values: { ":token": record.token } };
   }
 
   private async replaceClaim(previous: IdempotencyRecord, next: IdempotencyRecord): Promise<boolean> {
-    return this.repo.putIf({ ...next }, "claimedAt = :claimedAt", {
-      values: { ":claimedAt": previous.claimedAt },
+    const fence = this.fence(previous);
+    return this.repo.putIf({ ...next }, `#state = :state AND ${fence.condition}`, {
+      names: { "#state": "state", ...fence.names },
+      values: { ":state": previous.state, ...fence.values },
     });
   }
 }

@@ -1,10 +1,18 @@
 import { ulid } from "ulid";
 import { forEachConcurrent } from "../core/concurrency";
-import { initialStatus, resolveBatch, tallyDependencies, validateExternalDeps } from "../core/dependencies";
+import {
+  applicableStatus,
+  dependencyOutcome,
+  initialStatus,
+  resolveBatch,
+  tallyDependencies,
+  validateExternalDeps,
+} from "../core/dependencies";
 import {
   ConcurrentUpdateError,
   type FieldProblem,
   PayloadTooLargeError,
+  SubmitTimeoutError,
   TooManyRequestsError,
   UnknownTypeError,
   UnsatisfiableResourcesError,
@@ -13,10 +21,16 @@ import { type BatchJobRequest, isTerminal, type Job, type JobStatus, MAX_PAYLOAD
 import { unsatisfiableReason } from "../core/pools";
 import type { Principal } from "../core/principal";
 import { fromJobItem, indexAttributes, type JobItem, toJobItem, transitionItem } from "../store/job-items";
-import { type JobRepository, MAX_TRANSACTION_ITEMS, type TransactItem } from "../store/job-repository";
+import {
+  type JobRepository,
+  MAX_TRANSACTION_ITEMS,
+  type TransactItem,
+  WriteStoppedError,
+} from "../store/job-repository";
 import { dependentSk, dependsOnSk, JOB_SK, jobPk } from "../store/keys";
 import { stateChange } from "./events";
-import { type Claim, Idempotency, type IdempotencyRecord } from "./idempotency";
+import { ClaimLostError, Idempotency, type IdempotencyRecord } from "./idempotency";
+import { logger } from "./logger";
 import { countNotStarted } from "./quota-usage";
 import type { AppContext } from "./runtime";
 import { canSee } from "./visibility";
@@ -26,6 +40,10 @@ import { canSee } from "./visibility";
  * one path. A submission is all-or-nothing as the user sees it: it fits one DynamoDB
  * transaction in the common case; a larger one is written invisible ("staged") first and then
  * made visible, which a retry with the same Idempotency-Key can finish after a crash.
+ *
+ * Every submission runs against a time budget (the API function's timeout): before its commit
+ * point it either has the time to commit or it rolls back and answers a 429, never a 500 for
+ * jobs that exist, nor jobs for a 500.
  */
 
 export type SubmitContext = Pick<
@@ -51,6 +69,49 @@ export interface SubmitRequest {
    * @default fresh `job_` + ULID ids
    */
   readonly ids?: readonly string[] | undefined;
+  /**
+   * The time this request may still take: an API handler passes `lambdaBudget(context)`.
+   * @default no limit (a lifecycle step's escalation, a test)
+   */
+  readonly budget?: SubmitBudget | undefined;
+}
+
+/** Real time left to a request: a Lambda is stopped by the wall clock, never by ctx.clock. */
+export interface SubmitBudget {
+  remainingMs(): number;
+}
+
+/**
+ * Time kept back for the commit point: one transaction, or for a large batch one transaction,
+ * the rest in parallel, and the claim's completion. Short of it, a submission rolls back instead.
+ */
+export const COMMIT_RESERVE_MS = 2_000;
+/** Time the answer itself needs after the last write, taken off what the Lambda context says is left. */
+export const ANSWER_MARGIN_MS = 1_000;
+/** Retry-After of a submission that ran out of time: long enough for a burst to drain. */
+const TIMEOUT_RETRY_AFTER_SECONDS = 2;
+
+const UNLIMITED: SubmitBudget = { remainingMs: () => Number.POSITIVE_INFINITY };
+
+/**
+ * What a Lambda invocation has left, less the answer's margin: 10 s in AWS (the API function's
+ * timeout, lib/job-api.ts), 29 s locally (the local front's context says API Gateway's limit). A
+ * context without the method (a test's stand-in) sets no limit.
+ */
+export function lambdaBudget(context: { getRemainingTimeInMillis?: () => number } | undefined): SubmitBudget {
+  const remaining = context?.getRemainingTimeInMillis?.bind(context);
+  return remaining ? { remainingMs: () => remaining() - ANSWER_MARGIN_MS } : UNLIMITED;
+}
+
+/** Refuses to pass a commit point (or start writing) without the time to finish it. */
+function requireTime(budget: SubmitBudget, stage: string): void {
+  const left = budget.remainingMs();
+  if (left < COMMIT_RESERVE_MS) {
+    throw new SubmitTimeoutError(
+      `the submission could not be written in time (${Math.max(0, Math.round(left))} ms left ${stage}); nothing was created`,
+      TIMEOUT_RETRY_AFTER_SECONDS,
+    );
+  }
 }
 
 export interface SubmitResult {
@@ -117,61 +178,223 @@ export function newJobId(): string {
 
 export async function submitJobs(ctx: SubmitContext, request: SubmitRequest): Promise<SubmitResult> {
   const { principal, jobs, idempotency } = request;
+  const budget = request.budget ?? UNLIMITED;
   checkRunnable(ctx, jobs, jobs.length > 1 || jobs[0]?.ref !== undefined);
   const resolved = resolveBatch(jobs);
 
-  let plannedIds = request.ids ? [...request.ids] : jobs.map(() => newJobId());
-  let record: IdempotencyRecord | undefined;
-  const idem = new Idempotency(ctx.repo);
+  let ids = request.ids ? [...request.ids] : newIds(jobs.length);
+  let claim: ClaimFence | undefined;
   if (idempotency) {
-    const claim: Claim = await idem.claim(
-      principal,
-      idempotency.key,
-      idempotency.requestHash,
-      plannedIds,
-      ctx.clock,
-    );
-    if (claim.kind === "replay") return replay(ctx, jobs, claim.jobIds);
-    record = claim.record;
-    plannedIds = [...record.jobIds];
+    const idem = new Idempotency(ctx.repo);
+    const claimed = await idem.claim(principal, idempotency.key, idempotency.requestHash, ids, ctx.clock);
+    if (claimed.kind === "replay") return replay(ctx, jobs, claimed.jobIds);
+    claim = { idem, record: claimed.record };
+    ids = [...claimed.record.jobIds];
+    if (claimed.kind === "resume") {
+      // A dead owner's commit: its ids are final and partly visible; finish, never start over.
+      try {
+        const items = await commitStaged(ctx.repo, ids, { ...claim, opened: true });
+        await afterCommit(ctx, items, budget);
+        return { jobs: items.map((item) => fromJobItem(item)), refs: refsOf(jobs, ids), replayed: false };
+      } catch (error) {
+        if (error instanceof ClaimLostError) return answerFromClaim(ctx, claim, jobs);
+        throw error;
+      }
+    }
   }
 
   try {
     // After the replay above: a replayed submission created its jobs already and is never refused.
     if (!request.exemptFromQueueLimit) await assertQueueRoom(ctx, principal, jobs.length);
-    for (let round = 1; ; round++) {
-      const plan = await planSubmission(ctx, principal, jobs, resolved, plannedIds);
-      try {
-        if (
-          plan.transactionSize + (record ? 1 : 0) <= MAX_TRANSACTION_ITEMS &&
-          plan.bytes <= MAX_TRANSACTION_BYTES
-        ) {
-          await writeInOneTransaction(ctx.repo, plan, record ? idem.completeItem(record) : undefined);
-        } else {
-          await writeStaged(ctx.repo, plan, record ? idem.completeItem(record) : undefined);
-        }
-      } catch (error) {
-        // A dependency changed between our read and our write: read again and re-plan.
-        if (error instanceof ConcurrentUpdateError && round < MAX_WRITE_ROUNDS) continue;
-        throw error;
-      }
-      await ctx.repo.recordFirstDay(plan.createdAt.slice(0, 10));
-      await ctx.events.publish(plan.jobs.map((job) => stateChange(null, job.item)));
-      await startExecutions(
-        ctx,
-        plan.jobs.map((job) => job.item),
-      );
-      return {
-        jobs: plan.jobs.map((j) => fromJobItem(j.item)),
-        refs: refsOf(jobs, plannedIds),
-        replayed: false,
-      };
-    }
+    const written = await writeSubmission(ctx, {
+      principal,
+      jobs,
+      resolved,
+      ids,
+      fixedIds: request.ids !== undefined,
+      budget,
+      claim,
+    });
+    await afterCommit(ctx, written.items, budget);
+    return {
+      jobs: written.items.map((item) => fromJobItem(item)),
+      refs: refsOf(jobs, written.ids),
+      replayed: false,
+    };
   } catch (error) {
-    // Nothing became visible: give the key back so a corrected retry is not refused.
-    if (record) await idem.release(record).catch(() => undefined);
+    // Another request owns the key now: answer what the key stands for, never our own jobs.
+    if (claim && error instanceof ClaimLostError) return answerFromClaim(ctx, claim, jobs);
+    // Nothing became visible: give the key back so a retry is not refused. (A no-op once the
+    // claim is committing or not ours.)
+    if (claim) await claim.idem.release(claim.record).catch(() => undefined);
     throw error;
   }
+}
+
+/** A claim this request holds, and the means to fence its writes with it. */
+interface ClaimFence {
+  readonly idem: Idempotency;
+  record: IdempotencyRecord;
+}
+
+function newIds(count: number): string[] {
+  return Array.from({ length: count }, () => newJobId());
+}
+
+/** After losing the claim: the key's jobs if they exist, else "in progress" (the new owner's). */
+async function answerFromClaim(
+  ctx: SubmitContext,
+  claim: ClaimFence,
+  jobs: readonly BatchJobRequest[],
+): Promise<SubmitResult> {
+  const now = await claim.idem.current(claim.record);
+  if (now?.state === "complete") return replay(ctx, jobs, now.jobIds);
+  throw new TooManyRequestsError("a request with this Idempotency-Key is still in progress", 1);
+}
+
+interface WriteInput {
+  readonly principal: Principal;
+  readonly jobs: readonly BatchJobRequest[];
+  readonly resolved: ReturnType<typeof resolveBatch>;
+  readonly ids: readonly string[];
+  /** The caller named the ids: a re-plan reuses them (after removing what was staged). */
+  readonly fixedIds: boolean;
+  readonly budget: SubmitBudget;
+  readonly claim: ClaimFence | undefined;
+}
+
+/**
+ * Plans and writes the submission; returns the jobs as committed. A dependency that changed
+ * under a one-transaction write is re-read and re-planned; one that changed under a staged write
+ * is too, with fresh ids after rolling back the staged items (so no item is written twice).
+ */
+async function writeSubmission(
+  ctx: SubmitContext,
+  input: WriteInput,
+): Promise<{ items: JobItem[]; ids: readonly string[] }> {
+  const { principal, jobs, resolved, budget, claim } = input;
+  let ids = input.ids;
+  for (let round = 1; ; round++) {
+    requireTime(budget, "before writing");
+    const plan = await planSubmission(ctx, principal, jobs, resolved, ids);
+    if (
+      plan.transactionSize + (claim ? 1 : 0) <= MAX_TRANSACTION_ITEMS &&
+      plan.bytes <= MAX_TRANSACTION_BYTES
+    ) {
+      requireTime(budget, "before the commit");
+      try {
+        await writeInOneTransaction(
+          ctx.repo,
+          plan,
+          claim ? claim.idem.moveItem(claim.record, "pending", "complete") : undefined,
+        );
+        return { items: plan.jobs.map((job) => job.item), ids };
+      } catch (error) {
+        if (!(error instanceof ConcurrentUpdateError)) throw error;
+        // The claim is the transaction's last item.
+        if (claim && reasonsOf(error).at(-1) === "ConditionalCheckFailed")
+          throw new ClaimLostError({ cause: error });
+        // A dependency changed between our read and our write: read again and re-plan.
+        if (round < MAX_WRITE_ROUNDS) continue;
+        throw error;
+      }
+    }
+
+    // Staging stops while a rollback still fits: deleting takes about as long as writing did.
+    const started = performance.now();
+    const stop = () => budget.remainingMs() < performance.now() - started + COMMIT_RESERVE_MS;
+    let opened = false;
+    let rolledBack = false;
+    const rollBack = async (release: boolean): Promise<void> => {
+      rolledBack = true;
+      // The key first: a retry may claim it at once (its fresh ids never meet ours).
+      if (claim && release) await claim.idem.release(claim.record).catch(() => undefined);
+      await withinBudget(unstage(ctx.repo, plan), budget);
+    };
+    try {
+      try {
+        await stage(ctx.repo, plan, stop);
+      } catch (error) {
+        if (!(error instanceof WriteStoppedError)) throw error;
+        throw new SubmitTimeoutError(
+          `the submission could not be written in time (${plan.jobs.length} jobs staged in ${Math.round(performance.now() - started)} ms); nothing was created`,
+          TIMEOUT_RETRY_AFTER_SECONDS,
+          { cause: error },
+        );
+      }
+      if (!(await settleDependencies(ctx, plan))) {
+        await rollBack(false);
+        if (round >= MAX_WRITE_ROUNDS) {
+          throw new TooManyRequestsError(
+            "the dependencies kept changing while the jobs were written; retry",
+            1,
+          );
+        }
+        if (!input.fixedIds) ids = newIds(jobs.length);
+        if (claim) claim.record = await claim.idem.reassign(claim.record, ids);
+        continue;
+      }
+      requireTime(budget, "before the commit");
+      const items = await commitStaged(
+        ctx.repo,
+        plan.jobs.map((job) => job.item.id),
+        claim,
+        () => {
+          opened = true;
+        },
+      );
+      return { items, ids };
+    } catch (error) {
+      // Before the commit point our staged items are ours alone (fresh ids): remove them. Past
+      // it, they are the claim's jobs, which whoever owns the claim now finishes.
+      const committed = opened && !(error instanceof ClaimLostError && !error.afterCommitPoint);
+      if (!committed && !rolledBack) await rollBack(true);
+      throw error;
+    }
+  }
+}
+
+/**
+ * Waits for `work` while the budget lasts, then goes on without it: a rollback that cannot finish
+ * in time leaves staged items, which nothing reads and DynamoDB's TTL collects (job items) or
+ * nothing reaches (their edges point at jobs that never became visible).
+ */
+async function withinBudget(work: Promise<void>, budget: SubmitBudget): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const left = budget.remainingMs();
+  const timeout = new Promise<void>((resolve) => {
+    if (Number.isFinite(left)) timer = setTimeout(resolve, Math.max(0, left));
+  });
+  try {
+    await Promise.race([
+      work.catch((error: unknown) =>
+        logger.warn("rollback of staged jobs failed", { error: error as Error }),
+      ),
+      timeout,
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * What follows the commit: nothing here may fail the request, whose jobs exist now. Events are a
+ * wake-up (the scheduler's sweep finds every job); an execution that is not started in time is
+ * started by the reconciler.
+ */
+async function afterCommit(
+  ctx: SubmitContext,
+  items: readonly JobItem[],
+  budget: SubmitBudget,
+): Promise<void> {
+  const first = items[0];
+  try {
+    if (first) await ctx.repo.recordFirstDay(first.createdAt.slice(0, 10));
+    await ctx.events.publish(items.map((item) => stateChange(null, item)));
+  } catch (error) {
+    logger.error("jobs created, but their events were not published", { error: error as Error });
+  }
+  await startExecutions(ctx, items, budget);
 }
 
 /**
@@ -209,12 +432,29 @@ async function assertQueueRoom(ctx: SubmitContext, principal: Principal, submitt
 /** Parallel StartExecution calls per submission: enough to hide latency, few enough not to be throttled. */
 const START_CONCURRENCY = 16;
 
-/** One lifecycle execution per job that can still run; a failure to start is repaired by the reconciler. */
-async function startExecutions(ctx: SubmitContext, jobs: readonly JobItem[]): Promise<void> {
+/**
+ * One lifecycle execution per job that can still run, while the budget lasts. A failure to start,
+ * or a start left out for lack of time, is repaired by the reconciler.
+ */
+async function startExecutions(
+  ctx: SubmitContext,
+  jobs: readonly JobItem[],
+  budget: SubmitBudget,
+): Promise<void> {
   const pending = jobs.filter((job) => !isTerminal(job.status));
+  let skipped = 0;
   await forEachConcurrent(pending, START_CONCURRENCY, async (job) => {
-    await ctx.executions.start(job.id, job.version);
+    if (budget.remainingMs() <= 0) {
+      skipped++;
+      return;
+    }
+    try {
+      await ctx.executions.start(job.id, job.version);
+    } catch (error) {
+      logger.warn("execution not started; the reconciler will", { jobId: job.id, error: error as Error });
+    }
   });
+  if (skipped > 0) logger.warn("out of time: executions left to the reconciler", { skipped });
 }
 
 function refsOf(jobs: readonly BatchJobRequest[], ids: readonly string[]): Record<string, string> {
@@ -415,65 +655,238 @@ async function writeInOneTransaction(
   await repo.transact(items);
 }
 
+/** Parallel transactions when committing a large batch or marking dependencies met. */
+const COMMIT_CONCURRENCY = 8;
+/** Conditional deletes in flight when a staged submission is rolled back. */
+const UNSTAGE_CONCURRENCY = 16;
+
 /**
- * A submission too large for one transaction. Every item is first written staged: the job
- * items carry `staged` and a TTL and no index keys, so neither GET, lists nor the scheduler see
- * them. Then the jobs are committed — made visible — in transactions of up to 100. A job that
- * someone changed meanwhile (a cascade from a cancelled dependency) is committed as it now is.
+ * A submission too large for one transaction, first written invisible: the job items carry
+ * `staged` and a TTL and no index keys, so neither GET, lists nor the scheduler see them. The
+ * ids are this attempt's alone (a retry or a takeover uses fresh ones), so plain batch writes
+ * cannot overwrite anyone else's items.
  */
-async function writeStaged(
-  repo: JobRepository,
-  plan: SubmissionPlan,
-  complete?: TransactItem,
-): Promise<void> {
+async function stage(repo: JobRepository, plan: SubmissionPlan, stop: () => boolean): Promise<void> {
   const expiresAt = Math.floor(Date.parse(plan.createdAt) / 1000) + STAGED_TTL_SECONDS;
   const staged = plan.jobs.map((job) => {
     const { ownerPk, ownerSk, ownerStatusPk, dayPk, queuePk, queueSk, duePk, dueSk, livePk, ...rest } =
       job.item;
     return { ...rest, staged: true, expiresAt } as JobItem;
   });
-  try {
-    await repo.batchPut([...staged, ...plan.jobs.flatMap((job) => [job.transition, ...job.edges])]);
-    await commitStaged(
-      repo,
-      plan.jobs.map((job) => job.item.id),
-      complete,
-    );
-  } catch (error) {
-    await repo.batchDelete(plan.jobs.map((job) => ({ pk: job.item.pk, sk: JOB_SK }))).catch(() => undefined);
-    throw error;
+  await repo.batchPut([...staged, ...plan.jobs.flatMap((job) => [job.transition, ...job.edges])], stop);
+}
+
+/**
+ * Removes what `stage` wrote. A job item only while still staged: a committed job is never
+ * deleted, whoever committed it.
+ */
+async function unstage(repo: JobRepository, plan: SubmissionPlan): Promise<void> {
+  await Promise.all([
+    forEachConcurrent(plan.jobs, UNSTAGE_CONCURRENCY, async (job) => {
+      await repo.deleteIf({ pk: job.item.pk, sk: JOB_SK }, "staged = :true", { values: { ":true": true } });
+    }),
+    repo.batchDelete(
+      plan.jobs
+        .flatMap((job) => [job.transition, ...job.edges])
+        .map((item) => ({ pk: item.pk, sk: item.sk })),
+    ),
+  ]);
+}
+
+type Outcome = ReturnType<typeof dependencyOutcome> | "escalated";
+
+function outcomeOf(item: JobItem): Outcome {
+  return item.status === "escalated" ? "escalated" : dependencyOutcome(item.status);
+}
+
+/**
+ * The staged write's stand-in for the one-transaction write's ConditionChecks: with every edge
+ * written, the existing dependencies are read again. A change after this read reaches our jobs
+ * through the edges (the lifecycle walks them, staged jobs included); a change between the plan's
+ * read and now may not have. A dependency that completed meanwhile is marked met here, exactly
+ * as the lifecycle would (the edge's `met` flag makes the two agree on one decrement), and a job
+ * left with nothing unmet moves on from `blocked`. Any other change (failed, cancelled,
+ * escalated, retried) returns false: the caller rolls back and plans again.
+ */
+async function settleDependencies(ctx: SubmitContext, plan: SubmissionPlan): Promise<boolean> {
+  if (plan.externals.length === 0) return true;
+  const now = await ctx.repo.getJobItems(plan.externals.map((parent) => parent.id));
+  const completed = new Set<string>();
+  for (const before of plan.externals) {
+    const after = now.get(before.id);
+    if (!after || after.staged) return false;
+    if (after.version === before.version) continue;
+    const was = outcomeOf(before);
+    const is = outcomeOf(after);
+    if (was === is) continue;
+    if (was === "unmet" && is === "met") completed.add(before.id);
+    else return false;
   }
+  if (completed.size === 0) return true;
+
+  const edges = plan.jobs.flatMap((job) =>
+    job.edges
+      .filter((edge) => edge.entity === "dependency" && completed.has(String(edge.parentId)))
+      .map((edge) => ({ childId: job.item.id, parentId: String(edge.parentId) })),
+  );
+  await forEachConcurrent(edges, COMMIT_CONCURRENCY, (edge) => markMet(ctx, edge.childId, edge.parentId));
+  await settleUnblocked(ctx, [...new Set(edges.map((edge) => edge.childId))]);
+  return true;
+}
+
+/** The lifecycle's decrement for one edge, conditional the same way so only one of us counts it. */
+async function markMet(ctx: SubmitContext, childId: string, parentId: string): Promise<void> {
+  for (let round = 1; ; round++) {
+    try {
+      await ctx.repo.transact([
+        {
+          Update: {
+            TableName: ctx.repo.tableName,
+            Key: { pk: jobPk(childId), sk: dependsOnSk(parentId) },
+            UpdateExpression: "SET met = :true",
+            ConditionExpression: "met = :false",
+            ExpressionAttributeValues: { ":true": true, ":false": false },
+          },
+        },
+        {
+          Update: {
+            TableName: ctx.repo.tableName,
+            Key: { pk: jobPk(childId), sk: JOB_SK },
+            UpdateExpression: "SET updatedAt = :at ADD unmet :minusOne, #version :one",
+            ConditionExpression: "attribute_exists(pk) AND unmet > :zero",
+            ExpressionAttributeNames: { "#version": "version" },
+            ExpressionAttributeValues: {
+              ":at": ctx.clock().toISOString(),
+              ":minusOne": -1,
+              ":one": 1,
+              ":zero": 0,
+            },
+          },
+        },
+      ]);
+      return;
+    } catch (error) {
+      if (!(error instanceof ConcurrentUpdateError)) throw error;
+      // Already met: the lifecycle counted it first.
+      if (reasonsOf(error).includes("ConditionalCheckFailed")) return;
+      if (round >= MAX_WRITE_ROUNDS) throw error;
+    }
+  }
+}
+
+/** Staged jobs left blocked with nothing unmet take the status that now applies, still staged. */
+async function settleUnblocked(ctx: SubmitContext, ids: readonly string[]): Promise<void> {
+  for (let round = 1; ; round++) {
+    const items = await ctx.repo.getJobItems(ids);
+    const settled = [...items.values()].filter((item) => item.status === "blocked" && item.unmet <= 0);
+    try {
+      await forEachConcurrent(settled, COMMIT_CONCURRENCY, async (item) => {
+        const now = ctx.clock();
+        const at = now.toISOString();
+        const applies = applicableStatus({ now, runAt: item.runAt, unmet: 0, total: 0, doomedBy: null });
+        await ctx.repo.changeStatus(
+          item,
+          {
+            to: applies.status,
+            reason: applies.reason,
+            reasonCode: applies.code,
+            triggeredBy: null,
+            set: applies.status === "queued" ? { queuedAt: at } : {},
+          },
+          at,
+        );
+      });
+      return;
+    } catch (error) {
+      // The lifecycle settled one first: read again.
+      if (!(error instanceof ConcurrentUpdateError) || round >= MAX_WRITE_ROUNDS) throw error;
+    }
+  }
+}
+
+/** How the commit is fenced by an Idempotency-Key's claim. */
+interface CommitFence extends ClaimFence {
+  /** The claim is `committing` already (a takeover finishing a dead owner's commit). */
+  readonly opened?: boolean;
 }
 
 /**
  * Makes staged jobs visible, resumable: it reads what is still staged and commits only that, so
- * running it again after a crash finishes the batch.
+ * running it again after a crash finishes the batch. With a claim, the first transaction moves it
+ * to `committing` (or straight to `complete` when one transaction holds every job): that is the
+ * commit point. The other transactions then run in parallel, each checking the claim is still
+ * ours, and the claim is completed last. `onCommit` is called before the first commit is sent:
+ * from then on the staged items may be visible jobs. Returns the jobs as committed.
  */
 export async function commitStaged(
   repo: JobRepository,
   ids: readonly string[],
-  complete?: TransactItem,
-): Promise<void> {
-  const chunk = MAX_TRANSACTION_ITEMS - (complete ? 1 : 0);
+  fence?: CommitFence,
+  onCommit?: () => void,
+): Promise<JobItem[]> {
+  const chunk = MAX_TRANSACTION_ITEMS - (fence ? 1 : 0);
+  let opened = fence?.opened === true;
   for (let round = 0; ; round++) {
     const items = await repo.getJobItems(ids);
     const stillStaged = ids
       .map((id) => items.get(id))
       .filter((item): item is JobItem => item?.staged === true);
-    try {
-      for (let i = 0; i < stillStaged.length; i += chunk) {
-        const slice = stillStaged.slice(i, i + chunk);
-        const writes = slice.map((item) => commitItem(repo, item));
-        if (i + chunk >= stillStaged.length && complete) writes.push(complete);
-        await repo.transact(writes);
+    const chunks: JobItem[][] = [];
+    for (let i = 0; i < stillStaged.length; i += chunk) chunks.push(stillStaged.slice(i, i + chunk));
+    onCommit?.();
+    if (fence && !opened) {
+      const first = chunks.shift() ?? [];
+      const single = chunks.length === 0;
+      const claim = fence.idem.moveItem(fence.record, "pending", single ? "complete" : "committing");
+      try {
+        await repo.transact([claim, ...first.map((item) => commitItem(repo, item))]);
+      } catch (error) {
+        if (!(error instanceof ConcurrentUpdateError)) throw error;
+        // Cancelled as a whole: nothing of ours is visible. The claim is the first item.
+        if (reasonsOf(error)[0] === "ConditionalCheckFailed") {
+          throw new ClaimLostError({ cause: error, afterCommitPoint: false });
+        }
+        // A job changed while staged (a cascade reached it): read again, commit it as it is.
+        if (round < MAX_WRITE_ROUNDS) continue;
+        throw error;
       }
-      if (stillStaged.length === 0 && complete) await repo.transact([complete]);
-      return;
+      opened = true;
+      if (single) return committed(ids, items);
+    }
+    const check = fence ? [fence.idem.checkItem(fence.record, "committing")] : [];
+    try {
+      await forEachConcurrent(chunks, COMMIT_CONCURRENCY, async (slice) => {
+        await repo.transact([...check, ...slice.map((item) => commitItem(repo, item))]);
+      });
+      if (fence) await fence.idem.move(fence.record, "committing", "complete");
+      return committed(ids, items);
     } catch (error) {
-      if (error instanceof ConcurrentUpdateError && round < MAX_WRITE_ROUNDS) continue;
+      if (error instanceof ClaimLostError) throw new ClaimLostError({ cause: error, afterCommitPoint: true });
+      if (!(error instanceof ConcurrentUpdateError)) throw error;
+      // Another request finishes this commit now (it took the claim over).
+      if (fence && reasonsOf(error)[0] === "ConditionalCheckFailed") {
+        throw new ClaimLostError({ cause: error, afterCommitPoint: true });
+      }
+      if (round < MAX_WRITE_ROUNDS) continue;
       throw error;
     }
   }
+}
+
+/** The jobs as the commit leaves them: as read, visible. */
+function committed(ids: readonly string[], items: ReadonlyMap<string, JobItem>): JobItem[] {
+  return ids
+    .map((id) => items.get(id))
+    .filter((item): item is JobItem => item !== undefined)
+    .map((item) => {
+      const { staged: _staged, expiresAt: _expiresAt, ...rest } = item;
+      return { ...rest, ...indexAttributes(item, false) } as JobItem;
+    });
+}
+
+function reasonsOf(error: ConcurrentUpdateError): string[] {
+  const details = error.details as { reasons?: unknown } | undefined;
+  return Array.isArray(details?.reasons) ? details.reasons.map(String) : [];
 }
 
 function commitItem(repo: JobRepository, item: JobItem): TransactItem {

@@ -120,6 +120,18 @@ export class TooManyRequestsError extends JobqError {
 }
 
 /**
+ * A submission could not be written within the time its caller waits (the API function's
+ * timeout): nothing was created and the Idempotency-Key, if any, was given back, so the same
+ * request may simply be sent again. A 429 with Retry-After, like any "try again shortly".
+ */
+export class SubmitTimeoutError extends TooManyRequestsError {
+  constructor(message: string, retryAfterSeconds: number, options?: { cause?: unknown }) {
+    super(message, retryAfterSeconds);
+    if (options?.cause !== undefined) this.cause = options.cause;
+  }
+}
+
+/**
  * A write lost a race (its condition no longer held). Callers re-read and retry or map it to a
  * 409; it never reaches the client as a 500.
  */

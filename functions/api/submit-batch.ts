@@ -1,6 +1,6 @@
 import { requestHash, validateKey } from "../../app/idempotency";
 import { appContext } from "../../app/runtime";
-import { assertPayloadSizes, submitJobs } from "../../app/submit";
+import { assertPayloadSizes, lambdaBudget, submitJobs } from "../../app/submit";
 import { submitBatchSchema } from "../../core/job";
 import { parseRequest } from "../../core/validation";
 import { apiHandler, header, json, jsonBody, principalOf } from "../http";
@@ -9,7 +9,7 @@ import { apiHandler, header, json, jsonBody, principalOf } from "../http";
 export const MAX_BATCH_BODY_BYTES = 6 * 1024 * 1024 - 1024;
 
 /** POST /jobs/batch: a DAG, all or nothing. */
-export const handler = apiHandler(async (event) => {
+export const handler = apiHandler(async (event, context) => {
   const principal = principalOf(event);
   const body = jsonBody(event, MAX_BATCH_BODY_BYTES);
   assertPayloadSizes(body, true);
@@ -17,6 +17,8 @@ export const handler = apiHandler(async (event) => {
   const key = header(event, "Idempotency-Key");
   const result = await submitJobs(appContext(), {
     principal,
+    // Answer before the function is stopped: finish, or roll back and say so (never a 500 for jobs that exist).
+    budget: lambdaBudget(context),
     jobs: request.jobs,
     idempotency:
       key === undefined
