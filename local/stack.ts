@@ -123,6 +123,12 @@ export interface LocalStack {
   readonly dynamoEndpoint: string;
   /** Where jobs run; undefined with `execution: false`. */
   readonly execution: LocalExecution | undefined;
+  /**
+   * The recovery pass over the jobs a previous run left unfinished, which runs after the API is
+   * up; settles when it is done (it never rejects: a failure is logged and the scheduled
+   * reconciler tries again).
+   */
+  readonly recovered: Promise<void>;
   /** Closes the API, stops the workers and the emulators, then DynamoDB Local. Idempotent. */
   stop(): Promise<void>;
 }
@@ -137,6 +143,8 @@ const DEFAULT_RECONCILE_SECONDS = 60;
  * per process: handler modules read their configuration once, on first import.
  */
 export async function startLocalStack(options: LocalStackOptions = {}): Promise<LocalStack> {
+  // Every job the previous run left was last changed before this instant (see the recovery pass).
+  const startedAt = Date.now();
   const tokens = options.tokens ?? parseApiTokens(undefined);
   const runJobs = options.execution ?? true;
   let dynamo: DynamoLocal | undefined;
@@ -145,7 +153,10 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
   let sfn: LocalStepFunctions | undefined;
   let workers: LocalWorkers | undefined;
   let api: ApiServer | undefined;
+  let recoveryPass: (() => Promise<unknown>) | undefined;
+  let stopRequested = false;
   const stop = async (): Promise<void> => {
+    stopRequested = true;
     // API first: no request may reach a system that is going. Workers next: they drain and
     // report through Step Functions, whose lifecycle steps need DynamoDB.
     await api?.close();
@@ -275,11 +286,6 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       applyHandlerEnvironment(withExecution);
       environmentApplied();
 
-      // Before any worker takes work: every job that has not ended gets a live execution. The
-      // use case itself rather than the Lambda: at start every execution is gone (they lived in
-      // the last process's memory) and no submission races it, so no job needs the grace period
-      // that protects a job whose execution is just starting; without it, a job changed in the
-      // minute before a restart would wait for the reconciler's next run.
       try {
         await handlersMayLoad;
         const { reconcile, reconcilerContext } = await import("../app/reconciler");
@@ -287,7 +293,16 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
         // Whoever held a pool's lease was this stack's previous process, now gone (a hard kill
         // leaves its leases behind): the pools are this process's to schedule at once.
         await Promise.all(pools.map((pool) => reconciler.nodes.breakLease(pool.name)));
-        await reconcile({ ...reconciler, tuning: { graceSeconds: 0 } });
+        // Every job that has not ended gets a live execution: at start every execution is gone
+        // (they lived in the last process's memory). The use case itself rather than the Lambda,
+        // run once the API is up: it restarts one execution per unfinished job, minutes for a few
+        // thousand (a restart with 2,460 queued jobs took 5 minutes to answer /health when the
+        // API waited for it), and new submissions do not depend on it. The grace period is the
+        // time since this process started: every job the last run left is at least that old, so
+        // none waits for the reconciler's next run, while a job submitted since, whose execution
+        // may be just starting, is left to it.
+        recoveryPass = () =>
+          reconcile({ ...reconciler, tuning: { graceSeconds: (Date.now() - startedAt) / 1000 } });
       } catch (error) {
         console.error("jobq: the reconciler failed at start; it runs again on its schedule", error);
       }
@@ -317,6 +332,15 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       applyHandlerEnvironment(environment);
     }
     api = await startApiServer({ port: options.port ?? 0, host: options.host, tokens, log: options.log });
+    const recovered = (recoveryPass?.() ?? Promise.resolve()).then(
+      () => undefined,
+      (error: unknown) => {
+        // A stop during the pass takes DynamoDB away under it; the next start runs it again.
+        if (!stopRequested) {
+          console.error("jobq: the reconciler failed at start; it runs again on its schedule", error);
+        }
+      },
+    );
 
     let stopping: Promise<void> | undefined;
     return {
@@ -325,6 +349,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       tables,
       dynamoEndpoint,
       execution,
+      recovered,
       stop: () => {
         stopping ??= stop();
         return stopping;
