@@ -2,7 +2,8 @@ import { ConcurrentUpdateError } from "../core/errors";
 import { type NodeCapacity, releaseCapacityItem, reserveCapacityItem } from "../store/capacity";
 import type { JobItem, Reservation } from "../store/job-items";
 import type { TransactItem } from "../store/job-repository";
-import { attemptSk, jobPk } from "../store/keys";
+import { activePk, activeSk, attemptSk, JOB_SK, jobPk } from "../store/keys";
+import { JOB_INDEX } from "../store/tables";
 import { stateChange } from "./events";
 import type { AppContext } from "./runtime";
 
@@ -11,6 +12,13 @@ import type { AppContext } from "./runtime";
  * records the attempt, and — when the scheduler reserved another node of the pool — moves the
  * reservation to the worker's node. A duplicate delivery, a cancelled or paused job, or a job
  * already past this attempt is "stale": the worker drops the message.
+ *
+ * A pool's nodes share its queues, so a node often receives a job booked on another node while
+ * its own bookings wait in the queue behind it. Refusing would bounce messages between nodes
+ * until each finds the node it was booked on; instead, when the job does not fit on top of this
+ * node's bookings, the start swaps it with one of them: a job booked here and not yet started,
+ * no larger than this one, moves its booking to the other node in the same transaction. Both
+ * nodes' books stay within their capacity and each message is taken by the first node free.
  */
 
 export type AttemptContext = Pick<AppContext, "repo" | "clock" | "nodesTable" | "events">;
@@ -27,6 +35,11 @@ export interface StartAttemptRequest {
   readonly jobId: string;
   readonly attempt: number;
   readonly node: WorkerNode;
+  /**
+   * The Dispatch state's task token, kept on the attempt record: when the node goes silent,
+   * the scheduler reports the attempt lost on it (app/lost-attempts.ts).
+   */
+  readonly runToken?: string | undefined;
 }
 
 export type StartAttemptOutcome =
@@ -42,8 +55,10 @@ export function attemptItem(
   attempt: number,
   node: WorkerNode,
   startedAt: string,
+  runToken?: string,
 ): Record<string, unknown> {
   return {
+    ...(runToken ? { runToken } : {}),
     pk: jobPk(jobId),
     sk: attemptSk(attempt),
     entity: "attempt",
@@ -68,6 +83,7 @@ export async function startAttempt(
   const { jobId, attempt, node } = request;
   // Set when the previous node's item is gone (deregistered): its books can no longer be released.
   let oldNodeGone = false;
+  let swapTried = false;
   for (let round = 1; ; round++) {
     const stored = await ctx.repo.getJob(jobId);
     if (!stored) return { outcome: "stale", reason: `job ${jobId} does not exist` };
@@ -102,7 +118,7 @@ export async function startAttempt(
     const attemptPut: TransactItem = {
       Put: {
         TableName: ctx.repo.tableName,
-        Item: attemptItem(jobId, attempt, node, now),
+        Item: attemptItem(jobId, attempt, node, now, request.runToken),
         ConditionExpression: "attribute_not_exists(pk)",
       },
     };
@@ -136,6 +152,14 @@ export async function startAttempt(
       if (failed(attemptIndex) && !failed(jobIndex)) {
         return { outcome: "stale", reason: `attempt ${attempt} of job ${jobId} was already started` };
       }
+      if (failed(reserveIndex) && !failed(jobIndex) && held && moved && !swapTried) {
+        swapTried = true;
+        const swapped = await startBySwap(ctx, { job, held, node, items, attemptPut });
+        if (swapped) {
+          await ctx.events.publish([stateChange(job.status, next)]);
+          return { outcome: "started", job: next, replayed: false };
+        }
+      }
       if (failed(reserveIndex) && !failed(jobIndex)) {
         return {
           outcome: "no_capacity",
@@ -150,6 +174,129 @@ export async function startAttempt(
     await ctx.events.publish([stateChange(job.status, next)]);
     return { outcome: "started", job: next, replayed: false };
   }
+}
+
+/** Bookings on this node looked at for a swap, at most. */
+const SWAP_CANDIDATES = 3;
+
+/** A job booked on a node, from the `active` index. */
+interface Booked {
+  readonly id: string;
+  readonly attempts: number;
+  readonly reservation: Reservation;
+}
+
+interface SwapRequest {
+  /** The job as read, booked on `held.nodeId`. */
+  readonly job: JobItem;
+  readonly held: Reservation;
+  readonly node: WorkerNode;
+  /** The job's status change and attempt record, as the plain start would write them. */
+  readonly items: readonly TransactItem[];
+  readonly attemptPut: TransactItem;
+}
+
+/**
+ * Starts the job here by trading bookings with a job booked here that no worker has started:
+ * that job's booking goes to the node this one was booked on. The swapped job must be no larger
+ * in any resource, so the other node's book only shrinks; this node's grows by the difference,
+ * on condition that it still fits. True when the swap was written.
+ */
+async function startBySwap(ctx: AttemptContext, swap: SwapRequest): Promise<boolean> {
+  const { job, held, node } = swap;
+  const page = await ctx.repo.queryIndex({
+    IndexName: JOB_INDEX.active,
+    KeyConditionExpression: "activePk = :pk AND begins_with(activeSk, :node)",
+    ExpressionAttributeValues: { ":pk": activePk(node.pool), ":node": `${node.nodeId}#` },
+  });
+  const candidates = page.items
+    .map((item) => item as Partial<JobItem>)
+    .flatMap((other): Booked[] =>
+      other.status === "dispatched" &&
+      typeof other.id === "string" &&
+      other.id !== job.id &&
+      typeof other.attempts === "number" &&
+      other.reservation?.nodeId === node.nodeId &&
+      within(other.reservation, held)
+        ? [{ id: other.id, attempts: other.attempts, reservation: other.reservation }]
+        : [],
+    )
+    // The closest in size first: the smaller the difference, the likelier this node fits it.
+    .sort((a, b) => size(b.reservation) - size(a.reservation))
+    .slice(0, SWAP_CANDIDATES);
+  for (const other of candidates) {
+    const otherBooking = other.reservation;
+    const delta: Reservation = {
+      pool: node.pool,
+      nodeId: node.nodeId,
+      cpu: held.cpu - otherBooking.cpu,
+      memoryMb: held.memoryMb - otherBooking.memoryMb,
+      gpu: held.gpu - otherBooking.gpu,
+    };
+    const books: TransactItem[] =
+      delta.cpu === 0 && delta.memoryMb === 0 && delta.gpu === 0
+        ? []
+        : [
+            reserveCapacityItem(ctx.nodesTable, delta, node.capacity),
+            releaseCapacityItem(ctx.nodesTable, { ...delta, nodeId: held.nodeId }),
+          ];
+    try {
+      await ctx.repo.transact([
+        ...swap.items,
+        swap.attemptPut,
+        rebookItem(ctx, other.id, other.attempts, node.nodeId, held.nodeId),
+        ...books,
+      ]);
+      return true;
+    } catch (error) {
+      if (!(error instanceof ConcurrentUpdateError)) throw error;
+      // The other job started meanwhile, or this one changed: try the next, or give up.
+      const reasons = reasonsOf(error);
+      if (reasons[0] !== undefined && reasons[0] !== "None") return false;
+    }
+  }
+  return false;
+}
+
+/**
+ * Moves a dispatched job's booking from one node to another. The version goes up so that a
+ * start of that job which read the old booking fails its condition and reads it again.
+ */
+function rebookItem(
+  ctx: AttemptContext,
+  jobId: string,
+  attempts: number,
+  from: string,
+  to: string,
+): TransactItem {
+  return {
+    Update: {
+      TableName: ctx.repo.tableName,
+      Key: { pk: jobPk(jobId), sk: JOB_SK },
+      UpdateExpression:
+        "SET reservation.nodeId = :to, activeSk = :activeSk, updatedAt = :at ADD #version :one",
+      ConditionExpression: "#status = :dispatched AND reservation.nodeId = :from AND attempts = :attempts",
+      ExpressionAttributeNames: { "#status": "status", "#version": "version" },
+      ExpressionAttributeValues: {
+        ":to": to,
+        ":from": from,
+        ":activeSk": activeSk(to, jobId),
+        ":at": ctx.clock().toISOString(),
+        ":one": 1,
+        ":dispatched": "dispatched",
+        ":attempts": attempts,
+      },
+    },
+  };
+}
+
+function within(a: Reservation, b: Reservation): boolean {
+  return a.cpu <= b.cpu && a.memoryMb <= b.memoryMb && a.gpu <= b.gpu;
+}
+
+/** An order of bookings by size: GPUs outweigh CPUs, which outweigh memory. */
+function size(r: Reservation): number {
+  return r.gpu * 1e12 + r.cpu * 1e6 + r.memoryMb;
 }
 
 async function startedBy(ctx: AttemptContext, job: JobItem, node: WorkerNode): Promise<boolean> {

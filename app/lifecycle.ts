@@ -1,5 +1,6 @@
 import {
   InvalidToken,
+  SendTaskFailureCommand,
   SendTaskSuccessCommand,
   type SFNClient,
   TaskDoesNotExist,
@@ -9,7 +10,7 @@ import { z } from "zod";
 import { backoffDelaySeconds } from "../core/backoff";
 import { forEachConcurrent } from "../core/concurrency";
 import { applicableStatus, dependencyOutcome } from "../core/dependencies";
-import { ConcurrentUpdateError } from "../core/errors";
+import { ConcurrentUpdateError, InvalidTransitionError } from "../core/errors";
 import { type BatchJobRequest, isTerminal, type Job, type JobError, type JobStatus } from "../core/job";
 import { unsatisfiableReason } from "../core/pools";
 import { canTransition, transition } from "../core/status";
@@ -18,12 +19,12 @@ import { fromJobItem, type JobItem } from "../store/job-items";
 import type { StatusChange, TransactItem } from "../store/job-repository";
 import { attemptSk, dependentSk, dependsOnSk, JOB_SK, jobPk } from "../store/keys";
 import { gpuUsageItems } from "../store/usage";
-import { cascadeCancel } from "./actions";
+import { cancelJob, cascadeCancel } from "./actions";
 import { type JobStateChange, stateChange } from "./events";
 import { requestHash } from "./idempotency";
 import { logger } from "./logger";
 import type { AppContext } from "./runtime";
-import { newJobId, submitJobs } from "./submit";
+import { submitJobs } from "./submit";
 
 /**
  * The steps of the job lifecycle state machine (state-machines/job-lifecycle.asl.json), one
@@ -59,12 +60,22 @@ export const admittedSchema = z
      * scheduler allows for the queue wait. Step Functions wants it above heartbeatSeconds.
      */
     timeoutSeconds: z.number().int().min(2),
-    /** The Dispatch state's HeartbeatSeconds: a silent worker is presumed lost after this. */
+    /** The worker heartbeats the attempt every third of this (the dispatch message carries it). */
     heartbeatSeconds: z.number().int().min(1),
+    /**
+     * The Dispatch state's HeartbeatSeconds: the backstop that declares an attempt lost when no
+     * heartbeat came for this long. It spans the queue wait before a worker takes the attempt;
+     * a worker that dies while running is found sooner, by its node going silent.
+     */
+    lostAfterSeconds: z.number().int().min(1),
   })
-  .refine((a) => a.heartbeatSeconds < a.timeoutSeconds, {
-    message: "heartbeatSeconds must be smaller than timeoutSeconds",
+  .refine((a) => a.heartbeatSeconds <= a.lostAfterSeconds, {
+    message: "heartbeatSeconds must not exceed lostAfterSeconds",
     path: ["heartbeatSeconds"],
+  })
+  .refine((a) => a.lostAfterSeconds < a.timeoutSeconds, {
+    message: "lostAfterSeconds must be smaller than timeoutSeconds",
+    path: ["lostAfterSeconds"],
   });
 export type AdmittedOutput = z.infer<typeof admittedSchema>;
 
@@ -136,16 +147,28 @@ const END: RetryDecision = { next: "end", delaySeconds: 0 };
 export interface TaskTokens {
   /** SendTaskSuccess; false when no state waits on the token any more (ended, timed out, superseded). */
   succeed(token: string, output: unknown): Promise<boolean>;
+  /** SendTaskFailure; false when no state waits on the token any more. */
+  fail(token: string, error: string, cause: string): Promise<boolean>;
 }
 
 export class StepFunctionsTaskTokens implements TaskTokens {
   constructor(private readonly client: SFNClient) {}
 
-  async succeed(token: string, output: unknown): Promise<boolean> {
+  succeed(token: string, output: unknown): Promise<boolean> {
+    return this.answer(() =>
+      this.client.send(new SendTaskSuccessCommand({ taskToken: token, output: JSON.stringify(output) })),
+    );
+  }
+
+  fail(token: string, error: string, cause: string): Promise<boolean> {
+    return this.answer(() =>
+      this.client.send(new SendTaskFailureCommand({ taskToken: token, error, cause })),
+    );
+  }
+
+  private async answer(send: () => Promise<unknown>): Promise<boolean> {
     try {
-      await this.client.send(
-        new SendTaskSuccessCommand({ taskToken: token, output: JSON.stringify(output) }),
-      );
+      await send();
       return true;
     } catch (error) {
       if (
@@ -509,14 +532,24 @@ export async function recordAttemptFailure(
   ctx: LifecycleContext,
   input: AttemptFailureInput,
 ): Promise<RetryDecision> {
+  // The escalation job, once created for this failure: a retried round reuses it.
+  let escalation: string | undefined;
   const result = await retryOnRace(async (): Promise<EndedAttempt | { item: JobItem | undefined }> => {
     const item = await readJob(ctx, input.jobId);
     if (!item) return { item };
     if (item.attempts !== input.attempt || (item.status !== "dispatched" && item.status !== "running")) {
       return { item };
     }
-    return endFailedAttempt(ctx, item, input);
+    return endFailedAttempt(ctx, item, input, async () => {
+      escalation ??= (await submitEscalation(ctx, item)) ?? undefined;
+      return escalation ?? null;
+    });
   });
+  if (escalation && !("next" in result && result.next.escalatedTo === escalation)) {
+    // The job moved on (cancelled, paused) before it could be marked escalated: the job made
+    // for it must not run on its own.
+    await withdrawEscalation(ctx, escalation, input.jobId);
+  }
 
   if (!("next" in result)) return result.item ? replayDecision(ctx, result.item, input.attempt) : END;
   const { item, next, decision } = result;
@@ -537,10 +570,16 @@ interface EndedAttempt {
   readonly next: JobItem;
 }
 
+/**
+ * Ends the attempt. `escalate` creates the escalation job when the decision is to escalate:
+ * it exists before the job is marked `escalated`, so the status and `escalatedTo` are written
+ * together and a reader who follows `escalatedTo` always finds the job.
+ */
 async function endFailedAttempt(
   ctx: LifecycleContext,
   item: JobItem,
   input: AttemptFailureInput,
+  escalate: () => Promise<string | null>,
 ): Promise<EndedAttempt> {
   const now = ctx.clock();
   const at = now.toISOString();
@@ -578,17 +617,14 @@ async function endFailedAttempt(
   } else {
     const escalateTo = job.onFailure?.escalateTo;
     const blocker = escalateTo ? escalationBlocker(ctx, job, escalateTo.type) : null;
-    const escalate = escalateTo !== undefined && blocker === null;
-    // The escalation job's id is fixed here and written with the status, so no reader ever sees
-    // an `escalated` job without `escalatedTo`; the job itself is created right after, under it.
-    const escalatedTo = escalate ? newJobId() : null;
+    const escalatedTo = escalateTo !== undefined && blocker === null ? await escalate() : null;
     const tail = escalatedTo
       ? `escalated to ${escalatedTo}`
       : escalateTo
         ? `no attempts left; cannot escalate to ${escalateTo.type}: ${blocker}`
         : "no attempts left";
     change = {
-      to: transition(item.status, escalate ? "escalated" : "failed"),
+      to: transition(item.status, escalatedTo ? "escalated" : "failed"),
       reason: `${what}; ${tail}`,
       triggeredBy: null,
       set: { failures, error, finishedAt: at, nextAttemptAt: null, ...(escalatedTo ? { escalatedTo } : {}) },
@@ -738,11 +774,8 @@ function escalationBlocker(ctx: LifecycleContext, job: Job, type: string): strin
  */
 async function finishEscalation(ctx: LifecycleContext, escalated: JobItem): Promise<string | null> {
   let newId = escalated.escalatedTo;
-  if (newId) {
-    // Named in the status change; created here (a replay finds it created and changes nothing).
-    await submitEscalation(ctx, escalated, newId);
-  } else {
-    // Escalated before the id was written with the status (older items): create, then record.
+  if (!newId) {
+    // Escalated before escalatedTo was written with the status (older items): create, record.
     newId = await submitEscalation(ctx, escalated);
     if (!newId) return null;
     await recordEscalatedTo(ctx, escalated.id, newId);
@@ -751,11 +784,26 @@ async function finishEscalation(ctx: LifecycleContext, escalated: JobItem): Prom
   return newId;
 }
 
-async function submitEscalation(
-  ctx: LifecycleContext,
-  escalated: JobItem,
-  id?: string,
-): Promise<string | null> {
+/** Cancels an escalation job whose job was not escalated after all. */
+async function withdrawEscalation(ctx: LifecycleContext, id: string, jobId: string): Promise<void> {
+  try {
+    await cancelJob(ctx, { id: SYSTEM_PRINCIPAL, admin: true }, id);
+    logger.warn("escalation job withdrawn: its job moved on before it was marked escalated", { id, jobId });
+  } catch (error) {
+    // Already ended: nothing runs on its own any more.
+    if (!(error instanceof InvalidTransitionError)) throw error;
+  }
+}
+
+/** Who the system acts as when it must use a principal's action (a withdrawn escalation). */
+const SYSTEM_PRINCIPAL = "jobq";
+
+/**
+ * Creates the escalation job of a job whose attempts ran out, once whatever the replays: the
+ * submission carries an Idempotency-Key derived from the job, so a second call returns the first
+ * call's job.
+ */
+async function submitEscalation(ctx: LifecycleContext, escalated: JobItem): Promise<string | null> {
   const job = fromJobItem(escalated);
   const escalateTo = job.onFailure?.escalateTo;
   if (!escalateTo) return null;
@@ -779,7 +827,6 @@ async function submitEscalation(
     idempotency: { key: `jobq-escalation:${job.id}`, requestHash: requestHash("escalation", request) },
     // It replaces a job that ran: a 429 here would lose the escalation, not slow a submitter.
     exemptFromQueueLimit: true,
-    ids: id ? [id] : undefined,
   });
   const created = result.jobs[0];
   if (!created) throw new RangeError(`escalation of ${job.id} created no job`);

@@ -24,6 +24,7 @@ import { createSfnClient } from "./executions";
 import { keepLease } from "./lease";
 import { type AdmittedOutput, requeueItem, StepFunctionsTaskTokens, type TaskTokens } from "./lifecycle";
 import { logger } from "./logger";
+import { reportLostAttempts } from "./lost-attempts";
 import { PassState } from "./pass-state";
 import { evict } from "./preemption";
 import { MergedView, OwnerHeads, queuedJob, queuePartitions, readsByOwner } from "./queue-reader";
@@ -53,8 +54,10 @@ export type SchedulerContext = Pick<
   readonly tokens: TaskTokens;
   /** The SQS queue of each pool and priority tier: where the execution sends the attempt. */
   readonly queues: QueueUrls;
-  /** The Dispatch state's HeartbeatSeconds. */
+  /** How often the worker heartbeats an attempt (every third of this). */
   readonly heartbeatSeconds: number;
+  /** The Dispatch state's HeartbeatSeconds: the backstop for an attempt nobody reports on. */
+  readonly lostAfterSeconds: number;
   /** A node silent for this long is marked lost. */
   readonly nodeLostSeconds: number;
   readonly tuning?: Partial<SchedulerTuning>;
@@ -119,6 +122,7 @@ export function schedulerContext(): SchedulerContext {
       tokens: new StepFunctionsTaskTokens(createSfnClient({ region: c.region, endpoint: c.sfnEndpoint })),
       queues: c.queues,
       heartbeatSeconds: c.heartbeatSeconds,
+      lostAfterSeconds: c.lostAfterSeconds,
       nodeLostSeconds: c.nodeLostSeconds,
       defaultPolicy: c.defaultPolicy,
     };
@@ -298,9 +302,19 @@ async function pass(ctx: SchedulerContext, pool: PoolConfig, tuning: SchedulerTu
 
   // Every pool's up nodes: a job that may run in several pools goes to the one with the most
   // free of what it needs most, so this pass must see them all; it admits only onto its own.
-  const allNodes = (await Promise.all(ctx.pools.map((p) => ctx.nodes.listNodes(p.name))))
-    .flat()
-    .filter((n) => n.status === "up");
+  const listed = (await Promise.all(ctx.pools.map((p) => ctx.nodes.listNodes(p.name)))).flat();
+  const allNodes = listed.filter((n) => n.status === "up");
+  // A lost node that still has something booked may have had attempts running: report them.
+  await Promise.all(
+    listed
+      .filter((n) => n.pool === pool.name && n.status === "lost" && holdsCapacity(n))
+      .map((n) =>
+        reportLostAttempts(ctx, n).catch((error: unknown) => {
+          // Step Functions' heartbeat timeout is the backstop; the next pass tries again.
+          logger.warn("lost node's attempts not reported", { nodeId: n.nodeId, error: error as Error });
+        }),
+      ),
+  );
   const ownNodes = allNodes.filter((n) => n.pool === pool.name);
   const byId = new Map(ownNodes.map((n) => [n.nodeId, n]));
   const gates: AdmissionGate[] = [offPeakGate(policy.offPeak), gpuQuotaGate(state.quotas)];
@@ -397,6 +411,10 @@ async function pass(ctx: SchedulerContext, pool: PoolConfig, tuning: SchedulerTu
     waiting,
     raced,
   };
+}
+
+function holdsCapacity(node: NodeItem): boolean {
+  return node.used.cpu > 0 || node.used.memoryMb > 0 || node.used.gpu > 0;
 }
 
 /**
@@ -574,8 +592,10 @@ async function admit(
     nodeId: node.nodeId,
     queueUrl,
     attempt,
-    timeoutSeconds: item.timeoutSeconds + ctx.heartbeatSeconds + DISPATCH_GRACE_SECONDS,
+    // The queue wait comes before the job's own time: the worker times the job from its start.
+    timeoutSeconds: item.timeoutSeconds + ctx.lostAfterSeconds + DISPATCH_GRACE_SECONDS,
     heartbeatSeconds: ctx.heartbeatSeconds,
+    lostAfterSeconds: ctx.lostAfterSeconds,
   };
   let released: boolean;
   let failure: unknown;

@@ -349,9 +349,10 @@ function schedulerContext(
     executions: { start: async () => null, stop: async () => undefined },
     nodes: new NodeRepository(db, nodes),
     // Every parked execution is there to be released.
-    tokens: { succeed: async () => true },
+    tokens: { succeed: async () => true, fail: async () => true },
     queues: { [POOL.name]: Object.fromEntries(TIERS.map((tier) => [tier, queueUrl(tier)])) },
     heartbeatSeconds: 30,
+    lostAfterSeconds: 300,
     // The nodes send no heartbeats; a long pass must not find them lost.
     nodeLostSeconds: 86_400,
   };

@@ -39,8 +39,15 @@ const envSchema = z.object({
   JOBQ_EVENT_BUS: z.string().min(1).optional(),
   /** JSON `{"<pool>": {"<tier>": "<queue url>"}}`: the SQS queue of each pool and priority tier. */
   JOBQ_QUEUES: z.string().optional(),
-  /** A running attempt that has not heartbeated for this long is lost. */
+  /** How often a worker heartbeats a running attempt: every third of this. */
   JOBQ_HEARTBEAT_SECONDS: z.coerce.number().int().min(2).max(3600).default(30),
+  /**
+   * Step Functions' backstop for an attempt: declared lost after this long without a heartbeat.
+   * It covers the time a dispatched attempt waits in its queue for a worker, so it is about
+   * queueing, not heartbeats; a worker that dies while running is found sooner, by its node
+   * going silent (JOBQ_NODE_LOST_SECONDS, app/lost-attempts.ts).
+   */
+  JOBQ_LOST_AFTER_SECONDS: z.coerce.number().int().min(10).max(86_400).default(300),
   /** A node silent for this long is lost and its capacity leaves the pool. */
   JOBQ_NODE_LOST_SECONDS: z.coerce.number().int().min(2).max(3600).default(30),
 });
@@ -71,6 +78,7 @@ export interface HandlerConfig {
   readonly eventBus: string | undefined;
   readonly queues: QueueUrls;
   readonly heartbeatSeconds: number;
+  readonly lostAfterSeconds: number;
   readonly nodeLostSeconds: number;
 }
 
@@ -95,6 +103,8 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env): HandlerConfig 
     eventBus: e.JOBQ_EVENT_BUS,
     queues: e.JOBQ_QUEUES ? queuesSchema.parse(JSON.parse(e.JOBQ_QUEUES)) : {},
     heartbeatSeconds: e.JOBQ_HEARTBEAT_SECONDS,
+    // Never below a heartbeat period: a live worker must always beat in time.
+    lostAfterSeconds: Math.max(e.JOBQ_LOST_AFTER_SECONDS, e.JOBQ_HEARTBEAT_SECONDS),
     nodeLostSeconds: e.JOBQ_NODE_LOST_SECONDS,
   };
 }

@@ -14,11 +14,10 @@ export interface JobQueuesProps {
   readonly pools: readonly Pick<PoolConfig, "name">[];
   /**
    * Receives of one dispatch message before it moves to its dead-letter queue. Not 5: a worker
-   * hands a message back (visibility 0, or 5 s when the job does not fit it) whenever it
-   * received more than it has room for, and each of those is a receive, so a healthy message
-   * in a busy pool is received several times before the node it was admitted to takes it. At
-   * most one receive per 5 s per message while nodes have no room for it: 50 is minutes of
-   * bouncing, and a message no worker can start still gets there.
+   * hands a message back (visibility 0, or 1 s when the job fits neither its node nor a swap of
+   * bookings) whenever it received more than it has room for, and each of those is a receive,
+   * so a healthy message in a busy pool may be received several times before a node takes it.
+   * 50 leaves room for that, and a message no worker can start still gets there.
    * @default 50
    */
   readonly maxReceiveCount?: number;

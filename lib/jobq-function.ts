@@ -95,10 +95,16 @@ export interface JobqRuntime {
   /** @default - any job type is accepted */
   readonly taskTypes?: readonly string[];
   /**
-   * A running attempt that has not heartbeated for this long is lost (JOBQ_HEARTBEAT_SECONDS).
+   * Workers heartbeat a running attempt every third of this (JOBQ_HEARTBEAT_SECONDS).
    * @default 30
    */
   readonly heartbeatSeconds?: number;
+  /**
+   * Step Functions declares an attempt lost after this long without a heartbeat, queue wait
+   * included (JOBQ_LOST_AFTER_SECONDS); a dead worker is found sooner, by its node going silent.
+   * @default 300
+   */
+  readonly lostAfterSeconds?: number;
   /**
    * A node silent for this long is lost (JOBQ_NODE_LOST_SECONDS).
    * @default 30
@@ -123,6 +129,7 @@ export function runtimeEnvironment(runtime: JobqRuntime, stateMachineArn: string
     JOBQ_QUEUES: runtime.queues.queueUrlsJson(),
     JOBQ_STATE_MACHINE_ARN: stateMachineArn,
     JOBQ_HEARTBEAT_SECONDS: String(runtime.heartbeatSeconds ?? 30),
+    JOBQ_LOST_AFTER_SECONDS: String(runtime.lostAfterSeconds ?? 300),
     JOBQ_NODE_LOST_SECONDS: String(runtime.nodeLostSeconds ?? 30),
   };
 }

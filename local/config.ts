@@ -241,6 +241,8 @@ export interface ExecutionEnvironment {
   readonly queues: QueueUrls;
   /** @default LOCAL_HEARTBEAT_SECONDS */
   readonly heartbeatSeconds?: number;
+  /** @default LOCAL_LOST_AFTER_SECONDS */
+  readonly lostAfterSeconds?: number;
   /** @default LOCAL_NODE_LOST_SECONDS */
   readonly nodeLostSeconds?: number;
 }
@@ -255,6 +257,11 @@ export const LOCAL_EVENT_BUS = "jobq";
  */
 export const LOCAL_HEARTBEAT_SECONDS = 10;
 export const LOCAL_NODE_LOST_SECONDS = 15;
+/**
+ * Step Functions' backstop (AWS: 300 s). Longer than SQS's visibility timeout, so a message a
+ * killed worker had received but not started reappears and is taken before the backstop fires.
+ */
+export const LOCAL_LOST_AFTER_SECONDS = 90;
 
 /**
  * The variables functions/config.ts reads, as the local stack sets them: what the JobApi
@@ -307,6 +314,9 @@ function executionVariables(execution: ExecutionEnvironment | undefined): Record
     JOBQ_QUEUES: execution ? JSON.stringify(execution.queues) : undefined,
     JOBQ_HEARTBEAT_SECONDS: execution
       ? String(execution.heartbeatSeconds ?? LOCAL_HEARTBEAT_SECONDS)
+      : undefined,
+    JOBQ_LOST_AFTER_SECONDS: execution
+      ? String(execution.lostAfterSeconds ?? LOCAL_LOST_AFTER_SECONDS)
       : undefined,
     JOBQ_NODE_LOST_SECONDS: execution
       ? String(execution.nodeLostSeconds ?? LOCAL_NODE_LOST_SECONDS)

@@ -27,7 +27,7 @@ export interface LocalSqsOptions {
   readonly region?: string;
   /** @default "jobq-" */
   readonly queuePrefix?: string;
-  /** Receives of one message before it moves to the DLQ. @default 5 */
+  /** Receives of one message before it moves to the DLQ. @default 50, as in AWS */
   readonly maxReceiveCount?: number;
 }
 
@@ -88,7 +88,8 @@ export async function startLocalSqs(options: LocalSqsOptions): Promise<LocalSqs>
         const url = await createQueue(client, name, {
           RedrivePolicy: JSON.stringify({
             deadLetterTargetArn: dlqArn,
-            maxReceiveCount: options.maxReceiveCount ?? 5,
+            // As in AWS (lib/job-queues.ts): a healthy message may be handed back a few times.
+            maxReceiveCount: options.maxReceiveCount ?? 50,
           }),
         });
         queues[pool][tier] = url;

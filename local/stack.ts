@@ -84,6 +84,8 @@ export interface LocalStackOptions {
   readonly reconcileSeconds?: number;
   /** JOBQ_HEARTBEAT_SECONDS. @default LOCAL_HEARTBEAT_SECONDS (10) */
   readonly heartbeatSeconds?: number;
+  /** JOBQ_LOST_AFTER_SECONDS. @default LOCAL_LOST_AFTER_SECONDS (90) */
+  readonly lostAfterSeconds?: number;
   /** JOBQ_NODE_LOST_SECONDS. @default LOCAL_NODE_LOST_SECONDS (15) */
   readonly nodeLostSeconds?: number;
   /** The workers' prefixed output lines. @default stdout and stderr */
@@ -280,6 +282,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
           eventBus: LOCAL_EVENT_BUS,
           queues: sqs.queues,
           heartbeatSeconds: options.heartbeatSeconds,
+          lostAfterSeconds: options.lostAfterSeconds,
           nodeLostSeconds: options.nodeLostSeconds,
         },
       };

@@ -103,8 +103,12 @@ const dispatchMessageSchema = z.object({
 
 /** Results are stored apart from the job, up to the same size as a payload. */
 export const MAX_RESULT_BYTES = MAX_PAYLOAD_BYTES;
-/** A message reserved on another node that does not fit here reappears after this long. */
-const NO_FIT_DELAY_SECONDS = 5;
+/**
+ * A message booked on another node that fits neither here nor by a swap (app/attempts.ts)
+ * reappears after this long: soon, for the node it was booked on, but not at once, so this
+ * node does not receive it straight back.
+ */
+const NO_FIT_DELAY_SECONDS = 1;
 /** Step Functions' limits on SendTaskFailure. */
 const MAX_ERROR_CHARS = 256;
 const MAX_CAUSE_CHARS = 32_768;
@@ -388,7 +392,7 @@ export class Worker {
           nodesTable: this.options.nodesTable,
           events: this.deps.events,
         },
-        { jobId: body.jobId, attempt: body.attempt, node },
+        { jobId: body.jobId, attempt: body.attempt, node, runToken: body.runToken },
       );
     } catch (error) {
       // DynamoDB trouble: the message reappears after its visibility timeout and is tried again.

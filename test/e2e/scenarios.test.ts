@@ -82,8 +82,9 @@ async function transitionsOf(id: string): Promise<Transition[]> {
   return response.json.items;
 }
 
+/** A pool as GET /pools?lost=true shows it: lost nodes are listed only when asked for. */
 async function pool(name: string): Promise<Pool> {
-  const response = await request<{ items: Pool[] } | Pool[]>(e2e.stack.url, "GET", "/pools", {
+  const response = await request<{ items: Pool[] } | Pool[]>(e2e.stack.url, "GET", "/pools?lost=true", {
     token: TOKEN,
   });
   expect(response.status).toBe(200);

@@ -64,6 +64,10 @@ class RecordingTokens implements TaskTokens {
     this.sent.push({ token, output });
     return true;
   }
+  async fail(token: string, error: string): Promise<boolean> {
+    this.sent.push({ token, output: { error } });
+    return true;
+  }
 }
 
 const tables = inject("tables");

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { pauseJob } from "../../app/actions";
+import { startAttempt } from "../../app/attempts";
 import { admittedSchema, recordAttemptFailure } from "../../app/lifecycle";
 import { listPools } from "../../app/pools";
 import { poolsToSchedule, runScheduler, schedulePool } from "../../app/scheduler";
@@ -12,9 +13,11 @@ import {
   type Harness,
   HEARTBEAT_SECONDS,
   jobItem,
+  LOST_AFTER_SECONDS,
   NODE_LOST_SECONDS,
   ownTables,
   startHarness,
+  startOnReservedNode,
   submitWaiting,
   suffix,
   tokenOf,
@@ -96,8 +99,10 @@ describe("a scheduling pass", () => {
       nodeId,
       queueUrl: h.queueUrl(pool, "normal"),
       attempt: 1,
-      timeoutSeconds: 600 + HEARTBEAT_SECONDS + 30,
+      // The queue wait (up to lostAfterSeconds) comes before the job's own 600 s.
+      timeoutSeconds: 600 + LOST_AFTER_SECONDS + 30,
       heartbeatSeconds: HEARTBEAT_SECONDS,
+      lostAfterSeconds: LOST_AFTER_SECONDS,
     });
     expect(h.events.published).toContainEqual(
       expect.objectContaining({ jobId: id, previousStatus: "queued", status: "dispatched" }),
@@ -279,6 +284,73 @@ describe("a scheduling pass", () => {
     expect(view?.used).toEqual({ cpu: 2, memoryMb: 512, gpu: 0 });
     expect(view?.nodes.find((n) => n.id === silent)?.status).toBe("lost");
     expect(await h.nodes.heartbeat(pool, silent, now)).toBe(false);
+  });
+
+  it("reports the attempts that ran on a node gone silent as lost on their run tokens, and leaves unstarted ones", async () => {
+    // Prepare: one node runs a job; a job booked there has not been taken yet
+    const pool = newPool(CPU_NODE);
+    const dying = await addNode(pool, CPU_NODE);
+    const [running = "", booked = ""] = await submitWaiting(h, "alice", [
+      { pool, resources: { cpu: 1, memoryMb: 512, gpu: 0 } },
+      { pool, resources: { cpu: 1, memoryMb: 512, gpu: 0 } },
+    ]);
+    await schedulePool(h.scheduler, pool);
+    await startOnReservedNode(h, running, `run-token-${running}`);
+    expect((await jobItem(h, booked)).status).toBe("dispatched");
+
+    // Act: the node stops heartbeating
+    h.clock.advance(NODE_LOST_SECONDS + 5);
+    const first = await schedulePool(h.scheduler, pool);
+    // A pass before the attempt has ended reports it again: Step Functions refuses a spent token.
+    h.sfn.deadTokens.add(`run-token-${running}`);
+    await schedulePool(h.scheduler, pool);
+
+    // Assess
+    expect(first.lostNodes).toEqual([dying]);
+    const reports = h.sfn.failures().filter((f) => f.taskToken === `run-token-${running}`);
+    expect(reports[0]).toEqual({
+      taskToken: `run-token-${running}`,
+      error: "lost",
+      cause: expect.stringContaining(`its node ${dying} stopped heartbeating`),
+    });
+    expect(reports).toHaveLength(2);
+    // The booked job is still dispatched: any other node of the pool may take it.
+    expect(h.sfn.failures().some((f) => f.taskToken.includes(booked))).toBe(false);
+    expect((await jobItem(h, booked)).status).toBe("dispatched");
+  });
+
+  it("starts a job on the first free node of its pool by swapping bookings, with no node over capacity", async () => {
+    // Prepare: two one-slot nodes, one job booked on each, neither started
+    const SLOT = { cpu: 1, memoryMb: 1024, gpu: 0 };
+    const pool = newPool(SLOT);
+    const [x, y] = [await addNode(pool, SLOT), await addNode(pool, SLOT)];
+    const [a = "", b = ""] = await submitWaiting(h, "alice", [
+      { pool, resources: SLOT },
+      { pool, resources: SLOT },
+    ]);
+    await schedulePool(h.scheduler, pool);
+    const bookedOn = async (id: string) => (await jobItem(h, id)).reservation?.nodeId;
+    const onX = (await bookedOn(a)) === x ? a : b;
+    const onY = onX === a ? b : a;
+    const attemptCtx = {
+      repo: h.repo,
+      clock: h.clock.read,
+      nodesTable: h.scheduler.nodesTable,
+      events: h.events,
+    };
+    const node = (nodeId: string) => ({ pool, nodeId, workerId: `worker-${nodeId}`, capacity: SLOT });
+
+    // Act: node y receives the job booked on x first (they share the pool's queue)
+    const swapped = await startAttempt(attemptCtx, { jobId: onX, attempt: 1, node: node(y) });
+    const direct = await startAttempt(attemptCtx, { jobId: onY, attempt: 1, node: node(x) });
+
+    // Assess: both run, each node holds one job, none was refused
+    expect(swapped.outcome).toBe("started");
+    expect(direct.outcome).toBe("started");
+    expect(await jobItem(h, onX)).toMatchObject({ status: "running", reservation: { nodeId: y } });
+    expect(await jobItem(h, onY)).toMatchObject({ status: "running", reservation: { nodeId: x } });
+    expect(await nodeUsed(pool, x)).toEqual(SLOT);
+    expect(await nodeUsed(pool, y)).toEqual(SLOT);
   });
 
   it("undoes an admission whose execution is gone: job queued again without its token, capacity released", async () => {

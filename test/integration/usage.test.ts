@@ -50,6 +50,9 @@ class NoTokens implements TaskTokens {
   async succeed(): Promise<boolean> {
     return true;
   }
+  async fail(): Promise<boolean> {
+    return true;
+  }
 }
 
 const tables = inject("tables");

@@ -151,6 +151,16 @@ export class FakeStepFunctions {
       .map((c) => ({ taskToken: String(c.body.taskToken), output: JSON.parse(String(c.body.output)) }));
   }
 
+  failures(): { taskToken: string; error: string; cause: string }[] {
+    return this.calls
+      .filter((c) => c.operation === "SendTaskFailure")
+      .map((c) => ({
+        taskToken: String(c.body.taskToken),
+        error: String(c.body.error),
+        cause: String(c.body.cause),
+      }));
+  }
+
   private async serve(request: IncomingMessage, response: ServerResponse): Promise<void> {
     const chunks: Buffer[] = [];
     for await (const chunk of request) chunks.push(chunk as Buffer);
@@ -172,6 +182,10 @@ export class FakeStepFunctions {
           held.arrived();
           await held.until;
         }
+        if (this.deadTokens.has(String(body.taskToken))) return error("TaskTimedOut", "Task Timed Out");
+        return answer(200, {});
+      }
+      case "SendTaskFailure": {
         if (this.deadTokens.has(String(body.taskToken))) return error("TaskTimedOut", "Task Timed Out");
         return answer(200, {});
       }
@@ -219,6 +233,7 @@ export interface Harness {
 
 export const HEARTBEAT_SECONDS = 30;
 export const NODE_LOST_SECONDS = 60;
+export const LOST_AFTER_SECONDS = 300;
 
 /** Contexts for the scheduler and the reconciler over the given tables and pools. */
 export async function startHarness(tables: {
@@ -262,6 +277,7 @@ export async function startHarness(tables: {
       tokens: new StepFunctionsTaskTokens(sfnClient),
       queues,
       heartbeatSeconds: HEARTBEAT_SECONDS,
+      lostAfterSeconds: LOST_AFTER_SECONDS,
       nodeLostSeconds: NODE_LOST_SECONDS,
     },
     reconciler: {
@@ -421,7 +437,7 @@ export async function submitWaitingBatch(
 const SUBMISSION_SIZE = 50;
 
 /** Plays the worker taking a dispatched job's attempt on the node it was reserved on: now running. */
-export async function startOnReservedNode(h: Harness, jobId: string): Promise<JobItem> {
+export async function startOnReservedNode(h: Harness, jobId: string, runToken?: string): Promise<JobItem> {
   const job = await jobItem(h, jobId);
   const reservation = job.reservation;
   if (job.status !== "dispatched" || !reservation)
@@ -434,6 +450,7 @@ export async function startOnReservedNode(h: Harness, jobId: string): Promise<Jo
       jobId,
       attempt: job.attempts,
       node: { pool: node.pool, nodeId: node.nodeId, workerId: node.workerId, capacity: node.capacity },
+      runToken,
     },
   );
   if (started.outcome !== "started") throw new Error(`job ${jobId} did not start: ${started.reason}`);

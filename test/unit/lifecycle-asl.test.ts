@@ -39,7 +39,8 @@ const ADMITTED = {
   queueUrl: "http://127.0.0.1:1/queue/cpu-normal",
   attempt: 1,
   timeoutSeconds: 40,
-  heartbeatSeconds: 30,
+  heartbeatSeconds: 10,
+  lostAfterSeconds: 30,
 };
 
 /** What a scripted Task does on one visit: return `result`, or fail with `error`. */
@@ -169,7 +170,8 @@ describe("job lifecycle definition", () => {
     );
     expect(dispatch).toMatchObject({
       TimeoutSecondsPath: "$.admission.timeoutSeconds",
-      HeartbeatSecondsPath: "$.admission.heartbeatSeconds",
+      // The backstop spans the queue wait; the worker beats every third of heartbeatSeconds.
+      HeartbeatSecondsPath: "$.admission.lostAfterSeconds",
     });
     expect(definition.States.Complete?.ResultPath).toBeNull();
     expect(definition.States.Requeue?.ResultPath).toBeNull();
@@ -179,11 +181,11 @@ describe("job lifecycle definition", () => {
     });
   });
 
-  it("catches a heartbeat lapse before a timeout (Step Functions' or the worker's own), and anything else last", () => {
+  it("catches a heartbeat lapse or a lost report (the scheduler's, for a silent node) before a timeout, and anything else last", () => {
     const catchers = (definition.States.Dispatch?.Catch ?? []) as { ErrorEquals: string[]; Next: string }[];
 
     expect(catchers.map((c) => [c.ErrorEquals, c.Next])).toEqual([
-      [["States.HeartbeatTimeout"], "AttemptLost"],
+      [["States.HeartbeatTimeout", "lost"], "AttemptLost"],
       [["States.Timeout", "timeout"], "AttemptTimedOut"],
       [["States.ALL"], "AttemptErrored"],
     ]);
@@ -332,7 +334,7 @@ describe("job lifecycle in aws-local-stepfunctions", () => {
             jobId: "job_1",
             attempt: 1,
             timeoutSeconds: 40,
-            heartbeatSeconds: 30,
+            heartbeatSeconds: 10,
             runToken: "token-1",
           },
         },
