@@ -167,9 +167,15 @@ export interface ListBudget {
    * owners) reads job items it then drops; this bounds that case.
    */
   readonly fetched: number;
+  /**
+   * Time spent reading, by the context's clock: no further query starts after it. DynamoDB reads
+   * 2,000 small entries in a few tens of ms; DynamoDB Local on a busy machine can take seconds,
+   * and a list page must stay far inside the API's timeout either way.
+   */
+  readonly millis: number;
 }
 
-export const LIST_BUDGET: ListBudget = { inspected: 2000, queries: 40, fetched: 300 };
+export const LIST_BUDGET: ListBudget = { inspected: 2000, queries: 40, fetched: 300, millis: 300 };
 
 /** DynamoDB's own page is at most 1 MB; a list index entry is ~150–300 bytes. */
 const MAX_QUERY_LIMIT = 1000;
@@ -182,13 +188,21 @@ class ReadBudget {
   queries = 0;
   fetched = 0;
 
-  constructor(readonly limits: ListBudget) {}
+  private readonly startedAt: number;
+
+  constructor(
+    readonly limits: ListBudget,
+    private readonly clock: Clock,
+  ) {
+    this.startedAt = clock().getTime();
+  }
 
   get spent(): boolean {
     return (
       this.inspected >= this.limits.inspected ||
       this.queries >= this.limits.queries ||
-      this.fetched >= this.limits.fetched
+      this.fetched >= this.limits.fetched ||
+      this.clock().getTime() - this.startedAt >= this.limits.millis
     );
   }
 
@@ -281,7 +295,7 @@ export async function listJobs(
         )
       : undefined;
   let after = cursor?.after;
-  const budget = new ReadBudget(limits);
+  const budget = new ReadBudget(limits, ctx.clock);
   const page = (next: Omit<ListCursor, "index"> | null): ListPage<Job> => ({
     items,
     nextCursor: next ? encodeCursor({ index, ...next }) : null,
@@ -291,7 +305,8 @@ export async function listJobs(
   let reach = 2;
   for (;;) {
     if (lowestDay !== undefined && (day === undefined || day < lowestDay)) return page(null);
-    if (budget.spent) return page({ day, after });
+    // Every request moves the cursor (the first round always runs), so paging always ends.
+    if (budget.spent && budget.queries > 0) return page({ day, after });
     const hi = after !== undefined && before(after) < range.hi ? before(after) : range.hi;
     const need = query.limit - items.length;
     const round =
@@ -310,7 +325,8 @@ export async function listJobs(
     // Read the candidates' job items in order; the page may fill part-way through them.
     let next = 0;
     while (next < round.ids.length) {
-      if (budget.fetchable === 0) return page({ day, after });
+      // Past the first chunk, so this request has moved the cursor.
+      if (budget.spent && (next > 0 || budget.fetchable === 0)) return page({ day, after });
       const want = checkedAfterRead ? BATCH_GET_CHUNK : query.limit - items.length;
       const ids = round.ids.slice(next, next + Math.min(want, budget.fetchable));
       next += ids.length;
