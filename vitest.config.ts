@@ -44,7 +44,7 @@ export default defineConfig({
           name: "reliability",
           include: ["test/reliability/**/*.test.ts"],
           environment: "node",
-          testTimeout: 420_000,
+          testTimeout: 540_000,
           hookTimeout: 60_000,
           pool: "forks",
           poolOptions: { forks: { singleFork: true } },
