@@ -133,7 +133,8 @@ async function rankQueue(
   const now = ctx.clock();
   const [{ policy }, poolViews, active] = await Promise.all([
     ctx.policies.getPolicy(ctx.defaultPolicy),
-    listPools({ pools, nodes: ctx.nodes }),
+    // As GET /pools shows them by default: a lost node has no room to estimate with.
+    listPools({ pools, nodes: ctx.nodes }, { lost: false }),
     activeRead,
   ]);
   const partitions = [...pools.map((p) => p.name), null];
