@@ -770,7 +770,12 @@ export async function runSoak(input: Partial<SoakOptions> = {}): Promise<SoakRep
     // A Map iterates in insertion order: the jobs tracked since the last tick join the end.
     open.push(...[...tracked.keys()].slice(opened));
     opened = tracked.size;
-    const sample = open.slice(0, 16);
+    // The oldest ones, and some picked anywhere: a few stuck or retrying jobs at the head must
+    // not hold the estimate (and the kills that wait on it) back.
+    const sample = open.slice(0, 8);
+    for (let i = 0; i < 8 && open.length > 8; i++) {
+      sample.push(open[8 + Math.floor(Math.random() * (open.length - 8))] as string);
+    }
     const ended = new Set<string>();
     await inParallel(sample, 4, async (id) => {
       const job = await call<ApiJob>(current().url, "GET", `/jobs/${id}`).catch(() => undefined);
