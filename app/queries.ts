@@ -464,24 +464,18 @@ function previousDay(day: string): string {
  * Sort keys within a job's partition, exactly as their writers make them (store/keys.ts): a
  * cursor holds only the last one read, and the partition key is the job the path names.
  */
-const SORT_KEY_PATTERNS: Readonly<Record<string, RegExp>> = {
-  [ATTEMPT_PREFIX]: /^ATT#\d{4,10}$/,
-  [TRANSITION_PREFIX]: /^TRN#\d{10,16}$/,
-  [LOG_PREFIX]: /^LOG#[0-9A-HJKMNP-TV-Z]{26}$/,
-};
-
-function sortKeySchema(prefix: string): z.ZodString {
-  const pattern = SORT_KEY_PATTERNS[prefix];
-  if (!pattern) throw new Error(`no cursor format for sort keys ${prefix}`);
-  return cursorSortKeySchema(pattern);
-}
+const SORT_KEYS = {
+  attempt: cursorSortKeySchema(/^ATT#\d{4,10}$/),
+  transition: cursorSortKeySchema(/^TRN#\d{10,16}$/),
+  log: cursorSortKeySchema(/^LOG#[0-9A-HJKMNP-TV-Z]{26}$/),
+} as const;
 
 /** A key of the job's own partition, built by the server. */
 type PartitionKey = Record<"pk" | "sk", string>;
 
 const pageCursorSchemas = {
-  [ATTEMPT_PREFIX]: z.strictObject({ after: sortKeySchema(ATTEMPT_PREFIX) }),
-  [TRANSITION_PREFIX]: z.strictObject({ after: sortKeySchema(TRANSITION_PREFIX) }),
+  [ATTEMPT_PREFIX]: z.strictObject({ after: SORT_KEYS.attempt }),
+  [TRANSITION_PREFIX]: z.strictObject({ after: SORT_KEYS.transition }),
 };
 
 async function pageOf<T>(
@@ -567,8 +561,8 @@ function taskLine(item: Record<string, unknown>): LogLine {
 
 /** Each stream's position: not started (null), read out ("end"), or the last sort key read. */
 const logsCursorSchema = z.strictObject({
-  task: z.union([z.literal("end"), sortKeySchema(LOG_PREFIX), z.null()]),
-  lifecycle: z.union([z.literal("end"), sortKeySchema(TRANSITION_PREFIX), z.null()]),
+  task: z.union([z.literal("end"), SORT_KEYS.log, z.null()]),
+  lifecycle: z.union([z.literal("end"), SORT_KEYS.transition, z.null()]),
 });
 type StreamPosition = string | null;
 
