@@ -64,12 +64,6 @@ export interface SubmitRequest {
    */
   readonly exemptFromQueueLimit?: boolean;
   /**
-   * The ids to create, one per job, when the caller fixed them beforehand: an escalation names
-   * its job in the escalated job's own status change, before the job exists.
-   * @default fresh `job_` + ULID ids
-   */
-  readonly ids?: readonly string[] | undefined;
-  /**
    * The time this request may still take: an API handler passes `lambdaBudget(context)`.
    * @default no limit (a lifecycle step's escalation, a test)
    */
@@ -172,7 +166,7 @@ function checkRunnable(ctx: SubmitContext, jobs: readonly BatchJobRequest[], bat
 }
 
 /** `job_` + ULID: sortable by creation time (API.md). */
-export function newJobId(): string {
+function newJobId(): string {
   return `job_${ulid()}`;
 }
 
@@ -182,7 +176,7 @@ export async function submitJobs(ctx: SubmitContext, request: SubmitRequest): Pr
   checkRunnable(ctx, jobs, jobs.length > 1 || jobs[0]?.ref !== undefined);
   const resolved = resolveBatch(jobs);
 
-  let ids = request.ids ? [...request.ids] : newIds(jobs.length);
+  let ids = newIds(jobs.length);
   let claim: ClaimFence | undefined;
   if (idempotency) {
     const idem = new Idempotency(ctx.repo);
@@ -211,7 +205,6 @@ export async function submitJobs(ctx: SubmitContext, request: SubmitRequest): Pr
       jobs,
       resolved,
       ids,
-      fixedIds: request.ids !== undefined,
       budget,
       claim,
     });
@@ -257,8 +250,6 @@ interface WriteInput {
   readonly jobs: readonly BatchJobRequest[];
   readonly resolved: ReturnType<typeof resolveBatch>;
   readonly ids: readonly string[];
-  /** The caller named the ids: a re-plan reuses them (after removing what was staged). */
-  readonly fixedIds: boolean;
   readonly budget: SubmitBudget;
   readonly claim: ClaimFence | undefined;
 }
@@ -330,7 +321,7 @@ async function writeSubmission(
             1,
           );
         }
-        if (!input.fixedIds) ids = newIds(jobs.length);
+        ids = newIds(jobs.length);
         if (claim) claim.record = await claim.idem.reassign(claim.record, ids);
         continue;
       }
