@@ -770,19 +770,25 @@ export async function runSoak(input: Partial<SoakOptions> = {}): Promise<SoakRep
     // A Map iterates in insertion order: the jobs tracked since the last tick join the end.
     open.push(...[...tracked.keys()].slice(opened));
     opened = tracked.size;
-    // The oldest ones, and some picked anywhere: a few stuck or retrying jobs at the head must
-    // not hold the estimate (and the kills that wait on it) back.
-    const sample = open.slice(0, 8);
-    for (let i = 0; i < 8 && open.length > 8; i++) {
-      sample.push(open[8 + Math.floor(Math.random() * (open.length - 8))] as string);
-    }
+    // The oldest ones, and a random sample of the rest: ended jobs leave `open` as they are
+    // seen, and the share of the random sample that has ended estimates the rest, so a few
+    // stuck jobs at the head, or slow GETs, do not hold the estimate (and the kills) back.
+    const head = open.slice(0, 8);
+    const rest = open.length - head.length;
+    const random = Array.from(
+      { length: Math.min(16, rest) },
+      () => open[head.length + Math.floor(Math.random() * rest)] as string,
+    );
     const ended = new Set<string>();
-    await inParallel(sample, 4, async (id) => {
+    let randomEnded = 0;
+    await inParallel([...head, ...random], 8, async (id) => {
       const job = await call<ApiJob>(current().url, "GET", `/jobs/${id}`).catch(() => undefined);
       if (job?.status === 200 && TERMINAL.has(job.json.status)) ended.add(id);
     });
+    for (const id of random) if (ended.has(id)) randomEnded += 1;
     for (let i = open.length - 1; i >= 0; i--) if (ended.has(open[i] as string)) open.splice(i, 1);
-    endedJobs = tracked.size - open.length;
+    const share = random.length > 0 ? randomEnded / random.length : 0;
+    endedJobs = Math.round(tracked.size - open.length + share * Math.max(0, open.length - head.length));
   };
 
   // Chaos: the kills and restarts fire as progress reaches them.
