@@ -514,6 +514,7 @@ describe("the job lifecycle definition", () => {
           attempt: 1,
           timeoutSeconds: 60,
           heartbeatSeconds: 10,
+          lostAfterSeconds: 30,
         }),
       }),
     );
