@@ -421,35 +421,9 @@ async function releaseDependents(ctx: LifecycleContext, parentId: string): Promi
  * its race and decides again.
  */
 async function markEdgeMet(ctx: LifecycleContext, parentId: string, childId: string): Promise<boolean> {
-  const table = ctx.repo.tableName;
   for (let round = 1; ; round++) {
     try {
-      await ctx.repo.transact([
-        {
-          Update: {
-            TableName: table,
-            Key: { pk: jobPk(childId), sk: dependsOnSk(parentId) },
-            UpdateExpression: "SET met = :true",
-            ConditionExpression: "met = :false",
-            ExpressionAttributeValues: { ":true": true, ":false": false },
-          },
-        },
-        {
-          Update: {
-            TableName: table,
-            Key: { pk: jobPk(childId), sk: JOB_SK },
-            UpdateExpression: "SET updatedAt = :at ADD unmet :minusOne, #version :one",
-            ConditionExpression: "attribute_exists(pk) AND unmet > :zero",
-            ExpressionAttributeNames: { "#version": "version" },
-            ExpressionAttributeValues: {
-              ":at": ctx.clock().toISOString(),
-              ":minusOne": -1,
-              ":one": 1,
-              ":zero": 0,
-            },
-          },
-        },
-      ]);
+      await ctx.repo.transact(ctx.repo.edgeMetItems(parentId, childId, ctx.clock().toISOString()));
       return true;
     } catch (error) {
       if (!(error instanceof ConcurrentUpdateError)) throw error;

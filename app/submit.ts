@@ -729,32 +729,7 @@ async function settleDependencies(ctx: SubmitContext, plan: SubmissionPlan): Pro
 async function markMet(ctx: SubmitContext, childId: string, parentId: string): Promise<void> {
   for (let round = 1; ; round++) {
     try {
-      await ctx.repo.transact([
-        {
-          Update: {
-            TableName: ctx.repo.tableName,
-            Key: { pk: jobPk(childId), sk: dependsOnSk(parentId) },
-            UpdateExpression: "SET met = :true",
-            ConditionExpression: "met = :false",
-            ExpressionAttributeValues: { ":true": true, ":false": false },
-          },
-        },
-        {
-          Update: {
-            TableName: ctx.repo.tableName,
-            Key: { pk: jobPk(childId), sk: JOB_SK },
-            UpdateExpression: "SET updatedAt = :at ADD unmet :minusOne, #version :one",
-            ConditionExpression: "attribute_exists(pk) AND unmet > :zero",
-            ExpressionAttributeNames: { "#version": "version" },
-            ExpressionAttributeValues: {
-              ":at": ctx.clock().toISOString(),
-              ":minusOne": -1,
-              ":one": 1,
-              ":zero": 0,
-            },
-          },
-        },
-      ]);
+      await ctx.repo.transact(ctx.repo.edgeMetItems(parentId, childId, ctx.clock().toISOString()));
       return;
     } catch (error) {
       if (!(error instanceof ConcurrentUpdateError)) throw error;

@@ -17,7 +17,7 @@ import { ConcurrentUpdateError } from "../core/errors";
 import type { Job, JobStatus } from "../core/job";
 import type { ReasonCode } from "../core/reasons";
 import { indexAttributes, indexAttributesToRemove, type JobItem, transitionItem } from "./job-items";
-import { DEPENDENT_PREFIX, FIRST_DAY_SK, JOB_SK, jobPk, META_PK, RESULT_SK } from "./keys";
+import { DEPENDENT_PREFIX, dependsOnSk, FIRST_DAY_SK, JOB_SK, jobPk, META_PK, RESULT_SK } from "./keys";
 
 export type TransactItem = NonNullable<TransactWriteCommandInput["TransactItems"]>[number];
 type Key = Record<string, unknown>;
@@ -246,6 +246,36 @@ export class JobRepository {
       },
     ];
     return { items, next };
+  }
+
+  /**
+   * Flips the child's `DEP#<parent>` edge to met and decrements its `unmet`, as one transaction.
+   * Only the write that flips the edge decrements, so however many writers race (a replayed
+   * completion, a submission settling a parent that just completed), a parent counts once. The
+   * decrement bumps the child's version, so a writer that read the old count loses its race.
+   */
+  edgeMetItems(parentId: string, childId: string, at: string): TransactItem[] {
+    return [
+      {
+        Update: {
+          TableName: this.tableName,
+          Key: { pk: jobPk(childId), sk: dependsOnSk(parentId) },
+          UpdateExpression: "SET met = :true",
+          ConditionExpression: "met = :false",
+          ExpressionAttributeValues: { ":true": true, ":false": false },
+        },
+      },
+      {
+        Update: {
+          TableName: this.tableName,
+          Key: { pk: jobPk(childId), sk: JOB_SK },
+          UpdateExpression: "SET updatedAt = :at ADD unmet :minusOne, #version :one",
+          ConditionExpression: "attribute_exists(pk) AND unmet > :zero",
+          ExpressionAttributeNames: { "#version": "version" },
+          ExpressionAttributeValues: { ":at": at, ":minusOne": -1, ":one": 1, ":zero": 0 },
+        },
+      },
+    ];
   }
 
   async changeStatus(current: JobItem, change: StatusChange, now: string): Promise<JobItem> {
