@@ -105,8 +105,12 @@ export class Scheduler extends Construct {
       "dynamodb:Query",
       "dynamodb:UpdateItem",
     ]);
-    // Releases an admitted job's execution (its admission token).
-    props.lifecycle.grantTaskResponse(this.schedulerFunction, ["states:SendTaskSuccess"]);
+    // Releases an admitted job's execution (its admission token), and reports the attempts of a
+    // node gone silent lost on their run tokens (app/lost-attempts.ts).
+    props.lifecycle.grantTaskResponse(this.schedulerFunction, [
+      "states:SendTaskSuccess",
+      "states:SendTaskFailure",
+    ]);
     props.eventBus.grantPutEventsTo(this.schedulerFunction);
 
     const interval = props.sweepInterval ?? Duration.minutes(1);

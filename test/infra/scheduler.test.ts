@@ -100,6 +100,8 @@ describe("scheduler", () => {
           "dynamodb:UpdateItem",
         ]),
         grant("states:SendTaskSuccess", stack.resolve(stack.lifecycle.stateMachineArn)),
+        // A silent node's running attempts are reported lost on their run tokens.
+        grant("states:SendTaskFailure", stack.resolve(stack.lifecycle.stateMachineArn)),
         grant("events:PutEvents", { "Fn::GetAtt": [logicalId(stack, stack.eventBus), "Arn"] }),
       ]),
     );
@@ -112,6 +114,8 @@ describe("scheduler", () => {
     expect(config.policyTable).toBe(`<Ref:${logicalId(stack, stack.store.policyTable)}>`);
     expect(config.stateMachineArn).toMatch(/:stateMachine:Jobq-job-lifecycle$/);
     expect(Object.keys(config.queues).sort()).toEqual(["cpu", "gpu"]);
+    // The Dispatch heartbeat spans the queue wait: minutes, not the workers' beat period.
+    expect(config).toMatchObject({ heartbeatSeconds: 30, lostAfterSeconds: 300, nodeLostSeconds: 30 });
   });
 });
 
