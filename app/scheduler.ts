@@ -638,6 +638,13 @@ async function admit(
       return { kind: "admitted", event: stateChange(item.status, next) };
     throw error;
   }
+  if (tokenDead) {
+    // Nothing waits for this job any more (its execution ended, or died with a restarted local
+    // stack): give it a new one now, in queue order, rather than after the reconciler's grace.
+    // Should the old execution still live (a retried AwaitAdmission about to park a new
+    // token), the newer execution supersedes it: executions are named by job version.
+    await ctx.executions.start(item.id, undo.next.version);
+  }
   return { kind: "undone", event: stateChange(item.status, undo.next) };
 }
 

@@ -109,8 +109,10 @@ export class JobLifecycle extends Construct {
     grantTable(this.function, props.jobsTable, LIFECYCLE_JOBS_ACTIONS);
     grantTable(this.function, props.nodesTable, LIFECYCLE_NODES_ACTIONS);
     grantTable(this.function, props.policyTable, LIFECYCLE_POLICY_ACTIONS);
-    // Escalation creates a job, and a job gets its execution when it is created.
+    // Escalation creates a job, and a job gets its execution when it is created; an escalation
+    // job whose job moved on before it was marked escalated is cancelled, stopping its execution.
     this.grantStartExecution(this.function);
+    this.grantExecution(this.function, "states:StopExecution");
     this.grantTaskResponse(this.function, ["states:SendTaskSuccess", "states:SendTaskFailure"]);
     props.eventBus.grantPutEventsTo(this.function);
 

@@ -111,6 +111,10 @@ export class Scheduler extends Construct {
       "states:SendTaskSuccess",
       "states:SendTaskFailure",
     ]);
+    // Preemption stops the victim's execution and starts a fresh one; an admission whose
+    // execution is gone gives the job a new one at once (app/scheduler.ts#admit).
+    props.lifecycle.grantStartExecution(this.schedulerFunction);
+    props.lifecycle.grantExecution(this.schedulerFunction, "states:StopExecution");
     props.eventBus.grantPutEventsTo(this.schedulerFunction);
 
     const interval = props.sweepInterval ?? Duration.minutes(1);

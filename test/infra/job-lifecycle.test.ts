@@ -123,6 +123,7 @@ describe("least privilege", () => {
         // GPU usage and run times, added in the transaction that ends an attempt.
         ...tableGrants(policy, ["dynamodb:UpdateItem"]),
         grant("states:StartExecution", stateMachineArn),
+        grant("states:StopExecution", stack.resolve(stack.lifecycle.executionArns)),
         grant("states:SendTaskSuccess", stateMachineArn),
         grant("states:SendTaskFailure", stateMachineArn),
         grant("events:PutEvents", { "Fn::GetAtt": [logicalId(stack, stack.eventBus), "Arn"] }),

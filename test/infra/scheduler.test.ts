@@ -102,6 +102,9 @@ describe("scheduler", () => {
         grant("states:SendTaskSuccess", stack.resolve(stack.lifecycle.stateMachineArn)),
         // A silent node's running attempts are reported lost on their run tokens.
         grant("states:SendTaskFailure", stack.resolve(stack.lifecycle.stateMachineArn)),
+        // Preemption's stop and fresh start; a new execution for a job whose execution is gone.
+        grant("states:StartExecution", stack.resolve(stack.lifecycle.stateMachineArn)),
+        grant("states:StopExecution", stack.resolve(stack.lifecycle.executionArns)),
         grant("events:PutEvents", { "Fn::GetAtt": [logicalId(stack, stack.eventBus), "Arn"] }),
       ]),
     );

@@ -371,6 +371,8 @@ describe("a scheduling pass", () => {
     expect(job.admissionToken).toBeUndefined();
     expect(job.reservation).toBeUndefined();
     expect(await nodeUsed(pool, nodeId)).toEqual({ cpu: 0, memoryMb: 0, gpu: 0 });
+    // A new execution at once, at the job's new version: it need not wait for the reconciler.
+    expect(h.executions.started).toContainEqual({ jobId: id, version: job.version });
   });
 
   it("places a job without a pool in a pool whose labels match its constraints", async () => {
