@@ -229,7 +229,8 @@ async function startBySwap(ctx: AttemptContext, swap: SwapRequest): Promise<bool
     const delta: Reservation = {
       pool: node.pool,
       nodeId: node.nodeId,
-      cpu: held.cpu - otherBooking.cpu,
+      // In thousandths, as capacity is counted: no float residue left on the nodes' books.
+      cpu: Math.round((held.cpu - otherBooking.cpu) * 1000) / 1000,
       memoryMb: held.memoryMb - otherBooking.memoryMb,
       gpu: held.gpu - otherBooking.gpu,
     };
