@@ -69,8 +69,33 @@ export function errorResponse(error: unknown): APIGatewayProxyResult {
       error instanceof TooManyRequestsError ? { "retry-after": String(error.retryAfterSeconds) } : {};
     return json(HTTP_STATUS[error.code], { error: body }, headers);
   }
+  if (isThrottling(error)) {
+    // AWS throttled us past the SDK's retries: the request is fine and may be sent again.
+    logger.warn("throttled past the SDK's retries; answering 429", { error: error as Error });
+    return errorResponse(
+      new TooManyRequestsError("the service is busy; retry shortly", THROTTLED_RETRY_AFTER),
+    );
+  }
   logger.error("unhandled error", { error: error as Error });
   return json(500, { error: { code: "internal", message: "internal error" } });
+}
+
+/** Seconds a client is asked to wait after jobq itself was throttled by an AWS service. */
+const THROTTLED_RETRY_AFTER = 2;
+
+/** The AWS SDK's throttling errors, as its retry strategy recognizes them. */
+const THROTTLING_ERRORS = new Set([
+  "ThrottlingException",
+  "ProvisionedThroughputExceededException",
+  "RequestLimitExceeded",
+  "TooManyRequestsException",
+  "Throttling",
+]);
+
+function isThrottling(error: unknown): boolean {
+  if (!(error instanceof Error)) return false;
+  const retryable = (error as { $retryable?: { throttling?: boolean } }).$retryable;
+  return retryable?.throttling === true || THROTTLING_ERRORS.has(error.name);
 }
 
 /** A header, case-insensitively, as API Gateway passes them through as sent. */
