@@ -56,8 +56,9 @@ export const admittedSchema = z
     /** The attempt being started: the job's `attempts` after admission (1 for the first). */
     attempt: z.number().int().min(1),
     /**
-     * The Dispatch state's TimeoutSeconds: the job's timeoutSeconds plus whatever grace the
-     * scheduler allows for the queue wait. Step Functions wants it above heartbeatSeconds.
+     * The Dispatch state's TimeoutSeconds: the job's timeoutSeconds plus the queue wait the
+     * scheduler allows (lostAfterSeconds) and a grace. Step Functions wants it above the
+     * state's HeartbeatSeconds (lostAfterSeconds).
      */
     timeoutSeconds: z.number().int().min(2),
     /** The worker heartbeats the attempt every third of this (the dispatch message carries it). */
