@@ -5,7 +5,12 @@ import type { Principal } from "../core/principal";
 import { canTransition } from "../core/status";
 import { endAttemptItem, releaseCapacityItem } from "../store/capacity";
 import { fromJobItem, type JobItem } from "../store/job-items";
-import type { StatusChange, StoredJob, TransactItem } from "../store/job-repository";
+import {
+  applicableChange,
+  type StatusChange,
+  type StoredJob,
+  type TransactItem,
+} from "../store/job-repository";
 import { gpuUsageItems } from "../store/usage";
 import { stateChange } from "./events";
 import type { AppContext } from "./runtime";
@@ -157,11 +162,7 @@ export async function resumeJob(ctx: ActionContext, principal: Principal, id: st
         doomedBy: null,
       });
       const change: StatusChange = {
-        to: applies.status,
-        reason: applies.reason,
-        reasonCode: applies.code,
-        triggeredBy: principal.id,
-        set: applies.status === "queued" ? { queuedAt: at } : {},
+        ...applicableChange(applies, at, principal.id),
         remove: ["pausedFrom", "admissionToken", "executionArn"],
       };
       const next = await ctx.repo.changeStatus(item, change, at);

@@ -16,7 +16,7 @@ import { unsatisfiableReason } from "../core/pools";
 import { canTransition, transition } from "../core/status";
 import { endAttemptItem, releaseCapacityItem } from "../store/capacity";
 import { fromJobItem, type JobItem } from "../store/job-items";
-import type { StatusChange, TransactItem } from "../store/job-repository";
+import { applicableChange, type StatusChange, type TransactItem } from "../store/job-repository";
 import { attemptSk, dependentSk, dependsOnSk, JOB_SK, jobPk } from "../store/keys";
 import { gpuUsageItems } from "../store/usage";
 import { cancelJob, cascadeCancel } from "./actions";
@@ -476,13 +476,8 @@ async function settleBlocked(ctx: LifecycleContext, id: string): Promise<JobStat
     }
     const next = await ctx.repo.changeStatus(
       child,
-      {
-        to: transition(child.status, applies.status),
-        reason: applies.reason,
-        reasonCode: applies.code,
-        triggeredBy: null,
-        set: applies.status === "queued" ? { queuedAt: at } : {},
-      },
+      // The status machine refuses the change here if it is not a legal transition.
+      { ...applicableChange(applies, at, null), to: transition(child.status, applies.status) },
       at,
     );
     return child.staged ? null : stateChange(child.status, next);

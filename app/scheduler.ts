@@ -15,6 +15,7 @@ import { config, type QueueUrls } from "../functions/config";
 import { releaseCapacityItem, reservationFor, reserveCapacityItem } from "../store/capacity";
 import { createDocumentClient } from "../store/dynamo";
 import type { JobItem } from "../store/job-items";
+import { applicableChange } from "../store/job-repository";
 import { duePk, JOB_SK } from "../store/keys";
 import { type NodeItem, NodeRepository } from "../store/nodes";
 import { JOB_INDEX } from "../store/tables";
@@ -763,17 +764,7 @@ async function sweepDueJobs(
         });
         if (applies.status === "scheduled" || !canTransition(item.status, applies.status)) continue;
         try {
-          const next = await ctx.repo.changeStatus(
-            item,
-            {
-              to: applies.status,
-              reason: applies.reason,
-              reasonCode: applies.code,
-              triggeredBy: null,
-              set: applies.status === "queued" ? { queuedAt: at } : {},
-            },
-            at,
-          );
+          const next = await ctx.repo.changeStatus(item, applicableChange(applies, at, null), at);
           promoted.push(id);
           events.push(stateChange(item.status, next));
         } catch (error) {

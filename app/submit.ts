@@ -22,6 +22,7 @@ import { unsatisfiableReason } from "../core/pools";
 import type { Principal } from "../core/principal";
 import { fromJobItem, indexAttributes, type JobItem, toJobItem, transitionItem } from "../store/job-items";
 import {
+  applicableChange,
   type JobRepository,
   MAX_TRANSACTION_ITEMS,
   type TransactItem,
@@ -750,17 +751,7 @@ async function settleUnblocked(ctx: SubmitContext, ids: readonly string[]): Prom
         const now = ctx.clock();
         const at = now.toISOString();
         const applies = applicableStatus({ now, runAt: item.runAt, unmet: 0, total: 0, doomedBy: null });
-        await ctx.repo.changeStatus(
-          item,
-          {
-            to: applies.status,
-            reason: applies.reason,
-            reasonCode: applies.code,
-            triggeredBy: null,
-            set: applies.status === "queued" ? { queuedAt: at } : {},
-          },
-          at,
-        );
+        await ctx.repo.changeStatus(item, applicableChange(applies, at, null), at);
       });
       return;
     } catch (error) {

@@ -13,6 +13,7 @@ import {
   UpdateCommand,
 } from "@aws-sdk/lib-dynamodb";
 import { forEachConcurrent } from "../core/concurrency";
+import type { ApplicableStatus } from "../core/dependencies";
 import { ConcurrentUpdateError } from "../core/errors";
 import type { Job, JobStatus } from "../core/job";
 import type { ReasonCode } from "../core/reasons";
@@ -48,6 +49,24 @@ export interface StatusChange {
   /** Other attributes the same write sets (e.g. finishedAt, pausedFrom). */
   readonly set?: Readonly<Record<string, unknown>>;
   readonly remove?: readonly string[];
+}
+
+/**
+ * The change to the status the dependency rule says applies now (core's applicableStatus): a job
+ * that becomes queued joins the queue's age order at `at`.
+ */
+export function applicableChange(
+  applies: ApplicableStatus,
+  at: string,
+  triggeredBy: string | null,
+): StatusChange {
+  return {
+    to: applies.status,
+    reason: applies.reason,
+    reasonCode: applies.code,
+    triggeredBy,
+    set: applies.status === "queued" ? { queuedAt: at } : {},
+  };
 }
 
 export interface Page<T> {
