@@ -2,8 +2,7 @@ import { ConcurrentUpdateError } from "../core/errors";
 import { type NodeCapacity, releaseCapacityItem, reserveCapacityItem } from "../store/capacity";
 import type { JobItem, Reservation } from "../store/job-items";
 import type { TransactItem } from "../store/job-repository";
-import { activePk, activeSk, attemptSk, JOB_SK, jobPk } from "../store/keys";
-import { JOB_INDEX } from "../store/tables";
+import { activeSk, attemptSk, JOB_SK, jobPk } from "../store/keys";
 import { stateChange } from "./events";
 import type { AppContext } from "./runtime";
 
@@ -204,13 +203,7 @@ interface SwapRequest {
  */
 async function startBySwap(ctx: AttemptContext, swap: SwapRequest): Promise<boolean> {
   const { job, held, node } = swap;
-  const page = await ctx.repo.queryIndex({
-    IndexName: JOB_INDEX.active,
-    KeyConditionExpression: "activePk = :pk AND begins_with(activeSk, :node)",
-    ExpressionAttributeValues: { ":pk": activePk(node.pool), ":node": `${node.nodeId}#` },
-  });
-  const candidates = page.items
-    .map((item) => item as Partial<JobItem>)
+  const candidates = (await ctx.repo.activeOnNode(node.pool, node.nodeId))
     .flatMap((other): Booked[] =>
       other.status === "dispatched" &&
       typeof other.id === "string" &&

@@ -1,8 +1,6 @@
-import type { JobItem } from "../store/job-items";
 import type { JobRepository } from "../store/job-repository";
-import { activePk, attemptSk, jobPk } from "../store/keys";
+import { attemptSk, jobPk } from "../store/keys";
 import type { NodeItem } from "../store/nodes";
-import { JOB_INDEX } from "../store/tables";
 import type { TaskTokens } from "./lifecycle";
 import { logger } from "./logger";
 
@@ -26,34 +24,24 @@ export async function reportLostAttempts(
   node: Pick<NodeItem, "pool" | "nodeId" | "lastHeartbeatAt">,
 ): Promise<string[]> {
   const reported: string[] = [];
-  let startKey: Record<string, unknown> | undefined;
-  do {
-    const page = await ctx.repo.queryIndex({
-      IndexName: JOB_INDEX.active,
-      KeyConditionExpression: "activePk = :pk AND begins_with(activeSk, :node)",
-      ExpressionAttributeValues: { ":pk": activePk(node.pool), ":node": `${node.nodeId}#` },
-      ExclusiveStartKey: startKey,
-    });
-    for (const entry of page.items as Partial<JobItem>[]) {
-      if (entry.status !== "running" || typeof entry.id !== "string" || typeof entry.attempts !== "number") {
-        continue;
-      }
-      const attempt = await ctx.repo.getItem({ pk: jobPk(entry.id), sk: attemptSk(entry.attempts) });
-      const runToken = attempt?.runToken;
-      // Started before run tokens were kept: the heartbeat timeout ends it.
-      if (typeof runToken !== "string" || attempt?.nodeId !== node.nodeId) continue;
-      const cause = `its node ${node.nodeId} stopped heartbeating (last at ${node.lastHeartbeatAt}); the worker is presumed dead`;
-      if (await ctx.tokens.fail(runToken, "lost", cause)) {
-        reported.push(entry.id);
-        logger.warn("attempt reported lost: its node is silent", {
-          jobId: entry.id,
-          attempt: entry.attempts,
-          pool: node.pool,
-          nodeId: node.nodeId,
-        });
-      }
+  for (const entry of await ctx.repo.activeOnNode(node.pool, node.nodeId)) {
+    if (entry.status !== "running" || typeof entry.id !== "string" || typeof entry.attempts !== "number") {
+      continue;
     }
-    startKey = page.lastKey;
-  } while (startKey);
+    const attempt = await ctx.repo.getItem({ pk: jobPk(entry.id), sk: attemptSk(entry.attempts) });
+    const runToken = attempt?.runToken;
+    // Started before run tokens were kept: the heartbeat timeout ends it.
+    if (typeof runToken !== "string" || attempt?.nodeId !== node.nodeId) continue;
+    const cause = `its node ${node.nodeId} stopped heartbeating (last at ${node.lastHeartbeatAt}); the worker is presumed dead`;
+    if (await ctx.tokens.fail(runToken, "lost", cause)) {
+      reported.push(entry.id);
+      logger.warn("attempt reported lost: its node is silent", {
+        jobId: entry.id,
+        attempt: entry.attempts,
+        pool: node.pool,
+        nodeId: node.nodeId,
+      });
+    }
+  }
   return reported;
 }

@@ -18,7 +18,17 @@ import { ConcurrentUpdateError } from "../core/errors";
 import type { Job, JobStatus } from "../core/job";
 import type { ReasonCode } from "../core/reasons";
 import { indexAttributes, indexAttributesToRemove, type JobItem, transitionItem } from "./job-items";
-import { DEPENDENT_PREFIX, dependsOnSk, FIRST_DAY_SK, JOB_SK, jobPk, META_PK, RESULT_SK } from "./keys";
+import {
+  activePk,
+  DEPENDENT_PREFIX,
+  dependsOnSk,
+  FIRST_DAY_SK,
+  JOB_SK,
+  jobPk,
+  META_PK,
+  RESULT_SK,
+} from "./keys";
+import { JOB_INDEX } from "./tables";
 
 export type TransactItem = NonNullable<TransactWriteCommandInput["TransactItems"]>[number];
 type Key = Record<string, unknown>;
@@ -384,6 +394,27 @@ export class JobRepository {
   async queryIndex(input: Omit<QueryCommandInput, "TableName">): Promise<Page<Record<string, unknown>>> {
     const out = await this.db.send(new QueryCommand({ ...input, TableName: this.tableName }));
     return { items: out.Items ?? [], lastKey: out.LastEvaluatedKey, count: out.Count ?? 0 };
+  }
+
+  /**
+   * The jobs booked on one node (dispatched or running there), from the `active` index: its
+   * projection, not the job items. The index trails the table by a moment; writes built on it
+   * must be conditional.
+   */
+  async activeOnNode(pool: string, nodeId: string): Promise<Partial<JobItem>[]> {
+    const entries: Partial<JobItem>[] = [];
+    let startKey: Key | undefined;
+    do {
+      const page = await this.queryIndex({
+        IndexName: JOB_INDEX.active,
+        KeyConditionExpression: "activePk = :pk AND begins_with(activeSk, :node)",
+        ExpressionAttributeValues: { ":pk": activePk(pool), ":node": `${nodeId}#` },
+        ExclusiveStartKey: startKey,
+      });
+      entries.push(...(page.items as Partial<JobItem>[]));
+      startKey = page.lastKey;
+    } while (startKey);
+    return entries;
   }
 
   async getItem(key: Key, consistent = true): Promise<Record<string, unknown> | undefined> {
