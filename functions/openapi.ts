@@ -187,7 +187,8 @@ function queryParameters(doc: RouteDoc): object[] {
     required?: string[];
   };
   return Object.entries(schema.properties ?? {}).map(([name, property]) => {
-    const { description, ...rest } = property;
+    const { description: fromSchema, ...rest } = property;
+    const description = doc.parameters?.[name] ?? fromSchema;
     return {
       name,
       in: "query",

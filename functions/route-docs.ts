@@ -68,6 +68,8 @@ export interface RouteDoc {
   readonly tag: "jobs" | "queue" | "admin" | "service";
   /** Each property is a query parameter. */
   readonly query?: z.ZodObject;
+  /** What a query parameter means, where its schema cannot say (a comma-separated list, a format). */
+  readonly parameters?: Readonly<Record<string, string>>;
   /** Registered in apiRequests above. */
   readonly body?: z.ZodType;
   /** Request headers the route reads, with what they do. */
@@ -94,6 +96,11 @@ const SUBMIT_ERRORS: readonly ErrorCode[] = [
   "idempotency_key_reused",
   "forbidden",
 ];
+const PAGE_PARAMETERS = {
+  limit: "page size, 1..200",
+  cursor: "the previous page's nextCursor",
+};
+
 /** A job action: the job by id, which may not exist (or be another user's), and a status rule. */
 const JOB_ACTION_ERRORS: readonly ErrorCode[] = ["not_found", "invalid_transition"];
 
@@ -145,6 +152,15 @@ export const ROUTE_DOCS: Readonly<Record<string, RouteDoc>> = {
     description: "A user sees their own jobs; an admin sees everyone's (and may filter by owner).",
     tag: "jobs",
     query: listJobsQuerySchema,
+    parameters: {
+      ...PAGE_PARAMETERS,
+      status: "comma-separated statuses, e.g. queued,running",
+      owner: "admins: only this principal's jobs",
+      priority: "a priority name (critical, high, normal, low, background) or an integer -10..10",
+      tag: "key:value",
+      createdAfter: "ISO-8601 instant",
+      createdBefore: "ISO-8601 instant",
+    },
     responses: { 200: { description: "a page of jobs", schema: jobPageSchema } },
   },
   GetJob: {
@@ -191,6 +207,11 @@ export const ROUTE_DOCS: Readonly<Record<string, RouteDoc>> = {
     summary: "A job's log: the lines its tasks wrote and its lifecycle lines",
     tag: "jobs",
     query: listLogsQuerySchema,
+    parameters: {
+      ...PAGE_PARAMETERS,
+      attempt: "only this attempt's lines",
+      level: "only lines of this level",
+    },
     responses: { 200: { description: "a page of log lines, in time order", schema: logPageSchema } },
     errors: ["not_found"],
   },
@@ -198,6 +219,7 @@ export const ROUTE_DOCS: Readonly<Record<string, RouteDoc>> = {
     summary: "A job's attempts",
     tag: "jobs",
     query: pageQuerySchema,
+    parameters: PAGE_PARAMETERS,
     responses: { 200: { description: "a page of attempts", schema: attemptPageSchema } },
     errors: ["not_found"],
   },
@@ -205,6 +227,7 @@ export const ROUTE_DOCS: Readonly<Record<string, RouteDoc>> = {
     summary: "Every status change of a job",
     tag: "jobs",
     query: pageQuerySchema,
+    parameters: PAGE_PARAMETERS,
     responses: { 200: { description: "a page of transitions", schema: transitionPageSchema } },
     errors: ["not_found"],
   },

@@ -56,6 +56,15 @@ describe("the OpenAPI document", () => {
     expect(Object.keys(ROUTE_DOCS).filter((id) => !ids.has(id))).toEqual([]);
   });
 
+  it("describes only query parameters the route's query schema has", () => {
+    const stale = Object.entries(ROUTE_DOCS).flatMap(([id, doc]) =>
+      Object.keys(doc.parameters ?? {})
+        .filter((name) => !doc.query || !Object.hasOwn(doc.query.shape, name))
+        .map((name) => `${id}: ${name}`),
+    );
+    expect(stale).toEqual([]);
+  });
+
   it("refuses to build without documentation for a route", () => {
     const stray: RouteSpec = {
       id: "NoSuchRoute",
