@@ -114,7 +114,8 @@ function components(
  * Requests are converted as the client writes them (`input`: before defaults and transforms),
  * responses as the server writes them (`output`). z.custom has no JSON Schema of its own; its
  * metadata says what it accepts (core/job.ts's label maps). Response objects leave
- * additionalProperties open: a field added later must not break a validating client.
+ * additionalProperties open, even where the same schema is strict on input (the policy): a field
+ * added later must not break a validating client.
  */
 function conversion(io: "input" | "output"): z.core.ToJSONSchemaParams {
   return {
@@ -126,7 +127,7 @@ function conversion(io: "input" | "output"): z.core.ToJSONSchemaParams {
     },
     override: ({ zodSchema, jsonSchema }) => {
       const def = zodSchema._zod.def;
-      if (io === "output" && def.type === "object" && def.catchall === undefined) {
+      if (io === "output" && def.type === "object" && jsonSchema.additionalProperties === false) {
         delete jsonSchema.additionalProperties;
       }
     },
