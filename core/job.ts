@@ -83,6 +83,13 @@ const labelMap = z
   })
   .transform((map) => Object.fromEntries(Object.entries(map)) as Record<string, string>);
 const MAX_LABELS = 64;
+// What JSON Schema cannot say about z.custom, for the OpenAPI document (functions/openapi.ts).
+labelMap.in.register(z.globalRegistry, {
+  type: "object",
+  maxProperties: MAX_LABELS,
+  propertyNames: { minLength: 1, maxLength: 128 },
+  additionalProperties: { type: "string", maxLength: 256 },
+});
 
 /** An ISO-8601 timestamp that names a real instant (the format alone allows "2026-02-31"). */
 const isoTimestamp = z.iso

@@ -43,7 +43,7 @@ export interface RouteSpec {
   readonly path: string;
   /** Module under functions/api exporting `handler`. */
   readonly handler: string;
-  /** false only for GET /health. */
+  /** false only for GET /health and GET /openapi.json. */
   readonly authorized: boolean;
   readonly jobsTable: readonly JobsTableAction[];
   /**
@@ -263,6 +263,14 @@ export const ROUTES: readonly RouteSpec[] = [
     authorized: true,
     jobsTable: ["dynamodb:Query"],
     policyTable: ["dynamodb:PutItem", ...QUOTA_READ_POLICY],
+  },
+  {
+    id: "OpenApi",
+    method: "GET",
+    path: "/openapi.json",
+    handler: "openapi",
+    authorized: false,
+    jobsTable: [],
   },
 ];
 

@@ -162,7 +162,8 @@ function grantRoute(fn: nodejs.NodejsFunction, route: RouteSpec, props: JobApiPr
 /**
  * The HTTP API: a REST API (API Gateway v1, which LocalStack's free tier serves too) with one
  * Lambda function per route of functions/routes.ts, each allowed exactly its route's actions
- * (tables, executions, events), and a TOKEN authorizer in front of every route but GET /health.
+ * (tables, executions, events), and a TOKEN authorizer in front of every route but GET /health
+ * and GET /openapi.json.
  */
 export class JobApi extends Construct {
   public readonly api: apigateway.RestApi;

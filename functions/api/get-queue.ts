@@ -1,9 +1,7 @@
-import { z } from "zod";
 import { getQueue, queueContext } from "../../app/queue";
+import { queueQuerySchema } from "../../core/api-schemas";
 import { parseRequest } from "../../core/validation";
 import { apiHandler, json, principalOf, queryParameters } from "../http";
-
-const queueQuerySchema = z.strictObject({ pool: z.string().min(1).max(32).optional() });
 
 /** GET /queue?pool= — counts, pools and the first queued jobs in admission order. */
 export const handler = apiHandler(async (event) => {

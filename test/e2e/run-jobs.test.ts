@@ -1,12 +1,12 @@
 import { describe, expect, it } from "vitest";
-import { request } from "../support/api";
 import { type E2eJob as Job, TERMINAL, useLocalStack } from "../support/e2e";
 
 /**
  * Jobs run end to end on the whole local stack, as under `npm start`: the API, the lifecycle
  * executions on the local Step Functions, the scheduler on EventBridge events and its sweep, the
  * SQS queues and one worker process per node. It shares the run's DynamoDB Local under its own
- * table prefix. Every wait polls the API with a deadline; nothing asserts on timing.
+ * table prefix. Every wait polls the API with a deadline; nothing asserts on timing. It drives the
+ * API through the typed client (client/), which holds every answer to the OpenAPI document.
  */
 
 const TOKEN = "e2e-token";
@@ -53,19 +53,15 @@ describe("jobs run on the local stack", () => {
   it("runs the README's DAG in dependency order", async () => {
     showWorkersOnFailure();
     // Prepare / Act: b and c wait on a, d waits on both
-    const response = await request<{ refs: Record<string, string> }>(e2e.stack.url, "POST", "/jobs/batch", {
-      token: TOKEN,
-      body: {
-        jobs: [
-          { ref: "a", type: "echo" },
-          { ref: "b", type: "sleep", payload: { seconds: 1 }, dependsOn: ["a"] },
-          { ref: "c", type: "log", payload: { lines: 3 }, dependsOn: ["a"] },
-          { ref: "d", type: "echo", dependsOn: ["b", "c"] },
-        ],
-      },
+    const { refs } = await e2e.client.submitBatch({
+      jobs: [
+        { ref: "a", type: "echo" },
+        { ref: "b", type: "sleep", payload: { seconds: 1 }, dependsOn: ["a"] },
+        { ref: "c", type: "log", payload: { lines: 3 }, dependsOn: ["a"] },
+        { ref: "d", type: "echo", dependsOn: ["b", "c"] },
+      ],
     });
-    expect(response.status).toBe(201);
-    const { a, b, c, d } = response.json.refs;
+    const { a, b, c, d } = refs;
     const ids = [a, b, c, d].map((id) => id ?? "");
     const [jobA, jobB, jobC, jobD] = await ended(ids);
 
@@ -77,6 +73,8 @@ describe("jobs run on the local stack", () => {
     const startedD = time(jobD?.startedAt ?? null);
     expect(startedD).toBeGreaterThanOrEqual(time(jobB?.finishedAt ?? null));
     expect(startedD).toBeGreaterThanOrEqual(time(jobC?.finishedAt ?? null));
+    const log = await e2e.client.logs(c ?? "", { attempt: 1 });
+    expect(log.items.filter((line) => line.attempt === 1).length).toBeGreaterThanOrEqual(3);
   }, 120_000);
 
   it("fails a job after its attempts run out and cancels its dependent", async () => {
@@ -94,13 +92,8 @@ describe("jobs run on the local stack", () => {
     expect(failed).toMatchObject({ status: "failed", attempts: 2 });
     expect(failed?.error?.message).toContain("broken on purpose");
     expect(cancelled?.status).toBe("cancelled");
-    const attempts = await request<{ items: { attempt: number; status: string }[] }>(
-      e2e.stack.url,
-      "GET",
-      `/jobs/${parent.id}/attempts`,
-      { token: TOKEN },
-    );
-    expect(attempts.json.items.map((item) => [item.attempt, item.status])).toEqual([
+    const attempts = await e2e.client.attempts(parent.id);
+    expect(attempts.items.map((item) => [item.attempt, item.status])).toEqual([
       [1, "failed"],
       [2, "failed"],
     ]);

@@ -88,8 +88,15 @@ describe("routes", () => {
     }
   });
 
-  it("leaves only GET /health open", () => {
-    expect(ROUTES.filter((r) => !r.authorized).map((r) => `${r.method} ${r.path}`)).toEqual(["GET /health"]);
+  it("leaves only GET /health and GET /openapi.json open", () => {
+    const open = ["GET /health", "GET /openapi.json"];
+    expect(ROUTES.filter((r) => !r.authorized).map((r) => `${r.method} ${r.path}`)).toEqual(open);
+    // The template itself: every method API Gateway serves without the authorizer.
+    const paths = resourcePaths(template);
+    const unauthorized = Object.values(resourcesOfType(template, "AWS::ApiGateway::Method"))
+      .filter((m) => m.Properties?.AuthorizationType !== "CUSTOM")
+      .map((m) => `${m.Properties?.HttpMethod} ${methodPath(m, paths)}`);
+    expect(unauthorized.sort()).toEqual(open);
   });
 });
 

@@ -1,12 +1,14 @@
-import { afterAll, beforeAll, expect, inject, onTestFailed } from "vitest";
+import { afterAll, afterEach, beforeAll, expect, inject, onTestFailed } from "vitest";
+import { JobqClient, type SubmitJobRequest } from "../../client";
 import type { JobStatus } from "../../core/job";
 import { type LocalStack, type LocalStackOptions, startLocalStack } from "../../local/stack";
-import { request } from "./api";
+import { ContractRecorder } from "./contract";
 
 /**
  * One whole local stack for an e2e test file, as under `npm start` (the API, the lifecycle
  * executions, the scheduler, SQS and one worker process per node), on the run's DynamoDB Local
- * under the file's own table prefix; plus the few HTTP calls every such file makes.
+ * under the file's own table prefix; plus the few HTTP calls every such file makes, through the
+ * typed client (client/), with every answer held to the OpenAPI document (test/support/contract.ts).
  */
 
 export const TERMINAL: readonly JobStatus[] = ["completed", "failed", "cancelled", "escalated"];
@@ -27,7 +29,9 @@ export interface E2eJob {
 export interface E2eStack {
   /** The running stack (set once the file's beforeAll has run). */
   readonly stack: LocalStack;
-  submit(body: Record<string, unknown>): Promise<E2eJob>;
+  /** The typed client with the file's token; a test fails when an answer breaks the document. */
+  readonly client: JobqClient;
+  submit(body: SubmitJobRequest): Promise<E2eJob>;
   getJob(id: string): Promise<E2eJob>;
   /** Call in a test: if it fails, the workers' last output is printed with it. */
   showWorkersOnFailure(): void;
@@ -53,6 +57,15 @@ export function useLocalStack(
   afterAll(async () => {
     await stack?.stop();
   }, 60_000);
+  const recorder = new ContractRecorder();
+  afterEach(() => {
+    expect(recorder.violations.splice(0), "answers that break the OpenAPI document").toEqual([]);
+  });
+  let client: JobqClient | undefined;
+  const clientOf = (): JobqClient => {
+    client ??= new JobqClient({ url: running().url, token, fetch: recorder.fetch });
+    return client;
+  };
 
   const running = (): LocalStack => {
     if (!stack)
@@ -63,15 +76,17 @@ export function useLocalStack(
     get stack() {
       return running();
     },
-    async submit(body) {
-      const response = await request<E2eJob>(running().url, "POST", "/jobs", { token, body });
-      expect(response.status).toBe(201);
-      return response.json;
+    get client() {
+      return clientOf();
     },
-    async getJob(id) {
-      const response = await request<E2eJob>(running().url, "GET", `/jobs/${id}`, { token });
-      expect(response.status).toBe(200);
-      return response.json;
+    // Plain functions, not methods: test files destructure them.
+    async submit(body) {
+      const answer = await clientOf().submitAnswer(body);
+      expect(answer.status).toBe(201);
+      return answer.body;
+    },
+    getJob(id) {
+      return clientOf().getJob(id);
     },
     showWorkersOnFailure() {
       onTestFailed(() => {

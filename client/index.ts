@@ -1,0 +1,371 @@
+import type { z } from "zod";
+import type {
+  attemptSchema,
+  batchResponseSchema,
+  healthSchema,
+  jobSchema,
+  jobViewSchema,
+  logLineSchema,
+  policyViewSchema,
+  poolViewSchema,
+  queueSnapshotSchema,
+  quotaViewSchema,
+  transitionSchema,
+} from "../core/api-schemas";
+import type { ErrorCode } from "../core/errors";
+import type {
+  JobStatus,
+  LogLevel,
+  PriorityName,
+  submitBatchSchema,
+  submitJobSchema,
+  updateJobSchema,
+} from "../core/job";
+import type { PolicyInput } from "../core/policy";
+import type { QuotaLimitsInput } from "../core/quota";
+
+/**
+ * A small typed client for the jobq HTTP API: one method per route. The types are the zod
+ * schemas' own (core/api-schemas.ts for answers, core/job.ts for requests), the same schemas the
+ * OpenAPI document is generated from, so there is no generation step to forget and the compiler
+ * sees a change to the contract at once. Imports are type-only: at run time this is fetch alone.
+ * The stream (WebSocket) client is client/stream.ts.
+ */
+
+export type Job = z.output<typeof jobSchema>;
+export type JobView = z.output<typeof jobViewSchema>;
+export type Transition = z.output<typeof transitionSchema>;
+export type Attempt = z.output<typeof attemptSchema>;
+export type LogLine = z.output<typeof logLineSchema>;
+export type BatchResponse = z.output<typeof batchResponseSchema>;
+export type Pool = z.output<typeof poolViewSchema>;
+export type QueueSnapshot = z.output<typeof queueSnapshotSchema>;
+export type PolicyView = z.output<typeof policyViewSchema>;
+export type QuotaView = z.output<typeof quotaViewSchema>;
+export type Health = z.output<typeof healthSchema>;
+export type SubmitJobRequest = z.input<typeof submitJobSchema>;
+export type SubmitBatchRequest = z.input<typeof submitBatchSchema>;
+export type UpdateJobRequest = z.input<typeof updateJobSchema>;
+export type { ErrorCode, JobStatus, PolicyInput, QuotaLimitsInput };
+
+export interface Page<T> {
+  readonly items: T[];
+  readonly nextCursor: string | null;
+}
+
+type QueryValue = string | number | boolean | Date | readonly string[];
+
+/** Filters of GET /jobs; a name the server does not know is sent as given (and refused with a 400). */
+export interface ListJobsParams {
+  readonly status?: JobStatus | readonly JobStatus[];
+  readonly type?: string;
+  /** Admins only. */
+  readonly owner?: string;
+  readonly priority?: PriorityName | number;
+  /** `key:value` */
+  readonly tag?: string;
+  readonly createdAfter?: string | Date;
+  readonly createdBefore?: string | Date;
+  /** Jobs changed after this instant: how a stream client catches up after a reconnect. */
+  readonly updatedSince?: string | Date;
+  readonly limit?: number;
+  readonly cursor?: string;
+  readonly [filter: string]: QueryValue | undefined;
+}
+
+export interface PageParams {
+  readonly limit?: number;
+  readonly cursor?: string;
+}
+
+export interface ListLogsParams extends PageParams {
+  readonly attempt?: number;
+  readonly level?: LogLevel;
+}
+
+export interface SubmitOptions {
+  /** Sent as `Idempotency-Key`: the same key within 24 h answers the original job(s). */
+  readonly idempotencyKey?: string;
+}
+
+export interface JobqClientOptions {
+  /** The API's base URL, e.g. `http://127.0.0.1:3000` or the stage URL in AWS (`https://…/v1/`). */
+  readonly url: string;
+  /** The bearer token; GET /health and GET /openapi.json need none. */
+  readonly token?: string;
+  /** @default globalThis.fetch */
+  readonly fetch?: typeof fetch;
+}
+
+/** The API answered with an error (API.md's error format). */
+export class JobqApiError extends Error {
+  override readonly name = "JobqApiError";
+  constructor(
+    readonly status: number,
+    readonly code: ErrorCode,
+    message: string,
+    readonly details: unknown,
+    /** From `Retry-After` (429): seconds to wait before sending again. */
+    readonly retryAfterSeconds: number | undefined,
+  ) {
+    super(message);
+  }
+}
+
+/** No answer at all: the API could not be reached (DNS, connection refused, reset, TLS). */
+export class JobqUnreachableError extends Error {
+  override readonly name = "JobqUnreachableError";
+  constructor(
+    readonly url: string,
+    options: { cause: unknown },
+  ) {
+    super(
+      `jobq API unreachable at ${url}: ${(options.cause as Error)?.message ?? String(options.cause)}`,
+      options,
+    );
+  }
+}
+
+/** What a status means when the body is not the contract's error (a proxy's own page, say). */
+const CODE_BY_STATUS: Readonly<Record<number, ErrorCode>> = {
+  400: "validation_failed",
+  401: "unauthorized",
+  403: "forbidden",
+  404: "not_found",
+  409: "invalid_transition",
+  413: "payload_too_large",
+  429: "too_many_requests",
+};
+
+interface CallOptions {
+  readonly query?: Readonly<Record<string, QueryValue | undefined>>;
+  readonly body?: unknown;
+  readonly headers?: Readonly<Record<string, string>>;
+}
+
+export interface Answer<T> {
+  readonly status: number;
+  readonly headers: Headers;
+  readonly body: T;
+}
+
+export class JobqClient {
+  readonly url: string;
+  private readonly token: string | undefined;
+  private readonly fetch: typeof fetch;
+
+  constructor(options: JobqClientOptions) {
+    this.url = options.url.replace(/\/+$/, "");
+    this.token = options.token;
+    this.fetch = options.fetch ?? ((input, init) => globalThis.fetch(input, init));
+  }
+
+  /** GET /health (no auth). */
+  async health(): Promise<Health> {
+    return (await this.call<Health>("GET", "/health")).body;
+  }
+
+  /** GET /openapi.json (no auth): the OpenAPI 3.1 document. */
+  async openapi(): Promise<Record<string, unknown>> {
+    return (await this.call<Record<string, unknown>>("GET", "/openapi.json")).body;
+  }
+
+  /** POST /jobs */
+  async submit(job: SubmitJobRequest, options: SubmitOptions = {}): Promise<Job> {
+    return (await this.submitAnswer(job, options)).body;
+  }
+
+  /** POST /jobs, with the status: 201 created, 200 an Idempotency-Key replay. */
+  submitAnswer(job: SubmitJobRequest, options: SubmitOptions = {}): Promise<Answer<Job>> {
+    return this.call<Job>("POST", "/jobs", { body: job, headers: idempotency(options) });
+  }
+
+  /** POST /jobs/batch: a DAG, all or none. */
+  async submitBatch(batch: SubmitBatchRequest, options: SubmitOptions = {}): Promise<BatchResponse> {
+    return (
+      await this.call<BatchResponse>("POST", "/jobs/batch", { body: batch, headers: idempotency(options) })
+    ).body;
+  }
+
+  /** GET /jobs/{id} */
+  async getJob(id: string): Promise<JobView> {
+    return (await this.call<JobView>("GET", `/jobs/${segment(id)}`)).body;
+  }
+
+  /** GET /jobs: one page, newest first. */
+  async listJobs(params: ListJobsParams = {}): Promise<Page<Job>> {
+    return (await this.call<Page<Job>>("GET", "/jobs", { query: params })).body;
+  }
+
+  /** Every page of GET /jobs, following nextCursor. */
+  jobPages(params: ListJobsParams = {}): AsyncGenerator<Page<Job>> {
+    return pages((cursor) => this.listJobs({ ...params, cursor }), params.cursor);
+  }
+
+  /** Every job GET /jobs lists, across pages. */
+  async *jobs(params: ListJobsParams = {}): AsyncGenerator<Job> {
+    for await (const page of this.jobPages(params)) yield* page.items;
+  }
+
+  /** PATCH /jobs/{id}/cancel: the job and, transitively, its dependents. */
+  async cancel(id: string): Promise<Job> {
+    return (await this.call<Job>("PATCH", `/jobs/${segment(id)}/cancel`)).body;
+  }
+
+  /** POST /jobs/{id}/pause */
+  async pause(id: string): Promise<Job> {
+    return (await this.call<Job>("POST", `/jobs/${segment(id)}/pause`)).body;
+  }
+
+  /** POST /jobs/{id}/resume */
+  async resume(id: string): Promise<Job> {
+    return (await this.call<Job>("POST", `/jobs/${segment(id)}/resume`)).body;
+  }
+
+  /** PATCH /jobs/{id} */
+  async updateJob(id: string, change: UpdateJobRequest): Promise<Job> {
+    return (await this.call<Job>("PATCH", `/jobs/${segment(id)}`, { body: change })).body;
+  }
+
+  /** PATCH /jobs/{id} `{priority}` */
+  setPriority(id: string, priority: PriorityName | number): Promise<Job> {
+    return this.updateJob(id, { priority });
+  }
+
+  /** GET /jobs/{id}/logs */
+  async logs(id: string, params: ListLogsParams = {}): Promise<Page<LogLine>> {
+    return (await this.call<Page<LogLine>>("GET", `/jobs/${segment(id)}/logs`, { query: { ...params } }))
+      .body;
+  }
+
+  /** GET /jobs/{id}/attempts */
+  async attempts(id: string, params: PageParams = {}): Promise<Page<Attempt>> {
+    return (await this.call<Page<Attempt>>("GET", `/jobs/${segment(id)}/attempts`, { query: { ...params } }))
+      .body;
+  }
+
+  /** GET /jobs/{id}/transitions */
+  async transitions(id: string, params: PageParams = {}): Promise<Page<Transition>> {
+    return (
+      await this.call<Page<Transition>>("GET", `/jobs/${segment(id)}/transitions`, { query: { ...params } })
+    ).body;
+  }
+
+  /** GET /queue */
+  async queue(params: { readonly pool?: string } = {}): Promise<QueueSnapshot> {
+    return (await this.call<QueueSnapshot>("GET", "/queue", { query: params })).body;
+  }
+
+  /** GET /pools; `lost: true` lists nodes marked lost too. */
+  async pools(params: { readonly lost?: boolean } = {}): Promise<Pool[]> {
+    return (await this.call<Page<Pool>>("GET", "/pools", { query: params })).body.items;
+  }
+
+  /** GET /admin/policy (admin) */
+  async getPolicy(): Promise<PolicyView> {
+    return (await this.call<PolicyView>("GET", "/admin/policy")).body;
+  }
+
+  /** PUT /admin/policy (admin): replaces the whole policy. */
+  async putPolicy(policy: PolicyInput): Promise<PolicyView> {
+    return (await this.call<PolicyView>("PUT", "/admin/policy", { body: policy })).body;
+  }
+
+  /** GET /quotas/{principal} (self or admin) */
+  async getQuota(principal: string): Promise<QuotaView> {
+    return (await this.call<QuotaView>("GET", `/quotas/${segment(principal)}`)).body;
+  }
+
+  /** PUT /quotas/{principal} (admin): replaces the limits. */
+  async putQuota(principal: string, limits: QuotaLimitsInput): Promise<QuotaView> {
+    return (await this.call<QuotaView>("PUT", `/quotas/${segment(principal)}`, { body: limits })).body;
+  }
+
+  /**
+   * Any route, for those this client has no method for yet: the parsed JSON answer of a 2xx, a
+   * JobqApiError otherwise.
+   */
+  async call<T>(method: string, path: string, options: CallOptions = {}): Promise<Answer<T>> {
+    const url = `${this.url}${path}${queryString(options.query)}`;
+    const headers: Record<string, string> = { accept: "application/json", ...options.headers };
+    if (this.token !== undefined) headers.authorization = `Bearer ${this.token}`;
+    let body: string | undefined;
+    if (options.body !== undefined) {
+      body = JSON.stringify(options.body);
+      headers["content-type"] = "application/json";
+    }
+    let response: Response;
+    let text: string;
+    try {
+      response = await this.fetch(url, { method, headers, body });
+      text = await response.text();
+    } catch (error) {
+      throw new JobqUnreachableError(url, { cause: error });
+    }
+    if (!response.ok) throw apiError(response, text);
+    return {
+      status: response.status,
+      headers: response.headers,
+      body: (text === "" ? null : JSON.parse(text)) as T,
+    };
+  }
+}
+
+function idempotency(options: SubmitOptions): Record<string, string> {
+  return options.idempotencyKey === undefined ? {} : { "Idempotency-Key": options.idempotencyKey };
+}
+
+/** An id as one path segment, whatever it holds. */
+function segment(value: string): string {
+  return encodeURIComponent(value);
+}
+
+function queryString(query: Readonly<Record<string, QueryValue | undefined>> | undefined): string {
+  const search = new URLSearchParams();
+  for (const [name, value] of Object.entries(query ?? {})) {
+    if (value === undefined) continue;
+    if (value instanceof Date) search.set(name, value.toISOString());
+    else if (Array.isArray(value)) search.set(name, value.join(","));
+    else search.set(name, String(value));
+  }
+  const text = search.toString();
+  return text === "" ? "" : `?${text}`;
+}
+
+function apiError(response: Response, text: string): JobqApiError {
+  let error: { code?: unknown; message?: unknown; details?: unknown } | undefined;
+  try {
+    const parsed = JSON.parse(text) as { error?: typeof error };
+    error = typeof parsed?.error === "object" && parsed.error !== null ? parsed.error : undefined;
+  } catch {
+    error = undefined;
+  }
+  const code =
+    typeof error?.code === "string"
+      ? (error.code as ErrorCode)
+      : (CODE_BY_STATUS[response.status] ?? (response.status >= 500 ? "internal" : "validation_failed"));
+  const message =
+    typeof error?.message === "string"
+      ? error.message
+      : `HTTP ${response.status} ${response.statusText}`.trim();
+  const retryAfter = Number.parseInt(response.headers.get("retry-after") ?? "", 10);
+  return new JobqApiError(
+    response.status,
+    code,
+    message,
+    error?.details,
+    Number.isFinite(retryAfter) ? retryAfter : undefined,
+  );
+}
+
+async function* pages<T>(
+  read: (cursor: string | undefined) => Promise<Page<T>>,
+  first: string | undefined,
+): AsyncGenerator<Page<T>> {
+  let cursor = first;
+  do {
+    const page = await read(cursor);
+    yield page;
+    cursor = page.nextCursor ?? undefined;
+  } while (cursor !== undefined);
+}

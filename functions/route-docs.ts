@@ -1,0 +1,280 @@
+import { z } from "zod";
+import type { PolicyView } from "../app/policy";
+import type { NodeView, PoolView } from "../app/pools";
+import type { JobView, ListPage } from "../app/queries";
+import type { QueuedEntry, QueueSnapshot } from "../app/queue";
+import {
+  attemptPageSchema,
+  batchResponseSchema,
+  type Conforms,
+  healthSchema,
+  jobPageSchema,
+  jobSchema,
+  jobViewSchema,
+  logPageSchema,
+  type nodeViewSchema,
+  openApiDocumentSchema,
+  policyViewSchema,
+  poolPageSchema,
+  poolsQuerySchema,
+  type poolViewSchema,
+  type queuedEntrySchema,
+  queueQuerySchema,
+  queueSnapshotSchema,
+  quotaViewSchema,
+  transitionPageSchema,
+} from "../core/api-schemas";
+import type { ErrorCode } from "../core/errors";
+import {
+  listJobsQuerySchema,
+  listLogsQuerySchema,
+  pageQuerySchema,
+  submitBatchSchema,
+  submitJobSchema,
+  updateJobSchema,
+} from "../core/job";
+import { policySchema } from "../core/policy";
+import { quotaLimitsSchema } from "../core/quota";
+
+/**
+ * The documentation of every route of functions/routes.ts, keyed by route id: what the OpenAPI
+ * document (functions/openapi.ts) says about it and what the contract tests hold its answers to.
+ * A new route adds one entry here beside its RouteSpec; the contract test fails until it does.
+ * Schemas are the ones the handlers parse with (requests) and the ones in core/api-schemas.ts
+ * (responses), so the document is the code's own description of itself.
+ */
+
+/** Request bodies by their components/schemas name; converted as the client sends them (zod input). */
+export const apiRequests = z.registry<{ id: string }>();
+
+submitJobSchema.register(apiRequests, { id: "SubmitJobRequest" });
+submitBatchSchema.register(apiRequests, { id: "SubmitBatchRequest" });
+updateJobSchema.register(apiRequests, { id: "UpdateJobRequest" });
+policySchema.register(apiRequests, { id: "Policy" });
+quotaLimitsSchema.register(apiRequests, { id: "QuotaLimits" });
+
+export interface ResponseDoc {
+  readonly description: string;
+  /** Registered in core/api-schemas.ts#apiResponses. */
+  readonly schema: z.ZodType;
+  /** Response headers worth a client's attention. */
+  readonly headers?: Readonly<Record<string, string>>;
+}
+
+export interface RouteDoc {
+  readonly summary: string;
+  readonly description?: string;
+  /** The group the route is listed under. */
+  readonly tag: "jobs" | "queue" | "admin" | "service";
+  /** Each property is a query parameter. */
+  readonly query?: z.ZodObject;
+  /** What a query parameter means, where its schema cannot say (a comma-separated list, a format). */
+  readonly parameters?: Readonly<Record<string, string>>;
+  /** Registered in apiRequests above. */
+  readonly body?: z.ZodType;
+  /** Request headers the route reads, with what they do. */
+  readonly headers?: Readonly<Record<string, string>>;
+  /** The successful answers, by status. */
+  readonly responses: Readonly<Record<number, ResponseDoc>>;
+  /**
+   * The error codes the route answers besides those every route may: `internal` and
+   * `too_many_requests` always, `unauthorized` on authorized routes, `validation_failed` with a
+   * body, query or path parameter, `payload_too_large` with a body.
+   */
+  readonly errors?: readonly ErrorCode[];
+}
+
+const IDEMPOTENCY_KEY =
+  "1..255 characters: the same principal sending the same key within 24 h gets the original answer " +
+  "back (200, Idempotent-Replayed: true); the same key with a different body is a 409";
+const REPLAYED = { "Idempotent-Replayed": "true when this answers an earlier request with the same key" };
+const SUBMIT_ERRORS: readonly ErrorCode[] = [
+  "unknown_dependency",
+  "dependency_cycle",
+  "unknown_type",
+  "unsatisfiable_resources",
+  "idempotency_key_reused",
+  "forbidden",
+];
+const PAGE_PARAMETERS = {
+  limit: "page size, 1..200",
+  cursor: "the previous page's nextCursor",
+};
+
+/** A job action: the job by id, which may not exist (or be another user's), and a status rule. */
+const JOB_ACTION_ERRORS: readonly ErrorCode[] = ["not_found", "invalid_transition"];
+
+export const ROUTE_DOCS: Readonly<Record<string, RouteDoc>> = {
+  Health: {
+    summary: "Say the API answers",
+    description: "No auth, no I/O. `streamUrl` names the WebSocket stream where the stack has one.",
+    tag: "service",
+    responses: { 200: { description: "the API answers", schema: healthSchema } },
+  },
+  OpenApi: {
+    summary: "This document",
+    description: "No auth. The OpenAPI 3.1 document of every route, generated from the code's zod schemas.",
+    tag: "service",
+    responses: { 200: { description: "the OpenAPI document", schema: openApiDocumentSchema } },
+  },
+  SubmitJob: {
+    summary: "Submit a job",
+    tag: "jobs",
+    body: submitJobSchema,
+    headers: { "Idempotency-Key": IDEMPOTENCY_KEY },
+    responses: {
+      201: { description: "the job, created", schema: jobSchema },
+      200: {
+        description: "the job an earlier request with this key created",
+        schema: jobSchema,
+        headers: REPLAYED,
+      },
+    },
+    errors: SUBMIT_ERRORS,
+  },
+  SubmitBatch: {
+    summary: "Submit a DAG of jobs, all or none",
+    tag: "jobs",
+    body: submitBatchSchema,
+    headers: { "Idempotency-Key": IDEMPOTENCY_KEY },
+    responses: {
+      201: { description: "the jobs, created, and each ref's job id", schema: batchResponseSchema },
+      200: {
+        description: "what an earlier request with this key created",
+        schema: batchResponseSchema,
+        headers: REPLAYED,
+      },
+    },
+    errors: SUBMIT_ERRORS,
+  },
+  ListJobs: {
+    summary: "List jobs, newest first",
+    description: "A user sees their own jobs; an admin sees everyone's (and may filter by owner).",
+    tag: "jobs",
+    query: listJobsQuerySchema,
+    parameters: {
+      ...PAGE_PARAMETERS,
+      status: "comma-separated statuses, e.g. queued,running",
+      owner: "admins: only this principal's jobs",
+      priority: "a priority name (critical, high, normal, low, background) or an integer -10..10",
+      tag: "key:value",
+      createdAfter: "ISO-8601 instant",
+      createdBefore: "ISO-8601 instant",
+    },
+    responses: { 200: { description: "a page of jobs", schema: jobPageSchema } },
+  },
+  GetJob: {
+    summary: "Get a job",
+    description: "A queued job also carries queuePosition and estimatedStartAt.",
+    tag: "jobs",
+    responses: { 200: { description: "the job", schema: jobViewSchema } },
+    errors: ["not_found"],
+  },
+  GetQueue: {
+    summary: "The queue: counts, pools and the first 100 queued jobs in admission order",
+    tag: "queue",
+    query: queueQuerySchema,
+    responses: { 200: { description: "the queue", schema: queueSnapshotSchema } },
+  },
+  UpdateJob: {
+    summary: "Change a job's priority",
+    description: "Of a job that has not ended; takes effect at the next scheduling pass.",
+    tag: "jobs",
+    body: updateJobSchema,
+    responses: { 200: { description: "the job", schema: jobSchema } },
+    errors: JOB_ACTION_ERRORS,
+  },
+  CancelJob: {
+    summary: "Cancel a job and, transitively, its dependents",
+    tag: "jobs",
+    responses: { 200: { description: "the job, cancelled", schema: jobSchema } },
+    errors: JOB_ACTION_ERRORS,
+  },
+  PauseJob: {
+    summary: "Pause a job",
+    description: "A running attempt is stopped and does not count against maxAttempts.",
+    tag: "jobs",
+    responses: { 200: { description: "the job, paused", schema: jobSchema } },
+    errors: JOB_ACTION_ERRORS,
+  },
+  ResumeJob: {
+    summary: "Resume a paused job",
+    tag: "jobs",
+    responses: { 200: { description: "the job, in whatever status now applies", schema: jobSchema } },
+    errors: JOB_ACTION_ERRORS,
+  },
+  ListLogs: {
+    summary: "A job's log: the lines its tasks wrote and its lifecycle lines",
+    tag: "jobs",
+    query: listLogsQuerySchema,
+    parameters: {
+      ...PAGE_PARAMETERS,
+      attempt: "only this attempt's lines",
+      level: "only lines of this level",
+    },
+    responses: { 200: { description: "a page of log lines, in time order", schema: logPageSchema } },
+    errors: ["not_found"],
+  },
+  ListAttempts: {
+    summary: "A job's attempts",
+    tag: "jobs",
+    query: pageQuerySchema,
+    parameters: PAGE_PARAMETERS,
+    responses: { 200: { description: "a page of attempts", schema: attemptPageSchema } },
+    errors: ["not_found"],
+  },
+  ListTransitions: {
+    summary: "Every status change of a job",
+    tag: "jobs",
+    query: pageQuerySchema,
+    parameters: PAGE_PARAMETERS,
+    responses: { 200: { description: "a page of transitions", schema: transitionPageSchema } },
+    errors: ["not_found"],
+  },
+  ListPools: {
+    summary: "The pools, their capacity and nodes",
+    tag: "queue",
+    query: poolsQuerySchema,
+    responses: { 200: { description: "every pool (one page)", schema: poolPageSchema } },
+  },
+  GetPolicy: {
+    summary: "The scheduling policy (admin)",
+    tag: "admin",
+    responses: { 200: { description: "the policy in force", schema: policyViewSchema } },
+    errors: ["forbidden"],
+  },
+  PutPolicy: {
+    summary: "Replace the scheduling policy (admin)",
+    description: "Takes effect at the next scheduling pass.",
+    tag: "admin",
+    body: policySchema,
+    responses: { 200: { description: "the policy now in force", schema: policyViewSchema } },
+    errors: ["forbidden"],
+  },
+  GetQuota: {
+    summary: "A principal's quota: limits, usage, what remains (self or admin)",
+    tag: "admin",
+    responses: { 200: { description: "the quota", schema: quotaViewSchema } },
+    errors: ["forbidden"],
+  },
+  PutQuota: {
+    summary: "Replace a principal's quota limits (admin)",
+    tag: "admin",
+    body: quotaLimitsSchema,
+    responses: { 200: { description: "the quota with its new limits", schema: quotaViewSchema } },
+    errors: ["forbidden"],
+  },
+};
+
+// The views app/ returns, tied to the schemas the document publishes (core/api-schemas.ts has
+// the ones for core's types): a field added on one side only fails `npx tsc`.
+const conformance: [
+  Conforms<z.output<typeof jobViewSchema>, JobView>,
+  Conforms<z.output<typeof nodeViewSchema>, NodeView>,
+  Conforms<z.output<typeof poolViewSchema>, PoolView>,
+  Conforms<z.output<typeof poolPageSchema>, ListPage<PoolView>>,
+  Conforms<z.output<typeof queuedEntrySchema>, QueuedEntry>,
+  Conforms<z.output<typeof queueSnapshotSchema>, QueueSnapshot>,
+  Conforms<z.output<typeof policyViewSchema>, PolicyView>,
+] = [true, true, true, true, true, true, true];
+void conformance;

@@ -1,0 +1,173 @@
+import { randomBytes } from "node:crypto";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { JobqApiError, JobqClient, JobqUnreachableError } from "../../client";
+import { ROUTES } from "../../functions/routes";
+import { startTestApi, type TestApi } from "../support/api";
+import { ContractRecorder } from "../support/contract";
+
+/**
+ * The contract test: every route of ROUTES driven through the local API front (the real handler
+ * modules on the shared DynamoDB Local) with the typed client, as a user would, and every answer
+ * held to the OpenAPI document's schema for its route and status (test/support/contract.ts).
+ * Also the client's own promises: typed errors with the contract's code, Retry-After, and a
+ * distinct error when nothing answers.
+ */
+
+const run = randomBytes(4).toString("hex");
+const USER = { token: `contract-${run}-user`, principal: `contract-${run}-u` };
+const LIMITED = { token: `contract-${run}-limited`, principal: `contract-${run}-limited` };
+const ADMIN = { token: `contract-${run}-admin`, principal: `contract-${run}-ops` };
+
+const recorder = new ContractRecorder();
+let api: TestApi;
+let user: JobqClient;
+let admin: JobqClient;
+let anonymous: JobqClient;
+
+beforeAll(async () => {
+  api = await startTestApi({
+    [USER.token]: { principal: USER.principal, role: "user" },
+    [LIMITED.token]: { principal: LIMITED.principal, role: "user" },
+    [ADMIN.token]: { principal: ADMIN.principal, role: "admin" },
+  });
+  const client = (token?: string) => new JobqClient({ url: api.url, token, fetch: recorder.fetch });
+  user = client(USER.token);
+  admin = client(ADMIN.token);
+  anonymous = client();
+});
+afterAll(async () => {
+  // PUT /admin/policy is shared by every test file: back to the defaults, as policy-api.test.ts leaves it.
+  await admin?.putPolicy({});
+  await api?.close();
+});
+
+/** The error a call fails with, which must be a JobqApiError. */
+async function apiError(call: Promise<unknown>): Promise<JobqApiError> {
+  const error = await call.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(error).toBeInstanceOf(JobqApiError);
+  return error as JobqApiError;
+}
+
+describe("every route through the client, every answer against the document", () => {
+  it("answers each route with a body its documented schema accepts", async () => {
+    // Service
+    expect(await anonymous.health()).toMatchObject({ status: "ok" });
+    expect(await anonymous.openapi()).toMatchObject({ openapi: "3.1.0" });
+
+    // Jobs: submit, replay, a batch, read, list across pages, act
+    const type = `contract-${run}`;
+    const key = `contract-${run}-key`;
+    const first = await user.submitAnswer(
+      { type, payload: { n: 1 }, tags: { suite: "contract" } },
+      { idempotencyKey: key },
+    );
+    expect(first.status).toBe(201);
+    const replay = await user.submitAnswer(
+      { type, payload: { n: 1 }, tags: { suite: "contract" } },
+      { idempotencyKey: key },
+    );
+    expect(replay.status).toBe(200);
+    expect(replay.body.id).toBe(first.body.id);
+    const batch = await user.submitBatch({
+      jobs: [
+        { ref: "a", type },
+        { ref: "b", type, dependsOn: ["a"], priority: "high" },
+      ],
+    });
+    expect(Object.keys(batch.refs).sort()).toEqual(["a", "b"]);
+
+    const job = await user.getJob(first.body.id);
+    expect(job.id).toBe(first.body.id);
+    const blocked = await user.getJob(batch.refs.b ?? "");
+    expect(blocked.status).toBe("blocked");
+
+    const listed: string[] = [];
+    let pages = 0;
+    for await (const page of user.jobPages({ type, limit: 1 })) {
+      pages++;
+      listed.push(...page.items.map((j) => j.id));
+    }
+    expect(pages).toBeGreaterThanOrEqual(3);
+    expect(listed.sort()).toEqual([first.body.id, ...Object.values(batch.refs)].sort());
+    const all: string[] = [];
+    for await (const each of user.jobs({ type, status: ["queued", "blocked", "scheduled"] }))
+      all.push(each.id);
+    expect(all).toHaveLength(3);
+
+    expect((await user.setPriority(job.id, "critical")).priority).toBe(10);
+    expect((await user.pause(job.id)).status).toBe("paused");
+    expect((await user.resume(job.id)).status).not.toBe("paused");
+    expect((await user.cancel(job.id)).status).toBe("cancelled");
+
+    expect((await user.transitions(job.id)).items.length).toBeGreaterThan(0);
+    expect((await user.attempts(job.id)).items).toEqual([]);
+    expect((await user.logs(job.id, { limit: 10 })).items).toBeInstanceOf(Array);
+
+    // Queue, pools, policy, quotas
+    expect((await user.queue()).counts).toBeTypeOf("object");
+    expect((await user.queue({ pool: "cpu" })).pools.map((p) => p.name)).toEqual(["cpu"]);
+    expect(await user.pools({ lost: true })).toBeInstanceOf(Array);
+    const policy = await admin.getPolicy();
+    const { updatedAt: _at, updatedBy: _by, ...fields } = policy;
+    expect((await admin.putPolicy(fields)).updatedBy).toBe(ADMIN.principal);
+    expect((await admin.putQuota(USER.principal, { dailyGpuSeconds: 3600 })).limits.dailyGpuSeconds).toBe(
+      3600,
+    );
+    expect((await user.getQuota(USER.principal)).principal).toBe(USER.principal);
+
+    // Assess: every route answered 2xx, and nothing broke the document
+    const untested = ROUTES.filter((route) => !recorder.succeeded().has(route.id)).map((r) => r.id);
+    expect(untested, "routes this test never got a 2xx from").toEqual([]);
+    expect(recorder.violations).toEqual([]);
+  });
+
+  it("answers errors in the contract's format with a code the route documents for the status", async () => {
+    // 401, 404, 400 with details, 409, 403
+    expect(await apiError(anonymous.listJobs())).toMatchObject({ status: 401, code: "unauthorized" });
+    expect(await apiError(user.getJob(`job_${run}_missing`))).toMatchObject({
+      status: 404,
+      code: "not_found",
+    });
+    const invalid = await apiError(user.submit({ type: "Not A Type", retry: { maxAttempts: 0 } }));
+    expect(invalid).toMatchObject({ status: 400, code: "validation_failed" });
+    expect((invalid.details as { path: string }[]).map((p) => p.path).sort()).toEqual([
+      "retry.maxAttempts",
+      "type",
+    ]);
+    const done = await user.submit({ type: `contract-${run}` });
+    await user.cancel(done.id);
+    expect(await apiError(user.cancel(done.id))).toMatchObject({ status: 409, code: "invalid_transition" });
+    expect(await apiError(user.getPolicy())).toMatchObject({ status: 403, code: "forbidden" });
+    expect(await apiError(user.listJobs({ limit: 0 }))).toMatchObject({
+      status: 400,
+      code: "validation_failed",
+    });
+
+    expect(recorder.violations).toEqual([]);
+  });
+
+  it("carries Retry-After on a 429 as retryAfterSeconds", async () => {
+    // Prepare: a principal allowed no job that has not started
+    await admin.putQuota(LIMITED.principal, { maxQueuedJobs: 0 });
+    const limited = new JobqClient({ url: api.url, token: LIMITED.token, fetch: recorder.fetch });
+
+    // Act
+    const refused = await apiError(limited.submit({ type: `contract-${run}` }));
+
+    // Assess
+    expect(refused).toMatchObject({ status: 429, code: "too_many_requests" });
+    expect(refused.retryAfterSeconds).toBeGreaterThan(0);
+    expect(recorder.violations).toEqual([]);
+  });
+
+  it("fails with JobqUnreachableError, not a JobqApiError, when nothing answers", async () => {
+    // Port 1 on loopback: nothing listens there, the connection is refused.
+    const nowhere = new JobqClient({ url: "http://127.0.0.1:1", token: USER.token });
+    const error = await nowhere.health().catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(JobqUnreachableError);
+    expect(error).not.toBeInstanceOf(JobqApiError);
+  });
+});
