@@ -78,6 +78,8 @@ export interface ApplyResult {
   readonly failedAt: string | null;
   /** Transactions written. */
   readonly writes: number;
+  /** Items those transactions wrote, receipts included. */
+  readonly itemsWritten: number;
   /** Records skipped because a receipt showed them applied already. */
   readonly replayed: number;
 }
@@ -94,6 +96,7 @@ export async function applyJobChanges(
   records: readonly SequencedChange[],
 ): Promise<ApplyResult> {
   let writes = 0;
+  let itemsWritten = 0;
   let replayed = 0;
   let start = 0;
   while (start < records.length) {
@@ -112,10 +115,11 @@ export async function applyJobChanges(
         firstSequence: first,
         error: error as Error,
       });
-      return { failedAt: first, writes, replayed };
+      return { failedAt: first, writes, itemsWritten, replayed };
     }
     if (outcome.applied) {
       writes++;
+      itemsWritten += outcome.items;
       await pruneIdleOwners(ctx.stats, delta);
       start = end;
       continue;
@@ -130,7 +134,7 @@ export async function applyJobChanges(
     replayed += Math.max(1, next - start);
     start = Math.max(next, start + 1);
   }
-  return { failedAt: null, writes, replayed };
+  return { failedAt: null, writes, itemsWritten, replayed };
 }
 
 /** The longest run of records from `start` whose delta fits one transaction. */

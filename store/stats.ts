@@ -73,7 +73,7 @@ interface ItemUpdate {
 
 /** The outcome of applying one chunk of stream records. */
 export type ApplyOutcome =
-  | { readonly applied: true }
+  | { readonly applied: true; readonly items: number }
   /** These records were applied before (a redelivered batch): everything through this one. */
   | { readonly applied: false; readonly appliedThrough: string };
 
@@ -136,7 +136,7 @@ export class StatsRepository {
     for (let round = 0; ; round++) {
       try {
         await this.db.send(new TransactWriteCommand({ TransactItems: items }));
-        return { applied: true };
+        return { applied: true, items: items.length };
       } catch (error) {
         if (!(error instanceof TransactionCanceledException)) throw error;
         const codes = (error.CancellationReasons ?? []).map((r) => r.Code ?? "None");
