@@ -20,7 +20,7 @@ import { applyJobChanges, type SequencedChange } from "../../app/stats";
 import { submitJobs } from "../../app/submit";
 import { batchJobSchema } from "../../core/job";
 import type { PoolConfig } from "../../core/pools";
-import { hourOfMinute, minuteOf, RELATIVE_ACCURACY } from "../../core/stats";
+import { hourOfMinute, type JobImage, minuteOf, RELATIVE_ACCURACY, typeDimension } from "../../core/stats";
 import { handler as statsStream } from "../../functions/stats-stream";
 import { LOCAL_REGION } from "../../local/config";
 import { invokeHandler } from "../../local/lambda";
@@ -487,3 +487,59 @@ function itemBytes(item: Record<string, unknown>): number {
     0,
   );
 }
+
+describe("a batch larger than one transaction", () => {
+  /** A job of its own type completing at `minute` minutes past `base`. */
+  const type = `stats-wide-${suffix()}`;
+  const base = Date.now() - 4 * 3_600_000;
+  const run = String(Math.floor(Math.random() * 1e9)).padStart(9, "0");
+  const completion = (i: number): SequencedChange => {
+    const at = new Date(base + i * 60_000).toISOString();
+    const image: JobImage = {
+      id: `job_wide_${run}_${i}`,
+      status: "running",
+      owner: OTHER,
+      type,
+      pool: POOL,
+      reservationPool: POOL,
+      createdAt: at,
+      updatedAt: at,
+      queuedAt: at,
+      attemptStartedAt: at,
+      staged: false,
+    };
+    // Sequence numbers of this test's own, far above DynamoDB Local's, so no receipt collides.
+    return {
+      sequence: `9${run}${String(i).padStart(6, "0")}`,
+      old: image,
+      new: { ...image, status: "completed", updatedAt: new Date(base + i * 60_000 + 5_000).toISOString() },
+    };
+  };
+  const repository = new StatsRepository(db, shared.Policy ?? "");
+  const consumer = { stats: repository, clock: () => new Date() };
+  const hours = Array.from({ length: 5 }, (_, i) =>
+    new Date(base + i * 3_600_000).toISOString().slice(0, 13),
+  );
+  const completedOfType = async (): Promise<number> => {
+    const { hours: read } = await repository.readPeriods([], hours);
+    return [...read.values()].reduce((sum, dims) => sum + (dims.get(typeDimension(type))?.completed ?? 0), 0);
+  };
+
+  it("is written in several transactions, each with its receipt, and counted once when delivered again", async () => {
+    // 150 jobs ending in 150 different minutes: 150 minute items, more than one transaction holds.
+    const records = Array.from({ length: 150 }, (_, i) => completion(i));
+
+    const first = await applyJobChanges(consumer, records);
+    const again = await applyJobChanges(consumer, records);
+    const longer = await applyJobChanges(consumer, [
+      ...records,
+      ...Array.from({ length: 10 }, (_, i) => completion(150 + i)),
+    ]);
+
+    expect(first).toMatchObject({ failedAt: null, replayed: 0 });
+    expect(first.writes).toBeGreaterThanOrEqual(2);
+    expect(again).toMatchObject({ failedAt: null, writes: 0, replayed: 150 });
+    expect(longer).toMatchObject({ failedAt: null, writes: 1, replayed: 150 });
+    expect(await completedOfType()).toBe(160);
+  });
+});
