@@ -27,7 +27,7 @@ import { config } from "../functions/config";
 import type { NodeCapacity } from "../store/capacity";
 import { createDocumentClient } from "../store/dynamo";
 import { NodeRepository } from "../store/nodes";
-import { MAX_ATTRIBUTES_PER_UPDATE, MAX_UPDATES_PER_WRITE, StatsRepository } from "../store/stats";
+import { MAX_ATTRIBUTES_PER_UPDATE, MAX_UPDATES_PER_WRITE, StatsRepository, writeSize } from "../store/stats";
 import { UsageRepository } from "../store/usage";
 import { logger } from "./logger";
 import { type Clock, systemClock } from "./runtime";
@@ -100,7 +100,7 @@ export async function applyJobChanges(
   let replayed = 0;
   let start = 0;
   while (start < records.length) {
-    const { end, delta } = nextChunk(ctx.stats, records, start);
+    const { end, delta } = nextChunk(records, start);
     const first = records[start]?.sequence ?? "";
     const last = records[end - 1]?.sequence ?? first;
     if (isEmptyDelta(delta)) {
@@ -137,12 +137,12 @@ export async function applyJobChanges(
   return { failedAt: null, writes, itemsWritten, replayed };
 }
 
-/** The longest run of records from `start` whose delta fits one transaction. */
-function nextChunk(
-  stats: StatsRepository,
-  records: readonly SequencedChange[],
-  start: number,
-): { end: number; delta: StatsDelta } {
+/**
+ * The longest run of records from `start` whose delta fits one transaction (`end` exclusive).
+ * It depends only on the records from `start` on, so every delivery that starts there cuts the
+ * same chunk: what keying receipts by a chunk's first record relies on.
+ */
+export function nextChunk(records: readonly JobChange[], start: number): { end: number; delta: StatsDelta } {
   let delta = emptyDelta();
   let end = start;
   while (end < records.length) {
@@ -152,7 +152,7 @@ function nextChunk(
       const trial = emptyDelta();
       mergeDelta(trial, delta);
       mergeDelta(trial, one);
-      const size = stats.writeSize(trial);
+      const size = writeSize(trial);
       const fits = size.items <= MAX_UPDATES_PER_WRITE && size.attributes <= MAX_ATTRIBUTES_PER_UPDATE;
       if (!fits && end > start) break;
       delta = trial;

@@ -96,15 +96,6 @@ export class StatsRepository {
   ) {}
 
   /**
-   * How many items and, at most, ADDs per item writing `delta` takes: what the consumer sizes
-   * its chunks by (a chunk is one transaction).
-   */
-  writeSize(delta: StatsDelta): { items: number; attributes: number } {
-    const updates = this.updatesOf(delta, 0);
-    return { items: updates.length, attributes: Math.max(0, ...updates.map((u) => u.adds.size)) };
-  }
-
-  /**
    * Adds a delta folded from stream records `firstSequence`..`lastSequence` (one shard, in
    * order) in one transaction with their receipt, conditional on there being none: a
    * redelivered chunk is refused whole, never added twice, and a crash leaves all of it or none.
@@ -116,7 +107,7 @@ export class StatsRepository {
     now: Date,
   ): Promise<ApplyOutcome> {
     const nowSeconds = Math.floor(now.getTime() / 1000);
-    const updates = this.updatesOf(delta, nowSeconds);
+    const updates = updatesOf(delta, nowSeconds);
     if (updates.length > MAX_UPDATES_PER_WRITE)
       throw new Error(`a chunk of ${updates.length} items is too large`);
     const receipt: TransactItem = {
@@ -247,42 +238,6 @@ export class StatsRepository {
     return typeof through === "string" ? through : lastSequence;
   }
 
-  private updatesOf(delta: StatsDelta, nowSeconds: number): ItemUpdate[] {
-    const updates: ItemUpdate[] = [];
-    for (const [minute, dims] of delta.minutes) {
-      updates.push({
-        key: { pk: minutePk(minute), sk: STATS_SK },
-        adds: periodAdds(dims),
-        expiresAt: nowSeconds + MINUTE_TTL_SECONDS,
-      });
-    }
-    for (const [hour, dims] of rollUpHours(delta.minutes)) {
-      updates.push({
-        key: { pk: hourPk(hour), sk: STATS_SK },
-        adds: periodAdds(dims),
-        expiresAt: nowSeconds + HOUR_TTL_SECONDS,
-      });
-    }
-    const gauge = new Map<string, number>();
-    for (const [status, n] of delta.byStatus) gauge.set(`s|${status}`, n);
-    for (const [pool, statuses] of delta.byPool) {
-      for (const [status, n] of statuses) gauge.set(`p|${pool}|${status}`, n);
-    }
-    if (gauge.size > 0) updates.push({ key: { pk: GAUGE_PK, sk: GAUGE_SK }, adds: gauge });
-    for (const [owner, g] of delta.owners) {
-      updates.push({
-        key: { pk: OWNERS_PK, sk: owner },
-        // Both always, so the prune's condition can compare both.
-        adds: new Map([
-          ["running", g.running],
-          ["queued", g.queued],
-        ]),
-        set: { owner },
-      });
-    }
-    return updates;
-  }
-
   private updateItem(update: ItemUpdate): TransactItem {
     const names: Record<string, string> = {};
     const values: Record<string, unknown> = {};
@@ -332,6 +287,51 @@ export class StatsRepository {
     }
     return items;
   }
+}
+
+/**
+ * How many items and, at most, ADDs per item writing `delta` takes: what the consumer sizes its
+ * chunks by (a chunk is one transaction).
+ */
+export function writeSize(delta: StatsDelta): { items: number; attributes: number } {
+  const updates = updatesOf(delta, 0);
+  return { items: updates.length, attributes: Math.max(0, ...updates.map((u) => u.adds.size)) };
+}
+
+function updatesOf(delta: StatsDelta, nowSeconds: number): ItemUpdate[] {
+  const updates: ItemUpdate[] = [];
+  for (const [minute, dims] of delta.minutes) {
+    updates.push({
+      key: { pk: minutePk(minute), sk: STATS_SK },
+      adds: periodAdds(dims),
+      expiresAt: nowSeconds + MINUTE_TTL_SECONDS,
+    });
+  }
+  for (const [hour, dims] of rollUpHours(delta.minutes)) {
+    updates.push({
+      key: { pk: hourPk(hour), sk: STATS_SK },
+      adds: periodAdds(dims),
+      expiresAt: nowSeconds + HOUR_TTL_SECONDS,
+    });
+  }
+  const gauge = new Map<string, number>();
+  for (const [status, n] of delta.byStatus) gauge.set(`s|${status}`, n);
+  for (const [pool, statuses] of delta.byPool) {
+    for (const [status, n] of statuses) gauge.set(`p|${pool}|${status}`, n);
+  }
+  if (gauge.size > 0) updates.push({ key: { pk: GAUGE_PK, sk: GAUGE_SK }, adds: gauge });
+  for (const [owner, g] of delta.owners) {
+    updates.push({
+      key: { pk: OWNERS_PK, sk: owner },
+      // Both always, so the prune's condition can compare both.
+      adds: new Map([
+        ["running", g.running],
+        ["queued", g.queued],
+      ]),
+      set: { owner },
+    });
+  }
+  return updates;
 }
 
 function periodAdds(dims: ReadonlyMap<string, PeriodFigures>): Map<string, number> {
