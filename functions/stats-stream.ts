@@ -6,6 +6,26 @@ import { applyJobChanges, type SequencedChange, statsContext } from "../app/stat
 import { jobChangeOf } from "../store/stream-images";
 
 /**
+ * What the CDK stack must give this consumer (as data, like functions/routes.ts): its actions on
+ * the Policy table (the transaction's ADDs and receipt Put, the receipt read after a refusal, the
+ * idle owners' conditional delete) and the event source settings its exactly-once relies on
+ * (docs/stats.md): failures reported per record, never bisected, one batch per shard at a time.
+ */
+export const STATS_CONSUMER = {
+  policyTable: ["dynamodb:UpdateItem", "dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:DeleteItem"],
+  eventSource: {
+    startingPosition: "LATEST",
+    batchSize: 1000,
+    maxBatchingWindowSeconds: 10,
+    reportBatchItemFailures: true,
+    bisectBatchOnError: false,
+    parallelizationFactor: 1,
+    /** Only job items move a figure; other items of the table need not invoke the function. */
+    filterPattern: { dynamodb: { Keys: { sk: { S: ["JOB"] } } } },
+  },
+} as const;
+
+/**
  * The /stats consumer of the Jobs table's stream (NEW_AND_OLD_IMAGES). Its event source must
  * report batch item failures (`reportBatchItemFailures`) and must not bisect batches: a failed
  * chunk is reported by its first record, where Lambda resumes, and every chunk's receipt is
