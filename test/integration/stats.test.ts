@@ -353,6 +353,21 @@ describe("GET /stats from the change stream", () => {
     expect((after.counts.byStatus.completed ?? 0) - (before.counts.byStatus.completed ?? 0)).toBe(2);
   });
 
+  it("drops an owner's row once nothing of theirs runs or waits", async () => {
+    const owner = `stats-brief-${suffix()}`;
+    const id = await submit(owner);
+    await consume(await stream.next());
+    const whileQueued = await ownerItem(owner);
+
+    const attempt = await runOnNode(ctx, id, node);
+    await completeAttempt(ctx, { jobId: id, attempt });
+    await consume(await stream.next());
+
+    expect(whileQueued).toMatchObject({ owner, running: 0, queued: 1 });
+    expect(await ownerItem(owner)).toBeUndefined();
+    expect((await stats()).owners.map((o) => o.owner)).not.toContain(owner);
+  });
+
   it("shows a user the pool figures and their own owner row only", async () => {
     const mine = await stats(OWNER_TOKEN);
 
@@ -440,6 +455,17 @@ describe("the consumer's cost", () => {
     expect(wcu / jobs).toBeLessThanOrEqual(1);
   });
 });
+
+async function ownerItem(owner: string): Promise<Record<string, unknown> | undefined> {
+  const { Item } = await db.send(
+    new GetCommand({
+      TableName: shared.Policy ?? "",
+      Key: { pk: OWNERS_PK, sk: owner },
+      ConsistentRead: true,
+    }),
+  );
+  return Item;
+}
 
 function changeOf(record: DynamoDBRecord): SequencedChange {
   const change = jobChangeOf(record);
