@@ -272,6 +272,19 @@ export const ROUTES: readonly RouteSpec[] = [
     authorized: false,
     jobsTable: [],
   },
+  {
+    id: "GetStats",
+    method: "GET",
+    path: "/stats",
+    handler: "get-stats",
+    authorized: true,
+    jobsTable: [],
+    // Pool utilization from the node items, as GET /pools.
+    nodesTable: ["dynamodb:Query"],
+    // The aggregates (minute, hour, gauge items: BatchGetItem), the owners (Query, or GetItem of
+    // the caller's own) and today's GPU usage items (BatchGetItem); docs/stats.md.
+    policyTable: ["dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query"],
+  },
 ];
 
 /**

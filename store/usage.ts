@@ -118,6 +118,26 @@ export class UsageRepository {
   }
 
   /**
+   * GPU-seconds of each principal's finished attempts today (UTC): one item per principal,
+   * eventually consistent (GET /stats; the quota gate reads strongly with readGpuUsage). Every
+   * owner asked for is in the map.
+   */
+  async readGpuSecondsToday(owners: readonly string[], now: Date): Promise<Map<string, number>> {
+    const day = dayUsageSk(usageWindows(now).day);
+    const unique = [...new Set(owners)];
+    const found = await this.batchGet(
+      unique.map((owner) => ({ pk: principalPk(owner), sk: day })),
+      false,
+    );
+    const today = new Map<string, number>(unique.map((owner) => [owner, 0]));
+    for (const item of found) {
+      const owner = String(item.pk).slice(principalPk("").length);
+      if (today.has(owner)) today.set(owner, numberOf(item.gpuSeconds));
+    }
+    return today;
+  }
+
+  /**
    * Adds a successful attempt's run time to its type's day item (count and total), for
    * estimatedStartAt. Best effort and never throws: statistics are advisory, and the attempt's
    * completion has already been written.

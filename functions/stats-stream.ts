@@ -1,0 +1,51 @@
+import { injectLambdaContext } from "@aws-lambda-powertools/logger/middleware";
+import middy from "@middy/core";
+import type { DynamoDBBatchResponse, DynamoDBRecord, DynamoDBStreamEvent } from "aws-lambda";
+import { logger } from "../app/logger";
+import { applyJobChanges, type SequencedChange, statsContext } from "../app/stats";
+import { jobChangeOf } from "../store/stream-images";
+
+/**
+ * What the CDK stack must give this consumer (as data, like functions/routes.ts): its actions on
+ * the Policy table (the transaction's ADDs and receipt Put, the receipt read after a refusal, the
+ * idle owners' conditional delete) and the event source settings its exactly-once relies on
+ * (docs/stats.md): failures reported per record, never bisected, one batch per shard at a time.
+ */
+export const STATS_CONSUMER = {
+  policyTable: ["dynamodb:UpdateItem", "dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:DeleteItem"],
+  eventSource: {
+    startingPosition: "LATEST",
+    batchSize: 1000,
+    maxBatchingWindowSeconds: 10,
+    reportBatchItemFailures: true,
+    bisectBatchOnError: false,
+    parallelizationFactor: 1,
+    /** Only job items move a figure; other items of the table need not invoke the function. */
+    filterPattern: { dynamodb: { Keys: { sk: { S: ["JOB"] } } } },
+  },
+} as const;
+
+/**
+ * The /stats consumer of the Jobs table's stream (NEW_AND_OLD_IMAGES). Its event source must
+ * report batch item failures (`reportBatchItemFailures`) and must not bisect batches: a failed
+ * chunk is reported by its first record, where Lambda resumes, and every chunk's receipt is
+ * keyed by that record (app/stats.ts), which is what makes a redelivery count once.
+ */
+export const handler = middy<DynamoDBStreamEvent, DynamoDBBatchResponse>()
+  .use(injectLambdaContext(logger, { resetKeys: true }))
+  .handler(async (event) => {
+    const records: readonly DynamoDBRecord[] = event.Records ?? [];
+    const changes: SequencedChange[] = [];
+    for (const record of records) {
+      const change = jobChangeOf(record);
+      // A record of no job item still marks a place in the shard: kept as a change of nothing,
+      // so chunk boundaries are the same on every delivery.
+      const sequence = record.dynamodb?.SequenceNumber;
+      if (change) changes.push(change);
+      else if (sequence) changes.push({ sequence, old: null, new: null });
+    }
+    const result = await applyJobChanges(statsContext(), changes);
+    if (result.replayed > 0)
+      logger.info("stream records already applied were skipped", { replayed: result.replayed });
+    return { batchItemFailures: result.failedAt ? [{ itemIdentifier: result.failedAt }] : [] };
+  });
