@@ -73,6 +73,8 @@ async function retryItem(
     retry: { ...item.retry, maxAttempts: request.maxAttempts ?? item.retry.maxAttempts },
     error: null,
     escalatedTo: null,
+    // The retried run starts afresh: its deadline ("not started by") applies to it again.
+    startedAt: null,
     ...(request.deadline ? { deadline: request.deadline } : {}),
   });
   return revive(ctx, item, change);

@@ -111,7 +111,7 @@ describe("POST /jobs/{id}/retry", () => {
 
     // Assess
     expect(response.status).toBe(200);
-    expect(response.json).toMatchObject({ status: "queued", attempts: 1, error: null });
+    expect(response.json).toMatchObject({ status: "queued", attempts: 1, error: null, startedAt: null });
     expect(response.json.retry.maxAttempts).toBe(4);
     const stored = await item(job.id);
     expect(stored.failures).toBe(0);
