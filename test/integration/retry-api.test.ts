@@ -506,7 +506,7 @@ describe("maxPriority", () => {
 });
 
 describe("PATCH /jobs/{id} before", () => {
-  const before = (actor: Actor, id: string, body: unknown) =>
+  const moveJob = (actor: Actor, id: string, body: unknown) =>
     api.request<Job>("PATCH", `/jobs/${id}`, { token: actor.token, body });
 
   async function position(id: string): Promise<number> {
@@ -523,7 +523,7 @@ describe("PATCH /jobs/{id} before", () => {
     const c = await submitJob(api, alice, { type: "echo", priority: -4 });
 
     // Act
-    const response = await before(ADMIN, c.id, { before: b.id });
+    const response = await moveJob(ADMIN, c.id, { before: b.id });
 
     // Assess
     expect(response.status).toBe(200);
@@ -543,8 +543,8 @@ describe("PATCH /jobs/{id} before", () => {
     const c = await submitJob(api, alice, { type: "echo", priority: 1 });
     const d = await submitJob(api, alice, { type: "echo", priority: 1 });
 
-    await before(ADMIN, c.id, { before: b.id });
-    await before(ADMIN, d.id, { before: b.id });
+    await moveJob(ADMIN, c.id, { before: b.id });
+    await moveJob(ADMIN, d.id, { before: b.id });
 
     const order = [await position(a.id), await position(c.id), await position(d.id), await position(b.id)];
     expect([...order].sort((x, y) => x - y)).toEqual(order);
@@ -555,7 +555,7 @@ describe("PATCH /jobs/{id} before", () => {
     const alice = people.next();
     const a = await submitJob(api, alice, { type: "echo", priority: 4 });
     const b = await submitJob(api, alice, { type: "echo", priority: 4 });
-    await before(ADMIN, b.id, { before: a.id });
+    await moveJob(ADMIN, b.id, { before: a.id });
     expect(await position(b.id)).toBeLessThan(await position(a.id));
 
     await api.request("PATCH", `/jobs/${b.id}`, { token: ADMIN.token, body: { priority: 4 } });
@@ -568,7 +568,7 @@ describe("PATCH /jobs/{id} before", () => {
     const a = await submitJob(api, alice, { type: "echo" });
     const b = await submitJob(api, alice, { type: "echo" });
 
-    expectError(await before(alice, b.id, { before: a.id }), 403, "forbidden");
+    expectError(await moveJob(alice, b.id, { before: a.id }), 403, "forbidden");
   });
 
   it("refuses before with priority in one body with 400", async () => {
@@ -577,7 +577,7 @@ describe("PATCH /jobs/{id} before", () => {
     const b = await submitJob(api, alice, { type: "echo" });
 
     const body = expectError(
-      await before(ADMIN, b.id, { before: a.id, priority: 1 }),
+      await moveJob(ADMIN, b.id, { before: a.id, priority: 1 }),
       400,
       "validation_failed",
     );
@@ -591,8 +591,8 @@ describe("PATCH /jobs/{id} before", () => {
     const queued = await submitJob(api, alice, { type: "echo" });
     const blocked = await submitJob(api, alice, { type: "echo", dependsOn: [parent.id] });
 
-    expectError(await before(ADMIN, blocked.id, { before: queued.id }), 409, "invalid_transition");
-    expectError(await before(ADMIN, queued.id, { before: blocked.id }), 409, "invalid_transition");
+    expectError(await moveJob(ADMIN, blocked.id, { before: queued.id }), 409, "invalid_transition");
+    expectError(await moveJob(ADMIN, queued.id, { before: blocked.id }), 409, "invalid_transition");
   });
 
   it("refuses jobs of different queues with 400, itself with 400, and an unknown target with 404", async () => {
@@ -600,8 +600,8 @@ describe("PATCH /jobs/{id} before", () => {
     const anyPool = await submitJob(api, alice, { type: "echo" });
     const cpu = await submitJob(api, alice, { type: "echo", pool: "cpu" });
 
-    expectError(await before(ADMIN, cpu.id, { before: anyPool.id }), 400, "validation_failed");
-    expectError(await before(ADMIN, cpu.id, { before: cpu.id }), 400, "validation_failed");
-    expectError(await before(ADMIN, cpu.id, { before: "job_unknown" }), 404, "not_found");
+    expectError(await moveJob(ADMIN, cpu.id, { before: anyPool.id }), 400, "validation_failed");
+    expectError(await moveJob(ADMIN, cpu.id, { before: cpu.id }), 400, "validation_failed");
+    expectError(await moveJob(ADMIN, cpu.id, { before: "job_unknown" }), 404, "not_found");
   });
 });
