@@ -563,6 +563,25 @@ describe("PATCH /jobs/{id} before", () => {
     expect(await position(a.id)).toBeLessThan(await position(b.id));
   });
 
+  it("shows the moved job at its new place in GET /queue's admission order", async () => {
+    // Prepare: high priorities, so the jobs are among the first 100 GET /queue shows
+    const alice = people.next();
+    const a = await submitJob(api, alice, { type: "echo", pool: "gpu", priority: 9 });
+    const b = await submitJob(api, alice, { type: "echo", pool: "gpu", priority: 9 });
+    const c = await submitJob(api, alice, { type: "echo", pool: "gpu", priority: 9 });
+
+    // Act
+    await moveJob(ADMIN, c.id, { before: a.id });
+
+    // Assess
+    const queue = await api.request<{ queued: { id: string }[] }>("GET", "/queue?pool=gpu", {
+      token: ADMIN.token,
+    });
+    expect(queue.status).toBe(200);
+    const mine = queue.json.queued.map((q) => q.id).filter((id) => [a.id, b.id, c.id].includes(id));
+    expect(mine).toEqual([c.id, a.id, b.id]);
+  });
+
   it("refuses a user with 403 forbidden", async () => {
     const alice = people.next();
     const a = await submitJob(api, alice, { type: "echo" });
