@@ -2,6 +2,7 @@ import { applicableStatus } from "../core/dependencies";
 import { ConcurrentUpdateError, InvalidTransitionError } from "../core/errors";
 import { isTerminal, type Job, type JobError, type JobStatus } from "../core/job";
 import type { Principal } from "../core/principal";
+import { assertPriorityAllowed } from "../core/quota";
 import { canTransition } from "../core/status";
 import { endAttemptItem, releaseCapacityItem } from "../store/capacity";
 import { fromJobItem, type JobItem } from "../store/job-items";
@@ -232,12 +233,18 @@ export function stopItems(
   return { items, next };
 }
 
+/**
+ * PATCH /jobs/{id} {"priority"}: a non-terminal job's new priority, and its row in /transitions
+ * in the same transaction. A non-admin may not raise a job above their quota's maxPriority.
+ */
 export async function reprioritizeJob(
-  ctx: ActionContext,
+  ctx: ActionContext & Pick<AppContext, "policies">,
   principal: Principal,
   id: string,
   priority: number,
 ): Promise<Job> {
+  // Read once per request, before the loop: a quota changed meanwhile applies to the next one.
+  const limits = principal.admin ? null : await ctx.policies.getQuota(principal.id);
   return withFreshRead(
     () => loadVisibleJob(ctx.repo, principal, id),
     async ({ item, result }) => {
@@ -248,7 +255,19 @@ export async function reprioritizeJob(
           `job ${item.id} is ${item.status}; its priority can no longer change`,
         );
       }
-      return fromJobItem(await ctx.repo.updateJob(item, { priority }, ctx.clock().toISOString()), result);
+      if (limits) assertPriorityAllowed(limits, principal, priority, item.priority);
+      if (priority === item.priority && !item.orderKey) return fromJobItem(item, result);
+      const { items, next } = ctx.repo.priorityChangeItems(
+        item,
+        {
+          priority,
+          reason: `priority changed from ${item.priority} to ${priority} by ${principal.id}`,
+          triggeredBy: principal.id,
+        },
+        ctx.clock().toISOString(),
+      );
+      await ctx.repo.transact(items);
+      return fromJobItem(next, result);
     },
   );
 }

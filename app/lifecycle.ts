@@ -794,9 +794,16 @@ async function submitEscalation(ctx: LifecycleContext, escalated: JobItem): Prom
   const result = await submitJobs(ctx, {
     principal: { id: job.owner, admin: false },
     jobs: [request],
-    idempotency: { key: `jobq-escalation:${job.id}`, requestHash: requestHash("escalation", request) },
+    // A manually retried job escalates again in a later round: each round has its own job.
+    idempotency: {
+      key: `jobq-escalation:${job.id}${escalated.retries ? `#${escalated.retries}` : ""}`,
+      requestHash: requestHash("escalation", request),
+    },
     // It replaces a job that ran: a 429 here would lose the escalation, not slow a submitter.
     exemptFromQueueLimit: true,
+    // Created by the system at the priority onFailure names: maxPriority governs what a
+    // principal asks for, not the escalations jobq makes on its behalf.
+    exemptFromMaxPriority: true,
   });
   const created = result.jobs[0];
   if (!created) throw new RangeError(`escalation of ${job.id} created no job`);

@@ -503,6 +503,8 @@ export function toTransition(item: Record<string, unknown>): Transition {
     at: String(item.at),
     reason: String(item.reason ?? ""),
     triggeredBy: (item.triggeredBy ?? null) as string | null,
+    fromPriority: typeof item.fromPriority === "number" ? item.fromPriority : null,
+    toPriority: typeof item.toPriority === "number" ? item.toPriority : null,
   };
 }
 

@@ -1,10 +1,11 @@
 import type { QueryCommandInput } from "@aws-sdk/lib-dynamodb";
 import type { QueuedJob } from "../core/admission";
 import type { Resources } from "../core/job";
+import { queuePosition } from "../core/ordering";
 import type { Algorithm } from "../core/policy";
 import { type JobItem, jobConstraints } from "../store/job-items";
 import type { JobRepository } from "../store/job-repository";
-import { activePk, afterOwner, ownerOfQueueOwnerSk, queuePk } from "../store/keys";
+import { activePk, afterOwner, ownerOfQueueOwnerSk, positionOfQueueSk, queuePk } from "../store/keys";
 import { JOB_INDEX } from "../store/tables";
 
 /**
@@ -175,7 +176,23 @@ export function queuedJob(item: JobItem): QueuedJob {
     type: item.type,
     deadline: item.deadline ?? null,
     offPeakOnly: item.offPeakOnly === true,
+    orderKey: movedPosition(item),
   };
+}
+
+/**
+ * A moved job's position (PATCH before). A job item carries it; an index entry carries it in
+ * its key (`queue`: queueSk; `queueByOwner`: owner#queueSk), which every entry has, so the
+ * projection needs no new attribute. `queueByAge` entries have neither: a moved job read only
+ * from there sorts at its default place within its band until the `queue` read reaches it.
+ */
+function movedPosition(item: JobItem): string | null {
+  if (item.orderKey) return item.orderKey;
+  const sk =
+    item.queueSk ?? (item.queueOwnerSk ? item.queueOwnerSk.slice(item.queueOwnerSk.indexOf("#") + 1) : null);
+  if (!sk) return null;
+  const position = positionOfQueueSk(sk);
+  return position === queuePosition({ id: item.id, deadline: item.deadline ?? null }) ? null : position;
 }
 
 /**

@@ -20,6 +20,7 @@ import {
 import { type BatchJobRequest, isTerminal, type Job, type JobStatus, MAX_PAYLOAD_BYTES } from "../core/job";
 import { unsatisfiableReason } from "../core/pools";
 import type { Principal } from "../core/principal";
+import { assertPriorityAllowed, NO_QUOTA, type QuotaLimits } from "../core/quota";
 import { fromJobItem, indexAttributes, type JobItem, toJobItem, transitionItem } from "../store/job-items";
 import {
   applicableChange,
@@ -64,6 +65,12 @@ export interface SubmitRequest {
    * @default false
    */
   readonly exemptFromQueueLimit?: boolean;
+  /**
+   * Not held to the principal's maxPriority: an escalation job takes the priority its job's
+   * onFailure names, which was checked when that job was submitted.
+   * @default false
+   */
+  readonly exemptFromMaxPriority?: boolean;
   /**
    * The time this request may still take: an API handler passes `lambdaBudget(context)`.
    * @default no limit (a lifecycle step's escalation, a test)
@@ -200,7 +207,13 @@ export async function submitJobs(ctx: SubmitContext, request: SubmitRequest): Pr
 
   try {
     // After the replay above: a replayed submission created its jobs already and is never refused.
-    if (!request.exemptFromQueueLimit) await assertQueueRoom(ctx, principal, jobs.length);
+    if (!request.exemptFromQueueLimit || !request.exemptFromMaxPriority) {
+      const limits = await quotaLimits(ctx, principal);
+      if (!request.exemptFromMaxPriority) {
+        for (const job of jobs) assertPriorityAllowed(limits, principal, job.priority);
+      }
+      if (!request.exemptFromQueueLimit) await assertQueueRoom(ctx, principal, jobs.length, limits);
+    }
     const written = await writeSubmission(ctx, {
       principal,
       jobs,
@@ -404,9 +417,13 @@ export const QUEUE_LIMIT_RETRY_AFTER_SECONDS = 30;
  * The count reads an index (eventually consistent), so two submissions racing at the limit may
  * both pass: the limit guards against runaway submitters, not against a one-job overshoot.
  */
-async function assertQueueRoom(ctx: SubmitContext, principal: Principal, submitting: number): Promise<void> {
-  if (!ctx.policies) return;
-  const { maxQueuedJobs } = await ctx.policies.getQuota(principal.id);
+async function assertQueueRoom(
+  ctx: SubmitContext,
+  principal: Principal,
+  submitting: number,
+  limits: QuotaLimits,
+): Promise<void> {
+  const { maxQueuedJobs } = limits;
   if (maxQueuedJobs === null) return;
   // Refused when waiting + submitting > max, i.e. waiting >= room; counting past room is waste.
   const room = maxQueuedJobs - submitting + 1;
@@ -419,6 +436,14 @@ async function assertQueueRoom(ctx: SubmitContext, principal: Principal, submitt
       QUEUE_LIMIT_RETRY_AFTER_SECONDS,
     );
   }
+}
+
+/**
+ * The principal's quota limits: one GetItem per submission, shared by maxQueuedJobs and
+ * maxPriority. Admins are held to maxQueuedJobs but not to maxPriority.
+ */
+async function quotaLimits(ctx: SubmitContext, principal: Principal): Promise<QuotaLimits> {
+  return ctx.policies ? ctx.policies.getQuota(principal.id) : NO_QUOTA;
 }
 
 /** Parallel StartExecution calls per submission: enough to hide latency, few enough not to be throttled. */

@@ -39,6 +39,8 @@ export interface QueuedJob {
   readonly deadline?: string | null;
   /** Admitted only inside the policy's off-peak window (see gates.ts). */
   readonly offPeakOnly?: boolean;
+  /** Its place among its priority when an admin moved it (ordering.ts#queuePosition). */
+  readonly orderKey?: string | null;
 }
 
 /** An up node as admission sees it: what it has and what is already reserved on it. */

@@ -181,7 +181,20 @@ export const submitBatchSchema = z.strictObject({
 });
 export type SubmitBatchRequest = z.infer<typeof submitBatchSchema>;
 
-export const updateJobSchema = z.strictObject({ priority: prioritySchema });
+/**
+ * PATCH /jobs/{id}: a new priority, or (admins) `before`: move a queued job just ahead of another
+ * queued job of the same queue. One of the two, never both.
+ */
+export const updateJobSchema = z
+  .strictObject({ priority: prioritySchema.optional(), before: z.string().min(1).max(128).optional() })
+  .superRefine((body, ctx) => {
+    if (body.priority !== undefined && body.before !== undefined) {
+      ctx.addIssue({ code: "custom", path: ["before"], message: "give either priority or before, not both" });
+    }
+    if (body.priority === undefined && body.before === undefined) {
+      ctx.addIssue({ code: "custom", path: ["priority"], message: "give priority or before" });
+    }
+  });
 export type UpdateJobRequest = z.infer<typeof updateJobSchema>;
 
 const csvStatuses = z
@@ -228,6 +241,45 @@ export const listJobsQuerySchema = z.strictObject({
   createdBefore: isoTimestamp.optional(),
 });
 export type ListJobsQuery = z.infer<typeof listJobsQuerySchema>;
+
+/** POST /jobs/{id}/retry: a new attempt budget, optionally a new deadline and the dependents too. */
+export const retryJobSchema = z.strictObject({
+  /** Attempts the retry may use (attempt numbers continue); default the job's retry.maxAttempts. */
+  maxAttempts: z.number().int().min(1).max(100).optional(),
+  /** Also revive the dependents this job's cascade cancelled, transitively. */
+  dependents: z.boolean().default(false),
+  /** Replaces a deadline that has passed (a passed one refuses the retry). */
+  deadline: isoTimestamp.optional(),
+});
+export type RetryJobRequest = z.infer<typeof retryJobSchema>;
+
+/**
+ * The filter of a bulk action: GET /jobs's filters, in the same string forms as its query
+ * string, reused by reference so a filter added to the list is a bulk filter too.
+ */
+const bulkFilterSchema = listJobsQuerySchema.omit({ limit: true, cursor: true });
+
+/** POST /jobs/cancel: the caller's jobs matching `filter` (admins: anyone's), a page at a time. */
+export const bulkCancelSchema = z.strictObject({
+  filter: bulkFilterSchema.default({}),
+  limit: z.number().int().min(1).max(200).default(50),
+  cursor: z.string().min(1).max(2048).optional(),
+});
+export type BulkCancelRequest = z.infer<typeof bulkCancelSchema>;
+
+/** POST /jobs/retry: as POST /jobs/cancel, with the single retry's options applied to each job. */
+export const bulkRetrySchema = bulkCancelSchema.extend({
+  maxAttempts: retryJobSchema.shape.maxAttempts,
+  dependents: retryJobSchema.shape.dependents,
+});
+export type BulkRetryRequest = z.infer<typeof bulkRetrySchema>;
+
+/** A bulk action's answer: the ids acted on, those skipped and why, and where to continue. */
+export interface BulkResult {
+  readonly acted: string[];
+  readonly skipped: { readonly id: string; readonly reason: string }[];
+  readonly nextCursor: string | null;
+}
 
 export const LOG_LEVELS = ["debug", "info", "warn", "error"] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
@@ -305,6 +357,9 @@ export interface Transition {
   readonly reason: string;
   /** The principal who caused it, or null for the system. */
   readonly triggeredBy: string | null;
+  /** A priority change (from = to): the priority before and after; null otherwise. */
+  readonly fromPriority: number | null;
+  readonly toPriority: number | null;
 }
 
 export interface Attempt {

@@ -22,6 +22,64 @@ import type { Algorithm } from "./policy";
  * Within an owner, jobs keep the `priority` order.
  */
 
+/**
+ * A queued job's place among the jobs of its priority, as a string whose order is the queue's:
+ * its deadline (canonical ISO-8601, so string order is time order; none sorts last as `~`) then
+ * its id — or, once an admin moved it (PATCH /jobs/{id} before), the key chosen then. The queue
+ * index's sort key is the priority's rank followed by this, so the index and the in-memory
+ * order below agree by construction.
+ */
+export function queuePosition(job: {
+  readonly deadline?: string | null | undefined;
+  readonly id: string;
+  readonly orderKey?: string | null | undefined;
+}): string {
+  return job.orderKey ?? `${job.deadline ?? "~"}#${job.id}`;
+}
+
+/** Lowest and highest characters a position uses: printable ASCII, no space. */
+const MIN_CHAR = 0x21;
+const MAX_CHAR = 0x7e;
+
+/**
+ * A position strictly between `lo` and `hi` (`lo` < `hi`; "" for no lower bound): where a job
+ * moved just ahead of the job at `hi` goes when the job at `lo` is the one before it. Fractional
+ * indexing over strings, so nothing else in the queue is rewritten; keys grow by about one
+ * character per move into the same gap.
+ */
+export function positionBetween(lo: string, hi: string): string {
+  if (!(lo < hi)) throw new RangeError(`no position between ${JSON.stringify(lo)} and ${JSON.stringify(hi)}`);
+  let prefix = "";
+  for (let i = 0; ; i++) {
+    // Past its end, `lo` is below every character; `hi` never ends first while they agree.
+    const a = i < lo.length ? lo.charCodeAt(i) : MIN_CHAR - 1;
+    const b = i < hi.length ? hi.charCodeAt(i) : MIN_CHAR - 1;
+    if (a === b) {
+      prefix += String.fromCharCode(a);
+      continue;
+    }
+    if (b - a > 1 && Math.floor((a + b) / 2) >= MIN_CHAR) {
+      return prefix + String.fromCharCode(Math.floor((a + b) / 2));
+    }
+    if (a >= MIN_CHAR) {
+      // hi's character is right after lo's: keep lo's and go above the rest of lo.
+      const rest = lo.slice(i + 1);
+      return prefix + String.fromCharCode(a) + above(rest);
+    }
+    // lo ended and hi's character is the lowest: take it and go below the rest of hi.
+    return positionBetween(prefix + String.fromCharCode(b), hi);
+  }
+}
+
+/** A string above `s` (same prefix, then a higher character), with no upper bound to respect. */
+function above(s: string): string {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < MAX_CHAR) return s.slice(0, i) + String.fromCharCode(Math.floor((c + MAX_CHAR + 1) / 2));
+  }
+  return `${s}${String.fromCharCode(Math.floor((MIN_CHAR + MAX_CHAR) / 2))}`;
+}
+
 /** Share differences below this are float noise (0.1 + 0.2), not a reason to prefer an owner. */
 const SHARE_EPSILON = 1e-12;
 
@@ -115,6 +173,8 @@ interface Band {
   readonly dated: { readonly job: QueuedJob; readonly deadline: number }[];
   readonly undated: QueuedJob[];
   undatedInOrder: boolean;
+  /** Jobs an admin moved (an orderKey): rare, merged into the rest by position. */
+  readonly placed: { readonly job: QueuedJob; readonly position: string }[];
 }
 
 /** One owner's jobs within a band, in priority order, and how far it has got. */
@@ -177,8 +237,12 @@ export class AdmissionOrder {
       const priority = aging.priority(job);
       let band = byPriority.get(priority);
       if (!band) {
-        band = { dated: [], undated: [], undatedInOrder: true };
+        band = { dated: [], undated: [], undatedInOrder: true, placed: [] };
         byPriority.set(priority, band);
+      }
+      if (job.orderKey) {
+        band.placed.push({ job, position: job.orderKey });
+        continue;
       }
       const deadline = job.deadline ? Date.parse(job.deadline) : Number.NaN;
       if (!Number.isNaN(deadline)) {
@@ -248,7 +312,7 @@ export class AdmissionOrder {
             .sort(byDeadlineThenId)
             .map((d) => d.job)
             .concat(read.undated);
-    this.band = band;
+    this.band = read.placed.length === 0 ? band : mergePlaced(band, read.placed);
     this.cursor = 0;
     if (this.algorithm === "priority") return true;
     const owners = groupByOwner(band);
@@ -380,6 +444,28 @@ export function decideInOrder(
     if (decision.admit.length > 0) order.admitted(job);
   }
   return { admit, waiting, held };
+}
+
+/**
+ * A band in queue order with the moved jobs put at their positions: `band` is already in
+ * position order (deadline, then id), so one merge suffices.
+ */
+function mergePlaced(
+  band: readonly QueuedJob[],
+  placed: { readonly job: QueuedJob; readonly position: string }[],
+): QueuedJob[] {
+  placed.sort((a, b) =>
+    a.position !== b.position ? (a.position < b.position ? -1 : 1) : byId(a.job, b.job),
+  );
+  const merged: QueuedJob[] = [];
+  let p = 0;
+  for (const job of band) {
+    const position = queuePosition(job);
+    for (let next = placed[p]; next && next.position < position; next = placed[++p]) merged.push(next.job);
+    merged.push(job);
+  }
+  for (; p < placed.length; p++) merged.push((placed[p] as { job: QueuedJob }).job);
+  return merged;
 }
 
 function byId(a: QueuedJob, b: QueuedJob): number {

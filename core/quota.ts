@@ -1,4 +1,7 @@
 import { z } from "zod";
+import { ForbiddenError } from "./errors";
+import { prioritySchema } from "./job";
+import type { Principal } from "./principal";
 import type { Reason } from "./reasons";
 
 /**
@@ -11,11 +14,21 @@ export const quotaLimitsSchema = z.strictObject({
   dailyGpuSeconds: z.number().int().min(0).nullable().default(null),
   weeklyGpuSeconds: z.number().int().min(0).nullable().default(null),
   maxQueuedJobs: z.number().int().min(0).nullable().default(null),
+  /**
+   * The highest priority the principal may give its jobs (submit, schedule fires, PATCH): a
+   * name or an integer, stored as the integer. Admins are not held to it.
+   */
+  maxPriority: prioritySchema.nullable().default(null),
 });
 export type QuotaLimits = z.infer<typeof quotaLimitsSchema>;
 export type QuotaLimitsInput = z.input<typeof quotaLimitsSchema>;
 
-export const NO_QUOTA: QuotaLimits = { dailyGpuSeconds: null, weeklyGpuSeconds: null, maxQueuedJobs: null };
+export const NO_QUOTA: QuotaLimits = {
+  dailyGpuSeconds: null,
+  weeklyGpuSeconds: null,
+  maxQueuedJobs: null,
+  maxPriority: null,
+};
 
 /** Usage against the limits: what GET /quotas reports and what the scheduler's gate checks. */
 export interface QuotaUsage {
@@ -149,6 +162,26 @@ export function queuedJobsRefusal(
   if (max === null || queuedJobs + adding <= max) return null;
   const jobs = queuedJobs === 1 ? "job" : "jobs";
   return `maxQueuedJobs is ${max} and ${principal} has ${queuedJobs} ${jobs} not yet started; ${adding} more would exceed it`;
+}
+
+/**
+ * Refuses (403 `forbidden`) a non-admin giving a job a priority above its quota's maxPriority:
+ * at submit (every job of the submission), on a schedule's fire, and when raising a job's
+ * priority. `from` is the job's priority before a change: lowering a job that is above the limit
+ * (set before the limit was) stays allowed.
+ */
+export function assertPriorityAllowed(
+  limits: Pick<QuotaLimits, "maxPriority">,
+  principal: Principal,
+  priority: number,
+  from: number | null = null,
+): void {
+  const max = limits.maxPriority;
+  if (principal.admin || max === null || priority <= max) return;
+  if (from !== null && priority <= from) return;
+  throw new ForbiddenError(
+    `priority ${priority} is above the maxPriority quota of ${principal.id} (${max}); an admin may set it`,
+  );
 }
 
 function dayStart(ms: number): number {

@@ -1,5 +1,5 @@
 import { InvalidTransitionError } from "./errors";
-import { JOB_STATUSES, type JobStatus } from "./job";
+import { isTerminal, JOB_STATUSES, type JobStatus } from "./job";
 
 /**
  * The job status machine of API.md, as one table: every status change anywhere in jobq (API,
@@ -19,10 +19,18 @@ export const ALLOWED_TRANSITIONS: Readonly<Record<JobStatus, readonly JobStatus[
   // Resume lands on whatever status now applies (see `applicableStatus` in dependencies.ts).
   paused: ["scheduled", "blocked", "queued", "cancelled", "failed"],
   completed: [],
-  failed: [],
-  cancelled: [],
-  escalated: [],
+  // The one way out of a terminal status: a manual retry (POST /jobs/{id}/retry) puts the job
+  // back where the dependency rule says it waits. `transition` refuses these exits to every
+  // other caller, so no lifecycle step can revive a job by accident.
+  failed: ["scheduled", "blocked", "queued"],
+  cancelled: ["scheduled", "blocked", "queued"],
+  escalated: ["scheduled", "blocked", "queued"],
 };
+
+/** Statuses a manual retry takes a job out of: the terminal ones that have exits. */
+export const RETRYABLE: ReadonlySet<JobStatus> = new Set(
+  JOB_STATUSES.filter((status) => isTerminal(status) && ALLOWED_TRANSITIONS[status].length > 0),
+);
 
 /** Statuses a job can be paused from; derived so it cannot drift from the table. */
 export const PAUSABLE: ReadonlySet<JobStatus> = statusesThatCanReach("paused");
@@ -36,10 +44,12 @@ export function canTransition(from: JobStatus, to: JobStatus): boolean {
 
 /**
  * The status a job moves to, or an InvalidTransitionError (409 `invalid_transition`) naming
- * both ends so the client learns why its request was refused.
+ * both ends so the client learns why its request was refused. A terminal status is left only
+ * `via: "retry"` (the manual retry's use case): the table lists those exits, every other caller
+ * is refused them.
  */
-export function transition(from: JobStatus, to: JobStatus): JobStatus {
-  if (!canTransition(from, to)) {
+export function transition(from: JobStatus, to: JobStatus, via?: "retry"): JobStatus {
+  if (!canTransition(from, to) || (isTerminal(from) && via !== "retry")) {
     throw new InvalidTransitionError(
       from,
       to,

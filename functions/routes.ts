@@ -160,6 +160,8 @@ export const ROUTES: readonly RouteSpec[] = [
     handler: "update-job",
     authorized: true,
     jobsTable: TRANSITION,
+    // maxPriority: the caller's quota item.
+    policyTable: ["dynamodb:GetItem"],
   },
   {
     id: "CancelJob",
@@ -284,6 +286,40 @@ export const ROUTES: readonly RouteSpec[] = [
     // The aggregates (minute, hour, gauge items: BatchGetItem), the owners (Query, or GetItem of
     // the caller's own) and today's GPU usage items (BatchGetItem); docs/stats.md.
     policyTable: ["dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query"],
+  },
+  {
+    id: "RetryJob",
+    method: "POST",
+    path: "/jobs/{id}/retry",
+    handler: "retry-job",
+    authorized: true,
+    // The job, its dependencies and dependents (BatchGetItem), edges met on the way (a transaction).
+    jobsTable: [...TRANSITION, "dynamodb:BatchGetItem"],
+    states: ["states:StartExecution"],
+    publishesEvents: true,
+  },
+  {
+    // Literal segments beat `{id}` in API Gateway: /jobs/cancel is never a job id.
+    id: "CancelJobs",
+    method: "POST",
+    path: "/jobs/cancel",
+    handler: "cancel-jobs",
+    authorized: true,
+    jobsTable: [...TRANSITION, "dynamodb:BatchGetItem"],
+    nodesTable: ["dynamodb:UpdateItem"],
+    policyTable: END_ATTEMPT_POLICY,
+    states: ["states:StopExecution"],
+    publishesEvents: true,
+  },
+  {
+    id: "RetryJobs",
+    method: "POST",
+    path: "/jobs/retry",
+    handler: "retry-jobs",
+    authorized: true,
+    jobsTable: [...TRANSITION, "dynamodb:BatchGetItem"],
+    states: ["states:StartExecution"],
+    publishesEvents: true,
   },
 ];
 

@@ -66,6 +66,13 @@ export interface JobItem extends Omit<Job, "result" | "payload" | "tags" | "cons
   readonly preemptedAt?: string;
   readonly queueOwnerSk?: string;
   readonly queueAgeSk?: string;
+  /**
+   * Its place among queued jobs of its priority when an admin moved it (PATCH before): replaces
+   * the deadline-and-id part of `queueSk` (core/ordering.ts#queuePosition). Only while queued.
+   */
+  readonly orderKey?: string;
+  /** Manual retries so far (POST /jobs/{id}/retry): keeps each round's escalation job its own. */
+  readonly retries?: number;
 }
 
 export interface Reservation {
@@ -95,6 +102,7 @@ export function indexAttributes(
     | "startedAt"
   > & {
     readonly queuedAt?: string | undefined;
+    readonly orderKey?: string | undefined;
     readonly reservation?: Reservation | undefined;
   },
   staged: boolean,
@@ -160,7 +168,9 @@ function dueAt(
 export function indexAttributesToRemove(status: JobStatus): string[] {
   const remove: string[] = [];
   if (TERMINAL_STATUSES.has(status)) remove.push("livePk");
-  if (status !== "queued") remove.push("queuePk", "queueSk", "queueOwnerSk", "queueAgeSk");
+  // A moved job's place (orderKey) holds only while it stays queued: back in line later, it
+  // takes its default place again.
+  if (status !== "queued") remove.push("queuePk", "queueSk", "queueOwnerSk", "queueAgeSk", "orderKey");
   // Whether a job is due depends on more than its status (a queued job only with a deadline):
   // always listed, and the caller keeps whatever indexAttributes sets.
   remove.push("duePk", "dueSk");
@@ -253,6 +263,9 @@ export function transitionItem(
     reason: string;
     triggeredBy: string | null;
     attempt: number;
+    /** A priority change's two priorities (the status stays: from = to). */
+    fromPriority?: number;
+    toPriority?: number;
   },
 ): Record<string, unknown> {
   // Stored with a level so GET /logs can show transitions as lifecycle lines and filter them.

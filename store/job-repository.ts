@@ -15,7 +15,7 @@ import {
 import { forEachConcurrent } from "../core/concurrency";
 import type { ApplicableStatus } from "../core/dependencies";
 import { ConcurrentUpdateError } from "../core/errors";
-import type { Job, JobStatus } from "../core/job";
+import type { JobStatus } from "../core/job";
 import type { ReasonCode } from "../core/reasons";
 import { indexAttributes, indexAttributesToRemove, type JobItem, transitionItem } from "./job-items";
 import {
@@ -313,12 +313,35 @@ export class JobRepository {
     return next;
   }
 
-  /** A non-status field change (priority), conditional on the version like any write. */
-  async updateJob(current: JobItem, set: Partial<Pick<Job, "priority">>, now: string): Promise<JobItem> {
-    const next = { ...current, ...set, version: current.version + 1, updatedAt: now } as JobItem;
+  /**
+   * A priority change (PATCH /jobs/{id}, and `before`'s move) as transaction items: the job's
+   * update, conditional on its version and status like any write, and its row in /transitions
+   * (from = to = the status, with both priorities) keyed by the version the change produced, so
+   * the history can never miss a change or hold one twice. A plain priority change drops a moved
+   * job's place (`orderKey`): it goes to its default place in its new priority.
+   */
+  priorityChangeItems(
+    current: JobItem,
+    change: {
+      readonly priority: number;
+      readonly orderKey?: string;
+      readonly queuedAt?: string;
+      readonly reason: string;
+      readonly triggeredBy: string | null;
+    },
+    requestedAt: string,
+  ): { items: TransactItem[]; next: JobItem } {
+    const now = requestedAt < current.updatedAt ? current.updatedAt : requestedAt;
+    const version = current.version + 1;
+    const moved: Record<string, unknown> = {};
+    if (change.orderKey !== undefined) moved.orderKey = change.orderKey;
+    if (change.queuedAt !== undefined) moved.queuedAt = change.queuedAt;
+    const next = { ...current, priority: change.priority, ...moved, version, updatedAt: now } as JobItem;
+    if (change.orderKey === undefined) delete (next as { orderKey?: string }).orderKey;
     const attrs: Record<string, unknown> = {
-      ...set,
-      version: next.version,
+      priority: change.priority,
+      ...moved,
+      version,
       updatedAt: now,
       ...indexAttributes(next, current.staged === true),
     };
@@ -329,26 +352,36 @@ export class JobRepository {
       values[`:a${i}`] = value;
       return `#a${i} = :a${i}`;
     });
-    try {
-      await this.db.send(
-        new UpdateCommand({
+    const remove = change.orderKey === undefined ? " REMOVE orderKey" : "";
+    const items: TransactItem[] = [
+      {
+        Update: {
           TableName: this.tableName,
           Key: { pk: current.pk, sk: JOB_SK },
-          UpdateExpression: `SET ${clauses.join(", ")}`,
+          UpdateExpression: `SET ${clauses.join(", ")}${remove}`,
           ConditionExpression: "#version = :version AND #status = :status",
           ExpressionAttributeNames: names,
           ExpressionAttributeValues: values,
-        }),
-      );
-    } catch (error) {
-      if (error instanceof Error && error.name === "ConditionalCheckFailedException") {
-        throw new ConcurrentUpdateError("the job changed while it was being updated", undefined, {
-          cause: error,
-        });
-      }
-      throw error;
-    }
-    return next;
+        },
+      },
+      {
+        Put: {
+          TableName: this.tableName,
+          Item: transitionItem(current.id, version, {
+            from: current.status,
+            to: current.status,
+            at: now,
+            reason: change.reason,
+            triggeredBy: change.triggeredBy,
+            attempt: current.attempts,
+            fromPriority: current.priority,
+            toPriority: change.priority,
+          }),
+          ConditionExpression: "attribute_not_exists(pk)",
+        },
+      },
+    ];
+    return { items, next };
   }
 
   /** One page of the items under a job's partition whose sort key starts with `prefix`. */

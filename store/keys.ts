@@ -1,4 +1,5 @@
 import type { JobStatus } from "../core/job";
+import { queuePosition } from "../core/ordering";
 
 /**
  * Key builders for the jobs table. A job's partition `JOB#<id>` holds the job item and
@@ -39,13 +40,24 @@ export const queuePk = (pool: string | null): string => `Q#${pool ?? "*"}`;
 export const duePk = (pool: string | null): string => `DUE#${pool ?? "*"}`;
 
 /**
- * Admission order within a pool: priority high→low, then earliest deadline (none last), then
- * oldest (job ids are ULIDs, so they sort by creation time).
+ * Admission order within a pool: priority high→low, then the job's place among its priority
+ * (core/ordering.ts#queuePosition: earliest deadline, none last, then oldest — job ids are ULIDs —
+ * unless an admin moved it).
  */
-export function queueSk(job: { priority: number; deadline: string | null; id: string }): string {
-  const rank = String(10 - job.priority).padStart(2, "0");
-  return `${rank}#${job.deadline ?? "~"}#${job.id}`;
+export function queueSk(job: {
+  priority: number;
+  deadline: string | null;
+  id: string;
+  orderKey?: string | undefined;
+}): string {
+  return `${queueRankPrefix(job.priority)}${queuePosition(job)}`;
 }
+
+/** The part of `queueSk` before the position: all of one priority's keys start with it. */
+export const queueRankPrefix = (priority: number): string => `${String(10 - priority).padStart(2, "0")}#`;
+
+/** The position part of a `queueSk` (the rank prefix is always three characters). */
+export const positionOfQueueSk = (sk: string): string => sk.slice(3);
 
 export const dueSk = (runAt: string, id: string): string => `${runAt}#${id}`;
 /** A waiting job with nothing due (blocked without a deadline, paused): sorts after every time. */

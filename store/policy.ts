@@ -1,6 +1,6 @@
 import { BatchGetCommand, type DynamoDBDocumentClient, GetCommand, PutCommand } from "@aws-sdk/lib-dynamodb";
 import { type Policy, policySchema } from "../core/policy";
-import { NO_QUOTA, type QuotaLimits, quotaLimitsSchema } from "../core/quota";
+import { NO_QUOTA, type QuotaLimits, type QuotaLimitsInput, quotaLimitsSchema } from "../core/quota";
 import { POLICY_PK, POLICY_SK, principalPk, QUOTA_SK } from "./keys";
 
 /**
@@ -122,7 +122,7 @@ export class PolicyRepository {
   }
 
   /** Replaces a principal's limits (a PUT replaces all three; one left out is no limit). */
-  async putQuota(principal: string, limits: QuotaLimits, now: string): Promise<QuotaLimits> {
+  async putQuota(principal: string, limits: QuotaLimitsInput, now: string): Promise<QuotaLimits> {
     const valid = quotaLimitsSchema.parse(limits);
     await this.db.send(
       new PutCommand({
@@ -166,6 +166,7 @@ function limitsOf(item: Record<string, unknown>): QuotaLimits {
     dailyGpuSeconds: limit(item.dailyGpuSeconds),
     weeklyGpuSeconds: limit(item.weeklyGpuSeconds),
     maxQueuedJobs: limit(item.maxQueuedJobs),
+    maxPriority: limit(item.maxPriority),
   };
 }
 

@@ -129,9 +129,34 @@ describe("least privilege", () => {
 
   it("lets only the routes that change a job's status or create one touch executions and events", () => {
     const withEvents = ROUTES.filter((r) => r.publishesEvents).map((r) => r.id);
-    expect(withEvents.sort()).toEqual(["CancelJob", "PauseJob", "ResumeJob", "SubmitBatch", "SubmitJob"]);
+    expect(withEvents.sort()).toEqual([
+      "CancelJob",
+      "CancelJobs",
+      "PauseJob",
+      "ResumeJob",
+      "RetryJob",
+      "RetryJobs",
+      "SubmitBatch",
+      "SubmitJob",
+    ]);
     const stops = ROUTES.filter((r) => r.states?.includes("states:StopExecution")).map((r) => r.id);
-    expect(stops.sort()).toEqual(["CancelJob", "PauseJob"]);
+    expect(stops.sort()).toEqual(["CancelJob", "CancelJobs", "PauseJob"]);
+  });
+
+  it("lets the retry routes start executions but never stop them", () => {
+    for (const id of ["RetryJob", "RetryJobs"]) {
+      const statements = roleStatements(template, roleIdOf(functionOf(id)));
+      const actions = statements.flatMap(actionsOf);
+      expect(actions).toContain("states:StartExecution");
+      expect(actions).not.toContain("states:StopExecution");
+    }
+  });
+
+  it("lets PATCH /jobs/{id} read the caller's quota (maxPriority) and write no policy", () => {
+    const grants = grantsOf(roleStatements(template, roleIdOf(functionOf("UpdateJob"))));
+    const onPolicy = [...grants].filter((g) => g.includes(`"${policyTableId}"`));
+    expect(onPolicy.length).toBeGreaterThan(0);
+    expect(onPolicy.every((g) => g.startsWith("dynamodb:GetItem "))).toBe(true);
   });
 
   it("lets PUT /admin/policy write the policy table and nothing else", () => {

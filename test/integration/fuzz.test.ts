@@ -480,3 +480,137 @@ describe("POST /jobs/batch under fuzzing", () => {
     );
   });
 });
+
+// ---------------------------------------------------------------------------------------------
+// Retry, bulk actions, reordering
+// ---------------------------------------------------------------------------------------------
+
+async function send(
+  method: string,
+  path: string,
+  body: unknown,
+  token = fuzzer.token,
+): Promise<{ status: number; json: unknown }> {
+  const response = await api.request(method, path, {
+    token,
+    body: JSON.stringify(body) ?? "null",
+    headers: { "content-type": "application/json" },
+  });
+  return { status: response.status, json: response.json };
+}
+
+/** GET /jobs's filter names with any value, and the strings they take. */
+const filterValue = fc.oneof(
+  anyJson,
+  fc.constantFrom("failed", "cancelled,failed", "queued,", "high", "-11", "k:v", "2026-01-01T00:00:00Z"),
+);
+const anyFilter = fc.dictionary(
+  fc.oneof(
+    fc.constantFrom(
+      "status",
+      "type",
+      "owner",
+      "priority",
+      "tag",
+      "createdAfter",
+      "createdBefore",
+      "limit",
+      "cursor",
+    ),
+    anyKey,
+  ),
+  filterValue,
+  { maxKeys: 4 },
+);
+const bulkBody = fc.record(
+  {
+    filter: fc.oneof(anyFilter, anyJson),
+    limit: fc.oneof(fc.integer({ min: -5, max: 300 }), anyJson),
+    cursor: fc.oneof(anyString, fc.constantFrom("eyJpbmRleCI6ImJ5T3duZXIifQ", "bm90LWEtY3Vyc29y")),
+    maxAttempts: fc.oneof(fc.integer({ min: -1, max: 101 }), anyJson),
+    dependents: fc.oneof(fc.boolean(), anyJson),
+  },
+  { requiredKeys: [] },
+);
+const retryBody = fc.record(
+  {
+    maxAttempts: fc.oneof(fc.integer({ min: -1, max: 101 }), anyJson),
+    dependents: fc.oneof(fc.boolean(), anyJson),
+    deadline: fc.oneof(isoDate, anyString, anyJson),
+  },
+  { requiredKeys: [] },
+);
+const patchBody = fc.record(
+  {
+    priority: fc.oneof(fc.integer({ min: -12, max: 12 }), anyString, anyJson),
+    before: fc.oneof(anyString, anyJson),
+  },
+  { requiredKeys: [] },
+);
+
+describe("retry, bulk and reorder routes under fuzzing", () => {
+  let jobIds: string[] = [];
+
+  beforeAll(async () => {
+    // A queued job, a cancelled one and a blocked one to act on.
+    const queued = await send("POST", "/jobs", { type: "echo" });
+    const cancelled = await send("POST", "/jobs", { type: "echo" });
+    const id = (r: { json: unknown }) => (r.json as { id: string }).id;
+    await api.request("PATCH", `/jobs/${id(cancelled)}/cancel`, { token: fuzzer.token });
+    const blocked = await send("POST", "/jobs", { type: "echo", dependsOn: [id(queued)] });
+    jobIds = [id(queued), id(cancelled), id(blocked)];
+  });
+
+  it("answers any body to POST /jobs/{id}/retry without a 5xx", async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.oneof(retryBody, anyJson), fc.nat({ max: 3 }), async (body, which) => {
+        const id = jobIds[which] ?? "job_01ARZ3NDEKTSV4RRFFQ69G5FAV";
+        const { status, json } = await send("POST", `/jobs/${id}/retry`, body);
+        assessAnswer(status, json, body);
+      }),
+      { numRuns: RUNS },
+    );
+  });
+
+  it("answers any body to POST /jobs/cancel and POST /jobs/retry without a 5xx", async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.oneof(bulkBody, anyJson), fc.boolean(), async (body, cancel) => {
+        const { status, json } = await send("POST", cancel ? "/jobs/cancel" : "/jobs/retry", body);
+        assessAnswer(status, json, body);
+      }),
+      { numRuns: RUNS },
+    );
+  });
+
+  it("answers any body to PATCH /jobs/{id}, a user's or an admin's, without a 5xx", async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.oneof(patchBody, anyJson),
+        fc.nat({ max: 3 }),
+        fc.boolean(),
+        async (body, which, admin) => {
+          const id = jobIds[which] ?? "job_01ARZ3NDEKTSV4RRFFQ69G5FAV";
+          const { status, json } = await send(
+            "PATCH",
+            `/jobs/${id}`,
+            body,
+            admin ? "admin-token" : fuzzer.token,
+          );
+          assessAnswer(status, json, body);
+        },
+      ),
+      { numRuns: RUNS },
+    );
+  });
+
+  it("answers any maxPriority to PUT /quotas/{principal} without a 5xx", async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.oneof(anyNumber, anyString, anyJson), async (maxPriority) => {
+        const body = { maxPriority };
+        const { status, json } = await send("PUT", "/quotas/fuzz-quota", body, "admin-token");
+        assessAnswer(status, json, body);
+      }),
+      { numRuns: 60 },
+    );
+  });
+});

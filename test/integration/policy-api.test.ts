@@ -238,14 +238,15 @@ describe("PolicyRepository", () => {
     // Assess
     expect(quotas).toEqual(
       new Map([
-        ["p7", { dailyGpuSeconds: 10, weeklyGpuSeconds: null, maxQueuedJobs: null }],
-        ["p120", { dailyGpuSeconds: null, weeklyGpuSeconds: 5, maxQueuedJobs: 2 }],
+        ["p7", { dailyGpuSeconds: 10, weeklyGpuSeconds: null, maxQueuedJobs: null, maxPriority: null }],
+        ["p120", { dailyGpuSeconds: null, weeklyGpuSeconds: 5, maxQueuedJobs: 2, maxPriority: null }],
       ]),
     );
     expect(await repo.getQuota("p8")).toEqual({
       dailyGpuSeconds: null,
       weeklyGpuSeconds: null,
       maxQueuedJobs: null,
+      maxPriority: null,
     });
   });
 });

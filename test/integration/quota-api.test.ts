@@ -24,7 +24,12 @@ import {
 
 interface QuotaView {
   principal: string;
-  limits: { dailyGpuSeconds: number | null; weeklyGpuSeconds: number | null; maxQueuedJobs: number | null };
+  limits: {
+    dailyGpuSeconds: number | null;
+    weeklyGpuSeconds: number | null;
+    maxQueuedJobs: number | null;
+    maxPriority: number | null;
+  };
   used: { todayGpuSeconds: number; weekGpuSeconds: number; queuedJobs: number };
   remaining: { todayGpuSeconds: number | null; weekGpuSeconds: number | null; queuedJobs: number | null };
   warning: boolean;
@@ -83,7 +88,7 @@ describe("PUT /quotas/{principal}", () => {
     expect(put.status).toBe(200);
     expect(put.json).toEqual({
       principal: owner.principal,
-      limits,
+      limits: { ...limits, maxPriority: null },
       used: { todayGpuSeconds: 0, weekGpuSeconds: 0, queuedJobs: 0 },
       remaining: { todayGpuSeconds: 3600, weekGpuSeconds: 20000, queuedJobs: 1000 },
       warning: false,
@@ -102,7 +107,12 @@ describe("PUT /quotas/{principal}", () => {
     const put = await putQuota(owner.principal, { weeklyGpuSeconds: null, maxQueuedJobs: 5 });
 
     // Assess
-    expect(put.json.limits).toEqual({ dailyGpuSeconds: null, weeklyGpuSeconds: null, maxQueuedJobs: 5 });
+    expect(put.json.limits).toEqual({
+      dailyGpuSeconds: null,
+      weeklyGpuSeconds: null,
+      maxQueuedJobs: 5,
+      maxPriority: null,
+    });
     expect((await getQuota(owner.principal)).json.limits).toEqual(put.json.limits);
   });
 
@@ -165,7 +175,7 @@ describe("GET /quotas/{principal}", () => {
     expect(response.status).toBe(200);
     expect(response.json).toEqual({
       principal: owner.principal,
-      limits: { dailyGpuSeconds: null, weeklyGpuSeconds: null, maxQueuedJobs: null },
+      limits: { dailyGpuSeconds: null, weeklyGpuSeconds: null, maxQueuedJobs: null, maxPriority: null },
       used: { todayGpuSeconds: 0, weekGpuSeconds: 0, queuedJobs: 0 },
       remaining: { todayGpuSeconds: null, weekGpuSeconds: null, queuedJobs: null },
       warning: false,

@@ -126,7 +126,7 @@ describe("quotaView", () => {
     // Assess
     expect(view).toEqual({
       principal: "alice",
-      limits: { dailyGpuSeconds: 3600, weeklyGpuSeconds: null, maxQueuedJobs: 10 },
+      limits: { dailyGpuSeconds: 3600, weeklyGpuSeconds: null, maxQueuedJobs: 10, maxPriority: null },
       used: { todayGpuSeconds: 1000, weekGpuSeconds: 5000, queuedJobs: 3 },
       remaining: { todayGpuSeconds: 2600, weekGpuSeconds: null, queuedJobs: 7 },
       warning: false,

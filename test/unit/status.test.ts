@@ -2,7 +2,14 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { InvalidTransitionError } from "../../core/errors";
 import { isTerminal, JOB_STATUSES, type JobStatus, TERMINAL_STATUSES } from "../../core/job";
-import { ALLOWED_TRANSITIONS, CANCELLABLE, canTransition, PAUSABLE, transition } from "../../core/status";
+import {
+  ALLOWED_TRANSITIONS,
+  CANCELLABLE,
+  canTransition,
+  PAUSABLE,
+  RETRYABLE,
+  transition,
+} from "../../core/status";
 
 // The table of API.md, written out again so a change to the code's table has to be deliberate.
 const EXPECTED: Record<JobStatus, JobStatus[]> = {
@@ -14,18 +21,29 @@ const EXPECTED: Record<JobStatus, JobStatus[]> = {
   retrying: ["queued", "blocked", "paused", "cancelled", "failed", "escalated"],
   paused: ["scheduled", "blocked", "queued", "cancelled", "failed"],
   completed: [],
-  failed: [],
-  cancelled: [],
-  escalated: [],
+  // Only through a manual retry (transition(..., "retry")).
+  failed: ["scheduled", "blocked", "queued"],
+  cancelled: ["scheduled", "blocked", "queued"],
+  escalated: ["scheduled", "blocked", "queued"],
 };
 
 const allPairs = JOB_STATUSES.flatMap((from) => JOB_STATUSES.map((to) => [from, to] as const));
-const allowedPairs = allPairs.filter(([from, to]) => EXPECTED[from].includes(to));
+const allowedPairs = allPairs.filter(([from, to]) => EXPECTED[from].includes(to) && !isTerminal(from));
+const retryPairs = allPairs.filter(([from, to]) => EXPECTED[from].includes(to) && isTerminal(from));
 const refusedPairs = allPairs.filter(([from, to]) => !EXPECTED[from].includes(to));
 
 function refusal(from: JobStatus, to: JobStatus): unknown {
   try {
     transition(from, to);
+  } catch (error) {
+    return error;
+  }
+  return undefined;
+}
+
+function refusalVia(from: JobStatus, to: JobStatus): unknown {
+  try {
+    transition(from, to, "retry");
   } catch (error) {
     return error;
   }
@@ -48,11 +66,12 @@ describe("ALLOWED_TRANSITIONS", () => {
 
   it("covers all 121 pairs between allowed and refused", () => {
     // Prepare / Act
-    const total = allowedPairs.length + refusedPairs.length;
+    const total = allowedPairs.length + retryPairs.length + refusedPairs.length;
 
     // Assess
     expect(total).toBe(121);
     expect(allowedPairs).toHaveLength(40);
+    expect(retryPairs).toHaveLength(9);
   });
 
   it.each(allowedPairs)("allows %s → %s", (from, to) => {
@@ -74,13 +93,38 @@ describe("ALLOWED_TRANSITIONS", () => {
     expect(error).toMatchObject({ code: "invalid_transition", from, to, details: { from, to } });
   });
 
-  it.each([...TERMINAL_STATUSES])("gives the terminal status %s no exits", (status) => {
+  it.each(retryPairs)("allows %s → %s only through a retry", (from, to) => {
     // Prepare / Act
-    const exits = ALLOWED_TRANSITIONS[status];
+    const plain = refusal(from, to);
+    const retried = transition(from, to, "retry");
 
     // Assess
-    expect(exits).toEqual([]);
-    expect(JOB_STATUSES.filter((to) => canTransition(status, to))).toEqual([]);
+    expect(canTransition(from, to)).toBe(true);
+    expect(plain).toBeInstanceOf(InvalidTransitionError);
+    expect(retried).toBe(to);
+  });
+
+  it.each([...TERMINAL_STATUSES])(
+    "gives the terminal status %s no exit but a retry's waiting statuses",
+    (status) => {
+      // Prepare / Act
+      const exits = JOB_STATUSES.filter((to) => canTransition(status, to));
+      const plainExits = JOB_STATUSES.filter((to) => refusal(status, to) === undefined);
+
+      // Assess
+      expect(plainExits).toEqual([]);
+      expect(exits.every((to) => ["scheduled", "blocked", "queued"].includes(to))).toBe(true);
+    },
+  );
+
+  it("lets a retry revive failed, cancelled and escalated jobs, never completed ones", () => {
+    // Prepare / Act
+    const retryable = [...RETRYABLE];
+
+    // Assess
+    expect(retryable.sort()).toEqual(["cancelled", "escalated", "failed"]);
+    expect(refusalVia("completed", "queued")).toBeInstanceOf(InvalidTransitionError);
+    expect(refusalVia("failed", "running")).toBeInstanceOf(InvalidTransitionError);
   });
 
   it("gives every non-terminal status a way to end", () => {
@@ -159,7 +203,7 @@ describe("PAUSABLE and CANCELLABLE", () => {
 });
 
 describe("random walks through transition()", () => {
-  it("never leave a terminal status once reached", () => {
+  it("never leave a terminal status once reached, unless retried", () => {
     // Prepare
     const walk = fc.record({
       start: fc.constantFrom(...JOB_STATUSES),
