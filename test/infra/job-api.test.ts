@@ -122,7 +122,14 @@ describe("least privilege", () => {
 
   it("lets only the routes that change a job's status or create one touch executions and events", () => {
     const withEvents = ROUTES.filter((r) => r.publishesEvents).map((r) => r.id);
-    expect(withEvents.sort()).toEqual(["CancelJob", "PauseJob", "ResumeJob", "SubmitBatch", "SubmitJob"]);
+    expect(withEvents.sort()).toEqual([
+      "CancelJob",
+      "PauseJob",
+      "ResumeJob",
+      "SubmitBatch",
+      "SubmitJob",
+      "TriggerSchedule",
+    ]);
     const stops = ROUTES.filter((r) => r.states?.includes("states:StopExecution")).map((r) => r.id);
     expect(stops.sort()).toEqual(["CancelJob", "PauseJob"]);
   });
@@ -146,6 +153,19 @@ describe("least privilege", () => {
       expect(onPolicy.length).toBeGreaterThan(0);
       expect(onPolicy.every((g) => g.startsWith("dynamodb:GetItem "))).toBe(true);
     }
+  });
+
+  it("lets the schedule routes touch only the policy table, except trigger, which submits", () => {
+    for (const id of ["CreateSchedule", "ListSchedules", "GetSchedule", "UpdateSchedule", "DeleteSchedule"]) {
+      const statements = roleStatements(template, roleIdOf(functionOf(id)));
+      expect(mentions(statements, policyTableId), id).toBe(true);
+      expect(mentions(statements, jobsTableId), id).toBe(false);
+      expect(mentions(statements, nodesTableId), id).toBe(false);
+    }
+    const trigger = grantsOf(roleStatements(template, roleIdOf(functionOf("TriggerSchedule"))));
+    expect(trigger).toContain(grant("dynamodb:PutItem", { "Fn::GetAtt": [policyTableId, "Arn"] }));
+    expect(trigger).toContain(grant("dynamodb:PutItem", { "Fn::GetAtt": [jobsTableId, "Arn"] }));
+    expect(trigger).toContain(grant("states:StartExecution", stack.resolve(stack.lifecycle.stateMachineArn)));
   });
 
   it("lets cancel and pause add a stopped attempt's GPU usage to the policy table", () => {
