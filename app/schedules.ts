@@ -363,8 +363,13 @@ export async function fireDueSchedules(ctx: ScheduleContext, now: Date = ctx.clo
     try {
       const outcome = await fireSchedule(ctx, id, now);
       if (!outcome) continue;
-      if ("jobId" in outcome.fire) summary.fired.push({ scheduleId: id, jobId: outcome.fire.jobId });
-      else summary.skipped.push({ scheduleId: id, reason: outcome.fire.skipped });
+      if ("jobId" in outcome.fire) {
+        summary.fired.push({ scheduleId: id, jobId: outcome.fire.jobId });
+        logger.info("schedule fired", { scheduleId: id, ...outcome.fire });
+      } else {
+        summary.skipped.push({ scheduleId: id, reason: outcome.fire.skipped });
+        logger.warn("schedule fire skipped", { scheduleId: id, ...outcome.fire });
+      }
     } catch (error) {
       logger.error("schedule fire failed; retried at the next tick", {
         scheduleId: id,
