@@ -74,12 +74,24 @@ function fromItem(item: Record<string, unknown>): Schedule {
     jitterSeconds: typeof item.jitterSeconds === "number" ? item.jitterSeconds : 0,
     job: JSON.parse(String(item.jobJson)) as Record<string, unknown>,
     nextRunAt: typeof item.nextRunAt === "string" ? item.nextRunAt : null,
-    lastFires: Array.isArray(item.lastFires) ? (item.lastFires as ScheduleFire[]) : [],
+    lastFires: Array.isArray(item.lastFires) ? item.lastFires.map(fireOf) : [],
     lastJobId: typeof item.lastJobId === "string" ? item.lastJobId : null,
     createdAt: String(item.createdAt),
     updatedAt: String(item.updatedAt),
     version: Number(item.version),
   };
+}
+
+/** A stored fire in API.md's field order (DynamoDB keeps a map's keys in an order of its own). */
+function fireOf(stored: Record<string, unknown>): ScheduleFire {
+  const at = String(stored.at);
+  const extra = {
+    ...(stored.trigger === "manual" ? { trigger: "manual" as const } : {}),
+    ...(typeof stored.missed === "number" ? { missed: stored.missed } : {}),
+  };
+  return typeof stored.jobId === "string"
+    ? { at, jobId: stored.jobId, ...extra }
+    : { at, skipped: String(stored.skipped), ...extra };
 }
 
 function isConditionFailure(error: unknown): boolean {
