@@ -68,6 +68,8 @@ const timezoneSchema = z
   .min(1)
   .max(64)
   .superRefine((timezone, ctx) => {
+    // An empty or overlong name is already reported by min/max.
+    if (timezone.length === 0 || timezone.length > 64) return;
     const problem = timezoneProblem(timezone);
     if (problem) ctx.addIssue({ code: "custom", message: problem });
   });
@@ -81,23 +83,30 @@ const timezoneSchema = z
  * same reason.
  */
 export const jobTemplateSchema = submitJobSchema.superRefine((template, ctx) => {
-  if (template.dependsOn.length > 0) {
-    ctx.addIssue({
-      code: "custom",
+  for (const problem of recurringProblems(template)) ctx.addIssue({ code: "custom", ...problem });
+});
+
+/** What a recurring template may not hold (see jobTemplateSchema), checked on the raw template too. */
+function recurringProblems(template: Record<string, unknown>): { path: string[]; message: string }[] {
+  const problems: { path: string[]; message: string }[] = [];
+  const dependsOn = template.dependsOn;
+  if (dependsOn !== undefined && !(Array.isArray(dependsOn) && dependsOn.length === 0)) {
+    problems.push({
       path: ["dependsOn"],
       message: "a schedule's job cannot depend on other jobs: each fire would wait on the same jobs",
     });
   }
-  for (const field of ["runAt", "deadline"] as const) {
+  for (const field of ["runAt", "deadline"]) {
     if (template[field] !== undefined) {
-      ctx.addIssue({
-        code: "custom",
+      problems.push({
         path: [field],
-        message: `an absolute time makes no sense in a recurring job; the schedule's cron decides when it runs`,
+        message:
+          "an absolute time makes no sense in a recurring job; the schedule's cron decides when it runs",
       });
     }
   }
-});
+  return problems;
+}
 
 /**
  * The template as stored: what the user sent, checked with jobTemplateSchema (every problem
@@ -109,10 +118,15 @@ const rawTemplate = z
     "must be an object: a job as in POST /jobs",
   )
   .superRefine((template, ctx) => {
-    const parsed = jobTemplateSchema.safeParse(template);
-    if (parsed.success) return;
-    for (const issue of parsed.error.issues) {
+    // Both lists in full: zod stops before refinements when the base schema already failed.
+    const parsed = submitJobSchema.safeParse(template);
+    const issues = parsed.success ? [] : parsed.error.issues;
+    const reported = new Set(issues.map((issue) => issue.path.join(".")));
+    for (const issue of issues) {
       ctx.addIssue({ code: "custom", path: issue.path.map(String), message: issue.message });
+    }
+    for (const problem of recurringProblems(template)) {
+      if (!reported.has(problem.path.join("."))) ctx.addIssue({ code: "custom", ...problem });
     }
   });
 

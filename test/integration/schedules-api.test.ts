@@ -426,6 +426,13 @@ describe("GET /jobs?scheduleId=", () => {
       status: "queued,running",
     });
     const malformed = await api.request("GET", "/jobs?scheduleId=nope", { token: owner.token });
+    const firstPage = await api.request<ListPage<Job>>("GET", `/jobs?scheduleId=${schedule.id}&limit=1`, {
+      token: owner.token,
+    });
+    // A cursor of the schedule's list is not a cursor of the owner's list.
+    const crossed = await api.request("GET", `/jobs?cursor=${firstPage.json.nextCursor}`, {
+      token: owner.token,
+    });
 
     // Assess: newest first, only the schedule's jobs.
     expect(mine.map((j) => j.id)).toEqual([...ids].reverse());
@@ -434,6 +441,8 @@ describe("GET /jobs?scheduleId=", () => {
     expect(admin.map((j) => j.id)).toEqual([...ids].reverse());
     expect(queued.items.map((j) => j.id)).toEqual([...ids].reverse());
     expect(problemPaths(expectError(malformed, 400, "validation_failed"))).toEqual(["scheduleId"]);
+    expect(firstPage.json.nextCursor).toEqual(expect.any(String));
+    expectError(crossed, 400, "validation_failed");
   });
 
   it("a user cannot set scheduleId through POST /jobs", async () => {

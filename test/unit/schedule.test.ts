@@ -120,6 +120,14 @@ describe("createScheduleSchema", () => {
     expect(found.map((p) => p.path).sort()).toEqual(["job.deadline", "job.dependsOn", "job.runAt"]);
   });
 
+  it("lists a recurring template's problems beside the job schema's, all at once", () => {
+    // Act: zod alone would stop before the dependsOn rule when priority is already wrong.
+    const found = problems({ ...valid, job: { type: "echo", priority: "urgent", dependsOn: ["job_x"] } });
+
+    // Assess
+    expect(found.map((p) => p.path).sort()).toEqual(["job.dependsOn", "job.priority"]);
+  });
+
   it("refuses a template that is not an object, and unknown fields", () => {
     expect(problems({ ...valid, job: [] }).map((p) => p.path)).toEqual(["job"]);
     expect(problems({ ...valid, owner: "mallory" }).map((p) => p.path)).toEqual([""]);
