@@ -216,6 +216,8 @@ export interface FireOutcome {
   readonly job: Job | null;
   /** The refusal, when the submission was refused (quota, type, resources): recorded, not lost. */
   readonly refusal: JobqError | null;
+  /** The fire's key had already created its job (a racing or retried fire): nothing new. */
+  readonly replayed: boolean;
 }
 
 /**
@@ -234,6 +236,7 @@ async function submitFire(
     fire: { at, skipped: reason },
     job: null,
     refusal,
+    replayed: false,
   });
   if (schedule.overlap === "skip" && schedule.lastJobId !== null) {
     const previous = (await ctx.repo.getJobItems([schedule.lastJobId])).get(schedule.lastJobId);
@@ -256,7 +259,7 @@ async function submitFire(
     });
     const job = result.jobs[0];
     if (!job) throw new Error(`schedule ${schedule.id}: the submission answered no job`);
-    return { fire: { at, jobId: job.id }, job, refusal: null };
+    return { fire: { at, jobId: job.id }, job, refusal: null, replayed: result.replayed };
   } catch (error) {
     const transient = error instanceof TooManyRequestsError && !(error instanceof QueueLimitError);
     if (error instanceof JobqError && !transient) return skipped(error.message, error);
@@ -299,19 +302,26 @@ async function recordFire(
 /**
  * POST /schedules/{id}/trigger: one fire now, whatever the cron says (and whether or not the
  * schedule is enabled); the cron's next fire is unchanged. Overlap and quotas apply as to any
- * fire, and the fire is recorded in lastFires with `trigger: "manual"`.
+ * fire, and the fire is recorded in lastFires with `trigger: "manual"`. With the caller's
+ * Idempotency-Key, a retried trigger answers the job the first one created and records nothing
+ * new (a skipped fire created nothing, so its retry is a fire of its own).
  */
 export async function triggerSchedule(
   ctx: ScheduleContext,
   principal: Principal,
   id: string,
+  clientKey?: string,
 ): Promise<FireOutcome> {
   const schedule = await loadVisible(ctx, principal, id);
   const at = ctx.clock().toISOString();
-  // Each trigger is a fire of its own: the key has the instant and a random part.
-  const outcome = await submitFire(ctx, schedule, at, `${fireIdempotencyKey(id, at)}:manual:${ulid()}`);
+  // Without the caller's key each trigger is a fire of its own: the instant and a random part.
+  const key =
+    clientKey === undefined
+      ? `${fireIdempotencyKey(id, at)}:manual:${ulid()}`
+      : `schedule:${id}:trigger:${clientKey}`;
+  const outcome = await submitFire(ctx, schedule, at, key);
   const fire: ScheduleFire = { ...outcome.fire, trigger: "manual" };
-  await recordFire(ctx, id, fire, null);
+  if (!outcome.replayed) await recordFire(ctx, id, fire, null);
   return { ...outcome, fire };
 }
 

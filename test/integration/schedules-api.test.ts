@@ -402,6 +402,37 @@ describe("POST /schedules/{id}/trigger", () => {
   });
 });
 
+describe("POST /schedules/{id}/trigger with an Idempotency-Key", () => {
+  it("answers a retried trigger with the first one's job and records one fire", async () => {
+    // Prepare
+    const owner = people.next();
+    const schedule = await createSchedule(owner, { enabled: false });
+    const trigger = () =>
+      api.request<Job>("POST", `/schedules/${schedule.id}/trigger`, {
+        token: owner.token,
+        headers: { "Idempotency-Key": "nightly-rerun-1" },
+      });
+
+    // Act
+    const first = await trigger();
+    const retried = await trigger();
+    const tooLong = await api.request("POST", `/schedules/${schedule.id}/trigger`, {
+      token: owner.token,
+      headers: { "Idempotency-Key": "k".repeat(256) },
+    });
+    const after = await getSchedule(owner, schedule.id);
+
+    // Assess
+    expect(first.status).toBe(201);
+    expect(retried.status).toBe(200);
+    expect(retried.headers.get("idempotent-replayed")).toBe("true");
+    expect(retried.json.id).toBe(first.json.id);
+    expectError(tooLong, 400, "validation_failed");
+    expect(after.lastFires).toEqual([{ at: expect.any(String), jobId: first.json.id, trigger: "manual" }]);
+    expect(await jobsOfSchedule(owner, schedule.id)).toHaveLength(1);
+  });
+});
+
 describe("GET /jobs?scheduleId=", () => {
   it("lists a schedule's jobs to its owner and admins, nothing to others, and refuses a malformed id", async () => {
     // Prepare
