@@ -22,6 +22,7 @@ import {
   ownerPk,
   ownerStatusPk,
   queuePk,
+  schedulePk,
   TRANSITION_PREFIX,
 } from "../store/keys";
 import { JOB_INDEX } from "../store/tables";
@@ -136,7 +137,12 @@ async function blockedReason(ctx: QueryContext, item: JobItem, stored: string): 
   return `waiting for ${unmet.length} of ${total} dependencies: ${words.join(", ")}${more}`;
 }
 
-const LIST_INDEXES = [JOB_INDEX.byOwner, JOB_INDEX.byOwnerStatus, JOB_INDEX.byDay] as const;
+const LIST_INDEXES = [
+  JOB_INDEX.byOwner,
+  JOB_INDEX.byOwnerStatus,
+  JOB_INDEX.byDay,
+  JOB_INDEX.bySchedule,
+] as const;
 type ListIndex = (typeof LIST_INDEXES)[number];
 
 /**
@@ -266,8 +272,16 @@ export async function listJobs(
   }
   const owner = principal.admin ? query.owner : principal.id;
   const statuses = query.status ? [...new Set(query.status)] : undefined;
+  // A schedule's jobs come from its own index; whose they are is checked on each job (a user
+  // naming another's schedule gets an empty list, as for any job it may not see).
   const index: ListIndex =
-    owner === undefined ? JOB_INDEX.byDay : statuses ? JOB_INDEX.byOwnerStatus : JOB_INDEX.byOwner;
+    query.scheduleId !== undefined
+      ? JOB_INDEX.bySchedule
+      : owner === undefined
+        ? JOB_INDEX.byDay
+        : statuses
+          ? JOB_INDEX.byOwnerStatus
+          : JOB_INDEX.byOwner;
   const cursor = decodeCursor(query.cursor, listCursorSchema);
   if (cursor && (cursor.index !== index || (cursor.day !== undefined) !== (index === JOB_INDEX.byDay)))
     throw invalidCursor();
@@ -276,14 +290,17 @@ export async function listJobs(
   const range = sortKeyRange(query);
   if (range.lo > range.hi) return { items, nextCursor: null };
   const partitions = (day: string | undefined): { attribute: string; values: string[] } =>
-    owner === undefined
-      ? { attribute: "dayPk", values: [dayPk(day ?? "")] }
-      : statuses
-        ? { attribute: "ownerStatusPk", values: statuses.map((s) => ownerStatusPk(owner, s)) }
-        : { attribute: "ownerPk", values: [ownerPk(owner)] };
+    query.scheduleId !== undefined
+      ? { attribute: "schedulePk", values: [schedulePk(query.scheduleId)] }
+      : owner === undefined
+        ? { attribute: "dayPk", values: [dayPk(day ?? "")] }
+        : statuses
+          ? { attribute: "ownerStatusPk", values: statuses.map((s) => ownerStatusPk(owner, s)) }
+          : { attribute: "ownerPk", values: [ownerPk(owner)] };
   const filter = indexFilter(query);
   // Status is a key of byOwnerStatus, but the day index carries none: checked on the job item.
-  const checkedAfterRead = index === JOB_INDEX.byDay && statuses !== undefined;
+  const checkedAfterRead =
+    (index === JOB_INDEX.byDay || index === JOB_INDEX.bySchedule) && statuses !== undefined;
   const statusSet = statuses ? new Set<string>(statuses) : null;
 
   const lowestDay = index === JOB_INDEX.byDay ? await lowestDayToRead(ctx, query) : undefined;
@@ -336,7 +353,8 @@ export async function listJobs(
         after = id;
         const item = jobs.get(id);
         const job = item && !item.staged ? fromJobItem(item) : undefined;
-        if (job && matches(job, query, statusSet)) items.push(job);
+        if (job && matches(job, query, statusSet) && (owner === undefined || job.owner === owner))
+          items.push(job);
         if (items.length === query.limit) return page({ day, after });
       }
     }

@@ -12,6 +12,7 @@ import {
   ConcurrentUpdateError,
   type FieldProblem,
   PayloadTooLargeError,
+  QueueLimitError,
   SubmitTimeoutError,
   TooManyRequestsError,
   UnknownTypeError,
@@ -71,6 +72,12 @@ export interface SubmitRequest {
    * @default false
    */
   readonly exemptFromMaxPriority?: boolean;
+  /**
+   * The schedule whose fire this is (app/schedules.ts): set on every job, indexed for GET
+   * /jobs?scheduleId=. Only the system sets it; POST /jobs's schema has no such field.
+   * @default null
+   */
+  readonly scheduleId?: string;
   /**
    * The time this request may still take: an API handler passes `lambdaBudget(context)`.
    * @default no limit (a lifecycle step's escalation, a test)
@@ -158,7 +165,7 @@ export function assertPayloadSizes(raw: unknown, batch: boolean): void {
 }
 
 /** Refusals that need no I/O: unknown types and resources no eligible pool could ever hold. */
-function checkRunnable(ctx: SubmitContext, jobs: readonly BatchJobRequest[], batch: boolean): void {
+export function checkRunnable(ctx: SubmitContext, jobs: readonly BatchJobRequest[], batch: boolean): void {
   jobs.forEach((job, i) => {
     for (const type of [job.type, job.onFailure?.escalateTo.type]) {
       if (type !== undefined && ctx.taskTypes && !ctx.taskTypes.has(type)) throw new UnknownTypeError(type);
@@ -215,6 +222,7 @@ export async function submitJobs(ctx: SubmitContext, request: SubmitRequest): Pr
       if (!request.exemptFromQueueLimit) await assertQueueRoom(ctx, principal, jobs.length, limits);
     }
     const written = await writeSubmission(ctx, {
+      scheduleId: request.scheduleId ?? null,
       principal,
       jobs,
       resolved,
@@ -260,6 +268,7 @@ async function answerFromClaim(
 }
 
 interface WriteInput {
+  readonly scheduleId: string | null;
   readonly principal: Principal;
   readonly jobs: readonly BatchJobRequest[];
   readonly resolved: ReturnType<typeof resolveBatch>;
@@ -281,7 +290,7 @@ async function writeSubmission(
   let ids = input.ids;
   for (let round = 1; ; round++) {
     requireTime(budget, "before writing");
-    const plan = await planSubmission(ctx, principal, jobs, resolved, ids);
+    const plan = await planSubmission(ctx, principal, jobs, resolved, ids, input.scheduleId);
     if (
       plan.transactionSize + (claim ? 1 : 0) <= MAX_TRANSACTION_ITEMS &&
       plan.bytes <= MAX_TRANSACTION_BYTES
@@ -429,7 +438,7 @@ async function assertQueueRoom(
   const room = maxQueuedJobs - submitting + 1;
   const waiting = room > 0 ? await countNotStarted(ctx, principal.id, room) : 0;
   if (room <= 0 || waiting >= room) {
-    throw new TooManyRequestsError(
+    throw new QueueLimitError(
       room <= 0
         ? `this submission of ${submitting} jobs exceeds the maxQueuedJobs quota of ${maxQueuedJobs}`
         : `${waiting} or more jobs of ${principal.id} have not started; ${submitting} more would exceed the maxQueuedJobs quota of ${maxQueuedJobs}`,
@@ -520,6 +529,7 @@ async function planSubmission(
   jobs: readonly BatchJobRequest[],
   resolved: ReturnType<typeof resolveBatch>,
   ids: readonly string[],
+  scheduleId: string | null = null,
 ): Promise<SubmissionPlan> {
   const now = ctx.clock();
   const createdAt = now.toISOString();
@@ -571,7 +581,7 @@ async function planSubmission(
       onFailure: request.onFailure ?? null,
       tags: request.tags ?? {},
       escalatedTo: null,
-      scheduleId: null,
+      scheduleId,
       createdAt,
       updatedAt: createdAt,
       startedAt: null,

@@ -138,3 +138,9 @@ export class SubmitTimeoutError extends TooManyRequestsError {
 export class ConcurrentUpdateError extends JobqError {
   readonly code = "invalid_transition";
 }
+
+/**
+ * A submission refused by the principal's maxQueuedJobs quota: a 429 like any other, told apart
+ * so a schedule's fire records it as a skipped fire instead of retrying it (docs/schedules.md).
+ */
+export class QueueLimitError extends TooManyRequestsError {}

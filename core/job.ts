@@ -239,6 +239,11 @@ export const listJobsQuerySchema = z.strictObject({
     .optional(),
   createdAfter: isoTimestamp.optional(),
   createdBefore: isoTimestamp.optional(),
+  /** Jobs a recurring schedule fired (core/schedule.ts's `sch_` + ULID ids). */
+  scheduleId: z
+    .string()
+    .regex(/^sch_[0-9A-HJKMNP-TV-Z]{26}$/, "is not a schedule id (sch_ followed by 26 characters)")
+    .optional(),
 });
 export type ListJobsQuery = z.infer<typeof listJobsQuerySchema>;
 

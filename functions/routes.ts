@@ -30,7 +30,8 @@ export type PolicyTableAction =
   | "dynamodb:BatchGetItem"
   | "dynamodb:PutItem"
   | "dynamodb:UpdateItem"
-  | "dynamodb:Query";
+  | "dynamodb:Query"
+  | "dynamodb:DeleteItem";
 
 /** What a handler does to the job lifecycle executions (state-machines/job-lifecycle.asl.json). */
 export type ExecutionAction = "states:StartExecution" | "states:StopExecution";
@@ -318,6 +319,65 @@ export const ROUTES: readonly RouteSpec[] = [
     handler: "retry-jobs",
     authorized: true,
     jobsTable: [...TRANSITION, "dynamodb:BatchGetItem"],
+    states: ["states:StartExecution"],
+    publishesEvents: true,
+  },
+  // Recurring schedules live in the Policy table (docs/schedules.md); every write of one is a
+  // conditional PutItem of the whole item.
+  {
+    id: "CreateSchedule",
+    method: "POST",
+    path: "/schedules",
+    handler: "create-schedule",
+    authorized: true,
+    jobsTable: [],
+    policyTable: ["dynamodb:PutItem"],
+  },
+  {
+    id: "ListSchedules",
+    method: "GET",
+    path: "/schedules",
+    handler: "list-schedules",
+    authorized: true,
+    jobsTable: [],
+    policyTable: ["dynamodb:Query"],
+  },
+  {
+    id: "GetSchedule",
+    method: "GET",
+    path: "/schedules/{id}",
+    handler: "get-schedule",
+    authorized: true,
+    jobsTable: [],
+    policyTable: ["dynamodb:GetItem"],
+  },
+  {
+    id: "UpdateSchedule",
+    method: "PATCH",
+    path: "/schedules/{id}",
+    handler: "update-schedule",
+    authorized: true,
+    jobsTable: [],
+    policyTable: ["dynamodb:GetItem", "dynamodb:PutItem"],
+  },
+  {
+    id: "DeleteSchedule",
+    method: "DELETE",
+    path: "/schedules/{id}",
+    handler: "delete-schedule",
+    authorized: true,
+    jobsTable: [],
+    policyTable: ["dynamodb:GetItem", "dynamodb:DeleteItem"],
+  },
+  {
+    // A fire now: a submission as the schedule's owner (POST /jobs's actions), then the fire's record.
+    id: "TriggerSchedule",
+    method: "POST",
+    path: "/schedules/{id}/trigger",
+    handler: "trigger-schedule",
+    authorized: true,
+    jobsTable: SUBMIT,
+    policyTable: [...SUBMIT_POLICY, "dynamodb:PutItem"],
     states: ["states:StartExecution"],
     publishesEvents: true,
   },

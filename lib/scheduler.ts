@@ -87,6 +87,9 @@ export class Scheduler extends Construct {
       "dynamodb:UpdateItem",
       "dynamodb:PutItem",
       "dynamodb:ConditionCheckItem",
+      // A schedule's fire is a submission (app/schedules.ts): its idempotency claim is given
+      // back with a conditional DeleteItem when the submission is refused.
+      "dynamodb:DeleteItem",
     ]);
     // Nodes, their capacity and the pool leases.
     grantTable(this.schedulerFunction, props.nodesTable, [
@@ -104,6 +107,8 @@ export class Scheduler extends Construct {
       "dynamodb:BatchGetItem",
       "dynamodb:Query",
       "dynamodb:UpdateItem",
+      // A schedule's fire is recorded with a conditional PutItem of the schedule item.
+      "dynamodb:PutItem",
     ]);
     // Releases an admitted job's execution (its admission token), and reports the attempts of a
     // node gone silent lost on their run tokens (app/lost-attempts.ts).

@@ -15,6 +15,7 @@ import {
   queueOwnerSk,
   queuePk,
   queueSk,
+  schedulePk,
   transitionSk,
 } from "./keys";
 
@@ -48,6 +49,7 @@ export interface JobItem extends Omit<Job, "result" | "payload" | "tags" | "cons
   readonly activePk?: string;
   readonly livePk?: string;
   readonly activeSk?: string;
+  readonly schedulePk?: string;
   /** When it last entered `queued`: the start of its queue wait. */
   readonly queuedAt?: string;
   /** The status it was paused from. */
@@ -100,6 +102,7 @@ export function indexAttributes(
     | "runAt"
     | "nextAttemptAt"
     | "startedAt"
+    | "scheduleId"
   > & {
     readonly queuedAt?: string | undefined;
     readonly orderKey?: string | undefined;
@@ -115,6 +118,7 @@ export function indexAttributes(
     dayPk: dayPk(job.createdAt.slice(0, 10)),
   };
   if (!TERMINAL_STATUSES.has(job.status)) attrs.livePk = livePk(job.id);
+  if (job.scheduleId) attrs.schedulePk = schedulePk(job.scheduleId);
   if (job.status === "queued") {
     attrs.queuePk = queuePk(job.pool);
     attrs.queueSk = queueSk(job);

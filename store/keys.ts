@@ -102,3 +102,16 @@ export const LEASE_SK = "LEASE";
 /** The earliest day bucket holding any job: the admin listing stops there. */
 export const META_PK = "META";
 export const FIRST_DAY_SK = "FIRST_DAY";
+
+/** A fired job's entry in the bySchedule index (GET /jobs?scheduleId=). */
+export const schedulePk = (scheduleId: string): string => `SCH#${scheduleId}`;
+
+/** Policy table keys of a recurring schedule and its two indexes (docs/schedules.md). */
+export const scheduleItemPk = (id: string): string => `SCHEDULE#${id}`;
+export const SCHEDULE_SK = "SCHEDULE";
+/** One partition for every schedule: a deployment has hundreds, not millions. */
+export const SCHEDULES_PK = "SCHEDULES";
+/** Principals never contain `#`, so `<owner>#` prefixes exactly that owner's schedules. */
+export const schedulesSk = (owner: string, id: string): string => `${owner}#${id}`;
+export const SCHEDULE_DUE_PK = "SCHEDULE_DUE";
+export const scheduleDueSk = (dueAt: string, id: string): string => `${dueAt}#${id}`;

@@ -53,6 +53,16 @@ export const JOB_INDEX = {
   active: "active",
   /** Sparse: only jobs not yet ended, in 32 shards: what the reconciler walks after a crash. */
   live: "live",
+  /** Sparse: only jobs a schedule fired, per schedule, newest first (GET /jobs?scheduleId=). */
+  bySchedule: "bySchedule",
+} as const;
+
+/** Indexes of the Policy table's schedule items (docs/schedules.md). */
+export const SCHEDULE_INDEX = {
+  /** Every schedule, each owner's together (sort key `<owner>#<id>`): GET /schedules. */
+  schedules: "schedules",
+  /** Sparse: only enabled schedules, by when their next fire is due: the scheduler's tick. */
+  scheduleDue: "scheduleDue",
 } as const;
 
 /** Attributes the scheduler needs from a queued job without reading the job item. */
@@ -166,6 +176,13 @@ export const jobsTable: TableDefinition = {
       sortKey: { name: "ownerSk", type: "S" },
       projection: { type: "KEYS_ONLY" },
     },
+    {
+      // Keys written once, when a fired job is created; the projection is GET /jobs's filters'.
+      indexName: JOB_INDEX.bySchedule,
+      partitionKey: { name: "schedulePk", type: "S" },
+      sortKey: { name: "ownerSk", type: "S" },
+      projection: { type: "INCLUDE", nonKeyAttributes: LIST_PROJECTION },
+    },
   ],
 };
 
@@ -190,14 +207,30 @@ export const tokensTable: TableDefinition = {
 
 /**
  * The scheduling policy, each principal's quota limits and GPU-seconds used per day and week,
- * and run-time statistics per job type (docs/data-model.md). Usage items expire by TTL.
+ * run-time statistics per job type, and the recurring schedules (docs/data-model.md,
+ * docs/schedules.md). Usage items expire by TTL.
  */
 export const policyTable: TableDefinition = {
   id: "Policy",
   partitionKey: { name: "pk", type: "S" },
   sortKey: { name: "sk", type: "S" },
   timeToLiveAttribute: "expiresAt",
-  globalSecondaryIndexes: [],
+  globalSecondaryIndexes: [
+    {
+      // The whole schedule: a page of GET /schedules is one Query. Schedules are few and small.
+      indexName: SCHEDULE_INDEX.schedules,
+      partitionKey: { name: "schedulesPk", type: "S" },
+      sortKey: { name: "schedulesSk", type: "S" },
+      projection: { type: "ALL" },
+    },
+    {
+      // Keys only: the tick reads the schedule item itself (strongly consistent) before firing.
+      indexName: SCHEDULE_INDEX.scheduleDue,
+      partitionKey: { name: "scheduleDuePk", type: "S" },
+      sortKey: { name: "scheduleDueSk", type: "S" },
+      projection: { type: "KEYS_ONLY" },
+    },
+  ],
 };
 
 export const TABLES = [jobsTable, tokensTable, nodesTable, policyTable] as const;

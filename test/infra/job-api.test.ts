@@ -138,6 +138,7 @@ describe("least privilege", () => {
       "RetryJobs",
       "SubmitBatch",
       "SubmitJob",
+      "TriggerSchedule",
     ]);
     const stops = ROUTES.filter((r) => r.states?.includes("states:StopExecution")).map((r) => r.id);
     expect(stops.sort()).toEqual(["CancelJob", "CancelJobs", "PauseJob"]);
@@ -157,6 +158,19 @@ describe("least privilege", () => {
     const onPolicy = [...grants].filter((g) => g.includes(`"${policyTableId}"`));
     expect(onPolicy.length).toBeGreaterThan(0);
     expect(onPolicy.every((g) => g.startsWith("dynamodb:GetItem "))).toBe(true);
+  });
+
+  it("lets the schedule routes touch only the policy table, except trigger, which submits", () => {
+    for (const id of ["CreateSchedule", "ListSchedules", "GetSchedule", "UpdateSchedule", "DeleteSchedule"]) {
+      const statements = roleStatements(template, roleIdOf(functionOf(id)));
+      expect(mentions(statements, policyTableId), id).toBe(true);
+      expect(mentions(statements, jobsTableId), id).toBe(false);
+      expect(mentions(statements, nodesTableId), id).toBe(false);
+    }
+    const trigger = grantsOf(roleStatements(template, roleIdOf(functionOf("TriggerSchedule"))));
+    expect(trigger).toContain(grant("dynamodb:PutItem", { "Fn::GetAtt": [policyTableId, "Arn"] }));
+    expect(trigger).toContain(grant("dynamodb:PutItem", { "Fn::GetAtt": [jobsTableId, "Arn"] }));
+    expect(trigger).toContain(grant("states:StartExecution", stack.resolve(stack.lifecycle.stateMachineArn)));
   });
 
   it("lets PUT /admin/policy write the policy table and nothing else", () => {

@@ -84,6 +84,8 @@ describe("scheduler", () => {
           "dynamodb:UpdateItem",
           "dynamodb:PutItem",
           "dynamodb:ConditionCheckItem",
+          // A schedule's fire is a submission: a refused one gives its idempotency claim back.
+          "dynamodb:DeleteItem",
         ]),
         ...tableGrants(logicalId(stack, stack.store.nodesTable), [
           "dynamodb:GetItem",
@@ -98,6 +100,8 @@ describe("scheduler", () => {
           "dynamodb:BatchGetItem",
           "dynamodb:Query",
           "dynamodb:UpdateItem",
+          // A schedule's fire is recorded with a conditional PutItem of the schedule.
+          "dynamodb:PutItem",
         ]),
         grant("states:SendTaskSuccess", stack.resolve(stack.lifecycle.stateMachineArn)),
         // A silent node's running attempts are reported lost on their run tokens.
@@ -119,6 +123,38 @@ describe("scheduler", () => {
     expect(Object.keys(config.queues).sort()).toEqual(["cpu", "gpu"]);
     // The Dispatch heartbeat spans the queue wait: minutes, not the workers' beat period.
     expect(config).toMatchObject({ heartbeatSeconds: 30, lostAfterSeconds: 300, nodeLostSeconds: 30 });
+  });
+});
+
+describe("scheduler and recurring schedules", () => {
+  it("may query the schedule indexes of the policy table and write schedules only conditionally", () => {
+    const statements = roleStatements(template, roleIdOf(stack, stack.scheduler.schedulerFunction));
+    const policyTableId = logicalId(stack, stack.store.policyTable);
+    // The due index is read by Query on `<table>/index/*`; a fire records itself with PutItem.
+    const grants = grantsOf(statements);
+    expect(grants).toContain(
+      grant("dynamodb:Query", { "Fn::Join": ["", [{ "Fn::GetAtt": [policyTableId, "Arn"] }, "/index/*"]] }),
+    );
+    expect(grants).toContain(grant("dynamodb:PutItem", { "Fn::GetAtt": [policyTableId, "Arn"] }));
+    expect([...grants].some((g) => g.startsWith("dynamodb:DeleteItem ") && g.includes(policyTableId))).toBe(
+      false,
+    );
+  });
+
+  it("gives the policy table the schedules and sparse scheduleDue indexes", () => {
+    const table = resourcesOfType(template, "AWS::DynamoDB::Table")[
+      logicalId(stack, stack.store.policyTable)
+    ];
+    const indexes = (table?.Properties?.GlobalSecondaryIndexes ?? []) as {
+      IndexName: string;
+      KeySchema: { AttributeName: string; KeyType: string }[];
+    }[];
+    expect(indexes.map((i) => [i.IndexName, i.KeySchema.map((k) => k.AttributeName)])).toEqual(
+      expect.arrayContaining([
+        ["schedules", ["schedulesPk", "schedulesSk"]],
+        ["scheduleDue", ["scheduleDuePk", "scheduleDueSk"]],
+      ]),
+    );
   });
 });
 

@@ -614,3 +614,191 @@ describe("retry, bulk and reorder routes under fuzzing", () => {
     );
   });
 });
+
+// ---------------------------------------------------------------------------------------------
+// Schedules (every /schedules route, and GET /jobs?scheduleId=)
+// ---------------------------------------------------------------------------------------------
+
+/** Cron-like strings: real patterns, near misses and junk tokens, 1..7 fields. */
+const cronish = fc.oneof(
+  fc.constantFrom("0 2 * * *", "*/1 * * * *", "@daily", "@every", "0 0 31 2 *", "* * * * * *", "L W # ?"),
+  fc
+    .array(
+      fc.constantFrom(
+        "*",
+        "*/5",
+        "*/0",
+        "0",
+        "59",
+        "60",
+        "61",
+        "1-5",
+        "5-1",
+        "MON",
+        "JAN",
+        "L",
+        "#",
+        "?",
+        "W",
+        "1,2",
+        "-1",
+        "a",
+        "2#6",
+        "99999999999",
+      ),
+      { minLength: 1, maxLength: 7 },
+    )
+    .map((fields) => fields.join(" ")),
+  anyString,
+);
+
+const timezoneish = fc.oneof(
+  fc.constantFrom(
+    "UTC",
+    "Europe/Berlin",
+    "America/New_York",
+    "Etc/GMT+5",
+    "Mars/Olympus",
+    "",
+    "utc",
+    "../etc",
+  ),
+  anyString,
+);
+
+/**
+ * A schedule body, valid or nearly so. Always disabled: a schedule this file leaves enabled would
+ * be fired by every tick of the run's other tests (they share DynamoDB Local).
+ */
+const scheduleBody = fc
+  .record(
+    {
+      name: fc.oneof(fc.string({ unit: "grapheme", minLength: 1, maxLength: 30 }), junk),
+      cron: fc.oneof(cronish, junk),
+      timezone: fc.oneof(timezoneish, junk),
+      overlap: fc.oneof(fc.constantFrom("allow", "skip"), junk),
+      jitterSeconds: fc.oneof(fc.integer({ min: 0, max: 3600 }), junk),
+      job: fc.oneof(validJob, mutatedJob, junk),
+      unknownField: junk,
+    },
+    { requiredKeys: [] },
+  )
+  .map((body) => ({ ...body, enabled: false }));
+
+async function sendSchedule(
+  method: string,
+  path: string,
+  body?: unknown,
+): Promise<{ status: number; json: unknown }> {
+  const response = await api.request(method, path, {
+    token: fuzzer.token,
+    ...(body === undefined
+      ? {}
+      : { body: JSON.stringify(body) ?? "null", headers: { "content-type": "application/json" } }),
+  });
+  return { status: response.status, json: response.json };
+}
+
+describe("/schedules under fuzzing", () => {
+  let scheduleId: string;
+
+  beforeAll(async () => {
+    const created = await sendSchedule("POST", "/schedules", {
+      name: "fuzzed",
+      cron: "0 2 * * *",
+      enabled: false,
+      job: { type: "echo" },
+    });
+    expect(created.status).toBe(201);
+    scheduleId = (created.json as { id: string }).id;
+  });
+
+  it("answers any JSON value and any near-valid body to POST /schedules without a 5xx", async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.oneof(anyJson, scheduleBody), async (body) => {
+        const { status, json } = await sendSchedule("POST", "/schedules", body);
+        assessAnswer(status, json, body);
+      }),
+      { numRuns: RUNS },
+    );
+  });
+
+  it("answers any PATCH body without a 5xx", async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.oneof(anyJson, scheduleBody), async (body) => {
+        const { status, json } = await sendSchedule("PATCH", `/schedules/${scheduleId}`, body);
+        assessAnswer(status, json, body);
+      }),
+      { numRuns: RUNS },
+    );
+  });
+
+  it("answers any id in the path of every schedule route with a 4xx, never a 5xx", async () => {
+    const id = fc.oneof(
+      anyString.filter((s) => s.length > 0),
+      fc.constantFrom("sch_01ARZ3NDEKTSV4RRFFQ69G5FAV", "sch_", "%00", "..", "constructor", "__proto__"),
+    );
+    await fc.assert(
+      fc.asyncProperty(id, fc.constantFrom("GET", "PATCH", "DELETE", "TRIGGER"), async (raw, method) => {
+        // A lone surrogate has no UTF-8 encoding: send the bytes it would have had, malformed.
+        let segment = "%ED%A0%80";
+        try {
+          segment = encodeURIComponent(raw);
+        } catch {
+          // keep the malformed bytes
+        }
+        const path = `/schedules/${segment}`;
+        const { status, json } =
+          method === "TRIGGER"
+            ? await sendSchedule("POST", `${path}/trigger`)
+            : await sendSchedule(method, path, method === "PATCH" ? { name: "x" } : undefined);
+        assessAnswer(status, json, `${method} ${path}`);
+        expect(status, `${method} ${path}`).toBeGreaterThanOrEqual(400);
+      }),
+      { numRuns: RUNS },
+    );
+  });
+
+  it("answers any query string of GET /schedules and GET /jobs?scheduleId= without a 5xx", async () => {
+    const params = fc.dictionary(
+      fc.constantFrom("limit", "cursor", "owner", "scheduleId", "status", "x"),
+      fc.oneof(anyString, fc.constantFrom("0", "201", "-1", "1e3", "eyJhZnRlciI6IngjeSJ9", scheduleId ?? "")),
+      { maxKeys: 3, noNullPrototype: true },
+    );
+    await fc.assert(
+      fc.asyncProperty(params, fc.constantFrom("/schedules", "/jobs"), async (query, path) => {
+        const { scheduleId: _ignored, ...rest } = query;
+        const qs = new URLSearchParams(
+          path === "/jobs" ? { ...rest, scheduleId: query.scheduleId ?? "x" } : query,
+        );
+        const { status, json } = await sendSchedule("GET", `${path}?${qs.toString()}`);
+        assessAnswer(status, json, `${path}?${qs.toString()}`);
+      }),
+      { numRuns: RUNS },
+    );
+  });
+
+  it("answers raw non-JSON bytes to POST and PATCH with a 4xx in the contract's shape", async () => {
+    const prefixes = fc.constantFrom("", "{", '{"name":"x","cron":', '{"job":{"type":"echo"');
+    await fc.assert(
+      fc.asyncProperty(
+        prefixes,
+        fc.uint8Array({ maxLength: 200 }),
+        fc.boolean(),
+        async (prefix, bytes, patch) => {
+          const body = Buffer.concat([Buffer.from(prefix, "utf8"), Buffer.from(bytes)]);
+          const response = await rawRequest(
+            api,
+            patch ? "PATCH" : "POST",
+            patch ? `/schedules/${scheduleId}` : "/schedules",
+            body,
+            fuzzer.token,
+          );
+          assessAnswer(response.status, response.json, body.toString("hex"));
+          expect(response.status).toBeGreaterThanOrEqual(400);
+        },
+      ),
+      { numRuns: 100 },
+    );
+  });
+});
