@@ -16,6 +16,8 @@ import {
   queuePk,
   queueSk,
   transitionSk,
+  updatedDayPk,
+  updatedSk,
 } from "./keys";
 
 /**
@@ -66,6 +68,8 @@ export interface JobItem extends Omit<Job, "result" | "payload" | "tags" | "cons
   readonly preemptedAt?: string;
   readonly queueOwnerSk?: string;
   readonly queueAgeSk?: string;
+  readonly updatedSk?: string;
+  readonly updatedDayPk?: string;
 }
 
 export interface Reservation {
@@ -93,6 +97,7 @@ export function indexAttributes(
     | "runAt"
     | "nextAttemptAt"
     | "startedAt"
+    | "updatedAt"
   > & {
     readonly queuedAt?: string | undefined;
     readonly reservation?: Reservation | undefined;
@@ -105,6 +110,10 @@ export function indexAttributes(
     ownerSk: job.id,
     ownerStatusPk: ownerStatusPk(job.owner, job.status),
     dayPk: dayPk(job.createdAt.slice(0, 10)),
+    // GET /jobs?updatedSince=: moved by every write that sets updatedAt through here (status and
+    // priority changes, submission), not by bookkeeping updates (execution token, booking swap).
+    updatedSk: updatedSk(job.updatedAt, job.id),
+    updatedDayPk: updatedDayPk(job.updatedAt.slice(0, 10)),
   };
   if (!TERMINAL_STATUSES.has(job.status)) attrs.livePk = livePk(job.id);
   if (job.status === "queued") {
