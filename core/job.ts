@@ -219,6 +219,8 @@ export const listJobsQuerySchema = z.strictObject({
     .optional(),
   createdAfter: isoTimestamp.optional(),
   createdBefore: isoTimestamp.optional(),
+  /** Jobs changed after this time, oldest change first (a stream client's resync). */
+  updatedSince: isoTimestamp.optional(),
 });
 export type ListJobsQuery = z.infer<typeof listJobsQuerySchema>;
 

@@ -116,6 +116,12 @@ export const ACTIVE_PROJECTION = [
  */
 export const LIST_PROJECTION = ["type", "priority", "tagsJson"] as const;
 
+/**
+ * The updatedSince indexes' projection: the list filters plus status, free here because every
+ * status change moves the entry anyway (its sort key is the time of the change).
+ */
+export const UPDATE_PROJECTION = [...LIST_PROJECTION, "status"] as const;
+
 export const jobsTable: TableDefinition = {
   id: "Jobs",
   partitionKey: { name: "pk", type: "S" },
@@ -187,13 +193,13 @@ export const jobsTable: TableDefinition = {
       indexName: JOB_INDEX.byOwnerUpdate,
       partitionKey: { name: "ownerPk", type: "S" },
       sortKey: { name: "updatedSk", type: "S" },
-      projection: { type: "INCLUDE", nonKeyAttributes: LIST_PROJECTION },
+      projection: { type: "INCLUDE", nonKeyAttributes: UPDATE_PROJECTION },
     },
     {
       indexName: JOB_INDEX.byUpdateDay,
       partitionKey: { name: "updatedDayPk", type: "S" },
       sortKey: { name: "updatedSk", type: "S" },
-      projection: { type: "INCLUDE", nonKeyAttributes: LIST_PROJECTION },
+      projection: { type: "INCLUDE", nonKeyAttributes: UPDATE_PROJECTION },
     },
   ],
 };
