@@ -121,6 +121,8 @@ export interface LocalExecution {
 
 export interface LocalStack {
   readonly url: string;
+  /** WS /jobs/stream on the API's port. */
+  readonly streamUrl: string;
   readonly tokens: ApiTokens;
   /** def.id (store/tables.ts) → table name. */
   readonly tables: Readonly<Record<string, string>>;
@@ -372,6 +374,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     let stopping: Promise<void> | undefined;
     return {
       url: api.url,
+      streamUrl: api.streamUrl,
       tokens,
       tables,
       dynamoEndpoint,
