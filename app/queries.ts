@@ -358,14 +358,17 @@ export async function listJobs(
 
 const UPDATE_INDEXES = [JOB_INDEX.byOwnerUpdate, JOB_INDEX.byUpdateDay] as const;
 
-/** Where the next page of an updatedSince list starts: its index, the day reached, the last key passed. */
+/**
+ * Where the next page of an updatedSince list starts: its index, the day reached, the last key
+ * passed (`<time>#~` before any key of a day was passed).
+ */
 const updatedCursorSchema = z.strictObject({
   index: z.enum(UPDATE_INDEXES),
   day: cursorDaySchema.optional(),
   after: z
     .string()
     .regex(
-      /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z#job_[0-9A-HJKMNP-TV-Z]{26}$/,
+      /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z#(job_[0-9A-HJKMNP-TV-Z]{26}|~)$/,
       "is not a position in this list",
     ),
 });

@@ -1,4 +1,14 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { randomBytes } from "node:crypto";
+import fc from "fast-check";
+import { ulid } from "ulid";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { type ListBudget, listJobs, type ListPage as QueryPage } from "../../app/queries";
+import { type JobStatus, type Job as JobType, listJobsQuerySchema } from "../../core/job";
+import type { Principal } from "../../core/principal";
+import { LOCAL_REGION } from "../../local/config";
+import { createDocumentClient } from "../../store/dynamo";
+import { toJobItem } from "../../store/job-items";
+import { JobRepository } from "../../store/job-repository";
 import { startTestApi, type TestApi } from "../support/api";
 import {
   type Actor,
@@ -117,4 +127,140 @@ describe("GET /jobs?updatedSince=", () => {
     });
     expect(refused.status).toBe(400);
   });
+});
+
+/**
+ * The same list read directly with small budgets (as list-filters.test.ts does for the other
+ * lists): seeded jobs whose last changes spread over three days after every other test's, so the
+ * admin's day walk and the cursors across days and budgets are exercised by a few dozen jobs.
+ */
+describe("listJobs with updatedSince, any filters, page size and budget", () => {
+  const repo = new JobRepository(
+    createDocumentClient({ region: LOCAL_REGION, endpoint: inject("dynamoEndpoint") }),
+    inject("tables").Jobs ?? "",
+  );
+  const DAY_MS = 86_400_000;
+  // Ten days ahead: past list-filters' seeded days, so neither file's admin walk meets the other's.
+  const START = Date.parse(`${new Date(Date.now() + 10 * DAY_MS).toISOString().slice(0, 10)}T00:00:00.000Z`);
+  const ctx = { repo, clock: () => new Date(START + 4 * DAY_MS) };
+  const RUN = randomBytes(4).toString("hex");
+  const OWNER = `updated-since-${RUN}`;
+  const TYPES = [`us-${RUN}-a`, `us-${RUN}-b`] as const;
+  const STATUSES: readonly JobStatus[] = ["completed", "failed", "cancelled", "escalated"];
+  const USER: Principal = { id: OWNER, admin: false };
+  const ADMIN_PRINCIPAL: Principal = { id: `updated-since-admin-${RUN}`, admin: true };
+
+  const seeded: JobType[] = Array.from({ length: 48 }, (_, i) => {
+    const created = START + i * 60_000;
+    // Last changes spread over the three days, in an order unlike creation.
+    const updated = created + ((i * 37) % 60) * 3_600_000;
+    return {
+      id: `job_${ulid(created)}`,
+      name: null,
+      type: TYPES[i % 2] as string,
+      status: STATUSES[i % 4] as JobStatus,
+      statusReason: "seeded",
+      reasonCode: null,
+      priority: i % 5 === 0 ? 5 : 0,
+      owner: OWNER,
+      payload: null,
+      result: null,
+      error: null,
+      resources: { cpu: 1, memoryMb: 128, gpu: 0 },
+      pool: null,
+      constraints: {},
+      dependsOn: [],
+      retry: {
+        maxAttempts: 1,
+        strategy: "exponential",
+        initialDelaySeconds: 1,
+        backoffMultiplier: 2,
+        maxDelaySeconds: 1,
+      },
+      timeoutSeconds: 60,
+      attempts: 0,
+      runAt: null,
+      deadline: null,
+      offPeakOnly: false,
+      onFailure: null,
+      tags: { team: i % 3 === 0 ? "vision" : "nlp" },
+      escalatedTo: null,
+      scheduleId: null,
+      createdAt: new Date(created).toISOString(),
+      updatedAt: new Date(updated).toISOString(),
+      startedAt: null,
+      finishedAt: new Date(updated).toISOString(),
+      nextAttemptAt: null,
+      version: 2,
+    };
+  });
+  const byChange = [...seeded].sort((a, b) =>
+    `${a.updatedAt}#${a.id}`.localeCompare(`${b.updatedAt}#${b.id}`),
+  );
+
+  beforeAll(async () => {
+    await repo.batchPut(seeded.map((job) => toJobItem(job, 0, false)));
+  });
+
+  async function allPages(principal: Principal, params: Record<string, string>, budget: ListBudget) {
+    const pages: QueryPage<JobType>[] = [];
+    let cursor: string | null = null;
+    for (let n = 0; n < 500; n++) {
+      const query = listJobsQuerySchema.parse(cursor === null ? params : { ...params, cursor });
+      const page = await listJobs(ctx, principal, query, budget);
+      pages.push(page);
+      cursor = page.nextCursor;
+      if (cursor === null) return { ids: pages.flatMap((p) => p.items.map((j) => j.id)), pages };
+    }
+    throw new Error(`still a nextCursor after 500 pages: ${JSON.stringify(params)}`);
+  }
+
+  it("yields exactly the jobs changed after the time that match, oldest change first", async () => {
+    const times = seeded.map((j) => j.updatedAt);
+    await fc.assert(
+      fc.asyncProperty(
+        fc.constantFrom(...times, new Date(START - DAY_MS).toISOString()),
+        fc.record(
+          {
+            status: fc.subarray([...STATUSES], { minLength: 1 }),
+            type: fc.constantFrom(...TYPES),
+            priority: fc.constantFrom("high", "normal"),
+            tag: fc.constantFrom("team:vision", "team:nlp"),
+            createdAfter: fc.constantFrom(...seeded.map((j) => j.createdAt)),
+          },
+          { requiredKeys: [] },
+        ),
+        fc.boolean(),
+        fc.integer({ min: 1, max: 20 }),
+        fc.record({
+          inspected: fc.integer({ min: 1, max: 60 }),
+          queries: fc.integer({ min: 1, max: 6 }),
+          fetched: fc.integer({ min: 1, max: 30 }),
+          millis: fc.constant(1e12),
+        }),
+        async (since, filters, asAdmin, limit, budget) => {
+          const params: Record<string, string> = { limit: String(limit), updatedSince: since };
+          for (const [key, value] of Object.entries(filters))
+            params[key] = Array.isArray(value) ? value.join(",") : String(value);
+          // The admin reads across owners: a type narrows the walk to these jobs.
+          if (asAdmin && params.type === undefined) params.type = TYPES[0];
+          const priority = { high: 5, normal: 0 }[params.priority ?? ""];
+          const [tagKey, tagValue] = (params.tag ?? ":").split(":") as [string, string];
+          const keep = (j: JobType) =>
+            j.updatedAt > since &&
+            (filters.status === undefined || filters.status.includes(j.status)) &&
+            (params.type === undefined || j.type === params.type) &&
+            (priority === undefined || j.priority === priority) &&
+            (params.tag === undefined || j.tags[tagKey] === tagValue) &&
+            (params.createdAfter === undefined || j.createdAt >= params.createdAfter);
+
+          const { ids, pages } = await allPages(asAdmin ? ADMIN_PRINCIPAL : USER, params, budget);
+
+          expect(ids, JSON.stringify({ params, budget })).toEqual(byChange.filter(keep).map((j) => j.id));
+          for (const page of pages) expect(page.items.length).toBeLessThanOrEqual(limit);
+        },
+      ),
+      { numRuns: 30 },
+    );
+  }, 120_000);
 });
