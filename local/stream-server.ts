@@ -75,6 +75,8 @@ export class LocalStream {
   private readonly maxBuffered: number;
   private handlers: Promise<StreamRouteHandlers> | undefined;
   private closing = false;
+  /** $disconnect invocations still running: close() waits for them, DynamoDB may go next. */
+  private readonly disconnecting = new Set<Promise<unknown>>();
 
   constructor(private readonly options: LocalStreamOptions) {
     this.maxBuffered = options.maxBufferedBytes ?? DEFAULT_MAX_BUFFERED_BYTES;
@@ -157,12 +159,15 @@ export class LocalStream {
     });
     ws.once("close", () => {
       this.connections.delete(connection.connectionId);
-      invokeHandler(
+      const disconnected = invokeHandler(
         handlers.disconnect,
         "jobq-stream-disconnect",
         this.event(connection, "$disconnect", "DISCONNECT"),
         REGION,
-      ).catch((error: unknown) => console.error("local stream: $disconnect failed", error));
+      )
+        .catch((error: unknown) => console.error("local stream: $disconnect failed", error))
+        .finally(() => this.disconnecting.delete(disconnected));
+      this.disconnecting.add(disconnected);
     });
     ws.on("error", () => ws.terminate());
   }
@@ -280,8 +285,7 @@ export class LocalStream {
         }),
     );
     await Promise.all(closed);
-    // Let the $disconnect invocations the closes started settle before DynamoDB may go.
-    await new Promise((settle) => setImmediate(settle));
+    await Promise.all(this.disconnecting);
     this.wss.close();
   }
 
