@@ -1,7 +1,7 @@
 import { encodeTime } from "ulid";
 import { z } from "zod";
 import { ForbiddenError } from "../core/errors";
-import type { Attempt, Job, ListJobsQuery, LogLevel, LogLine, Transition } from "../core/job";
+import type { Attempt, Job, JobStatus, ListJobsQuery, LogLevel, LogLine, Transition } from "../core/job";
 import type { Principal } from "../core/principal";
 import {
   cursorDaySchema,
@@ -24,6 +24,7 @@ import {
   queuePk,
   schedulePk,
   TRANSITION_PREFIX,
+  updatedDayPk,
 } from "../store/keys";
 import { JOB_INDEX } from "../store/tables";
 import { type QueueContext, queuedPlace } from "./queue";
@@ -272,6 +273,8 @@ export async function listJobs(
   }
   const owner = principal.admin ? query.owner : principal.id;
   const statuses = query.status ? [...new Set(query.status)] : undefined;
+  if (query.updatedSince !== undefined)
+    return listUpdatedSince(ctx, owner, statuses, query, query.updatedSince, limits);
   // A schedule's jobs come from its own index; whose they are is checked on each job (a user
   // naming another's schedule gets an empty list, as for any job it may not see).
   const index: ListIndex =
@@ -369,6 +372,154 @@ export async function listJobs(
       reach = 2;
     }
   }
+}
+
+const UPDATE_INDEXES = [JOB_INDEX.byOwnerUpdate, JOB_INDEX.byUpdateDay] as const;
+
+/**
+ * Where the next page of an updatedSince list starts: its index, the day reached, the last key
+ * passed (`<time>#~` before any key of a day was passed).
+ */
+const updatedCursorSchema = z.strictObject({
+  index: z.enum(UPDATE_INDEXES),
+  day: cursorDaySchema.optional(),
+  after: z
+    .string()
+    .regex(
+      /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z#(job_[0-9A-HJKMNP-TV-Z]{26}|~)$/,
+      "is not a position in this list",
+    ),
+});
+
+/**
+ * GET /jobs?updatedSince=: the jobs whose last change (a status change, a priority change or
+ * their submission) is after the time, **oldest change first**, so a client that follows
+ * nextCursor catches up to now and resumes its stream. A principal's from `byOwnerUpdate`, an
+ * admin's across principals from `byUpdateDay`, walked from that day forward to today. Status,
+ * type, priority and tag are filtered in DynamoDB on the projection; the job items of the page
+ * are read and checked exactly, and createdAfter/createdBefore on them. A job changed again while
+ * a client pages may show up twice (at its old and new place): a stream client keeps the
+ * highest version it has seen of each job.
+ */
+async function listUpdatedSince(
+  ctx: QueryContext,
+  owner: string | undefined,
+  statuses: readonly JobStatus[] | undefined,
+  query: ListJobsQuery,
+  since: string,
+  limits: ListBudget,
+): Promise<ListPage<Job>> {
+  const index = owner === undefined ? JOB_INDEX.byUpdateDay : JOB_INDEX.byOwnerUpdate;
+  const cursor = decodeCursor(query.cursor, updatedCursorSchema);
+  if (cursor && (cursor.index !== index || (cursor.day !== undefined) !== (index === JOB_INDEX.byUpdateDay)))
+    throw invalidCursor();
+  // Strictly after `since`: "~" sorts after every job id.
+  const floor = `${since}#~`;
+  let after = cursor && cursor.after > floor ? cursor.after : floor;
+  const today = ctx.clock().toISOString().slice(0, 10);
+  // Never before the day of `since` or of the last key passed, whatever a cursor says.
+  let day =
+    index === JOB_INDEX.byUpdateDay
+      ? [cursor?.day ?? "", since.slice(0, 10), after.slice(0, 10)].sort().at(-1)
+      : undefined;
+
+  const filter = withStatusFilter(indexFilter(query), statuses);
+  const statusSet = statuses ? new Set<string>(statuses) : null;
+  const budget = new ReadBudget(limits, ctx.clock);
+  const items: Job[] = [];
+  const page = (next: boolean): ListPage<Job> => ({
+    items,
+    nextCursor: next ? encodeCursor({ index, ...(day !== undefined ? { day } : {}), after }) : null,
+  });
+
+  for (;;) {
+    if (day !== undefined && day > today) return page(false);
+    if (budget.spent && budget.queries > 0) return page(true);
+    const need = query.limit - items.length;
+    const limit = Math.max(
+      1,
+      Math.min(MAX_QUERY_LIMIT, filter ? Math.max(need * 4, 50) : need, budget.inspectable),
+    );
+    budget.queries++;
+    budget.inspected += limit;
+    const result = await ctx.repo.queryIndex({
+      IndexName: index,
+      KeyConditionExpression: "#pk = :pk AND updatedSk > :after",
+      ...(filter ? { FilterExpression: filter.expression } : {}),
+      ProjectionExpression: "updatedSk",
+      ExpressionAttributeNames: {
+        "#pk": day === undefined ? "ownerPk" : "updatedDayPk",
+        ...filter?.names,
+      },
+      ExpressionAttributeValues: {
+        ":pk": day === undefined ? ownerPk(owner ?? "") : updatedDayPk(day),
+        ":after": after,
+        ...filter?.values,
+      },
+      ScanIndexForward: true,
+      Limit: limit,
+    });
+    const keys = result.items.map((entry) => String(entry.updatedSk));
+    for (let next = 0; next < keys.length; ) {
+      if (budget.spent && budget.fetchable === 0) return page(true);
+      const chunk = keys.slice(
+        next,
+        next + Math.min(query.limit - items.length, Math.max(1, budget.fetchable)),
+      );
+      next += chunk.length;
+      budget.fetched += chunk.length;
+      const jobs = await ctx.repo.getJobItems(chunk.map(jobIdOfUpdatedSk), false);
+      for (const key of chunk) {
+        after = key;
+        const item = jobs.get(jobIdOfUpdatedSk(key));
+        const job = item && !item.staged ? fromJobItem(item) : undefined;
+        if (job && matches(job, query, statusSet) && createdWithin(job, query)) items.push(job);
+        if (items.length === query.limit) return page(true);
+      }
+    }
+    if (result.lastKey) {
+      after = String(result.lastKey.updatedSk);
+    } else if (day !== undefined && day < today) {
+      day = nextDay(day);
+      after = floor;
+    } else {
+      return page(false);
+    }
+  }
+}
+
+function jobIdOfUpdatedSk(key: string): string {
+  return key.slice(key.indexOf("#") + 1);
+}
+
+function withStatusFilter(
+  filter: IndexFilter | undefined,
+  statuses: readonly JobStatus[] | undefined,
+): IndexFilter | undefined {
+  if (!statuses) return filter;
+  const names: Record<string, string> = { ...filter?.names, "#status": "status" };
+  const values: Record<string, unknown> = { ...filter?.values };
+  statuses.forEach((status, i) => {
+    values[`:status${i}`] = status;
+  });
+  const statusExpression = `#status IN (${statuses.map((_, i) => `:status${i}`).join(", ")})`;
+  return {
+    expression: filter ? `${filter.expression} AND ${statusExpression}` : statusExpression,
+    names,
+    values,
+  };
+}
+
+function createdWithin(job: Job, query: ListJobsQuery): boolean {
+  if (query.createdAfter !== undefined && job.createdAt < query.createdAfter) return false;
+  if (query.createdBefore !== undefined && job.createdAt >= query.createdBefore) return false;
+  return true;
+}
+
+function nextDay(day: string): string {
+  const d = new Date(`${day}T00:00:00.000Z`);
+  d.setUTCDate(d.getUTCDate() + 1);
+  return d.toISOString().slice(0, 10);
 }
 
 interface Round {

@@ -244,6 +244,8 @@ export const listJobsQuerySchema = z.strictObject({
     .string()
     .regex(/^sch_[0-9A-HJKMNP-TV-Z]{26}$/, "is not a schedule id (sch_ followed by 26 characters)")
     .optional(),
+  /** Jobs changed after this time, oldest change first (a stream client's resync). */
+  updatedSince: isoTimestamp.optional(),
 });
 export type ListJobsQuery = z.infer<typeof listJobsQuerySchema>;
 

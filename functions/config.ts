@@ -12,6 +12,7 @@ const envSchema = z.object({
   JOBQ_TOKENS_TABLE: z.string().min(1).default("jobq-Tokens"),
   JOBQ_NODES_TABLE: z.string().min(1).default("jobq-Nodes"),
   JOBQ_POLICY_TABLE: z.string().min(1).default("jobq-Policy"),
+  JOBQ_CONNECTIONS_TABLE: z.string().min(1).default("jobq-Connections"),
   /**
    * JSON policy (core/policy.ts) in force until an admin PUTs one to /admin/policy; unset: the
    * defaults. The local stack sets it from JOBQ_CONFIG's `policy`.
@@ -64,6 +65,8 @@ export interface HandlerConfig {
   readonly tokensTable: string;
   readonly nodesTable: string;
   readonly policyTable: string;
+  /** Open connections of the job stream (WS /jobs/stream). */
+  readonly connectionsTable: string;
   /** The policy in force while none is stored. */
   readonly defaultPolicy: Policy;
   readonly region: string;
@@ -91,6 +94,7 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env): HandlerConfig 
     tokensTable: e.JOBQ_TOKENS_TABLE,
     nodesTable: e.JOBQ_NODES_TABLE,
     policyTable: e.JOBQ_POLICY_TABLE,
+    connectionsTable: e.JOBQ_CONNECTIONS_TABLE,
     defaultPolicy: e.JOBQ_POLICY ? policySchema.parse(JSON.parse(e.JOBQ_POLICY)) : DEFAULT_POLICY,
     region: e.AWS_REGION,
     dynamoEndpoint: e.JOBQ_DYNAMODB_ENDPOINT,
@@ -114,4 +118,32 @@ let cached: HandlerConfig | undefined;
 export function config(): HandlerConfig {
   cached ??= readConfig();
   return cached;
+}
+
+/**
+ * Where the job stream is: apart from config() because locally both URLs are known only once the
+ * API server listens (on a free port in the tests), after other handlers have read config().
+ * Read on first use by GET /health and the broadcaster, which run only after that.
+ */
+const streamEnvSchema = z.object({
+  /** What clients connect to: the WebSocket API's stage URL (wss://…), locally ws://…/jobs/stream. */
+  JOBQ_STREAM_URL: z.string().min(1).optional(),
+  /** The `@connections` management API: the stage's callback URL (https://…), locally the API server. */
+  JOBQ_STREAM_ENDPOINT: z.url().optional(),
+});
+
+export interface StreamConfig {
+  readonly streamUrl: string | null;
+  readonly managementEndpoint: string | undefined;
+}
+
+export function readStreamConfig(env: NodeJS.ProcessEnv = process.env): StreamConfig {
+  const e = streamEnvSchema.parse(env);
+  return { streamUrl: e.JOBQ_STREAM_URL ?? null, managementEndpoint: e.JOBQ_STREAM_ENDPOINT };
+}
+
+let cachedStream: StreamConfig | undefined;
+export function streamConfig(): StreamConfig {
+  cachedStream ??= readStreamConfig();
+  return cachedStream;
 }

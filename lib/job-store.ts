@@ -2,6 +2,7 @@ import { RemovalPolicy } from "aws-cdk-lib";
 import * as dynamodb from "aws-cdk-lib/aws-dynamodb";
 import { Construct } from "constructs";
 import {
+  connectionsTable,
   type IndexDefinition,
   jobsTable,
   type KeyAttribute,
@@ -68,6 +69,7 @@ export function tableConstructProps(
       // A KMS key the account can see in CloudTrail, with no key of ours to manage or pay for.
       encryption: dynamodb.TableEncryption.AWS_MANAGED,
       timeToLiveAttribute: definition.timeToLiveAttribute,
+      stream: definition.stream === undefined ? undefined : dynamodb.StreamViewType[definition.stream],
       removalPolicy,
     },
     globalSecondaryIndexes: definition.globalSecondaryIndexes.map(indexProps),
@@ -88,6 +90,8 @@ export class JobStore extends Construct {
   public readonly nodesTable: dynamodb.Table;
   /** The scheduling policy, quota limits, GPU usage and run-time statistics. */
   public readonly policyTable: dynamodb.Table;
+  /** Open WebSocket connections of the job stream. */
+  public readonly connectionsTable: dynamodb.Table;
 
   constructor(scope: Construct, id: string, props: JobStoreProps = {}) {
     super(scope, id);
@@ -105,6 +109,7 @@ export class JobStore extends Construct {
     this.tokensTable = tableOf(tables, tokensTable);
     this.nodesTable = tableOf(tables, nodesTable);
     this.policyTable = tableOf(tables, policyTable);
+    this.connectionsTable = tableOf(tables, connectionsTable);
   }
 }
 

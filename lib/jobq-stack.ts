@@ -8,6 +8,7 @@ import { JobApi } from "./job-api";
 import { JobLifecycle } from "./job-lifecycle";
 import { JobQueues, TIERS } from "./job-queues";
 import { JobStore } from "./job-store";
+import { JobStream } from "./job-stream";
 import type { JobqRuntime } from "./jobq-function";
 import { type WorkerPoolConfig, workerPoolsSchema } from "./pool-settings";
 import { Scheduler } from "./scheduler";
@@ -128,6 +129,8 @@ export class JobqStack extends Stack {
   public readonly jobApi: JobApi;
   /** Absent with context jobq:workers=none. */
   public readonly workers: WorkerPools | undefined;
+  /** WS /jobs/stream: the WebSocket API and the broadcaster on the Jobs table's stream. */
+  public readonly jobStream: JobStream;
 
   constructor(scope: Construct, id: string, props: JobqStackProps = {}) {
     super(scope, id, props);
@@ -182,6 +185,15 @@ export class JobqStack extends Stack {
           })
         : undefined;
 
+    this.jobStream = new JobStream(this, "Stream", {
+      jobsTable: this.store.jobsTable,
+      tokensTable: this.store.tokensTable,
+      connectionsTable: this.store.connectionsTable,
+      logRemovalPolicy,
+    });
+    // GET /health names the stream (API.md).
+    this.jobApi.functions.Health?.addEnvironment("JOBQ_STREAM_URL", this.jobStream.url);
+
     if (settings.pools.length > POOLS_BEFORE_ENVIRONMENT_WARNING) {
       Annotations.of(this).addWarningV2(
         "jobq:environmentSize",
@@ -192,6 +204,10 @@ export class JobqStack extends Stack {
 
     new CfnOutput(this, "ApiUrl", { value: this.jobApi.url, description: "Base URL of the jobq API" });
     new CfnOutput(this, "JobsTableName", { value: this.store.jobsTable.tableName });
+    new CfnOutput(this, "StreamUrl", {
+      value: this.jobStream.url,
+      description: "WS /jobs/stream: connect with Authorization: Bearer <token> or ?token=",
+    });
     new CfnOutput(this, "TokensTableName", {
       value: this.store.tokensTable.tableName,
       description: "For `npm run tokens -- --table`",

@@ -6,6 +6,7 @@ import type { ErrorCode } from "../core/errors";
 import { AUTH_CONTEXT_KEYS, ROUTES, type RouteSpec } from "../functions/routes";
 import type { ApiTokens } from "./config";
 import { runInvocation } from "./lambda";
+import { LocalStream, type LocalStreamOptions, STREAM_PATH } from "./stream-server";
 
 /**
  * The local API Gateway: a node:http server in front of the same handler modules that run as
@@ -28,11 +29,17 @@ export interface ApiServerOptions {
   readonly routes?: readonly RouteSpec[];
   /** Loads a route's handler, once per route. @default import of functions/api/<route.handler> */
   readonly loadHandler?: (route: RouteSpec) => Promise<ApiHandler>;
+  /** WS /jobs/stream and its `@connections` management API (local/stream-server.ts). */
+  readonly stream?: Omit<LocalStreamOptions, "tokens">;
 }
 
 export interface ApiServer {
   /** e.g. `http://127.0.0.1:3000`, without a trailing slash. */
   readonly url: string;
+  /** The job stream's URL on the same port, e.g. `ws://127.0.0.1:3000/jobs/stream`. */
+  readonly streamUrl: string;
+  /** The stream's `@connections` management API, always on a loopback address. */
+  readonly managementUrl: string;
   close(): Promise<void>;
 }
 
@@ -60,10 +67,15 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
   const host = options.host ?? "127.0.0.1";
   const router = new Router(options.routes ?? ROUTES);
   const handlers = new HandlerCache(options.loadHandler ?? importHandler);
+  const stream = new LocalStream({ ...options.stream, tokens: options.tokens });
 
   const server = createServer((request, response) => {
     const started = performance.now();
-    serve(request, response, router, handlers, options.tokens)
+    const path = (request.url ?? "/").split("?")[0] ?? "/";
+    const served = LocalStream.isManagementPath(path)
+      ? stream.handleManagement(request, response, path)
+      : serve(request, response, router, handlers, options.tokens);
+    served
       .catch((error: unknown) => {
         // serve() answers its own errors; this is the last resort for a failure while answering.
         console.error("local api: request failed", error);
@@ -75,6 +87,7 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
         if (options.log) accessLog(request, response, started);
       });
   });
+  server.on("upgrade", (request, socket, head) => stream.handleUpgrade(request, socket, head));
   server.listen(options.port, host);
   await new Promise<void>((ready, fail) => {
     server.once("listening", ready);
@@ -84,8 +97,12 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
   const urlHost = host.includes(":") ? `[${host}]` : host;
   return {
     url: `http://${urlHost}:${port}`,
-    close: () =>
-      new Promise<void>((closed, fail) => {
+    streamUrl: `ws://${urlHost}:${port}${STREAM_PATH}`,
+    // Bound to every address, the server is reached on loopback too; the broadcaster stays there.
+    managementUrl: `http://${host === "0.0.0.0" || host === "::" ? "127.0.0.1" : urlHost}:${port}`,
+    close: async () => {
+      await stream.close();
+      await new Promise<void>((closed, fail) => {
         // In-flight requests get a moment to finish; idle keep-alive connections (fetch keeps
         // them) would otherwise hold close() until they time out.
         const force = setTimeout(() => server.closeAllConnections(), CLOSE_GRACE_MS);
@@ -95,7 +112,8 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
           else closed();
         });
         server.closeIdleConnections();
-      }),
+      });
+    },
   };
 }
 

@@ -353,3 +353,15 @@ export function applyHandlerEnvironment(
 
 /** AWS_LAMBDA_MAX_CONCURRENCY in the stack's own process; any value turns the store on, none is enforced. */
 const LOCAL_MAX_CONCURRENCY = 1000;
+
+/**
+ * The job stream's variables (functions/config.ts streamConfig): known only once the API server
+ * listens, so set after it, and read by GET /health and the broadcaster on first use.
+ */
+export function applyStreamEnvironment(
+  stream: { readonly streamUrl: string; readonly managementEndpoint: string },
+  env: NodeJS.ProcessEnv = process.env,
+): void {
+  env.JOBQ_STREAM_URL = stream.streamUrl;
+  env.JOBQ_STREAM_ENDPOINT = stream.managementEndpoint;
+}

@@ -80,6 +80,7 @@ function banner(stack: LocalStack, config: LocalConfig, dataDir: string): string
     "",
     `jobq is running at ${url}`,
     `  data:    ${dataDir} (DynamoDB Local at ${stack.dynamoEndpoint})`,
+    `  stream:  ${stack.streamUrl.replace(/\/\/(0\.0\.0\.0|\[::\])(?=:)/, "//127.0.0.1")} (WS /jobs/stream, docs/stream.md)`,
     ...(execution
       ? [
           `  jobs run: Step Functions ${execution.sfnEndpoint}, SQS ${execution.sqsEndpoint}, EventBridge ${execution.eventsEndpoint}`,

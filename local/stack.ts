@@ -9,6 +9,7 @@ import { type ApiServer, startApiServer } from "./api-server";
 import {
   type ApiTokens,
   applyHandlerEnvironment,
+  applyStreamEnvironment,
   DEFAULT_SWEEP_SECONDS,
   type HandlerEnvironmentInput,
   handlerEnvironment,
@@ -18,6 +19,7 @@ import {
   parseApiTokens,
 } from "./config";
 import { type DynamoLocal, startDynamoLocal } from "./dynamo";
+import { type StreamConsumer, type StreamPoller, startStreamPoller } from "./dynamo-streams";
 import {
   type EventTarget,
   type LocalEventBridge,
@@ -119,6 +121,8 @@ export interface LocalExecution {
 
 export interface LocalStack {
   readonly url: string;
+  /** WS /jobs/stream on the API's port. */
+  readonly streamUrl: string;
   readonly tokens: ApiTokens;
   /** def.id (store/tables.ts) → table name. */
   readonly tables: Readonly<Record<string, string>>;
@@ -141,6 +145,18 @@ const LIFECYCLE_ASL = fileURLToPath(new URL("../state-machines/job-lifecycle.asl
 const DEFAULT_RECONCILE_SECONDS = 60;
 
 /**
+ * The consumers of the Jobs table's change stream, as Lambda event source mappings are in AWS:
+ * each gets every batch, in order, and retries its own failures (local/dynamo-streams.ts).
+ */
+export const JOB_STREAM_CONSUMERS: readonly StreamConsumer[] = [
+  {
+    name: "jobq-stream-broadcaster",
+    load: () =>
+      loadHandlerExport(() => import("../functions/stream/broadcaster"), "functions/stream/broadcaster.ts"),
+  },
+];
+
+/**
  * Starts the stack. It sets the handlers' process.env (applyHandlerEnvironment), so run one stack
  * per process: handler modules read their configuration once, on first import.
  */
@@ -155,6 +171,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
   let sfn: LocalStepFunctions | undefined;
   let workers: LocalWorkers | undefined;
   let api: ApiServer | undefined;
+  let jobStream: StreamPoller | undefined;
   let recoveryPass: (() => Promise<unknown>) | undefined;
   let stopRequested = false;
   const stop = async (): Promise<void> => {
@@ -162,6 +179,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     // API first: no request may reach a system that is going. Workers next: they drain and
     // report through Step Functions, whose lifecycle steps need DynamoDB.
     await api?.close();
+    await jobStream?.stop();
     await workers?.stop();
     await events?.stop();
     await sfn?.stop();
@@ -335,6 +353,14 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       applyHandlerEnvironment(environment);
     }
     api = await startApiServer({ port: options.port ?? 0, host: options.host, tokens, log: options.log });
+    // No await between the server listening and this: no request can read the variables before.
+    applyStreamEnvironment({ streamUrl: api.streamUrl, managementEndpoint: api.managementUrl });
+    jobStream = await startStreamPoller({
+      endpoint: dynamoEndpoint,
+      region: LOCAL_REGION,
+      tableName: tables.Jobs ?? "",
+      consumers: JOB_STREAM_CONSUMERS,
+    });
     const recovered = (recoveryPass?.() ?? Promise.resolve()).then(
       () => undefined,
       (error: unknown) => {
@@ -348,6 +374,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     let stopping: Promise<void> | undefined;
     return {
       url: api.url,
+      streamUrl: api.streamUrl,
       tokens,
       tables,
       dynamoEndpoint,

@@ -71,6 +71,7 @@ export function createTableInput(def: TableDefinition, tableName: string): Creat
     AttributeDefinitions: attributeDefinitions(def),
     // DynamoDB rejects an empty index list; a table without indexes omits it.
     ...(indexes.length > 0 ? { GlobalSecondaryIndexes: indexes } : {}),
+    ...(def.stream ? { StreamSpecification: { StreamEnabled: true, StreamViewType: def.stream } } : {}),
   };
 }
 
@@ -107,6 +108,7 @@ async function ensureTable(client: DynamoDBClient, def: TableDefinition, tableNa
       throw new TableSchemaMismatchError(tableName, `its key schema is ${JSON.stringify(table.KeySchema)}`);
     }
     table = await reconcileIndexes(client, expected, table);
+    table = await reconcileStream(client, def, table);
   }
   assertMatches(expected, table);
   if (def.timeToLiveAttribute !== undefined)
@@ -157,6 +159,34 @@ async function reconcileIndexes(
     current = await waitUntilActive(client, tableName);
   }
   return current;
+}
+
+/**
+ * Turns on the table's stream when store/tables.ts now asks for one (data kept from before the
+ * stream existed); a stream of another view type is switched off and on again, as in AWS.
+ */
+async function reconcileStream(
+  client: DynamoDBClient,
+  def: TableDefinition,
+  table: TableDescription,
+): Promise<TableDescription> {
+  const current = table.StreamSpecification;
+  const enabled = current?.StreamEnabled === true;
+  if (def.stream === undefined || (enabled && current?.StreamViewType === def.stream)) return table;
+  const tableName = table.TableName ?? "";
+  if (enabled) {
+    await client.send(
+      new UpdateTableCommand({ TableName: tableName, StreamSpecification: { StreamEnabled: false } }),
+    );
+    await waitUntilActive(client, tableName);
+  }
+  await client.send(
+    new UpdateTableCommand({
+      TableName: tableName,
+      StreamSpecification: { StreamEnabled: true, StreamViewType: def.stream },
+    }),
+  );
+  return waitUntilActive(client, tableName);
 }
 
 /** After creation or reconciliation the table must be what store/tables.ts says. */

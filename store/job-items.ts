@@ -17,6 +17,8 @@ import {
   queueSk,
   schedulePk,
   transitionSk,
+  updatedDayPk,
+  updatedSk,
 } from "./keys";
 
 /**
@@ -75,6 +77,8 @@ export interface JobItem extends Omit<Job, "result" | "payload" | "tags" | "cons
   readonly orderKey?: string;
   /** Manual retries so far (POST /jobs/{id}/retry): keeps each round's escalation job its own. */
   readonly retries?: number;
+  readonly updatedSk?: string;
+  readonly updatedDayPk?: string;
 }
 
 export interface Reservation {
@@ -103,6 +107,7 @@ export function indexAttributes(
     | "nextAttemptAt"
     | "startedAt"
     | "scheduleId"
+    | "updatedAt"
   > & {
     readonly queuedAt?: string | undefined;
     readonly orderKey?: string | undefined;
@@ -116,6 +121,10 @@ export function indexAttributes(
     ownerSk: job.id,
     ownerStatusPk: ownerStatusPk(job.owner, job.status),
     dayPk: dayPk(job.createdAt.slice(0, 10)),
+    // GET /jobs?updatedSince=: moved by every write that sets updatedAt through here (status and
+    // priority changes, submission), not by bookkeeping updates (execution token, booking swap).
+    updatedSk: updatedSk(job.updatedAt, job.id),
+    updatedDayPk: updatedDayPk(job.updatedAt.slice(0, 10)),
   };
   if (!TERMINAL_STATUSES.has(job.status)) attrs.livePk = livePk(job.id);
   if (job.scheduleId) attrs.schedulePk = schedulePk(job.scheduleId);

@@ -36,6 +36,9 @@ export const IDEMPOTENCY_SK = "IDEM";
 export const ownerPk = (owner: string): string => `O#${owner}`;
 export const ownerStatusPk = (owner: string, status: JobStatus): string => `O#${owner}#${status}`;
 export const dayPk = (day: string): string => `DAY#${day}`;
+/** GET /jobs?updatedSince=: by the time of the job's last change, then its id (unique). */
+export const updatedSk = (updatedAt: string, id: string): string => `${updatedAt}#${id}`;
+export const updatedDayPk = (day: string): string => `UPD#${day}`;
 export const queuePk = (pool: string | null): string => `Q#${pool ?? "*"}`;
 export const duePk = (pool: string | null): string => `DUE#${pool ?? "*"}`;
 

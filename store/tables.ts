@@ -29,7 +29,16 @@ export interface TableDefinition {
   readonly globalSecondaryIndexes: readonly IndexDefinition[];
   /** Items whose attribute holds an epoch-seconds time in the past are deleted by DynamoDB. */
   readonly timeToLiveAttribute?: string;
+  /**
+   * The table's change stream (DynamoDB Streams): what its consumers (the WebSocket broadcaster)
+   * read, in AWS through a Lambda event source, locally through local/dynamo-streams.ts.
+   * @default no stream
+   */
+  readonly stream?: StreamViewType;
 }
+
+/** What each stream record carries: DynamoDB's StreamViewType. */
+export type StreamViewType = "NEW_AND_OLD_IMAGES" | "NEW_IMAGE" | "OLD_IMAGE" | "KEYS_ONLY";
 
 export const JOB_INDEX = {
   /** A principal's jobs, newest first (sort key = job id, a ULID). */
@@ -53,6 +62,10 @@ export const JOB_INDEX = {
   active: "active",
   /** Sparse: only jobs not yet ended, in 32 shards: what the reconciler walks after a crash. */
   live: "live",
+  /** A principal's jobs by when their status last changed, oldest first: GET /jobs?updatedSince=. */
+  byOwnerUpdate: "byOwnerUpdate",
+  /** Every job by the day and time its status last changed: an admin's GET /jobs?updatedSince=. */
+  byUpdateDay: "byUpdateDay",
   /** Sparse: only jobs a schedule fired, per schedule, newest first (GET /jobs?scheduleId=). */
   bySchedule: "bySchedule",
 } as const;
@@ -113,11 +126,19 @@ export const ACTIVE_PROJECTION = [
  */
 export const LIST_PROJECTION = ["type", "priority", "tagsJson"] as const;
 
+/**
+ * The updatedSince indexes' projection: the list filters plus status, free here because every
+ * status change moves the entry anyway (its sort key is the time of the change).
+ */
+export const UPDATE_PROJECTION = [...LIST_PROJECTION, "status"] as const;
+
 export const jobsTable: TableDefinition = {
   id: "Jobs",
   partitionKey: { name: "pk", type: "S" },
   sortKey: { name: "sk", type: "S" },
   timeToLiveAttribute: "expiresAt",
+  // Old and new image: a consumer tells a status change (old status != new) from other writes.
+  stream: "NEW_AND_OLD_IMAGES",
   globalSecondaryIndexes: [
     {
       indexName: JOB_INDEX.byOwner,
@@ -183,6 +204,20 @@ export const jobsTable: TableDefinition = {
       sortKey: { name: "ownerSk", type: "S" },
       projection: { type: "INCLUDE", nonKeyAttributes: LIST_PROJECTION },
     },
+    {
+      // updatedSk = `<updatedAt of the last status change>#<id>`: a resynchronising stream client
+      // reads what changed since it lost its connection, oldest change first.
+      indexName: JOB_INDEX.byOwnerUpdate,
+      partitionKey: { name: "ownerPk", type: "S" },
+      sortKey: { name: "updatedSk", type: "S" },
+      projection: { type: "INCLUDE", nonKeyAttributes: UPDATE_PROJECTION },
+    },
+    {
+      indexName: JOB_INDEX.byUpdateDay,
+      partitionKey: { name: "updatedDayPk", type: "S" },
+      sortKey: { name: "updatedSk", type: "S" },
+      projection: { type: "INCLUDE", nonKeyAttributes: UPDATE_PROJECTION },
+    },
   ],
 };
 
@@ -233,4 +268,31 @@ export const policyTable: TableDefinition = {
   ],
 };
 
-export const TABLES = [jobsTable, tokensTable, nodesTable, policyTable] as const;
+export const CONNECTION_INDEX = {
+  /** A subscriber's open stream connections: `P#<principal>`, or `ADMIN` for every admin's. */
+  bySubscriber: "bySubscriber",
+} as const;
+
+/**
+ * Open WebSocket connections of the job stream (WS /jobs/stream): one item per connection, keyed
+ * by API Gateway's connectionId, written at $connect and deleted at $disconnect or when a post
+ * finds it gone (410). The broadcaster finds a job's audience by Query on `bySubscriber` (the
+ * owner's partition and `ADMIN`), never by Scan. TTL collects what a lost $disconnect left behind
+ * (API Gateway closes every connection after 2 hours).
+ */
+export const connectionsTable: TableDefinition = {
+  id: "Connections",
+  partitionKey: { name: "connectionId", type: "S" },
+  timeToLiveAttribute: "expiresAt",
+  globalSecondaryIndexes: [
+    {
+      indexName: CONNECTION_INDEX.bySubscriber,
+      partitionKey: { name: "subscriberPk", type: "S" },
+      sortKey: { name: "connectionId", type: "S" },
+      // What fan-out needs without reading the item: who it is and what it narrowed to.
+      projection: { type: "INCLUDE", nonKeyAttributes: ["principal", "jobIds"] },
+    },
+  ],
+};
+
+export const TABLES = [jobsTable, tokensTable, nodesTable, policyTable, connectionsTable] as const;

@@ -17,6 +17,7 @@ interface CfnTableProperties {
   readonly GlobalSecondaryIndexes?: { IndexName: string; KeySchema: unknown[]; Projection: unknown }[];
   readonly TimeToLiveSpecification?: { AttributeName: string; Enabled: boolean };
   readonly BillingMode?: string;
+  readonly StreamSpecification?: { StreamViewType: string };
 }
 
 const sortedBy = <T>(items: readonly T[] | undefined, key: (item: T) => string): T[] =>
@@ -82,6 +83,7 @@ describe("local tables equal the synthesized JobStore tables", () => {
           ? undefined
           : { AttributeName: def.timeToLiveAttribute, Enabled: true },
       );
+      expect(local.StreamSpecification?.StreamViewType).toBe(cfn?.StreamSpecification?.StreamViewType);
     },
   );
 });

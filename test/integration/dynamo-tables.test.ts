@@ -119,6 +119,23 @@ describe("ensureTables on tables created by an older data model", () => {
     );
   }, 300_000);
 
+  it("turns on the Jobs table's stream on a table created before it had one", async () => {
+    const prefix = `jobq-stream-${Date.now()}-`;
+    const { StreamSpecification: _stream, ...input } = createTableInput(
+      jobsTable,
+      `${prefix}${jobsTable.id}`,
+    );
+    await connected().send(new CreateTableCommand(input));
+
+    const tables = await ensureTables(connected(), prefix);
+
+    const { Table: table } = await connected().send(
+      new DescribeTableCommand({ TableName: tables[jobsTable.id] }),
+    );
+    expect(table?.StreamSpecification).toEqual({ StreamEnabled: true, StreamViewType: "NEW_AND_OLD_IMAGES" });
+    expect(table?.LatestStreamArn).toEqual(expect.any(String));
+  }, 300_000);
+
   it("rebuilds an index whose projection changed, keeping the table's items", async () => {
     const prefix = `jobq-reproject-${Date.now()}-`;
     const input = createTableInput(jobsTable, `${prefix}${jobsTable.id}`);

@@ -20,7 +20,7 @@ describe("local API with the real handlers", () => {
     const response = await api.request("GET", "/health");
 
     expect(response.status).toBe(200);
-    expect(response.json).toEqual({ status: "ok" });
+    expect(response.json).toEqual({ status: "ok", streamUrl: api.streamUrl });
   });
 
   it.each([

@@ -1,6 +1,6 @@
 import type { RouteSpec } from "../../functions/routes";
 import { type ApiHandler, startApiServer } from "../../local/api-server";
-import type { ApiPrincipal } from "../../local/config";
+import { type ApiPrincipal, applyStreamEnvironment } from "../../local/config";
 
 /**
  * The local API front for integration tests: the real handler modules behind startApiServer on a
@@ -31,6 +31,8 @@ export interface RequestOptions {
 
 export interface TestApi {
   readonly url: string;
+  /** WS /jobs/stream of this server. */
+  readonly streamUrl: string;
   request<T = unknown>(method: string, path: string, options?: RequestOptions): Promise<TestResponse<T>>;
   close(): Promise<void>;
 }
@@ -52,8 +54,11 @@ export async function startTestApi(
     tokens: new Map(Object.entries(tokens)),
     ...overrides,
   });
+  // As the local stack does: GET /health and the broadcaster find the stream of this server.
+  applyStreamEnvironment({ streamUrl: server.streamUrl, managementEndpoint: server.managementUrl });
   return {
     url: server.url,
+    streamUrl: server.streamUrl,
     request: (method, path, options) => request(server.url, method, path, options),
     close: () => server.close(),
   };

@@ -1,0 +1,20 @@
+import { injectLambdaContext } from "@aws-lambda-powertools/logger/middleware";
+import middy from "@middy/core";
+import { openConnection } from "../../app/stream";
+import { streamContext } from "../../app/stream-runtime";
+import { errorResponse, logger } from "../http";
+import { ok, principalOfConnection, webSocketEventSchema } from "./events";
+
+/**
+ * $connect of WS /jobs/stream, after the authorizer (functions/stream/authorizer.ts) accepted the
+ * token: records the connection under its principal. A non-2xx answer refuses the handshake.
+ */
+export const handler = middy(async (event: unknown) => {
+  try {
+    const parsed = webSocketEventSchema.parse(event);
+    await openConnection(streamContext(), parsed.requestContext.connectionId, principalOfConnection(parsed));
+    return ok();
+  } catch (error) {
+    return errorResponse(error);
+  }
+}).use(injectLambdaContext(logger, { resetKeys: true }));

@@ -1,0 +1,16 @@
+import { injectLambdaContext } from "@aws-lambda-powertools/logger/middleware";
+import middy from "@middy/core";
+import { closeConnection } from "../../app/stream";
+import { streamContext } from "../../app/stream-runtime";
+import { logger } from "../http";
+import { ok, webSocketEventSchema } from "./events";
+
+/**
+ * $disconnect: the connection's item goes. API Gateway calls it on a best-effort basis; a missed
+ * one is cleaned up by the broadcaster's first 410 or by the item's TTL.
+ */
+export const handler = middy(async (event: unknown) => {
+  const parsed = webSocketEventSchema.parse(event);
+  await closeConnection(streamContext(), parsed.requestContext.connectionId);
+  return ok();
+}).use(injectLambdaContext(logger, { resetKeys: true }));

@@ -1,0 +1,16 @@
+import { injectLambdaContext } from "@aws-lambda-powertools/logger/middleware";
+import middy from "@middy/core";
+import { clientMessage } from "../../app/stream";
+import { streamContext } from "../../app/stream-runtime";
+import { logger } from "../http";
+import { ok, webSocketEventSchema } from "./events";
+
+/**
+ * $default: every message a client sends (`ping`, `subscribe`). The route returns its answer
+ * (a route response in AWS), so the reply needs no post through the management API.
+ */
+export const handler = middy(async (event: unknown) => {
+  const parsed = webSocketEventSchema.parse(event);
+  const reply = await clientMessage(streamContext(), parsed.requestContext.connectionId, parsed.body);
+  return ok(JSON.stringify(reply));
+}).use(injectLambdaContext(logger, { resetKeys: true }));
