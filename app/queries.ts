@@ -25,6 +25,7 @@ import {
   schedulePk,
   TRANSITION_PREFIX,
   updatedDayPk,
+  updatedMinute,
 } from "../store/keys";
 import { JOB_INDEX } from "../store/tables";
 import { type QueueContext, queuedPlace } from "./queue";
@@ -385,15 +386,13 @@ const updatedCursorSchema = z.strictObject({
   day: cursorDaySchema.optional(),
   after: z
     .string()
-    .regex(
-      /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z#(job_[0-9A-HJKMNP-TV-Z]{26}|~)$/,
-      "is not a position in this list",
-    ),
+    .regex(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}#(job_[0-9A-HJKMNP-TV-Z]{26})?$/, "is not a position in this list"),
 });
 
 /**
  * GET /jobs?updatedSince=: the jobs whose last change (a status change, a priority change or
- * their submission) is after the time, **oldest change first**, so a client that follows
+ * their submission) is after the time, **oldest change first** (by the minute of the change,
+ * then by id: store/keys.ts#updatedSk), so a client that follows
  * nextCursor catches up to now and resumes its stream. A principal's from `byOwnerUpdate`, an
  * admin's across principals from `byUpdateDay`, walked from that day forward to today. Status,
  * type, priority and tag are filtered in DynamoDB on the projection; the job items of the page
@@ -413,8 +412,9 @@ async function listUpdatedSince(
   const cursor = decodeCursor(query.cursor, updatedCursorSchema);
   if (cursor && (cursor.index !== index || (cursor.day !== undefined) !== (index === JOB_INDEX.byUpdateDay)))
     throw invalidCursor();
-  // Strictly after `since`: "~" sorts after every job id.
-  const floor = `${since}#~`;
+  // Every entry of the minute of `since` (the index keeps minutes: store/keys.ts#updatedSk);
+  // the exact time is checked on the job items. "<minute>#" sorts before that minute's keys.
+  const floor = `${updatedMinute(since)}#`;
   let after = cursor && cursor.after > floor ? cursor.after : floor;
   const today = ctx.clock().toISOString().slice(0, 10);
   // Never before the day of `since` or of the last key passed, whatever a cursor says.
@@ -423,7 +423,8 @@ async function listUpdatedSince(
       ? [cursor?.day ?? "", since.slice(0, 10), after.slice(0, 10)].sort().at(-1)
       : undefined;
 
-  const filter = withStatusFilter(indexFilter(query), statuses);
+  // Status is checked on the job items: the index does not project it (store/tables.ts).
+  const filter = indexFilter(query);
   const statusSet = statuses ? new Set<string>(statuses) : null;
   const budget = new ReadBudget(limits, ctx.clock);
   const items: Job[] = [];
@@ -473,7 +474,8 @@ async function listUpdatedSince(
         after = key;
         const item = jobs.get(jobIdOfUpdatedSk(key));
         const job = item && !item.staged ? fromJobItem(item) : undefined;
-        if (job && matches(job, query, statusSet) && createdWithin(job, query)) items.push(job);
+        if (job && job.updatedAt > since && matches(job, query, statusSet) && createdWithin(job, query))
+          items.push(job);
         if (items.length === query.limit) return page(true);
       }
     }
@@ -490,24 +492,6 @@ async function listUpdatedSince(
 
 function jobIdOfUpdatedSk(key: string): string {
   return key.slice(key.indexOf("#") + 1);
-}
-
-function withStatusFilter(
-  filter: IndexFilter | undefined,
-  statuses: readonly JobStatus[] | undefined,
-): IndexFilter | undefined {
-  if (!statuses) return filter;
-  const names: Record<string, string> = { ...filter?.names, "#status": "status" };
-  const values: Record<string, unknown> = { ...filter?.values };
-  statuses.forEach((status, i) => {
-    values[`:status${i}`] = status;
-  });
-  const statusExpression = `#status IN (${statuses.map((_, i) => `:status${i}`).join(", ")})`;
-  return {
-    expression: filter ? `${filter.expression} AND ${statusExpression}` : statusExpression,
-    names,
-    values,
-  };
 }
 
 function createdWithin(job: Job, query: ListJobsQuery): boolean {

@@ -20,8 +20,6 @@ export const STATS_CONSUMER = {
     reportBatchItemFailures: true,
     bisectBatchOnError: false,
     parallelizationFactor: 1,
-    /** Only job items move a figure; other items of the table need not invoke the function. */
-    filterPattern: { dynamodb: { Keys: { sk: { S: ["JOB"] } } } },
   },
 } as const;
 

@@ -7,9 +7,10 @@ import { DEFAULT_POOLS } from "../core/pools";
 import { JobApi } from "./job-api";
 import { JobLifecycle } from "./job-lifecycle";
 import { JobQueues, TIERS } from "./job-queues";
+import { JobStats } from "./job-stats";
 import { JobStore } from "./job-store";
 import { JobStream } from "./job-stream";
-import type { JobqRuntime } from "./jobq-function";
+import { type JobqRuntime, runtimeEnvironment } from "./jobq-function";
 import { type WorkerPoolConfig, workerPoolsSchema } from "./pool-settings";
 import { Scheduler } from "./scheduler";
 import { type WorkerImageSource, WorkerPools } from "./worker-pools";
@@ -41,7 +42,7 @@ export interface JobqStackProps extends StackProps {
    */
   readonly handlersDir?: string;
   /**
-   * Directory holding lifecycle.ts, scheduler.ts and reconciler.ts.
+   * Directory holding lifecycle.ts, scheduler.ts, reconciler.ts and stats-stream.ts.
    * @default functions/ of this repository
    */
   readonly functionsDir?: string;
@@ -131,6 +132,8 @@ export class JobqStack extends Stack {
   public readonly workers: WorkerPools | undefined;
   /** WS /jobs/stream: the WebSocket API and the broadcaster on the Jobs table's stream. */
   public readonly jobStream: JobStream;
+  /** GET /stats's aggregates, folded from the Jobs table's stream. */
+  public readonly jobStats: JobStats;
 
   constructor(scope: Construct, id: string, props: JobqStackProps = {}) {
     super(scope, id, props);
@@ -193,6 +196,13 @@ export class JobqStack extends Stack {
     });
     // GET /health names the stream (API.md).
     this.jobApi.functions.Health?.addEnvironment("JOBQ_STREAM_URL", this.jobStream.url);
+    this.jobStats = new JobStats(this, "Stats", {
+      jobsTable: this.store.jobsTable,
+      policyTable: this.store.policyTable,
+      environment: runtimeEnvironment(runtime, this.lifecycle.stateMachineArn),
+      entry: entry("stats-stream"),
+      logRemovalPolicy,
+    });
 
     if (settings.pools.length > POOLS_BEFORE_ENVIRONMENT_WARNING) {
       Annotations.of(this).addWarningV2(

@@ -154,6 +154,10 @@ export const JOB_STREAM_CONSUMERS: readonly StreamConsumer[] = [
     load: () =>
       loadHandlerExport(() => import("../functions/stream/broadcaster"), "functions/stream/broadcaster.ts"),
   },
+  {
+    name: "jobq-stats",
+    load: () => loadHandlerExport(() => import("../functions/stats-stream"), "functions/stats-stream.ts"),
+  },
 ];
 
 /**

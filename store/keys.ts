@@ -36,8 +36,16 @@ export const IDEMPOTENCY_SK = "IDEM";
 export const ownerPk = (owner: string): string => `O#${owner}`;
 export const ownerStatusPk = (owner: string, status: JobStatus): string => `O#${owner}#${status}`;
 export const dayPk = (day: string): string => `DAY#${day}`;
-/** GET /jobs?updatedSince=: by the time of the job's last change, then its id (unique). */
-export const updatedSk = (updatedAt: string, id: string): string => `${updatedAt}#${id}`;
+/**
+ * GET /jobs?updatedSince=: by the minute of the job's last change, then its id (unique). The
+ * minute, not the instant: changes within one minute leave the index entry as it is (DynamoDB
+ * writes an index only when its keys or projected attributes change), so a job that runs its
+ * course within a minute costs one entry write per index, not a delete and a put per change. The
+ * list reads from the minute of `updatedSince` and checks the exact time on the job items.
+ */
+export const updatedSk = (updatedAt: string, id: string): string => `${updatedMinute(updatedAt)}#${id}`;
+/** `yyyy-mm-ddThh:mm` of an ISO time. */
+export const updatedMinute = (at: string): string => at.slice(0, 16);
 export const updatedDayPk = (day: string): string => `UPD#${day}`;
 export const queuePk = (pool: string | null): string => `Q#${pool ?? "*"}`;
 export const duePk = (pool: string | null): string => `DUE#${pool ?? "*"}`;

@@ -1,3 +1,5 @@
+import type { AttributeValue as SdkAttributeValue } from "@aws-sdk/client-dynamodb";
+import { unmarshall } from "@aws-sdk/util-dynamodb";
 import type { AttributeValue, DynamoDBRecord } from "aws-lambda";
 import { JOB_STATUSES, type JobStatus } from "../core/job";
 import type { JobChange, JobImage } from "../core/stats";
@@ -9,38 +11,13 @@ import { JOB_SK } from "./keys";
  * transitions and edges live in the same table and are skipped here.
  */
 
-/** A stream image (DynamoDB JSON) as plain values; binary and sets are kept as their raw form. */
-export function unmarshallImage(image: Record<string, AttributeValue>): Record<string, unknown> {
-  const out: Record<string, unknown> = {};
-  for (const [name, value] of Object.entries(image)) {
-    Object.defineProperty(out, name, {
-      value: plainValue(value),
-      enumerable: true,
-      writable: true,
-      configurable: true,
-    });
-  }
-  return out;
-}
-
-function plainValue(value: AttributeValue): unknown {
-  if (value.S !== undefined) return value.S;
-  if (value.N !== undefined) return Number(value.N);
-  if (value.BOOL !== undefined) return value.BOOL;
-  if (value.NULL !== undefined) return null;
-  if (value.M !== undefined) return unmarshallImage(value.M);
-  if (value.L !== undefined) return value.L.map(plainValue);
-  if (value.SS !== undefined) return value.SS;
-  if (value.NS !== undefined) return value.NS.map(Number);
-  return value.B ?? value.BS ?? null;
-}
-
 const STATUS_SET: ReadonlySet<string> = new Set(JOB_STATUSES);
 
 /** A job item image as the stats fold reads it; null for anything that is not a job item. */
 export function jobImageOf(image: Record<string, AttributeValue> | undefined): JobImage | null {
   if (!image) return null;
-  const item = unmarshallImage(image);
+  // aws-lambda's AttributeValue and the SDK's describe the same DynamoDB JSON.
+  const item = unmarshall(image as Record<string, SdkAttributeValue>);
   const text = (v: unknown): string | null => (typeof v === "string" && v !== "" ? v : null);
   const status = text(item.status);
   const id = text(item.id);

@@ -126,12 +126,6 @@ export const ACTIVE_PROJECTION = [
  */
 export const LIST_PROJECTION = ["type", "priority", "tagsJson"] as const;
 
-/**
- * The updatedSince indexes' projection: the list filters plus status, free here because every
- * status change moves the entry anyway (its sort key is the time of the change).
- */
-export const UPDATE_PROJECTION = [...LIST_PROJECTION, "status"] as const;
-
 export const jobsTable: TableDefinition = {
   id: "Jobs",
   partitionKey: { name: "pk", type: "S" },
@@ -205,18 +199,19 @@ export const jobsTable: TableDefinition = {
       projection: { type: "INCLUDE", nonKeyAttributes: LIST_PROJECTION },
     },
     {
-      // updatedSk = `<updatedAt of the last status change>#<id>`: a resynchronising stream client
-      // reads what changed since it lost its connection, oldest change first.
+      // updatedSk = `<minute of the last change>#<id>`: a resynchronising stream client reads
+      // what changed since it lost its connection, oldest change first. No status here: the
+      // entry would then be rewritten on every status change, not only when the minute moves.
       indexName: JOB_INDEX.byOwnerUpdate,
       partitionKey: { name: "ownerPk", type: "S" },
       sortKey: { name: "updatedSk", type: "S" },
-      projection: { type: "INCLUDE", nonKeyAttributes: UPDATE_PROJECTION },
+      projection: { type: "INCLUDE", nonKeyAttributes: LIST_PROJECTION },
     },
     {
       indexName: JOB_INDEX.byUpdateDay,
       partitionKey: { name: "updatedDayPk", type: "S" },
       sortKey: { name: "updatedSk", type: "S" },
-      projection: { type: "INCLUDE", nonKeyAttributes: UPDATE_PROJECTION },
+      projection: { type: "INCLUDE", nonKeyAttributes: LIST_PROJECTION },
     },
   ],
 };

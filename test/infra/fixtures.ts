@@ -33,7 +33,7 @@ export function stubHandlersDir(): string {
 export function stubFunctionsDir(): string {
   const dir = join(process.cwd(), "node_modules", ".cache", "jobq-infra-functions");
   mkdirSync(dir, { recursive: true });
-  for (const name of ["lifecycle", "scheduler", "reconciler"]) {
+  for (const name of ["lifecycle", "scheduler", "reconciler", "stats-stream"]) {
     const file = join(dir, `${name}.ts`);
     if (!existsSync(file)) writeFileSync(file, "export const handler = async () => ({});\n");
   }

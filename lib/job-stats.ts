@@ -1,0 +1,85 @@
+import { fileURLToPath } from "node:url";
+import { Duration, RemovalPolicy } from "aws-cdk-lib";
+import type * as dynamodb from "aws-cdk-lib/aws-dynamodb";
+import * as lambda from "aws-cdk-lib/aws-lambda";
+import { DynamoEventSource, SqsDlq } from "aws-cdk-lib/aws-lambda-event-sources";
+import type * as nodejs from "aws-cdk-lib/aws-lambda-nodejs";
+import type * as logs from "aws-cdk-lib/aws-logs";
+import * as sqs from "aws-cdk-lib/aws-sqs";
+import { Construct } from "constructs";
+import { STATS_CONSUMER } from "../functions/stats-stream";
+import { JOB_SK } from "../store/keys";
+import { grantTable, jobqFunction } from "./jobq-function";
+
+/** functions/stats-stream.ts of this repository. */
+export const DEFAULT_STATS_ENTRY = fileURLToPath(new URL("../functions/stats-stream.ts", import.meta.url));
+
+export interface JobStatsProps {
+  /** The Jobs table; its stream (store/tables.ts) is folded into the aggregates. */
+  readonly jobsTable: dynamodb.ITable;
+  /** Where the aggregates live (store/stats.ts). */
+  readonly policyTable: dynamodb.ITable;
+  /** The functions' shared configuration (lib/jobq-function.ts#runtimeEnvironment). */
+  readonly environment: Record<string, string>;
+  /** @default DEFAULT_STATS_ENTRY */
+  readonly entry?: string;
+  /**
+   * Redeliveries of a chunk the consumer could not apply before its records go to the failure
+   * queue (a figure is lost, the shard moves on).
+   * @default 10
+   */
+  readonly retryAttempts?: number;
+  /** @default logs.RetentionDays.ONE_MONTH */
+  readonly logRetention?: logs.RetentionDays;
+  /** @default RemovalPolicy.RETAIN */
+  readonly logRemovalPolicy?: RemovalPolicy;
+}
+
+/**
+ * GET /stats's aggregates in AWS: a Lambda on the Jobs table's stream (no request charge for the
+ * reads) that folds each batch of status changes into per-minute, per-hour, gauge and owner items
+ * of the Policy table, a few transactions per batch rather than a write per job (docs/stats.md).
+ * Its exactly-once counting relies on the event source settings of STATS_CONSUMER: failures
+ * reported per record and batches never bisected.
+ */
+export class JobStats extends Construct {
+  public readonly consumer: nodejs.NodejsFunction;
+  /** Stream records the consumer gave up on (by shard and sequence number). */
+  public readonly failedBatches: sqs.Queue;
+
+  constructor(scope: Construct, id: string, props: JobStatsProps) {
+    super(scope, id);
+    this.consumer = jobqFunction(this, "Consumer", {
+      entry: props.entry ?? DEFAULT_STATS_ENTRY,
+      environment: props.environment,
+      logRetention: props.logRetention,
+      logRemovalPolicy: props.logRemovalPolicy ?? RemovalPolicy.RETAIN,
+    });
+    grantTable(this.consumer, props.policyTable, STATS_CONSUMER.policyTable);
+
+    this.failedBatches = new sqs.Queue(this, "FailedBatches", {
+      encryption: sqs.QueueEncryption.SQS_MANAGED,
+      enforceSSL: true,
+      retentionPeriod: Duration.days(14),
+    });
+    const source = STATS_CONSUMER.eventSource;
+    this.consumer.addEventSource(
+      new DynamoEventSource(props.jobsTable, {
+        startingPosition: lambda.StartingPosition[source.startingPosition],
+        batchSize: source.batchSize,
+        maxBatchingWindow: Duration.seconds(source.maxBatchingWindowSeconds),
+        reportBatchItemFailures: source.reportBatchItemFailures,
+        bisectBatchOnError: source.bisectBatchOnError,
+        parallelizationFactor: source.parallelizationFactor,
+        retryAttempts: props.retryAttempts ?? 10,
+        onFailure: new SqsDlq(this.failedBatches),
+        // Only the job item moves a figure; its partition's other items change far more often.
+        filters: [
+          lambda.FilterCriteria.filter({
+            dynamodb: { Keys: { sk: { S: lambda.FilterRule.isEqual(JOB_SK) } } },
+          }),
+        ],
+      }),
+    );
+  }
+}
