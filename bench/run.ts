@@ -7,8 +7,11 @@
  *   the last completion (the jobs' own finishedAt);
  * - submit→running latency on an idle stack: jobs submitted one at a time, each waited for to end
  *   before the next, latency = startedAt − createdAt from GET /jobs/{id};
+ * - status change → WebSocket message on that idle stack: a client on WS /jobs/stream, each
+ *   message's receipt − the change's updatedAt (p50/p99);
  * - per job over the throughput run: Step Functions state transitions, DynamoDB read and write
- *   units, SQS requests, Lambda invocations and run time, EventBridge entries, and the AWS request
+ *   units (and what each consumer of the Jobs table's stream adds: the /stats fold, the
+ *   broadcaster), SQS requests, Lambda invocations and run time, EventBridge entries, and the AWS request
  *   cost per million jobs these imply at the dated list prices below.
  *
  * Where the counts come from: the local Step Functions, SQS and EventBridge count what they serve
@@ -18,9 +21,12 @@
  * Completion is watched with an unmetered DynamoDB client, so the benchmark's own polling is not
  * in the figures. Bounded (every wait has a deadline), stops by itself, talks to 127.0.0.1 only.
  */
+import { once } from "node:events";
 import { availableParallelism } from "node:os";
 import { parseArgs } from "node:util";
 import { BatchGetItemCommand, DynamoDBClient } from "@aws-sdk/client-dynamodb";
+import WebSocket from "ws";
+import { STATS_CONSUMER } from "../functions/stats-settings";
 import type { LocalStack } from "../local/stack";
 import { awsClientOptions } from "../store/aws";
 
@@ -77,6 +83,8 @@ interface Meters {
   readonly read: number;
   readonly write: number;
   readonly dynamoRequests: number;
+  /** DynamoDB use per function (store/dynamo.ts#meteredFunction). */
+  readonly dynamoByFunction: ReadonlyMap<string, { read: number; write: number; requests: number }>;
   readonly sqs: Readonly<Record<string, number>>;
   readonly eventEntries: number;
   readonly putEventsCalls: number;
@@ -95,6 +103,7 @@ function readMeters(stack: LocalStack): Meters {
     read: dynamo.read,
     write: dynamo.write,
     dynamoRequests: dynamo.requests,
+    dynamoByFunction: new Map([...capacityMeter.byFunction].map(([name, entry]) => [name, { ...entry }])),
     sqs: execution.meters.sqsRequests(),
     eventEntries: events.entries,
     putEventsCalls: events.putEventsCalls,
@@ -113,12 +122,22 @@ function diffMeters(after: Meters, before: Meters): Meters {
       durationMs: entry.durationMs - earlier.durationMs,
     });
   }
+  const dynamoByFunction = new Map<string, { read: number; write: number; requests: number }>();
+  for (const [name, entry] of after.dynamoByFunction) {
+    const earlier = before.dynamoByFunction.get(name) ?? { read: 0, write: 0, requests: 0 };
+    dynamoByFunction.set(name, {
+      read: entry.read - earlier.read,
+      write: entry.write - earlier.write,
+      requests: entry.requests - earlier.requests,
+    });
+  }
   return {
     transitions: after.transitions - before.transitions,
     executions: after.executions - before.executions,
     read: after.read - before.read,
     write: after.write - before.write,
     dynamoRequests: after.dynamoRequests - before.dynamoRequests,
+    dynamoByFunction,
     sqs,
     eventEntries: after.eventEntries - before.eventEntries,
     putEventsCalls: after.putEventsCalls - before.putEventsCalls,
@@ -211,6 +230,30 @@ async function submitAll(url: string, count: number, offset: number): Promise<st
   };
   await Promise.all(Array.from({ length: Math.min(IN_FLIGHT, count) }, sender));
   return ids;
+}
+
+/** The Jobs table stream's consumers (local/stack.ts#JOB_STREAM_CONSUMERS), by function name. */
+const STREAM_CONSUMERS: readonly (readonly [string, string])[] = [
+  ["jobq-stats", "GET /stats's stream consumer"],
+  ["jobq-stream-broadcaster", "the job stream's broadcaster"],
+];
+
+/** A stream client on every job of the bench's principal: the delays of each job's messages. */
+async function openStream(url: string): Promise<{ socket: WebSocket; delays: Map<string, number[]> }> {
+  const health = (await (await fetch(`${url}/health`)).json()) as { streamUrl?: string | null };
+  if (!health.streamUrl) throw new Error("GET /health names no streamUrl");
+  const socket = new WebSocket(health.streamUrl, { headers: { authorization: `Bearer ${TOKEN}` } });
+  const delays = new Map<string, number[]>();
+  socket.on("message", (data) => {
+    const received = Date.now();
+    const message = JSON.parse(String(data)) as { type?: string; job?: { id: string; updatedAt: string } };
+    if (message.type !== "job" || !message.job) return;
+    const list = delays.get(message.job.id) ?? [];
+    list.push(received - Date.parse(message.job.updatedAt));
+    delays.set(message.job.id, list);
+  });
+  await once(socket, "open");
+  return { socket, delays };
 }
 
 function sleep(ms: number): Promise<void> {
@@ -312,21 +355,33 @@ async function main(): Promise<void> {
     const ids = await submitAll(stack.url, jobs, WARMUP_JOBS);
     const submittedMs = Date.now() - firstSubmit;
     const ended = await waitUntilEnded(raw, jobsTable, ids);
-    await sleep(500); // the last events' deliveries and the executions' final states
+    // The last events' deliveries, the executions' final states, and the /stats consumer's last
+    // batching window (it folds what its window gathered, as in AWS).
+    await sleep(500 + STATS_CONSUMER.eventSource.maxBatchingWindowSeconds * 1000);
     const used = diffMeters(readMeters(stack), before);
     const lastFinish = Math.max(...ended.map((s) => Date.parse(s.finishedAt ?? "")));
     const wallMs = lastFinish - firstSubmit;
 
-    // Latency on an idle stack: one job at a time, each to its end before the next.
+    // Latency on an idle stack: one job at a time, each to its end before the next. A stream
+    // client watches all of them: each status change's message, received − the change's updatedAt
+    // (the same clock: everything runs on this machine).
+    const stream = await openStream(stack.url);
     const latencies: number[] = [];
+    const idleIds: string[] = [];
     for (let i = 0; i < idleJobs; i += 1) {
       const id = await submit(stack.url, WARMUP_JOBS + jobs + i);
+      idleIds.push(id);
       await waitUntilEnded(raw, jobsTable, [id]);
       const job = await getJob(stack.url, id);
       if (job.createdAt && job.startedAt)
         latencies.push(Date.parse(job.startedAt) - Date.parse(job.createdAt));
     }
     latencies.sort((a, b) => a - b);
+    await sleep(1000); // the last changes' messages
+    stream.socket.close();
+    const streamLatencies = idleIds.flatMap((id) => stream.delays.get(id) ?? []).sort((a, b) => a - b);
+    // Every change of an echo job: queued, dispatched, running, completed.
+    const streamMessages = idleIds.reduce((n, id) => n + (stream.delays.get(id)?.length ?? 0), 0);
 
     stopped = true;
     await stack.stop();
@@ -353,6 +408,17 @@ async function main(): Promise<void> {
       ]),
     );
 
+    console.log(
+      `\nStatus change → its WebSocket message on an idle stack (${streamMessages} messages, ${idleIds.length} jobs)`,
+    );
+    console.log(
+      table([
+        ["p50", `${f(percentile(streamLatencies, 50), 0)} ms`],
+        ["p99", `${f(percentile(streamLatencies, 99), 0)} ms`],
+        ["max", `${f(percentile(streamLatencies, 100), 0)} ms`],
+      ]),
+    );
+
     // Per job, over the throughput run (worker DynamoDB: over the whole run, see below).
     const per = (n: number): number => n / jobs;
     const sqsTotal = Object.values(used.sqs).reduce((a, b) => a + b, 0);
@@ -371,6 +437,13 @@ async function main(): Promise<void> {
     rows.push(["DynamoDB RRU, control plane (API, lifecycle, scheduler, reconciler)", f(per(used.read))]);
     rows.push(["DynamoDB WRU, control plane", f(per(used.write))]);
     rows.push(["DynamoDB requests, control plane", f(per(used.dynamoRequests))]);
+    for (const [name, label] of STREAM_CONSUMERS) {
+      const entry = used.dynamoByFunction.get(name) ?? { read: 0, write: 0, requests: 0 };
+      rows.push([
+        `  of which ${label}: WRU / RRU / requests`,
+        `${f(per(entry.write))} / ${f(per(entry.read))} / ${f(per(entry.requests))}`,
+      ]);
+    }
     rows.push([`DynamoDB RRU, workers (${workers.nodes} nodes, over all ${jobsRun} jobs)`, f(workerRead)]);
     rows.push(["DynamoDB WRU, workers", f(workerWrite)]);
     rows.push(["DynamoDB requests, workers", f(workers.requests / jobsRun)]);

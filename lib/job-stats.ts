@@ -7,7 +7,7 @@ import type * as nodejs from "aws-cdk-lib/aws-lambda-nodejs";
 import type * as logs from "aws-cdk-lib/aws-logs";
 import * as sqs from "aws-cdk-lib/aws-sqs";
 import { Construct } from "constructs";
-import { STATS_CONSUMER } from "../functions/stats-stream";
+import { STATS_CONSUMER } from "../functions/stats-settings";
 import { JOB_SK } from "../store/keys";
 import { grantTable, jobqFunction } from "./jobq-function";
 

@@ -25,6 +25,14 @@ export interface StreamConsumer {
   readonly name: string;
   /** Loaded on the first batch (handler modules read their environment once, when imported). */
   readonly load: () => Promise<LambdaHandler>;
+  /** Records per invocation at most (the event source's BatchSize). @default the poller's batchSize */
+  readonly batchSize?: number;
+  /**
+   * How long records gather before an invocation that is not full (MaximumBatchingWindow): a
+   * consumer that writes per batch, not per record, is invoked as rarely locally as in AWS.
+   * @default 0 (at once)
+   */
+  readonly batchWindowMs?: number;
 }
 
 export interface StreamPollerOptions {
@@ -34,7 +42,7 @@ export interface StreamPollerOptions {
   readonly consumers: readonly StreamConsumer[];
   /** Records per batch (GetRecords Limit). @default 100 */
   readonly batchSize?: number;
-  /** Wait between polls of a shard that had nothing new. @default 150 */
+  /** Wait between polls of a shard that had nothing new. @default 50 */
   readonly idlePollMs?: number;
   /** Retries of a failed batch before it is skipped. @default 3 */
   readonly retryAttempts?: number;
@@ -49,6 +57,8 @@ export interface StreamPoller {
 /** How often the shard list is read again: DynamoDB rolls shards over every few hours. */
 const DESCRIBE_EVERY_MS = 10_000;
 const RETRY_DELAY_MS = 200;
+/** Records a lane may hold before the poller stops reading (a consumer far behind). */
+const MAX_PENDING_RECORDS = 10_000;
 
 interface ShardState {
   /** Where the next GetRecords reads; undefined once the shard is closed and read out. */
@@ -66,7 +76,7 @@ export async function startStreamPoller(options: StreamPollerOptions): Promise<S
   });
   const log = options.log ?? ((message, error) => console.error(`local streams: ${message}`, error ?? ""));
   const batchSize = options.batchSize ?? 100;
-  const idlePollMs = options.idlePollMs ?? 150;
+  const idlePollMs = options.idlePollMs ?? 50;
   const retryAttempts = options.retryAttempts ?? 3;
 
   const table = await dynamo.send(new DescribeTableCommand({ TableName: options.tableName }));
@@ -105,27 +115,75 @@ export async function startStreamPoller(options: StreamPollerOptions): Promise<S
       };
     });
 
-  const deliver = async (records: DynamoDBRecord[]): Promise<void> => {
-    await Promise.all(
-      options.consumers.map(async (consumer, index) => {
-        let remaining = records;
-        for (let attempt = 0; remaining.length > 0 && !stopped; attempt++) {
-          const failedFrom = await invoke(consumer, handlers[index], remaining, options.region).catch(
-            (error: unknown) => {
-              log(`${consumer.name} failed a batch of ${remaining.length}`, error);
-              return 0;
-            },
-          );
-          if (failedFrom === undefined) return;
-          remaining = remaining.slice(failedFrom);
-          if (attempt >= retryAttempts) {
-            log(`${consumer.name}: ${remaining.length} records skipped after ${retryAttempts} retries`);
-            return;
-          }
-          await sleep(RETRY_DELAY_MS);
-        }
-      }),
-    );
+  // One lane per consumer, as each event source mapping is its own in AWS: a consumer that
+  // gathers records for its batching window, or retries a failure, holds up no other.
+  const lanes = options.consumers.map((consumer, index) => ({
+    consumer,
+    load: handlers[index],
+    pending: [] as DynamoDBRecord[],
+    /** When the oldest pending record arrived. */
+    since: 0,
+    /** Wakes the lane's loop: records arrived, or the poller stops. */
+    nudge: undefined as (() => void) | undefined,
+  }));
+  type Lane = (typeof lanes)[number];
+
+  const deliver = async (lane: Lane, records: DynamoDBRecord[]): Promise<void> => {
+    let remaining = records;
+    for (let attempt = 0; remaining.length > 0 && !stopped; attempt++) {
+      const failedFrom = await invoke(lane.consumer, lane.load, remaining, options.region).catch(
+        (error: unknown) => {
+          log(`${lane.consumer.name} failed a batch of ${remaining.length}`, error);
+          return 0;
+        },
+      );
+      if (failedFrom === undefined) return;
+      remaining = remaining.slice(failedFrom);
+      if (attempt >= retryAttempts) {
+        log(`${lane.consumer.name}: ${remaining.length} records skipped after ${retryAttempts} retries`);
+        return;
+      }
+      await sleep(RETRY_DELAY_MS);
+    }
+  };
+
+  const runLane = async (lane: Lane): Promise<void> => {
+    const size = lane.consumer.batchSize ?? batchSize;
+    const windowMs = lane.consumer.batchWindowMs ?? 0;
+    while (!stopped) {
+      const wait =
+        lane.pending.length === 0
+          ? Number.POSITIVE_INFINITY
+          : lane.pending.length >= size
+            ? 0
+            : lane.since + windowMs - Date.now();
+      if (wait > 0) {
+        await new Promise<void>((resolve) => {
+          const timer = Number.isFinite(wait) ? setTimeout(resolve, wait) : undefined;
+          lane.nudge = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+        });
+        lane.nudge = undefined;
+        continue;
+      }
+      const batch = lane.pending.splice(0, size);
+      lane.since = Date.now();
+      await deliver(lane, batch);
+    }
+  };
+  const laneLoops = lanes.map(runLane);
+
+  /** Hands records to every lane; waits while a lane is far behind, so memory stays bounded. */
+  const enqueue = async (records: DynamoDBRecord[]): Promise<void> => {
+    for (const lane of lanes) {
+      if (lane.pending.length === 0) lane.since = Date.now();
+      lane.pending.push(...records);
+      lane.nudge?.();
+    }
+    while (!stopped && lanes.some((lane) => lane.pending.length > MAX_PENDING_RECORDS))
+      await sleep(idlePollMs);
   };
 
   const loop = async (): Promise<void> => {
@@ -146,7 +204,7 @@ export async function startStreamPoller(options: StreamPollerOptions): Promise<S
           );
           if (records.length > 0) {
             busy = true;
-            await deliver(records);
+            await enqueue(records);
           }
         } catch (error) {
           if (stopped) break;
@@ -184,7 +242,19 @@ export async function startStreamPoller(options: StreamPollerOptions): Promise<S
     stop: async () => {
       stopped = true;
       wake?.();
+      for (const lane of lanes) lane.nudge?.();
       await running;
+      await Promise.all(laneLoops);
+      // What a lane was still gathering is handed over once: the next start reads from LATEST.
+      await Promise.all(
+        lanes
+          .filter((lane) => lane.pending.length > 0)
+          .map((lane) =>
+            invoke(lane.consumer, lane.load, lane.pending.splice(0), options.region).catch((error: unknown) =>
+              log(`${lane.consumer.name} failed its last batch at stop`, error),
+            ),
+          ),
+      );
       streams.destroy();
     },
   };

@@ -2,6 +2,7 @@ import { AsyncLocalStorage } from "node:async_hooks";
 import { randomUUID } from "node:crypto";
 import { InvokeStoreBase } from "@aws/lambda-invoke-store";
 import type { Context } from "aws-lambda";
+import { meteredFunction } from "../store/dynamo";
 
 /**
  * What the local stack needs to call a Lambda handler module in process, as the Lambda service
@@ -122,7 +123,9 @@ export function installInvocationStore(): void {
 export function runInvocation<T>(context: Context, fn: () => T): T {
   installInvocationStore();
   const store = invokeStore as LocalInvokeStore;
-  return store.run({ [InvokeStoreBase.PROTECTED_KEYS.REQUEST_ID]: context.awsRequestId }, fn);
+  return meteredFunction.run(context.functionName, () =>
+    store.run({ [InvokeStoreBase.PROTECTED_KEYS.REQUEST_ID]: context.awsRequestId }, fn),
+  );
 }
 
 /** Invocations of each function in this process and their run time: Lambda bills both. */

@@ -4,6 +4,7 @@ import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import type { Policy } from "../core/policy";
 import { DEFAULT_POOLS, type PoolConfig } from "../core/pools";
 import type { QueueUrls } from "../functions/config";
+import { STATS_CONSUMER } from "../functions/stats-settings";
 import { setFaultInjection } from "../store/faults";
 import { type ApiServer, startApiServer } from "./api-server";
 import {
@@ -157,6 +158,9 @@ export const JOB_STREAM_CONSUMERS: readonly StreamConsumer[] = [
   {
     name: "jobq-stats",
     load: () => loadHandlerExport(() => import("../functions/stats-stream"), "functions/stats-stream.ts"),
+    // As its event source in AWS (lib/job-stats.ts): a few transactions per batch, not per job.
+    batchSize: STATS_CONSUMER.eventSource.batchSize,
+    batchWindowMs: STATS_CONSUMER.eventSource.maxBatchingWindowSeconds * 1000,
   },
 ];
 

@@ -1,3 +1,4 @@
+import { AsyncLocalStorage } from "node:async_hooks";
 import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { DynamoDBDocumentClient } from "@aws-sdk/lib-dynamodb";
 import { awsClientOptions } from "./aws";
@@ -12,19 +13,42 @@ export class CapacityMeter {
   read = 0;
   write = 0;
   requests = 0;
+  /**
+   * The same figures per function (meteredFunction's name; "other" outside any), so the benchmark
+   * can say what each consumer of the Jobs table's stream adds per job.
+   */
+  readonly byFunction = new Map<string, { read: number; write: number; requests: number }>();
 
-  add(consumed: unknown): void {
+  add(consumed: unknown, fn = "other"): void {
+    const mine = this.of(fn);
     const entries = Array.isArray(consumed) ? consumed : consumed ? [consumed] : [];
     for (const entry of entries) {
       if (typeof entry !== "object" || entry === null) continue;
       const { ReadCapacityUnits, WriteCapacityUnits, CapacityUnits } = entry as Record<string, unknown>;
       const read = typeof ReadCapacityUnits === "number" ? ReadCapacityUnits : 0;
       const write = typeof WriteCapacityUnits === "number" ? WriteCapacityUnits : 0;
-      this.read += read;
-      this.write += write;
       // Some operations (and DynamoDB Local) report only the total.
-      if (read === 0 && write === 0 && typeof CapacityUnits === "number") this.write += CapacityUnits;
+      const written = read === 0 && write === 0 && typeof CapacityUnits === "number" ? CapacityUnits : write;
+      this.read += read;
+      this.write += written;
+      mine.read += read;
+      mine.write += written;
     }
+  }
+
+  /** Counts one request of `fn`. */
+  request(fn = "other"): void {
+    this.requests += 1;
+    this.of(fn).requests += 1;
+  }
+
+  private of(fn: string): { read: number; write: number; requests: number } {
+    let entry = this.byFunction.get(fn);
+    if (!entry) {
+      entry = { read: 0, write: 0, requests: 0 };
+      this.byFunction.set(fn, entry);
+    }
+    return entry;
   }
 
   snapshot(): { read: number; write: number; requests: number } {
@@ -35,10 +59,17 @@ export class CapacityMeter {
     this.read = 0;
     this.write = 0;
     this.requests = 0;
+    this.byFunction.clear();
   }
 }
 
 export const capacityMeter = new CapacityMeter();
+
+/**
+ * The function an invocation runs as, for capacityMeter.byFunction: the local stack runs every
+ * invocation in it (local/lambda.ts#runInvocation); in AWS each function is its own process.
+ */
+export const meteredFunction = new AsyncLocalStorage<string>();
 
 /** Read operations whose capacity DynamoDB reports as read units even when only `CapacityUnits` is set. */
 const READ_COMMANDS = new Set([
@@ -69,12 +100,13 @@ export function createDocumentClient(options: DynamoOptions): DynamoDBDocumentCl
       const input = args.input as Record<string, unknown>;
       input.ReturnConsumedCapacity ??= "TOTAL";
       const result = await next(args);
-      capacityMeter.requests += 1;
+      const fn = meteredFunction.getStore();
+      capacityMeter.request(fn);
       const consumed = (result.output as unknown as Record<string, unknown>).ConsumedCapacity;
       if (READ_COMMANDS.has(context.commandName ?? "")) {
-        capacityMeter.add(asReads(consumed));
+        capacityMeter.add(asReads(consumed), fn);
       } else {
-        capacityMeter.add(consumed);
+        capacityMeter.add(consumed, fn);
       }
       return result;
     },
