@@ -2,6 +2,7 @@ import type { z } from "zod";
 import type {
   attemptSchema,
   batchResponseSchema,
+  bulkResultSchema,
   healthSchema,
   jobSchema,
   jobViewSchema,
@@ -10,19 +11,27 @@ import type {
   poolViewSchema,
   queueSnapshotSchema,
   quotaViewSchema,
+  scheduleFireSchema,
+  scheduleViewSchema,
+  statsViewSchema,
   transitionSchema,
 } from "../core/api-schemas";
 import type { ErrorCode } from "../core/errors";
 import type {
+  bulkCancelSchema,
+  bulkRetrySchema,
   JobStatus,
   LogLevel,
   PriorityName,
+  retryJobSchema,
   submitBatchSchema,
   submitJobSchema,
   updateJobSchema,
 } from "../core/job";
 import type { PolicyInput } from "../core/policy";
 import type { QuotaLimitsInput } from "../core/quota";
+import type { createScheduleSchema, updateScheduleSchema } from "../core/schedule";
+import type { StatsWindow } from "../core/stats";
 
 /**
  * A small typed client for the jobq HTTP API: one method per route. The types are the zod
@@ -46,7 +55,16 @@ export type Health = z.output<typeof healthSchema>;
 export type SubmitJobRequest = z.input<typeof submitJobSchema>;
 export type SubmitBatchRequest = z.input<typeof submitBatchSchema>;
 export type UpdateJobRequest = z.input<typeof updateJobSchema>;
-export type { ErrorCode, JobStatus, PolicyInput, QuotaLimitsInput };
+export type Stats = z.output<typeof statsViewSchema>;
+export type BulkResult = z.output<typeof bulkResultSchema>;
+export type Schedule = z.output<typeof scheduleViewSchema>;
+export type ScheduleFire = z.output<typeof scheduleFireSchema>;
+export type RetryJobRequest = z.input<typeof retryJobSchema>;
+export type BulkCancelRequest = z.input<typeof bulkCancelSchema>;
+export type BulkRetryRequest = z.input<typeof bulkRetrySchema>;
+export type CreateScheduleRequest = z.input<typeof createScheduleSchema>;
+export type UpdateScheduleRequest = z.input<typeof updateScheduleSchema>;
+export type { ErrorCode, JobStatus, PolicyInput, QuotaLimitsInput, StatsWindow };
 
 export interface Page<T> {
   readonly items: T[];
@@ -82,6 +100,20 @@ export interface ListLogsParams extends PageParams {
   readonly attempt?: number;
   readonly level?: LogLevel;
 }
+
+export interface ListSchedulesParams extends PageParams {
+  /** Admins only. */
+  readonly owner?: string;
+}
+
+/**
+ * What POST /schedules/{id}/trigger did: `submitted` (201) or `replayed` (200, an earlier trigger
+ * with the same Idempotency-Key) with the job, or `skipped` (200) with the fire overlap=skip held
+ * back. A refused submission is a JobqApiError, as from POST /jobs.
+ */
+export type TriggerOutcome =
+  | { readonly outcome: "submitted" | "replayed"; readonly job: Job }
+  | { readonly outcome: "skipped"; readonly fire: ScheduleFire };
 
 export interface SubmitOptions {
   /** Sent as `Idempotency-Key`: the same key within 24 h answers the original job(s). */
@@ -230,6 +262,77 @@ export class JobqClient {
   /** PATCH /jobs/{id} `{priority}` */
   setPriority(id: string, priority: PriorityName | number): Promise<Job> {
     return this.updateJob(id, { priority });
+  }
+
+  /** PATCH /jobs/{id} `{before}` (admins): a queued job just ahead of another queued job. */
+  moveBefore(id: string, before: string): Promise<Job> {
+    return this.updateJob(id, { before });
+  }
+
+  /** POST /jobs/{id}/retry: a failed, cancelled or escalated job back with a new attempt budget. */
+  async retry(id: string, options?: RetryJobRequest): Promise<Job> {
+    return (await this.call<Job>("POST", `/jobs/${segment(id)}/retry`, { body: options })).body;
+  }
+
+  /** POST /jobs/cancel: one page of the matching jobs cancelled; go on with `cursor: nextCursor`. */
+  async cancelJobs(request: BulkCancelRequest = {}): Promise<BulkResult> {
+    return (await this.call<BulkResult>("POST", "/jobs/cancel", { body: request })).body;
+  }
+
+  /** POST /jobs/retry: one page of the matching jobs retried; go on with `cursor: nextCursor`. */
+  async retryJobs(request: BulkRetryRequest = {}): Promise<BulkResult> {
+    return (await this.call<BulkResult>("POST", "/jobs/retry", { body: request })).body;
+  }
+
+  /** GET /stats over a window (the server's default: 1h). */
+  async stats(window?: StatsWindow): Promise<Stats> {
+    return (await this.call<Stats>("GET", "/stats", { query: { window } })).body;
+  }
+
+  /** POST /schedules */
+  async createSchedule(schedule: CreateScheduleRequest): Promise<Schedule> {
+    return (await this.call<Schedule>("POST", "/schedules", { body: schedule })).body;
+  }
+
+  /** GET /schedules: one page. */
+  async listSchedules(params: ListSchedulesParams = {}): Promise<Page<Schedule>> {
+    return (await this.call<Page<Schedule>>("GET", "/schedules", { query: { ...params } })).body;
+  }
+
+  /** Every page of GET /schedules, following nextCursor. */
+  schedulePages(params: ListSchedulesParams = {}): AsyncGenerator<Page<Schedule>> {
+    return pages((cursor) => this.listSchedules({ ...params, cursor }), params.cursor);
+  }
+
+  /** Every schedule GET /schedules lists, across pages. */
+  async *schedules(params: ListSchedulesParams = {}): AsyncGenerator<Schedule> {
+    for await (const page of this.schedulePages(params)) yield* page.items;
+  }
+
+  /** GET /schedules/{id} */
+  async getSchedule(id: string): Promise<Schedule> {
+    return (await this.call<Schedule>("GET", `/schedules/${segment(id)}`)).body;
+  }
+
+  /** PATCH /schedules/{id}: the fields given change. */
+  async updateSchedule(id: string, patch: UpdateScheduleRequest): Promise<Schedule> {
+    return (await this.call<Schedule>("PATCH", `/schedules/${segment(id)}`, { body: patch })).body;
+  }
+
+  /** DELETE /schedules/{id}: the jobs it fired stay. */
+  async deleteSchedule(id: string): Promise<void> {
+    await this.call<null>("DELETE", `/schedules/${segment(id)}`);
+  }
+
+  /** POST /schedules/{id}/trigger: fire once now. */
+  async triggerSchedule(id: string, options: SubmitOptions = {}): Promise<TriggerOutcome> {
+    const answer = await this.call<Job | ScheduleFire>("POST", `/schedules/${segment(id)}/trigger`, {
+      headers: idempotency(options),
+    });
+    const body = answer.body;
+    if ("skipped" in body) return { outcome: "skipped", fire: body };
+    if ("id" in body) return { outcome: answer.status === 201 ? "submitted" : "replayed", job: body };
+    throw new Error(`POST /schedules/${id}/trigger answered ${answer.status} with neither a job nor a fire`);
   }
 
   /** GET /jobs/{id}/logs */

@@ -9,13 +9,17 @@ import {
   type JobError,
   LOG_LEVELS,
   type LogLine,
+  MAX_PRIORITY,
+  MIN_PRIORITY,
   type Resources,
   type RetryPolicy,
   type Transition,
 } from "./job";
 import { policySchema } from "./policy";
-import { type QuotaView, quotaLimitsSchema } from "./quota";
+import type { QuotaView } from "./quota";
 import { REASON_CODES } from "./reasons";
+import { OVERLAP_POLICIES, type Schedule, type ScheduleFire } from "./schedule";
+import { STATS_WINDOWS } from "./stats";
 
 /**
  * The API's responses as zod schemas: what the OpenAPI document (functions/openapi.ts) publishes,
@@ -135,6 +139,12 @@ export const transitionSchema = z
     at: timestamp,
     reason: z.string(),
     triggeredBy: z.string().nullable().describe("the principal, or null for the system"),
+    fromPriority: z
+      .number()
+      .int()
+      .nullable()
+      .describe("a priority change (from = to): the priority before; null otherwise"),
+    toPriority: z.number().int().nullable().describe("a priority change: the priority after; null otherwise"),
   })
   .register(apiResponses, { id: "Transition" });
 
@@ -227,10 +237,27 @@ export const policyViewSchema = policySchema
 
 const remainingSchema = z.number().nullable().describe("null: no limit");
 
+/**
+ * The limits as GET answers them: PUT's quotaLimitsSchema takes a priority name too, but
+ * maxPriority is stored and answered as the integer (a transform has no output JSON Schema).
+ */
+export const quotaLimitsViewSchema = z.object({
+  dailyGpuSeconds: z.number().int().min(0).nullable(),
+  weeklyGpuSeconds: z.number().int().min(0).nullable(),
+  maxQueuedJobs: z.number().int().min(0).nullable(),
+  maxPriority: z
+    .number()
+    .int()
+    .min(MIN_PRIORITY)
+    .max(MAX_PRIORITY)
+    .nullable()
+    .describe("the highest priority the principal may give its jobs; admins are not held to it"),
+});
+
 export const quotaViewSchema = z
   .object({
     principal: z.string(),
-    limits: quotaLimitsSchema,
+    limits: quotaLimitsViewSchema,
     used: z.object({
       todayGpuSeconds: z.number(),
       weekGpuSeconds: z.number(),
@@ -254,6 +281,127 @@ export const healthSchema = z
       .describe("the WebSocket stream's URL (see x-websocket in this document), where the stack has one"),
   })
   .register(apiResponses, { id: "Health" });
+
+// GET /stats (app/stats.ts's StatsView; docs/stats.md)
+
+const percentilesSchema = z.object({
+  p50: z.number().nullable(),
+  p95: z.number().nullable(),
+  p99: z.number().nullable(),
+});
+
+const utilizationSchema = z
+  .object({ cpu: z.number().nullable(), memoryMb: z.number().nullable(), gpu: z.number().nullable() })
+  .describe("used over capacity of the pool's nodes that are up, 0..1; null without capacity");
+
+export const figuresViewSchema = z.object({
+  completed: z.number().int(),
+  failed: z.number().int(),
+  queueWaitMs: percentilesSchema,
+  runMs: percentilesSchema,
+});
+
+export const poolStatsViewSchema = figuresViewSchema.extend({ utilization: utilizationSchema });
+
+export const ownerRowSchema = z.object({
+  owner: z.string(),
+  running: z.number().int(),
+  queued: z.number().int(),
+  gpuSecondsToday: z.number(),
+  costUsdToday: z.number().nullable().describe("null until job costs are recorded"),
+});
+
+export const seriesPointSchema = z.object({
+  minute: timestamp.describe("the start of the period: a minute, or an hour for the 6h and 24h windows"),
+  completed: z.number().int(),
+  failed: z.number().int(),
+  queueWaitP50Ms: z.number().nullable(),
+  runP50Ms: z.number().nullable(),
+});
+
+export const statsViewSchema = z
+  .object({
+    generatedAt: timestamp,
+    window: z.enum(STATS_WINDOWS),
+    counts: z.object({
+      byStatus: z.record(z.enum(JOB_STATUSES), z.number().int()),
+      byPool: z.record(z.string(), z.partialRecord(z.enum(JOB_STATUSES), z.number().int())),
+    }),
+    throughput: z.object({
+      completedLastMinute: z.number().int(),
+      failedLastMinute: z.number().int(),
+      completedLastHour: z.number().int(),
+      failedLastHour: z.number().int(),
+    }),
+    queueWaitMs: percentilesSchema,
+    runMs: percentilesSchema,
+    byPool: z.record(z.string(), poolStatsViewSchema),
+    byType: z.record(z.string(), figuresViewSchema).describe("admins only; empty for a user"),
+    owners: z.array(ownerRowSchema),
+    ownersTruncated: z.boolean().describe("more owners have running or queued jobs than listed (admins)"),
+    overheadUsd: z.number().nullable().describe("null until job costs are recorded"),
+    series: z.array(seriesPointSchema),
+    seriesStepSeconds: z.number().int(),
+    percentileRelativeError: z.number().describe("each percentile is within this fraction of the exact one"),
+  })
+  .register(apiResponses, { id: "Stats" });
+
+// Bulk actions (POST /jobs/cancel, POST /jobs/retry)
+
+export const bulkResultSchema = z
+  .object({
+    acted: z.array(z.string()).describe("the ids of the jobs acted on"),
+    skipped: z
+      .array(z.object({ id: z.string(), reason: z.string() }))
+      .describe("the jobs of the page left as they were (already cancelled, not retryable), and why"),
+    nextCursor: z.string().nullable().describe("the next page of matches, as GET /jobs's; null at the end"),
+  })
+  .register(apiResponses, { id: "BulkResult" });
+
+// Recurring schedules (core/schedule.ts; docs/schedules.md)
+
+const fireExtras = {
+  trigger: z.literal("manual").optional().describe("a POST /schedules/{id}/trigger, not the cron"),
+  missed: z.number().int().optional().describe("earlier fire times passed over by this catch-up fire"),
+};
+
+export const scheduleFireSchema = z
+  .union([
+    z.object({ at: timestamp, jobId: z.string(), ...fireExtras }),
+    z.object({ at: timestamp, skipped: z.string().describe("why the fire submitted no job"), ...fireExtras }),
+  ])
+  .register(apiResponses, { id: "ScheduleFire" });
+
+const scheduleShape = {
+  id: z.string(),
+  name: z.string(),
+  owner: z.string(),
+  cron: z.string(),
+  timezone: z.string().describe("IANA name"),
+  enabled: z.boolean(),
+  overlap: z.enum(OVERLAP_POLICIES),
+  jitterSeconds: z.number().int(),
+  job: z.record(z.string(), z.unknown()).describe("the job template, as sent (POST /jobs's body)"),
+  nextRunAt: nullableTimestamp.describe("the cron time of the next fire; null while disabled"),
+  lastFires: z.array(scheduleFireSchema).describe("newest first"),
+  lastJobId: z.string().nullable().describe("the job of the last fire that submitted one"),
+  createdAt: timestamp,
+  updatedAt: timestamp,
+  version: z.number().int(),
+};
+
+export const scheduleSchema = z.object(scheduleShape);
+
+export const scheduleViewSchema = z
+  .object({ ...scheduleShape, nextRuns: z.array(timestamp).describe("the next fire times") })
+  .register(apiResponses, { id: "Schedule" });
+
+export const schedulePageSchema = page(scheduleViewSchema, "SchedulePage");
+
+/** POST /schedules/{id}/trigger's 200: a replayed trigger's job, or the fire overlap=skip held back. */
+export const triggerAnswerSchema = z
+  .union([jobSchema, scheduleFireSchema])
+  .register(apiResponses, { id: "TriggerAnswer" });
 
 /** GET /openapi.json answers this document itself; described, not modelled. */
 export const openApiDocumentSchema = z
@@ -302,7 +450,10 @@ const conformance: [
   Conforms<z.output<typeof quotaViewSchema>, QuotaView>,
   Conforms<z.output<typeof quotaViewSchema.shape.used>, QuotaView["used"]>,
   Conforms<z.output<typeof quotaViewSchema.shape.remaining>, QuotaView["remaining"]>,
-] = [true, true, true, true, true, true, true, true, true, true];
+  Conforms<z.output<typeof quotaViewSchema.shape.limits>, QuotaView["limits"]>,
+  Conforms<z.output<typeof scheduleSchema>, Schedule>,
+  Conforms<z.output<typeof scheduleFireSchema>, ScheduleFire>,
+] = [true, true, true, true, true, true, true, true, true, true, true, true, true];
 void conformance;
 
 // Query strings of routes whose handlers need no job schema (the others are in core/job.ts).
@@ -317,4 +468,9 @@ export const queueQuerySchema = z.strictObject({
  */
 export const poolsQuerySchema = z.strictObject({
   lost: z.enum(["true", "false"]).default("false").describe("also list nodes marked lost"),
+});
+
+/** GET /stats's window: how far back the figures look (docs/stats.md). */
+export const statsQuerySchema = z.strictObject({
+  window: z.enum(STATS_WINDOWS).default("1h").describe("the period the figures cover"),
 });

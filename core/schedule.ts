@@ -128,7 +128,8 @@ const rawTemplate = z
     for (const problem of recurringProblems(template)) {
       if (!reported.has(problem.path.join("."))) ctx.addIssue({ code: "custom", ...problem });
     }
-  });
+  })
+  .describe("a job as POST /jobs's body (SubmitJobRequest), without dependsOn, runAt or deadline");
 
 const scheduleFields = {
   name: z.string().min(1).max(256),

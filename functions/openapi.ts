@@ -73,7 +73,8 @@ export function buildOpenApiDocument(routes: readonly RouteSpec[] = ROUTES): Ope
     security: [{ bearer: [] }],
     tags: [
       { name: "jobs", description: "submit, read and act on jobs" },
-      { name: "queue", description: "the queue and the pools" },
+      { name: "queue", description: "the queue, the pools and the statistics" },
+      { name: "schedules", description: "recurring schedules that submit jobs" },
       { name: "admin", description: "policy and quotas" },
       { name: "service", description: "health and this document" },
     ],
@@ -147,7 +148,7 @@ function operation(route: RouteSpec, doc: RouteDoc): OpenApiOperation {
     ...(doc.body
       ? {
           requestBody: {
-            required: true,
+            required: !doc.bodyOptional,
             content: { "application/json": { schema: { $ref: refOf(apiRequests, doc.body, route) } } },
           },
         }
@@ -221,7 +222,14 @@ function successResponses(route: RouteSpec, doc: RouteDoc): Record<string, objec
             ),
           }
         : {}),
-      content: { "application/json": { schema: { $ref: refOf(apiResponses, response.schema, route) } } },
+      // A 204 has no body, so no content.
+      ...(response.schema
+        ? {
+            content: {
+              "application/json": { schema: { $ref: refOf(apiResponses, response.schema, route) } },
+            },
+          }
+        : {}),
     };
   }
   return responses;

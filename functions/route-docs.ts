@@ -3,10 +3,14 @@ import type { PolicyView } from "../app/policy";
 import type { NodeView, PoolView } from "../app/pools";
 import type { JobView, ListPage } from "../app/queries";
 import type { QueuedEntry, QueueSnapshot } from "../app/queue";
+import type { ScheduleView } from "../app/schedules";
+import type { FiguresView, OwnerRow, PoolStatsView, SeriesPoint, StatsView } from "../app/stats";
 import {
   attemptPageSchema,
   batchResponseSchema,
+  bulkResultSchema,
   type Conforms,
+  type figuresViewSchema,
   healthSchema,
   jobPageSchema,
   jobSchema,
@@ -14,27 +18,40 @@ import {
   logPageSchema,
   type nodeViewSchema,
   openApiDocumentSchema,
+  type ownerRowSchema,
   policyViewSchema,
   poolPageSchema,
+  type poolStatsViewSchema,
   poolsQuerySchema,
   type poolViewSchema,
   type queuedEntrySchema,
   queueQuerySchema,
   queueSnapshotSchema,
   quotaViewSchema,
+  schedulePageSchema,
+  scheduleViewSchema,
+  type seriesPointSchema,
+  statsQuerySchema,
+  statsViewSchema,
   transitionPageSchema,
+  triggerAnswerSchema,
 } from "../core/api-schemas";
 import type { ErrorCode } from "../core/errors";
 import {
+  type BulkResult,
+  bulkCancelSchema,
+  bulkRetrySchema,
   listJobsQuerySchema,
   listLogsQuerySchema,
   pageQuerySchema,
+  retryJobSchema,
   submitBatchSchema,
   submitJobSchema,
   updateJobSchema,
 } from "../core/job";
 import { policySchema } from "../core/policy";
 import { quotaLimitsSchema } from "../core/quota";
+import { createScheduleSchema, listSchedulesQuerySchema, updateScheduleSchema } from "../core/schedule";
 
 /**
  * The documentation of every route of functions/routes.ts, keyed by route id: what the OpenAPI
@@ -52,11 +69,16 @@ submitBatchSchema.register(apiRequests, { id: "SubmitBatchRequest" });
 updateJobSchema.register(apiRequests, { id: "UpdateJobRequest" });
 policySchema.register(apiRequests, { id: "Policy" });
 quotaLimitsSchema.register(apiRequests, { id: "QuotaLimits" });
+retryJobSchema.register(apiRequests, { id: "RetryJobRequest" });
+bulkCancelSchema.register(apiRequests, { id: "BulkCancelRequest" });
+bulkRetrySchema.register(apiRequests, { id: "BulkRetryRequest" });
+createScheduleSchema.register(apiRequests, { id: "CreateScheduleRequest" });
+updateScheduleSchema.register(apiRequests, { id: "UpdateScheduleRequest" });
 
 export interface ResponseDoc {
   readonly description: string;
-  /** Registered in core/api-schemas.ts#apiResponses. */
-  readonly schema: z.ZodType;
+  /** Registered in core/api-schemas.ts#apiResponses; none for an answer without a body (204). */
+  readonly schema?: z.ZodType;
   /** Response headers worth a client's attention. */
   readonly headers?: Readonly<Record<string, string>>;
 }
@@ -65,13 +87,15 @@ export interface RouteDoc {
   readonly summary: string;
   readonly description?: string;
   /** The group the route is listed under. */
-  readonly tag: "jobs" | "queue" | "admin" | "service";
+  readonly tag: "jobs" | "queue" | "schedules" | "admin" | "service";
   /** Each property is a query parameter. */
   readonly query?: z.ZodObject;
   /** What a query parameter means, where its schema cannot say (a comma-separated list, a format). */
   readonly parameters?: Readonly<Record<string, string>>;
   /** Registered in apiRequests above. */
   readonly body?: z.ZodType;
+  /** The body may be left out (the handler reads none as `{}`). @default false */
+  readonly bodyOptional?: boolean;
   /** Request headers the route reads, with what they do. */
   readonly headers?: Readonly<Record<string, string>>;
   /** The successful answers, by status. */
@@ -177,12 +201,16 @@ export const ROUTE_DOCS: Readonly<Record<string, RouteDoc>> = {
     responses: { 200: { description: "the queue", schema: queueSnapshotSchema } },
   },
   UpdateJob: {
-    summary: "Change a job's priority",
-    description: "Of a job that has not ended; takes effect at the next scheduling pass.",
+    summary: "Change a job's priority, or move a queued job ahead of another",
+    description:
+      "`priority`: of a job that has not ended; takes effect at the next scheduling pass; above the " +
+      "caller's quota maxPriority is a 403 (lowering stays allowed). `before` (admins): moves a queued " +
+      "job just ahead of another queued job of the same queue, taking its priority; the transition " +
+      "records fromPriority/toPriority. One of the two, never both.",
     tag: "jobs",
     body: updateJobSchema,
     responses: { 200: { description: "the job", schema: jobSchema } },
-    errors: JOB_ACTION_ERRORS,
+    errors: [...JOB_ACTION_ERRORS, "forbidden"],
   },
   CancelJob: {
     summary: "Cancel a job and, transitively, its dependents",
@@ -264,6 +292,122 @@ export const ROUTE_DOCS: Readonly<Record<string, RouteDoc>> = {
     responses: { 200: { description: "the quota with its new limits", schema: quotaViewSchema } },
     errors: ["forbidden"],
   },
+  GetStats: {
+    summary: "System statistics: counts, throughput, wait and run percentiles, per pool, type and owner",
+    description:
+      "Read from pre-aggregated items, whatever the number of jobs (docs/stats.md). A user sees the " +
+      "whole system's counts and their own owner row; byType and the other owners are for admins.",
+    tag: "queue",
+    query: statsQuerySchema,
+    parameters: { window: "5m, 15m, 1h (default), 6h or 24h" },
+    responses: { 200: { description: "the statistics over the window", schema: statsViewSchema } },
+  },
+  RetryJob: {
+    summary: "Retry a failed, cancelled or escalated job",
+    description:
+      "The job gets a new attempt budget (attempt numbers go on) and goes back to queued, blocked or " +
+      "scheduled as its dependencies and runAt say. The body is optional. 409 when the job is not " +
+      "failed, cancelled or escalated; when its deadline has passed (send a new `deadline`); when the " +
+      "job it escalated to has not ended; or when a dependency is itself cancelled or failed (retry " +
+      'that one with `"dependents": true`). `dependents` also revives the jobs its cancellation ' +
+      "cascaded to, transitively.",
+    tag: "jobs",
+    body: retryJobSchema,
+    bodyOptional: true,
+    responses: { 200: { description: "the job, retried", schema: jobSchema } },
+    errors: JOB_ACTION_ERRORS,
+  },
+  CancelJobs: {
+    summary: "Cancel one page of the jobs matching GET /jobs's filters",
+    description:
+      "The caller's jobs (admins: anyone's, or `filter.owner`'s), a page of `limit` at a time: send " +
+      "the answer's nextCursor as `cursor` for the next page, as with GET /jobs. Each job is cancelled " +
+      "alone (and, transitively, its dependents); one that cannot be is listed in `skipped` with the " +
+      "reason, never an error.",
+    tag: "jobs",
+    body: bulkCancelSchema,
+    responses: {
+      200: { description: "the jobs acted on and skipped, and where to go on", schema: bulkResultSchema },
+    },
+    errors: ["forbidden"],
+  },
+  RetryJobs: {
+    summary: "Retry one page of the jobs matching GET /jobs's filters",
+    description:
+      "As POST /jobs/cancel, with POST /jobs/{id}/retry's maxAttempts and dependents applied to each " +
+      "job; a job that cannot be retried is listed in `skipped` with the reason (the 409's message).",
+    tag: "jobs",
+    body: bulkRetrySchema,
+    responses: {
+      200: { description: "the jobs acted on and skipped, and where to go on", schema: bulkResultSchema },
+    },
+    errors: ["forbidden"],
+  },
+  CreateSchedule: {
+    summary: "Create a recurring schedule",
+    description:
+      "`job` is POST /jobs's body without dependsOn, runAt or deadline, checked now (a 400, never a " +
+      "failure at fire time). The schedule fires at each cron time in `timezone`, as its owner.",
+    tag: "schedules",
+    body: createScheduleSchema,
+    responses: { 201: { description: "the schedule, created", schema: scheduleViewSchema } },
+    errors: ["unknown_type", "unsatisfiable_resources"],
+  },
+  ListSchedules: {
+    summary: "List schedules",
+    description: "The caller's schedules; an admin sees everyone's (and may filter by owner).",
+    tag: "schedules",
+    query: listSchedulesQuerySchema,
+    parameters: { ...PAGE_PARAMETERS, owner: "admins: only this principal's schedules" },
+    responses: { 200: { description: "a page of schedules", schema: schedulePageSchema } },
+    errors: ["forbidden"],
+  },
+  GetSchedule: {
+    summary: "Get a schedule, its next fire times and its last fires",
+    tag: "schedules",
+    responses: { 200: { description: "the schedule", schema: scheduleViewSchema } },
+    errors: ["not_found"],
+  },
+  UpdateSchedule: {
+    summary: "Change a schedule",
+    description:
+      "Any of its fields. A new cron, timezone or enabled starts it afresh from now (re-enabling does " +
+      "not catch up); other changes keep its next fire. 409 when it kept changing under the write.",
+    tag: "schedules",
+    body: updateScheduleSchema,
+    responses: { 200: { description: "the schedule, changed", schema: scheduleViewSchema } },
+    errors: ["not_found", "invalid_transition", "unknown_type", "unsatisfiable_resources"],
+  },
+  DeleteSchedule: {
+    summary: "Delete a schedule",
+    description: "204 with no body. The jobs it fired stay.",
+    tag: "schedules",
+    responses: { 204: { description: "deleted" } },
+    errors: ["not_found", "invalid_transition"],
+  },
+  TriggerSchedule: {
+    summary: "Fire a schedule once, now",
+    description:
+      "Whatever the cron says and whether or not the schedule is enabled; its next cron fire is " +
+      'unchanged, and the fire is recorded in lastFires with `trigger: "manual"`. 201 with the job ' +
+      "submitted; 200 with the skipped fire when overlap=skip holds it back; a refused submission " +
+      "(maxQueuedJobs: 429, a type or pool gone: 400, a priority above maxPriority: 403) answers its " +
+      "error after the refused fire is recorded. With an Idempotency-Key, a retry answers the first " +
+      "trigger's job with 200 and Idempotent-Replayed: true.",
+    tag: "schedules",
+    headers: { "Idempotency-Key": IDEMPOTENCY_KEY },
+    responses: {
+      201: { description: "the job the fire submitted", schema: jobSchema },
+      200: {
+        description:
+          "the job an earlier trigger with this key submitted (Idempotent-Replayed: true), or the " +
+          "fire overlap=skip held back",
+        schema: triggerAnswerSchema,
+        headers: REPLAYED,
+      },
+    },
+    errors: ["not_found", "invalid_transition", "unknown_type", "unsatisfiable_resources", "forbidden"],
+  },
 };
 
 // The views app/ returns, tied to the schemas the document publishes (core/api-schemas.ts has
@@ -276,5 +420,37 @@ const conformance: [
   Conforms<z.output<typeof queuedEntrySchema>, QueuedEntry>,
   Conforms<z.output<typeof queueSnapshotSchema>, QueueSnapshot>,
   Conforms<z.output<typeof policyViewSchema>, PolicyView>,
-] = [true, true, true, true, true, true, true];
+  Conforms<z.output<typeof statsViewSchema>, StatsView>,
+  Conforms<z.output<typeof statsViewSchema.shape.counts>, StatsView["counts"]>,
+  Conforms<z.output<typeof statsViewSchema.shape.throughput>, StatsView["throughput"]>,
+  Conforms<z.output<typeof figuresViewSchema>, FiguresView>,
+  Conforms<z.output<typeof poolStatsViewSchema>, PoolStatsView>,
+  Conforms<z.output<typeof poolStatsViewSchema.shape.utilization>, PoolStatsView["utilization"]>,
+  Conforms<z.output<typeof ownerRowSchema>, OwnerRow>,
+  Conforms<z.output<typeof seriesPointSchema>, SeriesPoint>,
+  Conforms<z.output<typeof bulkResultSchema>, BulkResult>,
+  Conforms<z.output<typeof bulkResultSchema.shape.skipped.element>, BulkResult["skipped"][number]>,
+  Conforms<z.output<typeof scheduleViewSchema>, ScheduleView>,
+  Conforms<z.output<typeof schedulePageSchema>, ListPage<ScheduleView>>,
+] = [
+  true,
+  true,
+  true,
+  true,
+  true,
+  true,
+  true,
+  true,
+  true,
+  true,
+  true,
+  true,
+  true,
+  true,
+  true,
+  true,
+  true,
+  true,
+  true,
+];
 void conformance;

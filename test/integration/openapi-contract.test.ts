@@ -117,6 +117,61 @@ describe("every route through the client, every answer against the document", ()
       3600,
     );
     expect((await user.getQuota(USER.principal)).principal).toBe(USER.principal);
+    expect((await admin.putQuota(USER.principal, { maxPriority: "critical" })).limits.maxPriority).toBe(10);
+
+    // Reorder (admins), retry, bulk cancel and retry
+    const [ahead, behind] = [await user.submit({ type }), await user.submit({ type })];
+    const moved = await admin.moveBefore(behind.id, ahead.id);
+    expect(moved.id).toBe(behind.id);
+    const moves = (await user.transitions(behind.id)).items.filter((t) => t.fromPriority !== null);
+    expect(moves.length).toBeGreaterThan(0);
+    expect((await user.retry(job.id)).status).not.toBe("cancelled");
+    const bulkTag = `bulk:${run}`;
+    const bulk = [
+      await user.submit({ type, tags: { bulk: run } }),
+      await user.submit({ type, tags: { bulk: run } }),
+    ];
+    const cancelled = await user.cancelJobs({ filter: { tag: bulkTag }, limit: 1 });
+    expect(cancelled.acted).toHaveLength(1);
+    expect(cancelled.nextCursor).not.toBeNull();
+    const rest = await user.cancelJobs({
+      filter: { tag: bulkTag },
+      limit: 1,
+      cursor: cancelled.nextCursor ?? "",
+    });
+    expect([...cancelled.acted, ...rest.acted].sort()).toEqual(bulk.map((b) => b.id).sort());
+    const retried = await user.retryJobs({ filter: { tag: bulkTag, status: "cancelled" }, maxAttempts: 2 });
+    expect(retried.acted.sort()).toEqual(bulk.map((b) => b.id).sort());
+    expect(retried.skipped).toEqual([]);
+
+    // Stats
+    expect((await user.stats()).window).toBe("1h");
+    expect((await admin.stats("5m")).window).toBe("5m");
+
+    // Schedules: created disabled (no cron fire in the test), fired by hand
+    const schedule = await user.createSchedule({
+      name: `contract-${run}`,
+      cron: "0 3 * * *",
+      enabled: false,
+      job: { type, tags: { suite: "contract" } },
+    });
+    expect(schedule.nextRunAt).toBeNull();
+    const fired = await user.triggerSchedule(schedule.id, { idempotencyKey: `contract-${run}-fire` });
+    expect(fired.outcome).toBe("submitted");
+    const again = await user.triggerSchedule(schedule.id, { idempotencyKey: `contract-${run}-fire` });
+    expect(again.outcome).toBe("replayed");
+    // overlap=skip: the fired job has not ended, so a new fire submits nothing.
+    expect((await user.updateSchedule(schedule.id, { overlap: "skip" })).overlap).toBe("skip");
+    const held = await user.triggerSchedule(schedule.id);
+    expect(held.outcome).toBe("skipped");
+    const shown = await user.getSchedule(schedule.id);
+    expect(shown.lastFires.map((f) => ("jobId" in f ? "job" : "skipped"))).toEqual(["skipped", "job"]);
+    const mine: string[] = [];
+    for await (const each of user.schedules({ limit: 1 })) mine.push(each.id);
+    expect(mine).toContain(schedule.id);
+    expect((await user.listJobs({ scheduleId: schedule.id })).items).toHaveLength(1);
+    await user.deleteSchedule(schedule.id);
+    expect(await apiError(user.getSchedule(schedule.id))).toMatchObject({ status: 404 });
 
     // Assess: every route answered 2xx, and nothing broke the document
     const untested = ROUTES.filter((route) => !recorder.succeeded().has(route.id)).map((r) => r.id);
@@ -144,6 +199,29 @@ describe("every route through the client, every answer against the document", ()
     expect(await apiError(user.listJobs({ limit: 0 }))).toMatchObject({
       status: 400,
       code: "validation_failed",
+    });
+    // The new routes' documented refusals: retry of a job that has not ended, reordering as a
+    // user, another principal's schedules, a bulk body with a filter GET /jobs does not know.
+    const waiting = await user.submit({ type: `contract-${run}` });
+    expect(await apiError(user.retry(waiting.id))).toMatchObject({ status: 409, code: "invalid_transition" });
+    expect(await apiError(user.moveBefore(waiting.id, done.id))).toMatchObject({
+      status: 403,
+      code: "forbidden",
+    });
+    expect(await apiError(user.listSchedules({ owner: ADMIN.principal }))).toMatchObject({
+      status: 403,
+      code: "forbidden",
+    });
+    expect(
+      await apiError(user.cancelJobs({ filter: { nope: "x" } as unknown as { type: string } })),
+    ).toMatchObject({ status: 400, code: "validation_failed" });
+    expect(await apiError(user.stats("1y" as "1h"))).toMatchObject({
+      status: 400,
+      code: "validation_failed",
+    });
+    expect(await apiError(user.triggerSchedule("sch_missing"))).toMatchObject({
+      status: 404,
+      code: "not_found",
     });
 
     expect(recorder.violations).toEqual([]);

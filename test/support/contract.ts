@@ -62,6 +62,11 @@ export class ContractRecorder {
     }
     const success = doc.responses[status];
     if (success) {
+      // An answer documented without a schema (204) has no body at all.
+      if (!success.schema) {
+        if (body !== null) this.violations.push(`${where}: a body where the document says none`);
+        return;
+      }
       const parsed = success.schema.safeParse(body);
       if (!parsed.success) this.violations.push(`${where}: ${describe(parsed.error)}`);
       return;
