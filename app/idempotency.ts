@@ -152,6 +152,16 @@ export class Idempotency {
     }
   }
 
+  /**
+   * Whether the key already stands for jobs a finished request created (what a replay would
+   * answer), without claiming it.
+   */
+  async isComplete(principal: Principal, key: string, now: () => Date): Promise<boolean> {
+    const pk = idempotencyPk(principal.id, createHash("sha256").update(key).digest("hex"));
+    const existing = await this.read(pk);
+    return existing?.state === "complete" && existing.expiresAt * 1000 > now().getTime();
+  }
+
   /** The claim as stored now, or undefined when there is none. */
   async current(record: Pick<IdempotencyRecord, "pk">): Promise<IdempotencyRecord | undefined> {
     return this.read(record.pk);

@@ -31,7 +31,7 @@ import { config } from "../functions/config";
 import { decodeCursor, encodeCursor, invalidCursor } from "../store/cursor";
 import { createDocumentClient } from "../store/dynamo";
 import { ScheduleRepository } from "../store/schedules";
-import { requestHash } from "./idempotency";
+import { Idempotency, requestHash } from "./idempotency";
 import { logger } from "./logger";
 import { appContext } from "./runtime";
 import { checkRunnable, type SubmitContext, submitJobs } from "./submit";
@@ -238,7 +238,11 @@ async function submitFire(
     refusal,
     replayed: false,
   });
-  if (schedule.overlap === "skip" && schedule.lastJobId !== null) {
+  const principal = { id: schedule.owner, admin: false };
+  // A fire already made (a retried trigger, a replayed pass) answers its job, whatever the
+  // overlap rule says now: that job is the previous fire's, still running.
+  const made = await new Idempotency(ctx.repo).isComplete(principal, key, ctx.clock);
+  if (!made && schedule.overlap === "skip" && schedule.lastJobId !== null) {
     const previous = (await ctx.repo.getJobItems([schedule.lastJobId])).get(schedule.lastJobId);
     const reason = overlapSkipReason(schedule.overlap, previous ?? null);
     if (reason) return skipped(reason);
@@ -251,7 +255,7 @@ async function submitFire(
   }
   try {
     const result = await submitJobs(ctx, {
-      principal: { id: schedule.owner, admin: false },
+      principal,
       jobs: [template.data],
       // One hash per key: a replay always answers the fire's job, even after a PATCH of the template.
       idempotency: { key, requestHash: requestHash("schedule fire", key) },

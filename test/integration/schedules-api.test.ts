@@ -431,6 +431,28 @@ describe("POST /schedules/{id}/trigger with an Idempotency-Key", () => {
     expect(after.lastFires).toEqual([{ at: expect.any(String), jobId: first.json.id, trigger: "manual" }]);
     expect(await jobsOfSchedule(owner, schedule.id)).toHaveLength(1);
   });
+  it("answers a retried trigger with the first one's job under overlap skip too, while that job runs", async () => {
+    // Prepare: the first fire's job is still queued, so a new fire would be skipped
+    const owner = people.next();
+    const schedule = await createSchedule(owner, { enabled: false, overlap: "skip" });
+    const trigger = () =>
+      api.request<Job>("POST", `/schedules/${schedule.id}/trigger`, {
+        token: owner.token,
+        headers: { "Idempotency-Key": "rerun-while-running" },
+      });
+
+    // Act
+    const first = await trigger();
+    const retried = await trigger();
+    const after = await getSchedule(owner, schedule.id);
+
+    // Assess: the retry is the same fire, not a new one the overlap rule skips
+    expect(first.status).toBe(201);
+    expect(retried.status).toBe(200);
+    expect(retried.headers.get("idempotent-replayed")).toBe("true");
+    expect(retried.json.id).toBe(first.json.id);
+    expect(after.lastFires).toEqual([{ at: expect.any(String), jobId: first.json.id, trigger: "manual" }]);
+  });
 });
 
 describe("GET /jobs?scheduleId=", () => {
