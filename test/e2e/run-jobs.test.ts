@@ -98,4 +98,37 @@ describe("jobs run on the local stack", () => {
       [2, "failed"],
     ]);
   }, 120_000);
+
+  it("folds the jobs it ran into GET /stats: counts, percentiles, pools and the caller's own row", async () => {
+    showWorkersOnFailure();
+    // Prepare: two jobs that end, one of them failed
+    const done = await submit({ type: "echo", payload: { for: "stats" } });
+    const failed = await submit({
+      type: "fail",
+      payload: { message: "for stats" },
+      retry: { maxAttempts: 1 },
+    });
+    await ended([done.id, failed.id]);
+
+    // Act: the /stats consumer folds the stream in windows (10 s, as in AWS): poll until it has
+    const deadline = Date.now() + DEADLINE_MS;
+    let stats = await e2e.client.stats("15m");
+    while ((stats.counts.byStatus.completed ?? 0) < 1 || (stats.counts.byStatus.failed ?? 0) < 1) {
+      if (Date.now() > deadline)
+        throw new Error(`GET /stats never counted the jobs: ${JSON.stringify(stats)}`);
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      stats = await e2e.client.stats("15m");
+    }
+
+    // Assess: the window's figures include this minute's jobs; a user sees pools and their own row
+    expect(stats.window).toBe("15m");
+    expect(stats.queueWaitMs.p50).toEqual(expect.any(Number));
+    expect(stats.runMs.p99).toEqual(expect.any(Number));
+    expect(stats.byPool.cpu?.utilization.cpu).toEqual(expect.any(Number));
+    expect(Object.values(stats.byPool).reduce((n, pool) => n + pool.completed, 0)).toBeGreaterThan(0);
+    expect(stats.byType).toEqual({});
+    expect(stats.owners.map((row) => row.owner)).toEqual([e2e.stack.tokens.get(TOKEN)?.principal]);
+    expect(stats.series.length).toBe(16);
+    expect(stats.series.reduce((n, point) => n + point.failed, 0)).toBeGreaterThan(0);
+  }, 120_000);
 });
