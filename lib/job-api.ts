@@ -269,7 +269,10 @@ export class JobApi extends Construct {
         .resourceForPath(route.path)
         .addMethod(
           route.method,
-          new apigateway.LambdaIntegration(fn),
+          // No second invoke permission per method for the console's test-invoke (stage `*`): one
+          // Lambda::Permission per route, not two, keeps the stack well under CloudFormation's
+          // 500 resources as routes and pools grow.
+          new apigateway.LambdaIntegration(fn, { allowTestInvoke: false }),
           route.authorized
             ? { authorizationType: apigateway.AuthorizationType.CUSTOM, authorizer: this.authorizer }
             : { authorizationType: apigateway.AuthorizationType.NONE },
