@@ -802,3 +802,48 @@ describe("/schedules under fuzzing", () => {
     );
   });
 });
+
+// ---------------------------------------------------------------------------------------------
+// GET /stats and GET /jobs?updatedSince=
+// ---------------------------------------------------------------------------------------------
+
+describe("GET /stats and updatedSince under fuzzing", () => {
+  it("answers any query string of GET /stats, a user's or an admin's, without a 5xx", async () => {
+    const params = fc.dictionary(
+      fc.constantFrom("window", "owner", "pool", "x", "__proto__"),
+      fc.oneof(anyString, fc.constantFrom("1h", "5m", "15m", "6h", "24h", "0m", "1d", "-1h", "")),
+      { maxKeys: 3, noNullPrototype: true },
+    );
+    await fc.assert(
+      fc.asyncProperty(params, fc.boolean(), async (query, admin) => {
+        const path = `/stats?${new URLSearchParams(query).toString()}`;
+        const response = await api.request("GET", path, { token: admin ? "admin-token" : fuzzer.token });
+        assessAnswer(response.status, response.json, path);
+      }),
+      { numRuns: RUNS },
+    );
+  });
+
+  it("answers any updatedSince and cursor on GET /jobs without a 5xx", async () => {
+    const params = fc.record(
+      {
+        updatedSince: fc.oneof(isoDate, anyString, fc.constantFrom("2026-12-06T09:00:00Z", "yesterday")),
+        cursor: fc.oneof(
+          anyString,
+          fc.constantFrom("eyJpbmRleCI6ImJ5T3duZXJVcGRhdGUifQ", "bm90LWEtY3Vyc29y"),
+        ),
+        status: fc.constantFrom("queued", "completed,failed", "nope"),
+        limit: fc.constantFrom("1", "200", "0", "x"),
+      },
+      { requiredKeys: ["updatedSince"] },
+    );
+    await fc.assert(
+      fc.asyncProperty(params, fc.boolean(), async (query, admin) => {
+        const path = `/jobs?${new URLSearchParams(query as Record<string, string>).toString()}`;
+        const response = await api.request("GET", path, { token: admin ? "admin-token" : fuzzer.token });
+        assessAnswer(response.status, response.json, path);
+      }),
+      { numRuns: RUNS },
+    );
+  });
+});

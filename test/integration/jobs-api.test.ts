@@ -1284,13 +1284,23 @@ describe("GET /jobs/{id}/transitions, /logs, /attempts", () => {
     expectListShape(response.json);
     expect(response.json.nextCursor).toBeNull();
     expect(response.json.items).toEqual([
-      { from: null, to: "queued", at: job.createdAt, reason: "waiting for admission", triggeredBy: "alice" },
+      {
+        from: null,
+        to: "queued",
+        at: job.createdAt,
+        reason: "waiting for admission",
+        triggeredBy: "alice",
+        fromPriority: null,
+        toPriority: null,
+      },
       {
         from: "queued",
         to: "paused",
         at: expect.any(String),
         reason: "paused by alice",
         triggeredBy: "alice",
+        fromPriority: null,
+        toPriority: null,
       },
       {
         from: "paused",
@@ -1298,6 +1308,8 @@ describe("GET /jobs/{id}/transitions, /logs, /attempts", () => {
         at: expect.any(String),
         reason: "waiting for admission",
         triggeredBy: "alice",
+        fromPriority: null,
+        toPriority: null,
       },
       {
         from: "queued",
@@ -1305,6 +1317,8 @@ describe("GET /jobs/{id}/transitions, /logs, /attempts", () => {
         at: expect.any(String),
         reason: "cancelled by alice",
         triggeredBy: "alice",
+        fromPriority: null,
+        toPriority: null,
       },
     ]);
     const times = response.json.items.map((t) => t.at);
