@@ -9,6 +9,7 @@ import { LOCAL_REGION } from "../../local/config";
 import { createDocumentClient } from "../../store/dynamo";
 import { toJobItem } from "../../store/job-items";
 import { JobRepository } from "../../store/job-repository";
+import { seededJob } from "../support/jobs";
 
 /**
  * Issue 12, defect 9: GET /jobs reads a bounded amount per request. A sparse filter answers a
@@ -37,7 +38,7 @@ const TYPES = [`lf-${RUN}-a`, `lf-${RUN}-b`, `lf-${RUN}-rare`] as const;
 const JOBS = 72;
 
 /** A deterministic mix: rare types, tags and priorities spread through the list. */
-function seededJob(i: number): Job {
+function seeded(i: number): Job {
   // Half on each of the two days, a few minutes apart, so ids and createdAt agree.
   const at = START + (i < JOBS / 2 ? 0 : DAY_MS) + i * 60_000;
   const createdAt = new Date(at).toISOString();
@@ -45,48 +46,18 @@ function seededJob(i: number): Job {
   if (i % 11 === 5) tags.experiment = "rare";
   // A value that holds another tag's JSON must not match that tag.
   if (i % 13 === 7) tags.note = '"experiment":"rare"';
-  return {
+  return seededJob({
     id: `job_${ulid(at)}`,
-    name: null,
     type: i % 17 === 3 ? (TYPES[2] as string) : (TYPES[i % 2] as string),
     status: TERMINAL[i % 4 === 3 ? 3 : i % 7 === 0 ? 1 : i % 5 === 0 ? 2 : 0] as JobStatus,
-    statusReason: "seeded",
-    reasonCode: null,
     priority: i % 19 === 4 ? 5 : i % 4 === 1 ? -5 : 0,
     owner: OWNER,
-    payload: null,
-    result: null,
-    error: null,
-    resources: { cpu: 1, memoryMb: 128, gpu: 0 },
-    pool: null,
-    constraints: {},
-    dependsOn: [],
-    retry: {
-      maxAttempts: 1,
-      strategy: "exponential",
-      initialDelaySeconds: 1,
-      backoffMultiplier: 2,
-      maxDelaySeconds: 1,
-    },
-    timeoutSeconds: 60,
-    attempts: 0,
-    runAt: null,
-    deadline: null,
-    offPeakOnly: false,
-    onFailure: null,
     tags,
-    escalatedTo: null,
-    scheduleId: null,
     createdAt,
-    updatedAt: createdAt,
-    startedAt: null,
-    finishedAt: createdAt,
-    nextAttemptAt: null,
-    version: 1,
-  };
+  });
 }
 
-const jobs = Array.from({ length: JOBS }, (_, i) => seededJob(i));
+const jobs = Array.from({ length: JOBS }, (_, i) => seeded(i));
 const newestFirst = [...jobs].reverse();
 const USER: Principal = { id: OWNER, admin: false };
 const ADMIN: Principal = { id: `list-filters-admin-${RUN}`, admin: true };

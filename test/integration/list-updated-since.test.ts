@@ -16,6 +16,7 @@ import {
   type Job,
   type ListPage,
   PrincipalPool,
+  seededJob,
   submitJob,
   uniqueType,
 } from "../support/jobs";
@@ -158,45 +159,17 @@ describe("listJobs with updatedSince, any filters, page size and budget", () => 
     const created = START + i * 60_000;
     // Last changes spread over the three days, in an order unlike creation.
     const updated = created + ((i * 37) % 60) * 3_600_000;
-    return {
+    return seededJob({
       id: `job_${ulid(created)}`,
-      name: null,
       type: TYPES[i % 2] as string,
       status: STATUSES[i % 4] as JobStatus,
-      statusReason: "seeded",
-      reasonCode: null,
       priority: i % 5 === 0 ? 5 : 0,
       owner: OWNER,
-      payload: null,
-      result: null,
-      error: null,
-      resources: { cpu: 1, memoryMb: 128, gpu: 0 },
-      pool: null,
-      constraints: {},
-      dependsOn: [],
-      retry: {
-        maxAttempts: 1,
-        strategy: "exponential",
-        initialDelaySeconds: 1,
-        backoffMultiplier: 2,
-        maxDelaySeconds: 1,
-      },
-      timeoutSeconds: 60,
-      attempts: 0,
-      runAt: null,
-      deadline: null,
-      offPeakOnly: false,
-      onFailure: null,
       tags: { team: i % 3 === 0 ? "vision" : "nlp" },
-      escalatedTo: null,
-      scheduleId: null,
       createdAt: new Date(created).toISOString(),
       updatedAt: new Date(updated).toISOString(),
-      startedAt: null,
-      finishedAt: new Date(updated).toISOString(),
-      nextAttemptAt: null,
       version: 2,
-    };
+    });
   });
   const byChange = [...seeded].sort((a, b) =>
     `${a.updatedAt}#${a.id}`.localeCompare(`${b.updatedAt}#${b.id}`),

@@ -269,3 +269,47 @@ export async function rawRequest(
   }
   return { status: response.status, text, json };
 }
+
+/**
+ * A job as if it had run and ended, for tests that seed the table directly (`toJobItem`): every
+ * field its defaults, the given ones over them.
+ */
+export function seededJob(
+  fields: Pick<Job, "id" | "type" | "status" | "owner" | "createdAt"> & Partial<Job>,
+): Job {
+  return {
+    name: null,
+    statusReason: "seeded",
+    reasonCode: null,
+    priority: 0,
+    payload: null,
+    result: null,
+    error: null,
+    resources: { cpu: 1, memoryMb: 128, gpu: 0 },
+    pool: null,
+    constraints: {},
+    dependsOn: [],
+    retry: {
+      maxAttempts: 1,
+      strategy: "exponential",
+      initialDelaySeconds: 1,
+      backoffMultiplier: 2,
+      maxDelaySeconds: 1,
+    },
+    timeoutSeconds: 60,
+    attempts: 0,
+    runAt: null,
+    deadline: null,
+    offPeakOnly: false,
+    onFailure: null,
+    tags: {},
+    escalatedTo: null,
+    scheduleId: null,
+    updatedAt: fields.createdAt,
+    startedAt: null,
+    finishedAt: fields.updatedAt ?? fields.createdAt,
+    nextAttemptAt: null,
+    version: 1,
+    ...fields,
+  };
+}
