@@ -265,18 +265,16 @@ export class JobApi extends Construct {
     for (const route of ROUTES) {
       const fn = newFunction(route.id, handlerEntry(route, handlersDir), routeEnvironment);
       grantRoute(fn, route, props);
-      this.api.root
-        .resourceForPath(route.path)
-        .addMethod(
-          route.method,
-          // No second invoke permission per method for the console's test-invoke (stage `*`): one
-          // Lambda::Permission per route, not two, keeps the stack well under CloudFormation's
-          // 500 resources as routes and pools grow.
-          new apigateway.LambdaIntegration(fn, { allowTestInvoke: false }),
-          route.authorized
-            ? { authorizationType: apigateway.AuthorizationType.CUSTOM, authorizer: this.authorizer }
-            : { authorizationType: apigateway.AuthorizationType.NONE },
-        );
+      this.api.root.resourceForPath(route.path).addMethod(
+        route.method,
+        // No second invoke permission per method for the console's test-invoke (stage `*`): one
+        // Lambda::Permission per route, not two, keeps the stack well under CloudFormation's
+        // 500 resources as routes and pools grow.
+        new apigateway.LambdaIntegration(fn, { allowTestInvoke: false }),
+        route.authorized
+          ? { authorizationType: apigateway.AuthorizationType.CUSTOM, authorizer: this.authorizer }
+          : { authorizationType: apigateway.AuthorizationType.NONE },
+      );
       functions[route.id] = fn;
     }
     this.functions = functions;
