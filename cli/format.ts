@@ -37,9 +37,14 @@ export function paint(text: string, tone: Tone, color: boolean): string {
 // biome-ignore lint/suspicious/noControlCharactersInRegex: matching ANSI escapes is the point
 const ESCAPES = /\u001b\[[0-9;]*[A-Za-z]/g;
 
+/** The text without colour escapes. */
+export function stripAnsi(text: string): string {
+  return text.replace(ESCAPES, "");
+}
+
 /** The width a string takes on screen: escapes take none. */
 export function visibleLength(text: string): number {
-  return text.replace(ESCAPES, "").length;
+  return stripAnsi(text).length;
 }
 
 const STATUS_TONE: Readonly<Record<string, Tone>> = {
