@@ -74,7 +74,7 @@ export function table(headers: readonly string[], rows: readonly (readonly strin
   const line = (cells: readonly string[]): string =>
     cells
       .map((cell, column) =>
-        column === cells.length - 1 ? cell : cell + " ".repeat(widths[column] - visibleLength(cell)),
+        column === cells.length - 1 ? cell : cell + " ".repeat((widths[column] ?? 0) - visibleLength(cell)),
       )
       .join("  ")
       .trimEnd();
