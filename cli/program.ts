@@ -471,6 +471,46 @@ function buildProgram(io: Io, setExit: (code: number) => void): Command {
       },
     );
 
+  const bulk = program
+    .command("bulk")
+    .description("cancel or retry, in one call, a page of the jobs GET /jobs's filters match");
+  for (const action of ["cancel", "retry"] as const) {
+    const command = bulk
+      .command(action)
+      .description(`POST /jobs/${action}: your matching jobs (admins: anyone's), --limit at a time`)
+      .option("--status <statuses>", "comma-separated")
+      .option("--type <type>")
+      .option("--owner <owner>", "admins")
+      .option("--priority <priority>", "a name or an integer")
+      .option("--tag <key:value>")
+      .option("--project <project>")
+      .option("--schedule-id <id>")
+      .option("--created-after <iso>")
+      .option("--created-before <iso>")
+      .option("--limit <n>", "1..200 (default 50)", integer)
+      .option("--cursor <cursor>", "the nextCursor of a previous call");
+    if (action === "retry")
+      command
+        .option("--max-attempts <n>", "attempts each retry may use", integer)
+        .option("--dependents", "bring back the dependents their cascades cancelled");
+    command.action(async (options: ListFlags & { maxAttempts?: number; dependents?: boolean }) => {
+      const { limit, cursor, maxAttempts, dependents, ...filters } = options;
+      const filter = Object.fromEntries(Object.entries(filters).filter(([, v]) => v !== undefined));
+      const { client } = await connect();
+      const result = await api.bulkAct(client, action, { filter, limit, cursor, maxAttempts, dependents });
+      show(result, () => {
+        const rows = [
+          ...result.acted.map((id) => [id, action === "cancel" ? "cancelled" : "retried", ""]),
+          ...result.skipped.map((s) => [s.id, "skipped", s.reason]),
+        ];
+        const text = rows.length > 0 ? table(["ID", "OUTCOME", "REASON"], rows) : "no matching jobs";
+        return result.nextCursor
+          ? `${text}\n${paint(`more: --cursor ${result.nextCursor}`, "dim", color)}`
+          : text;
+      });
+    });
+  }
+
   program
     .command("priority")
     .description("change a job's priority, or (admins) put it just ahead of a queued job")

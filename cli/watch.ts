@@ -99,8 +99,8 @@ export async function watchJobs(options: WatchOptions): Promise<0 | 1> {
         );
       return;
     }
-    const width = (options.out.columns ?? 100) - 1;
-    const room = Math.max(1, (options.out.rows ?? 24) - 2);
+    const width = (options.out.columns || 100) - 1;
+    const room = Math.max(1, (options.out.rows || 24) - 2);
     const shown = [...jobs.values()];
     // Jobs still running first when they do not all fit: they are what is being watched.
     const ordered =
