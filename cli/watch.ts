@@ -1,4 +1,4 @@
-import type { JobqClient, JobStatus, LogLine } from "../client";
+import { JobqApiError, type JobqClient, JobqUnreachableError, type JobStatus, type LogLine } from "../client";
 import { type JobStream, openJobStream, type StreamJob } from "../client/stream";
 import { getStats } from "./api";
 import { isTerminal, logLine, progressLine, summaryBar, type WatchedJob } from "./format";
@@ -148,17 +148,26 @@ export async function watchJobs(options: WatchOptions): Promise<0 | 1> {
     }
   };
 
-  stream = await openJobStream(client, {
-    url: options.streamUrl,
-    token: options.token,
-    subscription: all ? { all: true } : { jobIds: [...wanted] },
-    onJob: (job: StreamJob) => update(job as Tracked),
-  });
   try {
-    const opened = await Promise.race([
-      stream.opened().then(() => true),
-      new Promise<false>((resolve) => setTimeout(() => resolve(false), 10_000).unref()),
-    ]);
+    stream = await openJobStream(client, {
+      url: options.streamUrl,
+      token: options.token,
+      subscription: all ? { all: true } : { jobIds: [...wanted] },
+      onJob: (job: StreamJob) => update(job as Tracked),
+    });
+  } catch (error) {
+    // No answer from the API at all is the caller's exit 4; an API that names no stream
+    // (GET /health without streamUrl) is still watched, over HTTP alone.
+    if (error instanceof JobqUnreachableError || error instanceof JobqApiError) throw error;
+    options.err.write(`warning: ${(error as Error).message}; reading jobs over HTTP only\n`);
+  }
+  try {
+    const opened =
+      stream === undefined ||
+      (await Promise.race([
+        stream.opened().then(() => true),
+        new Promise<false>((resolve) => setTimeout(() => resolve(false), 10_000).unref()),
+      ]));
     if (!opened)
       options.err.write("warning: the job stream is not open yet; reading jobs over HTTP meanwhile\n");
     // Read after subscribing, so a change between the read and the subscription is not missed;
@@ -183,7 +192,7 @@ export async function watchJobs(options: WatchOptions): Promise<0 | 1> {
     else if (!options.json) options.out.write(`${summaryBar([...jobs.values()], { color: false })}\n`);
     return watchExitCode([...jobs.values()]);
   } finally {
-    await stream.close();
+    await stream?.close();
   }
 }
 

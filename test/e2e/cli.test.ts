@@ -3,6 +3,8 @@ import { mkdtemp, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
+import { watchJobs } from "../../cli/watch";
+import { JobqClient } from "../../client";
 import { useLocalStack } from "../support/e2e";
 
 /**
@@ -121,6 +123,29 @@ describe("the jobq CLI against the local stack", () => {
 
     const watched = ok(await jobq(["watch", "-f", answerFile]));
     expect(watched.stdout.trim().split("\n").at(-1)).toMatch(/3\/3 done · 3 completed$/);
+  }, 150_000);
+
+  it("redraws a block with colour on a TTY, ending with the summary bar", async () => {
+    e2e.showWorkersOnFailure();
+    const job = await e2e.submit({ type: "echo" });
+    let text = "";
+    const screen = { isTTY: true, columns: 120, rows: 20, write: (chunk: string) => (text += chunk) };
+    const code = await watchJobs({
+      // Not e2e.client: its contract recorder would flag GET /stats, which has no OpenAPI entry yet.
+      client: new JobqClient({ url: e2e.stack.url, token: TOKEN }),
+      token: TOKEN,
+      ids: [job.id],
+      out: screen,
+      err: screen,
+      tty: true,
+      color: true,
+      json: false,
+    });
+    expect(code).toBe(0);
+    // Each redraw moves the cursor up over the previous block and clears below it
+    expect(text).toContain("\u001b[2A\u001b[J");
+    expect(text).toContain("\u001b[32mcompleted\u001b[0m");
+    expect(text.trimEnd().split("\n").at(-1)).toMatch(/1\/1 done/);
   }, 150_000);
 
   it("follows a log job's lines until it ends", async () => {
