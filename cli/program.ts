@@ -1,3 +1,4 @@
+import { readFileSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { Command, CommanderError, InvalidArgumentError } from "commander";
 import {
@@ -159,6 +160,13 @@ function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 
+function packageVersion(): string {
+  const manifest = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as {
+    version?: string;
+  };
+  return manifest.version ?? "unknown";
+}
+
 function buildProgram(io: Io, setExit: (code: number) => void): Command {
   const tty = io.out.isTTY === true;
   const color = colorEnabled(io.out.isTTY, io.env);
@@ -172,6 +180,7 @@ function buildProgram(io: Io, setExit: (code: number) => void): Command {
       "--profile <name>",
       "a profile saved by `jobq login` (default: JOBQ_URL/JOBQ_TOKEN, then the default profile)",
     )
+    .version(packageVersion(), "-V, --version")
     .option("--json", "print the API's JSON instead of tables")
     .exitOverride()
     .configureOutput({

@@ -8,11 +8,10 @@ import { JobqClient } from "../../client";
 import { useLocalStack } from "../support/e2e";
 
 /**
- * The `jobq` CLI run as a user runs it: a child process (`node --import tsx cli/main.ts`, what the
- * bin's shebang does) against the whole local stack, connected through JOBQ_URL / JOBQ_TOKEN or a
- * saved profile, with HOME in a temporary directory. Output is piped, so it is the plain-line
- * form. Every wait is the CLI's own (watch, logs --follow) under the child's deadline; nothing
- * asserts on timing.
+ * The `jobq` CLI run as a user runs it: a child process (`node cli/bin.mjs`, the package's bin)
+ * against the whole local stack, connected through JOBQ_URL / JOBQ_TOKEN or a saved profile,
+ * with HOME in a temporary directory. Output is piped, so it is the plain-line form. Every wait
+ * is the CLI's own (watch, logs --follow) under the child's deadline; nothing asserts on timing.
  */
 
 const TOKEN = "e2e-cli-token";
@@ -40,7 +39,7 @@ function jobq(args: readonly string[], env: Record<string, string> = {}): Promis
   return new Promise((resolve) => {
     execFile(
       process.execPath,
-      ["--import", "tsx", "cli/main.ts", ...args],
+      ["cli/bin.mjs", ...args],
       {
         cwd: process.cwd(),
         timeout: CHILD_DEADLINE_MS,
