@@ -75,11 +75,8 @@ export async function run(argv: readonly string[], io: Io): Promise<number> {
 function report(error: unknown, err: Output): number {
   if (error instanceof CommanderError) {
     // Commander has printed its own message (or the help) already.
-    return error.code === "commander.helpDisplayed" ||
-      error.code === "commander.help" ||
-      error.code === "commander.version"
-      ? EXIT.ok
-      : EXIT.usage;
+    // Help and --version exit 0; help shown for a missing subcommand, like any parse error, is usage.
+    return error.exitCode === 0 ? EXIT.ok : EXIT.usage;
   }
   if (error instanceof UsageError || error instanceof ConfigError) {
     err.write(`error: ${error.message}\n`);

@@ -177,6 +177,8 @@ describe("exit codes", () => {
     expect(err.text()).toContain("--cpu");
     expect(await run(["no-such-command"], { out: sink(), err: sink(), env: {} })).toBe(2);
     expect(await run(["submit"], { out: sink(), err: sink(), env: {} })).toBe(2);
+    expect(await run(["schedules"], { out: sink(), err: sink(), env: {} })).toBe(2);
+    expect(await run(["submit", "--help"], { out: sink(), err: sink(), env: {} })).toBe(0);
     const out = sink();
     expect(await run(["--help"], { out, err: sink(), env: {} })).toBe(0);
     expect(out.text()).toContain("watch");
