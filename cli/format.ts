@@ -1,3 +1,5 @@
+import { stripVTControlCharacters } from "node:util";
+
 /**
  * The CLI's pure formatting: colours, tables, bars, durations, ETAs and the watch view's lines.
  * No I/O and no clock: callers pass `now` and whether colour is on, so every function here is a
@@ -34,12 +36,9 @@ export function paint(text: string, tone: Tone, color: boolean): string {
   return color ? `\u001b[${ANSI[tone]}m${text}\u001b[0m` : text;
 }
 
-// biome-ignore lint/suspicious/noControlCharactersInRegex: matching ANSI escapes is the point
-const ESCAPES = /\u001b\[[0-9;]*[A-Za-z]/g;
-
 /** The text without colour escapes. */
 export function stripAnsi(text: string): string {
-  return text.replace(ESCAPES, "");
+  return stripVTControlCharacters(text);
 }
 
 /** The width a string takes on screen: escapes take none. */
