@@ -3,7 +3,7 @@ import middy from "@middy/core";
 import type { DynamoDBBatchResponse, DynamoDBRecord, DynamoDBStreamEvent } from "aws-lambda";
 import { logger } from "../app/logger";
 import { applyJobChanges, type SequencedChange, statsContext } from "../app/stats";
-import { jobChangeOf } from "../store/stream-images";
+import { jobChangeOf } from "../store/job-stream";
 
 export { STATS_CONSUMER } from "./stats-settings";
 

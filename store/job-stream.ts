@@ -1,15 +1,48 @@
-import type { AttributeValue } from "@aws-sdk/client-dynamodb";
+import type { AttributeValue as SdkAttributeValue } from "@aws-sdk/client-dynamodb";
 import { unmarshall } from "@aws-sdk/util-dynamodb";
-import type { DynamoDBRecord } from "aws-lambda";
-import type { Job, JobStatus } from "../core/job";
+import type { AttributeValue, DynamoDBRecord } from "aws-lambda";
+import { JOB_STATUSES, type Job, type JobStatus } from "../core/job";
+import type { JobChange, JobImage } from "../core/stats";
 import { isAnnounced } from "../core/stream";
 import { fromJobItem } from "./job-items";
 import { JOB_SK } from "./keys";
 
 /**
- * The jobs table's change stream (store/tables.ts: NEW_AND_OLD_IMAGES) read as job changes: which
- * records are announced status changes (core/stream.ts) and the job each one leaves behind.
+ * The Jobs table's change stream (store/tables.ts: NEW_AND_OLD_IMAGES, as Lambda delivers it)
+ * read as job changes, for both of its consumers: the broadcaster's announced status changes
+ * (core/stream.ts) and the /stats fold's job images (core/stats.ts). Only the job item itself
+ * (sk = "JOB") is a job; results, attempts, logs, transitions and edges share its partition and
+ * are skipped here.
  */
+
+/** A record's job item before and after the write, as plain items. */
+export interface JobItemImages {
+  /** The record's sequence number: what a partial batch failure names to be retried from. */
+  readonly sequence: string;
+  readonly old: Record<string, unknown> | null;
+  readonly new: Record<string, unknown> | null;
+}
+
+/** The record's job item images, or null for a record of any other item. */
+export function jobItemImages(record: DynamoDBRecord): JobItemImages | null {
+  const stream = record.dynamodb;
+  // The keys first: most records are of other items, and their images need not be read.
+  const keySk = stream?.Keys?.sk?.S;
+  if (keySk !== undefined && keySk !== JOB_SK) return null;
+  const old = plainItem(stream?.OldImage);
+  const next = plainItem(stream?.NewImage);
+  if ((old ?? next)?.sk !== JOB_SK) return null;
+  return { sequence: stream?.SequenceNumber ?? "", old, new: next };
+}
+
+function plainItem(image: Record<string, AttributeValue> | undefined): Record<string, unknown> | null {
+  // aws-lambda's AttributeValue and the SDK's describe the same DynamoDB JSON.
+  return image ? unmarshall(image as Record<string, SdkAttributeValue>) : null;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The broadcaster's view
+// ---------------------------------------------------------------------------------------------
 
 export interface AnnouncedChange {
   /** The record's sequence number: what a partial batch failure names to be retried from. */
@@ -22,28 +55,63 @@ export interface AnnouncedChange {
 export function announcedChanges(records: readonly DynamoDBRecord[]): AnnouncedChange[] {
   const changes: AnnouncedChange[] = [];
   for (const record of records) {
-    const stream = record.dynamodb;
-    // Only the job item (sk = JOB); results, attempts, logs, transitions and edges share its partition.
-    if (stream?.Keys?.sk?.S !== JOB_SK) continue;
-    const oldImage = image(stream.OldImage);
-    const newImage = image(stream.NewImage);
+    const images = jobItemImages(record);
+    if (!images) continue;
     const announced = isAnnounced({
-      oldStatus: statusOf(oldImage),
-      oldStaged: oldImage?.staged === true,
-      newStatus: statusOf(newImage),
-      newStaged: newImage?.staged === true,
+      oldStatus: statusOf(images.old),
+      oldStaged: images.old?.staged === true,
+      newStatus: statusOf(images.new),
+      newStaged: images.new?.staged === true,
     });
-    if (!announced || !newImage) continue;
-    changes.push({ sequenceNumber: stream.SequenceNumber ?? "", job: fromJobItem(newImage) });
+    if (!announced || !images.new) continue;
+    changes.push({ sequenceNumber: images.sequence, job: fromJobItem(images.new) });
   }
   return changes;
 }
 
-function image(value: Record<string, unknown> | undefined): Record<string, unknown> | null {
-  // The Lambda event's and the SDK's AttributeValue types differ only in their TypeScript shape.
-  return value ? unmarshall(value as Record<string, AttributeValue>) : null;
-}
-
 function statusOf(item: Record<string, unknown> | null): JobStatus | null {
   return typeof item?.status === "string" ? (item.status as JobStatus) : null;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The /stats fold's view
+// ---------------------------------------------------------------------------------------------
+
+const STATUS_SET: ReadonlySet<string> = new Set(JOB_STATUSES);
+
+/** A job item image (DynamoDB JSON) as the stats fold reads it; null for anything that is not a job item. */
+export function jobImageOf(image: Record<string, AttributeValue> | undefined): JobImage | null {
+  return jobImageOfItem(plainItem(image));
+}
+
+function jobImageOfItem(item: Record<string, unknown> | null): JobImage | null {
+  if (!item) return null;
+  const text = (v: unknown): string | null => (typeof v === "string" && v !== "" ? v : null);
+  const status = text(item.status);
+  const id = text(item.id);
+  if (item.sk !== JOB_SK || item.entity !== "job" || !id || !status || !STATUS_SET.has(status)) return null;
+  const reservation = item.reservation as { pool?: unknown } | null | undefined;
+  return {
+    id,
+    status: status as JobStatus,
+    owner: text(item.owner) ?? "",
+    type: text(item.type) ?? "",
+    pool: text(item.pool),
+    reservationPool: text(reservation?.pool),
+    createdAt: text(item.createdAt) ?? "",
+    updatedAt: text(item.updatedAt) ?? text(item.createdAt) ?? "",
+    queuedAt: text(item.queuedAt),
+    attemptStartedAt: text(item.attemptStartedAt),
+    staged: item.staged === true,
+  };
+}
+
+/** A record's job change, or null when it concerns no job item (or carries no sequence number). */
+export function jobChangeOf(record: DynamoDBRecord): (JobChange & { readonly sequence: string }) | null {
+  const images = jobItemImages(record);
+  if (!images?.sequence) return null;
+  const old = jobImageOfItem(images.old);
+  const next = jobImageOfItem(images.new);
+  if (!old && !next) return null;
+  return { sequence: images.sequence, old, new: next };
 }

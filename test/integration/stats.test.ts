@@ -27,6 +27,7 @@ import { invokeHandler } from "../../local/lambda";
 import type { NodeCapacity } from "../../store/capacity";
 import { createDocumentClient } from "../../store/dynamo";
 import { JobRepository } from "../../store/job-repository";
+import { jobChangeOf } from "../../store/job-stream";
 import { NodeRepository } from "../../store/nodes";
 import {
   GAUGE_PK,
@@ -39,7 +40,6 @@ import {
   STATS_SK,
   StatsRepository,
 } from "../../store/stats";
-import { jobChangeOf } from "../../store/stream-images";
 import { UsageRepository } from "../../store/usage";
 import { startTestApi, type TestApi } from "../support/api";
 import { runOnNode } from "../support/attempts";

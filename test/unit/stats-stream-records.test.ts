@@ -1,7 +1,7 @@
 import type { AttributeValue, DynamoDBRecord } from "aws-lambda";
 import { describe, expect, it } from "vitest";
 import { foldChanges } from "../../core/stats";
-import { jobChangeOf, jobImageOf } from "../../store/stream-images";
+import { jobChangeOf, jobImageOf } from "../../store/job-stream";
 
 /** A job item image as DynamoDB Streams delivers it (DynamoDB JSON). */
 function jobImage(overrides: Record<string, AttributeValue> = {}): Record<string, AttributeValue> {
