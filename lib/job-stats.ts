@@ -2,13 +2,12 @@ import { fileURLToPath } from "node:url";
 import { Duration, RemovalPolicy } from "aws-cdk-lib";
 import type * as dynamodb from "aws-cdk-lib/aws-dynamodb";
 import * as lambda from "aws-cdk-lib/aws-lambda";
-import { DynamoEventSource, SqsDlq } from "aws-cdk-lib/aws-lambda-event-sources";
 import type * as nodejs from "aws-cdk-lib/aws-lambda-nodejs";
 import type * as logs from "aws-cdk-lib/aws-logs";
-import * as sqs from "aws-cdk-lib/aws-sqs";
+import type * as sqs from "aws-cdk-lib/aws-sqs";
 import { Construct } from "constructs";
 import { STATS_CONSUMER } from "../functions/stats-settings";
-import { JOB_SK } from "../store/keys";
+import { consumeJobStream } from "./job-stream-source";
 import { grantTable, jobqFunction } from "./jobq-function";
 
 /** functions/stats-stream.ts of this repository. */
@@ -57,29 +56,15 @@ export class JobStats extends Construct {
     });
     grantTable(this.consumer, props.policyTable, STATS_CONSUMER.policyTable);
 
-    this.failedBatches = new sqs.Queue(this, "FailedBatches", {
-      encryption: sqs.QueueEncryption.SQS_MANAGED,
-      enforceSSL: true,
-      retentionPeriod: Duration.days(14),
-    });
     const source = STATS_CONSUMER.eventSource;
-    this.consumer.addEventSource(
-      new DynamoEventSource(props.jobsTable, {
-        startingPosition: lambda.StartingPosition[source.startingPosition],
-        batchSize: source.batchSize,
-        maxBatchingWindow: Duration.seconds(source.maxBatchingWindowSeconds),
-        reportBatchItemFailures: source.reportBatchItemFailures,
-        bisectBatchOnError: source.bisectBatchOnError,
-        parallelizationFactor: source.parallelizationFactor,
-        retryAttempts: props.retryAttempts ?? 10,
-        onFailure: new SqsDlq(this.failedBatches),
-        // Only the job item moves a figure; its partition's other items change far more often.
-        filters: [
-          lambda.FilterCriteria.filter({
-            dynamodb: { Keys: { sk: { S: lambda.FilterRule.isEqual(JOB_SK) } } },
-          }),
-        ],
-      }),
-    );
+    this.failedBatches = consumeJobStream(this, this.consumer, props.jobsTable, {
+      startingPosition: lambda.StartingPosition[source.startingPosition],
+      batchSize: source.batchSize,
+      maxBatchingWindow: Duration.seconds(source.maxBatchingWindowSeconds),
+      reportBatchItemFailures: source.reportBatchItemFailures,
+      bisectBatchOnError: source.bisectBatchOnError,
+      parallelizationFactor: source.parallelizationFactor,
+      retryAttempts: props.retryAttempts ?? 10,
+    });
   }
 }

@@ -5,12 +5,11 @@ import { WebSocketLambdaAuthorizer } from "aws-cdk-lib/aws-apigatewayv2-authoriz
 import { WebSocketLambdaIntegration } from "aws-cdk-lib/aws-apigatewayv2-integrations";
 import type * as dynamodb from "aws-cdk-lib/aws-dynamodb";
 import * as lambda from "aws-cdk-lib/aws-lambda";
-import { DynamoEventSource, SqsDlq } from "aws-cdk-lib/aws-lambda-event-sources";
 import type * as nodejs from "aws-cdk-lib/aws-lambda-nodejs";
 import type * as logs from "aws-cdk-lib/aws-logs";
-import * as sqs from "aws-cdk-lib/aws-sqs";
+import type * as sqs from "aws-cdk-lib/aws-sqs";
 import { Construct } from "constructs";
-import { JOB_SK } from "../store/keys";
+import { consumeJobStream } from "./job-stream-source";
 import { grantTable, jobqFunction } from "./jobq-function";
 
 /** functions/stream of this repository: connect, disconnect, message, broadcaster, authorizer. */
@@ -136,30 +135,15 @@ export class JobStream extends Construct {
     // execute-api:ManageConnections on this API's stage's @connections only.
     this.stage.grantManagementApiAccess(this.broadcaster);
 
-    this.failedBatches = new sqs.Queue(this, "FailedBatches", {
-      encryption: sqs.QueueEncryption.SQS_MANAGED,
-      enforceSSL: true,
-      retentionPeriod: Duration.days(14),
+    this.failedBatches = consumeJobStream(this, this.broadcaster, props.jobsTable, {
+      // Connected clients want what happens from now on; after a reconnect they resynchronise
+      // with GET /jobs?updatedSince= (docs/stream.md).
+      startingPosition: lambda.StartingPosition.LATEST,
+      batchSize: props.batchSize ?? 100,
+      bisectBatchOnError: true,
+      reportBatchItemFailures: true,
+      retryAttempts: props.retryAttempts ?? 3,
+      maxRecordAge: Duration.hours(1),
     });
-    this.broadcaster.addEventSource(
-      new DynamoEventSource(props.jobsTable, {
-        // Connected clients want what happens from now on; after a reconnect they resynchronise
-        // with GET /jobs?updatedSince= (docs/stream.md).
-        startingPosition: lambda.StartingPosition.LATEST,
-        batchSize: props.batchSize ?? 100,
-        bisectBatchOnError: true,
-        reportBatchItemFailures: true,
-        retryAttempts: props.retryAttempts ?? 3,
-        maxRecordAge: Duration.hours(1),
-        onFailure: new SqsDlq(this.failedBatches),
-        // Only the job item's records invoke the function (filtered records cost nothing):
-        // attempts, logs, transitions and edges share its partition and change far more often.
-        filters: [
-          lambda.FilterCriteria.filter({
-            dynamodb: { Keys: { sk: { S: lambda.FilterRule.isEqual(JOB_SK) } } },
-          }),
-        ],
-      }),
-    );
   }
 }
