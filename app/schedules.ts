@@ -241,8 +241,11 @@ async function submitFire(
   const principal = { id: schedule.owner, admin: false };
   // A fire already made (a retried trigger, a replayed pass) answers its job, whatever the
   // overlap rule says now: that job is the previous fire's, still running.
-  const made = await new Idempotency(ctx.repo).isComplete(principal, key, ctx.clock);
-  if (!made && schedule.overlap === "skip" && schedule.lastJobId !== null) {
+  if (
+    schedule.overlap === "skip" &&
+    schedule.lastJobId !== null &&
+    !(await new Idempotency(ctx.repo).isComplete(principal, key, ctx.clock))
+  ) {
     const previous = (await ctx.repo.getJobItems([schedule.lastJobId])).get(schedule.lastJobId);
     const reason = overlapSkipReason(schedule.overlap, previous ?? null);
     if (reason) return skipped(reason);
