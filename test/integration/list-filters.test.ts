@@ -10,6 +10,7 @@ import { createDocumentClient } from "../../store/dynamo";
 import { toJobItem } from "../../store/job-items";
 import { JobRepository } from "../../store/job-repository";
 import { seededJob } from "../support/jobs";
+import { ownTables } from "../support/scheduling";
 
 /**
  * Issue 12, defect 9: GET /jobs reads a bounded amount per request. A sparse filter answers a
@@ -19,7 +20,12 @@ import { seededJob } from "../support/jobs";
  */
 
 const db = createDocumentClient({ region: LOCAL_REGION, endpoint: inject("dynamoEndpoint") });
-const repo = new JobRepository(db, inject("tables").Jobs ?? "");
+/**
+ * Tables of this file's own: the admin's walk reads every job of every day it passes, and with a
+ * budget of one entry per page the shared tables' busy days (every other file's jobs of today)
+ * would take thousands of pages.
+ */
+let repo: JobRepository;
 
 const DAY_MS = 86_400_000;
 /**
@@ -29,7 +35,7 @@ const DAY_MS = 86_400_000;
  */
 const START = Date.parse(`${new Date(Date.now() + DAY_MS).toISOString().slice(0, 10)}T00:00:00.000Z`);
 const clock = () => new Date(START + 3 * DAY_MS);
-const ctx = { repo, clock };
+let ctx: { repo: JobRepository; clock: () => Date };
 const TERMINAL: readonly JobStatus[] = ["completed", "failed", "cancelled", "escalated"];
 const RUN = randomBytes(4).toString("hex");
 const OWNER = `list-filters-${RUN}`;
@@ -64,9 +70,10 @@ const ADMIN: Principal = { id: `list-filters-admin-${RUN}`, admin: true };
 const UNBOUNDED: ListBudget = { inspected: 1_000_000, queries: 1_000_000, fetched: 1_000_000, millis: 1e12 };
 
 beforeAll(async () => {
+  repo = new JobRepository(db, (await ownTables(`jobq-list-filters-${RUN}-`)).jobs);
+  ctx = { repo, clock };
   await repo.batchPut(jobs.map((job) => toJobItem(job, 0, false)));
-  // What a submission today records, so the admin's walk reaches back past these days. Never a
-  // later day: it would hide today's jobs from every other test's admin list.
+  // What a submission today records, so the admin's walk reaches back past these days.
   await repo.recordFirstDay(new Date().toISOString().slice(0, 10));
 });
 
