@@ -1,4 +1,5 @@
 import { render } from "preact";
+import "./theme.css";
 
 function App() {
   return <main>jobq</main>;
