@@ -122,6 +122,9 @@ const MAX_CAUSE_CHARS = 32_768;
 const REPORT_GRACE_MS = 10_000;
 /** Step Functions' answers that mean the execution no longer waits for this token. */
 const TOKEN_GONE = new Set(["TaskTimedOut", "TaskDoesNotExist", "InvalidToken"]);
+/** How long an admin's drain waits for the node's last reservations to be released before leaving. */
+const DEREGISTER_PATIENCE_MS = 30_000;
+const DEREGISTER_RETRY_MS = 500;
 /** The loop re-checks at least this often, whatever it waits for. */
 const IDLE_CHECK_MS = 5000;
 const RECEIVE_ERROR_BACKOFF_MS = 2000;
@@ -730,14 +733,25 @@ export class Worker {
     // Messages a long poll still brings are handed back rather than left invisible.
     await this.untilDrainDeadline(Promise.all(this.longPolls.values()));
 
+    // An attempt's capacity is released by its lifecycle execution after the worker reports, a
+    // moment later, and a job booked here but not started is released when another node takes
+    // it: an unhurried drain (an admin's) keeps the node beating and tries again for a while, so
+    // that the node leaves rather than going silent and being found lost.
+    const patient = !Number.isFinite(this.drainDeadline);
+    const until = Date.now() + (patient ? DEREGISTER_PATIENCE_MS : 0);
+    let gone = false;
+    for (;;) {
+      try {
+        gone = await this.deps.nodes.deregister(this.options.pool, this.nodeId);
+      } catch (error) {
+        this.log.warn("node not deregistered", { error: errorInfo(error) });
+      }
+      if (gone || Date.now() >= until) break;
+      await delay(DEREGISTER_RETRY_MS);
+    }
+    if (!gone) this.log.warn("node still holds reservations; left draining", { nodeId: this.nodeId });
     clearInterval(this.nodeTimer);
     await this.nodeBeat;
-    try {
-      const gone = await this.deps.nodes.deregister(this.options.pool, this.nodeId);
-      if (!gone) this.log.warn("node still holds reservations; left draining", { nodeId: this.nodeId });
-    } catch (error) {
-      this.log.warn("node not deregistered", { error: errorInfo(error) });
-    }
     this.state = "stopped";
     this.log.info("worker stopped", { nodeId: this.nodeId });
   }
