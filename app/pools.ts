@@ -80,6 +80,9 @@ export async function listPools(ctx: PoolsContext, options: ListPoolsOptions = {
   );
 }
 
+/** Wider than any id a worker registers, narrower than anything DynamoDB would refuse. */
+const NODE_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+
 export interface DrainAnswer {
   /** 202 when this call started the drain, 200 when the node was already draining. */
   readonly started: boolean;
@@ -102,6 +105,9 @@ export async function drainNode(
 ): Promise<DrainAnswer> {
   if (!principal.admin) throw new ForbiddenError("only an admin may drain a node");
   if (!ctx.pools.some((p) => p.name === pool)) throw new NotFoundError(`no pool named ${pool}`);
+  // No node could have another id (worker/config.ts: a 1..64-character name, `-`, 12 hex digits),
+  // and one past DynamoDB's key size would be a ValidationException, not an answer.
+  if (!NODE_ID.test(nodeId)) throw new NotFoundError(`no node ${nodeId.slice(0, 80)} in pool ${pool}`);
   const outcome = await ctx.nodes.drain(pool, nodeId, principal.id, ctx.clock());
   switch (outcome.kind) {
     case "absent":

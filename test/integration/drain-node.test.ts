@@ -89,6 +89,11 @@ describe("POST /pools/{pool}/nodes/{id}/drain", () => {
     expect(pool.json.error).toMatchObject({ code: "not_found", message: "no pool named no-such-pool" });
     expect(node.status).toBe(404);
     expect(node.json.error.code).toBe("not_found");
+    for (const id of ["x".repeat(2000), "../cpu", "node with spaces"]) {
+      const odd = await api.request<ErrorBody>("POST", path("cpu", id), { token: "admin-token" });
+      expect(odd.status, id.slice(0, 20)).toBe(404);
+      expect(odd.json.error.code).toBe("not_found");
+    }
   });
 
   it("drains an up node (202, who and when), answers a repeated drain 200 with the same node, and GET /pools shows it", async () => {

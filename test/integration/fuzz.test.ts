@@ -860,7 +860,7 @@ describe("POST /pools/{pool}/nodes/{id}/drain under fuzzing", () => {
     };
     const id = fc.oneof(
       anyString.filter((s) => s.length > 0),
-      fc.constantFrom("cpu", "gpu", "%00", "..", "constructor", "__proto__", "node-1"),
+      fc.constantFrom("cpu", "gpu", "%00", "..", "constructor", "__proto__", "node-1", "n".repeat(2000)),
     );
     await fc.assert(
       fc.asyncProperty(id, id, fc.constantFrom("admin-token", fuzzer.token), async (pool, node, token) => {
