@@ -1,3 +1,5 @@
+import { ForbiddenError, InvalidTransitionError, NotFoundError } from "../core/errors";
+import type { Principal } from "../core/principal";
 import { config } from "../functions/config";
 import type { NodeCapacity } from "../store/capacity";
 import { createDocumentClient } from "../store/dynamo";
@@ -37,6 +39,9 @@ export interface NodeView {
   readonly used: NodeCapacity;
   readonly status: NodeStatus;
   readonly lastHeartbeatAt: string;
+  /** The admin who drained it (POST /pools/{pool}/nodes/{id}/drain); null otherwise. */
+  readonly drainedBy: string | null;
+  readonly drainedAt: string | null;
 }
 
 export interface PoolView {
@@ -69,16 +74,67 @@ export async function listPools(ctx: PoolsContext, options: ListPoolsOptions = {
         labels: pool.labels,
         capacity: sum(up.map((n) => n.capacity)),
         used: sum(up.map((n) => n.used)),
-        nodes: nodes.map((n) => ({
-          id: n.nodeId,
-          capacity: copy(n.capacity),
-          used: copy(n.used),
-          status: n.status,
-          lastHeartbeatAt: n.lastHeartbeatAt,
-        })),
+        nodes: nodes.map(nodeView),
       };
     }),
   );
+}
+
+/** Wider than any id a worker registers, narrower than anything DynamoDB would refuse. */
+const NODE_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+
+export interface DrainAnswer {
+  /** 202 when this call started the drain, 200 when the node was already draining. */
+  readonly started: boolean;
+  readonly node: NodeView;
+}
+
+/**
+ * POST /pools/{pool}/nodes/{id}/drain (admin): the node takes no new work, finishes what it
+ * runs, then leaves. The write only flips the node to `draining`; admission already skips such
+ * nodes (core/admission.ts, and the capacity reservation's own `status = up` condition covers a
+ * pass that read the node just before), and the worker notices on its next node heartbeat and
+ * stops as on SIGTERM (worker/runtime.ts). Jobs booked on the node but not started are taken by
+ * the pool's other nodes, as a lost node's are (app/attempts.ts moves the booking).
+ */
+export async function drainNode(
+  ctx: PoolsContext & Pick<AppContext, "clock">,
+  principal: Principal,
+  pool: string,
+  nodeId: string,
+): Promise<DrainAnswer> {
+  if (!principal.admin) throw new ForbiddenError("only an admin may drain a node");
+  if (!ctx.pools.some((p) => p.name === pool)) throw new NotFoundError(`no pool named ${pool}`);
+  // No node could have another id (worker/config.ts: a 1..64-character name, `-`, 12 hex digits),
+  // and one past DynamoDB's key size would be a ValidationException, not an answer.
+  if (!NODE_ID.test(nodeId)) throw new NotFoundError(`no node ${nodeId.slice(0, 80)} in pool ${pool}`);
+  const outcome = await ctx.nodes.drain(pool, nodeId, principal.id, ctx.clock());
+  switch (outcome.kind) {
+    case "absent":
+      throw new NotFoundError(`no node ${nodeId} in pool ${pool}`);
+    case "lost":
+      throw new InvalidTransitionError(
+        "lost",
+        "draining",
+        `node ${nodeId} is lost (no heartbeat since ${outcome.node.lastHeartbeatAt}): its worker is gone, there is nothing to drain`,
+      );
+    case "drained":
+      return { started: true, node: nodeView(outcome.node) };
+    case "already_draining":
+      return { started: false, node: nodeView(outcome.node) };
+  }
+}
+
+function nodeView(n: NodeItem): NodeView {
+  return {
+    id: n.nodeId,
+    capacity: copy(n.capacity),
+    used: copy(n.used),
+    status: n.status,
+    lastHeartbeatAt: n.lastHeartbeatAt,
+    drainedBy: n.drainedBy ?? null,
+    drainedAt: n.drainedAt ?? null,
+  };
 }
 
 function byRegistration(a: NodeItem, b: NodeItem): number {

@@ -230,3 +230,63 @@ export function logLine(
   const attempt = line.attempt === null ? "[-]" : `[${line.attempt}]`;
   return `${paint(line.timestamp, "dim", color)} ${tone ? paint(level, tone, color) : level} ${attempt} ${line.message}`;
 }
+
+/** What `jobq nodes list` and `nodes drain --wait` read of GET /pools. */
+export interface NodesOfPool {
+  readonly name: string;
+  readonly nodes: readonly {
+    readonly id: string;
+    readonly status: string;
+    readonly capacity: { readonly cpu: number; readonly memoryMb: number; readonly gpu: number };
+    readonly used: { readonly cpu: number; readonly memoryMb: number; readonly gpu: number };
+    readonly lastHeartbeatAt: string;
+    readonly drainedBy?: string | null;
+  }[];
+}
+
+export const NODE_HEADERS = ["POOL", "NODE", "STATUS", "CPU", "MEMORY MB", "GPU", "HEARTBEAT", "DRAINED BY"];
+
+/** One row per node of the pools (only `pool`'s with a pool given), in the order GET /pools lists them. */
+export function nodeRows(pools: readonly NodesOfPool[], now: Date, pool?: string): string[][] {
+  return pools
+    .filter((p) => pool === undefined || p.name === pool)
+    .flatMap((p) =>
+      p.nodes.map((n) => [
+        p.name,
+        n.id,
+        n.status,
+        `${n.used.cpu}/${n.capacity.cpu}`,
+        `${n.used.memoryMb}/${n.capacity.memoryMb}`,
+        `${n.used.gpu}/${n.capacity.gpu}`,
+        relative(n.lastHeartbeatAt, now),
+        n.drainedBy ?? "-",
+      ]),
+    );
+}
+
+/**
+ * Where a drain stands, from GET /pools?lost=true: `gone` once the node deregistered, `lost` once
+ * it stopped heartbeating with bookings left (its worker has exited all the same), else its
+ * status and what it still runs or holds booked.
+ */
+export function drainState(
+  pools: readonly NodesOfPool[],
+  pool: string,
+  nodeId: string,
+): { readonly done: boolean; readonly status: string; readonly line: string } {
+  const node = pools.find((p) => p.name === pool)?.nodes.find((n) => n.id === nodeId);
+  if (!node) return { done: true, status: "gone", line: `node ${nodeId} of pool ${pool}: gone` };
+  if (node.status === "lost") {
+    return {
+      done: true,
+      status: "lost",
+      line: `node ${nodeId} of pool ${pool}: lost (its worker stopped heartbeating; what it held is released)`,
+    };
+  }
+  const { cpu, memoryMb, gpu } = node.used;
+  return {
+    done: false,
+    status: node.status,
+    line: `node ${nodeId} of pool ${pool}: ${node.status}, in use cpu ${cpu} mem ${memoryMb} MB gpu ${gpu}`,
+  };
+}

@@ -23,9 +23,12 @@ import {
 } from "./config";
 import {
   colorEnabled,
+  drainState,
   formatDuration,
   keyValues,
   logLine,
+  NODE_HEADERS,
+  nodeRows,
   paint,
   paintStatus,
   relative,
@@ -615,21 +618,41 @@ function buildProgram(io: Io, setExit: (code: number) => void): Command {
         (p) => !options.pool || p.name === options.pool,
       );
       const rows = pools.flatMap((pool) => pool.nodes.map((node) => ({ pool: pool.name, ...node })));
-      const now = new Date();
-      show(rows, () =>
-        table(
-          ["POOL", "NODE", "STATUS", "CPU", "MEMORY MB", "GPU", "HEARTBEAT"],
-          rows.map((n) => [
-            n.pool,
-            n.id,
-            n.status,
-            `${n.used.cpu}/${n.capacity.cpu}`,
-            `${n.used.memoryMb}/${n.capacity.memoryMb}`,
-            `${n.used.gpu}/${n.capacity.gpu}`,
-            relative(n.lastHeartbeatAt, now),
-          ]),
-        ),
+      show(rows, () => table(NODE_HEADERS, nodeRows(pools, new Date())));
+    });
+  nodes
+    .command("drain")
+    .description(
+      "drain a node (admins): it takes no new work, finishes what it runs, then leaves; " +
+        "--wait follows it until it is gone (exit 0)",
+    )
+    .argument("<pool>")
+    .argument("<nodeId>")
+    .option("--wait", "follow GET /pools until the node has left (gone, or lost once its worker exited)")
+    .action(async (pool: string, nodeId: string, options: { wait?: boolean }) => {
+      const { client } = await connect();
+      const { started, node } = await client.drainNode(pool, nodeId);
+      show({ pool, ...node }, () =>
+        started
+          ? `node ${node.id} of pool ${pool}: draining (drained by ${node.drainedBy ?? "?"})`
+          : `node ${node.id} of pool ${pool}: already draining${node.drainedBy ? ` (drained by ${node.drainedBy})` : ""}`,
       );
+      if (!options.wait) return;
+      // A worker notices the drain on its next node heartbeat and leaves once its attempts end,
+      // which can take as long as they run: poll, print each change, no deadline of our own.
+      let last = "";
+      for (;;) {
+        const state = drainState(await client.pools({ lost: true }), pool, nodeId);
+        if (state.line !== last) {
+          last = state.line;
+          if (!globals().json) write(state.line);
+        }
+        if (state.done) {
+          if (globals().json) write(JSON.stringify({ pool, id: nodeId, status: state.status }));
+          return;
+        }
+        await new Promise((resolve) => setTimeout(resolve, DRAIN_POLL_MS));
+      }
     });
 
   program
@@ -799,6 +822,9 @@ function buildProgram(io: Io, setExit: (code: number) => void): Command {
 
   return program;
 }
+
+/** How often `nodes drain --wait` reads GET /pools: one Query per pool each time. */
+const DRAIN_POLL_MS = 1000;
 
 interface SubmitFlags {
   readonly file?: string;

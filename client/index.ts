@@ -7,6 +7,7 @@ import type {
   jobSchema,
   jobViewSchema,
   logLineSchema,
+  nodeViewSchema,
   policyViewSchema,
   poolViewSchema,
   queueSnapshotSchema,
@@ -48,6 +49,7 @@ export type Attempt = z.output<typeof attemptSchema>;
 export type LogLine = z.output<typeof logLineSchema>;
 export type BatchResponse = z.output<typeof batchResponseSchema>;
 export type Pool = z.output<typeof poolViewSchema>;
+export type PoolNode = z.output<typeof nodeViewSchema>;
 export type QueueSnapshot = z.output<typeof queueSnapshotSchema>;
 export type PolicyView = z.output<typeof policyViewSchema>;
 export type QuotaView = z.output<typeof quotaViewSchema>;
@@ -382,6 +384,18 @@ export class JobqClient {
   /** PUT /quotas/{principal} (admin): replaces the limits. */
   async putQuota(principal: string, limits: QuotaLimitsInput): Promise<QuotaView> {
     return (await this.call<QuotaView>("PUT", `/quotas/${segment(principal)}`, { body: limits })).body;
+  }
+
+  /**
+   * POST /pools/{pool}/nodes/{id}/drain (admin): the node takes no new work, finishes what it
+   * runs, then leaves. `started` is false when it was already draining.
+   */
+  async drainNode(pool: string, nodeId: string): Promise<{ started: boolean; node: PoolNode }> {
+    const answer = await this.call<PoolNode>(
+      "POST",
+      `/pools/${segment(pool)}/nodes/${segment(nodeId)}/drain`,
+    );
+    return { started: answer.status === 202, node: answer.body };
   }
 
   /**

@@ -190,13 +190,20 @@ export const batchResponseSchema = z
 
 const capacitySchema = z.object({ cpu: z.number(), memoryMb: z.number(), gpu: z.number() });
 
-export const nodeViewSchema = z.object({
-  id: z.string(),
-  capacity: capacitySchema,
-  used: capacitySchema,
-  status: z.enum(["up", "draining", "lost"]),
-  lastHeartbeatAt: timestamp,
-});
+export const nodeViewSchema = z
+  .object({
+    id: z.string(),
+    capacity: capacitySchema,
+    used: capacitySchema,
+    status: z.enum(["up", "draining", "lost"]),
+    lastHeartbeatAt: timestamp,
+    drainedBy: z
+      .string()
+      .nullable()
+      .describe("the admin who drained it (POST /pools/{pool}/nodes/{id}/drain); null otherwise"),
+    drainedAt: timestamp.nullable(),
+  })
+  .register(apiResponses, { id: "Node" });
 
 export const poolViewSchema = z
   .object({

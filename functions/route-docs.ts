@@ -16,7 +16,7 @@ import {
   jobSchema,
   jobViewSchema,
   logPageSchema,
-  type nodeViewSchema,
+  nodeViewSchema,
   openApiDocumentSchema,
   type ownerRowSchema,
   policyViewSchema,
@@ -407,6 +407,22 @@ export const ROUTE_DOCS: Readonly<Record<string, RouteDoc>> = {
       },
     },
     errors: ["not_found", "invalid_transition", "unknown_type", "unsatisfiable_resources", "forbidden"],
+  },
+  DrainNode: {
+    summary: "Drain a worker node (admin): it takes no new work, finishes what it runs, then leaves",
+    description:
+      "The node becomes `draining` at once, with `drainedBy` and `drainedAt`; the scheduler books " +
+      "nothing more on it, and its worker notices on its next node heartbeat, stops taking messages, " +
+      "lets its running attempts finish and deregisters (the node then leaves GET /pools). Jobs booked " +
+      "on it but not started are taken by the pool's other nodes. In AWS the ECS service replaces the " +
+      "exited task, which registers as a new node. Draining a node that already drains answers 200 and " +
+      "changes nothing; a lost node answers 409 `invalid_transition`.",
+    tag: "admin",
+    responses: {
+      202: { description: "the node, now draining", schema: nodeViewSchema },
+      200: { description: "the node, which was already draining", schema: nodeViewSchema },
+    },
+    errors: ["forbidden", "not_found", "invalid_transition"],
   },
 };
 

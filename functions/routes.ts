@@ -381,6 +381,16 @@ export const ROUTES: readonly RouteSpec[] = [
     states: ["states:StartExecution"],
     publishesEvents: true,
   },
+  {
+    // One conditional update of the node item; a refused one reads the node to say why.
+    id: "DrainNode",
+    method: "POST",
+    path: "/pools/{pool}/nodes/{id}/drain",
+    handler: "drain-node",
+    authorized: true,
+    jobsTable: [],
+    nodesTable: ["dynamodb:GetItem", "dynamodb:UpdateItem"],
+  },
 ];
 
 /**

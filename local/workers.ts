@@ -10,7 +10,10 @@ import type { PoolConfig } from "../core/pools";
  * runs one task per node in AWS. Each gets the handlers' environment plus its pool and node size
  * (worker/config.ts); its output is prefixed `[worker cpu-1]`. A worker that dies unexpectedly is
  * restarted with backoff (it registers a fresh node id; the reconciler and the node-lost sweep
- * recover what the dead one held). stop() sends SIGTERM — the worker drains — and SIGKILL after
+ * recover what the dead one held). A worker that exits 0 left on purpose — drained by an admin
+ * (POST /pools/{pool}/nodes/{id}/drain) or by a SIGTERM of its own — and is not restarted: its
+ * node stays gone until the stack restarts (the local pools are a fixed set of nodes; there is no
+ * ECS service to replace it). stop() sends SIGTERM — the worker drains — and SIGKILL after
  * a grace; a worker whose stack died without stopping it drains and exits by itself
  * (worker-guard.ts).
  */
@@ -172,11 +175,16 @@ class WorkerSupervisor {
     }
     this.exited = new Promise<void>((resolve) => {
       let ended = false;
-      const end = (reason: string) => {
+      const end = (reason: string, drained = false) => {
         if (ended) return;
         ended = true;
         if (this.child === child) this.child = undefined;
-        if (!this.stopping) {
+        if (drained && !this.stopping) {
+          this.settings.output(
+            `${this.prefix} ${reason}: drained, not restarted until the stack restarts`,
+            "stdout",
+          );
+        } else if (!this.stopping) {
           this.settings.output(`${this.prefix} ${reason}`, "stderr");
           this.scheduleRestart(startedAt);
         }
@@ -184,7 +192,7 @@ class WorkerSupervisor {
       };
       // A spawn that failed emits error, and maybe no exit.
       child.once("error", (error) => end(`could not run: ${error.message}`));
-      child.once("exit", (code, signal) => end(`exited (${signal ?? `code ${code}`})`));
+      child.once("exit", (code, signal) => end(`exited (${signal ?? `code ${code}`})`, code === 0));
     });
   }
 

@@ -31,7 +31,17 @@ export interface NodeItem {
   readonly lastHeartbeatAt: string;
   /** When markLostNodes found it silent. */
   readonly lostAt?: string;
+  /** Who drained it through POST /pools/{pool}/nodes/{id}/drain (absent: its worker did, or nobody). */
+  readonly drainedBy?: string;
+  readonly drainedAt?: string;
 }
+
+/** What an admin's drain found: the node as it now is, and whether this call changed it. */
+export type DrainOutcome =
+  | { readonly kind: "drained"; readonly node: NodeItem }
+  | { readonly kind: "already_draining"; readonly node: NodeItem }
+  | { readonly kind: "lost"; readonly node: NodeItem }
+  | { readonly kind: "absent" };
 
 export interface NodeRegistration {
   readonly pool: string;
@@ -121,8 +131,17 @@ export class NodeRepository {
    * worker then registers again under a fresh node id.
    */
   async heartbeat(pool: string, nodeId: string, now: Date): Promise<boolean> {
-    return this.conditionally(() =>
-      this.db.send(
+    return (await this.beat(pool, nodeId, now)) !== null;
+  }
+
+  /**
+   * heartbeat() that also answers the node as stored after the write, or null when it may no
+   * longer beat. The worker learns from it that an admin drained its node: ReturnValues costs no
+   * extra read capacity, so noticing a drain adds no request to the beat the worker sends anyway.
+   */
+  async beat(pool: string, nodeId: string, now: Date): Promise<NodeItem | null> {
+    try {
+      const out = await this.db.send(
         new UpdateCommand({
           TableName: this.tableName,
           Key: { pool, sk: nodeSk(nodeId) },
@@ -130,9 +149,47 @@ export class NodeRepository {
           ConditionExpression: "attribute_exists(sk) AND #status <> :lost",
           ExpressionAttributeNames: { "#status": "status" },
           ExpressionAttributeValues: { ":now": now.toISOString(), ":lost": "lost" },
+          ReturnValues: "ALL_NEW",
         }),
-      ),
-    );
+      );
+      return (out.Attributes as NodeItem | undefined) ?? null;
+    } catch (error) {
+      if (isConditionFailure(error)) return null;
+      throw error;
+    }
+  }
+
+  /**
+   * An admin's drain: an `up` node becomes `draining`, with who asked and when, in one
+   * conditional write. A node already draining is left as it is (a repeated drain, or a worker
+   * already stopping on SIGTERM keeps its own story); a lost one cannot drain, its worker is gone.
+   */
+  async drain(pool: string, nodeId: string, by: string, now: Date): Promise<DrainOutcome> {
+    try {
+      const out = await this.db.send(
+        new UpdateCommand({
+          TableName: this.tableName,
+          Key: { pool, sk: nodeSk(nodeId) },
+          UpdateExpression: "SET #status = :draining, drainedBy = :by, drainedAt = :now",
+          ConditionExpression: "attribute_exists(sk) AND #status = :up",
+          ExpressionAttributeNames: { "#status": "status" },
+          ExpressionAttributeValues: {
+            ":draining": "draining",
+            ":up": "up",
+            ":by": by,
+            ":now": now.toISOString(),
+          },
+          ReturnValues: "ALL_NEW",
+        }),
+      );
+      return { kind: "drained", node: out.Attributes as NodeItem };
+    } catch (error) {
+      if (!isConditionFailure(error)) throw error;
+      // Only a refused drain reads: the item as it is now says why.
+      const old = await this.getNode(pool, nodeId);
+      if (!old) return { kind: "absent" };
+      return { kind: old.status === "lost" ? "lost" : "already_draining", node: old };
+    }
   }
 
   /**

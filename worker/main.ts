@@ -16,7 +16,10 @@ import { registerExampleTasks } from "./tasks/examples";
 /**
  * The worker process: an ECS task in AWS (worker/Dockerfile), a child process per configured
  * node locally (environment in worker/config.ts). SIGTERM or SIGINT drains the node and exits 0;
- * a second signal exits at once. Locally, spawn `node_modules/.bin/tsx worker/main.ts` (or
+ * a second signal exits at once. An admin's drain (POST /pools/{pool}/nodes/{id}/drain, noticed on
+ * a node heartbeat) takes the same path without a time limit: running attempts finish, each by
+ * its own timeout at the latest, then the node deregisters and the process exits 0. A signal
+ * during that drain cuts it to the usual grace. Locally, spawn `node_modules/.bin/tsx worker/main.ts` (or
  * `node --import tsx worker/main.ts`), not `npx tsx …`: npx does not pass SIGTERM on, so the
  * worker would neither drain nor exit with its parent.
  */
@@ -59,6 +62,10 @@ async function main(): Promise<void> {
       pollWaitSeconds: config.pollWaitSeconds,
       nodesTable: shared.nodesTable,
       shutdownGraceMs: config.shutdownGraceMs,
+      onDrainRequested: () => {
+        log.info("draining: the node was drained through the API");
+        exitAfter(worker.stop(Number.POSITIVE_INFINITY));
+      },
     },
     {
       repo: new JobRepository(db, shared.jobsTable),
@@ -71,16 +78,12 @@ async function main(): Promise<void> {
     },
   );
 
-  let signalled = false;
-  const shutdown = (signal: NodeJS.Signals) => {
-    if (signalled) {
-      log.warn("second signal: exiting without draining", { signal });
-      process.exit(1);
-    }
-    signalled = true;
-    log.info("draining on signal", { signal });
-    worker
-      .stop(config.shutdownGraceMs)
+  let exiting = false;
+  // One exit for every drain, whoever started it: the worker's stop() answers the same drain.
+  const exitAfter = (drained: Promise<void>) => {
+    if (exiting) return;
+    exiting = true;
+    drained
       .then(() => {
         // What this node cost in DynamoDB over its life; bench/run.ts adds it to the control plane's.
         log.info("capacity consumed", { capacity: capacityMeter.snapshot() });
@@ -93,6 +96,16 @@ async function main(): Promise<void> {
         log.error("drain failed", { error: error as Error });
         process.exit(1);
       });
+  };
+  let signalled = false;
+  const shutdown = (signal: NodeJS.Signals) => {
+    if (signalled) {
+      log.warn("second signal: exiting without draining", { signal });
+      process.exit(1);
+    }
+    signalled = true;
+    log.info("draining on signal", { signal });
+    exitAfter(worker.stop(config.shutdownGraceMs));
   };
   process.on("SIGTERM", shutdown);
   process.on("SIGINT", shutdown);

@@ -51,7 +51,7 @@ import {
  */
 
 /** What the worker needs of store/nodes.ts. */
-export type NodeBook = Pick<NodeRepository, "register" | "heartbeat" | "setStatus" | "deregister">;
+export type NodeBook = Pick<NodeRepository, "register" | "beat" | "setStatus" | "deregister">;
 
 export interface WorkerLogger {
   debug(message: string, extra?: Record<string, unknown>): void;
@@ -80,6 +80,12 @@ export interface WorkerOptions {
   readonly newNodeId?: (nodeName: string) => string;
   /** How often task logs are written. @default 1000 ms */
   readonly logFlushMs?: number;
+  /**
+   * Called once when a node heartbeat finds the node `draining` while this worker still runs: an
+   * admin drained it (POST /pools/{pool}/nodes/{id}/drain). The process calls stop() and exits
+   * as on SIGTERM (worker/main.ts). @default stop() with no time limit
+   */
+  readonly onDrainRequested?: (drainedBy: string | undefined) => void;
 }
 
 export interface WorkerDeps {
@@ -116,6 +122,9 @@ const MAX_CAUSE_CHARS = 32_768;
 const REPORT_GRACE_MS = 10_000;
 /** Step Functions' answers that mean the execution no longer waits for this token. */
 const TOKEN_GONE = new Set(["TaskTimedOut", "TaskDoesNotExist", "InvalidToken"]);
+/** How long an admin's drain waits for the node's last reservations to be released before leaving. */
+const DEREGISTER_PATIENCE_MS = 30_000;
+const DEREGISTER_RETRY_MS = 500;
 /** The loop re-checks at least this often, whatever it waits for. */
 const IDLE_CHECK_MS = 5000;
 const RECEIVE_ERROR_BACKOFF_MS = 2000;
@@ -171,6 +180,10 @@ export class Worker {
   private nodeBeat: Promise<void> | undefined;
   private woken = false;
   private waiter: (() => void) | undefined;
+  private drainRequested = false;
+  /** When running attempts are aborted during a drain; a later stop() may bring it forward. */
+  private drainDeadline = Number.POSITIVE_INFINITY;
+  private deadlineChanged: (() => void) | undefined;
 
   constructor(
     private readonly options: WorkerOptions,
@@ -211,11 +224,18 @@ export class Worker {
 
   /**
    * Drains the node: marks it draining, stops taking messages, lets running attempts finish
-   * within `graceMs`, aborts the rest (reported as failed "worker shutting down", so they retry
-   * elsewhere), then deregisters. Calling it again returns the same drain.
+   * within `graceMs` (Infinity: however long they take; each still ends at its own timeout),
+   * aborts the rest (reported as failed "worker shutting down", so they retry elsewhere), then
+   * deregisters. Calling it again returns the same drain, whose grace ends at the earlier of the
+   * two deadlines: a SIGTERM during an admin's unhurried drain makes it keep ECS's stop timeout.
    */
   stop(graceMs = this.options.shutdownGraceMs ?? 25_000): Promise<void> {
-    this.stopping ??= this.drain(graceMs);
+    const deadline = Date.now() + graceMs;
+    if (deadline < this.drainDeadline) {
+      this.drainDeadline = deadline;
+      this.deadlineChanged?.();
+    }
+    this.stopping ??= this.drain();
     return this.stopping;
   }
 
@@ -633,8 +653,23 @@ export class Worker {
 
   private async beatNode(): Promise<void> {
     try {
-      const alive = await this.deps.nodes.heartbeat(this.options.pool, this.nodeId, this.clock());
-      if (alive || this.state !== "running") return;
+      const node = await this.deps.nodes.beat(this.options.pool, this.nodeId, this.clock());
+      if (node?.status === "draining" && this.state === "running" && !this.drainRequested) {
+        // Only an admin's drain makes a running worker's node draining: this worker sets it
+        // itself only once it is stopping. The beat answers the item anyway, so noticing costs
+        // no request of its own.
+        this.drainRequested = true;
+        this.log.info("node drained by an admin; stopping", {
+          nodeId: this.nodeId,
+          drainedBy: node.drainedBy,
+          drainedAt: node.drainedAt,
+        });
+        const requested = this.options.onDrainRequested;
+        if (requested) requested(node.drainedBy);
+        else void this.stop(Number.POSITIVE_INFINITY);
+        return;
+      }
+      if (node || this.state !== "running") return;
       // Marked lost (this process stalled longer than the lost period): its capacity left the
       // pool's books; come back as a fresh node, the old id's reservations are released on it.
       const nodeId = this.newNodeId();
@@ -664,7 +699,7 @@ export class Worker {
     return (this.options.newNodeId ?? freshNodeId)(this.options.nodeName);
   }
 
-  private async drain(graceMs: number): Promise<void> {
+  private async drain(): Promise<void> {
     // A signal can come while the node is still registering: let that finish, then drain it.
     const registered = await this.starting?.then(
       () => true,
@@ -674,10 +709,13 @@ export class Worker {
       this.state = "stopped";
       return;
     }
-    const deadline = Date.now() + graceMs;
     this.state = "stopping";
     this.wake();
-    this.log.info("draining", { nodeId: this.nodeId, running: this.running.size, graceMs });
+    this.log.info("draining", {
+      nodeId: this.nodeId,
+      running: this.running.size,
+      graceMs: Number.isFinite(this.drainDeadline) ? this.drainDeadline - Date.now() : "unlimited",
+    });
     try {
       await this.deps.nodes.setStatus(this.options.pool, this.nodeId, "draining");
     } catch (error) {
@@ -687,24 +725,61 @@ export class Worker {
     await Promise.all(this.arrivals.splice(0).map((r) => this.changeVisibility(r, 0)));
 
     const runs = () => Promise.all([...this.running.values()].map((r) => r.done));
-    await withDeadline(runs(), deadline - Date.now());
+    await this.untilDrainDeadline(runs());
     for (const run of this.running.values()) {
       run.controller.abort(new AttemptStoppedError("worker_shutdown", "worker shutting down"));
     }
     await withDeadline(runs(), REPORT_GRACE_MS);
     // Messages a long poll still brings are handed back rather than left invisible.
-    await withDeadline(Promise.all(this.longPolls.values()), deadline - Date.now());
+    await this.untilDrainDeadline(Promise.all(this.longPolls.values()));
 
+    // An attempt's capacity is released by its lifecycle execution after the worker reports, a
+    // moment later, and a job booked here but not started is released when another node takes
+    // it: an unhurried drain (an admin's) keeps the node beating and tries again for a while, so
+    // that the node leaves rather than going silent and being found lost.
+    const patient = !Number.isFinite(this.drainDeadline);
+    const until = Date.now() + (patient ? DEREGISTER_PATIENCE_MS : 0);
+    let gone = false;
+    for (;;) {
+      try {
+        gone = await this.deps.nodes.deregister(this.options.pool, this.nodeId);
+      } catch (error) {
+        this.log.warn("node not deregistered", { error: errorInfo(error) });
+      }
+      if (gone || Date.now() >= until) break;
+      await delay(DEREGISTER_RETRY_MS);
+    }
+    if (!gone) this.log.warn("node still holds reservations; left draining", { nodeId: this.nodeId });
     clearInterval(this.nodeTimer);
     await this.nodeBeat;
-    try {
-      const gone = await this.deps.nodes.deregister(this.options.pool, this.nodeId);
-      if (!gone) this.log.warn("node still holds reservations; left draining", { nodeId: this.nodeId });
-    } catch (error) {
-      this.log.warn("node not deregistered", { error: errorInfo(error) });
-    }
     this.state = "stopped";
     this.log.info("worker stopped", { nodeId: this.nodeId });
+  }
+
+  /** The work, or the drain's deadline, whichever comes first; the deadline may move earlier. */
+  private async untilDrainDeadline(work: Promise<unknown>): Promise<void> {
+    let settled = false;
+    const done = work.then(
+      () => {
+        settled = true;
+      },
+      () => {
+        settled = true;
+      },
+    );
+    while (!settled && Date.now() < this.drainDeadline) {
+      let timer: NodeJS.Timeout | undefined;
+      const left = this.drainDeadline - Date.now();
+      await Promise.race([
+        done,
+        new Promise<void>((resolve) => {
+          this.deadlineChanged = resolve;
+          if (Number.isFinite(left)) timer = setTimeout(resolve, left);
+        }),
+      ]);
+      clearTimeout(timer);
+      this.deadlineChanged = undefined;
+    }
   }
 
   // ---- SQS -----------------------------------------------------------------------------------

@@ -201,6 +201,19 @@ describe("least privilege", () => {
     }
   });
 
+  it("lets the drain route read and update the nodes table, and nothing else: no job, policy, execution or event", () => {
+    const statements = roleStatements(template, roleIdOf(functionOf("DrainNode")));
+    const grants = [...grantsOf(dynamoStatements(statements))];
+
+    expect(grants).toContain(grant("dynamodb:UpdateItem", { "Fn::GetAtt": [nodesTableId, "Arn"] }));
+    expect(grants.every((g) => g.includes(`"${nodesTableId}"`))).toBe(true);
+    expect(grants.some((g) => /dynamodb:(PutItem|DeleteItem|Query)/.test(g))).toBe(false);
+    expect(mentions(statements, jobsTableId)).toBe(false);
+    expect(mentions(statements, policyTableId)).toBe(false);
+    const actions = statements.flatMap(actionsOf);
+    expect(actions.some((a) => a.startsWith("states:") || a.startsWith("events:"))).toBe(false);
+  });
+
   it("gives the health function no DynamoDB permission at all", () => {
     const health = ROUTES.find((r) => r.method === "GET" && r.path === "/health");
     if (!health) throw new Error("no GET /health route");

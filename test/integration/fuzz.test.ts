@@ -847,3 +847,29 @@ describe("GET /stats and updatedSince under fuzzing", () => {
     );
   });
 });
+
+describe("POST /pools/{pool}/nodes/{id}/drain under fuzzing", () => {
+  it("answers any pool and node id in its path with a 4xx, never a 5xx, to an admin and to a user", async () => {
+    const segmentOf = (raw: string): string => {
+      try {
+        return encodeURIComponent(raw);
+      } catch {
+        // A lone surrogate has no UTF-8 encoding: send the bytes it would have had, malformed.
+        return "%ED%A0%80";
+      }
+    };
+    const id = fc.oneof(
+      anyString.filter((s) => s.length > 0),
+      fc.constantFrom("cpu", "gpu", "%00", "..", "constructor", "__proto__", "node-1", "n".repeat(2000)),
+    );
+    await fc.assert(
+      fc.asyncProperty(id, id, fc.constantFrom("admin-token", fuzzer.token), async (pool, node, token) => {
+        const path = `/pools/${segmentOf(pool)}/nodes/${segmentOf(node)}/drain`;
+        const response = await api.request("POST", path, { token });
+        assessAnswer(response.status, response.json, `POST ${path}`);
+        expect(response.status, `POST ${path}`).toBeGreaterThanOrEqual(400);
+      }),
+      { numRuns: RUNS },
+    );
+  });
+});

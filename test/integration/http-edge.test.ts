@@ -87,6 +87,8 @@ describe("names of Object.prototype's members at the HTTP edge", () => {
     { method: "POST", path: "/jobs", auth: ALICE, body: "{}" },
     { method: "POST", path: "/jobs/batch", auth: ALICE, body: "{}" },
     { method: "PATCH", path: `/jobs/${jobId}`, auth: ALICE, body: "{}" },
+    // No such node: a 404 whatever came before.
+    { method: "POST", path: "/pools/cpu/nodes/node-edge-missing/drain", auth: ADMIN },
   ];
 
   type Form = (name: string) => { readonly headers: string[]; readonly query: string };

@@ -1,7 +1,10 @@
 import { randomBytes } from "node:crypto";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { JobqApiError, JobqClient, JobqUnreachableError } from "../../client";
 import { ROUTES } from "../../functions/routes";
+import { LOCAL_REGION } from "../../local/config";
+import { createDocumentClient } from "../../store/dynamo";
+import { NodeRepository } from "../../store/nodes";
 import { startTestApi, type TestApi } from "../support/api";
 import { ContractRecorder } from "../support/contract";
 
@@ -172,6 +175,26 @@ describe("every route through the client, every answer against the document", ()
     expect((await user.listJobs({ scheduleId: schedule.id })).items).toHaveLength(1);
     await user.deleteSchedule(schedule.id);
     expect(await apiError(user.getSchedule(schedule.id))).toMatchObject({ status: 404 });
+
+    // Nodes: one of the test's own in the shared cpu pool, drained (202), drained again (200), removed
+    const nodeId = `node-contract-${run}`;
+    const nodes = new NodeRepository(
+      createDocumentClient({ region: LOCAL_REGION, endpoint: inject("dynamoEndpoint") }),
+      inject("tables").Nodes ?? "",
+    );
+    await nodes.register(
+      { pool: "cpu", nodeId, workerId: `worker-${nodeId}`, capacity: { cpu: 1, memoryMb: 512, gpu: 0 } },
+      new Date(),
+    );
+    try {
+      expect(await admin.drainNode("cpu", nodeId)).toMatchObject({
+        started: true,
+        node: { status: "draining" },
+      });
+      expect((await admin.drainNode("cpu", nodeId)).started).toBe(false);
+    } finally {
+      await nodes.deregister("cpu", nodeId);
+    }
 
     // Assess: every route answered 2xx, and nothing broke the document
     const untested = ROUTES.filter((route) => !recorder.succeeded().has(route.id)).map((r) => r.id);

@@ -85,6 +85,8 @@ describe("GET /pools and lost nodes", () => {
       used: { cpu: 0, memoryMb: 0, gpu: 0 },
       status: "lost",
       lastHeartbeatAt: expect.stringMatching(/^\d{4}-\d\d-\d\dT/),
+      drainedBy: null,
+      drainedAt: null,
     });
   });
 

@@ -654,6 +654,47 @@ describe("worker", () => {
     expect(await nodes.getNode(pool.name, nodeId)).toBeNull();
   });
 
+  it("notices an admin's drain on its node heartbeat: lets the attempt outlast the stop grace, then leaves", async () => {
+    // Prepare: a grace far shorter than the attempt, and fast node heartbeats
+    const pool = await createPool();
+    const { worker, nodeId } = await startWorker(pool, { nodeHeartbeatMs: 100, shutdownGraceMs: 100 });
+    const { job } = await putDispatchedJob(pool, nodeId, { type: "sleep", payload: { seconds: 1 } });
+    const runToken = token("admin-drain");
+    await sendDispatch(pool, job, runToken);
+    await eventually(async () => worker.snapshot().running.length === 1, "the attempt to start");
+
+    // Act: what POST /pools/{pool}/nodes/{id}/drain writes
+    const drained = await nodes.drain(pool.name, nodeId, "ops", new Date());
+    await eventually(async () => worker.snapshot().state === "stopped", "the worker to stop");
+
+    // Assess: the attempt finished and reported; the node is gone
+    expect(drained.kind).toBe("drained");
+    expect(stepFunctions.callsFor(runToken, "SendTaskSuccess")).toHaveLength(1);
+    expect(stepFunctions.callsFor(runToken, "SendTaskFailure")).toHaveLength(0);
+    expect((await repo.getJob(job.id))?.result).toEqual({ slept: 1 });
+    expect(await nodes.getNode(pool.name, nodeId)).toBeNull();
+  });
+
+  it("cuts an admin's unhurried drain to the grace of a stop that comes during it", async () => {
+    // Prepare: an admin's drain under way, its attempt far from done
+    const pool = await createPool();
+    const { worker, nodeId } = await startWorker(pool, { nodeHeartbeatMs: 100 });
+    const { job } = await putDispatchedJob(pool, nodeId, { type: "sleep", payload: { seconds: 600 } });
+    const runToken = token("admin-drain-cut");
+    await sendDispatch(pool, job, runToken);
+    await eventually(async () => worker.snapshot().running.length === 1, "the attempt to start");
+    await nodes.drain(pool.name, nodeId, "ops", new Date());
+    await eventually(async () => worker.snapshot().state === "stopping", "the worker to notice the drain");
+
+    // Act: SIGTERM's stop
+    await worker.stop(200);
+
+    // Assess
+    const [failure] = stepFunctions.callsFor(runToken, "SendTaskFailure");
+    expect(failure?.body).toMatchObject({ error: "worker_shutdown" });
+    expect(worker.snapshot().state).toBe("stopped");
+  });
+
   it("on stop aborts what outlasts the grace and reports it failed so it retries elsewhere", async () => {
     const pool = await createPool();
     const { worker, nodeId } = await startWorker(pool);

@@ -35,6 +35,8 @@ export interface E2eStack {
   getJob(id: string): Promise<E2eJob>;
   /** Call in a test: if it fails, the workers' last output is printed with it. */
   showWorkersOnFailure(): void;
+  /** The workers' last 400 output lines (`[worker <node>] …`, and the supervisor's own). */
+  workerOutput(): readonly string[];
 }
 
 /** Starts the stack before the file's tests and stops it after them. */
@@ -87,6 +89,9 @@ export function useLocalStack(
     },
     getJob(id) {
       return clientOf().getJob(id);
+    },
+    workerOutput() {
+      return [...workerLines];
     },
     showWorkersOnFailure() {
       onTestFailed(() => {

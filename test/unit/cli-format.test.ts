@@ -6,8 +6,11 @@ import { configPath, resolveConnection, saveProfile } from "../../cli/config";
 import {
   bar,
   colorEnabled,
+  drainState,
   eta,
   formatDuration,
+  type NodesOfPool,
+  nodeRows,
   paint,
   progressLine,
   relative,
@@ -229,5 +232,64 @@ describe("connection", () => {
     await expect(resolveConnection({ profile: "nope" }, { HOME: home })).rejects.toThrow(/no profile "nope"/);
     expect((await stat(path)).mode & 0o777).toBe(0o600);
     expect(JSON.parse(await readFile(path, "utf8")).profiles.ops.token).toBe("t-ops");
+  });
+});
+
+describe("nodes", () => {
+  const size = { cpu: 2, memoryMb: 4096, gpu: 0 };
+  const pools: NodesOfPool[] = [
+    {
+      name: "cpu",
+      nodes: [
+        {
+          id: "cpu-1-a",
+          status: "up",
+          capacity: size,
+          used: { cpu: 1, memoryMb: 512, gpu: 0 },
+          lastHeartbeatAt: "2026-12-06T09:59:55.000Z",
+          drainedBy: null,
+        },
+        {
+          id: "cpu-2-b",
+          status: "draining",
+          capacity: size,
+          used: { cpu: 2, memoryMb: 512, gpu: 0 },
+          lastHeartbeatAt: "2026-12-06T09:59:58.000Z",
+          drainedBy: "ops",
+        },
+      ],
+    },
+    {
+      name: "gpu",
+      nodes: [
+        {
+          id: "gpu-1-c",
+          status: "lost",
+          capacity: size,
+          used: size,
+          lastHeartbeatAt: "2026-12-06T09:50:00.000Z",
+        },
+      ],
+    },
+  ];
+
+  it("lists pool, id, status, used/capacity, heartbeat age and who drained it, one row per node", () => {
+    expect(nodeRows(pools, NOW)).toEqual([
+      ["cpu", "cpu-1-a", "up", "1/2", "512/4096", "0/0", "5s ago", "-"],
+      ["cpu", "cpu-2-b", "draining", "2/2", "512/4096", "0/0", "2s ago", "ops"],
+      ["gpu", "gpu-1-c", "lost", "2/2", "4096/4096", "0/0", "10m00s ago", "-"],
+    ]);
+    expect(nodeRows(pools, NOW, "gpu").map((row) => row[1])).toEqual(["gpu-1-c"]);
+  });
+
+  it("says a drain is done once the node is gone or lost, and what it still holds before", () => {
+    expect(drainState(pools, "cpu", "cpu-2-b")).toEqual({
+      done: false,
+      status: "draining",
+      line: "node cpu-2-b of pool cpu: draining, in use cpu 2 mem 512 MB gpu 0",
+    });
+    expect(drainState(pools, "cpu", "cpu-9-z")).toMatchObject({ done: true, status: "gone" });
+    expect(drainState(pools, "nope", "cpu-2-b")).toMatchObject({ done: true, status: "gone" });
+    expect(drainState(pools, "gpu", "gpu-1-c")).toMatchObject({ done: true, status: "lost" });
   });
 });
