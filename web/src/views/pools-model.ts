@@ -1,0 +1,96 @@
+import type { Pool } from "../../../client/index";
+
+/**
+ * The pools view's arithmetic: shares of capacity in use, heartbeat ages and how each is said in
+ * words (the bars are drawn from these, and screen readers read the words). Pure, unit-tested.
+ */
+
+export type NodeStatus = Pool["nodes"][number]["status"];
+export type ResourceName = "cpu" | "memoryMb" | "gpu";
+
+export const RESOURCES: readonly ResourceName[] = ["cpu", "memoryMb", "gpu"];
+
+/** How often the view reads GET /pools again: node heartbeats are seconds apart, so more is noise. */
+export const POOLS_REFRESH_MS = 5_000;
+
+/**
+ * A node that has not heartbeat for this long is shown as late before the server marks it lost:
+ * a few missed beats at the local stack's and the AWS workers' beat of a few seconds.
+ */
+export const LATE_HEARTBEAT_MS = 30_000;
+
+/** used / capacity in 0..1 (over-use shown as full); null where there is no capacity of that kind. */
+export function share(used: number, capacity: number): number | null {
+  if (!(capacity > 0)) return null;
+  return Math.min(1, Math.max(0, used / capacity));
+}
+
+export function resourceLabel(resource: ResourceName): string {
+  return resource === "cpu" ? "CPU" : resource === "gpu" ? "GPU" : "Memory";
+}
+
+/** An amount in the resource's own unit: vCPU, GB (from MB) or GPUs. */
+export function formatAmount(resource: ResourceName, amount: number): string {
+  if (resource === "memoryMb") {
+    return amount >= 1024 ? `${trim(amount / 1024)} GB` : `${trim(amount)} MB`;
+  }
+  return resource === "cpu" ? `${trim(amount)} vCPU` : `${trim(amount)} GPU`;
+}
+
+/** "3 of 8 vCPU in use (38 %)", or "no GPU" where the capacity is 0. */
+export function usageText(resource: ResourceName, used: number, capacity: number): string {
+  const s = share(used, capacity);
+  if (s === null) return `no ${resourceLabel(resource) === "Memory" ? "memory" : resourceLabel(resource)}`;
+  const total = formatAmount(resource, capacity);
+  const usedText = formatAmount(resource, used).replace(/ \S+$/, "");
+  return `${usedText} of ${total} in use (${Math.round(s * 100)} %)`;
+}
+
+/** A bar's fill level, coarse enough to colour by: below 70 % calm, to 90 % warm, beyond hot. */
+export function loadLevel(s: number | null): "none" | "low" | "high" | "full" {
+  if (s === null) return "none";
+  return s >= 0.9 ? "full" : s >= 0.7 ? "high" : "low";
+}
+
+/** Milliseconds since the last heartbeat (never negative: clocks of browser and server differ). */
+export function heartbeatAgeMs(lastHeartbeatAt: string, now: Date): number | null {
+  const at = Date.parse(lastHeartbeatAt);
+  if (Number.isNaN(at)) return null;
+  return Math.max(0, now.getTime() - at);
+}
+
+/** "4 s ago", "3 min ago", "2 h ago", "5 d ago". */
+export function formatAge(ms: number | null): string {
+  if (ms === null) return "never";
+  const s = Math.floor(ms / 1000);
+  if (s < 60) return `${s} s ago`;
+  const min = Math.floor(s / 60);
+  if (min < 60) return `${min} min ago`;
+  const h = Math.floor(min / 60);
+  if (h < 48) return `${h} h ago`;
+  return `${Math.floor(h / 24)} d ago`;
+}
+
+export function statusText(status: NodeStatus): string {
+  return status === "up" ? "Up" : status === "draining" ? "Draining" : "Lost";
+}
+
+/** An admin can drain a node that is up; draining or lost ones have nothing left to drain. */
+export function canDrain(status: NodeStatus): boolean {
+  return status === "up";
+}
+
+/** Counts of the pool's nodes per status, for the pool's heading ("2 up, 1 draining"). */
+export function nodeSummary(nodes: readonly { readonly status: NodeStatus }[]): string {
+  if (nodes.length === 0) return "no nodes";
+  const counts = new Map<NodeStatus, number>();
+  for (const node of nodes) counts.set(node.status, (counts.get(node.status) ?? 0) + 1);
+  return (["up", "draining", "lost"] as const)
+    .filter((s) => counts.has(s))
+    .map((s) => `${counts.get(s)} ${s}`)
+    .join(", ");
+}
+
+function trim(n: number): string {
+  return Number.isInteger(n) ? String(n) : n.toFixed(1).replace(/\.0$/, "");
+}
