@@ -60,7 +60,12 @@ export function useLoad<T>(load: () => Promise<T>, deps: readonly unknown[], int
 }
 
 /** An API error as the contract gives it: its code, its message, and each field problem. */
-export function ErrorNotice(props: { readonly error: unknown; readonly title?: string }) {
+export function ErrorNotice(props: {
+  readonly error: unknown;
+  readonly title?: string;
+  /** The form shows the field problems beside its controls: list none here. */
+  readonly hideProblems?: boolean;
+}) {
   if (props.error === undefined || props.error === null) return null;
   const shown = describeError(props.error);
   return (
@@ -70,7 +75,7 @@ export function ErrorNotice(props: { readonly error: unknown; readonly title?: s
         {shown.status === undefined ? null : <span class="av-muted"> (HTTP {shown.status})</span>}
       </p>
       <p>{shown.message}</p>
-      {shown.problems.length > 1 ? (
+      {shown.problems.length > 1 && props.hideProblems !== true ? (
         <ul>
           {shown.problems.map((p) => (
             <li key={`${p.path}:${p.message}`}>

@@ -10,7 +10,7 @@ import {
   quotaLimits,
   quotaRows,
 } from "./admin-model";
-import { describeError, type FieldProblem, problemsAt } from "./admin-views-errors";
+import { describeError, type FieldProblem, problemsAt, unclaimedProblems } from "./admin-views-errors";
 import { ErrorNotice, Loading, ShareBar, useLoad, ViewFrame } from "./admin-views-kit";
 import { formatTime } from "./schedules-model";
 import type { ViewProps } from "./types";
@@ -131,7 +131,9 @@ function PolicyEditor(props: ViewProps) {
               ))}
             </ul>
           )}
-          {error === undefined ? null : <ErrorNotice error={error} title="The policy was not saved" />}
+          {error === undefined ? null : (
+            <ErrorNotice error={error} title="The policy was not saved" hideProblems />
+          )}
           <div class="av-actions" style={{ marginTop: "12px" }}>
             <button type="submit" class="av-button av-primary" disabled={busy}>
               {busy ? "Saving…" : "Save policy"}
@@ -245,6 +247,11 @@ function QuotaDetail(props: {
   const [result, setResult] = useState("");
   const [busy, setBusy] = useState(false);
 
+  const unclaimed = unclaimedProblems(
+    problems,
+    LIMIT_FIELDS.map((f) => f.key),
+  );
+
   const save = async (e: Event) => {
     e.preventDefault();
     setResult("");
@@ -275,7 +282,7 @@ function QuotaDetail(props: {
       {warned.length > 0 || view.warning ? (
         <div class="av-warn" role="status">
           <strong>Warning:</strong> {view.principal} has used {Math.round(QUOTA_WARNING_SHARE * 100)} % or
-          more of {warned.length > 0 ? warned.map((r) => r.label.toLowerCase()).join(", ") : "a limit"}.
+          more of {warned.length > 0 ? warned.map((r) => r.label).join("; ") : "a limit"}.
           {warned.some((r) => r.exceeded)
             ? " A limit is reached: GPU jobs wait, or submissions are refused."
             : ""}
@@ -339,7 +346,9 @@ function QuotaDetail(props: {
       <form onSubmit={save} noValidate aria-labelledby="quota-edit-title">
         <h3 id="quota-edit-title">Edit limits of {view.principal}</h3>
         <p class="av-hint">Leave a field empty for no limit. Saving replaces all four limits.</p>
-        {error === undefined ? null : <ErrorNotice error={error} title="The limits were not saved" />}
+        {error === undefined ? null : (
+          <ErrorNotice error={error} title="The limits were not saved" hideProblems />
+        )}
         <div class="av-form">
           {LIMIT_FIELDS.map((f) => {
             const mine = problemsAt(problems, f.key);
@@ -367,6 +376,15 @@ function QuotaDetail(props: {
             );
           })}
         </div>
+        {unclaimed.length === 0 ? null : (
+          <ul class="av-field-error">
+            {unclaimed.map((p) => (
+              <li key={p.path + p.message}>
+                {p.path === "" ? "" : <code class="av-code">{p.path}</code>} {p.message}
+              </li>
+            ))}
+          </ul>
+        )}
         <div class="av-actions" style={{ marginTop: "12px" }}>
           <button type="submit" class="av-button av-primary" disabled={busy}>
             {busy ? "Saving…" : "Save limits"}

@@ -41,9 +41,10 @@ export function formatAmount(resource: ResourceName, amount: number): string {
 export function usageText(resource: ResourceName, used: number, capacity: number): string {
   const s = share(used, capacity);
   if (s === null) return `no ${resourceLabel(resource) === "Memory" ? "memory" : resourceLabel(resource)}`;
-  const total = formatAmount(resource, capacity);
-  const usedText = formatAmount(resource, used).replace(/ \S+$/, "");
-  return `${usedText} of ${total} in use (${Math.round(s * 100)} %)`;
+  // Both amounts in the capacity's unit: "0.5 of 4 GB", never "512 of 4 GB".
+  const inGb = resource === "memoryMb" && capacity >= 1024;
+  const usedText = trim(inGb ? used / 1024 : used);
+  return `${usedText} of ${formatAmount(resource, capacity)} in use (${Math.round(s * 100)} %)`;
 }
 
 /** A bar's fill level, coarse enough to colour by: below 70 % calm, to 90 % warm, beyond hot. */
@@ -91,6 +92,8 @@ export function nodeSummary(nodes: readonly { readonly status: NodeStatus }[]): 
     .join(", ");
 }
 
+/** At most one decimal, two below 1 (0.25 GB of memory is not "0.3"), no trailing zeros. */
 function trim(n: number): string {
-  return Number.isInteger(n) ? String(n) : n.toFixed(1).replace(/\.0$/, "");
+  if (Number.isInteger(n)) return String(n);
+  return n.toFixed(Math.abs(n) < 1 ? 2 : 1).replace(/\.?0+$/, "");
 }

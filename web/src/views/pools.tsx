@@ -208,7 +208,7 @@ function NodeRow(props: {
 
 function Usage(props: { readonly capacity: Capacity; readonly used: Capacity; readonly caption: string }) {
   return (
-    <dl class="av-figures" aria-label={props.caption}>
+    <dl class="av-figures av-pool-usage" aria-label={props.caption}>
       {RESOURCES.map((r) => (
         <div class="av-figure" key={r}>
           <dt>{resourceLabel(r)}</dt>

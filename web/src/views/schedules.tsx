@@ -230,9 +230,7 @@ function ScheduleRow(props: {
               {formatTime(last.at)}
             </time>
             <br />
-            <span class={"skipped" in last ? "av-badge av-badge-late" : "av-muted"}>
-              {describeFire(last)}
-            </span>
+            <span class={"skipped" in last ? "av-skip" : "av-muted"}>{describeFire(last)}</span>
             {s.lastFires.length > 1 ? (
               <details>
                 <summary>last {s.lastFires.length}</summary>
@@ -363,8 +361,10 @@ function CreateSchedule(
       noValidate
     >
       <h2 id="schedule-create-title">New schedule</h2>
-      {error === undefined ? null : <ErrorNotice error={error} title="The schedule was not created" />}
-      {rest.length === 0 || error !== undefined ? null : (
+      {error === undefined ? null : (
+        <ErrorNotice error={error} title="The schedule was not created" hideProblems />
+      )}
+      {rest.length === 0 ? null : (
         <div class="av-error" role="alert">
           {rest.map((p) => (
             <p key={p.path + p.message}>

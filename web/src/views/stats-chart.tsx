@@ -45,7 +45,14 @@ export function TimeChart(props: {
       height: CHART_HEIGHT,
       legend: { show: true, live: false },
       cursor: { drag: { x: false, y: false } },
-      scales: { x: { time: true } },
+      scales: {
+        x: {
+          time: true,
+          // One or two samples would otherwise stretch the axis over years: show at least a minute.
+          range: (_u, min, max) =>
+            min === null || max === null || max - min >= 60 ? [min, max] : [max - 60, max + 1],
+        },
+      },
       axes: [
         { stroke: muted, grid: { stroke: grid, width: 1 }, ticks: { stroke: grid } },
         {
@@ -67,7 +74,8 @@ export function TimeChart(props: {
             ...(s.dash === undefined ? {} : { dash: [...s.dash] }),
             ...(bars === true
               ? { paths: uPlot.paths.bars?.({ size: [0.6, 24] }), fill: `${color(s.colorVar)}55` }
-              : { points: { show: columns[0].length < 3 } }),
+              : // Dots where points are few, so a lone minute between gaps still shows.
+                { points: { show: (_u, _s, first, last) => last - first <= 120, size: 5 } }),
             value: (_u, v) => format(v),
           }),
         ),

@@ -129,8 +129,9 @@ export function poolNames(stats: Stats): string[] {
 export function formatMs(ms: number | null | undefined): string {
   if (ms === null || ms === undefined) return "—";
   if (ms < 1000) return `${Math.round(ms)} ms`;
-  if (ms < 60_000) return `${oneDecimal(ms / 1000)} s`;
-  if (ms < 3_600_000) return `${oneDecimal(ms / 60_000)} min`;
+  // Up to 2 min in seconds and up to 2 h in minutes: an axis reads "100 s", not "1.7 min".
+  if (ms < 120_000) return `${oneDecimal(ms / 1000)} s`;
+  if (ms < 7_200_000) return `${oneDecimal(ms / 60_000)} min`;
   return `${oneDecimal(ms / 3_600_000)} h`;
 }
 
