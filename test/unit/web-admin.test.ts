@@ -69,7 +69,7 @@ describe("admin view: quotas", () => {
     const [today, week] = quotaRows(
       quota({ todayGpuSeconds: 1234.4, weekGpuSeconds: 5, queuedJobs: 0 }, { dailyGpuSeconds: 3600 }),
     );
-    expect(formatQuotaAmount(today as NonNullable<typeof today>)).toBe("1,234 s of 3,600 s (34 %)");
+    expect(formatQuotaAmount(today as NonNullable<typeof today>)).toBe("1,234 s of 3,600 s (34\u00a0%)");
     expect(formatQuotaAmount(week as NonNullable<typeof week>)).toBe("5 s (no limit)");
   });
 

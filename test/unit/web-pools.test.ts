@@ -19,10 +19,10 @@ describe("pools view model", () => {
   });
 
   it("says usage in the capacity's unit", () => {
-    expect(usageText("cpu", 3, 8)).toBe("3 of 8 vCPU in use (38 %)");
-    expect(usageText("memoryMb", 512, 4096)).toBe("0.5 of 4 GB in use (13 %)");
-    expect(usageText("memoryMb", 256, 512)).toBe("256 of 512 MB in use (50 %)");
-    expect(usageText("gpu", 1, 2)).toBe("1 of 2 GPU in use (50 %)");
+    expect(usageText("cpu", 3, 8)).toBe("3 of 8 vCPU in use (38\u00a0%)");
+    expect(usageText("memoryMb", 512, 4096)).toBe("0.5 of 4 GB in use (13\u00a0%)");
+    expect(usageText("memoryMb", 256, 512)).toBe("256 of 512 MB in use (50\u00a0%)");
+    expect(usageText("gpu", 1, 2)).toBe("1 of 2 GPU in use (50\u00a0%)");
     expect(usageText("gpu", 0, 0)).toBe("no GPU");
     expect(usageText("memoryMb", 0, 0)).toBe("no memory");
   });

@@ -116,7 +116,7 @@ describe("stats view series", () => {
     expect(formatMs(100_000)).toBe("100 s");
     expect(formatMs(210_000)).toBe("3.5 min");
     expect(formatMs(3 * 3_600_000)).toBe("3 h");
-    expect(formatShare(0.424)).toBe("42 %");
+    expect(formatShare(0.424)).toBe("42\u00a0%");
     expect(formatShare(null)).toBe("—");
   });
 });

@@ -119,6 +119,7 @@ export function formatQuotaAmount(row: QuotaRow): string {
   const unit = row.key === "queuedJobs" ? "" : " s";
   const used = `${Math.round(row.used).toLocaleString("en-US")}${unit}`;
   if (row.limit === null) return `${used} (no limit)`;
-  const pct = row.share === null || !Number.isFinite(row.share) ? "over" : `${Math.round(row.share * 100)} %`;
+  const pct =
+    row.share === null || !Number.isFinite(row.share) ? "over" : `${Math.round(row.share * 100)}\u00a0%`;
   return `${used} of ${row.limit.toLocaleString("en-US")}${unit} (${pct})`;
 }

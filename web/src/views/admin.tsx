@@ -305,7 +305,13 @@ function QuotaDetail(props: {
             {rows.map((r) => {
               const remaining = view.remaining[r.key];
               const state =
-                r.limit === null ? "no limit" : r.exceeded ? "limit reached" : r.warning ? "≥ 80 %" : "ok";
+                r.limit === null
+                  ? "no limit"
+                  : r.exceeded
+                    ? "limit reached"
+                    : r.warning
+                      ? "≥\u00a080\u00a0%"
+                      : "ok";
               return (
                 <tr key={r.key}>
                   <th scope="row" data-label="Measure">

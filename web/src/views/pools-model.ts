@@ -44,7 +44,7 @@ export function usageText(resource: ResourceName, used: number, capacity: number
   // Both amounts in the capacity's unit: "0.5 of 4 GB", never "512 of 4 GB".
   const inGb = resource === "memoryMb" && capacity >= 1024;
   const usedText = trim(inGb ? used / 1024 : used);
-  return `${usedText} of ${formatAmount(resource, capacity)} in use (${Math.round(s * 100)} %)`;
+  return `${usedText} of ${formatAmount(resource, capacity)} in use (${Math.round(s * 100)}\u00a0%)`;
 }
 
 /** A bar's fill level, coarse enough to colour by: below 70 % calm, to 90 % warm, beyond hot. */

@@ -56,6 +56,8 @@ export function SchedulesView(props: ViewProps) {
       await list.reload();
     } catch (error) {
       setOutcome({ text: failure, error });
+      // The controls show what the server holds, not what a refused click left them showing.
+      await list.reload();
     }
   };
 
@@ -128,8 +130,8 @@ export function SchedulesView(props: ViewProps) {
                       <th scope="col">Cron</th>
                       <th scope="col">Enabled</th>
                       <th scope="col">Overlap</th>
-                      <th scope="col">Next fires</th>
-                      <th scope="col">Last fire</th>
+                      <th scope="col">Next fires (your time)</th>
+                      <th scope="col">Last fire (your time)</th>
                       <th scope="col">Actions</th>
                     </tr>
                   </thead>

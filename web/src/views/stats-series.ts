@@ -137,7 +137,7 @@ export function formatMs(ms: number | null | undefined): string {
 
 /** A 0..1 share as "42 %", "—" for none. */
 export function formatShare(v: number | null | undefined): string {
-  return v === null || v === undefined ? "—" : `${Math.round(v * 100)} %`;
+  return v === null || v === undefined ? "—" : `${Math.round(v * 100)}\u00a0%`;
 }
 
 function oneDecimal(n: number): string {

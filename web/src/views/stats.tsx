@@ -26,7 +26,7 @@ const PERCENTILE_SERIES: readonly ChartSeries[] = [
 ];
 
 const count = (v: number | null): string => (v === null ? "—" : String(Math.round(v)));
-const percent = (v: number | null): string => (v === null ? "—" : `${Math.round(v)} %`);
+const percent = (v: number | null): string => (v === null ? "—" : `${Math.round(v)}\u00a0%`);
 
 /**
  * Throughput and wait/run percentiles over time. The per-period history (completed, failed, p50s)
@@ -104,7 +104,7 @@ function StatsBody(props: { readonly stats: Stats; readonly samples: readonly Sa
           <table class="av-table">
             <caption>
               Percentiles over the last {stats.window} (each within{" "}
-              {Math.round(stats.percentileRelativeError * 100)} %)
+              {Math.round(stats.percentileRelativeError * 100)}&nbsp;%)
             </caption>
             <thead>
               <tr>
