@@ -27,13 +27,15 @@ export function useLoad<T>(load: () => Promise<T>, deps: readonly unknown[], int
   const [error, setError] = useState<unknown>(undefined);
   const [loading, setLoading] = useState(true);
   const [loadedAt, setLoadedAt] = useState<Date | undefined>(undefined);
-  const inFlight = useRef(false);
+  // The generation changes with the deps: an answer to an older generation is dropped, and a
+  // poll in flight for it does not hold back the new one.
   const generation = useRef(0);
+  const inFlight = useRef<number | null>(null);
   // The caller's deps say when `load` changes (a new closure every render is not a change).
   const reload = useCallback(async () => {
-    if (inFlight.current) return;
-    inFlight.current = true;
     const mine = generation.current;
+    if (inFlight.current === mine) return;
+    inFlight.current = mine;
     try {
       const value = await load();
       if (mine !== generation.current) return;
@@ -43,13 +45,12 @@ export function useLoad<T>(load: () => Promise<T>, deps: readonly unknown[], int
     } catch (e) {
       if (mine === generation.current) setError(e);
     } finally {
-      inFlight.current = false;
+      if (inFlight.current === mine) inFlight.current = null;
       if (mine === generation.current) setLoading(false);
     }
   }, deps);
   useEffect(() => {
     generation.current += 1;
-    inFlight.current = false;
     setLoading(true);
     void reload();
     if (intervalMs === undefined) return undefined;

@@ -14,10 +14,11 @@ export const RESOURCES: readonly ResourceName[] = ["cpu", "memoryMb", "gpu"];
 export const POOLS_REFRESH_MS = 5_000;
 
 /**
- * A node that has not heartbeat for this long is shown as late before the server marks it lost:
- * a few missed beats at the local stack's and the AWS workers' beat of a few seconds.
+ * A node that has not heartbeat for this long is shown as late, before the server marks it lost.
+ * Nodes beat every third of JOBQ_NODE_LOST_SECONDS (30 s in AWS: every 10 s; 15 s locally: every
+ * 5 s), so 15 s is at least one missed beat in AWS and the edge of lost locally.
  */
-export const LATE_HEARTBEAT_MS = 30_000;
+export const LATE_HEARTBEAT_MS = 15_000;
 
 /** used / capacity in 0..1 (over-use shown as full); null where there is no capacity of that kind. */
 export function share(used: number, capacity: number): number | null {
