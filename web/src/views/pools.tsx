@@ -185,7 +185,12 @@ function NodeRow(props: {
         <time dateTime={node.lastHeartbeatAt} title={node.lastHeartbeatAt}>
           {formatAge(age)}
         </time>
-        {late ? <span class="av-badge av-badge-late"> late</span> : null}
+        {late ? (
+          <>
+            {" "}
+            <span class="av-badge av-badge-late">late</span>
+          </>
+        ) : null}
       </td>
       {props.admin ? (
         <td data-label="Actions">
@@ -212,14 +217,8 @@ function Usage(props: { readonly capacity: Capacity; readonly used: Capacity; re
       {RESOURCES.map((r) => (
         <div class="av-figure" key={r}>
           <dt>{resourceLabel(r)}</dt>
-          <dd class="av-usage">
-            <span style={{ fontSize: "0.95rem", fontWeight: 500 }}>
-              {usageText(r, props.used[r], props.capacity[r])}
-            </span>
-            <ShareBar
-              share={share(props.used[r], props.capacity[r])}
-              level={loadLevel(share(props.used[r], props.capacity[r]))}
-            />
+          <dd>
+            <UsageCell resource={r} used={props.used[r]} capacity={props.capacity[r]} />
           </dd>
         </div>
       ))}
