@@ -1,0 +1,215 @@
+import type { ComponentChildren } from "preact";
+import { useCallback, useEffect, useRef, useState } from "preact/hooks";
+import { describeError } from "./admin-views-errors";
+import "./admin-views.css";
+
+/**
+ * Small parts the pools, stats, schedules and admin views share: loading a resource (once or by
+ * polling), showing an API error with its code, a two-step confirm for destructive actions.
+ */
+
+export interface Loaded<T> {
+  readonly data: T | undefined;
+  readonly error: unknown;
+  readonly loading: boolean;
+  /** When the data was last read (for "updated 3 s ago"). */
+  readonly loadedAt: Date | undefined;
+  readonly reload: () => Promise<void>;
+}
+
+/**
+ * Reads `load` now and, with `intervalMs`, again every interval. A poll never overlaps the one
+ * before (a slow API is not piled on), and a failed poll keeps the last data beside its error, so
+ * a blip does not blank the page.
+ */
+export function useLoad<T>(load: () => Promise<T>, deps: readonly unknown[], intervalMs?: number): Loaded<T> {
+  const [data, setData] = useState<T | undefined>(undefined);
+  const [error, setError] = useState<unknown>(undefined);
+  const [loading, setLoading] = useState(true);
+  const [loadedAt, setLoadedAt] = useState<Date | undefined>(undefined);
+  // The generation changes with the deps: an answer to an older generation is dropped, and a
+  // poll in flight for it does not hold back the new one.
+  const generation = useRef(0);
+  const inFlight = useRef<number | null>(null);
+  // The caller's deps say when `load` changes (a new closure every render is not a change).
+  const reload = useCallback(async () => {
+    const mine = generation.current;
+    if (inFlight.current === mine) return;
+    inFlight.current = mine;
+    try {
+      const value = await load();
+      if (mine !== generation.current) return;
+      setData(value);
+      setError(undefined);
+      setLoadedAt(new Date());
+    } catch (e) {
+      if (mine === generation.current) setError(e);
+    } finally {
+      if (inFlight.current === mine) inFlight.current = null;
+      if (mine === generation.current) setLoading(false);
+    }
+  }, deps);
+  useEffect(() => {
+    generation.current += 1;
+    setLoading(true);
+    void reload();
+    if (intervalMs === undefined) return undefined;
+    const timer = setInterval(() => void reload(), intervalMs);
+    return () => clearInterval(timer);
+  }, [reload, intervalMs]);
+  return { data, error, loading, loadedAt, reload };
+}
+
+/** An API error as the contract gives it: its code, its message, and each field problem. */
+export function ErrorNotice(props: {
+  readonly error: unknown;
+  readonly title?: string;
+  /** The form shows the field problems beside its controls: list none here. */
+  readonly hideProblems?: boolean;
+}) {
+  if (props.error === undefined || props.error === null) return null;
+  const shown = describeError(props.error);
+  return (
+    <div class="av-error" role="alert">
+      <p>
+        <strong>{props.title ?? "Request failed"}</strong> <code class="av-code">{shown.code}</code>
+        {shown.status === undefined ? null : <span class="av-muted"> (HTTP {shown.status})</span>}
+      </p>
+      <p>{shown.message}</p>
+      {shown.problems.length > 1 && props.hideProblems !== true ? (
+        <ul>
+          {shown.problems.map((p) => (
+            <li key={`${p.path}:${p.message}`}>
+              {p.path === "" ? "" : <code>{p.path}</code>} {p.message}
+            </li>
+          ))}
+        </ul>
+      ) : null}
+    </div>
+  );
+}
+
+export function Loading(props: { readonly what: string }) {
+  return (
+    <p class="av-muted" role="status">
+      Loading {props.what}…
+    </p>
+  );
+}
+
+/** The frame of each view: a heading, an optional toolbar beside it, the body. */
+export function ViewFrame(props: {
+  readonly title: string;
+  readonly id: string;
+  readonly tools?: ComponentChildren;
+  readonly children: ComponentChildren;
+}) {
+  return (
+    <section class="av-view" aria-labelledby={`${props.id}-title`}>
+      <header class="av-head">
+        <h1 id={`${props.id}-title`}>{props.title}</h1>
+        {props.tools === undefined ? null : <div class="av-tools">{props.tools}</div>}
+      </header>
+      {props.children}
+    </section>
+  );
+}
+
+/**
+ * A destructive action in two steps: the first press asks, in place, and moves focus to the
+ * question's Confirm; Escape or Cancel backs out. No window.confirm: it blocks polling and
+ * cannot be styled or labelled.
+ */
+export function ConfirmAction(props: {
+  readonly label: string;
+  /** The accessible name of the first button, where `label` alone is ambiguous ("Drain node cpu-1"). */
+  readonly ariaLabel?: string;
+  readonly question: string;
+  readonly confirmLabel: string;
+  readonly onConfirm: () => Promise<void> | void;
+  readonly disabled?: boolean;
+}) {
+  const [asking, setAsking] = useState(false);
+  const [busy, setBusy] = useState(false);
+  const confirmRef = useRef<HTMLButtonElement>(null);
+  const openRef = useRef<HTMLButtonElement>(null);
+  useEffect(() => {
+    if (asking) confirmRef.current?.focus();
+  }, [asking]);
+  if (!asking) {
+    return (
+      <button
+        type="button"
+        class="av-button av-danger-outline"
+        ref={openRef}
+        disabled={props.disabled}
+        aria-label={props.ariaLabel}
+        onClick={() => setAsking(true)}
+      >
+        {props.label}
+      </button>
+    );
+  }
+  const close = () => {
+    setAsking(false);
+    // Focus back where the reader was, not lost to <body>.
+    setTimeout(() => openRef.current?.focus(), 0);
+  };
+  return (
+    <fieldset
+      class="av-confirm"
+      aria-label={props.question}
+      onKeyDown={(e) => {
+        if (e.key === "Escape") close();
+      }}
+    >
+      <span>{props.question}</span>
+      <button
+        type="button"
+        class="av-button av-danger"
+        ref={confirmRef}
+        disabled={busy}
+        onClick={async () => {
+          setBusy(true);
+          try {
+            await props.onConfirm();
+          } finally {
+            setBusy(false);
+            setAsking(false);
+          }
+        }}
+      >
+        {props.confirmLabel}
+      </button>
+      <button type="button" class="av-button" onClick={close}>
+        Cancel
+      </button>
+    </fieldset>
+  );
+}
+
+/** A horizontal bar for a 0..1 share; decorative: the text beside it says the same for screen readers. */
+export function ShareBar(props: { readonly share: number | null; readonly level: string }) {
+  const width = props.share === null ? 0 : Math.round(Math.min(1, props.share) * 100);
+  return (
+    <span class={`av-bar av-bar-${props.level}`} aria-hidden="true">
+      <span class="av-bar-fill" style={{ width: `${width}%` }} />
+    </span>
+  );
+}
+
+/** "updated 4 s ago" under a polled view, so a stale page is visible as stale. */
+export function Freshness(props: { readonly loadedAt: Date | undefined; readonly everyMs?: number }) {
+  const [, tick] = useState(0);
+  useEffect(() => {
+    const timer = setInterval(() => tick((n) => n + 1), 1000);
+    return () => clearInterval(timer);
+  }, []);
+  if (props.loadedAt === undefined) return null;
+  const s = Math.max(0, Math.round((Date.now() - props.loadedAt.getTime()) / 1000));
+  return (
+    <span class="av-muted">
+      Updated {s} s ago{props.everyMs === undefined ? "" : ` · refreshes every ${props.everyMs / 1000} s`}
+    </span>
+  );
+}

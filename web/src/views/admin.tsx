@@ -1,0 +1,405 @@
+import { useState } from "preact/hooks";
+import type { PolicyInput, PolicyView, QuotaView } from "../../../client/index";
+import {
+  formatQuotaAmount,
+  parsePolicy,
+  policyText,
+  QUOTA_WARNING_SHARE,
+  type QuotaForm,
+  quotaForm,
+  quotaLimits,
+  quotaRows,
+} from "./admin-model";
+import { describeError, type FieldProblem, problemsAt, unclaimedProblems } from "./admin-views-errors";
+import { ErrorNotice, Loading, ShareBar, useLoad, ViewFrame } from "./admin-views-kit";
+import { formatTime } from "./schedules-model";
+import type { ViewProps } from "./types";
+
+/**
+ * Administration: the scheduling policy as JSON (GET/PUT /admin/policy) and principals' quotas
+ * (GET/PUT /quotas/{principal}) with usage against each limit and the 80 % warning. Admins only:
+ * the API refuses others anyway, so they get a plain sentence instead of a page of 403s.
+ */
+export function AdminView(props: ViewProps) {
+  if (!props.admin) {
+    return (
+      <ViewFrame id="admin" title="Admin">
+        <div class="av-warn" role="status">
+          <p>
+            <strong>Admins only.</strong> The policy and quota settings can be seen and changed only with an
+            admin token. Ask an administrator if a limit or the policy needs to change.
+          </p>
+        </div>
+      </ViewFrame>
+    );
+  }
+  return (
+    <ViewFrame id="admin" title="Admin">
+      <PolicyEditor {...props} />
+      <Quotas {...props} />
+    </ViewFrame>
+  );
+}
+
+function PolicyEditor(props: ViewProps) {
+  const { client } = props;
+  const [text, setText] = useState<string | undefined>(undefined);
+  const [saved, setSaved] = useState<PolicyView | undefined>(undefined);
+  const [problems, setProblems] = useState<readonly FieldProblem[]>([]);
+  const [error, setError] = useState<unknown>(undefined);
+  const [result, setResult] = useState("");
+  const [busy, setBusy] = useState(false);
+  const policy = useLoad(async () => {
+    const view = await client.getPolicy();
+    setSaved(view);
+    setText(policyText(view));
+    return view;
+  }, [client]);
+
+  const current = saved ?? policy.data;
+  const dirty = current !== undefined && text !== undefined && text !== policyText(current);
+
+  const save = async (e: Event) => {
+    e.preventDefault();
+    if (text === undefined) return;
+    setResult("");
+    const parsed = parsePolicy(text);
+    if (!parsed.ok) {
+      setProblems(parsed.problems);
+      setError(undefined);
+      return;
+    }
+    setBusy(true);
+    try {
+      // Sent as typed: the server's schema is the one judge of a policy, and its messages are shown.
+      const view = await client.putPolicy(parsed.policy as PolicyInput);
+      setSaved(view);
+      setText(policyText(view));
+      setProblems([]);
+      setError(undefined);
+      setResult(
+        `Policy saved at ${formatTime(view.updatedAt)}. It takes effect at the next scheduling pass.`,
+      );
+    } catch (caught) {
+      setProblems(describeError(caught).problems);
+      setError(caught);
+    } finally {
+      setBusy(false);
+    }
+  };
+
+  return (
+    <form class="av-card" aria-labelledby="policy-title" onSubmit={save} noValidate>
+      <div class="av-card-head">
+        <h2 id="policy-title">Scheduling policy</h2>
+        {current === undefined ? null : (
+          <span class="av-muted">
+            {current.updatedAt === null
+              ? "Defaults: never changed"
+              : `Last changed ${formatTime(current.updatedAt)}${current.updatedBy === null ? "" : ` by ${current.updatedBy}`}`}
+          </span>
+        )}
+      </div>
+      <ErrorNotice error={policy.error} title="Could not read the policy" />
+      {text === undefined ? (
+        policy.loading ? (
+          <Loading what="the policy" />
+        ) : null
+      ) : (
+        <>
+          <div class="av-field">
+            <label for="policy-json">
+              Policy (JSON). Saving replaces it whole; fields left out take their defaults.
+            </label>
+            <textarea
+              id="policy-json"
+              class="av-textarea"
+              rows={16}
+              spellcheck={false}
+              value={text}
+              aria-invalid={problems.length > 0}
+              aria-describedby={problems.length > 0 ? "policy-problems" : undefined}
+              onInput={(e) => setText(e.currentTarget.value)}
+            />
+          </div>
+          {problems.length === 0 ? null : (
+            <ul class="av-field-error" id="policy-problems">
+              {problems.map((p) => (
+                <li key={p.path + p.message}>
+                  {p.path === "" ? "" : <code class="av-code">{p.path}</code>} {p.message}
+                </li>
+              ))}
+            </ul>
+          )}
+          {error === undefined ? null : (
+            <ErrorNotice error={error} title="The policy was not saved" hideProblems />
+          )}
+          <div class="av-actions" style={{ marginTop: "12px" }}>
+            <button type="submit" class="av-button av-primary" disabled={busy}>
+              {busy ? "Saving…" : "Save policy"}
+            </button>
+            <button
+              type="button"
+              class="av-button"
+              disabled={!dirty || busy}
+              onClick={() => {
+                if (current !== undefined) setText(policyText(current));
+                setProblems([]);
+                setError(undefined);
+              }}
+            >
+              Discard changes
+            </button>
+            {dirty ? <span class="av-muted">Unsaved changes</span> : null}
+          </div>
+        </>
+      )}
+      <p class="av-ok" aria-live="polite" role="status">
+        {result}
+      </p>
+    </form>
+  );
+}
+
+const LIMIT_FIELDS: readonly {
+  readonly key: keyof QuotaForm;
+  readonly label: string;
+  readonly hint: string;
+}[] = [
+  { key: "dailyGpuSeconds", label: "GPU-seconds per day", hint: "resets 00:00 UTC" },
+  { key: "weeklyGpuSeconds", label: "GPU-seconds per week", hint: "resets Monday 00:00 UTC" },
+  { key: "maxQueuedJobs", label: "Jobs not yet started", hint: "more is refused with 429" },
+  { key: "maxPriority", label: "Highest priority", hint: "−10..10 or a name (high)" },
+];
+
+function Quotas(props: ViewProps) {
+  const { client } = props;
+  const [principal, setPrincipal] = useState("");
+  const [view, setView] = useState<QuotaView | undefined>(undefined);
+  const [lookupError, setLookupError] = useState<unknown>(undefined);
+  const [looking, setLooking] = useState(false);
+
+  const lookUp = async (e: Event) => {
+    e.preventDefault();
+    const name = principal.trim();
+    if (name === "") {
+      setLookupError(new Error("Enter a principal (a user id, or project:<name>)."));
+      return;
+    }
+    setLooking(true);
+    try {
+      setView(await client.getQuota(name));
+      setLookupError(undefined);
+    } catch (caught) {
+      setView(undefined);
+      setLookupError(caught);
+    } finally {
+      setLooking(false);
+    }
+  };
+
+  return (
+    <section class="av-card" aria-labelledby="quotas-title">
+      <h2 id="quotas-title">Quotas</h2>
+      <form class="av-actions" onSubmit={lookUp} aria-label="Look up a principal's quota">
+        <label for="quota-principal" class="av-field" style={{ flex: "1 1 220px" }}>
+          <span class="av-label">Principal</span>
+          <input
+            id="quota-principal"
+            class="av-input"
+            value={principal}
+            placeholder="alice or project:vision"
+            autoComplete="off"
+            aria-describedby={lookupError === undefined ? undefined : "quota-lookup-error"}
+            onInput={(e) => setPrincipal(e.currentTarget.value)}
+          />
+        </label>
+        <button
+          type="submit"
+          class="av-button av-primary"
+          disabled={looking}
+          style={{ alignSelf: "flex-end" }}
+        >
+          {looking ? "Looking up…" : "Look up"}
+        </button>
+      </form>
+      <div id="quota-lookup-error">
+        <ErrorNotice error={lookupError} title="Could not read the quota" />
+      </div>
+      {view === undefined ? null : (
+        <QuotaDetail key={view.principal} view={view} client={client} onSaved={setView} />
+      )}
+    </section>
+  );
+}
+
+function QuotaDetail(props: {
+  readonly view: QuotaView;
+  readonly client: ViewProps["client"];
+  readonly onSaved: (view: QuotaView) => void;
+}) {
+  const { view } = props;
+  const rows = quotaRows(view);
+  const warned = rows.filter((r) => r.warning);
+  const [form, setForm] = useState<QuotaForm>(quotaForm(view));
+  const [problems, setProblems] = useState<readonly FieldProblem[]>([]);
+  const [error, setError] = useState<unknown>(undefined);
+  const [result, setResult] = useState("");
+  const [busy, setBusy] = useState(false);
+
+  const unclaimed = unclaimedProblems(
+    problems,
+    LIMIT_FIELDS.map((f) => f.key),
+  );
+
+  const save = async (e: Event) => {
+    e.preventDefault();
+    setResult("");
+    const built = quotaLimits(form);
+    if (!built.ok) {
+      setProblems(built.problems);
+      setError(undefined);
+      return;
+    }
+    setBusy(true);
+    try {
+      const saved = await props.client.putQuota(view.principal, built.limits);
+      setProblems([]);
+      setError(undefined);
+      setForm(quotaForm(saved));
+      props.onSaved(saved);
+      setResult(`Limits of ${saved.principal} saved.`);
+    } catch (caught) {
+      setProblems(describeError(caught).problems);
+      setError(caught);
+    } finally {
+      setBusy(false);
+    }
+  };
+
+  return (
+    <div style={{ marginTop: "16px" }}>
+      {warned.length > 0 || view.warning ? (
+        <div class="av-warn" role="status">
+          <strong>Warning:</strong> {view.principal} has used {Math.round(QUOTA_WARNING_SHARE * 100)} % or
+          more of {warned.length > 0 ? warned.map((r) => r.label).join("; ") : "a limit"}.
+          {warned.some((r) => r.exceeded)
+            ? " A limit is reached: GPU jobs wait, or submissions are refused."
+            : ""}
+        </div>
+      ) : null}
+      <div class="av-table-wrap">
+        <table class="av-table av-stack">
+          <caption>
+            Usage of <span class="av-mono">{view.principal}</span> against its limits
+          </caption>
+          <thead>
+            <tr>
+              <th scope="col">Measure</th>
+              <th scope="col">Used</th>
+              <th scope="col">Remaining</th>
+              <th scope="col">State</th>
+            </tr>
+          </thead>
+          <tbody>
+            {rows.map((r) => {
+              const remaining = view.remaining[r.key];
+              const state =
+                r.limit === null
+                  ? "no limit"
+                  : r.exceeded
+                    ? "limit reached"
+                    : r.warning
+                      ? "≥\u00a080\u00a0%"
+                      : "ok";
+              return (
+                <tr key={r.key}>
+                  <th scope="row" data-label="Measure">
+                    {r.label}
+                  </th>
+                  <td data-label="Used">
+                    <span class="av-usage">
+                      <span>{formatQuotaAmount(r)}</span>
+                      {r.share === null ? null : (
+                        <ShareBar
+                          share={Math.min(1, r.share)}
+                          level={r.exceeded ? "full" : r.warning ? "high" : "low"}
+                        />
+                      )}
+                    </span>
+                  </td>
+                  <td data-label="Remaining">
+                    {remaining === null ? "—" : Math.round(remaining).toLocaleString("en-US")}
+                  </td>
+                  <td data-label="State">
+                    <span
+                      class={`av-badge ${r.exceeded ? "av-badge-lost" : r.warning ? "av-badge-late" : r.limit === null ? "av-badge-off" : "av-badge-up"}`}
+                    >
+                      {state}
+                    </span>
+                  </td>
+                </tr>
+              );
+            })}
+          </tbody>
+        </table>
+      </div>
+      <p class="av-muted">
+        Highest priority allowed:{" "}
+        {view.limits.maxPriority === null ? "no limit" : String(view.limits.maxPriority)}
+      </p>
+
+      <form onSubmit={save} noValidate aria-labelledby="quota-edit-title">
+        <h3 id="quota-edit-title">Edit limits of {view.principal}</h3>
+        <p class="av-hint">Leave a field empty for no limit. Saving replaces all four limits.</p>
+        {error === undefined ? null : (
+          <ErrorNotice error={error} title="The limits were not saved" hideProblems />
+        )}
+        <div class="av-form">
+          {LIMIT_FIELDS.map((f) => {
+            const mine = problemsAt(problems, f.key);
+            return (
+              <div class="av-field" key={f.key}>
+                <label for={`quota-${f.key}`}>{f.label}</label>
+                <input
+                  id={`quota-${f.key}`}
+                  class="av-input"
+                  inputMode={f.key === "maxPriority" ? "text" : "numeric"}
+                  value={form[f.key]}
+                  aria-invalid={mine.length > 0}
+                  aria-describedby={`quota-${f.key}-hint${mine.length > 0 ? ` quota-${f.key}-error` : ""}`}
+                  onInput={(e) => setForm({ ...form, [f.key]: e.currentTarget.value })}
+                />
+                <span class="av-hint" id={`quota-${f.key}-hint`}>
+                  {f.hint}
+                </span>
+                {mine.length === 0 ? null : (
+                  <p class="av-field-error" id={`quota-${f.key}-error`}>
+                    {mine.map((p) => p.message).join("; ")}
+                  </p>
+                )}
+              </div>
+            );
+          })}
+        </div>
+        {unclaimed.length === 0 ? null : (
+          <ul class="av-field-error">
+            {unclaimed.map((p) => (
+              <li key={p.path + p.message}>
+                {p.path === "" ? "" : <code class="av-code">{p.path}</code>} {p.message}
+              </li>
+            ))}
+          </ul>
+        )}
+        <div class="av-actions" style={{ marginTop: "12px" }}>
+          <button type="submit" class="av-button av-primary" disabled={busy}>
+            {busy ? "Saving…" : "Save limits"}
+          </button>
+        </div>
+        <p class="av-ok" aria-live="polite" role="status">
+          {result}
+        </p>
+      </form>
+    </div>
+  );
+}
