@@ -87,6 +87,10 @@ describe("names of Object.prototype's members at the HTTP edge", () => {
     { method: "POST", path: "/jobs", auth: ALICE, body: "{}" },
     { method: "POST", path: "/jobs/batch", auth: ALICE, body: "{}" },
     { method: "PATCH", path: `/jobs/${jobId}`, auth: ALICE, body: "{}" },
+    { method: "GET", path: `/jobs/${jobId}/dependents`, auth: ALICE },
+    { method: "GET", path: "/admin/tokens", auth: ADMIN },
+    { method: "POST", path: "/admin/tokens", auth: ADMIN, body: "{}" },
+    { method: "DELETE", path: "/admin/tokens/000000000000", auth: ADMIN },
   ];
 
   type Form = (name: string) => { readonly headers: string[]; readonly query: string };
