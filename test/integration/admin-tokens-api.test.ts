@@ -11,6 +11,7 @@ import {
   problemPaths,
 } from "../support/jobs";
 import { suffix } from "../support/scheduling";
+import { HandshakeRefused, openStream } from "../support/stream";
 
 /**
  * POST/GET /admin/tokens and DELETE /admin/tokens/{id} through HTTP against the shared DynamoDB
@@ -201,6 +202,27 @@ describe("DELETE /admin/tokens/{id}", () => {
     expect(again.json.revokedAt).toBe(revoked.json.revokedAt);
     const listed = (await listAll()).items.find((t) => t.id === token.id);
     expect(listed?.revokedAt).toBe(revoked.json.revokedAt);
+  });
+
+  it("opens the job stream with a token the API made, and refuses it once revoked", async () => {
+    // Prepare
+    const token = await created({ principal: principal("stream") });
+
+    // Act
+    const open = await openStream(api.streamUrl, token.token, "query");
+    open.send({ action: "ping" });
+    const pong = await open.waitFor((m) => m.type === "pong");
+    open.close();
+    await api.request("DELETE", `/admin/tokens/${token.id}`, { token: ADMIN.token });
+    const refused = await openStream(api.streamUrl, token.token).then(
+      () => undefined,
+      (error: unknown) => error,
+    );
+
+    // Assess
+    expect(pong).toEqual({ type: "pong" });
+    expect(refused).toBeInstanceOf(HandshakeRefused);
+    expect((refused as HandshakeRefused).status).toBe(401);
   });
 
   it("answers 404 for an id no token has, and for anything that is not a token id", async () => {

@@ -29,7 +29,7 @@ describe("createTokenSchema", () => {
     expect(admin).toEqual({ principal: "ops@example.com", admin: true });
   });
 
-  it.each([
+  it.each<[Record<string, unknown>, string]>([
     [{}, "a missing principal"],
     [{ principal: "" }, "an empty principal"],
     [{ principal: "has space" }, "a principal with a space"],
@@ -37,7 +37,7 @@ describe("createTokenSchema", () => {
     [{ principal: "a".repeat(129) }, "a principal of 129 characters"],
     [{ principal: "alice", admin: "yes" }, "a non-boolean admin"],
     [{ principal: "alice", role: "admin" }, "an unknown field"],
-  ])("refuses %j (%s)", (body) => {
+  ])("refuses %j (%s)", (body, _why) => {
     expect(createTokenSchema.safeParse(body).success).toBe(false);
   });
 });
