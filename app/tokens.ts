@@ -1,6 +1,7 @@
 import type { DynamoDBDocumentClient } from "@aws-sdk/lib-dynamodb";
 import { z } from "zod";
 import { ForbiddenError, NotFoundError } from "../core/errors";
+import { pageQuerySchema } from "../core/job";
 import type { Principal } from "../core/principal";
 import { type CreatedToken, createTokenSchema, type TokenView } from "../core/tokens";
 import { parseRequest } from "../core/validation";
@@ -80,9 +81,11 @@ const tokensCursorSchema = z.strictObject({ createdAt: z.iso.datetime(), after: 
 export async function listApiTokens(
   ctx: TokensContext,
   caller: Principal,
-  options: { limit: number; cursor?: string | undefined },
+  query: unknown,
 ): Promise<{ items: TokenView[]; nextCursor: string | null }> {
   requireAdmin(caller, "list tokens");
+  // Parsed once the caller is known to be an admin: a user's request is a 403 whatever it asks.
+  const options = parseRequest(pageQuerySchema, query);
   const cursor = decodeCursor(options.cursor, tokensCursorSchema);
   const all = (await listTokens(ctx.db, ctx.tokensTable)).sort(
     (a, b) => a.createdAt.localeCompare(b.createdAt) || a.tokenId.localeCompare(b.tokenId),

@@ -247,12 +247,14 @@ describe("admin only", () => {
       });
       const postBad = await api.request("POST", "/admin/tokens", { token, body: "{" });
       const list = await api.request("GET", "/admin/tokens", { token });
+      const listBad = await api.request("GET", "/admin/tokens?limit=0&cursor=x", { token });
       const revoke = await api.request("DELETE", `/admin/tokens/${target.id}`, { token });
 
       // Assess
       expectError(post, 403, "forbidden");
       expectError(postBad, 403, "forbidden");
       expectError(list, 403, "forbidden");
+      expectError(listBad, 403, "forbidden");
       expectError(revoke, 403, "forbidden");
     }
     const still = (await listAll()).items.find((t) => t.id === target.id);
