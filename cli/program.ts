@@ -2,6 +2,9 @@ import { readFileSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { Command, CommanderError, InvalidArgumentError } from "commander";
 import {
+  type BulkCancelRequest,
+  type CreatedToken,
+  type CreateScheduleRequest,
   type Job,
   JobqApiError,
   JobqClient,
@@ -9,10 +12,13 @@ import {
   type JobView,
   type PolicyInput,
   type QuotaLimitsInput,
+  type Stats,
+  type StatsWindow,
   type SubmitBatchRequest,
   type SubmitJobRequest,
+  type Token,
+  type UpdateScheduleRequest,
 } from "../client";
-import * as api from "./api";
 import {
   ConfigError,
   type Connection,
@@ -470,11 +476,11 @@ function buildProgram(io: Io, setExit: (code: number) => void): Command {
         options: { maxAttempts?: number; dependents?: boolean; deadline?: string; watch?: boolean },
       ) => {
         const { client } = await connect();
-        const job = await api.retryJob(client, id, {
+        const job = await client.retry(id, {
           maxAttempts: options.maxAttempts,
           dependents: options.dependents,
           deadline: options.deadline,
-        } as never);
+        });
         show(job, () => `${job.id} ${paintStatus(job.status, color)}`);
         if (options.watch) await watch([job.id]);
       },
@@ -506,7 +512,11 @@ function buildProgram(io: Io, setExit: (code: number) => void): Command {
       const { limit, cursor, maxAttempts, dependents, ...filters } = options;
       const filter = Object.fromEntries(Object.entries(filters).filter(([, v]) => v !== undefined));
       const { client } = await connect();
-      const result = await api.bulkAct(client, action, { filter, limit, cursor, maxAttempts, dependents });
+      const request = { filter: filter as BulkCancelRequest["filter"], limit, cursor };
+      const result =
+        action === "cancel"
+          ? await client.cancelJobs(request)
+          : await client.retryJobs({ ...request, maxAttempts, dependents });
       show(result, () => {
         const rows = [
           ...result.acted.map((id) => [id, action === "cancel" ? "cancelled" : "retried", ""]),
@@ -661,7 +671,7 @@ function buildProgram(io: Io, setExit: (code: number) => void): Command {
     .option("--window <window>", "5m, 15m, 1h, 6h or 24h (default 1h)")
     .action(async (options: { window?: string }) => {
       const { client } = await connect();
-      const stats = await api.getStats(client, options.window);
+      const stats = await client.stats(options.window as StatsWindow | undefined);
       show(stats, () => describeStats(stats, color));
     });
 
@@ -673,7 +683,7 @@ function buildProgram(io: Io, setExit: (code: number) => void): Command {
     .option("--cursor <cursor>")
     .action(async (options: { owner?: string; limit?: number; cursor?: string }) => {
       const { client } = await connect();
-      const page = await api.listSchedules(client, options);
+      const page = await client.listSchedules(options);
       const now = new Date();
       show(page, () =>
         table(
@@ -695,7 +705,7 @@ function buildProgram(io: Io, setExit: (code: number) => void): Command {
     .argument("<id>")
     .action(async (id: string) => {
       const { client } = await connect();
-      const schedule = await api.getSchedule(client, id);
+      const schedule = await client.getSchedule(id);
       show(schedule, () => JSON.stringify(schedule, null, 2));
     });
   schedules
@@ -712,7 +722,7 @@ function buildProgram(io: Io, setExit: (code: number) => void): Command {
       const { client } = await connect();
       const body = options.file !== undefined ? await readJsonFile(options.file) : scheduleFromFlags(options);
       if (!isRecord(body)) throw new UsageError("a schedule is a JSON object");
-      const schedule = await api.createSchedule(client, body);
+      const schedule = await client.createSchedule(body as CreateScheduleRequest);
       show(schedule, () => schedule.id);
     });
   schedules
@@ -737,7 +747,7 @@ function buildProgram(io: Io, setExit: (code: number) => void): Command {
               enabled: options.enable ? true : options.disable ? false : undefined,
             };
       if (!isRecord(change)) throw new UsageError("a change is a JSON object");
-      const schedule = await api.updateSchedule(client, id, change);
+      const schedule = await client.updateSchedule(id, change as UpdateScheduleRequest);
       show(schedule, () => `${schedule.id} updated`);
     });
   schedules
@@ -745,7 +755,7 @@ function buildProgram(io: Io, setExit: (code: number) => void): Command {
     .argument("<id>")
     .action(async (id: string) => {
       const { client } = await connect();
-      await api.deleteSchedule(client, id);
+      await client.deleteSchedule(id);
       show({ id, deleted: true }, () => `${id} deleted`);
     });
   schedules
@@ -754,8 +764,10 @@ function buildProgram(io: Io, setExit: (code: number) => void): Command {
     .argument("<id>")
     .action(async (id: string) => {
       const { client } = await connect();
-      const fired = await api.triggerSchedule(client, id);
-      show(fired, () => (typeof fired.id === "string" ? fired.id : `skipped: ${String(fired.skipped)}`));
+      const fired = await client.triggerSchedule(id);
+      if (fired.outcome === "skipped")
+        show(fired.fire, () => ("skipped" in fired.fire ? `skipped: ${fired.fire.skipped}` : "skipped"));
+      else show(fired.job, () => fired.job.id);
     });
 
   const policy = program.command("policy").description("the scheduling policy (admins)");
@@ -818,6 +830,132 @@ function buildProgram(io: Io, setExit: (code: number) => void): Command {
       const { client } = await connect();
       const view = await client.putQuota(principal, body as QuotaLimitsInput);
       show(view, () => `${view.principal}: ${JSON.stringify(view.limits)}`);
+    });
+
+  const tokens = program
+    .command("tokens")
+    .description("API tokens (admins): create, list, revoke; bootstrap the first one with AWS credentials");
+  tokens
+    .command("create")
+    .description("POST /admin/tokens: prints the new token, shown only this once")
+    .requiredOption("--principal <id>", "the user id the token acts as")
+    .option("--admin", "give the token the admin role")
+    .action(async (options: { principal: string; admin?: boolean }) => {
+      const { client } = await connect();
+      const created = await client.createToken({
+        principal: options.principal,
+        admin: options.admin === true,
+      });
+      announceToken(created);
+    });
+  tokens
+    .command("list")
+    .description("GET /admin/tokens: ids, principals, roles, when made and revoked; never a token")
+    .action(async () => {
+      const { client } = await connect();
+      const all: Token[] = [];
+      for await (const token of client.tokens({ limit: 200 })) all.push(token);
+      show(all, () =>
+        table(
+          ["ID", "PRINCIPAL", "ROLE", "CREATED", "REVOKED"],
+          all.map((t) => [
+            t.id,
+            t.principal,
+            t.role,
+            t.createdAt,
+            t.revokedAt ? paint(t.revokedAt, "dim", color) : "-",
+          ]),
+        ),
+      );
+    });
+  tokens
+    .command("revoke")
+    .description(
+      "DELETE /admin/tokens/{id}: refused from its next request (AWS: within the 5 min authorizer cache)",
+    )
+    .argument("<id>", "the token's id, as `tokens list` shows it")
+    .action(async (id: string) => {
+      const { client } = await connect();
+      const token = await client.revokeToken(id);
+      show(token, () => `revoked ${token.id} (${token.principal}) at ${token.revokedAt ?? "?"}`);
+    });
+  tokens
+    .command("bootstrap")
+    .description(
+      "the first admin token of a deployed stack, written to its Tokens table with your AWS credentials",
+    )
+    .requiredOption("--principal <id>", "the admin's user id")
+    .option("--table <name>", "the stack output TokensTableName (default: $JOBQ_TOKENS_TABLE)")
+    .option("--region <region>", "AWS region (default: $AWS_REGION, else your profile's)")
+    .option("--force", "issue one even though a working admin token exists")
+    .action(async (options: { principal: string; table?: string; region?: string; force?: boolean }) => {
+      const table = options.table ?? io.env.JOBQ_TOKENS_TABLE;
+      if (!table)
+        throw new UsageError(
+          "no tokens table: pass --table or set JOBQ_TOKENS_TABLE (stack output TokensTableName)",
+        );
+      const { AdminTokenExistsError, bootstrapAdminToken } = await import("./bootstrap");
+      const { TokenRecordError } = await import("../store/tokens");
+      try {
+        const { token, record } = await bootstrapAdminToken({
+          table,
+          principal: options.principal,
+          region: options.region ?? io.env.AWS_REGION,
+          endpoint: io.env.JOBQ_DYNAMODB_ENDPOINT,
+          force: options.force === true,
+        });
+        announceToken({
+          id: record.tokenId,
+          principal: record.principal,
+          role: record.role,
+          createdAt: record.createdAt,
+          revokedAt: null,
+          token,
+        });
+      } catch (error) {
+        if (error instanceof AdminTokenExistsError || error instanceof TokenRecordError)
+          throw new UsageError(error.message);
+        throw error;
+      }
+    });
+
+  /** The secret alone on stdout (or the JSON answer), so `TOKEN=$(jobq tokens create …)` captures it. */
+  const announceToken = (created: CreatedToken): void => {
+    show(created, () => created.token);
+    io.err.write(
+      `created token ${created.id} for ${created.principal} (${created.role}); ` +
+        "store it now: it is shown only this once and cannot be read back\n",
+    );
+  };
+
+  program
+    .command("dependents")
+    .description("GET /jobs/{id}/dependents: the jobs that wait on this one, and whether each wait is over")
+    .argument("<id>")
+    .option("--limit <n>", "1..200 (default 200)", integer)
+    .option("--cursor <cursor>", "the nextCursor of a previous page")
+    .action(async (id: string, options: { limit?: number; cursor?: string }) => {
+      const { client } = await connect();
+      const page = await client.dependents(id, { limit: options.limit ?? 200, cursor: options.cursor });
+      show(page, () => {
+        const text =
+          page.items.length === 0
+            ? "no dependents"
+            : table(
+                ["ID", "TYPE", "NAME", "STATUS", "OWNER", "EDGE"],
+                page.items.map((d) => [
+                  d.id,
+                  truncate(d.type, 20),
+                  truncate(d.name ?? "", 30),
+                  paintStatus(d.status, color),
+                  d.owner,
+                  d.met ? "met" : "waiting",
+                ]),
+              );
+        return page.nextCursor
+          ? `${text}\n${paint(`more: --cursor ${page.nextCursor}`, "dim", color)}`
+          : text;
+      });
     });
 
   return program;
@@ -961,7 +1099,7 @@ function ms(value: number | null): string {
   return value === null ? "-" : formatDuration(value);
 }
 
-function describeStats(stats: api.StatsView, color: boolean): string {
+function describeStats(stats: Stats, color: boolean): string {
   const counts = Object.entries(stats.counts.byStatus)
     .filter(([, n]) => n > 0)
     .map(([status, n]) => `${n} ${paintStatus(status, color)}`)

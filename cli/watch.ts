@@ -1,6 +1,5 @@
 import { JobqApiError, type JobqClient, JobqUnreachableError, type JobStatus, type LogLine } from "../client";
 import { type JobStream, openJobStream, type StreamJob } from "../client/stream";
-import { getStats } from "./api";
 import { isTerminal, logLine, progressLine, summaryBar, type WatchedJob } from "./format";
 
 /**
@@ -200,7 +199,7 @@ export async function watchJobs(options: WatchOptions): Promise<0 | 1> {
 async function typicalRunTimes(client: JobqClient): Promise<Map<string, number>> {
   const times = new Map<string, number>();
   try {
-    const stats = await getStats(client, "1h");
+    const stats = await client.stats("1h");
     for (const [type, figures] of Object.entries(stats.byType ?? {}))
       if (figures.runMs.p50 !== null) times.set(type, figures.runMs.p50);
   } catch {

@@ -3,6 +3,8 @@ import type {
   attemptSchema,
   batchResponseSchema,
   bulkResultSchema,
+  createdTokenSchema,
+  dependentSchema,
   healthSchema,
   jobSchema,
   jobViewSchema,
@@ -15,6 +17,7 @@ import type {
   scheduleFireSchema,
   scheduleViewSchema,
   statsViewSchema,
+  tokenViewSchema,
   transitionSchema,
 } from "../core/api-schemas";
 import type { ErrorCode } from "../core/errors";
@@ -33,6 +36,7 @@ import type { PolicyInput } from "../core/policy";
 import type { QuotaLimitsInput } from "../core/quota";
 import type { createScheduleSchema, updateScheduleSchema } from "../core/schedule";
 import type { StatsWindow } from "../core/stats";
+import type { createTokenSchema } from "../core/tokens";
 
 /**
  * A small typed client for the jobq HTTP API: one method per route. The types are the zod
@@ -66,6 +70,10 @@ export type BulkCancelRequest = z.input<typeof bulkCancelSchema>;
 export type BulkRetryRequest = z.input<typeof bulkRetrySchema>;
 export type CreateScheduleRequest = z.input<typeof createScheduleSchema>;
 export type UpdateScheduleRequest = z.input<typeof updateScheduleSchema>;
+export type Token = z.output<typeof tokenViewSchema>;
+export type CreatedToken = z.output<typeof createdTokenSchema>;
+export type CreateTokenRequest = z.input<typeof createTokenSchema>;
+export type Dependent = z.output<typeof dependentSchema>;
 export type { ErrorCode, JobStatus, PolicyInput, QuotaLimitsInput, StatsWindow };
 
 export interface Page<T> {
@@ -384,6 +392,34 @@ export class JobqClient {
   /** PUT /quotas/{principal} (admin): replaces the limits. */
   async putQuota(principal: string, limits: QuotaLimitsInput): Promise<QuotaView> {
     return (await this.call<QuotaView>("PUT", `/quotas/${segment(principal)}`, { body: limits })).body;
+  }
+
+  /** POST /admin/tokens (admin): the answer's `token` is the secret, shown this once. */
+  async createToken(request: CreateTokenRequest): Promise<CreatedToken> {
+    return (await this.call<CreatedToken>("POST", "/admin/tokens", { body: request })).body;
+  }
+
+  /** GET /admin/tokens (admin): one page, oldest first; never a secret. */
+  async listTokens(params: PageParams = {}): Promise<Page<Token>> {
+    return (await this.call<Page<Token>>("GET", "/admin/tokens", { query: { ...params } })).body;
+  }
+
+  /** Every token GET /admin/tokens lists, across pages. */
+  async *tokens(params: PageParams = {}): AsyncGenerator<Token> {
+    for await (const page of pages((cursor) => this.listTokens({ ...params, cursor }), params.cursor))
+      yield* page.items;
+  }
+
+  /** DELETE /admin/tokens/{id} (admin): idempotent; the token with its revokedAt. */
+  async revokeToken(id: string): Promise<Token> {
+    return (await this.call<Token>("DELETE", `/admin/tokens/${segment(id)}`)).body;
+  }
+
+  /** GET /jobs/{id}/dependents: one page of the jobs waiting on this one, each edge's `met`. */
+  async dependents(id: string, params: PageParams = {}): Promise<Page<Dependent>> {
+    return (
+      await this.call<Page<Dependent>>("GET", `/jobs/${segment(id)}/dependents`, { query: { ...params } })
+    ).body;
   }
 
   /**

@@ -20,6 +20,7 @@ import type { QuotaView } from "./quota";
 import { REASON_CODES } from "./reasons";
 import { OVERLAP_POLICIES, type Schedule, type ScheduleFire } from "./schedule";
 import { STATS_WINDOWS } from "./stats";
+import type { CreatedToken, Dependent, TokenView } from "./tokens";
 
 /**
  * The API's responses as zod schemas: what the OpenAPI document (functions/openapi.ts) publishes,
@@ -481,3 +482,42 @@ export const poolsQuerySchema = z.strictObject({
 export const statsQuerySchema = z.strictObject({
   window: z.enum(STATS_WINDOWS).default("1h").describe("the period the figures cover"),
 });
+
+// The admin token routes (POST/GET /admin/tokens, DELETE /admin/tokens/{id}) and GET
+// /jobs/{id}/dependents; their types are core/tokens.ts's.
+
+export const tokenViewSchema = z
+  .object({
+    id: z.string().describe("the token's id: the first 12 hex characters of its SHA-256"),
+    principal: z.string(),
+    role: z.enum(["user", "admin"]),
+    createdAt: timestamp,
+    revokedAt: nullableTimestamp.describe("when it was revoked; null while it works"),
+  })
+  .register(apiResponses, { id: "Token" });
+
+export const createdTokenSchema = tokenViewSchema
+  .extend({ token: z.string().describe("the bearer token itself: shown this once, never stored") })
+  .register(apiResponses, { id: "CreatedToken" });
+
+export const tokenPageSchema = page(tokenViewSchema, "TokenPage");
+
+export const dependentSchema = z
+  .object({
+    id: z.string(),
+    type: z.string(),
+    name: z.string().nullable(),
+    status: z.enum(JOB_STATUSES),
+    owner: z.string(),
+    met: z.boolean().describe("whether this edge is met: the job depended on has completed"),
+  })
+  .register(apiResponses, { id: "Dependent" });
+
+export const dependentPageSchema = page(dependentSchema, "DependentPage");
+
+const tokenConformance: [
+  Conforms<z.output<typeof tokenViewSchema>, TokenView>,
+  Conforms<z.output<typeof createdTokenSchema>, CreatedToken>,
+  Conforms<z.output<typeof dependentSchema>, Dependent>,
+] = [true, true, true];
+void tokenConformance;

@@ -10,6 +10,8 @@ import {
   batchResponseSchema,
   bulkResultSchema,
   type Conforms,
+  createdTokenSchema,
+  dependentPageSchema,
   type figuresViewSchema,
   healthSchema,
   jobPageSchema,
@@ -33,6 +35,8 @@ import {
   type seriesPointSchema,
   statsQuerySchema,
   statsViewSchema,
+  tokenPageSchema,
+  tokenViewSchema,
   transitionPageSchema,
   triggerAnswerSchema,
 } from "../core/api-schemas";
@@ -52,6 +56,7 @@ import {
 import { policySchema } from "../core/policy";
 import { quotaLimitsSchema } from "../core/quota";
 import { createScheduleSchema, listSchedulesQuerySchema, updateScheduleSchema } from "../core/schedule";
+import { createTokenSchema } from "../core/tokens";
 
 /**
  * The documentation of every route of functions/routes.ts, keyed by route id: what the OpenAPI
@@ -74,6 +79,7 @@ bulkCancelSchema.register(apiRequests, { id: "BulkCancelRequest" });
 bulkRetrySchema.register(apiRequests, { id: "BulkRetryRequest" });
 createScheduleSchema.register(apiRequests, { id: "CreateScheduleRequest" });
 updateScheduleSchema.register(apiRequests, { id: "UpdateScheduleRequest" });
+createTokenSchema.register(apiRequests, { id: "CreateTokenRequest" });
 
 export interface ResponseDoc {
   readonly description: string;
@@ -423,6 +429,49 @@ export const ROUTE_DOCS: Readonly<Record<string, RouteDoc>> = {
       200: { description: "the node, which was already draining", schema: nodeViewSchema },
     },
     errors: ["forbidden", "not_found", "invalid_transition"],
+  },
+  CreateToken: {
+    summary: "Create an API token (admin)",
+    description:
+      "201 with the token's id and metadata and `token`, the secret itself: shown in this answer " +
+      "only (the server keeps its SHA-256 hash), so store it now. A user's request is a 403.",
+    tag: "admin",
+    body: createTokenSchema,
+    responses: { 201: { description: "the token, created, with its secret", schema: createdTokenSchema } },
+    errors: ["forbidden"],
+  },
+  ListTokens: {
+    summary: "List API tokens (admin)",
+    description:
+      "Every token ever issued, oldest first, revoked ones included (revokedAt set). Never a " +
+      "secret nor its hash.",
+    tag: "admin",
+    query: pageQuerySchema,
+    parameters: PAGE_PARAMETERS,
+    responses: { 200: { description: "a page of tokens", schema: tokenPageSchema } },
+    errors: ["forbidden"],
+  },
+  RevokeToken: {
+    summary: "Revoke an API token (admin)",
+    description:
+      "The token is refused from its next request on (in AWS once API Gateway's cached decision " +
+      "for it expires: up to the authorizer cache TTL, 5 min by default). Idempotent: revoking a " +
+      "revoked token answers 200 with its first revokedAt. An unknown id is a 404.",
+    tag: "admin",
+    responses: { 200: { description: "the token, revoked", schema: tokenViewSchema } },
+    errors: ["forbidden", "not_found"],
+  },
+  ListDependents: {
+    summary: "The jobs that depend on a job, with each edge's state",
+    description:
+      "The reverse of dependsOn, oldest dependent first: each one's id, type, name, status, owner " +
+      "and `met` (the job it waits on has completed). Visible as GET /jobs/{id} is; a dependent the " +
+      "caller cannot see is left out of the page.",
+    tag: "jobs",
+    query: pageQuerySchema,
+    parameters: PAGE_PARAMETERS,
+    responses: { 200: { description: "a page of dependents", schema: dependentPageSchema } },
+    errors: ["not_found"],
   },
 };
 

@@ -33,6 +33,12 @@ export type PolicyTableAction =
   | "dynamodb:Query"
   | "dynamodb:DeleteItem";
 
+/**
+ * DynamoDB actions a handler needs on the Tokens table (hashes of API tokens). Only the admin
+ * token routes have any; the authorizer's GetItem is granted by the JobApi construct itself.
+ */
+export type TokensTableAction = "dynamodb:PutItem" | "dynamodb:Scan" | "dynamodb:UpdateItem";
+
 /** What a handler does to the job lifecycle executions (state-machines/job-lifecycle.asl.json). */
 export type ExecutionAction = "states:StartExecution" | "states:StopExecution";
 
@@ -59,6 +65,11 @@ export interface RouteSpec {
    * @default none
    */
   readonly policyTable?: readonly PolicyTableAction[];
+  /**
+   * Actions on the Tokens table: the admin token routes only.
+   * @default none
+   */
+  readonly tokensTable?: readonly TokensTableAction[];
   /** @default none */
   readonly states?: readonly ExecutionAction[];
   /**
@@ -390,6 +401,44 @@ export const ROUTES: readonly RouteSpec[] = [
     authorized: true,
     jobsTable: [],
     nodesTable: ["dynamodb:GetItem", "dynamodb:UpdateItem"],
+  },
+  // Admin token routes (app/tokens.ts): the Tokens table alone. Listing and finding a token by its
+  // id are Scans of that small table (store/tokens.ts); nothing here can read the jobs.
+  {
+    id: "CreateToken",
+    method: "POST",
+    path: "/admin/tokens",
+    handler: "create-token",
+    authorized: true,
+    jobsTable: [],
+    tokensTable: ["dynamodb:PutItem"],
+  },
+  {
+    id: "ListTokens",
+    method: "GET",
+    path: "/admin/tokens",
+    handler: "list-tokens",
+    authorized: true,
+    jobsTable: [],
+    tokensTable: ["dynamodb:Scan"],
+  },
+  {
+    id: "RevokeToken",
+    method: "DELETE",
+    path: "/admin/tokens/{id}",
+    handler: "revoke-token",
+    authorized: true,
+    jobsTable: [],
+    tokensTable: ["dynamodb:Scan", "dynamodb:UpdateItem"],
+  },
+  {
+    // The parent's DPT# edges (Query), the page's children and their DEP# edges (BatchGetItem).
+    id: "ListDependents",
+    method: "GET",
+    path: "/jobs/{id}/dependents",
+    handler: "list-dependents",
+    authorized: true,
+    jobsTable: [...READ, "dynamodb:BatchGetItem"],
   },
 ];
 

@@ -153,6 +153,7 @@ function grantRoute(fn: nodejs.NodejsFunction, route: RouteSpec, props: JobApiPr
   grantTable(fn, props.jobsTable, route.jobsTable);
   grantTable(fn, props.nodesTable, route.nodesTable ?? []);
   grantTable(fn, props.policyTable, route.policyTable ?? []);
+  grantTable(fn, props.tokensTable, route.tokensTable ?? []);
   const states = new Set(route.states);
   if (states.has("states:StartExecution")) props.lifecycle.grantStartExecution(fn);
   if (states.has("states:StopExecution")) props.lifecycle.grantExecution(fn, "states:StopExecution");
@@ -263,7 +264,11 @@ export class JobApi extends Construct {
     const routeEnvironment = runtimeEnvironment(props, props.lifecycle.stateMachineArn);
     const functions: Record<string, nodejs.NodejsFunction> = {};
     for (const route of ROUTES) {
-      const fn = newFunction(route.id, handlerEntry(route, handlersDir), routeEnvironment);
+      // Only the admin token routes learn the Tokens table's name; no other handler has a use for it.
+      const environment = route.tokensTable?.length
+        ? { ...routeEnvironment, JOBQ_TOKENS_TABLE: props.tokensTable.tableName }
+        : routeEnvironment;
+      const fn = newFunction(route.id, handlerEntry(route, handlersDir), environment);
       grantRoute(fn, route, props);
       this.api.root.resourceForPath(route.path).addMethod(
         route.method,

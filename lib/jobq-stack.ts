@@ -220,7 +220,7 @@ export class JobqStack extends Stack {
     });
     new CfnOutput(this, "TokensTableName", {
       value: this.store.tokensTable.tableName,
-      description: "For `npm run tokens -- --table`",
+      description: "For `jobq tokens bootstrap --table` (the first admin token)",
     });
     new CfnOutput(this, "EventBusName", {
       value: this.eventBus.eventBusName,

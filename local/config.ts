@@ -71,7 +71,7 @@ export class LocalConfigError extends Error {
   }
 }
 
-/** Same rule as store/tokens.ts, so a local principal is one the AWS tokens script accepts too. */
+/** Same rule as store/tokens.ts, so a local principal is one POST /admin/tokens accepts too. */
 const PRINCIPAL_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$/;
 /** Anything visible but the list separator: tokens are opaque (and may end in base64's "="). */
 const TOKEN_PATTERN = /^[\x21-\x2b\x2d-\x7e]+$/;

@@ -5,6 +5,7 @@ import { type WebSocket, WebSocketServer } from "ws";
 import { STREAM_CLOSE } from "../core/stream";
 import { AUTH_CONTEXT_KEYS } from "../functions/routes";
 import { handshakeToken } from "../functions/stream/events";
+import { TOKEN_PATTERN } from "../store/tokens";
 import type { ApiTokens } from "./config";
 import { invokeHandler, type LambdaHandler, loadHandlerExport } from "./lambda";
 
@@ -114,7 +115,10 @@ export class LocalStream {
     }
     const query = Object.fromEntries(url.searchParams);
     const token = handshakeToken({ headers: request.headers, queryStringParameters: query });
-    const caller = token === undefined ? undefined : this.options.tokens.get(token);
+    const caller =
+      token === undefined
+        ? undefined
+        : (this.options.tokens.get(token) ?? (await tableCaller(token, request, query)));
     if (!caller) return refuse(socket, 401, "unauthorized", "missing or unknown bearer token");
 
     const now = new Date().toISOString();
@@ -392,4 +396,39 @@ function readLimited(request: IncomingMessage, limit: number): Promise<Buffer | 
     request.once("end", () => settle(over ? undefined : Buffer.concat(chunks)));
     request.once("error", fail);
   });
+}
+
+/**
+ * A token of the Tokens table (one POST /admin/tokens made), asked of the same $connect
+ * authorizer module as in AWS, only for a token of its shape; loaded on first use, so a stack
+ * whose callers use only JOBQ_API_TOKENS never reads the table.
+ */
+async function tableCaller(
+  token: string,
+  request: IncomingMessage,
+  query: Record<string, string>,
+): Promise<{ principal: string; role: "user" | "admin" } | undefined> {
+  if (!TOKEN_PATTERN.test(token)) return undefined;
+  const { authorizeHandshake } = await import("../functions/stream/authorizer");
+  try {
+    const result = await authorizeHandshake({
+      type: "REQUEST",
+      methodArn: `arn:aws:execute-api:${REGION}:000000000000:local/local/$connect`,
+      headers: Object.fromEntries(
+        Object.entries(request.headers).filter((e): e is [string, string] => typeof e[1] === "string"),
+      ),
+      queryStringParameters: query,
+      // Only what the authorizer reads (the token's two places); API Gateway's other fields are
+      // for routing and logging, which this server does itself.
+    } as unknown as Parameters<typeof authorizeHandshake>[0]);
+    const principal = result.context?.[AUTH_CONTEXT_KEYS.principal];
+    const role = result.context?.[AUTH_CONTEXT_KEYS.role];
+    return typeof principal === "string" && (role === "user" || role === "admin")
+      ? { principal, role }
+      : undefined;
+  } catch (error) {
+    // "Unauthorized" is the authorizer's answer for an unknown or revoked token: a 401.
+    if (error instanceof Error && error.message === "Unauthorized") return undefined;
+    throw error;
+  }
 }

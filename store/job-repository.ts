@@ -423,6 +423,36 @@ export class JobRepository {
     return ids;
   }
 
+  /**
+   * Whether each child's "waits on" edge to this parent is met, read from the children's `DEP#`
+   * items (BatchGetItem, eventually consistent: a view, not a decision). A child whose edge is
+   * gone (moved to an escalation job) is absent from the map.
+   */
+  async dependencyEdgesMet(parentId: string, childIds: readonly string[]): Promise<Map<string, boolean>> {
+    const met = new Map<string, boolean>();
+    const unique = [...new Set(childIds)];
+    for (let i = 0; i < unique.length; i += BATCH_GET_LIMIT) {
+      let keys: Key[] = unique
+        .slice(i, i + BATCH_GET_LIMIT)
+        .map((childId) => ({ pk: jobPk(childId), sk: dependsOnSk(parentId) }));
+      for (let round = 0; keys.length > 0; round++) {
+        const out = await this.db.send(
+          new BatchGetCommand({
+            RequestItems: {
+              [this.tableName]: { Keys: keys, ProjectionExpression: "pk, met", ConsistentRead: false },
+            },
+          }),
+        );
+        for (const edge of out.Responses?.[this.tableName] ?? []) {
+          met.set(String(edge.pk).slice(jobPk("").length), edge.met === true);
+        }
+        keys = (out.UnprocessedKeys?.[this.tableName]?.Keys ?? []) as Key[];
+        if (keys.length > 0) await backoff(round);
+      }
+    }
+    return met;
+  }
+
   /** One page of an index: keys only for KEYS_ONLY indexes. */
   async queryIndex(input: Omit<QueryCommandInput, "TableName">): Promise<Page<Record<string, unknown>>> {
     const out = await this.db.send(new QueryCommand({ ...input, TableName: this.tableName }));

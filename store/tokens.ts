@@ -12,7 +12,8 @@ import type { Role } from "../functions/routes";
 /**
  * API tokens of a deployed stack (the tokens table of store/tables.ts). A token is shown to its
  * owner once, at creation; the table keeps only its SHA-256 hash, so a leaked table (or backup)
- * grants nothing. The Lambda authorizer reads it with GetItem; the admin script writes it.
+ * grants nothing. The Lambda authorizer reads it with GetItem; the admin token routes
+ * (app/tokens.ts) and `jobq tokens bootstrap` (cli/bootstrap.ts) write it.
  */
 
 /** `jq_` + 32 random bytes in base64url: what createToken hands out and the authorizer accepts. */

@@ -110,6 +110,7 @@ describe("least privilege", () => {
         ...tableGrants(jobsTableId, route.jobsTable),
         ...tableGrants(nodesTableId, route.nodesTable ?? []),
         ...tableGrants(policyTableId, route.policyTable ?? []),
+        ...tableGrants(tokensTableId, route.tokensTable ?? []),
         ...(states.has("states:StartExecution")
           ? [grant("states:StartExecution", stack.resolve(stack.lifecycle.stateMachineArn))]
           : []),
@@ -123,7 +124,7 @@ describe("least privilege", () => {
 
       expect(grantsOf(statements)).toEqual(new Set(expected));
       expect(statements.every((s) => s.Effect === "Allow")).toBe(true);
-      expect(mentions(statements, tokensTableId)).toBe(false);
+      expect(mentions(statements, tokensTableId)).toBe((route.tokensTable ?? []).length > 0);
     },
   );
 
@@ -220,6 +221,38 @@ describe("least privilege", () => {
     const statements = roleStatements(template, roleIdOf(functionOf(health.id)));
     expect(dynamoStatements(statements)).toEqual([]);
     expect(mentions(statements, jobsTableId)).toBe(false);
+  });
+
+  it("lets only the admin token routes touch the tokens table, and never read a token by its hash", () => {
+    const onTokens = ROUTES.filter((r) => (r.tokensTable ?? []).length > 0).map((r) => r.id);
+    expect(onTokens.sort()).toEqual(["CreateToken", "ListTokens", "RevokeToken"]);
+    const actions = (id: string) =>
+      dynamoStatements(roleStatements(template, roleIdOf(functionOf(id))))
+        .filter((s) => mentions(s, tokensTableId))
+        .flatMap(actionsOf)
+        .sort();
+    expect(actions("CreateToken")).toEqual(["dynamodb:PutItem"]);
+    expect(actions("ListTokens")).toEqual(["dynamodb:Scan"]);
+    expect(actions("RevokeToken")).toEqual(["dynamodb:Scan", "dynamodb:UpdateItem"]);
+    for (const id of onTokens) {
+      const statements = roleStatements(template, roleIdOf(functionOf(id)));
+      expect(mentions(statements, jobsTableId), id).toBe(false);
+      expect(statements.flatMap(actionsOf), id).not.toContain("dynamodb:GetItem");
+      expect(environmentOf(template, logicalId(stack, functionOf(id))).JOBQ_TOKENS_TABLE).toEqual({
+        Ref: tokensTableId,
+      });
+    }
+    // Every other route's function is not even told the table's name.
+    expect(environmentOf(template, logicalId(stack, functionOf("GetJob"))).JOBQ_TOKENS_TABLE).toBeUndefined();
+  });
+
+  it("lets GET /jobs/{id}/dependents only read the jobs table", () => {
+    const statements = roleStatements(template, roleIdOf(functionOf("ListDependents")));
+    const dynamo = dynamoStatements(statements);
+    expect(new Set(dynamo.flatMap(actionsOf))).toEqual(
+      new Set(["dynamodb:GetItem", "dynamodb:Query", "dynamodb:BatchGetItem"]),
+    );
+    expect(dynamo.flatMap(resourcesOf).every((r) => mentions(r, jobsTableId))).toBe(true);
   });
 
   it("lets the authorizer only GetItem the tokens table", () => {

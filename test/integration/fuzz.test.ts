@@ -873,3 +873,84 @@ describe("POST /pools/{pool}/nodes/{id}/drain under fuzzing", () => {
     );
   });
 });
+
+// ---------------------------------------------------------------------------------------------
+// The admin token routes and GET /jobs/{id}/dependents
+// ---------------------------------------------------------------------------------------------
+
+describe("admin token routes and dependents under fuzzing", () => {
+  /** A segment as the client would send it; a lone surrogate as the malformed bytes it would be. */
+  const segmentOf = (raw: string): string => {
+    try {
+      return encodeURIComponent(raw);
+    } catch {
+      return "%ED%A0%80";
+    }
+  };
+  const tokenBody = fc.oneof(
+    anyJson,
+    fc.record(
+      {
+        principal: fc.oneof(anyString, fc.constantFrom("fuzz-token-user")),
+        admin: fc.oneof(fc.boolean(), anyJson),
+      },
+      { requiredKeys: [] },
+    ),
+  );
+
+  it("answers any body to POST /admin/tokens, an admin's or a user's, without a 5xx", async () => {
+    await fc.assert(
+      fc.asyncProperty(tokenBody, fc.boolean(), async (body, admin) => {
+        const { status, json } = await send(
+          "POST",
+          "/admin/tokens",
+          body,
+          admin ? "admin-token" : fuzzer.token,
+        );
+        assessAnswer(status, json, body);
+        if (!admin) expect(status).toBe(403);
+      }),
+      { numRuns: 60 },
+    );
+  });
+
+  it("answers any id to DELETE /admin/tokens/{id} and any query to GET /admin/tokens with a 4xx or 200", async () => {
+    const query = fc.dictionary(
+      fc.constantFrom("limit", "cursor", "x", "__proto__"),
+      fc.oneof(anyString, fc.constantFrom("0", "1", "201", "bm90LWEtY3Vyc29y")),
+      { maxKeys: 3, noNullPrototype: true },
+    );
+    await fc.assert(
+      fc.asyncProperty(
+        anyString.filter((s) => s.length > 0),
+        query,
+        async (id, params) => {
+          const revoke = await send("DELETE", `/admin/tokens/${segmentOf(id)}`, undefined, "admin-token");
+          assessAnswer(revoke.status, revoke.json, id);
+          const path = `/admin/tokens?${new URLSearchParams(params).toString()}`;
+          const list = await api.request("GET", path, { token: "admin-token" });
+          assessAnswer(list.status, list.json, path);
+        },
+      ),
+      { numRuns: 60 },
+    );
+  });
+
+  it("answers any id and query to GET /jobs/{id}/dependents without a 5xx", async () => {
+    const parent = await send("POST", "/jobs", { type: "echo" });
+    const parentId = (parent.json as { id: string }).id;
+    const query = fc.dictionary(
+      fc.constantFrom("limit", "cursor", "x"),
+      fc.oneof(anyString, fc.constantFrom("0", "1", "200", "eyJhZnRlciI6IkRQVCN4In0")),
+      { maxKeys: 3, noNullPrototype: true },
+    );
+    await fc.assert(
+      fc.asyncProperty(fc.oneof(anyString, fc.constant(parentId)), query, async (id, params) => {
+        const path = `/jobs/${segmentOf(id || parentId)}/dependents?${new URLSearchParams(params).toString()}`;
+        const response = await api.request("GET", path, { token: fuzzer.token });
+        assessAnswer(response.status, response.json, path);
+      }),
+      { numRuns: RUNS },
+    );
+  });
+});

@@ -89,6 +89,10 @@ describe("names of Object.prototype's members at the HTTP edge", () => {
     { method: "PATCH", path: `/jobs/${jobId}`, auth: ALICE, body: "{}" },
     // No such node: a 404 whatever came before.
     { method: "POST", path: "/pools/cpu/nodes/node-edge-missing/drain", auth: ADMIN },
+    { method: "GET", path: `/jobs/${jobId}/dependents`, auth: ALICE },
+    { method: "GET", path: "/admin/tokens", auth: ADMIN },
+    { method: "POST", path: "/admin/tokens", auth: ADMIN, body: "{}" },
+    { method: "DELETE", path: "/admin/tokens/000000000000", auth: ADMIN },
   ];
 
   type Form = (name: string) => { readonly headers: string[]; readonly query: string };

@@ -130,6 +130,22 @@ const ROUTES: readonly Route[] = [
     query: () => ({}),
     keyCursor: (sk) => ({ key: { pk: `JOB#${job.id}`, sk: `TRN#${sk}` } }),
   },
+  {
+    label: "GET /jobs/{id}/dependents",
+    actor: () => owner,
+    path: () => `/jobs/${job.id}/dependents`,
+    query: () => ({}),
+    wellFormed: { after: "DPT#job_01ARZ3NDEKTSV4RRFFQ69G5FAV" },
+    keyCursor: (sk) => ({ key: { pk: `JOB#${job.id}`, sk: `DPT#${sk}` } }),
+  },
+  {
+    label: "GET /admin/tokens",
+    actor: () => ADMIN,
+    path: () => "/admin/tokens",
+    query: () => ({}),
+    wellFormed: { createdAt: "2026-01-01T00:00:00.000Z", after: "0123456789ab" },
+    keyCursor: (hash) => ({ key: { tokenHash: hash } }),
+  },
 ];
 
 async function get<T>(route: Route, extra: Record<string, string>) {

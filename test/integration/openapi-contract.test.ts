@@ -195,6 +195,17 @@ describe("every route through the client, every answer against the document", ()
     } finally {
       await nodes.deregister("cpu", nodeId);
     }
+    // Dependents, and the admin token routes (the secret once, never listed)
+    const dependents = await user.dependents(batch.refs.a ?? "");
+    expect(dependents.items.map((d) => d.id)).toEqual([batch.refs.b]);
+    const created = await admin.createToken({ principal: `contract-${run}-t` });
+    expect(created.token).toMatch(/^jq_/);
+    const tokens: string[] = [];
+    for await (const each of admin.tokens({ limit: 200 })) tokens.push(JSON.stringify(each));
+    expect(tokens.some((t) => t.includes(created.id))).toBe(true);
+    expect(tokens.some((t) => t.includes(created.token))).toBe(false);
+    expect((await admin.revokeToken(created.id)).revokedAt).not.toBeNull();
+    expect(await apiError(user.listTokens())).toMatchObject({ status: 403, code: "forbidden" });
 
     // Assess: every route answered 2xx, and nothing broke the document
     const untested = ROUTES.filter((route) => !recorder.succeeded().has(route.id)).map((r) => r.id);

@@ -1,0 +1,44 @@
+import { z } from "zod";
+import type { JobStatus } from "./job";
+
+/**
+ * The admin token routes' requests (POST /admin/tokens) and the views they and GET
+ * /jobs/{id}/dependents answer with. Pure: the secret is made and hashed in store/tokens.ts.
+ */
+
+/** Same rule as store/tokens.ts and JOBQ_API_TOKENS: anything else cannot be a principal. */
+const principalSchema = z
+  .string()
+  .regex(/^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$/, "must match ^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$");
+
+export const createTokenSchema = z.strictObject({
+  principal: principalSchema.describe("the user id the token acts as"),
+  admin: z.boolean().default(false).describe("the admin role: sees and acts on every principal's jobs"),
+});
+export type CreateTokenRequest = z.output<typeof createTokenSchema>;
+
+/** A token as GET /admin/tokens lists it: never the secret, never its hash. */
+export interface TokenView {
+  /** The first 12 hex characters of the secret's SHA-256: how a human names and revokes it. */
+  readonly id: string;
+  readonly principal: string;
+  readonly role: "user" | "admin";
+  readonly createdAt: string;
+  readonly revokedAt: string | null;
+}
+
+/** POST /admin/tokens's answer: the view plus the secret, the one time it is ever shown. */
+export interface CreatedToken extends TokenView {
+  readonly token: string;
+}
+
+/** One job that waits on another, and whether that wait is over (GET /jobs/{id}/dependents). */
+export interface Dependent {
+  readonly id: string;
+  readonly type: string;
+  readonly name: string | null;
+  readonly status: JobStatus;
+  readonly owner: string;
+  /** The edge is met: the job it waits on completed. */
+  readonly met: boolean;
+}

@@ -1,0 +1,11 @@
+import { listDependents } from "../../app/dependents";
+import { appContext } from "../../app/runtime";
+import { pageQuerySchema } from "../../core/job";
+import { parseRequest } from "../../core/validation";
+import { apiHandler, json, pathParameter, principalOf, queryParameters } from "../http";
+
+/** GET /jobs/{id}/dependents */
+export const handler = apiHandler(async (event) => {
+  const query = parseRequest(pageQuerySchema, queryParameters(event));
+  return json(200, await listDependents(appContext(), principalOf(event), pathParameter(event, "id"), query));
+});
