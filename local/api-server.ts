@@ -7,6 +7,7 @@ import { AUTH_CONTEXT_KEYS, ROUTES, type RouteSpec } from "../functions/routes";
 import type { ApiTokens } from "./config";
 import { runInvocation } from "./lambda";
 import { LocalStream, type LocalStreamOptions, STREAM_PATH } from "./stream-server";
+import { serveWebAsset } from "./web-assets";
 
 /**
  * The local API Gateway: a node:http server in front of the same handler modules that run as
@@ -31,6 +32,8 @@ export interface ApiServerOptions {
   readonly loadHandler?: (route: RouteSpec) => Promise<ApiHandler>;
   /** WS /jobs/stream and its `@connections` management API (local/stream-server.ts). */
   readonly stream?: Omit<LocalStreamOptions, "tokens">;
+  /** The dashboard's built files (web/dist), served at `/` and `/assets/*` only. @default none */
+  readonly webDir?: string;
 }
 
 export interface ApiServer {
@@ -72,9 +75,14 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
   const server = createServer((request, response) => {
     const started = performance.now();
     const path = (request.url ?? "/").split("?")[0] ?? "/";
+    const webDir = options.webDir;
     const served = LocalStream.isManagementPath(path)
       ? stream.handleManagement(request, response, path)
-      : serve(request, response, router, handlers, options.tokens);
+      : webDir === undefined
+        ? serve(request, response, router, handlers, options.tokens)
+        : serveWebAsset(request, response, path, webDir).then((answered) =>
+            answered ? undefined : serve(request, response, router, handlers, options.tokens),
+          );
     served
       .catch((error: unknown) => {
         // serve() answers its own errors; this is the last resort for a failure while answering.
