@@ -1,5 +1,6 @@
 import { existsSync } from "node:fs";
 import { mkdir, mkdtemp, rm } from "node:fs/promises";
+import { get } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type BrowserContext, chromium, type Page } from "playwright-core";
@@ -62,6 +63,19 @@ async function until<T>(what: string, read: () => Promise<T>, holds: (value: T) 
   }
 }
 
+/** A GET with the path sent exactly as written (fetch would resolve `..` before sending). */
+function rawGet(base: string, path: string): Promise<{ status: number; contentType: string }> {
+  const url = new URL(base);
+  return new Promise((resolve, reject) => {
+    get({ host: url.hostname, port: url.port, path }, (response) => {
+      response.resume();
+      response.on("end", () =>
+        resolve({ status: response.statusCode ?? 0, contentType: response.headers["content-type"] ?? "" }),
+      );
+    }).on("error", reject);
+  });
+}
+
 function row(page: Page, id: string) {
   return page.locator(`tr[data-job-id="${id}"]`);
 }
@@ -71,13 +85,43 @@ async function queuePositions(client: JobqClient): Promise<Map<string, number>> 
   return new Map(queue.queued.map((entry) => [entry.id, entry.position]));
 }
 
+describe("the dashboard on the local stack", () => {
+  it("serves the page at / and keeps every other unknown path a JSON 404", async () => {
+    const index = await fetch(`${e2e.stack.url}/`);
+    expect(index.status).toBe(200);
+    expect(index.headers.get("content-type")).toMatch(/^text\/html/);
+    expect(index.headers.get("cache-control")).toBe("no-cache");
+    const script = /src="\.\/assets\/([^"]+\.js)"/.exec(await index.text())?.[1];
+    expect(script).toBeDefined();
+    const asset = await fetch(`${e2e.stack.url}/assets/${script}`);
+    expect(asset.headers.get("content-type")).toMatch(/^text\/javascript/);
+    expect(asset.headers.get("cache-control")).toContain("immutable");
+    await asset.arrayBuffer();
+    for (const path of [
+      "/assets/..%2Fpackage.json",
+      "/assets/../package.json",
+      "/assets/%2e%2e/index.html",
+      "/assets/.source-hash",
+      "/assets/",
+      "/assets/nope.js",
+      "/index.html",
+      "/.source-hash",
+    ]) {
+      const missing = await rawGet(e2e.stack.url, path);
+      expect(missing.status, path).toBe(404);
+      expect(missing.contentType, path).toMatch(/^application\/json/);
+    }
+  });
+});
+
 describe.runIf(HAS_CHROMIUM)("the web dashboard in chromium", () => {
   let context: BrowserContext;
   let page: Page;
   let profile: string;
   let filler: string | undefined;
 
-  const shoot = (name: string) => page.screenshot({ path: join(ARTIFACTS, `${name}.png`) });
+  const shoot = (name: string, fullPage = false) =>
+    page.screenshot({ path: join(ARTIFACTS, `${name}.png`), fullPage });
 
   beforeAll(async () => {
     await mkdir(ARTIFACTS, { recursive: true });
@@ -99,30 +143,6 @@ describe.runIf(HAS_CHROMIUM)("the web dashboard in chromium", () => {
     if (filler) await e2e.client.cancel(filler).catch(() => undefined);
     await context?.close();
     if (profile) await rm(profile, { recursive: true, force: true });
-  });
-
-  it("serves the page at / and keeps every other unknown path a JSON 404", async () => {
-    const index = await fetch(`${e2e.stack.url}/`);
-    expect(index.status).toBe(200);
-    expect(index.headers.get("content-type")).toMatch(/^text\/html/);
-    expect(index.headers.get("cache-control")).toBe("no-cache");
-    const script = /src="\.\/assets\/([^"]+\.js)"/.exec(await index.text())?.[1];
-    expect(script).toBeDefined();
-    const asset = await fetch(`${e2e.stack.url}/assets/${script}`);
-    expect(asset.headers.get("content-type")).toMatch(/^text\/javascript/);
-    expect(asset.headers.get("cache-control")).toContain("immutable");
-    await asset.arrayBuffer();
-    for (const path of [
-      "/assets/..%2Fpackage.json",
-      "/assets/../index.html",
-      "/assets/nope.js",
-      "/index.html",
-    ]) {
-      const missing = await fetch(`${e2e.stack.url}${path}`);
-      expect(missing.status, path).toBe(404);
-      expect(missing.headers.get("content-type"), path).toMatch(/^application\/json/);
-      await missing.arrayBuffer();
-    }
   });
 
   it("refuses a bad token with an error, not a blank page", async () => {
@@ -234,7 +254,7 @@ describe.runIf(HAS_CHROMIUM)("the web dashboard in chromium", () => {
     await page.getByText("log line 3 of 3").waitFor({ timeout: WAIT_MS });
     expect(await page.getByRole("log").textContent()).toContain("log line 1 of 3");
     expect(await page.evaluate(() => (globalThis as { jobqMark?: number }).jobqMark)).toBe(1);
-    await shoot("job-detail");
+    await shoot("job-detail", true);
   });
 
   it.each([

@@ -186,13 +186,17 @@ function JobTable(props: {
         {props.jobs.map((job) => (
           <tr key={job.id} data-job-id={job.id}>
             <td data-label="Job">
-              <a href={jobHref(job.id)} title={job.id}>
-                {job.name ?? shortId(job.id)}
-              </a>{" "}
-              <span class="muted">{job.type}</span>
+              <div>
+                <a class="job-link" href={jobHref(job.id)} title={job.id}>
+                  {job.name ?? shortId(job.id)}
+                </a>{" "}
+                <span class="muted">{job.type}</span>
+              </div>
             </td>
             <td data-label="Status">
-              <StatusBadge status={job.status} /> <span class="muted small">{job.statusReason}</span>
+              <div>
+                <StatusBadge status={job.status} /> <span class="muted small">{job.statusReason}</span>
+              </div>
             </td>
             <td data-label="Priority">
               <PriorityChip priority={job.priority} />

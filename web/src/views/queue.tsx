@@ -107,10 +107,12 @@ export function QueueView({ client, admin }: ViewProps) {
                   >
                     <td data-label="Position">{entry.position}</td>
                     <td data-label="Job">
-                      <a href={jobHref(entry.id)} title={entry.id}>
-                        {shortId(entry.id)}
-                      </a>{" "}
-                      <span class="muted">{entry.type}</span>
+                      <div>
+                        <a class="job-link" href={jobHref(entry.id)} title={entry.id}>
+                          {shortId(entry.id)}
+                        </a>{" "}
+                        <span class="muted">{entry.type}</span>
+                      </div>
                     </td>
                     <td data-label="Priority">
                       <PriorityChip priority={entry.priority} />
@@ -120,8 +122,10 @@ export function QueueView({ client, admin }: ViewProps) {
                       {entry.estimatedStartAt ? relativeTime(entry.estimatedStartAt) : "unknown"}
                     </td>
                     <td data-label="Why waiting">
-                      {entry.reasonCode && <code class="reason">{entry.reasonCode}</code>}{" "}
-                      {entry.statusReason}
+                      <div>
+                        {entry.reasonCode && <code class="reason">{entry.reasonCode}</code>}{" "}
+                        {entry.statusReason}
+                      </div>
                     </td>
                     <td data-label="Actions">
                       <div class="actions">
