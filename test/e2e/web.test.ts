@@ -257,6 +257,32 @@ describe.runIf(HAS_CHROMIUM)("the web dashboard in chromium", () => {
     await shoot("job-detail", true);
   });
 
+  it("shows a job's place in its DAG: what it waits on and what waits on it", async () => {
+    const client = e2e.client;
+    const batch = await client.submitBatch({
+      jobs: [
+        { ref: "parent", type: "echo", name: "parent", pool: "cpu" },
+        { ref: "child", type: "echo", name: "child", pool: "cpu", dependsOn: ["parent"] },
+      ],
+    });
+    const child = batch.refs.child ?? "";
+    const parent = batch.refs.parent ?? "";
+    await until(
+      "the child completed",
+      () => client.getJob(child),
+      (job) => job.status === "completed",
+    );
+
+    await page.evaluate((hash) => {
+      (globalThis as unknown as { location: { hash: string } }).location.hash = hash;
+    }, `#/jobs/${child}`);
+
+    const waitsOn = page.locator(`a.dag-node[href="#/jobs/${parent}"]`);
+    await waitsOn.waitFor({ timeout: WAIT_MS });
+    expect(await waitsOn.textContent()).toContain("parent");
+    await shoot("job-dag", true);
+  });
+
   it.each([
     ["jobs", "Jobs"],
     ["pools", "Pools"],
@@ -269,5 +295,15 @@ describe.runIf(HAS_CHROMIUM)("the web dashboard in chromium", () => {
     expect(page.url()).toContain(`#/${view}`);
     if (view === "jobs") await page.locator("tr[data-job-id]").first().waitFor({ timeout: WAIT_MS });
     await shoot(view);
+  });
+
+  it("signs out: the token leaves the tab's storage and the sign-in form is back", async () => {
+    await page.getByRole("button", { name: "Sign out" }).click();
+    await page.getByLabel("API token").waitFor({ timeout: WAIT_MS });
+    expect(
+      await page.evaluate(
+        () => (globalThis as unknown as { sessionStorage: { length: number } }).sessionStorage.length,
+      ),
+    ).toBe(0);
   });
 });

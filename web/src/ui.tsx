@@ -1,7 +1,7 @@
 import { type ComponentChildren, createContext } from "preact";
 import { useCallback, useContext, useEffect, useRef, useState } from "preact/hooks";
 import { JobqApiError, type JobqClient } from "../../client/index";
-import { isTerminal, PRIORITY_NAMES, priorityBand, priorityLabel } from "./format";
+import { isTerminal, PRIORITY_NAMES, priorityBand, priorityLabel, shortId } from "./format";
 
 /** The small pieces every view shares: toasts, loading state, badges, job actions. */
 
@@ -143,7 +143,7 @@ export function JobActions(props: {
   const { client, job, onDone } = props;
   const act = useAction();
   const run = (label: string, call: () => Promise<unknown>) => () => {
-    void act(`${label} ${job.id}`, call).then(() => onDone?.());
+    void act(`${label} ${shortId(job.id)}`, call).then(() => onDone?.());
   };
   const terminal = isTerminal(job.status);
   return (

@@ -22,7 +22,7 @@ export function QueueView({ client, admin }: ViewProps) {
   const [dragging, setDragging] = useState<string | undefined>();
 
   const moveBefore = (id: string, before: string) => {
-    void act(`Move ${id}`, () => client.updateJob(id, { before })).then(queue.reload);
+    void act(`Move ${shortId(id)}`, () => client.updateJob(id, { before })).then(queue.reload);
   };
 
   if (!queue.data) {
