@@ -17,7 +17,7 @@ type Entry = QueueSnapshot["queued"][number];
 export function QueueView({ client, admin }: ViewProps) {
   const queue = useLoad(() => client.queue(), [client]);
   // Any status change can move the queue: a job queued, admitted, cancelled, re-prioritised.
-  useLiveRefresh(queue.reload);
+  useLiveRefresh(queue.reload, undefined, 1000);
   const act = useAction();
   const [dragging, setDragging] = useState<string | undefined>();
 
