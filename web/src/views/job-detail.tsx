@@ -307,14 +307,40 @@ function NodeColumn(props: {
   );
 }
 
+interface LogProgress {
+  readonly id: string;
+  readonly settled: readonly LogLine[];
+  readonly tailCursor: string | undefined;
+}
+
 /** The job's log; re-read every couple of seconds while the job can still write to it. */
 function LogTail(props: { readonly client: JobqClient; readonly id: string; readonly following: boolean }) {
   const { client, id, following } = props;
-  const logs = useLoad(() => allPages((cursor) => client.logs(id, { limit: 200, cursor })), [client, id]);
+  // While following, pages that were full (they had a next page) are kept and only the last one
+  // is read again: a long log costs one request per poll, not one per page.
+  const progress = useRef<LogProgress>({ id, settled: [], tailCursor: undefined });
+  const logs = useLoad(async () => {
+    if (progress.current.id !== id) progress.current = { id, settled: [], tailCursor: undefined };
+    const settled = [...progress.current.settled];
+    let cursor = progress.current.tailCursor;
+    for (let page = 0; page < MAX_PAGES; page++) {
+      const answer = await client.logs(id, { limit: 200, cursor });
+      if (!answer.nextCursor) {
+        progress.current = { id, settled, tailCursor: cursor };
+        return [...settled, ...answer.items];
+      }
+      settled.push(...answer.items);
+      cursor = answer.nextCursor;
+    }
+    progress.current = { id, settled, tailCursor: cursor };
+    return settled;
+  }, [client, id]);
   const [stick, setStick] = useState(true);
   const box = useRef<HTMLDivElement>(null);
   useEffect(() => {
-    // One more read after it ends: the last lines land with (or just after) the final status.
+    // One whole read after it ends: the last lines land with (or just after) the final status,
+    // and a line written late with an earlier time may sit in a page kept while following.
+    if (!following) progress.current = { id, settled: [], tailCursor: undefined };
     logs.reload();
     if (!following) return;
     const timer = setInterval(logs.reload, LOG_FOLLOW_MS);
