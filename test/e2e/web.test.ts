@@ -119,6 +119,8 @@ describe.runIf(HAS_CHROMIUM)("the web dashboard in chromium", () => {
   let page: Page;
   let profile: string;
   let filler: string | undefined;
+  /** The job cancelled from the queue view, retried from the jobs view. */
+  let cancelled: string | undefined;
 
   const shoot = (name: string, fullPage = false) =>
     page.screenshot({ path: join(ARTIFACTS, `${name}.png`), fullPage });
@@ -233,6 +235,7 @@ describe.runIf(HAS_CHROMIUM)("the web dashboard in chromium", () => {
       () => client.getJob(first.id),
       (job) => job.status === "cancelled",
     );
+    cancelled = first.id;
     await row(page, first.id).waitFor({ state: "detached", timeout: WAIT_MS });
   });
 
@@ -281,6 +284,20 @@ describe.runIf(HAS_CHROMIUM)("the web dashboard in chromium", () => {
     await waitsOn.waitFor({ timeout: WAIT_MS });
     expect(await waitsOn.textContent()).toContain("parent");
     await shoot("job-dag", true);
+  });
+
+  it("retries a cancelled job from the jobs view", async () => {
+    const id = cancelled ?? "";
+    await page.getByRole("navigation", { name: "Views" }).getByRole("link", { name: "Jobs" }).click();
+    await page.getByLabel("Status").selectOption("cancelled");
+    await page.getByRole("button", { name: "Apply" }).click();
+    await row(page, id).getByRole("button", { name: "Retry" }).click();
+
+    await until(
+      "the retried job completed",
+      () => e2e.client.getJob(id),
+      (job) => job.status === "completed",
+    );
   });
 
   it.each([
