@@ -8,6 +8,7 @@ import { TOKEN_PATTERN } from "../store/tokens";
 import type { ApiTokens } from "./config";
 import { runInvocation } from "./lambda";
 import { LocalStream, type LocalStreamOptions, STREAM_PATH } from "./stream-server";
+import { serveWebAsset } from "./web-assets";
 
 /**
  * The local API Gateway: a node:http server in front of the same handler modules that run as
@@ -32,6 +33,8 @@ export interface ApiServerOptions {
   readonly loadHandler?: (route: RouteSpec) => Promise<ApiHandler>;
   /** WS /jobs/stream and its `@connections` management API (local/stream-server.ts). */
   readonly stream?: Omit<LocalStreamOptions, "tokens">;
+  /** The dashboard's built files (web/dist), served at `/` and `/assets/*` only. @default none */
+  readonly webDir?: string;
 }
 
 export interface ApiServer {
@@ -73,9 +76,14 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
   const server = createServer((request, response) => {
     const started = performance.now();
     const path = (request.url ?? "/").split("?")[0] ?? "/";
+    const webDir = options.webDir;
     const served = LocalStream.isManagementPath(path)
       ? stream.handleManagement(request, response, path)
-      : serve(request, response, router, handlers, options.tokens);
+      : webDir === undefined
+        ? serve(request, response, router, handlers, options.tokens)
+        : serveWebAsset(request, response, path, webDir).then((answered) =>
+            answered ? undefined : serve(request, response, router, handlers, options.tokens),
+          );
     served
       .catch((error: unknown) => {
         // serve() answers its own errors; this is the last resort for a failure while answering.

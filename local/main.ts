@@ -1,4 +1,5 @@
 import { resolve } from "node:path";
+import { ensureWebBuild } from "../scripts/build-web";
 import { injectedFaults } from "../store/faults";
 import { type LocalConfig, LocalConfigError, readLocalConfig } from "./config";
 import { DynamoLocalStartError } from "./dynamo";
@@ -16,6 +17,8 @@ import { TableSchemaMismatchError } from "./tables";
 async function main(): Promise<void> {
   const config = readLocalConfig();
   const dataDir = resolve(config.dataDir);
+  // Cached: only the first start (or one after the dashboard's sources changed) builds it.
+  const webDir = await ensureWebBuild({ log: true });
   const stack = await startLocalStack({
     dataDir,
     port: config.port,
@@ -27,6 +30,7 @@ async function main(): Promise<void> {
     sweepSeconds: config.sweepSeconds,
     faultThrottleRate: config.faultThrottleRate,
     log: true,
+    webDir,
   });
   stopOnSignals(stack, config.faultThrottleRate > 0);
   process.stdout.write(banner(stack, config, dataDir));
@@ -78,7 +82,7 @@ function banner(stack: LocalStack, config: LocalConfig, dataDir: string): string
     : [];
   const lines = [
     "",
-    `jobq is running at ${url}`,
+    `jobq is running at ${url}  (the dashboard: ${url}/)`,
     `  data:    ${dataDir} (DynamoDB Local at ${stack.dynamoEndpoint})`,
     `  stream:  ${stack.streamUrl.replace(/\/\/(0\.0\.0\.0|\[::\])(?=:)/, "//127.0.0.1")} (WS /jobs/stream, docs/stream.md)`,
     ...(execution

@@ -102,6 +102,8 @@ export interface LocalStackOptions {
    * with an injected throttling error (store/faults.ts), for the soak harness. @default 0
    */
   readonly faultThrottleRate?: number;
+  /** The dashboard's built files (scripts/build-web.ts), served at `/` and `/assets/*`. @default none */
+  readonly webDir?: string;
 }
 
 export interface LocalExecution {
@@ -360,7 +362,13 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     } else {
       applyHandlerEnvironment(environment);
     }
-    api = await startApiServer({ port: options.port ?? 0, host: options.host, tokens, log: options.log });
+    api = await startApiServer({
+      port: options.port ?? 0,
+      host: options.host,
+      tokens,
+      log: options.log,
+      webDir: options.webDir,
+    });
     // No await between the server listening and this: no request can read the variables before.
     applyStreamEnvironment({ streamUrl: api.streamUrl, managementEndpoint: api.managementUrl });
     jobStream = await startStreamPoller({

@@ -7,7 +7,9 @@ import { defineConfig } from "vite";
 export default defineConfig({
   root: fileURLToPath(new URL(".", import.meta.url)),
   base: "./",
-  esbuild: { jsx: "automatic", jsxImportSource: "preact" },
+  // jsxDev off: the bundle must not depend on NODE_ENV (vitest sets it to "test" while it builds).
+  esbuild: { jsx: "automatic", jsxImportSource: "preact", jsxDev: false },
+  mode: "production",
   build: {
     outDir: "dist",
     assetsDir: "assets",

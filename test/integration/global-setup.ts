@@ -3,6 +3,7 @@ import type { TestProject } from "vitest/node";
 import { LOCAL_REGION } from "../../local/config";
 import { startDynamoLocal } from "../../local/dynamo";
 import { ensureTables } from "../../local/tables";
+import { ensureWebBuild } from "../../scripts/build-web";
 
 /**
  * One in-memory DynamoDB Local for the whole integration run (a JVM start costs seconds), with
@@ -17,12 +18,16 @@ declare module "vitest" {
     dynamoEndpoint: string;
     /** def.id (store/tables.ts) → table name. */
     tables: Record<string, string>;
+    /** The dashboard's built files (web/dist), for the browser tests. */
+    webDir: string;
   }
 }
 
 const TEST_TABLE_PREFIX = "jobq-test-";
 
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
+  // Cached by a hash of its sources: a run after the first builds nothing.
+  project.provide("webDir", await ensureWebBuild());
   const dynamo = await startDynamoLocal();
   try {
     const client = new DynamoDBClient({

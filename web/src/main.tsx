@@ -1,9 +1,7 @@
 import { render } from "preact";
+import { App } from "./app";
 import "./theme.css";
-
-function App() {
-  return <main>jobq</main>;
-}
+import "./app.css";
 
 const root = document.getElementById("app");
 if (root) render(<App />, root);

@@ -1,0 +1,81 @@
+import type { JobStatus } from "../../client/index";
+
+/** What the dashboard shows for times, durations and priorities. */
+
+export const JOB_STATUSES = [
+  "scheduled",
+  "blocked",
+  "queued",
+  "dispatched",
+  "running",
+  "retrying",
+  "paused",
+  "completed",
+  "failed",
+  "cancelled",
+  "escalated",
+] as const satisfies readonly JobStatus[];
+
+const TERMINAL: ReadonlySet<string> = new Set(["completed", "failed", "cancelled", "escalated"]);
+
+export function isTerminal(status: string): boolean {
+  return TERMINAL.has(status);
+}
+
+export const PRIORITY_NAMES: readonly { readonly name: string; readonly value: number }[] = [
+  { name: "critical", value: 10 },
+  { name: "high", value: 5 },
+  { name: "normal", value: 0 },
+  { name: "low", value: -5 },
+  { name: "background", value: -10 },
+];
+
+/** The theme's four priority colours, cool to hot. */
+export function priorityBand(priority: number): "low" | "normal" | "high" | "urgent" {
+  if (priority >= 10) return "urgent";
+  if (priority >= 5) return "high";
+  if (priority >= 0) return "normal";
+  return "low";
+}
+
+export function priorityLabel(priority: number): string {
+  const named = PRIORITY_NAMES.find((p) => p.value === priority);
+  return named ? `${named.name} (${priority})` : String(priority);
+}
+
+export function formatTime(iso: string | null | undefined): string {
+  if (!iso) return "—";
+  const date = new Date(iso);
+  if (Number.isNaN(date.getTime())) return iso;
+  return date.toLocaleString(undefined, {
+    month: "short",
+    day: "numeric",
+    hour: "2-digit",
+    minute: "2-digit",
+    second: "2-digit",
+  });
+}
+
+/** "in 3 min", "12 s ago": the relative time people read a queue by. */
+export function relativeTime(iso: string | null | undefined, now = Date.now()): string {
+  if (!iso) return "—";
+  const ms = new Date(iso).getTime() - now;
+  if (Number.isNaN(ms)) return iso;
+  const text = formatDuration(Math.abs(ms));
+  return Math.abs(ms) < 1000 ? "now" : ms > 0 ? `in ${text}` : `${text} ago`;
+}
+
+export function formatDuration(ms: number | null | undefined): string {
+  if (ms === null || ms === undefined) return "—";
+  if (ms < 1000) return `${Math.round(ms)} ms`;
+  const s = ms / 1000;
+  if (s < 60) return `${s < 10 ? s.toFixed(1) : Math.round(s)} s`;
+  const m = Math.floor(s / 60);
+  if (m < 60) return `${m} min ${Math.round(s % 60)} s`;
+  const h = Math.floor(m / 60);
+  return h < 48 ? `${h} h ${m % 60} min` : `${Math.floor(h / 24)} d ${h % 24} h`;
+}
+
+export function shortId(id: string): string {
+  return id.length > 14 ? `${id.slice(0, 4)}…${id.slice(-8)}` : id;
+}
