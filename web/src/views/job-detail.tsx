@@ -1,5 +1,5 @@
 import { useEffect, useRef, useState } from "preact/hooks";
-import { JobqApiError, type JobqClient, type LogLine, type Page } from "../../../client/index";
+import type { JobqClient, LogLine, Page } from "../../../client/index";
 import { formatDuration, formatTime, isTerminal, priorityLabel, shortId } from "../format";
 import { useLiveRefresh } from "../live";
 import { jobHref } from "../router";
@@ -10,15 +10,6 @@ import type { ViewProps } from "./types";
  * One job: what it is and why it is where it is, its transitions, its attempts, its log (followed
  * while it runs), its result, and its place in the DAG (what it waits on, what waits on it).
  */
-
-/** GET /jobs/{id}/dependents (being added beside this view): each dependent and its edge. */
-interface Dependent {
-  readonly id: string;
-  readonly status: string;
-  readonly met?: boolean;
-  readonly type?: string;
-  readonly name?: string | null;
-}
 
 interface Neighbour {
   readonly id: string;
@@ -48,13 +39,7 @@ async function loadDetail(client: JobqClient, id: string) {
     client.getJob(id),
     allPages((cursor) => client.transitions(id, { limit: 200, cursor })),
     allPages((cursor) => client.attempts(id, { limit: 200, cursor })),
-    client
-      .call<Page<Dependent>>("GET", `/jobs/${encodeURIComponent(id)}/dependents`, { query: { limit: 200 } })
-      .then((answer) => answer.body.items)
-      // A server without the route yet (404 on the route, not the job): shown as unknown.
-      .catch((error: unknown) =>
-        error instanceof JobqApiError && error.status === 404 ? undefined : Promise.reject(error),
-      ),
+    allPages((cursor) => client.dependents(id, { limit: 200, cursor })),
   ]);
   const dependencies = await Promise.all(
     job.dependsOn.slice(0, 50).map((parent) =>
@@ -72,7 +57,7 @@ export function JobDetailView({ client, id }: ViewProps & { readonly id: string 
   const related = (jobId: string) =>
     jobId === id ||
     (detail.data?.job.dependsOn.includes(jobId) ?? false) ||
-    (detail.data?.dependents?.some((d) => d.id === jobId) ?? false);
+    (detail.data?.dependents.some((d) => d.id === jobId) ?? false);
   useLiveRefresh(detail.reload, (job) => related(job.id));
 
   if (!detail.data) {
@@ -183,8 +168,8 @@ export function JobDetailView({ client, id }: ViewProps & { readonly id: string 
           </div>
           <NodeColumn
             title="Needed by"
-            empty={dependents === undefined ? "dependents unknown (not served by this API)" : "no dependents"}
-            nodes={(dependents ?? []).map((d) => ({
+            empty="no dependents"
+            nodes={dependents.map((d) => ({
               id: d.id,
               status: d.status,
               label: d.name ?? d.type ?? shortId(d.id),

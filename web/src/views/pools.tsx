@@ -41,8 +41,7 @@ export function PoolsView(props: ViewProps) {
 
   const drain = async (pool: string, node: string) => {
     try {
-      // No typed method yet (drainNode arrives with the route's branch); the path is API.md's.
-      await client.call("POST", `/pools/${encodeURIComponent(pool)}/nodes/${encodeURIComponent(node)}/drain`);
+      await client.drainNode(pool, node);
       setOutcome({ text: `Node ${node} of pool ${pool} is draining: it takes no new jobs.` });
       await pools.reload();
     } catch (error) {
