@@ -51,6 +51,14 @@ const envSchema = z.object({
   JOBQ_LOST_AFTER_SECONDS: z.coerce.number().int().min(10).max(86_400).default(300),
   /** A node silent for this long is lost and its capacity leaves the pool. */
   JOBQ_NODE_LOST_SECONDS: z.coerce.number().int().min(2).max(3600).default(30),
+  /**
+   * The web dashboard's origin in AWS (`https://<CloudFront domain>`): API answers carry
+   * Access-Control-Allow-Origin for it. Unset locally, where the page and the API share an origin.
+   */
+  JOBQ_CORS_ORIGIN: z
+    .url()
+    .refine((url) => new URL(url).origin === url, "must be an origin: scheme and host, no path")
+    .optional(),
 });
 
 const TIERS = Object.keys(PRIORITY_NAMES) as PriorityName[];
@@ -83,6 +91,8 @@ export interface HandlerConfig {
   readonly heartbeatSeconds: number;
   readonly lostAfterSeconds: number;
   readonly nodeLostSeconds: number;
+  /** The only cross-origin page allowed to read API answers; undefined: none (same origin only). */
+  readonly corsOrigin: string | undefined;
 }
 
 export function readConfig(env: NodeJS.ProcessEnv = process.env): HandlerConfig {
@@ -110,6 +120,7 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env): HandlerConfig 
     // Never below a heartbeat period: a live worker must always beat in time.
     lostAfterSeconds: Math.max(e.JOBQ_LOST_AFTER_SECONDS, e.JOBQ_HEARTBEAT_SECONDS),
     nodeLostSeconds: e.JOBQ_NODE_LOST_SECONDS,
+    corsOrigin: e.JOBQ_CORS_ORIGIN,
   };
 }
 

@@ -1,5 +1,5 @@
 import { fileURLToPath } from "node:url";
-import { Duration, RemovalPolicy } from "aws-cdk-lib";
+import { Duration, RemovalPolicy, Stack } from "aws-cdk-lib";
 import * as apigateway from "aws-cdk-lib/aws-apigateway";
 import type * as dynamodb from "aws-cdk-lib/aws-dynamodb";
 import * as iam from "aws-cdk-lib/aws-iam";
@@ -7,6 +7,7 @@ import type * as nodejs from "aws-cdk-lib/aws-lambda-nodejs";
 import * as logs from "aws-cdk-lib/aws-logs";
 import { Construct } from "constructs";
 import type { ErrorCode } from "../core/errors";
+import { CORS_ALLOW_HEADERS, CORS_EXPOSE_HEADERS } from "../functions/cors";
 import { AUTH_CONTEXT_KEYS, ROUTES, type RouteSpec } from "../functions/routes";
 import { TOKEN_PATTERN } from "../store/tokens";
 import type { JobLifecycle } from "./job-lifecycle";
@@ -174,6 +175,15 @@ export class JobApi extends Construct {
   public readonly accessLogGroup: logs.LogGroup;
   /** The stage's base URL, ending in `/`. */
   public readonly url: string;
+  /**
+   * `https://<api id>.execute-api.<region>.<suffix>`: the URL's origin without the stage, so a
+   * page's Content-Security-Policy can name it without depending on the stage (and so on the
+   * functions behind it).
+   */
+  public readonly origin: string;
+  private readonly gatewayResponses: apigateway.GatewayResponse[] = [];
+  /** The methods of each resource that has routes. */
+  private readonly routeMethods = new Map<apigateway.Resource, RouteSpec["method"][]>();
 
   constructor(scope: Construct, id: string, props: JobApiProps) {
     super(scope, id);
@@ -235,14 +245,17 @@ export class JobApi extends Construct {
       },
     });
     this.url = this.api.url;
+    const stack = Stack.of(this);
+    this.origin = `https://${this.api.restApiId}.execute-api.${stack.region}.${stack.urlSuffix}`;
 
     for (const e of GATEWAY_ERRORS) {
-      this.api.addGatewayResponse(`${e.type.responseType}Response`, {
+      const response = this.api.addGatewayResponse(`${e.type.responseType}Response`, {
         type: e.type,
         statusCode: e.statusCode,
         templates: { "application/json": errorBody(e.code, e.message, e.details) },
         responseHeaders: e.headers,
       });
+      this.gatewayResponses.push(response);
     }
 
     this.authorizerFunction = newFunction("Authorizer", AUTHORIZER_ENTRY, {
@@ -265,7 +278,9 @@ export class JobApi extends Construct {
     for (const route of ROUTES) {
       const fn = newFunction(route.id, handlerEntry(route, handlersDir), routeEnvironment);
       grantRoute(fn, route, props);
-      this.api.root.resourceForPath(route.path).addMethod(
+      const resource = this.api.root.resourceForPath(route.path);
+      this.routeMethods.set(resource, [...(this.routeMethods.get(resource) ?? []), route.method]);
+      resource.addMethod(
         route.method,
         // No second invoke permission per method for the console's test-invoke (stage `*`): one
         // Lambda::Permission per route, not two, keeps the stack well under CloudFormation's
@@ -278,5 +293,38 @@ export class JobApi extends Construct {
       functions[route.id] = fn;
     }
     this.functions = functions;
+  }
+
+  /**
+   * Lets a page of `origin` (the dashboard's CloudFront domain, `https://…`) call the API from the
+   * browser: an OPTIONS preflight on every route's resource that answers that origin alone with
+   * the resource's own methods; the origin in every function's JOBQ_CORS_ORIGIN, so answers and
+   * the handlers' errors carry Access-Control-Allow-Origin (functions/http.ts); and the same header
+   * on API Gateway's own answers (401 from the authorizer, 404, 413, 429, 5xx), so the page can
+   * read their error bodies too. Call it once.
+   */
+  public allowOrigin(origin: string): void {
+    for (const [resource, methods] of this.routeMethods) {
+      resource.addCorsPreflight({
+        allowOrigins: [origin],
+        allowMethods: methods,
+        allowHeaders: [...CORS_ALLOW_HEADERS],
+        // Chrome's cap; fewer preflights, each a billed API Gateway request.
+        maxAge: Duration.hours(2),
+      });
+    }
+    for (const fn of Object.values(this.functions)) fn.addEnvironment("JOBQ_CORS_ORIGIN", origin);
+    const corsHeaders: Record<string, string> = {
+      "Access-Control-Allow-Origin": `'${origin}'`,
+      "Access-Control-Expose-Headers": `'${CORS_EXPOSE_HEADERS.join(", ")}'`,
+      Vary: "'Origin'",
+    };
+    for (const response of this.gatewayResponses) {
+      // GatewayResponse takes its headers only at construction; these are added to its resource.
+      const resource = response.node.defaultChild as apigateway.CfnGatewayResponse;
+      for (const [name, value] of Object.entries(corsHeaders)) {
+        resource.addPropertyOverride(`ResponseParameters.gatewayresponse\\.header\\.${name}`, value);
+      }
+    }
   }
 }
