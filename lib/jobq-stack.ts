@@ -236,6 +236,7 @@ export class JobqStack extends Stack {
           streamUrl: this.jobStream.url,
           // Origins, not the stage URLs: the stages depend on the functions that get the page's origin.
           connectOrigins: [this.jobApi.origin, this.jobStream.origin],
+          logRemovalPolicy,
         })
       : undefined;
     if (this.dashboard) this.jobApi.allowOrigin(this.dashboard.origin);

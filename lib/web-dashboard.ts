@@ -3,6 +3,7 @@ import { join } from "node:path";
 import { Duration, RemovalPolicy } from "aws-cdk-lib";
 import * as cloudfront from "aws-cdk-lib/aws-cloudfront";
 import * as origins from "aws-cdk-lib/aws-cloudfront-origins";
+import * as logs from "aws-cdk-lib/aws-logs";
 import * as s3 from "aws-cdk-lib/aws-s3";
 import * as s3deploy from "aws-cdk-lib/aws-s3-deployment";
 import { Construct } from "constructs";
@@ -32,6 +33,13 @@ export interface WebDashboardProps extends DashboardConfig {
    * @default cloudfront.PriceClass.PRICE_CLASS_100 (North America and Europe: the cheapest)
    */
   readonly priceClass?: cloudfront.PriceClass;
+  /**
+   * How long the logs of the function that copies the bundle (BucketDeployment's) are kept.
+   * @default logs.RetentionDays.ONE_MONTH
+   */
+  readonly logRetention?: logs.RetentionDays;
+  /** @default RemovalPolicy.RETAIN */
+  readonly logRemovalPolicy?: RemovalPolicy;
 }
 
 /** The dashboard bundle's immutable files: Vite names them by content hash (web/vite.config.ts). */
@@ -158,6 +166,11 @@ export class WebDashboard extends Construct {
       prune: true,
       retainOnDelete: false,
       memoryLimit: 256,
+      // Not CDK's default log group, which keeps logs forever.
+      logGroup: new logs.LogGroup(this, "DeploymentLogs", {
+        retention: props.logRetention ?? logs.RetentionDays.ONE_MONTH,
+        removalPolicy: props.logRemovalPolicy ?? RemovalPolicy.RETAIN,
+      }),
     });
   }
 }
