@@ -55,9 +55,10 @@ const envSchema = z.object({
    * The web dashboard's origin in AWS (`https://<CloudFront domain>`): API answers carry
    * Access-Control-Allow-Origin for it. Unset locally, where the page and the API share an origin.
    */
+  // A path or a trailing slash would never match the browser's Origin header, silently.
   JOBQ_CORS_ORIGIN: z
-    .url()
-    .refine((url) => new URL(url).origin === url, "must be an origin: scheme and host, no path")
+    .string()
+    .regex(/^https?:\/\/[^/\s]+$/, "must be an origin: scheme and host, no path or trailing slash")
     .optional(),
 });
 
