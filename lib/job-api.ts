@@ -181,6 +181,8 @@ export class JobApi extends Construct {
    * functions behind it).
    */
   public readonly origin: string;
+  /** The stage's name: `${origin}/${stageName}/` is `url` without a dependency on the stage. */
+  public readonly stageName: string;
   private readonly gatewayResponses: apigateway.GatewayResponse[] = [];
   /** The methods of each resource that has routes. */
   private readonly routeMethods = new Map<apigateway.Resource, RouteSpec["method"][]>();
@@ -190,6 +192,7 @@ export class JobApi extends Construct {
     const logRetention = props.logRetention ?? logs.RetentionDays.ONE_MONTH;
     const logRemovalPolicy = props.logRemovalPolicy ?? RemovalPolicy.RETAIN;
     const handlersDir = props.handlersDir ?? DEFAULT_HANDLERS_DIR;
+    this.stageName = props.stageName ?? "v1";
 
     const logGroup = (logicalId: string): logs.LogGroup =>
       new logs.LogGroup(this, logicalId, { retention: logRetention, removalPolicy: logRemovalPolicy });
@@ -216,7 +219,7 @@ export class JobApi extends Construct {
       // Access logging needs the account-level CloudWatch role; a fresh account has none.
       cloudWatchRole: true,
       deployOptions: {
-        stageName: props.stageName ?? "v1",
+        stageName: this.stageName,
         throttlingRateLimit: props.throttlingRateLimit ?? 100,
         throttlingBurstLimit: props.throttlingBurstLimit ?? 200,
         tracingEnabled: true,
@@ -297,20 +300,50 @@ export class JobApi extends Construct {
 
   /**
    * Lets a page of `origin` (the dashboard's CloudFront domain, `https://…`) call the API from the
-   * browser: an OPTIONS preflight on every route's resource that answers that origin alone with
-   * the resource's own methods; the origin in every function's JOBQ_CORS_ORIGIN, so answers and
-   * the handlers' errors carry Access-Control-Allow-Origin (functions/http.ts); and the same header
-   * on API Gateway's own answers (401 from the authorizer, 404, 413, 429, 5xx), so the page can
-   * read their error bodies too. Call it once.
+   * browser: an OPTIONS preflight on every route's resource, answered by API Gateway itself (no
+   * token, no function) for that origin alone with the resource's own methods; the origin in every
+   * function's JOBQ_CORS_ORIGIN, so answers and the handlers' errors carry
+   * Access-Control-Allow-Origin (functions/http.ts); and the same header on API Gateway's own
+   * answers (401 from the authorizer, 404, 413, 429, 5xx), so the page can read their error bodies
+   * too. The preflight methods are made in `preflightScope` (a nested stack keeps them out of a
+   * stack near CloudFormation's 500 resources). Call it once.
    */
-  public allowOrigin(origin: string): void {
+  public allowOrigin(origin: string, preflightScope: Construct = this): void {
+    const preflightHeaders: Record<string, string> = {
+      "Access-Control-Allow-Origin": `'${origin}'`,
+      "Access-Control-Allow-Headers": `'${CORS_ALLOW_HEADERS.join(",")}'`,
+      // Chrome's cap; fewer preflights, each a billed API Gateway request.
+      "Access-Control-Max-Age": `'${Duration.hours(2).toSeconds()}'`,
+      Vary: "'Origin'",
+    };
     for (const [resource, methods] of this.routeMethods) {
-      resource.addCorsPreflight({
-        allowOrigins: [origin],
-        allowMethods: methods,
-        allowHeaders: [...CORS_ALLOW_HEADERS],
-        // Chrome's cap; fewer preflights, each a billed API Gateway request.
-        maxAge: Duration.hours(2),
+      const headers = { ...preflightHeaders, "Access-Control-Allow-Methods": `'${methods.join(",")}'` };
+      // What Resource.addCorsPreflight builds, but in a scope of our choosing.
+      new apigateway.Method(preflightScope, `Preflight${resource.path.replaceAll("/", ".")}`, {
+        resource,
+        httpMethod: "OPTIONS",
+        integration: new apigateway.MockIntegration({
+          requestTemplates: { "application/json": "{ statusCode: 200 }" },
+          integrationResponses: [
+            {
+              statusCode: "204",
+              responseParameters: Object.fromEntries(
+                Object.entries(headers).map(([name, value]) => [`method.response.header.${name}`, value]),
+              ),
+            },
+          ],
+        }),
+        options: {
+          authorizationType: apigateway.AuthorizationType.NONE,
+          methodResponses: [
+            {
+              statusCode: "204",
+              responseParameters: Object.fromEntries(
+                Object.keys(headers).map((name) => [`method.response.header.${name}`, true]),
+              ),
+            },
+          ],
+        },
       });
     }
     for (const fn of Object.values(this.functions)) fn.addEnvironment("JOBQ_CORS_ORIGIN", origin);

@@ -1,6 +1,6 @@
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { Annotations, CfnOutput, RemovalPolicy, Stack, type StackProps } from "aws-cdk-lib";
+import { Annotations, CfnOutput, NestedStack, RemovalPolicy, Stack, type StackProps } from "aws-cdk-lib";
 import * as events from "aws-cdk-lib/aws-events";
 import type { Construct, Node } from "constructs";
 import { z } from "zod";
@@ -159,6 +159,8 @@ export class JobqStack extends Stack {
   public readonly jobStats: JobStats;
   /** The web dashboard on CloudFront; absent with context jobq:dashboard=false. */
   public readonly dashboard: WebDashboard | undefined;
+  /** The nested stack holding the dashboard and the API's CORS preflights. */
+  public readonly dashboardStack: NestedStack | undefined;
 
   constructor(scope: Construct, id: string, props: JobqStackProps = {}) {
     super(scope, id, props);
@@ -229,17 +231,23 @@ export class JobqStack extends Stack {
       logRemovalPolicy,
     });
 
-    this.dashboard = settings.dashboard
-      ? new WebDashboard(this, "Dashboard", {
+    // A nested stack of its own, with the API's CORS preflights: with four worker pools this stack
+    // is at ~485 of CloudFormation's 500 resources already. Nothing in it may depend on the REST
+    // API's stage (nor so on its functions), which get the dashboard's origin: hence the API's URL
+    // from its id and stage name, and origins for the page's connect-src.
+    this.dashboardStack = settings.dashboard
+      ? new NestedStack(this, "Web", { description: "jobq web dashboard and the API's CORS preflights" })
+      : undefined;
+    this.dashboard = this.dashboardStack
+      ? new WebDashboard(this.dashboardStack, "Dashboard", {
           dashboardPath: props.dashboardPath ?? DEFAULT_DASHBOARD_PATH,
-          apiUrl: this.jobApi.url,
+          apiUrl: `${this.jobApi.origin}/${this.jobApi.stageName}/`,
           streamUrl: this.jobStream.url,
-          // Origins, not the stage URLs: the stages depend on the functions that get the page's origin.
           connectOrigins: [this.jobApi.origin, this.jobStream.origin],
           logRemovalPolicy,
         })
       : undefined;
-    if (this.dashboard) this.jobApi.allowOrigin(this.dashboard.origin);
+    if (this.dashboard) this.jobApi.allowOrigin(this.dashboard.origin, this.dashboardStack);
 
     if (settings.pools.length > POOLS_BEFORE_ENVIRONMENT_WARNING) {
       Annotations.of(this).addWarningV2(

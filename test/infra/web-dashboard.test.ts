@@ -1,8 +1,8 @@
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { App, Stage } from "aws-cdk-lib";
-import type { Template } from "aws-cdk-lib/assertions";
+import { App, type NestedStack, Stage } from "aws-cdk-lib";
+import { Template } from "aws-cdk-lib/assertions";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CORS_ALLOW_HEADERS } from "../../functions/cors";
 import { ROUTES } from "../../functions/routes";
@@ -28,20 +28,41 @@ import {
  */
 
 let stack: JobqStack;
+/** The main stack's template. */
 let template: Template;
+/** The nested stack's: the dashboard and the API's preflights. */
+let nested: NestedStack;
+let web: Template;
 let distributionId: string;
-/** `https://<distribution domain>` as resolveForTest writes it. */
+/** `https://<distribution domain>` in the nested stack, as resolveForTest writes it. */
 let dashboardOrigin: string;
+/** The same in the main stack: the nested stack's output. */
+let originOutside: string;
 
 beforeAll(() => {
   ({ stack, template } = synthJobqStack());
-  if (!stack.dashboard) throw new Error("no dashboard");
-  distributionId = logicalId(stack, stack.dashboard.distribution);
+  if (!stack.dashboard || !stack.dashboardStack) throw new Error("no dashboard");
+  nested = stack.dashboardStack;
+  web = Template.fromStack(nested);
+  distributionId = logicalId(nested, stack.dashboard.distribution);
   dashboardOrigin = `https://<${distributionId}.DomainName>`;
+  originOutside = resolveForTest(stack.resolve(stack.dashboard.origin));
 });
 
+/**
+ * A nested stack's value as resolveForTest writes it, with its parameters replaced by what the
+ * main stack passes them (`<Ref:referencetoJobqApi…Ref>` becomes `<Ref:Api…>`).
+ */
+function resolveAcross(value: unknown): string {
+  const [nestedResource] = Object.values(resourcesOfType(template, "AWS::CloudFormation::Stack"));
+  const parameters = (nestedResource?.Properties?.Parameters ?? {}) as Record<string, unknown>;
+  return resolveForTest(value).replaceAll(/<Ref:(\w+)>/g, (ref, name: string) =>
+    name in parameters ? resolveForTest(parameters[name]) : ref,
+  );
+}
+
 function only(type: string): CfnResource {
-  const resources = Object.values(resourcesOfType(template, type));
+  const resources = Object.values(resourcesOfType(web, type));
   expect(resources).toHaveLength(1);
   const [resource] = resources;
   if (!resource) throw new Error(`no ${type}`);
@@ -119,7 +140,7 @@ describe("distribution", () => {
   }
   function headersPolicy(behaviour: Record<string, unknown>): Record<string, unknown> {
     const ref = (behaviour.ResponseHeadersPolicyId as { Ref: string }).Ref;
-    const policy = resourcesOfType(template, "AWS::CloudFront::ResponseHeadersPolicy")[ref];
+    const policy = resourcesOfType(web, "AWS::CloudFront::ResponseHeadersPolicy")[ref];
     return policy?.Properties?.ResponseHeadersPolicyConfig as Record<string, unknown>;
   }
 
@@ -177,7 +198,7 @@ describe("distribution", () => {
       });
       expect(security.ContentTypeOptions).toEqual({ Override: true });
       expect(security.FrameOptions).toMatchObject({ FrameOption: "DENY" });
-      const csp = resolveForTest(security.ContentSecurityPolicy?.ContentSecurityPolicy);
+      const csp = resolveAcross(security.ContentSecurityPolicy?.ContentSecurityPolicy);
       const connect = csp
         .split(";")
         .map((d) => d.trim())
@@ -195,7 +216,8 @@ describe("distribution", () => {
 
   it("is the DashboardUrl output", () => {
     const output = template.findOutputs("DashboardUrl").DashboardUrl as { Value: unknown } | undefined;
-    expect(resolveForTest(output?.Value)).toBe(`${dashboardOrigin}/`);
+    expect(resolveForTest(output?.Value)).toBe(`${originOutside}/`);
+    expect(originOutside).toMatch(/^https:\/\/<\w+\.Outputs\.\w+DomainName>$/);
   });
 });
 
@@ -208,7 +230,7 @@ describe("deployment", () => {
       DestinationBucketName: unknown;
       Prune?: boolean;
     };
-    expect(props.DestinationBucketName).toEqual({ Ref: logicalId(stack, stack.dashboard?.bucket ?? stack) });
+    expect(props.DestinationBucketName).toEqual({ Ref: logicalId(nested, stack.dashboard?.bucket ?? stack) });
     expect(props.SourceObjectKeys).toHaveLength(2);
 
     // Each source is an asset staged in the cloud assembly as asset.<hash>; config.json is the one
@@ -220,27 +242,45 @@ describe("deployment", () => {
     expect(existsSync(join(staged[0] ?? "", "index.html"))).toBe(true);
     let config = readFileSync(join(staged[1] ?? "", "config.json"), "utf8");
     for (const [marker, value] of Object.entries(props.SourceMarkers?.[1] ?? {})) {
-      config = config.replaceAll(marker, resolveForTest(value));
+      config = config.replaceAll(marker, resolveAcross(value));
     }
+    // The outputs' URLs; the API's names its stage by Ref, which resolves to the stage's name.
     const outputs = template.findOutputs("*") as Record<string, { Value: unknown }>;
+    const apiUrl = resolveForTest(outputs.ApiUrl?.Value);
+    expect(apiUrl).toMatch(/^https:\/\/.*\/<Ref:ApiDeploymentStagev1\w+>\/$/);
     expect(JSON.parse(config)).toEqual({
-      apiUrl: resolveForTest(outputs.ApiUrl?.Value),
+      apiUrl: apiUrl.replace(/<Ref:ApiDeploymentStagev1\w+>/, "v1"),
       streamUrl: resolveForTest(outputs.StreamUrl?.Value),
     });
-    expect(resolveForTest(outputs.ApiUrl?.Value)).toMatch(/^https:\/\/.*\/<Ref:ApiDeploymentStagev1\w+>\/$/);
   });
 });
 
 describe("CORS on the API", () => {
   function optionsMethods(): CfnResource[] {
-    return Object.values(resourcesOfType(template, "AWS::ApiGateway::Method")).filter(
+    return Object.values(resourcesOfType(web, "AWS::ApiGateway::Method")).filter(
       (m) => m.Properties?.HttpMethod === "OPTIONS",
     );
   }
 
   it("answers a preflight on every route's path, for exactly the dashboard's origin and the path's methods", () => {
     const paths = resourcePaths(template);
-    const preflights = new Map(optionsMethods().map((m) => [methodPath(m, paths), m]));
+    // Each preflight names its resource by a parameter of the nested stack: the main stack's resource.
+    const pathOf = (method: CfnResource) => {
+      const resourceId = method.Properties?.ResourceId;
+      const across = resolveAcross(resourceId);
+      const ref = /^<Ref:(\w+)>$/.exec(across)?.[1];
+      return ref === undefined
+        ? "/"
+        : methodPath({ Type: "", Properties: { ResourceId: { Ref: ref } } }, paths);
+    };
+    expect(
+      optionsMethods().every(
+        (m) =>
+          resolveAcross(m.Properties?.RestApiId) ===
+          resolveForTest({ Ref: logicalId(stack, stack.jobApi.api) }),
+      ),
+    ).toBe(true);
+    const preflights = new Map(optionsMethods().map((m) => [pathOf(m), m]));
     const routePaths = [...new Set(ROUTES.map((r) => r.path))];
     expect([...preflights.keys()].sort()).toEqual(routePaths.sort());
     for (const path of routePaths) {
@@ -266,7 +306,7 @@ describe("CORS on the API", () => {
       const fn = stack.jobApi.functions[route.id];
       if (!fn) throw new Error(`no function for ${route.id}`);
       const variables = environmentOf(template, logicalId(stack, fn));
-      expect(resolveForTest(variables.JOBQ_CORS_ORIGIN)).toBe(dashboardOrigin);
+      expect(resolveForTest(variables.JOBQ_CORS_ORIGIN)).toBe(originOutside);
     }
   });
 
@@ -286,7 +326,7 @@ describe("CORS on the API", () => {
     for (const response of responses) {
       const headers = response.Properties?.ResponseParameters as Record<string, unknown>;
       expect(resolveForTest(headers["gatewayresponse.header.Access-Control-Allow-Origin"])).toBe(
-        `'${dashboardOrigin}'`,
+        `'${originOutside}'`,
       );
       expect(headers["gatewayresponse.header.Access-Control-Expose-Headers"]).toContain("Retry-After");
     }
@@ -306,7 +346,13 @@ describe("context jobq:dashboard", () => {
   it("off leaves out CloudFront, the bucket and every trace of CORS (LocalStack's free tier)", () => {
     const off = synthJobqStack({ "jobq:dashboard": "false" });
     expect(off.stack.dashboard).toBeUndefined();
-    for (const type of ["AWS::CloudFront::Distribution", "AWS::S3::Bucket", "Custom::CDKBucketDeployment"]) {
+    expect(off.stack.dashboardStack).toBeUndefined();
+    for (const type of [
+      "AWS::CloudFormation::Stack",
+      "AWS::CloudFront::Distribution",
+      "AWS::S3::Bucket",
+      "Custom::CDKBucketDeployment",
+    ]) {
       expect(resourcesOfType(off.template, type)).toEqual({});
     }
     const methods = Object.values(resourcesOfType(off.template, "AWS::ApiGateway::Method"));
