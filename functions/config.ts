@@ -51,6 +51,15 @@ const envSchema = z.object({
   JOBQ_LOST_AFTER_SECONDS: z.coerce.number().int().min(10).max(86_400).default(300),
   /** A node silent for this long is lost and its capacity leaves the pool. */
   JOBQ_NODE_LOST_SECONDS: z.coerce.number().int().min(2).max(3600).default(30),
+  /**
+   * The web dashboard's origin in AWS (`https://<CloudFront domain>`): API answers carry
+   * Access-Control-Allow-Origin for it. Unset locally, where the page and the API share an origin.
+   */
+  // A path or a trailing slash would never match the browser's Origin header, silently.
+  JOBQ_CORS_ORIGIN: z
+    .string()
+    .regex(/^https?:\/\/[^/\s]+$/, "must be an origin: scheme and host, no path or trailing slash")
+    .optional(),
 });
 
 const TIERS = Object.keys(PRIORITY_NAMES) as PriorityName[];
@@ -83,6 +92,8 @@ export interface HandlerConfig {
   readonly heartbeatSeconds: number;
   readonly lostAfterSeconds: number;
   readonly nodeLostSeconds: number;
+  /** The only cross-origin page allowed to read API answers; undefined: none (same origin only). */
+  readonly corsOrigin: string | undefined;
 }
 
 export function readConfig(env: NodeJS.ProcessEnv = process.env): HandlerConfig {
@@ -110,6 +121,7 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env): HandlerConfig 
     // Never below a heartbeat period: a live worker must always beat in time.
     lostAfterSeconds: Math.max(e.JOBQ_LOST_AFTER_SECONDS, e.JOBQ_HEARTBEAT_SECONDS),
     nodeLostSeconds: e.JOBQ_NODE_LOST_SECONDS,
+    corsOrigin: e.JOBQ_CORS_ORIGIN,
   };
 }
 

@@ -11,6 +11,8 @@ import {
   ValidationError,
 } from "../core/errors";
 import type { Principal } from "../core/principal";
+import { config } from "./config";
+import { withCorsOrigin } from "./cors";
 import { AUTH_CONTEXT_KEYS } from "./routes";
 
 export { logger };
@@ -186,14 +188,20 @@ export type RouteHandler = (event: APIGatewayProxyEvent, context: Context) => Pr
 
 /**
  * Wraps a route's use case in the middy chain every API handler shares: the Lambda context in
- * every log line, and every error mapped to the contract's format.
+ * every log line, every error mapped to the contract's format, and every answer, error or not,
+ * readable by the dashboard's page where it has an origin of its own (JOBQ_CORS_ORIGIN, AWS).
+ * The origin is read per request, not at import: the local stack imports handlers before it
+ * sets their environment.
  */
 export function apiHandler(route: RouteHandler) {
   return middy<APIGatewayProxyEvent, APIGatewayProxyResult>()
     .use(injectLambdaContext(logger, { resetKeys: true }))
     .use({
+      after: (request) => {
+        request.response = withCorsOrigin(request.response, config().corsOrigin);
+      },
       onError: (request) => {
-        request.response = errorResponse(request.error);
+        request.response = withCorsOrigin(errorResponse(request.error), config().corsOrigin);
       },
     })
     .handler(route);

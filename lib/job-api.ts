@@ -1,5 +1,5 @@
 import { fileURLToPath } from "node:url";
-import { Duration, RemovalPolicy } from "aws-cdk-lib";
+import { Duration, RemovalPolicy, Stack } from "aws-cdk-lib";
 import * as apigateway from "aws-cdk-lib/aws-apigateway";
 import type * as dynamodb from "aws-cdk-lib/aws-dynamodb";
 import * as iam from "aws-cdk-lib/aws-iam";
@@ -7,6 +7,7 @@ import type * as nodejs from "aws-cdk-lib/aws-lambda-nodejs";
 import * as logs from "aws-cdk-lib/aws-logs";
 import { Construct } from "constructs";
 import type { ErrorCode } from "../core/errors";
+import { CORS_ALLOW_HEADERS, CORS_EXPOSE_HEADERS } from "../functions/cors";
 import { AUTH_CONTEXT_KEYS, ROUTES, type RouteSpec } from "../functions/routes";
 import { TOKEN_PATTERN } from "../store/tokens";
 import type { JobLifecycle } from "./job-lifecycle";
@@ -175,12 +176,24 @@ export class JobApi extends Construct {
   public readonly accessLogGroup: logs.LogGroup;
   /** The stage's base URL, ending in `/`. */
   public readonly url: string;
+  /**
+   * `https://<api id>.execute-api.<region>.<suffix>`: the URL's origin without the stage, so a
+   * page's Content-Security-Policy can name it without depending on the stage (and so on the
+   * functions behind it).
+   */
+  public readonly origin: string;
+  /** The stage's name: `${origin}/${stageName}/` is `url` without a dependency on the stage. */
+  public readonly stageName: string;
+  private readonly gatewayResponses: apigateway.GatewayResponse[] = [];
+  /** The methods of each resource that has routes. */
+  private readonly routeMethods = new Map<apigateway.Resource, RouteSpec["method"][]>();
 
   constructor(scope: Construct, id: string, props: JobApiProps) {
     super(scope, id);
     const logRetention = props.logRetention ?? logs.RetentionDays.ONE_MONTH;
     const logRemovalPolicy = props.logRemovalPolicy ?? RemovalPolicy.RETAIN;
     const handlersDir = props.handlersDir ?? DEFAULT_HANDLERS_DIR;
+    this.stageName = props.stageName ?? "v1";
 
     const logGroup = (logicalId: string): logs.LogGroup =>
       new logs.LogGroup(this, logicalId, { retention: logRetention, removalPolicy: logRemovalPolicy });
@@ -207,7 +220,7 @@ export class JobApi extends Construct {
       // Access logging needs the account-level CloudWatch role; a fresh account has none.
       cloudWatchRole: true,
       deployOptions: {
-        stageName: props.stageName ?? "v1",
+        stageName: this.stageName,
         throttlingRateLimit: props.throttlingRateLimit ?? 100,
         throttlingBurstLimit: props.throttlingBurstLimit ?? 200,
         tracingEnabled: true,
@@ -236,14 +249,17 @@ export class JobApi extends Construct {
       },
     });
     this.url = this.api.url;
+    const stack = Stack.of(this);
+    this.origin = `https://${this.api.restApiId}.execute-api.${stack.region}.${stack.urlSuffix}`;
 
     for (const e of GATEWAY_ERRORS) {
-      this.api.addGatewayResponse(`${e.type.responseType}Response`, {
+      const response = this.api.addGatewayResponse(`${e.type.responseType}Response`, {
         type: e.type,
         statusCode: e.statusCode,
         templates: { "application/json": errorBody(e.code, e.message, e.details) },
         responseHeaders: e.headers,
       });
+      this.gatewayResponses.push(response);
     }
 
     this.authorizerFunction = newFunction("Authorizer", AUTHORIZER_ENTRY, {
@@ -270,7 +286,9 @@ export class JobApi extends Construct {
         : routeEnvironment;
       const fn = newFunction(route.id, handlerEntry(route, handlersDir), environment);
       grantRoute(fn, route, props);
-      this.api.root.resourceForPath(route.path).addMethod(
+      const resource = this.api.root.resourceForPath(route.path);
+      this.routeMethods.set(resource, [...(this.routeMethods.get(resource) ?? []), route.method]);
+      resource.addMethod(
         route.method,
         // No second invoke permission per method for the console's test-invoke (stage `*`): one
         // Lambda::Permission per route, not two, keeps the stack well under CloudFormation's
@@ -283,5 +301,68 @@ export class JobApi extends Construct {
       functions[route.id] = fn;
     }
     this.functions = functions;
+  }
+
+  /**
+   * Lets a page of `origin` (the dashboard's CloudFront domain, `https://…`) call the API from the
+   * browser: an OPTIONS preflight on every route's resource, answered by API Gateway itself (no
+   * token, no function) for that origin alone with the resource's own methods; the origin in every
+   * function's JOBQ_CORS_ORIGIN, so answers and the handlers' errors carry
+   * Access-Control-Allow-Origin (functions/http.ts); and the same header on API Gateway's own
+   * answers (401 from the authorizer, 404, 413, 429, 5xx), so the page can read their error bodies
+   * too. The preflight methods are made in `preflightScope` (a nested stack keeps them out of a
+   * stack near CloudFormation's 500 resources). Call it once.
+   */
+  public allowOrigin(origin: string, preflightScope: Construct = this): void {
+    const preflightHeaders: Record<string, string> = {
+      "Access-Control-Allow-Origin": `'${origin}'`,
+      "Access-Control-Allow-Headers": `'${CORS_ALLOW_HEADERS.join(",")}'`,
+      // Chrome's cap; fewer preflights, each a billed API Gateway request.
+      "Access-Control-Max-Age": `'${Duration.hours(2).toSeconds()}'`,
+      Vary: "'Origin'",
+    };
+    for (const [resource, methods] of this.routeMethods) {
+      const headers = { ...preflightHeaders, "Access-Control-Allow-Methods": `'${methods.join(",")}'` };
+      // What Resource.addCorsPreflight builds, but in a scope of our choosing.
+      new apigateway.Method(preflightScope, `Preflight${resource.path.replaceAll("/", ".")}`, {
+        resource,
+        httpMethod: "OPTIONS",
+        integration: new apigateway.MockIntegration({
+          requestTemplates: { "application/json": "{ statusCode: 200 }" },
+          integrationResponses: [
+            {
+              statusCode: "204",
+              responseParameters: Object.fromEntries(
+                Object.entries(headers).map(([name, value]) => [`method.response.header.${name}`, value]),
+              ),
+            },
+          ],
+        }),
+        options: {
+          authorizationType: apigateway.AuthorizationType.NONE,
+          methodResponses: [
+            {
+              statusCode: "204",
+              responseParameters: Object.fromEntries(
+                Object.keys(headers).map((name) => [`method.response.header.${name}`, true]),
+              ),
+            },
+          ],
+        },
+      });
+    }
+    for (const fn of Object.values(this.functions)) fn.addEnvironment("JOBQ_CORS_ORIGIN", origin);
+    const corsHeaders: Record<string, string> = {
+      "Access-Control-Allow-Origin": `'${origin}'`,
+      "Access-Control-Expose-Headers": `'${CORS_EXPOSE_HEADERS.join(", ")}'`,
+      Vary: "'Origin'",
+    };
+    for (const response of this.gatewayResponses) {
+      // GatewayResponse takes its headers only at construction; these are added to its resource.
+      const resource = response.node.defaultChild as apigateway.CfnGatewayResponse;
+      for (const [name, value] of Object.entries(corsHeaders)) {
+        resource.addPropertyOverride(`ResponseParameters.gatewayresponse\\.header\\.${name}`, value);
+      }
+    }
   }
 }

@@ -1,5 +1,5 @@
 import { fileURLToPath } from "node:url";
-import { Duration, RemovalPolicy } from "aws-cdk-lib";
+import { Duration, RemovalPolicy, Stack } from "aws-cdk-lib";
 import * as apigwv2 from "aws-cdk-lib/aws-apigatewayv2";
 import { WebSocketLambdaAuthorizer } from "aws-cdk-lib/aws-apigatewayv2-authorizers";
 import { WebSocketLambdaIntegration } from "aws-cdk-lib/aws-apigatewayv2-integrations";
@@ -71,6 +71,8 @@ export class JobStream extends Construct {
   public readonly failedBatches: sqs.Queue;
   /** What clients connect to: `wss://…/<stage>`. */
   public readonly url: string;
+  /** `wss://<api id>.execute-api.<region>.<suffix>`: the URL's origin, independent of the stage. */
+  public readonly origin: string;
 
   constructor(scope: Construct, id: string, props: JobStreamProps) {
     super(scope, id);
@@ -125,6 +127,8 @@ export class JobStream extends Construct {
       },
     });
     this.url = this.stage.url;
+    const stack = Stack.of(this);
+    this.origin = `wss://${this.api.apiId}.execute-api.${stack.region}.${stack.urlSuffix}`;
 
     this.broadcaster = newFunction("Broadcaster", "broadcaster", {
       ...connections,

@@ -1,5 +1,6 @@
 import { join } from "node:path";
-import { Annotations, CfnOutput, RemovalPolicy, Stack, type StackProps } from "aws-cdk-lib";
+import { fileURLToPath } from "node:url";
+import { Annotations, CfnOutput, NestedStack, RemovalPolicy, Stack, type StackProps } from "aws-cdk-lib";
 import * as events from "aws-cdk-lib/aws-events";
 import type { Construct, Node } from "constructs";
 import { z } from "zod";
@@ -13,6 +14,7 @@ import { JobStream } from "./job-stream";
 import { type JobqRuntime, runtimeEnvironment } from "./jobq-function";
 import { type WorkerPoolConfig, workerPoolsSchema } from "./pool-settings";
 import { Scheduler } from "./scheduler";
+import { WebDashboard } from "./web-dashboard";
 import { type WorkerImageSource, WorkerPools } from "./worker-pools";
 
 /** CDK context keys this stack reads (`cdk deploy -c key=value` or cdk.json). */
@@ -33,7 +35,15 @@ export const CONTEXT_KEYS = {
    * free tier has no ECS; workers then run elsewhere against the same tables and queues).
    */
   workers: "jobq:workers",
+  /**
+   * `true` (default): the web dashboard on CloudFront, and the API answering CORS for its origin.
+   * `false`: neither (LocalStack's free tier has no CloudFront; synth then needs no web/dist).
+   */
+  dashboard: "jobq:dashboard",
 } as const;
+
+/** web/dist of this repository: where `npm run build:web` puts the dashboard bundle. */
+export const DEFAULT_DASHBOARD_PATH = fileURLToPath(new URL("../web/dist", import.meta.url));
 
 export interface JobqStackProps extends StackProps {
   /**
@@ -56,6 +66,11 @@ export interface JobqStackProps extends StackProps {
    * @default the repository root and worker/Dockerfile
    */
   readonly workerImage?: WorkerImageSource;
+  /**
+   * The built web dashboard (index.html and assets/); read only with context jobq:dashboard on.
+   * @default DEFAULT_DASHBOARD_PATH (web/dist)
+   */
+  readonly dashboardPath?: string;
 }
 
 export interface JobqSettings {
@@ -64,6 +79,7 @@ export interface JobqSettings {
   readonly taskTypes: readonly string[] | undefined;
   readonly natGateways: number;
   readonly workers: "ecs" | "none";
+  readonly dashboard: boolean;
 }
 
 /** `-c key=value` arrives as a string, cdk.json values as JSON already: accept both. */
@@ -95,6 +111,7 @@ export function readSettings(node: Node): JobqSettings {
   const natGateways = jsonContext(node, CONTEXT_KEYS.natGateways) ?? 1;
   const removal: unknown = node.tryGetContext(CONTEXT_KEYS.removalPolicy) ?? "retain";
   const workers: unknown = node.tryGetContext(CONTEXT_KEYS.workers) ?? "ecs";
+  const dashboard: unknown = node.tryGetContext(CONTEXT_KEYS.dashboard) ?? true;
   return {
     pools: pools === undefined ? DEFAULT_POOLS : parseContext(CONTEXT_KEYS.pools, workerPoolsSchema, pools),
     removalPolicy:
@@ -107,6 +124,12 @@ export function readSettings(node: Node): JobqSettings {
         : parseContext(CONTEXT_KEYS.taskTypes, z.array(z.string()), taskTypes),
     natGateways: parseContext(CONTEXT_KEYS.natGateways, z.number().int().min(0).max(2), natGateways),
     workers: parseContext(CONTEXT_KEYS.workers, z.enum(["ecs", "none"]), workers),
+    // `-c jobq:dashboard=false` arrives as a string, cdk.json's false as a boolean.
+    dashboard: parseContext(
+      CONTEXT_KEYS.dashboard,
+      z.union([z.boolean(), z.enum(["true", "false"]).transform((v) => v === "true")]),
+      dashboard,
+    ),
   };
 }
 
@@ -134,6 +157,10 @@ export class JobqStack extends Stack {
   public readonly jobStream: JobStream;
   /** GET /stats's aggregates, folded from the Jobs table's stream. */
   public readonly jobStats: JobStats;
+  /** The web dashboard on CloudFront; absent with context jobq:dashboard=false. */
+  public readonly dashboard: WebDashboard | undefined;
+  /** The nested stack holding the dashboard and the API's CORS preflights. */
+  public readonly dashboardStack: NestedStack | undefined;
 
   constructor(scope: Construct, id: string, props: JobqStackProps = {}) {
     super(scope, id, props);
@@ -204,6 +231,24 @@ export class JobqStack extends Stack {
       logRemovalPolicy,
     });
 
+    // A nested stack of its own, with the API's CORS preflights: with four worker pools this stack
+    // is at ~485 of CloudFormation's 500 resources already. Nothing in it may depend on the REST
+    // API's stage (nor so on its functions), which get the dashboard's origin: hence the API's URL
+    // from its id and stage name, and origins for the page's connect-src.
+    this.dashboardStack = settings.dashboard
+      ? new NestedStack(this, "Web", { description: "jobq web dashboard and the API's CORS preflights" })
+      : undefined;
+    this.dashboard = this.dashboardStack
+      ? new WebDashboard(this.dashboardStack, "Dashboard", {
+          dashboardPath: props.dashboardPath ?? DEFAULT_DASHBOARD_PATH,
+          apiUrl: `${this.jobApi.origin}/${this.jobApi.stageName}/`,
+          streamUrl: this.jobStream.url,
+          connectOrigins: [this.jobApi.origin, this.jobStream.origin],
+          logRemovalPolicy,
+        })
+      : undefined;
+    if (this.dashboard) this.jobApi.allowOrigin(this.dashboard.origin, this.dashboardStack);
+
     if (settings.pools.length > POOLS_BEFORE_ENVIRONMENT_WARNING) {
       Annotations.of(this).addWarningV2(
         "jobq:environmentSize",
@@ -234,6 +279,12 @@ export class JobqStack extends Stack {
       new CfnOutput(this, "ClusterName", {
         value: this.workers.cluster.clusterName,
         description: "ECS cluster of the worker pools",
+      });
+    }
+    if (this.dashboard) {
+      new CfnOutput(this, "DashboardUrl", {
+        value: this.dashboard.url,
+        description: "The web dashboard (index.html and config.json from the deploy)",
       });
     }
   }

@@ -66,6 +66,25 @@ export function stubWorkerImage(): WorkerImageSource {
   return { directory, file: "worker/Dockerfile" };
 }
 
+/**
+ * A stand-in for web/dist (the dashboard bundle): the construct needs its index.html, and the web
+ * build is not this tier's subject. `npm run synth` deploys the real bundle.
+ */
+export function stubDashboardDir(): string {
+  const dir = join(process.cwd(), "node_modules", ".cache", "jobq-infra-dashboard");
+  const files: Record<string, string> = {
+    "index.html":
+      "<!doctype html><title>jobq</title><script type=module src=./assets/index-0000.js></script>\n",
+    "assets/index-0000.js": "export {};\n",
+  };
+  for (const [path, text] of Object.entries(files)) {
+    const file = join(dir, path);
+    mkdirSync(dirname(file), { recursive: true });
+    if (!existsSync(file)) writeFileSync(file, text);
+  }
+  return dir;
+}
+
 export function synthJobqStack(
   context: Record<string, unknown> = {},
   { validate = false }: { validate?: boolean } = {},
@@ -84,6 +103,7 @@ export function synthJobqStack(
     handlersDir: stubHandlersDir(),
     functionsDir: stubFunctionsDir(),
     workerImage: stubWorkerImage(),
+    dashboardPath: stubDashboardDir(),
   });
   return { stack, template: Template.fromStack(stack) };
 }

@@ -407,7 +407,7 @@ describe("gateway responses", () => {
     const throttled = Object.values(resourcesOfType(template, "AWS::ApiGateway::GatewayResponse")).find(
       (r) => r.Properties?.ResponseType === "THROTTLED",
     );
-    expect(throttled?.Properties?.ResponseParameters).toEqual({
+    expect(throttled?.Properties?.ResponseParameters).toMatchObject({
       "gatewayresponse.header.Retry-After": "'1'",
     });
   });
