@@ -153,6 +153,11 @@ export class JobqStack extends Stack {
   public readonly jobApi: JobApi;
   /** Absent with context jobq:workers=none. */
   public readonly workers: WorkerPools | undefined;
+  /**
+   * The nested stack holding the worker pools (VPC, cluster, one service per pool): CloudFormation
+   * allows 500 resources a stack, and with four pools the control plane alone comes near it.
+   */
+  public readonly workersStack: NestedStack | undefined;
   /** WS /jobs/stream: the WebSocket API and the broadcaster on the Jobs table's stream. */
   public readonly jobStream: JobStream;
   /** GET /stats's aggregates, folded from the Jobs table's stream. */
@@ -203,17 +208,24 @@ export class JobqStack extends Stack {
       handlersDir: props.handlersDir,
       logRemovalPolicy,
     });
-    this.workers =
+    // The compute plane in a nested stack of its own: every pool adds a service, its scaling and
+    // its roles, and the tables, queues and state machine it uses reach it as parameters.
+    this.workersStack =
       settings.workers === "ecs"
-        ? new WorkerPools(this, "Workers", {
-            ...runtime,
-            pools: settings.pools,
-            lifecycle: this.lifecycle,
-            natGateways: settings.natGateways,
-            image: props.workerImage,
-            logRemovalPolicy,
+        ? new NestedStack(this, "Compute", {
+            description: "jobq worker pools: VPC, ECS cluster, one service per pool",
           })
         : undefined;
+    this.workers = this.workersStack
+      ? new WorkerPools(this.workersStack, "Workers", {
+          ...runtime,
+          pools: settings.pools,
+          lifecycle: this.lifecycle,
+          natGateways: settings.natGateways,
+          image: props.workerImage,
+          logRemovalPolicy,
+        })
+      : undefined;
 
     this.jobStream = new JobStream(this, "Stream", {
       jobsTable: this.store.jobsTable,
@@ -231,8 +243,8 @@ export class JobqStack extends Stack {
       logRemovalPolicy,
     });
 
-    // A nested stack of its own, with the API's CORS preflights: with four worker pools this stack
-    // is at ~485 of CloudFormation's 500 resources already. Nothing in it may depend on the REST
+    // A nested stack of its own, with the API's CORS preflights, to keep this stack well under
+    // CloudFormation's 500 resources. Nothing in it may depend on the REST
     // API's stage (nor so on its functions), which get the dashboard's origin: hence the API's URL
     // from its id and stage name, and origins for the page's connect-src.
     this.dashboardStack = settings.dashboard

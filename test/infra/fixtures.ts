@@ -1,6 +1,6 @@
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
-import { App, CfnElement, type Stack } from "aws-cdk-lib";
+import { App, CfnElement, type NestedStack, Stack } from "aws-cdk-lib";
 import { Template } from "aws-cdk-lib/assertions";
 import type { IConstruct } from "constructs";
 import { ROUTES } from "../../functions/routes";
@@ -108,6 +108,32 @@ export function synthJobqStack(
   return { stack, template: Template.fromStack(stack) };
 }
 
+/**
+ * A nested stack's template with each of its parameters replaced by what the parent passes it,
+ * so that assertions name the parent's resources (`{ "Fn::GetAtt": [table, "Arn"] }`, a queue's
+ * `Ref`) as they would if everything were in one stack.
+ */
+export function nestedTemplate(nested: NestedStack): Template {
+  const parent = nested.nestedStackParent;
+  const resource = nested.nestedStackResource;
+  if (!parent || !(resource instanceof CfnElement)) throw new Error(`${nested.node.path} is not nested`);
+  const parentResources = Template.fromStack(parent).toJSON().Resources as Record<string, CfnResource>;
+  const parameters = (parentResources[parent.getLogicalId(resource)]?.Properties?.Parameters ?? {}) as Record<
+    string,
+    unknown
+  >;
+  const substitute = (value: unknown): unknown => {
+    if (Array.isArray(value)) return value.map(substitute);
+    if (typeof value !== "object" || value === null) return value;
+    const entries = Object.entries(value);
+    const [only] = entries;
+    if (entries.length === 1 && only?.[0] === "Ref" && typeof only[1] === "string" && only[1] in parameters)
+      return parameters[only[1]];
+    return Object.fromEntries(entries.map(([key, each]) => [key, substitute(each)]));
+  };
+  return Template.fromJSON(substitute(Template.fromStack(nested).toJSON()) as Record<string, unknown>);
+}
+
 export interface CfnResource {
   readonly Type: string;
   readonly Properties?: Record<string, unknown>;
@@ -126,17 +152,18 @@ export function environmentOf(template: Template, functionId: string): Record<st
   return environment?.Variables ?? {};
 }
 
-export function logicalId(stack: Stack, construct: IConstruct): string {
+/** A construct's logical id in the template of the stack that holds it (nested stacks included). */
+export function logicalId(construct: IConstruct): string {
   const resource = construct.node.defaultChild;
   if (!(resource instanceof CfnElement))
     throw new Error(`${construct.node.path} has no CloudFormation resource`);
-  return stack.getLogicalId(resource);
+  return Stack.of(resource).getLogicalId(resource);
 }
 
-export function logicalIdOfElement(stack: Stack, element: IConstruct): string {
+export function logicalIdOfElement(element: IConstruct): string {
   if (!(element instanceof CfnElement))
     throw new Error(`${element.node.path} is not a CloudFormation element`);
-  return stack.getLogicalId(element);
+  return Stack.of(element).getLogicalId(element);
 }
 
 /** Whether a template fragment mentions a resource by logical id (Ref or Fn::GetAtt). */
@@ -258,7 +285,7 @@ export function resolvedEnvironment(variables: Record<string, unknown>): Record<
 }
 
 /** The role of a Lambda function or task, by logical id. */
-export function roleIdOf(stack: Stack, construct: { readonly role?: IConstruct | undefined }): string {
+export function roleIdOf(construct: { readonly role?: IConstruct | undefined }): string {
   if (!construct.role) throw new Error("no role");
-  return logicalId(stack, construct.role);
+  return logicalId(construct.role);
 }

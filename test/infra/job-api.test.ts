@@ -34,10 +34,10 @@ let policyTableId: string;
 
 beforeAll(() => {
   ({ stack, template } = synthJobqStack());
-  jobsTableId = logicalId(stack, stack.store.jobsTable);
-  tokensTableId = logicalId(stack, stack.store.tokensTable);
-  nodesTableId = logicalId(stack, stack.store.nodesTable);
-  policyTableId = logicalId(stack, stack.store.policyTable);
+  jobsTableId = logicalId(stack.store.jobsTable);
+  tokensTableId = logicalId(stack.store.tokensTable);
+  nodesTableId = logicalId(stack.store.nodesTable);
+  policyTableId = logicalId(stack.store.policyTable);
 });
 
 function functionOf(routeId: string) {
@@ -47,7 +47,7 @@ function functionOf(routeId: string) {
 }
 
 function roleIdOf(fn: ReturnType<typeof functionOf>): string {
-  return roleIdOfConstruct(stack, fn);
+  return roleIdOfConstruct(fn);
 }
 
 const routeCases = ROUTES.map((r) => [`${r.method} ${r.path}`, r] as [string, RouteSpec]);
@@ -69,7 +69,7 @@ describe("routes", () => {
       expect(methods).toHaveLength(1);
       const integration = methods[0]?.Properties?.Integration as { Type: string; Uri: unknown };
       expect(integration.Type).toBe("AWS_PROXY");
-      expect(mentions(integration.Uri, logicalId(stack, functionOf(route.id)))).toBe(true);
+      expect(mentions(integration.Uri, logicalId(functionOf(route.id)))).toBe(true);
     },
   );
 
@@ -78,7 +78,7 @@ describe("routes", () => {
     const method = Object.values(resourcesOfType(template, "AWS::ApiGateway::Method")).find(
       (m) => m.Properties?.HttpMethod === route.method && methodPath(m, paths) === route.path,
     );
-    const authorizerId = logicalId(stack, stack.jobApi.authorizer);
+    const authorizerId = logicalId(stack.jobApi.authorizer);
     if (route.authorized) {
       expect(method?.Properties?.AuthorizationType).toBe("CUSTOM");
       expect(method?.Properties?.AuthorizerId).toEqual({ Ref: authorizerId });
@@ -118,7 +118,7 @@ describe("least privilege", () => {
           ? [grant("states:StopExecution", stack.resolve(stack.lifecycle.executionArns))]
           : []),
         ...(route.publishesEvents
-          ? [grant("events:PutEvents", { "Fn::GetAtt": [logicalId(stack, stack.eventBus), "Arn"] })]
+          ? [grant("events:PutEvents", { "Fn::GetAtt": [logicalId(stack.eventBus), "Arn"] })]
           : []),
       ];
 
@@ -238,12 +238,12 @@ describe("least privilege", () => {
       const statements = roleStatements(template, roleIdOf(functionOf(id)));
       expect(mentions(statements, jobsTableId), id).toBe(false);
       expect(statements.flatMap(actionsOf), id).not.toContain("dynamodb:GetItem");
-      expect(environmentOf(template, logicalId(stack, functionOf(id))).JOBQ_TOKENS_TABLE).toEqual({
+      expect(environmentOf(template, logicalId(functionOf(id))).JOBQ_TOKENS_TABLE).toEqual({
         Ref: tokensTableId,
       });
     }
     // Every other route's function is not even told the table's name.
-    expect(environmentOf(template, logicalId(stack, functionOf("GetJob"))).JOBQ_TOKENS_TABLE).toBeUndefined();
+    expect(environmentOf(template, logicalId(functionOf("GetJob"))).JOBQ_TOKENS_TABLE).toBeUndefined();
   });
 
   it("lets GET /jobs/{id}/dependents only read the jobs table", () => {
@@ -267,18 +267,18 @@ describe("least privilege", () => {
 describe("authorizer", () => {
   it("is a TOKEN authorizer on the Authorization header, cached 300 s, invoking the authorizer function", () => {
     const authorizer = resourcesOfType(template, "AWS::ApiGateway::Authorizer")[
-      logicalId(stack, stack.jobApi.authorizer)
+      logicalId(stack.jobApi.authorizer)
     ];
     const props = authorizer?.Properties ?? {};
     expect(props.Type).toBe("TOKEN");
     expect(props.IdentitySource).toBe("method.request.header.Authorization");
     expect(props.AuthorizerResultTtlInSeconds).toBe(300);
-    expect(mentions(props.AuthorizerUri, logicalId(stack, stack.jobApi.authorizerFunction))).toBe(true);
+    expect(mentions(props.AuthorizerUri, logicalId(stack.jobApi.authorizerFunction))).toBe(true);
   });
 
   it("lets API Gateway refuse anything but a bearer token of jobq's shape before invoking it", () => {
     const authorizer = resourcesOfType(template, "AWS::ApiGateway::Authorizer")[
-      logicalId(stack, stack.jobApi.authorizer)
+      logicalId(stack.jobApi.authorizer)
     ];
     const regex = new RegExp(String(authorizer?.Properties?.IdentityValidationExpression));
     expect(regex.test(`Bearer jq_${"a1_-".repeat(10)}xyz`)).toBe(true);
@@ -287,7 +287,7 @@ describe("authorizer", () => {
   });
 
   it("reads the tokens table named by the template", () => {
-    const variables = environmentOf(template, logicalId(stack, stack.jobApi.authorizerFunction));
+    const variables = environmentOf(template, logicalId(stack.jobApi.authorizerFunction));
     expect(variables.JOBQ_TOKENS_TABLE).toEqual({ Ref: tokensTableId });
   });
 });
@@ -314,7 +314,7 @@ describe("functions", () => {
   });
 
   it.each(routeCases)("%s gets a configuration functions/config.ts accepts", (_, route) => {
-    const variables = environmentOf(template, logicalId(stack, functionOf(route.id)));
+    const variables = environmentOf(template, logicalId(functionOf(route.id)));
     expect(variables.JOBQ_JOBS_TABLE).toEqual({ Ref: jobsTableId });
     expect(variables.POWERTOOLS_SERVICE_NAME).toBe("jobq");
     expect(variables.NODE_OPTIONS).toBe("--enable-source-maps");
@@ -324,7 +324,7 @@ describe("functions", () => {
     expect(config.nodesTable).toBe(`<Ref:${nodesTableId}>`);
     expect(config.pools).toEqual(DEFAULT_POOLS);
     expect(config.taskTypes).toBeNull();
-    expect(config.eventBus).toBe(`<Ref:${logicalId(stack, stack.eventBus)}>`);
+    expect(config.eventBus).toBe(`<Ref:${logicalId(stack.eventBus)}>`);
     expect(config.stateMachineArn).toMatch(/:states:.*:stateMachine:Jobq-job-lifecycle$/);
     expect(Object.keys(config.queues).sort()).toEqual(DEFAULT_POOLS.map((p) => p.name).sort());
   });
@@ -347,7 +347,7 @@ describe("stage", () => {
 
     const accessLog = props.AccessLogSetting as { DestinationArn: unknown; Format: string };
     expect(accessLog.DestinationArn).toEqual({
-      "Fn::GetAtt": [logicalId(stack, stack.jobApi.accessLogGroup), "Arn"],
+      "Fn::GetAtt": [logicalId(stack.jobApi.accessLogGroup), "Arn"],
     });
     const format = JSON.parse(accessLog.Format) as Record<string, string>;
     expect(format).toMatchObject({

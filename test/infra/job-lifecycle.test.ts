@@ -31,11 +31,11 @@ let functionId: string;
 beforeAll(() => {
   ({ stack, template } = synthJobqStack());
   const found = resourcesOfType(template, "AWS::StepFunctions::StateMachine")[
-    logicalId(stack, stack.lifecycle.stateMachine)
+    logicalId(stack.lifecycle.stateMachine)
   ];
   if (!found) throw new Error("no lifecycle state machine");
   stateMachine = found;
-  functionId = logicalId(stack, stack.lifecycle.function);
+  functionId = logicalId(stack.lifecycle.function);
 });
 
 const placeholders = (definition: string): string[] =>
@@ -65,7 +65,7 @@ describe("the lifecycle definition", () => {
       Destinations: [
         {
           CloudWatchLogsLogGroup: {
-            LogGroupArn: { "Fn::GetAtt": [logicalId(stack, stack.lifecycle.logGroup), "Arn"] },
+            LogGroupArn: { "Fn::GetAtt": [logicalId(stack.lifecycle.logGroup), "Arn"] },
           },
         },
       ],
@@ -77,7 +77,7 @@ describe("the lifecycle definition", () => {
 
 describe("least privilege", () => {
   it("lets the state machine invoke only the lifecycle function and send only to the job queues", () => {
-    const roleId = logicalId(stack, stack.lifecycle.stateMachine.role);
+    const roleId = logicalId(stack.lifecycle.stateMachine.role);
     const grants = [...grantsOf(roleStatements(template, roleId))];
     const fnArn = { "Fn::GetAtt": [functionId, "Arn"] };
 
@@ -89,7 +89,7 @@ describe("least privilege", () => {
       ]),
     );
     const sqs = grants.filter((g) => g.startsWith("sqs:"));
-    const queueArns = stack.queues.allQueues.map((q) => ({ "Fn::GetAtt": [logicalId(stack, q), "Arn"] }));
+    const queueArns = stack.queues.allQueues.map((q) => ({ "Fn::GetAtt": [logicalId(q), "Arn"] }));
     expect(new Set(sqs)).toEqual(new Set(queueArns.map((arn) => grant("sqs:SendMessage", arn))));
     // Besides: log delivery and nothing else (no DynamoDB, no states:*, no wildcard action).
     const other = grants.filter((g) => !g.startsWith("lambda:") && !g.startsWith("sqs:"));
@@ -97,11 +97,11 @@ describe("least privilege", () => {
   });
 
   it("lets the lifecycle function use the tables, answer and start executions, and publish events", () => {
-    const statements = roleStatements(template, roleIdOf(stack, stack.lifecycle.function));
+    const statements = roleStatements(template, roleIdOf(stack.lifecycle.function));
     const stateMachineArn = stack.resolve(stack.lifecycle.stateMachineArn);
-    const jobs = logicalId(stack, stack.store.jobsTable);
-    const nodes = logicalId(stack, stack.store.nodesTable);
-    const policy = logicalId(stack, stack.store.policyTable);
+    const jobs = logicalId(stack.store.jobsTable);
+    const nodes = logicalId(stack.store.nodesTable);
+    const policy = logicalId(stack.store.policyTable);
     const grants = grantsOf(statements);
 
     expect(grants).toEqual(
@@ -126,14 +126,14 @@ describe("least privilege", () => {
         grant("states:StopExecution", stack.resolve(stack.lifecycle.executionArns)),
         grant("states:SendTaskSuccess", stateMachineArn),
         grant("states:SendTaskFailure", stateMachineArn),
-        grant("events:PutEvents", { "Fn::GetAtt": [logicalId(stack, stack.eventBus), "Arn"] }),
+        grant("events:PutEvents", { "Fn::GetAtt": [logicalId(stack.eventBus), "Arn"] }),
       ]),
     );
   });
 
   it("names the state machine's ARN in the function without referencing it (no cycle)", () => {
     const variables = environmentOf(template, functionId);
-    expect(JSON.stringify(variables)).not.toContain(logicalId(stack, stack.lifecycle.stateMachine));
+    expect(JSON.stringify(variables)).not.toContain(logicalId(stack.lifecycle.stateMachine));
     const config = readConfig(resolvedEnvironment(variables));
     expect(config.stateMachineArn).toBe(
       `arn:<Ref:AWS::Partition>:states:<Ref:AWS::Region>:<Ref:AWS::AccountId>:stateMachine:${stateMachine.Properties?.StateMachineName}`,
@@ -151,11 +151,7 @@ describe("alarms", () => {
     );
 
   it("fire on a failed execution and on a lifecycle function error", () => {
-    const failed = alarmOn(
-      "ExecutionsFailed",
-      "StateMachineArn",
-      logicalId(stack, stack.lifecycle.stateMachine),
-    );
+    const failed = alarmOn("ExecutionsFailed", "StateMachineArn", logicalId(stack.lifecycle.stateMachine));
     expect(failed?.Properties).toMatchObject({
       Namespace: "AWS/States",
       Threshold: 1,

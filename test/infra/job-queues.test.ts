@@ -23,7 +23,7 @@ const cases = POOLS.flatMap((p) => TIERS.map((tier) => [`${p.name}/${tier}`, p.n
 function queueId(pool: string, tier: (typeof TIERS)[number], dead = false): string {
   const queue = (dead ? stack.queues.deadLetterQueues : stack.queues.queues)[pool]?.[tier];
   if (!queue) throw new Error(`no queue ${pool}/${tier}`);
-  return logicalId(stack, queue);
+  return logicalId(queue);
 }
 
 describe("dispatch queues", () => {
@@ -90,7 +90,7 @@ describe("dead-letter alarms", () => {
 describe("JOBQ_QUEUES", () => {
   it("gives every function the URL of each pool's queue for each tier", () => {
     const fn = stack.lifecycle.function;
-    const config = readConfig(resolvedEnvironment(environmentOf(template, logicalId(stack, fn))));
+    const config = readConfig(resolvedEnvironment(environmentOf(template, logicalId(fn))));
     for (const [, pool, tier] of cases) {
       expect(config.queues[pool]?.[tier]).toBe(`<Ref:${queueId(pool, tier)}>`);
     }

@@ -23,9 +23,9 @@ let policyId: string;
 
 beforeAll(() => {
   ({ stack, template } = synthJobqStack());
-  consumerId = logicalId(stack, stack.jobStats.consumer);
-  jobsId = logicalId(stack, stack.store.jobsTable);
-  policyId = logicalId(stack, stack.store.policyTable);
+  consumerId = logicalId(stack.jobStats.consumer);
+  jobsId = logicalId(stack.store.jobsTable);
+  policyId = logicalId(stack.store.policyTable);
 });
 
 describe("JobStats", () => {
@@ -44,13 +44,13 @@ describe("JobStats", () => {
       MaximumBatchingWindowInSeconds: 10,
     });
     expect(JSON.stringify(mapping?.Properties?.FilterCriteria)).toContain('\\"sk\\":{\\"S\\":[\\"JOB\\"]}');
-    expect(
-      mentions(mapping?.Properties?.DestinationConfig, logicalId(stack, stack.jobStats.failedBatches)),
-    ).toBe(true);
+    expect(mentions(mapping?.Properties?.DestinationConfig, logicalId(stack.jobStats.failedBatches))).toBe(
+      true,
+    );
   });
 
   it("writes only the Policy table's aggregates and reads nothing else of the tables", () => {
-    const grants = grantsOf(roleStatements(template, roleIdOf(stack, stack.jobStats.consumer)));
+    const grants = grantsOf(roleStatements(template, roleIdOf(stack.jobStats.consumer)));
     for (const g of tableGrants(policyId, ["dynamodb:UpdateItem", "dynamodb:PutItem", "dynamodb:GetItem"]))
       expect(grants).toContain(g);
     const tableActions = [...grants].filter(

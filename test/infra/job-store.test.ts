@@ -40,7 +40,7 @@ function synthStore(removalPolicy?: RemovalPolicy) {
   const tableResource = (id: string): CfnResource => {
     const table = store.tables[id];
     if (!table) throw new Error(`no table ${id}`);
-    const resource = resourcesOfType(template, "AWS::DynamoDB::Table")[logicalId(stack, table)];
+    const resource = resourcesOfType(template, "AWS::DynamoDB::Table")[logicalId(table)];
     if (!resource) throw new Error(`table ${id} is not in the template`);
     return resource;
   };

@@ -29,16 +29,16 @@ let tokensId: string;
 
 beforeAll(() => {
   ({ stack, template } = synthJobqStack());
-  apiId = logicalIdOfElement(stack, stack.jobStream.api.node.defaultChild as never);
-  connectionsId = logicalId(stack, stack.store.connectionsTable);
-  jobsId = logicalId(stack, stack.store.jobsTable);
-  tokensId = logicalId(stack, stack.store.tokensTable);
+  apiId = logicalIdOfElement(stack.jobStream.api.node.defaultChild as never);
+  connectionsId = logicalId(stack.store.connectionsTable);
+  jobsId = logicalId(stack.store.jobsTable);
+  tokensId = logicalId(stack.store.tokensTable);
 });
 
 const fnId = (
   name: "authorizerFunction" | "connectFunction" | "disconnectFunction" | "messageFunction" | "broadcaster",
-) => logicalId(stack, stack.jobStream[name]);
-const roleOf = (name: Parameters<typeof fnId>[0]) => roleIdOf(stack, stack.jobStream[name]);
+) => logicalId(stack.jobStream[name]);
+const roleOf = (name: Parameters<typeof fnId>[0]) => roleIdOf(stack.jobStream[name]);
 
 describe("JobStream", () => {
   it("is a WebSocket API with $connect behind a Lambda REQUEST authorizer, $disconnect and a $default that answers", () => {
@@ -82,7 +82,7 @@ describe("JobStream", () => {
       MaximumRetryAttempts: 3,
     });
     expect(JSON.stringify(mapping?.Properties?.FilterCriteria)).toContain('\\"sk\\":{\\"S\\":[\\"JOB\\"]}');
-    const failureQueue = logicalId(stack, stack.jobStream.failedBatches);
+    const failureQueue = logicalId(stack.jobStream.failedBatches);
     expect(mentions(mapping?.Properties?.DestinationConfig, failureQueue)).toBe(true);
   });
 
@@ -133,7 +133,7 @@ describe("JobStream", () => {
   });
 
   it("tells GET /health and the stack's outputs the stream's URL", () => {
-    const health = logicalId(stack, stack.jobApi.functions.Health as never);
+    const health = logicalId(stack.jobApi.functions.Health as never);
     const url = environmentOf(template, health).JOBQ_STREAM_URL;
     expect(JSON.stringify(url)).toContain(apiId);
     expect(JSON.stringify(url)).toContain("wss://");

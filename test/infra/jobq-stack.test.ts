@@ -1,10 +1,10 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { Stage } from "aws-cdk-lib";
-import { Annotations, Match } from "aws-cdk-lib/assertions";
+import { type CfnElement, Stage } from "aws-cdk-lib";
+import { Annotations, Match, Template } from "aws-cdk-lib/assertions";
 import { describe, expect, it } from "vitest";
 import type { PoolConfig } from "../../core/pools";
-import { environmentOf, logicalId, resourcesOfType, synthJobqStack } from "./fixtures";
+import { environmentOf, logicalId, logicalIdOfElement, resourcesOfType, synthJobqStack } from "./fixtures";
 
 const POOLS: PoolConfig[] = [
   { name: "big", labels: { zone: "a" }, nodes: 3, node: { cpu: 16, memoryMb: 65536, gpu: 4 } },
@@ -12,7 +12,7 @@ const POOLS: PoolConfig[] = [
 
 function poolsOfEveryRoute(synth: ReturnType<typeof synthJobqStack>): unknown[] {
   return Object.values(synth.stack.jobApi.functions).map((fn) => {
-    const variables = environmentOf(synth.template, logicalId(synth.stack, fn));
+    const variables = environmentOf(synth.template, logicalId(fn));
     return JSON.parse(String(variables.JOBQ_POOLS));
   });
 }
@@ -21,12 +21,18 @@ describe("JobqStack", () => {
   it("outputs the API URL, both table names, the event bus, the state machine and the cluster", () => {
     const { stack, template } = synthJobqStack();
     template.hasOutput("ApiUrl", {});
-    template.hasOutput("JobsTableName", { Value: { Ref: logicalId(stack, stack.store.jobsTable) } });
-    template.hasOutput("TokensTableName", { Value: { Ref: logicalId(stack, stack.store.tokensTable) } });
-    template.hasOutput("EventBusName", { Value: { Ref: logicalId(stack, stack.eventBus) } });
-    template.hasOutput("StateMachineArn", { Value: { Ref: logicalId(stack, stack.lifecycle.stateMachine) } });
-    if (!stack.workers) throw new Error("no workers");
-    template.hasOutput("ClusterName", { Value: { Ref: logicalId(stack, stack.workers.cluster) } });
+    template.hasOutput("JobsTableName", { Value: { Ref: logicalId(stack.store.jobsTable) } });
+    template.hasOutput("TokensTableName", { Value: { Ref: logicalId(stack.store.tokensTable) } });
+    template.hasOutput("EventBusName", { Value: { Ref: logicalId(stack.eventBus) } });
+    template.hasOutput("StateMachineArn", { Value: { Ref: logicalId(stack.lifecycle.stateMachine) } });
+    // The cluster is in the worker pools' nested stack: the output reads that stack's output of it.
+    if (!stack.workers || !stack.workersStack) throw new Error("no workers");
+    const value = (template.toJSON().Outputs as Record<string, { Value: unknown }>).ClusterName?.Value;
+    const [stackId, attribute] = (value as { "Fn::GetAtt": [string, string] })["Fn::GetAtt"];
+    expect(stackId).toBe(logicalIdOfElement(stack.workersStack.nestedStackResource as CfnElement));
+    Template.fromStack(stack.workersStack).hasOutput(attribute.replace(/^Outputs\./, ""), {
+      Value: { Ref: logicalId(stack.workers.cluster) },
+    });
   });
 
   it("passes CDK's CloudFormation validation without a finding", () => {
@@ -44,6 +50,7 @@ describe("JobqStack", () => {
   it("leaves out the VPC, cluster and workers with jobq:workers=none (LocalStack's free tier has no ECS)", () => {
     const { stack, template } = synthJobqStack({ "jobq:workers": "none" });
     expect(stack.workers).toBeUndefined();
+    expect(stack.workersStack).toBeUndefined();
     for (const type of ["AWS::EC2::VPC", "AWS::ECS::Cluster", "AWS::ECS::Service"]) {
       expect(resourcesOfType(template, type)).toEqual({});
     }
@@ -113,7 +120,7 @@ describe("JobqStack", () => {
 
   it("tells every route, the lifecycle, the scheduler and the reconciler the policy table", () => {
     const { stack, template } = synthJobqStack();
-    const policyTable = { Ref: logicalId(stack, stack.store.policyTable) };
+    const policyTable = { Ref: logicalId(stack.store.policyTable) };
     const functions = [
       ...Object.values(stack.jobApi.functions),
       stack.lifecycle.function,
@@ -121,14 +128,14 @@ describe("JobqStack", () => {
       stack.scheduler.reconcilerFunction,
     ];
     for (const fn of functions) {
-      expect(environmentOf(template, logicalId(stack, fn)).JOBQ_POLICY_TABLE).toEqual(policyTable);
+      expect(environmentOf(template, logicalId(fn)).JOBQ_POLICY_TABLE).toEqual(policyTable);
     }
   });
 
   it("passes context jobq:taskTypes to the handlers", () => {
     const { stack, template } = synthJobqStack({ "jobq:taskTypes": '["echo","train-model"]' });
     for (const fn of Object.values(stack.jobApi.functions)) {
-      const variables = environmentOf(template, logicalId(stack, fn));
+      const variables = environmentOf(template, logicalId(fn));
       expect(JSON.parse(String(variables.JOBQ_TASK_TYPES))).toEqual(["echo", "train-model"]);
     }
   });

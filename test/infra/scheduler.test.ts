@@ -25,8 +25,8 @@ let reconcilerId: string;
 
 beforeAll(() => {
   ({ stack, template } = synthJobqStack());
-  schedulerId = logicalId(stack, stack.scheduler.schedulerFunction);
-  reconcilerId = logicalId(stack, stack.scheduler.reconcilerFunction);
+  schedulerId = logicalId(stack.scheduler.schedulerFunction);
+  reconcilerId = logicalId(stack.scheduler.reconcilerFunction);
 });
 
 /** Rules with a target that invokes the function. */
@@ -53,19 +53,19 @@ describe("scheduler", () => {
     const rules = rulesTargeting(schedulerId);
     const sweep = rules.find((r) => r.Properties?.ScheduleExpression === "rate(1 minute)");
     expect(sweep?.Properties?.State).toBe("ENABLED");
-    expect(invokableBy(schedulerId, logicalId(stack, stack.scheduler.sweepRule))).toBe(true);
+    expect(invokableBy(schedulerId, logicalId(stack.scheduler.sweepRule))).toBe(true);
   });
 
   it('wakes on "Job State Change" events on the jobq bus that add work or free capacity', () => {
     const rule = rulesTargeting(schedulerId).find((r) => r.Properties?.EventPattern !== undefined);
-    expect(rule?.Properties?.EventBusName).toEqual({ Ref: logicalId(stack, stack.eventBus) });
+    expect(rule?.Properties?.EventBusName).toEqual({ Ref: logicalId(stack.eventBus) });
     expect(rule?.Properties?.EventPattern).toEqual({
       source: [EVENT_SOURCE],
       "detail-type": [JOB_STATE_CHANGE],
       detail: { status: ["queued", "completed", "failed", "retrying", "cancelled", "paused", "escalated"] },
     });
     expect(WAKE_STATUSES).not.toContain("running");
-    expect(invokableBy(schedulerId, logicalId(stack, stack.scheduler.stateChangeRule))).toBe(true);
+    expect(invokableBy(schedulerId, logicalId(stack.scheduler.stateChangeRule))).toBe(true);
   });
 
   it("has no reserved concurrency (pool leases serialize passes)", () => {
@@ -74,10 +74,10 @@ describe("scheduler", () => {
   });
 
   it("may admit (tables), release an admission token and publish events, nothing more", () => {
-    const grants = grantsOf(roleStatements(template, roleIdOf(stack, stack.scheduler.schedulerFunction)));
+    const grants = grantsOf(roleStatements(template, roleIdOf(stack.scheduler.schedulerFunction)));
     expect(grants).toEqual(
       new Set([
-        ...tableGrants(logicalId(stack, stack.store.jobsTable), [
+        ...tableGrants(logicalId(stack.store.jobsTable), [
           "dynamodb:Query",
           "dynamodb:GetItem",
           "dynamodb:BatchGetItem",
@@ -87,7 +87,7 @@ describe("scheduler", () => {
           // A schedule's fire is a submission: a refused one gives its idempotency claim back.
           "dynamodb:DeleteItem",
         ]),
-        ...tableGrants(logicalId(stack, stack.store.nodesTable), [
+        ...tableGrants(logicalId(stack.store.nodesTable), [
           "dynamodb:GetItem",
           "dynamodb:Query",
           "dynamodb:PutItem",
@@ -95,7 +95,7 @@ describe("scheduler", () => {
           "dynamodb:DeleteItem",
           "dynamodb:ConditionCheckItem",
         ]),
-        ...tableGrants(logicalId(stack, stack.store.policyTable), [
+        ...tableGrants(logicalId(stack.store.policyTable), [
           "dynamodb:GetItem",
           "dynamodb:BatchGetItem",
           "dynamodb:Query",
@@ -109,16 +109,16 @@ describe("scheduler", () => {
         // Preemption's stop and fresh start; a new execution for a job whose execution is gone.
         grant("states:StartExecution", stack.resolve(stack.lifecycle.stateMachineArn)),
         grant("states:StopExecution", stack.resolve(stack.lifecycle.executionArns)),
-        grant("events:PutEvents", { "Fn::GetAtt": [logicalId(stack, stack.eventBus), "Arn"] }),
+        grant("events:PutEvents", { "Fn::GetAtt": [logicalId(stack.eventBus), "Arn"] }),
       ]),
     );
   });
 
   it("is told the event bus, the state machine, the queues, the nodes and policy tables", () => {
     const config = readConfig(resolvedEnvironment(environmentOf(template, schedulerId)));
-    expect(config.eventBus).toBe(`<Ref:${logicalId(stack, stack.eventBus)}>`);
-    expect(config.nodesTable).toBe(`<Ref:${logicalId(stack, stack.store.nodesTable)}>`);
-    expect(config.policyTable).toBe(`<Ref:${logicalId(stack, stack.store.policyTable)}>`);
+    expect(config.eventBus).toBe(`<Ref:${logicalId(stack.eventBus)}>`);
+    expect(config.nodesTable).toBe(`<Ref:${logicalId(stack.store.nodesTable)}>`);
+    expect(config.policyTable).toBe(`<Ref:${logicalId(stack.store.policyTable)}>`);
     expect(config.stateMachineArn).toMatch(/:stateMachine:Jobq-job-lifecycle$/);
     expect(Object.keys(config.queues).sort()).toEqual(["cpu", "gpu"]);
     // The Dispatch heartbeat spans the queue wait: minutes, not the workers' beat period.
@@ -128,8 +128,8 @@ describe("scheduler", () => {
 
 describe("scheduler and recurring schedules", () => {
   it("may query the schedule indexes of the policy table and write schedules only conditionally", () => {
-    const statements = roleStatements(template, roleIdOf(stack, stack.scheduler.schedulerFunction));
-    const policyTableId = logicalId(stack, stack.store.policyTable);
+    const statements = roleStatements(template, roleIdOf(stack.scheduler.schedulerFunction));
+    const policyTableId = logicalId(stack.store.policyTable);
     // The due index is read by Query on `<table>/index/*`; a fire records itself with PutItem.
     const grants = grantsOf(statements);
     expect(grants).toContain(
@@ -142,9 +142,7 @@ describe("scheduler and recurring schedules", () => {
   });
 
   it("gives the policy table the schedules and sparse scheduleDue indexes", () => {
-    const table = resourcesOfType(template, "AWS::DynamoDB::Table")[
-      logicalId(stack, stack.store.policyTable)
-    ];
+    const table = resourcesOfType(template, "AWS::DynamoDB::Table")[logicalId(stack.store.policyTable)];
     const indexes = (table?.Properties?.GlobalSecondaryIndexes ?? []) as {
       IndexName: string;
       KeySchema: { AttributeName: string; KeyType: string }[];
@@ -162,13 +160,11 @@ describe("reconciler", () => {
   it("runs every 5 minutes", () => {
     const rules = rulesTargeting(reconcilerId);
     expect(rules.map((r) => r.Properties?.ScheduleExpression)).toEqual(["rate(5 minutes)"]);
-    expect(invokableBy(reconcilerId, logicalId(stack, stack.scheduler.reconcileRule))).toBe(true);
+    expect(invokableBy(reconcilerId, logicalId(stack.scheduler.reconcileRule))).toBe(true);
   });
 
   it("may describe and start executions and release tokens on the lifecycle state machine only", () => {
-    const grants = [
-      ...grantsOf(roleStatements(template, roleIdOf(stack, stack.scheduler.reconcilerFunction))),
-    ];
+    const grants = [...grantsOf(roleStatements(template, roleIdOf(stack.scheduler.reconcilerFunction)))];
     const states = grants.filter((g) => g.startsWith("states:"));
     expect(new Set(states)).toEqual(
       new Set([
@@ -177,8 +173,8 @@ describe("reconciler", () => {
         grant("states:DescribeExecution", stack.resolve(stack.lifecycle.executionArns)),
       ]),
     );
-    const tables = [logicalId(stack, stack.store.jobsTable), logicalId(stack, stack.store.nodesTable)];
-    const policy = logicalId(stack, stack.store.policyTable);
+    const tables = [logicalId(stack.store.jobsTable), logicalId(stack.store.nodesTable)];
+    const policy = logicalId(stack.store.policyTable);
     const dynamo = grants.filter((g) => g.startsWith("dynamodb:"));
     expect(dynamo.length).toBeGreaterThan(0);
     // A lost attempt's GPU usage is added in the transaction that ends it: UpdateItem, no more.
@@ -188,7 +184,7 @@ describe("reconciler", () => {
     expect(
       dynamo.filter((g) => !onPolicy.includes(g)).every((g) => tables.some((t) => g.includes(`"${t}"`))),
     ).toBe(true);
-    expect(grants.some((g) => g.includes(logicalId(stack, stack.store.tokensTable)))).toBe(false);
+    expect(grants.some((g) => g.includes(logicalId(stack.store.tokensTable)))).toBe(false);
   });
 });
 

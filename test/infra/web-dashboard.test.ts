@@ -1,7 +1,7 @@
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { App, type NestedStack, Stage } from "aws-cdk-lib";
+import { App, type CfnElement, type NestedStack, Stage } from "aws-cdk-lib";
 import { Template } from "aws-cdk-lib/assertions";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CORS_ALLOW_HEADERS } from "../../functions/cors";
@@ -11,6 +11,7 @@ import {
   type CfnResource,
   environmentOf,
   logicalId,
+  logicalIdOfElement,
   methodPath,
   resolveForTest,
   resourcePaths,
@@ -44,7 +45,7 @@ beforeAll(() => {
   if (!stack.dashboard || !stack.dashboardStack) throw new Error("no dashboard");
   nested = stack.dashboardStack;
   web = Template.fromStack(nested);
-  distributionId = logicalId(nested, stack.dashboard.distribution);
+  distributionId = logicalId(stack.dashboard.distribution);
   dashboardOrigin = `https://<${distributionId}.DomainName>`;
   originOutside = resolveForTest(stack.resolve(stack.dashboard.origin));
 });
@@ -54,7 +55,9 @@ beforeAll(() => {
  * main stack passes them (`<Ref:referencetoJobqApi…Ref>` becomes `<Ref:Api…>`).
  */
 function resolveAcross(value: unknown): string {
-  const [nestedResource] = Object.values(resourcesOfType(template, "AWS::CloudFormation::Stack"));
+  const nestedResource = resourcesOfType(template, "AWS::CloudFormation::Stack")[
+    logicalIdOfElement(nested.nestedStackResource as CfnElement)
+  ];
   const parameters = (nestedResource?.Properties?.Parameters ?? {}) as Record<string, unknown>;
   return resolveForTest(value).replaceAll(/<Ref:(\w+)>/g, (ref, name: string) =>
     name in parameters ? resolveForTest(parameters[name]) : ref,
@@ -185,8 +188,8 @@ describe("distribution", () => {
 
   it("sends security headers whose CSP lets the page connect to the jobq API and stream alone", () => {
     if (!stack.dashboard) throw new Error("no dashboard");
-    const restApiId = logicalId(stack, stack.jobApi.api);
-    const streamApiId = logicalId(stack, stack.jobStream.api);
+    const restApiId = logicalId(stack.jobApi.api);
+    const streamApiId = logicalId(stack.jobStream.api);
     for (const behaviour of behaviours()) {
       const security = headersPolicy(behaviour).SecurityHeadersConfig as Record<
         string,
@@ -230,7 +233,7 @@ describe("deployment", () => {
       DestinationBucketName: unknown;
       Prune?: boolean;
     };
-    expect(props.DestinationBucketName).toEqual({ Ref: logicalId(nested, stack.dashboard?.bucket ?? stack) });
+    expect(props.DestinationBucketName).toEqual({ Ref: logicalId(stack.dashboard?.bucket ?? stack) });
     expect(props.SourceObjectKeys).toHaveLength(2);
 
     // Each source is an asset staged in the cloud assembly as asset.<hash>; config.json is the one
@@ -276,8 +279,7 @@ describe("CORS on the API", () => {
     expect(
       optionsMethods().every(
         (m) =>
-          resolveAcross(m.Properties?.RestApiId) ===
-          resolveForTest({ Ref: logicalId(stack, stack.jobApi.api) }),
+          resolveAcross(m.Properties?.RestApiId) === resolveForTest({ Ref: logicalId(stack.jobApi.api) }),
       ),
     ).toBe(true);
     const preflights = new Map(optionsMethods().map((m) => [pathOf(m), m]));
@@ -305,7 +307,7 @@ describe("CORS on the API", () => {
     for (const route of ROUTES) {
       const fn = stack.jobApi.functions[route.id];
       if (!fn) throw new Error(`no function for ${route.id}`);
-      const variables = environmentOf(template, logicalId(stack, fn));
+      const variables = environmentOf(template, logicalId(fn));
       expect(resolveForTest(variables.JOBQ_CORS_ORIGIN)).toBe(originOutside);
     }
   });
@@ -347,18 +349,13 @@ describe("context jobq:dashboard", () => {
     const off = synthJobqStack({ "jobq:dashboard": "false" });
     expect(off.stack.dashboard).toBeUndefined();
     expect(off.stack.dashboardStack).toBeUndefined();
-    for (const type of [
-      "AWS::CloudFormation::Stack",
-      "AWS::CloudFront::Distribution",
-      "AWS::S3::Bucket",
-      "Custom::CDKBucketDeployment",
-    ]) {
+    for (const type of ["AWS::CloudFront::Distribution", "AWS::S3::Bucket", "Custom::CDKBucketDeployment"]) {
       expect(resourcesOfType(off.template, type)).toEqual({});
     }
     const methods = Object.values(resourcesOfType(off.template, "AWS::ApiGateway::Method"));
     expect(methods.filter((m) => m.Properties?.HttpMethod === "OPTIONS")).toEqual([]);
     for (const fn of Object.values(off.stack.jobApi.functions)) {
-      expect(environmentOf(off.template, logicalId(off.stack, fn)).JOBQ_CORS_ORIGIN).toBeUndefined();
+      expect(environmentOf(off.template, logicalId(fn)).JOBQ_CORS_ORIGIN).toBeUndefined();
     }
     const responses = Object.values(resourcesOfType(off.template, "AWS::ApiGateway::GatewayResponse"));
     expect(JSON.stringify(responses)).not.toContain("Access-Control");

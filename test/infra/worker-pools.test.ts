@@ -13,6 +13,7 @@ import {
   grant,
   grantsOf,
   logicalId,
+  nestedTemplate,
   resolvedEnvironment,
   resourcesOfType,
   roleStatements,
@@ -32,10 +33,13 @@ const POOLS = [
 ];
 
 let stack: JobqStack;
+/** The worker pools' nested stack's template, naming the main stack's tables and queues. */
 let template: Template;
 
 beforeAll(() => {
-  ({ stack, template } = synthJobqStack({ "jobq:pools": POOLS }));
+  ({ stack } = synthJobqStack({ "jobq:pools": POOLS }));
+  if (!stack.workersStack) throw new Error("no worker pools");
+  template = nestedTemplate(stack.workersStack);
 });
 
 function poolOf(name: string) {
@@ -50,9 +54,8 @@ function resource(type: string, id: string): CfnResource {
   return found;
 }
 
-const serviceOf = (name: string) => resource("AWS::ECS::Service", logicalId(stack, poolOf(name).service));
-const taskOf = (name: string) =>
-  resource("AWS::ECS::TaskDefinition", logicalId(stack, poolOf(name).taskDefinition));
+const serviceOf = (name: string) => resource("AWS::ECS::Service", logicalId(poolOf(name).service));
+const taskOf = (name: string) => resource("AWS::ECS::TaskDefinition", logicalId(poolOf(name).taskDefinition));
 
 interface ContainerDefinition {
   readonly Environment: { Name: string; Value: unknown }[];
@@ -68,7 +71,7 @@ function containerOf(name: string): ContainerDefinition {
 }
 
 function scalableTargetOf(name: string): [string, CfnResource] {
-  const serviceId = logicalId(stack, poolOf(name).service);
+  const serviceId = logicalId(poolOf(name).service);
   const found = Object.entries(resourcesOfType(template, "AWS::ApplicationAutoScaling::ScalableTarget")).find(
     ([, t]) => JSON.stringify(t.Properties?.ResourceId).includes(`"${serviceId}"`),
   );
@@ -109,13 +112,13 @@ describe("a service per pool", () => {
       expect(
         resource("AWS::ECS::CapacityProvider", providerId).Properties?.AutoScalingGroupProvider,
       ).toMatchObject({
-        AutoScalingGroupArn: { Ref: logicalId(stack, pool.autoScalingGroup) },
+        AutoScalingGroupArn: { Ref: logicalId(pool.autoScalingGroup) },
         ManagedScaling: { Status: "ENABLED", TargetCapacity: 100 },
         ManagedTerminationProtection: "ENABLED",
       });
       expect(containerOf(name).ResourceRequirements).toEqual([{ Type: "GPU", Value: gpus }]);
 
-      const group = resource("AWS::AutoScaling::AutoScalingGroup", logicalId(stack, pool.autoScalingGroup));
+      const group = resource("AWS::AutoScaling::AutoScalingGroup", logicalId(pool.autoScalingGroup));
       const templateRef = group.Properties?.LaunchTemplate as { LaunchTemplateId: { Ref: string } };
       const data = resource("AWS::EC2::LaunchTemplate", templateRef.LaunchTemplateId.Ref).Properties
         ?.LaunchTemplateData as Record<string, unknown>;
@@ -139,9 +142,9 @@ describe("a service per pool", () => {
     );
     expect(associations).toHaveLength(1);
     for (const name of ["gpu", "train"]) {
-      const service = resourcesOfType(template, "AWS::ECS::Service")[
-        logicalId(stack, poolOf(name).service)
-      ] as { DependsOn?: string[] } | undefined;
+      const service = resourcesOfType(template, "AWS::ECS::Service")[logicalId(poolOf(name).service)] as
+        | { DependsOn?: string[] }
+        | undefined;
       expect(service?.DependsOn).toContain(associations[0]);
     }
   });
@@ -164,7 +167,7 @@ describe("the worker's environment", () => {
       expect(config.pool).toBe(name);
       expect(Object.keys(config.shared.queues[name] ?? {}).sort()).toEqual([...TIERS].sort());
       expect(config.shared.stateMachineArn).toMatch(/:stateMachine:Jobq-job-lifecycle$/);
-      expect(config.shared.eventBus).toBe(`<Ref:${logicalId(stack, stack.eventBus)}>`);
+      expect(config.shared.eventBus).toBe(`<Ref:${logicalId(stack.eventBus)}>`);
       expect(config.shared.region).toBe("<Ref:AWS::Region>");
       expect(config.capacityOverride).toEqual({
         cpu: pool.node.cpu,
@@ -184,13 +187,11 @@ describe("the worker's role", () => {
     TIERS.map((tier) => {
       const queue = stack.queues.queues[pool]?.[tier];
       if (!queue) throw new Error(`no queue ${pool}/${tier}`);
-      return { "Fn::GetAtt": [logicalId(stack, queue), "Arn"] };
+      return { "Fn::GetAtt": [logicalId(queue), "Arn"] };
     });
 
   it.each(POOLS.map((p) => [p.name]))("%s: consumes its own pool's queues and no other queue", (name) => {
-    const grants = [
-      ...grantsOf(roleStatements(template, logicalId(stack, poolOf(name).taskDefinition.taskRole))),
-    ];
+    const grants = [...grantsOf(roleStatements(template, logicalId(poolOf(name).taskDefinition.taskRole)))];
     const sqs = grants.filter((g) => g.startsWith("sqs:"));
     const expected = [
       "sqs:ReceiveMessage",
@@ -206,16 +207,14 @@ describe("the worker's role", () => {
   it.each(POOLS.map((p) => [p.name]))(
     "%s: reports and heartbeats on the lifecycle's task tokens, and may protect its own task",
     (name) => {
-      const grants = grantsOf(
-        roleStatements(template, logicalId(stack, poolOf(name).taskDefinition.taskRole)),
-      );
+      const grants = grantsOf(roleStatements(template, logicalId(poolOf(name).taskDefinition.taskRole)));
       const stateMachineArn = stack.resolve(stack.lifecycle.stateMachineArn);
       for (const action of ["states:SendTaskSuccess", "states:SendTaskFailure", "states:SendTaskHeartbeat"]) {
         expect(grants).toContain(grant(action, stateMachineArn));
       }
       expect([...grants].filter((g) => g.startsWith("states:"))).toHaveLength(3);
       expect([...grants].some((g) => g.startsWith("ecs:UpdateTaskProtection"))).toBe(true);
-      const tokens = logicalId(stack, stack.store.tokensTable);
+      const tokens = logicalId(stack.store.tokensTable);
       expect([...grants].some((g) => g.includes(`"${tokens}"`))).toBe(false);
     },
   );
@@ -259,7 +258,7 @@ describe("scaling on the backlog", () => {
       const queueNames = TIERS.map((tier) => {
         const queue = stack.queues.queues[name]?.[tier];
         if (!queue) throw new Error(`no queue ${name}/${tier}`);
-        return { "Fn::GetAtt": [logicalId(stack, queue), "QueueName"] };
+        return { "Fn::GetAtt": [logicalId(queue), "QueueName"] };
       });
       for (const [policyId] of policies) {
         const alarm = Object.values(resourcesOfType(template, "AWS::CloudWatch::Alarm")).find(
@@ -281,7 +280,7 @@ describe("scaling on the backlog", () => {
         for (const other of POOLS.filter((p) => p.name !== name)) {
           const otherQueue = stack.queues.queues[other.name]?.normal;
           if (!otherQueue) throw new Error(`no queue ${other.name}/normal`);
-          expect(metrics).not.toContain(`"${logicalId(stack, otherQueue)}"`);
+          expect(metrics).not.toContain(`"${logicalId(otherQueue)}"`);
         }
       }
     },
@@ -324,14 +323,16 @@ describe("networking", () => {
 
   it("with jobq:natGateways=0 has no NAT gateway and gives workers public IPs instead", () => {
     const synth = synthJobqStack({ "jobq:pools": POOLS, "jobq:natGateways": 0 });
-    expect(Object.keys(resourcesOfType(synth.template, "AWS::EC2::NatGateway"))).toHaveLength(0);
+    if (!synth.stack.workersStack) throw new Error("no worker pools");
+    const workers = nestedTemplate(synth.stack.workersStack);
+    expect(Object.keys(resourcesOfType(workers, "AWS::EC2::NatGateway"))).toHaveLength(0);
     const cpu = synth.stack.workers?.pools.cpu;
     if (!cpu) throw new Error("no cpu pool");
-    const service = resourcesOfType(synth.template, "AWS::ECS::Service")[logicalId(synth.stack, cpu.service)];
+    const service = resourcesOfType(workers, "AWS::ECS::Service")[logicalId(cpu.service)];
     expect(service?.Properties?.NetworkConfiguration).toMatchObject({
       AwsvpcConfiguration: { AssignPublicIp: "ENABLED" },
     });
-    for (const lt of Object.values(resourcesOfType(synth.template, "AWS::EC2::LaunchTemplate"))) {
+    for (const lt of Object.values(resourcesOfType(workers, "AWS::EC2::LaunchTemplate"))) {
       expect(lt.Properties?.LaunchTemplateData).toMatchObject({
         NetworkInterfaces: [expect.objectContaining({ AssociatePublicIpAddress: true })],
       });
