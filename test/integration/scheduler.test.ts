@@ -454,6 +454,9 @@ describe("GET /pools", () => {
         used: { cpu: 0, memoryMb: 0, gpu: 0 },
         status: "up",
         lastHeartbeatAt: expect.stringMatching(/^\d{4}-\d\d-\d\dT/),
+        // Nobody drained it (POST /pools/{pool}/nodes/{id}/drain sets both).
+        drainedBy: null,
+        drainedAt: null,
       });
     } finally {
       await handlerNodes().deregister("gpu", nodeId);
