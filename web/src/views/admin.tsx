@@ -1,5 +1,7 @@
 import { useState } from "preact/hooks";
 import type { PolicyInput, PolicyView, QuotaView } from "../../../client/index";
+import { describeError, type FieldProblem, problemsAt, unclaimedProblems } from "../errors";
+import { ErrorNotice, Loading, ShareBar, useLoad, ViewFrame } from "../kit";
 import {
   formatQuotaAmount,
   parsePolicy,
@@ -10,8 +12,6 @@ import {
   quotaLimits,
   quotaRows,
 } from "./admin-model";
-import { describeError, type FieldProblem, problemsAt, unclaimedProblems } from "./admin-views-errors";
-import { ErrorNotice, Loading, ShareBar, useLoad, ViewFrame } from "./admin-views-kit";
 import { formatTime } from "./schedules-model";
 import type { ViewProps } from "./types";
 

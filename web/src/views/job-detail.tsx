@@ -1,9 +1,10 @@
 import { useEffect, useRef, useState } from "preact/hooks";
 import type { JobqClient, LogLine, Page } from "../../../client/index";
 import { formatDuration, formatTime, isTerminal, priorityLabel, shortId } from "../format";
+import { ErrorNotice, useLoad } from "../kit";
 import { useLiveRefresh } from "../live";
 import { jobHref } from "../router";
-import { ErrorNotice, JobActions, PriorityChip, StatusBadge, useLoad } from "../ui";
+import { JobActions, PriorityChip, StatusBadge } from "../ui";
 import type { ViewProps } from "./types";
 
 /**

@@ -1,9 +1,10 @@
 import { useState } from "preact/hooks";
 import type { Job, ListJobsParams } from "../../../client/index";
 import { formatTime, JOB_STATUSES, PRIORITY_NAMES, relativeTime, shortId } from "../format";
+import { ErrorNotice, useLoad } from "../kit";
 import { useLiveRefresh } from "../live";
 import { jobHref } from "../router";
-import { ErrorNotice, JobActions, PriorityChip, StatusBadge, useLoad } from "../ui";
+import { JobActions, PriorityChip, StatusBadge } from "../ui";
 import type { ViewProps } from "./types";
 
 /** GET /jobs with its filters, newest first, a page at a time (cursor paging). */

@@ -1,14 +1,6 @@
 import { useState } from "preact/hooks";
 import type { Pool } from "../../../client/index";
-import {
-  ConfirmAction,
-  ErrorNotice,
-  Freshness,
-  Loading,
-  ShareBar,
-  useLoad,
-  ViewFrame,
-} from "./admin-views-kit";
+import { ConfirmAction, ErrorNotice, Freshness, Loading, ShareBar, useLoad, ViewFrame } from "../kit";
 import {
   canDrain,
   formatAge,

@@ -1,9 +1,10 @@
 import { useState } from "preact/hooks";
 import type { QueueSnapshot } from "../../../client/index";
 import { formatTime, relativeTime, shortId } from "../format";
+import { ErrorNotice, useLoad } from "../kit";
 import { useLiveRefresh } from "../live";
 import { jobHref } from "../router";
-import { ErrorNotice, JobActions, PriorityChip, useAction, useLoad } from "../ui";
+import { JobActions, PriorityChip, useAction } from "../ui";
 import type { ViewProps } from "./types";
 
 /**

@@ -1,7 +1,7 @@
 import { useRef, useState } from "preact/hooks";
 import type { Page, Schedule } from "../../../client/index";
-import { describeError, type FieldProblem, problemsAt, unclaimedProblems } from "./admin-views-errors";
-import { ConfirmAction, ErrorNotice, Freshness, Loading, useLoad, ViewFrame } from "./admin-views-kit";
+import { describeError, type FieldProblem, problemsAt, unclaimedProblems } from "../errors";
+import { ConfirmAction, ErrorNotice, Freshness, Loading, useLoad, ViewFrame } from "../kit";
 import {
   describeFire,
   EMPTY_SCHEDULE_FORM,

@@ -1,6 +1,6 @@
 import { useEffect, useMemo, useState } from "preact/hooks";
 import type { Stats, StatsWindow } from "../../../client/index";
-import { ErrorNotice, Freshness, Loading, useLoad, ViewFrame } from "./admin-views-kit";
+import { ErrorNotice, Freshness, Loading, useLoad, ViewFrame } from "../kit";
 import { type ChartSeries, TimeChart } from "./stats-chart";
 import {
   appendSample,

@@ -1,11 +1,11 @@
 import type { ComponentChildren } from "preact";
 import { useCallback, useEffect, useRef, useState } from "preact/hooks";
-import { describeError } from "./admin-views-errors";
-import "./admin-views.css";
+import { describeError } from "./errors";
+import "./views/views.css";
 
 /**
- * Small parts the pools, stats, schedules and admin views share: loading a resource (once or by
- * polling), showing an API error with its code, a two-step confirm for destructive actions.
+ * Small parts every view shares: loading a resource (once or by polling), showing an API error
+ * with its code, the page frame, a two-step confirm for destructive actions.
  */
 
 export interface Loaded<T> {
@@ -18,26 +18,30 @@ export interface Loaded<T> {
 }
 
 /**
- * Reads `load` now and, with `intervalMs`, again every interval. A poll never overlaps the one
- * before (a slow API is not piled on), and a failed poll keeps the last data beside its error, so
- * a blip does not blank the page.
+ * Reads `load` now, whenever the deps change, on reload(), and with `intervalMs` again every
+ * interval. Keeps showing the last answer while a new one is read (live refreshes must not
+ * flash) and beside an error (a blip does not blank the page). A poll never overlaps the read
+ * before it (a slow API is not piled on); reload() always reads anew, since it follows a change
+ * the reader just made, and any answer overtaken by a newer read is dropped.
  */
 export function useLoad<T>(load: () => Promise<T>, deps: readonly unknown[], intervalMs?: number): Loaded<T> {
   const [data, setData] = useState<T | undefined>(undefined);
   const [error, setError] = useState<unknown>(undefined);
   const [loading, setLoading] = useState(true);
   const [loadedAt, setLoadedAt] = useState<Date | undefined>(undefined);
-  // The generation changes with the deps: an answer to an older generation is dropped, and a
-  // poll in flight for it does not hold back the new one.
+  // Each read takes the next generation; only the newest read's answer is shown.
   const generation = useRef(0);
   const inFlight = useRef<number | null>(null);
   // The caller's deps say when `load` changes (a new closure every render is not a change).
-  const reload = useCallback(async () => {
+  const latest = useRef(load);
+  latest.current = load;
+  const read = useCallback(async (poll: boolean) => {
+    if (poll && inFlight.current !== null) return;
+    generation.current += 1;
     const mine = generation.current;
-    if (inFlight.current === mine) return;
     inFlight.current = mine;
     try {
-      const value = await load();
+      const value = await latest.current();
       if (mine !== generation.current) return;
       setData(value);
       setError(undefined);
@@ -48,22 +52,24 @@ export function useLoad<T>(load: () => Promise<T>, deps: readonly unknown[], int
       if (inFlight.current === mine) inFlight.current = null;
       if (mine === generation.current) setLoading(false);
     }
-  }, deps);
+  }, []);
+  const reload = useCallback(() => read(false), [read]);
   useEffect(() => {
-    generation.current += 1;
     setLoading(true);
-    void reload();
+    void read(false);
     if (intervalMs === undefined) return undefined;
-    const timer = setInterval(() => void reload(), intervalMs);
+    const timer = setInterval(() => void read(true), intervalMs);
     return () => clearInterval(timer);
-  }, [reload, intervalMs]);
+  }, [...deps, intervalMs]);
   return { data, error, loading, loadedAt, reload };
 }
 
-/** An API error as the contract gives it: its code, its message, and each field problem. */
+/** An API error as the contract gives it: its code, HTTP status, message, and each field problem. */
 export function ErrorNotice(props: {
   readonly error: unknown;
   readonly title?: string;
+  /** Offers "Try again", for an error that ends what the view can show. */
+  readonly retry?: () => void;
   /** The form shows the field problems beside its controls: list none here. */
   readonly hideProblems?: boolean;
 }) {
@@ -85,6 +91,11 @@ export function ErrorNotice(props: {
           ))}
         </ul>
       ) : null}
+      {props.retry && (
+        <button type="button" class="button" onClick={props.retry}>
+          Try again
+        </button>
+      )}
     </div>
   );
 }
