@@ -76,14 +76,14 @@ export function ErrorNotice(props: {
   if (props.error === undefined || props.error === null) return null;
   const shown = describeError(props.error);
   return (
-    <div class="av-error" role="alert">
+    <div class="notice notice-error" role="alert">
       <p>
         <strong>{props.title ?? "Request failed"}</strong> <code class="av-code">{shown.code}</code>
-        {shown.status === undefined ? null : <span class="av-muted"> (HTTP {shown.status})</span>}
+        {shown.status === undefined ? null : <span class="muted"> (HTTP {shown.status})</span>}
       </p>
       <p>{shown.message}</p>
       {shown.problems.length > 1 && props.hideProblems !== true ? (
-        <ul>
+        <ul class="notice-list">
           {shown.problems.map((p) => (
             <li key={`${p.path}:${p.message}`}>
               {p.path === "" ? "" : <code>{p.path}</code>} {p.message}
@@ -102,7 +102,7 @@ export function ErrorNotice(props: {
 
 export function Loading(props: { readonly what: string }) {
   return (
-    <p class="av-muted" role="status">
+    <p class="muted" role="status">
       Loading {props.what}…
     </p>
   );
@@ -116,10 +116,10 @@ export function ViewFrame(props: {
   readonly children: ComponentChildren;
 }) {
   return (
-    <section class="av-view" aria-labelledby={`${props.id}-title`}>
-      <header class="av-head">
+    <section class="view" aria-labelledby={`${props.id}-title`}>
+      <header class="view-header">
         <h1 id={`${props.id}-title`}>{props.title}</h1>
-        {props.tools === undefined ? null : <div class="av-tools">{props.tools}</div>}
+        {props.tools === undefined ? null : <div class="view-tools">{props.tools}</div>}
       </header>
       {props.children}
     </section>
@@ -151,7 +151,7 @@ export function ConfirmAction(props: {
     return (
       <button
         type="button"
-        class="av-button av-danger-outline"
+        class="button button-danger"
         ref={openRef}
         disabled={props.disabled}
         aria-label={props.ariaLabel}
@@ -177,7 +177,7 @@ export function ConfirmAction(props: {
       <span>{props.question}</span>
       <button
         type="button"
-        class="av-button av-danger"
+        class="button button-danger-solid"
         ref={confirmRef}
         disabled={busy}
         onClick={async () => {
@@ -192,7 +192,7 @@ export function ConfirmAction(props: {
       >
         {props.confirmLabel}
       </button>
-      <button type="button" class="av-button" onClick={close}>
+      <button type="button" class="button" onClick={close}>
         Cancel
       </button>
     </fieldset>
@@ -219,7 +219,7 @@ export function Freshness(props: { readonly loadedAt: Date | undefined; readonly
   if (props.loadedAt === undefined) return null;
   const s = Math.max(0, Math.round((Date.now() - props.loadedAt.getTime()) / 1000));
   return (
-    <span class="av-muted">
+    <span class="muted">
       Updated {s} s ago{props.everyMs === undefined ? "" : ` · refreshes every ${props.everyMs / 1000} s`}
     </span>
   );

@@ -24,7 +24,7 @@ export function AdminView(props: ViewProps) {
   if (!props.admin) {
     return (
       <ViewFrame id="admin" title="Admin">
-        <div class="av-warn" role="status">
+        <div class="notice notice-warn" role="status">
           <p>
             <strong>Admins only.</strong> The policy and quota settings can be seen and changed only with an
             admin token. Ask an administrator if a limit or the policy needs to change.
@@ -89,11 +89,11 @@ function PolicyEditor(props: ViewProps) {
   };
 
   return (
-    <form class="av-card" aria-labelledby="policy-title" onSubmit={save} noValidate>
-      <div class="av-card-head">
+    <form class="card" aria-labelledby="policy-title" onSubmit={save} noValidate>
+      <div class="card-head">
         <h2 id="policy-title">Scheduling policy</h2>
         {current === undefined ? null : (
-          <span class="av-muted">
+          <span class="muted">
             {current.updatedAt === null
               ? "Defaults: never changed"
               : `Last changed ${formatTime(current.updatedAt)}${current.updatedBy === null ? "" : ` by ${current.updatedBy}`}`}
@@ -135,12 +135,12 @@ function PolicyEditor(props: ViewProps) {
             <ErrorNotice error={error} title="The policy was not saved" hideProblems />
           )}
           <div class="av-actions" style={{ marginTop: "12px" }}>
-            <button type="submit" class="av-button av-primary" disabled={busy}>
+            <button type="submit" class="button button-primary" disabled={busy}>
               {busy ? "Saving…" : "Save policy"}
             </button>
             <button
               type="button"
-              class="av-button"
+              class="button"
               disabled={!dirty || busy}
               onClick={() => {
                 if (current !== undefined) setText(policyText(current));
@@ -150,7 +150,7 @@ function PolicyEditor(props: ViewProps) {
             >
               Discard changes
             </button>
-            {dirty ? <span class="av-muted">Unsaved changes</span> : null}
+            {dirty ? <span class="muted">Unsaved changes</span> : null}
           </div>
         </>
       )}
@@ -199,7 +199,7 @@ function Quotas(props: ViewProps) {
   };
 
   return (
-    <section class="av-card" aria-labelledby="quotas-title">
+    <section class="card" aria-labelledby="quotas-title">
       <h2 id="quotas-title">Quotas</h2>
       <form class="av-actions" onSubmit={lookUp} aria-label="Look up a principal's quota">
         <label for="quota-principal" class="av-field" style={{ flex: "1 1 220px" }}>
@@ -216,7 +216,7 @@ function Quotas(props: ViewProps) {
         </label>
         <button
           type="submit"
-          class="av-button av-primary"
+          class="button button-primary"
           disabled={looking}
           style={{ alignSelf: "flex-end" }}
         >
@@ -280,7 +280,7 @@ function QuotaDetail(props: {
   return (
     <div style={{ marginTop: "16px" }}>
       {warned.length > 0 || view.warning ? (
-        <div class="av-warn" role="status">
+        <div class="notice notice-warn" role="status">
           <strong>Warning:</strong> {view.principal} has used {Math.round(QUOTA_WARNING_SHARE * 100)} % or
           more of {warned.length > 0 ? warned.map((r) => r.label).join("; ") : "a limit"}.
           {warned.some((r) => r.exceeded)
@@ -344,7 +344,7 @@ function QuotaDetail(props: {
           </tbody>
         </table>
       </div>
-      <p class="av-muted">
+      <p class="muted">
         Highest priority allowed:{" "}
         {view.limits.maxPriority === null ? "no limit" : String(view.limits.maxPriority)}
       </p>
@@ -392,7 +392,7 @@ function QuotaDetail(props: {
           </ul>
         )}
         <div class="av-actions" style={{ marginTop: "12px" }}>
-          <button type="submit" class="av-button av-primary" disabled={busy}>
+          <button type="submit" class="button button-primary" disabled={busy}>
             {busy ? "Saving…" : "Save limits"}
           </button>
         </div>

@@ -48,7 +48,7 @@ export function PoolsView(props: ViewProps) {
       tools={
         <>
           <Freshness loadedAt={pools.loadedAt} everyMs={POOLS_REFRESH_MS} />
-          <button type="button" class="av-button" onClick={() => void pools.reload()}>
+          <button type="button" class="button" onClick={() => void pools.reload()}>
             Refresh
           </button>
         </>
@@ -67,7 +67,7 @@ export function PoolsView(props: ViewProps) {
           <Loading what="pools" />
         ) : null
       ) : pools.data.length === 0 ? (
-        <p class="av-muted">No pools are configured.</p>
+        <p class="muted">No pools are configured.</p>
       ) : (
         pools.data.map((pool) => <PoolCard key={pool.name} pool={pool} admin={admin} onDrain={drain} />)
       )}
@@ -85,16 +85,16 @@ function PoolCard(props: {
   const headingId = `pool-${pool.name}`;
   const labels = Object.entries(pool.labels);
   return (
-    <article class="av-card" aria-labelledby={headingId}>
-      <div class="av-card-head">
+    <article class="card" aria-labelledby={headingId}>
+      <div class="card-head">
         <h2 id={headingId}>
           Pool <span class="av-mono">{pool.name}</span>
         </h2>
-        <span class="av-muted">{nodeSummary(pool.nodes)}</span>
+        <span class="muted">{nodeSummary(pool.nodes)}</span>
       </div>
       {labels.length === 0 ? null : (
         <p class="av-labels">
-          <span class="av-visually-hidden">Labels:</span>
+          <span class="visually-hidden">Labels:</span>
           {labels.map(([k, v]) => (
             <span key={k} class="av-badge av-badge-off av-mono">
               {k}={v}
@@ -126,7 +126,7 @@ function PoolCard(props: {
           <tbody>
             {pool.nodes.length === 0 ? (
               <tr>
-                <td colSpan={admin ? 7 : 6} class="av-muted">
+                <td colSpan={admin ? 7 : 6} class="muted">
                   No nodes have registered.
                 </td>
               </tr>
@@ -194,7 +194,7 @@ function NodeRow(props: {
               onConfirm={() => props.onDrain(props.pool, node.id)}
             />
           ) : (
-            <span class="av-muted">—</span>
+            <span class="muted">—</span>
           )}
         </td>
       ) : null}

@@ -68,12 +68,12 @@ export function SchedulesView(props: ViewProps) {
       tools={
         <>
           <Freshness loadedAt={list.loadedAt} />
-          <button type="button" class="av-button" onClick={() => void list.reload()}>
+          <button type="button" class="button" onClick={() => void list.reload()}>
             Refresh
           </button>
           <button
             type="button"
-            class="av-button av-primary"
+            class="button button-primary"
             ref={newButton}
             aria-expanded={creating}
             aria-controls="schedule-create"
@@ -114,7 +114,7 @@ export function SchedulesView(props: ViewProps) {
           <Loading what="schedules" />
         ) : null
       ) : (
-        <div class="av-card">
+        <div class="card">
           <div class="av-table-wrap">
             <table class="av-table av-stack">
               <caption>
@@ -145,7 +145,7 @@ export function SchedulesView(props: ViewProps) {
             </table>
           </div>
           {list.data.nextCursor === null ? null : (
-            <button type="button" class="av-button" onClick={() => setPages(pages + 1)}>
+            <button type="button" class="button" onClick={() => setPages(pages + 1)}>
               Load more schedules
             </button>
           )}
@@ -168,15 +168,15 @@ function ScheduleRow(props: {
       <th scope="row" data-label="Name">
         <span>{s.name}</span>
         <br />
-        <span class="av-muted av-mono">{s.id}</span>
+        <span class="muted av-mono">{s.id}</span>
         <br />
-        <span class="av-muted">owner {s.owner}</span>
+        <span class="muted">owner {s.owner}</span>
       </th>
       <td data-label="Cron">
         <code class="av-code">{s.cron}</code>
         <br />
-        <span class="av-muted">{s.timezone}</span>
-        {s.jitterSeconds > 0 ? <span class="av-muted"> · jitter {s.jitterSeconds} s</span> : null}
+        <span class="muted">{s.timezone}</span>
+        {s.jitterSeconds > 0 ? <span class="muted"> · jitter {s.jitterSeconds} s</span> : null}
       </td>
       <td data-label="Enabled">
         <label class="av-checkbox">
@@ -192,7 +192,7 @@ function ScheduleRow(props: {
               );
             }}
           />
-          <span class="av-visually-hidden">Enabled: {s.name}</span>
+          <span class="visually-hidden">Enabled: {s.name}</span>
           <span aria-hidden="true" class={`av-badge av-badge-${s.enabled ? "on" : "off"}`}>
             {s.enabled ? "on" : "off"}
           </span>
@@ -201,13 +201,13 @@ function ScheduleRow(props: {
       <td data-label="Overlap">{s.overlap === "skip" ? "skip while running" : "allow"}</td>
       <td data-label="Next fires">
         {s.nextRunAt === null ? (
-          <span class="av-muted">— (disabled)</span>
+          <span class="muted">— (disabled)</span>
         ) : (
           <>
             <time dateTime={s.nextRunAt} title={s.nextRunAt}>
               {formatTime(s.nextRunAt)}
             </time>{" "}
-            <span class="av-muted">({relativeTime(s.nextRunAt, now)})</span>
+            <span class="muted">({relativeTime(s.nextRunAt, now)})</span>
             {s.nextRuns.length > 1 ? (
               <details>
                 <summary>next {s.nextRuns.length}</summary>
@@ -225,14 +225,14 @@ function ScheduleRow(props: {
       </td>
       <td data-label="Last fire">
         {last === undefined ? (
-          <span class="av-muted">never</span>
+          <span class="muted">never</span>
         ) : (
           <>
             <time dateTime={last.at} title={last.at}>
               {formatTime(last.at)}
             </time>
             <br />
-            <span class={"skipped" in last ? "av-skip" : "av-muted"}>{describeFire(last)}</span>
+            <span class={"skipped" in last ? "av-skip" : "muted"}>{describeFire(last)}</span>
             {s.lastFires.length > 1 ? (
               <details>
                 <summary>last {s.lastFires.length}</summary>
@@ -252,7 +252,7 @@ function ScheduleRow(props: {
         <span class="av-actions">
           <button
             type="button"
-            class="av-button"
+            class="button"
             aria-label={`Trigger ${s.name} now`}
             onClick={() =>
               void act(`Triggered ${s.name}.`, `Could not trigger ${s.name}.`, async () => {
@@ -357,7 +357,7 @@ function CreateSchedule(
   return (
     <form
       id="schedule-create"
-      class="av-card"
+      class="card"
       aria-labelledby="schedule-create-title"
       onSubmit={submit}
       noValidate
@@ -367,7 +367,7 @@ function CreateSchedule(
         <ErrorNotice error={error} title="The schedule was not created" hideProblems />
       )}
       {rest.length === 0 ? null : (
-        <div class="av-error" role="alert">
+        <div class="notice notice-error" role="alert">
           {rest.map((p) => (
             <p key={p.path + p.message}>
               {p.path}: {p.message}
@@ -474,10 +474,10 @@ function CreateSchedule(
         </div>
       </div>
       <div class="av-actions" style={{ marginTop: "12px" }}>
-        <button type="submit" class="av-button av-primary" disabled={busy}>
+        <button type="submit" class="button button-primary" disabled={busy}>
           {busy ? "Creating…" : "Create schedule"}
         </button>
-        <button type="button" class="av-button" onClick={props.onCancel}>
+        <button type="button" class="button" onClick={props.onCancel}>
           Cancel
         </button>
       </div>

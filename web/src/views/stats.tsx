@@ -90,7 +90,7 @@ function StatsBody(props: { readonly stats: Stats; readonly samples: readonly Sa
   const collecting = `Collecting: this page adds a point every ${STATS_POLL_MS / 1000} s while it is open.`;
   return (
     <>
-      <section class="av-card" aria-labelledby="stats-now">
+      <section class="card" aria-labelledby="stats-now">
         <h2 id="stats-now">Now</h2>
         <dl class="av-figures">
           <Figure term="Completed, last minute" value={String(stats.throughput.completedLastMinute)} />
@@ -128,7 +128,7 @@ function StatsBody(props: { readonly stats: Stats; readonly samples: readonly Sa
         </div>
       </section>
 
-      <section class="av-card" aria-labelledby="stats-time">
+      <section class="card" aria-labelledby="stats-time">
         <h2 id="stats-time">Over time</h2>
         <div class="av-charts">
           <TimeChart
@@ -173,7 +173,7 @@ function StatsBody(props: { readonly stats: Stats; readonly samples: readonly Sa
         </div>
       </section>
 
-      <section class="av-card" aria-labelledby="stats-pools">
+      <section class="card" aria-labelledby="stats-pools">
         <h2 id="stats-pools">By pool</h2>
         <PoolTable stats={stats} pools={pools} />
         {pools.map((pool) => (
@@ -321,11 +321,11 @@ function PoolCharts(props: {
 function OwnerTable(props: { readonly stats: Stats }) {
   const { stats } = props;
   return (
-    <section class="av-card" aria-labelledby="stats-owners">
+    <section class="card" aria-labelledby="stats-owners">
       <h2 id="stats-owners">Owners</h2>
       <div class="av-table-wrap">
         <table class="av-table">
-          <caption class="av-visually-hidden">Jobs and GPU use per owner</caption>
+          <caption class="visually-hidden">Jobs and GPU use per owner</caption>
           <thead>
             <tr>
               <th scope="col">Owner</th>
@@ -356,7 +356,7 @@ function OwnerTable(props: { readonly stats: Stats }) {
           </tbody>
         </table>
       </div>
-      {stats.ownersTruncated ? <p class="av-muted">More owners have jobs than are listed here.</p> : null}
+      {stats.ownersTruncated ? <p class="muted">More owners have jobs than are listed here.</p> : null}
     </section>
   );
 }
@@ -365,11 +365,11 @@ function TypeTable(props: { readonly stats: Stats }) {
   const { stats } = props;
   const types = Object.keys(stats.byType).sort((a, b) => a.localeCompare(b));
   return (
-    <section class="av-card" aria-labelledby="stats-types">
+    <section class="card" aria-labelledby="stats-types">
       <h2 id="stats-types">By job type</h2>
       <div class="av-table-wrap">
         <table class="av-table">
-          <caption class="av-visually-hidden">Figures per job type over the last {stats.window}</caption>
+          <caption class="visually-hidden">Figures per job type over the last {stats.window}</caption>
           <thead>
             <tr>
               <th scope="col">Type</th>
