@@ -100,6 +100,41 @@ export function ErrorNotice(props: {
   );
 }
 
+/** What an action the reader took came to: a success line, or the error it met. */
+export interface Outcome {
+  readonly text: string;
+  readonly error?: unknown;
+}
+
+/** The last action's outcome, announced politely (the region stays, so readers hear each new one). */
+export function OutcomeNotice(props: { readonly outcome: Outcome | undefined }) {
+  const { outcome } = props;
+  return (
+    <div aria-live="polite">
+      {outcome === undefined ? null : outcome.error === undefined ? (
+        <p class="av-ok">{outcome.text}</p>
+      ) : (
+        <ErrorNotice error={outcome.error} title={outcome.text} />
+      )}
+    </div>
+  );
+}
+
+/** A polled view's toolbar start: how fresh the page is, and a button to read it now. */
+export function RefreshTools(props: {
+  readonly loaded: Pick<Loaded<unknown>, "loadedAt" | "reload">;
+  readonly everyMs?: number;
+}) {
+  return (
+    <>
+      <Freshness loadedAt={props.loaded.loadedAt} everyMs={props.everyMs} />
+      <button type="button" class="button" onClick={() => void props.loaded.reload()}>
+        Refresh
+      </button>
+    </>
+  );
+}
+
 export function Loading(props: { readonly what: string }) {
   return (
     <p class="muted" role="status">

@@ -1,6 +1,16 @@
 import { useState } from "preact/hooks";
 import type { Pool } from "../../../client/index";
-import { ConfirmAction, ErrorNotice, Freshness, Loading, ShareBar, useLoad, ViewFrame } from "../kit";
+import {
+  ConfirmAction,
+  ErrorNotice,
+  Loading,
+  type Outcome,
+  OutcomeNotice,
+  RefreshTools,
+  ShareBar,
+  useLoad,
+  ViewFrame,
+} from "../kit";
 import {
   canDrain,
   formatAge,
@@ -29,7 +39,7 @@ type PoolNode = Pool["nodes"][number];
 export function PoolsView(props: ViewProps) {
   const { client, admin } = props;
   const pools = useLoad(() => client.pools({ lost: true }), [client], POOLS_REFRESH_MS);
-  const [outcome, setOutcome] = useState<{ readonly text: string; readonly error?: unknown } | undefined>();
+  const [outcome, setOutcome] = useState<Outcome | undefined>();
 
   const drain = async (pool: string, node: string) => {
     try {
@@ -42,25 +52,8 @@ export function PoolsView(props: ViewProps) {
   };
 
   return (
-    <ViewFrame
-      id="pools"
-      title="Pools"
-      tools={
-        <>
-          <Freshness loadedAt={pools.loadedAt} everyMs={POOLS_REFRESH_MS} />
-          <button type="button" class="button" onClick={() => void pools.reload()}>
-            Refresh
-          </button>
-        </>
-      }
-    >
-      <div aria-live="polite">
-        {outcome === undefined ? null : outcome.error === undefined ? (
-          <p class="av-ok">{outcome.text}</p>
-        ) : (
-          <ErrorNotice error={outcome.error} title={outcome.text} />
-        )}
-      </div>
+    <ViewFrame id="pools" title="Pools" tools={<RefreshTools loaded={pools} everyMs={POOLS_REFRESH_MS} />}>
+      <OutcomeNotice outcome={outcome} />
       <ErrorNotice error={pools.error} title="Could not read the pools" />
       {pools.data === undefined ? (
         pools.loading ? (

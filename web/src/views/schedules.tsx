@@ -1,7 +1,17 @@
+import type { ComponentChildren } from "preact";
 import { useRef, useState } from "preact/hooks";
 import type { Page, Schedule } from "../../../client/index";
 import { describeError, type FieldProblem, problemsAt, unclaimedProblems } from "../errors";
-import { ConfirmAction, ErrorNotice, Freshness, Loading, useLoad, ViewFrame } from "../kit";
+import {
+  ConfirmAction,
+  ErrorNotice,
+  Loading,
+  type Outcome,
+  OutcomeNotice,
+  RefreshTools,
+  useLoad,
+  ViewFrame,
+} from "../kit";
 import {
   describeFire,
   EMPTY_SCHEDULE_FORM,
@@ -18,8 +28,6 @@ const PAGE_SIZE = 50;
 
 /** Errors about the template as a whole that the API answers with codes of their own. */
 const TEMPLATE_CODES = new Set(["unknown_type", "unsatisfiable_resources", "payload_too_large", "forbidden"]);
-
-type Outcome = { readonly text: string; readonly error?: unknown };
 
 /**
  * Recurring schedules: the list with next and last fires, enable/disable, trigger now, delete (with a
@@ -67,10 +75,7 @@ export function SchedulesView(props: ViewProps) {
       title="Schedules"
       tools={
         <>
-          <Freshness loadedAt={list.loadedAt} />
-          <button type="button" class="button" onClick={() => void list.reload()}>
-            Refresh
-          </button>
+          <RefreshTools loaded={list} />
           <button
             type="button"
             class="button button-primary"
@@ -84,13 +89,7 @@ export function SchedulesView(props: ViewProps) {
         </>
       }
     >
-      <div aria-live="polite">
-        {outcome === undefined ? null : outcome.error === undefined ? (
-          <p class="av-ok">{outcome.text}</p>
-        ) : (
-          <ErrorNotice error={outcome.error} title={outcome.text} />
-        )}
-      </div>
+      <OutcomeNotice outcome={outcome} />
       {creating ? (
         <CreateSchedule
           {...props}
@@ -209,16 +208,13 @@ function ScheduleRow(props: {
             </time>{" "}
             <span class="muted">({relativeTime(s.nextRunAt, now)})</span>
             {s.nextRuns.length > 1 ? (
-              <details>
-                <summary>next {s.nextRuns.length}</summary>
-                <ol class="av-fires">
-                  {s.nextRuns.map((at) => (
-                    <li key={at}>
-                      <time dateTime={at}>{formatTime(at)}</time>
-                    </li>
-                  ))}
-                </ol>
-              </details>
+              <FireList summary={`next ${s.nextRuns.length}`}>
+                {s.nextRuns.map((at) => (
+                  <li key={at}>
+                    <time dateTime={at}>{formatTime(at)}</time>
+                  </li>
+                ))}
+              </FireList>
             ) : null}
           </>
         )}
@@ -234,16 +230,13 @@ function ScheduleRow(props: {
             <br />
             <span class={"skipped" in last ? "av-skip" : "muted"}>{describeFire(last)}</span>
             {s.lastFires.length > 1 ? (
-              <details>
-                <summary>last {s.lastFires.length}</summary>
-                <ol class="av-fires">
-                  {s.lastFires.map((f) => (
-                    <li key={`${f.at}-${"jobId" in f ? f.jobId : f.skipped}`}>
-                      <time dateTime={f.at}>{formatTime(f.at)}</time>: {describeFire(f)}
-                    </li>
-                  ))}
-                </ol>
-              </details>
+              <FireList summary={`last ${s.lastFires.length}`}>
+                {s.lastFires.map((f) => (
+                  <li key={`${f.at}-${"jobId" in f ? f.jobId : f.skipped}`}>
+                    <time dateTime={f.at}>{formatTime(f.at)}</time>: {describeFire(f)}
+                  </li>
+                ))}
+              </FireList>
             ) : null}
           </>
         )}
@@ -280,6 +273,16 @@ function ScheduleRow(props: {
         </span>
       </td>
     </tr>
+  );
+}
+
+/** A schedule's fires, folded away under their count. */
+function FireList(props: { readonly summary: string; readonly children: ComponentChildren }) {
+  return (
+    <details>
+      <summary>{props.summary}</summary>
+      <ol class="av-fires">{props.children}</ol>
+    </details>
   );
 }
 
