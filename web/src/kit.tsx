@@ -1,6 +1,6 @@
 import type { ComponentChildren } from "preact";
 import { useCallback, useEffect, useRef, useState } from "preact/hooks";
-import { describeError } from "./errors";
+import { describeError, type FieldProblem } from "./errors";
 import "./views/views.css";
 
 /**
@@ -62,6 +62,51 @@ export function useLoad<T>(load: () => Promise<T>, deps: readonly unknown[], int
     return () => clearInterval(timer);
   }, [...deps, intervalMs]);
   return { data, error, loading, loadedAt, reload };
+}
+
+/** A form's send: busy while it runs, then the problems to put beside each field and the error. */
+export interface Submission {
+  readonly problems: readonly FieldProblem[];
+  readonly error: unknown;
+  readonly busy: boolean;
+  /** The form's own check refused it before anything was sent. */
+  readonly refuse: (problems: readonly FieldProblem[]) => void;
+  /** Forgets the problems and the error (the edit was discarded). */
+  readonly clear: () => void;
+  /** Sends; resolves the answer, or undefined after a failure (then kept in problems and error). */
+  readonly send: <T>(
+    call: () => Promise<T>,
+    problemsOf?: (error: unknown) => readonly FieldProblem[],
+  ) => Promise<T | undefined>;
+}
+
+export function useSubmission(): Submission {
+  const [problems, setProblems] = useState<readonly FieldProblem[]>([]);
+  const [error, setError] = useState<unknown>(undefined);
+  const [busy, setBusy] = useState(false);
+  const refuse = (found: readonly FieldProblem[]) => {
+    setProblems(found);
+    setError(undefined);
+  };
+  const clear = () => refuse([]);
+  const send = async <T,>(
+    call: () => Promise<T>,
+    problemsOf: (error: unknown) => readonly FieldProblem[] = (e) => describeError(e).problems,
+  ): Promise<T | undefined> => {
+    setBusy(true);
+    try {
+      const answer = await call();
+      clear();
+      return answer;
+    } catch (caught) {
+      setProblems(problemsOf(caught));
+      setError(caught);
+      return undefined;
+    } finally {
+      setBusy(false);
+    }
+  };
+  return { problems, error, busy, refuse, clear, send };
 }
 
 /** An API error as the contract gives it: its code, HTTP status, message, and each field problem. */

@@ -1,7 +1,7 @@
 import { useState } from "preact/hooks";
 import type { PolicyInput, PolicyView, QuotaView } from "../../../client/index";
-import { describeError, type FieldProblem, problemsAt, unclaimedProblems } from "../errors";
-import { ErrorNotice, Loading, ShareBar, useLoad, ViewFrame } from "../kit";
+import { problemsAt, unclaimedProblems } from "../errors";
+import { ErrorNotice, Loading, ShareBar, useLoad, useSubmission, ViewFrame } from "../kit";
 import {
   formatQuotaAmount,
   parsePolicy,
@@ -45,10 +45,9 @@ function PolicyEditor(props: ViewProps) {
   const { client } = props;
   const [text, setText] = useState<string | undefined>(undefined);
   const [saved, setSaved] = useState<PolicyView | undefined>(undefined);
-  const [problems, setProblems] = useState<readonly FieldProblem[]>([]);
-  const [error, setError] = useState<unknown>(undefined);
+  const submission = useSubmission();
+  const { problems, error, busy } = submission;
   const [result, setResult] = useState("");
-  const [busy, setBusy] = useState(false);
   const policy = useLoad(async () => {
     const view = await client.getPolicy();
     setSaved(view);
@@ -65,27 +64,15 @@ function PolicyEditor(props: ViewProps) {
     setResult("");
     const parsed = parsePolicy(text);
     if (!parsed.ok) {
-      setProblems(parsed.problems);
-      setError(undefined);
+      submission.refuse(parsed.problems);
       return;
     }
-    setBusy(true);
-    try {
-      // Sent as typed: the server's schema is the one judge of a policy, and its messages are shown.
-      const view = await client.putPolicy(parsed.policy as PolicyInput);
-      setSaved(view);
-      setText(policyText(view));
-      setProblems([]);
-      setError(undefined);
-      setResult(
-        `Policy saved at ${formatTime(view.updatedAt)}. It takes effect at the next scheduling pass.`,
-      );
-    } catch (caught) {
-      setProblems(describeError(caught).problems);
-      setError(caught);
-    } finally {
-      setBusy(false);
-    }
+    // Sent as typed: the server's schema is the one judge of a policy, and its messages are shown.
+    const view = await submission.send(() => client.putPolicy(parsed.policy as PolicyInput));
+    if (view === undefined) return;
+    setSaved(view);
+    setText(policyText(view));
+    setResult(`Policy saved at ${formatTime(view.updatedAt)}. It takes effect at the next scheduling pass.`);
   };
 
   return (
@@ -144,8 +131,7 @@ function PolicyEditor(props: ViewProps) {
               disabled={!dirty || busy}
               onClick={() => {
                 if (current !== undefined) setText(policyText(current));
-                setProblems([]);
-                setError(undefined);
+                submission.clear();
               }}
             >
               Discard changes
@@ -242,10 +228,9 @@ function QuotaDetail(props: {
   const rows = quotaRows(view);
   const warned = rows.filter((r) => r.warning);
   const [form, setForm] = useState<QuotaForm>(quotaForm(view));
-  const [problems, setProblems] = useState<readonly FieldProblem[]>([]);
-  const [error, setError] = useState<unknown>(undefined);
+  const submission = useSubmission();
+  const { problems, error, busy } = submission;
   const [result, setResult] = useState("");
-  const [busy, setBusy] = useState(false);
 
   const unclaimed = unclaimedProblems(
     problems,
@@ -257,24 +242,14 @@ function QuotaDetail(props: {
     setResult("");
     const built = quotaLimits(form);
     if (!built.ok) {
-      setProblems(built.problems);
-      setError(undefined);
+      submission.refuse(built.problems);
       return;
     }
-    setBusy(true);
-    try {
-      const saved = await props.client.putQuota(view.principal, built.limits);
-      setProblems([]);
-      setError(undefined);
-      setForm(quotaForm(saved));
-      props.onSaved(saved);
-      setResult(`Limits of ${saved.principal} saved.`);
-    } catch (caught) {
-      setProblems(describeError(caught).problems);
-      setError(caught);
-    } finally {
-      setBusy(false);
-    }
+    const saved = await submission.send(() => props.client.putQuota(view.principal, built.limits));
+    if (saved === undefined) return;
+    setForm(quotaForm(saved));
+    props.onSaved(saved);
+    setResult(`Limits of ${saved.principal} saved.`);
   };
 
   return (

@@ -1,7 +1,7 @@
 import type { ComponentChildren } from "preact";
 import { useRef, useState } from "preact/hooks";
 import type { Page, Schedule } from "../../../client/index";
-import { describeError, type FieldProblem, problemsAt, unclaimedProblems } from "../errors";
+import { describeError, problemsAt, unclaimedProblems } from "../errors";
 import {
   ConfirmAction,
   ErrorNotice,
@@ -10,6 +10,7 @@ import {
   OutcomeNotice,
   RefreshTools,
   useLoad,
+  useSubmission,
   ViewFrame,
 } from "../kit";
 import {
@@ -301,9 +302,8 @@ function CreateSchedule(
   props: ViewProps & { readonly onCreated: (s: Schedule) => Promise<void>; readonly onCancel: () => void },
 ) {
   const [form, setForm] = useState<ScheduleForm>(EMPTY_SCHEDULE_FORM);
-  const [problems, setProblems] = useState<readonly FieldProblem[]>([]);
-  const [error, setError] = useState<unknown>(undefined);
-  const [busy, setBusy] = useState(false);
+  const submission = useSubmission();
+  const { problems, error, busy } = submission;
   const set = <K extends keyof ScheduleForm>(key: K, value: ScheduleForm[K]) =>
     setForm({ ...form, [key]: value });
 
@@ -311,30 +311,21 @@ function CreateSchedule(
     e.preventDefault();
     const built = scheduleRequest(form);
     if (!built.ok) {
-      setProblems(built.problems);
-      setError(undefined);
+      submission.refuse(built.problems);
       return;
     }
-    setBusy(true);
-    try {
-      const created = await props.client.createSchedule(built.request);
-      setProblems([]);
-      setError(undefined);
-      await props.onCreated(created);
-    } catch (caught) {
-      const shown = describeError(caught);
-      // A template refused as a submission would be (unknown type, no pool fits) belongs to the job field.
-      const fieldOnes =
-        shown.problems.length > 0
-          ? shown.problems
-          : TEMPLATE_CODES.has(shown.code)
-            ? [{ path: "job", message: `${shown.code}: ${shown.message}` }]
-            : [];
-      setProblems(fieldOnes);
-      setError(caught);
-    } finally {
-      setBusy(false);
-    }
+    const created = await submission.send(
+      () => props.client.createSchedule(built.request),
+      (caught) => {
+        const shown = describeError(caught);
+        // A template refused as a submission would be (unknown type, no pool fits) belongs to the job field.
+        if (shown.problems.length > 0) return shown.problems;
+        return TEMPLATE_CODES.has(shown.code)
+          ? [{ path: "job", message: `${shown.code}: ${shown.message}` }]
+          : [];
+      },
+    );
+    if (created !== undefined) await props.onCreated(created);
   };
 
   const fieldError = (field: string) => {
