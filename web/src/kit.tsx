@@ -180,6 +180,21 @@ export function RefreshTools(props: {
   );
 }
 
+/** A table's column headings, in order. */
+export function TableHead(props: { readonly columns: readonly string[] }) {
+  return (
+    <thead>
+      <tr>
+        {props.columns.map((column) => (
+          <th key={column} scope="col">
+            {column}
+          </th>
+        ))}
+      </tr>
+    </thead>
+  );
+}
+
 export function Loading(props: { readonly what: string }) {
   return (
     <p class="muted" role="status">

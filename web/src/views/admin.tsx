@@ -1,7 +1,7 @@
 import { useState } from "preact/hooks";
 import type { PolicyInput, PolicyView, QuotaView } from "../../../client/index";
 import { problemsAt, unclaimedProblems } from "../errors";
-import { ErrorNotice, Loading, ShareBar, useLoad, useSubmission, ViewFrame } from "../kit";
+import { ErrorNotice, Loading, ShareBar, TableHead, useLoad, useSubmission, ViewFrame } from "../kit";
 import {
   formatQuotaAmount,
   parsePolicy,
@@ -268,14 +268,7 @@ function QuotaDetail(props: {
           <caption>
             Usage of <span class="av-mono">{view.principal}</span> against its limits
           </caption>
-          <thead>
-            <tr>
-              <th scope="col">Measure</th>
-              <th scope="col">Used</th>
-              <th scope="col">Remaining</th>
-              <th scope="col">State</th>
-            </tr>
-          </thead>
+          <TableHead columns={["Measure", "Used", "Remaining", "State"]} />
           <tbody>
             {rows.map((r) => {
               const remaining = view.remaining[r.key];

@@ -9,6 +9,7 @@ import {
   type Outcome,
   OutcomeNotice,
   RefreshTools,
+  TableHead,
   useLoad,
   useSubmission,
   ViewFrame,
@@ -124,17 +125,17 @@ export function SchedulesView(props: ViewProps) {
               </caption>
               {list.data.items.length === 0 ? null : (
                 <>
-                  <thead>
-                    <tr>
-                      <th scope="col">Name</th>
-                      <th scope="col">Cron</th>
-                      <th scope="col">Enabled</th>
-                      <th scope="col">Overlap</th>
-                      <th scope="col">Next fires (your time)</th>
-                      <th scope="col">Last fire (your time)</th>
-                      <th scope="col">Actions</th>
-                    </tr>
-                  </thead>
+                  <TableHead
+                    columns={[
+                      "Name",
+                      "Cron",
+                      "Enabled",
+                      "Overlap",
+                      "Next fires (your time)",
+                      "Last fire (your time)",
+                      "Actions",
+                    ]}
+                  />
                   <tbody>
                     {list.data.items.map((s) => (
                       <ScheduleRow key={s.id} schedule={s} act={act} client={client} />
