@@ -301,7 +301,7 @@ function QuotaDetail(props: {
                   </td>
                   <td data-label="State">
                     <span
-                      class={`av-badge ${r.exceeded ? "av-badge-lost" : r.warning ? "av-badge-late" : r.limit === null ? "av-badge-off" : "av-badge-up"}`}
+                      class={`badge ${r.exceeded ? "badge-lost" : r.warning ? "badge-late" : r.limit === null ? "badge-off" : "badge-up"}`}
                     >
                       {state}
                     </span>

@@ -89,7 +89,7 @@ function PoolCard(props: {
         <p class="av-labels">
           <span class="visually-hidden">Labels:</span>
           {labels.map(([k, v]) => (
-            <span key={k} class="av-badge av-badge-off av-mono">
+            <span key={k} class="badge badge-off av-mono">
               {k}={v}
             </span>
           ))}
@@ -158,7 +158,7 @@ function NodeRow(props: {
         {node.id}
       </th>
       <td data-label="Status">
-        <span class={`av-badge av-badge-${node.status}`}>{statusText(node.status)}</span>
+        <span class={`badge badge-${node.status}`}>{statusText(node.status)}</span>
       </td>
       {RESOURCES.map((r) => (
         <td key={r} data-label={resourceLabel(r)}>
@@ -172,7 +172,7 @@ function NodeRow(props: {
         {late ? (
           <>
             {" "}
-            <span class="av-badge av-badge-late">late</span>
+            <span class="badge badge-late">late</span>
           </>
         ) : null}
       </td>

@@ -194,7 +194,7 @@ function ScheduleRow(props: {
             }}
           />
           <span class="visually-hidden">Enabled: {s.name}</span>
-          <span aria-hidden="true" class={`av-badge av-badge-${s.enabled ? "on" : "off"}`}>
+          <span aria-hidden="true" class={`badge badge-${s.enabled ? "on" : "off"}`}>
             {s.enabled ? "on" : "off"}
           </span>
         </label>
