@@ -1,4 +1,5 @@
 import { stripVTControlCharacters } from "node:util";
+import { isTerminal } from "../core/job-statuses";
 
 /**
  * The CLI's pure formatting: colours, tables, bars, durations, ETAs and the watch view's lines.
@@ -6,11 +7,7 @@ import { stripVTControlCharacters } from "node:util";
  * plain value-to-string map the unit tests pin down.
  */
 
-const TERMINAL_STATUSES = new Set(["completed", "failed", "cancelled", "escalated"]);
-
-export function isTerminal(status: string): boolean {
-  return TERMINAL_STATUSES.has(status);
-}
+export { isTerminal } from "../core/job-statuses";
 
 /** Colour only on a terminal that has not asked for none (https://no-color.org). */
 export function colorEnabled(

@@ -1,5 +1,6 @@
-import { JobqApiError, type JobqClient, JobqUnreachableError, type JobStatus, type LogLine } from "../client";
+import { JobqApiError, type JobqClient, JobqUnreachableError, type LogLine } from "../client";
 import { type JobStream, openJobStream, type StreamJob } from "../client/stream";
+import { NON_TERMINAL_STATUSES } from "../core/job-statuses";
 import { isTerminal, logLine, progressLine, summaryBar, type WatchedJob } from "./format";
 
 /**
@@ -36,16 +37,6 @@ export interface WatchOptions {
 }
 
 type Tracked = WatchedJob & { readonly version: number };
-
-const NON_TERMINAL: readonly JobStatus[] = [
-  "scheduled",
-  "blocked",
-  "queued",
-  "dispatched",
-  "running",
-  "retrying",
-  "paused",
-];
 
 /**
  * How a set of ended jobs ends the command: 1 if any failed or was cancelled, else 0; an
@@ -172,7 +163,7 @@ export async function watchJobs(options: WatchOptions): Promise<0 | 1> {
     // Read after subscribing, so a change between the read and the subscription is not missed;
     // a version already seen is dropped either way. An unknown id fails the command here.
     if (all) {
-      for await (const job of client.jobs({ status: NON_TERMINAL })) update(job as Tracked);
+      for await (const job of client.jobs({ status: NON_TERMINAL_STATUSES })) update(job as Tracked);
       if (wanted.size === 0) {
         if (!options.json) options.out.write("no unfinished jobs to watch\n");
         return 0;

@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { JOB_STATUSES, type JobStatus } from "./job-statuses";
 import type { ReasonCode } from "./reasons";
 
 /**
@@ -6,28 +7,8 @@ import type { ReasonCode } from "./reasons";
  * limits, and the stored job shape. Pure: no AWS, no I/O.
  */
 
-export const JOB_STATUSES = [
-  "scheduled",
-  "blocked",
-  "queued",
-  "dispatched",
-  "running",
-  "retrying",
-  "paused",
-  "completed",
-  "failed",
-  "cancelled",
-  "escalated",
-] as const;
-export type JobStatus = (typeof JOB_STATUSES)[number];
-
-export const TERMINAL_STATUSES: ReadonlySet<JobStatus> = new Set([
-  "completed",
-  "failed",
-  "cancelled",
-  "escalated",
-]);
-export const isTerminal = (status: JobStatus): boolean => TERMINAL_STATUSES.has(status);
+// The status list lives in a zod-free module so the dashboard can bundle it; re-exported here.
+export { isTerminal, JOB_STATUSES, type JobStatus, TERMINAL_STATUSES } from "./job-statuses";
 
 export const PRIORITY_NAMES = { critical: 10, high: 5, normal: 0, low: -5, background: -10 } as const;
 export type PriorityName = keyof typeof PRIORITY_NAMES;

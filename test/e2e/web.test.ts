@@ -311,6 +311,10 @@ describe.runIf(HAS_CHROMIUM)("the web dashboard in chromium", () => {
     await page.getByRole("heading", { name: heading, level: 1 }).waitFor({ timeout: WAIT_MS });
     expect(page.url()).toContain(`#/${view}`);
     if (view === "jobs") await page.locator("tr[data-job-id]").first().waitFor({ timeout: WAIT_MS });
+    // The screenshot shows the view's data, not its loading line (stats can take a moment).
+    await page
+      .locator("main [role=status]", { hasText: "Loading" })
+      .waitFor({ state: "detached", timeout: WAIT_MS });
     await shoot(view);
   });
 

@@ -1,6 +1,13 @@
 import { describe, expect, it } from "vitest";
 import { JobqApiError, JobqUnreachableError, type QuotaView } from "../../client/index";
 import {
+  describeError,
+  fieldProblems,
+  parseJsonObject,
+  problemsAt,
+  unclaimedProblems,
+} from "../../web/src/errors";
+import {
   formatQuotaAmount,
   parsePolicy,
   policyText,
@@ -8,13 +15,6 @@ import {
   quotaLimits,
   quotaRows,
 } from "../../web/src/views/admin-model";
-import {
-  describeError,
-  fieldProblems,
-  parseJsonObject,
-  problemsAt,
-  unclaimedProblems,
-} from "../../web/src/views/admin-views-errors";
 
 function quota(used: QuotaView["used"], limits: Partial<QuotaView["limits"]> = {}): QuotaView {
   const full = {

@@ -1,10 +1,11 @@
 import { useEffect, useMemo, useState } from "preact/hooks";
 import { JobqApiError, JobqClient } from "../../client/index";
 import { type DashboardConfig, loadConfig } from "./config";
+import { ErrorNotice } from "./kit";
 import { LiveProvider, type LiveState, useLiveState } from "./live";
 import { type Route, useRoute } from "./router";
 import { storedToken, storeToken } from "./session";
-import { ErrorNotice, errorText, ToastProvider } from "./ui";
+import { errorText, ToastProvider } from "./ui";
 import { AdminView } from "./views/admin";
 import { JobDetailView } from "./views/job-detail";
 import { JobsView } from "./views/jobs";

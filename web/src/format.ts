@@ -1,26 +1,6 @@
-import type { JobStatus } from "../../client/index";
-
 /** What the dashboard shows for times, durations and priorities. */
 
-export const JOB_STATUSES = [
-  "scheduled",
-  "blocked",
-  "queued",
-  "dispatched",
-  "running",
-  "retrying",
-  "paused",
-  "completed",
-  "failed",
-  "cancelled",
-  "escalated",
-] as const satisfies readonly JobStatus[];
-
-const TERMINAL: ReadonlySet<string> = new Set(["completed", "failed", "cancelled", "escalated"]);
-
-export function isTerminal(status: string): boolean {
-  return TERMINAL.has(status);
-}
+export { isTerminal, JOB_STATUSES } from "../../core/job-statuses";
 
 export const PRIORITY_NAMES: readonly { readonly name: string; readonly value: number }[] = [
   { name: "critical", value: 10 },

@@ -1,9 +1,9 @@
 import { type ComponentChildren, createContext } from "preact";
-import { useCallback, useContext, useEffect, useRef, useState } from "preact/hooks";
+import { useCallback, useContext, useRef, useState } from "preact/hooks";
 import { JobqApiError, type JobqClient } from "../../client/index";
 import { isTerminal, PRIORITY_NAMES, priorityBand, priorityLabel, shortId } from "./format";
 
-/** The small pieces every view shares: toasts, loading state, badges, job actions. */
+/** The pieces the job views share: toasts, badges, job actions (loading and errors: kit.tsx). */
 
 // ---- toasts: announced to screen readers through one aria-live region ----
 
@@ -63,53 +63,6 @@ export function useAction(): (label: string, act: () => Promise<unknown>) => Pro
       }
     },
     [notify],
-  );
-}
-
-// ---- loading ----
-
-export interface Loaded<T> {
-  readonly data: T | undefined;
-  readonly error: unknown;
-  readonly loading: boolean;
-  readonly reload: () => void;
-}
-
-/**
- * Reads with load() whenever deps change and on reload(); keeps showing the last answer while a
- * new one is read (live refreshes must not flash), and drops answers overtaken by a newer read.
- */
-export function useLoad<T>(load: () => Promise<T>, deps: readonly unknown[]): Loaded<T> {
-  const [state, setState] = useState<{ data: T | undefined; error: unknown; loading: boolean }>({
-    data: undefined,
-    error: undefined,
-    loading: true,
-  });
-  const generation = useRef(0);
-  const latest = useRef(load);
-  latest.current = load;
-  const reload = useCallback(() => {
-    const mine = ++generation.current;
-    setState((s) => ({ ...s, loading: true }));
-    latest.current().then(
-      (data) => mine === generation.current && setState({ data, error: undefined, loading: false }),
-      (error: unknown) => mine === generation.current && setState((s) => ({ ...s, error, loading: false })),
-    );
-  }, []);
-  useEffect(reload, deps);
-  return { ...state, reload };
-}
-
-export function ErrorNotice(props: { readonly error: unknown; readonly retry?: () => void }) {
-  return (
-    <div class="notice notice-error" role="alert">
-      <span>{errorText(props.error)}</span>
-      {props.retry && (
-        <button type="button" class="button" onClick={props.retry}>
-          Try again
-        </button>
-      )}
-    </div>
   );
 }
 

@@ -1,5 +1,5 @@
 import type { PolicyView, QuotaLimitsInput, QuotaView } from "../../../client/index";
-import { type FieldProblem, parseJsonObject } from "./admin-views-errors";
+import { type FieldProblem, parseJsonObject } from "../errors";
 
 /**
  * The admin view's pure parts: the policy as editable text, and quotas as rows of usage against

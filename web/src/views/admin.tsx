@@ -1,5 +1,7 @@
 import { useState } from "preact/hooks";
 import type { PolicyInput, PolicyView, QuotaView } from "../../../client/index";
+import { problemsAt, unclaimedProblems } from "../errors";
+import { ErrorNotice, Loading, ShareBar, TableHead, useLoad, useSubmission, ViewFrame } from "../kit";
 import {
   formatQuotaAmount,
   parsePolicy,
@@ -10,8 +12,6 @@ import {
   quotaLimits,
   quotaRows,
 } from "./admin-model";
-import { describeError, type FieldProblem, problemsAt, unclaimedProblems } from "./admin-views-errors";
-import { ErrorNotice, Loading, ShareBar, useLoad, ViewFrame } from "./admin-views-kit";
 import { formatTime } from "./schedules-model";
 import type { ViewProps } from "./types";
 
@@ -24,7 +24,7 @@ export function AdminView(props: ViewProps) {
   if (!props.admin) {
     return (
       <ViewFrame id="admin" title="Admin">
-        <div class="av-warn" role="status">
+        <div class="notice notice-warn" role="status">
           <p>
             <strong>Admins only.</strong> The policy and quota settings can be seen and changed only with an
             admin token. Ask an administrator if a limit or the policy needs to change.
@@ -45,10 +45,9 @@ function PolicyEditor(props: ViewProps) {
   const { client } = props;
   const [text, setText] = useState<string | undefined>(undefined);
   const [saved, setSaved] = useState<PolicyView | undefined>(undefined);
-  const [problems, setProblems] = useState<readonly FieldProblem[]>([]);
-  const [error, setError] = useState<unknown>(undefined);
+  const submission = useSubmission();
+  const { problems, error, busy } = submission;
   const [result, setResult] = useState("");
-  const [busy, setBusy] = useState(false);
   const policy = useLoad(async () => {
     const view = await client.getPolicy();
     setSaved(view);
@@ -65,35 +64,23 @@ function PolicyEditor(props: ViewProps) {
     setResult("");
     const parsed = parsePolicy(text);
     if (!parsed.ok) {
-      setProblems(parsed.problems);
-      setError(undefined);
+      submission.refuse(parsed.problems);
       return;
     }
-    setBusy(true);
-    try {
-      // Sent as typed: the server's schema is the one judge of a policy, and its messages are shown.
-      const view = await client.putPolicy(parsed.policy as PolicyInput);
-      setSaved(view);
-      setText(policyText(view));
-      setProblems([]);
-      setError(undefined);
-      setResult(
-        `Policy saved at ${formatTime(view.updatedAt)}. It takes effect at the next scheduling pass.`,
-      );
-    } catch (caught) {
-      setProblems(describeError(caught).problems);
-      setError(caught);
-    } finally {
-      setBusy(false);
-    }
+    // Sent as typed: the server's schema is the one judge of a policy, and its messages are shown.
+    const view = await submission.send(() => client.putPolicy(parsed.policy as PolicyInput));
+    if (view === undefined) return;
+    setSaved(view);
+    setText(policyText(view));
+    setResult(`Policy saved at ${formatTime(view.updatedAt)}. It takes effect at the next scheduling pass.`);
   };
 
   return (
-    <form class="av-card" aria-labelledby="policy-title" onSubmit={save} noValidate>
-      <div class="av-card-head">
+    <form class="card" aria-labelledby="policy-title" onSubmit={save} noValidate>
+      <div class="card-head">
         <h2 id="policy-title">Scheduling policy</h2>
         {current === undefined ? null : (
-          <span class="av-muted">
+          <span class="muted">
             {current.updatedAt === null
               ? "Defaults: never changed"
               : `Last changed ${formatTime(current.updatedAt)}${current.updatedBy === null ? "" : ` by ${current.updatedBy}`}`}
@@ -135,22 +122,21 @@ function PolicyEditor(props: ViewProps) {
             <ErrorNotice error={error} title="The policy was not saved" hideProblems />
           )}
           <div class="av-actions" style={{ marginTop: "12px" }}>
-            <button type="submit" class="av-button av-primary" disabled={busy}>
+            <button type="submit" class="button button-primary" disabled={busy}>
               {busy ? "Saving…" : "Save policy"}
             </button>
             <button
               type="button"
-              class="av-button"
+              class="button"
               disabled={!dirty || busy}
               onClick={() => {
                 if (current !== undefined) setText(policyText(current));
-                setProblems([]);
-                setError(undefined);
+                submission.clear();
               }}
             >
               Discard changes
             </button>
-            {dirty ? <span class="av-muted">Unsaved changes</span> : null}
+            {dirty ? <span class="muted">Unsaved changes</span> : null}
           </div>
         </>
       )}
@@ -199,7 +185,7 @@ function Quotas(props: ViewProps) {
   };
 
   return (
-    <section class="av-card" aria-labelledby="quotas-title">
+    <section class="card" aria-labelledby="quotas-title">
       <h2 id="quotas-title">Quotas</h2>
       <form class="av-actions" onSubmit={lookUp} aria-label="Look up a principal's quota">
         <label for="quota-principal" class="av-field" style={{ flex: "1 1 220px" }}>
@@ -216,7 +202,7 @@ function Quotas(props: ViewProps) {
         </label>
         <button
           type="submit"
-          class="av-button av-primary"
+          class="button button-primary"
           disabled={looking}
           style={{ alignSelf: "flex-end" }}
         >
@@ -242,10 +228,9 @@ function QuotaDetail(props: {
   const rows = quotaRows(view);
   const warned = rows.filter((r) => r.warning);
   const [form, setForm] = useState<QuotaForm>(quotaForm(view));
-  const [problems, setProblems] = useState<readonly FieldProblem[]>([]);
-  const [error, setError] = useState<unknown>(undefined);
+  const submission = useSubmission();
+  const { problems, error, busy } = submission;
   const [result, setResult] = useState("");
-  const [busy, setBusy] = useState(false);
 
   const unclaimed = unclaimedProblems(
     problems,
@@ -257,30 +242,20 @@ function QuotaDetail(props: {
     setResult("");
     const built = quotaLimits(form);
     if (!built.ok) {
-      setProblems(built.problems);
-      setError(undefined);
+      submission.refuse(built.problems);
       return;
     }
-    setBusy(true);
-    try {
-      const saved = await props.client.putQuota(view.principal, built.limits);
-      setProblems([]);
-      setError(undefined);
-      setForm(quotaForm(saved));
-      props.onSaved(saved);
-      setResult(`Limits of ${saved.principal} saved.`);
-    } catch (caught) {
-      setProblems(describeError(caught).problems);
-      setError(caught);
-    } finally {
-      setBusy(false);
-    }
+    const saved = await submission.send(() => props.client.putQuota(view.principal, built.limits));
+    if (saved === undefined) return;
+    setForm(quotaForm(saved));
+    props.onSaved(saved);
+    setResult(`Limits of ${saved.principal} saved.`);
   };
 
   return (
     <div style={{ marginTop: "16px" }}>
       {warned.length > 0 || view.warning ? (
-        <div class="av-warn" role="status">
+        <div class="notice notice-warn" role="status">
           <strong>Warning:</strong> {view.principal} has used {Math.round(QUOTA_WARNING_SHARE * 100)} % or
           more of {warned.length > 0 ? warned.map((r) => r.label).join("; ") : "a limit"}.
           {warned.some((r) => r.exceeded)
@@ -293,14 +268,7 @@ function QuotaDetail(props: {
           <caption>
             Usage of <span class="av-mono">{view.principal}</span> against its limits
           </caption>
-          <thead>
-            <tr>
-              <th scope="col">Measure</th>
-              <th scope="col">Used</th>
-              <th scope="col">Remaining</th>
-              <th scope="col">State</th>
-            </tr>
-          </thead>
+          <TableHead columns={["Measure", "Used", "Remaining", "State"]} />
           <tbody>
             {rows.map((r) => {
               const remaining = view.remaining[r.key];
@@ -333,7 +301,7 @@ function QuotaDetail(props: {
                   </td>
                   <td data-label="State">
                     <span
-                      class={`av-badge ${r.exceeded ? "av-badge-lost" : r.warning ? "av-badge-late" : r.limit === null ? "av-badge-off" : "av-badge-up"}`}
+                      class={`badge ${r.exceeded ? "badge-lost" : r.warning ? "badge-late" : r.limit === null ? "badge-off" : "badge-up"}`}
                     >
                       {state}
                     </span>
@@ -344,7 +312,7 @@ function QuotaDetail(props: {
           </tbody>
         </table>
       </div>
-      <p class="av-muted">
+      <p class="muted">
         Highest priority allowed:{" "}
         {view.limits.maxPriority === null ? "no limit" : String(view.limits.maxPriority)}
       </p>
@@ -392,7 +360,7 @@ function QuotaDetail(props: {
           </ul>
         )}
         <div class="av-actions" style={{ marginTop: "12px" }}>
-          <button type="submit" class="av-button av-primary" disabled={busy}>
+          <button type="submit" class="button button-primary" disabled={busy}>
             {busy ? "Saving…" : "Save limits"}
           </button>
         </div>

@@ -1,9 +1,10 @@
 import { useEffect, useRef, useState } from "preact/hooks";
 import type { JobqClient, LogLine, Page } from "../../../client/index";
 import { formatDuration, formatTime, isTerminal, priorityLabel, shortId } from "../format";
+import { ErrorNotice, TableHead, useLoad } from "../kit";
 import { useLiveRefresh } from "../live";
 import { jobHref } from "../router";
-import { ErrorNotice, JobActions, PriorityChip, StatusBadge, useLoad } from "../ui";
+import { JobActions, PriorityChip, StatusBadge } from "../ui";
 import type { ViewProps } from "./types";
 
 /**
@@ -211,16 +212,7 @@ export function JobDetailView({ client, id }: ViewProps & { readonly id: string 
         ) : (
           <table class="table">
             <caption class="visually-hidden">Attempts of {job.id}</caption>
-            <thead>
-              <tr>
-                <th scope="col">#</th>
-                <th scope="col">Status</th>
-                <th scope="col">Node</th>
-                <th scope="col">Started</th>
-                <th scope="col">Duration</th>
-                <th scope="col">Error</th>
-              </tr>
-            </thead>
+            <TableHead columns={["#", "Status", "Node", "Started", "Duration", "Error"]} />
             <tbody>
               {attempts.map((a) => (
                 <tr key={a.attempt}>

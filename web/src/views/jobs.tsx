@@ -1,9 +1,10 @@
 import { useState } from "preact/hooks";
 import type { Job, ListJobsParams } from "../../../client/index";
 import { formatTime, JOB_STATUSES, PRIORITY_NAMES, relativeTime, shortId } from "../format";
+import { ErrorNotice, TableHead, useLoad } from "../kit";
 import { useLiveRefresh } from "../live";
 import { jobHref } from "../router";
-import { ErrorNotice, JobActions, PriorityChip, StatusBadge, useLoad } from "../ui";
+import { JobActions, PriorityChip, StatusBadge } from "../ui";
 import type { ViewProps } from "./types";
 
 /** GET /jobs with its filters, newest first, a page at a time (cursor paging). */
@@ -171,17 +172,7 @@ function JobTable(props: {
   return (
     <table class="table">
       <caption class="visually-hidden">Jobs, newest first</caption>
-      <thead>
-        <tr>
-          <th scope="col">Job</th>
-          <th scope="col">Status</th>
-          <th scope="col">Priority</th>
-          <th scope="col">Owner</th>
-          <th scope="col">Pool</th>
-          <th scope="col">Created</th>
-          <th scope="col">Actions</th>
-        </tr>
-      </thead>
+      <TableHead columns={["Job", "Status", "Priority", "Owner", "Pool", "Created", "Actions"]} />
       <tbody>
         {props.jobs.map((job) => (
           <tr key={job.id} data-job-id={job.id}>

@@ -3,12 +3,14 @@ import type { Pool } from "../../../client/index";
 import {
   ConfirmAction,
   ErrorNotice,
-  Freshness,
   Loading,
+  type Outcome,
+  OutcomeNotice,
+  RefreshTools,
   ShareBar,
   useLoad,
   ViewFrame,
-} from "./admin-views-kit";
+} from "../kit";
 import {
   canDrain,
   formatAge,
@@ -37,7 +39,7 @@ type PoolNode = Pool["nodes"][number];
 export function PoolsView(props: ViewProps) {
   const { client, admin } = props;
   const pools = useLoad(() => client.pools({ lost: true }), [client], POOLS_REFRESH_MS);
-  const [outcome, setOutcome] = useState<{ readonly text: string; readonly error?: unknown } | undefined>();
+  const [outcome, setOutcome] = useState<Outcome | undefined>();
 
   const drain = async (pool: string, node: string) => {
     try {
@@ -50,32 +52,15 @@ export function PoolsView(props: ViewProps) {
   };
 
   return (
-    <ViewFrame
-      id="pools"
-      title="Pools"
-      tools={
-        <>
-          <Freshness loadedAt={pools.loadedAt} everyMs={POOLS_REFRESH_MS} />
-          <button type="button" class="av-button" onClick={() => void pools.reload()}>
-            Refresh
-          </button>
-        </>
-      }
-    >
-      <div aria-live="polite">
-        {outcome === undefined ? null : outcome.error === undefined ? (
-          <p class="av-ok">{outcome.text}</p>
-        ) : (
-          <ErrorNotice error={outcome.error} title={outcome.text} />
-        )}
-      </div>
+    <ViewFrame id="pools" title="Pools" tools={<RefreshTools loaded={pools} everyMs={POOLS_REFRESH_MS} />}>
+      <OutcomeNotice outcome={outcome} />
       <ErrorNotice error={pools.error} title="Could not read the pools" />
       {pools.data === undefined ? (
         pools.loading ? (
           <Loading what="pools" />
         ) : null
       ) : pools.data.length === 0 ? (
-        <p class="av-muted">No pools are configured.</p>
+        <p class="muted">No pools are configured.</p>
       ) : (
         pools.data.map((pool) => <PoolCard key={pool.name} pool={pool} admin={admin} onDrain={drain} />)
       )}
@@ -93,18 +78,18 @@ function PoolCard(props: {
   const headingId = `pool-${pool.name}`;
   const labels = Object.entries(pool.labels);
   return (
-    <article class="av-card" aria-labelledby={headingId}>
-      <div class="av-card-head">
+    <article class="card" aria-labelledby={headingId}>
+      <div class="card-head">
         <h2 id={headingId}>
           Pool <span class="av-mono">{pool.name}</span>
         </h2>
-        <span class="av-muted">{nodeSummary(pool.nodes)}</span>
+        <span class="muted">{nodeSummary(pool.nodes)}</span>
       </div>
       {labels.length === 0 ? null : (
         <p class="av-labels">
-          <span class="av-visually-hidden">Labels:</span>
+          <span class="visually-hidden">Labels:</span>
           {labels.map(([k, v]) => (
-            <span key={k} class="av-badge av-badge-off av-mono">
+            <span key={k} class="badge badge-off av-mono">
               {k}={v}
             </span>
           ))}
@@ -134,7 +119,7 @@ function PoolCard(props: {
           <tbody>
             {pool.nodes.length === 0 ? (
               <tr>
-                <td colSpan={admin ? 7 : 6} class="av-muted">
+                <td colSpan={admin ? 7 : 6} class="muted">
                   No nodes have registered.
                 </td>
               </tr>
@@ -173,7 +158,7 @@ function NodeRow(props: {
         {node.id}
       </th>
       <td data-label="Status">
-        <span class={`av-badge av-badge-${node.status}`}>{statusText(node.status)}</span>
+        <span class={`badge badge-${node.status}`}>{statusText(node.status)}</span>
       </td>
       {RESOURCES.map((r) => (
         <td key={r} data-label={resourceLabel(r)}>
@@ -187,7 +172,7 @@ function NodeRow(props: {
         {late ? (
           <>
             {" "}
-            <span class="av-badge av-badge-late">late</span>
+            <span class="badge badge-late">late</span>
           </>
         ) : null}
       </td>
@@ -202,7 +187,7 @@ function NodeRow(props: {
               onConfirm={() => props.onDrain(props.pool, node.id)}
             />
           ) : (
-            <span class="av-muted">—</span>
+            <span class="muted">—</span>
           )}
         </td>
       ) : null}

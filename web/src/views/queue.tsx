@@ -1,9 +1,10 @@
 import { useState } from "preact/hooks";
 import type { QueueSnapshot } from "../../../client/index";
 import { formatTime, relativeTime, shortId } from "../format";
+import { ErrorNotice, TableHead, useLoad } from "../kit";
 import { useLiveRefresh } from "../live";
 import { jobHref } from "../router";
-import { ErrorNotice, JobActions, PriorityChip, useAction, useLoad } from "../ui";
+import { JobActions, PriorityChip, useAction } from "../ui";
 import type { ViewProps } from "./types";
 
 /**
@@ -72,17 +73,9 @@ export function QueueView({ client, admin }: ViewProps) {
           ) : (
             <table class="table queue-table">
               <caption class="visually-hidden">Queued jobs of pool {pool} in admission order</caption>
-              <thead>
-                <tr>
-                  <th scope="col">#</th>
-                  <th scope="col">Job</th>
-                  <th scope="col">Priority</th>
-                  <th scope="col">Owner</th>
-                  <th scope="col">Estimated start</th>
-                  <th scope="col">Why waiting</th>
-                  <th scope="col">Actions</th>
-                </tr>
-              </thead>
+              <TableHead
+                columns={["#", "Job", "Priority", "Owner", "Estimated start", "Why waiting", "Actions"]}
+              />
               <tbody>
                 {entries.map((entry, index) => (
                   <tr

@@ -1,5 +1,5 @@
 import type { CreateScheduleRequest, Schedule, ScheduleFire } from "../../../client/index";
-import { type FieldProblem, parseJsonObject } from "./admin-views-errors";
+import { type FieldProblem, parseJsonObject } from "../errors";
 
 /**
  * The schedules view's pure parts: how a fire is said, and the create form turned into

@@ -1,7 +1,19 @@
+import type { ComponentChildren } from "preact";
 import { useRef, useState } from "preact/hooks";
 import type { Page, Schedule } from "../../../client/index";
-import { describeError, type FieldProblem, problemsAt, unclaimedProblems } from "./admin-views-errors";
-import { ConfirmAction, ErrorNotice, Freshness, Loading, useLoad, ViewFrame } from "./admin-views-kit";
+import { describeError, problemsAt, unclaimedProblems } from "../errors";
+import {
+  ConfirmAction,
+  ErrorNotice,
+  Loading,
+  type Outcome,
+  OutcomeNotice,
+  RefreshTools,
+  TableHead,
+  useLoad,
+  useSubmission,
+  ViewFrame,
+} from "../kit";
 import {
   describeFire,
   EMPTY_SCHEDULE_FORM,
@@ -18,8 +30,6 @@ const PAGE_SIZE = 50;
 
 /** Errors about the template as a whole that the API answers with codes of their own. */
 const TEMPLATE_CODES = new Set(["unknown_type", "unsatisfiable_resources", "payload_too_large", "forbidden"]);
-
-type Outcome = { readonly text: string; readonly error?: unknown };
 
 /**
  * Recurring schedules: the list with next and last fires, enable/disable, trigger now, delete (with a
@@ -67,13 +77,10 @@ export function SchedulesView(props: ViewProps) {
       title="Schedules"
       tools={
         <>
-          <Freshness loadedAt={list.loadedAt} />
-          <button type="button" class="av-button" onClick={() => void list.reload()}>
-            Refresh
-          </button>
+          <RefreshTools loaded={list} />
           <button
             type="button"
-            class="av-button av-primary"
+            class="button button-primary"
             ref={newButton}
             aria-expanded={creating}
             aria-controls="schedule-create"
@@ -84,13 +91,7 @@ export function SchedulesView(props: ViewProps) {
         </>
       }
     >
-      <div aria-live="polite">
-        {outcome === undefined ? null : outcome.error === undefined ? (
-          <p class="av-ok">{outcome.text}</p>
-        ) : (
-          <ErrorNotice error={outcome.error} title={outcome.text} />
-        )}
-      </div>
+      <OutcomeNotice outcome={outcome} />
       {creating ? (
         <CreateSchedule
           {...props}
@@ -114,7 +115,7 @@ export function SchedulesView(props: ViewProps) {
           <Loading what="schedules" />
         ) : null
       ) : (
-        <div class="av-card">
+        <div class="card">
           <div class="av-table-wrap">
             <table class="av-table av-stack">
               <caption>
@@ -124,17 +125,17 @@ export function SchedulesView(props: ViewProps) {
               </caption>
               {list.data.items.length === 0 ? null : (
                 <>
-                  <thead>
-                    <tr>
-                      <th scope="col">Name</th>
-                      <th scope="col">Cron</th>
-                      <th scope="col">Enabled</th>
-                      <th scope="col">Overlap</th>
-                      <th scope="col">Next fires (your time)</th>
-                      <th scope="col">Last fire (your time)</th>
-                      <th scope="col">Actions</th>
-                    </tr>
-                  </thead>
+                  <TableHead
+                    columns={[
+                      "Name",
+                      "Cron",
+                      "Enabled",
+                      "Overlap",
+                      "Next fires (your time)",
+                      "Last fire (your time)",
+                      "Actions",
+                    ]}
+                  />
                   <tbody>
                     {list.data.items.map((s) => (
                       <ScheduleRow key={s.id} schedule={s} act={act} client={client} />
@@ -145,7 +146,7 @@ export function SchedulesView(props: ViewProps) {
             </table>
           </div>
           {list.data.nextCursor === null ? null : (
-            <button type="button" class="av-button" onClick={() => setPages(pages + 1)}>
+            <button type="button" class="button" onClick={() => setPages(pages + 1)}>
               Load more schedules
             </button>
           )}
@@ -168,15 +169,15 @@ function ScheduleRow(props: {
       <th scope="row" data-label="Name">
         <span>{s.name}</span>
         <br />
-        <span class="av-muted av-mono">{s.id}</span>
+        <span class="muted av-mono">{s.id}</span>
         <br />
-        <span class="av-muted">owner {s.owner}</span>
+        <span class="muted">owner {s.owner}</span>
       </th>
       <td data-label="Cron">
         <code class="av-code">{s.cron}</code>
         <br />
-        <span class="av-muted">{s.timezone}</span>
-        {s.jitterSeconds > 0 ? <span class="av-muted"> · jitter {s.jitterSeconds} s</span> : null}
+        <span class="muted">{s.timezone}</span>
+        {s.jitterSeconds > 0 ? <span class="muted"> · jitter {s.jitterSeconds} s</span> : null}
       </td>
       <td data-label="Enabled">
         <label class="av-checkbox">
@@ -192,8 +193,8 @@ function ScheduleRow(props: {
               );
             }}
           />
-          <span class="av-visually-hidden">Enabled: {s.name}</span>
-          <span aria-hidden="true" class={`av-badge av-badge-${s.enabled ? "on" : "off"}`}>
+          <span class="visually-hidden">Enabled: {s.name}</span>
+          <span aria-hidden="true" class={`badge badge-${s.enabled ? "on" : "off"}`}>
             {s.enabled ? "on" : "off"}
           </span>
         </label>
@@ -201,49 +202,43 @@ function ScheduleRow(props: {
       <td data-label="Overlap">{s.overlap === "skip" ? "skip while running" : "allow"}</td>
       <td data-label="Next fires">
         {s.nextRunAt === null ? (
-          <span class="av-muted">— (disabled)</span>
+          <span class="muted">— (disabled)</span>
         ) : (
           <>
             <time dateTime={s.nextRunAt} title={s.nextRunAt}>
               {formatTime(s.nextRunAt)}
             </time>{" "}
-            <span class="av-muted">({relativeTime(s.nextRunAt, now)})</span>
+            <span class="muted">({relativeTime(s.nextRunAt, now)})</span>
             {s.nextRuns.length > 1 ? (
-              <details>
-                <summary>next {s.nextRuns.length}</summary>
-                <ol class="av-fires">
-                  {s.nextRuns.map((at) => (
-                    <li key={at}>
-                      <time dateTime={at}>{formatTime(at)}</time>
-                    </li>
-                  ))}
-                </ol>
-              </details>
+              <FireList summary={`next ${s.nextRuns.length}`}>
+                {s.nextRuns.map((at) => (
+                  <li key={at}>
+                    <time dateTime={at}>{formatTime(at)}</time>
+                  </li>
+                ))}
+              </FireList>
             ) : null}
           </>
         )}
       </td>
       <td data-label="Last fire">
         {last === undefined ? (
-          <span class="av-muted">never</span>
+          <span class="muted">never</span>
         ) : (
           <>
             <time dateTime={last.at} title={last.at}>
               {formatTime(last.at)}
             </time>
             <br />
-            <span class={"skipped" in last ? "av-skip" : "av-muted"}>{describeFire(last)}</span>
+            <span class={"skipped" in last ? "av-skip" : "muted"}>{describeFire(last)}</span>
             {s.lastFires.length > 1 ? (
-              <details>
-                <summary>last {s.lastFires.length}</summary>
-                <ol class="av-fires">
-                  {s.lastFires.map((f) => (
-                    <li key={`${f.at}-${"jobId" in f ? f.jobId : f.skipped}`}>
-                      <time dateTime={f.at}>{formatTime(f.at)}</time>: {describeFire(f)}
-                    </li>
-                  ))}
-                </ol>
-              </details>
+              <FireList summary={`last ${s.lastFires.length}`}>
+                {s.lastFires.map((f) => (
+                  <li key={`${f.at}-${"jobId" in f ? f.jobId : f.skipped}`}>
+                    <time dateTime={f.at}>{formatTime(f.at)}</time>: {describeFire(f)}
+                  </li>
+                ))}
+              </FireList>
             ) : null}
           </>
         )}
@@ -252,7 +247,7 @@ function ScheduleRow(props: {
         <span class="av-actions">
           <button
             type="button"
-            class="av-button"
+            class="button"
             aria-label={`Trigger ${s.name} now`}
             onClick={() =>
               void act(`Triggered ${s.name}.`, `Could not trigger ${s.name}.`, async () => {
@@ -283,6 +278,16 @@ function ScheduleRow(props: {
   );
 }
 
+/** A schedule's fires, folded away under their count. */
+function FireList(props: { readonly summary: string; readonly children: ComponentChildren }) {
+  return (
+    <details>
+      <summary>{props.summary}</summary>
+      <ol class="av-fires">{props.children}</ol>
+    </details>
+  );
+}
+
 const FIELDS = ["name", "cron", "timezone", "overlap", "enabled", "job"] as const;
 
 function zones(): string[] {
@@ -298,9 +303,8 @@ function CreateSchedule(
   props: ViewProps & { readonly onCreated: (s: Schedule) => Promise<void>; readonly onCancel: () => void },
 ) {
   const [form, setForm] = useState<ScheduleForm>(EMPTY_SCHEDULE_FORM);
-  const [problems, setProblems] = useState<readonly FieldProblem[]>([]);
-  const [error, setError] = useState<unknown>(undefined);
-  const [busy, setBusy] = useState(false);
+  const submission = useSubmission();
+  const { problems, error, busy } = submission;
   const set = <K extends keyof ScheduleForm>(key: K, value: ScheduleForm[K]) =>
     setForm({ ...form, [key]: value });
 
@@ -308,30 +312,21 @@ function CreateSchedule(
     e.preventDefault();
     const built = scheduleRequest(form);
     if (!built.ok) {
-      setProblems(built.problems);
-      setError(undefined);
+      submission.refuse(built.problems);
       return;
     }
-    setBusy(true);
-    try {
-      const created = await props.client.createSchedule(built.request);
-      setProblems([]);
-      setError(undefined);
-      await props.onCreated(created);
-    } catch (caught) {
-      const shown = describeError(caught);
-      // A template refused as a submission would be (unknown type, no pool fits) belongs to the job field.
-      const fieldOnes =
-        shown.problems.length > 0
-          ? shown.problems
-          : TEMPLATE_CODES.has(shown.code)
-            ? [{ path: "job", message: `${shown.code}: ${shown.message}` }]
-            : [];
-      setProblems(fieldOnes);
-      setError(caught);
-    } finally {
-      setBusy(false);
-    }
+    const created = await submission.send(
+      () => props.client.createSchedule(built.request),
+      (caught) => {
+        const shown = describeError(caught);
+        // A template refused as a submission would be (unknown type, no pool fits) belongs to the job field.
+        if (shown.problems.length > 0) return shown.problems;
+        return TEMPLATE_CODES.has(shown.code)
+          ? [{ path: "job", message: `${shown.code}: ${shown.message}` }]
+          : [];
+      },
+    );
+    if (created !== undefined) await props.onCreated(created);
   };
 
   const fieldError = (field: string) => {
@@ -357,7 +352,7 @@ function CreateSchedule(
   return (
     <form
       id="schedule-create"
-      class="av-card"
+      class="card"
       aria-labelledby="schedule-create-title"
       onSubmit={submit}
       noValidate
@@ -367,7 +362,7 @@ function CreateSchedule(
         <ErrorNotice error={error} title="The schedule was not created" hideProblems />
       )}
       {rest.length === 0 ? null : (
-        <div class="av-error" role="alert">
+        <div class="notice notice-error" role="alert">
           {rest.map((p) => (
             <p key={p.path + p.message}>
               {p.path}: {p.message}
@@ -474,10 +469,10 @@ function CreateSchedule(
         </div>
       </div>
       <div class="av-actions" style={{ marginTop: "12px" }}>
-        <button type="submit" class="av-button av-primary" disabled={busy}>
+        <button type="submit" class="button button-primary" disabled={busy}>
           {busy ? "Creating…" : "Create schedule"}
         </button>
-        <button type="button" class="av-button" onClick={props.onCancel}>
+        <button type="button" class="button" onClick={props.onCancel}>
           Cancel
         </button>
       </div>

@@ -104,13 +104,13 @@ export function TimeChart(props: {
   return (
     <figure class="av-chart" aria-labelledby={titleId}>
       <figcaption id={titleId}>{props.title}</figcaption>
-      {columns[0].length === 0 ? <p class="av-muted">{props.empty}</p> : null}
+      {columns[0].length === 0 ? <p class="muted">{props.empty}</p> : null}
       <div class="av-chart-canvas" ref={holder} aria-hidden="true" />
       <details>
         <summary>Data as a table ({columns[0].length} points)</summary>
         <div class="av-table-wrap">
           <table class="av-table">
-            <caption class="av-visually-hidden">{props.title}, newest first</caption>
+            <caption class="visually-hidden">{props.title}, newest first</caption>
             <thead>
               <tr>
                 <th scope="col">Time</th>

@@ -1,6 +1,7 @@
+import type { ComponentChildren } from "preact";
 import { useEffect, useMemo, useState } from "preact/hooks";
 import type { Stats, StatsWindow } from "../../../client/index";
-import { ErrorNotice, Freshness, Loading, useLoad, ViewFrame } from "./admin-views-kit";
+import { ErrorNotice, Freshness, Loading, useLoad, ViewFrame } from "../kit";
 import { type ChartSeries, TimeChart } from "./stats-chart";
 import {
   appendSample,
@@ -90,7 +91,7 @@ function StatsBody(props: { readonly stats: Stats; readonly samples: readonly Sa
   const collecting = `Collecting: this page adds a point every ${STATS_POLL_MS / 1000} s while it is open.`;
   return (
     <>
-      <section class="av-card" aria-labelledby="stats-now">
+      <section class="card" aria-labelledby="stats-now">
         <h2 id="stats-now">Now</h2>
         <dl class="av-figures">
           <Figure term="Completed, last minute" value={String(stats.throughput.completedLastMinute)} />
@@ -100,35 +101,23 @@ function StatsBody(props: { readonly stats: Stats; readonly samples: readonly Sa
           <Figure term="Queued" value={String(stats.counts.byStatus.queued ?? 0)} />
           <Figure term="Running" value={String(stats.counts.byStatus.running ?? 0)} />
         </dl>
-        <div class="av-table-wrap">
-          <table class="av-table">
-            <caption>
+        <FigureTable
+          caption={
+            <>
               Percentiles over the last {stats.window} (each within{" "}
               {Math.round(stats.percentileRelativeError * 100)}&nbsp;%)
-            </caption>
-            <thead>
-              <tr>
-                <th scope="col">Measure</th>
-                <th scope="col" class="av-num">
-                  p50
-                </th>
-                <th scope="col" class="av-num">
-                  p95
-                </th>
-                <th scope="col" class="av-num">
-                  p99
-                </th>
-              </tr>
-            </thead>
-            <tbody>
-              <PercentileRow label="Queue wait" p={stats.queueWaitMs} />
-              <PercentileRow label="Run time" p={stats.runMs} />
-            </tbody>
-          </table>
-        </div>
+            </>
+          }
+          rowHeading="Measure"
+          columns={["p50", "p95", "p99"]}
+          rows={[
+            { key: "Queue wait", cells: percentileCells(stats.queueWaitMs) },
+            { key: "Run time", cells: percentileCells(stats.runMs) },
+          ]}
+        />
       </section>
 
-      <section class="av-card" aria-labelledby="stats-time">
+      <section class="card" aria-labelledby="stats-time">
         <h2 id="stats-time">Over time</h2>
         <div class="av-charts">
           <TimeChart
@@ -173,7 +162,7 @@ function StatsBody(props: { readonly stats: Stats; readonly samples: readonly Sa
         </div>
       </section>
 
-      <section class="av-card" aria-labelledby="stats-pools">
+      <section class="card" aria-labelledby="stats-pools">
         <h2 id="stats-pools">By pool</h2>
         <PoolTable stats={stats} pools={pools} />
         {pools.map((pool) => (
@@ -202,84 +191,100 @@ function Figure(props: { readonly term: string; readonly value: string }) {
   );
 }
 
-function PercentileRow(props: { readonly label: string; readonly p: Stats["runMs"] }) {
-  return (
-    <tr>
-      <th scope="row">{props.label}</th>
-      <td class="av-num">{formatMs(props.p.p50)}</td>
-      <td class="av-num">{formatMs(props.p.p95)}</td>
-      <td class="av-num">{formatMs(props.p.p99)}</td>
-    </tr>
-  );
-}
-
-function PoolTable(props: { readonly stats: Stats; readonly pools: readonly string[] }) {
-  const { stats } = props;
+/** A table of figures: each row named by its header cell, every other column a number. */
+function FigureTable(props: {
+  readonly caption: ComponentChildren;
+  /** The caption for screen readers only, where a heading above says the same. */
+  readonly captionHidden?: boolean;
+  readonly rowHeading: string;
+  readonly columns: readonly string[];
+  readonly rows: readonly FigureRow[];
+}) {
   return (
     <div class="av-table-wrap">
       <table class="av-table">
-        <caption>Figures per pool over the last {stats.window}</caption>
+        <caption class={props.captionHidden === true ? "visually-hidden" : undefined}>
+          {props.caption}
+        </caption>
         <thead>
           <tr>
-            <th scope="col">Pool</th>
-            <th scope="col" class="av-num">
-              Queued
-            </th>
-            <th scope="col" class="av-num">
-              Running
-            </th>
-            <th scope="col" class="av-num">
-              Completed
-            </th>
-            <th scope="col" class="av-num">
-              Failed
-            </th>
-            <th scope="col" class="av-num">
-              Wait p50 / p95
-            </th>
-            <th scope="col" class="av-num">
-              Run p50 / p95
-            </th>
-            <th scope="col" class="av-num">
-              CPU
-            </th>
-            <th scope="col" class="av-num">
-              Memory
-            </th>
-            <th scope="col" class="av-num">
-              GPU
-            </th>
+            <th scope="col">{props.rowHeading}</th>
+            {props.columns.map((column) => (
+              <th key={column} scope="col" class="av-num">
+                {column}
+              </th>
+            ))}
           </tr>
         </thead>
         <tbody>
-          {props.pools.map((pool) => {
-            const f = stats.byPool[pool];
-            const c = stats.counts.byPool[pool] ?? {};
-            if (f === undefined) return null;
-            return (
-              <tr key={pool}>
-                <th scope="row" class="av-mono">
-                  {pool}
-                </th>
-                <td class="av-num">{c.queued ?? 0}</td>
-                <td class="av-num">{c.running ?? 0}</td>
-                <td class="av-num">{f.completed}</td>
-                <td class="av-num">{f.failed}</td>
-                <td class="av-num">
-                  {formatMs(f.queueWaitMs.p50)} / {formatMs(f.queueWaitMs.p95)}
+          {props.rows.map((row) => (
+            <tr key={row.key}>
+              <th scope="row" class={row.mono === true ? "av-mono" : undefined}>
+                {row.key}
+              </th>
+              {row.cells.map((cell, i) => (
+                <td key={props.columns[i]} class="av-num">
+                  {cell}
                 </td>
-                <td class="av-num">
-                  {formatMs(f.runMs.p50)} / {formatMs(f.runMs.p95)}
-                </td>
-                <td class="av-num">{formatShare(f.utilization.cpu)}</td>
-                <td class="av-num">{formatShare(f.utilization.memoryMb)}</td>
-                <td class="av-num">{formatShare(f.utilization.gpu)}</td>
-              </tr>
-            );
-          })}
+              ))}
+            </tr>
+          ))}
         </tbody>
       </table>
     </div>
+  );
+}
+
+interface FigureRow {
+  readonly key: string;
+  /** A name from the system (pool, job type), set in the code font. */
+  readonly mono?: boolean;
+  readonly cells: readonly string[];
+}
+
+const percentileCells = (p: Stats["runMs"]): string[] => [formatMs(p.p50), formatMs(p.p95), formatMs(p.p99)];
+const p50p95 = (p: Stats["runMs"]): string => `${formatMs(p.p50)} / ${formatMs(p.p95)}`;
+
+function PoolTable(props: { readonly stats: Stats; readonly pools: readonly string[] }) {
+  const { stats } = props;
+  const rows: FigureRow[] = [];
+  for (const pool of props.pools) {
+    const f = stats.byPool[pool];
+    const c = stats.counts.byPool[pool] ?? {};
+    if (f === undefined) continue;
+    rows.push({
+      key: pool,
+      mono: true,
+      cells: [
+        String(c.queued ?? 0),
+        String(c.running ?? 0),
+        String(f.completed),
+        String(f.failed),
+        p50p95(f.queueWaitMs),
+        p50p95(f.runMs),
+        formatShare(f.utilization.cpu),
+        formatShare(f.utilization.memoryMb),
+        formatShare(f.utilization.gpu),
+      ],
+    });
+  }
+  return (
+    <FigureTable
+      caption={`Figures per pool over the last ${stats.window}`}
+      rowHeading="Pool"
+      columns={[
+        "Queued",
+        "Running",
+        "Completed",
+        "Failed",
+        "Wait p50 / p95",
+        "Run p50 / p95",
+        "CPU",
+        "Memory",
+        "GPU",
+      ]}
+      rows={rows}
+    />
   );
 }
 
@@ -321,42 +326,24 @@ function PoolCharts(props: {
 function OwnerTable(props: { readonly stats: Stats }) {
   const { stats } = props;
   return (
-    <section class="av-card" aria-labelledby="stats-owners">
+    <section class="card" aria-labelledby="stats-owners">
       <h2 id="stats-owners">Owners</h2>
-      <div class="av-table-wrap">
-        <table class="av-table">
-          <caption class="av-visually-hidden">Jobs and GPU use per owner</caption>
-          <thead>
-            <tr>
-              <th scope="col">Owner</th>
-              <th scope="col" class="av-num">
-                Running
-              </th>
-              <th scope="col" class="av-num">
-                Queued
-              </th>
-              <th scope="col" class="av-num">
-                GPU-seconds today
-              </th>
-              <th scope="col" class="av-num">
-                Cost today
-              </th>
-            </tr>
-          </thead>
-          <tbody>
-            {stats.owners.map((o) => (
-              <tr key={o.owner}>
-                <th scope="row">{o.owner}</th>
-                <td class="av-num">{o.running}</td>
-                <td class="av-num">{o.queued}</td>
-                <td class="av-num">{Math.round(o.gpuSecondsToday)}</td>
-                <td class="av-num">{o.costUsdToday === null ? "—" : `$${o.costUsdToday.toFixed(2)}`}</td>
-              </tr>
-            ))}
-          </tbody>
-        </table>
-      </div>
-      {stats.ownersTruncated ? <p class="av-muted">More owners have jobs than are listed here.</p> : null}
+      <FigureTable
+        caption="Jobs and GPU use per owner"
+        captionHidden
+        rowHeading="Owner"
+        columns={["Running", "Queued", "GPU-seconds today", "Cost today"]}
+        rows={stats.owners.map((o) => ({
+          key: o.owner,
+          cells: [
+            String(o.running),
+            String(o.queued),
+            String(Math.round(o.gpuSecondsToday)),
+            o.costUsdToday === null ? "—" : `$${o.costUsdToday.toFixed(2)}`,
+          ],
+        }))}
+      />
+      {stats.ownersTruncated ? <p class="muted">More owners have jobs than are listed here.</p> : null}
     </section>
   );
 }
@@ -364,52 +351,26 @@ function OwnerTable(props: { readonly stats: Stats }) {
 function TypeTable(props: { readonly stats: Stats }) {
   const { stats } = props;
   const types = Object.keys(stats.byType).sort((a, b) => a.localeCompare(b));
+  const rows: FigureRow[] = [];
+  for (const type of types) {
+    const f = stats.byType[type];
+    if (f === undefined) continue;
+    rows.push({
+      key: type,
+      mono: true,
+      cells: [String(f.completed), String(f.failed), p50p95(f.queueWaitMs), p50p95(f.runMs)],
+    });
+  }
   return (
-    <section class="av-card" aria-labelledby="stats-types">
+    <section class="card" aria-labelledby="stats-types">
       <h2 id="stats-types">By job type</h2>
-      <div class="av-table-wrap">
-        <table class="av-table">
-          <caption class="av-visually-hidden">Figures per job type over the last {stats.window}</caption>
-          <thead>
-            <tr>
-              <th scope="col">Type</th>
-              <th scope="col" class="av-num">
-                Completed
-              </th>
-              <th scope="col" class="av-num">
-                Failed
-              </th>
-              <th scope="col" class="av-num">
-                Wait p50 / p95
-              </th>
-              <th scope="col" class="av-num">
-                Run p50 / p95
-              </th>
-            </tr>
-          </thead>
-          <tbody>
-            {types.map((type) => {
-              const f = stats.byType[type];
-              if (f === undefined) return null;
-              return (
-                <tr key={type}>
-                  <th scope="row" class="av-mono">
-                    {type}
-                  </th>
-                  <td class="av-num">{f.completed}</td>
-                  <td class="av-num">{f.failed}</td>
-                  <td class="av-num">
-                    {formatMs(f.queueWaitMs.p50)} / {formatMs(f.queueWaitMs.p95)}
-                  </td>
-                  <td class="av-num">
-                    {formatMs(f.runMs.p50)} / {formatMs(f.runMs.p95)}
-                  </td>
-                </tr>
-              );
-            })}
-          </tbody>
-        </table>
-      </div>
+      <FigureTable
+        caption={`Figures per job type over the last ${stats.window}`}
+        captionHidden
+        rowHeading="Type"
+        columns={["Completed", "Failed", "Wait p50 / p95", "Run p50 / p95"]}
+        rows={rows}
+      />
     </section>
   );
 }

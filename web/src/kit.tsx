@@ -1,11 +1,11 @@
 import type { ComponentChildren } from "preact";
 import { useCallback, useEffect, useRef, useState } from "preact/hooks";
-import { describeError } from "./admin-views-errors";
-import "./admin-views.css";
+import { describeError, type FieldProblem } from "./errors";
+import "./views/views.css";
 
 /**
- * Small parts the pools, stats, schedules and admin views share: loading a resource (once or by
- * polling), showing an API error with its code, a two-step confirm for destructive actions.
+ * Small parts every view shares: loading a resource (once or by polling), showing an API error
+ * with its code, the page frame, a two-step confirm for destructive actions.
  */
 
 export interface Loaded<T> {
@@ -18,26 +18,30 @@ export interface Loaded<T> {
 }
 
 /**
- * Reads `load` now and, with `intervalMs`, again every interval. A poll never overlaps the one
- * before (a slow API is not piled on), and a failed poll keeps the last data beside its error, so
- * a blip does not blank the page.
+ * Reads `load` now, whenever the deps change, on reload(), and with `intervalMs` again every
+ * interval. Keeps showing the last answer while a new one is read (live refreshes must not
+ * flash) and beside an error (a blip does not blank the page). A poll never overlaps the read
+ * before it (a slow API is not piled on); reload() always reads anew, since it follows a change
+ * the reader just made, and any answer overtaken by a newer read is dropped.
  */
 export function useLoad<T>(load: () => Promise<T>, deps: readonly unknown[], intervalMs?: number): Loaded<T> {
   const [data, setData] = useState<T | undefined>(undefined);
   const [error, setError] = useState<unknown>(undefined);
   const [loading, setLoading] = useState(true);
   const [loadedAt, setLoadedAt] = useState<Date | undefined>(undefined);
-  // The generation changes with the deps: an answer to an older generation is dropped, and a
-  // poll in flight for it does not hold back the new one.
+  // Each read takes the next generation; only the newest read's answer is shown.
   const generation = useRef(0);
   const inFlight = useRef<number | null>(null);
   // The caller's deps say when `load` changes (a new closure every render is not a change).
-  const reload = useCallback(async () => {
+  const latest = useRef(load);
+  latest.current = load;
+  const read = useCallback(async (poll: boolean) => {
+    if (poll && inFlight.current !== null) return;
+    generation.current += 1;
     const mine = generation.current;
-    if (inFlight.current === mine) return;
     inFlight.current = mine;
     try {
-      const value = await load();
+      const value = await latest.current();
       if (mine !== generation.current) return;
       setData(value);
       setError(undefined);
@@ -48,36 +52,83 @@ export function useLoad<T>(load: () => Promise<T>, deps: readonly unknown[], int
       if (inFlight.current === mine) inFlight.current = null;
       if (mine === generation.current) setLoading(false);
     }
-  }, deps);
+  }, []);
+  const reload = useCallback(() => read(false), [read]);
   useEffect(() => {
-    generation.current += 1;
     setLoading(true);
-    void reload();
+    void read(false);
     if (intervalMs === undefined) return undefined;
-    const timer = setInterval(() => void reload(), intervalMs);
+    const timer = setInterval(() => void read(true), intervalMs);
     return () => clearInterval(timer);
-  }, [reload, intervalMs]);
+  }, [...deps, intervalMs]);
   return { data, error, loading, loadedAt, reload };
 }
 
-/** An API error as the contract gives it: its code, its message, and each field problem. */
+/** A form's send: busy while it runs, then the problems to put beside each field and the error. */
+export interface Submission {
+  readonly problems: readonly FieldProblem[];
+  readonly error: unknown;
+  readonly busy: boolean;
+  /** The form's own check refused it before anything was sent. */
+  readonly refuse: (problems: readonly FieldProblem[]) => void;
+  /** Forgets the problems and the error (the edit was discarded). */
+  readonly clear: () => void;
+  /** Sends; resolves the answer, or undefined after a failure (then kept in problems and error). */
+  readonly send: <T>(
+    call: () => Promise<T>,
+    problemsOf?: (error: unknown) => readonly FieldProblem[],
+  ) => Promise<T | undefined>;
+}
+
+export function useSubmission(): Submission {
+  const [problems, setProblems] = useState<readonly FieldProblem[]>([]);
+  const [error, setError] = useState<unknown>(undefined);
+  const [busy, setBusy] = useState(false);
+  const refuse = (found: readonly FieldProblem[]) => {
+    setProblems(found);
+    setError(undefined);
+  };
+  const clear = () => refuse([]);
+  const send = async <T,>(
+    call: () => Promise<T>,
+    problemsOf: (error: unknown) => readonly FieldProblem[] = (e) => describeError(e).problems,
+  ): Promise<T | undefined> => {
+    setBusy(true);
+    try {
+      const answer = await call();
+      clear();
+      return answer;
+    } catch (caught) {
+      setProblems(problemsOf(caught));
+      setError(caught);
+      return undefined;
+    } finally {
+      setBusy(false);
+    }
+  };
+  return { problems, error, busy, refuse, clear, send };
+}
+
+/** An API error as the contract gives it: its code, HTTP status, message, and each field problem. */
 export function ErrorNotice(props: {
   readonly error: unknown;
   readonly title?: string;
+  /** Offers "Try again", for an error that ends what the view can show. */
+  readonly retry?: () => void;
   /** The form shows the field problems beside its controls: list none here. */
   readonly hideProblems?: boolean;
 }) {
   if (props.error === undefined || props.error === null) return null;
   const shown = describeError(props.error);
   return (
-    <div class="av-error" role="alert">
+    <div class="notice notice-error" role="alert">
       <p>
         <strong>{props.title ?? "Request failed"}</strong> <code class="av-code">{shown.code}</code>
-        {shown.status === undefined ? null : <span class="av-muted"> (HTTP {shown.status})</span>}
+        {shown.status === undefined ? null : <span class="muted"> (HTTP {shown.status})</span>}
       </p>
       <p>{shown.message}</p>
       {shown.problems.length > 1 && props.hideProblems !== true ? (
-        <ul>
+        <ul class="notice-list">
           {shown.problems.map((p) => (
             <li key={`${p.path}:${p.message}`}>
               {p.path === "" ? "" : <code>{p.path}</code>} {p.message}
@@ -85,13 +136,68 @@ export function ErrorNotice(props: {
           ))}
         </ul>
       ) : null}
+      {props.retry && (
+        <button type="button" class="button" onClick={props.retry}>
+          Try again
+        </button>
+      )}
     </div>
+  );
+}
+
+/** What an action the reader took came to: a success line, or the error it met. */
+export interface Outcome {
+  readonly text: string;
+  readonly error?: unknown;
+}
+
+/** The last action's outcome, announced politely (the region stays, so readers hear each new one). */
+export function OutcomeNotice(props: { readonly outcome: Outcome | undefined }) {
+  const { outcome } = props;
+  return (
+    <div aria-live="polite">
+      {outcome === undefined ? null : outcome.error === undefined ? (
+        <p class="av-ok">{outcome.text}</p>
+      ) : (
+        <ErrorNotice error={outcome.error} title={outcome.text} />
+      )}
+    </div>
+  );
+}
+
+/** A polled view's toolbar start: how fresh the page is, and a button to read it now. */
+export function RefreshTools(props: {
+  readonly loaded: Pick<Loaded<unknown>, "loadedAt" | "reload">;
+  readonly everyMs?: number;
+}) {
+  return (
+    <>
+      <Freshness loadedAt={props.loaded.loadedAt} everyMs={props.everyMs} />
+      <button type="button" class="button" onClick={() => void props.loaded.reload()}>
+        Refresh
+      </button>
+    </>
+  );
+}
+
+/** A table's column headings, in order. */
+export function TableHead(props: { readonly columns: readonly string[] }) {
+  return (
+    <thead>
+      <tr>
+        {props.columns.map((column) => (
+          <th key={column} scope="col">
+            {column}
+          </th>
+        ))}
+      </tr>
+    </thead>
   );
 }
 
 export function Loading(props: { readonly what: string }) {
   return (
-    <p class="av-muted" role="status">
+    <p class="muted" role="status">
       Loading {props.what}…
     </p>
   );
@@ -105,10 +211,10 @@ export function ViewFrame(props: {
   readonly children: ComponentChildren;
 }) {
   return (
-    <section class="av-view" aria-labelledby={`${props.id}-title`}>
-      <header class="av-head">
+    <section class="view" aria-labelledby={`${props.id}-title`}>
+      <header class="view-header">
         <h1 id={`${props.id}-title`}>{props.title}</h1>
-        {props.tools === undefined ? null : <div class="av-tools">{props.tools}</div>}
+        {props.tools === undefined ? null : <div class="view-tools">{props.tools}</div>}
       </header>
       {props.children}
     </section>
@@ -140,7 +246,7 @@ export function ConfirmAction(props: {
     return (
       <button
         type="button"
-        class="av-button av-danger-outline"
+        class="button button-danger"
         ref={openRef}
         disabled={props.disabled}
         aria-label={props.ariaLabel}
@@ -166,7 +272,7 @@ export function ConfirmAction(props: {
       <span>{props.question}</span>
       <button
         type="button"
-        class="av-button av-danger"
+        class="button button-danger-solid"
         ref={confirmRef}
         disabled={busy}
         onClick={async () => {
@@ -181,7 +287,7 @@ export function ConfirmAction(props: {
       >
         {props.confirmLabel}
       </button>
-      <button type="button" class="av-button" onClick={close}>
+      <button type="button" class="button" onClick={close}>
         Cancel
       </button>
     </fieldset>
@@ -208,7 +314,7 @@ export function Freshness(props: { readonly loadedAt: Date | undefined; readonly
   if (props.loadedAt === undefined) return null;
   const s = Math.max(0, Math.round((Date.now() - props.loadedAt.getTime()) / 1000));
   return (
-    <span class="av-muted">
+    <span class="muted">
       Updated {s} s ago{props.everyMs === undefined ? "" : ` · refreshes every ${props.everyMs / 1000} s`}
     </span>
   );

@@ -1,7 +1,7 @@
-import { JobqApiError, JobqUnreachableError } from "../../../client/index";
+import { JobqApiError, JobqUnreachableError } from "../../client/index";
 
 /**
- * What the pools, stats, schedules and admin views show for a failed call: the contract's error
+ * What the dashboard shows for a failed call: the contract's error
  * code and message (API.md), and the field problems of a `validation_failed` so a form can put
  * each beside its control. Pure (no DOM), so it is unit-tested.
  */
