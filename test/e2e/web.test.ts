@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { type BrowserContext, chromium, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import type { JobqClient } from "../../client";
-import { useLocalStack } from "../support/e2e";
+import { untilWithin, useLocalStack } from "../support/e2e";
 
 /**
  * The web dashboard in a real browser (Debian's chromium driven by playwright-core) against the
@@ -51,17 +51,7 @@ const e2e = useLocalStack(ADMIN_TOKEN, {
   workerPollWaitSeconds: 2,
 });
 
-/** Polls the API until holds() accepts what read() answers. */
-async function until<T>(what: string, read: () => Promise<T>, holds: (value: T) => boolean): Promise<T> {
-  const deadline = Date.now() + WAIT_MS;
-  for (;;) {
-    const value = await read();
-    if (holds(value)) return value;
-    if (Date.now() > deadline)
-      throw new Error(`${what}: not within ${WAIT_MS} ms (last: ${JSON.stringify(value)})`);
-    await new Promise((resolve) => setTimeout(resolve, 250));
-  }
-}
+const until = untilWithin(WAIT_MS);
 
 /** A GET with the path sent exactly as written (fetch would resolve `..` before sending). */
 function rawGet(base: string, path: string): Promise<{ status: number; contentType: string }> {
