@@ -1,8 +1,5 @@
-import { execFile } from "node:child_process";
-import { mkdtemp } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { beforeAll, describe, expect, inject, it } from "vitest";
+import { describe, expect, inject, it } from "vitest";
+import { ok, useCli } from "../support/cli";
 import { useLocalStack } from "../support/e2e";
 
 /**
@@ -24,45 +21,8 @@ const e2e = useLocalStack(TOKEN, {
   workerPollWaitSeconds: 2,
 });
 
-let home = "";
-beforeAll(async () => {
-  home = await mkdtemp(join(tmpdir(), "jobq-cli-admin-e2e-"));
-});
-
-interface Ran {
-  readonly code: number;
-  readonly stdout: string;
-  readonly stderr: string;
-}
-
-function jobq(args: readonly string[], env: Record<string, string> = {}): Promise<Ran> {
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      ["cli/bin.mjs", ...args],
-      {
-        cwd: process.cwd(),
-        timeout: CHILD_DEADLINE_MS,
-        env: {
-          PATH: process.env.PATH ?? "",
-          HOME: home,
-          JOBQ_URL: e2e.stack.url,
-          JOBQ_TOKEN: TOKEN,
-          ...env,
-        },
-      },
-      (error, stdout, stderr) => {
-        const code = error ? (typeof error.code === "number" ? error.code : -1) : 0;
-        resolve({ code, stdout, stderr });
-      },
-    );
-  });
-}
-
-function ok(ran: Ran): Ran {
-  expect(ran, `jobq failed:\n${ran.stderr}`).toMatchObject({ code: 0 });
-  return ran;
-}
+const cli = useCli(e2e, { token: TOKEN, homePrefix: "jobq-cli-admin-e2e-", deadlineMs: CHILD_DEADLINE_MS });
+const jobq = cli.jobq;
 
 describe("jobq tokens", () => {
   it("bootstraps the first admin token into the Tokens table, once, and that token drives the API", async () => {

@@ -1,10 +1,9 @@
-import { execFile } from "node:child_process";
-import { mkdtemp, stat, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { watchJobs } from "../../cli/watch";
 import { JobqClient } from "../../client";
+import { ok, useCli } from "../support/cli";
 import { useLocalStack } from "../support/e2e";
 
 /**
@@ -24,45 +23,8 @@ const e2e = useLocalStack(TOKEN, {
   workerPollWaitSeconds: 2,
 });
 
-let home = "";
-beforeAll(async () => {
-  home = await mkdtemp(join(tmpdir(), "jobq-cli-e2e-"));
-});
-
-interface Ran {
-  readonly code: number;
-  readonly stdout: string;
-  readonly stderr: string;
-}
-
-function jobq(args: readonly string[], env: Record<string, string> = {}): Promise<Ran> {
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      ["cli/bin.mjs", ...args],
-      {
-        cwd: process.cwd(),
-        timeout: CHILD_DEADLINE_MS,
-        env: {
-          PATH: process.env.PATH ?? "",
-          HOME: home,
-          JOBQ_URL: e2e.stack.url,
-          JOBQ_TOKEN: TOKEN,
-          ...env,
-        },
-      },
-      (error, stdout, stderr) => {
-        const code = error ? (typeof error.code === "number" ? error.code : -1) : 0;
-        resolve({ code, stdout, stderr });
-      },
-    );
-  });
-}
-
-function ok(ran: Ran): Ran {
-  expect(ran, `jobq failed:\n${ran.stderr}`).toMatchObject({ code: 0 });
-  return ran;
-}
+const cli = useCli(e2e, { token: TOKEN, homePrefix: "jobq-cli-e2e-", deadlineMs: CHILD_DEADLINE_MS });
+const jobq = cli.jobq;
 
 describe("the jobq CLI against the local stack", () => {
   it("submits a job and watches it to completed, exit 0", async () => {
@@ -86,7 +48,7 @@ describe("the jobq CLI against the local stack", () => {
     expect(failed.code, failed.stderr).toBe(1);
     expect(failed.stdout).toMatch(/ failed +attempt 1\/1/);
 
-    const file = join(home, "escalating.json");
+    const file = join(cli.home, "escalating.json");
     await writeFile(
       file,
       JSON.stringify({
@@ -103,7 +65,7 @@ describe("the jobq CLI against the local stack", () => {
 
   it("submits a DAG from a file and watches all its jobs", async () => {
     e2e.showWorkersOnFailure();
-    const dag = join(home, "dag.json");
+    const dag = join(cli.home, "dag.json");
     await writeFile(
       dag,
       JSON.stringify({
@@ -117,7 +79,7 @@ describe("the jobq CLI against the local stack", () => {
     const submitted = ok(await jobq(["--json", "submit", "-f", dag]));
     const answer = JSON.parse(submitted.stdout) as { refs: Record<string, string> };
     expect(Object.keys(answer.refs).sort()).toEqual(["a", "b", "c"]);
-    const answerFile = join(home, "dag-answer.json");
+    const answerFile = join(cli.home, "dag-answer.json");
     await writeFile(answerFile, submitted.stdout);
 
     const watched = ok(await jobq(["watch", "-f", answerFile]));
@@ -192,7 +154,7 @@ describe("the jobq CLI against the local stack", () => {
       JOBQ_TOKEN: "",
     });
     expect(login.code, login.stderr).toBe(0);
-    const config = join(home, ".config", "jobq", "config.json");
+    const config = join(cli.home, ".config", "jobq", "config.json");
     expect((await stat(config)).mode & 0o777).toBe(0o600);
 
     const id = ok(await jobq(["submit", "echo"])).stdout.trim();

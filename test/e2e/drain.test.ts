@@ -1,10 +1,7 @@
-import { execFile } from "node:child_process";
-import { mkdtemp } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import type { Attempt, Pool } from "../../client";
-import { useLocalStack } from "../support/e2e";
+import { useCli } from "../support/cli";
+import { untilWithin, useLocalStack } from "../support/e2e";
 
 /**
  * Draining a node on the whole local stack, as an operator would: POST
@@ -31,17 +28,7 @@ const e2e = useLocalStack(TOKEN, {
   workerPollWaitSeconds: 2,
 });
 
-async function until<T>(what: string, read: () => Promise<T>, done: (value: T) => boolean): Promise<T> {
-  const deadline = Date.now() + DEADLINE_MS;
-  for (;;) {
-    const value = await read();
-    if (done(value)) return value;
-    if (Date.now() > deadline) {
-      throw new Error(`${what}: not reached within ${DEADLINE_MS} ms; last: ${JSON.stringify(value)}`);
-    }
-    await new Promise((resolve) => setTimeout(resolve, 250));
-  }
-}
+const until = untilWithin(DEADLINE_MS);
 
 async function pool(): Promise<Pool> {
   const found = (await e2e.client.pools({ lost: true })).find((p) => p.name === POOL);
@@ -61,26 +48,7 @@ function nodeName(nodeId: string): string {
   return name;
 }
 
-function jobq(
-  args: readonly string[],
-  home: string,
-): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      ["cli/bin.mjs", ...args],
-      {
-        cwd: process.cwd(),
-        timeout: DEADLINE_MS,
-        env: { PATH: process.env.PATH ?? "", HOME: home, JOBQ_URL: e2e.stack.url, JOBQ_TOKEN: TOKEN },
-      },
-      (error, stdout, stderr) => {
-        const code = error ? (typeof error.code === "number" ? error.code : -1) : 0;
-        resolve({ code, stdout, stderr });
-      },
-    );
-  });
-}
+const cli = useCli(e2e, { token: TOKEN, homePrefix: "jobq-drain-e2e-", deadlineMs: DEADLINE_MS });
 
 describe("draining a node of the local stack", () => {
   let drained = "";
@@ -153,11 +121,10 @@ describe("draining a node of the local stack", () => {
     // Prepare
     const [other] = (await pool()).nodes.filter((n) => n.status === "up");
     expect(other).toBeDefined();
-    const home = await mkdtemp(join(tmpdir(), "jobq-drain-e2e-"));
 
     // Act
-    const ran = await jobq(["nodes", "drain", POOL, other?.id ?? "", "--wait"], home);
-    const listed = await jobq(["nodes", "list", "--pool", POOL, "--lost"], home);
+    const ran = await cli.jobq(["nodes", "drain", POOL, other?.id ?? "", "--wait"]);
+    const listed = await cli.jobq(["nodes", "list", "--pool", POOL, "--lost"]);
 
     // Assess
     expect(ran, ran.stderr).toMatchObject({ code: 0 });

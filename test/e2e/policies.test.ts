@@ -1,7 +1,7 @@
 import { beforeAll, describe, expect, it } from "vitest";
 import type { PoolConfig } from "../../core/pools";
 import { request, type TestResponse } from "../support/api";
-import { type E2eJob, TERMINAL, useLocalStack } from "../support/e2e";
+import { type E2eJob, TERMINAL, untilWithin, useLocalStack } from "../support/e2e";
 
 /**
  * The scheduling rules of issue 4 on the whole local stack, driven over HTTP as a user would:
@@ -192,23 +192,7 @@ async function poolUsed(name: string): Promise<number> {
   return pool.used.cpu;
 }
 
-/** Polls `read` until `done` holds; fails with the last value after the deadline. */
-async function until<T>(
-  what: string,
-  read: () => Promise<T>,
-  done: (value: T) => boolean,
-  deadlineMs = DEADLINE_MS,
-): Promise<T> {
-  const deadline = Date.now() + deadlineMs;
-  for (;;) {
-    const value = await read();
-    if (done(value)) return value;
-    if (Date.now() > deadline) {
-      throw new Error(`${what}: not reached within ${deadlineMs} ms; last: ${JSON.stringify(value)}`);
-    }
-    await new Promise((resolve) => setTimeout(resolve, 250));
-  }
-}
+const until = untilWithin(DEADLINE_MS);
 
 async function ended(ids: readonly string[]): Promise<Job[]> {
   try {

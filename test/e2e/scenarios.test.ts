@@ -1,7 +1,7 @@
 import { readdirSync, readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { request } from "../support/api";
-import { type E2eJob as Job, TERMINAL, useLocalStack } from "../support/e2e";
+import { type E2eJob as Job, TERMINAL, untilWithin, useLocalStack } from "../support/e2e";
 
 /**
  * Scenarios of jobs running on the whole local stack (issue "Jobs run", item 9), driven over HTTP
@@ -94,18 +94,7 @@ async function pool(name: string): Promise<Pool> {
   return found;
 }
 
-/** Polls `read` until `done` holds; fails with the last value after the deadline. */
-async function until<T>(what: string, read: () => Promise<T>, done: (value: T) => boolean): Promise<T> {
-  const deadline = Date.now() + DEADLINE_MS;
-  for (;;) {
-    const value = await read();
-    if (done(value)) return value;
-    if (Date.now() > deadline) {
-      throw new Error(`${what}: not reached within ${DEADLINE_MS} ms; last: ${JSON.stringify(value)}`);
-    }
-    await new Promise((resolve) => setTimeout(resolve, 250));
-  }
-}
+const until = untilWithin(DEADLINE_MS);
 
 function ended(ids: readonly string[]): Promise<Job[]> {
   return until(

@@ -8,6 +8,7 @@ import { type Browser, chromium, type Page } from "playwright-core";
 import { build } from "vite";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { JobqClient } from "../../client/index";
+import { CHROMIUM, CHROMIUM_ARGS, HAS_CHROMIUM } from "../support/browser";
 import { useLocalStack } from "../support/e2e";
 
 /**
@@ -23,7 +24,6 @@ import { useLocalStack } from "../support/e2e";
 const ADMIN = "web-views-admin-token";
 const USER = "web-views-user-token";
 const USER_PRINCIPAL = `web-views-user-${Date.now()}`;
-const CHROMIUM = "/usr/bin/chromium";
 const FIXTURE = fileURLToPath(new URL("./fixtures/web-views/", import.meta.url));
 const REPO = fileURLToPath(new URL("../../", import.meta.url));
 
@@ -50,6 +50,7 @@ const TYPES: Readonly<Record<string, string>> = {
 };
 
 beforeAll(async () => {
+  if (!HAS_CHROMIUM) return;
   outDir = await mkdtemp(join(tmpdir(), "jobq-web-views-"));
   await build({
     configFile: false,
@@ -93,18 +94,7 @@ beforeAll(async () => {
   });
   await new Promise<void>((resolve) => server?.listen(0, "127.0.0.1", resolve));
   origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: [
-      "--headless",
-      "--no-sandbox",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-      "--disable-gpu",
-      "--no-first-run",
-    ],
-  });
+  browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: [...CHROMIUM_ARGS] });
 }, 120_000);
 
 afterAll(async () => {
@@ -147,7 +137,7 @@ function overflow(page: Page): Promise<number> {
   });
 }
 
-describe("the dashboard's pools, stats, schedules and admin views", () => {
+describe.runIf(HAS_CHROMIUM)("the dashboard's pools, stats, schedules and admin views", () => {
   it("pools: each pool's capacity and nodes; an admin's drain asks first and backs out on Escape", async () => {
     const page = await open("pools");
     await page.getByRole("heading", { name: "Pool cpu" }).waitFor();

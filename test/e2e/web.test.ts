@@ -1,4 +1,3 @@
-import { existsSync } from "node:fs";
 import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import { get } from "node:http";
 import { tmpdir } from "node:os";
@@ -6,7 +5,8 @@ import { join } from "node:path";
 import { type BrowserContext, chromium, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import type { JobqClient } from "../../client";
-import { useLocalStack } from "../support/e2e";
+import { CHROMIUM, CHROMIUM_ARGS, HAS_CHROMIUM } from "../support/browser";
+import { untilWithin, useLocalStack } from "../support/e2e";
 
 /**
  * The web dashboard in a real browser (Debian's chromium driven by playwright-core) against the
@@ -16,29 +16,9 @@ import { useLocalStack } from "../support/e2e";
  * asserts on timing (bench/ measures latency).
  */
 
-const CHROMIUM = process.env.JOBQ_CHROMIUM ?? "/usr/bin/chromium";
-const HAS_CHROMIUM = existsSync(CHROMIUM);
-if (!HAS_CHROMIUM) {
-  console.warn(
-    `web dashboard tests skipped: no browser at ${CHROMIUM} (apt-get install -y chromium, or set JOBQ_CHROMIUM)`,
-  );
-}
-
 const ARTIFACTS = join(process.cwd(), "test-artifacts", "web");
 const ADMIN_TOKEN = "web-e2e-admin-token";
 const WAIT_MS = 60_000;
-/** Chromium must contact nothing: no Google services, and no name resolves but loopback's. */
-const CHROMIUM_ARGS = [
-  "--no-sandbox",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-  "--disable-gpu",
-  "--no-first-run",
-  "--disable-default-apps",
-  "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1, EXCLUDE localhost",
-];
-
 const e2e = useLocalStack(ADMIN_TOKEN, {
   tablePrefix: "jobq-e2e-web-",
   tokens: new Map([[ADMIN_TOKEN, { principal: `web-admin-${Date.now()}`, role: "admin" }]]),
@@ -51,17 +31,7 @@ const e2e = useLocalStack(ADMIN_TOKEN, {
   workerPollWaitSeconds: 2,
 });
 
-/** Polls the API until holds() accepts what read() answers. */
-async function until<T>(what: string, read: () => Promise<T>, holds: (value: T) => boolean): Promise<T> {
-  const deadline = Date.now() + WAIT_MS;
-  for (;;) {
-    const value = await read();
-    if (holds(value)) return value;
-    if (Date.now() > deadline)
-      throw new Error(`${what}: not within ${WAIT_MS} ms (last: ${JSON.stringify(value)})`);
-    await new Promise((resolve) => setTimeout(resolve, 250));
-  }
-}
+const until = untilWithin(WAIT_MS);
 
 /** A GET with the path sent exactly as written (fetch would resolve `..` before sending). */
 function rawGet(base: string, path: string): Promise<{ status: number; contentType: string }> {
@@ -132,7 +102,7 @@ describe.runIf(HAS_CHROMIUM)("the web dashboard in chromium", () => {
     context = await chromium.launchPersistentContext(profile, {
       executablePath: CHROMIUM,
       headless: true,
-      args: CHROMIUM_ARGS,
+      args: [...CHROMIUM_ARGS],
       viewport: { width: 1280, height: 800 },
     });
     page = context.pages()[0] ?? (await context.newPage());

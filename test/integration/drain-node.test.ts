@@ -1,10 +1,7 @@
-import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startAttempt } from "../../app/attempts";
 import { drainNode } from "../../app/pools";
 import { runScheduler } from "../../app/scheduler";
-import { LOCAL_REGION } from "../../local/config";
-import { createDocumentClient } from "../../store/dynamo";
-import { NodeRepository } from "../../store/nodes";
 import { startTestApi, type TestApi } from "../support/api";
 import {
   type Harness,
@@ -12,6 +9,7 @@ import {
   ownTables,
   registerNode,
   schedulerFor,
+  sharedNodes,
   startHarness,
   submitWaiting,
   suffix,
@@ -41,11 +39,7 @@ const WHOLE_NODE = { cpu: 2, memoryMb: 512, gpu: 0 };
 
 describe("POST /pools/{pool}/nodes/{id}/drain", () => {
   let api: TestApi;
-  const nodes = (): NodeRepository =>
-    new NodeRepository(
-      createDocumentClient({ region: LOCAL_REGION, endpoint: inject("dynamoEndpoint") }),
-      inject("tables").Nodes ?? "",
-    );
+  const nodes = sharedNodes;
   // Nodes of the shared tables' cpu pool (the default pools), drained or lost at once so no other
   // file's pass books work on them, and removed afterwards.
   const live = `node-drain-${suffix()}`;

@@ -1,9 +1,6 @@
-import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { LOCAL_REGION } from "../../local/config";
-import { createDocumentClient } from "../../store/dynamo";
-import { NodeRepository } from "../../store/nodes";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startTestApi, type TestApi } from "../support/api";
-import { suffix } from "../support/scheduling";
+import { sharedNodes, suffix } from "../support/scheduling";
 
 interface NodeView {
   readonly id: string;
@@ -21,11 +18,7 @@ const CPU_NODE = { cpu: 2, memoryMb: 4096, gpu: 0 };
 /** GET /pools leaves lost nodes out unless `?lost=true` asks for them. */
 describe("GET /pools and lost nodes", () => {
   let api: TestApi;
-  const nodes = (): NodeRepository =>
-    new NodeRepository(
-      createDocumentClient({ region: LOCAL_REGION, endpoint: inject("dynamoEndpoint") }),
-      inject("tables").Nodes ?? "",
-    );
+  const nodes = sharedNodes;
   const live = `node-live-${suffix()}`;
   const draining = `node-draining-${suffix()}`;
   const lost = `node-lost-${suffix()}`;

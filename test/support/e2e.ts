@@ -100,3 +100,26 @@ export function useLocalStack(
     },
   };
 }
+
+/** Polls `read` until `done` holds; fails with the last value after the deadline. */
+export type Until = <T>(
+  what: string,
+  read: () => Promise<T>,
+  done: (value: T) => boolean,
+  deadlineMs?: number,
+) => Promise<T>;
+
+/** An `until` whose deadline is `defaultDeadlineMs` unless a call names its own. */
+export function untilWithin(defaultDeadlineMs: number): Until {
+  return async (what, read, done, deadlineMs = defaultDeadlineMs) => {
+    const deadline = Date.now() + deadlineMs;
+    for (;;) {
+      const value = await read();
+      if (done(value)) return value;
+      if (Date.now() > deadline) {
+        throw new Error(`${what}: not reached within ${deadlineMs} ms; last: ${JSON.stringify(value)}`);
+      }
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
+  };
+}

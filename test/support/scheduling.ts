@@ -34,6 +34,14 @@ export function suffix(): string {
   return randomBytes(4).toString("hex");
 }
 
+/** The run's shared Nodes table (the default pools the local API front reads), as a repository. */
+export function sharedNodes(): NodeRepository {
+  return new NodeRepository(
+    createDocumentClient({ region: LOCAL_REGION, endpoint: inject("dynamoEndpoint") }),
+    inject("tables").Nodes ?? "",
+  );
+}
+
 /** Everything DynamoDB-side: fresh tables under a prefix of the test file's own. */
 export async function ownTables(prefix: string): Promise<{ jobs: string; nodes: string; policy: string }> {
   const client = new DynamoDBClient({
