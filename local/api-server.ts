@@ -4,10 +4,10 @@ import type { AddressInfo } from "node:net";
 import type { APIGatewayProxyEvent, APIGatewayProxyResult, Context } from "aws-lambda";
 import type { ErrorCode } from "../core/errors";
 import { AUTH_CONTEXT_KEYS, ROUTES, type RouteSpec } from "../functions/routes";
-import { TOKEN_PATTERN } from "../store/tokens";
 import type { ApiTokens } from "./config";
 import { runInvocation } from "./lambda";
 import { LocalStream, type LocalStreamOptions, STREAM_PATH } from "./stream-server";
+import { callerOf, isTableToken, type TableCaller } from "./table-tokens";
 import { serveWebAsset } from "./web-assets";
 
 /**
@@ -305,33 +305,20 @@ function authorize(
 }
 
 /**
- * A token of the Tokens table (one `POST /admin/tokens` made): asked of the same authorizer module
- * API Gateway invokes in AWS, and only for a token of its shape, as API Gateway's validation
- * regex lets only those reach it. Unlike API Gateway, nothing caches its decision here: a
- * revoked token is refused at its very next request. Loaded on first use, so a stack whose
- * callers use only JOBQ_API_TOKENS never reads the table.
+ * A token of the Tokens table (local/table-tokens.ts), asked of the REST API's authorizer module;
+ * loaded on first use, so a stack whose callers use only JOBQ_API_TOKENS never reads the table.
  */
-async function authorizeFromTable(
-  request: IncomingMessage,
-): Promise<{ principal: string; role: string } | undefined> {
+async function authorizeFromTable(request: IncomingMessage): Promise<TableCaller | undefined> {
   const token = /^Bearer\s+(\S+)\s*$/i.exec(request.headers.authorization ?? "")?.[1];
-  if (token === undefined || !TOKEN_PATTERN.test(token)) return undefined;
+  if (token === undefined || !isTableToken(token)) return undefined;
   const { authorize: tableAuthorizer } = await import("../functions/authorizer");
-  try {
-    const result = await tableAuthorizer({
+  return callerOf(() =>
+    tableAuthorizer({
       type: "TOKEN",
       authorizationToken: `Bearer ${token}`,
       methodArn: `arn:aws:execute-api:${LOCAL_REGION}:${LOCAL_ACCOUNT}:local/${STAGE}/${request.method ?? "GET"}/`,
-    });
-    const principal = result.context?.[AUTH_CONTEXT_KEYS.principal];
-    const role = result.context?.[AUTH_CONTEXT_KEYS.role];
-    return typeof principal === "string" && typeof role === "string" ? { principal, role } : undefined;
-  } catch (error) {
-    // "Unauthorized" is the authorizer's one answer for an unknown or revoked token (a 401); any
-    // other failure is API Gateway's 500 for a broken authorizer, so it propagates.
-    if (error instanceof Error && error.message === "Unauthorized") return undefined;
-    throw error;
-  }
+    }),
+  );
 }
 
 const TOO_LARGE = Symbol("too large");

@@ -5,9 +5,9 @@ import { type WebSocket, WebSocketServer } from "ws";
 import { STREAM_CLOSE } from "../core/stream";
 import { AUTH_CONTEXT_KEYS } from "../functions/routes";
 import { handshakeToken } from "../functions/stream/events";
-import { TOKEN_PATTERN } from "../store/tokens";
 import type { ApiTokens } from "./config";
 import { invokeHandler, type LambdaHandler, loadHandlerExport } from "./lambda";
+import { callerOf, isTableToken, type TableCaller } from "./table-tokens";
 
 /**
  * The local API Gateway WebSocket API of WS /jobs/stream, on the HTTP API's port: the handshake's
@@ -399,19 +399,19 @@ function readLimited(request: IncomingMessage, limit: number): Promise<Buffer | 
 }
 
 /**
- * A token of the Tokens table (one POST /admin/tokens made), asked of the same $connect
- * authorizer module as in AWS, only for a token of its shape; loaded on first use, so a stack
- * whose callers use only JOBQ_API_TOKENS never reads the table.
+ * A token of the Tokens table (local/table-tokens.ts), asked of the same $connect authorizer
+ * module as in AWS; loaded on first use, so a stack whose callers use only JOBQ_API_TOKENS never
+ * reads the table.
  */
 async function tableCaller(
   token: string,
   request: IncomingMessage,
   query: Record<string, string>,
-): Promise<{ principal: string; role: "user" | "admin" } | undefined> {
-  if (!TOKEN_PATTERN.test(token)) return undefined;
+): Promise<TableCaller | undefined> {
+  if (!isTableToken(token)) return undefined;
   const { authorizeHandshake } = await import("../functions/stream/authorizer");
-  try {
-    const result = await authorizeHandshake({
+  return callerOf(() =>
+    authorizeHandshake({
       type: "REQUEST",
       methodArn: `arn:aws:execute-api:${REGION}:000000000000:local/local/$connect`,
       headers: Object.fromEntries(
@@ -420,15 +420,6 @@ async function tableCaller(
       queryStringParameters: query,
       // Only what the authorizer reads (the token's two places); API Gateway's other fields are
       // for routing and logging, which this server does itself.
-    } as unknown as Parameters<typeof authorizeHandshake>[0]);
-    const principal = result.context?.[AUTH_CONTEXT_KEYS.principal];
-    const role = result.context?.[AUTH_CONTEXT_KEYS.role];
-    return typeof principal === "string" && (role === "user" || role === "admin")
-      ? { principal, role }
-      : undefined;
-  } catch (error) {
-    // "Unauthorized" is the authorizer's answer for an unknown or revoked token: a 401.
-    if (error instanceof Error && error.message === "Unauthorized") return undefined;
-    throw error;
-  }
+    } as unknown as Parameters<typeof authorizeHandshake>[0]),
+  );
 }
