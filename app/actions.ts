@@ -206,7 +206,7 @@ export function stopItems(
   ended: { readonly status: "cancelled" | "preempted"; readonly error: JobError | null },
 ): { items: TransactItem[]; next: JobItem } {
   const now = ctx.clock().toISOString();
-  const { items, next } = ctx.repo.statusChangeItems(
+  const { items, next, historyExpiresAt } = ctx.repo.statusChangeItems(
     item,
     { ...change, remove: [...(change.remove ?? []), "admissionToken"] },
     now,
@@ -220,6 +220,7 @@ export function stopItems(
         finishedAt: now,
         durationMs: Number.isNaN(startedAt) ? null : Date.parse(now) - startedAt,
         error: ended.error,
+        expiresAt: historyExpiresAt,
       }),
       ...gpuUsageItems(
         ctx.usage.tableName,

@@ -100,7 +100,7 @@ export async function startAttempt(
     const now = ctx.clock().toISOString();
     const moved: Reservation | undefined =
       held && held.nodeId !== node.nodeId ? { ...held, nodeId: node.nodeId } : undefined;
-    const { items, next } = ctx.repo.statusChangeItems(
+    const { items, next, historyExpiresAt } = ctx.repo.statusChangeItems(
       job,
       {
         to: "running",
@@ -117,7 +117,7 @@ export async function startAttempt(
     const attemptPut: TransactItem = {
       Put: {
         TableName: ctx.repo.tableName,
-        Item: attemptItem(jobId, attempt, node, now, request.runToken),
+        Item: { ...attemptItem(jobId, attempt, node, now, request.runToken), expiresAt: historyExpiresAt },
         ConditionExpression: "attribute_not_exists(pk)",
       },
     };

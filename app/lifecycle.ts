@@ -360,7 +360,7 @@ export async function completeAttempt(
       return { item, next: null, ran: null };
     }
     const now = ctx.clock().toISOString();
-    const { items, next } = ctx.repo.statusChangeItems(
+    const { items, next, historyExpiresAt } = ctx.repo.statusChangeItems(
       item,
       {
         to: transition(item.status, "completed"),
@@ -380,6 +380,7 @@ export async function completeAttempt(
         finishedAt: now,
         durationMs,
         error: null,
+        expiresAt: historyExpiresAt,
       }),
       ...attemptUsageItems(ctx, item, now),
     );
@@ -603,13 +604,13 @@ async function endFailedAttempt(
     decision = END;
   }
 
-  const { items, next } = ctx.repo.statusChangeItems(item, change, at);
+  const { items, next, historyExpiresAt } = ctx.repo.statusChangeItems(item, change, at);
   const extra: TransactItem[] = [];
   if (item.reservation) extra.push(releaseCapacityItem(ctx.nodesTable, item.reservation));
   if (item.status === "dispatched") {
     // No worker took it, so no attempt record exists yet; one is written now, because the
     // attempt counts (API.md: one item per attempt) and the record is what says why.
-    extra.push(unstartedAttemptItem(ctx, item, input.attempt, input.outcome, error, at));
+    extra.push(unstartedAttemptItem(ctx, item, input.attempt, input.outcome, error, at, historyExpiresAt));
   }
   if (item.status === "running") {
     extra.push(
@@ -618,6 +619,7 @@ async function endFailedAttempt(
         finishedAt: at,
         durationMs: durationSince(item.attemptStartedAt, at),
         error,
+        expiresAt: historyExpiresAt,
       }),
       ...attemptUsageItems(ctx, item, at),
     );
@@ -634,6 +636,7 @@ function unstartedAttemptItem(
   outcome: AttemptOutcome,
   error: JobError,
   at: string,
+  expiresAt: number,
 ): TransactItem {
   return {
     Put: {
@@ -652,6 +655,7 @@ function unstartedAttemptItem(
         nodeId: item.reservation?.nodeId ?? null,
         pool: item.reservation?.pool ?? null,
         error,
+        expiresAt,
       },
       // A worker's start writes the same key in a transaction conditional on `dispatched`: only
       // one of the two can win the job's version, so this never overwrites a started attempt.

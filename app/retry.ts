@@ -169,7 +169,12 @@ function revivalChange(
 }
 
 async function revive(ctx: RetryContext, item: JobItem, change: StatusChange): Promise<JobItem> {
-  const next = await ctx.repo.changeStatus(item, change, ctx.clock().toISOString());
+  const at = ctx.clock().toISOString();
+  // Its end set its history to expire (docs/data-model.md#retention): renewed first, as a live
+  // job's, so a crash between the two leaves an ended job with a longer-kept history, never a
+  // revived one whose history is about to go. A write per history item, on manual retries only.
+  await ctx.repo.renewHistory(item.id, at);
+  const next = await ctx.repo.changeStatus(item, change, at);
   await ctx.events.publish([stateChange(item.status, next)]);
   // The ended job's execution is over: a fresh one (`<jobId>-<version>`) drives it from here.
   await ctx.executions.start(next.id, next.version);

@@ -38,7 +38,7 @@ export function appContext(): AppContext {
     const c = config();
     const db = createDocumentClient({ region: c.region, endpoint: c.dynamoEndpoint });
     context = {
-      repo: new JobRepository(db, c.jobsTable),
+      repo: new JobRepository(db, c.jobsTable, c.retention),
       clock: systemClock,
       pools: c.pools,
       taskTypes: c.taskTypes,

@@ -22,6 +22,7 @@ import { type BatchJobRequest, isTerminal, type Job, type JobStatus, MAX_PAYLOAD
 import { unsatisfiableReason } from "../core/pools";
 import type { Principal } from "../core/principal";
 import { assertPriorityAllowed, NO_QUOTA, type QuotaLimits } from "../core/quota";
+import { jobExpiresAt } from "../core/retention";
 import { fromJobItem, indexAttributes, type JobItem, toJobItem, transitionItem } from "../store/job-items";
 import {
   applicableChange,
@@ -589,9 +590,13 @@ async function planSubmission(
       nextAttemptAt: null,
       version: 1,
     };
+    // Cancelled at birth (a dependency already failed): ended, so retention applies at once.
+    const ended = initial.status === "cancelled";
+    const jobExpiry = ended ? jobExpiresAt(ctx.repo.retention, createdAt) : null;
     const item = {
       ...toJobItem(job, tally.unmet, false),
       ...(initial.status === "queued" ? { queuedAt: createdAt } : {}),
+      ...(jobExpiry === null ? {} : { expiresAt: jobExpiry }),
     } as JobItem;
     const edges = unique.flatMap((d) => {
       const met = d.status === "completed";
@@ -600,14 +605,19 @@ async function planSubmission(
         { pk: jobPk(d.id), sk: dependentSk(id), entity: "dependent", childId: id },
       ];
     });
-    const transition = transitionItem(id, 1, {
-      from: null,
-      to: initial.status,
-      at: createdAt,
-      reason: initial.reason,
-      triggeredBy: principal.id,
-      attempt: 0,
-    });
+    const transition = transitionItem(
+      id,
+      1,
+      {
+        from: null,
+        to: initial.status,
+        at: createdAt,
+        reason: initial.reason,
+        triggeredBy: principal.id,
+        attempt: 0,
+      },
+      ctx.repo.historyExpiresAt(createdAt, ended),
+    );
     planned[index] = { item, transition, edges };
   }
 

@@ -2,6 +2,7 @@ import { z } from "zod";
 import { PRIORITY_NAMES, type PriorityName } from "../core/job";
 import { DEFAULT_POLICY, type Policy, policySchema } from "../core/policy";
 import { DEFAULT_POOLS, type PoolConfig, poolsSchema } from "../core/pools";
+import { DEFAULT_RETENTION_DAYS, type Retention } from "../core/retention";
 
 /**
  * The handlers' and workers' configuration, read once at cold start; a bad value fails the cold
@@ -60,6 +61,10 @@ const envSchema = z.object({
     .string()
     .regex(/^https?:\/\/[^/\s]+$/, "must be an origin: scheme and host, no path or trailing slash")
     .optional(),
+  /** Days an ended job's transitions, logs, attempts and result are kept (docs/data-model.md#retention). */
+  JOBQ_RETENTION_DAYS: z.coerce.number().int().min(1).max(36_500).default(DEFAULT_RETENTION_DAYS),
+  /** Days an ended job itself is kept; unset: for good. */
+  JOBQ_JOB_RETENTION_DAYS: z.coerce.number().int().min(1).max(36_500).optional(),
 });
 
 const TIERS = Object.keys(PRIORITY_NAMES) as PriorityName[];
@@ -94,6 +99,8 @@ export interface HandlerConfig {
   readonly nodeLostSeconds: number;
   /** The only cross-origin page allowed to read API answers; undefined: none (same origin only). */
   readonly corsOrigin: string | undefined;
+  /** How long ended jobs and their history are kept. */
+  readonly retention: Retention;
 }
 
 export function readConfig(env: NodeJS.ProcessEnv = process.env): HandlerConfig {
@@ -122,6 +129,7 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env): HandlerConfig 
     lostAfterSeconds: Math.max(e.JOBQ_LOST_AFTER_SECONDS, e.JOBQ_HEARTBEAT_SECONDS),
     nodeLostSeconds: e.JOBQ_NODE_LOST_SECONDS,
     corsOrigin: e.JOBQ_CORS_ORIGIN,
+    retention: { historyDays: e.JOBQ_RETENTION_DAYS, jobDays: e.JOBQ_JOB_RETENTION_DAYS ?? null },
   };
 }
 

@@ -7,6 +7,7 @@ import * as nodejs from "aws-cdk-lib/aws-lambda-nodejs";
 import * as logs from "aws-cdk-lib/aws-logs";
 import type { Construct } from "constructs";
 import type { PoolConfig } from "../core/pools";
+import { DEFAULT_RETENTION_DAYS } from "../core/retention";
 import type { JobQueues } from "./job-queues";
 import { corePool } from "./pool-settings";
 
@@ -110,6 +111,16 @@ export interface JobqRuntime {
    * @default 30
    */
   readonly nodeLostSeconds?: number;
+  /**
+   * Days an ended job's transitions, logs, attempts and result are kept (JOBQ_RETENTION_DAYS).
+   * @default 90
+   */
+  readonly retentionDays?: number;
+  /**
+   * Days an ended job itself is kept (JOBQ_JOB_RETENTION_DAYS).
+   * @default - kept for good
+   */
+  readonly jobRetentionDays?: number;
 }
 
 /**
@@ -131,6 +142,10 @@ export function runtimeEnvironment(runtime: JobqRuntime, stateMachineArn: string
     JOBQ_HEARTBEAT_SECONDS: String(runtime.heartbeatSeconds ?? 30),
     JOBQ_LOST_AFTER_SECONDS: String(runtime.lostAfterSeconds ?? 300),
     JOBQ_NODE_LOST_SECONDS: String(runtime.nodeLostSeconds ?? 30),
+    JOBQ_RETENTION_DAYS: String(runtime.retentionDays ?? DEFAULT_RETENTION_DAYS),
+    ...(runtime.jobRetentionDays === undefined
+      ? {}
+      : { JOBQ_JOB_RETENTION_DAYS: String(runtime.jobRetentionDays) }),
   };
 }
 

@@ -5,6 +5,7 @@ import * as events from "aws-cdk-lib/aws-events";
 import type { Construct, Node } from "constructs";
 import { z } from "zod";
 import { DEFAULT_POOLS } from "../core/pools";
+import { DEFAULT_RETENTION_DAYS } from "../core/retention";
 import { JobApi } from "./job-api";
 import { JobLifecycle } from "./job-lifecycle";
 import { JobQueues, TIERS } from "./job-queues";
@@ -40,6 +41,10 @@ export const CONTEXT_KEYS = {
    * `false`: neither (LocalStack's free tier has no CloudFront; synth then needs no web/dist).
    */
   dashboard: "jobq:dashboard",
+  /** Days an ended job's transitions, logs, attempts and result are kept (TTL). Default 90. */
+  retentionDays: "jobq:retentionDays",
+  /** Days an ended job itself is kept (TTL), with what is left of it. Default: for good. */
+  jobRetentionDays: "jobq:jobRetentionDays",
 } as const;
 
 /** web/dist of this repository: where `npm run build:web` puts the dashboard bundle. */
@@ -80,6 +85,8 @@ export interface JobqSettings {
   readonly natGateways: number;
   readonly workers: "ecs" | "none";
   readonly dashboard: boolean;
+  readonly retentionDays: number;
+  readonly jobRetentionDays: number | undefined;
 }
 
 /** `-c key=value` arrives as a string, cdk.json values as JSON already: accept both. */
@@ -112,6 +119,10 @@ export function readSettings(node: Node): JobqSettings {
   const removal: unknown = node.tryGetContext(CONTEXT_KEYS.removalPolicy) ?? "retain";
   const workers: unknown = node.tryGetContext(CONTEXT_KEYS.workers) ?? "ecs";
   const dashboard: unknown = node.tryGetContext(CONTEXT_KEYS.dashboard) ?? true;
+  const retentionDays = jsonContext(node, CONTEXT_KEYS.retentionDays) ?? DEFAULT_RETENTION_DAYS;
+  const jobRetentionDays = jsonContext(node, CONTEXT_KEYS.jobRetentionDays);
+  // Whole days, as DynamoDB's TTL has no use for less; the functions refuse anything else too.
+  const days = z.number().int().min(1).max(36_500);
   return {
     pools: pools === undefined ? DEFAULT_POOLS : parseContext(CONTEXT_KEYS.pools, workerPoolsSchema, pools),
     removalPolicy:
@@ -130,6 +141,11 @@ export function readSettings(node: Node): JobqSettings {
       z.union([z.boolean(), z.enum(["true", "false"]).transform((v) => v === "true")]),
       dashboard,
     ),
+    retentionDays: parseContext(CONTEXT_KEYS.retentionDays, days, retentionDays),
+    jobRetentionDays:
+      jobRetentionDays === undefined
+        ? undefined
+        : parseContext(CONTEXT_KEYS.jobRetentionDays, days, jobRetentionDays),
   };
 }
 
@@ -186,6 +202,8 @@ export class JobqStack extends Stack {
       queues: this.queues,
       pools: settings.pools,
       taskTypes: settings.taskTypes,
+      retentionDays: settings.retentionDays,
+      jobRetentionDays: settings.jobRetentionDays,
     };
 
     this.lifecycle = new JobLifecycle(this, "Lifecycle", {

@@ -3,6 +3,7 @@ import { z } from "zod";
 import { jobTypeSchema } from "../core/job";
 import { type Policy, policySchema } from "../core/policy";
 import { DEFAULT_POOLS, type PoolConfig, poolsSchema } from "../core/pools";
+import { DEFAULT_RETENTION, type Retention } from "../core/retention";
 import { fieldProblems } from "../core/validation";
 import type { QueueUrls } from "../functions/config";
 import type { Role } from "../functions/routes";
@@ -45,6 +46,11 @@ export interface LocalConfig {
    * harness (bench/soak.ts). A local-stack variable only: nothing in AWS reads or sets it.
    */
   readonly faultThrottleRate: number;
+  /**
+   * JOBQ_RETENTION_DAYS (default 90) and JOBQ_JOB_RETENTION_DAYS (default unset): how long ended
+   * jobs' history and the jobs themselves are kept (docs/data-model.md#retention).
+   */
+  readonly retention: Retention;
 }
 
 /** The example task types the local workers always run (API.md). */
@@ -76,6 +82,12 @@ const PRINCIPAL_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$/;
 /** Anything visible but the list separator: tokens are opaque (and may end in base64's "="). */
 const TOKEN_PATTERN = /^[\x21-\x2b\x2d-\x7e]+$/;
 
+const retentionDays = z
+  .string()
+  .regex(/^\d{1,5}$/, "must be a whole number of days")
+  .transform(Number)
+  .refine((days) => days >= 1, "must be at least 1");
+
 const envSchema = z.object({
   PORT: z
     .string()
@@ -98,6 +110,8 @@ const envSchema = z.object({
     .regex(/^(0(\.\d+)?|1(\.0+)?)$/, "must be a rate from 0 to 1, e.g. 0.05")
     .transform(Number)
     .optional(),
+  JOBQ_RETENTION_DAYS: retentionDays.optional(),
+  JOBQ_JOB_RETENTION_DAYS: retentionDays.optional(),
 });
 
 const configFileSchema = z.strictObject({
@@ -124,6 +138,10 @@ export function readLocalConfig(env: NodeJS.ProcessEnv = process.env): LocalConf
     taskTypes: file.taskTypes,
     sweepSeconds: e.JOBQ_SWEEP_SECONDS ?? DEFAULT_SWEEP_SECONDS,
     faultThrottleRate: e.JOBQ_FAULT_THROTTLE_RATE ?? 0,
+    retention: {
+      historyDays: e.JOBQ_RETENTION_DAYS ?? DEFAULT_RETENTION.historyDays,
+      jobDays: e.JOBQ_JOB_RETENTION_DAYS ?? DEFAULT_RETENTION.jobDays,
+    },
   };
 }
 
@@ -227,6 +245,8 @@ export interface HandlerEnvironmentInput {
   readonly execution?: ExecutionEnvironment | undefined;
   /** JOBQ_FAULT_THROTTLE_RATE for the workers (the stack's own process is set directly). @default 0 */
   readonly faultThrottleRate?: number | undefined;
+  /** JOBQ_RETENTION_DAYS and JOBQ_JOB_RETENTION_DAYS. @default DEFAULT_RETENTION */
+  readonly retention?: Retention | undefined;
 }
 
 export interface ExecutionEnvironment {
@@ -285,6 +305,11 @@ export function handlerEnvironment(input: HandlerEnvironmentInput): Record<strin
     JOBQ_POLICY: input.policy === undefined ? undefined : JSON.stringify(input.policy),
     ...executionVariables(input.execution),
     JOBQ_FAULT_THROTTLE_RATE: input.faultThrottleRate ? String(input.faultThrottleRate) : undefined,
+    JOBQ_RETENTION_DAYS: String((input.retention ?? DEFAULT_RETENTION).historyDays),
+    JOBQ_JOB_RETENTION_DAYS:
+      input.retention?.jobDays === null || input.retention?.jobDays === undefined
+        ? undefined
+        : String(input.retention.jobDays),
     AWS_REGION: LOCAL_REGION,
     // Explicit dummies: without them the SDK's default chain ends at the EC2 metadata address
     // (169.254.169.254), and real credentials from the shell must never be sent anywhere.

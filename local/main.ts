@@ -29,6 +29,7 @@ async function main(): Promise<void> {
     policy: config.policy,
     sweepSeconds: config.sweepSeconds,
     faultThrottleRate: config.faultThrottleRate,
+    retention: config.retention,
     log: true,
     webDir,
   });

@@ -3,6 +3,7 @@ import { fileURLToPath } from "node:url";
 import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import type { Policy } from "../core/policy";
 import { DEFAULT_POOLS, type PoolConfig } from "../core/pools";
+import type { Retention } from "../core/retention";
 import type { QueueUrls } from "../functions/config";
 import { STATS_CONSUMER } from "../functions/stats-settings";
 import { setFaultInjection } from "../store/faults";
@@ -104,6 +105,8 @@ export interface LocalStackOptions {
   readonly faultThrottleRate?: number;
   /** The dashboard's built files (scripts/build-web.ts), served at `/` and `/assets/*`. @default none */
   readonly webDir?: string;
+  /** JOBQ_RETENTION_DAYS / JOBQ_JOB_RETENTION_DAYS (docs/data-model.md#retention). @default DEFAULT_RETENTION */
+  readonly retention?: Retention;
 }
 
 export interface LocalExecution {
@@ -225,6 +228,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       taskTypes: options.taskTypes,
       policy: options.policy,
       faultThrottleRate: options.faultThrottleRate,
+      retention: options.retention,
     };
     // The handlers of this process; the workers get the same rate through their environment.
     if (options.faultThrottleRate) setFaultInjection({ throttleRate: options.faultThrottleRate });

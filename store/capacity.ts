@@ -79,6 +79,8 @@ export function endAttemptItem(
     finishedAt: string;
     durationMs: number | null;
     error: { type: string; message: string } | null;
+    /** TTL of the attempt record: the expiry its job's status change gives history items. */
+    expiresAt: number;
   },
 ): TransactItem {
   return {
@@ -86,7 +88,7 @@ export function endAttemptItem(
       TableName: jobsTable,
       Key: { pk: jobPk(jobId), sk: attemptSk(attempt) },
       UpdateExpression:
-        "SET #status = :status, finishedAt = :finishedAt, durationMs = :durationMs, #error = :error",
+        "SET #status = :status, finishedAt = :finishedAt, durationMs = :durationMs, #error = :error, expiresAt = :expiresAt",
       ConditionExpression: "attribute_exists(pk) AND #status = :running",
       ExpressionAttributeNames: { "#status": "status", "#error": "error" },
       ExpressionAttributeValues: {
@@ -94,6 +96,7 @@ export function endAttemptItem(
         ":finishedAt": end.finishedAt,
         ":durationMs": end.durationMs,
         ":error": end.error,
+        ":expiresAt": end.expiresAt,
         ":running": "running",
       },
     },

@@ -38,7 +38,10 @@ export interface JobItem extends Omit<Job, "result" | "payload" | "tags" | "cons
   readonly unmet: number;
   /** Part of a batch being written: invisible to every read until committed. */
   readonly staged?: boolean;
-  /** TTL (epoch seconds) that collects a staged job whose batch never committed. */
+  /**
+   * TTL (epoch seconds) that collects a staged job whose batch never committed, or an ended job
+   * when jobRetentionDays is set (docs/data-model.md#retention).
+   */
   readonly expiresAt?: number;
   readonly ownerPk?: string;
   readonly ownerSk?: string;
@@ -280,8 +283,10 @@ export function transitionItem(
     fromPriority?: number;
     toPriority?: number;
   },
+  /** TTL (epoch seconds): JobRepository#historyExpiresAt, docs/data-model.md#retention. */
+  expiresAt: number,
 ): Record<string, unknown> {
   // Stored with a level so GET /logs can show transitions as lifecycle lines and filter them.
   const level = t.to === "failed" ? "error" : t.to === "retrying" || t.to === "escalated" ? "warn" : "info";
-  return { pk: jobPk(jobId), sk: transitionSk(version), entity: "transition", level, ...t };
+  return { pk: jobPk(jobId), sk: transitionSk(version), entity: "transition", level, ...t, expiresAt };
 }

@@ -15,18 +15,22 @@ import {
 import { forEachConcurrent } from "../core/concurrency";
 import type { ApplicableStatus } from "../core/dependencies";
 import { ConcurrentUpdateError } from "../core/errors";
-import type { JobStatus } from "../core/job";
+import { type JobStatus, TERMINAL_STATUSES } from "../core/job";
 import type { ReasonCode } from "../core/reasons";
+import { DEFAULT_RETENTION, historyExpiresAt, jobExpiresAt, type Retention } from "../core/retention";
 import { indexAttributes, indexAttributesToRemove, type JobItem, transitionItem } from "./job-items";
 import {
+  ATTEMPT_PREFIX,
   activePk,
   DEPENDENT_PREFIX,
   dependsOnSk,
   FIRST_DAY_SK,
   JOB_SK,
   jobPk,
+  LOG_PREFIX,
   META_PK,
   RESULT_SK,
+  TRANSITION_PREFIX,
 } from "./keys";
 import { JOB_INDEX } from "./tables";
 
@@ -95,7 +99,17 @@ export class JobRepository {
   constructor(
     private readonly db: DynamoDBDocumentClient,
     readonly tableName: string,
+    /** How long ended jobs and their history are kept (docs/data-model.md#retention). */
+    readonly retention: Retention = DEFAULT_RETENTION,
   ) {}
+
+  /**
+   * The `expiresAt` of a history item (transition, log, attempt, result) written at `at`; exact
+   * (`at` + retention) when the write ends the job, later by a margin while it goes on.
+   */
+  historyExpiresAt(at: string, endsJob: boolean): number {
+    return historyExpiresAt(this.retention, at, endsJob);
+  }
 
   /** The job and its result in one strongly consistent Query; staged jobs do not exist yet. */
   async getJob(id: string): Promise<StoredJob | null> {
@@ -206,15 +220,21 @@ export class JobRepository {
     current: JobItem,
     change: StatusChange,
     requestedAt: string,
-  ): { items: TransactItem[]; next: JobItem } {
+  ): { items: TransactItem[]; next: JobItem; historyExpiresAt: number } {
     // A caller's clock may have been read before the job's last change (a scheduler pass reads
     // the time once): a job's history never runs backwards.
     const now = requestedAt < current.updatedAt ? current.updatedAt : requestedAt;
     const version = current.version + 1;
     const staged = current.staged === true;
+    const endsJob = TERMINAL_STATUSES.has(change.to);
+    // The history items this transaction writes (the transition, the attempt it ends) expire
+    // exactly `historyDays` after an end; the job item itself only when jobRetentionDays is set.
+    const expiresAt = this.historyExpiresAt(now, endsJob);
+    const jobExpiry = endsJob ? jobExpiresAt(this.retention, now) : null;
     const next = {
       ...current,
       ...change.set,
+      ...(jobExpiry === null ? {} : { expiresAt: jobExpiry }),
       status: change.to,
       statusReason: change.reason,
       reasonCode: change.reasonCode ?? null,
@@ -228,6 +248,7 @@ export class JobRepository {
       reasonCode: change.reasonCode ?? null,
       version,
       updatedAt: now,
+      ...(jobExpiry === null ? {} : { expiresAt: jobExpiry }),
       ...indexAttributes(next, staged),
     };
     const remove = [...new Set([...(change.remove ?? []), ...indexAttributesToRemove(change.to)])].filter(
@@ -262,19 +283,24 @@ export class JobRepository {
       {
         Put: {
           TableName: this.tableName,
-          Item: transitionItem(current.id, version, {
-            from: current.status,
-            to: change.to,
-            at: now,
-            reason: change.reason,
-            triggeredBy: change.triggeredBy,
-            attempt: current.attempts,
-          }),
+          Item: transitionItem(
+            current.id,
+            version,
+            {
+              from: current.status,
+              to: change.to,
+              at: now,
+              reason: change.reason,
+              triggeredBy: change.triggeredBy,
+              attempt: current.attempts,
+            },
+            expiresAt,
+          ),
           ConditionExpression: "attribute_not_exists(pk)",
         },
       },
     ];
-    return { items, next };
+    return { items, next, historyExpiresAt: expiresAt };
   }
 
   /**
@@ -367,21 +393,71 @@ export class JobRepository {
       {
         Put: {
           TableName: this.tableName,
-          Item: transitionItem(current.id, version, {
-            from: current.status,
-            to: current.status,
-            at: now,
-            reason: change.reason,
-            triggeredBy: change.triggeredBy,
-            attempt: current.attempts,
-            fromPriority: current.priority,
-            toPriority: change.priority,
-          }),
+          Item: transitionItem(
+            current.id,
+            version,
+            {
+              from: current.status,
+              to: current.status,
+              at: now,
+              reason: change.reason,
+              triggeredBy: change.triggeredBy,
+              attempt: current.attempts,
+              fromPriority: current.priority,
+              toPriority: change.priority,
+            },
+            this.historyExpiresAt(now, TERMINAL_STATUSES.has(current.status)),
+          ),
           ConditionExpression: "attribute_not_exists(pk)",
         },
       },
     ];
     return { items, next };
+  }
+
+  /**
+   * Gives an ended job's history (transitions, logs, attempts, result) the expiry of items written
+   * at `at` by a live job, before a manual retry revives it: what its end stamped would otherwise
+   * collect the history under the revived job. One conditional write per item (never recreating
+   * one TTL already deleted); at-least-once safe, as a rerun writes the same or a later expiry.
+   * Returns how many items it renewed.
+   */
+  async renewHistory(id: string, at: string): Promise<number> {
+    const expiresAt = this.historyExpiresAt(at, false);
+    let renewed = 0;
+    for (const prefix of [TRANSITION_PREFIX, LOG_PREFIX, ATTEMPT_PREFIX, RESULT_SK]) {
+      let startKey: Key | undefined;
+      do {
+        const page = await this.queryJobPartition(id, prefix, {
+          limit: 1000,
+          startKey,
+          // Only what would go sooner: a rerun after a crash skips what it already renewed.
+          filter: {
+            expression: "attribute_exists(expiresAt) AND expiresAt < :renewed",
+            values: { ":renewed": expiresAt },
+          },
+        });
+        await forEachConcurrent(page.items, BATCH_WRITE_CONCURRENCY, async (item) => {
+          try {
+            await this.db.send(
+              new UpdateCommand({
+                TableName: this.tableName,
+                Key: { pk: item.pk, sk: item.sk },
+                UpdateExpression: "SET expiresAt = :expiresAt",
+                ConditionExpression: "attribute_exists(pk)",
+                ExpressionAttributeValues: { ":expiresAt": expiresAt },
+              }),
+            );
+            renewed++;
+          } catch (error) {
+            // Deleted by TTL between the read and the write: nothing left to keep.
+            if ((error as { name?: string }).name !== "ConditionalCheckFailedException") throw error;
+          }
+        });
+        startKey = page.lastKey;
+      } while (startKey);
+    }
+    return renewed;
   }
 
   /** One page of the items under a job's partition whose sort key starts with `prefix`. */

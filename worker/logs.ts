@@ -81,6 +81,8 @@ export class AttemptLog {
       level: LEVELS.has(level) ? level : "info",
       message: text.length > MAX_LOG_MESSAGE_CHARS ? `${text.slice(0, MAX_LOG_MESSAGE_CHARS)}… (cut)` : text,
       attempt: this.attempt,
+      // Written while the job runs: retention plus its margin, so no write at the job's end.
+      expiresAt: this.repo.historyExpiresAt(now.toISOString(), false),
     };
   }
 

@@ -68,7 +68,7 @@ async function main(): Promise<void> {
       },
     },
     {
-      repo: new JobRepository(db, shared.jobsTable),
+      repo: new JobRepository(db, shared.jobsTable, shared.retention),
       nodes: new NodeRepository(db, shared.nodesTable),
       sqs,
       sfn,

@@ -539,6 +539,7 @@ export class Worker {
         message: `result too large: ${bytes} bytes serialized; the limit is ${MAX_RESULT_BYTES}`,
       };
     }
+    const writtenAt = this.clock().toISOString();
     try {
       await this.deps.repo.transact([
         {
@@ -561,7 +562,9 @@ export class Worker {
               resultJson: json,
               attempt,
               bytes,
-              writtenAt: this.clock().toISOString(),
+              writtenAt,
+              // Written before the completion that ends the job: retention plus its margin.
+              expiresAt: this.deps.repo.historyExpiresAt(writtenAt, false),
             },
           },
         },
