@@ -152,12 +152,28 @@ export class JobMonitoring extends Construct {
         }),
       );
 
-    // The alarms other constructs own: wired, not duplicated.
-    for (const dlqAlarm of props.queues.deadLetterAlarms) page(dlqAlarm);
-    page(props.scheduler.schedulerErrorsAlarm);
-    page(props.scheduler.reconcilerErrorsAlarm);
-    page(props.lifecycle.failedExecutionsAlarm);
-    page(props.lifecycle.functionErrorsAlarm);
+    // The alarms other constructs own: wired, not duplicated; their descriptions gain the
+    // runbook line here so the owning constructs stay as they are.
+    const wire = (owned: cloudwatch.Alarm, firstStep: string): void => {
+      const cfn = owned.node.defaultChild as cloudwatch.CfnAlarm;
+      cfn.alarmDescription = `${cfn.alarmDescription ?? "jobq alarm"}. First: ${firstStep} See ${ALARMS_RUNBOOK}.`;
+      page(owned);
+    };
+    for (const dlqAlarm of props.queues.deadLetterAlarms)
+      wire(
+        dlqAlarm,
+        "read one message (its job id), then that job's attempts and the pool's worker logs; redrive once fixed.",
+      );
+    wire(props.scheduler.schedulerErrorsAlarm, "the scheduler function's logs for the error and its stack.");
+    wire(
+      props.scheduler.reconcilerErrorsAlarm,
+      "the reconciler function's logs for the error and its stack.",
+    );
+    wire(
+      props.lifecycle.failedExecutionsAlarm,
+      "the failed execution's history in the Step Functions console, then the lifecycle function's logs.",
+    );
+    wire(props.lifecycle.functionErrorsAlarm, "the lifecycle function's logs for the error and its stack.");
 
     const oldestWaitAlarms: Record<string, cloudwatch.Alarm> = {};
     for (const pool of props.pools) {
