@@ -340,6 +340,15 @@ export class JobqStack extends Stack {
       value: this.lifecycle.stateMachine.stateMachineArn,
       description: "The job lifecycle state machine: one execution per job",
     });
+    new CfnOutput(this, "AlarmTopicArn", {
+      value: this.alarmTopic.topic.topicArn,
+      description: "SNS topic every paging alarm notifies; subscribe chat or a pager to it",
+    });
+    new CfnOutput(this, "MonitoringDashboardName", {
+      value: this.monitoring.dashboard.dashboardName,
+      description:
+        "The CloudWatch dashboard (health first, then API, jobs, queues, failures, capacity, cost)",
+    });
     if (this.workers) {
       new CfnOutput(this, "ClusterName", {
         value: this.workers.cluster.clusterName,
