@@ -1,4 +1,4 @@
-import { Duration, Stack } from "aws-cdk-lib";
+import { Annotations, Duration, Stack } from "aws-cdk-lib";
 import * as cloudwatch from "aws-cdk-lib/aws-cloudwatch";
 import * as cloudwatchActions from "aws-cdk-lib/aws-cloudwatch-actions";
 import * as iam from "aws-cdk-lib/aws-iam";
@@ -18,6 +18,12 @@ export const ALARMS_RUNBOOK = "docs/operations.md#alarms";
 
 /** Step Functions Standard list price: USD 0.025 per 1,000 state transitions (before the free tier). */
 export const USD_PER_1000_STATE_TRANSITIONS = 0.025;
+
+/**
+ * A composite alarm's rule is at most 10,240 characters, and each `ALARM("arn")` takes about 120:
+ * past this many alarms (some 8 per pool) the deploy may fail.
+ */
+const COMPOSITE_ALARMS_BEFORE_WARNING = 70;
 
 /** The CPU, memory and GPU fractions CapacityInUse reports per pool. */
 const CAPACITY_RESOURCES = ["cpu", "memory", "gpu"] as const;
@@ -285,6 +291,11 @@ export class JobMonitoring extends Construct {
     }
     this.pagingAlarms = alarms;
 
+    if (alarms.length > COMPOSITE_ALARMS_BEFORE_WARNING)
+      Annotations.of(this).addWarningV2(
+        "jobq:compositeAlarmSize",
+        `jobq-unhealthy names ${alarms.length} alarms; its rule may pass CloudWatch's 10,240 characters`,
+      );
     this.unhealthyAlarm = new cloudwatch.CompositeAlarm(this, "Unhealthy", {
       compositeAlarmName: `${prefix}-jobq-unhealthy`,
       alarmDescription: `jobq: one or more paging alarms are in ALARM; the dashboard's top row names which. See ${ALARMS_RUNBOOK}.`,

@@ -383,3 +383,14 @@ describe("dashboard", () => {
     ).toBe(true);
   });
 });
+
+describe("without workers or web dashboard (the LocalStack variant)", () => {
+  it("still pages and still has its dashboard", () => {
+    const { stack: bare } = synthJobqStack({ "jobq:workers": "none", "jobq:dashboard": "false" });
+    const nested = nestedTemplate(bare.monitoringStack);
+    const bareTopic = logicalId(bare.alarmTopic.topic);
+    expect(Object.keys(resourcesOfType(nested, "AWS::CloudWatch::Dashboard"))).toHaveLength(1);
+    const composite = Object.values(resourcesOfType(nested, "AWS::CloudWatch::CompositeAlarm"))[0];
+    expect(composite?.Properties?.AlarmActions).toEqual([{ Ref: bareTopic }]);
+  });
+});
