@@ -1,6 +1,14 @@
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { Annotations, CfnOutput, NestedStack, RemovalPolicy, Stack, type StackProps } from "aws-cdk-lib";
+import {
+  Annotations,
+  CfnOutput,
+  Duration,
+  NestedStack,
+  RemovalPolicy,
+  Stack,
+  type StackProps,
+} from "aws-cdk-lib";
 import * as events from "aws-cdk-lib/aws-events";
 import type { Construct, Node } from "constructs";
 import { z } from "zod";
@@ -8,6 +16,7 @@ import { DEFAULT_POOLS } from "../core/pools";
 import { DEFAULT_RETENTION_DAYS } from "../core/retention";
 import { JobApi } from "./job-api";
 import { JobLifecycle } from "./job-lifecycle";
+import { AlarmTopic, JobMonitoring } from "./job-monitoring";
 import { JobQueues, TIERS } from "./job-queues";
 import { JobStats } from "./job-stats";
 import { JobStore } from "./job-store";
@@ -45,6 +54,10 @@ export const CONTEXT_KEYS = {
   retentionDays: "jobq:retentionDays",
   /** Days an ended job itself is kept (TTL), with what is left of it. Default: for good. */
   jobRetentionDays: "jobq:jobRetentionDays",
+  /** An email address the alarm topic sends to (the address must confirm); default: no subscription. */
+  alarmEmail: "jobq:alarmEmail",
+  /** Minutes a job may wait for capacity or priority before its pool's alarm pages. Default 30. */
+  maxQueueAgeMinutes: "jobq:maxQueueAgeMinutes",
 } as const;
 
 /** web/dist of this repository: where `npm run build:web` puts the dashboard bundle. */
@@ -87,6 +100,8 @@ export interface JobqSettings {
   readonly dashboard: boolean;
   readonly retentionDays: number;
   readonly jobRetentionDays: number | undefined;
+  readonly alarmEmail: string | undefined;
+  readonly maxQueueAgeMinutes: number;
 }
 
 /** `-c key=value` arrives as a string, cdk.json values as JSON already: accept both. */
@@ -123,6 +138,8 @@ export function readSettings(node: Node): JobqSettings {
   const jobRetentionDays = jsonContext(node, CONTEXT_KEYS.jobRetentionDays);
   // Whole days, as DynamoDB's TTL has no use for less; the functions refuse anything else too.
   const days = z.number().int().min(1).max(36_500);
+  const alarmEmail: unknown = node.tryGetContext(CONTEXT_KEYS.alarmEmail);
+  const maxQueueAgeMinutes = jsonContext(node, CONTEXT_KEYS.maxQueueAgeMinutes) ?? 30;
   return {
     pools: pools === undefined ? DEFAULT_POOLS : parseContext(CONTEXT_KEYS.pools, workerPoolsSchema, pools),
     removalPolicy:
@@ -146,6 +163,18 @@ export function readSettings(node: Node): JobqSettings {
       jobRetentionDays === undefined
         ? undefined
         : parseContext(CONTEXT_KEYS.jobRetentionDays, days, jobRetentionDays),
+    alarmEmail:
+      alarmEmail === undefined ? undefined : parseContext(CONTEXT_KEYS.alarmEmail, z.email(), alarmEmail),
+    // Up to 7 days: the longest a job may wait in its queue (the dispatch wait's limit).
+    maxQueueAgeMinutes: parseContext(
+      CONTEXT_KEYS.maxQueueAgeMinutes,
+      z
+        .number()
+        .int()
+        .min(1)
+        .max(7 * 24 * 60),
+      maxQueueAgeMinutes,
+    ),
   };
 }
 
@@ -182,6 +211,11 @@ export class JobqStack extends Stack {
   public readonly dashboard: WebDashboard | undefined;
   /** The nested stack holding the dashboard and the API's CORS preflights. */
   public readonly dashboardStack: NestedStack | undefined;
+  /** The SNS topic paging alarms notify (in this stack: the alarms of this stack act on it). */
+  public readonly alarmTopic: AlarmTopic;
+  /** The nested stack holding the paging alarms, the composite jobq-unhealthy and the CloudWatch dashboard. */
+  public readonly monitoringStack: NestedStack;
+  public readonly monitoring: JobMonitoring;
 
   constructor(scope: Construct, id: string, props: JobqStackProps = {}) {
     super(scope, id, props);
@@ -279,6 +313,25 @@ export class JobqStack extends Stack {
       : undefined;
     if (this.dashboard) this.jobApi.allowOrigin(this.dashboard.origin, this.dashboardStack);
 
+    // The topic stays here, next to the alarms this stack already has (DLQs, scheduler, lifecycle):
+    // were it in the nested stack, those alarms would reference its outputs while the composite
+    // there references them, a cycle. The new alarms and the dashboard go into a nested stack of
+    // their own, away from this stack's 500-resource limit.
+    this.alarmTopic = new AlarmTopic(this, "Alarms", { email: settings.alarmEmail });
+    this.monitoringStack = new NestedStack(this, "Monitoring", {
+      description: "jobq paging alarms, the jobq-unhealthy composite alarm and the CloudWatch dashboard",
+    });
+    this.monitoring = new JobMonitoring(this.monitoringStack, "Monitoring", {
+      topic: this.alarmTopic.topic,
+      pools: settings.pools.map((p) => p.name),
+      queues: this.queues,
+      lifecycle: this.lifecycle,
+      scheduler: this.scheduler,
+      api: this.jobApi,
+      maxQueueAge: Duration.minutes(settings.maxQueueAgeMinutes),
+      namePrefix: this.stackName,
+    });
+
     if (settings.pools.length > POOLS_BEFORE_ENVIRONMENT_WARNING) {
       Annotations.of(this).addWarningV2(
         "jobq:environmentSize",
@@ -304,6 +357,15 @@ export class JobqStack extends Stack {
     new CfnOutput(this, "StateMachineArn", {
       value: this.lifecycle.stateMachine.stateMachineArn,
       description: "The job lifecycle state machine: one execution per job",
+    });
+    new CfnOutput(this, "AlarmTopicArn", {
+      value: this.alarmTopic.topic.topicArn,
+      description: "SNS topic every paging alarm notifies; subscribe chat or a pager to it",
+    });
+    new CfnOutput(this, "MonitoringDashboardName", {
+      value: this.monitoring.dashboard.dashboardName,
+      description:
+        "The CloudWatch dashboard (health first, then API, jobs, queues, failures, capacity, cost)",
     });
     if (this.workers) {
       new CfnOutput(this, "ClusterName", {

@@ -1,0 +1,521 @@
+import { Annotations, Duration, Stack } from "aws-cdk-lib";
+import * as cloudwatch from "aws-cdk-lib/aws-cloudwatch";
+import * as cloudwatchActions from "aws-cdk-lib/aws-cloudwatch-actions";
+import * as iam from "aws-cdk-lib/aws-iam";
+import * as kms from "aws-cdk-lib/aws-kms";
+import * as sns from "aws-cdk-lib/aws-sns";
+import * as subscriptions from "aws-cdk-lib/aws-sns-subscriptions";
+import * as sfn from "aws-cdk-lib/aws-stepfunctions";
+import { Construct } from "constructs";
+import { METRIC_NAMESPACE, METRIC_SERVICE, METRICS, type MetricKey } from "../core/metrics";
+import type { JobApi } from "./job-api";
+import type { JobLifecycle } from "./job-lifecycle";
+import { type JobQueues, TIERS } from "./job-queues";
+import type { Scheduler } from "./scheduler";
+
+/** Where each alarm's description sends the reader (docs/operations.md's `## Alarms`). */
+export const ALARMS_RUNBOOK = "docs/operations.md#alarms";
+
+/** Step Functions Standard list price: USD 0.025 per 1,000 state transitions (before the free tier). */
+export const USD_PER_1000_STATE_TRANSITIONS = 0.025;
+
+/**
+ * A composite alarm's rule is at most 10,240 characters, and each `ALARM("arn")` takes about 120:
+ * past this many alarms (some 8 per pool) the deploy may fail.
+ */
+const COMPOSITE_ALARMS_BEFORE_WARNING = 70;
+
+/** The CPU, memory and GPU fractions CapacityInUse reports per pool. */
+const CAPACITY_RESOURCES = ["cpu", "memory", "gpu"] as const;
+
+type DimensionsOf<K extends MetricKey> = {
+  readonly [D in (typeof METRICS)[K]["dimensions"][number]]: string;
+};
+
+/**
+ * One of jobq's custom metrics (core/metrics.ts) as CloudWatch identifies it: the catalogue's name
+ * with the `service` dimension Powertools adds to every metric, plus the catalogue's dimensions.
+ * A metric read with fewer or other dimensions than it was written with is a different metric
+ * (and an alarm on it would wait forever on missing data), hence the typed dimension set.
+ */
+export function jobqMetric<K extends MetricKey>(
+  key: K,
+  dimensions: DimensionsOf<K>,
+  options: cloudwatch.MetricOptions = {},
+): cloudwatch.Metric {
+  return new cloudwatch.Metric({
+    namespace: METRIC_NAMESPACE,
+    metricName: METRICS[key].name,
+    dimensionsMap: { service: METRIC_SERVICE, ...dimensions },
+    ...options,
+  });
+}
+
+export interface AlarmTopicProps {
+  /** Subscribed by email when given (context jobq:alarmEmail); the address must confirm it. */
+  readonly email?: string;
+}
+
+/**
+ * The SNS topic every paging alarm notifies: encrypted with a customer-managed key (an AWS-managed
+ * SNS key cannot be granted to CloudWatch, so alarms could not publish to it), TLS-only.
+ */
+export class AlarmTopic extends Construct {
+  public readonly topic: sns.Topic;
+  public readonly key: kms.Key;
+
+  constructor(scope: Construct, id: string, props: AlarmTopicProps = {}) {
+    super(scope, id);
+    this.key = new kms.Key(this, "Key", {
+      description: "jobq alarm topic",
+      enableKeyRotation: true,
+    });
+    // CloudWatch publishes to an encrypted topic with its own principal, so the key must let it
+    // generate and decrypt data keys; limited to this account's alarms.
+    this.key.addToResourcePolicy(
+      new iam.PolicyStatement({
+        sid: "AllowCloudWatchAlarmsToPublish",
+        principals: [new iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+        actions: ["kms:Decrypt", "kms:GenerateDataKey*"],
+        resources: ["*"],
+        conditions: { StringEquals: { "aws:SourceAccount": Stack.of(this).account } },
+      }),
+    );
+    this.topic = new sns.Topic(this, "Topic", {
+      displayName: "jobq alarms",
+      masterKey: this.key,
+      enforceSSL: true,
+    });
+    this.topic.addToResourcePolicy(
+      new iam.PolicyStatement({
+        sid: "AllowCloudWatchAlarmsToPublish",
+        principals: [new iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+        actions: ["sns:Publish"],
+        resources: [this.topic.topicArn],
+        conditions: { StringEquals: { "aws:SourceAccount": Stack.of(this).account } },
+      }),
+    );
+    if (props.email !== undefined)
+      this.topic.addSubscription(new subscriptions.EmailSubscription(props.email));
+  }
+}
+
+export interface JobMonitoringProps {
+  /** Paging alarms notify it on ALARM and on OK. */
+  readonly topic: sns.ITopic;
+  readonly pools: readonly string[];
+  readonly queues: JobQueues;
+  readonly lifecycle: JobLifecycle;
+  readonly scheduler: Scheduler;
+  readonly api: JobApi;
+  /** Alarm when a job has waited for capacity or priority longer than this. @default 30 minutes */
+  readonly maxQueueAge?: Duration;
+  /**
+   * Prefix of the composite alarm's and the dashboard's names: two stacks in one account must not
+   * share them. @default the stack's name
+   */
+  readonly namePrefix?: string;
+}
+
+const FIVE_MINUTES = Duration.minutes(5);
+
+/**
+ * What an operator watches: the paging alarms (each on ALARM and OK to the topic), the composite
+ * `jobq-unhealthy` over them, and one dashboard. The worker pools' BacklogHigh/BacklogEmpty alarms
+ * drive autoscaling and are deliberately not here: a backlog is the pools' job to absorb, not a
+ * person's to be woken for.
+ */
+export class JobMonitoring extends Construct {
+  /** Every alarm that pages (the ones other constructs own, wired here, and this construct's). */
+  public readonly pagingAlarms: readonly cloudwatch.Alarm[];
+  public readonly unhealthyAlarm: cloudwatch.CompositeAlarm;
+  public readonly dashboard: cloudwatch.Dashboard;
+  public readonly schedulerHeartbeatAlarm: cloudwatch.Alarm;
+  /** By pool. */
+  public readonly oldestWaitAlarms: Readonly<Record<string, cloudwatch.Alarm>>;
+
+  constructor(scope: Construct, id: string, props: JobMonitoringProps) {
+    super(scope, id);
+    const prefix = props.namePrefix ?? Stack.of(this).stackName;
+    const maxQueueAge = props.maxQueueAge ?? Duration.minutes(30);
+    const alarms: cloudwatch.Alarm[] = [];
+    const page = (alarm: cloudwatch.Alarm): cloudwatch.Alarm => {
+      alarms.push(alarm);
+      return alarm;
+    };
+    const alarm = (
+      alarmId: string,
+      description: string,
+      options: Omit<cloudwatch.AlarmProps, "alarmDescription" | "evaluationPeriods"> &
+        Partial<Pick<cloudwatch.AlarmProps, "evaluationPeriods">>,
+    ): cloudwatch.Alarm =>
+      page(
+        new cloudwatch.Alarm(this, alarmId, {
+          evaluationPeriods: 1,
+          treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+          ...options,
+          alarmDescription: `jobq: ${description} See ${ALARMS_RUNBOOK}.`,
+        }),
+      );
+
+    // The alarms other constructs own: wired, not duplicated; their descriptions gain the
+    // runbook line here so the owning constructs stay as they are.
+    const wire = (owned: cloudwatch.Alarm, firstStep: string): void => {
+      const cfn = owned.node.defaultChild as cloudwatch.CfnAlarm;
+      cfn.alarmDescription = `${cfn.alarmDescription ?? "jobq alarm"}. First: ${firstStep} See ${ALARMS_RUNBOOK}.`;
+      page(owned);
+    };
+    for (const dlqAlarm of props.queues.deadLetterAlarms)
+      wire(
+        dlqAlarm,
+        "read one message (its job id), then that job's attempts and the pool's worker logs; redrive once fixed.",
+      );
+    wire(props.scheduler.schedulerErrorsAlarm, "the scheduler function's logs for the error and its stack.");
+    wire(
+      props.scheduler.reconcilerErrorsAlarm,
+      "the reconciler function's logs for the error and its stack.",
+    );
+    wire(
+      props.lifecycle.failedExecutionsAlarm,
+      "the failed execution's history in the Step Functions console, then the lifecycle function's logs.",
+    );
+    wire(props.lifecycle.functionErrorsAlarm, "the lifecycle function's logs for the error and its stack.");
+
+    const oldestWaitAlarms: Record<string, cloudwatch.Alarm> = {};
+    for (const pool of props.pools) {
+      oldestWaitAlarms[pool] = alarm(
+        `${pool}-OldestWait`,
+        `a job in pool ${pool} has waited for capacity or priority over ${maxQueueAge.toMinutes()} minutes. ` +
+          "First: GET /pools for live nodes and free capacity, then the pool's workers (ECS service) and its BacklogHigh scaling.",
+        {
+          metric: jobqMetric(
+            "oldestCapacityWaitAge",
+            { pool },
+            { period: FIVE_MINUTES, statistic: "Maximum" },
+          ),
+          threshold: maxQueueAge.toSeconds(),
+          comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+        },
+      );
+      alarm(
+        `${pool}-LostNodes`,
+        `a node of pool ${pool} stopped heartbeating and was marked lost; its attempts were retried. ` +
+          "First: the pool's ECS service events and the worker's last log lines (OOM, spot reclaim, crash).",
+        {
+          metric: jobqMetric("lostNodes", { pool }, { period: FIVE_MINUTES, statistic: "Sum" }),
+          threshold: 1,
+          comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+        },
+      );
+      // A rate with a floor: one job failing once is a user's bug, five failures and a fifth of
+      // everything that ended are the platform's (or a bad release's).
+      const failureRate = new cloudwatch.MathExpression({
+        label: `${pool}: failed ÷ ended (0 under 5 failures)`,
+        expression: "IF(FILL(failed, 0) >= 5, FILL(failed, 0) / (FILL(failed, 0) + FILL(completed, 0)), 0)",
+        usingMetrics: {
+          failed: jobqMetric("jobsFailed", { pool }, { period: FIVE_MINUTES, statistic: "Sum" }),
+          completed: jobqMetric("jobsCompleted", { pool }, { period: FIVE_MINUTES, statistic: "Sum" }),
+        },
+        period: FIVE_MINUTES,
+      });
+      alarm(
+        `${pool}-FailureRate`,
+        `at least 5 jobs of pool ${pool} failed in 5 minutes and they are 20% or more of those that ended. ` +
+          "First: the dashboard's failures-by-type widget, then GET /jobs?status=failed and one job's attempts and logs.",
+        {
+          metric: failureRate,
+          threshold: 0.2,
+          comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+        },
+      );
+    }
+    this.oldestWaitAlarms = oldestWaitAlarms;
+
+    this.schedulerHeartbeatAlarm = alarm(
+      "SchedulerHeartbeat",
+      "no scheduler pass ran in 5 minutes (the sweep fires every minute), so nothing is being admitted. " +
+        "First: the Sweep EventBridge rule is enabled, then the scheduler function's throttles and logs.",
+      {
+        metric: jobqMetric("schedulerPasses", {}, { period: FIVE_MINUTES, statistic: "Sum" }),
+        threshold: 1,
+        comparisonOperator: cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
+        // No data is exactly what a stopped scheduler looks like.
+        treatMissingData: cloudwatch.TreatMissingData.BREACHING,
+      },
+    );
+    // Threshold 1: every repair is a job the normal path (conditional writes, executions) left
+    // stranded, which a healthy deployment never does; a higher bar would hide a slow leak.
+    alarm(
+      "ReconcilerRepairs",
+      "the reconciler repaired jobs (missing executions, leaked capacity): something crashed or a path leaks. " +
+        "First: the reconciler's log lines name each job and repair; look for the function errors or timeouts before them.",
+      {
+        metric: jobqMetric("reconcilerRepairs", {}, { period: FIVE_MINUTES, statistic: "Sum" }),
+        threshold: 1,
+        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+      },
+    );
+    alarm(
+      "Api5xxRate",
+      "5% or more of API requests in 5 minutes (at least 20 requests) answered 5xx. " +
+        "First: the API functions' Errors and logs, then DynamoDB throttling on the tables.",
+      {
+        metric: new cloudwatch.MathExpression({
+          label: "API 5xx ÷ requests (0 under 20 requests)",
+          expression: "IF(FILL(requests, 0) >= 20, FILL(errors, 0) / requests, 0)",
+          usingMetrics: {
+            errors: props.api.api.metricServerError({ period: FIVE_MINUTES, statistic: "Sum" }),
+            requests: props.api.api.metricCount({ period: FIVE_MINUTES, statistic: "Sum" }),
+          },
+          period: FIVE_MINUTES,
+        }),
+        threshold: 0.05,
+        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+      },
+    );
+    alarm(
+      "ExecutionsThrottled",
+      "Step Functions throttled lifecycle executions: jobs are not starting. " +
+        "First: the account's StartExecution and state-transition quotas (Service Quotas), then bursts of submissions.",
+      {
+        metric: props.lifecycle.stateMachine.metricThrottled({ period: FIVE_MINUTES, statistic: "Sum" }),
+        threshold: 1,
+        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+      },
+    );
+
+    const action = new cloudwatchActions.SnsAction(props.topic);
+    for (const each of alarms) {
+      each.addAlarmAction(action);
+      each.addOkAction(action);
+    }
+    this.pagingAlarms = alarms;
+
+    if (alarms.length > COMPOSITE_ALARMS_BEFORE_WARNING)
+      Annotations.of(this).addWarningV2(
+        "jobq:compositeAlarmSize",
+        `jobq-unhealthy names ${alarms.length} alarms; its rule may pass CloudWatch's 10,240 characters`,
+      );
+    this.unhealthyAlarm = new cloudwatch.CompositeAlarm(this, "Unhealthy", {
+      compositeAlarmName: `${prefix}-jobq-unhealthy`,
+      alarmDescription: `jobq: one or more paging alarms are in ALARM; the dashboard's top row names which. See ${ALARMS_RUNBOOK}.`,
+      alarmRule: cloudwatch.AlarmRule.anyOf(...alarms),
+    });
+    this.unhealthyAlarm.addAlarmAction(action);
+    this.unhealthyAlarm.addOkAction(action);
+
+    this.dashboard = new cloudwatch.Dashboard(this, "Dashboard", {
+      dashboardName: `${prefix}-jobq`,
+      defaultInterval: Duration.hours(3),
+    });
+    this.addWidgets(props, maxQueueAge);
+  }
+
+  /** Health first, then the API, the flow of jobs, what went wrong, capacity, and the cost. */
+  private addWidgets(props: JobMonitoringProps, maxQueueAge: Duration): void {
+    const period = Duration.minutes(1);
+    const { pools, queues, lifecycle } = props;
+    const api = props.api.api;
+    const perPool = <K extends MetricKey>(
+      key: K,
+      statistic: string,
+      dims: (pool: string) => DimensionsOf<K>,
+      label: (pool: string) => string,
+    ): cloudwatch.Metric[] =>
+      pools.map((pool) => jobqMetric(key, dims(pool), { period, statistic, label: label(pool) }));
+    const graph = (
+      title: string,
+      left: cloudwatch.IMetric[],
+      width = 8,
+      extra: Partial<cloudwatch.GraphWidgetProps> = {},
+    ) => new cloudwatch.GraphWidget({ title, left, width, height: 6, ...extra });
+
+    this.dashboard.addWidgets(
+      new cloudwatch.AlarmStatusWidget({
+        title: "Health: jobq-unhealthy and every paging alarm",
+        alarms: [this.unhealthyAlarm, ...this.pagingAlarms],
+        width: 24,
+        height: 6,
+      }),
+    );
+
+    this.dashboard.addWidgets(
+      graph("API requests", [api.metricCount({ period, statistic: "Sum", label: "requests" })]),
+      graph("API 4xx and 5xx", [
+        api.metricClientError({ period, statistic: "Sum", label: "4xx" }),
+        api.metricServerError({ period, statistic: "Sum", label: "5xx" }),
+      ]),
+      graph("API latency (ms)", [
+        api.metricLatency({ period, statistic: "p50", label: "p50" }),
+        api.metricLatency({ period, statistic: "p99", label: "p99" }),
+      ]),
+    );
+
+    this.dashboard.addWidgets(
+      graph(
+        "Admissions per second",
+        // Ids by index: one graph may not reuse an id, and pool names may hold `-`.
+        pools.map(
+          (pool, i) =>
+            new cloudwatch.MathExpression({
+              label: pool,
+              expression: `FILL(admitted${i}, 0) / PERIOD(admitted${i})`,
+              usingMetrics: {
+                [`admitted${i}`]: jobqMetric("admittedJobs", { pool }, { period, statistic: "Sum" }),
+              },
+              period,
+            }),
+        ),
+      ),
+      graph("Scheduler pass duration (ms, p99)", [
+        ...perPool(
+          "schedulerPassDuration",
+          "p99",
+          (pool) => ({ pool }),
+          (pool) => `${pool} p99`,
+        ),
+      ]),
+      graph(
+        "Oldest job waiting for capacity (s)",
+        perPool(
+          "oldestCapacityWaitAge",
+          "Maximum",
+          (pool) => ({ pool }),
+          (pool) => pool,
+        ),
+        8,
+        {
+          leftAnnotations: [{ value: maxQueueAge.toSeconds(), label: "pages above" }],
+        },
+      ),
+    );
+
+    this.dashboard.addWidgets(
+      graph(
+        "Queue wait time (ms, p50 / p99)",
+        pools.flatMap((pool) =>
+          ["p50", "p99"].map((statistic) =>
+            jobqMetric("queueWaitTime", { pool }, { period, statistic, label: `${pool} ${statistic}` }),
+          ),
+        ),
+        12,
+      ),
+      graph(
+        "Run time (ms, p50 / p99)",
+        pools.flatMap((pool) =>
+          ["p50", "p99"].map((statistic) =>
+            jobqMetric("runTime", { pool }, { period, statistic, label: `${pool} ${statistic}` }),
+          ),
+        ),
+        12,
+      ),
+    );
+
+    // SQS queue depth and oldest message age, per pool × tier.
+    for (const pool of pools) {
+      const tiers = queues.queues[pool];
+      if (!tiers) continue;
+      this.dashboard.addWidgets(
+        graph(
+          `${pool}: dispatch queue depth by tier`,
+          TIERS.map((tier) =>
+            tiers[tier].metricApproximateNumberOfMessagesVisible({
+              period,
+              statistic: "Maximum",
+              label: tier,
+            }),
+          ),
+          12,
+        ),
+        graph(
+          `${pool}: oldest dispatch message age by tier (s)`,
+          TIERS.map((tier) =>
+            tiers[tier].metricApproximateAgeOfOldestMessage({ period, statistic: "Maximum", label: tier }),
+          ),
+          12,
+        ),
+      );
+    }
+
+    this.dashboard.addWidgets(
+      graph("Failed jobs by type", [
+        new cloudwatch.MathExpression({
+          label: "",
+          expression: `SEARCH('{${METRIC_NAMESPACE},service,type} MetricName="${METRICS.jobsFailedByType.name}" service="${METRIC_SERVICE}"', 'Sum', 300)`,
+          period: FIVE_MINUTES,
+        }),
+      ]),
+      graph(
+        "Dead-letter queue depths",
+        pools.flatMap((pool) => {
+          const dlqs = queues.deadLetterQueues[pool];
+          return dlqs
+            ? TIERS.map((tier) =>
+                dlqs[tier].metricApproximateNumberOfMessagesVisible({
+                  period,
+                  statistic: "Maximum",
+                  label: `${pool} ${tier}`,
+                }),
+              )
+            : [];
+        }),
+      ),
+      graph("Lost nodes and reconciler repairs", [
+        ...perPool(
+          "lostNodes",
+          "Sum",
+          (pool) => ({ pool }),
+          (pool) => `lost nodes ${pool}`,
+        ),
+        jobqMetric("reconcilerRepairs", {}, { period, statistic: "Sum", label: "reconciler repairs" }),
+      ]),
+    );
+
+    this.dashboard.addWidgets(
+      ...pools.map((pool) =>
+        graph(
+          `${pool}: capacity in use (fraction)`,
+          CAPACITY_RESOURCES.map((resource) =>
+            jobqMetric(
+              "capacityInUse",
+              { pool, resource },
+              { period, statistic: "Average", label: resource },
+            ),
+          ),
+          Math.max(6, Math.floor(24 / Math.max(1, pools.length))),
+          { leftYAxis: { min: 0, max: 1 } },
+        ),
+      ),
+    );
+
+    const day = Duration.days(1);
+    this.dashboard.addWidgets(
+      graph("Lifecycle executions", [
+        lifecycle.stateMachine.metricStarted({ period, statistic: "Sum", label: "started" }),
+        lifecycle.stateMachine.metricFailed({ period, statistic: "Sum", label: "failed" }),
+        lifecycle.stateMachine.metricThrottled({ period, statistic: "Sum", label: "throttled" }),
+      ]),
+      graph("State transitions (account, all state machines)", [
+        sfn.StateTransitionMetric.metricConsumedCapacity({ period, statistic: "Sum", label: "transitions" }),
+      ]),
+      new cloudwatch.SingleValueWidget({
+        title: "State transitions: the day's cost (USD at list price, before the free tier)",
+        metrics: [
+          new cloudwatch.MathExpression({
+            label: "USD per day",
+            expression: `transitions * ${USD_PER_1000_STATE_TRANSITIONS} / 1000`,
+            usingMetrics: {
+              transitions: sfn.StateTransitionMetric.metricConsumedCapacity({
+                period: day,
+                statistic: "Sum",
+              }),
+            },
+            period: day,
+          }),
+        ],
+        width: 8,
+        height: 6,
+      }),
+    );
+  }
+}
