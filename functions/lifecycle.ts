@@ -35,6 +35,12 @@ export const handler = middy<unknown, unknown>()
   .use(injectLambdaContext(logger, { resetKeys: true }))
   .handler(async (event) => {
     const request = parseRequest(lifecycleRequestSchema, event);
-    logger.appendKeys({ jobId: request.jobId, action: request.action });
+    // Every line of the step names its job and attempt; admission and requeue come between
+    // attempts, and say so with a null attempt.
+    logger.appendKeys({
+      jobId: request.jobId,
+      attempt: "attempt" in request ? request.attempt : null,
+      action: request.action,
+    });
     return runLifecycleStep(lifecycleContext(), request);
   });
