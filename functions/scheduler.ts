@@ -1,8 +1,7 @@
-import { injectLambdaContext } from "@aws-lambda-powertools/logger/middleware";
 import middy from "@middy/core";
-import { logger } from "../app/logger";
 import { type PoolPassSummary, poolsToSchedule, runScheduler, schedulerContext } from "../app/scheduler";
 import { fireDueSchedules, scheduleContext, type TickSummary } from "../app/schedules";
+import { observability } from "./observability";
 
 /** The minutely tick (locally: the sweep), as EventBridge delivers a rule's schedule. */
 function isTick(event: unknown): boolean {
@@ -23,7 +22,7 @@ function isTick(event: unknown): boolean {
  * scale on (lib/worker-pools.ts QUEUED_JOBS_METRIC).
  */
 export const handler = middy<unknown, { pools: PoolPassSummary[]; schedules?: TickSummary }>()
-  .use(injectLambdaContext(logger, { resetKeys: true }))
+  .use(observability())
   .handler(async (event) => {
     const schedules = isTick(event) ? await fireDueSchedules(scheduleContext()) : undefined;
     const ctx = schedulerContext();
