@@ -1,11 +1,23 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { cancelJob } from "../../app/actions";
 import { startAttempt, type WorkerNode } from "../../app/attempts";
 import { completeAttempt, recordAttemptFailure } from "../../app/lifecycle";
+import { reconcile } from "../../app/reconciler";
 import { runScheduler } from "../../app/scheduler";
+import { openConnection } from "../../app/stream";
 import type { BatchJobRequest } from "../../core/job";
+import { LOCAL_REGION } from "../../local/config";
+import { ConnectionRepository } from "../../store/connections";
+import { createDocumentClient } from "../../store/dynamo";
 import { captureEmf, catalogueProblems, type EmfFigure } from "../support/emf";
-import { type Harness, ownTables, startHarness, submitWaiting, suffix } from "../support/scheduling";
+import {
+  type Harness,
+  NODE_LOST_SECONDS,
+  ownTables,
+  startHarness,
+  submitWaiting,
+  suffix,
+} from "../support/scheduling";
 
 /**
  * The metrics of core/metrics.ts as the code writes them: the real EMF lines (Powertools
@@ -237,5 +249,58 @@ describe("EMF metrics of a scheduler pass", () => {
     expect(ofPool.find((f) => f.name === "OldestCapacityWaitAge")?.value).toBe(0);
     expect(ofPool.find((f) => f.name === "QueuedJobs")?.value).toBe(0);
     expect(ofPool.filter((f) => f.name === "CapacityInUse").map((f) => f.value)).toEqual([0, 0]);
+  });
+});
+
+describe("EMF metrics of repairs, losses and the stream", () => {
+  it("counts a node the pass marks lost, once", async () => {
+    const s = await scene();
+    h.clock.advance(NODE_LOST_SECONDS + 1);
+
+    const first = await captureEmf(() => runScheduler(h.scheduler, [s.pool]));
+    const second = await captureEmf(() => runScheduler(h.scheduler, [s.pool]));
+
+    const lost = (figures: EmfFigure[]) =>
+      figures.filter((f) => f.name === "LostNodes" && f.dimensions.pool === s.pool).map((f) => f.value);
+    expect(first.flatMap(catalogueProblems)).toEqual([]);
+    expect(lost(first)).toEqual([1]);
+    expect(lost(second)).toEqual([0]);
+  });
+
+  it("counts the reconciler's repairs: an attempt whose execution died", async () => {
+    const s = await scene();
+    await runningJob(s);
+    // Past the reconciler's grace; the Step Functions peer knows no running execution for it.
+    h.clock.advance(600);
+
+    const figures = await captureEmf(() => reconcile(h.reconciler));
+
+    expect(figures.flatMap(catalogueProblems)).toEqual([]);
+    const repairs = named(figures, "ReconcilerRepairs");
+    expect(repairs).toHaveLength(1);
+    expect(repairs[0]?.value).toBeGreaterThanOrEqual(1);
+    expect(summarize(figures, ["AttemptsLost"]).filter((f) => f.dims.pool === s.pool)).toEqual([
+      { name: "AttemptsLost", value: 1, unit: "Count", dims: { pool: s.pool } },
+    ]);
+  });
+
+  it("counts a stream connection opened", async () => {
+    const db = createDocumentClient({ region: LOCAL_REGION, endpoint: inject("dynamoEndpoint") });
+    const connections = new ConnectionRepository(db, inject("tables").Connections ?? "");
+    try {
+      const figures = await captureEmf(() =>
+        openConnection({ connections, clock: h.clock.read }, `conn-${suffix()}`, {
+          id: "metrics",
+          admin: false,
+        }),
+      );
+
+      expect(figures.flatMap(catalogueProblems)).toEqual([]);
+      expect(summarize(figures, ["StreamConnections"])).toEqual([
+        { name: "StreamConnections", value: 1, unit: "Count", dims: {} },
+      ]);
+    } finally {
+      db.destroy();
+    }
   });
 });
