@@ -1,14 +1,17 @@
+import { marshall } from "@aws-sdk/util-dynamodb";
+import type { DynamoDBRecord } from "aws-lambda";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { cancelJob } from "../../app/actions";
 import { startAttempt, type WorkerNode } from "../../app/attempts";
 import { completeAttempt, recordAttemptFailure } from "../../app/lifecycle";
 import { reconcile } from "../../app/reconciler";
 import { runScheduler } from "../../app/scheduler";
-import { openConnection } from "../../app/stream";
+import { broadcast, openConnection } from "../../app/stream";
 import type { BatchJobRequest } from "../../core/job";
 import { LOCAL_REGION } from "../../local/config";
 import { ConnectionRepository } from "../../store/connections";
 import { createDocumentClient } from "../../store/dynamo";
+import type { ConnectionSender, SendOutcome } from "../../store/stream-sender";
 import { captureEmf, catalogueProblems, type EmfFigure } from "../support/emf";
 import {
   type Harness,
@@ -282,6 +285,50 @@ describe("EMF metrics of repairs, losses and the stream", () => {
     expect(summarize(figures, ["AttemptsLost"]).filter((f) => f.dims.pool === s.pool)).toEqual([
       { name: "AttemptsLost", value: 1, unit: "Count", dims: { pool: s.pool } },
     ]);
+  });
+
+  it("counts the messages a broadcast posted", async () => {
+    const s = await scene();
+    const owner = `stream-${suffix()}`;
+    const [id = ""] = await submitWaiting(h, owner, [{ pool: s.pool }]);
+    const item = (await h.repo.getJobItems([id])).get(id);
+    const db = createDocumentClient({ region: LOCAL_REGION, endpoint: inject("dynamoEndpoint") });
+    const connections = new ConnectionRepository(db, inject("tables").Connections ?? "");
+    // Stands in for API Gateway's management API, which no emulator here serves to this process.
+    const posted: string[] = [];
+    const sender: ConnectionSender = {
+      send: async (connectionId): Promise<SendOutcome> => {
+        posted.push(connectionId);
+        return "sent";
+      },
+    };
+    const record: DynamoDBRecord = {
+      eventName: "INSERT",
+      dynamodb: {
+        SequenceNumber: "1",
+        NewImage: marshall(item, { removeUndefinedValues: true }) as NonNullable<
+          DynamoDBRecord["dynamodb"]
+        >["NewImage"],
+      },
+    };
+    try {
+      await openConnection({ connections, clock: h.clock.read }, `conn-${suffix()}`, {
+        id: owner,
+        admin: false,
+      });
+
+      const figures = await captureEmf(() =>
+        broadcast({ connections, clock: h.clock.read, sender }, [record]),
+      );
+
+      expect(posted.length).toBeGreaterThanOrEqual(1);
+      expect(figures.flatMap(catalogueProblems)).toEqual([]);
+      expect(summarize(figures, ["StreamPosts"])).toEqual([
+        { name: "StreamPosts", value: posted.length, unit: "Count", dims: {} },
+      ]);
+    } finally {
+      db.destroy();
+    }
   });
 
   it("counts a stream connection opened", async () => {
