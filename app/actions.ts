@@ -14,6 +14,7 @@ import {
 } from "../store/job-repository";
 import { gpuUsageItems } from "../store/usage";
 import { stateChange } from "./events";
+import { metricPool, recordMetrics } from "./metrics";
 import type { AppContext } from "./runtime";
 import { loadVisibleJob } from "./visibility";
 
@@ -188,6 +189,8 @@ async function stopWith(
 ): Promise<JobItem> {
   const { items, next } = stopItems(ctx, item, change, { status: attemptStatus, error: null });
   await ctx.repo.transact(items);
+  // After the conditional write that made it: a lost race re-reads and may find it terminal.
+  recordMetrics({ pool: metricPool(item) }, { jobsCancelled: 1 });
   await ctx.events.publish([stateChange(item.status, next)]);
   if (item.executionArn) await ctx.executions.stop(item.executionArn, change.reason);
   return next;

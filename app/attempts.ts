@@ -4,6 +4,7 @@ import type { JobItem, Reservation } from "../store/job-items";
 import type { TransactItem } from "../store/job-repository";
 import { activeSk, attemptSk, JOB_SK, jobPk } from "../store/keys";
 import { stateChange } from "./events";
+import { metricPool, millisBetween, recordMetrics } from "./metrics";
 import type { AppContext } from "./runtime";
 
 /**
@@ -138,6 +139,8 @@ export async function startAttempt(
           after.attempts === attempt &&
           (await startedBy(ctx, after, node))
         ) {
+          // Ours landed (startedBy): this call made the change, so it counts it.
+          countStarted(after, now);
           await ctx.events.publish([stateChange(job.status, after)]);
           return { outcome: "started", job: after, replayed: true };
         }
@@ -155,6 +158,7 @@ export async function startAttempt(
         swapTried = true;
         const swapped = await startBySwap(ctx, { job, held, node, items, attemptPut });
         if (swapped) {
+          countStarted(next, now);
           await ctx.events.publish([stateChange(job.status, next)]);
           return { outcome: "started", job: next, replayed: false };
         }
@@ -170,9 +174,18 @@ export async function startAttempt(
       if (round < MAX_ROUNDS) continue;
       throw error;
     }
+    countStarted(next, now);
     await ctx.events.publish([stateChange(job.status, next)]);
     return { outcome: "started", job: next, replayed: false };
   }
+}
+
+/** JobsStarted and QueueWaitTime (from when it last entered queued), once per committed start. */
+function countStarted(job: JobItem, startedAt: string): void {
+  recordMetrics(
+    { pool: metricPool(job) },
+    { jobsStarted: 1, queueWaitTime: millisBetween(job.queuedAt ?? job.createdAt, startedAt) },
+  );
 }
 
 /** Bookings on this node looked at for a swap, at most. */

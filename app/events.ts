@@ -2,6 +2,7 @@ import { EventBridgeClient, PutEventsCommand, type PutEventsRequestEntry } from 
 import type { JobStatus } from "../core/job";
 import { awsClientOptions } from "../store/aws";
 import { installFaultInjection } from "../store/faults";
+import { traced } from "../store/tracing";
 import { logger } from "./logger";
 
 /**
@@ -66,7 +67,7 @@ export function createEventBridgeClient(options: {
   region: string;
   endpoint?: string | undefined;
 }): EventBridgeClient {
-  const client = new EventBridgeClient(awsClientOptions(options.endpoint, options.region));
+  const client = traced(new EventBridgeClient(awsClientOptions(options.endpoint, options.region)));
   // The soak harness's throttling (store/faults.ts); inert unless turned on, and never in AWS.
   installFaultInjection(client.middlewareStack, "eventbridge", options.endpoint);
   return client;

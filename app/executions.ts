@@ -7,6 +7,7 @@ import {
 } from "@aws-sdk/client-sfn";
 import { awsClientOptions } from "../store/aws";
 import { installFaultInjection } from "../store/faults";
+import { traced } from "../store/tracing";
 import { logger } from "./logger";
 
 /**
@@ -70,7 +71,9 @@ export function executionArnOf(stateMachineArn: string, name: string): string {
 export function createSfnClient(options: { region: string; endpoint?: string | undefined }): SFNClient {
   // Five attempts, as the DynamoDB client has: a StartExecution that gives up after the SDK's
   // default three leaves its job to the reconciler (minutes), and throttling comes in bursts.
-  const client = new SFNClient({ ...awsClientOptions(options.endpoint, options.region), maxAttempts: 5 });
+  const client = traced(
+    new SFNClient({ ...awsClientOptions(options.endpoint, options.region), maxAttempts: 5 }),
+  );
   // The soak harness's throttling (store/faults.ts); inert unless turned on, and never in AWS.
   installFaultInjection(client.middlewareStack, "sfn", options.endpoint);
   return client;

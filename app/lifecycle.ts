@@ -23,6 +23,7 @@ import { cancelJob, cascadeCancel } from "./actions";
 import { type JobStateChange, stateChange } from "./events";
 import { requestHash } from "./idempotency";
 import { logger } from "./logger";
+import { metricPool, millisBetween, recordMetrics } from "./metrics";
 import type { AppContext } from "./runtime";
 import { submitJobs } from "./submit";
 
@@ -385,6 +386,7 @@ export async function completeAttempt(
       ...attemptUsageItems(ctx, item, now),
     );
     await ctx.repo.transact([...items, ...extra]);
+    recordMetrics({ pool: metricPool(item) }, { jobsCompleted: 1, runTime: durationMs ?? undefined });
     return { item, next, ran: durationMs === null ? null : { durationMs, finishedAt: now } };
   });
 
@@ -625,7 +627,29 @@ async function endFailedAttempt(
     );
   }
   await ctx.repo.transact([...items, ...extra]);
+  countAttemptEnd(item, next, input.outcome, at);
   return { decision, item, next };
+}
+
+/**
+ * The figures of an attempt that ended without success, counted by the write that ended it (a
+ * replayed step finds the attempt ended and writes nothing, so counts nothing). A job that ends
+ * `failed` counts as JobsTimedOut when its last attempt timed out and JobsFailed otherwise, and
+ * in JobsFailedByType either way; an escalated job counts in neither (its replacement goes on).
+ */
+function countAttemptEnd(item: JobItem, next: JobItem, outcome: AttemptOutcome, at: string): void {
+  const pool = metricPool(item);
+  const failed = next.status === "failed";
+  recordMetrics(
+    { pool },
+    {
+      runTime: item.status === "running" ? millisBetween(item.attemptStartedAt, at) : undefined,
+      attemptsLost: outcome === "lost" ? 1 : undefined,
+      jobsFailed: failed && outcome !== "timed_out" ? 1 : undefined,
+      jobsTimedOut: failed && outcome === "timed_out" ? 1 : undefined,
+    },
+  );
+  if (failed) recordMetrics({ type: item.type }, { jobsFailedByType: 1 });
 }
 
 /** The record of a dispatched attempt that ended before any worker started it. */

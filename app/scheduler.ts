@@ -7,6 +7,7 @@ import { ConcurrentUpdateError } from "../core/errors";
 import { gpuQuotaGate, offPeakGate, typeConcurrencyGate } from "../core/gates";
 import { priorityTier, type Resources } from "../core/job";
 import { AdmissionOrder, decideInOrder } from "../core/ordering";
+import { type PoolGauges, poolGauges } from "../core/pass-metrics";
 import type { Policy } from "../core/policy";
 import { eligiblePools, type PoolConfig } from "../core/pools";
 import { applyPlan, planPreemption } from "../core/preemption";
@@ -26,6 +27,7 @@ import { keepLease } from "./lease";
 import { type AdmittedOutput, requeueItem, StepFunctionsTaskTokens, type TaskTokens } from "./lifecycle";
 import { logger } from "./logger";
 import { reportLostAttempts } from "./lost-attempts";
+import { recordMetrics } from "./metrics";
 import { PassState } from "./pass-state";
 import { evict } from "./preemption";
 import { MergedView, OwnerHeads, queuedJob, queuePartitions, readsByOwner } from "./queue-reader";
@@ -175,6 +177,10 @@ export interface PoolPassSummary {
   readonly undone: readonly string[];
   /** The last pass's waiting jobs (those it read), with their reasons. */
   readonly waiting: readonly Waiting[];
+  /** The last pass's figures for the pool's metrics; null when no pass ran. */
+  readonly gauges: PoolGauges | null;
+  /** Wall time of the whole call (every pass), ms. */
+  readonly durationMs: number;
 }
 
 /** A pass for each pool, one after another. */
@@ -184,6 +190,8 @@ export async function runScheduler(
 ): Promise<PoolPassSummary[]> {
   const summaries: PoolPassSummary[] = [];
   for (const pool of pools) summaries.push(await schedulePool(ctx, pool));
+  // The heartbeat: its alarm breaches when no invocation ran for a while (missing data).
+  recordMetrics({}, { schedulerPasses: 1 });
   return summaries;
 }
 
@@ -192,6 +200,7 @@ export async function runScheduler(
  * race), at most `maxPasses`. If another pass holds the lease, tells it to run again and returns.
  */
 export async function schedulePool(ctx: SchedulerContext, poolName: string): Promise<PoolPassSummary> {
+  const started = performance.now();
   const tuning = { ...DEFAULT_TUNING, ...ctx.tuning };
   const pool = ctx.pools.find((p) => p.name === poolName);
   const summary = {
@@ -205,6 +214,8 @@ export async function schedulePool(ctx: SchedulerContext, poolName: string): Pro
     lostNodes: [] as string[],
     undone: [] as string[],
     waiting: [] as Waiting[],
+    gauges: null as PoolGauges | null,
+    durationMs: 0,
   };
   if (!pool) {
     logger.warn("no such pool configured; nothing to schedule", { pool: poolName });
@@ -230,6 +241,7 @@ export async function schedulePool(ctx: SchedulerContext, poolName: string): Pro
       summary.lostNodes.push(...result.lostNodes);
       summary.undone.push(...result.undone);
       summary.waiting = result.waiting;
+      summary.gauges = result.gauges;
       // Let go only when nothing arrived meanwhile: the release says so atomically.
       const { dirty } = await ctx.nodes.releaseLease(poolName, holder);
       if (!(dirty || result.raced) || summary.passes >= tuning.maxPasses) break;
@@ -239,6 +251,8 @@ export async function schedulePool(ctx: SchedulerContext, poolName: string): Pro
   } finally {
     lease.stop();
   }
+  summary.durationMs = Math.round(performance.now() - started);
+  recordPassMetrics(summary);
   if (
     summary.admitted.length > 0 ||
     summary.promoted.length > 0 ||
@@ -276,6 +290,7 @@ async function takeLease(
 }
 
 interface PassResult {
+  readonly gauges: PoolGauges;
   readonly admitted: { jobId: string; nodeId: string }[];
   readonly promoted: string[];
   readonly expired: string[];
@@ -402,6 +417,20 @@ async function pass(ctx: SchedulerContext, pool: PoolConfig, tuning: SchedulerTu
     await ctx.nodes.setLastOwner(pool.name, lastOwner);
   }
   await refreshReasons(ctx, waiting.slice(0, tuning.reasonUpdates), read);
+  const gauges = poolGauges({
+    waiting,
+    jobs: new Map(
+      [...read.values()].map((j) => [j.id, { priority: j.priority, queuedAt: j.queuedAt ?? j.createdAt }]),
+    ),
+    // Up and draining nodes both hold bookings; a lost node's capacity is gone.
+    nodes: listed.filter((n) => n.pool === pool.name && n.status !== "lost"),
+    admitted: admitted.flatMap((a) => {
+      const item = read.get(a.jobId);
+      return item ? [item.resources] : [];
+    }),
+    gpuPool: pool.node.gpu > 0,
+    now,
+  });
   return {
     admitted,
     promoted,
@@ -410,8 +439,35 @@ async function pass(ctx: SchedulerContext, pool: PoolConfig, tuning: SchedulerTu
     lostNodes: lost.map((n) => n.nodeId),
     undone,
     waiting,
+    gauges,
     raced,
   };
+}
+
+/**
+ * The pool's figures after a call that ran (core/metrics.ts): what the worker pools scale on
+ * (QueuedJobs), admissions, the queue by tier, the oldest job waiting for capacity, capacity in
+ * use, lost nodes and the call's duration. Lines grouped by dimension set.
+ */
+function recordPassMetrics(summary: PoolPassSummary): void {
+  const { pool, gauges } = summary;
+  if (summary.outcome !== "ran" || !gauges) return;
+  recordMetrics(
+    { pool },
+    {
+      queuedJobs: gauges.queuedJobs,
+      admittedJobs: summary.admitted.length,
+      oldestCapacityWaitAge: gauges.oldestCapacityWaitSeconds,
+      schedulerPassDuration: summary.durationMs,
+      lostNodes: summary.lostNodes.length,
+    },
+  );
+  for (const [tier, count] of Object.entries(gauges.waitingByTier)) {
+    recordMetrics({ pool, tier }, { waitingJobs: count });
+  }
+  for (const [resource, fraction] of Object.entries(gauges.capacityInUse)) {
+    recordMetrics({ pool, resource }, { capacityInUse: fraction });
+  }
 }
 
 function holdsCapacity(node: NodeItem): boolean {
@@ -561,6 +617,7 @@ async function admit(
       pool: node.pool,
       tier: priorityTier(item.priority),
       jobId: item.id,
+      attempt: item.attempts + 1,
     });
     return { kind: "skipped" };
   }
@@ -606,7 +663,10 @@ async function admit(
     released = false;
     failure = error;
   }
-  if (released) return { kind: "admitted", event: stateChange(item.status, next) };
+  if (released) {
+    logger.info("job dispatched", { jobId: item.id, attempt, pool: node.pool, nodeId: node.nodeId });
+    return { kind: "admitted", event: stateChange(item.status, next) };
+  }
 
   // No execution waits on the token (it ended or timed out), or Step Functions could not be
   // reached. Put the job back: without the token when it is dead (the reconciler gives the job
@@ -614,6 +674,7 @@ async function admit(
   const tokenDead = failure === undefined;
   logger.warn("admitted job's execution could not be released; admission undone", {
     jobId: item.id,
+    attempt,
     tokenDead,
     error: failure as Error | undefined,
   });

@@ -13,6 +13,7 @@ import type { ConnectionRepository, StreamConnection } from "../store/connection
 import { announcedChanges } from "../store/job-stream";
 import type { ConnectionSender } from "../store/stream-sender";
 import { logger } from "./logger";
+import { recordMetrics } from "./metrics";
 import type { Clock } from "./runtime";
 
 /**
@@ -36,6 +37,7 @@ export async function openConnection(
   principal: Principal,
 ): Promise<void> {
   await ctx.connections.add(connectionId, principal, ctx.clock());
+  recordMetrics({}, { streamConnections: 1 });
 }
 
 export async function closeConnection(ctx: StreamContext, connectionId: string): Promise<void> {
@@ -148,6 +150,7 @@ export async function broadcast(
     }
   };
   await inBatches(deliveries, SEND_CONCURRENCY, deliver);
+  if (sent > 0) recordMetrics({}, { streamPosts: sent });
 
   const failed = firstFailed === undefined ? undefined : messages[firstFailed];
   return {

@@ -35,6 +35,7 @@ import { dependentSk, dependsOnSk, JOB_SK, jobPk } from "../store/keys";
 import { stateChange } from "./events";
 import { ClaimLostError, Idempotency, type IdempotencyRecord } from "./idempotency";
 import { logger } from "./logger";
+import { metricPool, recordMetrics } from "./metrics";
 import { countNotStarted } from "./quota-usage";
 import type { AppContext } from "./runtime";
 import { canSee } from "./visibility";
@@ -402,6 +403,7 @@ async function afterCommit(
   items: readonly JobItem[],
   budget: SubmitBudget,
 ): Promise<void> {
+  countSubmitted(items);
   const first = items[0];
   try {
     if (first) await ctx.repo.recordFirstDay(first.createdAt.slice(0, 10));
@@ -410,6 +412,13 @@ async function afterCommit(
     logger.error("jobs created, but their events were not published", { error: error as Error });
   }
   await startExecutions(ctx, items, budget);
+}
+
+/** JobsSubmitted, one line per pool the jobs named. */
+function countSubmitted(items: readonly JobItem[]): void {
+  const byPool = new Map<string, number>();
+  for (const item of items) byPool.set(metricPool(item), (byPool.get(metricPool(item)) ?? 0) + 1);
+  for (const [pool, count] of byPool) recordMetrics({ pool }, { jobsSubmitted: count });
 }
 
 /**

@@ -1,12 +1,13 @@
 import { Logger } from "@aws-lambda-powertools/logger";
-import { injectLambdaContext } from "@aws-lambda-powertools/logger/middleware";
 import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { DynamoDBDocumentClient } from "@aws-sdk/lib-dynamodb";
 import middy from "@middy/core";
 import type { APIGatewayAuthorizerResult, APIGatewayTokenAuthorizerEvent } from "aws-lambda";
 import { awsClientOptions } from "../store/aws";
 import { findToken, hashToken } from "../store/tokens";
+import { traced } from "../store/tracing";
 import { config } from "./config";
+import { observability } from "./observability";
 import { AUTH_CONTEXT_KEYS } from "./routes";
 
 /**
@@ -20,7 +21,7 @@ const logger = new Logger();
 // Locally (JOBQ_DYNAMODB_ENDPOINT) the client gets the endpoint and dummy credentials, so the SDK
 // never probes the EC2 metadata address for real ones; in AWS the function's role supplies them.
 const dynamo = DynamoDBDocumentClient.from(
-  new DynamoDBClient(awsClientOptions(cfg.dynamoEndpoint, cfg.region)),
+  traced(new DynamoDBClient(awsClientOptions(cfg.dynamoEndpoint, cfg.region))),
 );
 
 const BEARER = /^Bearer\s+(\S+)\s*$/i;
@@ -66,5 +67,5 @@ export async function authorize(
 }
 
 export const handler = middy((event: APIGatewayTokenAuthorizerEvent) => authorize(event)).use(
-  injectLambdaContext(logger),
+  observability(logger),
 );

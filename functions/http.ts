@@ -1,4 +1,3 @@
-import { injectLambdaContext } from "@aws-lambda-powertools/logger/middleware";
 import middy from "@middy/core";
 import type { APIGatewayProxyEvent, APIGatewayProxyResult, Context } from "aws-lambda";
 import { logger } from "../app/logger";
@@ -13,6 +12,7 @@ import {
 import type { Principal } from "../core/principal";
 import { config } from "./config";
 import { withCorsOrigin } from "./cors";
+import { observability } from "./observability";
 import { AUTH_CONTEXT_KEYS } from "./routes";
 
 export { logger };
@@ -187,7 +187,7 @@ export function queryParameters(event: APIGatewayProxyEvent): Record<string, str
 export type RouteHandler = (event: APIGatewayProxyEvent, context: Context) => Promise<APIGatewayProxyResult>;
 
 /**
- * Wraps a route's use case in the middy chain every API handler shares: the Lambda context in
+ * Wraps a route's use case in the middy chain every API handler shares: tracing and the Lambda context in
  * every log line, every error mapped to the contract's format, and every answer, error or not,
  * readable by the dashboard's page where it has an origin of its own (JOBQ_CORS_ORIGIN, AWS).
  * The origin is read per request, not at import: the local stack imports handlers before it
@@ -195,7 +195,7 @@ export type RouteHandler = (event: APIGatewayProxyEvent, context: Context) => Pr
  */
 export function apiHandler(route: RouteHandler) {
   return middy<APIGatewayProxyEvent, APIGatewayProxyResult>()
-    .use(injectLambdaContext(logger, { resetKeys: true }))
+    .use(observability())
     .use({
       after: (request) => {
         request.response = withCorsOrigin(request.response, config().corsOrigin);

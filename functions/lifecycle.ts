@@ -1,4 +1,3 @@
-import { injectLambdaContext } from "@aws-lambda-powertools/logger/middleware";
 import middy from "@middy/core";
 import { createSfnClient } from "../app/executions";
 import {
@@ -11,6 +10,7 @@ import { logger } from "../app/logger";
 import { appContext } from "../app/runtime";
 import { parseRequest } from "../core/validation";
 import { config } from "./config";
+import { observability } from "./observability";
 
 /**
  * The lifecycle Lambda: every Task of state-machines/job-lifecycle.asl.json invokes it with
@@ -32,9 +32,15 @@ function lifecycleContext(): LifecycleContext {
 }
 
 export const handler = middy<unknown, unknown>()
-  .use(injectLambdaContext(logger, { resetKeys: true }))
+  .use(observability())
   .handler(async (event) => {
     const request = parseRequest(lifecycleRequestSchema, event);
-    logger.appendKeys({ jobId: request.jobId, action: request.action });
+    // Every line of the step names its job and attempt; admission and requeue come between
+    // attempts, and say so with a null attempt.
+    logger.appendKeys({
+      jobId: request.jobId,
+      attempt: "attempt" in request ? request.attempt : null,
+      action: request.action,
+    });
     return runLifecycleStep(lifecycleContext(), request);
   });

@@ -1,7 +1,6 @@
-import { injectLambdaContext } from "@aws-lambda-powertools/logger/middleware";
 import middy from "@middy/core";
-import { logger } from "../app/logger";
 import { type ReconcileSummary, reconcile, reconcilerContext } from "../app/reconciler";
+import { observability } from "./observability";
 
 /**
  * The reconciler Lambda, every 5 minutes (EventBridge rule): gives every job that lost its
@@ -9,5 +8,5 @@ import { type ReconcileSummary, reconcile, reconcilerContext } from "../app/reco
  * next run starts over (it is idempotent).
  */
 export const handler = middy<unknown, ReconcileSummary>()
-  .use(injectLambdaContext(logger, { resetKeys: true }))
+  .use(observability())
   .handler(async () => reconcile(reconcilerContext()));

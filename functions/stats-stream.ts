@@ -1,9 +1,9 @@
-import { injectLambdaContext } from "@aws-lambda-powertools/logger/middleware";
 import middy from "@middy/core";
 import type { DynamoDBBatchResponse, DynamoDBRecord, DynamoDBStreamEvent } from "aws-lambda";
 import { logger } from "../app/logger";
 import { applyJobChanges, type SequencedChange, statsContext } from "../app/stats";
 import { jobChangeOf } from "../store/job-stream";
+import { observability } from "./observability";
 
 export { STATS_CONSUMER } from "./stats-settings";
 
@@ -14,7 +14,7 @@ export { STATS_CONSUMER } from "./stats-settings";
  * keyed by that record (app/stats.ts), which is what makes a redelivery count once.
  */
 export const handler = middy<DynamoDBStreamEvent, DynamoDBBatchResponse>()
-  .use(injectLambdaContext(logger, { resetKeys: true }))
+  .use(observability())
   .handler(async (event) => {
     const records: readonly DynamoDBRecord[] = event.Records ?? [];
     const changes: SequencedChange[] = [];

@@ -320,6 +320,9 @@ export function handlerEnvironment(input: HandlerEnvironmentInput): Record<strin
     // Metrics are CloudWatch embedded-metric JSON on stdout: in AWS, CloudWatch reads them;
     // here nothing does, and a sweep every few seconds would bury the useful lines.
     POWERTOOLS_METRICS_DISABLED: "true",
+    // Tracing is off outside Lambda anyway (store/tracing.ts); said outright so no X-Ray daemon
+    // address is ever tried, whatever AWS_EXECUTION_ENV the user's shell carries.
+    POWERTOOLS_TRACE_ENABLED: "false",
     // Every worker process would print the SDK's notice that its releases after January 2027
     // need Node 22; the README says so once instead.
     AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: "true",

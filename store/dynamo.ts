@@ -3,6 +3,7 @@ import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { DynamoDBDocumentClient } from "@aws-sdk/lib-dynamodb";
 import { awsClientOptions } from "./aws";
 import { installFaultInjection } from "./faults";
+import { traced } from "./tracing";
 
 /**
  * Read and write capacity units consumed by this process, summed from every response's
@@ -91,10 +92,12 @@ export interface DynamoOptions {
  * so the SDK never falls back to the instance metadata address.
  */
 export function createDocumentClient(options: DynamoOptions): DynamoDBDocumentClient {
-  const client = new DynamoDBClient({
-    ...awsClientOptions(options.endpoint, options.region),
-    maxAttempts: 5,
-  });
+  const client = traced(
+    new DynamoDBClient({
+      ...awsClientOptions(options.endpoint, options.region),
+      maxAttempts: 5,
+    }),
+  );
   client.middlewareStack.add(
     (next, context) => async (args) => {
       const input = args.input as Record<string, unknown>;

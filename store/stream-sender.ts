@@ -5,6 +5,7 @@ import {
 } from "@aws-sdk/client-apigatewaymanagementapi";
 import type { ServerMessage } from "../core/stream";
 import { awsClientOptions } from "./aws";
+import { traced } from "./tracing";
 
 /**
  * Posts to stream connections through API Gateway's `@connections` management API: in AWS the
@@ -24,8 +25,8 @@ export class ManagementApiSender implements ConnectionSender {
   constructor(endpoint: string, region: string, local: boolean) {
     // In AWS the endpoint is the stage's callback URL and the role signs; locally it is loopback
     // with dummy credentials (awsClientOptions), so nothing ever reaches for real ones.
-    this.client = new ApiGatewayManagementApiClient(
-      local ? awsClientOptions(endpoint, region) : { region, endpoint },
+    this.client = traced(
+      new ApiGatewayManagementApiClient(local ? awsClientOptions(endpoint, region) : { region, endpoint }),
     );
   }
 

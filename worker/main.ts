@@ -7,6 +7,7 @@ import { capacityMeter, createDocumentClient } from "../store/dynamo";
 import { injectedFaults, installFaultInjection, setFaultInjection } from "../store/faults";
 import { JobRepository } from "../store/job-repository";
 import { NodeRepository } from "../store/nodes";
+import { disableTracing } from "../store/tracing";
 import { detectCapacity } from "./capacity";
 import { readWorkerConfig } from "./config";
 import { loadTaskModules, TaskRegistry } from "./registry";
@@ -25,6 +26,8 @@ import { registerExampleTasks } from "./tasks/examples";
  */
 
 async function main(): Promise<void> {
+  // A worker is no Lambda function: no segment to trace into (store/tracing.ts).
+  disableTracing();
   const config = readWorkerConfig();
   const shared = config.shared;
   const log = logger.createChild({ serviceName: "jobq-worker" });

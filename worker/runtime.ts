@@ -424,12 +424,20 @@ export class Worker {
       return;
     }
     if (outcome.outcome === "stale") {
-      this.log.info("dropping a stale dispatch message", { jobId: body.jobId, reason: outcome.reason });
+      this.log.info("dropping a stale dispatch message", {
+        jobId: body.jobId,
+        attempt: body.attempt,
+        reason: outcome.reason,
+      });
       await this.deleteMessage(received);
       return;
     }
     if (outcome.outcome === "no_capacity") {
-      this.log.info("leaving a job to another node", { jobId: body.jobId, reason: outcome.reason });
+      this.log.info("leaving a job to another node", {
+        jobId: body.jobId,
+        attempt: body.attempt,
+        reason: outcome.reason,
+      });
       await this.changeVisibility(received, NO_FIT_DELAY_SECONDS);
       return;
     }
@@ -443,10 +451,15 @@ export class Worker {
       done: Promise.resolve(),
     };
     this.running.set(key, attempt);
+    this.log.info("attempt started", { jobId: body.jobId, attempt: body.attempt, nodeId: node.nodeId });
     await this.deleteMessage(received);
     attempt.done = this.runAttempt(attempt)
       .catch((error: unknown) => {
-        this.log.error("attempt bookkeeping failed", { jobId: attempt.job.id, error: errorInfo(error) });
+        this.log.error("attempt bookkeeping failed", {
+          jobId: attempt.job.id,
+          attempt: attempt.attempt,
+          error: errorInfo(error),
+        });
       })
       .finally(() => {
         this.running.delete(key);
@@ -463,7 +476,8 @@ export class Worker {
       job.id,
       attempt,
       this.clock,
-      (error) => this.log.warn("task log lines not written yet", { jobId: job.id, error: errorInfo(error) }),
+      (error) =>
+        this.log.warn("task log lines not written yet", { jobId: job.id, attempt, error: errorInfo(error) }),
       this.options.logFlushMs,
     );
     const heartbeat = setInterval(
@@ -600,7 +614,11 @@ export class Worker {
         throw stopped;
       }
       // A missed heartbeat is not fatal: the next one may land well within heartbeatSeconds.
-      this.log.warn("heartbeat not sent", { jobId: run.job.id, error: errorInfo(error) });
+      this.log.warn("heartbeat not sent", {
+        jobId: run.job.id,
+        attempt: run.attempt,
+        error: errorInfo(error),
+      });
     }
   }
 

@@ -1,12 +1,13 @@
 import { Logger } from "@aws-lambda-powertools/logger";
-import { injectLambdaContext } from "@aws-lambda-powertools/logger/middleware";
 import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { DynamoDBDocumentClient } from "@aws-sdk/lib-dynamodb";
 import middy from "@middy/core";
 import type { APIGatewayAuthorizerResult, APIGatewayRequestAuthorizerEvent } from "aws-lambda";
 import { awsClientOptions } from "../../store/aws";
 import { findToken, hashToken } from "../../store/tokens";
+import { traced } from "../../store/tracing";
 import { config } from "../config";
+import { observability } from "../observability";
 import { AUTH_CONTEXT_KEYS } from "../routes";
 import { handshakeToken } from "./events";
 
@@ -20,7 +21,7 @@ import { handshakeToken } from "./events";
 const cfg = config();
 const logger = new Logger();
 const dynamo = DynamoDBDocumentClient.from(
-  new DynamoDBClient(awsClientOptions(cfg.dynamoEndpoint, cfg.region)),
+  traced(new DynamoDBClient(awsClientOptions(cfg.dynamoEndpoint, cfg.region))),
 );
 
 function unauthorized(reason: string): Error {
@@ -50,5 +51,5 @@ export async function authorizeHandshake(
 }
 
 export const handler = middy((event: APIGatewayRequestAuthorizerEvent) => authorizeHandshake(event)).use(
-  injectLambdaContext(logger),
+  observability(logger),
 );

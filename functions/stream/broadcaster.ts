@@ -1,9 +1,9 @@
-import { injectLambdaContext } from "@aws-lambda-powertools/logger/middleware";
 import middy from "@middy/core";
 import type { DynamoDBBatchResponse, DynamoDBStreamEvent } from "aws-lambda";
 import { broadcast } from "../../app/stream";
 import { broadcastContext } from "../../app/stream-runtime";
 import { logger } from "../http";
+import { observability } from "../observability";
 
 /**
  * The jobs table's change stream → WebSocket messages (app/stream.ts broadcast). Reports the
@@ -16,4 +16,4 @@ export const handler = middy(async (event: DynamoDBStreamEvent): Promise<DynamoD
     logger.debug("broadcast", { messages: outcome.messages, sent: outcome.sent, gone: outcome.gone });
   }
   return { batchItemFailures: outcome.batchItemFailures };
-}).use(injectLambdaContext(logger, { resetKeys: true }));
+}).use(observability());

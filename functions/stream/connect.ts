@@ -1,8 +1,8 @@
-import { injectLambdaContext } from "@aws-lambda-powertools/logger/middleware";
 import middy from "@middy/core";
 import { openConnection } from "../../app/stream";
 import { streamContext } from "../../app/stream-runtime";
-import { errorResponse, logger } from "../http";
+import { errorResponse } from "../http";
+import { observability } from "../observability";
 import { ok, principalOfConnection, webSocketEventSchema } from "./events";
 
 /**
@@ -17,4 +17,4 @@ export const handler = middy(async (event: unknown) => {
   } catch (error) {
     return errorResponse(error);
   }
-}).use(injectLambdaContext(logger, { resetKeys: true }));
+}).use(observability());

@@ -1,8 +1,7 @@
-import { injectLambdaContext } from "@aws-lambda-powertools/logger/middleware";
 import middy from "@middy/core";
 import { closeConnection } from "../../app/stream";
 import { streamContext } from "../../app/stream-runtime";
-import { logger } from "../http";
+import { observability } from "../observability";
 import { ok, webSocketEventSchema } from "./events";
 
 /**
@@ -13,4 +12,4 @@ export const handler = middy(async (event: unknown) => {
   const parsed = webSocketEventSchema.parse(event);
   await closeConnection(streamContext(), parsed.requestContext.connectionId);
   return ok();
-}).use(injectLambdaContext(logger, { resetKeys: true }));
+}).use(observability());

@@ -1,8 +1,7 @@
-import { injectLambdaContext } from "@aws-lambda-powertools/logger/middleware";
 import middy from "@middy/core";
 import { clientMessage } from "../../app/stream";
 import { streamContext } from "../../app/stream-runtime";
-import { logger } from "../http";
+import { observability } from "../observability";
 import { ok, webSocketEventSchema } from "./events";
 
 /**
@@ -13,4 +12,4 @@ export const handler = middy(async (event: unknown) => {
   const parsed = webSocketEventSchema.parse(event);
   const reply = await clientMessage(streamContext(), parsed.requestContext.connectionId, parsed.body);
   return ok(JSON.stringify(reply));
-}).use(injectLambdaContext(logger, { resetKeys: true }));
+}).use(observability());
