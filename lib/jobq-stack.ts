@@ -13,6 +13,7 @@ import { JobStats } from "./job-stats";
 import { JobStore } from "./job-store";
 import { JobStream } from "./job-stream";
 import { type JobqRuntime, runtimeEnvironment } from "./jobq-function";
+import { acknowledgeNagFindings } from "./nag-acknowledgements";
 import { type WorkerPoolConfig, workerPoolsSchema } from "./pool-settings";
 import { Scheduler } from "./scheduler";
 import { WebDashboard } from "./web-dashboard";
@@ -287,6 +288,10 @@ export class JobqStack extends Stack {
       : undefined;
     // GET /health names the stream (API.md); without one it answers streamUrl: null.
     if (this.jobStream) this.jobApi.functions.Health?.addEnvironment("JOBQ_STREAM_URL", this.jobStream.url);
+    // The stream's access log needs the account's API Gateway CloudWatch role, which the REST
+    // API sets up (cloudWatchRole): a stage created first would fail the deploy.
+    const apiGatewayAccount = this.jobApi.api.node.tryFindChild("Account");
+    if (this.jobStream && apiGatewayAccount) this.jobStream.stage.node.addDependency(apiGatewayAccount);
     this.jobStats = new JobStats(this, "Stats", {
       jobsTable: this.store.jobsTable,
       policyTable: this.store.policyTable,
@@ -325,6 +330,9 @@ export class JobqStack extends Stack {
           "function's JOBQ_QUEUES; Lambda refuses environments over 4 KB, so the deploy may fail",
       );
     }
+
+    // cdk-nag's accepted findings, each with its reason (lib/nag-acknowledgements.ts).
+    acknowledgeNagFindings(this);
 
     new CfnOutput(this, "ApiUrl", { value: this.jobApi.url, description: "Base URL of the jobq API" });
     new CfnOutput(this, "JobsTableName", { value: this.store.jobsTable.tableName });
