@@ -19,7 +19,7 @@ interface Rule {
   /** CloudFormation type of the resources it applies to. */
   readonly type: string;
   /** Narrows it to some resources of that type (by their properties or path). */
-  readonly where?: (resource: CfnResource, properties: Record<string, unknown>) => boolean;
+  readonly where?: (resource: CfnResource, properties: () => Record<string, unknown>) => boolean;
   readonly reason: string;
 }
 
@@ -48,7 +48,7 @@ const RULES: readonly Rule[] = [
   {
     id: "AwsSolutions-APIG4",
     type: "AWS::ApiGatewayV2::Route",
-    where: (_, p) => p.RouteKey === "$disconnect" || p.RouteKey === "$default",
+    where: (_, p) => ["$disconnect", "$default"].includes(String(p().RouteKey)),
     reason:
       "a WebSocket API authorizes at $connect only; $disconnect and $default run on a connection that the token authorizer already let in",
   },
@@ -263,21 +263,39 @@ function acknowledgeManagedPolicies(resource: CfnResource, arns: unknown): void 
   }
 }
 
+/** Types with a rule here: the others are not looked at. */
+const TYPES: ReadonlySet<string> = new Set([
+  ...RULES.map((r) => r.type),
+  "AWS::IAM::Policy",
+  "AWS::IAM::Role",
+]);
+
+/** The resource's properties as the template will have them (references resolved). */
+function propertiesOf(resource: CfnResource): Record<string, unknown> {
+  const rendered = Stack.of(resource).resolve(resource._toCloudFormation()) as {
+    Resources?: Record<string, { Properties?: Record<string, unknown> }>;
+  };
+  return Object.values(rendered.Resources ?? {})[0]?.Properties ?? {};
+}
+
 function acknowledgeResource(resource: CfnResource): void {
-  const stack = Stack.of(resource);
-  const properties = (stack.resolve(resource._toCloudFormation()) as { Resources?: Record<string, unknown> })
-    .Resources;
-  const props = ((Object.values(properties ?? {})[0] as { Properties?: Record<string, unknown> } | undefined)
-    ?.Properties ?? {}) as Record<string, unknown>;
+  const type = resource.cfnResourceType;
+  if (!TYPES.has(type)) return;
+  // Rendering a resource is the costly part (this runs in every synth): only where it is read.
+  let properties: Record<string, unknown> | undefined;
+  const props = (): Record<string, unknown> => {
+    properties ??= propertiesOf(resource);
+    return properties;
+  };
   for (const rule of RULES) {
-    if (rule.type !== resource.cfnResourceType) continue;
+    if (rule.type !== type) continue;
     if (rule.where && !rule.where(resource, props)) continue;
     Validations.of(resource).acknowledge({ id: rule.id, reason: rule.reason });
   }
-  if (resource.cfnResourceType === "AWS::IAM::Policy") acknowledgeWildcards(resource, props.PolicyDocument);
-  if (resource.cfnResourceType === "AWS::IAM::Role") {
-    acknowledgeManagedPolicies(resource, props.ManagedPolicyArns);
-    for (const policy of asList(props.Policies as { PolicyDocument?: unknown }[] | undefined))
+  if (type === "AWS::IAM::Policy") acknowledgeWildcards(resource, props().PolicyDocument);
+  if (type === "AWS::IAM::Role") {
+    acknowledgeManagedPolicies(resource, props().ManagedPolicyArns);
+    for (const policy of asList(props().Policies as { PolicyDocument?: unknown }[] | undefined))
       acknowledgeWildcards(resource, policy.PolicyDocument);
   }
 }
