@@ -1,12 +1,13 @@
 import { fileURLToPath } from "node:url";
 import { Duration, RemovalPolicy, Stack } from "aws-cdk-lib";
+import * as apigateway from "aws-cdk-lib/aws-apigateway";
 import * as apigwv2 from "aws-cdk-lib/aws-apigatewayv2";
 import { WebSocketLambdaAuthorizer } from "aws-cdk-lib/aws-apigatewayv2-authorizers";
 import { WebSocketLambdaIntegration } from "aws-cdk-lib/aws-apigatewayv2-integrations";
 import type * as dynamodb from "aws-cdk-lib/aws-dynamodb";
 import * as lambda from "aws-cdk-lib/aws-lambda";
 import type * as nodejs from "aws-cdk-lib/aws-lambda-nodejs";
-import type * as logs from "aws-cdk-lib/aws-logs";
+import * as logs from "aws-cdk-lib/aws-logs";
 import type * as sqs from "aws-cdk-lib/aws-sqs";
 import { Construct } from "constructs";
 import { consumeJobStream } from "./job-stream-source";
@@ -69,6 +70,8 @@ export class JobStream extends Construct {
   public readonly broadcaster: nodejs.NodejsFunction;
   /** Stream batches the broadcaster gave up on (their records, by shard and sequence number). */
   public readonly failedBatches: sqs.Queue;
+  /** The stage's access log: a JSON line per connect, message and disconnect. */
+  public readonly accessLogGroup: logs.LogGroup;
   /** What clients connect to: `wss://…/<stage>`. */
   public readonly url: string;
   /** `wss://<api id>.execute-api.<region>.<suffix>`: the URL's origin, independent of the stage. */
@@ -117,8 +120,30 @@ export class JobStream extends Construct {
         returnResponse: true,
       },
     });
+    // One line per connect, message and disconnect (who, which route, status): the stream's
+    // counterpart of the REST API's access log, kept as long as every other log of the stack.
+    this.accessLogGroup = new logs.LogGroup(this, "AccessLogs", {
+      retention: props.logRetention ?? logs.RetentionDays.ONE_MONTH,
+      removalPolicy: props.logRemovalPolicy ?? RemovalPolicy.RETAIN,
+    });
     this.stage = new apigwv2.WebSocketStage(this, "Stage", {
       webSocketApi: this.api,
+      accessLogSettings: {
+        destination: new apigwv2.LogGroupLogDestination(this.accessLogGroup),
+        format: apigateway.AccessLogFormat.custom(
+          JSON.stringify({
+            requestId: apigateway.AccessLogField.contextRequestId(),
+            requestTime: apigateway.AccessLogField.contextRequestTime(),
+            routeKey: "$context.routeKey",
+            eventType: "$context.eventType",
+            connectionId: "$context.connectionId",
+            status: apigateway.AccessLogField.contextStatus(),
+            sourceIp: apigateway.AccessLogField.contextIdentitySourceIp(),
+            errorMessage: apigateway.AccessLogField.contextErrorMessage(),
+            authorizerError: apigateway.AccessLogField.contextAuthorizerError(),
+          }),
+        ),
+      },
       stageName: props.stageName ?? "v1",
       autoDeploy: true,
       throttle: {

@@ -76,6 +76,9 @@ export function jobqFunction(scope: Construct, id: string, props: JobqFunctionPr
       POWERTOOLS_SERVICE_NAME: "jobq",
       // Powertools Metrics' namespace (the scheduler's QueuedJobs, lib/worker-pools.ts).
       POWERTOOLS_METRICS_NAMESPACE: "jobq",
+      // Powertools Tracer would otherwise copy every handler's response into its trace segment:
+      // job payloads and results, and the secret POST /admin/tokens shows once. Errors still are.
+      POWERTOOLS_TRACER_CAPTURE_RESPONSE: "false",
       NODE_OPTIONS: "--enable-source-maps",
       ...props.environment,
     },

@@ -10,6 +10,7 @@ import {
   type StackProps,
 } from "aws-cdk-lib";
 import * as events from "aws-cdk-lib/aws-events";
+import * as logs from "aws-cdk-lib/aws-logs";
 import type { Construct, Node } from "constructs";
 import { z } from "zod";
 import { DEFAULT_POOLS } from "../core/pools";
@@ -22,6 +23,7 @@ import { JobStats } from "./job-stats";
 import { JobStore } from "./job-store";
 import { JobStream } from "./job-stream";
 import { type JobqRuntime, runtimeEnvironment } from "./jobq-function";
+import { acknowledgeNagFindings } from "./nag-acknowledgements";
 import { type WorkerPoolConfig, workerPoolsSchema } from "./pool-settings";
 import { Scheduler } from "./scheduler";
 import { WebDashboard } from "./web-dashboard";
@@ -58,7 +60,23 @@ export const CONTEXT_KEYS = {
   alarmEmail: "jobq:alarmEmail",
   /** Minutes a job may wait for capacity or priority before its pool's alarm pages. Default 30. */
   maxQueueAgeMinutes: "jobq:maxQueueAgeMinutes",
+  /**
+   * Days every log group of the stack keeps its events (functions, state machine, API access
+   * logs, workers, stream, web); one of the values CloudWatch Logs accepts. Default 30.
+   */
+  logRetentionDays: "jobq:logRetentionDays",
+  /**
+   * `aws` (default) or `localstack`: the variant LocalStack's free tier can run — no workers
+   * (as jobq:workers=none), no web dashboard (as jobq:dashboard=false) and no WebSocket stream
+   * (API Gateway v2 is in its paid tier); GET /health then answers `streamUrl: null`.
+   */
+  target: "jobq:target",
 } as const;
+
+/** What CloudWatch Logs accepts as a retention (logs.RetentionDays, less "never expire"). */
+export const LOG_RETENTION_DAYS: readonly number[] = Object.values(logs.RetentionDays).filter(
+  (v): v is number => typeof v === "number" && v !== logs.RetentionDays.INFINITE,
+);
 
 /** web/dist of this repository: where `npm run build:web` puts the dashboard bundle. */
 export const DEFAULT_DASHBOARD_PATH = fileURLToPath(new URL("../web/dist", import.meta.url));
@@ -102,6 +120,10 @@ export interface JobqSettings {
   readonly jobRetentionDays: number | undefined;
   readonly alarmEmail: string | undefined;
   readonly maxQueueAgeMinutes: number;
+  readonly logRetention: logs.RetentionDays;
+  readonly target: "aws" | "localstack";
+  /** The job stream's WebSocket API; off for LocalStack. */
+  readonly stream: boolean;
 }
 
 /** `-c key=value` arrives as a string, cdk.json values as JSON already: accept both. */
@@ -140,6 +162,13 @@ export function readSettings(node: Node): JobqSettings {
   const days = z.number().int().min(1).max(36_500);
   const alarmEmail: unknown = node.tryGetContext(CONTEXT_KEYS.alarmEmail);
   const maxQueueAgeMinutes = jsonContext(node, CONTEXT_KEYS.maxQueueAgeMinutes) ?? 30;
+  const logRetentionDays = jsonContext(node, CONTEXT_KEYS.logRetentionDays) ?? 30;
+  const target = parseContext(
+    CONTEXT_KEYS.target,
+    z.enum(["aws", "localstack"]),
+    node.tryGetContext(CONTEXT_KEYS.target) ?? "aws",
+  );
+  const localstack = target === "localstack";
   return {
     pools: pools === undefined ? DEFAULT_POOLS : parseContext(CONTEXT_KEYS.pools, workerPoolsSchema, pools),
     removalPolicy:
@@ -151,13 +180,10 @@ export function readSettings(node: Node): JobqSettings {
         ? undefined
         : parseContext(CONTEXT_KEYS.taskTypes, z.array(z.string()), taskTypes),
     natGateways: parseContext(CONTEXT_KEYS.natGateways, z.number().int().min(0).max(2), natGateways),
-    workers: parseContext(CONTEXT_KEYS.workers, z.enum(["ecs", "none"]), workers),
+    // LocalStack implies no workers and no dashboard whatever the other keys say: its free tier
+    // has neither ECS nor CloudFront, and a half-deployable variant helps nobody.
+    workers: localstack ? "none" : parseContext(CONTEXT_KEYS.workers, z.enum(["ecs", "none"]), workers),
     // `-c jobq:dashboard=false` arrives as a string, cdk.json's false as a boolean.
-    dashboard: parseContext(
-      CONTEXT_KEYS.dashboard,
-      z.union([z.boolean(), z.enum(["true", "false"]).transform((v) => v === "true")]),
-      dashboard,
-    ),
     retentionDays: parseContext(CONTEXT_KEYS.retentionDays, days, retentionDays),
     jobRetentionDays:
       jobRetentionDays === undefined
@@ -175,6 +201,22 @@ export function readSettings(node: Node): JobqSettings {
         .max(7 * 24 * 60),
       maxQueueAgeMinutes,
     ),
+    dashboard:
+      !localstack &&
+      parseContext(
+        CONTEXT_KEYS.dashboard,
+        z.union([z.boolean(), z.enum(["true", "false"]).transform((v) => v === "true")]),
+        dashboard,
+      ),
+    logRetention: parseContext(
+      CONTEXT_KEYS.logRetentionDays,
+      z.number().refine((days) => LOG_RETENTION_DAYS.includes(days), {
+        message: `must be one of the retentions CloudWatch Logs accepts: ${LOG_RETENTION_DAYS.join(", ")}`,
+      }),
+      logRetentionDays,
+    ) as logs.RetentionDays,
+    target,
+    stream: !localstack,
   };
 }
 
@@ -203,8 +245,11 @@ export class JobqStack extends Stack {
    * allows 500 resources a stack, and with four pools the control plane alone comes near it.
    */
   public readonly workersStack: NestedStack | undefined;
-  /** WS /jobs/stream: the WebSocket API and the broadcaster on the Jobs table's stream. */
-  public readonly jobStream: JobStream;
+  /**
+   * WS /jobs/stream: the WebSocket API and the broadcaster on the Jobs table's stream; absent
+   * with context jobq:target=localstack.
+   */
+  public readonly jobStream: JobStream | undefined;
   /** GET /stats's aggregates, folded from the Jobs table's stream. */
   public readonly jobStats: JobStats;
   /** The web dashboard on CloudFront; absent with context jobq:dashboard=false. */
@@ -221,6 +266,7 @@ export class JobqStack extends Stack {
     super(scope, id, props);
     const settings = readSettings(this.node);
     const logRemovalPolicy = settings.removalPolicy;
+    const logRetention = settings.logRetention;
     const entry = (name: string): string | undefined =>
       props.functionsDir === undefined ? undefined : join(props.functionsDir, `${name}.ts`);
 
@@ -245,6 +291,7 @@ export class JobqStack extends Stack {
       entry: entry("lifecycle"),
       definitionFile: props.definitionFile,
       logRemovalPolicy,
+      logRetention,
     });
     this.scheduler = new Scheduler(this, "Scheduler", {
       ...runtime,
@@ -252,6 +299,7 @@ export class JobqStack extends Stack {
       schedulerEntry: entry("scheduler"),
       reconcilerEntry: entry("reconciler"),
       logRemovalPolicy,
+      logRetention,
     });
     this.jobApi = new JobApi(this, "Api", {
       ...runtime,
@@ -259,6 +307,7 @@ export class JobqStack extends Stack {
       lifecycle: this.lifecycle,
       handlersDir: props.handlersDir,
       logRemovalPolicy,
+      logRetention,
     });
     // The compute plane in a nested stack of its own: every pool adds a service, its scaling and
     // its roles, and the tables, queues and state machine it uses reach it as parameters.
@@ -276,41 +325,54 @@ export class JobqStack extends Stack {
           natGateways: settings.natGateways,
           image: props.workerImage,
           logRemovalPolicy,
+          logRetention,
         })
       : undefined;
 
-    this.jobStream = new JobStream(this, "Stream", {
-      jobsTable: this.store.jobsTable,
-      tokensTable: this.store.tokensTable,
-      connectionsTable: this.store.connectionsTable,
-      logRemovalPolicy,
-    });
-    // GET /health names the stream (API.md).
-    this.jobApi.functions.Health?.addEnvironment("JOBQ_STREAM_URL", this.jobStream.url);
+    this.jobStream = settings.stream
+      ? new JobStream(this, "Stream", {
+          jobsTable: this.store.jobsTable,
+          tokensTable: this.store.tokensTable,
+          connectionsTable: this.store.connectionsTable,
+          logRemovalPolicy,
+          logRetention,
+        })
+      : undefined;
+    // GET /health names the stream (API.md); without one it answers streamUrl: null.
+    if (this.jobStream) this.jobApi.functions.Health?.addEnvironment("JOBQ_STREAM_URL", this.jobStream.url);
+    // The stream's access log needs the account's API Gateway CloudWatch role, which the REST
+    // API sets up (cloudWatchRole): a stage created first would fail the deploy.
+    const apiGatewayAccount = this.jobApi.api.node.tryFindChild("Account");
+    if (this.jobStream && apiGatewayAccount) this.jobStream.stage.node.addDependency(apiGatewayAccount);
     this.jobStats = new JobStats(this, "Stats", {
       jobsTable: this.store.jobsTable,
       policyTable: this.store.policyTable,
       environment: runtimeEnvironment(runtime, this.lifecycle.stateMachineArn),
       entry: entry("stats-stream"),
       logRemovalPolicy,
+      logRetention,
     });
 
     // A nested stack of its own, with the API's CORS preflights, to keep this stack well under
     // CloudFormation's 500 resources. Nothing in it may depend on the REST
     // API's stage (nor so on its functions), which get the dashboard's origin: hence the API's URL
     // from its id and stage name, and origins for the page's connect-src.
-    this.dashboardStack = settings.dashboard
-      ? new NestedStack(this, "Web", { description: "jobq web dashboard and the API's CORS preflights" })
-      : undefined;
-    this.dashboard = this.dashboardStack
-      ? new WebDashboard(this.dashboardStack, "Dashboard", {
-          dashboardPath: props.dashboardPath ?? DEFAULT_DASHBOARD_PATH,
-          apiUrl: `${this.jobApi.origin}/${this.jobApi.stageName}/`,
-          streamUrl: this.jobStream.url,
-          connectOrigins: [this.jobApi.origin, this.jobStream.origin],
-          logRemovalPolicy,
-        })
-      : undefined;
+    const stream = this.jobStream;
+    this.dashboardStack =
+      settings.dashboard && stream
+        ? new NestedStack(this, "Web", { description: "jobq web dashboard and the API's CORS preflights" })
+        : undefined;
+    this.dashboard =
+      this.dashboardStack && stream
+        ? new WebDashboard(this.dashboardStack, "Dashboard", {
+            dashboardPath: props.dashboardPath ?? DEFAULT_DASHBOARD_PATH,
+            apiUrl: `${this.jobApi.origin}/${this.jobApi.stageName}/`,
+            streamUrl: stream.url,
+            connectOrigins: [this.jobApi.origin, stream.origin],
+            logRemovalPolicy,
+            logRetention,
+          })
+        : undefined;
     if (this.dashboard) this.jobApi.allowOrigin(this.dashboard.origin, this.dashboardStack);
 
     // The topic stays here, next to the alarms this stack already has (DLQs, scheduler, lifecycle):
@@ -340,12 +402,17 @@ export class JobqStack extends Stack {
       );
     }
 
+    // cdk-nag's accepted findings, each with its reason (lib/nag-acknowledgements.ts).
+    acknowledgeNagFindings(this);
+
     new CfnOutput(this, "ApiUrl", { value: this.jobApi.url, description: "Base URL of the jobq API" });
     new CfnOutput(this, "JobsTableName", { value: this.store.jobsTable.tableName });
-    new CfnOutput(this, "StreamUrl", {
-      value: this.jobStream.url,
-      description: "WS /jobs/stream: connect with Authorization: Bearer <token> or ?token=",
-    });
+    if (this.jobStream) {
+      new CfnOutput(this, "StreamUrl", {
+        value: this.jobStream.url,
+        description: "WS /jobs/stream: connect with Authorization: Bearer <token> or ?token=",
+      });
+    }
     new CfnOutput(this, "TokensTableName", {
       value: this.store.tokensTable.tableName,
       description: "For `jobq tokens bootstrap --table` (the first admin token)",

@@ -1,8 +1,10 @@
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { Duration, RemovalPolicy } from "aws-cdk-lib";
+import { Duration, RemovalPolicy, Stack } from "aws-cdk-lib";
 import * as cloudfront from "aws-cdk-lib/aws-cloudfront";
 import * as origins from "aws-cdk-lib/aws-cloudfront-origins";
+import * as iam from "aws-cdk-lib/aws-iam";
+import * as lambda from "aws-cdk-lib/aws-lambda";
 import * as logs from "aws-cdk-lib/aws-logs";
 import * as s3 from "aws-cdk-lib/aws-s3";
 import * as s3deploy from "aws-cdk-lib/aws-s3-deployment";
@@ -172,5 +174,28 @@ export class WebDashboard extends Construct {
         removalPolicy: props.logRemovalPolicy ?? RemovalPolicy.RETAIN,
       }),
     });
+    traceDeploymentHandler(this.deployment);
+  }
+}
+
+/**
+ * Active X-Ray tracing on BucketDeployment's handler, like every other function of the stack:
+ * CDK offers no option for it, so it is set on the (singleton, stack-level) function itself, with
+ * the X-Ray actions Lambda checks its role for.
+ */
+function traceDeploymentHandler(deployment: s3deploy.BucketDeployment): void {
+  deployment.handlerRole.addToPrincipalPolicy(
+    new iam.PolicyStatement({
+      actions: ["xray:PutTraceSegments", "xray:PutTelemetryRecords"],
+      // X-Ray's write actions take no resource.
+      resources: ["*"],
+    }),
+  );
+  for (const construct of Stack.of(deployment).node.findAll()) {
+    if (
+      construct instanceof lambda.CfnFunction &&
+      construct.node.path.includes("/Custom::CDKBucketDeployment")
+    )
+      construct.tracingConfig = { mode: lambda.Tracing.ACTIVE };
   }
 }

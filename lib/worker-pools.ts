@@ -154,6 +154,16 @@ export class WorkerPools extends Construct {
         DynamoDb: { service: ec2.GatewayVpcEndpointAwsService.DYNAMODB },
         S3: { service: ec2.GatewayVpcEndpointAwsService.S3 },
       },
+      // Rejected traffic only: what an operator looks for (something probing the workers, or a
+      // worker blocked from reaching AWS), at a fraction of logging every accepted flow.
+      flowLogs: {
+        Rejected: {
+          destination: ec2.FlowLogDestination.toCloudWatchLogs(
+            new logs.LogGroup(this, "FlowLogs", { retention: logRetention, removalPolicy: logRemovalPolicy }),
+          ),
+          trafficType: ec2.FlowLogTrafficType.REJECT,
+        },
+      },
     });
     const subnets: ec2.SubnetSelection = {
       subnetType: publicOnly ? ec2.SubnetType.PUBLIC : ec2.SubnetType.PRIVATE_WITH_EGRESS,

@@ -1,5 +1,6 @@
 import type { Template } from "aws-cdk-lib/assertions";
 import { beforeAll, describe, expect, it } from "vitest";
+import type { JobStream } from "../../lib/job-stream";
 import type { JobqStack } from "../../lib/jobq-stack";
 import { connectionsTable } from "../../store/tables";
 import {
@@ -29,16 +30,22 @@ let tokensId: string;
 
 beforeAll(() => {
   ({ stack, template } = synthJobqStack());
-  apiId = logicalIdOfElement(stack.jobStream.api.node.defaultChild as never);
+  apiId = logicalIdOfElement(stream().api.node.defaultChild as never);
   connectionsId = logicalId(stack.store.connectionsTable);
   jobsId = logicalId(stack.store.jobsTable);
   tokensId = logicalId(stack.store.tokensTable);
 });
 
+/** The stack's stream, which exists unless jobq:target=localstack. */
+function stream(): JobStream {
+  if (!stack.jobStream) throw new Error("no job stream");
+  return stack.jobStream;
+}
+
 const fnId = (
   name: "authorizerFunction" | "connectFunction" | "disconnectFunction" | "messageFunction" | "broadcaster",
-) => logicalId(stack.jobStream[name]);
-const roleOf = (name: Parameters<typeof fnId>[0]) => roleIdOf(stack.jobStream[name]);
+) => logicalId(stream()[name]);
+const roleOf = (name: Parameters<typeof fnId>[0]) => roleIdOf(stream()[name]);
 
 describe("JobStream", () => {
   it("is a WebSocket API with $connect behind a Lambda REQUEST authorizer, $disconnect and a $default that answers", () => {
@@ -82,7 +89,7 @@ describe("JobStream", () => {
       MaximumRetryAttempts: 3,
     });
     expect(JSON.stringify(mapping?.Properties?.FilterCriteria)).toContain('\\"sk\\":{\\"S\\":[\\"JOB\\"]}');
-    const failureQueue = logicalId(stack.jobStream.failedBatches);
+    const failureQueue = logicalId(stream().failedBatches);
     expect(mentions(mapping?.Properties?.DestinationConfig, failureQueue)).toBe(true);
   });
 

@@ -187,7 +187,7 @@ describe("distribution", () => {
   });
 
   it("sends security headers whose CSP lets the page connect to the jobq API and stream alone", () => {
-    if (!stack.dashboard) throw new Error("no dashboard");
+    if (!stack.dashboard || !stack.jobStream) throw new Error("no dashboard or stream");
     const restApiId = logicalId(stack.jobApi.api);
     const streamApiId = logicalId(stack.jobStream.api);
     for (const behaviour of behaviours()) {
