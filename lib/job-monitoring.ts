@@ -211,9 +211,13 @@ export class JobMonitoring extends Construct {
       // everything that ended are the platform's (or a bad release's).
       const failureRate = new cloudwatch.MathExpression({
         label: `${pool}: failed ÷ ended (0 under 5 failures)`,
-        expression: "IF(FILL(failed, 0) >= 5, FILL(failed, 0) / (FILL(failed, 0) + FILL(completed, 0)), 0)",
+        // A job that ended failed because its last attempt timed out counts in JobsTimedOut only.
+        expression:
+          "IF(FILL(failed, 0) + FILL(timedOut, 0) >= 5, (FILL(failed, 0) + FILL(timedOut, 0)) / " +
+          "(FILL(failed, 0) + FILL(timedOut, 0) + FILL(completed, 0)), 0)",
         usingMetrics: {
           failed: jobqMetric("jobsFailed", { pool }, { period: FIVE_MINUTES, statistic: "Sum" }),
+          timedOut: jobqMetric("jobsTimedOut", { pool }, { period: FIVE_MINUTES, statistic: "Sum" }),
           completed: jobqMetric("jobsCompleted", { pool }, { period: FIVE_MINUTES, statistic: "Sum" }),
         },
         period: FIVE_MINUTES,
