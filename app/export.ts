@@ -301,7 +301,8 @@ export async function importPage(
   });
 
   const days = jobs.flatMap((l) => (l.kind === "job" ? [l.item.createdAt.slice(0, 10)] : []));
-  if (days.length > 0) await ctx.store.recordFirstDayNoLaterThan(days.reduce((a, b) => (b < a ? b : a)));
+  const firstDay = days.sort()[0];
+  if (firstDay) await ctx.store.recordFirstDayNoLaterThan(firstDay);
 
   logger.info("state imported", { imported, skipped, requeued, executionsStarted });
   return { imported, skipped, requeued, executionsStarted };
