@@ -111,7 +111,9 @@ describe("GET /admin/export", () => {
   it.each([
     ["not base64 JSON", "!!!"],
     ["JSON of another shape", encodeCursor({ after: "job_01ARZ3NDEKTSV4RRFFQ69G5FAV" })],
-    ["a key the server never writes", encodeCursor({ table: "jobs", pk: "O#alice", sk: "JOB" })],
+    ["a key no table holds", encodeCursor({ table: "jobs", pk: "JOB#x\u0000", sk: "JOB" })],
+    ["an empty key", encodeCursor({ table: "policy", pk: "", sk: "POLICY" })],
+    ["a key with more fields", encodeCursor({ table: "jobs", pk: "META", sk: "FIRST_DAY", extra: 1 })],
     ["an unknown table", encodeCursor({ table: "tokens", pk: "POLICY", sk: "POLICY" })],
   ])("refuses a cursor that is %s with a 400", async (_what, cursor) => {
     const page = await exportText(`?cursor=${encodeURIComponent(cursor)}`);
