@@ -1,5 +1,5 @@
 import { readFileSync } from "node:fs";
-import { readFile } from "node:fs/promises";
+import { appendFile, readFile, writeFile } from "node:fs/promises";
 import { Command, CommanderError, InvalidArgumentError } from "commander";
 import {
   type BulkCancelRequest,
@@ -42,6 +42,7 @@ import {
   truncate,
   usageBar,
 } from "./format";
+import { exportState, importState } from "./transfer";
 import { followLogs, type Output, watchJobs } from "./watch";
 
 /**
@@ -917,6 +918,56 @@ function buildProgram(io: Io, setExit: (code: number) => void): Command {
           throw new UsageError(error.message);
         throw error;
       }
+    });
+
+  program
+    .command("export")
+    .description("GET /admin/export (admins): every page of jobq's state as NDJSON, to a file or stdout")
+    .option("--out <file>", "write to this file (default: stdout)")
+    .option("--cursor <cursor>", "resume where an interrupted export stopped (appends to --out)")
+    .option("--limit <n>", "items scanned per page, 1..1000 (default 200)", integer)
+    .action(async (options: { out?: string; cursor?: string; limit?: number }) => {
+      const { client } = await connect();
+      const out = options.out;
+      if (out && options.cursor === undefined) await writeFile(out, "");
+      const lines = await exportState(client, {
+        cursor: options.cursor,
+        limit: options.limit,
+        write: async (text) => {
+          if (out) await appendFile(out, text);
+          else io.out.write(text);
+        },
+        err: io.err,
+      });
+      io.err.write(`exported ${lines} lines${out ? ` to ${out}` : ""}\n`);
+    });
+  program
+    .command("import")
+    .description("POST /admin/import (admins): an export file's lines, in chunks; prints the counts per kind")
+    .argument("<file>", "an NDJSON file of `jobq export`, or - for stdin")
+    .action(async (file: string) => {
+      const { client } = await connect();
+      let text: string;
+      try {
+        text = file === "-" ? await readStdin() : await readFile(file, "utf8");
+      } catch (error) {
+        throw new UsageError(`cannot read ${file}: ${(error as Error).message}`);
+      }
+      const summary = await importState(client, text, file);
+      show(
+        summary,
+        () =>
+          table(
+            ["KIND", "IMPORTED", "SKIPPED"],
+            Object.entries(summary.imported).map(([kind, n]) => [
+              kind,
+              String(n),
+              String(summary.skipped[kind as keyof typeof summary.skipped]),
+            ]),
+          ) +
+          `\nrequeued ${summary.requeued} jobs that were dispatched or running; ` +
+          `started ${summary.executionsStarted} executions`,
+      );
     });
 
   /** The secret alone on stdout (or the JSON answer), so `TOKEN=$(jobq tokens create …)` captures it. */

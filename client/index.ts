@@ -21,6 +21,7 @@ import type {
   transitionSchema,
 } from "../core/api-schemas";
 import type { ErrorCode } from "../core/errors";
+import type { ExportLine, importSummarySchema } from "../core/export";
 import type {
   bulkCancelSchema,
   bulkRetrySchema,
@@ -413,6 +414,51 @@ export class JobqClient {
   /** DELETE /admin/tokens/{id} (admin): idempotent; the token with its revokedAt. */
   async revokeToken(id: string): Promise<Token> {
     return (await this.call<Token>("DELETE", `/admin/tokens/${segment(id)}`)).body;
+  }
+
+  /**
+   * GET /admin/export (admin): one page of the export as NDJSON text (its lines end in "\n"; the
+   * last is the cursor line) and the next page's cursor, null at the end.
+   */
+  async exportPage(params: PageParams = {}): Promise<{ text: string; nextCursor: string | null }> {
+    const text = await this.callText("GET", "/admin/export", { query: { ...params } });
+    const last = text.trimEnd().split("\n").at(-1) ?? "";
+    const trailer = JSON.parse(last) as Partial<Extract<ExportLine, { kind: "cursor" }>>;
+    if (trailer.kind !== "cursor") throw new Error("the export page does not end in its cursor line");
+    return { text, nextCursor: trailer.nextCursor ?? null };
+  }
+
+  /** POST /admin/import (admin): NDJSON lines of an export (at most 2,000); the counts per kind. */
+  async importLines(ndjson: string): Promise<z.output<typeof importSummarySchema>> {
+    const text = await this.callText("POST", "/admin/import", {
+      body: ndjson,
+      headers: { "content-type": "application/x-ndjson" },
+    });
+    return JSON.parse(text) as z.output<typeof importSummarySchema>;
+  }
+
+  /** A route whose body is not JSON (NDJSON): the answer's text of a 2xx, a JobqApiError otherwise. */
+  private async callText(
+    method: string,
+    path: string,
+    options: { query?: CallOptions["query"]; body?: string; headers?: Record<string, string> },
+  ): Promise<string> {
+    const url = `${this.url}${path}${queryString(options.query)}`;
+    const headers: Record<string, string> = {
+      accept: "application/x-ndjson, application/json",
+      ...options.headers,
+    };
+    if (this.token !== undefined) headers.authorization = `Bearer ${this.token}`;
+    let response: Response;
+    let text: string;
+    try {
+      response = await this.fetch(url, { method, headers, body: options.body });
+      text = await response.text();
+    } catch (error) {
+      throw new JobqUnreachableError(url, { cause: error });
+    }
+    if (!response.ok) throw apiError(response, text);
+    return text;
   }
 
   /** GET /jobs/{id}/dependents: one page of the jobs waiting on this one, each edge's `met`. */

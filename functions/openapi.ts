@@ -149,7 +149,11 @@ function operation(route: RouteSpec, doc: RouteDoc): OpenApiOperation {
       ? {
           requestBody: {
             required: !doc.bodyOptional,
-            content: { "application/json": { schema: { $ref: refOf(apiRequests, doc.body, route) } } },
+            content: {
+              [doc.bodyContentType ?? "application/json"]: {
+                schema: { $ref: refOf(apiRequests, doc.body, route) },
+              },
+            },
           },
         }
       : {}),
@@ -226,7 +230,9 @@ function successResponses(route: RouteSpec, doc: RouteDoc): Record<string, objec
       ...(response.schema
         ? {
             content: {
-              "application/json": { schema: { $ref: refOf(apiResponses, response.schema, route) } },
+              [response.contentType ?? "application/json"]: {
+                schema: { $ref: refOf(apiResponses, response.schema, route) },
+              },
             },
           }
         : {}),

@@ -41,6 +41,7 @@ import {
   triggerAnswerSchema,
 } from "../core/api-schemas";
 import type { ErrorCode } from "../core/errors";
+import { exportLineSchema, importSummarySchema } from "../core/export";
 import {
   type BulkResult,
   bulkCancelSchema,
@@ -80,6 +81,7 @@ bulkRetrySchema.register(apiRequests, { id: "BulkRetryRequest" });
 createScheduleSchema.register(apiRequests, { id: "CreateScheduleRequest" });
 updateScheduleSchema.register(apiRequests, { id: "UpdateScheduleRequest" });
 createTokenSchema.register(apiRequests, { id: "CreateTokenRequest" });
+exportLineSchema.register(apiRequests, { id: "ImportLine" });
 
 export interface ResponseDoc {
   readonly description: string;
@@ -87,6 +89,8 @@ export interface ResponseDoc {
   readonly schema?: z.ZodType;
   /** Response headers worth a client's attention. */
   readonly headers?: Readonly<Record<string, string>>;
+  /** NDJSON: each line of the body is one `schema`. @default JSON, the body is one `schema` */
+  readonly contentType?: "application/x-ndjson";
 }
 
 export interface RouteDoc {
@@ -100,6 +104,8 @@ export interface RouteDoc {
   readonly parameters?: Readonly<Record<string, string>>;
   /** Registered in apiRequests above. */
   readonly body?: z.ZodType;
+  /** NDJSON: each line of the body is one `body`. @default JSON */
+  readonly bodyContentType?: "application/x-ndjson";
   /** The body may be left out (the handler reads none as `{}`). @default false */
   readonly bodyOptional?: boolean;
   /** Request headers the route reads, with what they do. */
@@ -472,6 +478,49 @@ export const ROUTE_DOCS: Readonly<Record<string, RouteDoc>> = {
     parameters: PAGE_PARAMETERS,
     responses: { 200: { description: "a page of dependents", schema: dependentPageSchema } },
     errors: ["not_found"],
+  },
+  ExportState: {
+    summary: "Export jobq's state, a page at a time (admin)",
+    description:
+      "NDJSON (application/x-ndjson), one object per line with a `kind`: a `header` line (format " +
+      "and version) first on the first page, then `job` (the job as stored, payload included), " +
+      "`result`, `attempt`, `transition`, `log`, `dependency`, `dependent`, and after the jobs " +
+      '`schedule`, `policy` and `quota` lines; the page\'s last line is `{"kind":"cursor",' +
+      '"nextCursor":...}` (also the x-jobq-next-cursor header), null at the end. API tokens are ' +
+      "not exported. `limit` bounds the items scanned per page, not the lines answered (items " +
+      "that are not exported, such as idempotency claims, are read and dropped). A user's " +
+      "request is a 403; a cursor this server did not write is a 400.",
+    tag: "admin",
+    query: z.strictObject({
+      cursor: z.string().optional(),
+      limit: z.number().int().min(1).max(1000).optional(),
+    }),
+    parameters: { limit: "items scanned per page, 1..1000 (default 200)", cursor: PAGE_PARAMETERS.cursor },
+    responses: {
+      200: {
+        description: "one page of the export",
+        schema: exportLineSchema,
+        contentType: "application/x-ndjson",
+        headers: { "x-jobq-next-cursor": "the next page's cursor; absent on the last page" },
+      },
+    },
+    errors: ["forbidden"],
+  },
+  ImportState: {
+    summary: "Import lines of an export (admin)",
+    description:
+      "NDJSON lines of GET /admin/export, at most 2,000 per request, in any order (header and " +
+      "cursor lines are ignored). Ids are kept; each record is written only where nothing with " +
+      "its key exists, so importing the same lines again changes nothing and counts them as " +
+      "`skipped`. Every line is checked first: any bad line is a 400 naming its line number, and " +
+      "nothing of the request is written. Jobs the old stack had dispatched or running come back " +
+      "`queued` (their running attempt `lost`, not counted against maxAttempts) with a transition " +
+      "saying so; every unfinished job but a paused one gets a lifecycle execution.",
+    tag: "admin",
+    body: exportLineSchema,
+    bodyContentType: "application/x-ndjson",
+    responses: { 200: { description: "the counts per kind", schema: importSummarySchema } },
+    errors: ["forbidden"],
   },
 };
 

@@ -13,7 +13,9 @@ export type JobsTableAction =
   | "dynamodb:UpdateItem"
   | "dynamodb:DeleteItem"
   | "dynamodb:BatchWriteItem"
-  | "dynamodb:ConditionCheckItem";
+  | "dynamodb:ConditionCheckItem"
+  /** GET /admin/export only: a page of the whole table. */
+  | "dynamodb:Scan";
 
 /** DynamoDB actions a handler needs on the Nodes table (pools, nodes and their capacity). */
 export type NodesTableAction =
@@ -31,7 +33,9 @@ export type PolicyTableAction =
   | "dynamodb:PutItem"
   | "dynamodb:UpdateItem"
   | "dynamodb:Query"
-  | "dynamodb:DeleteItem";
+  | "dynamodb:DeleteItem"
+  /** GET /admin/export only. */
+  | "dynamodb:Scan";
 
 /**
  * DynamoDB actions a handler needs on the Tokens table (hashes of API tokens). Only the admin
@@ -439,6 +443,29 @@ export const ROUTES: readonly RouteSpec[] = [
     handler: "list-dependents",
     authorized: true,
     jobsTable: [...READ, "dynamodb:BatchGetItem"],
+  },
+  // Export and restore (app/export.ts, docs/operations.md), admin only. The export Scans the Jobs
+  // and Policy tables a page at a time; the import puts items only where none exists (a
+  // conditional PutItem, a TransactWriteItems for a requeued job and its transition) and starts a
+  // lifecycle execution for each unfinished job it wrote, as a submission does.
+  {
+    id: "ExportState",
+    method: "GET",
+    path: "/admin/export",
+    handler: "export-state",
+    authorized: true,
+    jobsTable: ["dynamodb:Scan"],
+    policyTable: ["dynamodb:Scan"],
+  },
+  {
+    id: "ImportState",
+    method: "POST",
+    path: "/admin/import",
+    handler: "import-state",
+    authorized: true,
+    jobsTable: ["dynamodb:PutItem", "dynamodb:UpdateItem"],
+    policyTable: ["dynamodb:PutItem"],
+    states: ["states:StartExecution"],
   },
 ];
 

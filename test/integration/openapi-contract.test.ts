@@ -207,6 +207,17 @@ describe("every route through the client, every answer against the document", ()
     expect((await admin.revokeToken(created.id)).revokedAt).not.toBeNull();
     expect(await apiError(user.listTokens())).toMatchObject({ status: 403, code: "forbidden" });
 
+    // Export a page (NDJSON, each line against the document) and import a line of it back
+    const page = await admin.exportPage({ limit: 5 });
+    expect(page.nextCursor).not.toBeNull();
+    const header = page.text.split("\n")[0] ?? "";
+    const quota = JSON.stringify({
+      kind: "quota",
+      item: { principal: `contract-${run}-q`, maxQueuedJobs: 5 },
+    });
+    expect((await admin.importLines(`${header}\n${quota}\n`)).imported.quota).toBe(1);
+    expect((await admin.importLines(`${quota}\n`)).skipped.quota).toBe(1);
+
     // Assess: every route answered 2xx, and nothing broke the document
     const untested = ROUTES.filter((route) => !recorder.succeeded().has(route.id)).map((r) => r.id);
     expect(untested, "routes this test never got a 2xx from").toEqual([]);

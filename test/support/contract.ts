@@ -53,6 +53,24 @@ export class ContractRecorder {
       this.violations.push(`${where}: route ${route.id} is not documented`);
       return;
     }
+    const success = doc.responses[status];
+    if (success?.contentType === "application/x-ndjson" && success.schema) {
+      // Each line of an NDJSON answer is one documented object.
+      text.split("\n").forEach((line, index) => {
+        if (line === "") return;
+        let value: unknown;
+        try {
+          value = JSON.parse(line);
+        } catch {
+          this.violations.push(`${where}: line ${index + 1} is not JSON`);
+          return;
+        }
+        const parsed = success.schema?.safeParse(value);
+        if (parsed && !parsed.success)
+          this.violations.push(`${where}: line ${index + 1}: ${describe(parsed.error)}`);
+      });
+      return;
+    }
     let body: unknown;
     try {
       body = text === "" ? null : JSON.parse(text);
@@ -60,7 +78,6 @@ export class ContractRecorder {
       this.violations.push(`${where}: the body is not JSON`);
       return;
     }
-    const success = doc.responses[status];
     if (success) {
       // An answer documented without a schema (204) has no body at all.
       if (!success.schema) {
