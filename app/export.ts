@@ -13,6 +13,7 @@ import {
 } from "../core/export";
 import { isTerminal, type JobStatus } from "../core/job";
 import type { Principal } from "../core/principal";
+import { historyExpiresAt, type Retention } from "../core/retention";
 import { config } from "../functions/config";
 import { decodeCursor, encodeCursor } from "../store/cursor";
 import { createDocumentClient } from "../store/dynamo";
@@ -65,6 +66,8 @@ export interface ExportContext {
   readonly store: StateStore;
   readonly executions: LifecycleExecutions;
   readonly clock: Clock;
+  /** How long the history a restore writes (a requeued job's transition) is kept. */
+  readonly retention: Retention;
 }
 
 let context: ExportContext | undefined;
@@ -79,6 +82,7 @@ export function exportContext(): ExportContext {
       }),
       executions: appContext().executions,
       clock: systemClock,
+      retention: c.retention,
     };
   }
   return context;
@@ -293,7 +297,7 @@ export async function importPage(
 
   await forEachConcurrent(jobs, IMPORT_CONCURRENCY, async (line) => {
     if (line.kind !== "job") return;
-    const restored = restoredJob(line.item, principal, now);
+    const restored = restoredJob(line.item, principal, now, ctx.retention);
     if (!(await ctx.store.putAllIfAbsent(restored.items))) {
       skipped.job++;
       return;
@@ -396,7 +400,7 @@ interface RestoredJob {
 const RESERVING: ReadonlySet<JobStatus> = new Set(["dispatched", "running"]);
 export const RESTORED_REASON = "restored from an export: its attempt was lost with the old stack";
 
-function restoredJob(job: JobRecord, principal: Principal, now: string): RestoredJob {
+function restoredJob(job: JobRecord, principal: Principal, now: string, retention: Retention): RestoredJob {
   const fields = record(job);
   const items: Record<string, unknown>[] = [];
   let status: JobStatus = job.status;
@@ -410,14 +414,19 @@ function restoredJob(job: JobRecord, principal: Principal, now: string): Restore
     version = job.version + 1;
     Object.assign(fields, { status, version, statusReason: RESTORED_REASON, queuedAt: now, updatedAt: now });
     items.push(
-      transitionItem(job.id, version, {
-        from: job.status,
-        to: status,
-        at: now,
-        reason: RESTORED_REASON,
-        triggeredBy: principal.id,
-        attempt: job.attempts,
-      }),
+      transitionItem(
+        job.id,
+        version,
+        {
+          from: job.status,
+          to: status,
+          at: now,
+          reason: RESTORED_REASON,
+          triggeredBy: principal.id,
+          attempt: job.attempts,
+        },
+        historyExpiresAt(retention, now, false),
+      ),
     );
   }
   const text = (name: string): string | null =>
