@@ -131,6 +131,8 @@ export class JobMonitoring extends Construct {
   public readonly unhealthyAlarm: cloudwatch.CompositeAlarm;
   public readonly dashboard: cloudwatch.Dashboard;
   public readonly schedulerHeartbeatAlarm: cloudwatch.Alarm;
+  /** One per pool and tier's dead-letter queue. */
+  public readonly deadLetterAlarms: readonly cloudwatch.Alarm[];
   /** By pool. */
   public readonly oldestWaitAlarms: Readonly<Record<string, cloudwatch.Alarm>>;
 
@@ -165,11 +167,6 @@ export class JobMonitoring extends Construct {
       cfn.alarmDescription = `${cfn.alarmDescription ?? "jobq alarm"}. First: ${firstStep} See ${ALARMS_RUNBOOK}.`;
       page(owned);
     };
-    for (const dlqAlarm of props.queues.deadLetterAlarms)
-      wire(
-        dlqAlarm,
-        "read one message (its job id), then that job's attempts and the pool's worker logs; redrive once fixed.",
-      );
     wire(props.scheduler.schedulerErrorsAlarm, "the scheduler function's logs for the error and its stack.");
     wire(
       props.scheduler.reconcilerErrorsAlarm,
@@ -180,6 +177,25 @@ export class JobMonitoring extends Construct {
       "the failed execution's history in the Step Functions console, then the lifecycle function's logs.",
     );
     wire(props.lifecycle.functionErrorsAlarm, "the lifecycle function's logs for the error and its stack.");
+
+    const deadLetterAlarms: cloudwatch.Alarm[] = [];
+    for (const pool of props.pools) {
+      for (const tier of TIERS) {
+        deadLetterAlarms.push(
+          alarm(
+            `${pool}-${tier}-dlq-depth`,
+            `dispatch messages of pool ${pool}, tier ${tier} went to the dead-letter queue: no worker could take them. ` +
+              "First: read one message (its job id), then that job's attempts and the pool's worker logs; redrive once fixed.",
+            {
+              metric: props.queues.metricDeadLetterMessages(pool, tier),
+              threshold: 1,
+              comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            },
+          ),
+        );
+      }
+    }
+    this.deadLetterAlarms = deadLetterAlarms;
 
     const oldestWaitAlarms: Record<string, cloudwatch.Alarm> = {};
     for (const pool of props.pools) {
@@ -451,18 +467,11 @@ export class JobMonitoring extends Construct {
       ]),
       graph(
         "Dead-letter queue depths",
-        pools.flatMap((pool) => {
-          const dlqs = queues.deadLetterQueues[pool];
-          return dlqs
-            ? TIERS.map((tier) =>
-                dlqs[tier].metricApproximateNumberOfMessagesVisible({
-                  period,
-                  statistic: "Maximum",
-                  label: `${pool} ${tier}`,
-                }),
-              )
-            : [];
-        }),
+        pools.flatMap((pool) =>
+          TIERS.map((tier) =>
+            queues.metricDeadLetterMessages(pool, tier, { period, label: `${pool} ${tier}` }),
+          ),
+        ),
       ),
       graph("Lost nodes and reconciler repairs", [
         ...perPool(

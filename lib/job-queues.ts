@@ -41,14 +41,11 @@ export class JobQueues extends Construct {
   /** By pool, then tier. */
   public readonly queues: Readonly<Record<string, TierQueues>>;
   public readonly deadLetterQueues: Readonly<Record<string, TierQueues>>;
-  /** One per dead-letter queue: anything in it is a dispatch no worker could take. */
-  public readonly deadLetterAlarms: readonly cloudwatch.Alarm[];
 
   constructor(scope: Construct, id: string, props: JobQueuesProps) {
     super(scope, id);
     const queues: Record<string, TierQueues> = {};
     const deadLetterQueues: Record<string, TierQueues> = {};
-    const alarms: cloudwatch.Alarm[] = [];
 
     for (const { name: pool } of props.pools) {
       const tierQueues = {} as Record<PriorityName, sqs.Queue>;
@@ -70,27 +67,31 @@ export class JobQueues extends Construct {
           deadLetterQueue: { queue: dlq, maxReceiveCount: props.maxReceiveCount ?? 50 },
         });
         tierDlqs[tier] = dlq;
-        alarms.push(
-          new cloudwatch.Alarm(this, `${pool}-${tier}-dlq-depth`, {
-            alarmDescription: `jobq: dispatch messages of pool ${pool}, tier ${tier} went to the dead-letter queue`,
-            metric: dlq.metricApproximateNumberOfMessagesVisible({
-              period: Duration.minutes(5),
-              statistic: cloudwatch.Stats.MAXIMUM,
-            }),
-            threshold: 1,
-            evaluationPeriods: 1,
-            comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-            // SQS stops sending metrics for a queue idle for hours: no data is an empty queue.
-            treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
-          }),
-        );
       }
       queues[pool] = tierQueues;
       deadLetterQueues[pool] = tierDlqs;
     }
     this.queues = queues;
     this.deadLetterQueues = deadLetterQueues;
-    this.deadLetterAlarms = alarms;
+  }
+
+  /**
+   * Messages waiting in a pool and tier's dead-letter queue (the most seen in the period): any is
+   * a dispatch no worker could take. The alarms on it live with the other paging alarms
+   * (lib/job-monitoring.ts), in the Monitoring nested stack, away from this stack's 500 resources.
+   */
+  public metricDeadLetterMessages(
+    pool: string,
+    tier: PriorityName,
+    props?: cloudwatch.MetricOptions,
+  ): cloudwatch.Metric {
+    const dlq = this.deadLetterQueues[pool]?.[tier];
+    if (!dlq) throw new Error(`jobq: no dead-letter queue for pool ${pool}, tier ${tier}`);
+    return dlq.metricApproximateNumberOfMessagesVisible({
+      period: Duration.minutes(5),
+      statistic: cloudwatch.Stats.MAXIMUM,
+      ...props,
+    });
   }
 
   /** `{pool: {tier: url}}`, as functions/config.ts reads JOBQ_QUEUES. */

@@ -258,8 +258,11 @@ export class JobqStack extends Stack {
   public readonly dashboardStack: NestedStack | undefined;
   /** The SNS topic paging alarms notify (in this stack: the alarms of this stack act on it). */
   public readonly alarmTopic: AlarmTopic;
-  /** The nested stack holding the paging alarms, the composite jobq-unhealthy and the CloudWatch dashboard. */
-  public readonly monitoringStack: NestedStack;
+  /**
+   * The nested stack holding the paging alarms, the composite jobq-unhealthy and the CloudWatch
+   * dashboard; absent with jobq:target=localstack, whose smaller stack holds them itself.
+   */
+  public readonly monitoringStack: NestedStack | undefined;
   public readonly monitoring: JobMonitoring;
 
   constructor(scope: Construct, id: string, props: JobqStackProps = {}) {
@@ -375,15 +378,20 @@ export class JobqStack extends Stack {
         : undefined;
     if (this.dashboard) this.jobApi.allowOrigin(this.dashboard.origin, this.dashboardStack);
 
-    // The topic stays here, next to the alarms this stack already has (DLQs, scheduler, lifecycle):
+    // The topic stays here, next to the alarms this stack already has (scheduler, lifecycle):
     // were it in the nested stack, those alarms would reference its outputs while the composite
-    // there references them, a cycle. The new alarms and the dashboard go into a nested stack of
-    // their own, away from this stack's 500-resource limit.
+    // there references them, a cycle. The other alarms (one per pool and tier's DLQ among them)
+    // and the dashboard go into a nested stack of their own, away from this stack's 500-resource
+    // limit; LocalStack's variant has room for them here and skips the nested stack's assets.
     this.alarmTopic = new AlarmTopic(this, "Alarms", { email: settings.alarmEmail });
-    this.monitoringStack = new NestedStack(this, "Monitoring", {
-      description: "jobq paging alarms, the jobq-unhealthy composite alarm and the CloudWatch dashboard",
-    });
-    this.monitoring = new JobMonitoring(this.monitoringStack, "Monitoring", {
+    this.monitoringStack =
+      settings.target === "aws"
+        ? new NestedStack(this, "Monitoring", {
+            description:
+              "jobq paging alarms, the jobq-unhealthy composite alarm and the CloudWatch dashboard",
+          })
+        : undefined;
+    this.monitoring = new JobMonitoring(this.monitoringStack ?? this, "Monitoring", {
       topic: this.alarmTopic.topic,
       pools: settings.pools.map((p) => p.name),
       queues: this.queues,

@@ -113,7 +113,8 @@ export function synthJobqStack(
  * so that assertions name the parent's resources (`{ "Fn::GetAtt": [table, "Arn"] }`, a queue's
  * `Ref`) as they would if everything were in one stack.
  */
-export function nestedTemplate(nested: NestedStack): Template {
+export function nestedTemplate(nested: NestedStack | undefined): Template {
+  if (!nested) throw new Error("the stack has no such nested stack (a variant that leaves it out?)");
   const parent = nested.nestedStackParent;
   const resource = nested.nestedStackResource;
   if (!parent || !(resource instanceof CfnElement)) throw new Error(`${nested.node.path} is not nested`);

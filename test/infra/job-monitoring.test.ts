@@ -84,12 +84,13 @@ describe("paging alarms", () => {
     }
   });
 
-  it("cover the DLQs (wired, not duplicated), scheduler and lifecycle errors, and the new signals", () => {
+  it("cover the DLQs (one each), scheduler and lifecycle errors, and the new signals", () => {
     const paging = new Set(pagingIds());
-    for (const alarm of stack.queues.deadLetterAlarms) expect(paging).toContain(logicalId(alarm));
-    // One alarm per dead-letter queue, still: wiring them added none.
+    for (const alarm of stack.monitoring.deadLetterAlarms) expect(paging).toContain(logicalId(alarm));
+    // One alarm per dead-letter queue, no more.
+    expect(stack.monitoring.deadLetterAlarms).toHaveLength(POOLS.length * TIERS.length);
     expect(alarmsReading("ApproximateNumberOfMessagesVisible")).toHaveLength(
-      stack.queues.deadLetterAlarms.length,
+      stack.monitoring.deadLetterAlarms.length,
     );
     expect(paging).toContain(logicalId(stack.scheduler.schedulerErrorsAlarm));
     expect(paging).toContain(logicalId(stack.lifecycle.failedExecutionsAlarm));
@@ -392,5 +393,13 @@ describe("without workers or web dashboard (the LocalStack variant)", () => {
     expect(Object.keys(resourcesOfType(nested, "AWS::CloudWatch::Dashboard"))).toHaveLength(1);
     const composite = Object.values(resourcesOfType(nested, "AWS::CloudWatch::CompositeAlarm"))[0];
     expect(composite?.Properties?.AlarmActions).toEqual([{ Ref: bareTopic }]);
+  });
+
+  it("with jobq:target=localstack keeps them in the stack itself (no nested stack to deploy)", () => {
+    const { stack: local, template } = synthJobqStack({ "jobq:target": "localstack" });
+    expect(local.monitoringStack).toBeUndefined();
+    expect(Object.keys(resourcesOfType(template, "AWS::CloudWatch::Dashboard"))).toHaveLength(1);
+    const composite = Object.values(resourcesOfType(template, "AWS::CloudWatch::CompositeAlarm"))[0];
+    expect(composite?.Properties?.AlarmActions).toEqual([{ Ref: logicalId(local.alarmTopic.topic) }]);
   });
 });

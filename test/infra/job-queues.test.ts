@@ -3,7 +3,14 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { readConfig } from "../../functions/config";
 import { TIERS } from "../../lib/job-queues";
 import type { JobqStack } from "../../lib/jobq-stack";
-import { environmentOf, logicalId, resolvedEnvironment, resourcesOfType, synthJobqStack } from "./fixtures";
+import {
+  environmentOf,
+  logicalId,
+  nestedTemplate,
+  resolvedEnvironment,
+  resourcesOfType,
+  synthJobqStack,
+} from "./fixtures";
 
 const POOLS = [
   { name: "cpu", nodes: 2, node: { cpu: 2, memoryMb: 4096 } },
@@ -73,7 +80,10 @@ describe("dispatch queues", () => {
 describe("dead-letter alarms", () => {
   it.each(cases)("%s: an alarm fires on the first message in the dead-letter queue", (_, pool, tier) => {
     const dlqName = { "Fn::GetAtt": [queueId(pool, tier, true), "QueueName"] };
-    const alarm = Object.values(resourcesOfType(template, "AWS::CloudWatch::Alarm")).find(
+    // The paging alarms live in the Monitoring nested stack (its parameters resolved to the main stack's values).
+    const alarm = Object.values(
+      resourcesOfType(nestedTemplate(stack.monitoringStack), "AWS::CloudWatch::Alarm"),
+    ).find(
       (a) =>
         a.Properties?.MetricName === "ApproximateNumberOfMessagesVisible" &&
         JSON.stringify(a.Properties?.Dimensions) === JSON.stringify([{ Name: "QueueName", Value: dlqName }]),
