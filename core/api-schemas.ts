@@ -16,6 +16,7 @@ import {
   type Transition,
 } from "./job";
 import { policySchema } from "./policy";
+import { ROLES } from "./principal";
 import type { QuotaView } from "./quota";
 import { REASON_CODES } from "./reasons";
 import { OVERLAP_POLICIES, type Schedule, type ScheduleFire } from "./schedule";
@@ -490,7 +491,7 @@ export const tokenViewSchema = z
   .object({
     id: z.string().describe("the token's id: the first 12 hex characters of its SHA-256"),
     principal: z.string(),
-    role: z.enum(["user", "admin"]),
+    role: z.enum(ROLES),
     createdAt: timestamp,
     revokedAt: nullableTimestamp.describe("when it was revoked; null while it works"),
   })

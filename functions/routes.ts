@@ -447,4 +447,4 @@ export const ROUTES: readonly RouteSpec[] = [
  * the local stack sets the same way.
  */
 export const AUTH_CONTEXT_KEYS = { principal: "principal", role: "role" } as const;
-export type Role = "user" | "admin";
+export type { Role } from "../core/principal";

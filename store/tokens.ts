@@ -7,7 +7,7 @@ import {
   UpdateCommand,
 } from "@aws-sdk/lib-dynamodb";
 import { z } from "zod";
-import type { Role } from "../functions/routes";
+import { ROLES, type Role } from "../core/principal";
 
 /**
  * API tokens of a deployed stack (the tokens table of store/tables.ts). A token is shown to its
@@ -30,7 +30,7 @@ const tokenRecordSchema = z.object({
   tokenHash: z.string().regex(/^[0-9a-f]{64}$/),
   tokenId: z.string().length(TOKEN_ID_LENGTH),
   principal: z.string().min(1),
-  role: z.enum(["user", "admin"]),
+  role: z.enum(ROLES),
   createdAt: z.string(),
   revokedAt: z.string().optional(),
 });
@@ -73,7 +73,7 @@ function toRecord(item: Record<string, unknown>): TokenRecord {
 export async function createToken(
   client: DynamoDBDocumentClient,
   tableName: string,
-  input: { readonly principal: string; readonly admin: boolean },
+  input: { readonly principal: string; readonly role?: Role; readonly admin?: boolean },
   now: Date = new Date(),
 ): Promise<{ token: string; record: TokenRecord }> {
   const parsedPrincipal = principalSchema.safeParse(input.principal);
@@ -89,7 +89,7 @@ export async function createToken(
     tokenHash,
     tokenId: tokenIdOf(tokenHash),
     principal,
-    role: input.admin ? "admin" : "user",
+    role: input.role ?? (input.admin === true ? "admin" : "user"),
     createdAt: now.toISOString(),
   };
   await client.send(
