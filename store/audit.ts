@@ -31,6 +31,8 @@ export interface AuditWrite {
 }
 
 function auditItem(record: AuditRecord): Record<string, unknown> {
+  // A time that does not parse (only a test's stand-in) leaves a record that never expires.
+  const expiresAt = auditExpiresAt(record.at);
   return {
     pk: AUDIT_PK,
     sk: record.id,
@@ -43,7 +45,7 @@ function auditItem(record: AuditRecord): Record<string, unknown> {
     // JSON text, like the policy's: it round-trips exactly whatever the thing holds.
     beforeJson: JSON.stringify(record.before ?? null),
     afterJson: JSON.stringify(record.after ?? null),
-    expiresAt: auditExpiresAt(record.at),
+    ...(Number.isFinite(expiresAt) ? { expiresAt } : {}),
   };
 }
 
