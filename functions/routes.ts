@@ -439,8 +439,7 @@ export const ROUTES: readonly RouteSpec[] = [
     handler: "revoke-token",
     authorized: true,
     jobsTable: [],
-    // A concurrent revocation that won is read back with GetItem.
-    tokensTable: ["dynamodb:Scan", "dynamodb:UpdateItem", "dynamodb:GetItem"],
+    tokensTable: ["dynamodb:Scan", "dynamodb:UpdateItem"],
     policyTable: ["dynamodb:PutItem"],
   },
   {

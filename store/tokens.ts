@@ -242,7 +242,8 @@ async function revokeAudited(
     return revoked;
   } catch (error) {
     if (!isConditionFailure(error)) throw error;
-    const current = await findToken(client, tableName, record.tokenHash);
+    // Read back as the listing reads (a Scan): the API's functions never read a token by its hash.
+    const current = (await listTokens(client, tableName)).find((r) => r.tokenHash === record.tokenHash);
     if (!current) throw error;
     return current;
   }
