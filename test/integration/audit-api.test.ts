@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { run as jobq } from "../../cli/program";
 import { ROUTES } from "../../functions/routes";
 import { startTestApi, type TestApi, type TestResponse } from "../support/api";
 import { type Actor, expectError, type Job, type ListPage } from "../support/jobs";
@@ -277,5 +278,37 @@ describe("reader tokens read everything their principal sees and change nothing"
       expect(response.status, `${route.method} ${route.path}`).toBe(403);
       expect((response.json as { error: { code: string } }).error.code).toBe("forbidden");
     }
+  });
+});
+
+describe("jobq tokens create --reader", () => {
+  it("makes a reader token, and with --admin an auditor token", async () => {
+    // Prepare
+    let out = "";
+    const io = (env: Record<string, string>) => ({
+      out: { isTTY: false, write: (chunk: string) => void (out += chunk) },
+      err: { isTTY: false, write: () => undefined },
+      env,
+    });
+    const env = { JOBQ_URL: api.url, JOBQ_TOKEN: OPS.token };
+
+    // Act
+    const reader = await jobq(
+      ["tokens", "create", "--principal", `audit-cli-${run}`, "--reader", "--json"],
+      io(env),
+    );
+    const readerAnswer = JSON.parse(out) as { role: string; token: string };
+    out = "";
+    const auditor = await jobq(
+      ["tokens", "create", "--principal", `audit-cli-${run}`, "--reader", "--admin", "--json"],
+      io(env),
+    );
+    const auditorAnswer = JSON.parse(out) as { role: string };
+    const refused = await api.request("POST", "/jobs", { token: readerAnswer.token, body: { type: "echo" } });
+
+    // Assess
+    expect([reader, auditor]).toEqual([0, 0]);
+    expect([readerAnswer.role, auditorAnswer.role]).toEqual(["reader", "auditor"]);
+    expectError(refused, 403, "forbidden");
   });
 });
