@@ -94,7 +94,7 @@ export async function putQuota(
   requireAdmin(caller, "set quotas");
   const principal = principalParameter(subject);
   const limits = parseRequest(quotaLimitsSchema, body());
-  const stored = await ctx.policies.putQuota(principal, limits, ctx.clock().toISOString());
+  const stored = await ctx.policies.putQuota(principal, limits, ctx.clock().toISOString(), caller.id);
   return view(ctx, principal, stored);
 }
 

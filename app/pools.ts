@@ -14,7 +14,11 @@ import type { AppContext } from "./runtime";
  * reconciler prunes them, so GET /pools leaves them out unless asked (`?lost=true`).
  */
 
-export type PoolsContext = Pick<AppContext, "pools"> & { readonly nodes: NodeRepository };
+export type PoolsContext = Pick<AppContext, "pools"> & {
+  readonly nodes: NodeRepository;
+  /** The Policy table, where an admin's drain is recorded (store/audit.ts); unset: not recorded. */
+  readonly auditTable?: string;
+};
 
 let cached: PoolsContext | undefined;
 
@@ -28,6 +32,7 @@ export function poolsContext(): PoolsContext {
         createDocumentClient({ region: c.region, endpoint: c.dynamoEndpoint }),
         c.nodesTable,
       ),
+      auditTable: c.policyTable,
     };
   }
   return cached;
@@ -108,7 +113,7 @@ export async function drainNode(
   // No node could have another id (worker/config.ts: a 1..64-character name, `-`, 12 hex digits),
   // and one past DynamoDB's key size would be a ValidationException, not an answer.
   if (!NODE_ID.test(nodeId)) throw new NotFoundError(`no node ${nodeId.slice(0, 80)} in pool ${pool}`);
-  const outcome = await ctx.nodes.drain(pool, nodeId, principal.id, ctx.clock());
+  const outcome = await ctx.nodes.drain(pool, nodeId, principal.id, ctx.clock(), ctx.auditTable);
   switch (outcome.kind) {
     case "absent":
       throw new NotFoundError(`no node ${nodeId} in pool ${pool}`);

@@ -1,5 +1,6 @@
 import { ulid } from "ulid";
 import { z } from "zod";
+import type { AuditAction } from "../core/audit";
 import {
   ConcurrentUpdateError,
   ForbiddenError,
@@ -30,7 +31,7 @@ import { fieldProblems } from "../core/validation";
 import { config } from "../functions/config";
 import { decodeCursor, encodeCursor, invalidCursor } from "../store/cursor";
 import { createDocumentClient } from "../store/dynamo";
-import { ScheduleRepository } from "../store/schedules";
+import { ScheduleRepository, scheduleSettings } from "../store/schedules";
 import { Idempotency, requestHash } from "./idempotency";
 import { logger } from "./logger";
 import { appContext } from "./runtime";
@@ -126,7 +127,7 @@ export async function createSchedule(
     updatedAt: at,
     version: 1,
   };
-  await ctx.schedules.create(schedule);
+  await ctx.schedules.create(schedule, principal.id);
   return scheduleView(schedule);
 }
 
@@ -191,8 +192,16 @@ export async function updateSchedule(
       merged.timezone !== current.timezone ||
       merged.enabled !== current.enabled;
     const next: Schedule = restarts ? { ...merged, nextRunAt: firstRunAfter(merged, now) } : merged;
+    // Nothing a person set would change (a retried PATCH): no write, no audit record.
+    if (JSON.stringify(scheduleSettings(next)) === JSON.stringify(scheduleSettings(current))) {
+      return scheduleView(current);
+    }
     try {
-      await ctx.schedules.replace(next, current.version);
+      await ctx.schedules.replace(next, current.version, {
+        by: principal.id,
+        action: auditAction(current, next),
+        before: current,
+      });
       return scheduleView(next);
     } catch (error) {
       if (error instanceof ConcurrentUpdateError && round < MAX_WRITE_ROUNDS) continue;
@@ -201,11 +210,26 @@ export async function updateSchedule(
   }
 }
 
+/** A PATCH that only flips `enabled` is recorded as what it is: enable or disable. */
+function auditAction(current: Schedule, next: Schedule): AuditAction {
+  const onlyEnabled =
+    JSON.stringify({ ...scheduleSettings(next), enabled: current.enabled }) ===
+    JSON.stringify(scheduleSettings(current));
+  if (onlyEnabled) return next.enabled ? "enable" : "disable";
+  return "update";
+}
+
 /** DELETE /schedules/{id}: 204. Jobs it fired stay (and keep their scheduleId). */
 export async function deleteSchedule(ctx: ScheduleContext, principal: Principal, id: string): Promise<void> {
   for (let round = 1; ; round++) {
     const current = await loadVisible(ctx, principal, id);
-    if (await ctx.schedules.delete(id, current.version)) return;
+    const change = {
+      by: principal.id,
+      action: "delete" as const,
+      before: current,
+      at: ctx.clock().toISOString(),
+    };
+    if (await ctx.schedules.delete(id, current.version, change)) return;
     if (round >= MAX_WRITE_ROUNDS) throw new ConcurrentUpdateError(`schedule ${id} kept changing; retry`);
   }
 }

@@ -25,6 +25,8 @@ import { type Clock, systemClock } from "./runtime";
 export interface TokensContext {
   readonly db: DynamoDBDocumentClient;
   readonly tokensTable: string;
+  /** The Policy table, where token changes are recorded (store/audit.ts). */
+  readonly auditTable: string;
   readonly clock: Clock;
 }
 
@@ -37,6 +39,7 @@ export function tokensContext(): TokensContext {
     context = {
       db: createDocumentClient({ region: c.region, endpoint: c.dynamoEndpoint }),
       tokensTable: c.tokensTable,
+      auditTable: c.policyTable,
       clock: systemClock,
     };
   }
@@ -65,7 +68,10 @@ export async function createApiToken(
 ): Promise<CreatedToken> {
   requireAdmin(caller, "create tokens");
   const request = parseRequest(createTokenSchema, body());
-  const { token, record } = await createToken(ctx.db, ctx.tokensTable, request, ctx.clock());
+  const { token, record } = await createToken(ctx.db, ctx.tokensTable, request, ctx.clock(), {
+    auditTable: ctx.auditTable,
+    by: caller.id,
+  });
   return { ...tokenView(record), token };
 }
 
@@ -116,7 +122,12 @@ export async function listApiTokens(
 export async function revokeApiToken(ctx: TokensContext, caller: Principal, id: string): Promise<TokenView> {
   requireAdmin(caller, "revoke tokens");
   const parsed = tokenIdSchema.safeParse(id);
-  const record = parsed.success ? await revokeToken(ctx.db, ctx.tokensTable, parsed.data, ctx.clock()) : null;
+  const record = parsed.success
+    ? await revokeToken(ctx.db, ctx.tokensTable, parsed.data, ctx.clock(), {
+        auditTable: ctx.auditTable,
+        by: caller.id,
+      })
+    : null;
   if (!record) throw new NotFoundError(`token ${id} not found`);
   return tokenView(record);
 }

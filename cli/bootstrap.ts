@@ -55,7 +55,7 @@ export async function bootstrapAdminToken(
       );
       if (admins.length > 0) throw new AdminTokenExistsError(admins);
     }
-    return await createToken(client, options.table, { principal: options.principal, admin: true });
+    return await createToken(client, options.table, { principal: options.principal, role: "admin" });
   } finally {
     client.destroy();
   }

@@ -841,11 +841,13 @@ function buildProgram(io: Io, setExit: (code: number) => void): Command {
     .description("POST /admin/tokens: prints the new token, shown only this once")
     .requiredOption("--principal <id>", "the user id the token acts as")
     .option("--admin", "give the token the admin role")
-    .action(async (options: { principal: string; admin?: boolean }) => {
+    .option("--reader", "read-only: reads what the principal (with --admin: an admin) sees, changes nothing")
+    .action(async (options: { principal: string; admin?: boolean; reader?: boolean }) => {
       const { client } = await connect();
+      const admin = options.admin === true;
       const created = await client.createToken({
         principal: options.principal,
-        admin: options.admin === true,
+        role: options.reader === true ? (admin ? "auditor" : "reader") : admin ? "admin" : "user",
       });
       announceToken(created);
     });

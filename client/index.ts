@@ -1,6 +1,7 @@
 import type { z } from "zod";
 import type {
   attemptSchema,
+  auditRecordSchema,
   batchResponseSchema,
   bulkResultSchema,
   createdTokenSchema,
@@ -20,6 +21,7 @@ import type {
   tokenViewSchema,
   transitionSchema,
 } from "../core/api-schemas";
+import type { AuditKind } from "../core/audit";
 import type { ErrorCode } from "../core/errors";
 import type { ExportLine, importSummarySchema } from "../core/export";
 import type {
@@ -75,6 +77,13 @@ export type Token = z.output<typeof tokenViewSchema>;
 export type CreatedToken = z.output<typeof createdTokenSchema>;
 export type CreateTokenRequest = z.input<typeof createTokenSchema>;
 export type Dependent = z.output<typeof dependentSchema>;
+export type AuditRecord = z.output<typeof auditRecordSchema>;
+
+export interface ListAuditParams extends PageParams {
+  readonly kind?: AuditKind;
+  /** ISO-8601: changes at or after this time. */
+  readonly since?: string;
+}
 export type { ErrorCode, JobStatus, PolicyInput, QuotaLimitsInput, StatsWindow };
 
 export interface Page<T> {
@@ -459,6 +468,11 @@ export class JobqClient {
     }
     if (!response.ok) throw apiError(response, text);
     return text;
+  }
+
+  /** GET /admin/audit (admin, auditor): one page of changes, newest first. */
+  async listAudit(params: ListAuditParams = {}): Promise<Page<AuditRecord>> {
+    return (await this.call<Page<AuditRecord>>("GET", "/admin/audit", { query: { ...params } })).body;
   }
 
   /** GET /jobs/{id}/dependents: one page of the jobs waiting on this one, each edge's `met`. */

@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { AUDIT_ACTIONS, AUDIT_KINDS } from "./audit";
 import type { ErrorCode } from "./errors";
 import {
   ATTEMPT_STATUSES,
@@ -16,6 +17,7 @@ import {
   type Transition,
 } from "./job";
 import { policySchema } from "./policy";
+import { ROLES } from "./principal";
 import type { QuotaView } from "./quota";
 import { REASON_CODES } from "./reasons";
 import { OVERLAP_POLICIES, type Schedule, type ScheduleFire } from "./schedule";
@@ -490,7 +492,7 @@ export const tokenViewSchema = z
   .object({
     id: z.string().describe("the token's id: the first 12 hex characters of its SHA-256"),
     principal: z.string(),
-    role: z.enum(["user", "admin"]),
+    role: z.enum(ROLES),
     createdAt: timestamp,
     revokedAt: nullableTimestamp.describe("when it was revoked; null while it works"),
   })
@@ -501,6 +503,24 @@ export const createdTokenSchema = tokenViewSchema
   .register(apiResponses, { id: "CreatedToken" });
 
 export const tokenPageSchema = page(tokenViewSchema, "TokenPage");
+
+/** One change in the audit trail (GET /admin/audit; core/audit.ts). */
+export const auditRecordSchema = z
+  .object({
+    id: z.string().describe("opaque, unique: the change's time, kind and subject"),
+    at: timestamp.describe("when the change took effect"),
+    principal: z.string().describe("who made it"),
+    kind: z.enum(AUDIT_KINDS),
+    subject: z
+      .string()
+      .describe("which one: `policy`, the quota's principal, the token id, the schedule id, `<pool>/<node>`"),
+    action: z.enum(AUDIT_ACTIONS),
+    before: z.unknown().describe("the thing before the change; null when it did not exist"),
+    after: z.unknown().describe("the thing after it; null when deleted. Never a secret nor a token hash"),
+  })
+  .register(apiResponses, { id: "AuditRecord" });
+
+export const auditPageSchema = page(auditRecordSchema, "AuditPage");
 
 export const dependentSchema = z
   .object({

@@ -1,5 +1,6 @@
 import { z } from "zod";
 import type { JobStatus } from "./job";
+import { ROLES, type Role } from "./principal";
 
 /**
  * The admin token routes' requests (POST /admin/tokens) and the views they and GET
@@ -11,10 +12,30 @@ const principalSchema = z
   .string()
   .regex(/^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$/, "must match ^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$");
 
-export const createTokenSchema = z.strictObject({
-  principal: principalSchema.describe("the user id the token acts as"),
-  admin: z.boolean().default(false).describe("the admin role: sees and acts on every principal's jobs"),
-});
+export const createTokenSchema = z
+  .strictObject({
+    principal: principalSchema.describe("the user id the token acts as"),
+    admin: z
+      .boolean()
+      .optional()
+      .describe(
+        "the admin role (the older spelling of role: admin): sees and acts on every principal's jobs",
+      ),
+    role: z
+      .enum(ROLES)
+      .optional()
+      .describe(
+        "user (default): its principal's jobs; admin: everything; reader: what user reads, read-only; auditor: what admin reads, read-only",
+      ),
+  })
+  .refine((r) => r.admin === undefined || r.role === undefined || (r.role === "admin") === r.admin, {
+    path: ["role"],
+    message: "contradicts admin; give one of them",
+  })
+  .transform((r): { principal: string; role: Role } => ({
+    principal: r.principal,
+    role: r.role ?? (r.admin === true ? "admin" : "user"),
+  }));
 export type CreateTokenRequest = z.output<typeof createTokenSchema>;
 
 /** A token as GET /admin/tokens lists it: never the secret, never its hash. */
@@ -22,7 +43,7 @@ export interface TokenView {
   /** The first 12 hex characters of the secret's SHA-256: how a human names and revokes it. */
   readonly id: string;
   readonly principal: string;
-  readonly role: "user" | "admin";
+  readonly role: Role;
   readonly createdAt: string;
   readonly revokedAt: string | null;
 }

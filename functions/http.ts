@@ -3,13 +3,14 @@ import type { APIGatewayProxyEvent, APIGatewayProxyResult, Context } from "aws-l
 import { logger } from "../app/logger";
 import {
   type ErrorCode,
+  ForbiddenError,
   JobqError,
   PayloadTooLargeError,
   TooManyRequestsError,
   UnauthorizedError,
   ValidationError,
 } from "../core/errors";
-import type { Principal } from "../core/principal";
+import { isReadOnlyRole, type Principal, principalOfRole } from "../core/principal";
 import { config } from "./config";
 import { withCorsOrigin } from "./cors";
 import { observability } from "./observability";
@@ -45,7 +46,24 @@ export function principalOf(event: APIGatewayProxyEvent): Principal {
   const authorizer = event.requestContext?.authorizer ?? {};
   const id = authorizer[AUTH_CONTEXT_KEYS.principal];
   if (typeof id !== "string" || id.length === 0) throw new UnauthorizedError();
-  return { id, admin: authorizer[AUTH_CONTEXT_KEYS.role] === "admin" };
+  return principalOfRole(id, authorizer[AUTH_CONTEXT_KEYS.role]);
+}
+
+/** Methods that change nothing: the only ones a read-only token (reader, auditor) may send. */
+const READ_METHODS = new Set(["GET", "HEAD", "OPTIONS"]);
+
+/**
+ * The one place read-only tokens are refused: before any use case runs, so no route can forget
+ * it, and by the request's method, which the route table (functions/routes.ts) fixes for every
+ * route. A 403, not a 404: what is refused is the role, whatever the target.
+ */
+export function refuseReadOnlyWrites(event: APIGatewayProxyEvent): void {
+  const role = event.requestContext?.authorizer?.[AUTH_CONTEXT_KEYS.role];
+  if (isReadOnlyRole(role) && !READ_METHODS.has((event.httpMethod ?? "").toUpperCase())) {
+    throw new ForbiddenError(
+      `a ${String(role)} token is read-only: it may not ${event.httpMethod} ${event.path}`,
+    );
+  }
 }
 
 export function json(
@@ -197,6 +215,9 @@ export function apiHandler(route: RouteHandler) {
   return middy<APIGatewayProxyEvent, APIGatewayProxyResult>()
     .use(observability())
     .use({
+      before: (request) => {
+        refuseReadOnlyWrites(request.event);
+      },
       after: (request) => {
         request.response = withCorsOrigin(request.response, config().corsOrigin);
       },

@@ -7,6 +7,7 @@ import type { ScheduleView } from "../app/schedules";
 import type { FiguresView, OwnerRow, PoolStatsView, SeriesPoint, StatsView } from "../app/stats";
 import {
   attemptPageSchema,
+  auditPageSchema,
   batchResponseSchema,
   bulkResultSchema,
   type Conforms,
@@ -40,6 +41,7 @@ import {
   transitionPageSchema,
   triggerAnswerSchema,
 } from "../core/api-schemas";
+import { listAuditQuerySchema } from "../core/audit";
 import type { ErrorCode } from "../core/errors";
 import { exportLineSchema, importSummarySchema } from "../core/export";
 import {
@@ -520,6 +522,22 @@ export const ROUTE_DOCS: Readonly<Record<string, RouteDoc>> = {
     body: exportLineSchema,
     bodyContentType: "application/x-ndjson",
     responses: { 200: { description: "the counts per kind", schema: importSummarySchema } },
+    errors: ["forbidden"],
+  },
+  ListAudit: {
+    summary: "The audit trail: changes to policy, quotas, tokens, schedules, node drains (admin, auditor)",
+    description:
+      "Newest first: who changed what, when, and the thing before and after (never a secret nor a " +
+      "token hash). `kind` keeps one kind of change; `since` the changes at or after a time. Records " +
+      "are kept 400 days. Users and readers get 403.",
+    tag: "admin",
+    query: listAuditQuerySchema,
+    parameters: {
+      ...PAGE_PARAMETERS,
+      kind: "policy | quota | token | schedule | node",
+      since: "ISO-8601 time",
+    },
+    responses: { 200: { description: "a page of audit records", schema: auditPageSchema } },
     errors: ["forbidden"],
   },
 };

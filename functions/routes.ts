@@ -41,7 +41,11 @@ export type PolicyTableAction =
  * DynamoDB actions a handler needs on the Tokens table (hashes of API tokens). Only the admin
  * token routes have any; the authorizer's GetItem is granted by the JobApi construct itself.
  */
-export type TokensTableAction = "dynamodb:PutItem" | "dynamodb:Scan" | "dynamodb:UpdateItem";
+export type TokensTableAction =
+  | "dynamodb:GetItem"
+  | "dynamodb:PutItem"
+  | "dynamodb:Scan"
+  | "dynamodb:UpdateItem";
 
 /** What a handler does to the job lifecycle executions (state-machines/job-lifecycle.asl.json). */
 export type ExecutionAction = "states:StartExecution" | "states:StopExecution";
@@ -262,7 +266,8 @@ export const ROUTES: readonly RouteSpec[] = [
     handler: "put-policy",
     authorized: true,
     jobsTable: [],
-    policyTable: ["dynamodb:PutItem"],
+    // Reads the stored policy, then puts it and its audit record in one transaction.
+    policyTable: ["dynamodb:GetItem", "dynamodb:PutItem"],
   },
   {
     id: "GetQuota",
@@ -382,7 +387,8 @@ export const ROUTES: readonly RouteSpec[] = [
     handler: "delete-schedule",
     authorized: true,
     jobsTable: [],
-    policyTable: ["dynamodb:GetItem", "dynamodb:DeleteItem"],
+    // The delete and its audit record's put, in one transaction.
+    policyTable: ["dynamodb:GetItem", "dynamodb:DeleteItem", "dynamodb:PutItem"],
   },
   {
     // A fire now: a submission as the schedule's owner (POST /jobs's actions), then the fire's record.
@@ -405,6 +411,8 @@ export const ROUTES: readonly RouteSpec[] = [
     authorized: true,
     jobsTable: [],
     nodesTable: ["dynamodb:GetItem", "dynamodb:UpdateItem"],
+    // The drain's audit record, in the drain's transaction.
+    policyTable: ["dynamodb:PutItem"],
   },
   // Admin token routes (app/tokens.ts): the Tokens table alone. Listing and finding a token by its
   // id are Scans of that small table (store/tokens.ts); nothing here can read the jobs.
@@ -416,6 +424,8 @@ export const ROUTES: readonly RouteSpec[] = [
     authorized: true,
     jobsTable: [],
     tokensTable: ["dynamodb:PutItem"],
+    // The audit record, in the token's transaction.
+    policyTable: ["dynamodb:PutItem"],
   },
   {
     id: "ListTokens",
@@ -434,6 +444,7 @@ export const ROUTES: readonly RouteSpec[] = [
     authorized: true,
     jobsTable: [],
     tokensTable: ["dynamodb:Scan", "dynamodb:UpdateItem"],
+    policyTable: ["dynamodb:PutItem"],
   },
   {
     // The parent's DPT# edges (Query), the page's children and their DEP# edges (BatchGetItem).
@@ -467,6 +478,16 @@ export const ROUTES: readonly RouteSpec[] = [
     policyTable: ["dynamodb:PutItem"],
     states: ["states:StartExecution"],
   },
+  // The audit trail (app/audit.ts): one Query of the Policy table's AUDIT partition per page.
+  {
+    id: "ListAudit",
+    method: "GET",
+    path: "/admin/audit",
+    handler: "list-audit",
+    authorized: true,
+    jobsTable: [],
+    policyTable: ["dynamodb:Query"],
+  },
 ];
 
 /**
@@ -474,4 +495,4 @@ export const ROUTES: readonly RouteSpec[] = [
  * the local stack sets the same way.
  */
 export const AUTH_CONTEXT_KEYS = { principal: "principal", role: "role" } as const;
-export type Role = "user" | "admin";
+export type { Role } from "../core/principal";

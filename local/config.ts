@@ -146,9 +146,26 @@ export function readLocalConfig(env: NodeJS.ProcessEnv = process.env): LocalConf
 }
 
 /**
- * JOBQ_API_TOKENS: `token=principal[:admin],…`. Unset: one admin token for principal `local`.
+ * JOBQ_API_TOKENS: `token=principal[:admin|:reader|:auditor],…` (`:admin:reader` is `:auditor`: what an
+ * admin reads, read-only; core/principal.ts). Unset: one admin token for principal `local`.
  * Errors name the entry by position and never echo a token: it is a secret.
  */
+/** The role the suffixes after a local token's principal name; undefined for any other spelling. */
+function localRole(parts: readonly string[]): Role | undefined {
+  if (parts.length === 0) return "user";
+  switch (parts.join(":")) {
+    case "admin":
+      return "admin";
+    case "reader":
+      return "reader";
+    case "auditor":
+    case "admin:reader":
+      return "auditor";
+    default:
+      return undefined;
+  }
+}
+
 export function parseApiTokens(spec: string | undefined): Map<string, ApiPrincipal> {
   if (spec === undefined) return new Map([[DEFAULT_API_TOKEN, { principal: "local", role: "admin" }]]);
   if (spec.trim() === "") {
@@ -169,19 +186,22 @@ export function parseApiTokens(spec: string | undefined): Map<string, ApiPrincip
       return;
     }
     const token = entry.slice(0, split);
-    const [principal = "", role, ...rest] = entry.slice(split + 1).split(":");
+    const [principal = "", ...roleParts] = entry.slice(split + 1).split(":");
+    const role = localRole(roleParts);
     if (!TOKEN_PATTERN.test(token)) {
       problems.push(`${where}: the token is empty or contains whitespace`);
     } else if (!PRINCIPAL_PATTERN.test(principal)) {
       problems.push(
         `${where}: principal ${JSON.stringify(principal)} must match ${PRINCIPAL_PATTERN.source}`,
       );
-    } else if ((role !== undefined && role !== "admin") || rest.length > 0) {
-      problems.push(`${where}: after the principal only ":admin" may follow`);
+    } else if (role === undefined) {
+      problems.push(
+        `${where}: after the principal only ":admin", ":reader", ":auditor" or ":admin:reader" may follow`,
+      );
     } else if (tokens.has(token)) {
       problems.push(`${where}: the same token is listed twice`);
     } else {
-      tokens.set(token, { principal, role: role === "admin" ? "admin" : "user" });
+      tokens.set(token, { principal, role });
     }
   });
   if (problems.length > 0) {

@@ -72,7 +72,7 @@ function banner(stack: LocalStack, config: LocalConfig, dataDir: string): string
   const url = stack.url.replace(/\/\/(0\.0\.0\.0|\[::\])(?=:)/, "//127.0.0.1");
   const [exampleToken] = stack.tokens.keys();
   const tokenLines = [...stack.tokens].map(
-    ([token, { principal, role }]) => `    ${token}  →  ${principal}${role === "admin" ? " (admin)" : ""}`,
+    ([token, { principal, role }]) => `    ${token}  →  ${principal}${role === "user" ? "" : ` (${role})`}`,
   );
   const execution = stack.execution;
   const workerLines = execution

@@ -1,4 +1,5 @@
 import type { APIGatewayAuthorizerResult } from "aws-lambda";
+import { isRole, type Role } from "../core/principal";
 import { AUTH_CONTEXT_KEYS } from "../functions/routes";
 import { TOKEN_PATTERN } from "../store/tokens";
 
@@ -11,7 +12,7 @@ import { TOKEN_PATTERN } from "../store/tokens";
 
 export interface TableCaller {
   readonly principal: string;
-  readonly role: "user" | "admin";
+  readonly role: Role;
 }
 
 /** Whether a token could be one of the Tokens table's (else the authorizer is not asked at all). */
@@ -31,9 +32,7 @@ export async function callerOf(
     const result = await decide();
     const principal = result.context?.[AUTH_CONTEXT_KEYS.principal];
     const role = result.context?.[AUTH_CONTEXT_KEYS.role];
-    return typeof principal === "string" && (role === "user" || role === "admin")
-      ? { principal, role }
-      : undefined;
+    return typeof principal === "string" && isRole(role) ? { principal, role } : undefined;
   } catch (error) {
     if (error instanceof Error && error.message === "Unauthorized") return undefined;
     throw error;

@@ -6,6 +6,8 @@ import {
   QueryCommand,
   UpdateCommand,
 } from "@aws-sdk/lib-dynamodb";
+import { auditRecord } from "../core/audit";
+import { writeAudited } from "./audit";
 import type { NodeCapacity } from "./capacity";
 import { LEASE_SK, NODE_PREFIX, nodeSk } from "./keys";
 
@@ -164,24 +166,51 @@ export class NodeRepository {
    * conditional write. A node already draining is left as it is (a repeated drain, or a worker
    * already stopping on SIGTERM keeps its own story); a lost one cannot drain, its worker is gone.
    */
-  async drain(pool: string, nodeId: string, by: string, now: Date): Promise<DrainOutcome> {
+  async drain(
+    pool: string,
+    nodeId: string,
+    by: string,
+    now: Date,
+    auditTable?: string,
+  ): Promise<DrainOutcome> {
+    const update = {
+      TableName: this.tableName,
+      Key: { pool, sk: nodeSk(nodeId) },
+      UpdateExpression: "SET #status = :draining, drainedBy = :by, drainedAt = :now",
+      ConditionExpression: "attribute_exists(sk) AND #status = :up",
+      ExpressionAttributeNames: { "#status": "status" },
+      ExpressionAttributeValues: {
+        ":draining": "draining",
+        ":up": "up",
+        ":by": by,
+        ":now": now.toISOString(),
+      },
+    };
     try {
-      const out = await this.db.send(
-        new UpdateCommand({
-          TableName: this.tableName,
-          Key: { pool, sk: nodeSk(nodeId) },
-          UpdateExpression: "SET #status = :draining, drainedBy = :by, drainedAt = :now",
-          ConditionExpression: "attribute_exists(sk) AND #status = :up",
-          ExpressionAttributeNames: { "#status": "status" },
-          ExpressionAttributeValues: {
-            ":draining": "draining",
-            ":up": "up",
-            ":by": by,
-            ":now": now.toISOString(),
+      if (auditTable !== undefined) {
+        // The drain and its audit record in one transaction (no ReturnValues there: read after).
+        const at = now.toISOString();
+        await writeAudited(
+          this.db,
+          { Update: update },
+          {
+            tableName: auditTable,
+            record: auditRecord({
+              at,
+              principal: by,
+              kind: "node",
+              subject: `${pool}/${nodeId}`,
+              action: "drain",
+              before: { status: "up" },
+              after: { status: "draining", drainedBy: by, drainedAt: at },
+            }),
           },
-          ReturnValues: "ALL_NEW",
-        }),
-      );
+        );
+        const node = await this.getNode(pool, nodeId);
+        if (node) return { kind: "drained", node };
+        return { kind: "absent" };
+      }
+      const out = await this.db.send(new UpdateCommand({ ...update, ReturnValues: "ALL_NEW" }));
       return { kind: "drained", node: out.Attributes as NodeItem };
     } catch (error) {
       if (!isConditionFailure(error)) throw error;

@@ -1,6 +1,8 @@
-import { BatchGetCommand, type DynamoDBDocumentClient, GetCommand, PutCommand } from "@aws-sdk/lib-dynamodb";
+import { BatchGetCommand, type DynamoDBDocumentClient, GetCommand } from "@aws-sdk/lib-dynamodb";
+import { auditRecord } from "../core/audit";
 import { type Policy, policySchema } from "../core/policy";
 import { NO_QUOTA, type QuotaLimits, type QuotaLimitsInput, quotaLimitsSchema } from "../core/quota";
+import { AuditLog, isConditionFailure, writeAudited } from "./audit";
 import { POLICY_PK, POLICY_SK, principalPk, QUOTA_SK } from "./keys";
 
 /**
@@ -61,25 +63,69 @@ export class PolicyRepository {
   }
 
   /**
-   * Replaces the policy. Unconditional: a PUT replaces the whole policy, so the last writer wins
-   * and a replayed PUT writes the same item again.
+   * Replaces the policy, recording the change in the audit trail in the same transaction. The
+   * write is conditional on the item read just before (last writer still wins: a lost race reads
+   * again), and a PUT of the policy already stored writes nothing: a retried PUT records once.
    */
   async putPolicy(policy: Policy, principal: string, now: string): Promise<StoredPolicy> {
     const valid = policySchema.parse(policy);
-    await this.db.send(
-      new PutCommand({
+    const policyJson = JSON.stringify(valid);
+    for (let round = 1; ; round++) {
+      const current = await this.policyItem();
+      if (current?.policyJson === policyJson) {
+        return {
+          policy: valid,
+          updatedAt: typeof current.updatedAt === "string" ? current.updatedAt : null,
+          updatedBy: typeof current.updatedBy === "string" ? current.updatedBy : null,
+        };
+      }
+      const before = current ? (JSON.parse(String(current.policyJson)) as unknown) : null;
+      try {
+        await writeAudited(
+          this.db,
+          {
+            Put: {
+              TableName: this.tableName,
+              Item: {
+                pk: POLICY_PK,
+                sk: POLICY_SK,
+                entity: "policy",
+                policyJson,
+                updatedAt: now,
+                updatedBy: principal,
+              },
+              ...sameAs(current),
+            },
+          },
+          this.audit.write(
+            auditRecord({
+              at: now,
+              principal,
+              kind: "policy",
+              subject: "policy",
+              action: "update",
+              before,
+              after: valid,
+            }),
+          ),
+        );
+        return { policy: valid, updatedAt: now, updatedBy: principal };
+      } catch (error) {
+        if (isConditionFailure(error) && round < MAX_WRITE_ROUNDS) continue;
+        throw error;
+      }
+    }
+  }
+
+  private async policyItem(): Promise<Record<string, unknown> | undefined> {
+    const out = await this.db.send(
+      new GetCommand({
         TableName: this.tableName,
-        Item: {
-          pk: POLICY_PK,
-          sk: POLICY_SK,
-          entity: "policy",
-          policyJson: JSON.stringify(valid),
-          updatedAt: now,
-          updatedBy: principal,
-        },
+        Key: { pk: POLICY_PK, sk: POLICY_SK },
+        ConsistentRead: true,
       }),
     );
-    return { policy: valid, updatedAt: now, updatedBy: principal };
+    return out.Item;
   }
 
   /** A principal's limits; NO_QUOTA when none were set. */
@@ -121,24 +167,86 @@ export class PolicyRepository {
     return found;
   }
 
-  /** Replaces a principal's limits (a PUT replaces all three; one left out is no limit). */
-  async putQuota(principal: string, limits: QuotaLimitsInput, now: string): Promise<QuotaLimits> {
+  /**
+   * Replaces a principal's limits (a PUT replaces all of them; one left out is no limit), with its
+   * audit record in the same transaction; limits equal to the stored ones write nothing.
+   */
+  async putQuota(
+    principal: string,
+    limits: QuotaLimitsInput,
+    now: string,
+    by: string = principal,
+  ): Promise<QuotaLimits> {
     const valid = quotaLimitsSchema.parse(limits);
-    await this.db.send(
-      new PutCommand({
-        TableName: this.tableName,
-        Item: {
-          pk: principalPk(principal),
-          sk: QUOTA_SK,
-          entity: "quota",
-          principal,
-          ...valid,
-          updatedAt: now,
-        },
-      }),
-    );
-    return valid;
+    for (let round = 1; ; round++) {
+      const out = await this.db.send(
+        new GetCommand({
+          TableName: this.tableName,
+          Key: { pk: principalPk(principal), sk: QUOTA_SK },
+          ConsistentRead: true,
+        }),
+      );
+      const current = out.Item;
+      const before = current ? limitsOf(current) : null;
+      const after = limitsOf(valid);
+      if (before && JSON.stringify(before) === JSON.stringify(after)) return valid;
+      try {
+        await writeAudited(
+          this.db,
+          {
+            Put: {
+              TableName: this.tableName,
+              Item: {
+                pk: principalPk(principal),
+                sk: QUOTA_SK,
+                entity: "quota",
+                principal,
+                ...valid,
+                updatedAt: now,
+              },
+              ...sameAs(current),
+            },
+          },
+          this.audit.write(
+            auditRecord({
+              at: now,
+              principal: by,
+              kind: "quota",
+              subject: principal,
+              action: "update",
+              before,
+              after,
+            }),
+          ),
+        );
+        return valid;
+      } catch (error) {
+        if (isConditionFailure(error) && round < MAX_WRITE_ROUNDS) continue;
+        throw error;
+      }
+    }
   }
+
+  private get audit(): AuditLog {
+    return new AuditLog(this.db, this.tableName);
+  }
+}
+
+/** Writes retried after losing a race with another writer of the same item. */
+const MAX_WRITE_ROUNDS = 5;
+
+/** The condition that the item is still as read: absent, or last written at the same time. */
+function sameAs(current: Record<string, unknown> | undefined): {
+  ConditionExpression: string;
+  ExpressionAttributeValues?: Record<string, unknown>;
+} {
+  if (!current) return { ConditionExpression: "attribute_not_exists(pk)" };
+  if (typeof current.updatedAt !== "string")
+    return { ConditionExpression: "attribute_not_exists(updatedAt)" };
+  return {
+    ConditionExpression: "updatedAt = :read",
+    ExpressionAttributeValues: { ":read": current.updatedAt },
+  };
 }
 
 function parseStoredPolicy(text: unknown): Policy {

@@ -5,8 +5,10 @@ import {
   PutCommand,
   QueryCommand,
 } from "@aws-sdk/lib-dynamodb";
+import { type AuditAction, auditRecord } from "../core/audit";
 import { ConcurrentUpdateError } from "../core/errors";
 import { jitteredDueAt, type Schedule, type ScheduleFire } from "../core/schedule";
+import { AuditLog, type AuditWrite, writeAudited } from "./audit";
 import {
   SCHEDULE_DUE_PK,
   SCHEDULE_SK,
@@ -94,6 +96,22 @@ function fireOf(stored: Record<string, unknown>): ScheduleFire {
     : { at, skipped: String(stored.skipped), ...extra };
 }
 
+/**
+ * A schedule as the audit trail shows it: what a person set, not what the tick keeps (next run,
+ * last fires, version), so a record's before and after differ only where the change did.
+ */
+export function scheduleSettings(schedule: Schedule): Record<string, unknown> {
+  const { id, name, owner, cron, timezone, enabled, overlap, jitterSeconds, job } = schedule;
+  return { id, name, owner, cron, timezone, enabled, overlap, jitterSeconds, job };
+}
+
+/** Who changed a schedule, recorded in the same transaction as the change. */
+export interface ScheduleChange {
+  readonly by: string;
+  readonly action: AuditAction;
+  readonly before: Schedule | null;
+}
+
 function isConditionFailure(error: unknown): boolean {
   return error instanceof Error && error.name === "ConditionalCheckFailedException";
 }
@@ -122,12 +140,33 @@ export class ScheduleRepository {
     return out.Item?.entity === "schedule" ? fromItem(out.Item) : undefined;
   }
 
-  async create(schedule: Schedule): Promise<void> {
-    await this.db.send(
-      new PutCommand({
-        TableName: this.tableName,
-        Item: toItem(schedule),
-        ConditionExpression: "attribute_not_exists(pk)",
+  async create(schedule: Schedule, by?: string): Promise<void> {
+    const put = {
+      TableName: this.tableName,
+      Item: toItem(schedule),
+      ConditionExpression: "attribute_not_exists(pk)",
+    };
+    if (by === undefined) {
+      await this.db.send(new PutCommand(put));
+      return;
+    }
+    await writeAudited(
+      this.db,
+      { Put: put },
+      this.auditOf(schedule.id, schedule.createdAt, { by, action: "create", before: null }, schedule),
+    );
+  }
+
+  private auditOf(id: string, at: string, change: ScheduleChange, after: Schedule | null): AuditWrite {
+    return new AuditLog(this.db, this.tableName).write(
+      auditRecord({
+        at,
+        principal: change.by,
+        kind: "schedule",
+        subject: id,
+        action: change.action,
+        before: change.before ? scheduleSettings(change.before) : null,
+        after: after ? scheduleSettings(after) : null,
       }),
     );
   }
@@ -136,16 +175,16 @@ export class ScheduleRepository {
    * Replaces the schedule if it is still at `expectedVersion`; `next.version` must be one more.
    * A lost race is a ConcurrentUpdateError: the caller re-reads and decides again.
    */
-  async replace(next: Schedule, expectedVersion: number): Promise<void> {
+  async replace(next: Schedule, expectedVersion: number, change?: ScheduleChange): Promise<void> {
+    const put = {
+      TableName: this.tableName,
+      Item: toItem(next),
+      ConditionExpression: "version = :v",
+      ExpressionAttributeValues: { ":v": expectedVersion },
+    };
     try {
-      await this.db.send(
-        new PutCommand({
-          TableName: this.tableName,
-          Item: toItem(next),
-          ConditionExpression: "version = :v",
-          ExpressionAttributeValues: { ":v": expectedVersion },
-        }),
-      );
+      if (change === undefined) await this.db.send(new PutCommand(put));
+      else await writeAudited(this.db, { Put: put }, this.auditOf(next.id, next.updatedAt, change, next));
     } catch (error) {
       if (isConditionFailure(error)) {
         throw new ConcurrentUpdateError(`schedule ${next.id} changed since version ${expectedVersion}`, {
@@ -157,16 +196,20 @@ export class ScheduleRepository {
   }
 
   /** Deletes the schedule if it is still at `expectedVersion`; false when it changed or is gone. */
-  async delete(id: string, expectedVersion: number): Promise<boolean> {
+  async delete(
+    id: string,
+    expectedVersion: number,
+    change?: ScheduleChange & { readonly at: string },
+  ): Promise<boolean> {
+    const del = {
+      TableName: this.tableName,
+      Key: { pk: scheduleItemPk(id), sk: SCHEDULE_SK },
+      ConditionExpression: "version = :v",
+      ExpressionAttributeValues: { ":v": expectedVersion },
+    };
     try {
-      await this.db.send(
-        new DeleteCommand({
-          TableName: this.tableName,
-          Key: { pk: scheduleItemPk(id), sk: SCHEDULE_SK },
-          ConditionExpression: "version = :v",
-          ExpressionAttributeValues: { ":v": expectedVersion },
-        }),
-      );
+      if (change === undefined) await this.db.send(new DeleteCommand(del));
+      else await writeAudited(this.db, { Delete: del }, this.auditOf(id, change.at, change, null));
       return true;
     } catch (error) {
       if (isConditionFailure(error)) return false;

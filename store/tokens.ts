@@ -7,7 +7,9 @@ import {
   UpdateCommand,
 } from "@aws-sdk/lib-dynamodb";
 import { z } from "zod";
-import type { Role } from "../functions/routes";
+import { auditRecord } from "../core/audit";
+import { ROLES, type Role } from "../core/principal";
+import { isConditionFailure, writeAudited } from "./audit";
 
 /**
  * API tokens of a deployed stack (the tokens table of store/tables.ts). A token is shown to its
@@ -30,7 +32,7 @@ const tokenRecordSchema = z.object({
   tokenHash: z.string().regex(/^[0-9a-f]{64}$/),
   tokenId: z.string().length(TOKEN_ID_LENGTH),
   principal: z.string().min(1),
-  role: z.enum(["user", "admin"]),
+  role: z.enum(ROLES),
   createdAt: z.string(),
   revokedAt: z.string().optional(),
 });
@@ -62,6 +64,27 @@ export function tokenIdOf(tokenHash: string): string {
   return tokenHash.slice(0, TOKEN_ID_LENGTH);
 }
 
+/**
+ * Who asks for a token change through the API: the change is recorded in the audit trail of this
+ * table (the Policy table) in the same transaction. `jobq tokens bootstrap` has none (it holds
+ * only the Tokens table's name, and AWS credentials are its own trail: CloudTrail).
+ */
+export interface TokenAudit {
+  readonly auditTable: string;
+  readonly by: string;
+}
+
+/** A token as the audit trail shows it: never the secret, never its hash. */
+function auditView(record: TokenRecord): Record<string, unknown> {
+  return {
+    id: record.tokenId,
+    principal: record.principal,
+    role: record.role,
+    createdAt: record.createdAt,
+    revokedAt: record.revokedAt ?? null,
+  };
+}
+
 function toRecord(item: Record<string, unknown>): TokenRecord {
   const parsed = tokenRecordSchema.safeParse(item);
   // A record we cannot read must never grant access, and must be loud rather than skipped.
@@ -73,8 +96,9 @@ function toRecord(item: Record<string, unknown>): TokenRecord {
 export async function createToken(
   client: DynamoDBDocumentClient,
   tableName: string,
-  input: { readonly principal: string; readonly admin: boolean },
+  input: { readonly principal: string; readonly role?: Role; readonly admin?: boolean },
   now: Date = new Date(),
+  audit?: TokenAudit,
 ): Promise<{ token: string; record: TokenRecord }> {
   const parsedPrincipal = principalSchema.safeParse(input.principal);
   if (!parsedPrincipal.success) {
@@ -89,17 +113,35 @@ export async function createToken(
     tokenHash,
     tokenId: tokenIdOf(tokenHash),
     principal,
-    role: input.admin ? "admin" : "user",
+    role: input.role ?? (input.admin === true ? "admin" : "user"),
     createdAt: now.toISOString(),
   };
-  await client.send(
-    new PutCommand({
-      TableName: tableName,
-      Item: record,
-      // A hash collision is practically impossible; the condition makes "never overwrite" explicit.
-      ConditionExpression: "attribute_not_exists(tokenHash)",
-    }),
-  );
+  const put = {
+    TableName: tableName,
+    Item: record,
+    // A hash collision is practically impossible; the condition makes "never overwrite" explicit.
+    ConditionExpression: "attribute_not_exists(tokenHash)",
+  };
+  if (audit === undefined) {
+    await client.send(new PutCommand(put));
+  } else {
+    await writeAudited(
+      client,
+      { Put: put },
+      {
+        tableName: audit.auditTable,
+        record: auditRecord({
+          at: record.createdAt,
+          principal: audit.by,
+          kind: "token",
+          subject: record.tokenId,
+          action: "create",
+          before: null,
+          after: auditView(record),
+        }),
+      },
+    );
+  }
   return { token, record };
 }
 
@@ -138,12 +180,14 @@ export async function revokeToken(
   tableName: string,
   tokenId: string,
   now: Date = new Date(),
+  audit?: TokenAudit,
 ): Promise<TokenRecord | null> {
   const matches = (await listTokens(client, tableName)).filter((r) => r.tokenId === tokenId);
   const [record, ...others] = matches;
   if (!record) return null;
   if (others.length > 0) throw new TokenRecordError(`tokenId ${tokenId} matches ${matches.length} tokens`);
   if (record.revokedAt) return record;
+  if (audit !== undefined) return revokeAudited(client, tableName, record, now, audit);
   const { Attributes } = await client.send(
     new UpdateCommand({
       TableName: tableName,
@@ -155,4 +199,52 @@ export async function revokeToken(
     }),
   );
   return Attributes ? toRecord(Attributes) : { ...record, revokedAt: now.toISOString() };
+}
+
+/**
+ * The revocation and its audit record in one transaction, conditional on the token not being
+ * revoked yet: a concurrent or retried revocation loses the condition and answers the record as
+ * the winner left it, recording nothing twice.
+ */
+async function revokeAudited(
+  client: DynamoDBDocumentClient,
+  tableName: string,
+  record: TokenRecord,
+  now: Date,
+  audit: TokenAudit,
+): Promise<TokenRecord> {
+  const revoked: TokenRecord = { ...record, revokedAt: now.toISOString() };
+  try {
+    await writeAudited(
+      client,
+      {
+        Update: {
+          TableName: tableName,
+          Key: { tokenHash: record.tokenHash },
+          UpdateExpression: "SET revokedAt = :now",
+          ConditionExpression: "attribute_exists(tokenHash) AND attribute_not_exists(revokedAt)",
+          ExpressionAttributeValues: { ":now": revoked.revokedAt },
+        },
+      },
+      {
+        tableName: audit.auditTable,
+        record: auditRecord({
+          at: now.toISOString(),
+          principal: audit.by,
+          kind: "token",
+          subject: record.tokenId,
+          action: "revoke",
+          before: auditView(record),
+          after: auditView(revoked),
+        }),
+      },
+    );
+    return revoked;
+  } catch (error) {
+    if (!isConditionFailure(error)) throw error;
+    // Read back as the listing reads (a Scan): the API's functions never read a token by its hash.
+    const current = (await listTokens(client, tableName)).find((r) => r.tokenHash === record.tokenHash);
+    if (!current) throw error;
+    return current;
+  }
 }

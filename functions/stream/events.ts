@@ -1,7 +1,7 @@
 import type { APIGatewayProxyResult } from "aws-lambda";
 import { z } from "zod";
 import { UnauthorizedError } from "../../core/errors";
-import type { Principal } from "../../core/principal";
+import { type Principal, principalOfRole } from "../../core/principal";
 import { AUTH_CONTEXT_KEYS } from "../routes";
 
 /**
@@ -23,7 +23,7 @@ export function principalOfConnection(event: WebSocketEvent): Principal {
   const authorizer = event.requestContext.authorizer ?? {};
   const id = authorizer[AUTH_CONTEXT_KEYS.principal];
   if (typeof id !== "string" || id.length === 0) throw new UnauthorizedError();
-  return { id, admin: authorizer[AUTH_CONTEXT_KEYS.role] === "admin" };
+  return principalOfRole(id, authorizer[AUTH_CONTEXT_KEYS.role]);
 }
 
 export const ok = (body?: string): APIGatewayProxyResult => ({ statusCode: 200, body: body ?? "" });

@@ -206,6 +206,12 @@ describe("every route through the client, every answer against the document", ()
     expect(tokens.some((t) => t.includes(created.token))).toBe(false);
     expect((await admin.revokeToken(created.id)).revokedAt).not.toBeNull();
     expect(await apiError(user.listTokens())).toMatchObject({ status: 403, code: "forbidden" });
+    // The audit trail holds the token just revoked.
+    const audit = await admin.listAudit({ kind: "token", limit: 200 });
+    expect(audit.items.filter((r) => r.subject === created.id).map((r) => r.action)).toEqual([
+      "revoke",
+      "create",
+    ]);
 
     // Export a page (NDJSON, each line against the document) and import a line of it back
     const page = await admin.exportPage({ limit: 5 });

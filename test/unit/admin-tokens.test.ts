@@ -19,14 +19,22 @@ function sink(): { write(text: string): void; text: () => string; readonly isTTY
 }
 
 describe("createTokenSchema", () => {
-  it("takes a principal, and admin defaulting to false", () => {
+  it("takes a principal and a role (user by default), or the older admin flag for the admin role", () => {
     // Act
     const user = createTokenSchema.parse({ principal: "alice" });
     const admin = createTokenSchema.parse({ principal: "ops@example.com", admin: true });
+    const notAdmin = createTokenSchema.parse({ principal: "alice", admin: false });
+    const reader = createTokenSchema.parse({ principal: "alice", role: "reader" });
+    const auditor = createTokenSchema.parse({ principal: "ops", role: "auditor", admin: false });
+    const both = createTokenSchema.parse({ principal: "ops", role: "admin", admin: true });
 
     // Assess
-    expect(user).toEqual({ principal: "alice", admin: false });
-    expect(admin).toEqual({ principal: "ops@example.com", admin: true });
+    expect(user).toEqual({ principal: "alice", role: "user" });
+    expect(admin).toEqual({ principal: "ops@example.com", role: "admin" });
+    expect(notAdmin).toEqual({ principal: "alice", role: "user" });
+    expect(reader).toEqual({ principal: "alice", role: "reader" });
+    expect(auditor).toEqual({ principal: "ops", role: "auditor" });
+    expect(both).toEqual({ principal: "ops", role: "admin" });
   });
 
   it.each<[Record<string, unknown>, string]>([
@@ -36,7 +44,10 @@ describe("createTokenSchema", () => {
     [{ principal: "-leading" }, "a principal not starting with a letter or digit"],
     [{ principal: "a".repeat(129) }, "a principal of 129 characters"],
     [{ principal: "alice", admin: "yes" }, "a non-boolean admin"],
-    [{ principal: "alice", role: "admin" }, "an unknown field"],
+    [{ principal: "alice", owner: "bob" }, "an unknown field"],
+    [{ principal: "alice", role: "root" }, "an unknown role"],
+    [{ principal: "alice", role: "reader", admin: true }, "a role that contradicts admin"],
+    [{ principal: "alice", role: "admin", admin: false }, "admin: false with role admin"],
   ])("refuses %j (%s)", (body, _why) => {
     expect(createTokenSchema.safeParse(body).success).toBe(false);
   });
