@@ -286,7 +286,12 @@ describe("jobq tokens create --reader", () => {
     // Prepare
     let out = "";
     const io = (env: Record<string, string>) => ({
-      out: { isTTY: false, write: (chunk: string) => void (out += chunk) },
+      out: {
+        isTTY: false,
+        write: (chunk: string) => {
+          out += chunk;
+        },
+      },
       err: { isTTY: false, write: () => undefined },
       env,
     });
