@@ -1,14 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { QueryCommand } from "@aws-sdk/lib-dynamodb";
 import { afterAll, beforeEach, describe, expect, inject, it } from "vitest";
-import type { JobEventPublisher, JobStateChange } from "../../app/events";
-import { executionArnOf, executionName, type LifecycleExecutions } from "../../app/executions";
-import {
-  completeAttempt,
-  type LifecycleContext,
-  recordAttemptFailure,
-  type TaskTokens,
-} from "../../app/lifecycle";
+import { completeAttempt, type LifecycleContext, recordAttemptFailure } from "../../app/lifecycle";
 import { retryJob } from "../../app/retry";
 import { submitJobs } from "../../app/submit";
 import { batchJobSchema, TERMINAL_STATUSES } from "../../core/job";
@@ -23,6 +16,7 @@ import { NodeRepository } from "../../store/nodes";
 import { UsageRepository } from "../../store/usage";
 import { AttemptLog } from "../../worker/logs";
 import { admitOnNode, runOnNode } from "../support/attempts";
+import { silentLifecyclePorts } from "../support/scheduling";
 
 /**
  * Retention (docs/data-model.md#retention) against DynamoDB Local: the `expiresAt` every item of
@@ -36,24 +30,6 @@ const STATE_MACHINE_ARN = "arn:aws:states:us-east-1:000000000000:stateMachine:jo
 const NODE_CAPACITY: NodeCapacity = { cpu: 4, memoryMb: 8192, gpu: 0 };
 const POOL = `ret-${randomBytes(4).toString("hex")}`;
 const DAY = 86_400;
-
-class NoEvents implements JobEventPublisher {
-  async publish(_changes: readonly JobStateChange[]): Promise<void> {}
-}
-class NoExecutions implements LifecycleExecutions {
-  async start(jobId: string, version: number): Promise<string | null> {
-    return executionArnOf(STATE_MACHINE_ARN, executionName(jobId, version));
-  }
-  async stop(): Promise<void> {}
-}
-class NoTokens implements TaskTokens {
-  async succeed(): Promise<boolean> {
-    return true;
-  }
-  async fail(): Promise<boolean> {
-    return true;
-  }
-}
 
 const tables = inject("tables");
 const db = createDocumentClient({ region: LOCAL_REGION, endpoint: inject("dynamoEndpoint") });
@@ -91,9 +67,7 @@ function contextWith(retention: Retention): LifecycleContext {
     nodesTable,
     pools,
     taskTypes: null,
-    executions: new NoExecutions(),
-    events: new NoEvents(),
-    tokens: new NoTokens(),
+    ...silentLifecyclePorts(STATE_MACHINE_ARN),
     usage,
   };
 }

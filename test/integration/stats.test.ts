@@ -8,14 +8,7 @@ import {
 import { GetCommand } from "@aws-sdk/lib-dynamodb";
 import type { DynamoDBBatchResponse, DynamoDBRecord, DynamoDBStreamEvent } from "aws-lambda";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import type { JobEventPublisher, JobStateChange } from "../../app/events";
-import { executionArnOf, executionName, type LifecycleExecutions } from "../../app/executions";
-import {
-  completeAttempt,
-  type LifecycleContext,
-  recordAttemptFailure,
-  type TaskTokens,
-} from "../../app/lifecycle";
+import { completeAttempt, type LifecycleContext, recordAttemptFailure } from "../../app/lifecycle";
 import { applyJobChanges, type SequencedChange } from "../../app/stats";
 import { submitJobs } from "../../app/submit";
 import { batchJobSchema } from "../../core/job";
@@ -43,7 +36,7 @@ import {
 import { UsageRepository } from "../../store/usage";
 import { startTestApi, type TestApi } from "../support/api";
 import { runOnNode } from "../support/attempts";
-import { ownTables, suffix } from "../support/scheduling";
+import { ownTables, silentLifecyclePorts, suffix } from "../support/scheduling";
 
 /**
  * GET /stats fed by the real change stream: jobs live their lives through the real submit and
@@ -60,24 +53,6 @@ const POOL = `stats-${suffix()}`;
 const TYPE = `stats-${suffix()}`;
 const OWNER = `stats-owner-${suffix()}`;
 const OTHER = `stats-other-${suffix()}`;
-
-class NoEvents implements JobEventPublisher {
-  async publish(_changes: readonly JobStateChange[]): Promise<void> {}
-}
-class NoExecutions implements LifecycleExecutions {
-  async start(jobId: string, version: number): Promise<string | null> {
-    return executionArnOf(STATE_MACHINE_ARN, executionName(jobId, version));
-  }
-  async stop(): Promise<void> {}
-}
-class NoTokens implements TaskTokens {
-  async succeed(): Promise<boolean> {
-    return true;
-  }
-  async fail(): Promise<boolean> {
-    return true;
-  }
-}
 
 const endpoint = inject("dynamoEndpoint");
 const shared = inject("tables");
@@ -272,9 +247,7 @@ beforeAll(async () => {
     nodesTable: shared.Nodes ?? "",
     pools,
     taskTypes: null,
-    executions: new NoExecutions(),
-    events: new NoEvents(),
-    tokens: new NoTokens(),
+    ...silentLifecyclePorts(STATE_MACHINE_ARN),
     usage: new UsageRepository(db, shared.Policy ?? ""),
   };
   await new NodeRepository(db, shared.Nodes ?? "").register(node, now);

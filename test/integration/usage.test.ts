@@ -2,14 +2,7 @@ import { randomBytes } from "node:crypto";
 import { GetCommand } from "@aws-sdk/lib-dynamodb";
 import { afterAll, beforeEach, describe, expect, inject, it } from "vitest";
 import { cancelJob, pauseJob } from "../../app/actions";
-import type { JobEventPublisher, JobStateChange } from "../../app/events";
-import { executionArnOf, executionName, type LifecycleExecutions } from "../../app/executions";
-import {
-  completeAttempt,
-  type LifecycleContext,
-  recordAttemptFailure,
-  type TaskTokens,
-} from "../../app/lifecycle";
+import { completeAttempt, type LifecycleContext, recordAttemptFailure } from "../../app/lifecycle";
 import { countNotStarted, principalUsage } from "../../app/quota-usage";
 import { submitJobs } from "../../app/submit";
 import { batchJobSchema } from "../../core/job";
@@ -23,6 +16,7 @@ import { dayUsageSk, principalPk, weekUsageSk } from "../../store/keys";
 import { NodeRepository } from "../../store/nodes";
 import { UsageRepository } from "../../store/usage";
 import { runOnNode } from "../support/attempts";
+import { silentLifecyclePorts } from "../support/scheduling";
 
 /**
  * GPU-seconds kept per principal (store/usage.ts) by the transactions that end attempts
@@ -34,26 +28,6 @@ import { runOnNode } from "../support/attempts";
 const STATE_MACHINE_ARN = "arn:aws:states:us-east-1:000000000000:stateMachine:jobq-usage";
 const NODE_CAPACITY: NodeCapacity = { cpu: 8, memoryMb: 32_768, gpu: 2 };
 const POOL = `usage-${randomBytes(4).toString("hex")}`;
-
-class NoEvents implements JobEventPublisher {
-  async publish(_changes: readonly JobStateChange[]): Promise<void> {}
-}
-
-class NoExecutions implements LifecycleExecutions {
-  async start(jobId: string, version: number): Promise<string | null> {
-    return executionArnOf(STATE_MACHINE_ARN, executionName(jobId, version));
-  }
-  async stop(): Promise<void> {}
-}
-
-class NoTokens implements TaskTokens {
-  async succeed(): Promise<boolean> {
-    return true;
-  }
-  async fail(): Promise<boolean> {
-    return true;
-  }
-}
 
 const tables = inject("tables");
 const db = createDocumentClient({ region: LOCAL_REGION, endpoint: inject("dynamoEndpoint") });
@@ -77,9 +51,7 @@ beforeEach(async () => {
     nodesTable,
     pools,
     taskTypes: null,
-    executions: new NoExecutions(),
-    events: new NoEvents(),
-    tokens: new NoTokens(),
+    ...silentLifecyclePorts(STATE_MACHINE_ARN),
     usage,
   };
   owner = `usage-${randomBytes(4).toString("hex")}`;

@@ -5,8 +5,13 @@ import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { inject } from "vitest";
 import { startAttempt } from "../../app/attempts";
 import type { JobEventPublisher, JobStateChange } from "../../app/events";
-import { createSfnClient, type LifecycleExecutions } from "../../app/executions";
-import { awaitAdmission, StepFunctionsTaskTokens } from "../../app/lifecycle";
+import {
+  createSfnClient,
+  executionArnOf,
+  executionName,
+  type LifecycleExecutions,
+} from "../../app/executions";
+import { awaitAdmission, StepFunctionsTaskTokens, type TaskTokens } from "../../app/lifecycle";
 import type { ReconcilerContext } from "../../app/reconciler";
 import type { SchedulerContext, SchedulerTuning } from "../../app/scheduler";
 import { submitJobs } from "../../app/submit";
@@ -66,6 +71,25 @@ export class RecordingEvents implements JobEventPublisher {
   async publish(changes: readonly JobStateChange[]): Promise<void> {
     this.published.push(...changes);
   }
+}
+
+/**
+ * Lifecycle ports that accept everything and record nothing, for tests about what the steps
+ * write: executions are named as the real adapter names them, every token call succeeds.
+ */
+export function silentLifecyclePorts(stateMachineArn: string): {
+  readonly executions: LifecycleExecutions;
+  readonly events: JobEventPublisher;
+  readonly tokens: TaskTokens;
+} {
+  return {
+    executions: {
+      start: async (jobId, version) => executionArnOf(stateMachineArn, executionName(jobId, version)),
+      stop: async () => {},
+    },
+    events: { publish: async () => {} },
+    tokens: { succeed: async () => true, fail: async () => true },
+  };
 }
 
 export const STATE_MACHINE_ARN = "arn:aws:states:us-east-1:000000000000:stateMachine:jobq-test";
