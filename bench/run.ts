@@ -66,8 +66,11 @@ const PRICES = {
   lambdaGbSecond: 0.0000133334,
   /** EventBridge custom events, per entry (64 KB chunk). */
   eventEntry: 1.0 / 1e6,
-  /** API Gateway HTTP API, per request (first 300 million a month). */
-  apiRequest: 1.0 / 1e6,
+  /**
+   * API Gateway REST API (what lib/job-api.ts deploys), per request (first 333 million a month).
+   * Its token authorizer's answers are cached 5 minutes per token: no authorizer call per job.
+   */
+  apiRequest: 3.5 / 1e6,
 } as const;
 
 interface JobState {
@@ -488,7 +491,7 @@ async function main(): Promise<void> {
         `${f(per(used.eventEntries))} entries`,
         per(used.eventEntries) * PRICES.eventEntry,
       ],
-      ["API Gateway HTTP API (submit)", "1 request", PRICES.apiRequest],
+      ["API Gateway REST API (submit)", "1 request", PRICES.apiRequest],
     ];
     const costRows: string[][] = [["", "per job", "USD per million jobs"]];
     let total = 0;
@@ -513,7 +516,7 @@ async function main(): Promise<void> {
         "",
         "Prices: Step Functions Standard $25/M transitions; DynamoDB on-demand $0.625/M WRU, $0.125/M RRU;",
         "SQS $0.40/M requests; Lambda $0.20/M requests + $0.0000133334/GB-s (arm64); EventBridge $1.00/M",
-        "custom events; API Gateway HTTP API $1.00/M requests. Free tiers, ECS (the workers' compute),",
+        "custom events; API Gateway REST API $3.50/M requests. Free tiers, ECS (the workers' compute),",
         "storage, data transfer and CloudWatch are not included. Time-driven calls (the scheduler's",
         "sweep, the workers' empty long polls and node heartbeats) are spread over the jobs of this run,",
         "so they weigh more per job at low rates. The workers' DynamoDB figures come from the line each",
