@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { auditId } from "../core/audit";
 import { forEachConcurrent } from "../core/concurrency";
 import { ForbiddenError, PayloadTooLargeError, ValidationError } from "../core/errors";
 import {
@@ -15,6 +16,7 @@ import { isTerminal, type JobStatus } from "../core/job";
 import type { Principal } from "../core/principal";
 import { historyExpiresAt, type Retention } from "../core/retention";
 import { config } from "../functions/config";
+import { AUDIT_PK } from "../store/audit";
 import { decodeCursor, encodeCursor } from "../store/cursor";
 import { createDocumentClient } from "../store/dynamo";
 import { StateStore, type StateTable, type TableKey } from "../store/export";
@@ -224,6 +226,7 @@ function exportLine(table: StateTable, item: Record<string, unknown>): ExportLin
       return { kind: "quota", item: record(item) } as ExportLine;
     if (pk.startsWith("SCHEDULE#") && sk === SCHEDULE_SK)
       return { kind: "schedule", item: record(item) } as ExportLine;
+    if (pk === AUDIT_PK) return { kind: "audit", item: record(item) } as ExportLine;
     return null;
   }
   if (!pk.startsWith("JOB#")) return null;
@@ -345,6 +348,11 @@ function storedItem(line: ExportLine, now: string): [StateTable, Record<string, 
       return ["policy", { ...record(line.item), pk: POLICY_PK, sk: POLICY_SK }];
     case "quota":
       return ["policy", { ...record(line.item), pk: principalPk(line.item.principal), sk: QUOTA_SK }];
+    case "audit":
+      return [
+        "policy",
+        { ...record(line.item), pk: AUDIT_PK, sk: auditId(line.item.at, line.item.kind, line.item.subject) },
+      ];
     case "schedule": {
       const s = line.item;
       const dueAt = dueAtOf({

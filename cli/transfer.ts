@@ -1,5 +1,5 @@
 import { JobqApiError, type JobqClient } from "../client";
-import { importRank } from "../core/export";
+import { importRank, RECORD_KINDS, type RecordKind } from "../core/export";
 import type { Output } from "./watch";
 
 /**
@@ -106,17 +106,6 @@ function add(a: Summary, b: Summary): Summary {
 }
 
 function emptySummary(): Summary {
-  const zero = {
-    job: 0,
-    result: 0,
-    attempt: 0,
-    transition: 0,
-    log: 0,
-    dependency: 0,
-    dependent: 0,
-    schedule: 0,
-    policy: 0,
-    quota: 0,
-  };
+  const zero = Object.fromEntries(RECORD_KINDS.map((kind) => [kind, 0])) as Record<RecordKind, number>;
   return { imported: { ...zero }, skipped: { ...zero }, requeued: 0, executionsStarted: 0 };
 }

@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { apiResponses } from "./api-schemas";
+import { AUDIT_KINDS } from "./audit";
 import { JOB_STATUSES } from "./job-statuses";
 
 /**
@@ -139,6 +140,24 @@ export const exportLineSchema = z.discriminatedUnion("kind", [
     kind: z.literal("quota"),
     item: z.intersection(recordSchema, z.looseObject({ principal: z.string().min(1) })),
   }),
+  /** A record of the audit trail (GET /admin/audit): who changed what, when, before and after. */
+  z.strictObject({
+    kind: z.literal("audit"),
+    item: z.intersection(
+      recordSchema,
+      z.looseObject({
+        at: isoTime,
+        kind: z.enum(AUDIT_KINDS),
+        // The record's key is `<at>#<kind>#<subject>`: a subject never holds `#`.
+        subject: z
+          .string()
+          .min(1)
+          .max(512)
+          .regex(/^[^#]*$/, "may not contain #"),
+        principal: z.string().min(1),
+      }),
+    ),
+  }),
 ]);
 
 exportLineSchema.register(apiResponses, { id: "ExportLine" });
@@ -158,6 +177,7 @@ export const RECORD_KINDS = [
   "schedule",
   "policy",
   "quota",
+  "audit",
 ] as const satisfies readonly RecordKind[];
 
 /**

@@ -487,7 +487,7 @@ export const ROUTE_DOCS: Readonly<Record<string, RouteDoc>> = {
       "NDJSON (application/x-ndjson), one object per line with a `kind`: a `header` line (format " +
       "and version) first on the first page, then `job` (the job as stored, payload included), " +
       "`result`, `attempt`, `transition`, `log`, `dependency`, `dependent`, and after the jobs " +
-      '`schedule`, `policy` and `quota` lines; the page\'s last line is `{"kind":"cursor",' +
+      '`schedule`, `policy`, `quota` and `audit` lines; the page\'s last line is `{"kind":"cursor",' +
       '"nextCursor":...}` (also the x-jobq-next-cursor header), null at the end. API tokens are ' +
       "not exported. `limit` bounds the items scanned per page, not the lines answered (items " +
       "that are not exported, such as idempotency claims, are read and dropped). A user's " +

@@ -165,6 +165,35 @@ describe("POST /admin/import", () => {
     expect(again.json.skipped).toMatchObject({ job: 1, transition: 1 });
   });
 
+  it("carries the audit trail: an exported record skips on re-import, a new one lands in GET /admin/audit", async () => {
+    // Prepare: an audited change (a quota of a principal of this test's own)
+    const subject = `export-audit-${ulid().toLowerCase()}`;
+    const put = await api.request("PUT", `/quotas/${subject}`, {
+      token: ADMIN.token,
+      body: { maxQueuedJobs: 7 },
+    });
+    expect(put.status, JSON.stringify(put.json)).toBe(200);
+
+    // Act
+    const audit = (await exportAll()).filter((l) => l.kind === "audit" && l.item?.subject === subject);
+    const again = await importLines(audit);
+    const moved = { kind: "audit", item: { ...audit[0]?.item, subject: `${subject}-moved` } };
+    const fresh = await importLines([moved]);
+
+    // Assess
+    expect(audit).toHaveLength(1);
+    expect(audit[0]?.item).toMatchObject({ kind: "quota", action: "update", principal: ADMIN.principal });
+    expect(again.json.skipped).toMatchObject({ audit: 1 });
+    expect(fresh.json.imported).toMatchObject({ audit: 1 });
+    const listed = await api.request<{ items: { subject: string; after: unknown }[] }>(
+      "GET",
+      "/admin/audit?kind=quota&limit=200",
+      { token: ADMIN.token },
+    );
+    const record = listed.json.items.find((r) => r.subject === `${subject}-moved`);
+    expect(record?.after).toMatchObject({ maxQueuedJobs: 7 });
+  });
+
   it("restores a job the old stack was running as queued, its attempt lost, with its history", async () => {
     const id = `job_${ulid()}`;
     const startedAt = new Date(Date.now() - 60_000).toISOString();
