@@ -24,7 +24,13 @@ import { deadlinePassed, expireDeadline } from "./deadlines";
 import { EVENT_SOURCE, JOB_STATE_CHANGE, type JobStateChange, stateChange } from "./events";
 import { createSfnClient } from "./executions";
 import { keepLease } from "./lease";
-import { type AdmittedOutput, requeueItem, StepFunctionsTaskTokens, type TaskTokens } from "./lifecycle";
+import {
+  type DispatchInput,
+  type NotAdmittedOutput,
+  requeueItem,
+  StepFunctionsTaskTokens,
+  type TaskTokens,
+} from "./lifecycle";
 import { logger } from "./logger";
 import { reportLostAttempts } from "./lost-attempts";
 import { recordMetrics } from "./metrics";
@@ -53,7 +59,7 @@ export type SchedulerContext = Pick<
   /** The policy in force while none is stored (functions/config.ts). */
   readonly defaultPolicy: Policy;
   readonly nodes: NodeRepository;
-  /** Releases AwaitAdmission task tokens (SendTaskSuccess). */
+  /** Answers the AwaitAdmission tokens executions of the previous lifecycle left on jobs. */
   readonly tokens: TaskTokens;
   /** The SQS queue of each pool and priority tier: where the execution sends the attempt. */
   readonly queues: QueueUrls;
@@ -361,14 +367,7 @@ async function pass(ctx: SchedulerContext, pool: PoolConfig, tuning: SchedulerTu
   // a full pool costs one page, whatever the policy and the backlog.
   let batch = admission.exhausted ? await reader.head() : await reader.first();
   for (let round = 0; batch.length > 0 && round < tuning.maxPages; round++) {
-    // A job whose execution has not parked its token yet cannot be released: it waits its turn.
-    const ready = batch.filter(
-      (j) =>
-        j.status === "queued" &&
-        typeof j.admissionToken === "string" &&
-        !read.has(j.id) &&
-        !deadlinePassed(j, now),
-    );
+    const ready = batch.filter((j) => j.status === "queued" && !read.has(j.id) && !deadlinePassed(j, now));
     for (const j of ready) read.set(j.id, j);
     await state.loadQuotas(ready.filter((j) => j.resources.gpu > 0).map((j) => j.owner));
     const order = new AdmissionOrder({
@@ -598,9 +597,10 @@ type AdmitOutcome =
 
 /**
  * One job onto one node: the conditional transaction (job queued → dispatched at the version
- * read, reservation, attempt count, token removed; node `used` up if it still fits), then the
- * execution is released with the AdmissionOutput. If the execution cannot be told, the
- * admission is undone in one transaction so the capacity is not held by a job nobody runs.
+ * read, reservation, attempt count, the execution's ARN; node `used` up if it still fits), then
+ * the attempt's lifecycle execution is started with the admission as its input. If it cannot be
+ * started, the admission is undone in one transaction so the capacity is not held by a job
+ * nobody runs; a later pass admits the job again, under a new version and so a new execution.
  */
 async function admit(
   ctx: SchedulerContext,
@@ -609,9 +609,7 @@ async function admit(
   why: string,
   now: Date,
 ): Promise<AdmitOutcome> {
-  const token = item.admissionToken;
   const queueUrl = ctx.queues[node.pool]?.[priorityTier(item.priority)];
-  if (!token) return { kind: "skipped" };
   if (!queueUrl) {
     logger.error("no queue configured for this pool and tier; the job cannot be dispatched", {
       pool: node.pool,
@@ -624,6 +622,8 @@ async function admit(
   const at = now.toISOString();
   const attempt = item.attempts + 1;
   const reservation = reservationFor(node.pool, node.nodeId, item.resources);
+  // Executions are named by the version this admission writes (the read version + 1).
+  const executionArn = ctx.executions.arnOf(item.id, item.version + 1);
   const { items, next } = ctx.repo.statusChangeItems(
     item,
     {
@@ -631,7 +631,7 @@ async function admit(
       // Where and why: the transition is the record of the placement decision.
       reason: `dispatched to node ${node.nodeId} in pool ${node.pool}: ${why}`,
       triggeredBy: null,
-      set: { reservation, attempts: attempt },
+      set: { reservation, attempts: attempt, ...(executionArn ? { executionArn } : {}) },
       remove: ["admissionToken"],
     },
     at,
@@ -639,13 +639,13 @@ async function admit(
   try {
     await ctx.repo.transact([...items, reserveCapacityItem(ctx.nodesTable, reservation, node.capacity)]);
   } catch (error) {
-    // Someone moved the job (cancel, pause, a newer token) or the node filled up: skip it.
+    // Someone moved the job (cancel, pause, a priority change) or the node filled up: skip it.
     if (error instanceof ConcurrentUpdateError) return { kind: "raced" };
     throw error;
   }
 
-  const output: AdmittedOutput = {
-    admitted: true,
+  const input: DispatchInput = {
+    jobId: item.id,
     pool: node.pool,
     nodeId: node.nodeId,
     queueUrl,
@@ -655,57 +655,50 @@ async function admit(
     heartbeatSeconds: ctx.heartbeatSeconds,
     lostAfterSeconds: ctx.lostAfterSeconds,
   };
-  let released: boolean;
-  let failure: unknown;
+  let started: string | null;
   try {
-    released = await ctx.tokens.succeed(token, output);
+    started = await ctx.executions.start(item.id, next.version, input);
   } catch (error) {
-    released = false;
-    failure = error;
+    logger.warn("lifecycle execution not started", { jobId: item.id, error: error as Error });
+    started = null;
   }
-  if (released) {
+  if (started) {
     logger.info("job dispatched", { jobId: item.id, attempt, pool: node.pool, nodeId: node.nodeId });
+    // An execution of the previous lifecycle parked at AwaitAdmission (a stack upgraded while the
+    // job waited) must not wait for ever: it is told the job needs it no more.
+    if (item.admissionToken) {
+      const output: NotAdmittedOutput = {
+        admitted: false,
+        reason: `superseded by execution ${started}, started at admission`,
+      };
+      await ctx.tokens.succeed(item.admissionToken, output).catch((error: unknown) => {
+        logger.warn("previous lifecycle's execution not released", { jobId: item.id, error: error as Error });
+      });
+    }
     return { kind: "admitted", event: stateChange(item.status, next) };
   }
 
-  // No execution waits on the token (it ended or timed out), or Step Functions could not be
-  // reached. Put the job back: without the token when it is dead (the reconciler gives the job
-  // a new execution), with it when the call merely failed (the next pass tries again).
-  const tokenDead = failure === undefined;
-  logger.warn("admitted job's execution could not be released; admission undone", {
-    jobId: item.id,
-    attempt,
-    tokenDead,
-    error: failure as Error | undefined,
-  });
+  // Step Functions could not be reached: put the job back so its capacity is not held.
+  logger.warn("admitted job's execution could not be started; admission undone", { jobId: item.id, attempt });
   const undo = ctx.repo.statusChangeItems(
     next,
     {
       to: "queued",
-      reason: tokenDead
-        ? "waiting for admission (its execution ended before it was admitted)"
-        : "waiting for admission (its execution could not be reached)",
+      reason: "waiting for admission (its execution could not be started)",
       reasonCode: "pending",
       triggeredBy: null,
-      set: { attempts: item.attempts, ...(tokenDead ? {} : { admissionToken: token }) },
-      remove: tokenDead ? ["admissionToken"] : [],
+      set: { attempts: item.attempts },
+      remove: ["executionArn"],
     },
     ctx.clock().toISOString(),
   );
   try {
     await ctx.repo.transact([...undo.items, releaseCapacityItem(ctx.nodesTable, reservation)]);
   } catch (error) {
-    // The job moved on from dispatched (a worker took it after all): the admission stands.
+    // The job moved on from dispatched (its execution started after all, and a worker took it).
     if (error instanceof ConcurrentUpdateError)
       return { kind: "admitted", event: stateChange(item.status, next) };
     throw error;
-  }
-  if (tokenDead) {
-    // Nothing waits for this job any more (its execution ended, or died with a restarted local
-    // stack): give it a new one now, in queue order, rather than after the reconciler's grace.
-    // Should the old execution still live (a retried AwaitAdmission about to park a new
-    // token), the newer execution supersedes it: executions are named by job version.
-    await ctx.executions.start(item.id, undo.next.version);
   }
   return { kind: "undone", event: stateChange(item.status, undo.next) };
 }

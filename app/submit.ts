@@ -411,7 +411,6 @@ async function afterCommit(
   } catch (error) {
     logger.error("jobs created, but their events were not published", { error: error as Error });
   }
-  await startExecutions(ctx, items, budget);
 }
 
 /** JobsSubmitted, one line per pool the jobs named. */
@@ -467,31 +466,6 @@ async function quotaLimits(ctx: SubmitContext, principal: Principal): Promise<Qu
 
 /** Parallel StartExecution calls per submission: enough to hide latency, few enough not to be throttled. */
 const START_CONCURRENCY = 16;
-
-/**
- * One lifecycle execution per job that can still run, while the budget lasts. A failure to start,
- * or a start left out for lack of time, is repaired by the reconciler.
- */
-async function startExecutions(
-  ctx: SubmitContext,
-  jobs: readonly JobItem[],
-  budget: SubmitBudget,
-): Promise<void> {
-  const pending = jobs.filter((job) => !isTerminal(job.status));
-  let skipped = 0;
-  await forEachConcurrent(pending, START_CONCURRENCY, async (job) => {
-    if (budget.remainingMs() <= 0) {
-      skipped++;
-      return;
-    }
-    try {
-      await ctx.executions.start(job.id, job.version);
-    } catch (error) {
-      logger.warn("execution not started; the reconciler will", { jobId: job.id, error: error as Error });
-    }
-  });
-  if (skipped > 0) logger.warn("out of time: executions left to the reconciler", { skipped });
-}
 
 function refsOf(jobs: readonly BatchJobRequest[], ids: readonly string[]): Record<string, string> {
   const refs: Record<string, string> = {};

@@ -344,9 +344,13 @@ function schedulerContext(
     policies: new PolicyRepository(db, policyTable),
     usage: new UsageRepository(db, policyTable),
     defaultPolicy: policy,
-    // The scheduler only publishes and, when preempting, stops executions: none of it is measured.
+    // Events, execution starts (one per admission) and stops are in-process no-ops: not measured.
     events: { publish: async () => undefined },
-    executions: { start: async () => null, stop: async () => undefined },
+    executions: {
+      start: async (jobId, version) => `arn:bench:${jobId}-${version}`,
+      arnOf: (jobId, version) => `arn:bench:${jobId}-${version}`,
+      stop: async () => undefined,
+    },
     nodes: new NodeRepository(db, nodes),
     // Every parked execution is there to be released.
     tokens: { succeed: async () => true, fail: async () => true },

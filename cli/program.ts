@@ -967,8 +967,7 @@ function buildProgram(io: Io, setExit: (code: number) => void): Command {
               String(summary.skipped[kind as keyof typeof summary.skipped]),
             ]),
           ) +
-          `\nrequeued ${summary.requeued} jobs that were dispatched or running; ` +
-          `started ${summary.executionsStarted} executions`,
+          `\nrequeued ${summary.requeued} jobs that were dispatched or running`,
       );
     });
 

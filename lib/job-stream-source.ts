@@ -18,6 +18,8 @@ export function consumeJobStream(
   fn: lambda.IFunction,
   jobsTable: dynamodb.ITable,
   reading: Omit<DynamoEventSourceProps, "onFailure" | "filters">,
+  /** Only the records whose new image has this status (a consumer of one kind of change). */
+  newStatus?: string,
 ): sqs.Queue {
   const failedBatches = new sqs.Queue(scope, "FailedBatches", {
     encryption: sqs.QueueEncryption.SQS_MANAGED,
@@ -30,7 +32,10 @@ export function consumeJobStream(
       onFailure: new SqsDlq(failedBatches),
       filters: [
         lambda.FilterCriteria.filter({
-          dynamodb: { Keys: { sk: { S: lambda.FilterRule.isEqual(JOB_SK) } } },
+          dynamodb: {
+            Keys: { sk: { S: lambda.FilterRule.isEqual(JOB_SK) } },
+            ...(newStatus ? { NewImage: { status: { S: lambda.FilterRule.isEqual(newStatus) } } } : {}),
+          },
         }),
       ],
     }),

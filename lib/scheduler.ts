@@ -110,14 +110,14 @@ export class Scheduler extends Construct {
       // A schedule's fire is recorded with a conditional PutItem of the schedule item.
       "dynamodb:PutItem",
     ]);
-    // Releases an admitted job's execution (its admission token), and reports the attempts of a
-    // node gone silent lost on their run tokens (app/lost-attempts.ts).
+    // Reports the attempts of a node gone silent lost on their run tokens (app/lost-attempts.ts),
+    // and ends executions of the previous lifecycle still parked on an admission token.
     props.lifecycle.grantTaskResponse(this.schedulerFunction, [
       "states:SendTaskSuccess",
       "states:SendTaskFailure",
     ]);
-    // Preemption stops the victim's execution and starts a fresh one; an admission whose
-    // execution is gone gives the job a new one at once (app/scheduler.ts#admit).
+    // Every admission starts its attempt's execution (app/scheduler.ts#admit); preemption stops
+    // the victim's.
     props.lifecycle.grantStartExecution(this.schedulerFunction);
     props.lifecycle.grantExecution(this.schedulerFunction, "states:StopExecution");
     props.eventBus.grantPutEventsTo(this.schedulerFunction);
@@ -169,7 +169,6 @@ export class Scheduler extends Construct {
     ]);
     // Ending a lost attempt adds its GPU-seconds to its owner's usage in the same transaction.
     grantTable(this.reconcilerFunction, props.policyTable, ["dynamodb:UpdateItem"]);
-    props.lifecycle.grantStartExecution(this.reconcilerFunction);
     props.lifecycle.grantExecution(this.reconcilerFunction, "states:DescribeExecution");
     props.lifecycle.grantTaskResponse(this.reconcilerFunction, ["states:SendTaskSuccess"]);
     props.eventBus.grantPutEventsTo(this.reconcilerFunction);

@@ -161,6 +161,12 @@ export const JOB_STREAM_CONSUMERS: readonly StreamConsumer[] = [
       loadHandlerExport(() => import("../functions/stream/broadcaster"), "functions/stream/broadcaster.ts"),
   },
   {
+    // As its event source in AWS (lib/job-lifecycle.ts), which invokes it only for completions.
+    name: "jobq-release-dependents",
+    load: () =>
+      loadHandlerExport(() => import("../functions/dependents-stream"), "functions/dependents-stream.ts"),
+  },
+  {
     name: "jobq-stats",
     load: () => loadHandlerExport(() => import("../functions/stats-stream"), "functions/stats-stream.ts"),
     // As its event source in AWS (lib/job-stats.ts): a few transactions per batch, not per job.

@@ -7,6 +7,7 @@ import { capacityMeter, createDocumentClient } from "../store/dynamo";
 import { injectedFaults, installFaultInjection, setFaultInjection } from "../store/faults";
 import { JobRepository } from "../store/job-repository";
 import { NodeRepository } from "../store/nodes";
+import { UsageRepository } from "../store/usage";
 import { disableTracing } from "../store/tracing";
 import { detectCapacity } from "./capacity";
 import { readWorkerConfig } from "./config";
@@ -76,6 +77,9 @@ async function main(): Promise<void> {
       sqs,
       sfn,
       events: new EventBridgePublisher(eventBridge, shared.eventBus),
+      usage: new UsageRepository(db, shared.policyTable, (error, detail) =>
+        log.warn("statistics not recorded", { ...detail, error: error as Error }),
+      ),
       registry,
       log: workerLog,
     },
