@@ -12,7 +12,7 @@ import {
   RECORD_KINDS,
   type RecordKind,
 } from "../core/export";
-import { isTerminal, type JobStatus } from "../core/job";
+import type { JobStatus } from "../core/job";
 import type { Principal } from "../core/principal";
 import { historyExpiresAt, type Retention } from "../core/retention";
 import { AUDIT_PK } from "../store/audit";

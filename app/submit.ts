@@ -18,7 +18,7 @@ import {
   UnknownTypeError,
   UnsatisfiableResourcesError,
 } from "../core/errors";
-import { type BatchJobRequest, isTerminal, type Job, type JobStatus, MAX_PAYLOAD_BYTES } from "../core/job";
+import { type BatchJobRequest, type Job, type JobStatus, MAX_PAYLOAD_BYTES } from "../core/job";
 import { unsatisfiableReason } from "../core/pools";
 import type { Principal } from "../core/principal";
 import { assertPriorityAllowed, NO_QUOTA, type QuotaLimits } from "../core/quota";
@@ -401,7 +401,7 @@ async function withinBudget(work: Promise<void>, budget: SubmitBudget): Promise<
 async function afterCommit(
   ctx: SubmitContext,
   items: readonly JobItem[],
-  budget: SubmitBudget,
+  _budget: SubmitBudget,
 ): Promise<void> {
   countSubmitted(items);
   const first = items[0];
@@ -465,7 +465,7 @@ async function quotaLimits(ctx: SubmitContext, principal: Principal): Promise<Qu
 }
 
 /** Parallel StartExecution calls per submission: enough to hide latency, few enough not to be throttled. */
-const START_CONCURRENCY = 16;
+const _START_CONCURRENCY = 16;
 
 function refsOf(jobs: readonly BatchJobRequest[], ids: readonly string[]): Record<string, string> {
   const refs: Record<string, string> = {};

@@ -35,8 +35,9 @@ function dependentsContext(): LifecycleContext {
 /** The id of the job a record shows becoming `completed`, or null. */
 export function completedJobOf(record: DynamoDBRecord): string | null {
   const images = jobItemImages(record);
-  if (!images?.new || images.new.status !== "completed" || images.old?.status === "completed") return null;
-  return typeof images.new.id === "string" ? images.new.id : null;
+  const completed = images?.new;
+  if (completed?.status !== "completed" || images?.old?.status === "completed") return null;
+  return typeof completed.id === "string" ? completed.id : null;
 }
 
 export const handler = middy<DynamoDBStreamEvent, DynamoDBBatchResponse>()

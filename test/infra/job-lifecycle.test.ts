@@ -141,16 +141,18 @@ describe("least privilege", () => {
       "Fn::GetAtt": [logicalId(stack.store.jobsTable), "StreamArn"],
     });
     expect(mapping.Properties.FunctionResponseTypes).toEqual(["ReportBatchItemFailures"]);
-    const patterns = (mapping.Properties.FilterCriteria as { Filters: { Pattern: string }[] }).Filters.map((f) =>
-      JSON.parse(f.Pattern),
+    const patterns = (mapping.Properties.FilterCriteria as { Filters: { Pattern: string }[] }).Filters.map(
+      (f) => JSON.parse(f.Pattern),
     );
     expect(patterns).toEqual([
       { dynamodb: { Keys: { sk: { S: ["JOB"] } }, NewImage: { status: { S: ["completed"] } } } },
     ]);
     // A batch it gives up on goes to a queue of its own, not silently away.
-    const destination = (mapping.Properties.DestinationConfig as { OnFailure: { Destination: unknown } }).OnFailure
-      .Destination;
-    expect(destination).toEqual({ "Fn::GetAtt": [logicalId(stack.lifecycle.dependentsFailedBatches), "Arn"] });
+    const destination = (mapping.Properties.DestinationConfig as { OnFailure: { Destination: unknown } })
+      .OnFailure.Destination;
+    expect(destination).toEqual({
+      "Fn::GetAtt": [logicalId(stack.lifecycle.dependentsFailedBatches), "Arn"],
+    });
     // It moves dependents (Jobs table) and publishes their events; it starts no execution.
     const grants = [...grantsOf(roleStatements(template, roleIdOf(stack.lifecycle.dependentsFunction)))];
     expect(grants.some((g) => g.startsWith("states:"))).toBe(false);
