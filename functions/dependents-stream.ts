@@ -1,10 +1,10 @@
 import middy from "@middy/core";
-import type { DynamoDBBatchResponse, DynamoDBRecord, DynamoDBStreamEvent } from "aws-lambda";
+import type { DynamoDBBatchResponse, DynamoDBStreamEvent } from "aws-lambda";
 import { createSfnClient } from "../app/executions";
 import { type LifecycleContext, releaseDependents, StepFunctionsTaskTokens } from "../app/lifecycle";
 import { logger } from "../app/logger";
 import { appContext } from "../app/runtime";
-import { jobItemImages } from "../store/job-stream";
+import { completedJobOf } from "../store/job-stream";
 import { config } from "./config";
 import { observability } from "./observability";
 
@@ -30,14 +30,6 @@ function dependentsContext(): LifecycleContext {
     };
   }
   return context;
-}
-
-/** The id of the job a record shows becoming `completed`, or null. */
-export function completedJobOf(record: DynamoDBRecord): string | null {
-  const images = jobItemImages(record);
-  const completed = images?.new;
-  if (completed?.status !== "completed" || images?.old?.status === "completed") return null;
-  return typeof completed.id === "string" ? completed.id : null;
 }
 
 export const handler = middy<DynamoDBStreamEvent, DynamoDBBatchResponse>()
