@@ -44,6 +44,12 @@ const envSchema = z.object({
    * API-only setup, like the API tests); the scheduler's sweep still finds every job.
    */
   JOBQ_EVENT_BUS: z.string().min(1).optional(),
+  /**
+   * Which "Job State Change" events are published (`jobq:stateChangeEvents`): `all` (every status
+   * change, docs/deploy.md) or `terminal` (completed, failed, cancelled, escalated). jobq's own
+   * wake-ups ride the Jobs table's stream, so neither setting changes how jobs move.
+   */
+  JOBQ_STATE_CHANGE_EVENTS: z.enum(["all", "terminal"]).default("all"),
   /** JSON `{"<pool>": {"<tier>": "<queue url>"}}`: the SQS queue of each pool and priority tier. */
   JOBQ_QUEUES: z.string().optional(),
   /** How often a worker heartbeats a running attempt: every third of this. */
@@ -98,6 +104,7 @@ export interface HandlerConfig {
   readonly taskTypes: ReadonlySet<string> | null;
   readonly stateMachineArn: string | undefined;
   readonly eventBus: string | undefined;
+  readonly stateChangeEvents: "all" | "terminal";
   readonly queues: QueueUrls;
   readonly heartbeatSeconds: number;
   readonly lostAfterSeconds: number;
@@ -128,6 +135,7 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env): HandlerConfig 
     taskTypes: types.length > 0 ? new Set(types) : null,
     stateMachineArn: e.JOBQ_STATE_MACHINE_ARN,
     eventBus: e.JOBQ_EVENT_BUS,
+    stateChangeEvents: e.JOBQ_STATE_CHANGE_EVENTS,
     queues: e.JOBQ_QUEUES ? queuesSchema.parse(JSON.parse(e.JOBQ_QUEUES)) : {},
     heartbeatSeconds: e.JOBQ_HEARTBEAT_SECONDS,
     // Never below a heartbeat period: a live worker must always beat in time.

@@ -1,5 +1,5 @@
 import { EventBridgeClient, PutEventsCommand, type PutEventsRequestEntry } from "@aws-sdk/client-eventbridge";
-import type { JobStatus } from "../core/job";
+import { isTerminal, type JobStatus } from "../core/job";
 import { awsClientOptions } from "../store/aws";
 import { installFaultInjection } from "../store/faults";
 import { traced } from "../store/tracing";
@@ -39,10 +39,13 @@ export class EventBridgePublisher implements JobEventPublisher {
     private readonly client: EventBridgeClient,
     /** Unset: nothing is published (see JOBQ_EVENT_BUS). */
     private readonly eventBus: string | undefined,
+    /** `terminal`: only changes into completed, failed, cancelled or escalated (JOBQ_STATE_CHANGE_EVENTS). */
+    private readonly which: "all" | "terminal" = "all",
   ) {}
 
-  async publish(changes: readonly JobStateChange[]): Promise<void> {
+  async publish(all: readonly JobStateChange[]): Promise<void> {
     if (!this.eventBus) return;
+    const changes = this.which === "terminal" ? all.filter((c) => isTerminal(c.status)) : all;
     for (let i = 0; i < changes.length; i += PUT_EVENTS_LIMIT) {
       const entries: PutEventsRequestEntry[] = changes.slice(i, i + PUT_EVENTS_LIMIT).map((change) => ({
         Source: EVENT_SOURCE,

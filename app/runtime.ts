@@ -55,6 +55,7 @@ export function appContext(): AppContext {
       events: new EventBridgePublisher(
         createEventBridgeClient({ region: c.region, endpoint: c.eventsEndpoint }),
         c.eventBus,
+        c.stateChangeEvents,
       ),
     };
   }

@@ -151,7 +151,7 @@ export class JobLifecycle extends Construct {
         reportBatchItemFailures: true,
         retryAttempts: 10,
       },
-      "completed",
+      [{ dynamodb: { NewImage: { status: { S: ["completed"] } } } }],
     );
 
     this.logGroup = new logs.LogGroup(this, "Logs", {

@@ -1,6 +1,5 @@
 import { randomUUID } from "node:crypto";
 import { z } from "zod";
-import { EVENT_SOURCE, JOB_STATE_CHANGE } from "../app/events";
 import { AwsApiError, startAwsJsonServer } from "./aws-json-server";
 import { LOCAL_ACCOUNT } from "./lambda";
 
@@ -73,24 +72,6 @@ export interface LocalEventBridge {
   /** Stops the timers, closes the endpoint and waits briefly for running deliveries. Idempotent. */
   stop(): Promise<void>;
 }
-
-/** The "Job State Change" statuses that may let the scheduler admit something, or need it to. */
-export const SCHEDULER_WAKE_STATUSES = [
-  "queued",
-  "completed",
-  "failed",
-  "retrying",
-  "cancelled",
-  "paused",
-  "escalated",
-] as const;
-
-/** The rule that wakes the scheduler (the same pattern as the Scheduler construct's rule in AWS). */
-export const SCHEDULER_EVENT_PATTERN: EventPattern = {
-  source: [EVENT_SOURCE],
-  "detail-type": [JOB_STATE_CHANGE],
-  detail: { status: SCHEDULER_WAKE_STATUSES },
-};
 
 /** PutEvents takes at most 10 entries a call. */
 const MAX_ENTRIES = 10;

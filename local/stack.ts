@@ -7,6 +7,7 @@ import type { Retention } from "../core/retention";
 import type { QueueUrls } from "../functions/config";
 import { STATS_CONSUMER } from "../functions/stats-settings";
 import { setFaultInjection } from "../store/faults";
+import { completedJobOf, schedulerWakeOf } from "../store/job-stream";
 import { type ApiServer, startApiServer } from "./api-server";
 import {
   type ApiTokens,
@@ -22,12 +23,7 @@ import {
 } from "./config";
 import { type DynamoLocal, startDynamoLocal } from "./dynamo";
 import { type StreamConsumer, type StreamPoller, startStreamPoller } from "./dynamo-streams";
-import {
-  type EventTarget,
-  type LocalEventBridge,
-  SCHEDULER_EVENT_PATTERN,
-  startLocalEventBridge,
-} from "./eventbridge";
+import { type EventTarget, type LocalEventBridge, startLocalEventBridge } from "./eventbridge";
 import { invokeHandler, type LambdaHandler, lambdaFunctionArn, loadHandlerExport } from "./lambda";
 import { type LocalSqs, startLocalSqs } from "./sqs";
 import {
@@ -165,6 +161,7 @@ export const JOB_STREAM_CONSUMERS: readonly StreamConsumer[] = [
     name: "jobq-release-dependents",
     load: () =>
       loadHandlerExport(() => import("../functions/dependents-stream"), "functions/dependents-stream.ts"),
+    filter: (record) => completedJobOf(record) !== null,
   },
   {
     name: "jobq-stats",
@@ -191,6 +188,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
   let workers: LocalWorkers | undefined;
   let api: ApiServer | undefined;
   let jobStream: StreamPoller | undefined;
+  let schedulerWake: StreamConsumer | undefined;
   let recoveryPass: (() => Promise<unknown>) | undefined;
   let stopRequested = false;
   const stop = async (): Promise<void> => {
@@ -266,19 +264,19 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
         async (event) =>
           invokeHandler(await load(), name, event, LOCAL_REGION);
 
+      // As the scheduler's event source on the Jobs table's stream in AWS (lib/scheduler.ts).
+      schedulerWake = {
+        name: "jobq-scheduler",
+        load: scheduler,
+        filter: (record) => schedulerWakeOf(record) !== null,
+      };
       sqs = await startLocalSqs({ pools: pools.map((pool) => pool.name), region: LOCAL_REGION });
       const sweepSeconds = options.sweepSeconds ?? DEFAULT_SWEEP_SECONDS;
       events = await startLocalEventBridge({
         region: LOCAL_REGION,
         log: options.log,
-        rules: [
-          {
-            name: "wake-scheduler",
-            eventBus: LOCAL_EVENT_BUS,
-            pattern: SCHEDULER_EVENT_PATTERN,
-            target: target("jobq-scheduler", scheduler),
-          },
-        ],
+        // The scheduler's wake-ups ride the Jobs table's stream (schedulerWake below), as in AWS.
+        rules: [],
         schedules: [
           {
             name: "scheduler-sweep",
@@ -385,7 +383,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       endpoint: dynamoEndpoint,
       region: LOCAL_REGION,
       tableName: tables.Jobs ?? "",
-      consumers: JOB_STREAM_CONSUMERS,
+      consumers: schedulerWake ? [...JOB_STREAM_CONSUMERS, schedulerWake] : JOB_STREAM_CONSUMERS,
     });
     const recovered = (recoveryPass?.() ?? Promise.resolve()).then(
       () => undefined,

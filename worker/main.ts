@@ -76,7 +76,7 @@ async function main(): Promise<void> {
       nodes: new NodeRepository(db, shared.nodesTable),
       sqs,
       sfn,
-      events: new EventBridgePublisher(eventBridge, shared.eventBus),
+      events: new EventBridgePublisher(eventBridge, shared.eventBus, shared.stateChangeEvents),
       usage: new UsageRepository(db, shared.policyTable, (error, detail) =>
         log.warn("statistics not recorded", { ...detail, error: error as Error }),
       ),

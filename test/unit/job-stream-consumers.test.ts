@@ -1,6 +1,6 @@
 import type { AttributeValue, DynamoDBRecord } from "aws-lambda";
 import { describe, expect, it } from "vitest";
-import { completedJobOf } from "../../store/job-stream";
+import { completedJobOf, schedulerWakeOf } from "../../store/job-stream";
 
 /** A job item image as DynamoDB Streams delivers it (DynamoDB JSON), in the given status. */
 function jobImage(status: string, sk = "JOB"): Record<string, AttributeValue> {
@@ -44,5 +44,38 @@ describe("the dependents consumer's reading of the Jobs table's stream", () => {
     expect(completedJobOf(record(jobImage("running"), jobImage("failed")))).toBeNull();
     expect(completedJobOf(record(jobImage("completed"), undefined))).toBeNull();
     expect(completedJobOf(record(undefined, jobImage("completed", "JOB#RESULT")))).toBeNull();
+  });
+});
+
+describe("the scheduler's wake-ups from the Jobs table's stream", () => {
+  const queued = (pool?: string): Record<string, AttributeValue> => ({
+    ...jobImage("queued"),
+    pool: pool ? { S: pool } : { NULL: true },
+  });
+  const holding = (status: string, pool = "gpu"): Record<string, AttributeValue> => ({
+    ...jobImage(status),
+    reservation: { M: { pool: { S: pool }, nodeId: { S: "n1" } } },
+  });
+
+  it("wakes the job's pool when a job becomes queued, and every pool for a job that named none", () => {
+    expect(schedulerWakeOf(record(undefined, queued("gpu")))).toEqual({ pool: "gpu" });
+    expect(schedulerWakeOf(record(jobImage("retrying"), queued("cpu")))).toEqual({ pool: "cpu" });
+    expect(schedulerWakeOf(record(undefined, queued()))).toEqual({ pool: null });
+  });
+
+  it("wakes the pool whose capacity a job gave back", () => {
+    expect(schedulerWakeOf(record(holding("running"), jobImage("completed")))).toEqual({ pool: "gpu" });
+    expect(schedulerWakeOf(record(holding("dispatched", "cpu"), jobImage("cancelled")))).toEqual({
+      pool: "cpu",
+    });
+  });
+
+  it("stays asleep for the scheduler's own writes and for changes that neither add work nor free capacity", () => {
+    // A waiting job's reason, written by a pass: still queued.
+    expect(schedulerWakeOf(record(queued("gpu"), queued("gpu")))).toBeNull();
+    // An admission and a start: the reservation is taken or kept, not freed.
+    expect(schedulerWakeOf(record(queued("gpu"), holding("dispatched")))).toBeNull();
+    expect(schedulerWakeOf(record(holding("dispatched"), holding("running")))).toBeNull();
+    expect(schedulerWakeOf(record(undefined, jobImage("blocked")))).toBeNull();
   });
 });
