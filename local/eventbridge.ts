@@ -46,6 +46,8 @@ export interface LocalSchedule {
 }
 
 export interface LocalEventBridgeOptions {
+  /** Custom event buses besides `default` and the rules' buses: PutEvents to any other is refused, as in AWS. */
+  readonly buses?: readonly string[];
   readonly rules?: readonly LocalEventRule[];
   readonly schedules?: readonly LocalSchedule[];
   /** @default 0 (a free port) */
@@ -115,7 +117,11 @@ export async function startLocalEventBridge(
   const log = options.log !== false;
   const rules = options.rules ?? [];
   const schedules = new Map((options.schedules ?? []).map((schedule) => [schedule.name, schedule]));
-  const buses = new Set(["default", ...rules.map((rule) => rule.eventBus ?? "default")]);
+  const buses = new Set([
+    "default",
+    ...(options.buses ?? []),
+    ...rules.map((rule) => rule.eventBus ?? "default"),
+  ]);
   const deliveries = new DeliveryQueue(options.maxConcurrency ?? 4);
   let stopped = false;
   let putEventsCalls = 0;

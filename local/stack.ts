@@ -275,7 +275,9 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       events = await startLocalEventBridge({
         region: LOCAL_REGION,
         log: options.log,
-        // The scheduler's wake-ups ride the Jobs table's stream (schedulerWake below), as in AWS.
+        // jobq's bus, with no rule of jobq's on it: the scheduler's wake-ups ride the Jobs table's
+        // stream (schedulerWake), as in AWS; "Job State Change" events are for users' rules.
+        buses: [LOCAL_EVENT_BUS],
         rules: [],
         schedules: [
           {
