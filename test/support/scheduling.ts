@@ -239,6 +239,11 @@ export class FakeStepFunctions {
     execution.status = status;
   }
 
+  /** Drops the execution: DescribeExecution no longer knows it (its history expired, its state machine was deleted). */
+  forgetExecution(executionArn: string): void {
+    if (!this.executions.delete(executionArn)) throw new Error(`no execution ${executionArn} was started`);
+  }
+
   private async serve(request: IncomingMessage, response: ServerResponse): Promise<void> {
     const chunks: Buffer[] = [];
     for await (const chunk of request) chunks.push(chunk as Buffer);
