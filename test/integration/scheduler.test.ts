@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { pauseJob } from "../../app/actions";
 import { startAttempt } from "../../app/attempts";
-import { notAdmittedSchema, recordAttemptFailure } from "../../app/lifecycle";
+import { type DispatchInput, notAdmittedSchema, recordAttemptFailure } from "../../app/lifecycle";
 import { listPools } from "../../app/pools";
 import { poolsToSchedule, runScheduler, schedulePool } from "../../app/scheduler";
 import type { PoolConfig } from "../../core/pools";
@@ -452,6 +452,38 @@ describe("a scheduling pass", () => {
     // Assess
     expect(summary.admitted).toEqual([{ jobId: id, nodeId }]);
     expect((await jobItem(h, id)).reservation).toMatchObject({ pool, nodeId });
+  });
+});
+
+describe("an admission's execution", () => {
+  it("is started once however often the start is tried: a repeat, even after the execution ended, gives the same ARN", async () => {
+    // Prepare: an admission's input, as the scheduler builds it.
+    const id = `job_${suffix()}`;
+    const input: DispatchInput = {
+      jobId: id,
+      pool: "p",
+      nodeId: "n",
+      queueUrl: h.queueUrl("p", "normal"),
+      attempt: 1,
+      timeoutSeconds: 60 + LOST_AFTER_SECONDS + 30,
+      heartbeatSeconds: HEARTBEAT_SECONDS,
+      lostAfterSeconds: LOST_AFTER_SECONDS,
+    };
+
+    // Act: an at-least-once caller tries the start again while it runs, and after it ended.
+    const first = await h.executions.start(id, 2, input);
+    const again = await h.executions.start(id, 2, input);
+    h.sfn.endExecution(first ?? "", "SUCCEEDED");
+    const afterEnd = await h.executions.start(id, 2, input);
+
+    // Assess
+    expect(first).toBe(executionArn(id, 2));
+    expect(h.executions.arnOf(id, 2)).toBe(first);
+    expect(again).toBe(first);
+    expect(afterEnd).toBe(first);
+    expect(h.sfn.startRequests(id)).toHaveLength(3);
+    // One execution, not run again.
+    expect(h.sfn.execution(first ?? "")).toMatchObject({ name: `${id}-2`, status: "SUCCEEDED" });
   });
 });
 
