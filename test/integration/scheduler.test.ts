@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { pauseJob } from "../../app/actions";
+import { cancelJob, pauseJob } from "../../app/actions";
 import { startAttempt } from "../../app/attempts";
 import { type DispatchInput, notAdmittedSchema, recordAttemptFailure } from "../../app/lifecycle";
 import { listPools } from "../../app/pools";
@@ -437,6 +437,34 @@ describe("a scheduling pass", () => {
       admitted: false,
       reason: `superseded by execution ${job.executionArn}, started at admission`,
     });
+  });
+
+  it("keeps no capacity for a job cancelled while its execution was being started", async () => {
+    // Prepare: the pass stops inside StartExecution, after the admission's transaction.
+    const pool = newPool(CPU_NODE);
+    const nodeId = await addNode(pool, CPU_NODE);
+    const [id = ""] = await submitWaiting(h, "alice", [{ pool }]);
+    const hold = h.sfn.hold(["StartExecution"]);
+
+    // Act
+    const run = schedulePool(h.scheduler, pool);
+    await hold.arrived;
+    const dispatched = await jobItem(h, id);
+    await cancelJob(h.reconciler, { id: "alice", admin: false }, id);
+    hold.release();
+    await run;
+
+    // Assess: the cancel won; the node holds nothing for the job, whatever the late start did.
+    expect(dispatched).toMatchObject({
+      status: "dispatched",
+      executionArn: executionArn(id, dispatched.version),
+    });
+    const job = await jobItem(h, id);
+    expect(job.status).toBe("cancelled");
+    expect(job.reservation).toBeUndefined();
+    expect(await nodeUsed(pool, nodeId)).toEqual({ cpu: 0, memoryMb: 0, gpu: 0 });
+    // The cancel asked Step Functions to stop the admission's execution, by the ARN the job held.
+    expect(h.sfn.stops()).toContain(dispatched.executionArn);
   });
 
   it("places a job without a pool in a pool whose labels match its constraints", async () => {
