@@ -45,7 +45,11 @@ export class StepFunctionsExecutions implements LifecycleExecutions {
     const name = executionName(jobId, version);
     try {
       const out = await this.client.send(
-        new StartExecutionCommand({ stateMachineArn: this.stateMachineArn, name, input: JSON.stringify(input) }),
+        new StartExecutionCommand({
+          stateMachineArn: this.stateMachineArn,
+          name,
+          input: JSON.stringify(input),
+        }),
       );
       return out.executionArn ?? null;
     } catch (error) {

@@ -12,10 +12,9 @@ import {
   RECORD_KINDS,
   type RecordKind,
 } from "../core/export";
-import { isTerminal, type JobStatus } from "../core/job";
+import type { JobStatus } from "../core/job";
 import type { Principal } from "../core/principal";
 import { historyExpiresAt, type Retention } from "../core/retention";
-import { config } from "../functions/config";
 import { AUDIT_PK } from "../store/audit";
 import { decodeCursor, encodeCursor } from "../store/cursor";
 import { createDocumentClient } from "../store/dynamo";
@@ -42,6 +41,7 @@ import {
   transitionSk,
 } from "../store/keys";
 import { dueAtOf } from "../store/schedules";
+import { config } from "./config";
 import type { LifecycleExecutions } from "./executions";
 import { logger } from "./logger";
 import { appContext, type Clock, systemClock } from "./runtime";

@@ -11,7 +11,7 @@ import { backoffDelaySeconds } from "../core/backoff";
 import { forEachConcurrent } from "../core/concurrency";
 import { applicableStatus, dependencyOutcome } from "../core/dependencies";
 import { ConcurrentUpdateError, InvalidTransitionError } from "../core/errors";
-import { type BatchJobRequest, isTerminal, type Job, type JobError, type JobStatus } from "../core/job";
+import type { BatchJobRequest, Job, JobError, JobStatus } from "../core/job";
 import { unsatisfiableReason } from "../core/pools";
 import { canTransition, transition } from "../core/status";
 import { endAttemptItem, releaseCapacityItem } from "../store/capacity";
@@ -92,7 +92,6 @@ export const notAdmittedSchema = z.object({
 });
 export type NotAdmittedOutput = z.infer<typeof notAdmittedSchema>;
 
-
 /** How an attempt ended without success: from the error the Dispatch state caught (`outcomeOf`). */
 export const ATTEMPT_OUTCOMES = ["failed", "timed_out", "lost"] as const;
 export type AttemptOutcome = (typeof ATTEMPT_OUTCOMES)[number];
@@ -131,7 +130,10 @@ export type LifecycleRequest = z.infer<typeof lifecycleRequestSchema>;
 export type AwaitAdmissionInput = Omit<Extract<LifecycleRequest, { action: "await-admission" }>, "action">;
 export type CompleteInput = Omit<Extract<LifecycleRequest, { action: "complete" }>, "action">;
 /** A failed attempt as its recorder sees it: the kind of failure settled (`outcomeOf`). */
-export type AttemptFailureInput = Omit<Extract<LifecycleRequest, { action: "attempt-failed" }>, "action" | "outcome"> & {
+export type AttemptFailureInput = Omit<
+  Extract<LifecycleRequest, { action: "attempt-failed" }>,
+  "action" | "outcome"
+> & {
   readonly outcome: AttemptOutcome;
 };
 export type RequeueInput = Omit<Extract<LifecycleRequest, { action: "requeue" }>, "action">;
@@ -277,7 +279,7 @@ export async function completeRun(
   const bytes = Buffer.byteLength(run.resultJson, "utf8");
   return retryOnRace(async () => {
     const item = await readJob(ctx, run.jobId);
-    if (!item || item.status !== "running" || item.attempts !== run.attempt) {
+    if (item?.status !== "running" || item.attempts !== run.attempt) {
       return {
         outcome: "abandoned" as const,
         reason: item

@@ -2,13 +2,13 @@ import { DescribeExecutionCommand, ExecutionDoesNotExist, type SFNClient } from 
 import { ulid } from "ulid";
 import { forEachConcurrent } from "../core/concurrency";
 import { isTerminal } from "../core/job";
-import { config } from "../functions/config";
 import type { NodeCapacity } from "../store/capacity";
 import { createDocumentClient } from "../store/dynamo";
 import type { JobItem, Reservation } from "../store/job-items";
-import { activePk, JOB_SK, LIVE_SHARDS, livePkOfShard } from "../store/keys";
+import { activePk, LIVE_SHARDS, livePkOfShard } from "../store/keys";
 import { type NodeItem, NodeRepository } from "../store/nodes";
 import { JOB_INDEX } from "../store/tables";
+import { config } from "./config";
 import { createSfnClient } from "./executions";
 import { keepLease } from "./lease";
 import {
@@ -176,8 +176,7 @@ export async function reconcile(ctx: ReconcilerContext): Promise<ReconcileSummar
   recordMetrics(
     {},
     {
-      reconcilerRepairs:
-        counters.attemptsLost + counters.requeued + capacityRepairs.length,
+      reconcilerRepairs: counters.attemptsLost + counters.requeued + capacityRepairs.length,
     },
   );
   return summary;

@@ -1,8 +1,8 @@
-import { config } from "../functions/config";
 import { createDocumentClient } from "../store/dynamo";
 import { JobRepository } from "../store/job-repository";
 import { PolicyRepository } from "../store/policy";
 import { UsageRepository } from "../store/usage";
+import { config } from "./config";
 import { createEventBridgeClient, EventBridgePublisher, type JobEventPublisher } from "./events";
 import { createSfnClient, type LifecycleExecutions, StepFunctionsExecutions } from "./executions";
 import { logger } from "./logger";

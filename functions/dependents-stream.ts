@@ -1,10 +1,10 @@
 import middy from "@middy/core";
-import type { DynamoDBBatchResponse, DynamoDBRecord, DynamoDBStreamEvent } from "aws-lambda";
+import type { DynamoDBBatchResponse, DynamoDBStreamEvent } from "aws-lambda";
 import { createSfnClient } from "../app/executions";
 import { type LifecycleContext, releaseDependents, StepFunctionsTaskTokens } from "../app/lifecycle";
 import { logger } from "../app/logger";
 import { appContext } from "../app/runtime";
-import { jobItemImages } from "../store/job-stream";
+import { completedJobOf } from "../store/job-stream";
 import { config } from "./config";
 import { observability } from "./observability";
 
@@ -30,13 +30,6 @@ function dependentsContext(): LifecycleContext {
     };
   }
   return context;
-}
-
-/** The id of the job a record shows becoming `completed`, or null. */
-export function completedJobOf(record: DynamoDBRecord): string | null {
-  const images = jobItemImages(record);
-  if (!images?.new || images.new.status !== "completed" || images.old?.status === "completed") return null;
-  return typeof images.new.id === "string" ? images.new.id : null;
 }
 
 export const handler = middy<DynamoDBStreamEvent, DynamoDBBatchResponse>()

@@ -6,11 +6,11 @@ import * as iam from "aws-cdk-lib/aws-iam";
 import * as lambda from "aws-cdk-lib/aws-lambda";
 import type * as nodejs from "aws-cdk-lib/aws-lambda-nodejs";
 import * as logs from "aws-cdk-lib/aws-logs";
-import * as sqs from "aws-cdk-lib/aws-sqs";
+import type * as sqs from "aws-cdk-lib/aws-sqs";
 import * as sfn from "aws-cdk-lib/aws-stepfunctions";
 import { Construct } from "constructs";
-import { grantTable, type JobqRuntime, jobqFunction, runtimeEnvironment } from "./jobq-function";
 import { consumeJobStream } from "./job-stream-source";
+import { grantTable, type JobqRuntime, jobqFunction, runtimeEnvironment } from "./jobq-function";
 
 export const DEFAULT_DEFINITION_FILE = fileURLToPath(
   new URL("../state-machines/job-lifecycle.asl.json", import.meta.url),
@@ -108,7 +108,8 @@ export class JobLifecycle extends Construct {
 
     this.function = jobqFunction(this, "Function", {
       entry: props.entry ?? DEFAULT_LIFECYCLE_ENTRY,
-      description: "jobq lifecycle steps (attempt-failed, requeue; await-admission and complete for older executions)",
+      description:
+        "jobq lifecycle steps (attempt-failed, requeue; await-admission and complete for older executions)",
       environment: runtimeEnvironment(props, this.stateMachineArn),
       memorySize: 512,
       // A step is a few transactions; a cascade over many dependents is the long case.

@@ -35,6 +35,17 @@ export function jobItemImages(record: DynamoDBRecord): JobItemImages | null {
   return { sequence: stream?.SequenceNumber ?? "", old, new: next };
 }
 
+/**
+ * The id of the job a record shows becoming `completed` (the dependents consumer's one question),
+ * or null: a record of another item, of another status, or of a completed job written again.
+ */
+export function completedJobOf(record: DynamoDBRecord): string | null {
+  const images = jobItemImages(record);
+  const completed = images?.new;
+  if (completed?.status !== "completed" || images?.old?.status === "completed") return null;
+  return typeof completed.id === "string" ? completed.id : null;
+}
+
 function plainItem(image: Record<string, AttributeValue> | undefined): Record<string, unknown> | null {
   // aws-lambda's AttributeValue and the SDK's describe the same DynamoDB JSON.
   return image ? unmarshall(image as Record<string, SdkAttributeValue>) : null;

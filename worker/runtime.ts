@@ -13,14 +13,12 @@ import {
 } from "@aws-sdk/client-sqs";
 import { z } from "zod";
 import { startAttempt, type WorkerNode } from "../app/attempts";
-import { completeRun } from "../app/lifecycle";
 import type { JobEventPublisher } from "../app/events";
+import { completeRun } from "../app/lifecycle";
 import { type Clock, systemClock } from "../app/runtime";
-import { ConcurrentUpdateError } from "../core/errors";
 import { MAX_PAYLOAD_BYTES, PRIORITY_NAMES, type PriorityName } from "../core/job";
 import { fromJobItem, type JobItem } from "../store/job-items";
 import type { JobRepository } from "../store/job-repository";
-import { JOB_SK, jobPk, RESULT_SK } from "../store/keys";
 import type { NodeRepository } from "../store/nodes";
 import type { UsageRepository } from "../store/usage";
 import type { NodeResources } from "./capacity";

@@ -163,12 +163,11 @@ describe("reconciler", () => {
     expect(invokableBy(reconcilerId, logicalId(stack.scheduler.reconcileRule))).toBe(true);
   });
 
-  it("may describe and start executions and release tokens on the lifecycle state machine only", () => {
+  it("may describe executions and release tokens on the lifecycle state machine only, and start none", () => {
     const grants = [...grantsOf(roleStatements(template, roleIdOf(stack.scheduler.reconcilerFunction)))];
     const states = grants.filter((g) => g.startsWith("states:"));
     expect(new Set(states)).toEqual(
       new Set([
-        grant("states:StartExecution", stack.resolve(stack.lifecycle.stateMachineArn)),
         grant("states:SendTaskSuccess", stack.resolve(stack.lifecycle.stateMachineArn)),
         grant("states:DescribeExecution", stack.resolve(stack.lifecycle.executionArns)),
       ]),
