@@ -687,7 +687,12 @@ async function admit(
       reason: "waiting for admission (its execution could not be started)",
       reasonCode: "pending",
       triggeredBy: null,
-      set: { attempts: item.attempts },
+      // A token of the previous lifecycle goes back with the job: the admission that starts its
+      // new execution is the one that answers it, or its execution waits for ever.
+      set: {
+        attempts: item.attempts,
+        ...(item.admissionToken ? { admissionToken: item.admissionToken } : {}),
+      },
       remove: ["executionArn"],
     },
     ctx.clock().toISOString(),
