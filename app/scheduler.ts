@@ -744,9 +744,16 @@ async function refreshReasons(
   waiting: readonly Waiting[],
   read: ReadonlyMap<string, JobItem>,
 ): Promise<void> {
+  const now = ctx.clock().getTime();
   const stale = waiting.filter((w) => {
     const item = read.get(w.jobId);
-    return item !== undefined && (item.statusReason !== w.reason || item.reasonCode !== w.code);
+    if (item === undefined || (item.statusReason === w.reason && item.reasonCode === w.code)) return false;
+    // An evicted job is admit-able at once, so the passes right after its eviction read it as
+    // waiting: "preempted by job_x" (API.md) stays its reason for a while before it is replaced.
+    // (The queue index projects queuedAt, which the eviction set, and not preemptedAt.)
+    const evictedAt =
+      item.reasonCode === "preempted" && item.queuedAt ? Date.parse(item.queuedAt) : Number.NaN;
+    return !(now - evictedAt < PREEMPTED_REASON_HOLD_MS);
   });
   await forEachConcurrent(stale, REASON_WRITE_CONCURRENCY, async (w) => {
     const item = read.get(w.jobId);
@@ -764,6 +771,8 @@ async function refreshReasons(
 }
 
 const REASON_WRITE_CONCURRENCY = 8;
+/** How long an evicted job keeps "preempted by job_x" as its reason: one sweep interval. */
+const PREEMPTED_REASON_HOLD_MS = 60_000;
 
 /**
  * The sweep over the `due` index (jobs of this pool and of any pool whose time has come):

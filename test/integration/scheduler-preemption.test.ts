@@ -151,9 +151,8 @@ describe("preemption", () => {
     expect(pass.admitted).toEqual([{ jobId: critical, nodeId }]);
     const evicted = await jobItem(h, low);
     expect(evicted).toMatchObject({ status: "queued", attempts: running.attempts });
-    // The eviction's reason is in its event and its transition. The evicted job, admit-able at
-    // once now that no execution has to park a token first, was a waiting job in the pass that
-    // admitted its preemptor, which wrote why it waits now over "preempted by".
+    // The eviction's reason is in its event, its transition and (API.md) on the job: the evicted
+    // job is admit-able at once, but the passes right after keep "preempted by" for a while.
     expect(h.events.published).toContainEqual(
       expect.objectContaining({
         jobId: low,
@@ -168,10 +167,7 @@ describe("preemption", () => {
       to: "queued",
       reason: `preempted by ${critical}`,
     });
-    expect(evicted).toMatchObject({
-      statusReason: `needs 2 CPU in pool ${pool}, 0 free`,
-      reasonCode: "resources",
-    });
+    expect(evicted).toMatchObject({ statusReason: `preempted by ${critical}`, reasonCode: "preempted" });
     expect(evicted.failures ?? 0).toBe(running.failures ?? 0);
     expect(evicted.reservation).toBeUndefined();
     expect(evicted.preemptedAt).toBe(h.clock.read().toISOString());
