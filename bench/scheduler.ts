@@ -19,14 +19,15 @@
  * BatchGetItem and TransactGetItems return; the `queue` column is the part read from the queue
  * indexes. RCU: store/dynamo.ts's capacityMeter (DynamoDB Local's ConsumedCapacity, which
  * follows DynamoDB's formula only approximately). The scheduler's SendTaskSuccess, events and
- * executions are in-process no-ops, so pass times are DynamoDB Local's and this process's.
+ * executions are answered in process (never sent), so pass times are DynamoDB Local's, this
+ * process's and the injected latency's.
  *
  * Admissions per second, projected for AWS (issue 11): `--latency-ms <n>` makes every call the
  * pass makes to something that is a network round trip in AWS wait n ms first — each DynamoDB
  * request (a middleware on the scheduler's document client, before `next`), and every method of
- * the in-process Step Functions-side objects (`tokens`, `executions`) and of `events`
- * (EventBridge PutEvents), wrapped generically so whatever the scheduler calls on them is
- * delayed. Per pass the table then gives:
+ * the in-process Step Functions-side objects (`tokens`, `executions`), wrapped generically so
+ * whatever the scheduler calls on them is delayed, and each PutEvents of jobq's own EventBridge
+ * publisher, whose client answers in process. Per pass the table then gives:
  * - `RT`: the round trips in a row on the pass's critical path, measured as the longest chain of
  *   calls in which each call started after the one before it had ended (a call's depth is one
  *   more than the deepest call that had completed when it started; the pass's is the deepest
@@ -46,8 +47,10 @@
 import { availableParallelism, loadavg } from "node:os";
 import { parseArgs } from "node:util";
 import { DeleteTableCommand, DynamoDBClient } from "@aws-sdk/client-dynamodb";
+import { EventBridgeClient, type PutEventsCommandOutput } from "@aws-sdk/client-eventbridge";
 import { BatchWriteCommand, DynamoDBDocumentClient, QueryCommand } from "@aws-sdk/lib-dynamodb";
 import { ulid } from "ulid";
+import type { JobEventPublisher } from "../app/events";
 import type { SchedulerContext } from "../app/scheduler";
 import type { Job } from "../core/job";
 import { type Algorithm, DEFAULT_POLICY, type Policy } from "../core/policy";
@@ -65,6 +68,7 @@ process.env.POWERTOOLS_METRICS_DISABLED = "true";
 // Belt and braces: every client below has an endpoint and dummy credentials anyway.
 process.env.AWS_EC2_METADATA_DISABLED = "true";
 const { schedulePool } = await import("../app/scheduler");
+const { EventBridgePublisher } = await import("../app/events");
 const { capacityMeter, createDocumentClient } = await import("../store/dynamo");
 const { JobRepository } = await import("../store/job-repository");
 const { NodeRepository } = await import("../store/nodes");
@@ -192,6 +196,22 @@ function delayRequests(db: DynamoDBDocumentClient, trips: RoundTrips): void {
     step: "initialize",
     name: "benchLatency",
   });
+}
+
+/**
+ * jobq's own EventBridge publisher (so its batching is what is measured) on a client that never
+ * sends: each PutEvents is answered in process, all entries accepted, after its round trip.
+ */
+function eventBus(trips: RoundTrips): JobEventPublisher {
+  // An endpoint nobody listens on, and dummy credentials: no request leaves anyway.
+  const client = new EventBridgeClient(awsClientOptions("http://127.0.0.1:1", REGION));
+  const accepted: PutEventsCommandOutput = { FailedEntryCount: 0, Entries: [], $metadata: {} };
+  client.middlewareStack.add(
+    // The handler is generic in its command's output; this client only ever sends PutEvents.
+    () => () => trips.around(async () => ({ output: accepted as never, response: {} })),
+    { step: "initialize", name: "benchEventBus" },
+  );
+  return new EventBridgePublisher(client, "jobq-bench");
 }
 
 /** Every method of `target` is a round trip: whatever the scheduler calls on it. */
@@ -421,8 +441,9 @@ function schedulerContext(
     policies: new PolicyRepository(db, policyTable),
     usage: new UsageRepository(db, policyTable),
     defaultPolicy: policy,
-    // The scheduler only publishes and, when preempting, stops executions: none of it is measured.
-    events: delayCalls({ publish: async () => undefined }, trips),
+    // In process, each call a round trip (see RoundTrips): the scheduler publishes events, releases
+    // executions (tokens) or starts them, and stops them when preempting.
+    events: eventBus(trips),
     executions: delayCalls({ start: async () => null, stop: async () => undefined }, trips),
     nodes: new NodeRepository(db, nodes),
     // Every parked execution is there to be released.
