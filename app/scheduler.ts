@@ -17,7 +17,7 @@ import { releaseCapacityItem, reservationFor, reserveCapacityItem } from "../sto
 import { createDocumentClient } from "../store/dynamo";
 import type { JobItem, Reservation } from "../store/job-items";
 import { applicableChange, MAX_TRANSACTION_ITEMS, type TransactItem } from "../store/job-repository";
-import { duePk, JOB_SK } from "../store/keys";
+import { duePk } from "../store/keys";
 import { type NodeItem, NodeRepository } from "../store/nodes";
 import { JOB_INDEX } from "../store/tables";
 import { deadlinePassed, expireDeadline } from "./deadlines";
@@ -916,23 +916,17 @@ async function refreshReasons(
     const item = read.get(w.jobId);
     return item !== undefined && (item.statusReason !== w.reason || item.reasonCode !== w.code);
   });
-  await forEachConcurrent(stale, REASON_WRITE_CONCURRENCY, async (w) => {
-    const item = read.get(w.jobId);
-    if (!item) return;
-    await ctx.repo.updateIf(
-      { pk: item.pk, sk: JOB_SK },
-      "SET statusReason = :reason, reasonCode = :code",
-      "#status = :queued AND #version = :version",
-      {
-        names: { "#status": "status", "#version": "version" },
-        values: { ":reason": w.reason, ":code": w.code, ":queued": "queued", ":version": item.version },
-      },
-    );
-  });
+  // Twenty-five to a request (store: setWaitingReasons), each still conditional on the job
+  // being queued at the version read.
+  const failed = await ctx.repo.setWaitingReasons(
+    stale.flatMap((w) => {
+      const item = read.get(w.jobId);
+      return item ? [{ id: item.id, version: item.version, reason: w.reason, code: w.code }] : [];
+    }),
+  );
+  // Advisory: a reason not written now is written by a later pass, which finds it still stale.
+  if (failed > 0) logger.warn("some waiting jobs' reasons were not written", { failed });
 }
-
-/** Reason writes in flight at once: a pass's hundred go in two round trips, not thirteen. */
-const REASON_WRITE_CONCURRENCY = 50;
 
 /**
  * The sweep over the `due` index (jobs of this pool and of any pool whose time has come):

@@ -7,9 +7,10 @@
  * For each backlog: fresh tables in DynamoDB Local (in memory, 127.0.0.1 only), the queued jobs
  * written directly (BatchWriteItem, as submit + AwaitAdmission would leave them: status queued,
  * an admission token, queuedAt over the last 30 minutes, 20 owners, mixed priorities, a fifth
- * of them for any pool, a few with deadlines), and one pool of 5 nodes with room for 50 jobs.
+ * of them for any pool, a few with deadlines), and one pool of 5 nodes with room for 50 jobs
+ * (`--nodes 50`: 50 nodes, room for 500).
  * Then per algorithm (priority and fair-share with aging on, round-robin):
- * - `empty`: a pass onto empty capacity, which admits up to 50 jobs;
+ * - `empty`: a pass onto empty capacity, which admits up to 50 jobs (ten a node);
  * - `full`: a pass right after, with the pool full: it admits nothing and must read about one
  *   page, not the backlog (`drained` instead when the first pass admitted the whole backlog).
  * Between algorithms the admitted jobs are put back as they were seeded and the nodes emptied.
@@ -32,10 +33,12 @@
  *   calls in which each call started after the one before it had ended (a call's depth is one
  *   more than the deepest call that had completed when it started; the pass's is the deepest
  *   of all). Every causal chain of awaited calls is such a chain, so this is never below the
- *   critical path; it can only be above it when independent calls happen to follow one another
- *   in time, so the projection errs low. It counts calls, not their time: it does not depend on
- *   n or on how fast DynamoDB Local answers, and it is measured with n = 0 as well. A pass that
- *   loops (`passes` > 1) counts all of its passes.
+ *   critical path; it is above it when independent calls happen to follow one another in time,
+ *   so the projection errs low. That happens when DynamoDB Local's answers take longer than n
+ *   and vary (it does transactions one at a time, slowly on a loaded machine): one node's
+ *   releases then end before another node's transaction does, and chain on. A larger n (say 50)
+ *   brings the count closer to the causal one. A pass that loops (`passes` > 1) counts all of
+ *   its passes.
  * - `CPU ms`: this process's CPU time over the pass (process.cpuUsage, user + system): the SDK's
  *   marshalling and the scheduler's own work. DynamoDB Local runs in its own JVM and is not in it.
  * - `adm/s AWS`: admitted ÷ (RT × 10 ms + CPU time), 10 ms being a round trip to DynamoDB or
@@ -82,12 +85,21 @@ const DEFAULT_BACKLOGS = [10, 1_000, 10_000, 100_000] as const;
 const ALGORITHMS: readonly Algorithm[] = ["priority", "fair-share", "round-robin"];
 const REGION = "us-east-1";
 const OWNERS = 20;
-const NODES = 5;
+/** The command line's options (see options() and nodesOption()). */
+const OPTIONS = {
+  backlogs: { type: "string" },
+  algorithms: { type: "string" },
+  "latency-ms": { type: "string" },
+  nodes: { type: "string" },
+} as const;
+
+/** `--nodes`: the pool's size, and so what one pass can admit (ten jobs a node). */
+const NODES = nodesOption();
 const POOL: PoolConfig = {
   name: "cpu",
   labels: {},
   nodes: NODES,
-  // Ten 1-CPU jobs per node: 50 in the pool.
+  // Ten 1-CPU jobs per node: 50 in the pool unless --nodes says otherwise.
   node: { cpu: 10, memoryMb: 40_960, gpu: 0 },
 };
 const JOB_RESOURCES = { cpu: 1, memoryMb: 1024, gpu: 0 };
@@ -583,18 +595,22 @@ function printRows(rows: readonly Row[]): void {
   for (const line of lines) console.log(format(line));
 }
 
+/** `--nodes 50`: a pool of that many nodes (5 unless given), so a pass can admit ten times as many. */
+function nodesOption(): number {
+  const { values } = parseArgs({ options: OPTIONS });
+  const nodes = values.nodes === undefined ? 5 : Number(values.nodes);
+  if (!Number.isInteger(nodes) || nodes < 1 || nodes > 200) {
+    throw new RangeError(`--nodes must be an integer in 1..200, got ${values.nodes}`);
+  }
+  return nodes;
+}
+
 /**
  * `--backlogs 10,1000` and `--algorithms priority` for a quicker run; everything otherwise.
  * `--latency-ms 10`: each round trip of a pass waits that long first (0 unless given).
  */
 function options(): { backlogs: number[]; algorithms: Algorithm[]; latencyMs: number } {
-  const { values } = parseArgs({
-    options: {
-      backlogs: { type: "string" },
-      algorithms: { type: "string" },
-      "latency-ms": { type: "string" },
-    },
-  });
+  const { values } = parseArgs({ options: OPTIONS });
   const latencyMs = values["latency-ms"] === undefined ? 0 : Number(values["latency-ms"]);
   if (!Number.isInteger(latencyMs) || latencyMs < 0 || latencyMs > 1000) {
     throw new RangeError(`--latency-ms must be an integer in 0..1000, got ${values["latency-ms"]}`);
