@@ -86,7 +86,7 @@ export interface SchedulerTuning {
   readonly perOwner: number;
   /** fair-share and round-robin: owners visited per queue partition and pass. */
   readonly maxOwners: number;
-  /** Admission writes in flight at once (one node's admissions always go one after another). */
+  /** Nodes whose admissions are in flight at once (one node's go in one transaction: admitOnNode). */
   readonly concurrency: number;
 }
 
@@ -99,7 +99,7 @@ export const DEFAULT_TUNING: SchedulerTuning = {
   reasonUpdates: 100,
   perOwner: 25,
   maxOwners: 200,
-  concurrency: 8,
+  concurrency: 32,
 };
 
 /**
@@ -394,6 +394,11 @@ async function pass(ctx: SchedulerContext, pool: PoolConfig, tuning: SchedulerTu
     lastOwner = order.lastOwner ?? lastOwner;
     waiting.push(...decision.waiting.filter((w) => w.kind !== "ineligible"));
 
+    // The next page is read while this one's admissions are written: it does not depend on them
+    // (pages follow each other by cursor). Not when this page filled the pool, or was the last.
+    const nextBatch = admission.exhausted || round + 1 >= tuning.maxPages ? null : reader.more();
+    // Awaited below; until then a failure must not count as unhandled.
+    nextBatch?.catch(() => undefined);
     const events: JobStateChange[] = [];
     // Placements on other pools' nodes are that pool's pass to make.
     const own = decision.admit.filter((a) => a.pool === pool.name);
@@ -419,7 +424,7 @@ async function pass(ctx: SchedulerContext, pool: PoolConfig, tuning: SchedulerTu
     // Not awaited here: the next page's read, or the pass's closing writes, go meanwhile.
     publishing.push(settle(ctx.events.publish(events)));
     if (admission.exhausted) break;
-    batch = await reader.more();
+    batch = nextBatch ? await nextBatch : [];
   }
 
   const preempted = policy.preemption.enabled
