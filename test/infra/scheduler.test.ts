@@ -135,6 +135,8 @@ describe("scheduler", () => {
           "dynamodb:UpdateItem",
           "dynamodb:PutItem",
           "dynamodb:ConditionCheckItem",
+          // Waiting jobs' reasons, 25 conditional updates a request (BatchExecuteStatement).
+          "dynamodb:PartiQLUpdate",
           // A schedule's fire is a submission: a refused one gives its idempotency claim back.
           "dynamodb:DeleteItem",
         ]),
