@@ -20,11 +20,13 @@ import { applicableChange, type StatusChange, type TransactItem } from "../store
 import { attemptSk, dependentSk, dependsOnSk, JOB_SK, jobPk, RESULT_SK } from "../store/keys";
 import { gpuUsageItems } from "../store/usage";
 import { cancelJob, cascadeCancel } from "./actions";
+import { config } from "./config";
 import { type JobStateChange, stateChange } from "./events";
+import { createSfnClient } from "./executions";
 import { requestHash } from "./idempotency";
 import { logger } from "./logger";
 import { metricPool, millisBetween, recordMetrics } from "./metrics";
-import type { AppContext } from "./runtime";
+import { type AppContext, appContext } from "./runtime";
 import { submitJobs } from "./submit";
 
 /**
@@ -197,6 +199,20 @@ export type LifecycleContext = Pick<
   "repo" | "clock" | "nodesTable" | "executions" | "events" | "pools" | "taskTypes" | "usage"
 > & { readonly tokens: TaskTokens };
 
+let cached: LifecycleContext | undefined;
+
+/** The lifecycle functions' context (the steps' Lambda and the dependents' stream consumer), built once. */
+export function lifecycleContext(): LifecycleContext {
+  if (!cached) {
+    const c = config();
+    cached = {
+      ...appContext(),
+      tokens: new StepFunctionsTaskTokens(createSfnClient({ region: c.region, endpoint: c.sfnEndpoint })),
+    };
+  }
+  return cached;
+}
+
 /** Runs the step the state machine asked for. */
 export async function runLifecycleStep(ctx: LifecycleContext, request: LifecycleRequest): Promise<unknown> {
   switch (request.action) {
@@ -288,21 +304,47 @@ export async function completeRun(
       };
     }
     const now = ctx.clock().toISOString();
-    const { items, next, historyExpiresAt } = ctx.repo.statusChangeItems(
-      item,
-      {
-        to: transition(item.status, "completed"),
-        reason: `completed on attempt ${run.attempt}`,
-        triggeredBy: null,
-        set: { finishedAt: now, nextAttemptAt: null },
-        remove: ["admissionToken"],
-      },
-      now,
-    );
-    const durationMs = durationSince(item.attemptStartedAt, now);
-    const extra: TransactItem[] = [
-      resultItem(ctx.repo.tableName, item.id, run, bytes, now, historyExpiresAt),
-      endAttemptItem(ctx.repo.tableName, item.id, run.attempt, {
+    const { items, next, durationMs } = completionItems(ctx, item, run.attempt, now, (expiresAt) => [
+      resultItem(ctx.repo.tableName, item.id, run, bytes, now, expiresAt),
+    ]);
+    await ctx.repo.transact(items);
+    recordMetrics({ pool: metricPool(item) }, { jobsCompleted: 1, runTime: durationMs ?? undefined });
+    if (durationMs !== null) await ctx.usage.recordRunTime(item.type, now, durationMs);
+    await ctx.events.publish([stateChange(item.status, next)]);
+    return { outcome: "completed" as const };
+  });
+}
+
+/**
+ * One transaction's items that complete a running attempt: the job `completed` (with its
+ * transition), the attempt `succeeded`, its GPU-seconds to the owner's usage, the reservation
+ * back to its node, and what the caller adds (the worker: the result item, kept as long as the
+ * history, `expiresAt`).
+ */
+function completionItems(
+  ctx: CompletionContext,
+  item: JobItem,
+  attempt: number,
+  now: string,
+  also: (expiresAt: number) => TransactItem[],
+): { readonly items: TransactItem[]; readonly next: JobItem; readonly durationMs: number | null } {
+  const { items, next, historyExpiresAt } = ctx.repo.statusChangeItems(
+    item,
+    {
+      to: transition(item.status, "completed"),
+      reason: `completed on attempt ${attempt}`,
+      triggeredBy: null,
+      set: { finishedAt: now, nextAttemptAt: null },
+      remove: ["admissionToken"],
+    },
+    now,
+  );
+  const durationMs = durationSince(item.attemptStartedAt, now);
+  return {
+    items: [
+      ...items,
+      ...also(historyExpiresAt),
+      endAttemptItem(ctx.repo.tableName, item.id, attempt, {
         status: "succeeded",
         finishedAt: now,
         durationMs,
@@ -310,14 +352,11 @@ export async function completeRun(
         expiresAt: historyExpiresAt,
       }),
       ...attemptUsageItems(ctx, item, now),
-    ];
-    if (item.reservation) extra.push(releaseCapacityItem(ctx.nodesTable, item.reservation));
-    await ctx.repo.transact([...items, ...extra]);
-    recordMetrics({ pool: metricPool(item) }, { jobsCompleted: 1, runTime: durationMs ?? undefined });
-    if (durationMs !== null) await ctx.usage.recordRunTime(item.type, now, durationMs);
-    await ctx.events.publish([stateChange(item.status, next)]);
-    return { outcome: "completed" as const };
-  });
+      ...(item.reservation ? [releaseCapacityItem(ctx.nodesTable, item.reservation)] : []),
+    ],
+    next,
+    durationMs,
+  };
 }
 
 /** The job's result item (`JOB#RESULT`), written once, by the transaction that completes the job. */
@@ -373,31 +412,8 @@ export async function completeAttempt(
       return { item, next: null, ran: null };
     }
     const now = ctx.clock().toISOString();
-    const { items, next, historyExpiresAt } = ctx.repo.statusChangeItems(
-      item,
-      {
-        to: transition(item.status, "completed"),
-        reason: `completed on attempt ${input.attempt}`,
-        triggeredBy: null,
-        set: { finishedAt: now, nextAttemptAt: null },
-        remove: ["admissionToken"],
-      },
-      now,
-    );
-    const durationMs = durationSince(item.attemptStartedAt, now);
-    const extra: TransactItem[] = [];
-    if (item.reservation) extra.push(releaseCapacityItem(ctx.nodesTable, item.reservation));
-    extra.push(
-      endAttemptItem(ctx.repo.tableName, item.id, input.attempt, {
-        status: "succeeded",
-        finishedAt: now,
-        durationMs,
-        error: null,
-        expiresAt: historyExpiresAt,
-      }),
-      ...attemptUsageItems(ctx, item, now),
-    );
-    await ctx.repo.transact([...items, ...extra]);
+    const { items, next, durationMs } = completionItems(ctx, item, input.attempt, now, () => []);
+    await ctx.repo.transact(items);
     recordMetrics({ pool: metricPool(item) }, { jobsCompleted: 1, runTime: durationMs ?? undefined });
     return { item, next, ran: durationMs === null ? null : { durationMs, finishedAt: now } };
   });

@@ -643,23 +643,7 @@ async function admit(
     });
     return { kind: "skipped" };
   }
-  const at = now.toISOString();
-  const attempt = item.attempts + 1;
-  const reservation = reservationFor(node.pool, node.nodeId, item.resources);
-  // Executions are named by the version this admission writes (the read version + 1).
-  const executionArn = ctx.executions.arnOf(item.id, item.version + 1);
-  const { items, next } = ctx.repo.statusChangeItems(
-    item,
-    {
-      to: "dispatched",
-      // Where and why: the transition is the record of the placement decision.
-      reason: `dispatched to node ${node.nodeId} in pool ${node.pool}: ${why}`,
-      triggeredBy: null,
-      set: { reservation, attempts: attempt, ...(executionArn ? { executionArn } : {}) },
-      remove: ["admissionToken"],
-    },
-    at,
-  );
+  const { items, next, reservation, attempt } = admissionChange(ctx, item, node, why, now);
   try {
     await ctx.repo.transact([...items, reserveCapacityItem(ctx.nodesTable, reservation, node.capacity)]);
   } catch (error) {
@@ -669,6 +653,35 @@ async function admit(
   }
 
   return startAdmitted(ctx, { item, node, next, reservation, attempt, queueUrl });
+}
+
+/**
+ * The admission's change of one job (queued → dispatched: reservation on the node, attempts + 1,
+ * the execution's ARN) and its transition, which records where and why it was placed.
+ * Executions are named by the version this change writes (the read version + 1).
+ */
+function admissionChange(
+  ctx: SchedulerContext,
+  item: JobItem,
+  node: NodeItem,
+  why: string,
+  now: Date,
+): { items: TransactItem[]; next: JobItem; reservation: Reservation; attempt: number } {
+  const attempt = item.attempts + 1;
+  const reservation = reservationFor(node.pool, node.nodeId, item.resources);
+  const executionArn = ctx.executions.arnOf(item.id, item.version + 1);
+  const { items, next } = ctx.repo.statusChangeItems(
+    item,
+    {
+      to: "dispatched",
+      reason: `dispatched to node ${node.nodeId} in pool ${node.pool}: ${why}`,
+      triggeredBy: null,
+      set: { reservation, attempts: attempt, ...(executionArn ? { executionArn } : {}) },
+      remove: ["admissionToken"],
+    },
+    now.toISOString(),
+  );
+  return { items, next, reservation, attempt };
 }
 
 /** A job whose admission transaction committed: what starting its execution needs. */
@@ -778,7 +791,6 @@ async function admitOnNode(
   placements: readonly { readonly item: JobItem; readonly why: string }[],
   now: Date,
 ): Promise<{ item: JobItem; outcome: AdmitOutcome }[]> {
-  const at = now.toISOString();
   const outcomes: { item: JobItem; outcome: AdmitOutcome }[] = [];
   const oneByOne = async (batch: readonly { readonly item: JobItem; readonly why: string }[]) => {
     for (const { item, why } of batch)
@@ -794,21 +806,7 @@ async function admitOnNode(
       alone.push({ item, why });
       continue;
     }
-    const attempt = item.attempts + 1;
-    const reservation = reservationFor(node.pool, node.nodeId, item.resources);
-    const executionArn = ctx.executions.arnOf(item.id, item.version + 1);
-    // The same change, with the same reason, as admit() makes.
-    const { items, next } = ctx.repo.statusChangeItems(
-      item,
-      {
-        to: "dispatched",
-        reason: `dispatched to node ${node.nodeId} in pool ${node.pool}: ${why}`,
-        triggeredBy: null,
-        set: { reservation, attempts: attempt, ...(executionArn ? { executionArn } : {}) },
-        remove: ["admissionToken"],
-      },
-      at,
-    );
+    const { items, next, reservation, attempt } = admissionChange(ctx, item, node, why, now);
     if (size + items.length > MAX_TRANSACTION_ITEMS && batch.length > 0) {
       batches.push(batch);
       batch = [];

@@ -1,11 +1,8 @@
 import middy from "@middy/core";
 import type { DynamoDBBatchResponse, DynamoDBStreamEvent } from "aws-lambda";
-import { createSfnClient } from "../app/executions";
-import { type LifecycleContext, releaseDependents, StepFunctionsTaskTokens } from "../app/lifecycle";
+import { lifecycleContext, releaseDependents } from "../app/lifecycle";
 import { logger } from "../app/logger";
-import { appContext } from "../app/runtime";
 import { completedJobOf } from "../store/job-stream";
-import { config } from "./config";
 import { observability } from "./observability";
 
 /**
@@ -19,23 +16,10 @@ import { observability } from "./observability";
  * (and the rest) again. A redelivered completion finds its edges met and changes nothing.
  */
 
-let context: LifecycleContext | undefined;
-
-function dependentsContext(): LifecycleContext {
-  if (!context) {
-    const c = config();
-    context = {
-      ...appContext(),
-      tokens: new StepFunctionsTaskTokens(createSfnClient({ region: c.region, endpoint: c.sfnEndpoint })),
-    };
-  }
-  return context;
-}
-
 export const handler = middy<DynamoDBStreamEvent, DynamoDBBatchResponse>()
   .use(observability())
   .handler(async (event) => {
-    const ctx = dependentsContext();
+    const ctx = lifecycleContext();
     for (const record of event.Records ?? []) {
       const jobId = completedJobOf(record);
       if (!jobId) continue;
