@@ -169,8 +169,7 @@ export async function resumeJob(ctx: ActionContext, principal: Principal, id: st
       };
       const next = await ctx.repo.changeStatus(item, change, at);
       await ctx.events.publish([stateChange(item.status, next)]);
-      // The paused job's execution was stopped: a fresh one drives it from here.
-      await ctx.executions.start(next.id, next.version);
+      // The paused job's execution was stopped; the scheduler starts one when it admits the job.
       return fromJobItem(next, result);
     },
   );

@@ -3,10 +3,10 @@ import { AUDIT_KINDS, type AuditRecord, listAuditQuerySchema } from "../core/aud
 import { ForbiddenError } from "../core/errors";
 import type { Principal } from "../core/principal";
 import { parseRequest } from "../core/validation";
-import { config } from "../functions/config";
 import { AuditLog } from "../store/audit";
 import { decodeCursor, encodeCursor } from "../store/cursor";
 import { createDocumentClient } from "../store/dynamo";
+import { config } from "./config";
 
 /**
  * GET /admin/audit: the audit trail, newest first. Admins and auditors (an admin's read-only

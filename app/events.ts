@@ -1,5 +1,5 @@
 import { EventBridgeClient, PutEventsCommand, type PutEventsRequestEntry } from "@aws-sdk/client-eventbridge";
-import type { JobStatus } from "../core/job";
+import { isTerminal, type JobStatus } from "../core/job";
 import { awsClientOptions } from "../store/aws";
 import { installFaultInjection } from "../store/faults";
 import { traced } from "../store/tracing";
@@ -39,26 +39,36 @@ export class EventBridgePublisher implements JobEventPublisher {
     private readonly client: EventBridgeClient,
     /** Unset: nothing is published (see JOBQ_EVENT_BUS). */
     private readonly eventBus: string | undefined,
+    /** `terminal`: only changes into completed, failed, cancelled or escalated (JOBQ_STATE_CHANGE_EVENTS). */
+    private readonly which: "all" | "terminal" = "all",
   ) {}
 
-  async publish(changes: readonly JobStateChange[]): Promise<void> {
-    if (!this.eventBus) return;
-    for (let i = 0; i < changes.length; i += PUT_EVENTS_LIMIT) {
-      const entries: PutEventsRequestEntry[] = changes.slice(i, i + PUT_EVENTS_LIMIT).map((change) => ({
-        Source: EVENT_SOURCE,
-        DetailType: JOB_STATE_CHANGE,
-        EventBusName: this.eventBus,
-        Resources: [change.jobId],
-        Detail: JSON.stringify(change),
-        Time: new Date(change.at),
-      }));
-      try {
-        const out = await this.client.send(new PutEventsCommand({ Entries: entries }));
-        if (out.FailedEntryCount)
-          logger.warn("some job events were not published", { failed: out.FailedEntryCount });
-      } catch (error) {
-        logger.warn("job events not published; the sweep will catch up", { error: error as Error });
-      }
+  async publish(all: readonly JobStateChange[]): Promise<void> {
+    const eventBus = this.eventBus;
+    if (!eventBus) return;
+    const changes = this.which === "terminal" ? all.filter((c) => isTerminal(c.status)) : all;
+    const chunks: JobStateChange[][] = [];
+    for (let i = 0; i < changes.length; i += PUT_EVENTS_LIMIT)
+      chunks.push(changes.slice(i, i + PUT_EVENTS_LIMIT));
+    // Every chunk at once: a scheduler pass's fifty admissions wait one round trip, not five.
+    await Promise.all(chunks.map((chunk) => this.put(chunk, eventBus)));
+  }
+
+  private async put(chunk: readonly JobStateChange[], eventBus: string): Promise<void> {
+    const entries: PutEventsRequestEntry[] = chunk.map((change) => ({
+      Source: EVENT_SOURCE,
+      DetailType: JOB_STATE_CHANGE,
+      EventBusName: eventBus,
+      Resources: [change.jobId],
+      Detail: JSON.stringify(change),
+      Time: new Date(change.at),
+    }));
+    try {
+      const out = await this.client.send(new PutEventsCommand({ Entries: entries }));
+      if (out.FailedEntryCount)
+        logger.warn("some job events were not published", { failed: out.FailedEntryCount });
+    } catch (error) {
+      logger.warn("job events not published; the sweep will catch up", { error: error as Error });
     }
   }
 }

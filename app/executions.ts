@@ -8,16 +8,23 @@ import {
 import { awsClientOptions } from "../store/aws";
 import { installFaultInjection } from "../store/faults";
 import { traced } from "../store/tracing";
+import type { DispatchInput } from "./lifecycle";
 import { logger } from "./logger";
 
 /**
  * The job lifecycle executions (state-machines/job-lifecycle.asl.json): one Standard execution
- * drives a job from submit to its end. Named `<jobId>-<version>` so starting the same one twice
- * (at-least-once callers) is harmless, and a resumed job gets a fresh one.
+ * per attempt, started by the scheduler when it admits the job, with the admission as its input.
+ * Named `<jobId>-<version>` by the version the admission wrote, so starting the same one twice
+ * (at-least-once callers) is harmless and every admission gets a fresh one.
  */
 export interface LifecycleExecutions {
-  /** Starts the job's execution; returns its ARN, or null when none could be started now. */
-  start(jobId: string, version: number): Promise<string | null>;
+  /**
+   * Starts the attempt's execution; returns its ARN, or null when none could be started now
+   * (Step Functions unreachable, or no state machine configured).
+   */
+  start(jobId: string, version: number, input: DispatchInput): Promise<string | null>;
+  /** The ARN `start(jobId, version, …)` gives its execution; null when no state machine is configured. */
+  arnOf(jobId: string, version: number): string | null;
   /** Stops an execution (cancel, pause); an execution that already ended is fine. */
   stop(executionArn: string, cause: string): Promise<void>;
 }
@@ -33,7 +40,7 @@ export class StepFunctionsExecutions implements LifecycleExecutions {
     private readonly stateMachineArn: string | undefined,
   ) {}
 
-  async start(jobId: string, version: number): Promise<string | null> {
+  async start(jobId: string, version: number, input: DispatchInput): Promise<string | null> {
     if (!this.stateMachineArn) return null;
     const name = executionName(jobId, version);
     try {
@@ -41,16 +48,21 @@ export class StepFunctionsExecutions implements LifecycleExecutions {
         new StartExecutionCommand({
           stateMachineArn: this.stateMachineArn,
           name,
-          input: JSON.stringify({ jobId }),
+          input: JSON.stringify(input),
         }),
       );
       return out.executionArn ?? null;
     } catch (error) {
+      // Started before by an earlier try of this admission: the version names one admission only.
       if (error instanceof ExecutionAlreadyExists) return executionArnOf(this.stateMachineArn, name);
-      // The job is stored; the reconciler gives it an execution on its next run.
+      // The scheduler undoes the admission; the job is admitted again on a later pass.
       logger.warn("lifecycle execution not started", { jobId, error: error as Error });
       return null;
     }
+  }
+
+  arnOf(jobId: string, version: number): string | null {
+    return this.stateMachineArn ? executionArnOf(this.stateMachineArn, executionName(jobId, version)) : null;
   }
 
   async stop(executionArn: string, cause: string): Promise<void> {

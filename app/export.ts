@@ -12,10 +12,9 @@ import {
   RECORD_KINDS,
   type RecordKind,
 } from "../core/export";
-import { isTerminal, type JobStatus } from "../core/job";
+import type { JobStatus } from "../core/job";
 import type { Principal } from "../core/principal";
 import { historyExpiresAt, type Retention } from "../core/retention";
-import { config } from "../functions/config";
 import { AUDIT_PK } from "../store/audit";
 import { decodeCursor, encodeCursor } from "../store/cursor";
 import { createDocumentClient } from "../store/dynamo";
@@ -42,6 +41,7 @@ import {
   transitionSk,
 } from "../store/keys";
 import { dueAtOf } from "../store/schedules";
+import { config } from "./config";
 import type { LifecycleExecutions } from "./executions";
 import { logger } from "./logger";
 import { appContext, type Clock, systemClock } from "./runtime";
@@ -285,7 +285,6 @@ export async function importPage(
   const imported = zeroCounts();
   const skipped = zeroCounts();
   let requeued = 0;
-  let executionsStarted = 0;
   const now = ctx.clock().toISOString();
   const records = lines.filter((l) => importRank(l.kind) > 0);
   const jobs = records.filter((l) => l.kind === "job");
@@ -306,18 +305,16 @@ export async function importPage(
       return;
     }
     imported.job++;
+    // No execution to start: the scheduler starts one when it admits the job.
     if (restored.requeued) requeued++;
-    if (isTerminal(restored.status) || restored.status === "paused") return;
-    const arn = await ctx.executions.start(restored.id, restored.version);
-    if (arn) executionsStarted++;
   });
 
   const days = jobs.flatMap((l) => (l.kind === "job" ? [l.item.createdAt.slice(0, 10)] : []));
   const firstDay = days.sort()[0];
   if (firstDay) await ctx.store.recordFirstDayNoLaterThan(firstDay);
 
-  logger.info("state imported", { imported, skipped, requeued, executionsStarted });
-  return { imported, skipped, requeued, executionsStarted };
+  logger.info("state imported", { imported, skipped, requeued });
+  return { imported, skipped, requeued };
 }
 
 /** The item a record other than a job becomes, keyed from its kind and id alone. */

@@ -11,20 +11,22 @@ import { backoffDelaySeconds } from "../core/backoff";
 import { forEachConcurrent } from "../core/concurrency";
 import { applicableStatus, dependencyOutcome } from "../core/dependencies";
 import { ConcurrentUpdateError, InvalidTransitionError } from "../core/errors";
-import { type BatchJobRequest, isTerminal, type Job, type JobError, type JobStatus } from "../core/job";
+import type { BatchJobRequest, Job, JobError, JobStatus } from "../core/job";
 import { unsatisfiableReason } from "../core/pools";
 import { canTransition, transition } from "../core/status";
 import { endAttemptItem, releaseCapacityItem } from "../store/capacity";
 import { fromJobItem, type JobItem } from "../store/job-items";
 import { applicableChange, type StatusChange, type TransactItem } from "../store/job-repository";
-import { attemptSk, dependentSk, dependsOnSk, JOB_SK, jobPk } from "../store/keys";
+import { attemptSk, dependentSk, dependsOnSk, JOB_SK, jobPk, RESULT_SK } from "../store/keys";
 import { gpuUsageItems } from "../store/usage";
 import { cancelJob, cascadeCancel } from "./actions";
+import { config } from "./config";
 import { type JobStateChange, stateChange } from "./events";
+import { createSfnClient } from "./executions";
 import { requestHash } from "./idempotency";
 import { logger } from "./logger";
 import { metricPool, millisBetween, recordMetrics } from "./metrics";
-import type { AppContext } from "./runtime";
+import { type AppContext, appContext } from "./runtime";
 import { submitJobs } from "./submit";
 
 /**
@@ -43,12 +45,13 @@ import { submitJobs } from "./submit";
 // ---------------------------------------------------------------------------------------------
 
 /**
- * What the scheduler sends with SendTaskSuccess on a job's AwaitAdmission token once it has
- * reserved capacity and moved the job to `dispatched`. The Dispatch state reads these fields.
+ * A lifecycle execution's input: the admission. The scheduler starts the execution (named
+ * `<jobId>-<version>` by the version its admission wrote) once it has reserved capacity and moved
+ * the job to `dispatched`; the Dispatch state reads these fields.
  */
-export const admittedSchema = z
+export const dispatchInputSchema = z
   .object({
-    admitted: z.literal(true),
+    jobId: z.string().min(1),
     /** The pool and node holding the reservation. */
     pool: z.string().min(1),
     nodeId: z.string().min(1),
@@ -79,20 +82,19 @@ export const admittedSchema = z
     message: "lostAfterSeconds must be smaller than timeoutSeconds",
     path: ["lostAfterSeconds"],
   });
-export type AdmittedOutput = z.infer<typeof admittedSchema>;
+export type DispatchInput = z.infer<typeof dispatchInputSchema>;
 
-/** The answer that ends an execution without running anything (the job ended, paused or moved on). */
+/**
+ * The answer to an AwaitAdmission token of the lifecycle before executions started at admission
+ * (docs/lifecycle.md, "Moving a deployed stack"): it ends that execution without running anything.
+ */
 export const notAdmittedSchema = z.object({
   admitted: z.literal(false),
   reason: z.string().min(1),
 });
 export type NotAdmittedOutput = z.infer<typeof notAdmittedSchema>;
 
-/** The SendTaskSuccess output on an AwaitAdmission token, whoever sends it. */
-export const admissionOutputSchema = z.discriminatedUnion("admitted", [admittedSchema, notAdmittedSchema]);
-export type AdmissionOutput = AdmittedOutput | NotAdmittedOutput;
-
-/** How an attempt ended without success, as the Dispatch state's Catch tells it. */
+/** How an attempt ended without success: from the error the Dispatch state caught (`outcomeOf`). */
 export const ATTEMPT_OUTCOMES = ["failed", "timed_out", "lost"] as const;
 export type AttemptOutcome = (typeof ATTEMPT_OUTCOMES)[number];
 
@@ -119,7 +121,8 @@ export const lifecycleRequestSchema = z.discriminatedUnion("action", [
     action: z.literal("attempt-failed"),
     jobId,
     attempt,
-    outcome: z.enum(ATTEMPT_OUTCOMES),
+    /** Set by the reconciler; the state machine leaves it to `outcomeOf(error)`. */
+    outcome: z.enum(ATTEMPT_OUTCOMES).optional(),
     error: stepErrorSchema.default({}),
   }),
   z.object({ action: z.literal("requeue"), jobId }),
@@ -128,7 +131,13 @@ export type LifecycleRequest = z.infer<typeof lifecycleRequestSchema>;
 
 export type AwaitAdmissionInput = Omit<Extract<LifecycleRequest, { action: "await-admission" }>, "action">;
 export type CompleteInput = Omit<Extract<LifecycleRequest, { action: "complete" }>, "action">;
-export type AttemptFailureInput = Omit<Extract<LifecycleRequest, { action: "attempt-failed" }>, "action">;
+/** A failed attempt as its recorder sees it: the kind of failure settled (`outcomeOf`). */
+export type AttemptFailureInput = Omit<
+  Extract<LifecycleRequest, { action: "attempt-failed" }>,
+  "action" | "outcome"
+> & {
+  readonly outcome: AttemptOutcome;
+};
 export type RequeueInput = Omit<Extract<LifecycleRequest, { action: "requeue" }>, "action">;
 
 /**
@@ -190,155 +199,197 @@ export type LifecycleContext = Pick<
   "repo" | "clock" | "nodesTable" | "executions" | "events" | "pools" | "taskTypes" | "usage"
 > & { readonly tokens: TaskTokens };
 
+let cached: LifecycleContext | undefined;
+
+/** The lifecycle functions' context (the steps' Lambda and the dependents' stream consumer), built once. */
+export function lifecycleContext(): LifecycleContext {
+  if (!cached) {
+    const c = config();
+    cached = {
+      ...appContext(),
+      tokens: new StepFunctionsTaskTokens(createSfnClient({ region: c.region, endpoint: c.sfnEndpoint })),
+    };
+  }
+  return cached;
+}
+
 /** Runs the step the state machine asked for. */
 export async function runLifecycleStep(ctx: LifecycleContext, request: LifecycleRequest): Promise<unknown> {
   switch (request.action) {
     case "await-admission":
-      return awaitAdmission(ctx, request);
+      return dismissLegacyExecution(ctx, request);
     case "complete":
       return completeAttempt(ctx, request);
     case "attempt-failed":
-      return recordAttemptFailure(ctx, request);
+      return recordAttemptFailure(ctx, { ...request, outcome: request.outcome ?? outcomeOf(request.error) });
     case "requeue":
       return requeueJob(ctx, request);
   }
 }
 
 // ---------------------------------------------------------------------------------------------
-// AwaitAdmission
+// Outcomes and executions of the lifecycle before this one
 // ---------------------------------------------------------------------------------------------
 
 /**
- * Parks the execution's task token on the job for the scheduler, which admits the job by
- * releasing it. A job that can no longer run (ended, paused, or driven by a newer execution)
- * gets an immediate `admitted: false` instead, which ends the execution.
- *
- * Storing the token bumps the job's version: a scheduler pass that read the job before would
- * otherwise admit it on the token it read, which no state waits on any more.
+ * The kind of failure a Dispatch error names. A heartbeat lapse is matched before the timeout
+ * because AWS documents States.HeartbeatTimeout as matching States.Timeout too; the worker
+ * reports its own timeout as `timeout`, and the scheduler a dead node's attempts as `lost`.
  */
-export async function awaitAdmission(
+export function outcomeOf(error: StepError): AttemptOutcome {
+  switch (error.Error) {
+    case "States.HeartbeatTimeout":
+    case "lost":
+      return "lost";
+    case "States.Timeout":
+    case "timeout":
+      return "timed_out";
+    default:
+      return "failed";
+  }
+}
+
+/**
+ * An execution of the previous lifecycle definition (started at submit, parked at
+ * AwaitAdmission) after the stack moved to executions started at admission: it is told "not
+ * admitted" at once and ends; the scheduler admits the job as any other and starts its new
+ * execution. Step Functions finishes running executions on the definition they started with.
+ */
+async function dismissLegacyExecution(
   ctx: LifecycleContext,
   input: AwaitAdmissionInput,
-): Promise<{ readonly waiting: boolean; readonly reason?: string }> {
-  return retryOnRace(async () => {
-    let item = await readJob(ctx, input.jobId);
-    const refusal = admissionRefusal(item, input);
-    if (refusal !== null || !item) {
-      const reason = refusal ?? `job ${input.jobId} does not exist`;
-      const output: NotAdmittedOutput = { admitted: false, reason };
-      await ctx.tokens.succeed(input.taskToken, output);
-      return { waiting: false, reason };
-    }
-    // An execution started for a job whose backoff already ran out (the one that waited died):
-    // nobody else will requeue it.
-    if (item.status === "retrying" && backoffOver(item, ctx.clock())) {
-      const previous = item.status;
-      item = await requeueItem(ctx, item);
-      await ctx.events.publish([stateChange(previous, item)]);
-    }
-    if (item.executionArn === input.executionArn) {
-      // This execution is past admission already: a stale duplicate of the step. Nothing to park.
-      if (item.status === "running") return { waiting: true };
-      // Admitted on a token Step Functions dropped when it retried this step: the attempt will
-      // never be dispatched, so give the admission back and wait for a fresh one on this token.
-      if (item.status === "dispatched") {
-        const previous = item.status;
-        item = await undoAdmission(ctx, item);
-        await ctx.events.publish([stateChange(previous, item)]);
-      }
-    }
-    const at = ctx.clock().toISOString();
-    const version = item.version + 1;
-    const stored = await ctx.repo.updateIf(
-      { pk: item.pk, sk: JOB_SK },
-      "SET admissionToken = :token, executionArn = :arn, #version = :next, updatedAt = :at",
-      "#status = :status AND #version = :version",
-      {
-        names: { "#status": "status", "#version": "version" },
-        values: {
-          ":token": input.taskToken,
-          ":arn": input.executionArn,
-          ":next": version,
-          ":at": at,
-          ":status": item.status,
-          ":version": item.version,
-        },
-      },
-    );
-    if (!stored) throw new ConcurrentUpdateError("the job changed while its admission token was stored");
-
-    // An older execution parked here before: nothing will admit it now, so let it end.
-    if (item.admissionToken && item.executionArn && item.executionArn !== input.executionArn) {
-      const output: NotAdmittedOutput = {
-        admitted: false,
-        reason: `superseded by execution ${input.executionArn}`,
-      };
-      await ctx.tokens.succeed(item.admissionToken, output);
-    }
-    // The scheduler wakes on state changes; a queued job waiting for admission is news to it.
-    if (item.status === "queued") {
-      await ctx.events.publish([stateChange(item.status, { ...item, version, updatedAt: at })]);
-    }
-    return { waiting: true };
-  });
-}
-
-/** dispatched → queued, the reservation back on its node and the attempt not counted. */
-async function undoAdmission(ctx: LifecycleContext, item: JobItem): Promise<JobItem> {
-  const at = ctx.clock().toISOString();
-  const { items, next } = ctx.repo.statusChangeItems(
-    item,
-    {
-      to: transition(item.status, "queued"),
-      reason: "waiting for admission (the previous admission reached no waiting execution)",
-      triggeredBy: null,
-      set: { attempts: Math.max(0, item.attempts - 1), queuedAt: at },
-      remove: ["admissionToken"],
-    },
-    at,
-  );
-  const release = item.reservation ? [releaseCapacityItem(ctx.nodesTable, item.reservation)] : [];
-  await ctx.repo.transact([...items, ...release]);
-  return next;
-}
-
-function admissionRefusal(item: JobItem | undefined, input: AwaitAdmissionInput): string | null {
-  if (!item) return `job ${input.jobId} does not exist`;
-  if (isTerminal(item.status)) return `job ${item.id} is ${item.status}`;
-  if (item.status === "paused") return `job ${item.id} is paused`;
-  if (item.executionArn && item.executionArn !== input.executionArn) {
-    // One execution drives one attempt: the reconciler records a dead execution's attempt
-    // lost before it starts another.
-    if (item.status === "dispatched" || item.status === "running") {
-      return `attempt ${item.attempts} of job ${item.id} is in flight under execution ${item.executionArn}`;
-    }
-    const stored = executionVersion(item.executionArn, item.id);
-    const mine = executionVersion(input.executionArn, item.id);
-    if (stored !== null && mine !== null && stored > mine) {
-      return `job ${item.id} is driven by a newer execution, ${item.executionArn}`;
-    }
-  }
-  return null;
-}
-
-/** The job version an execution was started at: executions are named `<jobId>-<version>`. */
-function executionVersion(executionArn: string, id: string): number | null {
-  const name = executionArn.slice(executionArn.lastIndexOf(":") + 1);
-  if (!name.startsWith(`${id}-`)) return null;
-  const version = Number(name.slice(id.length + 1));
-  return Number.isSafeInteger(version) ? version : null;
-}
-
-function backoffOver(item: JobItem, now: Date): boolean {
-  return item.nextAttemptAt === null || Date.parse(item.nextAttemptAt) <= now.getTime();
+): Promise<{ readonly waiting: false; readonly reason: string }> {
+  const reason = `job ${input.jobId}: executions now start at admission; this one is no longer needed`;
+  const output: NotAdmittedOutput = { admitted: false, reason };
+  await ctx.tokens.succeed(input.taskToken, output);
+  return { waiting: false, reason };
 }
 
 // ---------------------------------------------------------------------------------------------
 // Complete
 // ---------------------------------------------------------------------------------------------
 
+/** What the worker hands over when its task returned: the result as stored (JSON text). */
+export interface CompletedRun {
+  readonly jobId: string;
+  readonly attempt: number;
+  readonly resultJson: string;
+}
+
+export type CompletionContext = Pick<LifecycleContext, "repo" | "clock" | "nodesTable" | "events" | "usage">;
+
 /**
- * The worker reported success: in one transaction the job becomes `completed`, its attempt
+ * The worker's own end of a successful attempt, before it answers the run token: in one
+ * transaction conditional on the job still running this attempt, the job becomes `completed`,
+ * its attempt `succeeded`, its result item is written and its reservation goes back to the node.
+ * So a successful job costs its execution one state transition (Dispatch) and no Lambda step.
+ * Dependents are released from the Jobs table's change stream (`releaseDependentsOf`).
+ *
+ * `abandoned` when the job no longer runs this attempt (cancelled, paused, preempted, or already
+ * completed by a replay of this call): the result is not stored and nothing changes.
+ */
+export async function completeRun(
+  ctx: CompletionContext,
+  run: CompletedRun,
+): Promise<{ readonly outcome: "completed" | "abandoned"; readonly reason?: string }> {
+  const bytes = Buffer.byteLength(run.resultJson, "utf8");
+  return retryOnRace(async () => {
+    const item = await readJob(ctx, run.jobId);
+    if (item?.status !== "running" || item.attempts !== run.attempt) {
+      return {
+        outcome: "abandoned" as const,
+        reason: item
+          ? `job ${item.id} is ${item.status} at attempt ${item.attempts}, not running attempt ${run.attempt}`
+          : `job ${run.jobId} does not exist`,
+      };
+    }
+    const now = ctx.clock().toISOString();
+    const { items, next, durationMs } = completionItems(ctx, item, run.attempt, now, (expiresAt) => [
+      resultItem(ctx.repo.tableName, item.id, run, bytes, now, expiresAt),
+    ]);
+    await ctx.repo.transact(items);
+    recordMetrics({ pool: metricPool(item) }, { jobsCompleted: 1, runTime: durationMs ?? undefined });
+    if (durationMs !== null) await ctx.usage.recordRunTime(item.type, now, durationMs);
+    await ctx.events.publish([stateChange(item.status, next)]);
+    return { outcome: "completed" as const };
+  });
+}
+
+/**
+ * One transaction's items that complete a running attempt: the job `completed` (with its
+ * transition), the attempt `succeeded`, its GPU-seconds to the owner's usage, the reservation
+ * back to its node, and what the caller adds (the worker: the result item, kept as long as the
+ * history, `expiresAt`).
+ */
+function completionItems(
+  ctx: CompletionContext,
+  item: JobItem,
+  attempt: number,
+  now: string,
+  also: (expiresAt: number) => TransactItem[],
+): { readonly items: TransactItem[]; readonly next: JobItem; readonly durationMs: number | null } {
+  const { items, next, historyExpiresAt } = ctx.repo.statusChangeItems(
+    item,
+    {
+      to: transition(item.status, "completed"),
+      reason: `completed on attempt ${attempt}`,
+      triggeredBy: null,
+      set: { finishedAt: now, nextAttemptAt: null },
+      remove: ["admissionToken"],
+    },
+    now,
+  );
+  const durationMs = durationSince(item.attemptStartedAt, now);
+  return {
+    items: [
+      ...items,
+      ...also(historyExpiresAt),
+      endAttemptItem(ctx.repo.tableName, item.id, attempt, {
+        status: "succeeded",
+        finishedAt: now,
+        durationMs,
+        error: null,
+        expiresAt: historyExpiresAt,
+      }),
+      ...attemptUsageItems(ctx, item, now),
+      ...(item.reservation ? [releaseCapacityItem(ctx.nodesTable, item.reservation)] : []),
+    ],
+    next,
+    durationMs,
+  };
+}
+
+/** The job's result item (`JOB#RESULT`), written once, by the transaction that completes the job. */
+function resultItem(
+  tableName: string,
+  jobId: string,
+  run: CompletedRun,
+  bytes: number,
+  writtenAt: string,
+  expiresAt: number,
+): TransactItem {
+  return {
+    Put: {
+      TableName: tableName,
+      Item: {
+        pk: jobPk(jobId),
+        sk: RESULT_SK,
+        entity: "result",
+        // Text, like payloads (store/job-items.ts): DynamoDB's types refuse some valid JSON.
+        resultJson: run.resultJson,
+        attempt: run.attempt,
+        bytes,
+        writtenAt,
+        expiresAt,
+      },
+    },
+  };
+}
+
+/**
+ * The previous lifecycle's Complete step (executions started before the move to executions
+ * started at admission), and a replay of it:
+ * the worker reported success: in one transaction the job becomes `completed`, its attempt
  * `succeeded`, and its reservation goes back to the node. Then every dependent's edge is marked
  * met; dependents with nothing left to wait on move to `queued` (or `scheduled`).
  * A replay for a completed job only finishes releasing the dependents, which is idempotent.
@@ -361,31 +412,8 @@ export async function completeAttempt(
       return { item, next: null, ran: null };
     }
     const now = ctx.clock().toISOString();
-    const { items, next, historyExpiresAt } = ctx.repo.statusChangeItems(
-      item,
-      {
-        to: transition(item.status, "completed"),
-        reason: `completed on attempt ${input.attempt}`,
-        triggeredBy: null,
-        set: { finishedAt: now, nextAttemptAt: null },
-        remove: ["admissionToken"],
-      },
-      now,
-    );
-    const durationMs = durationSince(item.attemptStartedAt, now);
-    const extra: TransactItem[] = [];
-    if (item.reservation) extra.push(releaseCapacityItem(ctx.nodesTable, item.reservation));
-    extra.push(
-      endAttemptItem(ctx.repo.tableName, item.id, input.attempt, {
-        status: "succeeded",
-        finishedAt: now,
-        durationMs,
-        error: null,
-        expiresAt: historyExpiresAt,
-      }),
-      ...attemptUsageItems(ctx, item, now),
-    );
-    await ctx.repo.transact([...items, ...extra]);
+    const { items, next, durationMs } = completionItems(ctx, item, input.attempt, now, () => []);
+    await ctx.repo.transact(items);
     recordMetrics({ pool: metricPool(item) }, { jobsCompleted: 1, runTime: durationMs ?? undefined });
     return { item, next, ran: durationMs === null ? null : { durationMs, finishedAt: now } };
   });
@@ -404,9 +432,11 @@ export async function completeAttempt(
 
 /**
  * Marks this parent's edge met on each dependent and moves the dependents that wait on nothing
- * more. Returns how many left `blocked`.
+ * more. Returns how many left `blocked`. The Jobs table's change stream calls it for every job
+ * that became `completed` (functions/dependents-stream.ts); a redelivered record finds each edge
+ * met already and changes nothing.
  */
-async function releaseDependents(ctx: LifecycleContext, parentId: string): Promise<number> {
+export async function releaseDependents(ctx: LifecycleContext, parentId: string): Promise<number> {
   const childIds = await ctx.repo.listDependentIds(parentId);
   const changes: JobStateChange[] = [];
   await forEachConcurrent(childIds, DEPENDENT_CONCURRENCY, async (childId) => {
@@ -1049,7 +1079,7 @@ async function pause(round: number): Promise<void> {
 
 /** The job item, strongly consistent; staged jobs only when asked (dependents may be staged). */
 async function readJob(
-  ctx: LifecycleContext,
+  ctx: Pick<LifecycleContext, "repo">,
   id: string,
   includeStaged = false,
 ): Promise<JobItem | undefined> {

@@ -1,9 +1,9 @@
 import { ForbiddenError, InvalidTransitionError, NotFoundError } from "../core/errors";
 import type { Principal } from "../core/principal";
-import { config } from "../functions/config";
 import type { NodeCapacity } from "../store/capacity";
 import { createDocumentClient } from "../store/dynamo";
 import { type NodeItem, NodeRepository, type NodeStatus } from "../store/nodes";
+import { config } from "./config";
 import type { AppContext } from "./runtime";
 
 /**

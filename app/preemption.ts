@@ -66,7 +66,6 @@ export async function evict(ctx: PreemptionContext, victim: Victim, preemptorId:
       });
     }
   }
-  await ctx.executions.start(next.id, next.version);
   logger.info("job preempted", { jobId: item.id, preemptor: preemptorId, attempt: item.attempts });
   return true;
 }

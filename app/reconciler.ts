@@ -2,13 +2,13 @@ import { DescribeExecutionCommand, ExecutionDoesNotExist, type SFNClient } from 
 import { ulid } from "ulid";
 import { forEachConcurrent } from "../core/concurrency";
 import { isTerminal } from "../core/job";
-import { config } from "../functions/config";
 import type { NodeCapacity } from "../store/capacity";
 import { createDocumentClient } from "../store/dynamo";
 import type { JobItem, Reservation } from "../store/job-items";
-import { activePk, JOB_SK, LIVE_SHARDS, livePkOfShard } from "../store/keys";
+import { activePk, LIVE_SHARDS, livePkOfShard } from "../store/keys";
 import { type NodeItem, NodeRepository } from "../store/nodes";
 import { JOB_INDEX } from "../store/tables";
+import { config } from "./config";
 import { createSfnClient } from "./executions";
 import { keepLease } from "./lease";
 import {
@@ -83,7 +83,6 @@ export interface CapacityRepair {
 
 export interface ReconcileSummary {
   readonly jobsChecked: number;
-  readonly executionsStarted: number;
   readonly attemptsLost: number;
   /** Retrying jobs whose backoff had run out with nobody left to requeue them. */
   readonly requeued: number;
@@ -116,14 +115,13 @@ export function reconcilerContext(): ReconcilerContext {
 
 interface Counters {
   jobsChecked: number;
-  executionsStarted: number;
   attemptsLost: number;
   requeued: number;
 }
 
 export async function reconcile(ctx: ReconcilerContext): Promise<ReconcileSummary> {
   const tuning = { ...DEFAULT_RECONCILER_TUNING, ...ctx.tuning };
-  const counters: Counters = { jobsChecked: 0, executionsStarted: 0, attemptsLost: 0, requeued: 0 };
+  const counters: Counters = { jobsChecked: 0, attemptsLost: 0, requeued: 0 };
   for (const shard of LIVE_SHARDS) {
     let startKey: Record<string, unknown> | undefined;
     do {
@@ -178,8 +176,7 @@ export async function reconcile(ctx: ReconcilerContext): Promise<ReconcileSummar
   recordMetrics(
     {},
     {
-      reconcilerRepairs:
-        counters.executionsStarted + counters.attemptsLost + counters.requeued + capacityRepairs.length,
+      reconcilerRepairs: counters.attemptsLost + counters.requeued + capacityRepairs.length,
     },
   );
   return summary;
@@ -197,20 +194,11 @@ async function reconcileJob(
   const now = ctx.clock();
   if (now.getTime() - Date.parse(item.updatedAt) < tuning.graceSeconds * 1000) return;
 
-  const execution = item.executionArn ? await executionStatus(ctx, item.executionArn) : "dead";
-  if (execution === "unknown") return;
-  if (execution === "running") {
-    // An execution parked at AwaitAdmission on a retrying job (it replaced one that died during
-    // the backoff) waits for a requeue that only its dead predecessor would have done.
-    if (item.status === "retrying" && item.admissionToken && backoffOver(item, now)) {
-      await requeueJob(ctx, { jobId: item.id });
-      counters.requeued++;
-    }
-    return;
-  }
-
+  // Waiting jobs need no execution: the scheduler starts one per attempt when it admits the job.
   let current: JobItem | undefined = item;
   if (item.status === "dispatched" || item.status === "running") {
+    const execution = item.executionArn ? await executionStatus(ctx, item.executionArn) : "dead";
+    if (execution !== "dead") return;
     const decision = await recordAttemptFailure(ctx, {
       jobId: item.id,
       attempt: item.attempts,
@@ -231,52 +219,17 @@ async function reconcileJob(
     if (decision.next === "end") return;
     current = (await ctx.repo.getJobItems([item.id])).get(item.id);
   }
-  if (!current || isTerminal(current.status) || current.status === "paused") return;
-  if (current.status === "retrying" && backoffOver(current, ctx.clock())) {
+  // A retrying job whose backoff is over and whose execution did not requeue it (it died, or
+  // the attempt was ended here): back in line. Requeue is idempotent, so racing a live
+  // execution's own Requeue step is harmless.
+  if (current?.status === "retrying" && backoffOver(current, ctx.clock())) {
     await requeueJob(ctx, { jobId: current.id });
     counters.requeued++;
-    current = (await ctx.repo.getJobItems([item.id])).get(item.id);
-    if (!current || isTerminal(current.status)) return;
   }
-  // A retrying job still in its backoff gets its execution now; it parks at AwaitAdmission and a
-  // later run requeues it once the backoff is over (the branch above for a running execution).
-  if (await restartExecution(ctx, current)) counters.executionsStarted++;
 }
 
 function backoffOver(item: JobItem, now: Date): boolean {
   return !item.nextAttemptAt || Date.parse(item.nextAttemptAt) <= now.getTime();
-}
-
-/**
- * A fresh execution for the job. Executions are named `<jobId>-<version>`, and a dead one keeps
- * its name, so the version moves first — in a write conditional on the job being as read, which
- * also drops the dead execution's token and ARN.
- */
-async function restartExecution(ctx: ReconcilerContext, item: JobItem): Promise<boolean> {
-  const version = item.version + 1;
-  const moved = await ctx.repo.updateIf(
-    { pk: item.pk, sk: JOB_SK },
-    "SET #version = :next, updatedAt = :at REMOVE admissionToken, executionArn",
-    "#status = :status AND #version = :version",
-    {
-      names: { "#status": "status", "#version": "version" },
-      values: {
-        ":next": version,
-        ":at": ctx.clock().toISOString(),
-        ":status": item.status,
-        ":version": item.version,
-      },
-    },
-  );
-  if (!moved) return false;
-  const arn = await ctx.executions.start(item.id, version);
-  if (arn)
-    logger.info("execution started for a job that had none running", {
-      jobId: item.id,
-      attempt: item.attempts,
-      executionArn: arn,
-    });
-  return arn !== null;
 }
 
 async function executionStatus(

@@ -176,8 +176,7 @@ async function revive(ctx: RetryContext, item: JobItem, change: StatusChange): P
   await ctx.repo.renewHistory(item.id, at);
   const next = await ctx.repo.changeStatus(item, change, at);
   await ctx.events.publish([stateChange(item.status, next)]);
-  // The ended job's execution is over: a fresh one (`<jobId>-<version>`) drives it from here.
-  await ctx.executions.start(next.id, next.version);
+  // No execution to start: the scheduler starts the next attempt's when it admits the job.
   return next;
 }
 

@@ -1,8 +1,8 @@
-import { config } from "../functions/config";
 import { createDocumentClient } from "../store/dynamo";
 import { JobRepository } from "../store/job-repository";
 import { PolicyRepository } from "../store/policy";
 import { UsageRepository } from "../store/usage";
+import { config } from "./config";
 import { createEventBridgeClient, EventBridgePublisher, type JobEventPublisher } from "./events";
 import { createSfnClient, type LifecycleExecutions, StepFunctionsExecutions } from "./executions";
 import { logger } from "./logger";
@@ -55,6 +55,7 @@ export function appContext(): AppContext {
       events: new EventBridgePublisher(
         createEventBridgeClient({ region: c.region, endpoint: c.eventsEndpoint }),
         c.eventBus,
+        c.stateChangeEvents,
       ),
     };
   }

@@ -12,19 +12,25 @@ import type { Policy } from "../core/policy";
 import { eligiblePools, type PoolConfig } from "../core/pools";
 import { applyPlan, planPreemption } from "../core/preemption";
 import { canTransition } from "../core/status";
-import { config, type QueueUrls } from "../functions/config";
 import { releaseCapacityItem, reservationFor, reserveCapacityItem } from "../store/capacity";
 import { createDocumentClient } from "../store/dynamo";
-import type { JobItem } from "../store/job-items";
-import { applicableChange } from "../store/job-repository";
-import { duePk, JOB_SK } from "../store/keys";
+import type { JobItem, Reservation } from "../store/job-items";
+import { applicableChange, MAX_TRANSACTION_ITEMS, type TransactItem } from "../store/job-repository";
+import { duePk } from "../store/keys";
 import { type NodeItem, NodeRepository } from "../store/nodes";
 import { JOB_INDEX } from "../store/tables";
+import { config, type QueueUrls } from "./config";
 import { deadlinePassed, expireDeadline } from "./deadlines";
 import { EVENT_SOURCE, JOB_STATE_CHANGE, type JobStateChange, stateChange } from "./events";
 import { createSfnClient } from "./executions";
 import { keepLease } from "./lease";
-import { type AdmittedOutput, requeueItem, StepFunctionsTaskTokens, type TaskTokens } from "./lifecycle";
+import {
+  type DispatchInput,
+  type NotAdmittedOutput,
+  requeueItem,
+  StepFunctionsTaskTokens,
+  type TaskTokens,
+} from "./lifecycle";
 import { logger } from "./logger";
 import { reportLostAttempts } from "./lost-attempts";
 import { recordMetrics } from "./metrics";
@@ -53,7 +59,7 @@ export type SchedulerContext = Pick<
   /** The policy in force while none is stored (functions/config.ts). */
   readonly defaultPolicy: Policy;
   readonly nodes: NodeRepository;
-  /** Releases AwaitAdmission task tokens (SendTaskSuccess). */
+  /** Answers the AwaitAdmission tokens executions of the previous lifecycle left on jobs. */
   readonly tokens: TaskTokens;
   /** The SQS queue of each pool and priority tier: where the execution sends the attempt. */
   readonly queues: QueueUrls;
@@ -86,7 +92,7 @@ export interface SchedulerTuning {
   readonly perOwner: number;
   /** fair-share and round-robin: owners visited per queue partition and pass. */
   readonly maxOwners: number;
-  /** Admission writes in flight at once (one node's admissions always go one after another). */
+  /** Nodes whose admissions are in flight at once (one node's go in one transaction: admitOnNode). */
   readonly concurrency: number;
 }
 
@@ -99,7 +105,7 @@ export const DEFAULT_TUNING: SchedulerTuning = {
   reasonUpdates: 100,
   perOwner: 25,
   maxOwners: 200,
-  concurrency: 8,
+  concurrency: 32,
 };
 
 /**
@@ -304,7 +310,19 @@ interface PassResult {
 
 async function pass(ctx: SchedulerContext, pool: PoolConfig, tuning: SchedulerTuning): Promise<PassResult> {
   const now = ctx.clock();
-  const lost = await ctx.nodes.markLostNodes(pool.name, now, ctx.nodeLostSeconds);
+  const state = new PassState(ctx, now);
+  // What the pass reads before the queue, all at once: each is a round trip, and none needs
+  // another's answer. The sweep finishes first too, so a job it promotes is admitted this pass.
+  const [lost, listedBefore, { promoted, expired }, { policy }, usage, lease] = await Promise.all([
+    ctx.nodes.markLostNodes(pool.name, now, ctx.nodeLostSeconds),
+    // Every pool's nodes: a job that may run in several pools goes to the one with the most
+    // free of what it needs most, so this pass must see them all; it admits only onto its own.
+    Promise.all(ctx.pools.map((p) => ctx.nodes.listNodes(p.name))),
+    sweepDueJobs(ctx, pool.name, tuning),
+    ctx.policies.getPolicy(ctx.defaultPolicy),
+    state.usageByOwner(pool.name),
+    ctx.nodes.getLease(pool.name),
+  ]);
   for (const node of lost) {
     logger.warn("node lost: no heartbeat", {
       pool: pool.name,
@@ -312,13 +330,11 @@ async function pass(ctx: SchedulerContext, pool: PoolConfig, tuning: SchedulerTu
       lastHeartbeatAt: node.lastHeartbeatAt,
     });
   }
-  const { promoted, expired } = await sweepDueJobs(ctx, pool.name, tuning);
-  const { policy } = await ctx.policies.getPolicy(ctx.defaultPolicy);
-  const state = new PassState(ctx, now);
-
-  // Every pool's up nodes: a job that may run in several pools goes to the one with the most
-  // free of what it needs most, so this pass must see them all; it admits only onto its own.
-  const listed = (await Promise.all(ctx.pools.map((p) => ctx.nodes.listNodes(p.name)))).flat();
+  // Read alongside the marking: a node it marked may have been listed before the write landed.
+  const marked = new Set(lost.map((n) => n.nodeId));
+  const listed = listedBefore
+    .flat()
+    .map((n) => (n.pool === pool.name && marked.has(n.nodeId) ? { ...n, status: "lost" as const } : n));
   const allNodes = listed.filter((n) => n.status === "up");
   // A lost node that still has something booked may have had attempts running: report them.
   await Promise.all(
@@ -344,9 +360,7 @@ async function pass(ctx: SchedulerContext, pool: PoolConfig, tuning: SchedulerTu
     starvationSeconds: tuning.starvationSeconds,
     gates,
   });
-  const usage = await state.usageByOwner(pool.name);
   const capacity = totalCapacity(ownNodes);
-  const lease = await ctx.nodes.getLease(pool.name);
   let lastOwner = lease?.lastOwner ?? null;
 
   const reader = new CandidateReader(ctx.repo, pool.name, policy, tuning);
@@ -354,6 +368,7 @@ async function pass(ctx: SchedulerContext, pool: PoolConfig, tuning: SchedulerTu
   const undone: string[] = [];
   const waiting: Waiting[] = [];
   const read = new Map<string, JobItem>();
+  const publishing: Promise<Settled>[] = [];
   let raced = false;
 
   // The first batch is read even when nothing can fit: its jobs learn why they wait (and may
@@ -361,14 +376,7 @@ async function pass(ctx: SchedulerContext, pool: PoolConfig, tuning: SchedulerTu
   // a full pool costs one page, whatever the policy and the backlog.
   let batch = admission.exhausted ? await reader.head() : await reader.first();
   for (let round = 0; batch.length > 0 && round < tuning.maxPages; round++) {
-    // A job whose execution has not parked its token yet cannot be released: it waits its turn.
-    const ready = batch.filter(
-      (j) =>
-        j.status === "queued" &&
-        typeof j.admissionToken === "string" &&
-        !read.has(j.id) &&
-        !deadlinePassed(j, now),
-    );
+    const ready = batch.filter((j) => j.status === "queued" && !read.has(j.id) && !deadlinePassed(j, now));
     for (const j of ready) read.set(j.id, j);
     await state.loadQuotas(ready.filter((j) => j.resources.gpu > 0).map((j) => j.owner));
     const order = new AdmissionOrder({
@@ -385,27 +393,37 @@ async function pass(ctx: SchedulerContext, pool: PoolConfig, tuning: SchedulerTu
     lastOwner = order.lastOwner ?? lastOwner;
     waiting.push(...decision.waiting.filter((w) => w.kind !== "ineligible"));
 
+    // The next page is read while this one's admissions are written: it does not depend on them
+    // (pages follow each other by cursor). Not when this page filled the pool, or was the last.
+    const nextBatch = admission.exhausted || round + 1 >= tuning.maxPages ? null : reader.more();
+    // Awaited below; until then a failure must not count as unhandled.
+    nextBatch?.catch(() => undefined);
     const events: JobStateChange[] = [];
     // Placements on other pools' nodes are that pool's pass to make.
     const own = decision.admit.filter((a) => a.pool === pool.name);
-    await forEachNodeGroup(own, tuning.concurrency, async (a) => {
-      const item = read.get(a.jobId);
-      const node = byId.get(a.nodeId);
-      if (!item || !node) return;
-      const outcome = await admit(ctx, item, node, a.why, now);
-      if (outcome.kind === "admitted") {
-        admitted.push({ jobId: item.id, nodeId: node.nodeId });
-        events.push(outcome.event);
-      } else if (outcome.kind === "undone") {
-        undone.push(item.id);
-        events.push(outcome.event);
-      } else if (outcome.kind === "raced") {
-        raced = true;
+    await forEachNodeGroup(own, tuning.concurrency, async (group) => {
+      const node = byId.get(group[0]?.nodeId ?? "");
+      if (!node) return;
+      const placements = group.flatMap((a) => {
+        const item = read.get(a.jobId);
+        return item ? [{ item, why: a.why }] : [];
+      });
+      for (const { item, outcome } of await admitOnNode(ctx, node, placements, now)) {
+        if (outcome.kind === "admitted") {
+          admitted.push({ jobId: item.id, nodeId: node.nodeId });
+          events.push(outcome.event);
+        } else if (outcome.kind === "undone") {
+          undone.push(item.id);
+          events.push(outcome.event);
+        } else if (outcome.kind === "raced") {
+          raced = true;
+        }
       }
     });
-    await ctx.events.publish(events);
+    // Not awaited here: the next page's read, or the pass's closing writes, go meanwhile.
+    publishing.push(settle(ctx.events.publish(events)));
     if (admission.exhausted) break;
-    batch = await reader.more();
+    batch = nextBatch ? await nextBatch : [];
   }
 
   const preempted = policy.preemption.enabled
@@ -413,10 +431,15 @@ async function pass(ctx: SchedulerContext, pool: PoolConfig, tuning: SchedulerTu
     : [];
   // An eviction freed capacity for its preemptor: the next pass admits it.
   if (preempted.length > 0) raced = true;
-  if (lastOwner !== (lease?.lastOwner ?? null) && lastOwner !== null) {
-    await ctx.nodes.setLastOwner(pool.name, lastOwner);
-  }
-  await refreshReasons(ctx, waiting.slice(0, tuning.reasonUpdates), read);
+  const newOwner = lastOwner !== (lease?.lastOwner ?? null) ? lastOwner : null;
+  // The pass's closing writes and its events, side by side: none depends on another.
+  const closing = await Promise.all([
+    settle(newOwner === null ? Promise.resolve() : ctx.nodes.setLastOwner(pool.name, newOwner)),
+    settle(refreshReasons(ctx, waiting.slice(0, tuning.reasonUpdates), read)),
+    ...publishing,
+  ]);
+  const failed = closing.find((c) => c.failed);
+  if (failed) throw failed.error;
   const gauges = poolGauges({
     waiting,
     jobs: new Map(
@@ -598,9 +621,10 @@ type AdmitOutcome =
 
 /**
  * One job onto one node: the conditional transaction (job queued → dispatched at the version
- * read, reservation, attempt count, token removed; node `used` up if it still fits), then the
- * execution is released with the AdmissionOutput. If the execution cannot be told, the
- * admission is undone in one transaction so the capacity is not held by a job nobody runs.
+ * read, reservation, attempt count, the execution's ARN; node `used` up if it still fits), then
+ * the attempt's lifecycle execution is started with the admission as its input. If it cannot be
+ * started, the admission is undone in one transaction so the capacity is not held by a job
+ * nobody runs; a later pass admits the job again, under a new version and so a new execution.
  */
 async function admit(
   ctx: SchedulerContext,
@@ -609,9 +633,7 @@ async function admit(
   why: string,
   now: Date,
 ): Promise<AdmitOutcome> {
-  const token = item.admissionToken;
   const queueUrl = ctx.queues[node.pool]?.[priorityTier(item.priority)];
-  if (!token) return { kind: "skipped" };
   if (!queueUrl) {
     logger.error("no queue configured for this pool and tier; the job cannot be dispatched", {
       pool: node.pool,
@@ -621,31 +643,72 @@ async function admit(
     });
     return { kind: "skipped" };
   }
-  const at = now.toISOString();
-  const attempt = item.attempts + 1;
-  const reservation = reservationFor(node.pool, node.nodeId, item.resources);
-  const { items, next } = ctx.repo.statusChangeItems(
-    item,
-    {
-      to: "dispatched",
-      // Where and why: the transition is the record of the placement decision.
-      reason: `dispatched to node ${node.nodeId} in pool ${node.pool}: ${why}`,
-      triggeredBy: null,
-      set: { reservation, attempts: attempt },
-      remove: ["admissionToken"],
-    },
-    at,
-  );
+  const { items, next, reservation, attempt } = admissionChange(ctx, item, node, why, now);
   try {
     await ctx.repo.transact([...items, reserveCapacityItem(ctx.nodesTable, reservation, node.capacity)]);
   } catch (error) {
-    // Someone moved the job (cancel, pause, a newer token) or the node filled up: skip it.
+    // Someone moved the job (cancel, pause, a priority change) or the node filled up: skip it.
     if (error instanceof ConcurrentUpdateError) return { kind: "raced" };
     throw error;
   }
 
-  const output: AdmittedOutput = {
-    admitted: true,
+  return startAdmitted(ctx, { item, node, next, reservation, attempt, queueUrl });
+}
+
+/**
+ * The admission's change of one job (queued → dispatched: reservation on the node, attempts + 1,
+ * the execution's ARN) and its transition, which records where and why it was placed.
+ * Executions are named by the version this change writes (the read version + 1).
+ */
+function admissionChange(
+  ctx: SchedulerContext,
+  item: JobItem,
+  node: NodeItem,
+  why: string,
+  now: Date,
+): { items: TransactItem[]; next: JobItem; reservation: Reservation; attempt: number } {
+  const attempt = item.attempts + 1;
+  const reservation = reservationFor(node.pool, node.nodeId, item.resources);
+  const executionArn = ctx.executions.arnOf(item.id, item.version + 1);
+  const { items, next } = ctx.repo.statusChangeItems(
+    item,
+    {
+      to: "dispatched",
+      reason: `dispatched to node ${node.nodeId} in pool ${node.pool}: ${why}`,
+      triggeredBy: null,
+      set: { reservation, attempts: attempt, ...(executionArn ? { executionArn } : {}) },
+      remove: ["admissionToken"],
+    },
+    now.toISOString(),
+  );
+  return { items, next, reservation, attempt };
+}
+
+/** A job whose admission transaction committed: what starting its execution needs. */
+interface Committed {
+  readonly item: JobItem;
+  readonly node: NodeItem;
+  /** The job item as the admission left it. */
+  readonly next: JobItem;
+  readonly reservation: Reservation;
+  readonly attempt: number;
+  readonly queueUrl: string;
+}
+
+/**
+ * After the admission's transaction: the attempt's execution is started with the admission as
+ * its input. If it cannot be started, the admission is undone in one transaction so the capacity
+ * is not held by a job nobody runs. (admit()'s second half, shared with admitOnNode's batches.)
+ */
+async function startAdmitted(
+  ctx: SchedulerContext,
+  committed: Committed,
+  /** Runs the undo's transaction: one at a time per node when a batch's jobs are started together. */
+  undoing: Serial = (work) => work(),
+): Promise<AdmitOutcome> {
+  const { item, node, next, reservation, attempt, queueUrl } = committed;
+  const input: DispatchInput = {
+    jobId: item.id,
     pool: node.pool,
     nodeId: node.nodeId,
     queueUrl,
@@ -655,69 +718,167 @@ async function admit(
     heartbeatSeconds: ctx.heartbeatSeconds,
     lostAfterSeconds: ctx.lostAfterSeconds,
   };
-  let released: boolean;
-  let failure: unknown;
+  let started: string | null;
   try {
-    released = await ctx.tokens.succeed(token, output);
+    started = await ctx.executions.start(item.id, next.version, input);
   } catch (error) {
-    released = false;
-    failure = error;
+    logger.warn("lifecycle execution not started", { jobId: item.id, error: error as Error });
+    started = null;
   }
-  if (released) {
+  if (started) {
     logger.info("job dispatched", { jobId: item.id, attempt, pool: node.pool, nodeId: node.nodeId });
+    // An execution of the previous lifecycle parked at AwaitAdmission (a stack upgraded while the
+    // job waited) must not wait for ever: it is told the job needs it no more.
+    if (item.admissionToken) {
+      const output: NotAdmittedOutput = {
+        admitted: false,
+        reason: `superseded by execution ${started}, started at admission`,
+      };
+      await ctx.tokens.succeed(item.admissionToken, output).catch((error: unknown) => {
+        logger.warn("previous lifecycle's execution not released", { jobId: item.id, error: error as Error });
+      });
+    }
     return { kind: "admitted", event: stateChange(item.status, next) };
   }
 
-  // No execution waits on the token (it ended or timed out), or Step Functions could not be
-  // reached. Put the job back: without the token when it is dead (the reconciler gives the job
-  // a new execution), with it when the call merely failed (the next pass tries again).
-  const tokenDead = failure === undefined;
-  logger.warn("admitted job's execution could not be released; admission undone", {
-    jobId: item.id,
-    attempt,
-    tokenDead,
-    error: failure as Error | undefined,
-  });
+  // Step Functions could not be reached: put the job back so its capacity is not held.
+  logger.warn("admitted job's execution could not be started; admission undone", { jobId: item.id, attempt });
   const undo = ctx.repo.statusChangeItems(
     next,
     {
       to: "queued",
-      reason: tokenDead
-        ? "waiting for admission (its execution ended before it was admitted)"
-        : "waiting for admission (its execution could not be reached)",
+      reason: "waiting for admission (its execution could not be started)",
       reasonCode: "pending",
       triggeredBy: null,
-      set: { attempts: item.attempts, ...(tokenDead ? {} : { admissionToken: token }) },
-      remove: tokenDead ? ["admissionToken"] : [],
+      // A token of the previous lifecycle goes back with the job: the admission that starts its
+      // new execution is the one that answers it, or its execution waits for ever.
+      set: {
+        attempts: item.attempts,
+        ...(item.admissionToken ? { admissionToken: item.admissionToken } : {}),
+      },
+      remove: ["executionArn"],
     },
     ctx.clock().toISOString(),
   );
   try {
-    await ctx.repo.transact([...undo.items, releaseCapacityItem(ctx.nodesTable, reservation)]);
+    // Two undos on one node at once would cancel each other (TransactionConflict), and a
+    // cancelled undo reads as a job that moved on: leaving its capacity held by nobody.
+    await undoing(() => ctx.repo.transact([...undo.items, releaseCapacityItem(ctx.nodesTable, reservation)]));
   } catch (error) {
-    // The job moved on from dispatched (a worker took it after all): the admission stands.
+    // The job moved on from dispatched (its execution started after all, and a worker took it).
     if (error instanceof ConcurrentUpdateError)
       return { kind: "admitted", event: stateChange(item.status, next) };
     throw error;
-  }
-  if (tokenDead) {
-    // Nothing waits for this job any more (its execution ended, or died with a restarted local
-    // stack): give it a new one now, in queue order, rather than after the reconciler's grace.
-    // Should the old execution still live (a retried AwaitAdmission about to park a new
-    // token), the newer execution supersedes it: executions are named by job version.
-    await ctx.executions.start(item.id, undo.next.version);
   }
   return { kind: "undone", event: stateChange(item.status, undo.next) };
 }
 
 /**
- * Runs `work` for every admission: different nodes in parallel (up to `concurrency`), one node's
- * admissions one after another, since transactions on one node item would only conflict.
+ * One node's admissions of a round, batched: as many jobs as fit go in one TransactWriteItems —
+ * each job's conditional change and its transition record, as admit() writes them, and ONE
+ * update of the node adding up their reservations (DynamoDB refuses two operations on one item
+ * in a transaction; the node's condition checks the sum still fits) — then every job's
+ * execution is started at once. A pass so costs one transaction round trip per node, not one
+ * per job, and one node write per transaction instead of one per job.
+ * The transaction is all or nothing: when it is cancelled (a job moved meanwhile, the node
+ * filled up or went away), nothing was written and the jobs are admitted one by one as
+ * admit() does, so a job that moved costs the others nothing but a round trip. A job admit()
+ * would skip (no queue for its tier), or alone in its batch, goes through admit() itself.
+ */
+async function admitOnNode(
+  ctx: SchedulerContext,
+  node: NodeItem,
+  placements: readonly { readonly item: JobItem; readonly why: string }[],
+  now: Date,
+): Promise<{ item: JobItem; outcome: AdmitOutcome }[]> {
+  const outcomes: { item: JobItem; outcome: AdmitOutcome }[] = [];
+  const oneByOne = async (batch: readonly { readonly item: JobItem; readonly why: string }[]) => {
+    for (const { item, why } of batch)
+      outcomes.push({ item, outcome: await admit(ctx, item, node, why, now) });
+  };
+  const batches: { item: JobItem; items: TransactItem[]; committed: Committed; why: string }[][] = [];
+  let batch: (typeof batches)[number] = [];
+  let size = 1; // the node's update
+  const alone: { item: JobItem; why: string }[] = [];
+  for (const { item, why } of placements) {
+    const queueUrl = ctx.queues[node.pool]?.[priorityTier(item.priority)];
+    if (!queueUrl) {
+      alone.push({ item, why });
+      continue;
+    }
+    const { items, next, reservation, attempt } = admissionChange(ctx, item, node, why, now);
+    if (size + items.length > MAX_TRANSACTION_ITEMS && batch.length > 0) {
+      batches.push(batch);
+      batch = [];
+      size = 1;
+    }
+    batch.push({ item, items, why, committed: { item, node, next, reservation, attempt, queueUrl } });
+    size += items.length;
+  }
+  if (batch.length > 0) batches.push(batch);
+  await oneByOne(alone);
+
+  for (const jobs of batches) {
+    if (jobs.length === 1) {
+      await oneByOne(jobs);
+      continue;
+    }
+    const total = reservationFor(
+      node.pool,
+      node.nodeId,
+      jobs.reduce(
+        (sum, j) => ({
+          cpu: sum.cpu + j.item.resources.cpu,
+          memoryMb: sum.memoryMb + j.item.resources.memoryMb,
+          gpu: sum.gpu + j.item.resources.gpu,
+        }),
+        { cpu: 0, memoryMb: 0, gpu: 0 },
+      ),
+    );
+    try {
+      await ctx.repo.transact([
+        ...jobs.flatMap((j) => j.items),
+        reserveCapacityItem(ctx.nodesTable, total, node.capacity),
+      ]);
+    } catch (error) {
+      if (!(error instanceof ConcurrentUpdateError)) throw error;
+      await oneByOne(jobs);
+      continue;
+    }
+    const undoing = serial();
+    const started = await Promise.all(jobs.map((j) => startAdmitted(ctx, j.committed, undoing)));
+    jobs.forEach((j, i) => {
+      const outcome = started[i];
+      if (outcome) outcomes.push({ item: j.item, outcome });
+    });
+  }
+  return outcomes;
+}
+
+type Serial = <T>(work: () => Promise<T>) => Promise<T>;
+
+/** Runs the works it is given one after another, in the order given, whatever each one's outcome. */
+function serial(): Serial {
+  let last: Promise<unknown> = Promise.resolve();
+  return <T>(work: () => Promise<T>): Promise<T> => {
+    const run = last.then(
+      () => work(),
+      () => work(),
+    );
+    last = run.catch(() => undefined);
+    return run;
+  };
+}
+
+/**
+ * Runs `work` once per node with that node's admissions: different nodes in parallel (up to
+ * `concurrency`); one node's admissions go together (admitOnNode), since transactions on one
+ * node item would only conflict.
  */
 async function forEachNodeGroup<T extends { readonly nodeId: string }>(
   admits: readonly T[],
   concurrency: number,
-  work: (admit: T) => Promise<void>,
+  work: (group: readonly T[]) => Promise<void>,
 ): Promise<void> {
   const groups = new Map<string, T[]>();
   for (const a of admits) {
@@ -725,13 +886,17 @@ async function forEachNodeGroup<T extends { readonly nodeId: string }>(
     if (group) group.push(a);
     else groups.set(a.nodeId, [a]);
   }
-  const pending = [...groups.values()];
-  const runner = async (): Promise<void> => {
-    for (let group = pending.shift(); group; group = pending.shift()) {
-      for (const a of group) await work(a);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(concurrency, pending.length) }, runner));
+  await forEachConcurrent([...groups.values()], concurrency, work);
+}
+
+/** A promise's outcome, for work started now and awaited later with a failure kept, not lost. */
+type Settled = { readonly failed: false } | { readonly failed: true; readonly error: unknown };
+
+function settle(work: Promise<unknown>): Promise<Settled> {
+  return work.then(
+    (): Settled => ({ failed: false }),
+    (error: unknown): Settled => ({ failed: true, error }),
+  );
 }
 
 /**
@@ -746,26 +911,31 @@ async function refreshReasons(
   waiting: readonly Waiting[],
   read: ReadonlyMap<string, JobItem>,
 ): Promise<void> {
+  const now = ctx.clock().getTime();
   const stale = waiting.filter((w) => {
     const item = read.get(w.jobId);
-    return item !== undefined && (item.statusReason !== w.reason || item.reasonCode !== w.code);
+    if (item === undefined || (item.statusReason === w.reason && item.reasonCode === w.code)) return false;
+    // An evicted job is admit-able at once, so the passes right after its eviction read it as
+    // waiting: "preempted by job_x" (API.md) stays its reason for a while before it is replaced.
+    // (The queue index projects queuedAt, which the eviction set, and not preemptedAt.)
+    const evictedAt =
+      item.reasonCode === "preempted" && item.queuedAt ? Date.parse(item.queuedAt) : Number.NaN;
+    return !(now - evictedAt < PREEMPTED_REASON_HOLD_MS);
   });
-  await forEachConcurrent(stale, REASON_WRITE_CONCURRENCY, async (w) => {
-    const item = read.get(w.jobId);
-    if (!item) return;
-    await ctx.repo.updateIf(
-      { pk: item.pk, sk: JOB_SK },
-      "SET statusReason = :reason, reasonCode = :code",
-      "#status = :queued AND #version = :version",
-      {
-        names: { "#status": "status", "#version": "version" },
-        values: { ":reason": w.reason, ":code": w.code, ":queued": "queued", ":version": item.version },
-      },
-    );
-  });
+  // Twenty-five to a request (store: setWaitingReasons), each still conditional on the job
+  // being queued at the version read.
+  const failed = await ctx.repo.setWaitingReasons(
+    stale.flatMap((w) => {
+      const item = read.get(w.jobId);
+      return item ? [{ id: item.id, version: item.version, reason: w.reason, code: w.code }] : [];
+    }),
+  );
+  // Advisory: a reason not written now is written by a later pass, which finds it still stale.
+  if (failed > 0) logger.warn("some waiting jobs' reasons were not written", { failed });
 }
 
-const REASON_WRITE_CONCURRENCY = 8;
+/** How long an evicted job keeps "preempted by job_x" as its reason: one sweep interval. */
+const PREEMPTED_REASON_HOLD_MS = 60_000;
 
 /**
  * The sweep over the `due` index (jobs of this pool and of any pool whose time has come):
@@ -783,7 +953,8 @@ async function sweepDueJobs(
   const at = now.toISOString();
   const promoted: string[] = [];
   const expired: string[] = [];
-  for (const pk of [duePk(pool), duePk(null)]) {
+  // The pool's partition and the any-pool one side by side: a pass waits for one page, not two.
+  const sweep = async (pk: string): Promise<void> => {
     let startKey: Record<string, unknown> | undefined;
     for (let page = 0; page < tuning.maxPages; page++) {
       const out = await ctx.repo.queryIndex({
@@ -836,6 +1007,7 @@ async function sweepDueJobs(
       startKey = out.lastKey;
       if (!startKey) break;
     }
-  }
+  };
+  await Promise.all([sweep(duePk(pool)), sweep(duePk(null))]);
   return { promoted, expired };
 }

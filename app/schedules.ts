@@ -28,10 +28,10 @@ import {
   withFire,
 } from "../core/schedule";
 import { fieldProblems } from "../core/validation";
-import { config } from "../functions/config";
 import { decodeCursor, encodeCursor, invalidCursor } from "../store/cursor";
 import { createDocumentClient } from "../store/dynamo";
 import { ScheduleRepository, scheduleSettings } from "../store/schedules";
+import { config } from "./config";
 import { Idempotency, requestHash } from "./idempotency";
 import { logger } from "./logger";
 import { appContext } from "./runtime";

@@ -23,12 +23,12 @@ import {
   typeDimension,
   windowPlan,
 } from "../core/stats";
-import { config } from "../functions/config";
 import type { NodeCapacity } from "../store/capacity";
 import { createDocumentClient } from "../store/dynamo";
 import { NodeRepository } from "../store/nodes";
 import { MAX_ATTRIBUTES_PER_UPDATE, MAX_UPDATES_PER_WRITE, StatsRepository, writeSize } from "../store/stats";
 import { UsageRepository } from "../store/usage";
+import { config } from "./config";
 import { logger } from "./logger";
 import { type Clock, systemClock } from "./runtime";
 

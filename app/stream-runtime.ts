@@ -1,7 +1,7 @@
-import { config, streamConfig } from "../functions/config";
 import { ConnectionRepository } from "../store/connections";
 import { createDocumentClient } from "../store/dynamo";
 import { ManagementApiSender } from "../store/stream-sender";
+import { config, streamConfig } from "./config";
 import { systemClock } from "./runtime";
 import type { BroadcastContext, StreamContext } from "./stream";
 

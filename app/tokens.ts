@@ -5,10 +5,10 @@ import { pageQuerySchema } from "../core/job";
 import type { Principal } from "../core/principal";
 import { type CreatedToken, createTokenSchema, type TokenView } from "../core/tokens";
 import { parseRequest } from "../core/validation";
-import { config } from "../functions/config";
 import { decodeCursor, encodeCursor } from "../store/cursor";
 import { createDocumentClient } from "../store/dynamo";
 import { createToken, listTokens, revokeToken, type TokenRecord } from "../store/tokens";
+import { config } from "./config";
 import type { RequestBody } from "./policy";
 import { type Clock, systemClock } from "./runtime";
 

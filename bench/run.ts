@@ -44,6 +44,7 @@ delete process.env.POWERTOOLS_LOG_LEVEL;
 const IN_FLIGHT = 16;
 const WARMUP_JOBS = 10;
 const IDLE_JOBS_MAX = 50;
+const RETRIED_JOBS_MAX = 60;
 const TOKEN = "bench-token";
 const DEADLINE_MS = 180_000;
 const TERMINAL = new Set(["completed", "failed", "cancelled", "escalated"]);
@@ -148,11 +149,25 @@ function diffMeters(after: Meters, before: Meters): Meters {
   };
 }
 
-async function submit(url: string, i: number): Promise<string> {
+/**
+ * A job that fails its first attempt and succeeds on its second, with no backoff: what one retried
+ * attempt adds to a job, measured against the echo jobs of the throughput run.
+ */
+const RETRIED_JOB = {
+  type: "flaky",
+  payload: { failTimes: 1 },
+  retry: { maxAttempts: 2, initialDelaySeconds: 0 },
+} as const;
+
+async function submit(
+  url: string,
+  i: number,
+  job: object = { type: "echo", payload: { i } },
+): Promise<string> {
   const response = await fetch(`${url}/jobs`, {
     method: "POST",
     headers: { authorization: `Bearer ${TOKEN}`, "content-type": "application/json" },
-    body: JSON.stringify({ type: "echo", name: `bench run ${i}`, payload: { i } }),
+    body: JSON.stringify({ name: `bench run ${i}`, ...job }),
   });
   const text = await response.text();
   if (response.status !== 201) throw new Error(`POST /jobs: ${response.status} ${text.slice(0, 200)}`);
@@ -225,11 +240,11 @@ async function waitUntilEnded(
   }
 }
 
-async function submitAll(url: string, count: number, offset: number): Promise<string[]> {
+async function submitAll(url: string, count: number, offset: number, job?: object): Promise<string[]> {
   const ids: string[] = new Array(count);
   let next = 0;
   const sender = async (): Promise<void> => {
-    for (let i = next++; i < count; i = next++) ids[i] = await submit(url, offset + i);
+    for (let i = next++; i < count; i = next++) ids[i] = await submit(url, offset + i, job);
   };
   await Promise.all(Array.from({ length: Math.min(IN_FLIGHT, count) }, sender));
   return ids;
@@ -318,6 +333,43 @@ function table(rows: readonly (readonly string[])[]): string {
     .join("\n");
 }
 
+/** The AWS request cost lines of `jobs` jobs' meters (Lambda at 128 MB), per job. */
+function costLines(
+  used: Meters,
+  jobs: number,
+  worker: { readonly read: number; readonly write: number },
+): [string, string, number][] {
+  const per = (n: number): number => n / jobs;
+  const sqsTotal = Object.values(used.sqs).reduce((a, b) => a + b, 0);
+  const lambdaRows = [...used.lambda].filter(([, e]) => e.invocations > 0);
+  const lambdaRequests = 1 + per(lambdaRows.reduce((a, [, e]) => a + e.invocations, 0));
+  const lambdaMs = per(lambdaRows.reduce((a, [, e]) => a + e.durationMs, 0));
+  const readUnits = per(used.read) + worker.read;
+  const writeUnits = per(used.write) + worker.write;
+  return [
+    [
+      "Step Functions Standard",
+      `${f(per(used.transitions))} transitions`,
+      per(used.transitions) * PRICES.stateTransition,
+    ],
+    ["DynamoDB writes", `${f(writeUnits)} WRU`, writeUnits * PRICES.writeUnit],
+    ["DynamoDB reads", `${f(readUnits)} RRU`, readUnits * PRICES.readUnit],
+    ["SQS", `${f(per(sqsTotal))} requests`, per(sqsTotal) * PRICES.sqsRequest],
+    ["Lambda requests", `${f(lambdaRequests)} invocations`, lambdaRequests * PRICES.lambdaRequest],
+    [
+      "Lambda duration at 128 MB",
+      `${f(lambdaMs, 1)} ms`,
+      (lambdaMs / 1000) * (128 / 1024) * PRICES.lambdaGbSecond,
+    ],
+    [
+      "EventBridge custom events",
+      `${f(per(used.eventEntries))} entries`,
+      per(used.eventEntries) * PRICES.eventEntry,
+    ],
+    ["API Gateway REST API (submit)", "1 request", PRICES.apiRequest],
+  ];
+}
+
 async function main(): Promise<void> {
   const { values } = parseArgs({ options: { jobs: { type: "string", default: "300" } } });
   const jobs = Number(values.jobs);
@@ -380,6 +432,14 @@ async function main(): Promise<void> {
         latencies.push(Date.parse(job.startedAt) - Date.parse(job.createdAt));
     }
     latencies.sort((a, b) => a - b);
+
+    // Retries: jobs whose first attempt fails and second succeeds, over the same meters.
+    const retriedJobs = Math.max(1, Math.min(RETRIED_JOBS_MAX, Math.floor(jobs / 5)));
+    const beforeRetries = readMeters(stack);
+    const retriedIds = await submitAll(stack.url, retriedJobs, WARMUP_JOBS + jobs + idleJobs, RETRIED_JOB);
+    const retriedEnded = await waitUntilEnded(raw, jobsTable, retriedIds);
+    await sleep(500 + STATS_CONSUMER.eventSource.maxBatchingWindowSeconds * 1000);
+    const retriedUsed = diffMeters(readMeters(stack), beforeRetries);
     await sleep(1000); // the last changes' messages
     stream.socket.close();
     const streamLatencies = idleIds.flatMap((id) => stream.delays.get(id) ?? []).sort((a, b) => a - b);
@@ -390,7 +450,10 @@ async function main(): Promise<void> {
     await stack.stop();
     await sleep(200); // the workers' last lines
     const workers = workerCapacity(capacityLines);
-    const jobsRun = WARMUP_JOBS + jobs + idleJobs;
+    const jobsRun = WARMUP_JOBS + jobs + idleJobs + retriedJobs;
+    // Worker DynamoDB is logged once per node, for the whole run: spread over attempts (a retried
+    // job has two), the best split the figures allow.
+    const attemptsRun = jobsRun + retriedJobs;
 
     console.log("\nThroughput");
     console.log(
@@ -426,12 +489,9 @@ async function main(): Promise<void> {
     const per = (n: number): number => n / jobs;
     const sqsTotal = Object.values(used.sqs).reduce((a, b) => a + b, 0);
     const lambdaRows = [...used.lambda].filter(([, e]) => e.invocations > 0);
-    const lambdaInvocations = lambdaRows.reduce((a, [, e]) => a + e.invocations, 0);
     const lambdaMs = lambdaRows.reduce((a, [, e]) => a + e.durationMs, 0);
-    const workerRead = workers.read / jobsRun;
-    const workerWrite = workers.write / jobsRun;
-    const readUnits = per(used.read) + workerRead;
-    const writeUnits = per(used.write) + workerWrite;
+    const workerRead = workers.read / attemptsRun;
+    const workerWrite = workers.write / attemptsRun;
 
     console.log(`\nPer job (throughput run of ${jobs})`);
     const rows: string[][] = [["", "per job"]];
@@ -447,9 +507,12 @@ async function main(): Promise<void> {
         `${f(per(entry.write))} / ${f(per(entry.read))} / ${f(per(entry.requests))}`,
       ]);
     }
-    rows.push([`DynamoDB RRU, workers (${workers.nodes} nodes, over all ${jobsRun} jobs)`, f(workerRead)]);
+    rows.push([
+      `DynamoDB RRU, workers (${workers.nodes} nodes, over all ${attemptsRun} attempts of ${jobsRun} jobs)`,
+      f(workerRead),
+    ]);
     rows.push(["DynamoDB WRU, workers", f(workerWrite)]);
-    rows.push(["DynamoDB requests, workers", f(workers.requests / jobsRun)]);
+    rows.push(["DynamoDB requests, workers", f(workers.requests / attemptsRun)]);
     rows.push(["SQS requests", f(per(sqsTotal))]);
     for (const [action, count] of Object.entries(used.sqs).sort()) {
       if (count > 0) rows.push([`  ${action}`, f(per(count))]);
@@ -473,26 +536,8 @@ async function main(): Promise<void> {
     // DynamoDB calls go to DynamoDB Local, so this is indicative); the API function's is not
     // measured and is left out.
     const million = 1e6;
-    const lambdaRequests = 1 + per(lambdaInvocations);
     const gbSeconds = (mb: number): number => (per(lambdaMs) / 1000) * (mb / 1024);
-    const costs: [string, string, number][] = [
-      [
-        "Step Functions Standard",
-        `${f(per(used.transitions))} transitions`,
-        per(used.transitions) * PRICES.stateTransition,
-      ],
-      ["DynamoDB writes", `${f(writeUnits)} WRU`, writeUnits * PRICES.writeUnit],
-      ["DynamoDB reads", `${f(readUnits)} RRU`, readUnits * PRICES.readUnit],
-      ["SQS", `${f(per(sqsTotal))} requests`, per(sqsTotal) * PRICES.sqsRequest],
-      ["Lambda requests", `${f(lambdaRequests)} invocations`, lambdaRequests * PRICES.lambdaRequest],
-      ["Lambda duration at 128 MB", `${f(per(lambdaMs), 1)} ms`, gbSeconds(128) * PRICES.lambdaGbSecond],
-      [
-        "EventBridge custom events",
-        `${f(per(used.eventEntries))} entries`,
-        per(used.eventEntries) * PRICES.eventEntry,
-      ],
-      ["API Gateway REST API (submit)", "1 request", PRICES.apiRequest],
-    ];
+    const costs = costLines(used, jobs, { read: workerRead, write: workerWrite });
     const costRows: string[][] = [["", "per job", "USD per million jobs"]];
     let total = 0;
     for (const [label, amount, perJob] of costs) {
@@ -525,6 +570,22 @@ async function main(): Promise<void> {
         "the emulators and the benchmark, against DynamoDB Local under load: an upper bound.",
       ].join("\n"),
     );
+
+    // What one retried attempt adds: the retried jobs' cost per job less an echo job's. The
+    // workers' share is one more attempt at the run's mean per attempt.
+    const retriedCost = costLines(retriedUsed, retriedJobs, { read: 2 * workerRead, write: 2 * workerWrite });
+    const retriedTotal = retriedCost.reduce((a, [, , perJob]) => a + perJob * million, 0);
+    const retryRows: string[][] = [["", "per retried job", "extra per retry"]];
+    retryRows.push(["outcome", statusCounts(retriedEnded), ""]);
+    for (const [i, [label, amount, perJob]] of retriedCost.entries()) {
+      const single = costs[i]?.[2] ?? 0;
+      retryRows.push([label, amount, `$${f((perJob - single) * million)}`]);
+    }
+    retryRows.push(["total, USD per million", f(retriedTotal), `$${f(retriedTotal - total)}`]);
+    console.log(
+      `\nOne retried attempt (${retriedJobs} jobs of type flaky: attempt 1 fails, attempt 2 succeeds, no backoff)`,
+    );
+    console.log(table(retryRows));
   } catch (error) {
     console.error(`--- last worker output ---\n${workerLines.slice(-40).join("\n")}`);
     throw error;

@@ -5,11 +5,12 @@
  * it admits and inspects, never the backlog.
  *
  * For each backlog: fresh tables in DynamoDB Local (in memory, 127.0.0.1 only), the queued jobs
- * written directly (BatchWriteItem, as submit + AwaitAdmission would leave them: status queued,
- * an admission token, queuedAt over the last 30 minutes, 20 owners, mixed priorities, a fifth
- * of them for any pool, a few with deadlines), and one pool of 5 nodes with room for 50 jobs.
+ * written directly (BatchWriteItem, as submit leaves them: status queued, no execution,
+ * queuedAt over the last 30 minutes, 20 owners, mixed priorities, a fifth
+ * of them for any pool, a few with deadlines), and one pool of 5 nodes with room for 50 jobs
+ * (`--nodes 50`: 50 nodes, room for 500).
  * Then per algorithm (priority and fair-share with aging on, round-robin):
- * - `empty`: a pass onto empty capacity, which admits up to 50 jobs;
+ * - `empty`: a pass onto empty capacity, which admits up to 50 jobs (ten a node);
  * - `full`: a pass right after, with the pool full: it admits nothing and must read about one
  *   page, not the backlog (`drained` instead when the first pass admitted the whole backlog).
  * Between algorithms the admitted jobs are put back as they were seeded and the nodes emptied.
@@ -19,14 +20,41 @@
  * BatchGetItem and TransactGetItems return; the `queue` column is the part read from the queue
  * indexes. RCU: store/dynamo.ts's capacityMeter (DynamoDB Local's ConsumedCapacity, which
  * follows DynamoDB's formula only approximately). The scheduler's SendTaskSuccess, events and
- * executions are in-process no-ops, so pass times are DynamoDB Local's and this process's.
+ * executions are answered in process (never sent), so pass times are DynamoDB Local's, this
+ * process's and the injected latency's.
+ *
+ * Admissions per second, projected for AWS (issue 11): `--latency-ms <n>` makes every call the
+ * pass makes to something that is a network round trip in AWS wait n ms first — each DynamoDB
+ * request (a middleware on the scheduler's document client, before `next`), and every method of
+ * the in-process Step Functions-side objects (`tokens`, `executions`), wrapped generically so
+ * whatever the scheduler calls on them is delayed, and each PutEvents of jobq's own EventBridge
+ * publisher, whose client answers in process. Per pass the table then gives:
+ * - `RT`: the round trips in a row on the pass's critical path, measured as the longest chain of
+ *   calls in which each call started after the one before it had ended (a call's depth is one
+ *   more than the deepest call that had completed when it started; the pass's is the deepest
+ *   of all). Every causal chain of awaited calls is such a chain, so this is never below the
+ *   critical path; it is above it when independent calls happen to follow one another in time,
+ *   so the projection errs low. That happens when DynamoDB Local's answers take longer than n
+ *   and vary (it does transactions one at a time, slowly on a loaded machine): one node's
+ *   releases then end before another node's transaction does, and chain on. A larger n (say 50)
+ *   brings the count closer to the causal one. A pass that loops (`passes` > 1) counts all of
+ *   its passes.
+ * - `CPU ms`: this process's CPU time over the pass (process.cpuUsage, user + system): the SDK's
+ *   marshalling and the scheduler's own work. DynamoDB Local runs in its own JVM and is not in it.
+ * - `adm/s AWS`: admitted ÷ (RT × 10 ms + CPU time), 10 ms being a round trip to DynamoDB or
+ *   Step Functions in the same region. The issue's target: ≥ 500, flat from 1k to 100k queued.
+ * The wall time (`pass ms`) with n = 10 is a check on RT: it is at least RT × n.
+ *
  * Prints figures; asserts nothing. Bounded, stops by itself, talks to 127.0.0.1 only.
  */
 import { availableParallelism, loadavg } from "node:os";
 import { parseArgs } from "node:util";
 import { DeleteTableCommand, DynamoDBClient } from "@aws-sdk/client-dynamodb";
+import { EventBridgeClient, type PutEventsCommandOutput } from "@aws-sdk/client-eventbridge";
 import { BatchWriteCommand, DynamoDBDocumentClient, QueryCommand } from "@aws-sdk/lib-dynamodb";
 import { ulid } from "ulid";
+import type { JobEventPublisher } from "../app/events";
+import type { LifecycleExecutions } from "../app/executions";
 import type { SchedulerContext } from "../app/scheduler";
 import type { Job } from "../core/job";
 import { type Algorithm, DEFAULT_POLICY, type Policy } from "../core/policy";
@@ -39,9 +67,12 @@ import type { JobItem } from "../store/job-items";
 // The scheduler logs every pass at INFO, which would bury the table. Powertools fixes a logger's
 // level when it is built, so the modules that build it are imported only after this.
 process.env.POWERTOOLS_LOG_LEVEL = "WARN";
+// The passes' EMF metric lines (stdout) would bury it too.
+process.env.POWERTOOLS_METRICS_DISABLED = "true";
 // Belt and braces: every client below has an endpoint and dummy credentials anyway.
 process.env.AWS_EC2_METADATA_DISABLED = "true";
 const { schedulePool } = await import("../app/scheduler");
+const { EventBridgePublisher } = await import("../app/events");
 const { capacityMeter, createDocumentClient } = await import("../store/dynamo");
 const { JobRepository } = await import("../store/job-repository");
 const { NodeRepository } = await import("../store/nodes");
@@ -55,12 +86,21 @@ const DEFAULT_BACKLOGS = [10, 1_000, 10_000, 100_000] as const;
 const ALGORITHMS: readonly Algorithm[] = ["priority", "fair-share", "round-robin"];
 const REGION = "us-east-1";
 const OWNERS = 20;
-const NODES = 5;
+/** The command line's options (see options() and nodesOption()). */
+const OPTIONS = {
+  backlogs: { type: "string" },
+  algorithms: { type: "string" },
+  "latency-ms": { type: "string" },
+  nodes: { type: "string" },
+} as const;
+
+/** `--nodes`: the pool's size, and so what one pass can admit (ten jobs a node). */
+const NODES = nodesOption();
 const POOL: PoolConfig = {
   name: "cpu",
   labels: {},
   nodes: NODES,
-  // Ten 1-CPU jobs per node: 50 in the pool.
+  // Ten 1-CPU jobs per node: 50 in the pool unless --nodes says otherwise.
   node: { cpu: 10, memoryMb: 40_960, gpu: 0 },
 };
 const JOB_RESOURCES = { cpu: 1, memoryMb: 1024, gpu: 0 };
@@ -133,6 +173,85 @@ function numberOr(value: unknown, fallback: number): number {
   return typeof value === "number" ? value : fallback;
 }
 
+/**
+ * The pass's calls that are network round trips in AWS: each waits `latencyMs` first, and the
+ * longest chain of calls one after another is the pass's critical path (see the header).
+ */
+class RoundTrips {
+  /** The deepest chain among the calls that have completed. */
+  private deepestDone = 0;
+
+  constructor(readonly latencyMs: number) {}
+
+  reset(): void {
+    this.deepestDone = 0;
+  }
+
+  /** Round trips in a row on the critical path since the last reset. */
+  get inARow(): number {
+    return this.deepestDone;
+  }
+
+  async around<T>(call: () => Promise<T>): Promise<T> {
+    const depth = this.deepestDone + 1;
+    try {
+      if (this.latencyMs > 0) await new Promise((wake) => setTimeout(wake, this.latencyMs));
+      return await call();
+    } finally {
+      if (depth > this.deepestDone) this.deepestDone = depth;
+    }
+  }
+}
+
+/** Every DynamoDB request of this client is a round trip. */
+function delayRequests(db: DynamoDBDocumentClient, trips: RoundTrips): void {
+  db.middlewareStack.add((next) => (args) => trips.around(() => next(args)), {
+    step: "initialize",
+    name: "benchLatency",
+  });
+}
+
+/**
+ * jobq's own EventBridge publisher (so its batching is what is measured) on a client that never
+ * sends: each PutEvents is answered in process, all entries accepted, after its round trip.
+ */
+function eventBus(trips: RoundTrips): JobEventPublisher {
+  // An endpoint nobody listens on, and dummy credentials: no request leaves anyway.
+  const client = new EventBridgeClient(awsClientOptions("http://127.0.0.1:1", REGION));
+  const accepted: PutEventsCommandOutput = { FailedEntryCount: 0, Entries: [], $metadata: {} };
+  client.middlewareStack.add(
+    // The handler is generic in its command's output; this client only ever sends PutEvents.
+    () => () => trips.around(async () => ({ output: accepted as never, response: {} })),
+    { step: "initialize", name: "benchEventBus" },
+  );
+  return new EventBridgePublisher(client, "jobq-bench");
+}
+
+/** Every method of `target` is a round trip: whatever the scheduler calls on it. */
+function delayCalls<T extends object>(target: T, trips: RoundTrips): T {
+  return new Proxy(target, {
+    get(object, key, receiver) {
+      const value: unknown = Reflect.get(object, key, receiver);
+      if (typeof value !== "function") return value;
+      return (...args: unknown[]) => trips.around(async () => Reflect.apply(value, object, args) as unknown);
+    },
+  });
+}
+
+/** Execution starts and stops as round trips; the ARN an admission writes is known without one. */
+function benchExecutions(trips: RoundTrips): LifecycleExecutions {
+  const arnOf = (jobId: string, version: number): string => `arn:bench:${jobId}-${version}`;
+  const calls = delayCalls(
+    { start: async (jobId: string, version: number) => arnOf(jobId, version), stop: async () => undefined },
+    trips,
+  );
+  return {
+    start: (jobId, version) => calls.start(jobId, version),
+    stop: () => calls.stop(),
+    arnOf,
+  };
+}
+
 /** A small deterministic generator so every run seeds the same shapes. */
 function random(seed: number): () => number {
   let state = seed;
@@ -142,7 +261,7 @@ function random(seed: number): () => number {
   };
 }
 
-/** The queued job number `i` of a backlog, as submit and AwaitAdmission leave it. */
+/** The queued job number `i` of a backlog, as submit leaves it. */
 function queuedItem(i: number, id: string, createdAtMs: number, next: () => number): JobItem {
   const createdAt = new Date(createdAtMs).toISOString();
   const roll = next();
@@ -191,8 +310,6 @@ function queuedItem(i: number, id: string, createdAtMs: number, next: () => numb
   return {
     ...toJobItem(job, 0, false),
     queuedAt: createdAt,
-    admissionToken: `token-${id}`,
-    executionArn: `arn:aws:states:${REGION}:000000000000:execution:jobq-bench:${id}-1`,
   };
 }
 
@@ -318,18 +435,23 @@ interface Row {
   readonly calls: number;
   readonly rcu: number;
   readonly ms: number;
+  /** Round trips in a row on the pass's critical path. */
+  readonly roundTrips: number;
+  readonly cpuMs: number;
 }
 
 interface Bench {
   readonly endpoint: string;
   /** Unmetered: seeding and resets. */
   readonly seedDb: DynamoDBDocumentClient;
+  readonly latencyMs: number;
 }
 
 function schedulerContext(
   db: DynamoDBDocumentClient,
   tables: Record<string, string>,
   policy: Policy,
+  trips: RoundTrips,
 ): SchedulerContext {
   const jobs = tables.Jobs;
   const nodes = tables.Nodes;
@@ -344,12 +466,13 @@ function schedulerContext(
     policies: new PolicyRepository(db, policyTable),
     usage: new UsageRepository(db, policyTable),
     defaultPolicy: policy,
-    // The scheduler only publishes and, when preempting, stops executions: none of it is measured.
-    events: { publish: async () => undefined },
-    executions: { start: async () => null, stop: async () => undefined },
+    // In process, each call a round trip (see RoundTrips): the scheduler publishes events, starts
+    // one execution per admission, and stops them when preempting.
+    events: eventBus(trips),
+    executions: benchExecutions(trips),
     nodes: new NodeRepository(db, nodes),
-    // Every parked execution is there to be released.
-    tokens: { succeed: async () => true, fail: async () => true },
+    // Answers tokens of the previous lifecycle only: no seeded job carries one.
+    tokens: delayCalls({ succeed: async () => true, fail: async () => true }, trips),
     queues: { [POOL.name]: Object.fromEntries(TIERS.map((tier) => [tier, queueUrl(tier)])) },
     heartbeatSeconds: 30,
     lostAfterSeconds: 300,
@@ -366,6 +489,8 @@ async function measure(bench: Bench, size: number, algorithms: readonly Algorith
   const meter = new ItemsRead();
   const db = createDocumentClient({ region: REGION, endpoint: bench.endpoint });
   countItemsRead(db, meter);
+  const trips = new RoundTrips(bench.latencyMs);
+  delayRequests(db, trips);
   const rows: Row[] = [];
   try {
     const jobsTable = tables.Jobs ?? "";
@@ -386,7 +511,7 @@ async function measure(bench: Bench, size: number, algorithms: readonly Algorith
 
     for (const algorithm of algorithms) {
       const policy: Policy = { ...DEFAULT_POLICY, algorithm };
-      const ctx = schedulerContext(db, tables, policy);
+      const ctx = schedulerContext(db, tables, policy, trips);
       // Stored, as a PUT /admin/policy would: every pass reads it.
       await ctx.policies.putPolicy(policy, "bench", new Date().toISOString());
       await resetPool(ctx, bench.seedDb, new Date());
@@ -395,9 +520,13 @@ async function measure(bench: Bench, size: number, algorithms: readonly Algorith
         const capacity = !second ? "empty" : admittedIds.length >= SLOTS ? "full" : "drained";
         meter.reset();
         capacityMeter.reset();
+        trips.reset();
+        const cpu = process.cpuUsage();
         const started = performance.now();
         const summary = await schedulePool(ctx, POOL.name);
         const ms = performance.now() - started;
+        const cpuUsed = process.cpuUsage(cpu);
+        const roundTrips = trips.inARow;
         if (summary.outcome !== "ran") throw new Error(`pass ${summary.outcome}: the lease was taken`);
         admittedIds.push(...summary.admitted.map((a) => a.jobId));
         rows.push({
@@ -411,6 +540,8 @@ async function measure(bench: Bench, size: number, algorithms: readonly Algorith
           calls: meter.calls,
           rcu: capacityMeter.read,
           ms,
+          roundTrips,
+          cpuMs: (cpuUsed.user + cpuUsed.system) / 1000,
         });
       }
       await requeue(bench.seedDb, jobsTable, backlog, admittedIds);
@@ -427,6 +558,14 @@ async function measure(bench: Bench, size: number, algorithms: readonly Algorith
   return rows;
 }
 
+/** A round trip to DynamoDB or Step Functions from a Lambda in the same region, for the projection. */
+const AWS_ROUND_TRIP_MS = 10;
+
+/** Admissions per second the pass would make in AWS: admitted ÷ (RT × 10 ms + CPU time). */
+function projectedRate(r: Row): number {
+  return r.admitted / ((r.roundTrips * AWS_ROUND_TRIP_MS + r.cpuMs) / 1000);
+}
+
 function printRows(rows: readonly Row[]): void {
   const header = [
     "backlog",
@@ -441,6 +580,9 @@ function printRows(rows: readonly Row[]): void {
     "calls",
     "RCU",
     "pass ms",
+    "RT",
+    "CPU ms",
+    "adm/s AWS",
   ];
   const lines = rows.map((r) => [
     r.backlog.toLocaleString("en-US"),
@@ -455,6 +597,9 @@ function printRows(rows: readonly Row[]): void {
     String(r.calls),
     r.rcu.toFixed(1),
     r.ms.toFixed(0),
+    String(r.roundTrips),
+    r.cpuMs.toFixed(0),
+    r.admitted > 0 ? projectedRate(r).toFixed(0) : "-",
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => (l[i] ?? "").length)));
   const format = (cells: readonly string[]) =>
@@ -463,11 +608,26 @@ function printRows(rows: readonly Row[]): void {
   for (const line of lines) console.log(format(line));
 }
 
-/** `--backlogs 10,1000` and `--algorithms priority` for a quicker run; everything otherwise. */
-function options(): { backlogs: number[]; algorithms: Algorithm[] } {
-  const { values } = parseArgs({
-    options: { backlogs: { type: "string" }, algorithms: { type: "string" } },
-  });
+/** `--nodes 50`: a pool of that many nodes (5 unless given), so a pass can admit ten times as many. */
+function nodesOption(): number {
+  const { values } = parseArgs({ options: OPTIONS });
+  const nodes = values.nodes === undefined ? 5 : Number(values.nodes);
+  if (!Number.isInteger(nodes) || nodes < 1 || nodes > 200) {
+    throw new RangeError(`--nodes must be an integer in 1..200, got ${values.nodes}`);
+  }
+  return nodes;
+}
+
+/**
+ * `--backlogs 10,1000` and `--algorithms priority` for a quicker run; everything otherwise.
+ * `--latency-ms 10`: each round trip of a pass waits that long first (0 unless given).
+ */
+function options(): { backlogs: number[]; algorithms: Algorithm[]; latencyMs: number } {
+  const { values } = parseArgs({ options: OPTIONS });
+  const latencyMs = values["latency-ms"] === undefined ? 0 : Number(values["latency-ms"]);
+  if (!Number.isInteger(latencyMs) || latencyMs < 0 || latencyMs > 1000) {
+    throw new RangeError(`--latency-ms must be an integer in 0..1000, got ${values["latency-ms"]}`);
+  }
   const backlogs =
     values.backlogs === undefined ? [...DEFAULT_BACKLOGS] : values.backlogs.split(",").map(Number);
   if (backlogs.some((n) => !Number.isInteger(n) || n < 1 || n > 1_000_000)) {
@@ -476,7 +636,7 @@ function options(): { backlogs: number[]; algorithms: Algorithm[] } {
   const algorithms = values.algorithms === undefined ? [...ALGORITHMS] : values.algorithms.split(",");
   const unknown = algorithms.filter((a) => !ALGORITHMS.includes(a as Algorithm));
   if (unknown.length > 0) throw new RangeError(`--algorithms: unknown ${unknown.join(", ")}`);
-  return { backlogs, algorithms: algorithms as Algorithm[] };
+  return { backlogs, algorithms: algorithms as Algorithm[], latencyMs };
 }
 
 async function main(): Promise<void> {
@@ -486,13 +646,14 @@ async function main(): Promise<void> {
   const seedDb = DynamoDBDocumentClient.from(new DynamoDBClient(awsClientOptions(dynamo.endpoint, REGION)), {
     marshallOptions: { removeUndefinedValues: true },
   });
-  const bench: Bench = { endpoint: dynamo.endpoint, seedDb };
+  const bench: Bench = { endpoint: dynamo.endpoint, seedDb, latencyMs: chosen.latencyMs };
   try {
     console.log(`jobq scheduler benchmark — DynamoDB Local in memory at ${dynamo.endpoint}`);
     console.log(
       `node ${process.version}, ${availableParallelism()} CPUs available; pool ${POOL.name}: ` +
         `${NODES} nodes with room for ${SLOTS} jobs; ${OWNERS} owners; aging on ` +
-        `(${DEFAULT_POLICY.agingSecondsPerStep} s a step)`,
+        `(${DEFAULT_POLICY.agingSecondsPerStep} s a step); ${chosen.latencyMs} ms injected before each ` +
+        "DynamoDB request and Step Functions or EventBridge call of a pass",
     );
     const load = () =>
       loadavg()
@@ -516,7 +677,11 @@ async function main(): Promise<void> {
         "BatchGetItem, TransactGetItems); queue: from the queue indexes; per admitted: items read " +
         "/ admitted. calls: DynamoDB requests of the pass, writes included. RCU: DynamoDB Local's " +
         "ConsumedCapacity, which follows DynamoDB's formula only approximately. Pass times are " +
-        "DynamoDB Local's on this machine, not AWS's.",
+        "DynamoDB Local's on this machine, not AWS's. RT: round trips in a row on the pass's critical " +
+        "path (the longest chain of its DynamoDB, Step Functions and EventBridge calls each started " +
+        "after the previous ended). CPU ms: this process's CPU time over the pass. adm/s AWS: " +
+        `admitted ÷ (RT × ${AWS_ROUND_TRIP_MS} ms + CPU ms), the issue's projection for one pool in AWS ` +
+        "(target ≥ 500, flat from 1k to 100k queued).",
     );
   } finally {
     seedDb.destroy();

@@ -959,16 +959,14 @@ function buildProgram(io: Io, setExit: (code: number) => void): Command {
       show(
         summary,
         () =>
-          table(
+          `${table(
             ["KIND", "IMPORTED", "SKIPPED"],
             Object.entries(summary.imported).map(([kind, n]) => [
               kind,
               String(n),
               String(summary.skipped[kind as keyof typeof summary.skipped]),
             ]),
-          ) +
-          `\nrequeued ${summary.requeued} jobs that were dispatched or running; ` +
-          `started ${summary.executionsStarted} executions`,
+          )}\nrequeued ${summary.requeued} jobs that were dispatched or running`,
       );
     });
 

@@ -101,11 +101,10 @@ function add(a: Summary, b: Summary): Summary {
     imported: sum(a.imported, b.imported) as Summary["imported"],
     skipped: sum(a.skipped, b.skipped) as Summary["skipped"],
     requeued: a.requeued + b.requeued,
-    executionsStarted: a.executionsStarted + b.executionsStarted,
   };
 }
 
 function emptySummary(): Summary {
   const zero = Object.fromEntries(RECORD_KINDS.map((kind) => [kind, 0])) as Record<RecordKind, number>;
-  return { imported: { ...zero }, skipped: { ...zero }, requeued: 0, executionsStarted: 0 };
+  return { imported: { ...zero }, skipped: { ...zero }, requeued: 0 };
 }

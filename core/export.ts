@@ -237,6 +237,5 @@ export const importSummarySchema = z
       .int()
       .min(0)
       .describe("jobs the old stack had dispatched or running, imported as queued"),
-    executionsStarted: z.number().int().min(0).describe("unfinished jobs given a lifecycle execution here"),
   })
   .register(apiResponses, { id: "ImportSummary" });

@@ -1,15 +1,7 @@
 import middy from "@middy/core";
-import { createSfnClient } from "../app/executions";
-import {
-  type LifecycleContext,
-  lifecycleRequestSchema,
-  runLifecycleStep,
-  StepFunctionsTaskTokens,
-} from "../app/lifecycle";
+import { lifecycleContext, lifecycleRequestSchema, runLifecycleStep } from "../app/lifecycle";
 import { logger } from "../app/logger";
-import { appContext } from "../app/runtime";
 import { parseRequest } from "../core/validation";
-import { config } from "./config";
 import { observability } from "./observability";
 
 /**
@@ -17,19 +9,6 @@ import { observability } from "./observability";
  * `{"action": ..., ...}`. Errors are thrown, not mapped: the state machine retries the step
  * (every step is idempotent) and, past its retries, the execution fails for the reconciler.
  */
-
-let context: LifecycleContext | undefined;
-
-function lifecycleContext(): LifecycleContext {
-  if (!context) {
-    const c = config();
-    context = {
-      ...appContext(),
-      tokens: new StepFunctionsTaskTokens(createSfnClient({ region: c.region, endpoint: c.sfnEndpoint })),
-    };
-  }
-  return context;
-}
 
 export const handler = middy<unknown, unknown>()
   .use(observability())

@@ -129,7 +129,6 @@ export const ROUTES: readonly RouteSpec[] = [
     authorized: true,
     jobsTable: SUBMIT,
     policyTable: SUBMIT_POLICY,
-    states: ["states:StartExecution"],
     publishesEvents: true,
   },
   {
@@ -140,7 +139,6 @@ export const ROUTES: readonly RouteSpec[] = [
     authorized: true,
     jobsTable: SUBMIT,
     policyTable: SUBMIT_POLICY,
-    states: ["states:StartExecution"],
     publishesEvents: true,
   },
   {
@@ -214,7 +212,6 @@ export const ROUTES: readonly RouteSpec[] = [
     handler: "resume-job",
     authorized: true,
     jobsTable: TRANSITION,
-    states: ["states:StartExecution"],
     publishesEvents: true,
   },
   {
@@ -316,7 +313,6 @@ export const ROUTES: readonly RouteSpec[] = [
     authorized: true,
     // The job, its dependencies and dependents (BatchGetItem), edges met on the way (a transaction).
     jobsTable: [...TRANSITION, "dynamodb:BatchGetItem"],
-    states: ["states:StartExecution"],
     publishesEvents: true,
   },
   {
@@ -339,7 +335,6 @@ export const ROUTES: readonly RouteSpec[] = [
     handler: "retry-jobs",
     authorized: true,
     jobsTable: [...TRANSITION, "dynamodb:BatchGetItem"],
-    states: ["states:StartExecution"],
     publishesEvents: true,
   },
   // Recurring schedules live in the Policy table (docs/schedules.md); every write of one is a
@@ -399,7 +394,6 @@ export const ROUTES: readonly RouteSpec[] = [
     authorized: true,
     jobsTable: SUBMIT,
     policyTable: [...SUBMIT_POLICY, "dynamodb:PutItem"],
-    states: ["states:StartExecution"],
     publishesEvents: true,
   },
   {
@@ -476,7 +470,6 @@ export const ROUTES: readonly RouteSpec[] = [
     authorized: true,
     jobsTable: ["dynamodb:PutItem", "dynamodb:UpdateItem"],
     policyTable: ["dynamodb:PutItem"],
-    states: ["states:StartExecution"],
   },
   // The audit trail (app/audit.ts): one Query of the Policy table's AUDIT partition per page.
   {

@@ -3,16 +3,22 @@ import { fileURLToPath } from "node:url";
 import { ArnFormat, Duration, RemovalPolicy, Stack } from "aws-cdk-lib";
 import * as cloudwatch from "aws-cdk-lib/aws-cloudwatch";
 import * as iam from "aws-cdk-lib/aws-iam";
+import * as lambda from "aws-cdk-lib/aws-lambda";
 import type * as nodejs from "aws-cdk-lib/aws-lambda-nodejs";
 import * as logs from "aws-cdk-lib/aws-logs";
+import type * as sqs from "aws-cdk-lib/aws-sqs";
 import * as sfn from "aws-cdk-lib/aws-stepfunctions";
 import { Construct } from "constructs";
+import { consumeJobStream } from "./job-stream-source";
 import { grantTable, type JobqRuntime, jobqFunction, runtimeEnvironment } from "./jobq-function";
 
 export const DEFAULT_DEFINITION_FILE = fileURLToPath(
   new URL("../state-machines/job-lifecycle.asl.json", import.meta.url),
 );
 export const DEFAULT_LIFECYCLE_ENTRY = fileURLToPath(new URL("../functions/lifecycle.ts", import.meta.url));
+export const DEFAULT_DEPENDENTS_ENTRY = fileURLToPath(
+  new URL("../functions/dependents-stream.ts", import.meta.url),
+);
 
 /** The placeholder of the definition that becomes the lifecycle function's ARN. */
 export const LIFECYCLE_FUNCTION_ARN = "LifecycleFunctionArn";
@@ -74,6 +80,10 @@ const LIFECYCLE_POLICY_ACTIONS = ["dynamodb:UpdateItem"];
  */
 export class JobLifecycle extends Construct {
   public readonly function: nodejs.NodejsFunction;
+  /** Releases completed jobs' dependents from the Jobs table's stream (functions/dependents-stream.ts). */
+  public readonly dependentsFunction: nodejs.NodejsFunction;
+  /** Stream records the dependents function gave up on. */
+  public readonly dependentsFailedBatches: sqs.Queue;
   public readonly stateMachine: sfn.StateMachine;
   public readonly stateMachineName: string;
   /** Built from the name: usable where a reference to the state machine would make a cycle. */
@@ -98,7 +108,8 @@ export class JobLifecycle extends Construct {
 
     this.function = jobqFunction(this, "Function", {
       entry: props.entry ?? DEFAULT_LIFECYCLE_ENTRY,
-      description: "jobq lifecycle steps (await-admission, complete, attempt-failed, requeue)",
+      description:
+        "jobq lifecycle steps (attempt-failed, requeue; await-admission and complete for older executions)",
       environment: runtimeEnvironment(props, this.stateMachineArn),
       memorySize: 512,
       // A step is a few transactions; a cascade over many dependents is the long case.
@@ -109,12 +120,39 @@ export class JobLifecycle extends Construct {
     grantTable(this.function, props.jobsTable, LIFECYCLE_JOBS_ACTIONS);
     grantTable(this.function, props.nodesTable, LIFECYCLE_NODES_ACTIONS);
     grantTable(this.function, props.policyTable, LIFECYCLE_POLICY_ACTIONS);
-    // Escalation creates a job, and a job gets its execution when it is created; an escalation
-    // job whose job moved on before it was marked escalated is cancelled, stopping its execution.
-    this.grantStartExecution(this.function);
+    // An escalation job whose job moved on before it was marked escalated is cancelled, which
+    // stops its execution should it have been admitted already.
     this.grantExecution(this.function, "states:StopExecution");
     this.grantTaskResponse(this.function, ["states:SendTaskSuccess", "states:SendTaskFailure"]);
     props.eventBus.grantPutEventsTo(this.function);
+
+    // The worker completes a job in its own transaction; the stream's record of that write is what
+    // releases the dependents. Invoked only for job items that became completed (free filtering).
+    const dependents = new Construct(this, "ReleaseDependents");
+    this.dependentsFunction = jobqFunction(dependents, "Function", {
+      entry: DEFAULT_DEPENDENTS_ENTRY,
+      description: "jobq: releases the dependents of completed jobs (Jobs table stream)",
+      environment: runtimeEnvironment(props, this.stateMachineArn),
+      memorySize: 512,
+      timeout: Duration.seconds(60),
+      logRetention,
+      logRemovalPolicy,
+    });
+    grantTable(this.dependentsFunction, props.jobsTable, LIFECYCLE_JOBS_ACTIONS);
+    // A dependent that moves from blocked to queued publishes its Job State Change.
+    props.eventBus.grantPutEventsTo(this.dependentsFunction);
+    this.dependentsFailedBatches = consumeJobStream(
+      dependents,
+      this.dependentsFunction,
+      props.jobsTable,
+      {
+        startingPosition: lambda.StartingPosition.TRIM_HORIZON,
+        batchSize: 100,
+        reportBatchItemFailures: true,
+        retryAttempts: 10,
+      },
+      [{ dynamodb: { NewImage: { status: { S: ["completed"] } } } }],
+    );
 
     this.logGroup = new logs.LogGroup(this, "Logs", {
       retention: logRetention,

@@ -124,6 +124,12 @@ export interface JobqRuntime {
    * @default - kept for good
    */
   readonly jobRetentionDays?: number;
+  /**
+   * Which "Job State Change" events are published (JOBQ_STATE_CHANGE_EVENTS): every status
+   * change, or only changes into completed, failed, cancelled and escalated.
+   * @default "all"
+   */
+  readonly stateChangeEvents?: "all" | "terminal";
 }
 
 /**
@@ -149,6 +155,7 @@ export function runtimeEnvironment(runtime: JobqRuntime, stateMachineArn: string
     ...(runtime.jobRetentionDays === undefined
       ? {}
       : { JOBQ_JOB_RETENTION_DAYS: String(runtime.jobRetentionDays) }),
+    JOBQ_STATE_CHANGE_EVENTS: runtime.stateChangeEvents ?? "all",
   };
 }
 

@@ -71,6 +71,12 @@ export const CONTEXT_KEYS = {
    * (API Gateway v2 is in its paid tier); GET /health then answers `streamUrl: null`.
    */
   target: "jobq:target",
+  /**
+   * `all` (default): a "Job State Change" event for every status change (docs/deploy.md).
+   * `terminal`: only for changes into completed, failed, cancelled and escalated — three fewer
+   * events per job; jobq's own wake-ups ride the Jobs table's stream either way.
+   */
+  stateChangeEvents: "jobq:stateChangeEvents",
 } as const;
 
 /** What CloudWatch Logs accepts as a retention (logs.RetentionDays, less "never expire"). */
@@ -122,6 +128,7 @@ export interface JobqSettings {
   readonly maxQueueAgeMinutes: number;
   readonly logRetention: logs.RetentionDays;
   readonly target: "aws" | "localstack";
+  readonly stateChangeEvents: "all" | "terminal";
   /** The job stream's WebSocket API; off for LocalStack. */
   readonly stream: boolean;
 }
@@ -169,7 +176,13 @@ export function readSettings(node: Node): JobqSettings {
     node.tryGetContext(CONTEXT_KEYS.target) ?? "aws",
   );
   const localstack = target === "localstack";
+  const stateChangeEvents = parseContext(
+    CONTEXT_KEYS.stateChangeEvents,
+    z.enum(["all", "terminal"]),
+    node.tryGetContext(CONTEXT_KEYS.stateChangeEvents) ?? "all",
+  );
   return {
+    stateChangeEvents,
     pools: pools === undefined ? DEFAULT_POOLS : parseContext(CONTEXT_KEYS.pools, workerPoolsSchema, pools),
     removalPolicy:
       parseContext(CONTEXT_KEYS.removalPolicy, z.enum(["retain", "destroy"]), removal) === "destroy"
@@ -287,6 +300,7 @@ export class JobqStack extends Stack {
       taskTypes: settings.taskTypes,
       retentionDays: settings.retentionDays,
       jobRetentionDays: settings.jobRetentionDays,
+      stateChangeEvents: settings.stateChangeEvents,
     };
 
     this.lifecycle = new JobLifecycle(this, "Lifecycle", {

@@ -3,25 +3,40 @@ import { Duration, RemovalPolicy } from "aws-cdk-lib";
 import * as cloudwatch from "aws-cdk-lib/aws-cloudwatch";
 import * as events from "aws-cdk-lib/aws-events";
 import * as targets from "aws-cdk-lib/aws-events-targets";
+import * as lambda from "aws-cdk-lib/aws-lambda";
 import type * as nodejs from "aws-cdk-lib/aws-lambda-nodejs";
 import type * as logs from "aws-cdk-lib/aws-logs";
+import type * as sqs from "aws-cdk-lib/aws-sqs";
 import { Construct } from "constructs";
-import type { JobStatus } from "../core/job";
 import type { JobLifecycle } from "./job-lifecycle";
+import { consumeJobStream, type JobRecordPattern } from "./job-stream-source";
 import { grantTable, type JobqRuntime, jobqFunction, runtimeEnvironment } from "./jobq-function";
 
 export const DEFAULT_SCHEDULER_ENTRY = fileURLToPath(new URL("../functions/scheduler.ts", import.meta.url));
 export const DEFAULT_RECONCILER_ENTRY = fileURLToPath(new URL("../functions/reconciler.ts", import.meta.url));
 
-/** Statuses whose arrival adds work to a queue or frees capacity: each is worth a scheduling pass. */
-export const WAKE_STATUSES: readonly JobStatus[] = [
-  "queued",
-  "completed",
-  "failed",
-  "retrying",
-  "cancelled",
-  "paused",
-  "escalated",
+/**
+ * The Jobs table's stream records that wake the scheduler (store/job-stream.ts#schedulerWakeOf
+ * reads them the same way): a job became queued (work added), or a job's reservation went away
+ * (capacity freed: completed, failed, retrying, cancelled, paused, escalated, preempted). The
+ * scheduler's own writes (a waiting job's reason, an admission) match none of them.
+ */
+export const SCHEDULER_WAKE_PATTERNS: readonly JobRecordPattern[] = [
+  { eventName: ["INSERT"], dynamodb: { NewImage: { status: { S: ["queued"] } } } },
+  {
+    eventName: ["MODIFY"],
+    dynamodb: {
+      NewImage: { status: { S: ["queued"] } },
+      OldImage: { status: { S: [{ "anything-but": ["queued"] }] } },
+    },
+  },
+  {
+    eventName: ["MODIFY", "REMOVE"],
+    dynamodb: {
+      OldImage: { reservation: { M: { pool: { S: [{ exists: true }] } } } },
+      NewImage: { reservation: { M: { pool: { S: [{ exists: false }] } } } },
+    },
+  },
 ];
 
 export interface SchedulerProps extends JobqRuntime {
@@ -54,8 +69,8 @@ export class Scheduler extends Construct {
   public readonly reconcilerFunction: nodejs.NodejsFunction;
   /** Every sweepInterval on the default bus. */
   public readonly sweepRule: events.Rule;
-  /** "Job State Change" events on the jobq bus that add work or free capacity. */
-  public readonly stateChangeRule: events.Rule;
+  /** Wake-up records the scheduler gave up on (its stream event source's failure destination). */
+  public readonly wakeFailedBatches: sqs.Queue;
   public readonly reconcileRule: events.Rule;
   public readonly schedulerErrorsAlarm: cloudwatch.Alarm;
   public readonly reconcilerErrorsAlarm: cloudwatch.Alarm;
@@ -87,6 +102,8 @@ export class Scheduler extends Construct {
       "dynamodb:UpdateItem",
       "dynamodb:PutItem",
       "dynamodb:ConditionCheckItem",
+      // Waiting jobs' reasons, 25 conditional updates a request (BatchExecuteStatement).
+      "dynamodb:PartiQLUpdate",
       // A schedule's fire is a submission (app/schedules.ts): its idempotency claim is given
       // back with a conditional DeleteItem when the submission is refused.
       "dynamodb:DeleteItem",
@@ -110,14 +127,14 @@ export class Scheduler extends Construct {
       // A schedule's fire is recorded with a conditional PutItem of the schedule item.
       "dynamodb:PutItem",
     ]);
-    // Releases an admitted job's execution (its admission token), and reports the attempts of a
-    // node gone silent lost on their run tokens (app/lost-attempts.ts).
+    // Reports the attempts of a node gone silent lost on their run tokens (app/lost-attempts.ts),
+    // and ends executions of the previous lifecycle still parked on an admission token.
     props.lifecycle.grantTaskResponse(this.schedulerFunction, [
       "states:SendTaskSuccess",
       "states:SendTaskFailure",
     ]);
-    // Preemption stops the victim's execution and starts a fresh one; an admission whose
-    // execution is gone gives the job a new one at once (app/scheduler.ts#admit).
+    // Every admission starts its attempt's execution (app/scheduler.ts#admit); preemption stops
+    // the victim's.
     props.lifecycle.grantStartExecution(this.schedulerFunction);
     props.lifecycle.grantExecution(this.schedulerFunction, "states:StopExecution");
     props.eventBus.grantPutEventsTo(this.schedulerFunction);
@@ -128,19 +145,22 @@ export class Scheduler extends Construct {
       schedule: events.Schedule.rate(interval),
       targets: [new targets.LambdaFunction(this.schedulerFunction, { retryAttempts: 0 })],
     });
-    this.stateChangeRule = new events.Rule(this, "WakeOnStateChange", {
-      description: "jobq: scheduling pass when a job is queued or frees capacity",
-      eventBus: props.eventBus,
-      eventPattern: {
-        source: ["jobq"],
-        detailType: ["Job State Change"],
-        detail: { status: [...WAKE_STATUSES] },
+    // Wake-ups ride the Jobs table's stream, not paid events: free to read, filtered for free, and
+    // one invocation at a time per shard gathers the changes that arrive while a pass runs. They
+    // are an optimization (the sweep keeps every job moving), so a failing batch is retried twice
+    // and a record older than a minute is left to the sweep.
+    this.wakeFailedBatches = consumeJobStream(
+      new Construct(this, "Wake"),
+      this.schedulerFunction,
+      props.jobsTable,
+      {
+        startingPosition: lambda.StartingPosition.LATEST,
+        batchSize: 100,
+        retryAttempts: 2,
+        maxRecordAge: Duration.minutes(1),
       },
-      // An event older than a sweep interval has been overtaken by the sweep.
-      targets: [
-        new targets.LambdaFunction(this.schedulerFunction, { retryAttempts: 2, maxEventAge: interval }),
-      ],
-    });
+      SCHEDULER_WAKE_PATTERNS,
+    );
 
     this.reconcilerFunction = jobqFunction(this, "ReconcilerFunction", {
       entry: props.reconcilerEntry ?? DEFAULT_RECONCILER_ENTRY,
@@ -169,7 +189,6 @@ export class Scheduler extends Construct {
     ]);
     // Ending a lost attempt adds its GPU-seconds to its owner's usage in the same transaction.
     grantTable(this.reconcilerFunction, props.policyTable, ["dynamodb:UpdateItem"]);
-    props.lifecycle.grantStartExecution(this.reconcilerFunction);
     props.lifecycle.grantExecution(this.reconcilerFunction, "states:DescribeExecution");
     props.lifecycle.grantTaskResponse(this.reconcilerFunction, ["states:SendTaskSuccess"]);
     props.eventBus.grantPutEventsTo(this.reconcilerFunction);

@@ -379,6 +379,9 @@ export class WorkerPools extends Construct {
       "dynamodb:DeleteItem",
       "dynamodb:ConditionCheckItem",
     ]);
+    // Completing an attempt (app/lifecycle.ts#completeRun) adds its GPU-seconds to the owner's
+    // usage in the same transaction and its run time to its type's statistics: UpdateItem (ADD).
+    grantTable(role, props.policyTable, ["dynamodb:UpdateItem"]);
     props.queues.grantConsume(role, pool);
     props.lifecycle.grantTaskResponse(role, [
       "states:SendTaskSuccess",

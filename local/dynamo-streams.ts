@@ -33,6 +33,11 @@ export interface StreamConsumer {
    * @default 0 (at once)
    */
   readonly batchWindowMs?: number;
+  /**
+   * The records that invoke it (its event source's filter criteria in AWS): others are dropped
+   * before batching, at no invocation, as Lambda's filtering does. @default every record
+   */
+  readonly filter?: (record: DynamoDBRecord) => boolean;
 }
 
 export interface StreamPollerOptions {
@@ -178,8 +183,11 @@ export async function startStreamPoller(options: StreamPollerOptions): Promise<S
   /** Hands records to every lane; waits while a lane is far behind, so memory stays bounded. */
   const enqueue = async (records: DynamoDBRecord[]): Promise<void> => {
     for (const lane of lanes) {
+      const { filter } = lane.consumer;
+      const matching = filter ? records.filter(filter) : records;
+      if (matching.length === 0) continue;
       if (lane.pending.length === 0) lane.since = Date.now();
-      lane.pending.push(...records);
+      lane.pending.push(...matching);
       lane.nudge?.();
     }
     while (!stopped && lanes.some((lane) => lane.pending.length > MAX_PENDING_RECORDS))

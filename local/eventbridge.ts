@@ -1,6 +1,5 @@
 import { randomUUID } from "node:crypto";
 import { z } from "zod";
-import { EVENT_SOURCE, JOB_STATE_CHANGE } from "../app/events";
 import { AwsApiError, startAwsJsonServer } from "./aws-json-server";
 import { LOCAL_ACCOUNT } from "./lambda";
 
@@ -47,6 +46,8 @@ export interface LocalSchedule {
 }
 
 export interface LocalEventBridgeOptions {
+  /** Custom event buses besides `default` and the rules' buses: PutEvents to any other is refused, as in AWS. */
+  readonly buses?: readonly string[];
   readonly rules?: readonly LocalEventRule[];
   readonly schedules?: readonly LocalSchedule[];
   /** @default 0 (a free port) */
@@ -73,24 +74,6 @@ export interface LocalEventBridge {
   /** Stops the timers, closes the endpoint and waits briefly for running deliveries. Idempotent. */
   stop(): Promise<void>;
 }
-
-/** The "Job State Change" statuses that may let the scheduler admit something, or need it to. */
-export const SCHEDULER_WAKE_STATUSES = [
-  "queued",
-  "completed",
-  "failed",
-  "retrying",
-  "cancelled",
-  "paused",
-  "escalated",
-] as const;
-
-/** The rule that wakes the scheduler (the same pattern as the Scheduler construct's rule in AWS). */
-export const SCHEDULER_EVENT_PATTERN: EventPattern = {
-  source: [EVENT_SOURCE],
-  "detail-type": [JOB_STATE_CHANGE],
-  detail: { status: SCHEDULER_WAKE_STATUSES },
-};
 
 /** PutEvents takes at most 10 entries a call. */
 const MAX_ENTRIES = 10;
@@ -134,7 +117,11 @@ export async function startLocalEventBridge(
   const log = options.log !== false;
   const rules = options.rules ?? [];
   const schedules = new Map((options.schedules ?? []).map((schedule) => [schedule.name, schedule]));
-  const buses = new Set(["default", ...rules.map((rule) => rule.eventBus ?? "default")]);
+  const buses = new Set([
+    "default",
+    ...(options.buses ?? []),
+    ...rules.map((rule) => rule.eventBus ?? "default"),
+  ]);
   const deliveries = new DeliveryQueue(options.maxConcurrency ?? 4);
   let stopped = false;
   let putEventsCalls = 0;

@@ -7,6 +7,7 @@ import type { Retention } from "../core/retention";
 import type { QueueUrls } from "../functions/config";
 import { STATS_CONSUMER } from "../functions/stats-settings";
 import { setFaultInjection } from "../store/faults";
+import { completedJobOf, schedulerWakeOf } from "../store/job-stream";
 import { type ApiServer, startApiServer } from "./api-server";
 import {
   type ApiTokens,
@@ -22,12 +23,7 @@ import {
 } from "./config";
 import { type DynamoLocal, startDynamoLocal } from "./dynamo";
 import { type StreamConsumer, type StreamPoller, startStreamPoller } from "./dynamo-streams";
-import {
-  type EventTarget,
-  type LocalEventBridge,
-  SCHEDULER_EVENT_PATTERN,
-  startLocalEventBridge,
-} from "./eventbridge";
+import { type EventTarget, type LocalEventBridge, startLocalEventBridge } from "./eventbridge";
 import { invokeHandler, type LambdaHandler, lambdaFunctionArn, loadHandlerExport } from "./lambda";
 import { type LocalSqs, startLocalSqs } from "./sqs";
 import {
@@ -161,6 +157,13 @@ export const JOB_STREAM_CONSUMERS: readonly StreamConsumer[] = [
       loadHandlerExport(() => import("../functions/stream/broadcaster"), "functions/stream/broadcaster.ts"),
   },
   {
+    // As its event source in AWS (lib/job-lifecycle.ts), which invokes it only for completions.
+    name: "jobq-release-dependents",
+    load: () =>
+      loadHandlerExport(() => import("../functions/dependents-stream"), "functions/dependents-stream.ts"),
+    filter: (record) => completedJobOf(record) !== null,
+  },
+  {
     name: "jobq-stats",
     load: () => loadHandlerExport(() => import("../functions/stats-stream"), "functions/stats-stream.ts"),
     // As its event source in AWS (lib/job-stats.ts): a few transactions per batch, not per job.
@@ -185,6 +188,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
   let workers: LocalWorkers | undefined;
   let api: ApiServer | undefined;
   let jobStream: StreamPoller | undefined;
+  let schedulerWake: StreamConsumer | undefined;
   let recoveryPass: (() => Promise<unknown>) | undefined;
   let stopRequested = false;
   const stop = async (): Promise<void> => {
@@ -260,19 +264,21 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
         async (event) =>
           invokeHandler(await load(), name, event, LOCAL_REGION);
 
+      // As the scheduler's event source on the Jobs table's stream in AWS (lib/scheduler.ts).
+      schedulerWake = {
+        name: "jobq-scheduler",
+        load: scheduler,
+        filter: (record) => schedulerWakeOf(record) !== null,
+      };
       sqs = await startLocalSqs({ pools: pools.map((pool) => pool.name), region: LOCAL_REGION });
       const sweepSeconds = options.sweepSeconds ?? DEFAULT_SWEEP_SECONDS;
       events = await startLocalEventBridge({
         region: LOCAL_REGION,
         log: options.log,
-        rules: [
-          {
-            name: "wake-scheduler",
-            eventBus: LOCAL_EVENT_BUS,
-            pattern: SCHEDULER_EVENT_PATTERN,
-            target: target("jobq-scheduler", scheduler),
-          },
-        ],
+        // jobq's bus, with no rule of jobq's on it: the scheduler's wake-ups ride the Jobs table's
+        // stream (schedulerWake), as in AWS; "Job State Change" events are for users' rules.
+        buses: [LOCAL_EVENT_BUS],
+        rules: [],
         schedules: [
           {
             name: "scheduler-sweep",
@@ -379,7 +385,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       endpoint: dynamoEndpoint,
       region: LOCAL_REGION,
       tableName: tables.Jobs ?? "",
-      consumers: JOB_STREAM_CONSUMERS,
+      consumers: schedulerWake ? [...JOB_STREAM_CONSUMERS, schedulerWake] : JOB_STREAM_CONSUMERS,
     });
     const recovered = (recoveryPass?.() ?? Promise.resolve()).then(
       () => undefined,

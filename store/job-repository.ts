@@ -1,5 +1,6 @@
 import { TransactionCanceledException } from "@aws-sdk/client-dynamodb";
 import {
+  BatchExecuteStatementCommand,
   BatchGetCommand,
   BatchWriteCommand,
   DeleteCommand,
@@ -609,6 +610,36 @@ export class JobRepository {
     );
   }
 
+  /**
+   * Waiting jobs' reasons (statusReason and reasonCode), each written only if its job is still
+   * queued at the version read, with no version bump (the reason is advisory). PartiQL's
+   * BatchExecuteStatement carries 25 such conditional updates a request: the write units of 25
+   * UpdateItems, but one request's round trip and client CPU instead of 25 — a scheduler pass
+   * rewrites up to a hundred reasons. Returns how many statements failed for a reason other
+   * than their condition (throttled, say): those reasons stay stale until a later write.
+   */
+  async setWaitingReasons(updates: readonly WaitingReason[]): Promise<number> {
+    const chunks: WaitingReason[][] = [];
+    for (let i = 0; i < updates.length; i += PARTIQL_BATCH_LIMIT) {
+      chunks.push(updates.slice(i, i + PARTIQL_BATCH_LIMIT));
+    }
+    const failed = await Promise.all(
+      chunks.map(async (chunk) => {
+        const out = await this.db.send(
+          new BatchExecuteStatementCommand({
+            Statements: chunk.map((u) => ({
+              Statement: `UPDATE "${this.tableName}" SET statusReason = ? SET reasonCode = ? WHERE pk = ? AND sk = ? AND "status" = ? AND "version" = ?`,
+              Parameters: [u.reason, u.code, jobPk(u.id), JOB_SK, "queued", u.version],
+            })),
+          }),
+        );
+        return (out.Responses ?? []).filter((r) => r.Error && r.Error.Code !== "ConditionalCheckFailed")
+          .length;
+      }),
+    );
+    return failed.reduce((sum, n) => sum + n, 0);
+  }
+
   /** A conditional delete; false when the condition did not hold. */
   async deleteIf(key: Key, condition: string, expression: ExpressionParts = {}): Promise<boolean> {
     return this.ifConditionHolds(() =>
@@ -657,6 +688,17 @@ export class WriteStoppedError extends Error {
     this.name = "WriteStoppedError";
   }
 }
+
+/** A waiting job's reason, for the job as read at `version` (JobRepository.setWaitingReasons). */
+export interface WaitingReason {
+  readonly id: string;
+  readonly version: number;
+  readonly reason: string;
+  readonly code: ReasonCode;
+}
+
+/** Statements per BatchExecuteStatement request at most. */
+const PARTIQL_BATCH_LIMIT = 25;
 
 export interface ExpressionParts {
   readonly names?: Record<string, string>;

@@ -35,6 +35,43 @@ export function jobItemImages(record: DynamoDBRecord): JobItemImages | null {
   return { sequence: stream?.SequenceNumber ?? "", old, new: next };
 }
 
+/**
+ * The id of the job a record shows becoming `completed` (the dependents consumer's one question),
+ * or null: a record of another item, of another status, or of a completed job written again.
+ */
+export function completedJobOf(record: DynamoDBRecord): string | null {
+  const images = jobItemImages(record);
+  const completed = images?.new;
+  if (completed?.status !== "completed" || images?.old?.status === "completed") return null;
+  return typeof completed.id === "string" ? completed.id : null;
+}
+
+/**
+ * What a record asks of the scheduler: a pass over the job's pool (null: every pool) when the
+ * write added work (the job became `queued`) or freed capacity (it gave up its reservation), else
+ * null. The scheduler's wake-ups ride the stream (its event source filters the same way,
+ * lib/scheduler.ts), so they cost no event and every change that matters is seen.
+ */
+export function schedulerWakeOf(record: DynamoDBRecord): { readonly pool: string | null } | null {
+  const images = jobItemImages(record);
+  if (!images) return null;
+  const before = images.old;
+  const after = images.new;
+  if (after?.status === "queued" && before?.status !== "queued") {
+    return { pool: typeof after.pool === "string" ? after.pool : null };
+  }
+  const held = reservationPool(before);
+  if (held !== undefined && reservationPool(after) === undefined) return { pool: held };
+  return null;
+}
+
+function reservationPool(item: Record<string, unknown> | null): string | undefined {
+  const reservation = item?.reservation;
+  if (typeof reservation !== "object" || reservation === null) return undefined;
+  const pool = (reservation as Record<string, unknown>).pool;
+  return typeof pool === "string" ? pool : undefined;
+}
+
 function plainItem(image: Record<string, AttributeValue> | undefined): Record<string, unknown> | null {
   // aws-lambda's AttributeValue and the SDK's describe the same DynamoDB JSON.
   return image ? unmarshall(image as Record<string, SdkAttributeValue>) : null;

@@ -1,11 +1,11 @@
 import { randomBytes } from "node:crypto";
 import { hostname } from "node:os";
 import { z } from "zod";
-import { type HandlerConfig, readConfig } from "../functions/config";
+import { type HandlerConfig, readConfig } from "../app/config";
 
 /**
  * The worker process's configuration, read once at start and failing fast with a message that
- * names the variable. With functions/config.ts (tables, endpoints, region, queues, heartbeat and
+ * names the variable. With app/config.ts (tables, endpoints, region, queues, heartbeat and
  * node-lost periods, event bus: the same variables the handlers read) it is the only reader of
  * process.env in worker/.
  *
@@ -35,7 +35,7 @@ import { type HandlerConfig, readConfig } from "../functions/config";
  *
  * The attempt heartbeat (SendTaskHeartbeat every third of `JOBQ_HEARTBEAT_SECONDS`, or of the
  * dispatch message's `heartbeatSeconds`) and the emulator endpoints (`JOBQ_SQS_ENDPOINT`,
- * `JOBQ_SFN_ENDPOINT`, `JOBQ_DYNAMODB_ENDPOINT`, `JOBQ_EVENTS_ENDPOINT`) are functions/config.ts's.
+ * `JOBQ_SFN_ENDPOINT`, `JOBQ_DYNAMODB_ENDPOINT`, `JOBQ_EVENTS_ENDPOINT`) are app/config.ts's.
  */
 
 export interface CapacityOverride {

@@ -8,6 +8,7 @@ import { injectedFaults, installFaultInjection, setFaultInjection } from "../sto
 import { JobRepository } from "../store/job-repository";
 import { NodeRepository } from "../store/nodes";
 import { disableTracing } from "../store/tracing";
+import { UsageRepository } from "../store/usage";
 import { detectCapacity } from "./capacity";
 import { readWorkerConfig } from "./config";
 import { loadTaskModules, TaskRegistry } from "./registry";
@@ -75,7 +76,10 @@ async function main(): Promise<void> {
       nodes: new NodeRepository(db, shared.nodesTable),
       sqs,
       sfn,
-      events: new EventBridgePublisher(eventBridge, shared.eventBus),
+      events: new EventBridgePublisher(eventBridge, shared.eventBus, shared.stateChangeEvents),
+      usage: new UsageRepository(db, shared.policyTable, (error, detail) =>
+        log.warn("statistics not recorded", { ...detail, error: error as Error }),
+      ),
       registry,
       log: workerLog,
     },

@@ -14,13 +14,13 @@ import {
 import { z } from "zod";
 import { startAttempt, type WorkerNode } from "../app/attempts";
 import type { JobEventPublisher } from "../app/events";
+import { completeRun } from "../app/lifecycle";
 import { type Clock, systemClock } from "../app/runtime";
-import { ConcurrentUpdateError } from "../core/errors";
 import { MAX_PAYLOAD_BYTES, PRIORITY_NAMES, type PriorityName } from "../core/job";
 import { fromJobItem, type JobItem } from "../store/job-items";
 import type { JobRepository } from "../store/job-repository";
-import { JOB_SK, jobPk, RESULT_SK } from "../store/keys";
 import type { NodeRepository } from "../store/nodes";
+import type { UsageRepository } from "../store/usage";
 import type { NodeResources } from "./capacity";
 import { freshNodeId } from "./config";
 import { AttemptLog } from "./logs";
@@ -94,6 +94,8 @@ export interface WorkerDeps {
   readonly sqs: SQSClient;
   readonly sfn: SFNClient;
   readonly events: JobEventPublisher;
+  /** Run-time statistics per job type and GPU-seconds per owner, written as an attempt ends. */
+  readonly usage: UsageRepository;
   readonly registry: TaskRegistry;
   readonly clock?: Clock;
   readonly log?: WorkerLogger;
@@ -531,8 +533,10 @@ export class Worker {
   }
 
   /**
-   * The result item, written only while the job still runs this attempt (a ConditionCheck in the
-   * same transaction), so a late attempt never overwrites what a later one produced.
+   * Ends the successful attempt (app/lifecycle.ts#completeRun): the result item, the job
+   * completed and its capacity released, in one transaction conditional on the job still running
+   * this attempt, so a late attempt never overwrites what a later one produced. Only then is the
+   * run token answered, which ends the execution at its one state.
    */
   private async storeResult(job: JobItem, attempt: number, result: unknown): Promise<Outcome> {
     let json: string;
@@ -553,44 +557,25 @@ export class Worker {
         message: `result too large: ${bytes} bytes serialized; the limit is ${MAX_RESULT_BYTES}`,
       };
     }
-    const writtenAt = this.clock().toISOString();
     try {
-      await this.deps.repo.transact([
+      const done = await completeRun(
         {
-          ConditionCheck: {
-            TableName: this.deps.repo.tableName,
-            Key: { pk: jobPk(job.id), sk: JOB_SK },
-            ConditionExpression: "#status = :running AND attempts = :attempt",
-            ExpressionAttributeNames: { "#status": "status" },
-            ExpressionAttributeValues: { ":running": "running", ":attempt": attempt },
-          },
+          repo: this.deps.repo,
+          clock: this.clock,
+          nodesTable: this.options.nodesTable,
+          events: this.deps.events,
+          usage: this.deps.usage,
         },
-        {
-          Put: {
-            TableName: this.deps.repo.tableName,
-            Item: {
-              pk: jobPk(job.id),
-              sk: RESULT_SK,
-              entity: "result",
-              // Text, like payloads (store/job-items.ts): DynamoDB's types refuse some valid JSON.
-              resultJson: json,
-              attempt,
-              bytes,
-              writtenAt,
-              // Written before the completion that ends the job: retention plus its margin.
-              expiresAt: this.deps.repo.historyExpiresAt(writtenAt, false),
-            },
-          },
-        },
-      ]);
-      return { kind: "succeeded", result };
-    } catch (error) {
-      if (error instanceof ConcurrentUpdateError) {
+        { jobId: job.id, attempt, resultJson: json },
+      );
+      if (done.outcome === "abandoned") {
         return {
           kind: "abandoned",
-          message: "the job no longer runs this attempt; its result was not stored",
+          message: `the job no longer runs this attempt; its result was not stored (${done.reason})`,
         };
       }
+      return { kind: "succeeded", result };
+    } catch (error) {
       return {
         kind: "failed",
         type: "result_not_stored",

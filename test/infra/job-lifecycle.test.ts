@@ -96,7 +96,7 @@ describe("least privilege", () => {
     expect(other.every((g) => g.startsWith("logs:"))).toBe(true);
   });
 
-  it("lets the lifecycle function use the tables, answer and start executions, and publish events", () => {
+  it("lets the lifecycle function use the tables, answer tokens, stop executions and publish events", () => {
     const statements = roleStatements(template, roleIdOf(stack.lifecycle.function));
     const stateMachineArn = stack.resolve(stack.lifecycle.stateMachineArn);
     const jobs = logicalId(stack.store.jobsTable);
@@ -122,13 +122,41 @@ describe("least privilege", () => {
         ]),
         // GPU usage and run times, added in the transaction that ends an attempt.
         ...tableGrants(policy, ["dynamodb:UpdateItem"]),
-        grant("states:StartExecution", stateMachineArn),
         grant("states:StopExecution", stack.resolve(stack.lifecycle.executionArns)),
         grant("states:SendTaskSuccess", stateMachineArn),
         grant("states:SendTaskFailure", stateMachineArn),
         grant("events:PutEvents", { "Fn::GetAtt": [logicalId(stack.eventBus), "Arn"] }),
       ]),
     );
+  });
+
+  it("releases dependents from the Jobs table's stream, invoked only for job items that became completed", () => {
+    const fnId = logicalId(stack.lifecycle.dependentsFunction);
+    const mappings = template.findResources("AWS::Lambda::EventSourceMapping", {
+      Properties: { FunctionName: { Ref: fnId } },
+    });
+    const mapping = Object.values(mappings)[0] as { Properties: Record<string, unknown> } | undefined;
+    if (!mapping) throw new Error("the dependents function has no event source");
+    expect(mapping.Properties.EventSourceArn).toEqual({
+      "Fn::GetAtt": [logicalId(stack.store.jobsTable), "StreamArn"],
+    });
+    expect(mapping.Properties.FunctionResponseTypes).toEqual(["ReportBatchItemFailures"]);
+    const patterns = (mapping.Properties.FilterCriteria as { Filters: { Pattern: string }[] }).Filters.map(
+      (f) => JSON.parse(f.Pattern),
+    );
+    expect(patterns).toEqual([
+      { dynamodb: { Keys: { sk: { S: ["JOB"] } }, NewImage: { status: { S: ["completed"] } } } },
+    ]);
+    // A batch it gives up on goes to a queue of its own, not silently away.
+    const destination = (mapping.Properties.DestinationConfig as { OnFailure: { Destination: unknown } })
+      .OnFailure.Destination;
+    expect(destination).toEqual({
+      "Fn::GetAtt": [logicalId(stack.lifecycle.dependentsFailedBatches), "Arn"],
+    });
+    // It moves dependents (Jobs table) and publishes their events; it starts no execution.
+    const grants = [...grantsOf(roleStatements(template, roleIdOf(stack.lifecycle.dependentsFunction)))];
+    expect(grants.some((g) => g.startsWith("states:"))).toBe(false);
+    expect(grants).toContain(grant("events:PutEvents", { "Fn::GetAtt": [logicalId(stack.eventBus), "Arn"] }));
   });
 
   it("names the state machine's ARN in the function without referencing it (no cycle)", () => {

@@ -1,9 +1,7 @@
 import type { Template } from "aws-cdk-lib/assertions";
 import { beforeAll, describe, expect, it } from "vitest";
-import { EVENT_SOURCE, JOB_STATE_CHANGE } from "../../app/events";
 import { readConfig } from "../../functions/config";
 import type { JobqStack } from "../../lib/jobq-stack";
-import { WAKE_STATUSES } from "../../lib/scheduler";
 import {
   type CfnResource,
   environmentOf,
@@ -56,16 +54,55 @@ describe("scheduler", () => {
     expect(invokableBy(schedulerId, logicalId(stack.scheduler.sweepRule))).toBe(true);
   });
 
-  it('wakes on "Job State Change" events on the jobq bus that add work or free capacity', () => {
-    const rule = rulesTargeting(schedulerId).find((r) => r.Properties?.EventPattern !== undefined);
-    expect(rule?.Properties?.EventBusName).toEqual({ Ref: logicalId(stack.eventBus) });
-    expect(rule?.Properties?.EventPattern).toEqual({
-      source: [EVENT_SOURCE],
-      "detail-type": [JOB_STATE_CHANGE],
-      detail: { status: ["queued", "completed", "failed", "retrying", "cancelled", "paused", "escalated"] },
+  it("wakes on the Jobs table's stream for jobs that became queued or gave up a reservation, not on paid events", () => {
+    const mappings = template.findResources("AWS::Lambda::EventSourceMapping", {
+      Properties: { FunctionName: { Ref: schedulerId } },
     });
-    expect(WAKE_STATUSES).not.toContain("running");
-    expect(invokableBy(schedulerId, logicalId(stack.scheduler.stateChangeRule))).toBe(true);
+    const mapping = Object.values(mappings)[0] as { Properties: Record<string, unknown> } | undefined;
+    if (!mapping) throw new Error("the scheduler has no stream event source");
+    expect(mapping.Properties.EventSourceArn).toEqual({
+      "Fn::GetAtt": [logicalId(stack.store.jobsTable), "StreamArn"],
+    });
+    // A wake-up older than a sweep is overtaken by the sweep; a failing batch is not retried for long.
+    expect(mapping.Properties.MaximumRecordAgeInSeconds).toBe(60);
+    expect(mapping.Properties.MaximumRetryAttempts).toBe(2);
+    const patterns = (mapping.Properties.FilterCriteria as { Filters: { Pattern: string }[] }).Filters.map(
+      (f) => JSON.parse(f.Pattern),
+    );
+    const job = { Keys: { sk: { S: ["JOB"] } } };
+    expect(patterns).toEqual([
+      { eventName: ["INSERT"], dynamodb: { ...job, NewImage: { status: { S: ["queued"] } } } },
+      {
+        eventName: ["MODIFY"],
+        dynamodb: {
+          ...job,
+          NewImage: { status: { S: ["queued"] } },
+          OldImage: { status: { S: [{ "anything-but": ["queued"] }] } },
+        },
+      },
+      {
+        eventName: ["MODIFY", "REMOVE"],
+        dynamodb: {
+          ...job,
+          OldImage: { reservation: { M: { pool: { S: [{ exists: true }] } } } },
+          NewImage: { reservation: { M: { pool: { S: [{ exists: false }] } } } },
+        },
+      },
+    ]);
+    // No rule on the jobq bus invokes it: events are for users, and may be terminal-only.
+    expect(rulesTargeting(schedulerId).every((r) => r.Properties?.EventPattern === undefined)).toBe(true);
+  });
+
+  it("publishes every status change by default, and only terminal ones with jobq:stateChangeEvents=terminal", () => {
+    expect(readConfig(resolvedEnvironment(environmentOf(template, schedulerId))).stateChangeEvents).toBe(
+      "all",
+    );
+    const terminal = synthJobqStack({ "jobq:stateChangeEvents": "terminal" });
+    const id = logicalId(terminal.stack.scheduler.schedulerFunction);
+    const variables = resolvedEnvironment(environmentOf(terminal.template, id));
+    expect(variables.JOBQ_STATE_CHANGE_EVENTS).toBe("terminal");
+    expect(readConfig(variables).stateChangeEvents).toBe("terminal");
+    expect(() => synthJobqStack({ "jobq:stateChangeEvents": "some" })).toThrow(/jobq:stateChangeEvents/);
   });
 
   it("has no reserved concurrency (pool leases serialize passes)", () => {
@@ -73,8 +110,22 @@ describe("scheduler", () => {
     expect(fn?.Properties?.ReservedConcurrentExecutions).toBeUndefined();
   });
 
-  it("may admit (tables), release an admission token and publish events, nothing more", () => {
-    const grants = grantsOf(roleStatements(template, roleIdOf(stack.scheduler.schedulerFunction)));
+  it("may admit (tables), start and stop executions, read its wake-ups and publish events, nothing more", () => {
+    const all = [...grantsOf(roleStatements(template, roleIdOf(stack.scheduler.schedulerFunction)))];
+    // Its event source on the Jobs table's stream, and the queue its failed wake-ups go to.
+    const streamReads = all.filter((g) =>
+      /^dynamodb:(DescribeStream|GetRecords|GetShardIterator|ListStreams) /.test(g),
+    );
+    expect(streamReads.length).toBeGreaterThan(0);
+    expect(
+      streamReads.every(
+        (g) => g.includes(logicalId(stack.store.jobsTable)) || g.startsWith("dynamodb:ListStreams "),
+      ),
+    ).toBe(true);
+    const sends = all.filter((g) => g.startsWith("sqs:"));
+    expect(sends.length).toBeGreaterThan(0);
+    expect(sends.every((g) => g.includes(logicalId(stack.scheduler.wakeFailedBatches)))).toBe(true);
+    const grants = new Set(all.filter((g) => !streamReads.includes(g) && !sends.includes(g)));
     expect(grants).toEqual(
       new Set([
         ...tableGrants(logicalId(stack.store.jobsTable), [
@@ -84,6 +135,8 @@ describe("scheduler", () => {
           "dynamodb:UpdateItem",
           "dynamodb:PutItem",
           "dynamodb:ConditionCheckItem",
+          // Waiting jobs' reasons, 25 conditional updates a request (BatchExecuteStatement).
+          "dynamodb:PartiQLUpdate",
           // A schedule's fire is a submission: a refused one gives its idempotency claim back.
           "dynamodb:DeleteItem",
         ]),
@@ -103,10 +156,11 @@ describe("scheduler", () => {
           // A schedule's fire is recorded with a conditional PutItem of the schedule.
           "dynamodb:PutItem",
         ]),
+        // Tokens the previous lifecycle's executions parked on jobs it admits.
         grant("states:SendTaskSuccess", stack.resolve(stack.lifecycle.stateMachineArn)),
         // A silent node's running attempts are reported lost on their run tokens.
         grant("states:SendTaskFailure", stack.resolve(stack.lifecycle.stateMachineArn)),
-        // Preemption's stop and fresh start; a new execution for a job whose execution is gone.
+        // Every admission starts its attempt's execution; preemption stops the victim's.
         grant("states:StartExecution", stack.resolve(stack.lifecycle.stateMachineArn)),
         grant("states:StopExecution", stack.resolve(stack.lifecycle.executionArns)),
         grant("events:PutEvents", { "Fn::GetAtt": [logicalId(stack.eventBus), "Arn"] }),
@@ -163,12 +217,11 @@ describe("reconciler", () => {
     expect(invokableBy(reconcilerId, logicalId(stack.scheduler.reconcileRule))).toBe(true);
   });
 
-  it("may describe and start executions and release tokens on the lifecycle state machine only", () => {
+  it("may describe executions and release tokens on the lifecycle state machine only, and start none", () => {
     const grants = [...grantsOf(roleStatements(template, roleIdOf(stack.scheduler.reconcilerFunction)))];
     const states = grants.filter((g) => g.startsWith("states:"));
     expect(new Set(states)).toEqual(
       new Set([
-        grant("states:StartExecution", stack.resolve(stack.lifecycle.stateMachineArn)),
         grant("states:SendTaskSuccess", stack.resolve(stack.lifecycle.stateMachineArn)),
         grant("states:DescribeExecution", stack.resolve(stack.lifecycle.executionArns)),
       ]),

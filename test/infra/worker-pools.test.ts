@@ -218,6 +218,17 @@ describe("the worker's role", () => {
       expect([...grants].some((g) => g.includes(`"${tokens}"`))).toBe(false);
     },
   );
+
+  it.each(POOLS.map((p) => [p.name]))(
+    "%s: may add a completed attempt's usage to the policy table, and do nothing else there",
+    (name) => {
+      const grants = [...grantsOf(roleStatements(template, logicalId(poolOf(name).taskDefinition.taskRole)))];
+      const policy = logicalId(stack.store.policyTable);
+      const onPolicy = grants.filter((g) => g.includes(`"${policy}"`));
+      expect(onPolicy.length).toBeGreaterThan(0);
+      expect(onPolicy.every((g) => g.startsWith("dynamodb:UpdateItem "))).toBe(true);
+    },
+  );
 });
 
 describe("scaling on the backlog", () => {

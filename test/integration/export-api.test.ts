@@ -78,7 +78,6 @@ function importLines(lines: readonly unknown[], token = ADMIN.token) {
     imported: Record<string, number>;
     skipped: Record<string, number>;
     requeued: number;
-    executionsStarted: number;
   }>("POST", "/admin/import", {
     token,
     body: `${lines.map((l) => (typeof l === "string" ? l : JSON.stringify(l))).join("\n")}\n`,

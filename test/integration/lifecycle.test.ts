@@ -4,11 +4,15 @@ import { afterAll, beforeEach, describe, expect, inject, it } from "vitest";
 import type { JobEventPublisher, JobStateChange } from "../../app/events";
 import { executionArnOf, executionName, type LifecycleExecutions } from "../../app/executions";
 import {
-  awaitAdmission,
   completeAttempt,
+  completeRun,
+  type DispatchInput,
   type LifecycleContext,
+  lifecycleRequestSchema,
   recordAttemptFailure,
+  releaseDependents,
   requeueJob,
+  runLifecycleStep,
   type TaskTokens,
 } from "../../app/lifecycle";
 import { submitJobs } from "../../app/submit";
@@ -19,15 +23,24 @@ import type { NodeCapacity } from "../../store/capacity";
 import { createDocumentClient } from "../../store/dynamo";
 import type { JobItem } from "../../store/job-items";
 import { JobRepository } from "../../store/job-repository";
-import { attemptSk, dependentSk, dependsOnSk, jobPk, nodeSk } from "../../store/keys";
+import {
+  attemptSk,
+  dependentSk,
+  dependsOnSk,
+  jobPk,
+  nodeSk,
+  RESULT_SK,
+  TRANSITION_PREFIX,
+} from "../../store/keys";
 import { NodeRepository } from "../../store/nodes";
 import { UsageRepository } from "../../store/usage";
 import { admitOnNode, runOnNode } from "../support/attempts";
 
 /**
  * The lifecycle steps (app/lifecycle.ts) against DynamoDB Local, driven directly as the state
- * machine would call them. The scheduler's admission and the worker's start are played by the
- * test with the same writes those pieces make; Step Functions, EventBridge and the execution
+ * machine (AttemptFailed, Requeue), the worker (completeRun) and the Jobs table's stream consumer
+ * (releaseDependents) call them. The scheduler's admission and the worker's start are played by
+ * the test with the same writes those pieces make; Step Functions, EventBridge and the execution
  * starter are the recording stand-ins below, so the test sees what the steps tell them.
  */
 
@@ -47,10 +60,13 @@ class RecordingEvents implements JobEventPublisher {
 }
 
 class RecordingExecutions implements LifecycleExecutions {
-  started: { jobId: string; version: number }[] = [];
+  started: { jobId: string; version: number; input: DispatchInput }[] = [];
   stopped: { executionArn: string; cause: string }[] = [];
-  async start(jobId: string, version: number): Promise<string | null> {
-    this.started.push({ jobId, version });
+  async start(jobId: string, version: number, input: DispatchInput): Promise<string | null> {
+    this.started.push({ jobId, version, input });
+    return this.arnOf(jobId, version);
+  }
+  arnOf(jobId: string, version: number): string {
     return executionArnOf(STATE_MACHINE_ARN, executionName(jobId, version));
   }
   async stop(executionArn: string, cause: string): Promise<void> {
@@ -148,10 +164,153 @@ async function attemptItem(id: string, attempt: number): Promise<Record<string, 
   return repo.getItem({ pk: jobPk(id), sk: attemptSk(attempt) });
 }
 
+/** The worker's end of a successful attempt: `result` stored as JSON text, as the worker does. */
+function complete(jobId: string, attempt: number, result: unknown = { ok: attempt }) {
+  return completeRun(ctx, { jobId, attempt, resultJson: JSON.stringify(result) });
+}
+
+async function transitionCount(id: string): Promise<number> {
+  return (await repo.queryJobPartition(id, TRANSITION_PREFIX, { limit: 100 })).count;
+}
+
 const boom = { Error: "ValueError", Cause: "boom" };
 
-describe("complete", () => {
-  it("completes the job, ends the attempt, releases capacity and unblocks a dependent (diamond)", async () => {
+describe("completeRun (the worker's completion)", () => {
+  it("in one transaction: job completed, attempt succeeded, result stored, capacity released", async () => {
+    const id = (await submit([{ ref: "a", resources: { cpu: 1, memoryMb: 1024 } }]))("a");
+    const attempt = await startRunning(id);
+    expect(await used()).toEqual({ cpu: 1, memoryMb: 1024, gpu: 0 });
+    const before = await job(id);
+    advance(12);
+
+    const done = await complete(id, attempt, { answer: 42, numbers: [1, 2.5] });
+
+    expect(done).toEqual({ outcome: "completed" });
+    const after = await job(id);
+    expect(after).toMatchObject({
+      status: "completed",
+      statusReason: `completed on attempt ${attempt}`,
+      finishedAt: now.toISOString(),
+      version: before.version + 1,
+    });
+    expect(after.reservation).toBeUndefined();
+    expect(await used()).toEqual({ cpu: 0, memoryMb: 0, gpu: 0 });
+    expect(await attemptItem(id, attempt)).toMatchObject({
+      status: "succeeded",
+      durationMs: 12_000,
+      finishedAt: now.toISOString(),
+      error: null,
+    });
+    expect(await repo.getItem({ pk: jobPk(id), sk: RESULT_SK })).toMatchObject({
+      entity: "result",
+      resultJson: JSON.stringify({ answer: 42, numbers: [1, 2.5] }),
+      attempt,
+      bytes: Buffer.byteLength(JSON.stringify({ answer: 42, numbers: [1, 2.5] })),
+      writtenAt: now.toISOString(),
+      expiresAt: expect.any(Number),
+    });
+    expect((await repo.getJob(id))?.result).toEqual({ answer: 42, numbers: [1, 2.5] });
+    expect(events.of(id)).toEqual([
+      "null→queued",
+      // The test's admission write publishes nothing (the scheduler does); the start does.
+      "dispatched→running",
+      "running→completed",
+    ]);
+    // The worker ends the attempt itself: no execution is started, no token answered.
+    expect(executions.started).toEqual([]);
+    expect(tokens.sent).toEqual([]);
+  });
+
+  it("abandons a replay without writing: no second transition, release or result", async () => {
+    const id = (await submit([{ ref: "a" }]))("a");
+    const attempt = await startRunning(id);
+    await complete(id, attempt, "first");
+    const afterFirst = { job: await job(id), used: await used(), transitions: await transitionCount(id) };
+    const result = await repo.getItem({ pk: jobPk(id), sk: RESULT_SK });
+    events.changes = [];
+    advance(5);
+
+    const replay = await complete(id, attempt, "second");
+
+    expect(replay).toMatchObject({ outcome: "abandoned", reason: expect.stringContaining("completed") });
+    expect(await job(id)).toEqual(afterFirst.job);
+    expect(await used()).toEqual(afterFirst.used);
+    expect(await transitionCount(id)).toBe(afterFirst.transitions);
+    expect(await repo.getItem({ pk: jobPk(id), sk: RESULT_SK })).toEqual(result);
+    expect(events.changes).toEqual([]);
+  });
+
+  it("abandons a late attempt (the job ended, or runs a later attempt, or is gone): nothing written, no result", async () => {
+    const retry = { maxAttempts: 3, initialDelaySeconds: 1 };
+    const ids = await submit([
+      { ref: "late", retry },
+      { ref: "gone", retry: { maxAttempts: 1 } },
+    ]);
+    const [late, gone] = [ids("late"), ids("gone")];
+    // `late`: attempt 1 lost while it still ran, attempt 2 running now.
+    const first = await startRunning(late);
+    await recordAttemptFailure(ctx, { jobId: late, attempt: first, outcome: "lost", error: {} });
+    advance(1);
+    await requeueJob(ctx, { jobId: late });
+    const second = await startRunning(late);
+    // `gone`: its only attempt reported failed (the worker's result came too late).
+    const goneAttempt = await startRunning(gone);
+    await recordAttemptFailure(ctx, { jobId: gone, attempt: goneAttempt, outcome: "failed", error: boom });
+    expect((await job(gone)).status).toBe("failed");
+    const before = { late: await job(late), gone: await job(gone), used: await used() };
+    events.changes = [];
+
+    const fromFirst = await complete(late, first, "stale");
+    const fromGone = await complete(gone, goneAttempt, "too late");
+    const missing = await complete(`job_${randomBytes(6).toString("hex")}`, 1, "nobody");
+
+    expect(fromFirst).toEqual({
+      outcome: "abandoned",
+      reason: `job ${late} is running at attempt ${second}, not running attempt ${first}`,
+    });
+    expect(fromGone).toMatchObject({ outcome: "abandoned" });
+    expect(missing).toMatchObject({
+      outcome: "abandoned",
+      reason: expect.stringContaining("does not exist"),
+    });
+    expect(await job(late)).toEqual(before.late);
+    expect(await job(gone)).toEqual(before.gone);
+    expect(await used()).toEqual(before.used);
+    expect(await repo.getItem({ pk: jobPk(late), sk: RESULT_SK })).toBeUndefined();
+    expect(await repo.getItem({ pk: jobPk(gone), sk: RESULT_SK })).toBeUndefined();
+    expect(await attemptItem(late, second)).toMatchObject({ status: "running" });
+    expect(events.changes).toEqual([]);
+  });
+
+  it("records the attempt's run time for its type once, and no GPU usage for a CPU job", async () => {
+    const type = `train-${randomBytes(4).toString("hex")}`;
+    const id = (await submit([{ ref: "a", type }]))("a");
+    const attempt = await startRunning(id);
+    advance(42);
+
+    await complete(id, attempt);
+    await complete(id, attempt);
+
+    expect(await usage.readRunTimes([type], now)).toEqual(new Map([[type, 42_000]]));
+    expect(await usage.readGpuUsage([owner], now)).toEqual(
+      new Map([[owner, { todayGpuSeconds: 0, weekGpuSeconds: 0 }]]),
+    );
+  });
+
+  it("releases no dependent itself: the Jobs table's stream does, through releaseDependents", async () => {
+    const id = await submit([{ ref: "b" }, { ref: "d", dependsOn: ["b"] }]);
+    const [b, d] = [id("b"), id("d")];
+    const dBefore = await job(d);
+
+    await complete(b, await startRunning(b));
+
+    expect(await job(d)).toEqual(dBefore);
+    expect(await repo.getItem({ pk: jobPk(d), sk: dependsOnSk(b) })).toMatchObject({ met: false });
+  });
+});
+
+describe("releaseDependents (after a completion, from the Jobs table's stream)", () => {
+  it("marks each edge met and queues a dependent with nothing left to wait on (diamond)", async () => {
     const id = await submit([
       { ref: "b", resources: { cpu: 1, memoryMb: 1024 } },
       { ref: "c", resources: { cpu: 2, memoryMb: 512 } },
@@ -163,16 +322,10 @@ describe("complete", () => {
     expect(await used()).toEqual({ cpu: 3, memoryMb: 1536, gpu: 0 });
     advance(12);
 
-    const first = await completeAttempt(ctx, { jobId: b, attempt: attemptB });
+    await complete(b, attemptB);
+    const first = await releaseDependents(ctx, b);
 
-    expect(first).toEqual({ status: "completed", released: 0 });
-    expect(await job(b)).toMatchObject({ status: "completed", finishedAt: now.toISOString() });
-    expect((await job(b)).reservation).toBeUndefined();
-    expect(await attemptItem(b, attemptB)).toMatchObject({
-      status: "succeeded",
-      durationMs: 12_000,
-      finishedAt: now.toISOString(),
-    });
+    expect(first).toBe(0);
     expect(await used()).toEqual({ cpu: 2, memoryMb: 512, gpu: 0 });
     expect(await job(d)).toMatchObject({
       status: "blocked",
@@ -181,9 +334,10 @@ describe("complete", () => {
     });
     expect(await repo.getItem({ pk: jobPk(d), sk: dependsOnSk(b) })).toMatchObject({ met: true });
 
-    const second = await completeAttempt(ctx, { jobId: c, attempt: attemptC });
+    await complete(c, attemptC);
+    const second = await releaseDependents(ctx, c);
 
-    expect(second).toEqual({ status: "completed", released: 1 });
+    expect(second).toBe(1);
     expect(await used()).toEqual({ cpu: 0, memoryMb: 0, gpu: 0 });
     expect(await job(d)).toMatchObject({
       status: "queued",
@@ -193,15 +347,85 @@ describe("complete", () => {
     });
     expect(events.of(b)).toContain("running→completed");
     expect(events.of(d)).toEqual(["null→blocked", "blocked→queued"]);
+    // A queued dependent waits for admission without an execution: the scheduler starts one then.
+    expect(executions.started).toEqual([]);
   });
 
-  it("is a no-op when replayed: no second release, no double decrement", async () => {
+  it("changes nothing when the stream delivers the completion again: no double decrement", async () => {
+    const id = await submit([{ ref: "b" }, { ref: "c" }, { ref: "d", dependsOn: ["b", "c"] }]);
+    const [b, d] = [id("b"), id("d")];
+    await complete(b, await startRunning(b));
+    await releaseDependents(ctx, b);
+    const dAfterFirst = await job(d);
+    events.changes = [];
+
+    const again = await releaseDependents(ctx, b);
+
+    expect(again).toBe(0);
+    expect(await job(d)).toEqual(dAfterFirst);
+    expect(dAfterFirst).toMatchObject({ status: "blocked", unmet: 1 });
+    expect(events.changes).toEqual([]);
+  });
+});
+
+describe("complete (the previous lifecycle's step, for its executions still running)", () => {
+  it("completes a running job, ends the attempt, releases capacity and its dependents", async () => {
+    const id = await submit([
+      { ref: "b", resources: { cpu: 1, memoryMb: 1024 } },
+      { ref: "d", dependsOn: ["b"] },
+    ]);
+    const [b, d] = [id("b"), id("d")];
+    const attempt = await startRunning(b);
+    advance(7);
+
+    const answer = await runLifecycleStep(
+      ctx,
+      lifecycleRequestSchema.parse({ action: "complete", jobId: b, attempt }),
+    );
+
+    expect(answer).toEqual({ status: "completed", released: 1 });
+    expect(await job(b)).toMatchObject({ status: "completed", finishedAt: now.toISOString() });
+    expect((await job(b)).reservation).toBeUndefined();
+    expect(await attemptItem(b, attempt)).toMatchObject({ status: "succeeded", durationMs: 7000 });
+    expect(await used()).toEqual({ cpu: 0, memoryMb: 0, gpu: 0 });
+    expect(await job(d)).toMatchObject({ status: "queued", unmet: 0 });
+  });
+
+  it("on a job the worker already completed: releases its dependents, and is idempotent", async () => {
+    const id = await submit([
+      { ref: "b" },
+      { ref: "c" },
+      { ref: "d", dependsOn: ["b"] },
+      { ref: "e", dependsOn: ["b", "c"] },
+    ]);
+    const [b, d, e] = [id("b"), id("d"), id("e")];
+    const attempt = await startRunning(b);
+    await complete(b, attempt);
+    const afterRun = { b: await job(b), used: await used(), transitions: await transitionCount(b) };
+
+    const first = await completeAttempt(ctx, { jobId: b, attempt });
+    const afterFirst = { d: await job(d), e: await job(e) };
+    const replay = await completeAttempt(ctx, { jobId: b, attempt });
+
+    expect(first).toEqual({ status: "completed", released: 1 });
+    expect(replay).toEqual({ status: "completed", released: 0 });
+    expect(afterFirst.d).toMatchObject({ status: "queued", unmet: 0 });
+    expect(afterFirst.e).toMatchObject({ status: "blocked", unmet: 1 });
+    expect(await job(d)).toEqual(afterFirst.d);
+    expect(await job(e)).toEqual(afterFirst.e);
+    // The job itself is left as the worker's completion wrote it.
+    expect(await job(b)).toEqual(afterRun.b);
+    expect(await used()).toEqual(afterRun.used);
+    expect(await transitionCount(b)).toBe(afterRun.transitions);
+  });
+
+  it("is a no-op when replayed on a job it completed: no second release, no double decrement", async () => {
     const id = await submit([{ ref: "b" }, { ref: "c" }, { ref: "d", dependsOn: ["b", "c"] }]);
     const [b, d] = [id("b"), id("d")];
     const attempt = await startRunning(b);
     await completeAttempt(ctx, { jobId: b, attempt });
     const afterFirst = { b: await job(b), d: await job(d), used: await used() };
-    const transitions = await repo.queryJobPartition(b, "TRN#", { limit: 100 });
+    const transitions = await transitionCount(b);
     events.changes = [];
 
     const replay = await completeAttempt(ctx, { jobId: b, attempt });
@@ -210,23 +434,8 @@ describe("complete", () => {
     expect(await job(b)).toEqual(afterFirst.b);
     expect(await job(d)).toMatchObject({ status: "blocked", unmet: 1, version: afterFirst.d.version });
     expect(await used()).toEqual(afterFirst.used);
-    expect((await repo.queryJobPartition(b, "TRN#", { limit: 100 })).count).toBe(transitions.count);
+    expect(await transitionCount(b)).toBe(transitions);
     expect(events.changes).toEqual([]);
-  });
-
-  it("records the attempt's run time for its type once, and no GPU usage for a CPU job", async () => {
-    const type = `train-${randomBytes(4).toString("hex")}`;
-    const id = (await submit([{ ref: "a", type }]))("a");
-    const attempt = await startRunning(id);
-    advance(42);
-
-    await completeAttempt(ctx, { jobId: id, attempt });
-    await completeAttempt(ctx, { jobId: id, attempt });
-
-    expect(await usage.readRunTimes([type], now)).toEqual(new Map([[type, 42_000]]));
-    expect(await usage.readGpuUsage([owner], now)).toEqual(
-      new Map([[owner, { todayGpuSeconds: 0, weekGpuSeconds: 0 }]]),
-    );
   });
 });
 
@@ -282,7 +491,7 @@ describe("attempt-failed", () => {
     advance(2);
     await requeueJob(ctx, { jobId: id });
     const second = await startRunning(id);
-    await completeAttempt(ctx, { jobId: id, attempt: second });
+    await complete(id, second);
 
     expect(await job(id)).toMatchObject({ status: "completed", attempts: 2 });
     expect(await attemptItem(id, first)).toMatchObject({ attempt: 1, status: "lost", startedAt: null });
@@ -438,7 +647,8 @@ describe("attempt-failed", () => {
     });
     expect(replacement.payloadJson).toBe(escalated.payloadJson);
     expect(replacement.constraintsJson).toBe(escalated.constraintsJson);
-    expect(executions.started).toContainEqual({ jobId: newId, version: replacement.version });
+    // Queued without an execution: the scheduler starts one when it admits the job.
+    expect(executions.started).toEqual([]);
     expect(await job(b)).toMatchObject({ status: "blocked", unmet: 1, dependsOn: [newId] });
     expect(await repo.getItem({ pk: jobPk(b), sk: dependsOnSk(a) })).toBeUndefined();
     expect(await repo.getItem({ pk: jobPk(b), sk: dependsOnSk(newId) })).toMatchObject({ met: false });
@@ -449,8 +659,10 @@ describe("attempt-failed", () => {
     const replay = await recordAttemptFailure(ctx, { jobId: a, attempt, outcome: "lost", error: {} });
     expect(replay).toEqual({ next: "end", delaySeconds: 0 });
     expect((await job(a)).escalatedTo).toBe(newId);
-    expect(executions.started.filter((s) => s.jobId !== a && s.jobId !== b)).toHaveLength(1);
-    await completeAttempt(ctx, { jobId: newId, attempt: await startRunning(newId) });
+    const created = events.changes.filter((c) => c.previousStatus === null && c.jobId !== a && c.jobId !== b);
+    expect(created.map((c) => c.jobId)).toEqual([newId]);
+    await complete(newId, await startRunning(newId));
+    expect(await releaseDependents(ctx, newId)).toBe(1);
     expect(await job(b)).toMatchObject({ status: "queued", unmet: 0 });
   });
 });
@@ -483,71 +695,121 @@ describe("requeue", () => {
   });
 });
 
-describe("await-admission", () => {
+describe("attempt-failed as the state machine sends it: the outcome from the error's name", () => {
+  const retry = { maxAttempts: 5, initialDelaySeconds: 1 };
+
+  /** What the AttemptFailed state's Payload holds, through the Lambda's own schema. */
+  const attemptFailed = (jobId: string, attempt: number, error: Record<string, string>) =>
+    runLifecycleStep(ctx, lifecycleRequestSchema.parse({ action: "attempt-failed", jobId, attempt, error }));
+
+  it.each([
+    ["States.HeartbeatTimeout", "lost", "", "lost", "was lost"],
+    ["lost", "lost", "node n1 stopped heartbeating", "lost", "was lost (node n1 stopped heartbeating)"],
+    ["States.Timeout", "timed_out", "", "timeout", "timed out after 30 s"],
+    ["timeout", "timed_out", "timed out after 30 s", "timeout", "timed out after 30 s"],
+    ["ValueError", "failed", "boom", "ValueError", "failed (ValueError: boom)"],
+  ])("records the error %s as %s", async (errorName, status, cause, errorType, reason) => {
+    const id = (await submit([{ ref: "a", retry, timeoutSeconds: 30 }]))("a");
+    const attempt = await startRunning(id);
+
+    const decision = await attemptFailed(id, attempt, { Error: errorName, Cause: cause });
+
+    expect(decision).toEqual({ next: "retry", delaySeconds: 1 });
+    expect(await attemptItem(id, attempt)).toMatchObject({ status, error: { type: errorType } });
+    expect(await job(id)).toMatchObject({
+      status: "retrying",
+      failures: 1,
+      statusReason: expect.stringContaining(`attempt ${attempt} ${reason}`),
+    });
+    expect(await used()).toEqual({ cpu: 0, memoryMb: 0, gpu: 0 });
+  });
+
+  it("keeps an outcome the caller names (the reconciler's lost) over the error's name", async () => {
+    const id = (await submit([{ ref: "a", retry }]))("a");
+    const attempt = await startRunning(id);
+
+    await runLifecycleStep(
+      ctx,
+      lifecycleRequestSchema.parse({
+        action: "attempt-failed",
+        jobId: id,
+        attempt,
+        outcome: "lost",
+        error: { Error: "ExecutionDead", Cause: "its execution ended" },
+      }),
+    );
+
+    expect(await attemptItem(id, attempt)).toMatchObject({ status: "lost", error: { type: "lost" } });
+  });
+
+  it("accepts a failure with no error at all as failed", async () => {
+    const id = (await submit([{ ref: "a", retry }]))("a");
+    const attempt = await startRunning(id);
+
+    await runLifecycleStep(
+      ctx,
+      lifecycleRequestSchema.parse({ action: "attempt-failed", jobId: id, attempt }),
+    );
+
+    expect(await attemptItem(id, attempt)).toMatchObject({ status: "failed" });
+  });
+});
+
+describe("await-admission (executions of the previous lifecycle)", () => {
   const arnOf = (id: string, version: number) =>
     executionArnOf(STATE_MACHINE_ARN, executionName(id, version));
 
-  it("parks the token and the execution on a queued job and wakes the scheduler", async () => {
+  /** What the previous definition's AwaitAdmission state sent, through the Lambda's own schema. */
+  const awaitAdmission = (jobId: string, taskToken: string, executionArn: string) =>
+    runLifecycleStep(
+      ctx,
+      lifecycleRequestSchema.parse({ action: "await-admission", jobId, taskToken, executionArn }),
+    );
+
+  it("answers not-admitted at once on a queued job, parking nothing on it", async () => {
     const id = (await submit([{ ref: "a" }]))("a");
     const before = await job(id);
+    events.changes = [];
 
-    const answer = await awaitAdmission(ctx, { jobId: id, taskToken: "token-1", executionArn: arnOf(id, 1) });
+    const answer = await awaitAdmission(id, "token-1", arnOf(id, 1));
 
-    expect(answer).toEqual({ waiting: true });
-    expect(await job(id)).toMatchObject({
-      status: "queued",
-      admissionToken: "token-1",
-      executionArn: arnOf(id, 1),
-      version: before.version + 1,
-    });
-    expect(events.of(id)).toEqual(["null→queued", "queued→queued"]);
-    expect(tokens.sent).toEqual([]);
+    expect(answer).toMatchObject({ waiting: false, reason: expect.stringContaining(id) });
+    expect(tokens.sent).toEqual([
+      {
+        token: "token-1",
+        output: { admitted: false, reason: expect.stringContaining("start at admission") },
+      },
+    ]);
+    // The job stays admissible as it was: the scheduler starts its execution when it admits it.
+    expect(await job(id)).toEqual(before);
+    expect(before.admissionToken).toBeUndefined();
+    expect(events.changes).toEqual([]);
+    expect(executions.started).toEqual([]);
   });
 
-  it("ends the execution at once when the job already ended", async () => {
-    const id = (await submit([{ ref: "a", retry: { maxAttempts: 1 } }]))("a");
+  it("answers not-admitted whatever the job's state: ended, running, or missing", async () => {
+    const ids = await submit([{ ref: "ended", retry: { maxAttempts: 1 } }, { ref: "running" }]);
+    const [ended, running] = [ids("ended"), ids("running")];
     await recordAttemptFailure(ctx, {
-      jobId: id,
-      attempt: await startRunning(id),
+      jobId: ended,
+      attempt: await startRunning(ended),
       outcome: "failed",
       error: boom,
     });
+    await startRunning(running);
+    const before = { ended: await job(ended), running: await job(running), used: await used() };
 
-    const answer = await awaitAdmission(ctx, { jobId: id, taskToken: "token-2", executionArn: arnOf(id, 1) });
+    await awaitAdmission(ended, "token-ended", arnOf(ended, 1));
+    await awaitAdmission(running, "token-running", arnOf(running, 1));
+    await awaitAdmission("job_missing", "token-missing", arnOf("job_missing", 1));
 
-    expect(answer).toMatchObject({ waiting: false });
-    expect(tokens.sent).toEqual([
-      { token: "token-2", output: { admitted: false, reason: `job ${id} is failed` } },
+    expect(tokens.sent.map((t) => [t.token, (t.output as { admitted: boolean }).admitted])).toEqual([
+      ["token-ended", false],
+      ["token-running", false],
+      ["token-missing", false],
     ]);
-    expect((await job(id)).admissionToken).toBeUndefined();
-  });
-
-  it("takes back an admission made on a token the retried step dropped, and waits on the new one", async () => {
-    const id = (await submit([{ ref: "a" }]))("a");
-    await awaitAdmission(ctx, { jobId: id, taskToken: "dropped", executionArn: arnOf(id, 1) });
-    await admit(id);
-
-    const answer = await awaitAdmission(ctx, { jobId: id, taskToken: "retried", executionArn: arnOf(id, 1) });
-
-    expect(answer).toEqual({ waiting: true });
-    expect(await job(id)).toMatchObject({ status: "queued", attempts: 0, admissionToken: "retried" });
-    expect((await job(id)).reservation).toBeUndefined();
-    expect(await used()).toEqual({ cpu: 0, memoryMb: 0, gpu: 0 });
-    expect(events.of(id)).toContain("dispatched→queued");
-  });
-
-  it("refuses an older execution, and ends an older one's wait when a newer takes over", async () => {
-    const id = (await submit([{ ref: "a" }]))("a");
-    await awaitAdmission(ctx, { jobId: id, taskToken: "old", executionArn: arnOf(id, 1) });
-
-    await awaitAdmission(ctx, { jobId: id, taskToken: "new", executionArn: arnOf(id, 5) });
-    const late = await awaitAdmission(ctx, { jobId: id, taskToken: "older", executionArn: arnOf(id, 1) });
-
-    expect(late).toMatchObject({ waiting: false });
-    expect(await job(id)).toMatchObject({ admissionToken: "new", executionArn: arnOf(id, 5) });
-    expect(tokens.sent.map((s) => [s.token, (s.output as { admitted: boolean }).admitted])).toEqual([
-      ["old", false],
-      ["older", false],
-    ]);
+    expect(await job(ended)).toEqual(before.ended);
+    expect(await job(running)).toEqual(before.running);
+    expect(await used()).toEqual(before.used);
   });
 });

@@ -495,43 +495,58 @@ describe("lambda:invoke", () => {
 });
 
 describe("the job lifecycle definition", () => {
-  it("runs admission, dispatch and completion through the real ASL with stand-in steps", async () => {
-    // Prepare: the lifecycle steps answer like app/lifecycle.ts, the test plays scheduler and worker
-    const jobId = `job-lifecycle-${Date.now()}`;
-    const arn = await start("lifecycle", { jobId });
-    const [admission] = await callsOf(arn, 1);
-    expect(admission).toMatchObject({ action: "await-admission", jobId, executionArn: arn });
+  /** The scheduler's admission: the input it starts an attempt's execution with (app/lifecycle.ts#DispatchInput). */
+  const dispatchInput = (jobId: string): Record<string, Json> => ({
+    jobId,
+    pool: "sfn-test",
+    nodeId: "n1",
+    queueUrl,
+    attempt: 1,
+    timeoutSeconds: 60,
+    heartbeatSeconds: 10,
+    lostAfterSeconds: 30,
+  });
 
-    // Act: the scheduler admits, the worker reports success
-    await sfn.send(
-      new SendTaskSuccessCommand({
-        taskToken: tokenOf(admission),
-        output: JSON.stringify({
-          admitted: true,
-          pool: "sfn-test",
-          nodeId: "n1",
-          queueUrl,
-          attempt: 1,
-          timeoutSeconds: 60,
-          heartbeatSeconds: 10,
-          lostAfterSeconds: 30,
-        }),
-      }),
-    );
+  it("runs a successful attempt through the real ASL: Dispatch only, no lifecycle step", async () => {
+    // Prepare: the scheduler starts the attempt's execution at admission
+    const jobId = `job-lifecycle-${Date.now()}`;
+    const arn = await start("lifecycle", dispatchInput(jobId), `${jobId}-3`);
     const message = await dispatchMessage(jobId);
-    expect(message).toMatchObject({ jobId, attempt: 1 });
+    expect(message).toMatchObject({ jobId, attempt: 1, timeoutSeconds: 60, heartbeatSeconds: 10 });
+
+    // Act: the worker, having completed the job itself, reports success
     await sfn.send(
       new SendTaskSuccessCommand({ taskToken: String(message.runToken), output: '{"ok":true}' }),
     );
 
-    // Assess
+    // Assess: the execution ended at Dispatch without invoking the lifecycle function
     const out = await ended(arn);
     expect(out.status).toBe("SUCCEEDED");
-    const steps = fixture.calls.filter((call) => call.jobId === jobId).map((call) => call.action);
-    expect(steps).toEqual(["await-admission", "complete"]);
-    expect(fixture.calls.find((call) => call.action === "complete" && call.jobId === jobId)).toMatchObject({
-      attempt: 1,
-    });
+    expect(fixture.calls.filter((call) => call.jobId === jobId)).toEqual([]);
+  });
+
+  it("runs a failed attempt through AttemptFailed, BackoffWait and Requeue, handing over the error", async () => {
+    // Prepare: the lifecycle steps answer like app/lifecycle.ts for a job with attempts left
+    const jobId = `job-lifecycle-failed-${Date.now()}`;
+    fixture.reply = (event) =>
+      event.action === "attempt-failed" ? { next: "retry", delaySeconds: 0 } : { status: "queued" };
+    const arn = await start("lifecycle", dispatchInput(jobId), `${jobId}-3`);
+    const message = await dispatchMessage(jobId);
+
+    // Act: the worker reports a failure
+    await sfn.send(
+      new SendTaskFailureCommand({ taskToken: String(message.runToken), error: "ValueError", cause: "boom" }),
+    );
+
+    // Assess
+    const out = await ended(arn);
+    fixture.reply = () => ({ ok: true });
+    expect(out.status).toBe("SUCCEEDED");
+    expect(fixture.calls.filter((call) => call.jobId === jobId)).toEqual([
+      // No outcome: AttemptFailed reads the kind of failure from the error's name (outcomeOf).
+      { action: "attempt-failed", jobId, attempt: 1, error: { Error: "ValueError", Cause: "boom" } },
+      { action: "requeue", jobId },
+    ]);
   });
 });
 

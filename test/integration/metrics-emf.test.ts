@@ -15,6 +15,7 @@ import type { ConnectionSender, SendOutcome } from "../../store/stream-sender";
 import { captureEmf, catalogueProblems, type EmfFigure } from "../support/emf";
 import {
   type Harness,
+  jobItem,
   NODE_LOST_SECONDS,
   ownTables,
   startHarness,
@@ -272,8 +273,9 @@ describe("EMF metrics of repairs, losses and the stream", () => {
 
   it("counts the reconciler's repairs: an attempt whose execution died", async () => {
     const s = await scene();
-    await runningJob(s);
-    // Past the reconciler's grace; the Step Functions peer knows no running execution for it.
+    const id = await runningJob(s);
+    // Its execution ended with nobody told; past the reconciler's grace.
+    h.sfn.endExecution((await jobItem(h, id)).executionArn ?? "");
     h.clock.advance(600);
 
     const figures = await captureEmf(() => reconcile(h.reconciler));

@@ -1,14 +1,26 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { pauseJob } from "../../app/actions";
+import { recordAttemptFailure } from "../../app/lifecycle";
 import { reconcile } from "../../app/reconciler";
 import { schedulePool } from "../../app/scheduler";
-import { submitJobs } from "../../app/submit";
-import { type Harness, jobItem, ownTables, startHarness, submitWaiting, suffix } from "../support/scheduling";
+import type { BatchJobRequest } from "../../core/job";
+import {
+  type Harness,
+  jobItem,
+  ownTables,
+  parkLegacyAdmission,
+  startHarness,
+  startOnReservedNode,
+  submitWaiting,
+  suffix,
+  tokenOf,
+} from "../support/scheduling";
 
 /**
  * The reconciler against DynamoDB Local, on tables of this file's own (it walks every live job
- * and every pool), with the loopback Step Functions peer answering DescribeExecution: only the
- * executions a test declares running exist there.
+ * and every pool), with the loopback Step Functions peer answering DescribeExecution: an
+ * execution exists there once the scheduler started it (at admission), and runs until a test
+ * ends it. Waiting jobs have no execution: the reconciler starts none.
  */
 
 const RUN = suffix();
@@ -30,43 +42,34 @@ async function addNode(pool: string): Promise<string> {
   return nodeId;
 }
 
-function startsOf(id: string) {
-  return h.executions.started.filter((s) => s.jobId === id);
+/** The names of the executions started for the job, in order. */
+function startsOf(id: string): string[] {
+  return h.sfn.startRequests(id).map((r) => r.name);
+}
+
+function retryEvery(seconds: number): Partial<BatchJobRequest> {
+  return {
+    retry: {
+      maxAttempts: 3,
+      strategy: seconds === 0 ? "immediate" : "exponential",
+      initialDelaySeconds: seconds,
+      backoffMultiplier: 1,
+      maxDelaySeconds: seconds,
+    },
+  };
 }
 
 beforeAll(async () => {
   h = await startHarness(await ownTables(`jobq-rec-${RUN}-`));
-  // StartExecution answers with an ARN, as with a state machine configured.
-  h.executions.startsExecutions = true;
 });
 afterAll(() => h?.close());
 
 describe("reconcile: executions", () => {
-  it("starts an execution for a queued job that has none, once", async () => {
-    // Prepare: submitted while no execution could be started.
+  it("starts no execution for a waiting job and leaves it as it is: the scheduler starts one when it admits the job", async () => {
+    // Prepare
     const pool = newPool();
-    const { jobs } = await submitJobs(h.reconciler, {
-      principal: { id: "alice", admin: false },
-      jobs: [
-        {
-          type: "echo",
-          pool,
-          priority: 0,
-          resources: { cpu: 1, memoryMb: 512, gpu: 0 },
-          dependsOn: [],
-          retry: {
-            maxAttempts: 3,
-            strategy: "exponential",
-            initialDelaySeconds: 1,
-            backoffMultiplier: 2,
-            maxDelaySeconds: 60,
-          },
-          timeoutSeconds: 60,
-          offPeakOnly: false,
-        },
-      ],
-    });
-    const id = jobs[0]?.id ?? "";
+    const [id = ""] = await submitWaiting(h, "alice", [{ pool }]);
+    const submitted = await jobItem(h, id);
     h.clock.advance(LATER_SECONDS);
 
     // Act
@@ -74,93 +77,159 @@ describe("reconcile: executions", () => {
     const again = await reconcile(h.reconciler);
 
     // Assess
-    expect(summary.executionsStarted).toBeGreaterThanOrEqual(1);
-    expect(startsOf(id)).toEqual([
-      { jobId: id, version: 1 },
-      { jobId: id, version: 2 },
-    ]);
-    expect(await jobItem(h, id)).toMatchObject({ status: "queued", version: 2 });
+    expect(summary.jobsChecked).toBeGreaterThanOrEqual(1);
     expect(again.jobsChecked).toBeGreaterThanOrEqual(1);
+    expect(startsOf(id)).toEqual([]);
+    expect(await jobItem(h, id)).toMatchObject({ status: "queued", version: submitted.version });
   });
 
-  it("leaves a job alone whose execution is running", async () => {
+  it("leaves a dispatched job alone whose execution is running", async () => {
     // Prepare
     const pool = newPool();
+    const nodeId = await addNode(pool);
     const [id = ""] = await submitWaiting(h, "alice", [{ pool }]);
+    await schedulePool(h.scheduler, pool);
     const before = await jobItem(h, id);
-    h.sfn.runningExecutions.add(before.executionArn ?? "");
     h.clock.advance(LATER_SECONDS);
+    await h.nodes.heartbeat(pool, nodeId, h.clock.read());
 
     // Act
     await reconcile(h.reconciler);
 
     // Assess
-    expect(startsOf(id)).toEqual([{ jobId: id, version: 1 }]);
-    expect(await jobItem(h, id)).toMatchObject({
-      version: before.version,
-      admissionToken: before.admissionToken,
-      executionArn: before.executionArn,
-    });
-  });
-
-  it("gives a waiting job whose execution died a new one, dropping the dead one's token", async () => {
-    // Prepare
-    const pool = newPool();
-    const [id = ""] = await submitWaiting(h, "alice", [{ pool }]);
-    const before = await jobItem(h, id);
-    h.clock.advance(LATER_SECONDS);
-
-    // Act
-    await reconcile(h.reconciler);
-
-    // Assess
-    const after = await jobItem(h, id);
-    expect(after).toMatchObject({ status: "queued", version: before.version + 1 });
-    expect(after.admissionToken).toBeUndefined();
-    expect(after.executionArn).toBeUndefined();
-    expect(startsOf(id).at(-1)).toEqual({ jobId: id, version: before.version + 1 });
+    expect(before.status).toBe("dispatched");
     expect(h.sfn.calls).toContainEqual({
       operation: "DescribeExecution",
       body: { executionArn: before.executionArn },
     });
+    expect(startsOf(id)).toEqual([`${id}-${before.version}`]);
+    expect(await jobItem(h, id)).toMatchObject({
+      status: "dispatched",
+      version: before.version,
+      attempts: 1,
+      executionArn: before.executionArn,
+    });
   });
 
-  it("records a dispatched job's attempt lost when its execution died, requeues it and starts an execution", async () => {
-    // Prepare: admitted onto a node, then its execution vanished.
+  it("leaves a waiting job of the previous lifecycle alone when its execution died; the scheduler admits it all the same", async () => {
+    // Prepare: the job's execution of the previous definition parked its token, then died.
+    const pool = newPool();
+    const [id = ""] = await submitWaiting(h, "alice", [{ pool }]);
+    const legacyArn = await parkLegacyAdmission(h, id);
+    h.sfn.runningExecutions.delete(legacyArn);
+    h.sfn.deadTokens.add(tokenOf(id));
+    const parked = await jobItem(h, id);
+    h.clock.advance(LATER_SECONDS);
+
+    // Act
+    await reconcile(h.reconciler);
+    const afterReconcile = await jobItem(h, id);
+    const nodeId = await addNode(pool);
+    const pass = await schedulePool(h.scheduler, pool);
+
+    // Assess
+    expect(afterReconcile).toMatchObject({
+      status: "queued",
+      version: parked.version,
+      executionArn: legacyArn,
+    });
+    expect(pass.admitted).toEqual([{ jobId: id, nodeId }]);
+    const admitted = await jobItem(h, id);
+    expect(admitted).toMatchObject({ status: "dispatched", attempts: 1 });
+    expect(admitted.admissionToken).toBeUndefined();
+    expect(startsOf(id)).toEqual([`${id}-${admitted.version}`]);
+  });
+
+  it("records a dispatched job's attempt lost when its execution died and requeues it, starting nothing; the scheduler admits the next attempt", async () => {
+    // Prepare: admitted onto a node, then its execution ended with nobody told.
     const pool = newPool();
     const nodeId = await addNode(pool);
-    const [id = ""] = await submitWaiting(h, "alice", [
-      {
-        pool,
-        retry: {
-          maxAttempts: 3,
-          strategy: "immediate",
-          initialDelaySeconds: 0,
-          backoffMultiplier: 1,
-          maxDelaySeconds: 0,
-        },
-      },
-    ]);
+    const [id = ""] = await submitWaiting(h, "alice", [{ pool, ...retryEvery(0) }]);
     await schedulePool(h.scheduler, pool);
     const dispatched = await jobItem(h, id);
+    h.sfn.endExecution(dispatched.executionArn ?? "", "ABORTED");
     h.clock.advance(LATER_SECONDS);
     // The node keeps heartbeating meanwhile.
     await h.nodes.heartbeat(pool, nodeId, h.clock.read());
 
     // Act
     const summary = await reconcile(h.reconciler);
+    const after = await jobItem(h, id);
+    const startsAfterReconcile = startsOf(id);
+    const usedAfterReconcile = (await h.nodes.getNode(pool, nodeId))?.used;
+    const pass = await schedulePool(h.scheduler, pool);
 
     // Assess
     expect(dispatched.status).toBe("dispatched");
     expect(summary.attemptsLost).toBeGreaterThanOrEqual(1);
-    const after = await jobItem(h, id);
+    expect(summary.requeued).toBeGreaterThanOrEqual(1);
     expect(after).toMatchObject({ status: "queued", attempts: 1, failures: 1 });
     expect(after.reservation).toBeUndefined();
-    expect((await h.nodes.getNode(pool, nodeId))?.used).toEqual({ cpu: 0, memoryMb: 0, gpu: 0 });
-    expect(startsOf(id).at(-1)).toEqual({ jobId: id, version: after.version });
+    expect(usedAfterReconcile).toEqual({ cpu: 0, memoryMb: 0, gpu: 0 });
+    expect(startsAfterReconcile).toEqual([`${id}-${dispatched.version}`]);
     expect(h.events.published).toContainEqual(
       expect.objectContaining({ jobId: id, previousStatus: "dispatched", status: "retrying" }),
     );
+    expect(pass.admitted).toEqual([{ jobId: id, nodeId }]);
+    expect(h.sfn.admissions(id).map((a) => a.attempt)).toEqual([1, 2]);
+  });
+
+  it("records a running job's attempt lost when its execution no longer exists", async () => {
+    // Prepare: running on its node; its execution is unknown to Step Functions (deleted with its
+    // state machine, or its history expired).
+    const pool = newPool();
+    const nodeId = await addNode(pool);
+    const [id = ""] = await submitWaiting(h, "alice", [{ pool, ...retryEvery(600) }]);
+    await schedulePool(h.scheduler, pool);
+    const dispatched = await jobItem(h, id);
+    const running = await startOnReservedNode(h, id, `run-token-${id}`);
+    h.sfn.forgetExecution(running.executionArn ?? "");
+    h.clock.advance(LATER_SECONDS);
+    await h.nodes.heartbeat(pool, nodeId, h.clock.read());
+
+    // Act
+    const summary = await reconcile(h.reconciler);
+
+    // Assess: lost, and waiting out its backoff (600 s) before it is requeued.
+    expect(running.status).toBe("running");
+    expect(summary.attemptsLost).toBeGreaterThanOrEqual(1);
+    const after = await jobItem(h, id);
+    expect(after).toMatchObject({ status: "retrying", attempts: 1, failures: 1 });
+    expect(after.reservation).toBeUndefined();
+    expect((await h.nodes.getNode(pool, nodeId))?.used).toEqual({ cpu: 0, memoryMb: 0, gpu: 0 });
+    expect(startsOf(id)).toEqual([`${id}-${dispatched.version}`]);
+  });
+
+  it("requeues a retrying job whose backoff is over and leaves one still in its backoff", async () => {
+    // Prepare: two jobs whose first attempt failed, one retrying after 60 s, one after an hour.
+    const pool = newPool();
+    await addNode(pool);
+    const [soon = "", late = ""] = await submitWaiting(h, "alice", [
+      { pool, resources: { cpu: 1, memoryMb: 512, gpu: 0 }, ...retryEvery(60) },
+      { pool, resources: { cpu: 1, memoryMb: 512, gpu: 0 }, ...retryEvery(3600) },
+    ]);
+    await schedulePool(h.scheduler, pool);
+    for (const id of [soon, late]) {
+      await recordAttemptFailure(h.reconciler, {
+        jobId: id,
+        attempt: 1,
+        outcome: "failed",
+        error: { Error: "boom", Cause: "it broke" },
+      });
+    }
+    h.clock.advance(LATER_SECONDS);
+
+    // Act
+    await reconcile(h.reconciler);
+
+    // Assess
+    expect(await jobItem(h, soon)).toMatchObject({ status: "queued", nextAttemptAt: null, attempts: 1 });
+    expect((await jobItem(h, late)).status).toBe("retrying");
+    expect(h.events.published).toContainEqual(
+      expect.objectContaining({ jobId: soon, previousStatus: "retrying", status: "queued" }),
+    );
+    expect(startsOf(soon)).toHaveLength(1);
+    expect(startsOf(late)).toHaveLength(1);
   });
 
   it("starts nothing for a paused job", async () => {
@@ -176,7 +245,7 @@ describe("reconcile: executions", () => {
 
     // Assess
     expect(await jobItem(h, id)).toMatchObject({ status: "paused", version: paused.version });
-    expect(startsOf(id)).toEqual([{ jobId: id, version: 1 }]);
+    expect(startsOf(id)).toEqual([]);
   });
 });
 
@@ -187,8 +256,8 @@ describe("reconcile: capacity", () => {
     const leaky = await addNode(pool);
     const [id = ""] = await submitWaiting(h, "alice", [{ pool }]);
     await schedulePool(h.scheduler, pool);
+    // Its execution, started at admission, keeps running.
     const job = await jobItem(h, id);
-    h.sfn.runningExecutions.add(job.executionArn ?? "");
     const leak = { cpu: 3, memoryMb: 2560, gpu: 0 };
     const clean = await addNode(pool);
     await h.nodes.repairUsed(pool, job.reservation?.nodeId ?? "", { cpu: 1, memoryMb: 512, gpu: 0 }, leak);

@@ -200,10 +200,10 @@ describe("why a queued job waits", () => {
     ]);
     const beforeFirstPass = await jobItem(h, third);
     const reasonWrites: string[] = [];
-    const updateIf = h.repo.updateIf.bind(h.repo);
-    const spy = vi.spyOn(h.repo, "updateIf").mockImplementation(async (key, update, ...rest) => {
-      if (update.includes("statusReason")) reasonWrites.push(String(key.pk));
-      return updateIf(key, update, ...rest);
+    const setWaitingReasons = h.repo.setWaitingReasons.bind(h.repo);
+    const spy = vi.spyOn(h.repo, "setWaitingReasons").mockImplementation(async (updates) => {
+      reasonWrites.push(...updates.map((u) => `JOB#${u.id}`));
+      return setWaitingReasons(updates);
     });
 
     // Act

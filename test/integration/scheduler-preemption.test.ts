@@ -1,14 +1,14 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { cancelJob } from "../../app/actions";
-import { awaitAdmission, notAdmittedSchema } from "../../app/lifecycle";
+import { notAdmittedSchema } from "../../app/lifecycle";
 import { schedulePool } from "../../app/scheduler";
 import { attemptSk, jobPk } from "../../store/keys";
 import {
-  executionArn,
   type Harness,
   heartbeatNodes,
   jobItem,
   ownTables,
+  parkLegacyAdmission,
   registerNode,
   schedulerFor,
   startHarness,
@@ -54,7 +54,7 @@ beforeAll(async () => {
 afterAll(() => h?.close());
 
 describe("deadlines", () => {
-  it("fails queued, blocked and scheduled jobs not started by their deadline, ends their executions and cancels dependents", async () => {
+  it("fails queued, blocked and scheduled jobs not started by their deadline, ends a previous lifecycle's executions waiting for them and cancels dependents", async () => {
     // Prepare: a pool without nodes, so nothing starts; deadlines a minute away.
     const pool = newPool(CPU_NODE);
     const ctx = schedulerFor(h, [pool]);
@@ -66,6 +66,10 @@ describe("deadlines", () => {
       { pool, deadline: inFuture(60), runAt: inFuture(7200) },
     ]);
     const [dependent = ""] = await submitWaiting(h, owner, [{ pool, dependsOn: [queued] }]);
+    // Two wait on executions of the previous definition (parked at AwaitAdmission); the blocked
+    // one, as every job submitted now, has no execution while it waits.
+    await parkLegacyAdmission(h, queued);
+    await parkLegacyAdmission(h, scheduled);
     const before = await Promise.all([queued, blocked, scheduled].map((id) => jobItem(h, id)));
     const early = await schedulePool(ctx, pool);
 
@@ -86,10 +90,15 @@ describe("deadlines", () => {
       });
       expect(job.statusReason).toMatch(/^deadline_exceeded/);
       expect(job.admissionToken).toBeUndefined();
+      // Nothing was started for a job that ended before its admission.
+      expect(h.sfn.startRequests(id)).toEqual([]);
+    }
+    for (const id of [queued, scheduled]) {
       const answers = h.sfn.successes().filter((s) => s.taskToken === tokenOf(id));
       expect(answers).toHaveLength(1);
       expect(notAdmittedSchema.parse(answers[0]?.output).admitted).toBe(false);
     }
+    expect(h.sfn.successes().filter((s) => s.taskToken === tokenOf(blocked))).toEqual([]);
     expect((await jobItem(h, dependent)).status).toBe("cancelled");
     expect((await jobItem(h, parent)).status).toBe("queued");
     expect(h.events.published).toContainEqual(
@@ -118,7 +127,7 @@ describe("deadlines", () => {
 });
 
 describe("preemption", () => {
-  it("evicts a running lower-priority job for a critical one: queued again, attempt preempted, failures unchanged, executions swapped, capacity to the critical job", async () => {
+  it("evicts a running lower-priority job for a critical one: queued again, attempt preempted, failures unchanged, its execution stopped and none started for it, capacity to the critical job", async () => {
     // Prepare: a low-priority job running fills the node; a critical job queues behind it.
     const pool = newPool(CPU_NODE);
     const nodeId = await registerNode(h, pool, CPU_NODE);
@@ -129,7 +138,7 @@ describe("preemption", () => {
     const [critical = ""] = await submitWaiting(h, owner, [{ pool, resources: WHOLE_NODE, priority: 10 }]);
     const off = await schedulePool(schedulerFor(h, [pool]), pool);
     const afterOff = await jobItem(h, low);
-    const stoppedBefore = h.executions.stopped.length;
+    const stoppedBefore = h.sfn.stops().length;
 
     // Act
     const pass = await schedulePool(schedulerFor(h, [pool], PREEMPTION), pool);
@@ -141,12 +150,24 @@ describe("preemption", () => {
     expect(pass.preempted).toEqual([{ jobId: low, preemptor: critical }]);
     expect(pass.admitted).toEqual([{ jobId: critical, nodeId }]);
     const evicted = await jobItem(h, low);
-    expect(evicted).toMatchObject({
-      status: "queued",
-      statusReason: `preempted by ${critical}`,
-      reasonCode: "preempted",
-      attempts: running.attempts,
+    expect(evicted).toMatchObject({ status: "queued", attempts: running.attempts });
+    // The eviction's reason is in its event, its transition and (API.md) on the job: the evicted
+    // job is admit-able at once, but the passes right after keep "preempted by" for a while.
+    expect(h.events.published).toContainEqual(
+      expect.objectContaining({
+        jobId: low,
+        previousStatus: "running",
+        status: "queued",
+        statusReason: `preempted by ${critical}`,
+      }),
+    );
+    const transitions = await h.repo.queryJobPartition(low, "TRN#", { limit: 20 });
+    expect(transitions.items.at(-1)).toMatchObject({
+      from: "running",
+      to: "queued",
+      reason: `preempted by ${critical}`,
     });
+    expect(evicted).toMatchObject({ statusReason: `preempted by ${critical}`, reasonCode: "preempted" });
     expect(evicted.failures ?? 0).toBe(running.failures ?? 0);
     expect(evicted.reservation).toBeUndefined();
     expect(evicted.preemptedAt).toBe(h.clock.read().toISOString());
@@ -154,8 +175,12 @@ describe("preemption", () => {
       status: "preempted",
       error: { type: "preempted" },
     });
-    expect(h.executions.stopped.slice(stoppedBefore)).toEqual([running.executionArn]);
-    expect(h.executions.started).toContainEqual({ jobId: low, version: evicted.version });
+    expect(h.sfn.stops().slice(stoppedBefore)).toEqual([running.executionArn]);
+    expect(h.sfn.execution(running.executionArn ?? "")?.status).toBe("ABORTED");
+    // Waiting again, it has no execution until the scheduler admits it: one start, its first admission.
+    expect(evicted.executionArn).toBeUndefined();
+    expect(h.sfn.admissions(low).map((a) => a.attempt)).toEqual([1]);
+    expect(h.sfn.admissions(critical).map((a) => a.nodeId)).toEqual([nodeId]);
     expect((await h.nodes.getNode(pool, nodeId))?.used).toEqual(WHOLE_NODE);
     expect(await jobItem(h, critical)).toMatchObject({ status: "dispatched", reservation: { pool, nodeId } });
     expect(h.events.published).toContainEqual(
@@ -176,12 +201,6 @@ describe("preemption", () => {
     const [critical1 = ""] = await submitWaiting(h, owner, [{ pool, resources: WHOLE_NODE, priority: 10 }]);
     const first = await schedulePool(ctx, pool);
     await cancelJob(h.reconciler, OPS, critical1);
-    const requeued = await jobItem(h, low);
-    await awaitAdmission(h.reconciler, {
-      jobId: low,
-      taskToken: `${tokenOf(low)}-again`,
-      executionArn: executionArn(low, requeued.version),
-    });
     const readmitted = await schedulePool(ctx, pool);
     await startOnReservedNode(h, low);
     h.clock.advance(60);

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { pauseJob } from "../../app/actions";
+import { cancelJob, pauseJob } from "../../app/actions";
 import { startAttempt } from "../../app/attempts";
-import { admittedSchema, recordAttemptFailure } from "../../app/lifecycle";
+import { type DispatchInput, notAdmittedSchema, recordAttemptFailure } from "../../app/lifecycle";
 import { listPools } from "../../app/pools";
 import { poolsToSchedule, runScheduler, schedulePool } from "../../app/scheduler";
 import type { PoolConfig } from "../../core/pools";
@@ -10,12 +10,14 @@ import { createDocumentClient } from "../../store/dynamo";
 import { NodeRepository } from "../../store/nodes";
 import { startTestApi, type TestApi } from "../support/api";
 import {
+  executionArn,
   type Harness,
   HEARTBEAT_SECONDS,
   jobItem,
   LOST_AFTER_SECONDS,
   NODE_LOST_SECONDS,
   ownTables,
+  parkLegacyAdmission,
   startHarness,
   startOnReservedNode,
   submitWaiting,
@@ -25,7 +27,8 @@ import {
 
 /**
  * The scheduler against DynamoDB Local, on tables of this file's own, with a real loopback Step
- * Functions peer that records SendTaskSuccess. Each test uses pools of its own.
+ * Functions peer that keeps the executions the scheduler starts (one per admission) and records
+ * SendTaskSuccess/Failure. Each test uses pools of its own.
  */
 
 const RUN = suffix();
@@ -65,7 +68,7 @@ beforeAll(async () => {
 afterAll(() => h?.close());
 
 describe("a scheduling pass", () => {
-  it("admits a queued job with a token in one pass: dispatched, reserved, node used up, execution released", async () => {
+  it("admits a queued job in one pass: dispatched, reserved, node used up, its attempt's execution started with the admission", async () => {
     // Prepare
     const pool = newPool(GPU_NODE);
     const nodeId = await addNode(pool, GPU_NODE);
@@ -90,20 +93,27 @@ describe("a scheduling pass", () => {
     });
     expect(job.admissionToken).toBeUndefined();
     expect(await nodeUsed(pool, nodeId)).toEqual({ cpu: 1, memoryMb: 1024, gpu: 1 });
-    const released = h.sfn.successes().filter((s) => s.taskToken === tokenOf(id));
-    expect(released).toHaveLength(1);
-    const output = admittedSchema.parse(released[0]?.output);
-    expect(output).toEqual({
-      admitted: true,
-      pool,
-      nodeId,
-      queueUrl: h.queueUrl(pool, "normal"),
-      attempt: 1,
-      // The queue wait (up to lostAfterSeconds) comes before the job's own 600 s.
-      timeoutSeconds: 600 + LOST_AFTER_SECONDS + 30,
-      heartbeatSeconds: HEARTBEAT_SECONDS,
-      lostAfterSeconds: LOST_AFTER_SECONDS,
+    // One execution, named by the version the admission wrote, and the job knows it.
+    expect(job.executionArn).toBe(executionArn(id, job.version));
+    expect(h.sfn.execution(job.executionArn ?? "")).toMatchObject({
+      name: `${id}-${job.version}`,
+      status: "RUNNING",
     });
+    expect(h.sfn.admissions(id)).toEqual([
+      {
+        jobId: id,
+        pool,
+        nodeId,
+        queueUrl: h.queueUrl(pool, "normal"),
+        attempt: 1,
+        // The queue wait (up to lostAfterSeconds) comes before the job's own 600 s.
+        timeoutSeconds: 600 + LOST_AFTER_SECONDS + 30,
+        heartbeatSeconds: HEARTBEAT_SECONDS,
+        lostAfterSeconds: LOST_AFTER_SECONDS,
+      },
+    ]);
+    // No AwaitAdmission token to answer any more.
+    expect(h.sfn.successes()).toEqual([]);
     expect(h.events.published).toContainEqual(
       expect.objectContaining({ jobId: id, previousStatus: "queued", status: "dispatched" }),
     );
@@ -152,8 +162,8 @@ describe("a scheduling pass", () => {
     // Assess
     expect(summary.admitted.map((a) => a.jobId)).toEqual([high]);
     expect((await jobItem(h, low)).status).toBe("queued");
-    const released = h.sfn.successes().find((s) => s.taskToken === tokenOf(high));
-    expect(admittedSchema.parse(released?.output).queueUrl).toBe(h.queueUrl(pool, "high"));
+    expect(h.sfn.admissions(high).map((a) => a.queueUrl)).toEqual([h.queueUrl(pool, "high")]);
+    expect(h.sfn.startRequests(low)).toEqual([]);
   });
 
   it("admits nothing twice when a pass runs twice", async () => {
@@ -175,15 +185,15 @@ describe("a scheduling pass", () => {
       attempts: 1,
     });
     expect(await nodeUsed(pool, nodeId)).toEqual({ cpu: 1, memoryMb: 512, gpu: 0 });
-    expect(h.sfn.successes().filter((s) => s.taskToken === tokenOf(id))).toHaveLength(1);
+    expect(h.sfn.startRequests(id)).toHaveLength(1);
   });
 
   it("serializes concurrent passes of a pool: one admits, the other marks the lease dirty and the holder runs again", async () => {
-    // Prepare: the first pass stops inside SendTaskSuccess until released.
+    // Prepare: the first pass stops inside StartExecution until released.
     const pool = newPool(CPU_NODE);
     await addNode(pool, CPU_NODE);
     const [id = ""] = await submitWaiting(h, "alice", [{ pool }]);
-    const hold = h.sfn.hold();
+    const hold = h.sfn.hold(["StartExecution"]);
 
     // Act
     const holderRun = schedulePool(h.scheduler, pool);
@@ -199,7 +209,7 @@ describe("a scheduling pass", () => {
     expect(holder.outcome).toBe("ran");
     expect(holder.admitted.map((a) => a.jobId)).toEqual([id]);
     expect(holder.passes).toBe(2);
-    expect(h.sfn.successes().filter((s) => s.taskToken === tokenOf(id))).toHaveLength(1);
+    expect(h.sfn.startRequests(id)).toHaveLength(1);
     expect(await h.nodes.getLease(pool)).toMatchObject({ dirty: false });
     expect((await h.nodes.getLease(pool))?.holder).toBeUndefined();
   });
@@ -228,7 +238,7 @@ describe("a scheduling pass", () => {
     expect(transitions.items.map((t) => t.to)).toEqual(["scheduled", "queued", "dispatched"]);
   });
 
-  it("requeues a retrying job whose backoff is over when its execution did not (a crash, a restart)", async () => {
+  it("requeues a retrying job whose backoff is over when its execution did not (a crash, a restart), and admits its next attempt under a new execution", async () => {
     // Prepare: admitted, then its attempt failed with attempts left
     const pool = newPool(CPU_NODE);
     await addNode(pool, CPU_NODE);
@@ -244,7 +254,7 @@ describe("a scheduling pass", () => {
     const retrying = await jobItem(h, id);
     const early = await schedulePool(h.scheduler, pool);
     h.clock.advance(60);
-    await addNode(pool, CPU_NODE); // the first node fell silent while the clock moved
+    await addNode(pool, CPU_NODE); // the first node may count as silent by now
 
     // Act
     const late = await schedulePool(h.scheduler, pool);
@@ -252,13 +262,21 @@ describe("a scheduling pass", () => {
     // Assess
     expect(retrying.status).toBe("retrying");
     expect(early.promoted).not.toContain(id);
+    expect(early.admitted).toEqual([]);
     expect(late.promoted).toContain(id);
+    expect(late.admitted.map((a) => a.jobId)).toEqual([id]);
     const after = await jobItem(h, id);
-    expect(after.status).toBe("queued");
-    expect(after.nextAttemptAt).toBeNull();
+    expect(after).toMatchObject({ status: "dispatched", attempts: 2, nextAttemptAt: null });
     expect(h.events.published).toContainEqual(
       expect.objectContaining({ jobId: id, previousStatus: "retrying", status: "queued" }),
     );
+    // One execution per attempt, each named by the version its admission wrote.
+    expect(h.sfn.startRequests(id).map((r) => r.name)).toEqual([
+      `${id}-${admitted.version}`,
+      `${id}-${after.version}`,
+    ]);
+    expect(h.sfn.admissions(id).map((a) => a.attempt)).toEqual([1, 2]);
+    expect(after.executionArn).toBe(executionArn(id, after.version));
   });
 
   it("marks a silent node lost: its capacity leaves the pool and no job goes there", async () => {
@@ -353,26 +371,100 @@ describe("a scheduling pass", () => {
     expect(await nodeUsed(pool, y)).toEqual(SLOT);
   });
 
-  it("undoes an admission whose execution is gone: job queued again without its token, capacity released", async () => {
+  it("undoes an admission whose execution could not be started: queued again, capacity released, admitted later under a new execution", async () => {
     // Prepare
     const pool = newPool(CPU_NODE);
     const nodeId = await addNode(pool, CPU_NODE);
     const [id = ""] = await submitWaiting(h, "alice", [{ pool }]);
-    h.sfn.deadTokens.add(tokenOf(id));
+    const submitted = await jobItem(h, id);
+    h.sfn.refusedStarts.add(id);
 
     // Act
     const summary = await schedulePool(h.scheduler, pool);
+    const undone = await jobItem(h, id);
+    const usedAfterUndo = await nodeUsed(pool, nodeId);
+    h.sfn.refusedStarts.delete(id);
+    const later = await schedulePool(h.scheduler, pool);
 
     // Assess
     expect(summary.undone).toEqual([id]);
     expect(summary.admitted).toEqual([]);
+    expect(undone).toMatchObject({ status: "queued", attempts: 0, version: submitted.version + 2 });
+    expect(undone.reservation).toBeUndefined();
+    expect(undone.executionArn).toBeUndefined();
+    expect(usedAfterUndo).toEqual({ cpu: 0, memoryMb: 0, gpu: 0 });
+    expect(h.sfn.execution(executionArn(id, submitted.version + 1))).toBeUndefined();
+    // The next admission writes a new version, so its execution has a name of its own.
+    expect(later.admitted).toEqual([{ jobId: id, nodeId }]);
+    expect(await jobItem(h, id)).toMatchObject({
+      status: "dispatched",
+      attempts: 1,
+      executionArn: executionArn(id, undone.version + 1),
+    });
+    expect(h.sfn.startRequests(id).map((r) => r.name)).toEqual([
+      `${id}-${submitted.version + 1}`,
+      `${id}-${undone.version + 1}`,
+    ]);
+    expect(h.sfn.admissions(id).map((a) => a.attempt)).toEqual([1, 1]);
+    expect(await nodeUsed(pool, nodeId)).toEqual({ cpu: 1, memoryMb: 512, gpu: 0 });
+  });
+
+  it("answers the AwaitAdmission token a job of the previous lifecycle carries once its new execution started, and only then", async () => {
+    // Prepare: a job whose execution of the previous definition waits at AwaitAdmission.
+    const pool = newPool(CPU_NODE);
+    const nodeId = await addNode(pool, CPU_NODE);
+    const [id = ""] = await submitWaiting(h, "alice", [{ pool }]);
+    const legacyArn = await parkLegacyAdmission(h, id);
+    h.sfn.refusedStarts.add(id);
+    const refused = await schedulePool(h.scheduler, pool);
+    const answeredWhileRefused = h.sfn.successes().filter((s) => s.taskToken === tokenOf(id));
+    h.sfn.refusedStarts.delete(id);
+
+    // Act
+    const summary = await schedulePool(h.scheduler, pool);
+
+    // Assess: while no new execution could start, the old one kept waiting.
+    expect(refused.undone).toEqual([id]);
+    expect(answeredWhileRefused).toEqual([]);
+    expect(summary.admitted).toEqual([{ jobId: id, nodeId }]);
     const job = await jobItem(h, id);
-    expect(job).toMatchObject({ status: "queued", attempts: 0 });
     expect(job.admissionToken).toBeUndefined();
+    expect(job.executionArn).toBe(executionArn(id, job.version));
+    expect(job.executionArn).not.toBe(legacyArn);
+    const answers = h.sfn.successes().filter((s) => s.taskToken === tokenOf(id));
+    expect(answers).toHaveLength(1);
+    expect(notAdmittedSchema.parse(answers[0]?.output)).toEqual({
+      admitted: false,
+      reason: `superseded by execution ${job.executionArn}, started at admission`,
+    });
+  });
+
+  it("keeps no capacity for a job cancelled while its execution was being started", async () => {
+    // Prepare: the pass stops inside StartExecution, after the admission's transaction.
+    const pool = newPool(CPU_NODE);
+    const nodeId = await addNode(pool, CPU_NODE);
+    const [id = ""] = await submitWaiting(h, "alice", [{ pool }]);
+    const hold = h.sfn.hold(["StartExecution"]);
+
+    // Act
+    const run = schedulePool(h.scheduler, pool);
+    await hold.arrived;
+    const dispatched = await jobItem(h, id);
+    await cancelJob(h.reconciler, { id: "alice", admin: false }, id);
+    hold.release();
+    await run;
+
+    // Assess: the cancel won; the node holds nothing for the job, whatever the late start did.
+    expect(dispatched).toMatchObject({
+      status: "dispatched",
+      executionArn: executionArn(id, dispatched.version),
+    });
+    const job = await jobItem(h, id);
+    expect(job.status).toBe("cancelled");
     expect(job.reservation).toBeUndefined();
     expect(await nodeUsed(pool, nodeId)).toEqual({ cpu: 0, memoryMb: 0, gpu: 0 });
-    // A new execution at once, at the job's new version: it need not wait for the reconciler.
-    expect(h.executions.started).toContainEqual({ jobId: id, version: job.version });
+    // The cancel asked Step Functions to stop the admission's execution, by the ARN the job held.
+    expect(h.sfn.stops()).toContain(dispatched.executionArn);
   });
 
   it("places a job without a pool in a pool whose labels match its constraints", async () => {
@@ -388,6 +480,38 @@ describe("a scheduling pass", () => {
     // Assess
     expect(summary.admitted).toEqual([{ jobId: id, nodeId }]);
     expect((await jobItem(h, id)).reservation).toMatchObject({ pool, nodeId });
+  });
+});
+
+describe("an admission's execution", () => {
+  it("is started once however often the start is tried: a repeat, even after the execution ended, gives the same ARN", async () => {
+    // Prepare: an admission's input, as the scheduler builds it.
+    const id = `job_${suffix()}`;
+    const input: DispatchInput = {
+      jobId: id,
+      pool: "p",
+      nodeId: "n",
+      queueUrl: h.queueUrl("p", "normal"),
+      attempt: 1,
+      timeoutSeconds: 60 + LOST_AFTER_SECONDS + 30,
+      heartbeatSeconds: HEARTBEAT_SECONDS,
+      lostAfterSeconds: LOST_AFTER_SECONDS,
+    };
+
+    // Act: an at-least-once caller tries the start again while it runs, and after it ended.
+    const first = await h.executions.start(id, 2, input);
+    const again = await h.executions.start(id, 2, input);
+    h.sfn.endExecution(first ?? "", "SUCCEEDED");
+    const afterEnd = await h.executions.start(id, 2, input);
+
+    // Assess
+    expect(first).toBe(executionArn(id, 2));
+    expect(h.executions.arnOf(id, 2)).toBe(first);
+    expect(again).toBe(first);
+    expect(afterEnd).toBe(first);
+    expect(h.sfn.startRequests(id)).toHaveLength(3);
+    // One execution, not run again.
+    expect(h.sfn.execution(first ?? "")).toMatchObject({ name: `${id}-2`, status: "SUCCEEDED" });
   });
 });
 

@@ -65,8 +65,12 @@ const db = createDocumentClient({ region: LOCAL_REGION, endpoint: inject("dynamo
 const repo = new JobRepository(db, tables.Jobs ?? "");
 
 const noEvents = { publish: async (): Promise<void> => undefined };
+/** Submit starts no execution (the scheduler starts one per admission): a call would be a bug. */
 const noExecutions = {
-  start: async (): Promise<string | null> => null,
+  start: async (): Promise<string | null> => {
+    throw new Error("submit started an execution");
+  },
+  arnOf: (): string | null => null,
   stop: async (): Promise<void> => undefined,
 };
 

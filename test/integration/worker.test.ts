@@ -27,9 +27,11 @@ import {
   jobPk,
   LOG_PREFIX,
   nodeSk,
+  RESULT_SK,
   TRANSITION_PREFIX,
 } from "../../store/keys";
 import { NodeRepository } from "../../store/nodes";
+import { UsageRepository } from "../../store/usage";
 import { defineTask, TaskRegistry } from "../../worker/registry";
 import { Worker, type WorkerOptions } from "../../worker/runtime";
 import { registerExampleTasks } from "../../worker/tasks/examples";
@@ -38,7 +40,8 @@ import { registerExampleTasks } from "../../worker/tasks/examples";
  * The worker against real peers: DynamoDB Local (the shared integration instance), fauxqs as SQS
  * in process, and a loopback HTTP server speaking Step Functions' JSON protocol for the
  * SendTask* calls, which records them and refuses the tokens a test tells it to. Each test gets
- * its own pool (queues, nodes) and its own jobs.
+ * its own pool (queues, nodes) and its own jobs. On success the worker completes the job itself
+ * (app/lifecycle.ts#completeRun) before it answers the run token.
  */
 
 // ---- a Step Functions peer for the task-token calls -----------------------------------------
@@ -46,6 +49,8 @@ import { registerExampleTasks } from "../../worker/tasks/examples";
 interface SfnCall {
   readonly action: string;
   readonly body: Record<string, unknown>;
+  /** What `observe` saw when the call arrived, before it was answered. */
+  readonly seen?: unknown;
 }
 
 interface FakeStepFunctions {
@@ -54,20 +59,24 @@ interface FakeStepFunctions {
   /** From now on, answer every call for this token with this error (e.g. TaskTimedOut). */
   refuse(token: string, errorType: string): void;
   callsFor(token: string, action?: string): SfnCall[];
+  /** Runs on every call before it is answered; its value is kept as the call's `seen`. */
+  observe(probe: ((body: Record<string, unknown>) => Promise<unknown>) | null): void;
   close(): Promise<void>;
 }
 
 async function startFakeStepFunctions(): Promise<FakeStepFunctions> {
   const calls: SfnCall[] = [];
   const refusals = new Map<string, string>();
+  let probe: ((body: Record<string, unknown>) => Promise<unknown>) | null = null;
   const server: Server = createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on("data", (chunk: Buffer) => chunks.push(chunk));
-    req.on("end", () => {
+    req.on("end", async () => {
       const target = String(req.headers["x-amz-target"] ?? "");
       const body = JSON.parse(Buffer.concat(chunks).toString("utf8") || "{}") as Record<string, unknown>;
       const action = target.replace(/^AWSStepFunctions\./, "");
-      calls.push({ action, body });
+      const seen = probe ? await probe(body).catch((error: unknown) => error) : undefined;
+      calls.push({ action, body, seen });
       const refusal = refusals.get(String(body.taskToken));
       res.setHeader("content-type", "application/x-amz-json-1.0");
       if (req.method !== "POST" || !target.startsWith("AWSStepFunctions.")) {
@@ -87,6 +96,9 @@ async function startFakeStepFunctions(): Promise<FakeStepFunctions> {
     refuse: (token, errorType) => refusals.set(token, errorType),
     callsFor: (token, action) =>
       calls.filter((c) => c.body.taskToken === token && (action === undefined || c.action === action)),
+    observe: (next) => {
+      probe = next;
+    },
     close: () => new Promise((resolve) => server.close(() => resolve())),
   };
 }
@@ -99,6 +111,7 @@ const jobsTable = tables.Jobs ?? "";
 const nodesTable = tables.Nodes ?? "";
 const repo = new JobRepository(db, jobsTable);
 const nodes = new NodeRepository(db, nodesTable);
+const usage = new UsageRepository(db, tables.Policy ?? "");
 
 let fauxqs: FauxqsServer;
 let sqs: SQSClient;
@@ -122,6 +135,7 @@ afterAll(async () => {
 
 const started: Worker[] = [];
 afterEach(async () => {
+  stepFunctions.observe(null);
   await Promise.all(started.splice(0).map((w) => w.stop(200)));
 });
 
@@ -180,7 +194,7 @@ function createWorker(
       newNodeId: (name) => `${name}${++registrations}`,
       ...options,
     },
-    { repo, nodes, sqs, sfn, events, registry },
+    { repo, nodes, sqs, sfn, events, usage, registry },
   );
   started.push(worker);
   return { worker, nodeId: worker.snapshot().nodeId, events };
@@ -331,48 +345,91 @@ async function partition(jobId: string, prefix: string) {
 // ---- the tests -----------------------------------------------------------------------------
 
 describe("worker", () => {
-  it("starts the attempt, runs echo, stores the result and reports success on the run token", async () => {
+  it("starts the attempt, runs echo, completes the job with its result, then reports success on the run token", async () => {
     const pool = await createPool();
     const { nodeId, events } = await startWorker(pool);
     const payload = { greeting: "hello", numbers: [1, 2.5, 5e-324] };
     const { job, reservation } = await putDispatchedJob(pool, nodeId, { type: "echo", payload });
     await bookOnNode(reservation);
     const runToken = token("echo");
+    // The job as the run token's answer finds it: completed first, so the execution may end at once.
+    stepFunctions.observe(async () => (await repo.getJob(job.id))?.item.status);
 
     await sendDispatch(pool, job, runToken);
     const success = await reported(runToken, "SendTaskSuccess");
 
     expect(JSON.parse(String(success.body.output))).toEqual({ ok: true });
+    expect(success.seen).toBe("completed");
     const stored = await repo.getJob(job.id);
     expect(stored?.result).toEqual(payload);
     expect(stored?.item).toMatchObject({
-      status: "running",
-      statusReason: `running on node ${nodeId}`,
-      version: job.version + 1,
-      reservation: { pool: pool.name, nodeId },
+      status: "completed",
+      statusReason: "completed on attempt 1",
+      version: job.version + 2,
     });
+    expect(stored?.item.reservation).toBeUndefined();
+    expect(stored?.item.finishedAt).toEqual(expect.any(String));
     expect(stored?.item.startedAt).toEqual(stored?.item.attemptStartedAt);
+    expect((await nodes.getNode(pool.name, nodeId))?.used).toEqual({ cpu: 0, memoryMb: 0, gpu: 0 });
+    expect(await repo.getItem({ pk: jobPk(job.id), sk: RESULT_SK })).toMatchObject({ attempt: 1 });
     const [attempt] = await partition(job.id, ATTEMPT_PREFIX);
     expect(attempt).toMatchObject({
       sk: attemptSk(1),
       attempt: 1,
-      status: "running",
+      status: "succeeded",
       workerId: `${pool.name}-worker`,
       nodeId,
       pool: pool.name,
       startedAt: stored?.item.attemptStartedAt,
+      finishedAt: stored?.item.finishedAt,
     });
-    const [transition] = await partition(job.id, TRANSITION_PREFIX);
-    expect(transition).toMatchObject({
-      from: "dispatched",
-      to: "running",
-      reason: `running on node ${nodeId}`,
-    });
-    expect(events.changes).toContainEqual(
-      expect.objectContaining({ jobId: job.id, previousStatus: "dispatched", status: "running" }),
-    );
+    const transitions = await partition(job.id, TRANSITION_PREFIX);
+    expect(transitions.map((t) => ({ from: t.from, to: t.to, reason: t.reason }))).toEqual([
+      { from: "dispatched", to: "running", reason: `running on node ${nodeId}` },
+      { from: "running", to: "completed", reason: "completed on attempt 1" },
+    ]);
+    expect(
+      events.changes.filter((c) => c.jobId === job.id).map((c) => `${c.previousStatus}→${c.status}`),
+    ).toEqual(["dispatched→running", "running→completed"]);
     expect(stepFunctions.callsFor(runToken, "SendTaskFailure")).toEqual([]);
     expect(await queueDepth(pool)).toBe(0);
+  });
+
+  it("stores nothing and reports nothing when its job ended while the task ran", async () => {
+    const pool = await createPool();
+    const { worker, nodeId } = await startWorker(pool);
+    const { job, reservation } = await putDispatchedJob(pool, nodeId, {
+      type: "sleep",
+      payload: { seconds: 1 },
+    });
+    await bookOnNode(reservation);
+    const runToken = token("ended");
+    await sendDispatch(pool, job, runToken);
+    await eventually(async () => worker.snapshot().running.length === 1, "the attempt to start");
+    // What a cancel's transaction leaves behind (app/actions.ts): the job ended, capacity released.
+    await db.send(
+      new UpdateCommand({
+        TableName: jobsTable,
+        Key: { pk: jobPk(job.id), sk: JOB_SK },
+        UpdateExpression: "SET #status = :cancelled, #version = #version + :one REMOVE reservation",
+        ExpressionAttributeNames: { "#status": "status", "#version": "version" },
+        ExpressionAttributeValues: { ":cancelled": "cancelled", ":one": 1 },
+      }),
+    );
+    const cancelled = await repo.getJob(job.id);
+
+    await eventually(async () => worker.snapshot().running.length === 0, "the attempt to end");
+    await eventually(async () => (await partition(job.id, LOG_PREFIX)).length > 0, "the end to be logged");
+
+    expect(stepFunctions.callsFor(runToken, "SendTaskSuccess")).toEqual([]);
+    expect(stepFunctions.callsFor(runToken, "SendTaskFailure")).toEqual([]);
+    expect(await repo.getItem({ pk: jobPk(job.id), sk: RESULT_SK })).toBeUndefined();
+    expect((await repo.getJob(job.id))?.item).toEqual(cancelled?.item);
+    const [line] = await partition(job.id, LOG_PREFIX);
+    expect(line).toMatchObject({
+      level: "warn",
+      message: expect.stringMatching(/^attempt 1 stopped: the job no longer runs this attempt/),
+    });
   });
 
   it("writes the task's log lines under the job's partition", async () => {
@@ -417,11 +474,12 @@ describe("worker", () => {
     await sendDispatch(pool, job, runToken);
     await reported(runToken, "SendTaskSuccess");
 
-    const stored = await repo.getJob(job.id);
-    expect(stored?.item.reservation).toEqual({ ...reservation, nodeId });
-    expect(stored?.item.activeSk).toBe(`${nodeId}#${job.id}`);
+    // The booking moved with the start, so the completion gave it back to this node: both at 0.
+    const [attempt] = await partition(job.id, ATTEMPT_PREFIX);
+    expect(attempt).toMatchObject({ nodeId, status: "succeeded" });
+    expect((await repo.getJob(job.id))?.item.status).toBe("completed");
     expect((await nodes.getNode(pool.name, otherId))?.used).toEqual({ cpu: 0, memoryMb: 0, gpu: 0 });
-    expect((await nodes.getNode(pool.name, nodeId))?.used).toEqual({ cpu: 1.5, memoryMb: 1024, gpu: 0 });
+    expect((await nodes.getNode(pool.name, nodeId))?.used).toEqual({ cpu: 0, memoryMb: 0, gpu: 0 });
   });
 
   it("leaves a job reserved elsewhere that does not fit its node to another worker", async () => {
@@ -641,7 +699,12 @@ describe("worker", () => {
   it("drains on stop: a running attempt finishes and reports before the node leaves", async () => {
     const pool = await createPool();
     const { worker, nodeId } = await startWorker(pool);
-    const { job } = await putDispatchedJob(pool, nodeId, { type: "sleep", payload: { seconds: 1 } });
+    const { job, reservation } = await putDispatchedJob(pool, nodeId, {
+      type: "sleep",
+      payload: { seconds: 1 },
+    });
+    // Booked as the scheduler books it: the completion gives it back, and an empty node may leave.
+    await bookOnNode(reservation);
     const runToken = token("drain");
     await sendDispatch(pool, job, runToken);
     await eventually(async () => worker.snapshot().running.length === 1, "the attempt to start");
@@ -658,7 +721,11 @@ describe("worker", () => {
     // Prepare: a grace far shorter than the attempt, and fast node heartbeats
     const pool = await createPool();
     const { worker, nodeId } = await startWorker(pool, { nodeHeartbeatMs: 100, shutdownGraceMs: 100 });
-    const { job } = await putDispatchedJob(pool, nodeId, { type: "sleep", payload: { seconds: 1 } });
+    const { job, reservation } = await putDispatchedJob(pool, nodeId, {
+      type: "sleep",
+      payload: { seconds: 1 },
+    });
+    await bookOnNode(reservation);
     const runToken = token("admin-drain");
     await sendDispatch(pool, job, runToken);
     await eventually(async () => worker.snapshot().running.length === 1, "the attempt to start");
@@ -771,17 +838,24 @@ describe("worker", () => {
     expect((await partition(job.id, ATTEMPT_PREFIX))[0]).toMatchObject({ nodeId: fresh });
   });
 
-  it("keeps the job item's key fields untouched by the start", async () => {
+  it("keeps the job item's index keys in step with its status through the start and the completion", async () => {
     const pool = await createPool();
     const { nodeId } = await startWorker(pool);
-    const { job } = await putDispatchedJob(pool, nodeId, { type: "echo" });
+    const { job } = await putDispatchedJob(pool, nodeId, { type: "sleep", payload: { seconds: 1 } });
     const runToken = token("keys");
 
     await sendDispatch(pool, job, runToken);
+    const running = await eventually(async () => {
+      const item = await repo.getItem({ pk: jobPk(job.id), sk: JOB_SK });
+      return item?.status === "running" ? item : null;
+    }, "the job to run");
     await reported(runToken, "SendTaskSuccess");
 
-    const item = await repo.getItem({ pk: jobPk(job.id), sk: JOB_SK });
-    expect(item).toMatchObject({ ownerStatusPk: "O#worker-test#running", activePk: `ACT#${pool.name}` });
-    expect(item?.queuePk).toBeUndefined();
+    expect(running).toMatchObject({ ownerStatusPk: "O#worker-test#running", activePk: `ACT#${pool.name}` });
+    expect(running.queuePk).toBeUndefined();
+    const completed = await repo.getItem({ pk: jobPk(job.id), sk: JOB_SK });
+    expect(completed).toMatchObject({ status: "completed", ownerStatusPk: "O#worker-test#completed" });
+    expect(completed?.activePk).toBeUndefined();
+    expect(completed?.queuePk).toBeUndefined();
   });
 });

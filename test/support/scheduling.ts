@@ -10,12 +10,17 @@ import {
   executionArnOf,
   executionName,
   type LifecycleExecutions,
+  StepFunctionsExecutions,
 } from "../../app/executions";
-import { awaitAdmission, StepFunctionsTaskTokens, type TaskTokens } from "../../app/lifecycle";
+import {
+  type DispatchInput,
+  dispatchInputSchema,
+  StepFunctionsTaskTokens,
+  type TaskTokens,
+} from "../../app/lifecycle";
 import type { ReconcilerContext } from "../../app/reconciler";
 import type { SchedulerContext, SchedulerTuning } from "../../app/scheduler";
 import { submitJobs } from "../../app/submit";
-import { forEachConcurrent } from "../../core/concurrency";
 import type { BatchJobRequest } from "../../core/job";
 import { DEFAULT_POLICY, type PolicyInput, policySchema } from "../../core/policy";
 import type { PoolConfig } from "../../core/pools";
@@ -24,6 +29,7 @@ import { ensureTables } from "../../local/tables";
 import { createDocumentClient } from "../../store/dynamo";
 import type { JobItem } from "../../store/job-items";
 import { JobRepository } from "../../store/job-repository";
+import { JOB_SK } from "../../store/keys";
 import { NodeRepository } from "../../store/nodes";
 import { PolicyRepository } from "../../store/policy";
 import { UsageRepository } from "../../store/usage";
@@ -31,8 +37,10 @@ import { UsageRepository } from "../../store/usage";
 /**
  * Helpers for the scheduler and reconciler integration tests: tables of their own in the shared
  * DynamoDB Local (a scheduling pass and the reconciler read whole partitions and indexes, so they
- * must not meet other files' jobs), a clock the test moves, recording events and executions, and
- * a real loopback HTTP peer speaking Step Functions' JSON protocol that records what it is sent.
+ * must not meet other files' jobs), a clock the test moves, recording events, and a real loopback
+ * HTTP peer speaking Step Functions' JSON protocol that records what it is sent and keeps the
+ * executions started on it; the contexts reach it through the real adapters
+ * (StepFunctionsExecutions, StepFunctionsTaskTokens).
  */
 
 export function suffix(): string {
@@ -85,6 +93,7 @@ export function silentLifecyclePorts(stateMachineArn: string): {
   return {
     executions: {
       start: async (jobId, version) => executionArnOf(stateMachineArn, executionName(jobId, version)),
+      arnOf: (jobId, version) => executionArnOf(stateMachineArn, executionName(jobId, version)),
       stop: async () => {},
     },
     events: { publish: async () => {} },
@@ -95,22 +104,7 @@ export function silentLifecyclePorts(stateMachineArn: string): {
 export const STATE_MACHINE_ARN = "arn:aws:states:us-east-1:000000000000:stateMachine:jobq-test";
 
 export function executionArn(jobId: string, version: number): string {
-  return `arn:aws:states:us-east-1:000000000000:execution:jobq-test:${jobId}-${version}`;
-}
-
-export class RecordingExecutions implements LifecycleExecutions {
-  readonly started: { jobId: string; version: number }[] = [];
-  readonly stopped: string[] = [];
-  /** Off: start answers null, as with no state machine configured (the job waits for the reconciler). */
-  startsExecutions = false;
-
-  async start(jobId: string, version: number): Promise<string | null> {
-    this.started.push({ jobId, version });
-    return this.startsExecutions ? executionArn(jobId, version) : null;
-  }
-  async stop(arn: string): Promise<void> {
-    this.stopped.push(arn);
-  }
+  return executionArnOf(STATE_MACHINE_ARN, executionName(jobId, version));
 }
 
 export interface SfnCall {
@@ -118,21 +112,38 @@ export interface SfnCall {
   readonly body: Record<string, unknown>;
 }
 
+/** An execution as the peer keeps it: what StartExecution was given, and where it stands. */
+export interface FakeExecution {
+  readonly executionArn: string;
+  readonly name: string;
+  readonly input: string;
+  status: "RUNNING" | "SUCCEEDED" | "FAILED" | "TIMED_OUT" | "ABORTED";
+}
+
+/** Operations `hold()` can keep the answers of. */
+export type HeldOperation = "SendTaskSuccess" | "StartExecution";
+
 /**
  * A loopback HTTP server that answers the Step Functions calls the scheduler and reconciler make
  * (AWS JSON 1.0: `POST /` with `x-amz-target: AWSStepFunctions.<Operation>`), and records them.
- * SendTaskSuccess succeeds unless the token was declared dead; DescribeExecution knows the
- * executions declared running; `hold()` keeps SendTaskSuccess answers back until released.
+ * StartExecution keeps the execution, RUNNING, under `<stateMachine>:<name>`; as in AWS, the same
+ * name with the same input while it runs answers the same ARN, and any other reuse of a name is
+ * ExecutionAlreadyExists. StopExecution aborts it; DescribeExecution knows the executions started
+ * here and those declared running (`runningExecutions`, for ARNs of executions started
+ * elsewhere). SendTaskSuccess succeeds unless the token was declared dead; `hold()` keeps answers
+ * back until released.
  */
 export class FakeStepFunctions {
   readonly calls: SfnCall[] = [];
   readonly deadTokens = new Set<string>();
   readonly runningExecutions = new Set<string>();
+  /** Jobs whose executions StartExecution refuses (ExecutionLimitExceeded, which the SDK does not retry). */
+  readonly refusedStarts = new Set<string>();
+  private readonly executions = new Map<string, FakeExecution>();
   private held: {
+    operations: ReadonlySet<string>;
     until: Promise<void>;
-    release: () => void;
     arrived: () => void;
-    arrival: Promise<void>;
   } | null = null;
   private server: Server | undefined;
   endpoint = "";
@@ -149,7 +160,7 @@ export class FakeStepFunctions {
   }
 
   async close(): Promise<void> {
-    this.held?.release();
+    this.releaseHeld?.();
     await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
   }
 
@@ -157,8 +168,16 @@ export class FakeStepFunctions {
     return createSfnClient({ region: LOCAL_REGION, endpoint: this.endpoint });
   }
 
-  /** Holds every SendTaskSuccess answer; `arrived` resolves when the first one is waiting. */
-  hold(): { arrived: Promise<void>; release: () => void } {
+  private releaseHeld: (() => void) | undefined;
+
+  /**
+   * Holds every answer to the given operations (SendTaskSuccess and StartExecution unless told);
+   * `arrived` resolves when the first held call is waiting.
+   */
+  hold(operations: readonly HeldOperation[] = ["SendTaskSuccess", "StartExecution"]): {
+    arrived: Promise<void>;
+    release: () => void;
+  } {
     let release = () => {};
     let arrived = () => {};
     const until = new Promise<void>((resolve) => {
@@ -167,14 +186,12 @@ export class FakeStepFunctions {
     const arrival = new Promise<void>((resolve) => {
       arrived = resolve;
     });
-    this.held = { until, release, arrived, arrival };
-    return {
-      arrived: arrival,
-      release: () => {
-        this.held = null;
-        release();
-      },
+    this.held = { operations: new Set(operations), until, arrived };
+    this.releaseHeld = () => {
+      this.held = null;
+      release();
     };
+    return { arrived: arrival, release: this.releaseHeld };
   }
 
   successes(): { taskToken: string; output: unknown }[] {
@@ -193,6 +210,40 @@ export class FakeStepFunctions {
       }));
   }
 
+  /** Every StartExecution request for the job's executions, refused ones included, in order. */
+  startRequests(jobId: string): { name: string; input: unknown }[] {
+    return this.calls
+      .filter((c) => c.operation === "StartExecution" && jobOfExecution(String(c.body.name)) === jobId)
+      .map((c) => ({ name: String(c.body.name), input: JSON.parse(String(c.body.input ?? "null")) }));
+  }
+
+  /** The admissions the job's executions were started with (their DispatchInput), in order. */
+  admissions(jobId: string): DispatchInput[] {
+    return this.startRequests(jobId).map((r) => dispatchInputSchema.parse(r.input));
+  }
+
+  /** The ARNs StopExecution was asked to stop, in order. */
+  stops(): string[] {
+    return this.calls.filter((c) => c.operation === "StopExecution").map((c) => String(c.body.executionArn));
+  }
+
+  /** The execution started under this ARN, if any. */
+  execution(executionArn: string): FakeExecution | undefined {
+    return this.executions.get(executionArn);
+  }
+
+  /** Ends a running execution without telling anyone: what a crash, a bug or a manual stop leaves. */
+  endExecution(executionArn: string, status: Exclude<FakeExecution["status"], "RUNNING"> = "ABORTED"): void {
+    const execution = this.executions.get(executionArn);
+    if (!execution) throw new Error(`no execution ${executionArn} was started`);
+    execution.status = status;
+  }
+
+  /** Drops the execution: DescribeExecution no longer knows it (its history expired, its state machine was deleted). */
+  forgetExecution(executionArn: string): void {
+    if (!this.executions.delete(executionArn)) throw new Error(`no execution ${executionArn} was started`);
+  }
+
   private async serve(request: IncomingMessage, response: ServerResponse): Promise<void> {
     const chunks: Buffer[] = [];
     for await (const chunk of request) chunks.push(chunk as Buffer);
@@ -207,13 +258,37 @@ export class FakeStepFunctions {
       response.end(JSON.stringify(payload));
     };
     const error = (type: string, message: string) => answer(400, { __type: type, message });
+    const held = this.held;
+    if (held?.operations.has(operation)) {
+      held.arrived();
+      await held.until;
+    }
     switch (operation) {
+      case "StartExecution": {
+        const name = String(body.name);
+        const input = String(body.input ?? "{}");
+        if (this.refusedStarts.has(jobOfExecution(name)))
+          return error(
+            "ExecutionLimitExceeded",
+            "The maximum number of running executions has been reached.",
+          );
+        const executionArn = executionArnOf(String(body.stateMachineArn), name);
+        const existing = this.executions.get(executionArn);
+        if (existing && !(existing.status === "RUNNING" && existing.input === input))
+          return error("ExecutionAlreadyExists", `Execution Already Exists: '${executionArn}'`);
+        if (!existing) this.executions.set(executionArn, { executionArn, name, input, status: "RUNNING" });
+        return answer(200, { executionArn, startDate: Date.now() / 1000 });
+      }
+      case "StopExecution": {
+        const executionArn = String(body.executionArn);
+        const execution = this.executions.get(executionArn);
+        if (!execution && !this.runningExecutions.has(executionArn))
+          return error("ExecutionDoesNotExist", `Execution Does Not Exist: '${executionArn}'`);
+        if (execution?.status === "RUNNING") execution.status = "ABORTED";
+        this.runningExecutions.delete(executionArn);
+        return answer(200, { stopDate: Date.now() / 1000 });
+      }
       case "SendTaskSuccess": {
-        const held = this.held;
-        if (held) {
-          held.arrived();
-          await held.until;
-        }
         if (this.deadTokens.has(String(body.taskToken))) return error("TaskTimedOut", "Task Timed Out");
         return answer(200, {});
       }
@@ -223,12 +298,13 @@ export class FakeStepFunctions {
       }
       case "DescribeExecution": {
         const arn = String(body.executionArn);
-        if (!this.runningExecutions.has(arn))
-          return error("ExecutionDoesNotExist", `Execution Does Not Exist: '${arn}'`);
+        const status =
+          this.executions.get(arn)?.status ?? (this.runningExecutions.has(arn) ? "RUNNING" : null);
+        if (!status) return error("ExecutionDoesNotExist", `Execution Does Not Exist: '${arn}'`);
         return answer(200, {
           executionArn: arn,
           stateMachineArn: STATE_MACHINE_ARN,
-          status: "RUNNING",
+          status,
           startDate: Date.now() / 1000,
         });
       }
@@ -236,6 +312,11 @@ export class FakeStepFunctions {
         return error("UnknownOperationException", `not served here: ${operation}`);
     }
   }
+}
+
+/** Executions are named `<jobId>-<version>` (app/executions.ts). */
+function jobOfExecution(name: string): string {
+  return name.replace(/-\d+$/, "");
 }
 
 /** A clock the test sets; it starts at the real time. */
@@ -253,7 +334,8 @@ export interface Harness {
   readonly repo: JobRepository;
   readonly nodes: NodeRepository;
   readonly events: RecordingEvents;
-  readonly executions: RecordingExecutions;
+  /** The real adapter both contexts use, on the loopback peer (`sfn`), with STATE_MACHINE_ARN. */
+  readonly executions: LifecycleExecutions;
   readonly sfn: FakeStepFunctions;
   readonly clock: TestClock;
   readonly queueUrl: (pool: string, tier: string) => string;
@@ -277,10 +359,10 @@ export async function startHarness(tables: {
   const repo = new JobRepository(db, tables.jobs);
   const nodes = new NodeRepository(db, tables.nodes);
   const events = new RecordingEvents();
-  const executions = new RecordingExecutions();
   const sfn = new FakeStepFunctions();
   await sfn.start();
   const sfnClient = sfn.sfnClient();
+  const executions = new StepFunctionsExecutions(sfnClient, STATE_MACHINE_ARN);
   const clock = new TestClock();
   const queueUrl = (pool: string, tier: string) => `http://127.0.0.1:1/000000000000/jobq-${pool}-${tier}`;
   const tiers = ["critical", "high", "normal", "low", "background"] as const;
@@ -336,9 +418,9 @@ export async function startHarness(tables: {
 }
 
 /**
- * Submits jobs through the real submit path, then plays each one's AwaitAdmission step (the
- * real lifecycle code): the job carries a task token and its execution ARN, as when its
- * execution is waiting for admission. Returns the job ids, in order.
+ * Submits jobs through the real submit path, one submission each; they wait for admission (no
+ * execution runs for a waiting job: the scheduler starts one when it admits it). Returns the job
+ * ids, in order.
  */
 export async function submitWaiting(
   h: Harness,
@@ -353,20 +435,44 @@ export async function submitWaiting(
     });
     const id = created[0]?.id;
     if (!id) throw new Error("submit created no job");
-    const version = created[0]?.version ?? 1;
-    await awaitAdmission(h.reconciler, {
-      jobId: id,
-      taskToken: tokenOf(id),
-      executionArn: executionArn(id, version),
-    });
     ids.push(id);
   }
   return ids;
 }
 
-/** The task token the tests park for a job. */
+/** The AwaitAdmission task token parkLegacyAdmission leaves on a job. */
 export function tokenOf(jobId: string): string {
   return `token-${jobId}`;
+}
+
+/**
+ * What an execution of the previous lifecycle definition (started at submit, parked at
+ * AwaitAdmission) left on a waiting job before the stack moved to executions started at
+ * admission: its task token and its ARN, the version moved as that step moved it. Returns the
+ * legacy execution's ARN, which the peer knows as running.
+ */
+export async function parkLegacyAdmission(h: Harness, jobId: string): Promise<string> {
+  const item = await jobItem(h, jobId);
+  const legacyArn = executionArn(jobId, item.version);
+  const parked = await h.repo.updateIf(
+    { pk: item.pk, sk: JOB_SK },
+    "SET admissionToken = :token, executionArn = :arn, #version = :next, updatedAt = :at",
+    "#status = :status AND #version = :version",
+    {
+      names: { "#status": "status", "#version": "version" },
+      values: {
+        ":token": tokenOf(jobId),
+        ":arn": legacyArn,
+        ":next": item.version + 1,
+        ":at": h.clock.read().toISOString(),
+        ":status": item.status,
+        ":version": item.version,
+      },
+    },
+  );
+  if (!parked) throw new Error(`job ${jobId} changed while its legacy token was parked`);
+  h.sfn.runningExecutions.add(legacyArn);
+  return legacyArn;
 }
 
 function request(job: Partial<BatchJobRequest>): BatchJobRequest {
@@ -439,30 +545,23 @@ export async function heartbeatNodes(h: Harness, pool: string, nodeIds: readonly
 
 /**
  * Like submitWaiting, for many jobs of one owner: submissions of 50 (each one transaction, two
- * items a job), then each job's AwaitAdmission step, a few at a time. Ids made in the same
- * millisecond are not in submission order: sort them where FIFO order matters.
+ * items a job). Ids made in the same millisecond are not in submission order: sort them where
+ * FIFO order matters.
  */
 export async function submitWaitingBatch(
   h: Harness,
   owner: string,
   jobs: readonly Partial<BatchJobRequest>[],
 ): Promise<string[]> {
-  const created: { id: string; version: number }[] = [];
+  const ids: string[] = [];
   for (let i = 0; i < jobs.length; i += SUBMISSION_SIZE) {
     const { jobs: chunk } = await submitJobs(h.reconciler, {
       principal: { id: owner, admin: false },
       jobs: jobs.slice(i, i + SUBMISSION_SIZE).map(request),
     });
-    created.push(...chunk);
+    ids.push(...chunk.map((j) => j.id));
   }
-  await forEachConcurrent(created, 16, async (job) => {
-    await awaitAdmission(h.reconciler, {
-      jobId: job.id,
-      taskToken: tokenOf(job.id),
-      executionArn: executionArn(job.id, job.version),
-    });
-  });
-  return created.map((j) => j.id);
+  return ids;
 }
 
 /** Jobs per submission in submitWaitingBatch: what fits one transaction (a job and its transition each). */

@@ -1,13 +1,14 @@
 import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { beforeAll, describe, expect, it } from "vitest";
-import { admissionOutputSchema, lifecycleRequestSchema } from "../../app/lifecycle";
+import { dispatchInputSchema, lifecycleRequestSchema, outcomeOf } from "../../app/lifecycle";
 
 /**
  * The job lifecycle definition: valid ASL, JSONPath only (the local interpreter ignores JSONata
  * and Variables), the state names the local endpoint overrides, only the two integrations the
  * design uses, and the state-transition counts docs/lifecycle.md promises — both by walking the
  * graph and by running it in aws-local-stepfunctions, the interpreter behind the local stack.
+ * One execution runs one attempt: the scheduler starts it at admission with the DispatchInput.
  */
 
 type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
@@ -26,14 +27,13 @@ const DOC_PATH = new URL("../../docs/lifecycle.md", import.meta.url);
 const definition = JSON.parse(readFileSync(ASL_PATH, "utf8")) as Definition;
 
 const LAMBDA_INVOKE = "arn:aws:states:::lambda:invoke";
-const LAMBDA_WAIT = "arn:aws:states:::lambda:invoke.waitForTaskToken";
 const SQS_WAIT = "arn:aws:states:::sqs:sendMessage.waitForTaskToken";
 /** The DefinitionSubstitution CDK (and the local stack) fills in: a literal in the definition. */
 const FUNCTION_ARN = ["$", "{LifecycleFunctionArn}"].join("");
 
-/** The scheduler's admission, as app/lifecycle.ts#AdmissionOutput defines it. */
-const ADMITTED = {
-  admitted: true,
+/** The scheduler's admission, as app/lifecycle.ts#DispatchInput defines it: the execution's input. */
+const DISPATCH_INPUT = {
+  jobId: "job_1",
   pool: "cpu",
   nodeId: "node-1",
   queueUrl: "http://127.0.0.1:1/queue/cpu-normal",
@@ -49,42 +49,53 @@ type Script = Record<string, Outcome[]>;
 
 const payload = (value: Json): Outcome => ({ result: { Payload: value } });
 
-/** The scenarios the doc counts, as scripted task outcomes in visit order. */
+/**
+ * The scenarios the doc counts, as scripted task outcomes in visit order. Each is one
+ * execution: a retry's next attempt is another execution, started at its admission.
+ */
 const SCENARIOS = {
   success: {
-    AwaitAdmission: [{ result: ADMITTED }],
     Dispatch: [{ result: { ok: true } }],
-    Complete: [payload({ status: "completed", released: 0 })],
   },
-  retryThenSuccess: {
-    AwaitAdmission: [{ result: ADMITTED }, { result: { ...ADMITTED, attempt: 2 } }],
-    Dispatch: [{ error: "ValueError", cause: "boom" }, { result: { ok: true } }],
+  failedThenRetry: {
+    Dispatch: [{ error: "ValueError", cause: "boom" }],
     AttemptFailed: [payload({ next: "retry", delaySeconds: 2 })],
     Requeue: [payload({ status: "queued" })],
-    Complete: [payload({ status: "completed", released: 0 })],
+  },
+  failedThenEnd: {
+    Dispatch: [{ error: "ValueError", cause: "boom" }],
+    AttemptFailed: [payload({ next: "end", delaySeconds: 0 })],
+    Requeue: [payload({ status: "failed" })],
   },
   timedOutThenEnd: {
-    AwaitAdmission: [{ result: ADMITTED }],
     Dispatch: [{ error: "States.Timeout" }],
     AttemptFailed: [payload({ next: "end", delaySeconds: 0 })],
+    Requeue: [payload({ status: "failed" })],
   },
   lostThenEnd: {
-    AwaitAdmission: [{ result: ADMITTED }],
     Dispatch: [{ error: "States.HeartbeatTimeout" }],
     AttemptFailed: [payload({ next: "end", delaySeconds: 0 })],
-  },
-  notAdmitted: {
-    AwaitAdmission: [{ result: { admitted: false, reason: "job job_1 is cancelled" } }],
+    Requeue: [payload({ status: "failed" })],
   },
 } satisfies Record<string, Script>;
 
 /** The numbers docs/lifecycle.md states in "State transitions per job". */
-function documentedCounts(): { success: number; perRetry: number } {
-  const doc = readFileSync(DOC_PATH, "utf8");
-  const success = /successful single-attempt job costs \*\*(\d+) state transitions\*\*/.exec(doc);
-  const perRetry = /Each retry adds \*\*(\d+) state transitions\*\*/.exec(doc);
-  if (!success?.[1] || !perRetry?.[1]) throw new Error("docs/lifecycle.md no longer states the counts");
-  return { success: Number(success[1]), perRetry: Number(perRetry[1]) };
+function documentedCounts(): { success: number; ending: number; perRetry: number; beforeAdmission: number } {
+  // Line breaks fall anywhere in the prose: one space for any run of white space.
+  const doc = readFileSync(DOC_PATH, "utf8").replace(/\s+/g, " ");
+  const success = /successful single-attempt job costs \*\*(\d+) state transitions?\*\*/.exec(doc);
+  const ending = /attempt that ends the job[^*]*costs \*\*(\d+) state transitions?\*\*/.exec(doc);
+  const perRetry = /Each retry adds \*\*(\d+) state transitions?\*\*/.exec(doc);
+  const beforeAdmission = /job ended before admission[^*]*costs \*\*(\d+) state transitions?\*\*/.exec(doc);
+  if (!success?.[1] || !ending?.[1] || !perRetry?.[1] || !beforeAdmission?.[1]) {
+    throw new Error("docs/lifecycle.md no longer states the counts");
+  }
+  return {
+    success: Number(success[1]),
+    ending: Number(ending[1]),
+    perRetry: Number(perRetry[1]),
+    beforeAdmission: Number(beforeAdmission[1]),
+  };
 }
 
 describe("job lifecycle definition", () => {
@@ -95,30 +106,19 @@ describe("job lifecycle definition", () => {
     expect(isValid, errorsText("\n")).toBe(true);
   });
 
-  it("has every state the local endpoint and the docs name", () => {
-    const names = Object.keys(definition.States);
+  it("has exactly the states the local endpoint and the docs name: no Pass, no Choice, no admission wait", () => {
+    const states = Object.fromEntries(Object.entries(definition.States).map(([name, s]) => [name, s.Type]));
 
-    expect(definition.StartAt).toBe("AwaitAdmission");
-    expect(names).toEqual(
-      expect.arrayContaining([
-        "AwaitAdmission",
-        "Admitted?",
-        "Ended",
-        "Dispatch",
-        "Complete",
-        "AttemptFailed",
-        "RetryOrEnd",
-        "BackoffWait",
-        "Requeue",
-        "Done",
-      ]),
-    );
-    expect(definition.States.Ended?.Type).toBe("Succeed");
-    expect(definition.States.Done?.Type).toBe("Succeed");
+    expect(definition.StartAt).toBe("Dispatch");
+    expect(states).toEqual({ Dispatch: "Task", AttemptFailed: "Task", BackoffWait: "Wait", Requeue: "Task" });
+    expect(definition.States.Dispatch).toMatchObject({ End: true });
+    expect(definition.States.AttemptFailed).toMatchObject({ Next: "BackoffWait" });
     expect(definition.States.BackoffWait).toMatchObject({
       Type: "Wait",
       SecondsPath: "$.decision.delaySeconds",
+      Next: "Requeue",
     });
+    expect(definition.States.Requeue).toMatchObject({ End: true });
   });
 
   it("uses JSONPath only: no JSONata, no Assign or Variables", () => {
@@ -136,9 +136,7 @@ describe("job lifecycle definition", () => {
     const tasks = Object.entries(definition.States).filter(([, state]) => state.Type === "Task");
 
     expect(Object.fromEntries(tasks.map(([name, state]) => [name, state.Resource]))).toEqual({
-      AwaitAdmission: LAMBDA_WAIT,
       Dispatch: SQS_WAIT,
-      Complete: LAMBDA_INVOKE,
       AttemptFailed: LAMBDA_INVOKE,
       Requeue: LAMBDA_INVOKE,
     });
@@ -153,12 +151,7 @@ describe("job lifecycle definition", () => {
           (state.Parameters as { Payload: { action: string } }).Payload.action,
         ]),
       ),
-    ).toEqual({
-      AwaitAdmission: "await-admission",
-      Complete: "complete",
-      AttemptFailed: "attempt-failed",
-      Requeue: "requeue",
-    });
+    ).toEqual({ AttemptFailed: "attempt-failed", Requeue: "requeue" });
   });
 
   it("lets no payload or result travel: only ids and the admission go into the execution's state", () => {
@@ -169,63 +162,98 @@ describe("job lifecycle definition", () => {
       ["attempt.$", "heartbeatSeconds.$", "jobId.$", "runToken.$", "timeoutSeconds.$"].sort(),
     );
     expect(dispatch).toMatchObject({
-      TimeoutSecondsPath: "$.admission.timeoutSeconds",
+      Parameters: { "QueueUrl.$": "$.queueUrl" },
+      TimeoutSecondsPath: "$.timeoutSeconds",
       // The backstop spans the queue wait; the worker beats every third of heartbeatSeconds.
-      HeartbeatSecondsPath: "$.admission.lostAfterSeconds",
+      HeartbeatSecondsPath: "$.lostAfterSeconds",
+      // The worker's output ({ok: true}) is not kept: the result is in the job's partition.
+      ResultPath: null,
     });
-    expect(definition.States.Complete?.ResultPath).toBeNull();
     expect(definition.States.Requeue?.ResultPath).toBeNull();
     expect(definition.States.AttemptFailed).toMatchObject({
-      ResultSelector: { "next.$": "$.Payload.next", "delaySeconds.$": "$.Payload.delaySeconds" },
+      ResultSelector: { "delaySeconds.$": "$.Payload.delaySeconds" },
       ResultPath: "$.decision",
     });
   });
 
-  it("catches a heartbeat lapse or a lost report (the scheduler's, for a silent node) before a timeout, and anything else last", () => {
-    const catchers = (definition.States.Dispatch?.Catch ?? []) as { ErrorEquals: string[]; Next: string }[];
+  it("reads every field it uses from the DispatchInput the scheduler starts it with", () => {
+    const paths: string[] = [];
+    visit(definition as unknown as Json, "$", (path, key, value) => {
+      // A ResultSelector reads the task's result, not the execution's state.
+      if (path.includes(".ResultSelector.")) return;
+      if (
+        (key.endsWith(".$") || key.endsWith("Path")) &&
+        typeof value === "string" &&
+        /^\$\.\w/.test(value)
+      ) {
+        paths.push(value);
+      }
+    });
+    const inputFields = new Set(Object.keys(dispatchInputSchema.parse(DISPATCH_INPUT)));
+    // What the states write themselves: the caught failure and AttemptFailed's decision.
+    const written = new Set(["failure", "decision"]);
 
-    expect(catchers.map((c) => [c.ErrorEquals, c.Next])).toEqual([
-      [["States.HeartbeatTimeout", "lost"], "AttemptLost"],
-      [["States.Timeout", "timeout"], "AttemptTimedOut"],
-      [["States.ALL"], "AttemptErrored"],
-    ]);
-    for (const [name, outcome] of [
-      ["AttemptLost", "lost"],
-      ["AttemptTimedOut", "timed_out"],
-      ["AttemptErrored", "failed"],
-    ] as const) {
-      expect(definition.States[name]).toMatchObject({
-        Type: "Pass",
-        Result: outcome,
-        ResultPath: "$.outcome",
-        Next: "AttemptFailed",
-      });
-    }
+    const unknown = paths.filter((p) => {
+      const [root] = p.replace(/^\$\./, "").split(".");
+      return !inputFields.has(root ?? "") && !written.has(root ?? "");
+    });
+    expect(unknown).toEqual([]);
   });
 
-  it("costs what docs/lifecycle.md says: per successful job and per retry (walking the graph)", () => {
+  it("catches every failure of the attempt into AttemptFailed, which reads its kind from the error", () => {
+    const catchers = (definition.States.Dispatch?.Catch ?? []) as {
+      ErrorEquals: string[];
+      ResultPath: string;
+      Next: string;
+    }[];
+
+    expect(catchers).toEqual([
+      { ErrorEquals: ["States.ALL"], ResultPath: "$.failure", Next: "AttemptFailed" },
+    ]);
+    // No outcome travels: AttemptFailed reads the kind of failure from the error's name.
+    expect(definition.States.AttemptFailed?.Parameters).toEqual({
+      FunctionName: FUNCTION_ARN,
+      Payload: {
+        action: "attempt-failed",
+        "jobId.$": "$.jobId",
+        "attempt.$": "$.attempt",
+        "error.$": "$.failure",
+      },
+    });
+    // The kinds the Catch chain of the previous definition named, now named by outcomeOf.
+    expect(outcomeOf({ Error: "States.HeartbeatTimeout" })).toBe("lost");
+    expect(outcomeOf({ Error: "lost", Cause: "node n1 went silent" })).toBe("lost");
+    expect(outcomeOf({ Error: "States.Timeout" })).toBe("timed_out");
+    expect(outcomeOf({ Error: "timeout", Cause: "timed out after 30 s" })).toBe("timed_out");
+    expect(outcomeOf({ Error: "ValueError", Cause: "boom" })).toBe("failed");
+    expect(outcomeOf({ Error: "States.TaskFailed" })).toBe("failed");
+    expect(outcomeOf({})).toBe("failed");
+  });
+
+  it("costs what docs/lifecycle.md says: per successful job, per ending attempt and per retry (walking the graph)", () => {
     const documented = documentedCounts();
 
     const success = walk(definition, SCENARIOS.success);
-    const retried = walk(definition, SCENARIOS.retryThenSuccess);
+    const failedOnce = walk(definition, SCENARIOS.failedThenRetry);
+    const ending = walk(definition, SCENARIOS.failedThenEnd);
 
-    expect(success).toEqual(["AwaitAdmission", "Admitted?", "Dispatch", "Complete"]);
+    expect(success).toEqual(["Dispatch"]);
     expect(success).toHaveLength(documented.success);
-    expect(retried.length - success.length).toBe(documented.perRetry);
+    expect(ending).toEqual(["Dispatch", "AttemptFailed", "BackoffWait", "Requeue"]);
+    expect(ending).toHaveLength(documented.ending);
+    // A retry: the failed attempt's whole execution, then the next attempt's own execution
+    // (started at its admission), which costs what a first attempt does.
+    expect(failedOnce).toEqual(ending);
+    const failedOnceThenSucceeded = failedOnce.length + success.length;
+    expect(failedOnceThenSucceeded - success.length).toBe(documented.perRetry);
+    // No execution exists before admission: a job ended while it waited costs none.
+    expect(documented.beforeAdmission).toBe(0);
   });
 
-  it("routes each way an attempt can end to AttemptFailed with its outcome (walking the graph)", () => {
-    expect(walk(definition, SCENARIOS.timedOutThenEnd)).toEqual([
-      "AwaitAdmission",
-      "Admitted?",
-      "Dispatch",
-      "AttemptTimedOut",
-      "AttemptFailed",
-      "RetryOrEnd",
-      "Done",
-    ]);
-    expect(walk(definition, SCENARIOS.lostThenEnd)).toContain("AttemptLost");
-    expect(walk(definition, SCENARIOS.notAdmitted)).toEqual(["AwaitAdmission", "Admitted?", "Ended"]);
+  it("routes each way an attempt can end to AttemptFailed with the caught error (walking the graph)", () => {
+    for (const scenario of [SCENARIOS.timedOutThenEnd, SCENARIOS.lostThenEnd, SCENARIOS.failedThenEnd]) {
+      expect(walk(definition, scenario)).toEqual(["Dispatch", "AttemptFailed", "BackoffWait", "Requeue"]);
+    }
   });
 });
 
@@ -249,19 +277,17 @@ describe("job lifecycle in aws-local-stepfunctions", () => {
   });
 
   /**
-   * The interpreter differs from AWS in two ways the local endpoint must also handle: it resolves
-   * TimeoutSecondsPath against the task's Parameters instead of the state input, and it gives a
-   * Task without TimeoutSeconds 60 s. Both are adjusted here on a copy of the definition.
+   * The interpreter resolves TimeoutSecondsPath against the task's Parameters instead of the
+   * state input, which the local endpoint must also handle: adjusted here on a copy.
    */
   function localDefinition(): Definition {
     const local = structuredClone(definition);
     (local.States.Dispatch as State).TimeoutSecondsPath = "$.MessageBody.timeoutSeconds";
-    (local.States.AwaitAdmission as State).TimeoutSeconds = 3600;
     return local;
   }
 
   /** Runs the definition with scripted tasks; returns the states entered and what each task got. */
-  async function run(script: Script): Promise<{ entered: string[]; calls: [string, Json][] }> {
+  async function run(script: Script): Promise<{ entered: string[]; calls: [string, Json][]; output: Json }> {
     const visits = new Map<string, number>();
     const calls: [string, Json][] = [];
     const handler = (name: string) => async (input: Json) => {
@@ -273,63 +299,45 @@ describe("job lifecycle in aws-local-stepfunctions", () => {
       if ("error" in outcome) throw Object.assign(new Error(outcome.cause ?? ""), { name: outcome.error });
       return outcome.result;
     };
-    const execution = machine.run(
-      { jobId: "job_1" },
-      {
-        context: {
-          Execution: { Id: "arn:aws:states:us-east-1:000000000000:execution:jobq-lifecycle:job_1-1" },
-          Task: { Token: "token-1" },
-        },
-        overrides: {
-          taskResourceLocalHandlers: Object.fromEntries(
-            ["AwaitAdmission", "Dispatch", "Complete", "AttemptFailed", "Requeue"].map((n) => [
-              n,
-              handler(n),
-            ]),
-          ),
-          waitTimeOverrides: { BackoffWait: 0 },
-        },
+    const execution = machine.run(DISPATCH_INPUT, {
+      context: {
+        Execution: { Id: "arn:aws:states:us-east-1:000000000000:execution:jobq-lifecycle:job_1-3" },
+        Task: { Token: "token-1" },
       },
-    );
+      overrides: {
+        taskResourceLocalHandlers: Object.fromEntries(
+          ["Dispatch", "AttemptFailed", "Requeue"].map((n) => [n, handler(n)]),
+        ),
+        waitTimeOverrides: { BackoffWait: 0 },
+      },
+    });
     const entered: string[] = [];
     const logged = (async () => {
       for await (const event of execution.eventLogs) {
         if (event.type === "StateEntered") entered.push(event.state.name);
       }
     })();
-    await execution.result;
+    const output = (await execution.result) as Json;
     await logged;
-    return { entered, calls };
+    return { entered, calls, output };
   }
 
-  it("enters the same states the graph walk counts, on success and on a retry", async () => {
+  it("enters the same states the graph walk counts, on success and on a failed attempt", async () => {
     const success = await run(SCENARIOS.success);
-    const retried = await run(SCENARIOS.retryThenSuccess);
+    const failed = await run(SCENARIOS.failedThenRetry);
 
     expect(success.entered).toEqual(walk(definition, SCENARIOS.success));
-    expect(retried.entered).toEqual(walk(definition, SCENARIOS.retryThenSuccess));
+    expect(failed.entered).toEqual(walk(definition, SCENARIOS.failedThenRetry));
   });
 
   it("hands each step the payload app/lifecycle.ts parses", async () => {
-    const { calls } = await run(SCENARIOS.retryThenSuccess);
+    const { calls } = await run(SCENARIOS.failedThenRetry);
 
     expect(calls).toEqual([
       [
-        "AwaitAdmission",
-        {
-          FunctionName: FUNCTION_ARN,
-          Payload: {
-            action: "await-admission",
-            jobId: "job_1",
-            taskToken: "token-1",
-            executionArn: "arn:aws:states:us-east-1:000000000000:execution:jobq-lifecycle:job_1-1",
-          },
-        },
-      ],
-      [
         "Dispatch",
         {
-          QueueUrl: ADMITTED.queueUrl,
+          QueueUrl: DISPATCH_INPUT.queueUrl,
           MessageBody: {
             jobId: "job_1",
             attempt: 1,
@@ -347,44 +355,43 @@ describe("job lifecycle in aws-local-stepfunctions", () => {
             action: "attempt-failed",
             jobId: "job_1",
             attempt: 1,
-            outcome: "failed",
             error: { Error: "ValueError", Cause: "boom" },
           },
         },
       ],
       ["Requeue", { FunctionName: FUNCTION_ARN, Payload: { action: "requeue", jobId: "job_1" } }],
-      [
-        "AwaitAdmission",
-        expect.objectContaining({ Payload: expect.objectContaining({ action: "await-admission" }) }),
-      ],
-      ["Dispatch", expect.objectContaining({ MessageBody: expect.objectContaining({ attempt: 2 }) })],
-      [
-        "Complete",
-        {
-          FunctionName: FUNCTION_ARN,
-          Payload: { action: "complete", jobId: "job_1", attempt: 2 },
-        },
-      ],
     ]);
   });
 
-  it("sends app/lifecycle.ts a payload it accepts at every step, and reads the scheduler's admission", async () => {
-    const { calls } = await run(SCENARIOS.retryThenSuccess);
+  it("sends app/lifecycle.ts a payload it accepts at every step, and runs on the scheduler's DispatchInput", async () => {
+    const { calls } = await run(SCENARIOS.failedThenRetry);
     const lambdaPayloads = calls
       .filter(([name]) => name !== "Dispatch")
       .map(([, input]) => get(input, "$.Payload"));
 
+    expect(lambdaPayloads).toHaveLength(2);
     for (const payload of lambdaPayloads)
       expect(lifecycleRequestSchema.safeParse(payload).error).toBeUndefined();
-    expect(admissionOutputSchema.safeParse(ADMITTED).error).toBeUndefined();
+    expect(dispatchInputSchema.safeParse(DISPATCH_INPUT).error).toBeUndefined();
   });
 
-  it("names the outcome of a timeout and of a lost heartbeat", async () => {
+  it("hands AttemptFailed the error of a timeout and of a lost heartbeat, which outcomeOf names", async () => {
     const timedOut = await run(SCENARIOS.timedOutThenEnd);
     const lost = await run(SCENARIOS.lostThenEnd);
 
-    expect(timedOut.calls.at(-1)?.[1]).toMatchObject({ Payload: { outcome: "timed_out" } });
-    expect(lost.calls.at(-1)?.[1]).toMatchObject({ Payload: { outcome: "lost" } });
+    const errorOf = (calls: [string, Json][]) => {
+      const [, input] = calls.find(([name]) => name === "AttemptFailed") ?? [];
+      const parsed = lifecycleRequestSchema.parse(get(input ?? null, "$.Payload"));
+      if (parsed.action !== "attempt-failed") throw new Error(`not attempt-failed: ${parsed.action}`);
+      return parsed;
+    };
+    const timedOutRequest = errorOf(timedOut.calls);
+    const lostRequest = errorOf(lost.calls);
+    expect(timedOutRequest).toMatchObject({ error: { Error: "States.Timeout" } });
+    expect(timedOutRequest.outcome).toBeUndefined();
+    expect(outcomeOf(timedOutRequest.error)).toBe("timed_out");
+    expect(lostRequest).toMatchObject({ error: { Error: "States.HeartbeatTimeout" } });
+    expect(outcomeOf(lostRequest.error)).toBe("lost");
   });
 });
 

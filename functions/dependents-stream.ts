@@ -1,0 +1,36 @@
+import middy from "@middy/core";
+import type { DynamoDBBatchResponse, DynamoDBStreamEvent } from "aws-lambda";
+import { lifecycleContext, releaseDependents } from "../app/lifecycle";
+import { logger } from "../app/logger";
+import { completedJobOf } from "../store/job-stream";
+import { observability } from "./observability";
+
+/**
+ * Releases the dependents of every job that became `completed`, from the Jobs table's change
+ * stream: the worker completes a job in its own transaction and the execution ends there, so no
+ * lifecycle step is left to do it. Stream records are written with the item, so no completion can
+ * be missed the way an event published after the write could be. Its event source filters on the
+ * job item becoming `completed` (lib/job-lifecycle.ts): nothing else invokes it.
+ *
+ * Records are handled in order; on a failure the batch reports that record, and Lambda delivers it
+ * (and the rest) again. A redelivered completion finds its edges met and changes nothing.
+ */
+
+export const handler = middy<DynamoDBStreamEvent, DynamoDBBatchResponse>()
+  .use(observability())
+  .handler(async (event) => {
+    const ctx = lifecycleContext();
+    for (const record of event.Records ?? []) {
+      const jobId = completedJobOf(record);
+      if (!jobId) continue;
+      try {
+        const released = await releaseDependents(ctx, jobId);
+        if (released > 0) logger.info("dependents released", { jobId, released });
+      } catch (error) {
+        logger.error("dependents not released; the record is retried", { jobId, error: error as Error });
+        const sequence = record.dynamodb?.SequenceNumber;
+        return { batchItemFailures: sequence ? [{ itemIdentifier: sequence }] : [] };
+      }
+    }
+    return { batchItemFailures: [] };
+  });

@@ -1,0 +1,81 @@
+import type { AttributeValue, DynamoDBRecord } from "aws-lambda";
+import { describe, expect, it } from "vitest";
+import { completedJobOf, schedulerWakeOf } from "../../store/job-stream";
+
+/** A job item image as DynamoDB Streams delivers it (DynamoDB JSON), in the given status. */
+function jobImage(status: string, sk = "JOB"): Record<string, AttributeValue> {
+  return {
+    pk: { S: "JOB#job_1" },
+    sk: { S: sk },
+    id: { S: "job_1" },
+    status: { S: status },
+    version: { N: "5" },
+  };
+}
+
+function record(
+  oldImage: Record<string, AttributeValue> | undefined,
+  newImage: Record<string, AttributeValue> | undefined,
+): DynamoDBRecord {
+  return {
+    eventName: oldImage ? (newImage ? "MODIFY" : "REMOVE") : "INSERT",
+    eventSource: "aws:dynamodb",
+    dynamodb: {
+      Keys: { pk: { S: "JOB#job_1" }, sk: (newImage ?? oldImage)?.sk ?? { S: "JOB" } },
+      SequenceNumber: "1",
+      OldImage: oldImage,
+      NewImage: newImage,
+      StreamViewType: "NEW_AND_OLD_IMAGES",
+    },
+  };
+}
+
+describe("the dependents consumer's reading of the Jobs table's stream", () => {
+  it("names a job that became completed", () => {
+    expect(completedJobOf(record(jobImage("running"), jobImage("completed")))).toBe("job_1");
+  });
+
+  it("ignores a completed job written again (a retention renewal, an export mark)", () => {
+    expect(completedJobOf(record(jobImage("completed"), jobImage("completed")))).toBeNull();
+  });
+
+  it("ignores every other status change, a removal, and items that are not the job", () => {
+    expect(completedJobOf(record(jobImage("dispatched"), jobImage("running")))).toBeNull();
+    expect(completedJobOf(record(jobImage("running"), jobImage("failed")))).toBeNull();
+    expect(completedJobOf(record(jobImage("completed"), undefined))).toBeNull();
+    expect(completedJobOf(record(undefined, jobImage("completed", "JOB#RESULT")))).toBeNull();
+  });
+});
+
+describe("the scheduler's wake-ups from the Jobs table's stream", () => {
+  const queued = (pool?: string): Record<string, AttributeValue> => ({
+    ...jobImage("queued"),
+    pool: pool ? { S: pool } : { NULL: true },
+  });
+  const holding = (status: string, pool = "gpu"): Record<string, AttributeValue> => ({
+    ...jobImage(status),
+    reservation: { M: { pool: { S: pool }, nodeId: { S: "n1" } } },
+  });
+
+  it("wakes the job's pool when a job becomes queued, and every pool for a job that named none", () => {
+    expect(schedulerWakeOf(record(undefined, queued("gpu")))).toEqual({ pool: "gpu" });
+    expect(schedulerWakeOf(record(jobImage("retrying"), queued("cpu")))).toEqual({ pool: "cpu" });
+    expect(schedulerWakeOf(record(undefined, queued()))).toEqual({ pool: null });
+  });
+
+  it("wakes the pool whose capacity a job gave back", () => {
+    expect(schedulerWakeOf(record(holding("running"), jobImage("completed")))).toEqual({ pool: "gpu" });
+    expect(schedulerWakeOf(record(holding("dispatched", "cpu"), jobImage("cancelled")))).toEqual({
+      pool: "cpu",
+    });
+  });
+
+  it("stays asleep for the scheduler's own writes and for changes that neither add work nor free capacity", () => {
+    // A waiting job's reason, written by a pass: still queued.
+    expect(schedulerWakeOf(record(queued("gpu"), queued("gpu")))).toBeNull();
+    // An admission and a start: the reservation is taken or kept, not freed.
+    expect(schedulerWakeOf(record(queued("gpu"), holding("dispatched")))).toBeNull();
+    expect(schedulerWakeOf(record(holding("dispatched"), holding("running")))).toBeNull();
+    expect(schedulerWakeOf(record(undefined, jobImage("blocked")))).toBeNull();
+  });
+});
