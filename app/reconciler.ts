@@ -49,8 +49,8 @@ export type ReconcilerContext = LifecycleContext & {
 
 export interface ReconcilerTuning {
   /**
-   * A job changed this recently is left alone: its execution may be starting (submit stores the
-   * job before it starts one; AwaitAdmission records the execution when it first runs).
+   * A job changed this recently is left alone: its execution may be starting (the scheduler
+   * writes the admission, with the execution's ARN, before it starts the execution).
    */
   readonly graceSeconds: number;
   /** Jobs reconciled at once. */

@@ -74,9 +74,10 @@ const LIFECYCLE_NODES_ACTIONS = [
 const LIFECYCLE_POLICY_ACTIONS = ["dynamodb:UpdateItem"];
 
 /**
- * One Standard execution per job (docs/lifecycle.md): the state machine of
- * state-machines/job-lifecycle.asl.json and the lifecycle function its steps invoke. The
- * state machine may invoke only that function and send only to the job queues.
+ * One Standard execution per attempt, started by the scheduler at admission (docs/lifecycle.md):
+ * the state machine of state-machines/job-lifecycle.asl.json, the lifecycle function its failure
+ * steps invoke, and the Jobs table stream's consumer that releases completed jobs' dependents.
+ * The state machine may invoke only that function and send only to the job queues.
  */
 export class JobLifecycle extends Construct {
   public readonly function: nodejs.NodejsFunction;

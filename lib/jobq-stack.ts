@@ -445,7 +445,7 @@ export class JobqStack extends Stack {
     });
     new CfnOutput(this, "StateMachineArn", {
       value: this.lifecycle.stateMachine.stateMachineArn,
-      description: "The job lifecycle state machine: one execution per job",
+      description: "The job lifecycle state machine: one execution per attempt, started at admission",
     });
     new CfnOutput(this, "AlarmTopicArn", {
       value: this.alarmTopic.topic.topicArn,
