@@ -1,0 +1,306 @@
+import { backoffDelaySeconds } from "../core/backoff";
+import type { Job, JobError } from "../core/job";
+import { unsatisfiableReason } from "../core/pools";
+import { transition } from "../core/status";
+import { endAttemptItem, releaseCapacityItem } from "../store/capacity";
+import { fromJobItem, type JobItem } from "../store/job-items";
+import type { StatusChange, TransactItem } from "../store/job-repository";
+import { attemptSk, jobPk } from "../store/keys";
+import { cascadeCancel } from "./actions";
+import { finishEscalation, submitEscalation, withdrawEscalation } from "./escalation";
+import { stateChange } from "./events";
+import type {
+  AttemptFailureInput,
+  AttemptOutcome,
+  LifecycleContext,
+  RetryDecision,
+  StepError,
+} from "./lifecycle";
+import {
+  attemptUsageItems,
+  clip,
+  durationSince,
+  readJob,
+  releaseStrayAdmission,
+  retryOnRace,
+} from "./lifecycle-steps";
+import { metricPool, millisBetween, recordMetrics } from "./metrics";
+
+/**
+ * The AttemptFailed step: a failed, timed-out or lost attempt ended, and the decision to retry
+ * after a backoff or to end the job (failed with its dependents cancelled, or escalated).
+ */
+
+export const END: RetryDecision = { next: "end", delaySeconds: 0 };
+
+/**
+ * An attempt failed, timed out or was lost. In one transaction: the attempt is ended with that
+ * status (when it ever started running), the reservation goes back to its node, and the job
+ * becomes `retrying` (attempts left: the decision is to wait out the backoff), or `failed` /
+ * `escalated` (the decision is to end). Then a failed job's dependents are cancelled, or an
+ * escalated job's replacement is created and its dependents rewired to it.
+ *
+ * Also the reconciler's entry point for an attempt whose execution died (`outcome: "lost"`).
+ * A replay for an attempt already ended changes nothing and returns the same decision.
+ */
+export async function recordAttemptFailure(
+  ctx: LifecycleContext,
+  input: AttemptFailureInput,
+): Promise<RetryDecision> {
+  // The escalation job, once created for this failure: a retried round reuses it.
+  let escalation: string | undefined;
+  const result = await retryOnRace(async (): Promise<EndedAttempt | { item: JobItem | undefined }> => {
+    const item = await readJob(ctx, input.jobId);
+    if (!item) return { item };
+    if (item.attempts !== input.attempt || (item.status !== "dispatched" && item.status !== "running")) {
+      return { item };
+    }
+    return endFailedAttempt(ctx, item, input, async () => {
+      escalation ??= (await submitEscalation(ctx, item)) ?? undefined;
+      return escalation ?? null;
+    });
+  });
+  if (escalation && !("next" in result && result.next.escalatedTo === escalation)) {
+    // The job moved on (cancelled, paused) before it could be marked escalated: the job made
+    // for it must not run on its own.
+    await withdrawEscalation(ctx, escalation, input.jobId);
+  }
+
+  if (!("next" in result)) return result.item ? replayDecision(ctx, result.item, input.attempt) : END;
+  const { item, next, decision } = result;
+
+  await ctx.events.publish([stateChange(item.status, next)]);
+  if (next.status === "failed" || next.status === "escalated") {
+    await releaseStrayAdmission(ctx, item, `job ${next.status}`);
+  }
+  if (next.status === "failed") await cascadeCancel(ctx, next.id, "failed");
+  if (next.status === "escalated") await finishEscalation(ctx, next);
+  return decision;
+}
+
+interface EndedAttempt {
+  readonly decision: RetryDecision;
+  /** The job as read, and as written. */
+  readonly item: JobItem;
+  readonly next: JobItem;
+}
+
+/**
+ * Ends the attempt. `escalate` creates the escalation job when the decision is to escalate:
+ * it exists before the job is marked `escalated`, so the status and `escalatedTo` are written
+ * together and a reader who follows `escalatedTo` always finds the job.
+ */
+export async function endFailedAttempt(
+  ctx: LifecycleContext,
+  item: JobItem,
+  input: AttemptFailureInput,
+  escalate: () => Promise<string | null>,
+): Promise<EndedAttempt> {
+  const now = ctx.clock();
+  const at = now.toISOString();
+  const job = fromJobItem(item);
+  const error = attemptError(input.outcome, input.error, job);
+  const what = `attempt ${input.attempt} ${describeOutcome(input.outcome, error)}`;
+  // A worker that stopped the attempt because it was shutting down (scale-in, a deploy) did not
+  // fail the job: like a preemption, the attempt is recorded `preempted`, does not count against
+  // maxAttempts, and the job goes straight back in line.
+  const evictedByWorker = input.outcome === "failed" && error.type === WORKER_SHUTDOWN;
+  const failures = (item.failures ?? 0) + (evictedByWorker ? 0 : 1);
+
+  let change: StatusChange;
+  let decision: RetryDecision;
+  if (evictedByWorker) {
+    change = {
+      to: transition(item.status, "retrying"),
+      reason: `attempt ${input.attempt} was stopped by its worker shutting down; not counted, retrying now`,
+      triggeredBy: null,
+      set: { nextAttemptAt: at },
+      remove: ["admissionToken"],
+    };
+    decision = { next: "retry", delaySeconds: 0 };
+  } else if (failures < item.retry.maxAttempts) {
+    // Whole seconds: a Wait state's SecondsPath takes an integer, and nextAttemptAt must agree.
+    const delaySeconds = Math.ceil(backoffDelaySeconds(item.retry, failures));
+    change = {
+      to: transition(item.status, "retrying"),
+      reason: `${what}; retrying in ${delaySeconds} s`,
+      triggeredBy: null,
+      set: { failures, nextAttemptAt: new Date(now.getTime() + delaySeconds * 1000).toISOString() },
+      remove: ["admissionToken"],
+    };
+    decision = { next: "retry", delaySeconds };
+  } else {
+    const escalateTo = job.onFailure?.escalateTo;
+    const blocker = escalateTo ? escalationBlocker(ctx, job, escalateTo.type) : null;
+    const escalatedTo = escalateTo !== undefined && blocker === null ? await escalate() : null;
+    const tail = escalatedTo
+      ? `escalated to ${escalatedTo}`
+      : escalateTo
+        ? `no attempts left; cannot escalate to ${escalateTo.type}: ${blocker}`
+        : "no attempts left";
+    change = {
+      to: transition(item.status, escalatedTo ? "escalated" : "failed"),
+      reason: `${what}; ${tail}`,
+      triggeredBy: null,
+      set: { failures, error, finishedAt: at, nextAttemptAt: null, ...(escalatedTo ? { escalatedTo } : {}) },
+      remove: ["admissionToken"],
+    };
+    decision = END;
+  }
+
+  const { items, next, historyExpiresAt } = ctx.repo.statusChangeItems(item, change, at);
+  const extra: TransactItem[] = [];
+  if (item.reservation) extra.push(releaseCapacityItem(ctx.nodesTable, item.reservation));
+  if (item.status === "dispatched") {
+    // No worker took it, so no attempt record exists yet; one is written now, because the
+    // attempt counts (API.md: one item per attempt) and the record is what says why.
+    extra.push(unstartedAttemptItem(ctx, item, input.attempt, input.outcome, error, at, historyExpiresAt));
+  }
+  if (item.status === "running") {
+    extra.push(
+      endAttemptItem(ctx.repo.tableName, item.id, input.attempt, {
+        status: evictedByWorker ? "preempted" : input.outcome,
+        finishedAt: at,
+        durationMs: durationSince(item.attemptStartedAt, at),
+        error,
+        expiresAt: historyExpiresAt,
+      }),
+      ...attemptUsageItems(ctx, item, at),
+    );
+  }
+  await ctx.repo.transact([...items, ...extra]);
+  countAttemptEnd(item, next, input.outcome, at);
+  return { decision, item, next };
+}
+
+/**
+ * The figures of an attempt that ended without success, counted by the write that ended it (a
+ * replayed step finds the attempt ended and writes nothing, so counts nothing). A job that ends
+ * `failed` counts as JobsTimedOut when its last attempt timed out and JobsFailed otherwise, and
+ * in JobsFailedByType either way; an escalated job counts in neither (its replacement goes on).
+ */
+export function countAttemptEnd(item: JobItem, next: JobItem, outcome: AttemptOutcome, at: string): void {
+  const pool = metricPool(item);
+  const failed = next.status === "failed";
+  recordMetrics(
+    { pool },
+    {
+      runTime: item.status === "running" ? millisBetween(item.attemptStartedAt, at) : undefined,
+      attemptsLost: outcome === "lost" ? 1 : undefined,
+      jobsFailed: failed && outcome !== "timed_out" ? 1 : undefined,
+      jobsTimedOut: failed && outcome === "timed_out" ? 1 : undefined,
+    },
+  );
+  if (failed) recordMetrics({ type: item.type }, { jobsFailedByType: 1 });
+}
+
+/** The record of a dispatched attempt that ended before any worker started it. */
+export function unstartedAttemptItem(
+  ctx: LifecycleContext,
+  item: JobItem,
+  attempt: number,
+  outcome: AttemptOutcome,
+  error: JobError,
+  at: string,
+  expiresAt: number,
+): TransactItem {
+  return {
+    Put: {
+      TableName: ctx.repo.tableName,
+      Item: {
+        pk: jobPk(item.id),
+        sk: attemptSk(attempt),
+        entity: "attempt",
+        attempt,
+        status: outcome,
+        startedAt: null,
+        finishedAt: at,
+        durationMs: null,
+        workerId: null,
+        // Where the scheduler sent it: the node it was reserved on.
+        nodeId: item.reservation?.nodeId ?? null,
+        pool: item.reservation?.pool ?? null,
+        error,
+        expiresAt,
+      },
+      // A worker's start writes the same key in a transaction conditional on `dispatched`: only
+      // one of the two can win the job's version, so this never overwrites a started attempt.
+      ConditionExpression: "attribute_not_exists(pk)",
+    },
+  };
+}
+
+/**
+ * The decision for an attempt that was already ended, by this step before (a replay) or by
+ * someone else (cancel, pause, preemption, the reconciler). Follow-ups a crash may have cut
+ * short (cascade, escalation) are finished here; each is idempotent.
+ */
+export async function replayDecision(
+  ctx: LifecycleContext,
+  item: JobItem,
+  attempt: number,
+): Promise<RetryDecision> {
+  // A later attempt exists: another execution drives the job now.
+  if (item.attempts > attempt) return END;
+  switch (item.status) {
+    case "retrying": {
+      const remainingMs = item.nextAttemptAt ? Date.parse(item.nextAttemptAt) - ctx.clock().getTime() : 0;
+      return { next: "retry", delaySeconds: Math.max(0, Math.ceil(remainingMs / 1000)) };
+    }
+    // Back in line without this step (preempted): wait for admission again.
+    case "queued":
+    case "blocked":
+    case "scheduled":
+      return { next: "retry", delaySeconds: 0 };
+    case "failed":
+      await cascadeCancel(ctx, item.id, "failed");
+      return END;
+    case "escalated":
+      await finishEscalation(ctx, item);
+      return END;
+    default:
+      return END;
+  }
+}
+
+/** The error type a worker reports for an attempt it stopped while shutting down (worker/registry.ts). */
+export const WORKER_SHUTDOWN = "worker_shutdown";
+
+/** Longest error message kept on the job and the attempt; causes can be whole stack traces. */
+export const MAX_ERROR_MESSAGE = 2048;
+
+export function attemptError(outcome: AttemptOutcome, error: StepError, job: Job): JobError {
+  const cause = error.Cause?.trim() ?? "";
+  switch (outcome) {
+    case "timed_out":
+      return { type: "timeout", message: `timed out after ${job.timeoutSeconds} s` };
+    case "lost":
+      return {
+        type: "lost",
+        message: clip(cause || "the worker stopped heartbeating and is presumed dead", MAX_ERROR_MESSAGE),
+      };
+    case "failed":
+      return {
+        type: error.Error?.trim() || "error",
+        message: clip(cause || error.Error?.trim() || "the attempt failed", MAX_ERROR_MESSAGE),
+      };
+  }
+}
+
+export function describeOutcome(outcome: AttemptOutcome, error: JobError): string {
+  const message = clip(error.message.split("\n", 1)[0] ?? "", 200);
+  switch (outcome) {
+    case "timed_out":
+      return error.message;
+    case "lost":
+      return `was lost (${message})`;
+    case "failed":
+      return `failed (${error.type}: ${message})`;
+  }
+}
+
+/** Why an escalation job could not be created, checked before the job is marked escalated. */
+function escalationBlocker(ctx: LifecycleContext, job: Job, type: string): string | null {
+  if (ctx.taskTypes && !ctx.taskTypes.has(type)) return `unknown job type ${type}`;
+  return unsatisfiableReason(ctx.pools, job);
+}

@@ -1,0 +1,282 @@
+import { forEachConcurrent } from "../core/concurrency";
+import { applicableStatus } from "../core/dependencies";
+import { ConcurrentUpdateError } from "../core/errors";
+import type { JobStatus } from "../core/job";
+import { transition } from "../core/status";
+import { endAttemptItem, releaseCapacityItem } from "../store/capacity";
+import type { JobItem } from "../store/job-items";
+import { applicableChange, type TransactItem } from "../store/job-repository";
+import { JOB_SK, jobPk, RESULT_SK } from "../store/keys";
+import { type JobStateChange, stateChange } from "./events";
+import type { CompleteInput, LifecycleContext } from "./lifecycle";
+import {
+  attemptUsageItems,
+  DEPENDENT_CONCURRENCY,
+  durationSince,
+  MAX_ROUNDS,
+  pause,
+  readJob,
+  reasonsOf,
+  releaseStrayAdmission,
+  retryOnRace,
+} from "./lifecycle-steps";
+import { logger } from "./logger";
+import { metricPool, recordMetrics } from "./metrics";
+
+/**
+ * The end of a successful attempt: the worker's own completion transaction (`completeRun`), the
+ * previous lifecycle's Complete step (`completeAttempt`), and the release of a completed job's
+ * dependents, which the Jobs table's stream asks for (docs/lifecycle.md).
+ */
+
+/** What the worker hands over when its task returned: the result as stored (JSON text). */
+export interface CompletedRun {
+  readonly jobId: string;
+  readonly attempt: number;
+  readonly resultJson: string;
+}
+
+export type CompletionContext = Pick<LifecycleContext, "repo" | "clock" | "nodesTable" | "events" | "usage">;
+
+/**
+ * The worker's own end of a successful attempt, before it answers the run token: in one
+ * transaction conditional on the job still running this attempt, the job becomes `completed`,
+ * its attempt `succeeded`, its result item is written and its reservation goes back to the node.
+ * So a successful job costs its execution one state transition (Dispatch) and no Lambda step.
+ * Dependents are released from the Jobs table's change stream (`releaseDependentsOf`).
+ *
+ * `abandoned` when the job no longer runs this attempt (cancelled, paused, preempted, or already
+ * completed by a replay of this call): the result is not stored and nothing changes.
+ */
+export async function completeRun(
+  ctx: CompletionContext,
+  run: CompletedRun,
+): Promise<{ readonly outcome: "completed" | "abandoned"; readonly reason?: string }> {
+  const bytes = Buffer.byteLength(run.resultJson, "utf8");
+  return retryOnRace(async () => {
+    const item = await readJob(ctx, run.jobId);
+    if (item?.status !== "running" || item.attempts !== run.attempt) {
+      return {
+        outcome: "abandoned" as const,
+        reason: item
+          ? `job ${item.id} is ${item.status} at attempt ${item.attempts}, not running attempt ${run.attempt}`
+          : `job ${run.jobId} does not exist`,
+      };
+    }
+    const now = ctx.clock().toISOString();
+    const { items, next, durationMs } = completionItems(ctx, item, run.attempt, now, (expiresAt) => [
+      resultItem(ctx.repo.tableName, item.id, run, bytes, now, expiresAt),
+    ]);
+    await ctx.repo.transact(items);
+    recordMetrics({ pool: metricPool(item) }, { jobsCompleted: 1, runTime: durationMs ?? undefined });
+    if (durationMs !== null) await ctx.usage.recordRunTime(item.type, now, durationMs);
+    await ctx.events.publish([stateChange(item.status, next)]);
+    return { outcome: "completed" as const };
+  });
+}
+
+/**
+ * One transaction's items that complete a running attempt: the job `completed` (with its
+ * transition), the attempt `succeeded`, its GPU-seconds to the owner's usage, the reservation
+ * back to its node, and what the caller adds (the worker: the result item, kept as long as the
+ * history, `expiresAt`).
+ */
+export function completionItems(
+  ctx: CompletionContext,
+  item: JobItem,
+  attempt: number,
+  now: string,
+  also: (expiresAt: number) => TransactItem[],
+): { readonly items: TransactItem[]; readonly next: JobItem; readonly durationMs: number | null } {
+  const { items, next, historyExpiresAt } = ctx.repo.statusChangeItems(
+    item,
+    {
+      to: transition(item.status, "completed"),
+      reason: `completed on attempt ${attempt}`,
+      triggeredBy: null,
+      set: { finishedAt: now, nextAttemptAt: null },
+      remove: ["admissionToken"],
+    },
+    now,
+  );
+  const durationMs = durationSince(item.attemptStartedAt, now);
+  return {
+    items: [
+      ...items,
+      ...also(historyExpiresAt),
+      endAttemptItem(ctx.repo.tableName, item.id, attempt, {
+        status: "succeeded",
+        finishedAt: now,
+        durationMs,
+        error: null,
+        expiresAt: historyExpiresAt,
+      }),
+      ...attemptUsageItems(ctx, item, now),
+      ...(item.reservation ? [releaseCapacityItem(ctx.nodesTable, item.reservation)] : []),
+    ],
+    next,
+    durationMs,
+  };
+}
+
+/** The job's result item (`JOB#RESULT`), written once, by the transaction that completes the job. */
+export function resultItem(
+  tableName: string,
+  jobId: string,
+  run: CompletedRun,
+  bytes: number,
+  writtenAt: string,
+  expiresAt: number,
+): TransactItem {
+  return {
+    Put: {
+      TableName: tableName,
+      Item: {
+        pk: jobPk(jobId),
+        sk: RESULT_SK,
+        entity: "result",
+        // Text, like payloads (store/job-items.ts): DynamoDB's types refuse some valid JSON.
+        resultJson: run.resultJson,
+        attempt: run.attempt,
+        bytes,
+        writtenAt,
+        expiresAt,
+      },
+    },
+  };
+}
+
+/**
+ * The previous lifecycle's Complete step (executions started before the move to executions
+ * started at admission), and a replay of it:
+ * the worker reported success: in one transaction the job becomes `completed`, its attempt
+ * `succeeded`, and its reservation goes back to the node. Then every dependent's edge is marked
+ * met; dependents with nothing left to wait on move to `queued` (or `scheduled`).
+ * A replay for a completed job only finishes releasing the dependents, which is idempotent.
+ */
+export async function completeAttempt(
+  ctx: LifecycleContext,
+  input: CompleteInput,
+): Promise<{ readonly status: JobStatus | null; readonly released: number }> {
+  const outcome = await retryOnRace(async () => {
+    const item = await readJob(ctx, input.jobId);
+    if (!item) return { item: null, next: null, ran: null };
+    if (item.status === "completed") return { item, next: null, ran: null };
+    if (item.status !== "running" || item.attempts !== input.attempt) {
+      logger.warn("completion of an attempt that is not running; ignored", {
+        jobId: item.id,
+        status: item.status,
+        attempts: item.attempts,
+        attempt: input.attempt,
+      });
+      return { item, next: null, ran: null };
+    }
+    const now = ctx.clock().toISOString();
+    const { items, next, durationMs } = completionItems(ctx, item, input.attempt, now, () => []);
+    await ctx.repo.transact(items);
+    recordMetrics({ pool: metricPool(item) }, { jobsCompleted: 1, runTime: durationMs ?? undefined });
+    return { item, next, ran: durationMs === null ? null : { durationMs, finishedAt: now } };
+  });
+
+  const { item, next, ran } = outcome;
+  if (!item) return { status: null, released: 0 };
+  if (next) {
+    if (ran) await ctx.usage.recordRunTime(item.type, ran.finishedAt, ran.durationMs);
+    await ctx.events.publish([stateChange(item.status, next)]);
+    await releaseStrayAdmission(ctx, item, "job completed");
+  }
+  if ((next ?? item).status !== "completed") return { status: item.status, released: 0 };
+  const released = await releaseDependents(ctx, item.id);
+  return { status: "completed", released };
+}
+
+/**
+ * Marks this parent's edge met on each dependent and moves the dependents that wait on nothing
+ * more. Returns how many left `blocked`. The Jobs table's change stream calls it for every job
+ * that became `completed` (functions/dependents-stream.ts); a redelivered record finds each edge
+ * met already and changes nothing.
+ */
+export async function releaseDependents(ctx: LifecycleContext, parentId: string): Promise<number> {
+  const childIds = await ctx.repo.listDependentIds(parentId);
+  const changes: JobStateChange[] = [];
+  await forEachConcurrent(childIds, DEPENDENT_CONCURRENCY, async (childId) => {
+    await markEdgeMet(ctx, parentId, childId);
+    const change = await settleBlocked(ctx, childId);
+    if (change) changes.push(change);
+  });
+  await ctx.events.publish(changes);
+  return changes.length;
+}
+
+/**
+ * Flips the child's `DEP#<parent>` edge to met and decrements its `unmet` in one transaction.
+ * Only the write that flips the edge decrements, so a replay can never count a parent twice.
+ * The decrement bumps the child's version: a concurrent resume that read the old count loses
+ * its race and decides again.
+ */
+export async function markEdgeMet(
+  ctx: LifecycleContext,
+  parentId: string,
+  childId: string,
+): Promise<boolean> {
+  for (let round = 1; ; round++) {
+    try {
+      await ctx.repo.transact(ctx.repo.edgeMetItems(parentId, childId, ctx.clock().toISOString()));
+      return true;
+    } catch (error) {
+      if (!(error instanceof ConcurrentUpdateError)) throw error;
+      const [edge, child] = reasonsOf(error);
+      // Already met (a replay), or the edge moved to an escalation's job meanwhile.
+      if (edge === "ConditionalCheckFailed") return false;
+      if (child === "ConditionalCheckFailed") {
+        logger.warn("dependent missing or already counted as released", { parentId, childId });
+        return false;
+      }
+      // A conflict with another transaction on the same items: try again.
+      if (round >= MAX_ROUNDS) throw error;
+      await pause(round);
+    }
+  }
+}
+
+/**
+ * A blocked job's next status from its unmet count: still blocked (with a reason that counts
+ * what is left), or queued/scheduled by core's rule once nothing is left.
+ */
+export async function settleBlocked(ctx: LifecycleContext, id: string): Promise<JobStateChange | null> {
+  return retryOnRace(async () => {
+    const child = await readJob(ctx, id, true);
+    if (child?.status !== "blocked") return null;
+    const now = ctx.clock();
+    const at = now.toISOString();
+    const applies = applicableStatus({
+      now,
+      runAt: child.runAt,
+      unmet: Math.max(0, child.unmet),
+      total: Math.max(child.unmet, child.dependsOn.length),
+      doomedBy: null,
+    });
+    if (applies.status === "blocked") {
+      if (child.statusReason === applies.reason) return null;
+      // Conditional on the version the count was read at, so a stale count never wins.
+      const updated = await ctx.repo.updateIf(
+        { pk: child.pk, sk: JOB_SK },
+        "SET statusReason = :reason",
+        "#status = :blocked AND #version = :version",
+        {
+          names: { "#status": "status", "#version": "version" },
+          values: { ":reason": applies.reason, ":blocked": "blocked", ":version": child.version },
+        },
+      );
+      if (!updated) throw new ConcurrentUpdateError("the dependent changed while its reason was updated");
+      return null;
+    }
+    const next = await ctx.repo.changeStatus(
+      child,
+      // The status machine refuses the change here if it is not a legal transition.
+      { ...applicableChange(applies, at, null), to: transition(child.status, applies.status) },
+      at,
+    );
+    return child.staged ? null : stateChange(child.status, next);
+  });
+}
