@@ -533,7 +533,7 @@ export class Worker {
   }
 
   /**
-   * Ends the successful attempt (app/lifecycle.ts#completeRun): the result item, the job
+   * Ends the successful attempt (app/completion.ts#completeRun): the result item, the job
    * completed and its capacity released, in one transaction conditional on the job still running
    * this attempt, so a late attempt never overwrites what a later one produced. Only then is the
    * run token answered, which ends the execution at its one state.
