@@ -17,17 +17,29 @@ export const DEFAULT_RECONCILER_ENTRY = fileURLToPath(new URL("../functions/reco
 
 /**
  * The Jobs table's stream records that wake the scheduler (store/job-stream.ts#schedulerWakeOf
- * reads them the same way): a job became queued (work added), or a job's reservation went away
+ * reads them the same way): a job became queued (work added; for a large batch's jobs, written
+ * staged first, when their commit makes them visible), or a job's reservation went away
  * (capacity freed: completed, failed, retrying, cancelled, paused, escalated, preempted). The
  * scheduler's own writes (a waiting job's reason, an admission) match none of them.
  */
 export const SCHEDULER_WAKE_PATTERNS: readonly JobRecordPattern[] = [
-  { eventName: ["INSERT"], dynamodb: { NewImage: { status: { S: ["queued"] } } } },
+  {
+    eventName: ["INSERT"],
+    dynamodb: { NewImage: { status: { S: ["queued"] }, staged: { BOOL: [{ exists: false }] } } },
+  },
   {
     eventName: ["MODIFY"],
     dynamodb: {
-      NewImage: { status: { S: ["queued"] } },
+      NewImage: { status: { S: ["queued"] }, staged: { BOOL: [{ exists: false }] } },
       OldImage: { status: { S: [{ "anything-but": ["queued"] }] } },
+    },
+  },
+  // A large batch's commit: its jobs were written staged (invisible) and queued, now they are not staged.
+  {
+    eventName: ["MODIFY"],
+    dynamodb: {
+      NewImage: { status: { S: ["queued"] }, staged: { BOOL: [{ exists: false }] } },
+      OldImage: { staged: { BOOL: [true] } },
     },
   },
   {

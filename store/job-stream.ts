@@ -57,7 +57,10 @@ export function schedulerWakeOf(record: DynamoDBRecord): { readonly pool: string
   if (!images) return null;
   const before = images.old;
   const after = images.new;
-  if (after?.status === "queued" && before?.status !== "queued") {
+  // A staged job (a large batch's, before its commit) is not in the queue yet: its commit is
+  // the write that queues it.
+  const queued = after?.status === "queued" && after.staged !== true;
+  if (queued && (before?.status !== "queued" || before.staged === true)) {
     return { pool: typeof after.pool === "string" ? after.pool : null };
   }
   const held = reservationPool(before);

@@ -70,14 +70,24 @@ describe("scheduler", () => {
       (f) => JSON.parse(f.Pattern),
     );
     const job = { Keys: { sk: { S: ["JOB"] } } };
+    // Not a large batch's job before its commit: that is not in the queue yet.
+    const visible = { staged: { BOOL: [{ exists: false }] } };
     expect(patterns).toEqual([
-      { eventName: ["INSERT"], dynamodb: { ...job, NewImage: { status: { S: ["queued"] } } } },
+      { eventName: ["INSERT"], dynamodb: { ...job, NewImage: { status: { S: ["queued"] }, ...visible } } },
       {
         eventName: ["MODIFY"],
         dynamodb: {
           ...job,
-          NewImage: { status: { S: ["queued"] } },
+          NewImage: { status: { S: ["queued"] }, ...visible },
           OldImage: { status: { S: [{ "anything-but": ["queued"] }] } },
+        },
+      },
+      {
+        eventName: ["MODIFY"],
+        dynamodb: {
+          ...job,
+          NewImage: { status: { S: ["queued"] }, ...visible },
+          OldImage: { staged: { BOOL: [true] } },
         },
       },
       {

@@ -70,6 +70,12 @@ describe("the scheduler's wake-ups from the Jobs table's stream", () => {
     });
   });
 
+  it("wakes when a large batch's commit makes its staged jobs visible, not when they are staged", () => {
+    const staged = { ...queued("gpu"), staged: { BOOL: true } };
+    expect(schedulerWakeOf(record(undefined, staged))).toBeNull();
+    expect(schedulerWakeOf(record(staged, queued("gpu")))).toEqual({ pool: "gpu" });
+  });
+
   it("stays asleep for the scheduler's own writes and for changes that neither add work nor free capacity", () => {
     // A waiting job's reason, written by a pass: still queued.
     expect(schedulerWakeOf(record(queued("gpu"), queued("gpu")))).toBeNull();
