@@ -1,5 +1,4 @@
 import { forEachConcurrent } from "../core/concurrency";
-import { applicableStatus } from "../core/dependencies";
 import { ConcurrentUpdateError } from "../core/errors";
 import type { JobStatus } from "../core/job";
 import { transition } from "../core/status";
@@ -10,6 +9,7 @@ import { JOB_SK, jobPk, RESULT_SK } from "../store/keys";
 import { type JobStateChange, stateChange } from "./events";
 import type { CompleteInput, LifecycleContext } from "./lifecycle";
 import {
+  applicableNow,
   attemptUsageItems,
   DEPENDENT_CONCURRENCY,
   durationSince,
@@ -249,13 +249,7 @@ export async function settleBlocked(ctx: LifecycleContext, id: string): Promise<
     if (child?.status !== "blocked") return null;
     const now = ctx.clock();
     const at = now.toISOString();
-    const applies = applicableStatus({
-      now,
-      runAt: child.runAt,
-      unmet: Math.max(0, child.unmet),
-      total: Math.max(child.unmet, child.dependsOn.length),
-      doomedBy: null,
-    });
+    const applies = applicableNow(child, now);
     if (applies.status === "blocked") {
       if (child.statusReason === applies.reason) return null;
       // Conditional on the version the count was read at, so a stale count never wins.

@@ -1,3 +1,4 @@
+import { applicableStatus } from "../core/dependencies";
 import { ConcurrentUpdateError } from "../core/errors";
 import type { JobItem } from "../store/job-items";
 import type { TransactItem } from "../store/job-repository";
@@ -76,4 +77,19 @@ export async function releaseStrayAdmission(
 
 export function clip(text: string, max: number): string {
   return text.length <= max ? text : `${text.slice(0, max - 1)}…`;
+}
+
+/**
+ * The status core's dependency rule gives a waiting job now (scheduled, blocked or queued), from
+ * its own runAt and unmet count: for a blocked job whose count moved, a retrying job whose backoff
+ * ended, a scheduled job whose time came.
+ */
+export function applicableNow(item: JobItem, now: Date): ReturnType<typeof applicableStatus> {
+  return applicableStatus({
+    now,
+    runAt: item.runAt,
+    unmet: Math.max(0, item.unmet),
+    total: Math.max(item.unmet, item.dependsOn.length),
+    doomedBy: null,
+  });
 }

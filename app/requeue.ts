@@ -1,10 +1,9 @@
-import { applicableStatus } from "../core/dependencies";
 import type { JobStatus } from "../core/job";
 import { canTransition, transition } from "../core/status";
 import type { JobItem } from "../store/job-items";
 import { stateChange } from "./events";
 import type { LifecycleContext, RequeueInput } from "./lifecycle";
-import { readJob, retryOnRace } from "./lifecycle-steps";
+import { applicableNow, readJob, retryOnRace } from "./lifecycle-steps";
 
 /** The Requeue step: a retrying job back in line once its backoff is over. */
 
@@ -37,13 +36,7 @@ export async function requeueItem(
 ): Promise<JobItem> {
   const now = ctx.clock();
   const at = now.toISOString();
-  const applies = applicableStatus({
-    now,
-    runAt: item.runAt,
-    unmet: Math.max(0, item.unmet),
-    total: Math.max(item.unmet, item.dependsOn.length),
-    doomedBy: null,
-  });
+  const applies = applicableNow(item, now);
   // A job that already ran had its runAt pass: `scheduled` cannot apply, and the table refuses it.
   const fits = applies.status !== "cancelled" && canTransition(item.status, applies.status);
   const to = fits ? applies.status : "queued";

@@ -2,7 +2,6 @@ import { ulid } from "ulid";
 import { z } from "zod";
 import { type AdmissionGate, AdmissionPass, type NodeState, type Waiting } from "../core/admission";
 import { forEachConcurrent } from "../core/concurrency";
-import { applicableStatus } from "../core/dependencies";
 import { ConcurrentUpdateError } from "../core/errors";
 import { gpuQuotaGate, offPeakGate, typeConcurrencyGate } from "../core/gates";
 import { priorityTier, type Resources } from "../core/job";
@@ -31,6 +30,7 @@ import {
   StepFunctionsTaskTokens,
   type TaskTokens,
 } from "./lifecycle";
+import { applicableNow } from "./lifecycle-steps";
 import { logger } from "./logger";
 import { reportLostAttempts } from "./lost-attempts";
 import { recordMetrics } from "./metrics";
@@ -987,13 +987,7 @@ async function sweepDueJobs(
           continue;
         }
         if (item.status !== "scheduled") continue;
-        const applies = applicableStatus({
-          now,
-          runAt: item.runAt,
-          unmet: Math.max(0, item.unmet),
-          total: Math.max(item.unmet, item.dependsOn.length),
-          doomedBy: null,
-        });
+        const applies = applicableNow(item, now);
         if (applies.status === "scheduled" || !canTransition(item.status, applies.status)) continue;
         try {
           const next = await ctx.repo.changeStatus(item, applicableChange(applies, at, null), at);
