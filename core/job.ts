@@ -103,6 +103,12 @@ export const retrySchema = z.strictObject({
 });
 export type RetryPolicy = z.infer<typeof retrySchema>;
 
+/** Where a job that ends failed (or timed out) goes next: a new job of this type (API.md onFailure). */
+export const escalationSchema = z.strictObject({
+  escalateTo: z.strictObject({ type: jobTypeSchema, priority: prioritySchema.optional() }),
+});
+export type Escalation = z.infer<typeof escalationSchema>;
+
 /** JSON value check and size limit; the size is of the serialized payload, as API.md says. */
 const payloadSchema = z.unknown().superRefine((value, ctx) => {
   if (value === undefined) return;
@@ -136,11 +142,7 @@ const jobFields = {
   runAt: isoTimestamp.optional(),
   deadline: isoTimestamp.optional(),
   offPeakOnly: z.boolean().default(false),
-  onFailure: z
-    .strictObject({
-      escalateTo: z.strictObject({ type: jobTypeSchema, priority: prioritySchema.optional() }),
-    })
-    .optional(),
+  onFailure: escalationSchema.optional(),
   tags: labelMap.optional(),
 };
 

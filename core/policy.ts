@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { jobTypeSchema } from "./job";
+import { escalationSchema, jobTypeSchema, MAX_TIMEOUT_SECONDS, retrySchema } from "./job";
 
 /**
  * The scheduling policy of API.md (GET/PUT /admin/policy): which algorithm orders the queue,
@@ -43,6 +43,55 @@ export const preemptionSchema = z.strictObject({
   cooldownSeconds: z.number().int().min(0).max(86_400).default(300),
 });
 
+/**
+ * A circuit breaker per task type (issue 13): after `failures` attempts of a type end failed or
+ * timed out within `windowSeconds`, no job of the type is admitted for `openSeconds`; then one
+ * probe is. `type+owner` keeps one tenant's bad payloads from blocking everyone else's jobs.
+ */
+export const circuitBreakerSchema = z.strictObject({
+  failures: z.number().int().min(1).max(10_000),
+  windowSeconds: z.number().int().min(1).max(604_800),
+  openSeconds: z.number().int().min(1).max(604_800),
+  scope: z.enum(["type", "type+owner"]).default("type"),
+});
+export type CircuitBreakerPolicy = z.infer<typeof circuitBreakerSchema>;
+
+/** At most `starts` jobs of a type start per `perSeconds` (BullMQ's limiter). */
+export const rateLimitSchema = z.strictObject({
+  starts: z.number().int().min(1).max(1_000_000),
+  perSeconds: z.number().int().min(1).max(86_400),
+});
+export type RateLimit = z.infer<typeof rateLimitSchema>;
+
+/**
+ * Rules for the jobs of one type. retry/timeoutSeconds/onFailure/onTimeout are defaults applied
+ * at submit to the fields the caller left out (a job's settings never change under it);
+ * maxRunning, rateLimit and circuitBreaker are read by every scheduling pass.
+ */
+export const typeRulesSchema = z.strictObject({
+  retry: retrySchema.optional(),
+  timeoutSeconds: z.number().int().min(1).max(MAX_TIMEOUT_SECONDS).optional(),
+  onFailure: escalationSchema.optional(),
+  onTimeout: escalationSchema.optional(),
+  /** The same limit as typeConcurrency[type]; the smaller of the two wins. */
+  maxRunning: z.number().int().min(0).max(1_000_000).optional(),
+  rateLimit: rateLimitSchema.optional(),
+  circuitBreaker: circuitBreakerSchema.optional(),
+});
+export type TypeRules = z.infer<typeof typeRulesSchema>;
+
+const runningCount = z.number().int().min(0).max(1_000_000);
+
+/** Dispatched plus running jobs allowed at once: the whole system, or per pool. */
+export const maxRunningSchema = z.union([
+  runningCount,
+  z.strictObject({
+    total: runningCount.optional(),
+    pools: z.record(z.string().min(1).max(64), runningCount).default({}),
+  }),
+]);
+export type MaxRunning = z.infer<typeof maxRunningSchema>;
+
 export const policySchema = z.strictObject({
   algorithm: z.enum(ALGORITHMS).default("priority"),
   offPeak: offPeakSchema.default({ start: "22:00", end: "08:00", timezone: "UTC" }),
@@ -53,6 +102,12 @@ export const policySchema = z.strictObject({
   agingSecondsPerStep: z.number().int().min(0).max(31_536_000).default(300),
   /** fair-share: an owner's dominant share is divided by its weight (default 1). */
   weights: z.record(z.string().min(1).max(128), z.number().positive().max(1000)).default({}),
+  /** Per-type defaults and limits; see typeRulesSchema. */
+  types: z.record(jobTypeSchema, typeRulesSchema).default({}),
+  /** Running caps (reason running_cap); absent: no cap beyond capacity. */
+  maxRunning: maxRunningSchema.optional(),
+  /** The breaker every type gets unless its `types` entry sets its own; absent: off. */
+  circuitBreaker: circuitBreakerSchema.optional(),
 });
 export type Policy = z.infer<typeof policySchema>;
 export type PolicyInput = z.input<typeof policySchema>;

@@ -24,6 +24,12 @@ export const REASON_CODES = [
   "no_nodes",
   /** queued: evicted by a higher-priority job. */
   "preempted",
+  /** queued: its type's circuit breaker is open (too many recent failures); says when it half-opens. */
+  "circuit_open",
+  /** queued: its type started as many jobs as its rateLimit allows in the current period. */
+  "rate_limit",
+  /** queued: the policy's maxRunning cap (whole system or the pool) is reached. */
+  "running_cap",
   /** failed: not started by its deadline. */
   "deadline_exceeded",
 ] as const;

@@ -113,6 +113,7 @@ describe("admin view: policy", () => {
       preemption: { enabled: false, cooldownSeconds: 300 },
       typeConcurrency: {},
       agingSecondsPerStep: 300,
+      types: {},
       weights: {},
       updatedAt: "2026-12-06T12:00:00.000Z",
       updatedBy: "ops",
