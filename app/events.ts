@@ -64,13 +64,46 @@ export class EventBridgePublisher implements JobEventPublisher {
       Time: new Date(change.at),
     }));
     try {
-      const out = await this.client.send(new PutEventsCommand({ Entries: entries }));
-      if (out.FailedEntryCount)
-        logger.warn("some job events were not published", { failed: out.FailedEntryCount });
+      let pending = entries;
+      for (let attempt = 1; ; attempt++) {
+        const out = await this.client.send(new PutEventsCommand({ Entries: pending }));
+        if (!out.FailedEntryCount) return;
+        // PutEvents answers 200 with some entries refused (throttled, or an internal failure):
+        // the SDK's own retries never see those, so the refused entries are sent again here.
+        pending = refusedEntries(pending, out.Entries ?? []);
+        if (pending.length === 0 || attempt >= PUT_EVENTS_ATTEMPTS) {
+          logger.warn("some job events were not published", {
+            failed: out.FailedEntryCount,
+            errors: [...new Set((out.Entries ?? []).flatMap((e) => (e.ErrorCode ? [e.ErrorCode] : [])))],
+          });
+          return;
+        }
+        await sleep(PUT_EVENTS_BACKOFF_MS * 2 ** (attempt - 1) * (0.5 + Math.random() / 2));
+      }
     } catch (error) {
       logger.warn("job events not published; the sweep will catch up", { error: error as Error });
     }
   }
+}
+
+/** Tries of one chunk when PutEvents refuses some of its entries; each waits twice the last. */
+const PUT_EVENTS_ATTEMPTS = 3;
+const PUT_EVENTS_BACKOFF_MS = 50;
+
+/**
+ * The entries PutEvents refused: its result entries line up with the request's, and a refused one
+ * carries an ErrorCode. A result shorter than the request (not seen in practice) counts the
+ * missing tail as refused, so no event is dropped without a retry.
+ */
+export function refusedEntries<T>(
+  sent: readonly T[],
+  results: readonly { ErrorCode?: string | undefined }[],
+): T[] {
+  return sent.filter((_, i) => results[i] === undefined || results[i]?.ErrorCode !== undefined);
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 export function createEventBridgeClient(options: {
