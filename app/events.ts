@@ -6,9 +6,10 @@ import { traced } from "../store/tracing";
 import { logger } from "./logger";
 
 /**
- * "Job State Change" events, shaped like AWS Batch's: every status change is published to
- * EventBridge, where a rule wakes the scheduler and users add their own rules. Publishing is
- * best effort by design: the minutely sweep keeps everything moving without any event.
+ * "Job State Change" events, shaped like AWS Batch's: every status change (or, with
+ * `jobq:stateChangeEvents=terminal`, every end) is published to EventBridge for users' own rules.
+ * jobq itself needs none of them (its wake-ups ride the Jobs table's stream), so publishing is
+ * best effort: refused entries are sent again a few times, then logged.
  */
 
 export const EVENT_SOURCE = "jobq";
