@@ -16,7 +16,7 @@ import {
   type RetryPolicy,
   type Transition,
 } from "./job";
-import { policySchema } from "./policy";
+import { policySchema, typeRulesSchema } from "./policy";
 import { ROLES } from "./principal";
 import type { QuotaView } from "./quota";
 import { REASON_CODES } from "./reasons";
@@ -86,6 +86,11 @@ export const retryViewSchema = z.object({
   maxDelaySeconds: z.number(),
 });
 
+/** onFailure (and a type's onFailure/onTimeout) as stored: the priority is its integer. */
+export const escalationViewSchema = z.object({
+  escalateTo: z.object({ type: z.string(), priority: z.number().int().optional() }),
+});
+
 const stringMap = z.record(z.string(), z.string());
 
 const jobShape = {
@@ -110,9 +115,7 @@ const jobShape = {
   runAt: nullableTimestamp,
   deadline: nullableTimestamp,
   offPeakOnly: z.boolean(),
-  onFailure: z
-    .object({ escalateTo: z.object({ type: z.string(), priority: z.number().int().optional() }) })
-    .nullable(),
+  onFailure: escalationViewSchema.nullable(),
   tags: stringMap,
   escalatedTo: z.string().nullable(),
   scheduleId: z.string().nullable(),
@@ -242,7 +245,19 @@ export const queueSnapshotSchema = z
   .register(apiResponses, { id: "Queue" });
 
 export const policyViewSchema = policySchema
-  .extend({ updatedAt: nullableTimestamp, updatedBy: z.string().nullable() })
+  .extend({
+    // A type's rules as stored (a transform has no output JSON Schema), as a job's are answered.
+    types: z.record(
+      z.string(),
+      typeRulesSchema.extend({
+        retry: retryViewSchema.optional(),
+        onFailure: escalationViewSchema.optional(),
+        onTimeout: escalationViewSchema.optional(),
+      }),
+    ),
+    updatedAt: nullableTimestamp,
+    updatedBy: z.string().nullable(),
+  })
   .register(apiResponses, { id: "PolicyView" });
 
 const remainingSchema = z.number().nullable().describe("null: no limit");
