@@ -1,10 +1,21 @@
+import { join } from "node:path";
+import { DescribeExecutionCommand, SFNClient } from "@aws-sdk/client-sfn";
+import { SQSClient } from "@aws-sdk/client-sqs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { cancelJob } from "../../app/actions";
 import { startAttempt } from "../../app/attempts";
-import { lifecycleRequestSchema, runLifecycleStep } from "../../app/lifecycle";
+import { type LifecycleExecutions, StepFunctionsExecutions } from "../../app/executions";
+import { type LifecycleContext, lifecycleRequestSchema, runLifecycleStep } from "../../app/lifecycle";
 import { retryJob } from "../../app/retry";
 import { schedulePool } from "../../app/scheduler";
+import { LOCAL_REGION } from "../../local/config";
+import { startLocalSqs } from "../../local/sqs";
+import { loadStateMachineDefinition, startLocalStepFunctions } from "../../local/stepfunctions";
+import { awsClientOptions } from "../../store/aws";
 import { attemptSk, jobPk } from "../../store/keys";
+import { TaskRegistry } from "../../worker/registry";
+import { Worker } from "../../worker/runtime";
+import { registerExampleTasks } from "../../worker/tasks/examples";
 import {
   executionArn,
   type Harness,
@@ -280,5 +291,122 @@ describe("a cancel that comes between the admission and its StartExecution", () 
     expect(otherExecution).toMatchObject({ outcome: "stale", dismiss: true });
     expect(earlierDefinition).toMatchObject({ outcome: "stale" });
     expect(earlierDefinition).not.toHaveProperty("dismiss");
+  });
+});
+
+describe("the same interleaving on the local stack's pieces: real ASL, local Step Functions and SQS, a worker", () => {
+  it("ends the late execution at Dispatch as soon as a worker receives its attempt: one state transition, no lifecycle step", async () => {
+    // Prepare: a pool whose only node is a real worker's, its queues on the local SQS, and the
+    // lifecycle definition on the local Step Functions, whose steps run app/lifecycle.ts.
+    const pool = `e${suffix()}`;
+    h.addPool({ name: pool, labels: {}, nodes: 1, node: CPU_NODE });
+    const sqs = await startLocalSqs({ pools: [pool], region: LOCAL_REGION, queuePrefix: `guard-${RUN}-` });
+    const steps: unknown[] = [];
+    let lifecycle: LifecycleContext = h.reconciler;
+    const sfn = await startLocalStepFunctions({
+      region: LOCAL_REGION,
+      log: false,
+      sqsEndpoint: sqs.endpoint,
+      stateMachines: [
+        {
+          name: "jobq-lifecycle",
+          definition: loadStateMachineDefinition(
+            join(import.meta.dirname, "../../state-machines/job-lifecycle.asl.json"),
+            { LifecycleFunctionArn: `arn:aws:lambda:${LOCAL_REGION}:000000000000:function:jobq-lifecycle` },
+          ),
+        },
+      ],
+      resolveFunction: () => async (event: unknown) => {
+        steps.push(event);
+        return runLifecycleStep(lifecycle, lifecycleRequestSchema.parse(event));
+      },
+    });
+    const sfnClient = new SFNClient({ ...awsClientOptions(sfn.endpoint, LOCAL_REGION), maxAttempts: 1 });
+    const sqsClient = new SQSClient(awsClientOptions(sqs.endpoint, LOCAL_REGION));
+    const real = new StepFunctionsExecutions(sfnClient, sfn.stateMachineArn("jobq-lifecycle"));
+    lifecycle = { ...h.reconciler, executions: real };
+    // The cancel arrives after the admission's transaction, before its StartExecution.
+    const cancelFirst: LifecycleExecutions = {
+      arnOf: (jobId, version) => real.arnOf(jobId, version),
+      stop: (arn, cause) => real.stop(arn, cause),
+      start: async (jobId, version, input) => {
+        await cancelJob(lifecycle, ALICE, jobId);
+        return real.start(jobId, version, input);
+      },
+    };
+    const worker = new Worker(
+      {
+        pool,
+        nodeName: `${pool}-n`,
+        workerId: `${pool}-worker`,
+        capacity: CPU_NODE,
+        queues: sqs.queues[pool] ?? {},
+        heartbeatSeconds: 30,
+        nodeHeartbeatMs: 300,
+        pollWaitSeconds: 1,
+        nodesTable: h.scheduler.nodesTable,
+        logFlushMs: 100,
+      },
+      {
+        repo: h.repo,
+        nodes: h.nodes,
+        sqs: sqsClient,
+        sfn: sfnClient,
+        events: h.events,
+        usage: lifecycle.usage,
+        registry: registerExampleTasks(new TaskRegistry()),
+      },
+    );
+    try {
+      await worker.start();
+      const nodeId = worker.snapshot().nodeId;
+      const [id = ""] = await submitWaiting(h, "alice", [{ pool }]);
+      h.clock.now = new Date();
+
+      // Act
+      const summary = await schedulePool(
+        { ...h.scheduler, executions: cancelFirst, queues: sqs.queues },
+        pool,
+      );
+      const arn = (await jobItem(h, id)).executionArn ?? "";
+      let status: string | undefined;
+      for (;;) {
+        status = (await sfnClient.send(new DescribeExecutionCommand({ executionArn: arn }))).status;
+        if (status !== "RUNNING") break;
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+
+      // Assess: admitted, cancelled, and the execution over long before its heartbeat backstop
+      // (lostAfterSeconds = 300 s): it entered Dispatch only and invoked no lifecycle step.
+      expect(summary.admitted).toEqual([{ jobId: id, nodeId }]);
+      expect(status).toBe("SUCCEEDED");
+      expect(sfn.meter()).toEqual({ executions: 1, stateTransitions: 1 });
+      expect(steps).toEqual([]);
+      const job = await jobItem(h, id);
+      expect(job.status).toBe("cancelled");
+      expect(job.reservation).toBeUndefined();
+      expect(await attemptRecord(id, 1)).toBeUndefined();
+      expect(await nodeUsed(pool, nodeId)).toEqual({ cpu: 0, memoryMb: 0, gpu: 0 });
+      expect(worker.snapshot().running).toEqual([]);
+
+      // And a job nobody cancels runs: `$$.Execution.Id` is the ARN its admission wrote.
+      const [next = ""] = await submitWaiting(h, "alice", [{ pool, type: "echo" }]);
+      await schedulePool({ ...h.scheduler, executions: real, queues: sqs.queues }, pool);
+      const nextArn = (await jobItem(h, next)).executionArn ?? "";
+      for (;;) {
+        status = (await sfnClient.send(new DescribeExecutionCommand({ executionArn: nextArn }))).status;
+        if (status !== "RUNNING") break;
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      expect(status).toBe("SUCCEEDED");
+      expect((await jobItem(h, next)).status).toBe("completed");
+      expect(steps).toEqual([]);
+    } finally {
+      await worker.stop(200);
+      sfnClient.destroy();
+      sqsClient.destroy();
+      await sfn.stop();
+      await sqs.stop();
+    }
   });
 });
