@@ -23,7 +23,9 @@ import {
   readJob,
   releaseStrayAdmission,
   retryOnRace,
+  supersededBy,
 } from "./lifecycle-steps";
+import { logger } from "./logger";
 import { metricPool, millisBetween, recordMetrics } from "./metrics";
 
 /**
@@ -49,9 +51,14 @@ export async function recordAttemptFailure(
 ): Promise<RetryDecision> {
   // The escalation job, once created for this failure: a retried round reuses it.
   let escalation: string | undefined;
-  const result = await retryOnRace(async (): Promise<EndedAttempt | { item: JobItem | undefined }> => {
+  type Untouched = { item: JobItem | undefined; superseded?: string };
+  const result = await retryOnRace(async (): Promise<EndedAttempt | Untouched> => {
     const item = await readJob(ctx, input.jobId);
     if (!item) return { item };
+    // A stale execution (its attempt ended by someone else, the job admitted again since, maybe
+    // at the same attempt number after an undone admission) must not end the newer attempt.
+    const superseded = supersededBy(item, input.executionArn);
+    if (superseded) return { item, superseded };
     if (item.attempts !== input.attempt || (item.status !== "dispatched" && item.status !== "running")) {
       return { item };
     }
@@ -66,7 +73,18 @@ export async function recordAttemptFailure(
     await withdrawEscalation(ctx, escalation, input.jobId);
   }
 
-  if (!("next" in result)) return result.item ? replayDecision(ctx, result.item, input.attempt) : END;
+  if (!("next" in result)) {
+    if (result.superseded) {
+      // Its follow-ups (cascade, escalation) belong to the execution that drives the job now.
+      logger.info("attempt-failed from a superseded execution: nothing to do", {
+        jobId: input.jobId,
+        attempt: input.attempt,
+        reason: result.superseded,
+      });
+      return END;
+    }
+    return result.item ? replayDecision(ctx, result.item, input.attempt) : END;
+  }
   const { item, next, decision } = result;
 
   await ctx.events.publish([stateChange(item.status, next)]);

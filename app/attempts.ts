@@ -4,6 +4,7 @@ import type { JobItem, Reservation } from "../store/job-items";
 import type { TransactItem } from "../store/job-repository";
 import { activeSk, attemptSk, JOB_SK, jobPk } from "../store/keys";
 import { stateChange } from "./events";
+import { supersededBy } from "./lifecycle-steps";
 import { metricPool, millisBetween, recordMetrics } from "./metrics";
 import type { AppContext } from "./runtime";
 
@@ -40,12 +41,24 @@ export interface StartAttemptRequest {
    * the scheduler reports the attempt lost on it (app/lost-attempts.ts).
    */
   readonly runToken?: string | undefined;
+  /**
+   * The execution that sent the message (`$$.Execution.Id`, in messages of the current
+   * definition): the attempt starts only for the execution the job's admission wrote.
+   */
+  readonly executionArn?: string | undefined;
 }
 
 export type StartAttemptOutcome =
   | { readonly outcome: "started"; readonly job: JobItem; readonly replayed: boolean }
-  /** The message no longer describes work to do: drop it. */
-  | { readonly outcome: "stale"; readonly reason: string }
+  /**
+   * The message no longer describes work to do: drop it. `dismiss`: nothing is left for the
+   * message's execution to do either (the job names another execution, or ended or paused under
+   * this one before it started: a cancel that came before StartExecution), so its run token is
+   * to be answered, or the execution waits for its heartbeat timeout. Never set for a duplicate
+   * of an attempt that runs (its execution waits for that attempt's report) nor for a message
+   * that names no execution (an earlier definition's: it is dropped as before).
+   */
+  | { readonly outcome: "stale"; readonly reason: string; readonly dismiss?: boolean }
   /** Reserved on another node and does not fit on this one: leave it to another worker. */
   | { readonly outcome: "no_capacity"; readonly reason: string };
 
@@ -86,12 +99,23 @@ export async function startAttempt(
   let swapTried = false;
   for (let round = 1; ; round++) {
     const stored = await ctx.repo.getJob(jobId);
-    if (!stored) return { outcome: "stale", reason: `job ${jobId} does not exist` };
+    if (!stored)
+      return {
+        outcome: "stale",
+        reason: `job ${jobId} does not exist`,
+        ...(request.executionArn !== undefined ? { dismiss: true } : {}),
+      };
     const job = stored.item;
+    const superseded = supersededBy(job, request.executionArn);
+    if (superseded) return { outcome: "stale", reason: superseded, dismiss: true };
     if (job.status !== "dispatched" || job.attempts !== attempt) {
       return {
         outcome: "stale",
         reason: `job ${jobId} is ${job.status} at attempt ${job.attempts}, not dispatched for attempt ${attempt}`,
+        // Under its own execution, only a job still on its attempt keeps that execution busy.
+        ...(request.executionArn !== undefined && job.status !== "dispatched" && job.status !== "running"
+          ? { dismiss: true }
+          : {}),
       };
     }
     const held = job.reservation;

@@ -93,3 +93,19 @@ export function applicableNow(item: JobItem, now: Date): ReturnType<typeof appli
     doomedBy: null,
   });
 }
+
+/**
+ * Why a step called by `executionArn` must leave the job alone, or null when it may act: the job
+ * names another execution (a newer admission's; or none, after a retry, resume, preemption or an
+ * undone admission), so whatever this execution ran is over and another one, or none, drives the
+ * job now. A caller that names no execution (an earlier definition's, the reconciler) may act.
+ */
+export function supersededBy(
+  item: Pick<JobItem, "id" | "executionArn">,
+  executionArn: string | undefined,
+): string | null {
+  if (executionArn === undefined || item.executionArn === executionArn) return null;
+  return item.executionArn
+    ? `job ${item.id} is driven by execution ${item.executionArn}, not ${executionArn}`
+    : `job ${item.id} names no execution any more, not ${executionArn}`;
+}

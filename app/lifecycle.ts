@@ -92,6 +92,12 @@ export type StepError = z.infer<typeof stepErrorSchema>;
 
 const jobId = z.string().min(1).max(128);
 const attempt = z.number().int().min(1);
+/**
+ * The calling execution (`$$.Execution.Id`): a step acts only on a job whose `executionArn` is
+ * this one (`supersededBy`). Absent from executions started by an earlier definition and from
+ * the reconciler's calls, which keep the checks on status and attempt alone.
+ */
+const callerExecution = z.string().min(1).optional();
 
 /** The lifecycle Lambda's input: the state machine's Payload for each action. */
 export const lifecycleRequestSchema = z.discriminatedUnion("action", [
@@ -109,8 +115,9 @@ export const lifecycleRequestSchema = z.discriminatedUnion("action", [
     /** Set by the reconciler; the state machine leaves it to `outcomeOf(error)`. */
     outcome: z.enum(ATTEMPT_OUTCOMES).optional(),
     error: stepErrorSchema.default({}),
+    executionArn: callerExecution,
   }),
-  z.object({ action: z.literal("requeue"), jobId }),
+  z.object({ action: z.literal("requeue"), jobId, executionArn: callerExecution }),
 ]);
 export type LifecycleRequest = z.infer<typeof lifecycleRequestSchema>;
 

@@ -3,7 +3,8 @@ import { canTransition, transition } from "../core/status";
 import type { JobItem } from "../store/job-items";
 import { stateChange } from "./events";
 import type { LifecycleContext, RequeueInput } from "./lifecycle";
-import { applicableNow, readJob, retryOnRace } from "./lifecycle-steps";
+import { applicableNow, readJob, retryOnRace, supersededBy } from "./lifecycle-steps";
+import { logger } from "./logger";
 
 /** The Requeue step: a retrying job back in line once its backoff is over. */
 
@@ -18,6 +19,15 @@ export async function requeueJob(
 ): Promise<{ readonly status: JobStatus | null }> {
   return retryOnRace(async () => {
     const item = await readJob(ctx, input.jobId);
+    // A stale execution's Requeue would cut a newer attempt's backoff short.
+    const superseded = item ? supersededBy(item, input.executionArn) : null;
+    if (superseded) {
+      logger.info("requeue from a superseded execution: nothing to do", {
+        jobId: input.jobId,
+        reason: superseded,
+      });
+      return { status: item?.status ?? null };
+    }
     if (item?.status !== "retrying") return { status: item?.status ?? null };
     const next = await requeueItem(ctx, item);
     await ctx.events.publish([stateChange(item.status, next)]);

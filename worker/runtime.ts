@@ -107,6 +107,8 @@ const dispatchMessageSchema = z.object({
   attempt: z.number().int().min(1),
   runToken: z.string().min(1),
   heartbeatSeconds: z.number().positive().optional(),
+  /** The execution that sent it; absent from messages of the lifecycle's earlier definition. */
+  executionArn: z.string().min(1).optional(),
 });
 
 /** Results are stored apart from the job, up to the same size as a payload. */
@@ -414,7 +416,13 @@ export class Worker {
           nodesTable: this.options.nodesTable,
           events: this.deps.events,
         },
-        { jobId: body.jobId, attempt: body.attempt, node, runToken: body.runToken },
+        {
+          jobId: body.jobId,
+          attempt: body.attempt,
+          node,
+          runToken: body.runToken,
+          executionArn: body.executionArn,
+        },
       );
     } catch (error) {
       // DynamoDB trouble: the message reappears after its visibility timeout and is tried again.
@@ -431,6 +439,13 @@ export class Worker {
         attempt: body.attempt,
         reason: outcome.reason,
       });
+      // Unanswered, the message's execution would wait for its heartbeat timeout and then run
+      // AttemptFailed for an attempt that is not its own. Kept for redelivery if not answered.
+      if (
+        outcome.dismiss &&
+        !(await this.dismissRun(body.runToken, body.jobId, body.attempt, outcome.reason))
+      )
+        return;
       await this.deleteMessage(received);
       return;
     }
@@ -604,6 +619,38 @@ export class Worker {
         attempt: run.attempt,
         error: errorInfo(error),
       });
+    }
+  }
+
+  /**
+   * Ends the execution of a run token nothing is left to do for (app/attempts.ts `dismiss`):
+   * success, so its Dispatch state ends it at once (End) and no lifecycle step runs. Whoever
+   * took the job off this attempt (a cancel that came before StartExecution, a newer admission)
+   * already released its capacity. True when answered, or when nothing waits on the token.
+   */
+  private async dismissRun(
+    runToken: string,
+    jobId: string,
+    attempt: number,
+    reason: string,
+  ): Promise<boolean> {
+    try {
+      await this.deps.sfn.send(
+        new SendTaskSuccessCommand({
+          taskToken: runToken,
+          output: JSON.stringify({ ok: false, dismissed: reason }),
+        }),
+      );
+      this.log.info("dismissed the execution of a stale dispatch message", { jobId, attempt });
+      return true;
+    } catch (error) {
+      if (isTokenGone(error)) return true;
+      this.log.warn("could not dismiss the execution of a stale dispatch message; it comes back", {
+        jobId,
+        attempt,
+        error: errorInfo(error),
+      });
+      return false;
     }
   }
 

@@ -512,7 +512,13 @@ describe("the job lifecycle definition", () => {
     const jobId = `job-lifecycle-${Date.now()}`;
     const arn = await start("lifecycle", dispatchInput(jobId), `${jobId}-3`);
     const message = await dispatchMessage(jobId);
-    expect(message).toMatchObject({ jobId, attempt: 1, timeoutSeconds: 60, heartbeatSeconds: 10 });
+    expect(message).toMatchObject({
+      jobId,
+      attempt: 1,
+      timeoutSeconds: 60,
+      heartbeatSeconds: 10,
+      executionArn: arn,
+    });
 
     // Act: the worker, having completed the job itself, reports success
     await sfn.send(
@@ -544,8 +550,15 @@ describe("the job lifecycle definition", () => {
     expect(out.status).toBe("SUCCEEDED");
     expect(fixture.calls.filter((call) => call.jobId === jobId)).toEqual([
       // No outcome: AttemptFailed reads the kind of failure from the error's name (outcomeOf).
-      { action: "attempt-failed", jobId, attempt: 1, error: { Error: "ValueError", Cause: "boom" } },
-      { action: "requeue", jobId },
+      // Each step names its execution ($$.Execution.Id): a job naming another one is left alone.
+      {
+        action: "attempt-failed",
+        jobId,
+        attempt: 1,
+        error: { Error: "ValueError", Cause: "boom" },
+        executionArn: arn,
+      },
+      { action: "requeue", jobId, executionArn: arn },
     ]);
   });
 });

@@ -12,7 +12,9 @@ import { PutCommand, UpdateCommand } from "@aws-sdk/lib-dynamodb";
 import { type FauxqsServer, startFauxqs } from "fauxqs";
 import { ulid } from "ulid";
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from "vitest";
+import { cancelJob } from "../../app/actions";
 import type { JobEventPublisher, JobStateChange } from "../../app/events";
+import { executionArnOf } from "../../app/executions";
 import { type Job, PRIORITY_NAMES, type PriorityName, type Resources } from "../../core/job";
 import { LOCAL_REGION } from "../../local/config";
 import { awsClientOptions } from "../../store/aws";
@@ -221,6 +223,8 @@ async function putDispatchedJob(
     timeoutSeconds?: number;
     status?: Job["status"];
     priority?: number;
+    /** The execution the admission wrote (`executionArn` on the job item). */
+    executionArn?: string;
   },
 ): Promise<{ job: Job; reservation: Reservation }> {
   const now = new Date().toISOString();
@@ -272,6 +276,7 @@ async function putDispatchedJob(
       Item: {
         ...toJobItem(job, 0, false),
         ...(holds ? { reservation, ...indexAttributes({ ...job, reservation }, false) } : {}),
+        ...(spec.executionArn ? { executionArn: spec.executionArn } : {}),
       },
     }),
   );
@@ -857,5 +862,80 @@ describe("worker", () => {
     expect(completed).toMatchObject({ status: "completed", ownerStatusPk: "O#worker-test#completed" });
     expect(completed?.activePk).toBeUndefined();
     expect(completed?.queuePk).toBeUndefined();
+  });
+
+  it("answers the run token of a job cancelled before its execution started, and runs nothing: that execution ends", async () => {
+    // Prepare: the scheduler's admission (job dispatched, booked on the node, executionArn
+    // written); a cancel before StartExecution (it had no execution to stop); then the late
+    // execution's Dispatch sends the attempt.
+    const pool = await createPool();
+    const { nodeId } = await startWorker(pool);
+    const arn = executionArnOf("arn:aws:states:us-east-1:000000000000:stateMachine:jobq", `late-${ulid()}`);
+    const { job, reservation } = await putDispatchedJob(pool, nodeId, { type: "echo", executionArn: arn });
+    await bookOnNode(reservation);
+    const stops: string[] = [];
+    await cancelJob(
+      {
+        repo,
+        clock: () => new Date(),
+        nodesTable,
+        usage,
+        events: new RecordingEvents(),
+        executions: {
+          start: async () => null,
+          arnOf: () => null,
+          stop: async (executionArn) => {
+            stops.push(executionArn);
+          },
+        },
+      },
+      { id: "worker-test", admin: false },
+      job.id,
+    );
+    const runToken = token("late");
+
+    // Act
+    await sendDispatch(pool, job, runToken, "normal", { executionArn: arn });
+    const answer = await reported(runToken, "SendTaskSuccess");
+    await eventually(async () => (await queueDepth(pool)) === 0, "the message to be deleted");
+
+    // Assess: the answer ends the execution at Dispatch (End: true), no lifecycle step runs; the
+    // job stays cancelled and the capacity the cancel released is not released again.
+    expect(stops).toEqual([arn]);
+    expect(JSON.parse(String(answer.body.output))).toEqual({
+      ok: false,
+      dismissed: `job ${job.id} is cancelled at attempt 1, not dispatched for attempt 1`,
+    });
+    expect(stepFunctions.callsFor(runToken)).toHaveLength(1);
+    expect(await partition(job.id, ATTEMPT_PREFIX)).toEqual([]);
+    expect((await repo.getJob(job.id))?.item.status).toBe("cancelled");
+    expect((await nodes.getNode(pool.name, nodeId))?.used).toEqual({ cpu: 0, memoryMb: 0, gpu: 0 });
+  });
+
+  it("starts an attempt only for the execution its job names: another execution's message is answered and dropped", async () => {
+    const pool = await createPool();
+    const { nodeId } = await startWorker(pool);
+    const machine = "arn:aws:states:us-east-1:000000000000:stateMachine:jobq";
+    const current = executionArnOf(machine, `current-${ulid()}`);
+    const stale = executionArnOf(machine, `stale-${ulid()}`);
+    const { job, reservation } = await putDispatchedJob(pool, nodeId, {
+      type: "echo",
+      payload: "mine",
+      executionArn: current,
+    });
+    await bookOnNode(reservation);
+    const staleToken = token("stale");
+    const currentToken = token("current");
+
+    await sendDispatch(pool, job, staleToken, "normal", { executionArn: stale });
+    await reported(staleToken, "SendTaskSuccess");
+    await sendDispatch(pool, job, currentToken, "normal", { executionArn: current });
+    const done = await reported(currentToken, "SendTaskSuccess");
+
+    expect(JSON.parse(String(done.body.output))).toEqual({ ok: true });
+    expect((await repo.getJob(job.id))?.item.status).toBe("completed");
+    expect(await partition(job.id, ATTEMPT_PREFIX)).toHaveLength(1);
+    expect(stepFunctions.callsFor(staleToken)).toHaveLength(1);
+    expect((await nodes.getNode(pool.name, nodeId))?.used).toEqual({ cpu: 0, memoryMb: 0, gpu: 0 });
   });
 });

@@ -43,6 +43,9 @@ const DISPATCH_INPUT = {
   lostAfterSeconds: 30,
 };
 
+/** The execution the interpreter runs as (`$$.Execution.Id`): `<jobId>-<version>`. */
+const EXECUTION_ARN = "arn:aws:states:us-east-1:000000000000:execution:jobq-lifecycle:job_1-3";
+
 /** What a scripted Task does on one visit: return `result`, or fail with `error`. */
 type Outcome = { readonly result: Json } | { readonly error: string; readonly cause?: string };
 type Script = Record<string, Outcome[]>;
@@ -159,7 +162,14 @@ describe("job lifecycle definition", () => {
     const body = (dispatch.Parameters as { MessageBody: Record<string, string> }).MessageBody;
 
     expect(Object.keys(body).sort()).toEqual(
-      ["attempt.$", "heartbeatSeconds.$", "jobId.$", "runToken.$", "timeoutSeconds.$"].sort(),
+      [
+        "attempt.$",
+        "executionArn.$",
+        "heartbeatSeconds.$",
+        "jobId.$",
+        "runToken.$",
+        "timeoutSeconds.$",
+      ].sort(),
     );
     expect(dispatch).toMatchObject({
       Parameters: { "QueueUrl.$": "$.queueUrl" },
@@ -218,7 +228,12 @@ describe("job lifecycle definition", () => {
         "jobId.$": "$.jobId",
         "attempt.$": "$.attempt",
         "error.$": "$.failure",
+        // The caller: a step leaves alone a job that names another execution (supersededBy).
+        "executionArn.$": "$$.Execution.Id",
       },
+    });
+    expect(definition.States.Requeue?.Parameters).toMatchObject({
+      Payload: { "executionArn.$": "$$.Execution.Id" },
     });
     // The kinds the Catch chain of the previous definition named, now named by outcomeOf.
     expect(outcomeOf({ Error: "States.HeartbeatTimeout" })).toBe("lost");
@@ -301,7 +316,7 @@ describe("job lifecycle in aws-local-stepfunctions", () => {
     };
     const execution = machine.run(DISPATCH_INPUT, {
       context: {
-        Execution: { Id: "arn:aws:states:us-east-1:000000000000:execution:jobq-lifecycle:job_1-3" },
+        Execution: { Id: EXECUTION_ARN },
         Task: { Token: "token-1" },
       },
       overrides: {
@@ -344,6 +359,7 @@ describe("job lifecycle in aws-local-stepfunctions", () => {
             timeoutSeconds: 40,
             heartbeatSeconds: 10,
             runToken: "token-1",
+            executionArn: EXECUTION_ARN,
           },
         },
       ],
@@ -356,10 +372,17 @@ describe("job lifecycle in aws-local-stepfunctions", () => {
             jobId: "job_1",
             attempt: 1,
             error: { Error: "ValueError", Cause: "boom" },
+            executionArn: EXECUTION_ARN,
           },
         },
       ],
-      ["Requeue", { FunctionName: FUNCTION_ARN, Payload: { action: "requeue", jobId: "job_1" } }],
+      [
+        "Requeue",
+        {
+          FunctionName: FUNCTION_ARN,
+          Payload: { action: "requeue", jobId: "job_1", executionArn: EXECUTION_ARN },
+        },
+      ],
     ]);
   });
 
