@@ -206,7 +206,12 @@ export async function startStreamPoller(options: StreamPollerOptions): Promise<S
             new GetRecordsCommand({ ShardIterator: shard.iterator, Limit: batchSize }),
           );
           shard.iterator = page.NextShardIterator;
-          if (shard.iterator === undefined) shards.set(shardId, { iterator: undefined, done: true });
+          if (shard.iterator === undefined) {
+            shards.set(shardId, { iterator: undefined, done: true });
+            // A read-out shard has a successor already taking writes: find it now, not at the
+            // next listing (up to DESCRIBE_EVERY_MS away), or a wake-up written there waits.
+            describedAt = 0;
+          }
           const records = (page.Records ?? []).map((record) =>
             lambdaRecord(record, streamArn, options.region),
           );
