@@ -1,3 +1,4 @@
+import { auditRecord } from "../core/audit";
 import {
   anyBreaker,
   breakerRule,
@@ -19,6 +20,7 @@ import { jobTypeSchema } from "../core/job";
 import type { Policy } from "../core/policy";
 import type { Principal } from "../core/principal";
 import { parseRequest } from "../core/validation";
+import { auditPutItem } from "../store/audit";
 import type { CircuitRepository } from "../store/circuits";
 import type { JobItem } from "../store/job-items";
 import type { CircuitStateChange } from "./events";
@@ -69,7 +71,7 @@ export class CircuitBreakers {
    * breaker; a probe's `lost` (or a stop by its worker shutting down) releases the probe slot.
    */
   async attemptEnded(
-    item: JobItem,
+    item: Pick<JobItem, "id" | "type" | "owner" | "circuitProbe">,
     attempt: number,
     outcome: AttemptOutcome,
     evictedByWorker: boolean,
@@ -111,7 +113,7 @@ export class CircuitBreakers {
    */
   async forPass(
     policy: Policy,
-    readJobs: (ids: readonly string[]) => Promise<ReadonlyMap<string, JobItem>>,
+    readJobs: (ids: readonly string[]) => Promise<ReadonlyMap<string, ProbeJob>>,
   ): Promise<Map<string, Circuit> | null> {
     if (!anyBreaker(policy)) return null;
     const circuits = await this.repo.list();
@@ -169,9 +171,24 @@ export class CircuitBreakers {
             : `no circuit breaker for type ${validType} and owner ${owner}`,
         );
       }
-      const step = resetCircuit(circuit, principal.id, this.ctx.clock());
+      const now = this.ctx.clock();
+      const step = resetCircuit(circuit, principal.id, now);
+      const policy = await this.policy();
+      // An operator's change: recorded in the audit trail too, in the same transaction.
+      const audit = auditPutItem({
+        tableName: this.repo.tableName,
+        record: auditRecord({
+          at: now.toISOString(),
+          principal: principal.id,
+          kind: "circuit",
+          subject: owner === undefined ? validType : `${validType}/${owner}`,
+          action: "reset",
+          before: circuitView(circuit, policy, now),
+          after: circuitView(step.next, policy, now),
+        }),
+      });
       try {
-        await this.repo.save(step);
+        await this.repo.save(step, [audit]);
       } catch (error) {
         if (error instanceof ConcurrentUpdateError && round < WRITE_ROUNDS) continue;
         throw error;
@@ -245,7 +262,9 @@ export class CircuitBreakers {
  * What a pass does about a breaker whose probe is out: `completed` (close it), a reason to release
  * the probe, or null (the probe still runs, or its failure is the AttemptFailed step's to record).
  */
-export function probeSettlement(circuit: Circuit, job: JobItem | undefined, now: Date): string | null {
+export type ProbeJob = Pick<JobItem, "status" | "attempts" | "updatedAt" | "circuitProbe">;
+
+export function probeSettlement(circuit: Circuit, job: ProbeJob | undefined, now: Date): string | null {
   if (!job) return "no longer exists";
   if (job.attempts !== circuit.probeAttempt) {
     return job.status === "completed" && job.circuitProbe === circuit.key

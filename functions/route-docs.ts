@@ -538,7 +538,7 @@ export const ROUTE_DOCS: Readonly<Record<string, RouteDoc>> = {
     query: listAuditQuerySchema,
     parameters: {
       ...PAGE_PARAMETERS,
-      kind: "policy | quota | token | schedule | node",
+      kind: "policy | quota | token | schedule | node | circuit",
       since: "ISO-8601 time",
     },
     responses: { 200: { description: "a page of audit records", schema: auditPageSchema } },

@@ -137,8 +137,8 @@ export class CircuitRepository {
   }
 
   /** Writes the step; ConcurrentUpdateError when the breaker changed since it was read. */
-  async save(step: CircuitStep): Promise<void> {
-    const items = this.stepItems(step);
+  async save(step: CircuitStep, also: readonly TransactItem[] = []): Promise<void> {
+    const items = [...this.stepItems(step), ...also];
     try {
       const [only] = items;
       if (items.length === 1 && only?.Put) {

@@ -125,6 +125,12 @@ describe("circuit breakers on the local stack", () => {
       by: expect.stringMatching(/^circuits-admin-/),
     });
     expect(history?.[1]).toMatchObject({ from: "closed", to: "open", jobId: expect.stringMatching(/^job_/) });
+    // An operator's reset is in the audit trail too
+    const audit = await call<{ items: { subject: string; action: string; before: { state: string } }[] }>(
+      "GET",
+      "/admin/audit?kind=circuit",
+    );
+    expect(audit.json.items).toMatchObject([{ subject: "fail", action: "reset", before: { state: "open" } }]);
   });
 
   it("half-opens after openSeconds and the probe's success closes it", async () => {
