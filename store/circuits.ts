@@ -20,7 +20,7 @@ import { ConcurrentUpdateError } from "../core/errors";
 /**
  * Circuit breakers in the Policy table (store/tables.ts#policyTable, docs/data-model.md): one
  * partition `CIRCUIT` holding each breaker (`sk = B#<type>` or `B#<type>#<owner>`) and its
- * history (`sk = T#<at>#<key>#<change>`, expiring by TTL after CIRCUIT_HISTORY_DAYS). Breakers
+ * history (`sk = T#<at>#<key>#<version>`, expiring by TTL after CIRCUIT_HISTORY_DAYS). Breakers
  * are few and change rarely, so one partition never runs hot, and a scheduling pass reads every
  * breaker with one Query. Every write is conditional on the version read (a breaker not yet
  * written: on its absence), and a change of state writes its history record in the same
@@ -128,7 +128,7 @@ export class CircuitRepository {
       items.push({
         Put: {
           TableName: this.tableName,
-          Item: historyItem(step.transition),
+          Item: historyItem(step.transition, step.next.version),
           ConditionExpression: "attribute_not_exists(pk)",
         },
       });
@@ -202,11 +202,12 @@ function fromItem(item: Record<string, unknown>): Circuit {
   };
 }
 
-function historyItem(t: CircuitTransition): Record<string, unknown> {
+function historyItem(t: CircuitTransition, version: number): Record<string, unknown> {
   const expiresAt = Math.floor(Date.parse(t.at) / 1000) + CIRCUIT_HISTORY_DAYS * 86_400;
   return {
     pk: CIRCUIT_PK,
-    sk: `${HISTORY_PREFIX}${t.at}#${t.key}#${t.change}`,
+    // The breaker's version keeps two changes of one breaker within a millisecond apart.
+    sk: `${HISTORY_PREFIX}${t.at}#${t.key}#${String(version).padStart(10, "0")}`,
     entity: "circuitTransition",
     circuitKey: t.key,
     type: t.type,
