@@ -1,5 +1,7 @@
+import type { AttributeValue, DynamoDBRecord } from "aws-lambda";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
+import { type ProbeJob, probeSettlement } from "../../app/circuits";
 import { decideAdmission, type NodeState, type QueuedJob } from "../../core/admission";
 import {
   anyBreaker,
@@ -18,6 +20,7 @@ import {
 } from "../../core/circuit";
 import { circuitGate } from "../../core/gates";
 import { type CircuitBreakerPolicy, policySchema } from "../../core/policy";
+import { completedProbeOf } from "../../store/job-stream";
 
 const RULE: CircuitBreakerPolicy = { failures: 5, windowSeconds: 60, openSeconds: 30, scope: "type" };
 const T0 = Date.parse("2026-12-06T12:00:00Z");
@@ -287,5 +290,61 @@ describe("circuitGate", () => {
       queued: [job("a", "render", "bob"), job("b", "render", "alice")],
     });
     expect(decision.admit.map((a) => a.jobId)).toEqual(["b"]);
+  });
+});
+
+describe("a completed probe on the Jobs table's stream", () => {
+  const image = (status: string, probe?: string): Record<string, AttributeValue> => ({
+    pk: { S: "JOB#job_1" },
+    sk: { S: "JOB" },
+    id: { S: "job_1" },
+    status: { S: status },
+    ...(probe ? { circuitProbe: { S: probe } } : {}),
+  });
+  const change = (
+    before: Record<string, AttributeValue>,
+    after: Record<string, AttributeValue>,
+  ): DynamoDBRecord => ({
+    eventName: "MODIFY",
+    dynamodb: { Keys: { pk: { S: "JOB#job_1" }, sk: { S: "JOB" } }, OldImage: before, NewImage: after },
+  });
+
+  it("names the probe's breaker when the job carrying the mark completes, and nothing otherwise", () => {
+    expect(completedProbeOf(change(image("running", "render"), image("completed", "render")))).toEqual({
+      jobId: "job_1",
+      key: "render",
+    });
+    expect(completedProbeOf(change(image("running"), image("completed")))).toBeNull();
+    expect(completedProbeOf(change(image("running", "render"), image("failed", "render")))).toBeNull();
+  });
+});
+
+describe("settling a probe a pass finds out", () => {
+  const probing = must(claimProbe(opened(), "p", 1, at(40))).next;
+  const probeJob = (status: ProbeJob["status"], attempts = 1, updatedSecond = 41): ProbeJob => ({
+    status,
+    attempts,
+    updatedAt: at(updatedSecond).toISOString(),
+    circuitProbe: "render",
+  });
+
+  it("leaves a running probe, or one whose failure AttemptFailed is recording, alone", () => {
+    for (const status of ["dispatched", "running", "retrying"] as const) {
+      expect(probeSettlement(probing, probeJob(status), at(42))).toBeNull();
+    }
+    expect(probeSettlement(probing, probeJob("failed"), at(42))).toBeNull();
+  });
+
+  it("closes on a completed probe and releases a vanished one", () => {
+    expect(probeSettlement(probing, probeJob("completed"), at(42))).toBe("completed");
+    for (const status of ["cancelled", "paused", "queued"] as const) {
+      expect(probeSettlement(probing, probeJob(status), at(42))).toContain(status);
+    }
+    expect(probeSettlement(probing, undefined, at(42))).toBe("no longer exists");
+    expect(probeSettlement(probing, probeJob("queued", 2), at(42))).toContain(
+      "not running its probe attempt",
+    );
+    // Failed long ago and its breaker never heard: released rather than wedged.
+    expect(probeSettlement(probing, probeJob("failed", 1, 41), at(200))).toContain("failed");
   });
 });
