@@ -83,9 +83,16 @@ export async function recordAttemptFailure(
       });
       return END;
     }
-    return result.item ? replayDecision(ctx, result.item, input.attempt) : END;
+    if (!result.item) return END;
+    // A replay after a crash between the job's write and the breaker's: count it now (a failure
+    // already counted is recognised by its attempt and not counted twice).
+    if (result.item.attempts === input.attempt && ENDED_BY_THIS_STEP.has(result.item.status)) {
+      await countOnBreaker(ctx, result.item, input);
+    }
+    return replayDecision(ctx, result.item, input.attempt);
   }
   const { item, next, decision } = result;
+  await countOnBreaker(ctx, item, input);
 
   await ctx.events.publish([stateChange(item.status, next)]);
   if (next.status === "failed" || next.status === "escalated") {
@@ -94,6 +101,25 @@ export async function recordAttemptFailure(
   if (next.status === "failed") await cascadeCancel(ctx, next.id, "failed");
   if (next.status === "escalated") await finishEscalation(ctx, next);
   return decision;
+}
+
+/** The statuses this step leaves a job in. */
+const ENDED_BY_THIS_STEP = new Set(["retrying", "failed", "escalated"]);
+
+/**
+ * The attempt's end on its type's circuit breaker (app/circuits.ts): a failure or time-out is
+ * counted, a lost probe lets another be admitted. Nothing at all when the type has no breaker and
+ * the job is no probe. A breaker that cannot be written fails the step, which Step Functions
+ * retries: the replay counts it then.
+ */
+async function countOnBreaker(
+  ctx: LifecycleContext,
+  item: JobItem,
+  input: AttemptFailureInput,
+): Promise<void> {
+  if (!ctx.circuits) return;
+  const evictedByWorker = input.outcome === "failed" && input.error.Error?.trim() === WORKER_SHUTDOWN;
+  await ctx.circuits.attemptEnded(item, input.attempt, input.outcome, evictedByWorker);
 }
 
 interface EndedAttempt {

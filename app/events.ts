@@ -30,6 +30,25 @@ export interface JobStateChange {
 
 export interface JobEventPublisher {
   publish(changes: readonly JobStateChange[]): Promise<void>;
+  /** "Circuit State Change" events (app/circuits.ts); a publisher without it publishes none. */
+  publishCircuitChanges?(changes: readonly CircuitStateChange[]): Promise<void>;
+}
+
+export const CIRCUIT_STATE_CHANGE = "Circuit State Change";
+
+/** A circuit breaker's change of state (docs/scheduling.md "Circuit breakers"): opened, half_open, closed, reset. */
+export interface CircuitStateChange {
+  readonly type: string;
+  readonly owner: string | null;
+  readonly change: "opened" | "half_open" | "closed" | "reset";
+  readonly previousState: "closed" | "open" | "half_open";
+  readonly state: "closed" | "open" | "half_open";
+  readonly reason: string;
+  /** The job that caused it (the failure that opened it, the probe); null for a reset. */
+  readonly jobId: string | null;
+  /** When an opened breaker half-opens; null otherwise. */
+  readonly halfOpensAt: string | null;
+  readonly at: string;
 }
 
 /** PutEvents takes at most 10 entries a call. */
@@ -53,6 +72,31 @@ export class EventBridgePublisher implements JobEventPublisher {
       chunks.push(changes.slice(i, i + PUT_EVENTS_LIMIT));
     // Every chunk at once: a scheduler pass's fifty admissions wait one round trip, not five.
     await Promise.all(chunks.map((chunk) => this.put(chunk, eventBus)));
+  }
+
+  /** Always published, whatever `which` says: breakers change rarely and each change matters. */
+  async publishCircuitChanges(changes: readonly CircuitStateChange[]): Promise<void> {
+    const eventBus = this.eventBus;
+    if (!eventBus || changes.length === 0) return;
+    try {
+      const out = await this.client.send(
+        new PutEventsCommand({
+          Entries: changes.slice(0, PUT_EVENTS_LIMIT).map((change) => ({
+            Source: EVENT_SOURCE,
+            DetailType: CIRCUIT_STATE_CHANGE,
+            EventBusName: eventBus,
+            Resources: change.jobId ? [change.jobId] : [],
+            Detail: JSON.stringify(change),
+            Time: new Date(change.at),
+          })),
+        }),
+      );
+      if (out.FailedEntryCount)
+        logger.warn("some circuit events were not published", { failed: out.FailedEntryCount });
+    } catch (error) {
+      // Best effort like job events: the breaker's history (GET /admin/circuits?history=true) keeps the change.
+      logger.warn("circuit events not published", { error: error as Error });
+    }
   }
 
   private async put(chunk: readonly JobStateChange[], eventBus: string): Promise<void> {

@@ -8,6 +8,7 @@ import {
 } from "@aws-sdk/client-sfn";
 import { z } from "zod";
 import { recordAttemptFailure } from "./attempt-failure";
+import { type CircuitBreakers, circuitBreakers } from "./circuits";
 import { completeAttempt } from "./completion";
 import { config } from "./config";
 import { createSfnClient } from "./executions";
@@ -187,7 +188,11 @@ export class StepFunctionsTaskTokens implements TaskTokens {
 export type LifecycleContext = Pick<
   AppContext,
   "repo" | "clock" | "nodesTable" | "executions" | "events" | "pools" | "taskTypes" | "usage"
-> & { readonly tokens: TaskTokens };
+> & {
+  readonly tokens: TaskTokens;
+  /** Circuit breakers (app/circuits.ts): absent, attempts count against none (tests of other things). */
+  readonly circuits?: CircuitBreakers;
+};
 
 let cached: LifecycleContext | undefined;
 
@@ -195,8 +200,10 @@ let cached: LifecycleContext | undefined;
 export function lifecycleContext(): LifecycleContext {
   if (!cached) {
     const c = config();
+    const app = appContext();
     cached = {
-      ...appContext(),
+      ...app,
+      circuits: circuitBreakers(app),
       tokens: new StepFunctionsTaskTokens(createSfnClient({ region: c.region, endpoint: c.sfnEndpoint })),
     };
   }

@@ -1,9 +1,10 @@
 import { ulid } from "ulid";
 import { z } from "zod";
 import { type AdmissionGate, AdmissionPass, type NodeState, type Waiting } from "../core/admission";
+import { breakerRule, type Circuit, type CircuitStep, claimProbe } from "../core/circuit";
 import { forEachConcurrent } from "../core/concurrency";
 import { ConcurrentUpdateError } from "../core/errors";
-import { gpuQuotaGate, offPeakGate, typeConcurrencyGate } from "../core/gates";
+import { type CircuitGate, circuitGate, gpuQuotaGate, offPeakGate, typeConcurrencyGate } from "../core/gates";
 import { priorityTier, type Resources } from "../core/job";
 import { AdmissionOrder, decideInOrder } from "../core/ordering";
 import { type PoolGauges, poolGauges } from "../core/pass-metrics";
@@ -18,6 +19,7 @@ import { applicableChange, MAX_TRANSACTION_ITEMS, type TransactItem } from "../s
 import { duePk } from "../store/keys";
 import { type NodeItem, NodeRepository } from "../store/nodes";
 import { JOB_INDEX } from "../store/tables";
+import { type CircuitBreakers, circuitBreakers } from "./circuits";
 import { config, type QueueUrls } from "./config";
 import { deadlinePassed, expireDeadline } from "./deadlines";
 import { EVENT_SOURCE, JOB_STATE_CHANGE, type JobStateChange, stateChange } from "./events";
@@ -70,6 +72,8 @@ export type SchedulerContext = Pick<
   /** A node silent for this long is marked lost. */
   readonly nodeLostSeconds: number;
   readonly tuning?: Partial<SchedulerTuning>;
+  /** Circuit breakers (app/circuits.ts): absent, none gates (tests of other things). */
+  readonly circuits?: CircuitBreakers;
 };
 
 export interface SchedulerTuning {
@@ -134,6 +138,7 @@ export function schedulerContext(): SchedulerContext {
       lostAfterSeconds: c.lostAfterSeconds,
       nodeLostSeconds: c.nodeLostSeconds,
       defaultPolicy: c.defaultPolicy,
+      circuits: circuitBreakers(app),
     };
   }
   return cached;
@@ -353,6 +358,12 @@ async function pass(ctx: SchedulerContext, pool: PoolConfig, tuning: SchedulerTu
   if (Object.keys(policy.typeConcurrency).length > 0) {
     gates.push(typeConcurrencyGate(policy.typeConcurrency, await state.activeByType()));
   }
+  // Read only when the policy gives some type a breaker: one Query of the breakers' partition.
+  const circuits = ctx.circuits
+    ? await ctx.circuits.forPass(policy, (ids) => ctx.repo.getJobItems(ids))
+    : null;
+  const circuit = circuits ? circuitGate(circuits, (type) => breakerRule(policy, type), now) : null;
+  if (circuit) gates.push(circuit);
   const admission = new AdmissionPass({
     nodes: allNodes.map(nodeState),
     pools: ctx.pools,
@@ -404,14 +415,19 @@ async function pass(ctx: SchedulerContext, pool: PoolConfig, tuning: SchedulerTu
     await forEachNodeGroup(own, tuning.concurrency, async (group) => {
       const node = byId.get(group[0]?.nodeId ?? "");
       if (!node) return;
-      const placements = group.flatMap((a) => {
+      const placements = group.flatMap((a): Placement[] => {
         const item = read.get(a.jobId);
-        return item ? [{ item, why: a.why }] : [];
+        if (!item) return [];
+        const probe = probeClaim(circuit, circuits, item, now);
+        // Its breaker changed under the pass: the next pass decides again.
+        if (probe === null) return [];
+        return [{ item, why: a.why, ...(probe ? { probe } : {}) }];
       });
-      for (const { item, outcome } of await admitOnNode(ctx, node, placements, now)) {
+      for (const { item, outcome, probe } of await admitOnNode(ctx, node, placements, now)) {
         if (outcome.kind === "admitted") {
           admitted.push({ jobId: item.id, nodeId: node.nodeId });
           events.push(outcome.event);
+          if (probe) await ctx.circuits?.probeAdmitted(probe.step);
         } else if (outcome.kind === "undone") {
           undone.push(item.id);
           events.push(outcome.event);
@@ -632,6 +648,7 @@ async function admit(
   node: NodeItem,
   why: string,
   now: Date,
+  probe?: ProbeClaim,
 ): Promise<AdmitOutcome> {
   const queueUrl = ctx.queues[node.pool]?.[priorityTier(item.priority)];
   if (!queueUrl) {
@@ -643,7 +660,7 @@ async function admit(
     });
     return { kind: "skipped" };
   }
-  const { items, next, reservation, attempt } = admissionChange(ctx, item, node, why, now);
+  const { items, next, reservation, attempt } = admissionChange(ctx, item, node, why, now, probe);
   try {
     await ctx.repo.transact([...items, reserveCapacityItem(ctx.nodesTable, reservation, node.capacity)]);
   } catch (error) {
@@ -666,6 +683,7 @@ function admissionChange(
   node: NodeItem,
   why: string,
   now: Date,
+  probe?: ProbeClaim,
 ): { items: TransactItem[]; next: JobItem; reservation: Reservation; attempt: number } {
   const attempt = item.attempts + 1;
   const reservation = reservationFor(node.pool, node.nodeId, item.resources);
@@ -676,12 +694,21 @@ function admissionChange(
       to: "dispatched",
       reason: `dispatched to node ${node.nodeId} in pool ${node.pool}: ${why}`,
       triggeredBy: null,
-      set: { reservation, attempts: attempt, ...(executionArn ? { executionArn } : {}) },
-      remove: ["admissionToken"],
+      set: {
+        reservation,
+        attempts: attempt,
+        ...(executionArn ? { executionArn } : {}),
+        ...(probe ? { circuitProbe: probe.key } : {}),
+      },
+      // A mark left from an earlier attempt as a probe goes: only this admission's probe is one.
+      remove: probe ? ["admissionToken"] : ["admissionToken", "circuitProbe"],
     },
     now.toISOString(),
   );
-  return { items, next, reservation, attempt };
+  // The probe is claimed on its breaker in the same transaction: conditional on the breaker as
+  // the pass read it, so two passes (or pools) can never both admit a probe.
+  const claim = probe && ctx.circuits ? ctx.circuits.repo.stepItems(probe.step) : [];
+  return { items: [...items, ...claim], next, reservation, attempt };
 }
 
 /** A job whose admission transaction committed: what starting its execution needs. */
@@ -788,31 +815,36 @@ async function startAdmitted(
 async function admitOnNode(
   ctx: SchedulerContext,
   node: NodeItem,
-  placements: readonly { readonly item: JobItem; readonly why: string }[],
+  placements: readonly Placement[],
   now: Date,
-): Promise<{ item: JobItem; outcome: AdmitOutcome }[]> {
-  const outcomes: { item: JobItem; outcome: AdmitOutcome }[] = [];
-  const oneByOne = async (batch: readonly { readonly item: JobItem; readonly why: string }[]) => {
-    for (const { item, why } of batch)
-      outcomes.push({ item, outcome: await admit(ctx, item, node, why, now) });
+): Promise<{ item: JobItem; outcome: AdmitOutcome; probe?: ProbeClaim }[]> {
+  const outcomes: { item: JobItem; outcome: AdmitOutcome; probe?: ProbeClaim }[] = [];
+  const oneByOne = async (batch: readonly Placement[]) => {
+    for (const { item, why, probe } of batch)
+      outcomes.push({
+        item,
+        outcome: await admit(ctx, item, node, why, now, probe),
+        ...(probe ? { probe } : {}),
+      });
   };
-  const batches: { item: JobItem; items: TransactItem[]; committed: Committed; why: string }[][] = [];
+  const batches: (Placement & { items: TransactItem[]; committed: Committed })[][] = [];
   let batch: (typeof batches)[number] = [];
   let size = 1; // the node's update
-  const alone: { item: JobItem; why: string }[] = [];
-  for (const { item, why } of placements) {
+  const alone: Placement[] = [];
+  for (const placement of placements) {
+    const { item, why, probe } = placement;
     const queueUrl = ctx.queues[node.pool]?.[priorityTier(item.priority)];
     if (!queueUrl) {
-      alone.push({ item, why });
+      alone.push(placement);
       continue;
     }
-    const { items, next, reservation, attempt } = admissionChange(ctx, item, node, why, now);
+    const { items, next, reservation, attempt } = admissionChange(ctx, item, node, why, now, probe);
     if (size + items.length > MAX_TRANSACTION_ITEMS && batch.length > 0) {
       batches.push(batch);
       batch = [];
       size = 1;
     }
-    batch.push({ item, items, why, committed: { item, node, next, reservation, attempt, queueUrl } });
+    batch.push({ ...placement, items, committed: { item, node, next, reservation, attempt, queueUrl } });
     size += items.length;
   }
   if (batch.length > 0) batches.push(batch);
@@ -849,10 +881,40 @@ async function admitOnNode(
     const started = await Promise.all(jobs.map((j) => startAdmitted(ctx, j.committed, undoing)));
     jobs.forEach((j, i) => {
       const outcome = started[i];
-      if (outcome) outcomes.push({ item: j.item, outcome });
+      if (outcome) outcomes.push({ item: j.item, outcome, ...(j.probe ? { probe: j.probe } : {}) });
     });
   }
   return outcomes;
+}
+
+/** One job the pass places on a node, and the probe it claims when it is a half-open breaker's probe. */
+interface Placement {
+  readonly item: JobItem;
+  readonly why: string;
+  readonly probe?: ProbeClaim;
+}
+
+/** A half-open breaker's probe slot, claimed by the job's admission: the breaker's key and its step. */
+interface ProbeClaim {
+  readonly key: string;
+  readonly step: CircuitStep;
+}
+
+/**
+ * The probe claim of a job the circuit gate let through as a half-open breaker's probe; undefined
+ * for any other job; null when the breaker, as read, cannot take it (then the job is not admitted).
+ */
+function probeClaim(
+  gate: CircuitGate | null,
+  circuits: ReadonlyMap<string, Circuit> | null,
+  item: JobItem,
+  now: Date,
+): ProbeClaim | null | undefined {
+  const key = gate?.probes().get(item.id);
+  if (key === undefined) return undefined;
+  const circuit = circuits?.get(key);
+  const step = circuit ? claimProbe(circuit, item.id, item.attempts + 1, now) : null;
+  return step ? { key, step } : null;
 }
 
 type Serial = <T>(work: () => Promise<T>) => Promise<T>;

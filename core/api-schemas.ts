@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { AUDIT_ACTIONS, AUDIT_KINDS } from "./audit";
+import { CIRCUIT_CHANGES, CIRCUIT_STATES } from "./circuit";
 import type { ErrorCode } from "./errors";
 import {
   ATTEMPT_STATUSES,
@@ -556,3 +557,46 @@ const tokenConformance: [
   Conforms<z.output<typeof dependentSchema>, Dependent>,
 ] = [true, true, true];
 void tokenConformance;
+
+/** A circuit breaker (GET /admin/circuits; core/circuit.ts, app/circuits.ts). */
+export const circuitViewSchema = z
+  .object({
+    type: z.string(),
+    owner: z.string().nullable().describe("set for a breaker of scope `type+owner`"),
+    state: z.enum(CIRCUIT_STATES),
+    failures: z.number().int().describe("attempts that failed or timed out within the window, as counted"),
+    openedAt: nullableTimestamp.describe("when it last opened; null when closed"),
+    halfOpensAt: nullableTimestamp.describe(
+      "when it half-opens (open) or half-opened (half_open); null when closed",
+    ),
+    probeJobId: z
+      .string()
+      .nullable()
+      .describe("the job admitted as the half-open probe; null when none is out"),
+    changedAt: timestamp,
+    configured: z.boolean().describe("whether the policy in force still gives this key a breaker"),
+  })
+  .register(apiResponses, { id: "Circuit" });
+
+/** One change of a breaker (GET /admin/circuits?history=true). */
+export const circuitTransitionSchema = z
+  .object({
+    key: z.string().describe("`<type>` or `<type>#<owner>`"),
+    type: z.string(),
+    owner: z.string().nullable(),
+    change: z.enum(CIRCUIT_CHANGES),
+    from: z.enum(CIRCUIT_STATES),
+    to: z.enum(CIRCUIT_STATES),
+    at: timestamp,
+    reason: z.string(),
+    jobId: z.string().nullable().describe("the job that caused it: the failure that opened it, the probe"),
+    by: z.string().nullable().describe("the admin who reset it; null for the breaker's own changes"),
+  })
+  .register(apiResponses, { id: "CircuitTransition" });
+
+export const circuitListSchema = z
+  .object({
+    items: z.array(circuitViewSchema),
+    history: z.array(circuitTransitionSchema).optional().describe("newest first; only with `history=true`"),
+  })
+  .register(apiResponses, { id: "CircuitList" });

@@ -8,10 +8,19 @@ import { pageQuerySchema } from "./job";
  * (store/audit.ts), so a change is never unrecorded.
  */
 
-export const AUDIT_KINDS = ["policy", "quota", "token", "schedule", "node"] as const;
+export const AUDIT_KINDS = ["policy", "quota", "token", "schedule", "node", "circuit"] as const;
 export type AuditKind = (typeof AUDIT_KINDS)[number];
 
-export const AUDIT_ACTIONS = ["update", "create", "delete", "revoke", "enable", "disable", "drain"] as const;
+export const AUDIT_ACTIONS = [
+  "update",
+  "create",
+  "delete",
+  "revoke",
+  "enable",
+  "disable",
+  "drain",
+  "reset",
+] as const;
 export type AuditAction = (typeof AUDIT_ACTIONS)[number];
 
 /** Days an audit record is kept (DynamoDB TTL): a year and a bit, so last year's review can read it. */

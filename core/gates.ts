@@ -1,5 +1,6 @@
 import type { AdmissionGate, QueuedJob } from "./admission";
-import type { OffPeakWindow } from "./policy";
+import { type Circuit, circuitOpenReason, circuitState, keyFor } from "./circuit";
+import type { CircuitBreakerPolicy, OffPeakWindow } from "./policy";
 import { gpuQuotaRefusal, type QuotaLimits } from "./quota";
 import type { Reason } from "./reasons";
 import { offPeakReason } from "./windows";
@@ -80,5 +81,56 @@ export function typeConcurrencyGate(
       if (limitOf(job.type) === undefined || job.type === undefined) return;
       placed.set(job.type, (placed.get(job.type) ?? 0) + 1);
     },
+  };
+}
+
+/** The circuit gate's answer beyond check(): the jobs it let through as probes, by breaker key. */
+export interface CircuitGate extends AdmissionGate {
+  /** job id → breaker key, for the jobs of half-open breakers admitted this pass (one per breaker). */
+  probes(): ReadonlyMap<string, string>;
+}
+
+/**
+ * Jobs of a type whose circuit breaker is open wait (reason circuit_open, saying when it
+ * half-opens). A half-open breaker without a probe lets exactly one job through: the first the
+ * pass places becomes its probe (the scheduler claims the probe on the breaker item in the job's
+ * admission transaction, so two passes or pools cannot both probe); the rest wait for its
+ * outcome. `circuits` holds the breakers the pass read, by key; `rules` says which breaker (if
+ * any) a type has.
+ */
+export function circuitGate(
+  circuits: ReadonlyMap<string, Circuit>,
+  rules: (type: string) => CircuitBreakerPolicy | null,
+  now: Date,
+): CircuitGate {
+  const probes = new Map<string, string>();
+  const probeOf = new Map<string, string>();
+  const keyOf = (job: QueuedJob): string | null => {
+    if (job.type === undefined) return null;
+    const rule = rules(job.type);
+    return rule ? keyFor(rule, job.type, job.owner) : null;
+  };
+  return {
+    check(job: QueuedJob): Reason | null {
+      const key = keyOf(job);
+      const circuit = key === null ? undefined : circuits.get(key);
+      if (!circuit || key === null) return null;
+      const state = circuitState(circuit, now);
+      if (state === "closed") return null;
+      const probe = probeOf.get(key) ?? null;
+      if (state === "half_open" && circuit.phase === "open" && (probe === null || probe === job.id))
+        return null;
+      return { code: "circuit_open", message: circuitOpenReason(circuit, now, probe) };
+    },
+    admitted(job: QueuedJob): void {
+      const key = keyOf(job);
+      const circuit = key === null ? undefined : circuits.get(key);
+      if (!circuit || key === null || probeOf.has(key)) return;
+      if (circuit.phase === "open" && circuitState(circuit, now) === "half_open") {
+        probeOf.set(key, job.id);
+        probes.set(job.id, key);
+      }
+    },
+    probes: () => probes,
   };
 }

@@ -113,6 +113,21 @@ export const METRICS = {
   reconcilerRepairs: metric("ReconcilerRepairs", "Count", [], "Jobs the reconciler had to repair"),
   lostNodes: metric("LostNodes", "Count", ["pool"], "Nodes marked lost (heartbeat stopped)"),
 
+  // Circuit breakers (docs/scheduling.md "Circuit breakers").
+  circuitsOpened: metric(
+    "CircuitsOpened",
+    "Count",
+    [],
+    "Circuit breakers that opened (a type failing too often) or opened again (its probe failed)",
+  ),
+  circuitsOpenedByType: metric("CircuitsOpenedByType", "Count", ["type"], "CircuitsOpened, by task type"),
+  circuitsClosed: metric(
+    "CircuitsClosed",
+    "Count",
+    [],
+    "Circuit breakers closed by a successful probe or an admin's reset",
+  ),
+
   // The live stream (WS /jobs/stream).
   streamConnections: metric("StreamConnections", "Count", [], "WebSocket connections opened"),
   streamPosts: metric("StreamPosts", "Count", [], "Job changes posted to stream connections"),

@@ -2,7 +2,7 @@ import middy from "@middy/core";
 import type { DynamoDBBatchResponse, DynamoDBStreamEvent } from "aws-lambda";
 import { lifecycleContext, releaseDependents } from "../app/lifecycle";
 import { logger } from "../app/logger";
-import { completedJobOf } from "../store/job-stream";
+import { completedJobOf, completedProbeOf } from "../store/job-stream";
 import { observability } from "./observability";
 
 /**
@@ -11,6 +11,8 @@ import { observability } from "./observability";
  * lifecycle step is left to do it. Stream records are written with the item, so no completion can
  * be missed the way an event published after the write could be. Its event source filters on the
  * job item becoming `completed` (lib/job-lifecycle.ts): nothing else invokes it.
+ *
+ * It also closes the circuit breaker whose half-open probe the completed job was (app/circuits.ts).
  *
  * Records are handled in order; on a failure the batch reports that record, and Lambda delivers it
  * (and the rest) again. A redelivered completion finds its edges met and changes nothing.
@@ -26,6 +28,10 @@ export const handler = middy<DynamoDBStreamEvent, DynamoDBBatchResponse>()
       try {
         const released = await releaseDependents(ctx, jobId);
         if (released > 0) logger.info("dependents released", { jobId, released });
+        // The half-open probe of a circuit breaker completed: the breaker closes. Only probes
+        // carry the mark, so other completions cost nothing more.
+        const probe = completedProbeOf(record);
+        if (probe) await ctx.circuits?.probeCompleted(probe.jobId, probe.key);
       } catch (error) {
         logger.error("dependents not released; the record is retried", { jobId, error: error as Error });
         const sequence = record.dynamodb?.SequenceNumber;

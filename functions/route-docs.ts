@@ -1,4 +1,5 @@
 import { z } from "zod";
+import type { CircuitListView, CircuitView } from "../app/circuits";
 import type { PolicyView } from "../app/policy";
 import type { NodeView, PoolView } from "../app/pools";
 import type { JobView, ListPage } from "../app/queries";
@@ -11,6 +12,8 @@ import {
   batchResponseSchema,
   bulkResultSchema,
   type Conforms,
+  circuitListSchema,
+  circuitViewSchema,
   createdTokenSchema,
   dependentPageSchema,
   type figuresViewSchema,
@@ -42,6 +45,7 @@ import {
   triggerAnswerSchema,
 } from "../core/api-schemas";
 import { listAuditQuerySchema } from "../core/audit";
+import { listCircuitsQuerySchema, resetCircuitQuerySchema } from "../core/circuit";
 import type { ErrorCode } from "../core/errors";
 import { exportLineSchema, importSummarySchema } from "../core/export";
 import {
@@ -534,11 +538,45 @@ export const ROUTE_DOCS: Readonly<Record<string, RouteDoc>> = {
     query: listAuditQuerySchema,
     parameters: {
       ...PAGE_PARAMETERS,
-      kind: "policy | quota | token | schedule | node",
+      kind: "policy | quota | token | schedule | node | circuit",
       since: "ISO-8601 time",
     },
     responses: { 200: { description: "a page of audit records", schema: auditPageSchema } },
     errors: ["forbidden"],
+  },
+  ListCircuits: {
+    summary: "Circuit breakers per task type and their state (admin)",
+    description:
+      "Every breaker written so far (one per type, or per type and owner with scope `type+owner`), " +
+      "by key: `closed`, `open` (no job of the type is admitted until `halfOpensAt`) or `half_open` " +
+      "(one probe job is admitted; its success closes the breaker, its failure opens it again). " +
+      "`history=true` adds the breakers' changes of state, newest first (kept 30 days); `type` and " +
+      "`owner` keep one breaker's. Users get 403.",
+    tag: "admin",
+    query: listCircuitsQuerySchema,
+    parameters: {
+      history: "true: include the history",
+      type: "with history: one breaker's changes",
+      owner: "with history and type: the breaker of that type and owner",
+      limit: "history records, 1..500 (default 100)",
+    },
+    responses: {
+      200: { description: "the breakers, and their history when asked", schema: circuitListSchema },
+    },
+    errors: ["forbidden"],
+  },
+  ResetCircuit: {
+    summary: "Close a circuit breaker (admin)",
+    description:
+      "Closes the breaker of `type` (with `?owner=` the one of that type and owner, scope `type+owner`) " +
+      "whatever its state, and empties its failure window; its jobs are admitted from the next pass. " +
+      "Recorded as a `reset` in its history and published as a Circuit State Change event. 404 when " +
+      "no such breaker was ever written. Users get 403.",
+    tag: "admin",
+    query: resetCircuitQuerySchema,
+    parameters: { owner: "the owner of a `type+owner` breaker" },
+    responses: { 200: { description: "the breaker, closed", schema: circuitViewSchema } },
+    errors: ["forbidden", "not_found"],
   },
 };
 
@@ -564,7 +602,11 @@ const conformance: [
   Conforms<z.output<typeof bulkResultSchema.shape.skipped.element>, BulkResult["skipped"][number]>,
   Conforms<z.output<typeof scheduleViewSchema>, ScheduleView>,
   Conforms<z.output<typeof schedulePageSchema>, ListPage<ScheduleView>>,
+  Conforms<z.output<typeof circuitViewSchema>, CircuitView>,
+  Conforms<z.output<typeof circuitListSchema>, CircuitListView>,
 ] = [
+  true,
+  true,
   true,
   true,
   true,

@@ -481,6 +481,26 @@ export const ROUTES: readonly RouteSpec[] = [
     jobsTable: [],
     policyTable: ["dynamodb:Query"],
   },
+  {
+    id: "ListCircuits",
+    method: "GET",
+    path: "/admin/circuits",
+    handler: "list-circuits",
+    authorized: true,
+    jobsTable: [],
+    // The breakers and their history (one partition), and the policy for their windows.
+    policyTable: ["dynamodb:Query", "dynamodb:GetItem"],
+  },
+  {
+    id: "ResetCircuit",
+    method: "POST",
+    path: "/admin/circuits/{type}/reset",
+    handler: "reset-circuit",
+    authorized: true,
+    jobsTable: [],
+    // Reads the breaker, then puts it closed with its history record in one transaction.
+    policyTable: ["dynamodb:GetItem", "dynamodb:PutItem"],
+  },
 ];
 
 /**

@@ -71,7 +71,13 @@ const LIFECYCLE_NODES_ACTIONS = [
  * The transaction that ends an attempt adds its GPU-seconds to the owner's usage items, and a
  * completion adds its run time to its type's statistics: both UpdateItem (ADD).
  */
-const LIFECYCLE_POLICY_ACTIONS = ["dynamodb:UpdateItem"];
+/**
+ * GPU usage (UpdateItem); circuit breakers (app/circuits.ts): the policy and a breaker are read
+ * (GetItem) and the breaker written conditionally with its history (PutItem, alone or in a transaction).
+ */
+const LIFECYCLE_POLICY_ACTIONS = ["dynamodb:UpdateItem", "dynamodb:GetItem", "dynamodb:PutItem"];
+/** The dependents consumer closes the breaker a completed probe belongs to (functions/dependents-stream.ts). */
+const DEPENDENTS_POLICY_ACTIONS = ["dynamodb:GetItem", "dynamodb:PutItem"];
 
 /**
  * One Standard execution per attempt, started by the scheduler at admission (docs/lifecycle.md):
@@ -140,6 +146,7 @@ export class JobLifecycle extends Construct {
       logRemovalPolicy,
     });
     grantTable(this.dependentsFunction, props.jobsTable, LIFECYCLE_JOBS_ACTIONS);
+    grantTable(this.dependentsFunction, props.policyTable, DEPENDENTS_POLICY_ACTIONS);
     // A dependent that moves from blocked to queued publishes its Job State Change.
     props.eventBus.grantPutEventsTo(this.dependentsFunction);
     this.dependentsFailedBatches = consumeJobStream(

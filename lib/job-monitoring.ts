@@ -275,6 +275,19 @@ export class JobMonitoring extends Construct {
         comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
       },
     );
+    // Threshold 1: a breaker opens only after its `failures` attempts failed within its window,
+    // and while it is open the type's jobs wait: someone should look (docs/scheduling.md).
+    alarm(
+      "CircuitOpened",
+      "a task type's circuit breaker opened: its attempts kept failing, so its jobs are held. " +
+        "First: GET /admin/circuits?history=true for the type and the job that opened it, then that job's attempts and logs; " +
+        "POST /admin/circuits/{type}/reset once fixed.",
+      {
+        metric: jobqMetric("circuitsOpened", {}, { period: FIVE_MINUTES, statistic: "Sum" }),
+        threshold: 1,
+        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+      },
+    );
     alarm(
       "Api5xxRate",
       "5% or more of API requests in 5 minutes (at least 20 requests) answered 5xx. " +

@@ -49,6 +49,17 @@ function auditItem(record: AuditRecord): Record<string, unknown> {
   };
 }
 
+/** The audit record's put, for a caller's own transaction (a circuit reset: the breaker, its history and this). */
+export function auditPutItem(audit: AuditWrite): TransactItem {
+  return {
+    Put: {
+      TableName: audit.tableName,
+      Item: auditItem(audit.record),
+      ConditionExpression: "attribute_not_exists(pk)",
+    },
+  };
+}
+
 /**
  * Writes `change` and its audit record in one transaction. A lost condition on either (the thing
  * changed since it was read; this very record exists) surfaces as ConditionalCheckFailedException,

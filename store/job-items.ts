@@ -82,6 +82,12 @@ export interface JobItem extends Omit<Job, "result" | "payload" | "tags" | "cons
   readonly retries?: number;
   readonly updatedSk?: string;
   readonly updatedDayPk?: string;
+  /**
+   * The key of the circuit breaker this job is the half-open probe of (app/circuits.ts): set by
+   * the admission that claimed the probe, removed by any other admission. Only a probe's
+   * completion touches its breaker, so other jobs' completions write nothing more.
+   */
+  readonly circuitProbe?: string;
 }
 
 export interface Reservation {

@@ -46,6 +46,13 @@ export function completedJobOf(record: DynamoDBRecord): string | null {
   return typeof completed.id === "string" ? completed.id : null;
 }
 
+/** A job that became `completed` as the probe of a half-open circuit breaker: its id and the breaker's key. */
+export function completedProbeOf(record: DynamoDBRecord): { jobId: string; key: string } | null {
+  const jobId = completedJobOf(record);
+  const key = jobItemImages(record)?.new?.circuitProbe;
+  return jobId !== null && typeof key === "string" ? { jobId, key } : null;
+}
+
 /**
  * What a record asks of the scheduler: a pass over the job's pool (null: every pool) when the
  * write added work (the job became `queued`) or freed capacity (it gave up its reservation), else

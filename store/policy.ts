@@ -3,6 +3,7 @@ import { auditRecord } from "../core/audit";
 import { type Policy, policySchema } from "../core/policy";
 import { NO_QUOTA, type QuotaLimits, type QuotaLimitsInput, quotaLimitsSchema } from "../core/quota";
 import { AuditLog, isConditionFailure, writeAudited } from "./audit";
+import { CircuitRepository } from "./circuits";
 import { POLICY_PK, POLICY_SK, principalPk, QUOTA_SK } from "./keys";
 
 /**
@@ -40,6 +41,11 @@ export class PolicyRepository {
     private readonly db: DynamoDBDocumentClient,
     readonly tableName: string,
   ) {}
+
+  /** The circuit breakers, which live in this table too (store/circuits.ts). */
+  circuitRepository(): CircuitRepository {
+    return new CircuitRepository(this.db, this.tableName);
+  }
 
   /**
    * The policy in force: the stored one (strongly consistent, so a pass right after a PUT sees

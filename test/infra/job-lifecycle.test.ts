@@ -120,8 +120,9 @@ describe("least privilege", () => {
           "dynamodb:UpdateItem",
           "dynamodb:ConditionCheckItem",
         ]),
-        // GPU usage and run times, added in the transaction that ends an attempt.
-        ...tableGrants(policy, ["dynamodb:UpdateItem"]),
+        // GPU usage and run times, added in the transaction that ends an attempt; circuit
+        // breakers: the policy and a breaker read, the breaker written with its history.
+        ...tableGrants(policy, ["dynamodb:UpdateItem", "dynamodb:GetItem", "dynamodb:PutItem"]),
         grant("states:StopExecution", stack.resolve(stack.lifecycle.executionArns)),
         grant("states:SendTaskSuccess", stateMachineArn),
         grant("states:SendTaskFailure", stateMachineArn),
@@ -157,6 +158,12 @@ describe("least privilege", () => {
     const grants = [...grantsOf(roleStatements(template, roleIdOf(stack.lifecycle.dependentsFunction)))];
     expect(grants.some((g) => g.startsWith("states:"))).toBe(false);
     expect(grants).toContain(grant("events:PutEvents", { "Fn::GetAtt": [logicalId(stack.eventBus), "Arn"] }));
+    // A completed probe closes its circuit breaker: read and conditionally put in the Policy table, nothing else there.
+    const policy = logicalId(stack.store.policyTable);
+    const policyGrants = grants.filter((g) => g.includes(policy));
+    expect(new Set(policyGrants)).toEqual(
+      new Set(tableGrants(policy, ["dynamodb:GetItem", "dynamodb:PutItem"])),
+    );
   });
 
   it("names the state machine's ARN in the function without referencing it (no cycle)", () => {

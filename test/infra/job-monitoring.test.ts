@@ -403,3 +403,24 @@ describe("without workers or web dashboard (the LocalStack variant)", () => {
     expect(composite?.Properties?.AlarmActions).toEqual([{ Ref: logicalId(local.alarmTopic.topic) }]);
   });
 });
+
+describe("circuit breaker alarm", () => {
+  it("pages when any circuit breaker opens (Sum of CircuitsOpened ≥ 1 in 5 minutes)", () => {
+    const paging = new Set(pagingIds());
+    const reading = alarmsReading(METRICS.circuitsOpened.name);
+    expect(reading).toHaveLength(1);
+    const [id, alarm] = reading[0] as [string, CfnResource];
+    expect(paging).toContain(id);
+    expect(alarm.Properties).toMatchObject({
+      Namespace: METRIC_NAMESPACE,
+      Statistic: "Sum",
+      Period: 300,
+      ComparisonOperator: "GreaterThanOrEqualToThreshold",
+      Threshold: 1,
+      TreatMissingData: "notBreaching",
+    });
+    // Emitted with no dimension but Powertools' service (app/circuits.ts): the alarm reads the same metric.
+    expect(dimensionsOf(alarm)).toEqual({ service: METRIC_SERVICE });
+    expect(String(alarm.Properties?.AlarmDescription)).toContain("/admin/circuits");
+  });
+});

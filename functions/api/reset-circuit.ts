@@ -1,0 +1,15 @@
+import { circuitBreakers } from "../../app/circuits";
+import { appContext } from "../../app/runtime";
+import { apiHandler, json, pathParameter, principalOf, queryParameters } from "../http";
+
+/** POST /admin/circuits/{type}/reset[?owner=] (admin): closes the breaker. */
+export const handler = apiHandler(async (event) =>
+  json(
+    200,
+    await circuitBreakers(appContext()).reset(
+      principalOf(event),
+      pathParameter(event, "type"),
+      queryParameters(event),
+    ),
+  ),
+);
