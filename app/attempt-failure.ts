@@ -1,4 +1,5 @@
 import { backoffDelaySeconds } from "../core/backoff";
+import { escalationFor } from "../core/type-rules";
 import type { Job, JobError } from "../core/job";
 import { unsatisfiableReason } from "../core/pools";
 import { transition } from "../core/status";
@@ -56,7 +57,7 @@ export async function recordAttemptFailure(
       return { item };
     }
     return endFailedAttempt(ctx, item, input, async () => {
-      escalation ??= (await submitEscalation(ctx, item)) ?? undefined;
+      escalation ??= (await submitEscalation(ctx, item, input.outcome === "timed_out")) ?? undefined;
       return escalation ?? null;
     });
   });
@@ -130,7 +131,7 @@ export async function endFailedAttempt(
     };
     decision = { next: "retry", delaySeconds };
   } else {
-    const escalateTo = job.onFailure?.escalateTo;
+    const escalateTo = escalationFor(job, input.outcome === "timed_out") ?? undefined;
     const blocker = escalateTo ? escalationBlocker(ctx, job, escalateTo.type) : null;
     const escalatedTo = escalateTo !== undefined && blocker === null ? await escalate() : null;
     const tail = escalatedTo

@@ -113,6 +113,10 @@ const jobShape = {
   onFailure: z
     .object({ escalateTo: z.object({ type: z.string(), priority: z.number().int().optional() }) })
     .nullable(),
+  onTimeout: z
+    .object({ escalateTo: z.object({ type: z.string(), priority: z.number().int().optional() }) })
+    .nullable()
+    .describe("where the job goes when its last attempt timed out; null: onFailure applies"),
   tags: stringMap,
   escalatedTo: z.string().nullable(),
   scheduleId: z.string().nullable(),

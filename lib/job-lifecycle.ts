@@ -69,9 +69,10 @@ const LIFECYCLE_NODES_ACTIONS = [
 ];
 /**
  * The transaction that ends an attempt adds its GPU-seconds to the owner's usage items, and a
- * completion adds its run time to its type's statistics: both UpdateItem (ADD).
+ * completion adds its run time to its type's statistics: both UpdateItem (ADD). An escalation
+ * job is a submission, which reads the policy for its type's rules (policy.types): GetItem.
  */
-const LIFECYCLE_POLICY_ACTIONS = ["dynamodb:UpdateItem"];
+const LIFECYCLE_POLICY_ACTIONS = ["dynamodb:UpdateItem", "dynamodb:GetItem"];
 
 /**
  * One Standard execution per attempt, started by the scheduler at admission (docs/lifecycle.md):

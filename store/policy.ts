@@ -32,6 +32,13 @@ export class StoredPolicyError extends Error {
   }
 }
 
+/**
+ * How long the submit path's copy of the policy (recentPolicy) is used before it is read again:
+ * short enough that a PUT of per-type defaults applies within seconds on every API instance,
+ * long enough that a burst of submissions costs one read, not one each.
+ */
+export const POLICY_CACHE_MS = 5_000;
+
 /** DynamoDB's limit of keys per BatchGetItem. */
 const BATCH_GET_LIMIT = 100;
 
@@ -61,6 +68,28 @@ export class PolicyRepository {
       updatedBy: typeof item.updatedBy === "string" ? item.updatedBy : null,
     };
   }
+
+  /**
+   * The policy in force as read at most `maxAgeMs` ago by this repository (one per process):
+   * what the submit path reads for per-type defaults (core/type-rules.ts), so a submission costs
+   * no policy read but one per POLICY_CACHE_MS per process. A PUT through this repository is
+   * seen at once; one through another process (another Lambda instance) within maxAgeMs.
+   */
+  recentPolicy(fallback: Policy, maxAgeMs = POLICY_CACHE_MS): Promise<Policy> {
+    const now = Date.now();
+    const cached = this.cached;
+    if (cached && cached.fallback === fallback && now - cached.at < maxAgeMs) return cached.policy;
+    const policy = this.getPolicy(fallback).then((stored) => stored.policy);
+    const entry = { at: now, fallback, policy };
+    this.cached = entry;
+    // A failed read is not remembered: the next submission reads again.
+    policy.catch(() => {
+      if (this.cached === entry) this.cached = undefined;
+    });
+    return policy;
+  }
+
+  private cached: { readonly at: number; readonly fallback: Policy; readonly policy: Promise<Policy> } | undefined;
 
   /**
    * Replaces the policy, recording the change in the audit trail in the same transaction. The
@@ -109,6 +138,7 @@ export class PolicyRepository {
             }),
           ),
         );
+        this.cached = undefined;
         return { policy: valid, updatedAt: now, updatedBy: principal };
       } catch (error) {
         if (isConditionFailure(error) && round < MAX_WRITE_ROUNDS) continue;
