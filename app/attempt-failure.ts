@@ -1,8 +1,8 @@
 import { backoffDelaySeconds } from "../core/backoff";
-import { escalationFor } from "../core/type-rules";
 import type { Job, JobError } from "../core/job";
 import { unsatisfiableReason } from "../core/pools";
 import { transition } from "../core/status";
+import { escalationFor } from "../core/type-rules";
 import { endAttemptItem, releaseCapacityItem } from "../store/capacity";
 import { fromJobItem, type JobItem } from "../store/job-items";
 import type { StatusChange, TransactItem } from "../store/job-repository";

@@ -18,7 +18,13 @@ import {
   UnknownTypeError,
   UnsatisfiableResourcesError,
 } from "../core/errors";
-import { type BatchJobRequest, type Job, type JobStatus, MAX_PAYLOAD_BYTES, type ResolvedJobRequest } from "../core/job";
+import {
+  type BatchJobRequest,
+  type Job,
+  type JobStatus,
+  MAX_PAYLOAD_BYTES,
+  type ResolvedJobRequest,
+} from "../core/job";
 import { unsatisfiableReason } from "../core/pools";
 import type { Principal } from "../core/principal";
 import { assertPriorityAllowed, NO_QUOTA, type QuotaLimits } from "../core/quota";
@@ -207,7 +213,8 @@ async function withTypeDefaults(
   fallback: JobSettings | undefined,
   escalation: boolean,
 ): Promise<ResolvedJobRequest[]> {
-  const policy = ctx.policies && ctx.defaultPolicy ? await ctx.policies.recentPolicy(ctx.defaultPolicy) : null;
+  const policy =
+    ctx.policies && ctx.defaultPolicy ? await ctx.policies.recentPolicy(ctx.defaultPolicy) : null;
   return jobs.map((job) => {
     const rules = policy ? typeRulesOf(policy.types, job.type) : undefined;
     const applied = rules && escalation ? { ...rules, onFailure: undefined, onTimeout: undefined } : rules;

@@ -16,7 +16,7 @@ import {
   type RetryPolicy,
   type Transition,
 } from "./job";
-import { policySchema } from "./policy";
+import { policySchema, typeRulesSchema } from "./policy";
 import { ROLES } from "./principal";
 import type { QuotaView } from "./quota";
 import { REASON_CODES } from "./reasons";
@@ -245,8 +245,24 @@ export const queueSnapshotSchema = z
   })
   .register(apiResponses, { id: "Queue" });
 
+/** An escalation as answered: its priority stored as the integer (a transform has no output JSON Schema). */
+const escalationViewSchema = z.object({
+  escalateTo: z.object({ type: z.string(), priority: z.number().int().optional() }),
+});
+
+/** policy.types[type] as answered: retry and escalations in their stored (output) form. */
+const typeRulesViewSchema = typeRulesSchema.extend({
+  retry: retryViewSchema.optional(),
+  onFailure: escalationViewSchema.optional(),
+  onTimeout: escalationViewSchema.optional(),
+});
+
 export const policyViewSchema = policySchema
-  .extend({ updatedAt: nullableTimestamp, updatedBy: z.string().nullable() })
+  .extend({
+    types: z.record(z.string(), typeRulesViewSchema),
+    updatedAt: nullableTimestamp,
+    updatedBy: z.string().nullable(),
+  })
   .register(apiResponses, { id: "PolicyView" });
 
 const remainingSchema = z.number().nullable().describe("null: no limit");

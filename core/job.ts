@@ -145,7 +145,9 @@ const jobFields = {
   // retry, timeoutSeconds, onFailure and onTimeout have no default here: one left out takes its
   // type's default from the policy (policy.types) at submit, then the built-in one
   // (core/type-rules.ts#resolveJobSettings), so the submit path must know what the caller gave.
-  retry: retrySchema.optional().describe(`default: the type's (policy.types), else ${JSON.stringify(BUILT_IN_RETRY)}`),
+  retry: retrySchema
+    .optional()
+    .describe(`default: the type's (policy.types), else ${JSON.stringify(BUILT_IN_RETRY)}`),
   timeoutSeconds: z
     .number()
     .int()

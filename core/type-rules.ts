@@ -1,9 +1,4 @@
-import {
-  BUILT_IN_RETRY,
-  BUILT_IN_TIMEOUT_SECONDS,
-  type Escalation,
-  type RetryPolicy,
-} from "./job";
+import { BUILT_IN_RETRY, BUILT_IN_TIMEOUT_SECONDS, type Escalation, type RetryPolicy } from "./job";
 import type { TypeRules } from "./policy";
 
 /**
@@ -56,10 +51,7 @@ export function resolveJobSettings<T extends GivenSettings>(
 }
 
 /** The type's rules in a policy's `types`, own keys only ("constructor" is no type's rules). */
-export function typeRulesOf(
-  types: Readonly<Record<string, TypeRules>>,
-  type: string,
-): TypeRules | undefined {
+export function typeRulesOf(types: Readonly<Record<string, TypeRules>>, type: string): TypeRules | undefined {
   return Object.hasOwn(types, type) ? types[type] : undefined;
 }
 

@@ -4,6 +4,7 @@ import { type Policy, policySchema } from "../core/policy";
 import { NO_QUOTA, type QuotaLimits, type QuotaLimitsInput, quotaLimitsSchema } from "../core/quota";
 import { AuditLog, isConditionFailure, writeAudited } from "./audit";
 import { POLICY_PK, POLICY_SK, principalPk, QUOTA_SK } from "./keys";
+import { rateCounterKey } from "./rate-limits";
 
 /**
  * The scheduling policy and each principal's quota limits in the Policy table
@@ -89,7 +90,9 @@ export class PolicyRepository {
     return policy;
   }
 
-  private cached: { readonly at: number; readonly fallback: Policy; readonly policy: Promise<Policy> } | undefined;
+  private cached:
+    | { readonly at: number; readonly fallback: Policy; readonly policy: Promise<Policy> }
+    | undefined;
 
   /**
    * Replaces the policy, recording the change in the audit trail in the same transaction. The
@@ -156,6 +159,33 @@ export class PolicyRepository {
       }),
     );
     return out.Item;
+  }
+
+  /**
+   * Each type's starts in its current rate-limit window (store/rate-limits.ts), 0 for a window
+   * not counted yet: one BatchGetItem per pass, only for the types that have a rateLimit.
+   */
+  async getRateStarts(
+    windows: readonly { readonly type: string; readonly windowStart: Date }[],
+  ): Promise<Map<string, number>> {
+    const found = new Map<string, number>();
+    for (let i = 0; i < windows.length; i += BATCH_GET_LIMIT) {
+      let keys: Record<string, string>[] = windows
+        .slice(i, i + BATCH_GET_LIMIT)
+        .map((w) => rateCounterKey(w.type, w.windowStart));
+      for (let round = 0; keys.length > 0; round++) {
+        const out = await this.db.send(
+          new BatchGetCommand({ RequestItems: { [this.tableName]: { Keys: keys, ConsistentRead: true } } }),
+        );
+        for (const item of out.Responses?.[this.tableName] ?? []) {
+          const type = String(item.pk).slice("RATE#".length);
+          if (typeof item.starts === "number") found.set(type, item.starts);
+        }
+        keys = (out.UnprocessedKeys?.[this.tableName]?.Keys ?? []) as Record<string, string>[];
+        if (keys.length > 0) await backoff(round);
+      }
+    }
+    return found;
   }
 
   /** A principal's limits; NO_QUOTA when none were set. */
