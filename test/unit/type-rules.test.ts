@@ -18,7 +18,13 @@ import {
 } from "../../core/job";
 import { policySchema, type TypeRules } from "../../core/policy";
 import type { PoolConfig } from "../../core/pools";
-import { BUILT_IN_SETTINGS, escalationFor, resolveJobSettings, typeRulesOf } from "../../core/type-rules";
+import {
+  BUILT_IN_SETTINGS,
+  escalationFor,
+  type GivenSettings,
+  resolveJobSettings,
+  typeRulesOf,
+} from "../../core/type-rules";
 
 /** Per-type rules (issue 13 items 2 and 3): defaults at submit, and the gates they add to a pass. */
 
@@ -64,7 +70,7 @@ describe("resolveJobSettings", () => {
   it("takes a fallback's settings (an escalation job's inherited ones) over the built-ins", () => {
     // Prepare
     const inherited = { retry: { ...BUILT_IN_RETRY, maxAttempts: 7 }, timeoutSeconds: 42 };
-    const review: { type: string } = { type: "review" };
+    const review: { type: string } & GivenSettings = { type: "review" };
 
     // Act
     const bare = resolveJobSettings(review, undefined, inherited);
@@ -76,7 +82,7 @@ describe("resolveJobSettings", () => {
   });
 
   it("leaves an escalation out when neither the caller nor the type names one", () => {
-    const echo: { type: string } = { type: "echo" };
+    const echo: { type: string } & GivenSettings = { type: "echo" };
     expect(resolveJobSettings(echo, {})).toEqual({ type: "echo", ...BUILT_IN_SETTINGS });
   });
 
