@@ -120,8 +120,9 @@ describe("least privilege", () => {
           "dynamodb:UpdateItem",
           "dynamodb:ConditionCheckItem",
         ]),
-        // GPU usage and run times, added in the transaction that ends an attempt.
-        ...tableGrants(policy, ["dynamodb:UpdateItem"]),
+        // GPU usage and run times, added in the transaction that ends an attempt; the policy,
+        // read for an escalation job's type rules (policy.types).
+        ...tableGrants(policy, ["dynamodb:UpdateItem", "dynamodb:GetItem"]),
         grant("states:StopExecution", stack.resolve(stack.lifecycle.executionArns)),
         grant("states:SendTaskSuccess", stateMachineArn),
         grant("states:SendTaskFailure", stateMachineArn),
