@@ -53,12 +53,12 @@ export class PolicyRepository {
    * The policy in force: the stored one (strongly consistent, so a pass right after a PUT sees
    * it), or `fallback` (the deployment's default) while none is stored.
    */
-  async getPolicy(fallback: Policy): Promise<StoredPolicy> {
+  async getPolicy(fallback: Policy, consistent = true): Promise<StoredPolicy> {
     const out = await this.db.send(
       new GetCommand({
         TableName: this.tableName,
         Key: { pk: POLICY_PK, sk: POLICY_SK },
-        ConsistentRead: true,
+        ConsistentRead: consistent,
       }),
     );
     const item = out.Item;
@@ -73,14 +73,17 @@ export class PolicyRepository {
   /**
    * The policy in force as read at most `maxAgeMs` ago by this repository (one per process):
    * what the submit path reads for per-type defaults (core/type-rules.ts), so a submission costs
-   * no policy read but one per POLICY_CACHE_MS per process. A PUT through this repository is
+   * no policy read but one (eventually consistent, 0.5 RRU) per POLICY_CACHE_MS per process. A
+   * PUT through this repository is
    * seen at once; one through another process (another Lambda instance) within maxAgeMs.
    */
   recentPolicy(fallback: Policy, maxAgeMs = POLICY_CACHE_MS): Promise<Policy> {
     const now = Date.now();
     const cached = this.cached;
     if (cached && cached.fallback === fallback && now - cached.at < maxAgeMs) return cached.policy;
-    const policy = this.getPolicy(fallback).then((stored) => stored.policy);
+    // Eventually consistent (0.5 RRU): a copy up to 5 s old is the contract here anyway; right
+    // after a PUT through this repository, strongly consistent, so that PUT is seen at once.
+    const policy = this.getPolicy(fallback, now < this.consistentUntil).then((stored) => stored.policy);
     const entry = { at: now, fallback, policy };
     this.cached = entry;
     // A failed read is not remembered: the next submission reads again.
@@ -93,6 +96,7 @@ export class PolicyRepository {
   private cached:
     | { readonly at: number; readonly fallback: Policy; readonly policy: Promise<Policy> }
     | undefined;
+  private consistentUntil = 0;
 
   /**
    * Replaces the policy, recording the change in the audit trail in the same transaction. The
@@ -142,6 +146,7 @@ export class PolicyRepository {
           ),
         );
         this.cached = undefined;
+        this.consistentUntil = Date.now() + POLICY_CACHE_MS;
         return { policy: valid, updatedAt: now, updatedBy: principal };
       } catch (error) {
         if (isConditionFailure(error) && round < MAX_WRITE_ROUNDS) continue;
