@@ -2,6 +2,7 @@ import { backoffDelaySeconds } from "../core/backoff";
 import type { Job, JobError } from "../core/job";
 import { unsatisfiableReason } from "../core/pools";
 import { transition } from "../core/status";
+import { escalationFor } from "../core/type-rules";
 import { endAttemptItem, releaseCapacityItem } from "../store/capacity";
 import { fromJobItem, type JobItem } from "../store/job-items";
 import type { StatusChange, TransactItem } from "../store/job-repository";
@@ -63,7 +64,7 @@ export async function recordAttemptFailure(
       return { item };
     }
     return endFailedAttempt(ctx, item, input, async () => {
-      escalation ??= (await submitEscalation(ctx, item)) ?? undefined;
+      escalation ??= (await submitEscalation(ctx, item, input.outcome === "timed_out")) ?? undefined;
       return escalation ?? null;
     });
   });
@@ -174,7 +175,7 @@ export async function endFailedAttempt(
     };
     decision = { next: "retry", delaySeconds };
   } else {
-    const escalateTo = job.onFailure?.escalateTo;
+    const escalateTo = escalationFor(job, input.outcome === "timed_out") ?? undefined;
     const blocker = escalateTo ? escalationBlocker(ctx, job, escalateTo.type) : null;
     const escalatedTo = escalateTo !== undefined && blocker === null ? await escalate() : null;
     const tail = escalatedTo

@@ -2,6 +2,7 @@ import { forEachConcurrent } from "../core/concurrency";
 import { dependencyOutcome } from "../core/dependencies";
 import { ConcurrentUpdateError, InvalidTransitionError } from "../core/errors";
 import type { BatchJobRequest } from "../core/job";
+import { escalationFor } from "../core/type-rules";
 import { fromJobItem, type JobItem } from "../store/job-items";
 import { dependentSk, dependsOnSk, JOB_SK, jobPk } from "../store/keys";
 import { cancelJob, cascadeCancel } from "./actions";
@@ -14,8 +15,9 @@ import { logger } from "./logger";
 import { submitJobs } from "./submit";
 
 /**
- * Escalation: a job out of attempts hands its work to a new job of its `onFailure.escalateTo` type,
- * and its dependents are rewired to wait on that job instead.
+ * Escalation: a job out of attempts hands its work to a new job of its `onFailure.escalateTo` type
+ * (`onTimeout.escalateTo` when its last attempt timed out and it has one), and its dependents are
+ * rewired to wait on that job instead.
  */
 
 /**
@@ -56,10 +58,18 @@ export const SYSTEM_PRINCIPAL = "jobq";
  * submission carries an Idempotency-Key derived from the job, so a second call returns the first
  * call's job.
  */
-export async function submitEscalation(ctx: LifecycleContext, escalated: JobItem): Promise<string | null> {
+export async function submitEscalation(
+  ctx: LifecycleContext,
+  escalated: JobItem,
+  /** Whether the last attempt timed out (then onTimeout, if set, names the type). */
+  timedOut: boolean = escalated.error?.type === "timeout",
+): Promise<string | null> {
   const job = fromJobItem(escalated);
-  const escalateTo = job.onFailure?.escalateTo;
+  const escalateTo = escalationFor(job, timedOut);
   if (!escalateTo) return null;
+  const inherited = { retry: job.retry, timeoutSeconds: job.timeoutSeconds };
+  // retry and timeoutSeconds are left out: the escalation type's rules (policy.types) set them
+  // where they have them, else the job's own are inherited (as before per-type rules existed).
   const request: BatchJobRequest = {
     type: escalateTo.type,
     ...(job.name !== null ? { name: job.name } : {}),
@@ -69,18 +79,20 @@ export async function submitEscalation(ctx: LifecycleContext, escalated: JobItem
     ...(job.pool !== null ? { pool: job.pool } : {}),
     constraints: job.constraints,
     dependsOn: [],
-    retry: job.retry,
-    timeoutSeconds: job.timeoutSeconds,
     offPeakOnly: job.offPeakOnly,
     tags: job.tags,
   };
   const result = await submitJobs(ctx, {
     principal: { id: job.owner, admin: false },
     jobs: [request],
+    fallback: inherited,
+    escalation: true,
     // A manually retried job escalates again in a later round: each round has its own job.
     idempotency: {
       key: `jobq-escalation:${job.id}${escalated.retries ? `#${escalated.retries}` : ""}`,
-      requestHash: requestHash("escalation", request),
+      // Hashed with what it inherits, as before the type's rules could replace it: a replay
+      // across an upgrade is still the same request.
+      requestHash: requestHash("escalation", { ...request, ...inherited }),
     },
     // It replaces a job that ran: a 429 here would lose the escalation, not slow a submitter.
     exemptFromQueueLimit: true,

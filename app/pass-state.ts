@@ -51,6 +51,17 @@ export class PassState {
     return counts;
   }
 
+  /** Jobs dispatched or running, in all and per pool: what the running caps (policy maxRunning) count. */
+  async activeCounts(): Promise<{ total: number; byPool: Map<string, number> }> {
+    const byPool = new Map<string, number>();
+    let total = 0;
+    for (const item of await this.activeEverywhere()) {
+      total++;
+      byPool.set(item.reservation.pool, (byPool.get(item.reservation.pool) ?? 0) + 1);
+    }
+    return { total, byPool };
+  }
+
   /** Resources held per owner in a pool: the "in use" of Dominant Resource Fairness. */
   async usageByOwner(pool: string): Promise<Map<string, Resources>> {
     return heldByOwner(await this.activeIn(pool));

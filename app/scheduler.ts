@@ -4,11 +4,23 @@ import { type AdmissionGate, AdmissionPass, type NodeState, type Waiting } from 
 import { breakerRule, type Circuit, type CircuitStep, claimProbe } from "../core/circuit";
 import { forEachConcurrent } from "../core/concurrency";
 import { ConcurrentUpdateError } from "../core/errors";
-import { type CircuitGate, circuitGate, gpuQuotaGate, offPeakGate, typeConcurrencyGate } from "../core/gates";
+import {
+  type CircuitGate,
+  capOverflow,
+  circuitGate,
+  gpuQuotaGate,
+  offPeakGate,
+  rateLimitGate,
+  rateWindow,
+  runningCapGate,
+  runningCaps,
+  typeConcurrencyGate,
+  typeRunningLimits,
+} from "../core/gates";
 import { priorityTier, type Resources } from "../core/job";
 import { AdmissionOrder, decideInOrder } from "../core/ordering";
 import { type PoolGauges, poolGauges } from "../core/pass-metrics";
-import type { Policy } from "../core/policy";
+import type { Policy, RateLimit } from "../core/policy";
 import { eligiblePools, type PoolConfig } from "../core/pools";
 import { applyPlan, planPreemption } from "../core/preemption";
 import { canTransition } from "../core/status";
@@ -18,6 +30,7 @@ import type { JobItem, Reservation } from "../store/job-items";
 import { applicableChange, MAX_TRANSACTION_ITEMS, type TransactItem } from "../store/job-repository";
 import { duePk } from "../store/keys";
 import { type NodeItem, NodeRepository } from "../store/nodes";
+import { countStartsItem } from "../store/rate-limits";
 import { JOB_INDEX } from "../store/tables";
 import { type CircuitBreakers, circuitBreakers } from "./circuits";
 import { config, type QueueUrls } from "./config";
@@ -355,8 +368,10 @@ async function pass(ctx: SchedulerContext, pool: PoolConfig, tuning: SchedulerTu
   const ownNodes = allNodes.filter((n) => n.pool === pool.name);
   const byId = new Map(ownNodes.map((n) => [n.nodeId, n]));
   const gates: AdmissionGate[] = [offPeakGate(policy.offPeak), gpuQuotaGate(state.quotas)];
-  if (Object.keys(policy.typeConcurrency).length > 0) {
-    gates.push(typeConcurrencyGate(policy.typeConcurrency, await state.activeByType()));
+  // typeConcurrency and types[type].maxRunning: one limit per type, the smaller of the two.
+  const typeLimits = typeRunningLimits(policy);
+  if (Object.keys(typeLimits).length > 0) {
+    gates.push(typeConcurrencyGate(typeLimits, await state.activeByType()));
   }
   // Read only when the policy gives some type a breaker: one Query of the breakers' partition.
   const circuits = ctx.circuits
@@ -364,6 +379,23 @@ async function pass(ctx: SchedulerContext, pool: PoolConfig, tuning: SchedulerTu
     : null;
   const circuit = circuits ? circuitGate(circuits, (type) => breakerRule(policy, type), now) : null;
   if (circuit) gates.push(circuit);
+  // Running caps and rate limits cost reads only when the policy has them.
+  const caps = runningCaps(policy.maxRunning);
+  if (caps) {
+    gates.push(
+      runningCapGate(caps, await state.activeCounts(), (job) =>
+        eligiblePools(ctx.pools, job).map((p) => p.name),
+      ),
+    );
+  }
+  const rates = rateLimitsOf(policy);
+  if (Object.keys(rates).length > 0) {
+    const started = await ctx.policies.getRateStarts(
+      Object.entries(rates).map(([type, limit]) => ({ type, windowStart: rateWindow(limit, now).start })),
+    );
+    gates.push(rateLimitGate(rates, started));
+  }
+  const counting = rateCounting(ctx, rates, now);
   const admission = new AdmissionPass({
     nodes: allNodes.map(nodeState),
     pools: ctx.pools,
@@ -411,7 +443,17 @@ async function pass(ctx: SchedulerContext, pool: PoolConfig, tuning: SchedulerTu
     nextBatch?.catch(() => undefined);
     const events: JobStateChange[] = [];
     // Placements on other pools' nodes are that pool's pass to make.
-    const own = decision.admit.filter((a) => a.pool === pool.name);
+    let own = decision.admit.filter((a) => a.pool === pool.name);
+    if (caps) {
+      // A job that could also have run elsewhere may be placed here past this pool's cap.
+      const active = (await state.activeIn(pool.name)).length + admitted.length;
+      const { keep, held, reason } = capOverflow(caps, pool.name, active, own);
+      own = [...keep];
+      if (reason) {
+        for (const a of held)
+          waiting.push({ jobId: a.jobId, reason: reason.message, kind: "gate", code: reason.code });
+      }
+    }
     await forEachNodeGroup(own, tuning.concurrency, async (group) => {
       const node = byId.get(group[0]?.nodeId ?? "");
       if (!node) return;
@@ -423,7 +465,7 @@ async function pass(ctx: SchedulerContext, pool: PoolConfig, tuning: SchedulerTu
         if (probe === null) return [];
         return [{ item, why: a.why, ...(probe ? { probe } : {}) }];
       });
-      for (const { item, outcome, probe } of await admitOnNode(ctx, node, placements, now)) {
+      for (const { item, outcome, probe } of await admitOnNode(ctx, node, placements, now, counting)) {
         if (outcome.kind === "admitted") {
           admitted.push({ jobId: item.id, nodeId: node.nodeId });
           events.push(outcome.event);
@@ -649,6 +691,7 @@ async function admit(
   why: string,
   now: Date,
   probe?: ProbeClaim,
+  counting: RateCounting = NO_RATE_LIMITS,
 ): Promise<AdmitOutcome> {
   const queueUrl = ctx.queues[node.pool]?.[priorityTier(item.priority)];
   if (!queueUrl) {
@@ -662,9 +705,14 @@ async function admit(
   }
   const { items, next, reservation, attempt } = admissionChange(ctx, item, node, why, now, probe);
   try {
-    await ctx.repo.transact([...items, reserveCapacityItem(ctx.nodesTable, reservation, node.capacity)]);
+    await ctx.repo.transact([
+      ...items,
+      reserveCapacityItem(ctx.nodesTable, reservation, node.capacity),
+      ...counting([item]),
+    ]);
   } catch (error) {
-    // Someone moved the job (cancel, pause, a priority change) or the node filled up: skip it.
+    // Someone moved the job (cancel, pause, a priority change), the node filled up, or its
+    // type's rate limit was used up by another pass: skip it.
     if (error instanceof ConcurrentUpdateError) return { kind: "raced" };
     throw error;
   }
@@ -817,19 +865,22 @@ async function admitOnNode(
   node: NodeItem,
   placements: readonly Placement[],
   now: Date,
+  counting: RateCounting = NO_RATE_LIMITS,
 ): Promise<{ item: JobItem; outcome: AdmitOutcome; probe?: ProbeClaim }[]> {
   const outcomes: { item: JobItem; outcome: AdmitOutcome; probe?: ProbeClaim }[] = [];
   const oneByOne = async (batch: readonly Placement[]) => {
     for (const { item, why, probe } of batch)
       outcomes.push({
         item,
-        outcome: await admit(ctx, item, node, why, now, probe),
+        outcome: await admit(ctx, item, node, why, now, probe, counting),
         ...(probe ? { probe } : {}),
       });
   };
   const batches: (Placement & { items: TransactItem[]; committed: Committed })[][] = [];
   let batch: (typeof batches)[number] = [];
   let size = 1; // the node's update
+  // A rate-limited type's counter: one item per type in a transaction, whatever its jobs.
+  let counted = new Set<string>();
   const alone: Placement[] = [];
   for (const placement of placements) {
     const { item, why, probe } = placement;
@@ -839,13 +890,20 @@ async function admitOnNode(
       continue;
     }
     const { items, next, reservation, attempt } = admissionChange(ctx, item, node, why, now, probe);
-    if (size + items.length > MAX_TRANSACTION_ITEMS && batch.length > 0) {
+    const limited = counting([item]).length > 0;
+    if (
+      size + items.length + (limited && !counted.has(item.type) ? 1 : 0) > MAX_TRANSACTION_ITEMS &&
+      batch.length > 0
+    ) {
       batches.push(batch);
       batch = [];
       size = 1;
+      counted = new Set();
     }
+    const counter = limited && !counted.has(item.type) ? 1 : 0;
+    if (limited) counted.add(item.type);
     batch.push({ ...placement, items, committed: { item, node, next, reservation, attempt, queueUrl } });
-    size += items.length;
+    size += items.length + counter;
   }
   if (batch.length > 0) batches.push(batch);
   await oneByOne(alone);
@@ -871,6 +929,7 @@ async function admitOnNode(
       await ctx.repo.transact([
         ...jobs.flatMap((j) => j.items),
         reserveCapacityItem(ctx.nodesTable, total, node.capacity),
+        ...counting(jobs.map((j) => j.item)),
       ]);
     } catch (error) {
       if (!(error instanceof ConcurrentUpdateError)) throw error;
@@ -915,6 +974,49 @@ function probeClaim(
   const circuit = circuits?.get(key);
   const step = circuit ? claimProbe(circuit, item.id, item.attempts + 1, now) : null;
   return step ? { key, step } : null;
+}
+
+/**
+ * The rate-limit counter updates an admission of these jobs adds to its transaction
+ * (store/rate-limits.ts): one per rate-limited type among them, none for other types.
+ */
+type RateCounting = (jobs: readonly JobItem[]) => TransactItem[];
+
+const NO_RATE_LIMITS: RateCounting = () => [];
+
+/** The types of the policy that have a rateLimit, with it. */
+function rateLimitsOf(policy: Policy): Record<string, RateLimit> {
+  const limits: Record<string, RateLimit> = {};
+  for (const [type, rules] of Object.entries(policy.types))
+    if (rules.rateLimit) limits[type] = rules.rateLimit;
+  return limits;
+}
+
+function rateCounting(
+  ctx: SchedulerContext,
+  rates: Readonly<Record<string, RateLimit>>,
+  now: Date,
+): RateCounting {
+  if (Object.keys(rates).length === 0) return NO_RATE_LIMITS;
+  return (jobs) => {
+    const counts = new Map<string, number>();
+    for (const job of jobs) {
+      if (Object.hasOwn(rates, job.type)) counts.set(job.type, (counts.get(job.type) ?? 0) + 1);
+    }
+    return [...counts].flatMap(([type, count]) => {
+      const limit = rates[type];
+      if (!limit) return [];
+      const window = rateWindow(limit, now);
+      return [
+        countStartsItem(
+          ctx.policies.tableName,
+          { type, windowStart: window.start, windowEnd: window.end },
+          count,
+          limit.starts,
+        ),
+      ];
+    });
+  };
 }
 
 type Serial = <T>(work: () => Promise<T>) => Promise<T>;

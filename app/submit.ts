@@ -18,11 +18,18 @@ import {
   UnknownTypeError,
   UnsatisfiableResourcesError,
 } from "../core/errors";
-import { type BatchJobRequest, type Job, type JobStatus, MAX_PAYLOAD_BYTES } from "../core/job";
+import {
+  type BatchJobRequest,
+  type Job,
+  type JobStatus,
+  MAX_PAYLOAD_BYTES,
+  type ResolvedJobRequest,
+} from "../core/job";
 import { unsatisfiableReason } from "../core/pools";
 import type { Principal } from "../core/principal";
 import { assertPriorityAllowed, NO_QUOTA, type QuotaLimits } from "../core/quota";
 import { jobExpiresAt } from "../core/retention";
+import { type JobSettings, resolveJobSettings, typeRulesOf } from "../core/type-rules";
 import { fromJobItem, indexAttributes, type JobItem, toJobItem, transitionItem } from "../store/job-items";
 import {
   applicableChange,
@@ -55,8 +62,9 @@ export type SubmitContext = Pick<
   AppContext,
   "repo" | "pools" | "taskTypes" | "clock" | "executions" | "events"
 > &
-  // Without it no quota is read and maxQueuedJobs is not enforced (contexts built for tests).
-  Partial<Pick<AppContext, "policies">>;
+  // Without it no quota is read and maxQueuedJobs is not enforced (contexts built for tests),
+  // nor are the policy's per-type defaults applied (policy.types; defaultPolicy's while none is stored).
+  Partial<Pick<AppContext, "policies" | "defaultPolicy">>;
 
 export interface SubmitRequest {
   readonly principal: Principal;
@@ -80,6 +88,18 @@ export interface SubmitRequest {
    * @default null
    */
   readonly scheduleId?: string;
+  /**
+   * Where a setting left out by the job and by its type's rules comes from: an escalation job
+   * inherits its failed job's retry and timeoutSeconds (core/type-rules.ts).
+   * @default BUILT_IN_SETTINGS
+   */
+  readonly fallback?: JobSettings;
+  /**
+   * An escalation job (app/escalation.ts): its type's onFailure and onTimeout rules do not apply,
+   * so escalations never chain (two types escalating to each other would loop for ever).
+   * @default false
+   */
+  readonly escalation?: boolean;
   /**
    * The time this request may still take: an API handler passes `lambdaBudget(context)`.
    * @default no limit (a lifecycle step's escalation, a test)
@@ -169,7 +189,7 @@ export function assertPayloadSizes(raw: unknown, batch: boolean): void {
 /** Refusals that need no I/O: unknown types and resources no eligible pool could ever hold. */
 export function checkRunnable(ctx: SubmitContext, jobs: readonly BatchJobRequest[], batch: boolean): void {
   jobs.forEach((job, i) => {
-    for (const type of [job.type, job.onFailure?.escalateTo.type]) {
+    for (const type of [job.type, job.onFailure?.escalateTo.type, job.onTimeout?.escalateTo.type]) {
       if (type !== undefined && ctx.taskTypes && !ctx.taskTypes.has(type)) throw new UnknownTypeError(type);
     }
     const reason = unsatisfiableReason(ctx.pools, job);
@@ -182,15 +202,36 @@ export function checkRunnable(ctx: SubmitContext, jobs: readonly BatchJobRequest
   });
 }
 
+/**
+ * Each job's retry, timeoutSeconds, onFailure and onTimeout: the caller's, else its type's rule
+ * in the policy in force (policy.types, read through the repository's short-lived copy so a
+ * submission costs no read of its own), else the fallback. Fixed from here on: stored with the job.
+ */
+async function withTypeDefaults(
+  ctx: SubmitContext,
+  jobs: readonly BatchJobRequest[],
+  fallback: JobSettings | undefined,
+  escalation: boolean,
+): Promise<ResolvedJobRequest[]> {
+  const policy =
+    ctx.policies && ctx.defaultPolicy ? await ctx.policies.recentPolicy(ctx.defaultPolicy) : null;
+  return jobs.map((job) => {
+    const rules = policy ? typeRulesOf(policy.types, job.type) : undefined;
+    const applied = rules && escalation ? { ...rules, onFailure: undefined, onTimeout: undefined } : rules;
+    return resolveJobSettings(job, applied, fallback);
+  });
+}
+
 /** `job_` + ULID: sortable by creation time (API.md). */
 function newJobId(): string {
   return `job_${ulid()}`;
 }
 
 export async function submitJobs(ctx: SubmitContext, request: SubmitRequest): Promise<SubmitResult> {
-  const { principal, jobs, idempotency } = request;
+  const { principal, idempotency } = request;
   const budget = request.budget ?? UNLIMITED;
-  checkRunnable(ctx, jobs, jobs.length > 1 || jobs[0]?.ref !== undefined);
+  checkRunnable(ctx, request.jobs, request.jobs.length > 1 || request.jobs[0]?.ref !== undefined);
+  const jobs = await withTypeDefaults(ctx, request.jobs, request.fallback, request.escalation === true);
   const resolved = resolveBatch(jobs);
 
   let ids = newIds(jobs.length);
@@ -272,7 +313,7 @@ async function answerFromClaim(
 interface WriteInput {
   readonly scheduleId: string | null;
   readonly principal: Principal;
-  readonly jobs: readonly BatchJobRequest[];
+  readonly jobs: readonly ResolvedJobRequest[];
   readonly resolved: ReturnType<typeof resolveBatch>;
   readonly ids: readonly string[];
   readonly budget: SubmitBudget;
@@ -510,7 +551,7 @@ interface SubmissionPlan {
 async function planSubmission(
   ctx: SubmitContext,
   principal: Principal,
-  jobs: readonly BatchJobRequest[],
+  jobs: readonly ResolvedJobRequest[],
   resolved: ReturnType<typeof resolveBatch>,
   ids: readonly string[],
   scheduleId: string | null = null,
@@ -563,6 +604,7 @@ async function planSubmission(
       deadline: request.deadline ?? null,
       offPeakOnly: request.offPeakOnly,
       onFailure: request.onFailure ?? null,
+      onTimeout: request.onTimeout ?? null,
       tags: request.tags ?? {},
       escalatedTo: null,
       scheduleId,

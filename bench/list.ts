@@ -74,6 +74,7 @@ function seededJob(i: number, now: number): Job {
     deadline: null,
     offPeakOnly: false,
     onFailure: null,
+    onTimeout: null,
     tags,
     escalatedTo: null,
     scheduleId: null,

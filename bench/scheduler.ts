@@ -297,6 +297,7 @@ function queuedItem(i: number, id: string, createdAtMs: number, next: () => numb
     deadline,
     offPeakOnly: false,
     onFailure: null,
+    onTimeout: null,
     tags: { bench: "scheduler" },
     escalatedTo: null,
     scheduleId: null,

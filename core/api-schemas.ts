@@ -117,6 +117,9 @@ const jobShape = {
   deadline: nullableTimestamp,
   offPeakOnly: z.boolean(),
   onFailure: escalationViewSchema.nullable(),
+  onTimeout: escalationViewSchema
+    .nullable()
+    .describe("where the job goes when its last attempt timed out; null: onFailure applies"),
   tags: stringMap,
   escalatedTo: z.string().nullable(),
   scheduleId: z.string().nullable(),
@@ -245,17 +248,16 @@ export const queueSnapshotSchema = z
   })
   .register(apiResponses, { id: "Queue" });
 
+/** policy.types[type] as answered: retry and escalations in their stored (output) form. */
+const typeRulesViewSchema = typeRulesSchema.extend({
+  retry: retryViewSchema.optional(),
+  onFailure: escalationViewSchema.optional(),
+  onTimeout: escalationViewSchema.optional(),
+});
+
 export const policyViewSchema = policySchema
   .extend({
-    // A type's rules as stored (a transform has no output JSON Schema), as a job's are answered.
-    types: z.record(
-      z.string(),
-      typeRulesSchema.extend({
-        retry: retryViewSchema.optional(),
-        onFailure: escalationViewSchema.optional(),
-        onTimeout: escalationViewSchema.optional(),
-      }),
-    ),
+    types: z.record(z.string(), typeRulesViewSchema),
     updatedAt: nullableTimestamp,
     updatedBy: z.string().nullable(),
   })

@@ -103,6 +103,17 @@ export const retrySchema = z.strictObject({
 });
 export type RetryPolicy = z.infer<typeof retrySchema>;
 
+/** The retry a job gets when neither it nor its type's rules (policy.types) name one. */
+export const BUILT_IN_RETRY: RetryPolicy = {
+  maxAttempts: 3,
+  strategy: "exponential",
+  initialDelaySeconds: 1,
+  backoffMultiplier: 2,
+  maxDelaySeconds: 3600,
+};
+/** The timeoutSeconds a job gets when neither it nor its type's rules name one. */
+export const BUILT_IN_TIMEOUT_SECONDS = 3600;
+
 /** Where a job that ends failed (or timed out) goes next: a new job of this type (API.md onFailure). */
 export const escalationSchema = z.strictObject({
   escalateTo: z.strictObject({ type: jobTypeSchema, priority: prioritySchema.optional() }),
@@ -131,19 +142,26 @@ const jobFields = {
   pool: z.string().min(1).max(64).optional(),
   constraints: labelMap.optional(),
   dependsOn: z.array(z.string().min(1).max(128)).max(MAX_DEPENDENCIES).default([]),
-  retry: retrySchema.default({
-    maxAttempts: 3,
-    strategy: "exponential",
-    initialDelaySeconds: 1,
-    backoffMultiplier: 2,
-    maxDelaySeconds: 3600,
-  }),
-  timeoutSeconds: z.number().int().min(1).max(MAX_TIMEOUT_SECONDS).default(3600),
+  // retry, timeoutSeconds, onFailure and onTimeout have no default here: one left out takes its
+  // type's default from the policy (policy.types) at submit, then the built-in one
+  // (core/type-rules.ts#resolveJobSettings), so the submit path must know what the caller gave.
+  retry: retrySchema
+    .optional()
+    .describe(`default: the type's (policy.types), else ${JSON.stringify(BUILT_IN_RETRY)}`),
+  timeoutSeconds: z
+    .number()
+    .int()
+    .min(1)
+    .max(MAX_TIMEOUT_SECONDS)
+    .optional()
+    .describe(`default: the type's (policy.types), else ${BUILT_IN_TIMEOUT_SECONDS}`),
   runAt: isoTimestamp.optional(),
   deadline: isoTimestamp.optional(),
   offPeakOnly: z.boolean().default(false),
   onFailure: escalationSchema.optional(),
   tags: labelMap.optional(),
+  /** Where a job whose last attempt timed out goes; absent: onFailure (issue 13). */
+  onTimeout: escalationSchema.optional(),
 };
 
 export const submitJobSchema = z.strictObject(jobFields);
@@ -158,6 +176,15 @@ export const batchJobSchema = z.strictObject({
     .optional(),
 });
 export type BatchJobRequest = z.infer<typeof batchJobSchema>;
+
+/**
+ * A job request with its settings resolved (core/type-rules.ts): what the submit path stores.
+ * Escalations and schedules build these, or leave fields out for the type's rules to fill.
+ */
+export type ResolvedJobRequest = BatchJobRequest & {
+  readonly retry: RetryPolicy;
+  readonly timeoutSeconds: number;
+};
 
 export const submitBatchSchema = z.strictObject({
   jobs: z.array(batchJobSchema).min(1).max(MAX_BATCH_JOBS),
@@ -328,6 +355,8 @@ export interface Job {
   readonly deadline: string | null;
   readonly offPeakOnly: boolean;
   readonly onFailure: { escalateTo: { type: string; priority?: number } } | null;
+  /** Where the job goes when its last attempt timed out; null: onFailure applies (issue 13). */
+  readonly onTimeout: { escalateTo: { type: string; priority?: number } } | null;
   readonly tags: Record<string, string>;
   readonly escalatedTo: string | null;
   readonly scheduleId: string | null;

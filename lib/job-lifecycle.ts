@@ -69,11 +69,13 @@ const LIFECYCLE_NODES_ACTIONS = [
 ];
 /**
  * The transaction that ends an attempt adds its GPU-seconds to the owner's usage items, and a
- * completion adds its run time to its type's statistics: both UpdateItem (ADD).
+ * completion adds its run time to its type's statistics: both UpdateItem (ADD). An escalation
+ * job is a submission, which reads the policy for its type's rules (policy.types): GetItem.
  */
 /**
- * GPU usage (UpdateItem); circuit breakers (app/circuits.ts): the policy and a breaker are read
- * (GetItem) and the breaker written conditionally with its history (PutItem, alone or in a transaction).
+ * GPU usage (UpdateItem); the policy read (GetItem) for an escalation job's type rules and circuit
+ * breakers (app/circuits.ts), whose breaker is read and written conditionally with its history
+ * (PutItem, alone or in a transaction).
  */
 const LIFECYCLE_POLICY_ACTIONS = ["dynamodb:UpdateItem", "dynamodb:GetItem", "dynamodb:PutItem"];
 /** The dependents consumer closes the breaker a completed probe belongs to (functions/dependents-stream.ts). */

@@ -27,7 +27,9 @@ import {
  * nesting past 32 levels, a map key named "constructor" trips the SDK's marshaller), and text
  * round-trips exactly. Read them through `fromJobItem` / `jobConstraints`.
  */
-export interface JobItem extends Omit<Job, "result" | "payload" | "tags" | "constraints"> {
+export interface JobItem extends Omit<Job, "result" | "payload" | "tags" | "constraints" | "onTimeout"> {
+  /** Absent unless the job has one (issue 13): items written before it existed have none either. */
+  readonly onTimeout?: Job["onTimeout"];
   readonly payloadJson: string;
   readonly tagsJson: string;
   readonly constraintsJson: string;
@@ -201,9 +203,11 @@ export function indexAttributesToRemove(status: JobStatus): string[] {
 }
 
 export function toJobItem(job: Job, unmet: number, staged: boolean, expiresAt?: number): JobItem {
-  const { result: _result, payload, tags, constraints, ...rest } = job;
+  const { result: _result, payload, tags, constraints, onTimeout, ...rest } = job;
   return {
     ...rest,
+    // Stored only when set: a job without one costs not a byte more (fromJobItem reads null).
+    ...(onTimeout ? { onTimeout } : {}),
     payloadJson: JSON.stringify(payload ?? null),
     tagsJson: JSON.stringify(tags),
     constraintsJson: JSON.stringify(constraints),
@@ -240,6 +244,7 @@ const JOB_FIELDS = [
   "deadline",
   "offPeakOnly",
   "onFailure",
+  "onTimeout",
   "tags",
   "escalatedTo",
   "scheduleId",

@@ -5,6 +5,7 @@ import { NO_QUOTA, type QuotaLimits, type QuotaLimitsInput, quotaLimitsSchema } 
 import { AuditLog, isConditionFailure, writeAudited } from "./audit";
 import { CircuitRepository } from "./circuits";
 import { POLICY_PK, POLICY_SK, principalPk, QUOTA_SK } from "./keys";
+import { rateCounterKey } from "./rate-limits";
 
 /**
  * The scheduling policy and each principal's quota limits in the Policy table
@@ -33,6 +34,13 @@ export class StoredPolicyError extends Error {
   }
 }
 
+/**
+ * How long the submit path's copy of the policy (recentPolicy) is used before it is read again:
+ * short enough that a PUT of per-type defaults applies within seconds on every API instance,
+ * long enough that a burst of submissions costs one read, not one each.
+ */
+export const POLICY_CACHE_MS = 5_000;
+
 /** DynamoDB's limit of keys per BatchGetItem. */
 const BATCH_GET_LIMIT = 100;
 
@@ -51,12 +59,12 @@ export class PolicyRepository {
    * The policy in force: the stored one (strongly consistent, so a pass right after a PUT sees
    * it), or `fallback` (the deployment's default) while none is stored.
    */
-  async getPolicy(fallback: Policy): Promise<StoredPolicy> {
+  async getPolicy(fallback: Policy, consistent = true): Promise<StoredPolicy> {
     const out = await this.db.send(
       new GetCommand({
         TableName: this.tableName,
         Key: { pk: POLICY_PK, sk: POLICY_SK },
-        ConsistentRead: true,
+        ConsistentRead: consistent,
       }),
     );
     const item = out.Item;
@@ -67,6 +75,34 @@ export class PolicyRepository {
       updatedBy: typeof item.updatedBy === "string" ? item.updatedBy : null,
     };
   }
+
+  /**
+   * The policy in force as read at most `maxAgeMs` ago by this repository (one per process):
+   * what the submit path reads for per-type defaults (core/type-rules.ts), so a submission costs
+   * no policy read but one (eventually consistent, 0.5 RRU) per POLICY_CACHE_MS per process. A
+   * PUT through this repository is
+   * seen at once; one through another process (another Lambda instance) within maxAgeMs.
+   */
+  recentPolicy(fallback: Policy, maxAgeMs = POLICY_CACHE_MS): Promise<Policy> {
+    const now = Date.now();
+    const cached = this.cached;
+    if (cached && cached.fallback === fallback && now - cached.at < maxAgeMs) return cached.policy;
+    // Eventually consistent (0.5 RRU): a copy up to 5 s old is the contract here anyway; right
+    // after a PUT through this repository, strongly consistent, so that PUT is seen at once.
+    const policy = this.getPolicy(fallback, now < this.consistentUntil).then((stored) => stored.policy);
+    const entry = { at: now, fallback, policy };
+    this.cached = entry;
+    // A failed read is not remembered: the next submission reads again.
+    policy.catch(() => {
+      if (this.cached === entry) this.cached = undefined;
+    });
+    return policy;
+  }
+
+  private cached:
+    | { readonly at: number; readonly fallback: Policy; readonly policy: Promise<Policy> }
+    | undefined;
+  private consistentUntil = 0;
 
   /**
    * Replaces the policy, recording the change in the audit trail in the same transaction. The
@@ -115,6 +151,8 @@ export class PolicyRepository {
             }),
           ),
         );
+        this.cached = undefined;
+        this.consistentUntil = Date.now() + POLICY_CACHE_MS;
         return { policy: valid, updatedAt: now, updatedBy: principal };
       } catch (error) {
         if (isConditionFailure(error) && round < MAX_WRITE_ROUNDS) continue;
@@ -132,6 +170,33 @@ export class PolicyRepository {
       }),
     );
     return out.Item;
+  }
+
+  /**
+   * Each type's starts in its current rate-limit window (store/rate-limits.ts), 0 for a window
+   * not counted yet: one BatchGetItem per pass, only for the types that have a rateLimit.
+   */
+  async getRateStarts(
+    windows: readonly { readonly type: string; readonly windowStart: Date }[],
+  ): Promise<Map<string, number>> {
+    const found = new Map<string, number>();
+    for (let i = 0; i < windows.length; i += BATCH_GET_LIMIT) {
+      let keys: Record<string, string>[] = windows
+        .slice(i, i + BATCH_GET_LIMIT)
+        .map((w) => rateCounterKey(w.type, w.windowStart));
+      for (let round = 0; keys.length > 0; round++) {
+        const out = await this.db.send(
+          new BatchGetCommand({ RequestItems: { [this.tableName]: { Keys: keys, ConsistentRead: true } } }),
+        );
+        for (const item of out.Responses?.[this.tableName] ?? []) {
+          const type = String(item.pk).slice("RATE#".length);
+          if (typeof item.starts === "number") found.set(type, item.starts);
+        }
+        keys = (out.UnprocessedKeys?.[this.tableName]?.Keys ?? []) as Record<string, string>[];
+        if (keys.length > 0) await backoff(round);
+      }
+    }
+    return found;
   }
 
   /** A principal's limits; NO_QUOTA when none were set. */

@@ -120,8 +120,8 @@ describe("least privilege", () => {
           "dynamodb:UpdateItem",
           "dynamodb:ConditionCheckItem",
         ]),
-        // GPU usage and run times, added in the transaction that ends an attempt; circuit
-        // breakers: the policy and a breaker read, the breaker written with its history.
+        // GPU usage and run times, added in the transaction that ends an attempt; the policy,
+        // read for circuit breakers and an escalation job's type rules; a breaker written with its history.
         ...tableGrants(policy, ["dynamodb:UpdateItem", "dynamodb:GetItem", "dynamodb:PutItem"]),
         grant("states:StopExecution", stack.resolve(stack.lifecycle.executionArns)),
         grant("states:SendTaskSuccess", stateMachineArn),

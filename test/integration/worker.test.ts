@@ -258,6 +258,7 @@ async function putDispatchedJob(
     deadline: null,
     offPeakOnly: false,
     onFailure: null,
+    onTimeout: null,
     tags: {},
     escalatedTo: null,
     scheduleId: null,

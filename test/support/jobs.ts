@@ -302,6 +302,7 @@ export function seededJob(
     deadline: null,
     offPeakOnly: false,
     onFailure: null,
+    onTimeout: null,
     tags: {},
     escalatedTo: null,
     scheduleId: null,

@@ -7,6 +7,7 @@ import {
   submitJobSchema,
   updateJobSchema,
 } from "../../core/job";
+import { resolveJobSettings } from "../../core/type-rules";
 import { parseRequest } from "../../core/validation";
 
 /** The ValidationError parseRequest throws, or undefined: lets a test assess its problems. */
@@ -29,8 +30,8 @@ describe("POST /jobs defaults", () => {
     // Prepare
     const body = { type: "echo" };
 
-    // Act
-    const job = parseRequest(submitJobSchema, body);
+    // Act: the schema, then (at submit) the settings no type rule gave: the built-ins.
+    const job = resolveJobSettings(parseRequest(submitJobSchema, body), undefined);
 
     // Assess
     expect(job).toEqual({
