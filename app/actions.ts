@@ -230,6 +230,7 @@ export function stopItems(
         item.reservation?.gpu ?? item.resources.gpu,
         item.attemptStartedAt,
         now,
+        item.project,
       ),
     );
   }

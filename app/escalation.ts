@@ -73,6 +73,8 @@ export async function submitEscalation(ctx: LifecycleContext, escalated: JobItem
     timeoutSeconds: job.timeoutSeconds,
     offPeakOnly: job.offPeakOnly,
     tags: job.tags,
+    // The escalation is the same work under a new type: it counts against the same project.
+    ...(job.project !== null ? { project: job.project } : {}),
   };
   const result = await submitJobs(ctx, {
     principal: { id: job.owner, admin: false },

@@ -77,6 +77,7 @@ function seededJob(i: number, now: number): Job {
     tags,
     escalatedTo: null,
     scheduleId: null,
+    project: null,
     createdAt,
     updatedAt: createdAt,
     startedAt: status === "queued" ? null : createdAt,

@@ -33,6 +33,16 @@ export const jobTypeSchema = z
   .string()
   .regex(/^[a-z0-9][a-z0-9._-]{0,63}$/, "must match ^[a-z0-9][a-z0-9._-]{0,63}$");
 
+/**
+ * A project's name (issue 13): a lowercase slug of at most 64 characters. Like a type name, but
+ * without dots: the local token spelling `token=principal@project` must not read the domain of an
+ * e-mail-like principal (`alice@example.com`) as a project, and quota keys `project:<name>`
+ * never collide with a principal, which cannot contain ":".
+ */
+export const projectNameSchema = z
+  .string()
+  .regex(/^[a-z0-9][a-z0-9_-]{0,63}$/, "must match ^[a-z0-9][a-z0-9_-]{0,63}$");
+
 export const prioritySchema = z
   .union([
     z.enum(Object.keys(PRIORITY_NAMES) as [PriorityName, ...PriorityName[]]),
@@ -144,6 +154,8 @@ const jobFields = {
   offPeakOnly: z.boolean().default(false),
   onFailure: escalationSchema.optional(),
   tags: labelMap.optional(),
+  /** The project the job counts against (its quota); a project-bound token sets it itself. */
+  project: projectNameSchema.optional(),
 };
 
 export const submitJobSchema = z.strictObject(jobFields);
@@ -229,6 +241,8 @@ export const listJobsQuerySchema = z.strictObject({
     .optional(),
   /** Jobs changed after this time, oldest change first (a stream client's resync). */
   updatedSince: isoTimestamp.optional(),
+  /** A project's jobs (issue 13), from the sparse byProject index. */
+  project: projectNameSchema.optional(),
 });
 export type ListJobsQuery = z.infer<typeof listJobsQuerySchema>;
 
@@ -338,6 +352,8 @@ export interface Job {
   readonly nextAttemptAt: string | null;
   /** Optimistic-concurrency version: every status change is conditional on it. */
   readonly version: number;
+  /** The project it belongs to (issue 13), or null; fixed at submission. */
+  readonly project: string | null;
 }
 
 export interface Transition {

@@ -11,6 +11,7 @@ import {
   NEVER_DUE,
   ownerPk,
   ownerStatusPk,
+  projectPk,
   queueAgeSk,
   queueOwnerSk,
   queuePk,
@@ -27,7 +28,7 @@ import {
  * nesting past 32 levels, a map key named "constructor" trips the SDK's marshaller), and text
  * round-trips exactly. Read them through `fromJobItem` / `jobConstraints`.
  */
-export interface JobItem extends Omit<Job, "result" | "payload" | "tags" | "constraints"> {
+export interface JobItem extends Omit<Job, "result" | "payload" | "tags" | "constraints" | "project"> {
   readonly payloadJson: string;
   readonly tagsJson: string;
   readonly constraintsJson: string;
@@ -82,6 +83,9 @@ export interface JobItem extends Omit<Job, "result" | "payload" | "tags" | "cons
   readonly retries?: number;
   readonly updatedSk?: string;
   readonly updatedDayPk?: string;
+  /** Present only on a project's jobs (issue 13): a job without one stores no attribute. */
+  readonly project?: string;
+  readonly projectPk?: string;
 }
 
 export interface Reservation {
@@ -112,6 +116,7 @@ export function indexAttributes(
     | "scheduleId"
     | "updatedAt"
   > & {
+    readonly project?: string | null | undefined;
     readonly queuedAt?: string | undefined;
     readonly orderKey?: string | undefined;
     readonly reservation?: Reservation | undefined;
@@ -131,6 +136,8 @@ export function indexAttributes(
   };
   if (!TERMINAL_STATUSES.has(job.status)) attrs.livePk = livePk(job.id);
   if (job.scheduleId) attrs.schedulePk = schedulePk(job.scheduleId);
+  // Keys written once, at creation: a project never changes, so no status change rewrites it.
+  if (job.project) attrs.projectPk = projectPk(job.project);
   if (job.status === "queued") {
     attrs.queuePk = queuePk(job.pool);
     attrs.queueSk = queueSk(job);
@@ -195,9 +202,11 @@ export function indexAttributesToRemove(status: JobStatus): string[] {
 }
 
 export function toJobItem(job: Job, unmet: number, staged: boolean, expiresAt?: number): JobItem {
-  const { result: _result, payload, tags, constraints, ...rest } = job;
+  const { result: _result, payload, tags, constraints, project, ...rest } = job;
   return {
     ...rest,
+    // No attribute at all without a project: such a job's item is byte for byte what it was.
+    ...(project !== null ? { project } : {}),
     payloadJson: JSON.stringify(payload ?? null),
     tagsJson: JSON.stringify(tags),
     constraintsJson: JSON.stringify(constraints),
@@ -243,6 +252,7 @@ const JOB_FIELDS = [
   "finishedAt",
   "nextAttemptAt",
   "version",
+  "project",
 ] as const satisfies readonly (keyof Job)[];
 
 /** The API's Job from a stored item (and the result item, when there is one). */

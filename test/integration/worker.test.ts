@@ -257,6 +257,7 @@ async function putDispatchedJob(
     tags: {},
     escalatedTo: null,
     scheduleId: null,
+    project: null,
     createdAt: now,
     updatedAt: now,
     startedAt: null,
