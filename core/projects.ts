@@ -1,6 +1,7 @@
 import { ForbiddenError, ProjectForbiddenError } from "./errors";
 import type { Principal } from "./principal";
 import type { QuotaLimits } from "./quota";
+import type { Reason } from "./reasons";
 
 /**
  * Projects (issue 13): an optional label on a job that its project's quota counts against. A
@@ -56,5 +57,27 @@ export function assertProjectPriorityAllowed(
   if (max === null || priority <= max) return;
   throw new ForbiddenError(
     `priority ${priority} is above the maxPriority quota of project ${project} (${max}); an admin may set it`,
+  );
+}
+
+/**
+ * Why a project's GPU jobs must wait, or null: as a principal's (core/quota.ts#gpuQuotaRefusal,
+ * daily first), in words that name the project, so a member sees whose quota holds the job.
+ */
+export function projectGpuQuotaRefusal(
+  project: string,
+  limits: QuotaLimits,
+  used: { readonly todayGpuSeconds: number; readonly weekGpuSeconds: number },
+): Reason | null {
+  const over = (limit: number | null, amount: number, which: string, window: string): Reason | null =>
+    limit !== null && amount >= limit
+      ? {
+          code: "quota",
+          message: `project ${project} is over its ${which} GPU quota: ${Math.floor(amount)} of ${limit} GPU-seconds used ${window}`,
+        }
+      : null;
+  return (
+    over(limits.dailyGpuSeconds, used.todayGpuSeconds, "daily", "today") ??
+    over(limits.weeklyGpuSeconds, used.weekGpuSeconds, "weekly", "this week")
   );
 }
