@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { completeRun } from "../../app/completion";
 import type { PoolPassSummary } from "../../app/scheduler";
 import { schedulePool } from "../../app/scheduler";
 import { projectQuotaKey } from "../../core/projects";
@@ -133,5 +134,30 @@ describe("project GPU quotas", () => {
       code: "quota",
       reason: `project ${ml} is over its daily GPU quota: 3600 of 3600 GPU-seconds used today`,
     });
+  });
+
+  it("adds a finished attempt's GPU-seconds to its project as well as to its owner, in the completing write", async () => {
+    // Prepare: erin's 2-GPU job of a project runs from 09:00 to 09:30.
+    setClock("2026-11-25T09:00:00.000Z");
+    const pool = newPool();
+    const ctx = schedulerFor(h, [pool]);
+    await registerNode(h, pool, GPU_NODE);
+    const ml = name("ml");
+    const erin = name("erin");
+    const [job = ""] = await submitWaiting(h, erin, [
+      { pool, resources: { cpu: 1, memoryMb: 1024, gpu: 2 }, project: ml },
+    ]);
+    await schedulePool(ctx, pool);
+    await startOnReservedNode(h, job);
+    setClock("2026-11-25T09:30:00.000Z");
+
+    // Act
+    const done = await completeRun(h.reconciler, { jobId: job, attempt: 1, resultJson: "null" });
+    const usage = await h.scheduler.usage.readGpuUsage([erin, projectQuotaKey(ml)], h.clock.read());
+
+    // Assess
+    expect(done.outcome).toBe("completed");
+    expect(usage.get(erin)).toEqual({ todayGpuSeconds: 3600, weekGpuSeconds: 3600 });
+    expect(usage.get(projectQuotaKey(ml))).toEqual({ todayGpuSeconds: 3600, weekGpuSeconds: 3600 });
   });
 });
