@@ -230,3 +230,27 @@ describe("POST /admin/tokens with a project", () => {
     expectError(malformed, 400, "validation_failed");
   });
 });
+
+describe("schedules of a project-bound token", () => {
+  it("store the token's project in the template, and refuse another project with 403", async () => {
+    // Act
+    const created = await post<{ id: string; job: Record<string, unknown> }>(MEMBER, "/schedules", {
+      name: "nightly",
+      cron: "0 2 * * *",
+      job: { type: "echo" },
+    });
+    const refused = await post(MEMBER, "/schedules", {
+      name: "elsewhere",
+      cron: "0 2 * * *",
+      job: { type: "echo", project: VISION },
+    });
+    const fired = await post<Job>(MEMBER, `/schedules/${created.json.id}/trigger`, {});
+
+    // Assess
+    expect(created.status).toBe(201);
+    expect(created.json.job.project).toBe(ML);
+    expectError(refused, 403, "forbidden");
+    expect(fired.status).toBe(201);
+    expect(fired.json.project).toBe(ML);
+  });
+});
