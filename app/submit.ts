@@ -228,7 +228,8 @@ export async function submitJobs(ctx: SubmitContext, request: SubmitRequest): Pr
       }
       if (!request.exemptFromQueueLimit) await assertQueueRoom(ctx, principal, jobs.length, limits);
     }
-    if (!request.exemptFromMaxPriority && projects.length > 0) await assertProjectPriorities(ctx, principal, jobs);
+    if (!request.exemptFromMaxPriority && projects.length > 0)
+      await assertProjectPriorities(ctx, principal, jobs);
     const written = await writeSubmission(ctx, {
       scheduleId: request.scheduleId ?? null,
       principal,
@@ -482,7 +483,9 @@ async function assertProjectPriorities(
 ): Promise<void> {
   if (principal.admin || !ctx.policies) return;
   const named = jobs.map((job) => ({ job, project: jobProject(principal, job.project) }));
-  const keys = [...new Set(named.flatMap(({ project }) => (project === null ? [] : [projectQuotaKey(project)])))];
+  const keys = [
+    ...new Set(named.flatMap(({ project }) => (project === null ? [] : [projectQuotaKey(project)]))),
+  ];
   const quotas = await ctx.policies.getQuotas(keys);
   for (const { job, project } of named) {
     const limits = project === null ? undefined : quotas.get(projectQuotaKey(project));
