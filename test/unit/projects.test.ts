@@ -16,6 +16,9 @@ import { NO_QUOTA } from "../../core/quota";
 import { createTokenSchema } from "../../core/tokens";
 import { HTTP_STATUS } from "../../functions/http";
 import { LocalConfigError, parseApiTokens } from "../../local/config";
+import { toJobItem } from "../../store/job-items";
+import { gpuUsageItems } from "../../store/usage";
+import { seededJob } from "../support/jobs";
 
 /**
  * Projects (issue 13): the project a job gets from its token, the local token spelling, the
@@ -220,5 +223,44 @@ describe("tokens bound to a project", () => {
     expect(principalOfRole("alice", "user", "ml")).toEqual({ id: "alice", admin: false, project: "ml" });
     expect(principalOfRole("alice", "user", "")).toStrictEqual({ id: "alice", admin: false });
     expect(principalOfRole("alice", "user", undefined)).toStrictEqual({ id: "alice", admin: false });
+  });
+});
+
+describe("what a project costs, and what it does not", () => {
+  it("a job without a project stores no project attribute nor index key; one with a project stores both", () => {
+    const base = {
+      id: "job_01JZ0000000000000000000000",
+      type: "echo",
+      status: "queued" as const,
+      owner: "alice",
+      createdAt: NOW,
+    };
+
+    const plain = toJobItem(seededJob(base), 0, false) as unknown as Record<string, unknown>;
+    const tagged = toJobItem(seededJob({ ...base, project: "ml" }), 0, false) as unknown as Record<
+      string,
+      unknown
+    >;
+
+    expect("project" in plain).toBe(false);
+    expect("projectPk" in plain).toBe(false);
+    expect(tagged.project).toBe("ml");
+    expect(tagged.projectPk).toBe("PRJ#ml");
+  });
+
+  it("an attempt's GPU usage adds the project's day and week items only when the job has a project", () => {
+    const args = ["Policy", "alice", 1, "2026-11-25T08:00:00.000Z", "2026-11-25T09:00:00.000Z"] as const;
+
+    const plain = gpuUsageItems(...args);
+    const withNull = gpuUsageItems(...args, null);
+    const tagged = gpuUsageItems(...args, "ml");
+    const keysOf = (items: typeof plain) => items.map((i) => String(i.Update?.Key?.pk));
+
+    expect(keysOf(plain)).toEqual(["PRINCIPAL#alice", "PRINCIPAL#alice"]);
+    expect(withNull).toEqual(plain);
+    expect(keysOf(tagged).sort()).toEqual(
+      ["PRINCIPAL#alice", "PRINCIPAL#alice", "PRINCIPAL#project:ml", "PRINCIPAL#project:ml"].sort(),
+    );
+    expect(gpuUsageItems("Policy", "alice", 0, args[3], args[4], "ml")).toEqual([]);
   });
 });
