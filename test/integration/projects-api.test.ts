@@ -200,6 +200,16 @@ describe("PUT and GET /quotas/project:{name}", () => {
     expect(normal.status).toBe(201);
     expect(otherProject.status).toBe(201);
     expect(byAdmin.status).toBe(201);
+    const raised = await api.request("PATCH", `/jobs/${normal.json.id}`, {
+      token: member.token,
+      body: { priority: "high" },
+    });
+    const lowered = await api.request<Job>("PATCH", `/jobs/${normal.json.id}`, {
+      token: member.token,
+      body: { priority: "low" },
+    });
+    expectError(raised, 403, "forbidden");
+    expect(lowered.status).toBe(200);
   });
 });
 
