@@ -2,7 +2,8 @@ import { applicableStatus } from "../core/dependencies";
 import { ConcurrentUpdateError, InvalidTransitionError } from "../core/errors";
 import { isTerminal, type Job, type JobError, type JobStatus } from "../core/job";
 import type { Principal } from "../core/principal";
-import { assertPriorityAllowed } from "../core/quota";
+import { assertProjectPriorityAllowed, projectQuotaKey } from "../core/projects";
+import { assertPriorityAllowed, type QuotaLimits } from "../core/quota";
 import { canTransition } from "../core/status";
 import { endAttemptItem, releaseCapacityItem } from "../store/capacity";
 import { fromJobItem, type JobItem } from "../store/job-items";
@@ -230,6 +231,7 @@ export function stopItems(
         item.reservation?.gpu ?? item.resources.gpu,
         item.attemptStartedAt,
         now,
+        item.project,
       ),
     );
   }
@@ -248,6 +250,8 @@ export async function reprioritizeJob(
 ): Promise<Job> {
   // Read once per request, before the loop: a quota changed meanwhile applies to the next one.
   const limits = principal.admin ? null : await ctx.policies.getQuota(principal.id);
+  // A project job's project quota too (issue 13): read only when a non-admin raises one.
+  let projectLimits: QuotaLimits | undefined;
   return withFreshRead(
     () => loadVisibleJob(ctx.repo, principal, id),
     async ({ item, result }) => {
@@ -259,6 +263,10 @@ export async function reprioritizeJob(
         );
       }
       if (limits) assertPriorityAllowed(limits, principal, priority, item.priority);
+      if (limits && item.project && priority > item.priority) {
+        projectLimits ??= await ctx.policies.getQuota(projectQuotaKey(item.project));
+        assertProjectPriorityAllowed(projectLimits, item.project, priority);
+      }
       if (priority === item.priority && !item.orderKey) return fromJobItem(item, result);
       const { items, next } = ctx.repo.priorityChangeItems(
         item,

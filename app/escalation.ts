@@ -81,6 +81,8 @@ export async function submitEscalation(
     dependsOn: [],
     offPeakOnly: job.offPeakOnly,
     tags: job.tags,
+    // The escalation is the same work under a new type: it counts against the same project.
+    ...(job.project !== null ? { project: job.project } : {}),
   };
   const result = await submitJobs(ctx, {
     principal: { id: job.owner, admin: false },

@@ -53,7 +53,7 @@ export function attemptUsageItems(
   finishedAt: string,
 ): TransactItem[] {
   const gpu = item.reservation?.gpu ?? item.resources.gpu;
-  return gpuUsageItems(ctx.usage.tableName, item.owner, gpu, item.attemptStartedAt, finishedAt);
+  return gpuUsageItems(ctx.usage.tableName, item.owner, gpu, item.attemptStartedAt, finishedAt, item.project);
 }
 
 export function durationSince(startedAt: string | undefined | null, now: string): number | null {

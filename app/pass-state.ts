@@ -1,6 +1,7 @@
 import type { Resources } from "../core/job";
 import type { PoolConfig } from "../core/pools";
 import type { RunningJob } from "../core/preemption";
+import { projectOfQuotaKey } from "../core/projects";
 import { currentGpuSeconds, type QuotaLimits } from "../core/quota";
 import type { JobRepository } from "../store/job-repository";
 import type { PolicyRepository } from "../store/policy";
@@ -89,7 +90,8 @@ export class PassState {
   /**
    * Loads the GPU quota and usage of owners not looked up yet: finished attempts from the usage
    * items, running ones from the GPU pools' active jobs. Owners without a GPU limit are left out
-   * of `quotas`, so the gate lets their jobs through without further reads.
+   * of `quotas`, so the gate lets their jobs through without further reads. An "owner" may be a
+   * project's quota key (`project:<name>`, core/projects.ts): its running jobs are the project's.
    */
   async loadQuotas(owners: Iterable<string>): Promise<void> {
     const fresh = [...new Set(owners)].filter((o) => !this.quotaLooked.has(o));
@@ -106,8 +108,10 @@ export class PassState {
     const running = await this.activeEverywhere(gpuPools);
     for (const owner of limited) {
       const used = { ...(finished.get(owner) ?? { todayGpuSeconds: 0, weekGpuSeconds: 0 }) };
+      const project = projectOfQuotaKey(owner);
       for (const item of running) {
-        if (item.owner !== owner || item.reservation.gpu <= 0 || !item.attemptStartedAt) continue;
+        const theirs = project === null ? item.owner === owner : item.project === project;
+        if (!theirs || item.reservation.gpu <= 0 || !item.attemptStartedAt) continue;
         const share = currentGpuSeconds(item.reservation.gpu, new Date(item.attemptStartedAt), this.now);
         used.todayGpuSeconds += share.todayGpuSeconds;
         used.weekGpuSeconds += share.weekGpuSeconds;

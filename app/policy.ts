@@ -1,7 +1,14 @@
 import { z } from "zod";
 import { ForbiddenError, ValidationError } from "../core/errors";
+import { projectNameSchema } from "../core/job";
 import { type Policy, policySchema } from "../core/policy";
 import type { Principal } from "../core/principal";
+import {
+  mayReadProjectQuota,
+  PROJECT_QUOTA_PREFIX,
+  projectOfQuotaKey,
+  projectQuotaKey,
+} from "../core/projects";
 import { type QuotaLimits, type QuotaView, quotaLimitsSchema, quotaView } from "../core/quota";
 import { parseRequest } from "../core/validation";
 import { principalUsage } from "./quota-usage";
@@ -36,8 +43,18 @@ export const principalIdSchema = z
   .string()
   .regex(/^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$/, "must match ^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$");
 
-/** The `{principal}` path parameter, or a 400 naming it. */
+/**
+ * The `{principal}` path parameter, or a 400 naming it: a principal, or `project:<name>` for a
+ * project's quota (issue 13; a principal never contains ":", so the two never meet).
+ */
 function principalParameter(subject: string): string {
+  if (subject.startsWith(PROJECT_QUOTA_PREFIX)) {
+    const project = projectNameSchema.safeParse(subject.slice(PROJECT_QUOTA_PREFIX.length));
+    if (project.success) return projectQuotaKey(project.data);
+    throw new ValidationError(
+      project.error.issues.map((issue) => ({ path: "principal", message: `project ${issue.message}` })),
+    );
+  }
   const parsed = principalIdSchema.safeParse(subject);
   if (!parsed.success) {
     throw new ValidationError(
@@ -77,7 +94,11 @@ export async function putPolicy(
 /** GET /quotas/{principal}: the limits, what is used of them, what remains, and the 80 % warning. */
 export async function getQuota(ctx: QuotaContext, caller: Principal, subject: string): Promise<QuotaView> {
   const principal = principalParameter(subject);
-  if (!caller.admin && caller.id !== principal) {
+  const project = projectOfQuotaKey(principal);
+  if (project !== null && !mayReadProjectQuota(caller, project)) {
+    throw new ForbiddenError(`only an admin or a token bound to project ${project} may read its quota`);
+  }
+  if (project === null && !caller.admin && caller.id !== principal) {
     throw new ForbiddenError("a user may read only their own quota");
   }
   const limits = await ctx.policies.getQuota(principal);
@@ -94,6 +115,12 @@ export async function putQuota(
   requireAdmin(caller, "set quotas");
   const principal = principalParameter(subject);
   const limits = parseRequest(quotaLimitsSchema, body());
+  if (projectOfQuotaKey(principal) !== null && limits.maxQueuedJobs !== null) {
+    // Refused rather than stored and ignored: nothing counts a project's not-started jobs yet.
+    throw new ValidationError([
+      { path: "maxQueuedJobs", message: "is not supported on a project's quota (only on a principal's)" },
+    ]);
+  }
   const stored = await ctx.policies.putQuota(principal, limits, ctx.clock().toISOString(), caller.id);
   return view(ctx, principal, stored);
 }

@@ -21,6 +21,7 @@ import {
   LOG_PREFIX,
   ownerPk,
   ownerStatusPk,
+  projectPk,
   queuePk,
   schedulePk,
   TRANSITION_PREFIX,
@@ -144,6 +145,7 @@ const LIST_INDEXES = [
   JOB_INDEX.byOwnerStatus,
   JOB_INDEX.byDay,
   JOB_INDEX.bySchedule,
+  JOB_INDEX.byProject,
 ] as const;
 type ListIndex = (typeof LIST_INDEXES)[number];
 
@@ -230,10 +232,16 @@ interface IndexFilter {
   readonly values: Record<string, unknown>;
 }
 
-function indexFilter(query: ListJobsQuery): IndexFilter | undefined {
+function indexFilter(query: ListJobsQuery, owner?: string): IndexFilter | undefined {
   const parts: string[] = [];
   const names: Record<string, string> = {};
   const values: Record<string, unknown> = {};
+  // byProject projects the owner: a user's list of a project drops other members' jobs unread.
+  if (owner !== undefined) {
+    parts.push("#owner = :owner");
+    names["#owner"] = "owner";
+    values[":owner"] = owner;
+  }
   if (query.type !== undefined) {
     parts.push("#type = :type");
     names["#type"] = "type";
@@ -278,14 +286,18 @@ export async function listJobs(
     return listUpdatedSince(ctx, owner, statuses, query, query.updatedSince, limits);
   // A schedule's jobs come from its own index; whose they are is checked on each job (a user
   // naming another's schedule gets an empty list, as for any job it may not see).
+  // A project's jobs likewise (issue 13): a user's list keeps their own, filtered in DynamoDB
+  // on the owner the index projects.
   const index: ListIndex =
     query.scheduleId !== undefined
       ? JOB_INDEX.bySchedule
-      : owner === undefined
-        ? JOB_INDEX.byDay
-        : statuses
-          ? JOB_INDEX.byOwnerStatus
-          : JOB_INDEX.byOwner;
+      : query.project !== undefined
+        ? JOB_INDEX.byProject
+        : owner === undefined
+          ? JOB_INDEX.byDay
+          : statuses
+            ? JOB_INDEX.byOwnerStatus
+            : JOB_INDEX.byOwner;
   const cursor = decodeCursor(query.cursor, listCursorSchema);
   if (cursor && (cursor.index !== index || (cursor.day !== undefined) !== (index === JOB_INDEX.byDay)))
     throw invalidCursor();
@@ -296,15 +308,18 @@ export async function listJobs(
   const partitions = (day: string | undefined): { attribute: string; values: string[] } =>
     query.scheduleId !== undefined
       ? { attribute: "schedulePk", values: [schedulePk(query.scheduleId)] }
-      : owner === undefined
-        ? { attribute: "dayPk", values: [dayPk(day ?? "")] }
-        : statuses
-          ? { attribute: "ownerStatusPk", values: statuses.map((s) => ownerStatusPk(owner, s)) }
-          : { attribute: "ownerPk", values: [ownerPk(owner)] };
-  const filter = indexFilter(query);
+      : query.project !== undefined
+        ? { attribute: "projectPk", values: [projectPk(query.project)] }
+        : owner === undefined
+          ? { attribute: "dayPk", values: [dayPk(day ?? "")] }
+          : statuses
+            ? { attribute: "ownerStatusPk", values: statuses.map((s) => ownerStatusPk(owner, s)) }
+            : { attribute: "ownerPk", values: [ownerPk(owner)] };
+  const filter = indexFilter(query, index === JOB_INDEX.byProject ? owner : undefined);
   // Status is a key of byOwnerStatus, but the day index carries none: checked on the job item.
   const checkedAfterRead =
-    (index === JOB_INDEX.byDay || index === JOB_INDEX.bySchedule) && statuses !== undefined;
+    (index === JOB_INDEX.byDay || index === JOB_INDEX.bySchedule || index === JOB_INDEX.byProject) &&
+    statuses !== undefined;
   const statusSet = statuses ? new Set<string>(statuses) : null;
 
   const lowestDay = index === JOB_INDEX.byDay ? await lowestDayToRead(ctx, query) : undefined;
@@ -583,6 +598,7 @@ function matches(item: Job, query: ListJobsQuery, statuses: ReadonlySet<string> 
   if (query.type !== undefined && item.type !== query.type) return false;
   if (query.priority !== undefined && item.priority !== query.priority) return false;
   if (query.tag && item.tags[query.tag.key] !== query.tag.value) return false;
+  if (query.project !== undefined && item.project !== query.project) return false;
   return true;
 }
 

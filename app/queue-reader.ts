@@ -177,6 +177,7 @@ export function queuedJob(item: JobItem): QueuedJob {
     deadline: item.deadline ?? null,
     offPeakOnly: item.offPeakOnly === true,
     orderKey: movedPosition(item),
+    project: item.project ?? null,
   };
 }
 
@@ -233,6 +234,8 @@ export interface ActiveItem {
   readonly attemptStartedAt?: string;
   readonly preemptedAt?: string;
   readonly updatedAt?: string;
+  /** The job's project (issue 13), for its project's running GPU-seconds. */
+  readonly project?: string;
 }
 
 /** Resources held per owner: the "in use" of Dominant Resource Fairness. */

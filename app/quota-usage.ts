@@ -1,4 +1,5 @@
 import type { JobStatus } from "../core/job";
+import { projectOfQuotaKey } from "../core/projects";
 import { currentGpuSeconds, type QuotaUsage } from "../core/quota";
 import { activePk, ownerStatusPk } from "../store/keys";
 import { JOB_INDEX } from "../store/tables";
@@ -20,15 +21,22 @@ export const NOT_STARTED_STATUSES: readonly JobStatus[] = [
   "paused",
 ];
 
+/**
+ * `principal` may be a project's quota key (`project:<name>`, core/projects.ts): its finished
+ * attempts are in usage items of that key, its running ones are the GPU pools' active jobs of the
+ * project. A project's not-started jobs are not counted (no index keys them by project and status:
+ * docs/scheduling.md#projects), so its queuedJobs reads 0.
+ */
 export async function principalUsage(
   ctx: Pick<AppContext, "repo" | "usage" | "pools" | "clock">,
   principal: string,
 ): Promise<QuotaUsage> {
   const now = ctx.clock();
+  const project = projectOfQuotaKey(principal);
   const [finished, running, queuedJobs] = await Promise.all([
     ctx.usage.readGpuUsage([principal], now),
-    runningGpuSeconds(ctx, principal, now),
-    countNotStarted(ctx, principal),
+    runningGpuSeconds(ctx, project === null ? { owner: principal } : { project }, now),
+    project === null ? countNotStarted(ctx, principal) : Promise.resolve(0),
   ]);
   const done = finished.get(principal) ?? { todayGpuSeconds: 0, weekGpuSeconds: 0 };
   return {
@@ -46,9 +54,10 @@ export async function principalUsage(
  */
 async function runningGpuSeconds(
   ctx: Pick<AppContext, "repo" | "pools">,
-  principal: string,
+  whose: { readonly owner: string } | { readonly project: string },
   now: Date,
 ): Promise<{ today: number; week: number }> {
+  const [attribute, value] = "owner" in whose ? ["owner", whose.owner] : ["project", whose.project];
   const gpuPools = ctx.pools.filter((pool) => pool.node.gpu > 0);
   const perPool = await Promise.all(
     gpuPools.map(async (pool) => {
@@ -58,11 +67,11 @@ async function runningGpuSeconds(
         const page = await ctx.repo.queryIndex({
           IndexName: JOB_INDEX.active,
           KeyConditionExpression: "activePk = :pk",
-          FilterExpression: "#owner = :owner AND #status = :running",
-          ExpressionAttributeNames: { "#owner": "owner", "#status": "status" },
+          FilterExpression: "#whose = :whose AND #status = :running",
+          ExpressionAttributeNames: { "#whose": attribute, "#status": "status" },
           ExpressionAttributeValues: {
             ":pk": activePk(pool.name),
-            ":owner": principal,
+            ":whose": value,
             ":running": "running",
           },
           ExclusiveStartKey: startKey,

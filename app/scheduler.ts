@@ -23,6 +23,7 @@ import { type PoolGauges, poolGauges } from "../core/pass-metrics";
 import type { Policy, RateLimit } from "../core/policy";
 import { eligiblePools, type PoolConfig } from "../core/pools";
 import { applyPlan, planPreemption } from "../core/preemption";
+import { projectQuotaKey } from "../core/projects";
 import { canTransition } from "../core/status";
 import { releaseCapacityItem, reservationFor, reserveCapacityItem } from "../store/capacity";
 import { createDocumentClient } from "../store/dynamo";
@@ -421,7 +422,12 @@ async function pass(ctx: SchedulerContext, pool: PoolConfig, tuning: SchedulerTu
   for (let round = 0; batch.length > 0 && round < tuning.maxPages; round++) {
     const ready = batch.filter((j) => j.status === "queued" && !read.has(j.id) && !deadlinePassed(j, now));
     for (const j of ready) read.set(j.id, j);
-    await state.loadQuotas(ready.filter((j) => j.resources.gpu > 0).map((j) => j.owner));
+    // A project's quota too (issue 13): only GPU jobs that carry a project add a key to look up.
+    await state.loadQuotas(
+      ready
+        .filter((j) => j.resources.gpu > 0)
+        .flatMap((j) => (j.project ? [j.owner, projectQuotaKey(j.project)] : [j.owner])),
+    );
     const order = new AdmissionOrder({
       algorithm: policy.algorithm,
       agingSecondsPerStep: policy.agingSecondsPerStep,

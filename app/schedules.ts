@@ -11,6 +11,7 @@ import {
 } from "../core/errors";
 import type { Job } from "../core/job";
 import type { Principal } from "../core/principal";
+import { jobProject } from "../core/projects";
 import {
   type CreateScheduleRequest,
   dueFire,
@@ -87,6 +88,16 @@ function checkTemplate(ctx: ScheduleContext, template: Record<string, unknown>):
   checkRunnable(ctx, [parsed], false);
 }
 
+/**
+ * The template as a project-bound token may store it (issue 13): its project stamped on, another
+ * project refused (403). A fire submits as the owner alone, unbound, so the binding must be in
+ * the template by then. Unbound callers' templates are stored as sent.
+ */
+function boundTemplate(principal: Principal, template: Record<string, unknown>): Record<string, unknown> {
+  const project = jobProject(principal, jobTemplateSchema.parse(template).project);
+  return project === null || template.project === project ? template : { ...template, project };
+}
+
 /** Another principal's schedule is a 404 exactly like a missing one (as for jobs). */
 async function loadVisible(ctx: ScheduleContext, principal: Principal, id: string): Promise<Schedule> {
   const schedule = SCHEDULE_ID_PATTERN.test(id) ? await ctx.schedules.get(id) : undefined;
@@ -119,7 +130,7 @@ export async function createSchedule(
     enabled: request.enabled,
     overlap: request.overlap,
     jitterSeconds: request.jitterSeconds,
-    job: request.job,
+    job: boundTemplate(principal, request.job),
     nextRunAt: firstRunAfter(request, now),
     lastFires: [],
     lastJobId: null,
@@ -178,12 +189,13 @@ export async function updateSchedule(
   patch: UpdateScheduleRequest,
 ): Promise<ScheduleView> {
   if (patch.job !== undefined) checkTemplate(ctx, patch.job);
+  const job = patch.job === undefined ? undefined : boundTemplate(principal, patch.job);
   for (let round = 1; ; round++) {
     const current = await loadVisible(ctx, principal, id);
     const now = ctx.clock();
     const merged: Schedule = {
       ...current,
-      ...Object.fromEntries(Object.entries(patch).filter(([, v]) => v !== undefined)),
+      ...Object.fromEntries(Object.entries({ ...patch, job }).filter(([, v]) => v !== undefined)),
       updatedAt: now.toISOString(),
       version: current.version + 1,
     };

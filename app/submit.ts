@@ -27,6 +27,7 @@ import {
 } from "../core/job";
 import { unsatisfiableReason } from "../core/pools";
 import type { Principal } from "../core/principal";
+import { assertProjectPriorityAllowed, jobProject, projectQuotaKey } from "../core/projects";
 import { assertPriorityAllowed, NO_QUOTA, type QuotaLimits } from "../core/quota";
 import { jobExpiresAt } from "../core/retention";
 import { type JobSettings, resolveJobSettings, typeRulesOf } from "../core/type-rules";
@@ -232,6 +233,10 @@ export async function submitJobs(ctx: SubmitContext, request: SubmitRequest): Pr
   const budget = request.budget ?? UNLIMITED;
   checkRunnable(ctx, request.jobs, request.jobs.length > 1 || request.jobs[0]?.ref !== undefined);
   const jobs = await withTypeDefaults(ctx, request.jobs, request.fallback, request.escalation === true);
+  // Before any write or claim: a bound token naming another project is a 403 (core/projects.ts).
+  const projects = [...new Set(jobs.map((job) => jobProject(principal, job.project)))].filter(
+    (p): p is string => p !== null,
+  );
   const resolved = resolveBatch(jobs);
 
   let ids = newIds(jobs.length);
@@ -264,6 +269,8 @@ export async function submitJobs(ctx: SubmitContext, request: SubmitRequest): Pr
       }
       if (!request.exemptFromQueueLimit) await assertQueueRoom(ctx, principal, jobs.length, limits);
     }
+    if (!request.exemptFromMaxPriority && projects.length > 0)
+      await assertProjectPriorities(ctx, principal, jobs);
     const written = await writeSubmission(ctx, {
       scheduleId: request.scheduleId ?? null,
       principal,
@@ -505,6 +512,28 @@ async function quotaLimits(ctx: SubmitContext, principal: Principal): Promise<Qu
   return ctx.policies ? ctx.policies.getQuota(principal.id) : NO_QUOTA;
 }
 
+/**
+ * A project quota's maxPriority holds too (issue 13): one BatchGetItem of the projects' quota
+ * items, only for a submission whose jobs have a project; admins are not held to it, as with a
+ * principal's.
+ */
+async function assertProjectPriorities(
+  ctx: SubmitContext,
+  principal: Principal,
+  jobs: readonly BatchJobRequest[],
+): Promise<void> {
+  if (principal.admin || !ctx.policies) return;
+  const named = jobs.map((job) => ({ job, project: jobProject(principal, job.project) }));
+  const keys = [
+    ...new Set(named.flatMap(({ project }) => (project === null ? [] : [projectQuotaKey(project)]))),
+  ];
+  const quotas = await ctx.policies.getQuotas(keys);
+  for (const { job, project } of named) {
+    const limits = project === null ? undefined : quotas.get(projectQuotaKey(project));
+    if (project !== null && limits) assertProjectPriorityAllowed(limits, project, job.priority);
+  }
+}
+
 /** Parallel StartExecution calls per submission: enough to hide latency, few enough not to be throttled. */
 const _START_CONCURRENCY = 16;
 
@@ -608,6 +637,7 @@ async function planSubmission(
       tags: request.tags ?? {},
       escalatedTo: null,
       scheduleId,
+      project: jobProject(principal, request.project),
       createdAt,
       updatedAt: createdAt,
       startedAt: null,

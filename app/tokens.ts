@@ -57,6 +57,7 @@ export function tokenView(record: TokenRecord): TokenView {
     role: record.role,
     createdAt: record.createdAt,
     revokedAt: record.revokedAt ?? null,
+    project: record.project ?? null,
   };
 }
 

@@ -78,6 +78,7 @@ function seededJob(i: number, now: number): Job {
     tags,
     escalatedTo: null,
     scheduleId: null,
+    project: null,
     createdAt,
     updatedAt: createdAt,
     startedAt: status === "queued" ? null : createdAt,

@@ -301,6 +301,7 @@ function queuedItem(i: number, id: string, createdAtMs: number, next: () => numb
     tags: { bench: "scheduler" },
     escalatedTo: null,
     scheduleId: null,
+    project: null,
     createdAt,
     updatedAt: createdAt,
     startedAt: null,

@@ -913,6 +913,7 @@ function buildProgram(io: Io, setExit: (code: number) => void): Command {
           role: record.role,
           createdAt: record.createdAt,
           revokedAt: null,
+          project: record.project ?? null,
           token,
         });
       } catch (error) {

@@ -41,6 +41,8 @@ export interface QueuedJob {
   readonly offPeakOnly?: boolean;
   /** Its place among its priority when an admin moved it (ordering.ts#queuePosition). */
   readonly orderKey?: string | null;
+  /** The project whose quota it also counts against (issue 13); null or absent: none. */
+  readonly project?: string | null;
 }
 
 /** An up node as admission sees it: what it has and what is already reserved on it. */

@@ -129,6 +129,7 @@ const jobShape = {
   finishedAt: nullableTimestamp,
   nextAttemptAt: nullableTimestamp,
   version: z.number().int().describe("increases with every change of the job"),
+  project: z.string().nullable().describe("the project the job counts against (its quota), or null"),
 };
 
 export const jobSchema = z.object(jobShape).register(apiResponses, { id: "Job" });
@@ -513,6 +514,7 @@ export const tokenViewSchema = z
     role: z.enum(ROLES),
     createdAt: timestamp,
     revokedAt: nullableTimestamp.describe("when it was revoked; null while it works"),
+    project: z.string().nullable().describe("the project the token is bound to; null: unbound"),
   })
   .register(apiResponses, { id: "Token" });
 

@@ -82,6 +82,23 @@ export class ForbiddenError extends JobqError {
   readonly code = "forbidden";
 }
 
+/**
+ * A project-bound token naming another project (issue 13): 403 `forbidden`, the contract's code for
+ * "not allowed", with the two projects in details so a client can tell what to fix.
+ */
+export class ProjectForbiddenError extends JobqError {
+  readonly code = "forbidden";
+  constructor(
+    readonly project: string,
+    readonly boundTo: string,
+  ) {
+    super(`this token is bound to project ${boundTo}; it may not submit jobs of project ${project}`, {
+      project,
+      boundTo,
+    });
+  }
+}
+
 export class NotFoundError extends JobqError {
   readonly code = "not_found";
 }

@@ -77,6 +77,11 @@ export const jobRecordSchema = z.looseObject({
   payloadJson: jsonText,
   tagsJson: jsonText,
   constraintsJson: jsonText,
+  /** Absent on a job without a project (issue 13); a name as POST /jobs accepts it otherwise. */
+  project: z
+    .string()
+    .regex(/^[a-z0-9][a-z0-9_-]{0,63}$/)
+    .optional(),
 });
 
 const jobPartition = { jobId: exportJobIdSchema, item: recordSchema };

@@ -1,6 +1,7 @@
 import type { AdmissionGate, NodeView, QueuedJob } from "./admission";
 import { type Circuit, circuitOpenReason, circuitState, keyFor } from "./circuit";
 import type { CircuitBreakerPolicy, OffPeakWindow, RateLimit } from "./policy";
+import { projectGpuQuotaRefusal, projectQuotaKey } from "./projects";
 import { gpuQuotaRefusal, type QuotaLimits } from "./quota";
 import type { Reason } from "./reasons";
 import { offPeakReason } from "./windows";
@@ -36,20 +37,30 @@ export interface GpuQuotaState {
 
 /**
  * GPU jobs of an owner over a GPU quota wait (reason quota); their CPU jobs still run. `quotas`
- * holds the owners that have limits, with their usage as the pass read it.
+ * holds the owners that have limits, with their usage as the pass read it, and the projects
+ * that have limits under their quota keys (`project:<name>`, issue 13): a job of a project waits
+ * if either its owner's or its project's quota is spent, and its reason says which (the owner's
+ * first).
  */
 export function gpuQuotaGate(quotas: ReadonlyMap<string, GpuQuotaState>): AdmissionGate {
   const answers = new Map<string, Reason | null>();
+  const answer = (key: string, refuse: (quota: GpuQuotaState) => Reason | null): Reason | null => {
+    let known = answers.get(key);
+    if (known === undefined) {
+      const quota = quotas.get(key);
+      known = quota ? refuse(quota) : null;
+      answers.set(key, known);
+    }
+    return known;
+  };
   return {
     check(job: QueuedJob): Reason | null {
-      if (!(job.resources.gpu > 0) || job.owner === undefined) return null;
-      let answer = answers.get(job.owner);
-      if (answer === undefined) {
-        const quota = quotas.get(job.owner);
-        answer = quota ? gpuQuotaRefusal(quota.limits, quota.used) : null;
-        answers.set(job.owner, answer);
-      }
-      return answer;
+      if (!(job.resources.gpu > 0)) return null;
+      const owner =
+        job.owner === undefined ? null : answer(job.owner, (q) => gpuQuotaRefusal(q.limits, q.used));
+      if (owner !== null || !job.project) return owner;
+      const project = job.project;
+      return answer(projectQuotaKey(project), (q) => projectGpuQuotaRefusal(project, q.limits, q.used));
     },
   };
 }

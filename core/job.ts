@@ -33,6 +33,16 @@ export const jobTypeSchema = z
   .string()
   .regex(/^[a-z0-9][a-z0-9._-]{0,63}$/, "must match ^[a-z0-9][a-z0-9._-]{0,63}$");
 
+/**
+ * A project's name (issue 13): a lowercase slug of at most 64 characters. Like a type name, but
+ * without dots: the local token spelling `token=principal@project` must not read the domain of an
+ * e-mail-like principal (`alice@example.com`) as a project, and quota keys `project:<name>`
+ * never collide with a principal, which cannot contain ":".
+ */
+export const projectNameSchema = z
+  .string()
+  .regex(/^[a-z0-9][a-z0-9_-]{0,63}$/, "must match ^[a-z0-9][a-z0-9_-]{0,63}$");
+
 export const prioritySchema = z
   .union([
     z.enum(Object.keys(PRIORITY_NAMES) as [PriorityName, ...PriorityName[]]),
@@ -162,6 +172,8 @@ const jobFields = {
   tags: labelMap.optional(),
   /** Where a job whose last attempt timed out goes; absent: onFailure (issue 13). */
   onTimeout: escalationSchema.optional(),
+  /** The project the job counts against (its quota); a project-bound token sets it itself. */
+  project: projectNameSchema.optional(),
 };
 
 export const submitJobSchema = z.strictObject(jobFields);
@@ -256,6 +268,8 @@ export const listJobsQuerySchema = z.strictObject({
     .optional(),
   /** Jobs changed after this time, oldest change first (a stream client's resync). */
   updatedSince: isoTimestamp.optional(),
+  /** A project's jobs (issue 13), from the sparse byProject index. */
+  project: projectNameSchema.optional(),
 });
 export type ListJobsQuery = z.infer<typeof listJobsQuerySchema>;
 
@@ -367,6 +381,8 @@ export interface Job {
   readonly nextAttemptAt: string | null;
   /** Optimistic-concurrency version: every status change is conditional on it. */
   readonly version: number;
+  /** The project it belongs to (issue 13), or null; fixed at submission. */
+  readonly project: string | null;
 }
 
 export interface Transition {

@@ -11,6 +11,11 @@ export interface Principal {
    * need not check it. Absent: false.
    */
   readonly readOnly?: boolean;
+  /**
+   * The project its token is bound to (issue 13): every job it submits gets this project, and
+   * naming another is refused (core/projects.ts). Absent: an unbound token, which may tag any.
+   */
+  readonly project?: string;
 }
 
 /**
@@ -28,11 +33,15 @@ export function isRole(value: unknown): value is Role {
   return typeof value === "string" && (ROLES as readonly string[]).includes(value);
 }
 
-/** The caller a token's role makes of its principal; an unknown role is a plain user. */
-export function principalOfRole(id: string, role: unknown): Principal {
+/**
+ * The caller a token's role makes of its principal; an unknown role is a plain user. `project`:
+ * the token's binding as the authorizer passed it (a non-empty string, else unbound).
+ */
+export function principalOfRole(id: string, role: unknown, project?: unknown): Principal {
   const admin = role === "admin" || role === "auditor";
   const readOnly = role === "reader" || role === "auditor";
-  return readOnly ? { id, admin, readOnly } : { id, admin };
+  const bound = typeof project === "string" && project.length > 0 ? { project } : {};
+  return readOnly ? { id, admin, readOnly, ...bound } : { id, admin, ...bound };
 }
 
 /** Whether a role may only read. */

@@ -1,5 +1,5 @@
 import { z } from "zod";
-import type { JobStatus } from "./job";
+import { type JobStatus, projectNameSchema } from "./job";
 import { ROLES, type Role } from "./principal";
 
 /**
@@ -27,14 +27,20 @@ export const createTokenSchema = z
       .describe(
         "user (default): its principal's jobs; admin: everything; reader: what user reads, read-only; auditor: what admin reads, read-only",
       ),
+    project: projectNameSchema
+      .optional()
+      .describe(
+        "binds the token to a project: its jobs get this project and may not name another (403), and it may read the project's quota",
+      ),
   })
   .refine((r) => r.admin === undefined || r.role === undefined || (r.role === "admin") === r.admin, {
     path: ["role"],
     message: "contradicts admin; give one of them",
   })
-  .transform((r): { principal: string; role: Role } => ({
+  .transform((r): { principal: string; role: Role; project?: string } => ({
     principal: r.principal,
     role: r.role ?? (r.admin === true ? "admin" : "user"),
+    ...(r.project !== undefined ? { project: r.project } : {}),
   }));
 export type CreateTokenRequest = z.output<typeof createTokenSchema>;
 
@@ -46,6 +52,8 @@ export interface TokenView {
   readonly role: Role;
   readonly createdAt: string;
   readonly revokedAt: string | null;
+  /** The project the token is bound to, or null (issue 13). */
+  readonly project: string | null;
 }
 
 /** POST /admin/tokens's answer: the view plus the secret, the one time it is ever shown. */

@@ -62,7 +62,12 @@ export async function authorize(
         { Effect: "Allow", Action: "execute-api:Invoke", Resource: stageWideResource(event.methodArn) },
       ],
     },
-    context: { [AUTH_CONTEXT_KEYS.principal]: record.principal, [AUTH_CONTEXT_KEYS.role]: record.role },
+    context: {
+      [AUTH_CONTEXT_KEYS.principal]: record.principal,
+      [AUTH_CONTEXT_KEYS.role]: record.role,
+      // Only when bound: API Gateway's context holds strings, numbers and booleans, never null.
+      ...(record.project !== undefined ? { [AUTH_CONTEXT_KEYS.project]: record.project } : {}),
+    },
   };
 }
 

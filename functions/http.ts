@@ -46,7 +46,7 @@ export function principalOf(event: APIGatewayProxyEvent): Principal {
   const authorizer = event.requestContext?.authorizer ?? {};
   const id = authorizer[AUTH_CONTEXT_KEYS.principal];
   if (typeof id !== "string" || id.length === 0) throw new UnauthorizedError();
-  return principalOfRole(id, authorizer[AUTH_CONTEXT_KEYS.role]);
+  return principalOfRole(id, authorizer[AUTH_CONTEXT_KEYS.role], authorizer[AUTH_CONTEXT_KEYS.project]);
 }
 
 /** Methods that change nothing: the only ones a read-only token (reader, auditor) may send. */

@@ -507,5 +507,10 @@ export const ROUTES: readonly RouteSpec[] = [
  * Keys the authorizer puts in the request context (API Gateway: requestContext.authorizer) and
  * the local stack sets the same way.
  */
-export const AUTH_CONTEXT_KEYS = { principal: "principal", role: "role" } as const;
+export const AUTH_CONTEXT_KEYS = {
+  principal: "principal",
+  role: "role",
+  /** The project a token is bound to (issue 13); absent for an unbound token. */
+  project: "project",
+} as const;
 export type { Role } from "../core/principal";

@@ -241,7 +241,7 @@ async function serve(
     return sendError(response, 404, "not_found", "no route matches this method and path");
   }
 
-  let caller: { readonly principal: string; readonly role: string } | undefined;
+  let caller: { readonly principal: string; readonly role: string; readonly project?: string } | undefined;
   if (match.route.authorized) {
     caller = authorize(request, tokens) ?? (await authorizeFromTable(request));
     if (!caller) {
@@ -299,7 +299,7 @@ function requestUrl(target: string): URL | undefined {
 function authorize(
   request: IncomingMessage,
   tokens: ApiTokens,
-): { principal: string; role: string } | undefined {
+): { principal: string; role: string; project?: string } | undefined {
   const token = /^Bearer\s+(\S+)\s*$/i.exec(request.headers.authorization ?? "")?.[1];
   return token === undefined ? undefined : tokens.get(token);
 }
@@ -353,7 +353,7 @@ function proxyEvent(
   url: URL,
   match: MatchedRoute,
   body: string | null,
-  caller: { readonly principal: string; readonly role: string } | undefined,
+  caller: { readonly principal: string; readonly role: string; readonly project?: string } | undefined,
 ): APIGatewayProxyEvent {
   const { headers, multiValueHeaders } = requestHeaders(request.rawHeaders);
   const { single, multi } = queryParameters(url.searchParams);
@@ -380,6 +380,7 @@ function proxyEvent(
         ? {
             [AUTH_CONTEXT_KEYS.principal]: caller.principal,
             [AUTH_CONTEXT_KEYS.role]: caller.role,
+            ...(caller.project !== undefined ? { [AUTH_CONTEXT_KEYS.project]: caller.project } : {}),
             principalId: caller.principal,
             integrationLatency: 0,
           }

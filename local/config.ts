@@ -1,6 +1,6 @@
 import { readFileSync } from "node:fs";
 import { z } from "zod";
-import { jobTypeSchema } from "../core/job";
+import { jobTypeSchema, projectNameSchema } from "../core/job";
 import { type Policy, policySchema } from "../core/policy";
 import { DEFAULT_POOLS, type PoolConfig, poolsSchema } from "../core/pools";
 import { DEFAULT_RETENTION, type Retention } from "../core/retention";
@@ -19,6 +19,8 @@ import { installInvocationStore } from "./lambda";
 export interface ApiPrincipal {
   readonly principal: string;
   readonly role: Role;
+  /** The project the token is bound to (`…@project`); absent: unbound. */
+  readonly project?: string;
 }
 
 /** Bearer token → who it acts as: what the tokens table and the authorizer are in AWS. */
@@ -146,14 +148,18 @@ export function readLocalConfig(env: NodeJS.ProcessEnv = process.env): LocalConf
 }
 
 /**
- * JOBQ_API_TOKENS: `token=principal[:admin|:reader|:auditor],…` (`:admin:reader` is `:auditor`: what an
- * admin reads, read-only; core/principal.ts). Unset: one admin token for principal `local`.
+ * JOBQ_API_TOKENS: `token=principal[:admin|:reader|:auditor][@project],…` (`:admin:reader` is
+ * `:auditor`: what an admin reads, read-only; core/principal.ts; `@project` binds the token to a
+ * project, issue 13). Unset: one admin token for principal `local`.
  * Errors name the entry by position and never echo a token: it is a secret.
  */
 /** The role the suffixes after a local token's principal name; undefined for any other spelling. */
 function localRole(parts: readonly string[]): Role | undefined {
   if (parts.length === 0) return "user";
   switch (parts.join(":")) {
+    // Spelled out, it lets a principal containing "@" be named unbound: `t=bob@corp:user`.
+    case "user":
+      return "user";
     case "admin":
       return "admin";
     case "reader":
@@ -164,6 +170,20 @@ function localRole(parts: readonly string[]): Role | undefined {
     default:
       return undefined;
   }
+}
+
+/**
+ * A token's `@project` suffix, split off the principal-and-role part. Principals may contain "@"
+ * (e-mail addresses), so only a last "@" followed by a project name counts: project names have no
+ * "." nor ":", so `alice@example.com` stays a principal and `alice:admin@ml` is admin alice bound
+ * to ml. A principal like `bob@corp` reads as bob bound to corp; `bob@corp:user` keeps it whole.
+ */
+function splitProject(value: string): { rest: string; project: string | undefined } {
+  const at = value.lastIndexOf("@");
+  const candidate = at > 0 ? value.slice(at + 1) : "";
+  return projectNameSchema.safeParse(candidate).success
+    ? { rest: value.slice(0, at), project: candidate }
+    : { rest: value, project: undefined };
 }
 
 export function parseApiTokens(spec: string | undefined): Map<string, ApiPrincipal> {
@@ -186,7 +206,8 @@ export function parseApiTokens(spec: string | undefined): Map<string, ApiPrincip
       return;
     }
     const token = entry.slice(0, split);
-    const [principal = "", ...roleParts] = entry.slice(split + 1).split(":");
+    const { rest, project } = splitProject(entry.slice(split + 1));
+    const [principal = "", ...roleParts] = rest.split(":");
     const role = localRole(roleParts);
     if (!TOKEN_PATTERN.test(token)) {
       problems.push(`${where}: the token is empty or contains whitespace`);
@@ -201,7 +222,7 @@ export function parseApiTokens(spec: string | undefined): Map<string, ApiPrincip
     } else if (tokens.has(token)) {
       problems.push(`${where}: the same token is listed twice`);
     } else {
-      tokens.set(token, { principal, role });
+      tokens.set(token, project === undefined ? { principal, role } : { principal, role, project });
     }
   });
   if (problems.length > 0) {

@@ -13,6 +13,8 @@ import { TOKEN_PATTERN } from "../store/tokens";
 export interface TableCaller {
   readonly principal: string;
   readonly role: Role;
+  /** The project the token is bound to (issue 13); absent: unbound. */
+  readonly project?: string;
 }
 
 /** Whether a token could be one of the Tokens table's (else the authorizer is not asked at all). */
@@ -32,7 +34,9 @@ export async function callerOf(
     const result = await decide();
     const principal = result.context?.[AUTH_CONTEXT_KEYS.principal];
     const role = result.context?.[AUTH_CONTEXT_KEYS.role];
-    return typeof principal === "string" && isRole(role) ? { principal, role } : undefined;
+    const project = result.context?.[AUTH_CONTEXT_KEYS.project];
+    if (typeof principal !== "string" || !isRole(role)) return undefined;
+    return typeof project === "string" ? { principal, role, project } : { principal, role };
   } catch (error) {
     if (error instanceof Error && error.message === "Unauthorized") return undefined;
     throw error;

@@ -11,6 +11,7 @@ import {
   NEVER_DUE,
   ownerPk,
   ownerStatusPk,
+  projectPk,
   queueAgeSk,
   queueOwnerSk,
   queuePk,
@@ -27,7 +28,8 @@ import {
  * nesting past 32 levels, a map key named "constructor" trips the SDK's marshaller), and text
  * round-trips exactly. Read them through `fromJobItem` / `jobConstraints`.
  */
-export interface JobItem extends Omit<Job, "result" | "payload" | "tags" | "constraints" | "onTimeout"> {
+export interface JobItem
+  extends Omit<Job, "result" | "payload" | "tags" | "constraints" | "onTimeout" | "project"> {
   /** Absent unless the job has one (issue 13): items written before it existed have none either. */
   readonly onTimeout?: Job["onTimeout"];
   readonly payloadJson: string;
@@ -90,6 +92,9 @@ export interface JobItem extends Omit<Job, "result" | "payload" | "tags" | "cons
    * completion touches its breaker, so other jobs' completions write nothing more.
    */
   readonly circuitProbe?: string;
+  /** Present only on a project's jobs (issue 13): a job without one stores no attribute. */
+  readonly project?: string;
+  readonly projectPk?: string;
 }
 
 export interface Reservation {
@@ -120,6 +125,7 @@ export function indexAttributes(
     | "scheduleId"
     | "updatedAt"
   > & {
+    readonly project?: string | null | undefined;
     readonly queuedAt?: string | undefined;
     readonly orderKey?: string | undefined;
     readonly reservation?: Reservation | undefined;
@@ -139,6 +145,8 @@ export function indexAttributes(
   };
   if (!TERMINAL_STATUSES.has(job.status)) attrs.livePk = livePk(job.id);
   if (job.scheduleId) attrs.schedulePk = schedulePk(job.scheduleId);
+  // Keys written once, at creation: a project never changes, so no status change rewrites it.
+  if (job.project) attrs.projectPk = projectPk(job.project);
   if (job.status === "queued") {
     attrs.queuePk = queuePk(job.pool);
     attrs.queueSk = queueSk(job);
@@ -203,11 +211,13 @@ export function indexAttributesToRemove(status: JobStatus): string[] {
 }
 
 export function toJobItem(job: Job, unmet: number, staged: boolean, expiresAt?: number): JobItem {
-  const { result: _result, payload, tags, constraints, onTimeout, ...rest } = job;
+  const { result: _result, payload, tags, constraints, onTimeout, project, ...rest } = job;
   return {
     ...rest,
     // Stored only when set: a job without one costs not a byte more (fromJobItem reads null).
     ...(onTimeout ? { onTimeout } : {}),
+    // No attribute at all without a project: such a job's item is byte for byte what it was.
+    ...(project !== null ? { project } : {}),
     payloadJson: JSON.stringify(payload ?? null),
     tagsJson: JSON.stringify(tags),
     constraintsJson: JSON.stringify(constraints),
@@ -254,6 +264,7 @@ const JOB_FIELDS = [
   "finishedAt",
   "nextAttemptAt",
   "version",
+  "project",
 ] as const satisfies readonly (keyof Job)[];
 
 /** The API's Job from a stored item (and the result item, when there is one). */

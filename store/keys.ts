@@ -116,6 +116,8 @@ export const FIRST_DAY_SK = "FIRST_DAY";
 
 /** A fired job's entry in the bySchedule index (GET /jobs?scheduleId=). */
 export const schedulePk = (scheduleId: string): string => `SCH#${scheduleId}`;
+/** A project's job's entry in the byProject index (GET /jobs?project=; issue 13). */
+export const projectPk = (project: string): string => `PRJ#${project}`;
 
 /** Policy table keys of a recurring schedule and its two indexes (docs/schedules.md). */
 export const scheduleItemPk = (id: string): string => `SCHEDULE#${id}`;

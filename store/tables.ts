@@ -68,6 +68,8 @@ export const JOB_INDEX = {
   byUpdateDay: "byUpdateDay",
   /** Sparse: only jobs a schedule fired, per schedule, newest first (GET /jobs?scheduleId=). */
   bySchedule: "bySchedule",
+  /** Sparse: only jobs of a project, per project, newest first (GET /jobs?project=; issue 13). */
+  byProject: "byProject",
 } as const;
 
 /** Indexes of the Policy table's schedule items (docs/schedules.md). */
@@ -100,6 +102,8 @@ export const QUEUE_PROJECTION = [
   "reasonCode",
   /** The lifecycle execution's task token: the scheduler releases it without reading the job. */
   "admissionToken",
+  /** Project quotas (issue 13); set once at submission, so it never rewrites an entry. */
+  "project",
 ] as const;
 
 /** Attributes of a job holding capacity that preemption, fair-share, quotas and estimates need. */
@@ -116,6 +120,8 @@ export const ACTIVE_PROJECTION = [
   "attemptStartedAt",
   "preemptedAt",
   "updatedAt",
+  /** A project's running GPU-seconds (issue 13); never changes, so it costs no index write. */
+  "project",
 ] as const;
 
 /**
@@ -212,6 +218,15 @@ export const jobsTable: TableDefinition = {
       partitionKey: { name: "updatedDayPk", type: "S" },
       sortKey: { name: "updatedSk", type: "S" },
       projection: { type: "INCLUDE", nonKeyAttributes: LIST_PROJECTION },
+    },
+    {
+      // Like bySchedule: keys written once, when a project's job is created (a job without a
+      // project has no entry), never rewritten by a status change; the projection is GET /jobs's
+      // filters', plus the owner, so a user's list skips other members' jobs inside DynamoDB.
+      indexName: JOB_INDEX.byProject,
+      partitionKey: { name: "projectPk", type: "S" },
+      sortKey: { name: "ownerSk", type: "S" },
+      projection: { type: "INCLUDE", nonKeyAttributes: [...LIST_PROJECTION, "owner"] },
     },
   ],
 };

@@ -8,6 +8,7 @@ import {
 } from "@aws-sdk/lib-dynamodb";
 import { z } from "zod";
 import { auditRecord } from "../core/audit";
+import { projectNameSchema } from "../core/job";
 import { ROLES, type Role } from "../core/principal";
 import { isConditionFailure, writeAudited } from "./audit";
 
@@ -35,6 +36,7 @@ const tokenRecordSchema = z.object({
   role: z.enum(ROLES),
   createdAt: z.string(),
   revokedAt: z.string().optional(),
+  project: projectNameSchema.optional(),
 });
 
 export interface TokenRecord {
@@ -47,6 +49,8 @@ export interface TokenRecord {
   readonly createdAt: string;
   /** Set by revokeToken; a revoked record is kept so the listing shows who had access. */
   readonly revokedAt?: string;
+  /** The project the token is bound to (issue 13); absent: unbound. */
+  readonly project?: string;
 }
 
 export class TokenRecordError extends Error {
@@ -82,6 +86,7 @@ function auditView(record: TokenRecord): Record<string, unknown> {
     role: record.role,
     createdAt: record.createdAt,
     revokedAt: record.revokedAt ?? null,
+    project: record.project ?? null,
   };
 }
 
@@ -96,7 +101,12 @@ function toRecord(item: Record<string, unknown>): TokenRecord {
 export async function createToken(
   client: DynamoDBDocumentClient,
   tableName: string,
-  input: { readonly principal: string; readonly role?: Role; readonly admin?: boolean },
+  input: {
+    readonly principal: string;
+    readonly role?: Role;
+    readonly admin?: boolean;
+    readonly project?: string | undefined;
+  },
   now: Date = new Date(),
   audit?: TokenAudit,
 ): Promise<{ token: string; record: TokenRecord }> {
@@ -107,6 +117,12 @@ export async function createToken(
     );
   }
   const principal = parsedPrincipal.data;
+  const project = input.project === undefined ? undefined : projectNameSchema.safeParse(input.project);
+  if (project !== undefined && !project.success) {
+    throw new TokenRecordError(
+      `invalid project ${JSON.stringify(input.project)}: ${project.error.issues[0]?.message}`,
+    );
+  }
   const token = `jq_${randomBytes(32).toString("base64url")}`;
   const tokenHash = hashToken(token);
   const record: TokenRecord = {
@@ -115,6 +131,8 @@ export async function createToken(
     principal,
     role: input.role ?? (input.admin === true ? "admin" : "user"),
     createdAt: now.toISOString(),
+    // Stored only when bound: an unbound token's record is what it was before projects.
+    ...(project?.success ? { project: project.data } : {}),
   };
   const put = {
     TableName: tableName,

@@ -1,4 +1,5 @@
 import { BatchGetCommand, type DynamoDBDocumentClient, UpdateCommand } from "@aws-sdk/lib-dynamodb";
+import { projectQuotaKey } from "../core/projects";
 import { gpuSecondsByWindow, usageWindows } from "../core/quota";
 import type { TransactItem } from "./job-repository";
 import { dayUsageSk, principalPk, runtimePk, runtimeSk, weekUsageSk } from "./keys";
@@ -30,6 +31,8 @@ function expiresAfter(day: string, days: number): number {
  * that ends the attempt, which is conditional on the job's version: counted exactly once.
  * None for a CPU job or an attempt that never started running; none for a window whose item
  * would already have expired (a very long attempt), which also bounds the item count.
+ * A job of a project adds the same seconds to the project's items too (`project:<name>`, issue
+ * 13), in the same transaction: no request more, and none of it for a job without a project.
  */
 export function gpuUsageItems(
   policyTable: string,
@@ -37,6 +40,7 @@ export function gpuUsageItems(
   gpu: number,
   startedAt: string | null | undefined,
   finishedAt: string,
+  project?: string | null,
 ): TransactItem[] {
   if (!(gpu > 0) || !startedAt || Number.isNaN(Date.parse(startedAt))) return [];
   // A transaction may not touch one item twice: spans of the same day or week are summed first.
@@ -49,17 +53,20 @@ export function gpuUsageItems(
   }
   const nowSeconds = Math.floor(Date.parse(finishedAt) / 1000);
   const items: TransactItem[] = [];
+  const subjects = project ? [owner, projectQuotaKey(project)] : [owner];
   const add = (sk: string, seconds: number, expiresAt: number): void => {
     if (expiresAt <= nowSeconds) return;
-    items.push({
-      Update: {
-        TableName: policyTable,
-        Key: { pk: principalPk(owner), sk },
-        UpdateExpression: "ADD gpuSeconds :seconds SET expiresAt = :expiresAt, #principal = :owner",
-        ExpressionAttributeNames: { "#principal": "principal" },
-        ExpressionAttributeValues: { ":seconds": seconds, ":expiresAt": expiresAt, ":owner": owner },
-      },
-    });
+    for (const subject of subjects) {
+      items.push({
+        Update: {
+          TableName: policyTable,
+          Key: { pk: principalPk(subject), sk },
+          UpdateExpression: "ADD gpuSeconds :seconds SET expiresAt = :expiresAt, #principal = :owner",
+          ExpressionAttributeNames: { "#principal": "principal" },
+          ExpressionAttributeValues: { ":seconds": seconds, ":expiresAt": expiresAt, ":owner": subject },
+        },
+      });
+    }
   };
   for (const [day, seconds] of days) add(dayUsageSk(day), seconds, expiresAfter(day, DAY_ITEM_TTL_DAYS));
   for (const [monday, seconds] of weeks) {

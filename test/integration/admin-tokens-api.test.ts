@@ -87,6 +87,7 @@ describe("POST /admin/tokens", () => {
       role: "user",
       createdAt: expect.any(String),
       revokedAt: null,
+      project: null,
       token: expect.stringMatching(TOKEN_PATTERN),
     });
     expect(submitted.status).toBe(201);
@@ -142,6 +143,7 @@ describe("GET /admin/tokens", () => {
       role: "admin",
       createdAt: token.createdAt,
       revokedAt: null,
+      project: null,
     });
     for (const text of texts) {
       expect(text).not.toContain(token.token);

@@ -262,6 +262,7 @@ async function putDispatchedJob(
     tags: {},
     escalatedTo: null,
     scheduleId: null,
+    project: null,
     createdAt: now,
     updatedAt: now,
     startedAt: null,

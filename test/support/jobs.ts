@@ -306,6 +306,7 @@ export function seededJob(
     tags: {},
     escalatedTo: null,
     scheduleId: null,
+    project: null,
     updatedAt: fields.createdAt,
     startedAt: null,
     finishedAt: fields.updatedAt ?? fields.createdAt,
