@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { type ArraySummary, arraySchema } from "./arrays";
 import { JOB_STATUSES, type JobStatus } from "./job-statuses";
 import type { ReasonCode } from "./reasons";
 
@@ -146,7 +147,11 @@ const jobFields = {
   tags: labelMap.optional(),
 };
 
-export const submitJobSchema = z.strictObject(jobFields);
+export const submitJobSchema = z.strictObject({
+  ...jobFields,
+  /** An array job (core/arrays.ts): a parent and `size` children sharing this definition. */
+  array: arraySchema.optional(),
+});
 export type SubmitJobRequest = z.infer<typeof submitJobSchema>;
 
 export const batchJobSchema = z.strictObject({
@@ -338,6 +343,11 @@ export interface Job {
   readonly nextAttemptAt: string | null;
   /** Optimistic-concurrency version: every status change is conditional on it. */
   readonly version: number;
+  /** An array job's parent: its size and children's statuses (core/arrays.ts); null otherwise. */
+  readonly array?: ArraySummary | null;
+  /** An array job's child: its index 0..size-1 and its parent; null otherwise. */
+  readonly arrayIndex?: number | null;
+  readonly arrayParentId?: string | null;
 }
 
 export interface Transition {

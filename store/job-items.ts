@@ -1,3 +1,4 @@
+import { arraySummary } from "../core/arrays";
 import { type Job, type JobStatus, TERMINAL_STATUSES } from "../core/job";
 import {
   activePk,
@@ -27,7 +28,8 @@ import {
  * nesting past 32 levels, a map key named "constructor" trips the SDK's marshaller), and text
  * round-trips exactly. Read them through `fromJobItem` / `jobConstraints`.
  */
-export interface JobItem extends Omit<Job, "result" | "payload" | "tags" | "constraints"> {
+export interface JobItem
+  extends Omit<Job, "result" | "payload" | "tags" | "constraints" | "array" | "arrayIndex" | "arrayParentId"> {
   readonly payloadJson: string;
   readonly tagsJson: string;
   readonly constraintsJson: string;
@@ -82,6 +84,12 @@ export interface JobItem extends Omit<Job, "result" | "payload" | "tags" | "cons
   readonly retries?: number;
   readonly updatedSk?: string;
   readonly updatedDayPk?: string;
+  /** An array job's size: on its parent and on each child (core/arrays.ts). */
+  readonly arraySize?: number;
+  /** An array child's index 0..arraySize-1. */
+  readonly arrayIndex?: number;
+  /** An array child's parent. */
+  readonly arrayParentId?: string;
 }
 
 export interface Reservation {
@@ -195,7 +203,17 @@ export function indexAttributesToRemove(status: JobStatus): string[] {
 }
 
 export function toJobItem(job: Job, unmet: number, staged: boolean, expiresAt?: number): JobItem {
-  const { result: _result, payload, tags, constraints, ...rest } = job;
+  const {
+    result: _result,
+    payload,
+    tags,
+    constraints,
+    // Views only: the item keeps arraySize, arrayIndex and arrayParentId (set by app/arrays.ts).
+    array: _array,
+    arrayIndex: _arrayIndex,
+    arrayParentId: _arrayParentId,
+    ...rest
+  } = job;
   return {
     ...rest,
     payloadJson: JSON.stringify(payload ?? null),
@@ -243,6 +261,9 @@ const JOB_FIELDS = [
   "finishedAt",
   "nextAttemptAt",
   "version",
+  "array",
+  "arrayIndex",
+  "arrayParentId",
 ] as const satisfies readonly (keyof Job)[];
 
 /** The API's Job from a stored item (and the result item, when there is one). */
@@ -253,6 +274,11 @@ export function fromJobItem(item: object, result: unknown = null): Job {
     payload: parseStored(stored.payloadJson, null),
     tags: parseStored(stored.tagsJson, {}),
     constraints: parseStored(stored.constraintsJson, {}),
+    // A parent's summary from its own fields; GET /jobs/{id} adds the children's counts.
+    array:
+      typeof stored.arraySize === "number" && typeof stored.arrayParentId !== "string"
+        ? arraySummary(stored.arraySize, Number(stored.unmet ?? 0))
+        : null,
   };
   const job: Record<string, unknown> = {};
   for (const field of JOB_FIELDS) job[field] = field in fromText ? fromText[field] : (stored[field] ?? null);
