@@ -113,7 +113,9 @@ export async function planArraySubmission(
     externals: base.externals,
     transactionSize: jobs.reduce((n, job) => n + 2 + job.edges.length, 0) + base.externals.length,
     bytes:
-      base.bytes + Buffer.byteLength(JSON.stringify([parentItem, transition, edges]), "utf8") + 64 * array.size,
+      base.bytes +
+      Buffer.byteLength(JSON.stringify([parentItem, transition, edges]), "utf8") +
+      64 * array.size,
   };
 }
 
@@ -170,11 +172,22 @@ export async function readArrayChildren(
  * item (BatchGetItem, eventually consistent: ≈ 0.5 RCU a child), so only the single job's view
  * does it; lists and the stream show the summary without counts.
  */
-export async function withArrayCounts(ctx: Pick<SubmitContext, "repo">, item: JobItem, job: Job): Promise<Job> {
+export async function withArrayCounts(
+  ctx: Pick<SubmitContext, "repo">,
+  item: JobItem,
+  job: Job,
+): Promise<Job> {
   if (!isArrayParent(item)) return job;
   const size = item.arraySize ?? 0;
   const children = await readArrayChildren(ctx, item.id, size);
-  return { ...job, array: arraySummary(size, item.unmet, children.map((child) => child.status)) };
+  return {
+    ...job,
+    array: arraySummary(
+      size,
+      item.unmet,
+      children.map((child) => child.status),
+    ),
+  };
 }
 
 /**
@@ -200,7 +213,13 @@ export async function cancelArrayChildren(
 }
 
 /** Where GET /jobs/{id}/children's next page starts: the next index. */
-const childrenCursorSchema = z.strictObject({ next: z.number().int().min(1).max(MAX_ARRAY_SIZE - 1) });
+const childrenCursorSchema = z.strictObject({
+  next: z
+    .number()
+    .int()
+    .min(1)
+    .max(MAX_ARRAY_SIZE - 1),
+});
 
 /**
  * GET /jobs/{id}/children: the children of an array job in index order, a page at a time. The

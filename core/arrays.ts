@@ -28,7 +28,8 @@ export function arrayChildId(parentId: string, index: number): string {
 
 export function arrayChildIds(parentId: string, size: number, from = 0, to = size): string[] {
   const ids: string[] = [];
-  for (let index = Math.max(0, from); index < Math.min(size, to); index++) ids.push(arrayChildId(parentId, index));
+  for (let index = Math.max(0, from); index < Math.min(size, to); index++)
+    ids.push(arrayChildId(parentId, index));
   return ids;
 }
 

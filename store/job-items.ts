@@ -29,7 +29,10 @@ import {
  * round-trips exactly. Read them through `fromJobItem` / `jobConstraints`.
  */
 export interface JobItem
-  extends Omit<Job, "result" | "payload" | "tags" | "constraints" | "array" | "arrayIndex" | "arrayParentId"> {
+  extends Omit<
+    Job,
+    "result" | "payload" | "tags" | "constraints" | "array" | "arrayIndex" | "arrayParentId"
+  > {
   readonly payloadJson: string;
   readonly tagsJson: string;
   readonly constraintsJson: string;
