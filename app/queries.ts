@@ -390,7 +390,7 @@ const updatedCursorSchema = z.strictObject({
   after: z
     .string()
     .regex(
-      /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}#(job_[0-9A-HJKMNP-TV-Z]{26}(:\d{1,4})?)?$/,
+      /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}#(job_[0-9A-HJKMNP-TV-Z]{26}(-\d{1,4})?)?$/,
       "is not a position in this list",
     ),
 });

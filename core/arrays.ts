@@ -18,12 +18,14 @@ export const arraySchema = z.strictObject({
 export type ArrayRequest = z.infer<typeof arraySchema>;
 
 /**
- * A child's id: `<parentId>:<index>`. Derived, never stored apart, so a child is found from its
- * parent without an index (GET /jobs/{parent}:{i}), an idempotent retry plans the same ids, and
- * the children sort right after their parent in every by-id index.
+ * A child's id: `<parentId>-<index>`. Derived, never stored apart, so a child is found from its
+ * parent without an index (GET /jobs/{parent}-{i}), an idempotent retry plans the same ids, and
+ * the children sort right after their parent in every by-id index. A hyphen, not Slurm's `_` nor
+ * a colon: Step Functions execution names (`<jobId>-<version>`) and ARNs refuse colons, and a
+ * hyphen needs no escaping in a URL.
  */
 export function arrayChildId(parentId: string, index: number): string {
-  return `${parentId}:${index}`;
+  return `${parentId}-${index}`;
 }
 
 export function arrayChildIds(parentId: string, size: number, from = 0, to = size): string[] {
@@ -35,7 +37,7 @@ export function arrayChildIds(parentId: string, size: number, from = 0, to = siz
 
 /** The parent and index of a child id, or null for any other id. */
 export function parseArrayChildId(id: string): { readonly parentId: string; readonly index: number } | null {
-  const match = /^(.+):(0|[1-9]\d{0,4})$/.exec(id);
+  const match = /^(job_[0-9A-HJKMNP-TV-Z]{26})-(0|[1-9]\d{0,4})$/.exec(id);
   if (!match?.[1] || match[2] === undefined) return null;
   const index = Number(match[2]);
   return index < MAX_ARRAY_SIZE ? { parentId: match[1], index } : null;

@@ -485,7 +485,7 @@ export const ROUTE_DOCS: Readonly<Record<string, RouteDoc>> = {
     summary: "An array job's children, in index order",
     description:
       'The children of a job submitted with `array` (docs/admin-api.md, "Array jobs"), each a ' +
-      "job with `arrayIndex` and `arrayParentId`; their ids are `<parent id>:<index>`. Any other " +
+      "job with `arrayIndex` and `arrayParentId`; their ids are `<parent id>-<index>`. Any other " +
       "job has none: an empty page. Visible as GET /jobs/{id} is.",
     tag: "jobs",
     query: pageQuerySchema,

@@ -56,12 +56,15 @@ async function job(id: string): Promise<ArrayJob> {
 }
 
 /** Polls until `done` holds for the job; fails with its last state after the deadline. */
-async function until(id: string, done: (job: ArrayJob) => boolean, deadlineMs = 120_000): Promise<ArrayJob> {
+async function until(id: string, done: (job: ArrayJob) => boolean, deadlineMs = 45_000): Promise<ArrayJob> {
   const deadline = Date.now() + deadlineMs;
   for (;;) {
     const current = await job(id);
     if (done(current)) return current;
-    if (Date.now() > deadline) throw new Error(`job ${id} still ${current.status} (${current.statusReason})`);
+    if (Date.now() > deadline)
+      throw new Error(
+        `job ${id} still ${current.status} (${current.statusReason}): ${JSON.stringify(current.array)}`,
+      );
     await new Promise((resolve) => setTimeout(resolve, 500));
   }
 }
@@ -97,7 +100,7 @@ describe("array jobs on the local stack", () => {
     expect(done.status).toBe("completed");
     expect(done.array).toMatchObject({ size: 3, pending: 0, counts: { completed: 3, failed: 0 } });
     const all = [...children.json.items, ...rest.json.items];
-    expect(all.map((child) => child.id)).toEqual([0, 1, 2].map((i) => `${parent.id}:${i}`));
+    expect(all.map((child) => child.id)).toEqual([0, 1, 2].map((i) => `${parent.id}-${i}`));
     expect(rest.json.nextCursor).toBeNull();
     for (const [index, child] of all.entries()) {
       expect(child).toMatchObject({ status: "completed", arrayIndex: index, arrayParentId: parent.id });
@@ -131,7 +134,7 @@ describe("array jobs on the local stack", () => {
     const cancelled = await until(dependent.id, ended);
 
     expect(failed.status).toBe("failed");
-    expect(failed.statusReason).toMatch(new RegExp(`^child ${parent.id}:[01] failed$`));
+    expect(failed.statusReason).toMatch(new RegExp(`^child ${parent.id}-[01] failed$`));
     expect(cancelled.status).toBe("cancelled");
     expect(cancelled.statusReason).toBe(`dependency ${parent.id} failed`);
   });

@@ -20,15 +20,15 @@ describe("array job ids", () => {
     const ids = arrayChildIds(PARENT, 3);
 
     // Assess
-    expect(ids).toEqual([`${PARENT}:0`, `${PARENT}:1`, `${PARENT}:2`]);
+    expect(ids).toEqual([`${PARENT}-0`, `${PARENT}-1`, `${PARENT}-2`]);
     expect(parseArrayChildId(arrayChildId(PARENT, 9_999))).toEqual({ parentId: PARENT, index: 9_999 });
   });
 
   it("takes a slice of the children for a page", () => {
-    expect(arrayChildIds(PARENT, 10, 8, 50)).toEqual([`${PARENT}:8`, `${PARENT}:9`]);
+    expect(arrayChildIds(PARENT, 10, 8, 50)).toEqual([`${PARENT}-8`, `${PARENT}-9`]);
   });
 
-  it.each([PARENT, `${PARENT}:01`, `${PARENT}:10000`, `${PARENT}:-1`, `${PARENT}:`])(
+  it.each([PARENT, `${PARENT}-01`, `${PARENT}-10000`, `${PARENT}-x`, `${PARENT}-`, "job_1-2"])(
     "does not read %s as a child id",
     (id) => {
       expect(parseArrayChildId(id)).toBeNull();
