@@ -15,7 +15,7 @@ import type { Principal } from "../core/principal";
 import { decodeCursor, encodeCursor } from "../store/cursor";
 import { fromJobItem, type JobItem, toJobItem, transitionItem } from "../store/job-items";
 import type { StatusChange } from "../store/job-repository";
-import { dependentSk, dependsOnSk, jobPk } from "../store/keys";
+import { dependsOnSk, jobPk } from "../store/keys";
 import type { ListPage, QueryContext } from "./queries";
 import { type PlannedJob, planSubmission, type SubmissionPlan, type SubmitContext } from "./submit";
 import { canSee, loadVisibleJob } from "./visibility";
@@ -23,7 +23,7 @@ import { canSee, loadVisibleJob } from "./visibility";
 /**
  * Array jobs (core/arrays.ts) on the submit, completion, cancel and read paths. The parent is a
  * job item that waits, `blocked`, on its children through the ordinary dependency edges (a
- * `DEP#<child>` edge under the parent, a `DPT#<parent>` edge under each child): the stream
+ * `DEP#<child>` edge under the parent; the child's `DPT#<parent>` is derived from its id): the stream
  * consumer that releases dependents (app/completion.ts#releaseDependents) flips one edge per
  * completed child and decrements the parent's `unmet` in one conditional transaction, so a
  * redelivered stream record counts nothing twice. With `unmet` at 0 the parent completes
@@ -95,10 +95,15 @@ export async function planArraySubmission(
     ...(first.expiresAt === undefined ? {} : { expiresAt: first.expiresAt }),
     arraySize: array.size,
   };
-  const edges = childIds.flatMap((childId) => [
-    { pk: jobPk(parentId), sk: dependsOnSk(childId), entity: "dependency", parentId: childId, met: false },
-    { pk: jobPk(childId), sk: dependentSk(parentId), entity: "dependent", childId: parentId },
-  ]);
+  // The parent's "waits on" edges only: a child's "waited on by" edge to its parent is derived
+  // from the child's id (JobRepository#listDependentIds), one item fewer per child to stage.
+  const edges = childIds.map((childId) => ({
+    pk: jobPk(parentId),
+    sk: dependsOnSk(childId),
+    entity: "dependency",
+    parentId: childId,
+    met: false,
+  }));
   const transition = transitionItem(
     parentId,
     1,
