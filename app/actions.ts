@@ -1,3 +1,4 @@
+import { arrayFailedReason } from "../core/arrays";
 import { applicableStatus } from "../core/dependencies";
 import { ConcurrentUpdateError, InvalidTransitionError } from "../core/errors";
 import { isTerminal, type Job, type JobError, type JobStatus } from "../core/job";
@@ -14,6 +15,7 @@ import {
   type TransactItem,
 } from "../store/job-repository";
 import { gpuUsageItems } from "../store/usage";
+import { cancelArrayChildren, isArrayParent, refuseOnArrayParent } from "./arrays";
 import { stateChange } from "./events";
 import { metricPool, recordMetrics } from "./metrics";
 import type { AppContext } from "./runtime";
@@ -61,6 +63,7 @@ export async function cancelJob(ctx: ActionContext, principal: Principal, id: st
     () => loadVisibleJob(ctx.repo, principal, id),
     async ({ item, result }) => {
       if (!canTransition(item.status, "cancelled")) refuse(item, "cancelled", "cancelled");
+      await cancelChildrenFirst(ctx, principal, item);
       const change: StatusChange = {
         to: "cancelled",
         reason: `cancelled by ${principal.id}`,
@@ -75,6 +78,25 @@ export async function cancelJob(ctx: ActionContext, principal: Principal, id: st
 }
 
 /**
+ * An array job's parent is cancelled after its children (app/arrays.ts): each child with the
+ * cascade to its own dependents, never back to the parent, so a cancel cut short (a large array,
+ * a timeout) is finished by sending it again while the parent is still not terminal.
+ */
+async function cancelChildrenFirst(ctx: ActionContext, principal: Principal, item: JobItem): Promise<void> {
+  if (!isArrayParent(item)) return;
+  await cancelArrayChildren(ctx, item, async (child) => {
+    const ended = await cancelDependent(
+      ctx,
+      child.id,
+      `array ${item.id} was cancelled by ${principal.id}`,
+      "",
+    );
+    if (ended) await cascadeCancel(ctx, child.id, "was cancelled", [item.id]);
+    return ended !== null;
+  });
+}
+
+/**
  * Cancels every job that waits, directly or transitively, on a job that can no longer complete,
  * each with a reason naming the dependency it waited on. Breadth-first over the dependents
  * edges; a job already terminal stops the walk there (its dependents were handled when it ended).
@@ -83,8 +105,10 @@ export async function cascadeCancel(
   ctx: ActionContext,
   rootId: string,
   verb: "failed" | "was cancelled",
+  /** Jobs the walk leaves alone (an array's parent while its children are cancelled first). */
+  skip: readonly string[] = [],
 ): Promise<number> {
-  const visited = new Set<string>([rootId]);
+  const visited = new Set<string>([rootId, ...skip]);
   let frontier: { parentId: string; verb: string }[] = [{ parentId: rootId, verb }];
   let count = 0;
   while (frontier.length > 0) {
@@ -93,9 +117,15 @@ export async function cascadeCancel(
       const childIds = (await ctx.repo.listDependentIds(parentId)).filter((child) => !visited.has(child));
       for (const childId of childIds) {
         visited.add(childId);
-        if (await cancelDependent(ctx, childId, `dependency ${parentId} ${how}`)) {
+        const ended = await cancelDependent(
+          ctx,
+          childId,
+          `dependency ${parentId} ${how}`,
+          arrayFailedReason(parentId, how),
+        );
+        if (ended) {
           count++;
-          next.push({ parentId: childId, verb: "was cancelled" });
+          next.push({ parentId: childId, verb: ended === "failed" ? "failed" : "was cancelled" });
         }
       }
     }
@@ -104,20 +134,31 @@ export async function cascadeCancel(
   return count;
 }
 
-async function cancelDependent(ctx: ActionContext, id: string, reason: string): Promise<boolean> {
+/**
+ * Ends a job whose dependency can no longer complete: `cancelled` with `reason`, except an array
+ * job's parent, which AWS Batch's rule fails (with `arrayReason`) when one of its children ends
+ * failed or cancelled. Returns the status it ended in, or null when it had ended already.
+ */
+async function cancelDependent(
+  ctx: ActionContext,
+  id: string,
+  reason: string,
+  arrayReason: string,
+): Promise<"cancelled" | "failed" | null> {
   for (let round = 1; ; round++) {
     // Staged jobs (a batch still being written) are cancelled too: the batch commits them as they are.
     const item = (await ctx.repo.getJobItems([id])).get(id);
-    if (!item || isTerminal(item.status)) return false;
+    if (!item || isTerminal(item.status)) return null;
     try {
+      const parent = isArrayParent(item);
       const change: StatusChange = {
-        to: "cancelled",
-        reason,
+        to: parent ? "failed" : "cancelled",
+        reason: parent ? arrayReason : reason,
         triggeredBy: null,
         set: { finishedAt: ctx.clock().toISOString() },
       };
       await stopWith(ctx, item, change, "cancelled");
-      return true;
+      return change.to === "failed" ? "failed" : "cancelled";
     } catch (error) {
       if (error instanceof ConcurrentUpdateError && round < MAX_ROUNDS) continue;
       throw error;
@@ -130,6 +171,7 @@ export async function pauseJob(ctx: ActionContext, principal: Principal, id: str
     () => loadVisibleJob(ctx.repo, principal, id),
     async ({ item, result }) => {
       if (!canTransition(item.status, "paused")) refuse(item, "paused", "paused");
+      refuseOnArrayParent(item, "pause", "paused");
       const change: StatusChange = {
         to: "paused",
         reason: `paused by ${principal.id}`,

@@ -6,6 +6,7 @@ import { endAttemptItem, releaseCapacityItem } from "../store/capacity";
 import type { JobItem } from "../store/job-items";
 import { applicableChange, type TransactItem } from "../store/job-repository";
 import { JOB_SK, jobPk, RESULT_SK } from "../store/keys";
+import { arrayParentSettlement, isArrayParent } from "./arrays";
 import { type JobStateChange, stateChange } from "./events";
 import type { CompleteInput, LifecycleContext } from "./lifecycle";
 import {
@@ -249,6 +250,17 @@ export async function settleBlocked(ctx: LifecycleContext, id: string): Promise<
     if (child?.status !== "blocked") return null;
     const now = ctx.clock();
     const at = now.toISOString();
+    if (isArrayParent(child)) {
+      // An array's parent never queues: it completes with its last child (app/arrays.ts).
+      const settled = arrayParentSettlement(child, at);
+      if (!settled) return null;
+      const next = await ctx.repo.changeStatus(
+        child,
+        { ...settled, to: transition(child.status, settled.to) },
+        at,
+      );
+      return child.staged ? null : stateChange(child.status, next);
+    }
     const applies = applicableNow(child, now);
     if (applies.status === "blocked") {
       if (child.statusReason === applies.reason) return null;

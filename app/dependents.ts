@@ -21,7 +21,7 @@ import { canSee, loadVisibleJob } from "./visibility";
 
 /** Where the next page starts: the last `DPT#<child>` sort key read, nothing else (store/cursor.ts). */
 const dependentsCursorSchema = z.strictObject({
-  after: cursorSortKeySchema(/^DPT#job_[0-9A-HJKMNP-TV-Z]{26}$/),
+  after: cursorSortKeySchema(/^DPT#job_[0-9A-HJKMNP-TV-Z]{26}(-\d{1,4})?$/),
 });
 
 export async function listDependents(

@@ -29,6 +29,7 @@ import {
   updatedMinute,
 } from "../store/keys";
 import { JOB_INDEX } from "../store/tables";
+import { isArrayParent, withArrayCounts } from "./arrays";
 import { type QueueContext, queuedPlace } from "./queue";
 import { countUpTo } from "./queue-reader";
 import type { Clock } from "./runtime";
@@ -69,6 +70,8 @@ export async function getJobView(
 ): Promise<JobView> {
   const { item, result } = await loadVisibleJob(ctx.repo, principal, id);
   const job = fromJobItem(item, result);
+  // An array's parent: its children's statuses counted (app/arrays.ts), its reason as stored.
+  if (isArrayParent(item)) return withArrayCounts(ctx, item, job);
   if (item.status === "blocked")
     return { ...job, statusReason: await blockedReason(ctx, item, job.statusReason) };
   if (item.status !== "queued" || !item.queueSk) return job;
@@ -401,7 +404,10 @@ const updatedCursorSchema = z.strictObject({
   day: cursorDaySchema.optional(),
   after: z
     .string()
-    .regex(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}#(job_[0-9A-HJKMNP-TV-Z]{26})?$/, "is not a position in this list"),
+    .regex(
+      /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}#(job_[0-9A-HJKMNP-TV-Z]{26}(-\d{1,4})?)?$/,
+      "is not a position in this list",
+    ),
 });
 
 /**

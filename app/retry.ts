@@ -6,6 +6,7 @@ import { RETRYABLE, transition } from "../core/status";
 import { fromJobItem, type JobItem } from "../store/job-items";
 import { applicableChange, type StatusChange } from "../store/job-repository";
 import { DEPENDS_ON_PREFIX } from "../store/keys";
+import { refuseOnArrayParent } from "./arrays";
 import { stateChange } from "./events";
 import type { AppContext } from "./runtime";
 import { canSee, loadVisibleJob } from "./visibility";
@@ -49,6 +50,7 @@ async function retryItem(
   item: JobItem,
   request: Partial<RetryJobRequest>,
 ): Promise<JobItem> {
+  refuseOnArrayParent(item, "retry", "queued");
   if (!RETRYABLE.has(item.status)) {
     throw new InvalidTransitionError(
       item.status,

@@ -1,4 +1,5 @@
 import { ulid } from "ulid";
+import type { ArrayRequest } from "../core/arrays";
 import { forEachConcurrent } from "../core/concurrency";
 import {
   applicableStatus,
@@ -40,6 +41,7 @@ import {
   WriteStoppedError,
 } from "../store/job-repository";
 import { dependentSk, dependsOnSk, JOB_SK, jobPk } from "../store/keys";
+import { arraySubmissionIds, planArraySubmission } from "./arrays";
 import { stateChange } from "./events";
 import { ClaimLostError, Idempotency, type IdempotencyRecord } from "./idempotency";
 import { logger } from "./logger";
@@ -106,6 +108,13 @@ export interface SubmitRequest {
    * @default no limit (a lifecycle step's escalation, a test)
    */
   readonly budget?: SubmitBudget | undefined;
+  /**
+   * An array job (POST /jobs with `array`, app/arrays.ts): `jobs` holds its one definition; the
+   * parent and its children are written as one staged submission. The claim of an
+   * Idempotency-Key holds the parent's id alone; the children's ids derive from it.
+   * @default none
+   */
+  readonly array?: ArrayRequest | undefined;
 }
 
 /** Real time left to a request: a Lambda is stopped by the wall clock, never by ctx.clock. */
@@ -240,6 +249,13 @@ export async function submitJobs(ctx: SubmitContext, request: SubmitRequest): Pr
   const resolved = resolveBatch(jobs);
 
   let ids = newIds(jobs.length);
+  // Every id the submission writes: an array's parent and children from the parent's id alone.
+  const { array } = request;
+  const allIds = (planned: readonly string[]): string[] =>
+    array && planned[0] ? arraySubmissionIds(planned[0], array) : [...planned];
+  // The answer: an array submission answers its parent.
+  const answered = (items: readonly JobItem[]): Job[] =>
+    (array ? items.slice(0, 1) : items).map((item) => fromJobItem(item));
   let claim: ClaimFence | undefined;
   if (idempotency) {
     const idem = new Idempotency(ctx.repo);
@@ -250,9 +266,9 @@ export async function submitJobs(ctx: SubmitContext, request: SubmitRequest): Pr
     if (claimed.kind === "resume") {
       // A dead owner's commit: its ids are final and partly visible; finish, never start over.
       try {
-        const items = await commitStaged(ctx.repo, ids, { ...claim, opened: true });
+        const items = await commitStaged(ctx.repo, allIds(ids), { ...claim, opened: true });
         await afterCommit(ctx, items, budget);
-        return { jobs: items.map((item) => fromJobItem(item)), refs: refsOf(jobs, ids), replayed: false };
+        return { jobs: answered(items), refs: refsOf(jobs, ids), replayed: false };
       } catch (error) {
         if (error instanceof ClaimLostError) return answerFromClaim(ctx, claim, jobs);
         throw error;
@@ -267,7 +283,8 @@ export async function submitJobs(ctx: SubmitContext, request: SubmitRequest): Pr
       if (!request.exemptFromMaxPriority) {
         for (const job of jobs) assertPriorityAllowed(limits, principal, job.priority);
       }
-      if (!request.exemptFromQueueLimit) await assertQueueRoom(ctx, principal, jobs.length, limits);
+      if (!request.exemptFromQueueLimit)
+        await assertQueueRoom(ctx, principal, array ? array.size + 1 : jobs.length, limits);
     }
     if (!request.exemptFromMaxPriority && projects.length > 0)
       await assertProjectPriorities(ctx, principal, jobs);
@@ -279,10 +296,11 @@ export async function submitJobs(ctx: SubmitContext, request: SubmitRequest): Pr
       ids,
       budget,
       claim,
+      array,
     });
     await afterCommit(ctx, written.items, budget);
     return {
-      jobs: written.items.map((item) => fromJobItem(item)),
+      jobs: answered(written.items),
       refs: refsOf(jobs, written.ids),
       replayed: false,
     };
@@ -325,6 +343,7 @@ interface WriteInput {
   readonly ids: readonly string[];
   readonly budget: SubmitBudget;
   readonly claim: ClaimFence | undefined;
+  readonly array?: ArrayRequest | undefined;
 }
 
 /**
@@ -340,7 +359,18 @@ async function writeSubmission(
   let ids = input.ids;
   for (let round = 1; ; round++) {
     requireTime(budget, "before writing");
-    const plan = await planSubmission(ctx, principal, jobs, resolved, ids, input.scheduleId);
+    const [arrayJob] = jobs;
+    const plan =
+      input.array && arrayJob
+        ? await planArraySubmission(
+            ctx,
+            principal,
+            arrayJob,
+            input.array,
+            arraySubmissionIds(ids[0] ?? "", input.array),
+            input.scheduleId,
+          )
+        : await planSubmission(ctx, principal, jobs, resolved, ids, input.scheduleId);
     if (
       plan.transactionSize + (claim ? 1 : 0) <= MAX_TRANSACTION_ITEMS &&
       plan.bytes <= MAX_TRANSACTION_BYTES
@@ -556,13 +586,13 @@ async function replay(
   return { jobs: found.map((item) => fromJobItem(item)), refs: refsOf(jobs, ids), replayed: true };
 }
 
-interface PlannedJob {
+export interface PlannedJob {
   readonly item: JobItem;
   readonly transition: Record<string, unknown>;
   readonly edges: Record<string, unknown>[];
 }
 
-interface SubmissionPlan {
+export interface SubmissionPlan {
   readonly createdAt: string;
   readonly jobs: PlannedJob[];
   /** Existing dependencies as read, so the write can insist they have not changed since. */
@@ -577,7 +607,7 @@ interface SubmissionPlan {
  * status follows core's rule from the dependencies' statuses, batch parents included (a job
  * whose batch parent is cancelled at once is cancelled too).
  */
-async function planSubmission(
+export async function planSubmission(
   ctx: SubmitContext,
   principal: Principal,
   jobs: readonly ResolvedJobRequest[],

@@ -130,6 +130,20 @@ const jobShape = {
   nextAttemptAt: nullableTimestamp,
   version: z.number().int().describe("increases with every change of the job"),
   project: z.string().nullable().describe("the project the job counts against (its quota), or null"),
+  array: z
+    .object({
+      size: z.number().int(),
+      pending: z.number().int().describe("children not yet completed"),
+      counts: z
+        .record(z.enum(JOB_STATUSES), z.number().int())
+        .nullable()
+        .describe("children per status: on GET /jobs/{id} only, null in lists and the stream"),
+    })
+    .nullable()
+    .optional()
+    .describe("an array job's parent: its children's summary (docs/admin-api.md); null otherwise"),
+  arrayIndex: z.number().int().nullable().optional().describe("an array job's child: its index"),
+  arrayParentId: z.string().nullable().optional().describe("an array job's child: its parent"),
 };
 
 export const jobSchema = z.object(jobShape).register(apiResponses, { id: "Job" });

@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { type ArraySummary, arraySchema } from "./arrays";
 import { JOB_STATUSES, type JobStatus } from "./job-statuses";
 import type { ReasonCode } from "./reasons";
 
@@ -176,7 +177,11 @@ const jobFields = {
   project: projectNameSchema.optional(),
 };
 
-export const submitJobSchema = z.strictObject(jobFields);
+export const submitJobSchema = z.strictObject({
+  ...jobFields,
+  /** An array job (core/arrays.ts): a parent and `size` children sharing this definition. */
+  array: arraySchema.optional(),
+});
 export type SubmitJobRequest = z.infer<typeof submitJobSchema>;
 
 export const batchJobSchema = z.strictObject({
@@ -383,6 +388,11 @@ export interface Job {
   readonly version: number;
   /** The project it belongs to (issue 13), or null; fixed at submission. */
   readonly project: string | null;
+  /** An array job's parent: its size and children's statuses (core/arrays.ts); null otherwise. */
+  readonly array?: ArraySummary | null;
+  /** An array job's child: its index 0..size-1 and its parent; null otherwise. */
+  readonly arrayIndex?: number | null;
+  readonly arrayParentId?: string | null;
 }
 
 export interface Transition {

@@ -96,6 +96,9 @@ function recurringProblems(template: Record<string, unknown>): { path: string[];
       message: "a schedule's job cannot depend on other jobs: each fire would wait on the same jobs",
     });
   }
+  if (template.array !== undefined) {
+    problems.push({ path: ["array"], message: "a schedule cannot fire array jobs" });
+  }
   for (const field of ["runAt", "deadline"]) {
     if (template[field] !== undefined) {
       problems.push({

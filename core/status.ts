@@ -9,7 +9,9 @@ import { isTerminal, JOB_STATUSES, type JobStatus } from "./job";
 export const ALLOWED_TRANSITIONS: Readonly<Record<JobStatus, readonly JobStatus[]>> = {
   // `failed` from the waiting statuses is the deadline passing before the job started.
   scheduled: ["queued", "blocked", "paused", "cancelled", "failed"],
-  blocked: ["scheduled", "queued", "paused", "cancelled", "failed"],
+  // `completed` straight from `blocked` only for an array job's parent, which never runs: it
+  // completes when its last child does (core/arrays.ts).
+  blocked: ["scheduled", "queued", "paused", "cancelled", "failed", "completed"],
   queued: ["dispatched", "blocked", "paused", "cancelled", "failed"],
   // Back to `queued` when preempted or when the worker never picked the attempt up.
   dispatched: ["running", "queued", "retrying", "paused", "cancelled", "failed", "escalated"],

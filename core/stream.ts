@@ -42,7 +42,7 @@ export type ServerMessage = JobMessage | PongMessage | ErrorMessage | Subscribed
 /** At most this many job ids in one narrowed subscription (an item stays far below 400 KB). */
 export const MAX_SUBSCRIBED_JOBS = 1000;
 
-const jobIdSchema = z.string().regex(/^job_[0-9A-HJKMNP-TV-Z]{26}$/, "is not a job id");
+const jobIdSchema = z.string().regex(/^job_[0-9A-HJKMNP-TV-Z]{26}(-\d{1,4})?$/, "is not a job id");
 
 /** What a client may send. */
 export const clientMessageSchema = z.union([

@@ -485,6 +485,18 @@ export const ROUTE_DOCS: Readonly<Record<string, RouteDoc>> = {
     responses: { 200: { description: "a page of dependents", schema: dependentPageSchema } },
     errors: ["not_found"],
   },
+  ListChildren: {
+    summary: "An array job's children, in index order",
+    description:
+      'The children of a job submitted with `array` (docs/admin-api.md, "Array jobs"), each a ' +
+      "job with `arrayIndex` and `arrayParentId`; their ids are `<parent id>-<index>`. Any other " +
+      "job has none: an empty page. Visible as GET /jobs/{id} is.",
+    tag: "jobs",
+    query: pageQuerySchema,
+    parameters: PAGE_PARAMETERS,
+    responses: { 200: { description: "a page of child jobs", schema: jobPageSchema } },
+    errors: ["not_found"],
+  },
   ExportState: {
     summary: "Export jobq's state, a page at a time (admin)",
     description:

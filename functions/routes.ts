@@ -449,6 +449,16 @@ export const ROUTES: readonly RouteSpec[] = [
     authorized: true,
     jobsTable: [...READ, "dynamodb:BatchGetItem"],
   },
+  {
+    // An array job's children (app/arrays.ts): the parent (Query), a page of children by their
+    // derived ids (BatchGetItem).
+    id: "ListChildren",
+    method: "GET",
+    path: "/jobs/{id}/children",
+    handler: "list-children",
+    authorized: true,
+    jobsTable: [...READ, "dynamodb:BatchGetItem"],
+  },
   // Export and restore (app/export.ts, docs/operations.md), admin only. The export Scans the Jobs
   // and Policy tables a page at a time; the import puts items only where none exists (a
   // conditional PutItem, a TransactWriteItems for a requeued job and its transition) and starts a

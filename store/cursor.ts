@@ -15,7 +15,9 @@ import { ValidationError } from "../core/errors";
  */
 
 /** `job_` + a ULID (Crockford base32, 26 characters): what submit assigns (app/submit.ts). */
-export const cursorJobIdSchema = z.string().regex(/^job_[0-9A-HJKMNP-TV-Z]{26}$/, "is not a job id");
+export const cursorJobIdSchema = z
+  .string()
+  .regex(/^job_[0-9A-HJKMNP-TV-Z]{26}(-\d{1,4})?$/, "is not a job id");
 
 /** A UTC calendar day, `yyyy-mm-dd`, that exists (no 2025-02-30). */
 export const cursorDaySchema = z

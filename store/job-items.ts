@@ -1,3 +1,4 @@
+import { arraySummary } from "../core/arrays";
 import { type Job, type JobStatus, TERMINAL_STATUSES } from "../core/job";
 import {
   activePk,
@@ -29,7 +30,18 @@ import {
  * round-trips exactly. Read them through `fromJobItem` / `jobConstraints`.
  */
 export interface JobItem
-  extends Omit<Job, "result" | "payload" | "tags" | "constraints" | "onTimeout" | "project"> {
+  extends Omit<
+    Job,
+    | "result"
+    | "payload"
+    | "tags"
+    | "constraints"
+    | "onTimeout"
+    | "project"
+    | "array"
+    | "arrayIndex"
+    | "arrayParentId"
+  > {
   /** Absent unless the job has one (issue 13): items written before it existed have none either. */
   readonly onTimeout?: Job["onTimeout"];
   readonly payloadJson: string;
@@ -95,6 +107,12 @@ export interface JobItem
   /** Present only on a project's jobs (issue 13): a job without one stores no attribute. */
   readonly project?: string;
   readonly projectPk?: string;
+  /** An array job's size: on its parent and on each child (core/arrays.ts). */
+  readonly arraySize?: number;
+  /** An array child's index 0..arraySize-1. */
+  readonly arrayIndex?: number;
+  /** An array child's parent. */
+  readonly arrayParentId?: string;
 }
 
 export interface Reservation {
@@ -211,7 +229,19 @@ export function indexAttributesToRemove(status: JobStatus): string[] {
 }
 
 export function toJobItem(job: Job, unmet: number, staged: boolean, expiresAt?: number): JobItem {
-  const { result: _result, payload, tags, constraints, onTimeout, project, ...rest } = job;
+  const {
+    result: _result,
+    payload,
+    tags,
+    constraints,
+    onTimeout,
+    project,
+    // Views only: the item keeps arraySize, arrayIndex and arrayParentId (set by app/arrays.ts).
+    array: _array,
+    arrayIndex: _arrayIndex,
+    arrayParentId: _arrayParentId,
+    ...rest
+  } = job;
   return {
     ...rest,
     // Stored only when set: a job without one costs not a byte more (fromJobItem reads null).
@@ -265,6 +295,9 @@ const JOB_FIELDS = [
   "nextAttemptAt",
   "version",
   "project",
+  "array",
+  "arrayIndex",
+  "arrayParentId",
 ] as const satisfies readonly (keyof Job)[];
 
 /** The API's Job from a stored item (and the result item, when there is one). */
@@ -275,6 +308,11 @@ export function fromJobItem(item: object, result: unknown = null): Job {
     payload: parseStored(stored.payloadJson, null),
     tags: parseStored(stored.tagsJson, {}),
     constraints: parseStored(stored.constraintsJson, {}),
+    // A parent's summary from its own fields; GET /jobs/{id} adds the children's counts.
+    array:
+      typeof stored.arraySize === "number" && typeof stored.arrayParentId !== "string"
+        ? arraySummary(stored.arraySize, Number(stored.unmet ?? 0))
+        : null,
   };
   const job: Record<string, unknown> = {};
   for (const field of JOB_FIELDS) job[field] = field in fromText ? fromText[field] : (stored[field] ?? null);

@@ -13,6 +13,7 @@ import {
   type TransactWriteCommandInput,
   UpdateCommand,
 } from "@aws-sdk/lib-dynamodb";
+import { parseArrayChildId } from "../core/arrays";
 import { forEachConcurrent } from "../core/concurrency";
 import type { ApplicableStatus } from "../core/dependencies";
 import { ConcurrentUpdateError } from "../core/errors";
@@ -497,6 +498,9 @@ export class JobRepository {
       for (const item of page.items) ids.push(String(item.sk).slice(DEPENDENT_PREFIX.length));
       startKey = page.lastKey;
     } while (startKey);
+    // An array child's parent waits on it without a stored `DPT#` edge (app/arrays.ts).
+    const array = parseArrayChildId(id);
+    if (array && !ids.includes(array.parentId)) ids.push(array.parentId);
     return ids;
   }
 

@@ -13,6 +13,10 @@ export interface TaskContext {
   readonly jobId: string;
   /** 1 for the first attempt, 2 for the first retry, … */
   readonly attempt: number;
+  /** An array job's child (POST /jobs with `array`): its index 0..arraySize-1; null otherwise. */
+  readonly arrayIndex?: number | null;
+  /** An array job's child: how many children its array has; null otherwise. */
+  readonly arraySize?: number | null;
   /** A line for GET /jobs/{id}/logs; written in batches, never blocks the task. */
   log(level: LogLevel, message: string): void;
   /**

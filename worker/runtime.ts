@@ -509,6 +509,8 @@ export class Worker {
     const ctx: TaskContext = {
       jobId: job.id,
       attempt,
+      arrayIndex: job.arrayIndex ?? null,
+      arraySize: job.arrayParentId === undefined ? null : (job.arraySize ?? null),
       signal: controller.signal,
       log: (level, message) => logs.add(level, message),
       heartbeat: () => this.heartbeat(run),

@@ -13,13 +13,15 @@ export const handler = apiHandler(async (event, context) => {
   const principal = principalOf(event);
   const body = jsonBody(event, MAX_SUBMIT_BODY_BYTES);
   assertPayloadSizes(body, false);
-  const request = parseRequest(submitJobSchema, body);
+  const { array, ...request } = parseRequest(submitJobSchema, body);
   const key = header(event, "Idempotency-Key");
   const result = await submitJobs(appContext(), {
     principal,
     // Answer before the function is stopped: finish, or roll back and say so (never a 500 for jobs that exist).
     budget: lambdaBudget(context),
     jobs: [request],
+    // An array job (app/arrays.ts): the parent is answered, its children are written with it.
+    array,
     idempotency:
       key === undefined ? undefined : { key: validateKey(key), requestHash: requestHash("POST /jobs", body) },
   });

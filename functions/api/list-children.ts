@@ -1,0 +1,14 @@
+import { listArrayChildren } from "../../app/arrays";
+import { appContext } from "../../app/runtime";
+import { pageQuerySchema } from "../../core/job";
+import { parseRequest } from "../../core/validation";
+import { apiHandler, json, pathParameter, principalOf, queryParameters } from "../http";
+
+/** GET /jobs/{id}/children */
+export const handler = apiHandler(async (event) => {
+  const query = parseRequest(pageQuerySchema, queryParameters(event));
+  return json(
+    200,
+    await listArrayChildren(appContext(), principalOf(event), pathParameter(event, "id"), query),
+  );
+});
