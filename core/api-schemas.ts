@@ -126,11 +126,33 @@ const jobShape = {
 
 export const jobSchema = z.object(jobShape).register(apiResponses, { id: "Job" });
 
+const usd = z.number().min(0);
+
+/** A job's cost (core/cost.ts, docs/cost.md). */
+export const jobCostSchema = z
+  .object({
+    totalUsd: usd,
+    requestsUsd: usd.describe("AWS request charges of its own life, from per-step counts"),
+    computeUsd: usd.describe("node time × the pool's hourlyUsd × its dominant share of a node"),
+    breakdown: z.object({
+      stepFunctions: z.object({ transitions: z.number(), usd }),
+      dynamodb: z.object({ writeUnits: z.number(), readUnits: z.number(), usd }),
+      sqs: z.object({ requests: z.number(), usd }),
+      lambda: z.object({ invocations: z.number(), gbSeconds: z.number(), usd }),
+      eventBridge: z.object({ entries: z.number(), usd }),
+      api: z.object({ requests: z.number(), usd }),
+      compute: z.object({ nodeSeconds: z.number(), share: z.number(), hourlyUsd: z.number(), usd }),
+    }),
+    priceTable: z.string().describe("the price table's date and region, e.g. 2026-11 us-east-1"),
+  })
+  .register(apiResponses, { id: "JobCost" });
+
 export const jobViewSchema = z
   .object({
     ...jobShape,
     queuePosition: z.number().int().nullable().optional().describe("queued jobs: 1 = admitted next"),
     estimatedStartAt: nullableTimestamp.optional().describe("queued jobs, when recent run times allow"),
+    cost: jobCostSchema.optional().describe("what the job's life has cost so far (docs/cost.md)"),
   })
   .describe("GET /jobs/{id}: the job, and its place if queued")
   .register(apiResponses, { id: "JobView" });

@@ -82,6 +82,10 @@ export interface JobItem extends Omit<Job, "result" | "payload" | "tags" | "cons
   readonly retries?: number;
   readonly updatedSk?: string;
   readonly updatedDayPk?: string;
+  /** Node time of its ended attempts, in ms, summed as each leaves `running` (core/cost.ts). */
+  readonly runMs?: number;
+  /** The pool its last ended attempt ran in: whose node its compute is a share of. */
+  readonly runPool?: string;
 }
 
 export interface Reservation {
