@@ -64,17 +64,14 @@ export const STEP_REQUESTS = {
    * deletes the message; the dependents consumer's invocation for the completed job.
    */
   completion: { ...NONE, writeUnits: 17, readUnits: 1, sqsRequests: 1, lambdaInvocations: 0.75 },
-  /** A failed, timed-out or lost attempt: `AttemptFailed` and `BackoffWait`, and the message's delete. */
-  attemptFailed: {
-    ...NONE,
-    transitions: 2,
-    writeUnits: 20,
-    readUnits: 4,
-    sqsRequests: 2,
-    lambdaInvocations: 1,
-  },
-  /** `Requeue` after the backoff: retrying → queued. */
-  requeue: { ...NONE, transitions: 1, writeUnits: 14, readUnits: 2, lambdaInvocations: 1 },
+  /**
+   * A failed, timed-out or lost attempt: `AttemptFailed`, `BackoffWait` and `Requeue` (which runs,
+   * and ends the execution, even when the job ended), their two Lambda invocations, the attempt
+   * ended and the capacity back in one transaction, the message's delete.
+   */
+  attemptFailed: { ...NONE, transitions: 3, writeUnits: 20, readUnits: 4, sqsRequests: 2, lambdaInvocations: 2 },
+  /** `Requeue`'s write when the job goes on: retrying → queued. */
+  requeue: { ...NONE, writeUnits: 14, readUnits: 2 },
   /** A request that changes the job through the API (cancel, retry): the request and its reads. */
   apiRequest: { ...NONE, apiRequests: 1, lambdaInvocations: 1, readUnits: 1 },
   /**
