@@ -1,6 +1,7 @@
 import { dominantShare, type EventsPublished, type JobCost, jobCost } from "../core/cost";
 import type { JobStatus, Resources } from "../core/job";
 import { type PoolConfig, poolHourlyUsd } from "../core/pools";
+import type { ImageCost } from "../core/stats";
 import { config } from "./config";
 
 /**
@@ -56,4 +57,29 @@ export function costOfItem(item: CostedItem, settings: CostSettings, now?: Date)
     hourlyUsd: pool ? poolHourlyUsd(pool) : 0,
     events: settings.events,
   });
+}
+
+/**
+ * The cost of a job item as the Jobs table's stream shows it (a plain item), for the /stats
+ * consumer's sums: read from the item's own fields, defaulting what an old item lacks.
+ */
+export function costOfStreamItem(item: Record<string, unknown>, settings: CostSettings): ImageCost {
+  const num = (v: unknown): number => (typeof v === "number" && Number.isFinite(v) ? v : 0);
+  const text = (v: unknown): string | undefined => (typeof v === "string" && v !== "" ? v : undefined);
+  const resources = (item.resources ?? {}) as Record<string, unknown>;
+  const cost = costOfItem(
+    {
+      status: item.status as JobStatus,
+      version: num(item.version),
+      attempts: num(item.attempts),
+      failures: num(item.failures),
+      retries: num(item.retries),
+      runMs: num(item.runMs),
+      runPool: text(item.runPool),
+      pool: text(item.pool) ?? null,
+      resources: { cpu: num(resources.cpu), memoryMb: num(resources.memoryMb), gpu: num(resources.gpu) },
+    },
+    settings,
+  );
+  return { requestsUsd: cost.requestsUsd, computeUsd: cost.computeUsd };
 }

@@ -340,7 +340,10 @@ export const ownerRowSchema = z.object({
   running: z.number().int(),
   queued: z.number().int(),
   gpuSecondsToday: z.number(),
-  costUsdToday: z.number().nullable().describe("null until job costs are recorded"),
+  costUsdToday: z
+    .number()
+    .nullable()
+    .describe("the cost of the owner's jobs that ended today (docs/cost.md)"),
 });
 
 export const seriesPointSchema = z.object({
@@ -350,6 +353,19 @@ export const seriesPointSchema = z.object({
   queueWaitP50Ms: z.number().nullable(),
   runP50Ms: z.number().nullable(),
 });
+
+const costSumsSchema = z.object({
+  jobs: z.number().int(),
+  totalUsd: usd,
+  requestsUsd: usd,
+  computeUsd: usd,
+});
+
+export const costViewSchema = costSumsSchema
+  .extend({
+    byOwner: z.record(z.string(), costSumsSchema).describe("admins: every owner; a user: their own"),
+  })
+  .describe("the cost of the jobs that ended in the period (week: since Monday 00:00 UTC)");
 
 export const statsViewSchema = z
   .object({
@@ -371,7 +387,13 @@ export const statsViewSchema = z
     byType: z.record(z.string(), figuresViewSchema).describe("admins only; empty for a user"),
     owners: z.array(ownerRowSchema),
     ownersTruncated: z.boolean().describe("more owners have running or queued jobs than listed (admins)"),
-    overheadUsd: z.number().nullable().describe("null until job costs are recorded"),
+    overheadUsd: z
+      .number()
+      .nullable()
+      .describe("time-driven AWS requests over the window, attributed to no job: an estimate (docs/cost.md)"),
+    cost: z
+      .object({ today: costViewSchema, week: costViewSchema })
+      .describe("ended jobs' cost: everyone's and per owner for an admin, a user's own"),
     series: z.array(seriesPointSchema),
     seriesStepSeconds: z.number().int(),
     percentileRelativeError: z.number().describe("each percentile is within this fraction of the exact one"),

@@ -69,7 +69,14 @@ export const STEP_REQUESTS = {
    * and ends the execution, even when the job ended), their two Lambda invocations, the attempt
    * ended and the capacity back in one transaction, the message's delete.
    */
-  attemptFailed: { ...NONE, transitions: 3, writeUnits: 20, readUnits: 4, sqsRequests: 2, lambdaInvocations: 2 },
+  attemptFailed: {
+    ...NONE,
+    transitions: 3,
+    writeUnits: 20,
+    readUnits: 4,
+    sqsRequests: 2,
+    lambdaInvocations: 2,
+  },
   /** `Requeue`'s write when the job goes on: retrying → queued. */
   requeue: { ...NONE, writeUnits: 14, readUnits: 2 },
   /** A request that changes the job through the API (cancel, retry): the request and its reads. */
