@@ -39,7 +39,7 @@ const NONE: StepRequests = {
 /**
  * The steps of a job's life and what each makes. The units are DynamoDB's billing of a ~1 KB job
  * (`npm run bench`: 11 WRU to submit, ≈ 10 (batched) to 20 (alone) to admit, 12 to start, 16 + 1
- * to complete; a failed attempt's AttemptFailed ≈ 14–20 and Requeue ≈ 12–14). Events are counted
+ * to complete; a failed attempt's AttemptFailed ≈ 14–28 and Requeue ≈ 12–18). Events are counted
  * apart, per status change (`eventsOf`).
  */
 export const STEP_REQUESTS = {
@@ -72,13 +72,13 @@ export const STEP_REQUESTS = {
   attemptFailed: {
     ...NONE,
     transitions: 3,
-    writeUnits: 20,
-    readUnits: 4,
-    sqsRequests: 2,
+    writeUnits: 28,
+    readUnits: 6,
+    sqsRequests: 4,
     lambdaInvocations: 2,
   },
   /** `Requeue`'s write when the job goes on: retrying → queued. */
-  requeue: { ...NONE, writeUnits: 14, readUnits: 2 },
+  requeue: { ...NONE, writeUnits: 18, readUnits: 4 },
   /** A request that changes the job through the API (cancel, retry): the request and its reads. */
   apiRequest: { ...NONE, apiRequests: 1, lambdaInvocations: 1, readUnits: 1 },
   /**
