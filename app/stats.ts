@@ -3,6 +3,7 @@ import type { JobStatus } from "../core/job";
 import { PRIORITY_NAMES } from "../core/job";
 import type { PoolConfig } from "../core/pools";
 import type { Principal } from "../core/principal";
+import type { CostTotals } from "../core/quota";
 import {
   ALL,
   type CostSums,
@@ -459,6 +460,32 @@ export function weekDays(now: Date): string[] {
   for (let back = sinceMonday; back >= 0; back--)
     days.push(dayOf(new Date(now.getTime() - back * 86_400_000).toISOString()));
   return days;
+}
+
+/**
+ * The cost of the jobs that ended today and this week under one dimension (an owner's, or a
+ * project's): the /stats consumer's day items, one BatchGetItem of at most 7.
+ */
+export async function costTotals(
+  stats: StatsRepository,
+  dim: string,
+  now: Date,
+): Promise<{ today: CostTotals; week: CostTotals }> {
+  const days = weekDays(now);
+  const [today, week] = await Promise.all([
+    stats.readCosts(days.slice(-1), [dim]),
+    stats.readCosts(days, [dim]),
+  ]);
+  const totals = (sums: ReadonlyMap<string, CostSums>): CostTotals => {
+    const s = sums.get(dim);
+    return {
+      jobs: s?.jobs ?? 0,
+      totalUsd: usdOf(s),
+      requestsUsd: s?.requestsUsd ?? 0,
+      computeUsd: s?.computeUsd ?? 0,
+    };
+  };
+  return { today: totals(today), week: totals(week) };
 }
 
 function usdOf(sums: CostSums | undefined): number {

@@ -128,6 +128,14 @@ export const jobSchema = z.object(jobShape).register(apiResponses, { id: "Job" }
 
 const usd = z.number().min(0);
 
+/** Ended jobs' cost summed over a period. */
+const costSumsSchema = z.object({
+  jobs: z.number().int(),
+  totalUsd: usd,
+  requestsUsd: usd,
+  computeUsd: usd,
+});
+
 /** A job's cost (core/cost.ts, docs/cost.md). */
 export const jobCostSchema = z
   .object({
@@ -301,6 +309,10 @@ export const quotaViewSchema = z
       queuedJobs: remainingSchema,
     }),
     warning: z.boolean().describe("true once any limit is 80 % used"),
+    cost: z
+      .object({ today: costSumsSchema, week: costSumsSchema })
+      .optional()
+      .describe("the cost of the principal's jobs that ended today and this week (since Monday, UTC)"),
   })
   .register(apiResponses, { id: "QuotaView" });
 
@@ -352,13 +364,6 @@ export const seriesPointSchema = z.object({
   failed: z.number().int(),
   queueWaitP50Ms: z.number().nullable(),
   runP50Ms: z.number().nullable(),
-});
-
-const costSumsSchema = z.object({
-  jobs: z.number().int(),
-  totalUsd: usd,
-  requestsUsd: usd,
-  computeUsd: usd,
 });
 
 export const costViewSchema = costSumsSchema

@@ -218,7 +218,7 @@ interface StatsBody {
   readonly byType: Record<string, Figures>;
   readonly owners: { owner: string; running: number; queued: number; gpuSecondsToday: number }[];
   readonly series: { minute: string; completed: number }[];
-  readonly overheadUsd: null;
+  readonly overheadUsd: number | null;
   readonly error?: { code: string };
 }
 
@@ -366,6 +366,7 @@ describe("GET /stats from the change stream", () => {
       "byType",
       "owners",
       "overheadUsd",
+      "cost",
       "series",
     ]) {
       expect(body).toHaveProperty(field);
