@@ -51,7 +51,7 @@ export interface StatsContext {
   readonly usage: UsageRepository;
   readonly pools: readonly PoolConfig[];
   readonly clock: Clock;
-  /** How often a node beats (overhead estimate); 30 s when not given. */
+  /** How often a node refreshes its item (overhead estimate); 30 s when not given. */
   readonly heartbeatSeconds?: number;
 }
 
@@ -67,7 +67,8 @@ export function statsContext(): StatsContext {
       usage: new UsageRepository(db, c.policyTable),
       pools: c.pools,
       clock: systemClock,
-      heartbeatSeconds: c.heartbeatSeconds,
+      // The workers' node heartbeat default (worker/config.ts): a third of the lost-node time.
+      heartbeatSeconds: Math.max(1, Math.floor(c.nodeLostSeconds / 3)),
     };
   }
   return cached;
