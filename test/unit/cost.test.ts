@@ -11,6 +11,7 @@ import {
 } from "../../core/cost";
 import { DEFAULT_POOLS, poolHourlyUsd } from "../../core/pools";
 import { EC2_HOURLY_USD, fargateHourlyUsd, PRICES } from "../../core/prices";
+import { ALL, foldChanges, type JobImage, ownerDimension } from "../../core/stats";
 
 const success: JobCostFacts = {
   status: "completed",
@@ -148,5 +149,41 @@ describe("time-driven overhead", () => {
     expect(hour.invocations).toBe(120);
     expect(hour.sqsRequests).toBe(2700);
     expect(twoHours.usd).toBeCloseTo(2 * hour.usd, 12);
+  });
+});
+
+describe("cost sums in the stats fold", () => {
+  const image = (status: JobImage["status"], cost: JobImage["cost"] = null): JobImage => ({
+    id: "job_1",
+    status,
+    owner: "alice",
+    type: "echo",
+    pool: null,
+    reservationPool: null,
+    createdAt: "2026-12-07T10:00:00.000Z",
+    updatedAt: "2026-12-07T10:01:00.000Z",
+    queuedAt: null,
+    attemptStartedAt: null,
+    staged: false,
+    cost,
+  });
+
+  it("adds an ended job's cost to its day, for everyone and for its owner", () => {
+    // Act
+    const delta = foldChanges([
+      { old: image("running"), new: image("completed", { requestsUsd: 0.00007, computeUsd: 0.001 }) },
+    ]);
+    // Assess
+    const day = delta.costs.get("2026-12-07");
+    expect(day?.get(ALL)).toEqual({ jobs: 1, requestsUsd: 0.00007, computeUsd: 0.001 });
+    expect(day?.get(ownerDimension("alice"))).toEqual({ jobs: 1, requestsUsd: 0.00007, computeUsd: 0.001 });
+  });
+
+  it("adds nothing for a change that ends no job, nor for a replayed end", () => {
+    const cost = { requestsUsd: 1, computeUsd: 1 };
+    expect(foldChanges([{ old: image("queued"), new: image("dispatched", cost) }]).costs.size).toBe(0);
+    expect(foldChanges([{ old: image("completed", cost), new: image("completed", cost) }]).costs.size).toBe(
+      0,
+    );
   });
 });
