@@ -52,7 +52,7 @@ export const STEP_REQUESTS = {
   admission: {
     ...NONE,
     transitions: 1,
-    writeUnits: 12,
+    writeUnits: 15,
     readUnits: 2,
     sqsRequests: 1,
     lambdaInvocations: 0.3,
