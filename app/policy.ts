@@ -10,9 +10,11 @@ import {
   projectQuotaKey,
 } from "../core/projects";
 import { type QuotaLimits, type QuotaView, quotaLimitsSchema, quotaView } from "../core/quota";
+import { ownerDimension } from "../core/stats";
 import { parseRequest } from "../core/validation";
 import { principalUsage } from "./quota-usage";
 import type { AppContext } from "./runtime";
+import { costTotals, statsContext } from "./stats";
 
 /**
  * The scheduling policy (GET/PUT /admin/policy) and per-principal quotas (GET/PUT
@@ -126,6 +128,9 @@ export async function putQuota(
 }
 
 async function view(ctx: QuotaContext, principal: string, limits: QuotaLimits): Promise<QuotaView> {
-  const used = await principalUsage(ctx, principal);
-  return quotaView(principal, limits, used);
+  const [used, cost] = await Promise.all([
+    principalUsage(ctx, principal),
+    costTotals(statsContext().stats, ownerDimension(principal), ctx.clock()),
+  ]);
+  return { ...quotaView(principal, limits, used), cost };
 }

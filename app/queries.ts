@@ -1,5 +1,6 @@
 import { encodeTime } from "ulid";
 import { z } from "zod";
+import type { JobCost } from "../core/cost";
 import { ForbiddenError } from "../core/errors";
 import type { Attempt, Job, JobStatus, ListJobsQuery, LogLevel, LogLine, Transition } from "../core/job";
 import type { Principal } from "../core/principal";
@@ -30,6 +31,7 @@ import {
 } from "../store/keys";
 import { JOB_INDEX } from "../store/tables";
 import { isArrayParent, withArrayCounts } from "./arrays";
+import { costOfItem, costSettings } from "./cost";
 import { type QueueContext, queuedPlace } from "./queue";
 import { countUpTo } from "./queue-reader";
 import type { Clock } from "./runtime";
@@ -51,6 +53,8 @@ const MAX_POSITION_COUNT = 1000;
 export interface JobView extends Job {
   readonly queuePosition?: number | null;
   readonly estimatedStartAt?: string | null;
+  /** What the job's life has cost so far (app/cost.ts, docs/cost.md); GET /jobs/{id} only. */
+  readonly cost?: JobCost;
 }
 
 /** Unmet dependencies a blocked job's reason names, at most. */
@@ -69,9 +73,10 @@ export async function getJobView(
   id: string,
 ): Promise<JobView> {
   const { item, result } = await loadVisibleJob(ctx.repo, principal, id);
-  const job = fromJobItem(item, result);
-  // An array's parent: its children's statuses counted (app/arrays.ts), its reason as stored.
-  if (isArrayParent(item)) return withArrayCounts(ctx, item, job);
+  const job: JobView = { ...fromJobItem(item, result), cost: costOfItem(item, costSettings(), ctx.clock()) };
+  // An array's parent: its children's statuses counted (app/arrays.ts), its reason as stored;
+  // its cost is its own (each child's is on the child).
+  if (isArrayParent(item)) return { ...(await withArrayCounts(ctx, item, job)), cost: job.cost };
   if (item.status === "blocked")
     return { ...job, statusReason: await blockedReason(ctx, item, job.statusReason) };
   if (item.status !== "queued" || !item.queueSk) return job;

@@ -1,9 +1,14 @@
+import { overheadCost } from "../core/cost";
 import type { JobStatus } from "../core/job";
+import { PRIORITY_NAMES } from "../core/job";
 import type { PoolConfig } from "../core/pools";
 import type { Principal } from "../core/principal";
+import type { CostTotals } from "../core/quota";
 import {
   ALL,
+  type CostSums,
   compareSequence,
+  dayOf,
   emptyDelta,
   emptyFigures,
   foldChanges,
@@ -12,6 +17,7 @@ import {
   lastMinutes,
   mergeDelta,
   mergeFigures,
+  ownerDimension,
   type Percentiles,
   type PeriodFigures,
   percentile,
@@ -45,6 +51,8 @@ export interface StatsContext {
   readonly usage: UsageRepository;
   readonly pools: readonly PoolConfig[];
   readonly clock: Clock;
+  /** How often a node refreshes its item (overhead estimate); 30 s when not given. */
+  readonly heartbeatSeconds?: number;
 }
 
 let cached: StatsContext | undefined;
@@ -59,6 +67,8 @@ export function statsContext(): StatsContext {
       usage: new UsageRepository(db, c.policyTable),
       pools: c.pools,
       clock: systemClock,
+      // The workers' node heartbeat default (worker/config.ts): a third of the lost-node time.
+      heartbeatSeconds: Math.max(1, Math.floor(c.nodeLostSeconds / 3)),
     };
   }
   return cached;
@@ -214,6 +224,18 @@ export interface SeriesPoint {
   readonly runP50Ms: number | null;
 }
 
+/** Ended jobs' cost over a period (`week`: since Monday 00:00 UTC). */
+export interface CostView {
+  readonly jobs: number;
+  readonly totalUsd: number;
+  readonly requestsUsd: number;
+  readonly computeUsd: number;
+  readonly byOwner: Record<
+    string,
+    { jobs: number; totalUsd: number; requestsUsd: number; computeUsd: number }
+  >;
+}
+
 export interface StatsView {
   readonly generatedAt: string;
   readonly window: StatsWindow;
@@ -235,8 +257,13 @@ export interface StatsView {
   readonly owners: OwnerRow[];
   /** More owners have running or queued jobs than the answer lists (admins). */
   readonly ownersTruncated: boolean;
-  /** Filled by the job-cost issue; null until then. */
+  /**
+   * Time-driven AWS requests over the window, attributed to no job (core/cost.ts#overheadCost):
+   * an estimate from the configuration, not a count.
+   */
   readonly overheadUsd: number | null;
+  /** Ended jobs' cost (docs/cost.md): everyone's and per owner for an admin, a user's own else. */
+  readonly cost: { readonly today: CostView; readonly week: CostView };
   readonly series: SeriesPoint[];
   readonly seriesStepSeconds: number;
   /** The percentiles' stated bound: each is within this fraction of the exact one. */
@@ -258,10 +285,14 @@ export async function getStats(
   const plan = windowPlan(window, now);
   // The current minute and the 60 complete ones before it: throughput, and the windows to 1 h.
   const hourOfMinutes = lastMinutes(now, 61);
-  const [read, owners, utilization] = await Promise.all([
+  const days = weekDays(now);
+  const costDims = principal.admin ? undefined : [ownerDimension(principal.id)];
+  const [read, owners, utilization, today, week] = await Promise.all([
     ctx.stats.readPeriods(hourOfMinutes, plan.resolution === "hour" ? plan.periods : []),
     ownerRows(ctx, principal, now),
     poolUtilization(ctx),
+    ctx.stats.readCosts(days.slice(-1), costDims),
+    ctx.stats.readCosts(days, costDims),
   ]);
   const periods = plan.resolution === "minute" ? read.minutes : read.hours;
   const windowDims = new Map<string, PeriodFigures>();
@@ -317,9 +348,20 @@ export async function getStats(
     byType: principal.admin
       ? Object.fromEntries(types.map((type) => [type, figuresView(windowDims.get(typeDimension(type)))]))
       : {},
-    owners: owners.rows,
+    owners: owners.rows.map((row) => ({
+      ...row,
+      costUsdToday: usdOf(today.get(ownerDimension(row.owner))),
+    })),
     ownersTruncated: owners.truncated,
-    overheadUsd: null,
+    overheadUsd: overheadCost({
+      seconds: WINDOW_SECONDS[window],
+      pools: ctx.pools.length,
+      nodes: ctx.pools.reduce((n, p) => n + p.nodes, 0),
+      tiers: Object.keys(PRIORITY_NAMES).length,
+      pollSeconds: WORKER_POLL_SECONDS,
+      heartbeatSeconds: ctx.heartbeatSeconds ?? 30,
+    }).usd,
+    cost: { today: costView(today, principal), week: costView(week, principal) },
     series: plan.periods.map((period) => {
       const all = periods.get(period)?.get(ALL) ?? emptyFigures();
       const p50 = (h: ReadonlyMap<number, number>): number | null => {
@@ -400,4 +442,69 @@ async function poolUtilization(ctx: StatsContext): Promise<Map<string, Utilizati
     }),
   );
   return new Map(entries);
+}
+
+const WINDOW_SECONDS: Record<StatsWindow, number> = {
+  "5m": 300,
+  "15m": 900,
+  "1h": 3600,
+  "6h": 21_600,
+  "24h": 86_400,
+};
+/** A worker's long poll (worker/runtime.ts): an idle node's receives per tier per this many seconds. */
+const WORKER_POLL_SECONDS = 20;
+
+/** The days of the week so far (Monday 00:00 UTC on), oldest first; the last is today. */
+export function weekDays(now: Date): string[] {
+  const sinceMonday = (now.getUTCDay() + 6) % 7;
+  const days: string[] = [];
+  for (let back = sinceMonday; back >= 0; back--)
+    days.push(dayOf(new Date(now.getTime() - back * 86_400_000).toISOString()));
+  return days;
+}
+
+/**
+ * The cost of the jobs that ended today and this week under one dimension (an owner's, or a
+ * project's): the /stats consumer's day items, one BatchGetItem of at most 7.
+ */
+export async function costTotals(
+  stats: StatsRepository,
+  dim: string,
+  now: Date,
+): Promise<{ today: CostTotals; week: CostTotals }> {
+  const days = weekDays(now);
+  const [today, week] = await Promise.all([
+    stats.readCosts(days.slice(-1), [dim]),
+    stats.readCosts(days, [dim]),
+  ]);
+  const totals = (sums: ReadonlyMap<string, CostSums>): CostTotals => {
+    const s = sums.get(dim);
+    return {
+      jobs: s?.jobs ?? 0,
+      totalUsd: usdOf(s),
+      requestsUsd: s?.requestsUsd ?? 0,
+      computeUsd: s?.computeUsd ?? 0,
+    };
+  };
+  return { today: totals(today), week: totals(week) };
+}
+
+function usdOf(sums: CostSums | undefined): number {
+  return sums ? sums.requestsUsd + sums.computeUsd : 0;
+}
+
+function costView(sums: ReadonlyMap<string, CostSums>, principal: Principal): CostView {
+  const mine = principal.admin ? sums.get(ALL) : sums.get(ownerDimension(principal.id));
+  const byOwner: CostView["byOwner"] = {};
+  for (const [dim, s] of [...sums].sort(([a], [b]) => a.localeCompare(b))) {
+    if (!dim.startsWith(ownerDimension(""))) continue;
+    byOwner[dim.slice(ownerDimension("").length)] = { ...s, totalUsd: usdOf(s) };
+  }
+  return {
+    jobs: mine?.jobs ?? 0,
+    totalUsd: usdOf(mine),
+    requestsUsd: mine?.requestsUsd ?? 0,
+    computeUsd: mine?.computeUsd ?? 0,
+    byOwner,
+  };
 }

@@ -26,8 +26,9 @@ import { availableParallelism } from "node:os";
 import { parseArgs } from "node:util";
 import { BatchGetItemCommand, DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import WebSocket from "ws";
+import type { JobCost } from "../core/cost";
+import { PRICES } from "../core/prices";
 import { STATS_CONSUMER } from "../functions/stats-settings";
-import type { LocalStack } from "../local/stack";
 import { awsClientOptions } from "../store/aws";
 
 // The in-process handlers' INFO lines would bury the report. Powertools fixes a logger's level
@@ -37,8 +38,7 @@ import { awsClientOptions } from "../store/aws";
 process.env.POWERTOOLS_LOG_LEVEL = "WARN";
 await import("../app/logger");
 const { startLocalStack } = await import("../local/stack");
-const { lambdaMeter } = await import("../local/lambda");
-const { capacityMeter } = await import("../store/dynamo");
+const { costLines, diffMeters, readMeters, workerCapacity } = await import("./meters");
 delete process.env.POWERTOOLS_LOG_LEVEL;
 
 const IN_FLIGHT = 16;
@@ -49,104 +49,11 @@ const TOKEN = "bench-token";
 const DEADLINE_MS = 180_000;
 const TERMINAL = new Set(["completed", "failed", "cancelled", "escalated"]);
 
-/**
- * us-east-1 list prices as of 2026-11 (they change: check the AWS pricing pages). Free tiers
- * are left out.
- */
-const PRICES = {
-  date: "2026-11",
-  /** Step Functions Standard, per state transition. */
-  stateTransition: 25 / 1e6,
-  /** DynamoDB on-demand: one WRU per KB written (2 in a transaction), one RRU per 4 KB read. */
-  writeUnit: 0.625 / 1e6,
-  readUnit: 0.125 / 1e6,
-  /** SQS standard, per request (each 64 KB chunk; empty receives count). */
-  sqsRequest: 0.4 / 1e6,
-  /** Lambda, per request and per GB-second on arm64. */
-  lambdaRequest: 0.2 / 1e6,
-  lambdaGbSecond: 0.0000133334,
-  /** EventBridge custom events, per entry (64 KB chunk). */
-  eventEntry: 1.0 / 1e6,
-  /**
-   * API Gateway REST API (what lib/job-api.ts deploys), per request (first 333 million a month).
-   * Its token authorizer's answers are cached 5 minutes per token: no authorizer call per job.
-   */
-  apiRequest: 3.5 / 1e6,
-} as const;
-
 interface JobState {
   readonly status: string;
   readonly createdAt: string | undefined;
   readonly startedAt: string | undefined;
   readonly finishedAt: string | undefined;
-}
-
-interface Meters {
-  readonly transitions: number;
-  readonly executions: number;
-  readonly read: number;
-  readonly write: number;
-  readonly dynamoRequests: number;
-  /** DynamoDB use per function (store/dynamo.ts#meteredFunction). */
-  readonly dynamoByFunction: ReadonlyMap<string, { read: number; write: number; requests: number }>;
-  readonly sqs: Readonly<Record<string, number>>;
-  readonly eventEntries: number;
-  readonly putEventsCalls: number;
-  readonly lambda: ReadonlyMap<string, { invocations: number; durationMs: number }>;
-}
-
-function readMeters(stack: LocalStack): Meters {
-  const execution = stack.execution;
-  if (!execution) throw new Error("the stack runs no jobs");
-  const sfn = execution.meters.stepFunctions();
-  const events = execution.meters.events();
-  const dynamo = capacityMeter.snapshot();
-  return {
-    transitions: sfn.stateTransitions,
-    executions: sfn.executions,
-    read: dynamo.read,
-    write: dynamo.write,
-    dynamoRequests: dynamo.requests,
-    dynamoByFunction: new Map([...capacityMeter.byFunction].map(([name, entry]) => [name, { ...entry }])),
-    sqs: execution.meters.sqsRequests(),
-    eventEntries: events.entries,
-    putEventsCalls: events.putEventsCalls,
-    lambda: new Map([...lambdaMeter].map(([name, entry]) => [name, { ...entry }])),
-  };
-}
-
-function diffMeters(after: Meters, before: Meters): Meters {
-  const sqs: Record<string, number> = {};
-  for (const [action, count] of Object.entries(after.sqs)) sqs[action] = count - (before.sqs[action] ?? 0);
-  const lambda = new Map<string, { invocations: number; durationMs: number }>();
-  for (const [name, entry] of after.lambda) {
-    const earlier = before.lambda.get(name) ?? { invocations: 0, durationMs: 0 };
-    lambda.set(name, {
-      invocations: entry.invocations - earlier.invocations,
-      durationMs: entry.durationMs - earlier.durationMs,
-    });
-  }
-  const dynamoByFunction = new Map<string, { read: number; write: number; requests: number }>();
-  for (const [name, entry] of after.dynamoByFunction) {
-    const earlier = before.dynamoByFunction.get(name) ?? { read: 0, write: 0, requests: 0 };
-    dynamoByFunction.set(name, {
-      read: entry.read - earlier.read,
-      write: entry.write - earlier.write,
-      requests: entry.requests - earlier.requests,
-    });
-  }
-  return {
-    transitions: after.transitions - before.transitions,
-    executions: after.executions - before.executions,
-    read: after.read - before.read,
-    write: after.write - before.write,
-    dynamoRequests: after.dynamoRequests - before.dynamoRequests,
-    dynamoByFunction,
-    sqs,
-    eventEntries: after.eventEntries - before.eventEntries,
-    putEventsCalls: after.putEventsCalls - before.putEventsCalls,
-    lambda,
-  };
 }
 
 /**
@@ -190,6 +97,83 @@ async function getJob(url: string, id: string): Promise<JobState> {
     startedAt: job.startedAt ?? undefined,
     finishedAt: job.finishedAt ?? undefined,
   };
+}
+
+/** The jobs' own `cost` (GET /jobs/{id}), averaged: what the product attributes to each job. */
+async function meanCost(url: string, ids: readonly string[]): Promise<JobCost> {
+  const costs: JobCost[] = [];
+  for (const id of ids) {
+    const response = await fetch(`${url}/jobs/${id}`, { headers: { authorization: `Bearer ${TOKEN}` } });
+    const job = (await response.json()) as { cost?: JobCost };
+    if (!job.cost) throw new Error(`GET /jobs/${id} has no cost`);
+    costs.push(job.cost);
+  }
+  const mean = (pick: (c: JobCost) => number): number =>
+    costs.reduce((a, c) => a + pick(c), 0) / costs.length;
+  const b = (c: JobCost): JobCost["breakdown"] => c.breakdown;
+  return {
+    totalUsd: mean((c) => c.totalUsd),
+    requestsUsd: mean((c) => c.requestsUsd),
+    computeUsd: mean((c) => c.computeUsd),
+    breakdown: {
+      stepFunctions: {
+        transitions: mean((c) => b(c).stepFunctions.transitions),
+        usd: mean((c) => b(c).stepFunctions.usd),
+      },
+      dynamodb: {
+        writeUnits: mean((c) => b(c).dynamodb.writeUnits),
+        readUnits: mean((c) => b(c).dynamodb.readUnits),
+        usd: mean((c) => b(c).dynamodb.usd),
+      },
+      sqs: { requests: mean((c) => b(c).sqs.requests), usd: mean((c) => b(c).sqs.usd) },
+      lambda: {
+        invocations: mean((c) => b(c).lambda.invocations),
+        gbSeconds: mean((c) => b(c).lambda.gbSeconds),
+        usd: mean((c) => b(c).lambda.usd),
+      },
+      eventBridge: { entries: mean((c) => b(c).eventBridge.entries), usd: mean((c) => b(c).eventBridge.usd) },
+      api: { requests: mean((c) => b(c).api.requests), usd: mean((c) => b(c).api.usd) },
+      compute: {
+        nodeSeconds: mean((c) => b(c).compute.nodeSeconds),
+        share: mean((c) => b(c).compute.share),
+        hourlyUsd: mean((c) => b(c).compute.hourlyUsd),
+        usd: mean((c) => b(c).compute.usd),
+      },
+    },
+    priceTable: costs[0]?.priceTable ?? "",
+  };
+}
+
+/** The counted per-job figures beside the mean of the jobs' own `cost`, USD per million jobs. */
+function attributionRows(counted: readonly [string, string, number][], own: JobCost): string[][] {
+  const b = own.breakdown;
+  const ownLines: [string, number][] = [
+    [`${f(b.stepFunctions.transitions)} transitions`, b.stepFunctions.usd],
+    [`${f(b.dynamodb.writeUnits)} WRU`, b.dynamodb.writeUnits * PRICES.writeUnit],
+    [`${f(b.dynamodb.readUnits)} RRU`, b.dynamodb.readUnits * PRICES.readUnit],
+    [`${f(b.sqs.requests)} requests`, b.sqs.usd],
+    [`${f(b.lambda.invocations)} invocations`, b.lambda.invocations * PRICES.lambdaRequest],
+    [`${f(b.lambda.gbSeconds * 8000, 1)} ms`, b.lambda.gbSeconds * PRICES.lambdaGbSecond],
+    [`${f(b.eventBridge.entries)} entries`, b.eventBridge.usd],
+    [`${f(b.api.requests)} requests`, b.api.usd],
+  ];
+  const rows: string[][] = [["", "counted per job", "USD/M", "jobs' own cost (mean)", "USD/M"]];
+  let total = 0;
+  counted.forEach(([label, amount, usd], i) => {
+    const [ownAmount, ownUsd] = ownLines[i] ?? ["", 0];
+    rows.push([label, amount, f(usd * 1e6), ownAmount, f(ownUsd * 1e6)]);
+    total += usd;
+  });
+  rows.push(["requests, total", "", f(total * 1e6), "", f(own.requestsUsd * 1e6)]);
+  rows.push(["  jobs' own cost ÷ counted", "", "", "", f(own.requestsUsd / total, 3)]);
+  rows.push([
+    "compute (node time × pool hourlyUsd × share)",
+    "",
+    "",
+    `${f(b.compute.nodeSeconds, 3)} s`,
+    f(own.computeUsd * 1e6),
+  ]);
+  return rows;
 }
 
 /** Job items read straight from the table, outside every meter. */
@@ -290,31 +274,6 @@ function statusCounts(states: readonly JobState[]): string {
   return [...counts].map(([status, n]) => `${n} ${status}`).join(", ");
 }
 
-/** The workers' own DynamoDB use, from the line each logs when it drains. */
-function workerCapacity(lines: readonly string[]): {
-  read: number;
-  write: number;
-  requests: number;
-  nodes: number;
-} {
-  const total = { read: 0, write: 0, requests: 0, nodes: 0 };
-  for (const line of lines) {
-    const json = line.slice(line.indexOf("{"));
-    try {
-      const parsed = JSON.parse(json) as { message?: string; capacity?: Record<string, unknown> };
-      if (parsed.message !== "capacity consumed" || !parsed.capacity) continue;
-      const { read, write, requests } = parsed.capacity;
-      total.read += typeof read === "number" ? read : 0;
-      total.write += typeof write === "number" ? write : 0;
-      total.requests += typeof requests === "number" ? requests : 0;
-      total.nodes += 1;
-    } catch {
-      // not a JSON log line
-    }
-  }
-  return total;
-}
-
 const f = (value: number, digits = 2): string => (Number.isFinite(value) ? value.toFixed(digits) : "n/a");
 
 function table(rows: readonly (readonly string[])[]): string {
@@ -331,43 +290,6 @@ function table(rows: readonly (readonly string[])[]): string {
         .join("  "),
     )
     .join("\n");
-}
-
-/** The AWS request cost lines of `jobs` jobs' meters (Lambda at 128 MB), per job. */
-function costLines(
-  used: Meters,
-  jobs: number,
-  worker: { readonly read: number; readonly write: number },
-): [string, string, number][] {
-  const per = (n: number): number => n / jobs;
-  const sqsTotal = Object.values(used.sqs).reduce((a, b) => a + b, 0);
-  const lambdaRows = [...used.lambda].filter(([, e]) => e.invocations > 0);
-  const lambdaRequests = 1 + per(lambdaRows.reduce((a, [, e]) => a + e.invocations, 0));
-  const lambdaMs = per(lambdaRows.reduce((a, [, e]) => a + e.durationMs, 0));
-  const readUnits = per(used.read) + worker.read;
-  const writeUnits = per(used.write) + worker.write;
-  return [
-    [
-      "Step Functions Standard",
-      `${f(per(used.transitions))} transitions`,
-      per(used.transitions) * PRICES.stateTransition,
-    ],
-    ["DynamoDB writes", `${f(writeUnits)} WRU`, writeUnits * PRICES.writeUnit],
-    ["DynamoDB reads", `${f(readUnits)} RRU`, readUnits * PRICES.readUnit],
-    ["SQS", `${f(per(sqsTotal))} requests`, per(sqsTotal) * PRICES.sqsRequest],
-    ["Lambda requests", `${f(lambdaRequests)} invocations`, lambdaRequests * PRICES.lambdaRequest],
-    [
-      "Lambda duration at 128 MB",
-      `${f(lambdaMs, 1)} ms`,
-      (lambdaMs / 1000) * (128 / 1024) * PRICES.lambdaGbSecond,
-    ],
-    [
-      "EventBridge custom events",
-      `${f(per(used.eventEntries))} entries`,
-      per(used.eventEntries) * PRICES.eventEntry,
-    ],
-    ["API Gateway REST API (submit)", "1 request", PRICES.apiRequest],
-  ];
 }
 
 async function main(): Promise<void> {
@@ -414,6 +336,8 @@ async function main(): Promise<void> {
     // batching window (it folds what its window gathered, as in AWS).
     await sleep(500 + STATS_CONSUMER.eventSource.maxBatchingWindowSeconds * 1000);
     const used = diffMeters(readMeters(stack), before);
+    // The jobs' own cost, read after the meters were: these GETs are in no measured figure.
+    const ownCost = await meanCost(stack.url, ids);
     const lastFinish = Math.max(...ended.map((s) => Date.parse(s.finishedAt ?? "")));
     const wallMs = lastFinish - firstSubmit;
 
@@ -440,6 +364,7 @@ async function main(): Promise<void> {
     const retriedEnded = await waitUntilEnded(raw, jobsTable, retriedIds);
     await sleep(500 + STATS_CONSUMER.eventSource.maxBatchingWindowSeconds * 1000);
     const retriedUsed = diffMeters(readMeters(stack), beforeRetries);
+    const retriedOwnCost = await meanCost(stack.url, retriedIds);
     await sleep(1000); // the last changes' messages
     stream.socket.close();
     const streamLatencies = idleIds.flatMap((id) => stream.delays.get(id) ?? []).sort((a, b) => a - b);
@@ -586,6 +511,15 @@ async function main(): Promise<void> {
       `\nOne retried attempt (${retriedJobs} jobs of type flaky: attempt 1 fails, attempt 2 succeeds, no backoff)`,
     );
     console.log(table(retryRows));
+
+    // How close each job's own `cost` (core/cost.ts, priced with the same table) is to what was
+    // counted: the counted figures include the time-driven calls, the jobs' own do not.
+    console.log(
+      `\nAttribution: counted per job vs the mean of the jobs' own cost (throughput run of ${jobs})`,
+    );
+    console.log(table(attributionRows(costs, ownCost)));
+    console.log(`\nAttribution: the ${retriedJobs} retried jobs`);
+    console.log(table(attributionRows(retriedCost, retriedOwnCost)));
   } catch (error) {
     console.error(`--- last worker output ---\n${workerLines.slice(-40).join("\n")}`);
     throw error;

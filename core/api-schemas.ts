@@ -148,11 +148,41 @@ const jobShape = {
 
 export const jobSchema = z.object(jobShape).register(apiResponses, { id: "Job" });
 
+const usd = z.number().min(0);
+
+/** Ended jobs' cost summed over a period. */
+const costSumsSchema = z.object({
+  jobs: z.number().int(),
+  totalUsd: usd,
+  requestsUsd: usd,
+  computeUsd: usd,
+});
+
+/** A job's cost (core/cost.ts, docs/cost.md). */
+export const jobCostSchema = z
+  .object({
+    totalUsd: usd,
+    requestsUsd: usd.describe("AWS request charges of its own life, from per-step counts"),
+    computeUsd: usd.describe("node time × the pool's hourlyUsd × its dominant share of a node"),
+    breakdown: z.object({
+      stepFunctions: z.object({ transitions: z.number(), usd }),
+      dynamodb: z.object({ writeUnits: z.number(), readUnits: z.number(), usd }),
+      sqs: z.object({ requests: z.number(), usd }),
+      lambda: z.object({ invocations: z.number(), gbSeconds: z.number(), usd }),
+      eventBridge: z.object({ entries: z.number(), usd }),
+      api: z.object({ requests: z.number(), usd }),
+      compute: z.object({ nodeSeconds: z.number(), share: z.number(), hourlyUsd: z.number(), usd }),
+    }),
+    priceTable: z.string().describe("the price table's date and region, e.g. 2026-11 us-east-1"),
+  })
+  .register(apiResponses, { id: "JobCost" });
+
 export const jobViewSchema = z
   .object({
     ...jobShape,
     queuePosition: z.number().int().nullable().optional().describe("queued jobs: 1 = admitted next"),
     estimatedStartAt: nullableTimestamp.optional().describe("queued jobs, when recent run times allow"),
+    cost: jobCostSchema.optional().describe("what the job's life has cost so far (docs/cost.md)"),
   })
   .describe("GET /jobs/{id}: the job, and its place if queued")
   .register(apiResponses, { id: "JobView" });
@@ -312,6 +342,10 @@ export const quotaViewSchema = z
       queuedJobs: remainingSchema,
     }),
     warning: z.boolean().describe("true once any limit is 80 % used"),
+    cost: z
+      .object({ today: costSumsSchema, week: costSumsSchema })
+      .optional()
+      .describe("the cost of the principal's jobs that ended today and this week (since Monday, UTC)"),
   })
   .register(apiResponses, { id: "QuotaView" });
 
@@ -351,7 +385,10 @@ export const ownerRowSchema = z.object({
   running: z.number().int(),
   queued: z.number().int(),
   gpuSecondsToday: z.number(),
-  costUsdToday: z.number().nullable().describe("null until job costs are recorded"),
+  costUsdToday: z
+    .number()
+    .nullable()
+    .describe("the cost of the owner's jobs that ended today (docs/cost.md)"),
 });
 
 export const seriesPointSchema = z.object({
@@ -361,6 +398,12 @@ export const seriesPointSchema = z.object({
   queueWaitP50Ms: z.number().nullable(),
   runP50Ms: z.number().nullable(),
 });
+
+export const costViewSchema = costSumsSchema
+  .extend({
+    byOwner: z.record(z.string(), costSumsSchema).describe("admins: every owner; a user: their own"),
+  })
+  .describe("the cost of the jobs that ended in the period (week: since Monday 00:00 UTC)");
 
 export const statsViewSchema = z
   .object({
@@ -382,7 +425,13 @@ export const statsViewSchema = z
     byType: z.record(z.string(), figuresViewSchema).describe("admins only; empty for a user"),
     owners: z.array(ownerRowSchema),
     ownersTruncated: z.boolean().describe("more owners have running or queued jobs than listed (admins)"),
-    overheadUsd: z.number().nullable().describe("null until job costs are recorded"),
+    overheadUsd: z
+      .number()
+      .nullable()
+      .describe("time-driven AWS requests over the window, attributed to no job: an estimate (docs/cost.md)"),
+    cost: z
+      .object({ today: costViewSchema, week: costViewSchema })
+      .describe("ended jobs' cost: everyone's and per owner for an admin, a user's own"),
     series: z.array(seriesPointSchema),
     seriesStepSeconds: z.number().int(),
     percentileRelativeError: z.number().describe("each percentile is within this fraction of the exact one"),

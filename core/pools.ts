@@ -1,5 +1,6 @@
 import { z } from "zod";
 import type { Resources } from "./job";
+import { EC2_HOURLY_USD, fargateHourlyUsd } from "./prices";
 
 /**
  * Worker pools as configured (JOBQ_CONFIG locally, CDK context in AWS). A pool is a set of
@@ -17,6 +18,11 @@ export const poolConfigSchema = z.strictObject({
   labels: z.record(z.string(), z.string()).default({}),
   nodes: z.number().int().min(0).default(1),
   node: nodeSizeSchema,
+  /**
+   * What one node costs an hour, in USD: what a job's compute cost is a share of (core/cost.ts).
+   * Default: the list price of the node's Fargate size or GPU instance type (poolHourlyUsd).
+   */
+  hourlyUsd: z.number().positive().max(1000).optional(),
 });
 export type PoolConfig = z.infer<typeof poolConfigSchema>;
 
@@ -75,4 +81,34 @@ export function unsatisfiableReason(
     .map((p) => `${p.name} (${p.node.cpu} CPU, ${p.node.memoryMb} MB, ${p.node.gpu} GPU)`)
     .join(", ");
   return `no node can hold ${cpu} CPU, ${memoryMb} MB, ${gpu} GPU; eligible node sizes: ${largest}`;
+}
+
+/** g5 sizes (vCPU, GiB, GPUs), cheapest first: a GPU pool's default instance type when none is named. */
+const G5_BY_PRICE: readonly (readonly [string, number, number, number])[] = [
+  ["g5.xlarge", 4, 16, 1],
+  ["g5.2xlarge", 8, 32, 1],
+  ["g5.4xlarge", 16, 64, 1],
+  ["g5.8xlarge", 32, 128, 1],
+  ["g5.16xlarge", 64, 256, 1],
+  ["g5.12xlarge", 48, 192, 4],
+  ["g5.24xlarge", 96, 384, 4],
+  ["g5.48xlarge", 192, 768, 8],
+];
+
+/**
+ * What one node of the pool costs an hour: its `hourlyUsd`, else the list price of what it runs
+ * on — the instance type when known (lib/ fills it for GPU pools), else the cheapest g5 that holds
+ * a GPU node (ECS keeps ~10 % of an instance's memory), else a Fargate task of the node's size.
+ */
+export function poolHourlyUsd(pool: PoolConfig, instanceType?: string): number {
+  if (pool.hourlyUsd !== undefined) return pool.hourlyUsd;
+  const { cpu, memoryMb, gpu } = pool.node;
+  if (instanceType && EC2_HOURLY_USD[instanceType] !== undefined) return EC2_HOURLY_USD[instanceType] ?? 0;
+  if (gpu > 0) {
+    const fit = G5_BY_PRICE.find(
+      ([, vcpu, gib, gpus]) => cpu <= vcpu && memoryMb <= gib * 1024 * 0.9 && gpu <= gpus,
+    );
+    return EC2_HOURLY_USD[fit?.[0] ?? "g5.48xlarge"] ?? 0;
+  }
+  return fargateHourlyUsd(cpu, memoryMb);
 }

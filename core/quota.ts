@@ -93,6 +93,16 @@ export interface QuotaView {
     readonly queuedJobs: number | null;
   };
   readonly warning: boolean;
+  /** The cost of the principal's jobs that ended today and this week (docs/cost.md). */
+  readonly cost?: { readonly today: CostTotals; readonly week: CostTotals };
+}
+
+/** Ended jobs' cost over a period. */
+export interface CostTotals {
+  readonly jobs: number;
+  readonly totalUsd: number;
+  readonly requestsUsd: number;
+  readonly computeUsd: number;
 }
 
 /** At this share of a limit used, GET /quotas warns (API.md: true at ≥ 80 %). */

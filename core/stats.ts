@@ -115,6 +115,36 @@ export interface JobImage {
   readonly attemptStartedAt: string | null;
   /** Staged jobs (a large batch being written) are invisible to every read: not counted. */
   readonly staged: boolean;
+  /** The job's cost as of this image (core/cost.ts); set on images of ended jobs only. */
+  readonly cost?: ImageCost | null;
+}
+
+/** What the stats fold sums of an ended job's cost. */
+export interface ImageCost {
+  readonly requestsUsd: number;
+  readonly computeUsd: number;
+}
+
+/** Ended jobs' cost summed for one day and one dimension. */
+export interface CostSums {
+  jobs: number;
+  requestsUsd: number;
+  computeUsd: number;
+}
+
+export const ownerDimension = (owner: string): string => `owner:${owner}`;
+
+/**
+ * The dimensions an ended job's cost is summed under: everyone's, and its owner's. The one place
+ * another (a `project:<name>` dimension, once jobs carry a project) is added.
+ */
+export function costDimensions(image: JobImage): string[] {
+  return [ALL, ownerDimension(image.owner)];
+}
+
+/** The UTC day (`yyyy-mm-dd`) a timestamp falls in. */
+export function dayOf(iso: string): string {
+  return new Date(iso).toISOString().slice(0, 10);
 }
 
 /** One change of a job item: an insert (old null), a modify, or a removal (new null). */
@@ -153,10 +183,12 @@ export interface StatsDelta {
   /** Pool → status → jobs; non-terminal statuses only (where jobs are now, not history). */
   readonly byPool: Map<string, Map<JobStatus, number>>;
   readonly owners: Map<string, OwnerGauges>;
+  /** Day (`yyyy-mm-dd`) → dimension (ALL, owner:…) → the cost of the jobs that ended that day. */
+  readonly costs: Map<string, Map<string, CostSums>>;
 }
 
 export function emptyDelta(): StatsDelta {
-  return { minutes: new Map(), byStatus: new Map(), byPool: new Map(), owners: new Map() };
+  return { minutes: new Map(), byStatus: new Map(), byPool: new Map(), owners: new Map(), costs: new Map() };
 }
 
 export function isEmptyDelta(delta: StatsDelta): boolean {
@@ -164,7 +196,8 @@ export function isEmptyDelta(delta: StatsDelta): boolean {
     delta.minutes.size === 0 &&
     delta.byStatus.size === 0 &&
     delta.byPool.size === 0 &&
-    delta.owners.size === 0
+    delta.owners.size === 0 &&
+    delta.costs.size === 0
   );
 }
 
@@ -200,6 +233,14 @@ export function foldChange(delta: StatsDelta, change: JobChange): void {
     for (const dim of dims) apply(figuresOf(delta, minute, dim));
   };
 
+  if (
+    after.cost &&
+    TERMINAL_STATUSES.has(after.status) &&
+    !(before && TERMINAL_STATUSES.has(before.status))
+  ) {
+    const day = dayOf(after.updatedAt);
+    for (const dim of costDimensions(after)) addCost(delta, day, dim, { jobs: 1, ...after.cost });
+  }
   if (after.status === "completed") each((f) => void f.completed++);
   if (after.status === "failed") each((f) => void f.failed++);
   if (before?.status === "queued" && after.status === "dispatched") {
@@ -232,6 +273,17 @@ export function mergeDelta(target: StatsDelta, source: StatsDelta): void {
     else target.byPool.delete(pool);
   }
   for (const [owner, gauges] of source.owners) addOwner(target, owner, gauges.running, gauges.queued);
+  for (const [day, dims] of source.costs) for (const [dim, sums] of dims) addCost(target, day, dim, sums);
+}
+
+function addCost(delta: StatsDelta, day: string, dim: string, sums: CostSums): void {
+  const dims = delta.costs.get(day) ?? new Map<string, CostSums>();
+  delta.costs.set(day, dims);
+  const into = dims.get(dim) ?? { jobs: 0, requestsUsd: 0, computeUsd: 0 };
+  into.jobs += sums.jobs;
+  into.requestsUsd += sums.requestsUsd;
+  into.computeUsd += sums.computeUsd;
+  dims.set(dim, into);
 }
 
 export function emptyFigures(): PeriodFigures {

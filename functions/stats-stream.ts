@@ -1,5 +1,6 @@
 import middy from "@middy/core";
 import type { DynamoDBBatchResponse, DynamoDBRecord, DynamoDBStreamEvent } from "aws-lambda";
+import { costOfStreamItem, costSettings } from "../app/cost";
 import { logger } from "../app/logger";
 import { applyJobChanges, type SequencedChange, statsContext } from "../app/stats";
 import { jobChangeOf } from "../store/job-stream";
@@ -18,8 +19,9 @@ export const handler = middy<DynamoDBStreamEvent, DynamoDBBatchResponse>()
   .handler(async (event) => {
     const records: readonly DynamoDBRecord[] = event.Records ?? [];
     const changes: SequencedChange[] = [];
+    const settings = costSettings();
     for (const record of records) {
-      const change = jobChangeOf(record);
+      const change = jobChangeOf(record, (item) => costOfStreamItem(item, settings));
       // A record of no job item still marks a place in the shard: kept as a change of nothing,
       // so chunk boundaries are the same on every delivery.
       const sequence = record.dynamodb?.SequenceNumber;

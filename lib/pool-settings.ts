@@ -1,5 +1,6 @@
 import { z } from "zod";
-import { type PoolConfig, poolConfigSchema } from "../core/pools";
+import { type PoolConfig, poolConfigSchema, poolHourlyUsd } from "../core/pools";
+import { fargateHourlyUsd } from "../core/prices";
 
 /**
  * How a pool runs in AWS: core/pools.ts's pool plus an optional `ecs` block, only in CDK context
@@ -52,7 +53,18 @@ export const workerPoolsSchema = z
 /** The pool as handlers and workers read it (core/pools.ts), without the CDK-only settings. */
 export function corePool(pool: WorkerPoolConfig | PoolConfig): PoolConfig {
   const { name, labels, nodes, node } = pool;
-  return { name, labels, nodes, node };
+  return { name, labels, nodes, node, hourlyUsd: poolPrice(pool) };
+}
+
+/**
+ * The pool's hourly price per node as deployed: its `hourlyUsd`, else the list price of its GPU
+ * instance type or of the Fargate task that holds a node (core/prices.ts).
+ */
+function poolPrice(pool: WorkerPoolConfig | PoolConfig): number {
+  if (pool.hourlyUsd !== undefined) return pool.hourlyUsd;
+  if (pool.node.gpu > 0) return poolHourlyUsd(pool, gpuInstanceType(pool as WorkerPoolConfig));
+  const size = fargateSize(pool.node);
+  return fargateHourlyUsd(size.cpu / 1024, size.memoryMiB);
 }
 
 /** Workers kept running with nothing to do: none for GPU pools, one for CPU pools (if allowed any). */

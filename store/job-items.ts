@@ -113,6 +113,10 @@ export interface JobItem
   readonly arrayIndex?: number;
   /** An array child's parent. */
   readonly arrayParentId?: string;
+  /** Node time of its ended attempts, in ms, summed as each leaves `running` (core/cost.ts). */
+  readonly runMs?: number;
+  /** The pool its last ended attempt ran in: whose node its compute is a share of. */
+  readonly runPool?: string;
 }
 
 export interface Reservation {

@@ -233,9 +233,11 @@ export class JobRepository {
     // exactly `historyDays` after an end; the job item itself only when jobRetentionDays is set.
     const expiresAt = this.historyExpiresAt(now, endsJob);
     const jobExpiry = endsJob ? jobExpiresAt(this.retention, now) : null;
+    const ran = ranFor(current, change.to, now);
     const next = {
       ...current,
       ...change.set,
+      ...ran,
       ...(jobExpiry === null ? {} : { expiresAt: jobExpiry }),
       status: change.to,
       statusReason: change.reason,
@@ -245,6 +247,7 @@ export class JobRepository {
     } as JobItem;
     const set: Record<string, unknown> = {
       ...change.set,
+      ...ran,
       status: change.to,
       statusReason: change.reason,
       reasonCode: change.reasonCode ?? null,
@@ -729,4 +732,22 @@ function storedResult(item: Record<string, unknown>): unknown {
 
 async function backoff(round: number): Promise<void> {
   await new Promise((resolve) => setTimeout(resolve, Math.min(1000, 25 * 2 ** round)));
+}
+
+/**
+ * The run time an attempt adds when its job leaves `running`, summed on the job item (`runMs`)
+ * with the pool it ran in (`runPool`), in the status change's own update: what the job's compute
+ * cost is computed from (core/cost.ts), for no write of its own. The update is conditional on the
+ * version read, so the sum cannot count an attempt twice.
+ */
+function ranFor(
+  current: JobItem,
+  to: JobStatus,
+  now: string,
+): { readonly runMs: number; readonly runPool: string } | Record<string, never> {
+  if (current.status !== "running" || to === "running" || !current.attemptStartedAt) return {};
+  const ms = Math.max(0, Date.parse(now) - Date.parse(current.attemptStartedAt));
+  if (!Number.isFinite(ms)) return {};
+  const pool = current.reservation?.pool ?? current.runPool ?? current.pool ?? "";
+  return { runMs: (current.runMs ?? 0) + ms, runPool: pool };
 }

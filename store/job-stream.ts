@@ -1,8 +1,8 @@
 import type { AttributeValue as SdkAttributeValue } from "@aws-sdk/client-dynamodb";
 import { unmarshall } from "@aws-sdk/util-dynamodb";
 import type { AttributeValue, DynamoDBRecord } from "aws-lambda";
-import { JOB_STATUSES, type Job, type JobStatus } from "../core/job";
-import type { JobChange, JobImage } from "../core/stats";
+import { JOB_STATUSES, type Job, type JobStatus, TERMINAL_STATUSES } from "../core/job";
+import type { ImageCost, JobChange, JobImage } from "../core/stats";
 import { isAnnounced } from "../core/stream";
 import { fromJobItem } from "./job-items";
 import { JOB_SK } from "./keys";
@@ -153,12 +153,22 @@ function jobImageOfItem(item: Record<string, unknown> | null): JobImage | null {
   };
 }
 
-/** A record's job change, or null when it concerns no job item (or carries no sequence number). */
-export function jobChangeOf(record: DynamoDBRecord): (JobChange & { readonly sequence: string }) | null {
+/**
+ * A record's job change, or null when it concerns no job item (or carries no sequence number).
+ * `costOf` prices the new image of a job that ended (app/cost.ts), for the /stats cost sums.
+ */
+export function jobChangeOf(
+  record: DynamoDBRecord,
+  costOf?: (item: Record<string, unknown>) => ImageCost,
+): (JobChange & { readonly sequence: string }) | null {
   const images = jobItemImages(record);
   if (!images?.sequence) return null;
   const old = jobImageOfItem(images.old);
-  const next = jobImageOfItem(images.new);
+  const image = jobImageOfItem(images.new);
+  const next =
+    image && costOf && images.new && TERMINAL_STATUSES.has(image.status)
+      ? { ...image, cost: costOf(images.new) }
+      : image;
   if (!old && !next) return null;
   return { sequence: images.sequence, old, new: next };
 }

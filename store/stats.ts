@@ -8,7 +8,14 @@ import {
   TransactWriteCommand,
 } from "@aws-sdk/lib-dynamodb";
 import { JOB_STATUSES, type JobStatus } from "../core/job";
-import { addToBucket, emptyFigures, type PeriodFigures, rollUpHours, type StatsDelta } from "../core/stats";
+import {
+  addToBucket,
+  type CostSums,
+  emptyFigures,
+  type PeriodFigures,
+  rollUpHours,
+  type StatsDelta,
+} from "../core/stats";
 import type { TransactItem } from "./job-repository";
 
 /**
@@ -48,6 +55,12 @@ const HOUR_TTL_SECONDS = 3 * 86_400;
  * and Lambda retries a batch at most until its records leave the stream.
  */
 const RECEIPT_TTL_SECONDS = 2 * 86_400;
+/** A day's cost sums: read for today and the 6 days before (this week), then let go. */
+const COST_DAY_TTL_SECONDS = 9 * 86_400;
+/** Ended jobs' cost per day and dimension (docs/cost.md): `n|dim` jobs, `r|dim` and `k|dim` nano-USD. */
+export const costDayPk = (day: string): string => `STATS#COST#${day}`;
+/** Costs are summed in nano-USD, whole numbers, so ADDs of any batches sum exactly. */
+const NANO = 1e9;
 
 /** DynamoDB's limit of items per TransactWriteItems; one is the receipt. */
 export const MAX_UPDATES_PER_WRITE = 99;
@@ -216,6 +229,30 @@ export class StatsRepository {
     return { owners, truncated: items.length > limit };
   }
 
+  /**
+   * The cost sums of the given days, added up per dimension (one BatchGetItem; eventually
+   * consistent). Only the dimensions asked for when `dims` is given (a user's own).
+   */
+  async readCosts(days: readonly string[], dims?: readonly string[]): Promise<Map<string, CostSums>> {
+    const found = await this.batchGet(days.map((day) => ({ pk: costDayPk(day), sk: STATS_SK })));
+    const sums = new Map<string, CostSums>();
+    const wanted = dims ? new Set(dims) : null;
+    for (const item of found) {
+      for (const [name, value] of Object.entries(item)) {
+        const kind = name.slice(0, 2);
+        if ((kind !== "n|" && kind !== "r|" && kind !== "k|") || typeof value !== "number") continue;
+        const dim = name.slice(2);
+        if (wanted && !wanted.has(dim)) continue;
+        const into = sums.get(dim) ?? { jobs: 0, requestsUsd: 0, computeUsd: 0 };
+        if (kind === "n|") into.jobs += value;
+        if (kind === "r|") into.requestsUsd += value / NANO;
+        if (kind === "k|") into.computeUsd += value / NANO;
+        sums.set(dim, into);
+      }
+    }
+    return sums;
+  }
+
   /** One owner's gauges (zeros when it has no item). */
   async readOwner(owner: string): Promise<OwnerGaugeView> {
     const out = await this.db.send(
@@ -320,6 +357,19 @@ function updatesOf(delta: StatsDelta, nowSeconds: number): ItemUpdate[] {
     for (const [status, n] of statuses) gauge.set(`p|${pool}|${status}`, n);
   }
   if (gauge.size > 0) updates.push({ key: { pk: GAUGE_PK, sk: GAUGE_SK }, adds: gauge });
+  for (const [day, dims] of delta.costs) {
+    const adds = new Map<string, number>();
+    for (const [dim, sums] of dims) {
+      adds.set(`n|${dim}`, sums.jobs);
+      adds.set(`r|${dim}`, Math.round(sums.requestsUsd * NANO));
+      adds.set(`k|${dim}`, Math.round(sums.computeUsd * NANO));
+    }
+    updates.push({
+      key: { pk: costDayPk(day), sk: STATS_SK },
+      adds,
+      expiresAt: nowSeconds + COST_DAY_TTL_SECONDS,
+    });
+  }
   for (const [owner, g] of delta.owners) {
     updates.push({
       key: { pk: OWNERS_PK, sk: owner },

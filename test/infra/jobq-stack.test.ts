@@ -4,11 +4,14 @@ import { type CfnElement, Stage } from "aws-cdk-lib";
 import { Annotations, Match, Template } from "aws-cdk-lib/assertions";
 import { describe, expect, it } from "vitest";
 import type { PoolConfig } from "../../core/pools";
+import { EC2_HOURLY_USD } from "../../core/prices";
 import { environmentOf, logicalId, logicalIdOfElement, resourcesOfType, synthJobqStack } from "./fixtures";
 
 const POOLS: PoolConfig[] = [
   { name: "big", labels: { zone: "a" }, nodes: 3, node: { cpu: 16, memoryMb: 65536, gpu: 4 } },
 ];
+/** As the functions get them: with each node's hourly price, here the g5.12xlarge that holds one. */
+const PRICED_POOLS = POOLS.map((pool) => ({ ...pool, hourlyUsd: EC2_HOURLY_USD["g5.12xlarge"] }));
 
 function poolsOfEveryRoute(synth: ReturnType<typeof synthJobqStack>): unknown[] {
   return Object.values(synth.stack.jobApi.functions).map((fn) => {
@@ -62,7 +65,7 @@ describe("JobqStack", () => {
   it("passes the pools of context jobq:pools to every route, as JSON string or as cdk.json value", () => {
     for (const value of [JSON.stringify(POOLS), POOLS]) {
       for (const pools of poolsOfEveryRoute(synthJobqStack({ "jobq:pools": value })))
-        expect(pools).toEqual(POOLS);
+        expect(pools).toEqual(PRICED_POOLS);
     }
   });
 
@@ -77,7 +80,7 @@ describe("JobqStack", () => {
       ecs: { instanceType: "g5.12xlarge", minNodes: 1, maxNodes: 5 },
     }));
     for (const pools of poolsOfEveryRoute(synthJobqStack({ "jobq:pools": withEcs })))
-      expect(pools).toEqual(POOLS);
+      expect(pools).toEqual(PRICED_POOLS);
   });
 
   it("warns when the pools' queue URLs may not fit in Lambda's 4 KB environment", () => {

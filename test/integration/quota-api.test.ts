@@ -20,6 +20,9 @@ import {
   submitJob,
 } from "../support/jobs";
 
+/** A principal none of whose jobs ended this week (docs/cost.md). */
+const NO_COST = { jobs: 0, totalUsd: 0, requestsUsd: 0, computeUsd: 0 };
+
 /** PUT/GET /quotas/{principal} and maxQueuedJobs at submit, through HTTP. */
 
 interface QuotaView {
@@ -92,6 +95,7 @@ describe("PUT /quotas/{principal}", () => {
       used: { todayGpuSeconds: 0, weekGpuSeconds: 0, queuedJobs: 0 },
       remaining: { todayGpuSeconds: 3600, weekGpuSeconds: 20000, queuedJobs: 1000 },
       warning: false,
+      cost: { today: NO_COST, week: NO_COST },
     });
     expect(bySelf.status).toBe(200);
     expect(bySelf.json).toEqual(put.json);
@@ -179,6 +183,7 @@ describe("GET /quotas/{principal}", () => {
       used: { todayGpuSeconds: 0, weekGpuSeconds: 0, queuedJobs: 0 },
       remaining: { todayGpuSeconds: null, weekGpuSeconds: null, queuedJobs: null },
       warning: false,
+      cost: { today: NO_COST, week: NO_COST },
     });
   });
 

@@ -216,9 +216,19 @@ interface StatsBody {
   readonly queueWaitMs: Percentiles;
   readonly byPool: Record<string, Figures & { utilization: Record<string, number | null> }>;
   readonly byType: Record<string, Figures>;
-  readonly owners: { owner: string; running: number; queued: number; gpuSecondsToday: number }[];
+  readonly owners: {
+    owner: string;
+    running: number;
+    queued: number;
+    gpuSecondsToday: number;
+    costUsdToday: number | null;
+  }[];
   readonly series: { minute: string; completed: number }[];
-  readonly overheadUsd: null;
+  readonly overheadUsd: number | null;
+  readonly cost: {
+    today: { jobs: number; totalUsd: number; byOwner: Record<string, unknown> };
+    week: { totalUsd: number };
+  };
   readonly error?: { code: string };
 }
 
@@ -345,8 +355,13 @@ describe("GET /stats from the change stream", () => {
     const mine = await stats(OWNER_TOKEN);
 
     expect(mine.owners).toEqual([
-      { owner: OWNER, running: 1, queued: 1, gpuSecondsToday: 0, costUsdToday: null },
+      { owner: OWNER, running: 1, queued: 1, gpuSecondsToday: 0, costUsdToday: expect.any(Number) },
     ]);
+    // Their completed and failed jobs ended today: their cost is summed, and only theirs is shown.
+    expect(mine.owners[0]?.costUsdToday).toBeGreaterThan(0);
+    expect(mine.cost.today.jobs).toBeGreaterThanOrEqual(2);
+    expect(mine.cost.week.totalUsd).toBeGreaterThanOrEqual(mine.cost.today.totalUsd);
+    expect(Object.keys(mine.cost.today.byOwner)).toEqual([OWNER]);
     expect(mine.byType).toEqual({});
     expect(mine.byPool[POOL]?.completed).toBeGreaterThanOrEqual(1);
     expect(mine.counts.byPool[POOL]).toEqual({ queued: 2, running: 1 });
@@ -366,6 +381,7 @@ describe("GET /stats from the change stream", () => {
       "byType",
       "owners",
       "overheadUsd",
+      "cost",
       "series",
     ]) {
       expect(body).toHaveProperty(field);

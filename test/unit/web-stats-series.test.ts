@@ -43,6 +43,10 @@ function stats(at: string, extra: Partial<Stats> = {}): Stats {
     owners: [],
     ownersTruncated: false,
     overheadUsd: null,
+    cost: {
+      today: { jobs: 0, totalUsd: 0, requestsUsd: 0, computeUsd: 0, byOwner: {} },
+      week: { jobs: 0, totalUsd: 0, requestsUsd: 0, computeUsd: 0, byOwner: {} },
+    },
     series: [],
     seriesStepSeconds: 60,
     percentileRelativeError: 0.02,
