@@ -130,7 +130,12 @@ export async function putQuota(
 async function view(ctx: QuotaContext, principal: string, limits: QuotaLimits): Promise<QuotaView> {
   const [used, cost] = await Promise.all([
     principalUsage(ctx, principal),
-    costTotals(statsContext().stats, ownerDimension(principal), ctx.clock()),
+    // A project's quota key is its cost dimension too (core/stats.ts#projectDimension).
+    costTotals(
+      statsContext().stats,
+      projectOfQuotaKey(principal) === null ? ownerDimension(principal) : principal,
+      ctx.clock(),
+    ),
   ]);
   return { ...quotaView(principal, limits, used), cost };
 }

@@ -23,6 +23,7 @@ import {
   percentile,
   percentiles,
   poolDimension,
+  projectDimension,
   RELATIVE_ACCURACY,
   type StatsDelta,
   type StatsWindow,
@@ -234,6 +235,8 @@ export interface CostView {
     string,
     { jobs: number; totalUsd: number; requestsUsd: number; computeUsd: number }
   >;
+  /** Admins: each project's jobs (jobs without a project are in no entry); a user: none. */
+  readonly byProject: CostView["byOwner"];
 }
 
 export interface StatsView {
@@ -500,11 +503,17 @@ function costView(sums: ReadonlyMap<string, CostSums>, principal: Principal): Co
     if (!dim.startsWith(ownerDimension(""))) continue;
     byOwner[dim.slice(ownerDimension("").length)] = { ...s, totalUsd: usdOf(s) };
   }
+  const byProject: CostView["byProject"] = {};
+  for (const [dim, s] of [...sums].sort(([a], [b]) => a.localeCompare(b))) {
+    if (!dim.startsWith(projectDimension(""))) continue;
+    byProject[dim.slice(projectDimension("").length)] = { ...s, totalUsd: usdOf(s) };
+  }
   return {
     jobs: mine?.jobs ?? 0,
     totalUsd: usdOf(mine),
     requestsUsd: mine?.requestsUsd ?? 0,
     computeUsd: mine?.computeUsd ?? 0,
     byOwner,
+    byProject,
   };
 }

@@ -402,6 +402,9 @@ export const seriesPointSchema = z.object({
 export const costViewSchema = costSumsSchema
   .extend({
     byOwner: z.record(z.string(), costSumsSchema).describe("admins: every owner; a user: their own"),
+    byProject: z
+      .record(z.string(), costSumsSchema)
+      .describe("admins: every project that had a job end; a user: empty"),
   })
   .describe("the cost of the jobs that ended in the period (week: since Monday 00:00 UTC)");
 

@@ -101,6 +101,8 @@ export interface JobImage {
   readonly id: string;
   readonly status: JobStatus;
   readonly owner: string;
+  /** The project it counts against (issue 13), or null. */
+  readonly project?: string | null;
   readonly type: string;
   /** The pool the job asked for; null: any pool. */
   readonly pool: string | null;
@@ -133,13 +135,17 @@ export interface CostSums {
 }
 
 export const ownerDimension = (owner: string): string => `owner:${owner}`;
+/** A project's cost dimension: its quota key (core/projects.ts#projectQuotaKey). */
+export const projectDimension = (project: string): string => `project:${project}`;
 
 /**
- * The dimensions an ended job's cost is summed under: everyone's, and its owner's. The one place
- * another (a `project:<name>` dimension, once jobs carry a project) is added.
+ * The dimensions an ended job's cost is summed under: everyone's, its owner's, and its project's
+ * when it has one (the same `project:<name>` key its project's quota has).
  */
 export function costDimensions(image: JobImage): string[] {
-  return [ALL, ownerDimension(image.owner)];
+  const dims = [ALL, ownerDimension(image.owner)];
+  if (image.project) dims.push(projectDimension(image.project));
+  return dims;
 }
 
 /** The UTC day (`yyyy-mm-dd`) a timestamp falls in. */

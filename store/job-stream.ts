@@ -142,6 +142,7 @@ function jobImageOfItem(item: Record<string, unknown> | null): JobImage | null {
     id,
     status: status as JobStatus,
     owner: text(item.owner) ?? "",
+    project: text(item.project),
     type: text(item.type) ?? "",
     pool: text(item.pool),
     reservationPool: text(reservation?.pool),

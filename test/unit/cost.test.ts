@@ -11,7 +11,7 @@ import {
 } from "../../core/cost";
 import { DEFAULT_POOLS, poolHourlyUsd } from "../../core/pools";
 import { EC2_HOURLY_USD, fargateHourlyUsd, PRICES } from "../../core/prices";
-import { ALL, foldChanges, type JobImage, ownerDimension } from "../../core/stats";
+import { ALL, foldChanges, type JobImage, ownerDimension, projectDimension } from "../../core/stats";
 
 const success: JobCostFacts = {
   status: "completed",
@@ -177,6 +177,27 @@ describe("cost sums in the stats fold", () => {
     const day = delta.costs.get("2026-12-07");
     expect(day?.get(ALL)).toEqual({ jobs: 1, requestsUsd: 0.00007, computeUsd: 0.001 });
     expect(day?.get(ownerDimension("alice"))).toEqual({ jobs: 1, requestsUsd: 0.00007, computeUsd: 0.001 });
+  });
+
+  it("adds a project's job to its project too, under the project's quota key", () => {
+    // Act
+    const delta = foldChanges([
+      {
+        old: { ...image("running"), project: "ml-research" },
+        new: { ...image("failed", { requestsUsd: 0.0001, computeUsd: 0.002 }), project: "ml-research" },
+      },
+    ]);
+    // Assess
+    const day = delta.costs.get("2026-12-07");
+    expect(projectDimension("ml-research")).toBe("project:ml-research");
+    expect(day?.get(projectDimension("ml-research"))).toEqual({
+      jobs: 1,
+      requestsUsd: 0.0001,
+      computeUsd: 0.002,
+    });
+    expect([...(day?.keys() ?? [])].sort()).toEqual(
+      [ALL, ownerDimension("alice"), "project:ml-research"].sort(),
+    );
   });
 
   it("adds nothing for a change that ends no job, nor for a replayed end", () => {

@@ -44,8 +44,8 @@ function stats(at: string, extra: Partial<Stats> = {}): Stats {
     ownersTruncated: false,
     overheadUsd: null,
     cost: {
-      today: { jobs: 0, totalUsd: 0, requestsUsd: 0, computeUsd: 0, byOwner: {} },
-      week: { jobs: 0, totalUsd: 0, requestsUsd: 0, computeUsd: 0, byOwner: {} },
+      today: { jobs: 0, totalUsd: 0, requestsUsd: 0, computeUsd: 0, byOwner: {}, byProject: {} },
+      week: { jobs: 0, totalUsd: 0, requestsUsd: 0, computeUsd: 0, byOwner: {}, byProject: {} },
     },
     series: [],
     seriesStepSeconds: 60,
