@@ -56,6 +56,7 @@ describe("stream records as job changes", () => {
       id: "job_1",
       status: "running",
       owner: "alice",
+      project: null,
       type: "train",
       pool: null,
       reservationPool: "gpu",
