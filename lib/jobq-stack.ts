@@ -1,14 +1,6 @@
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import {
-  Annotations,
-  CfnOutput,
-  Duration,
-  NestedStack,
-  RemovalPolicy,
-  Stack,
-  type StackProps,
-} from "aws-cdk-lib";
+import { CfnOutput, Duration, NestedStack, RemovalPolicy, Stack, type StackProps } from "aws-cdk-lib";
 import * as events from "aws-cdk-lib/aws-events";
 import * as logs from "aws-cdk-lib/aws-logs";
 import type { Construct, Node } from "constructs";
@@ -18,7 +10,7 @@ import { DEFAULT_RETENTION_DAYS } from "../core/retention";
 import { JobApi } from "./job-api";
 import { JobLifecycle } from "./job-lifecycle";
 import { AlarmTopic, JobMonitoring } from "./job-monitoring";
-import { JobQueues, TIERS } from "./job-queues";
+import { JobQueues } from "./job-queues";
 import { JobStats } from "./job-stats";
 import { JobStore } from "./job-store";
 import { JobStream } from "./job-stream";
@@ -183,7 +175,19 @@ export function readSettings(node: Node): JobqSettings {
   );
   return {
     stateChangeEvents,
-    pools: pools === undefined ? DEFAULT_POOLS : parseContext(CONTEXT_KEYS.pools, workerPoolsSchema, pools),
+    pools:
+      pools === undefined
+        ? DEFAULT_POOLS
+        : parseContext(
+            CONTEXT_KEYS.pools,
+            workerPoolsSchema.refine((p) => p.length <= MAX_POOLS_PER_STACK, {
+              message:
+                `at most ${MAX_POOLS_PER_STACK} pools a stack: each adds five queue URLs to every ` +
+                "function's environment (Lambda refuses more than 4 KB) and 20 resources to the stack " +
+                "(CloudFormation refuses more than 500); deploy a second stack for more",
+            }),
+            pools,
+          ),
     removalPolicy:
       parseContext(CONTEXT_KEYS.removalPolicy, z.enum(["retain", "destroy"]), removal) === "destroy"
         ? RemovalPolicy.DESTROY
@@ -234,10 +238,13 @@ export function readSettings(node: Node): JobqSettings {
 }
 
 /**
- * Lambda refuses environments over 4 KB, and every function carries JOBQ_QUEUES (five URLs of
- * about 100 characters per pool) besides JOBQ_POOLS.
+ * The most pools one stack deploys. Two limits meet there: Lambda refuses environments over 4 KB,
+ * and every function carries JOBQ_QUEUES (five URLs of about 100 characters per pool) besides
+ * JOBQ_POOLS, so six pools' come to about 4 KB; and CloudFormation allows 500 resources a stack,
+ * of which each pool's queues take 20 and the control plane most of the rest. Refused at synth
+ * with the reason, rather than failing half-way through a deploy.
  */
-const POOLS_BEFORE_ENVIRONMENT_WARNING = 5;
+export const MAX_POOLS_PER_STACK = 5;
 
 /**
  * jobq in one stack: the tables, the HTTP API, the lifecycle state machine, the dispatch queues,
@@ -415,14 +422,6 @@ export class JobqStack extends Stack {
       maxQueueAge: Duration.minutes(settings.maxQueueAgeMinutes),
       namePrefix: this.stackName,
     });
-
-    if (settings.pools.length > POOLS_BEFORE_ENVIRONMENT_WARNING) {
-      Annotations.of(this).addWarningV2(
-        "jobq:environmentSize",
-        `${settings.pools.length} pools make ${settings.pools.length * TIERS.length} queue URLs in every ` +
-          "function's JOBQ_QUEUES; Lambda refuses environments over 4 KB, so the deploy may fail",
-      );
-    }
 
     // cdk-nag's accepted findings, each with its reason (lib/nag-acknowledgements.ts).
     acknowledgeNagFindings(this);

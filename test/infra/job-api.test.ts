@@ -6,6 +6,7 @@ import { readConfig } from "../../functions/config";
 import { ROUTES, type RouteSpec } from "../../functions/routes";
 import { handlerEntry } from "../../lib/job-api";
 import type { JobqStack } from "../../lib/jobq-stack";
+import { corePool } from "../../lib/pool-settings";
 import {
   actionsOf,
   dynamoStatements,
@@ -330,7 +331,8 @@ describe("functions", () => {
     const config = readConfig(resolvedEnvironment(variables));
     expect(config.jobsTable).toBe(`<Ref:${jobsTableId}>`);
     expect(config.nodesTable).toBe(`<Ref:${nodesTableId}>`);
-    expect(config.pools).toEqual(DEFAULT_POOLS);
+    // The pools as deployed: each with the hourly price its cost is computed at (lib/pool-settings.ts).
+    expect(config.pools).toEqual(DEFAULT_POOLS.map(corePool));
     expect(config.taskTypes).toBeNull();
     expect(config.eventBus).toBe(`<Ref:${logicalId(stack.eventBus)}>`);
     expect(config.stateMachineArn).toMatch(/:states:.*:stateMachine:Jobq-job-lifecycle$/);
