@@ -19,11 +19,11 @@ import { DEPENDENT_PREFIX, DEPENDS_ON_PREFIX, IDEMPOTENCY_SK, idempotencyPk, job
  * request that ran out of time leaves nothing visible.
  */
 
-type Pausable = "batchPut" | "transact";
+type Pausable = "batchPut" | "transact" | "putIfAbsent";
 
 /** The real repository, but the `nth` call of one kind waits until the test lets it go. */
 class PausingRepository extends JobRepository {
-  private readonly calls: Record<Pausable, number> = { batchPut: 0, transact: 0 };
+  private readonly calls: Record<Pausable, number> = { batchPut: 0, transact: 0, putIfAbsent: 0 };
   private hold: { at: Pausable; nth: number; reached: () => void; released: Promise<void> } | undefined;
 
   /** Resolves once the call is held; `release` lets it go on. */
@@ -43,6 +43,11 @@ class PausingRepository extends JobRepository {
   override async transact(items: readonly TransactItem[]): Promise<void> {
     await this.maybeHold("transact");
     return super.transact(items);
+  }
+
+  override async putIfAbsent(item: Record<string, unknown>): Promise<boolean> {
+    await this.maybeHold("putIfAbsent");
+    return super.putIfAbsent(item);
   }
 
   override async batchPut(items: readonly object[], stop?: () => boolean): Promise<void> {
@@ -77,7 +82,7 @@ const noExecutions = {
 /** Both requests of a race read one clock, which the test moves past the claim's staleness. */
 function contexts(): {
   first: SubmitContext & { repo: PausingRepository };
-  second: SubmitContext;
+  second: SubmitContext & { repo: PausingRepository };
   advance(ms: number): void;
 } {
   let now = Date.parse("2026-12-01T10:00:00.000Z");
@@ -90,7 +95,7 @@ function contexts(): {
   };
   return {
     first: { ...base, repo: new PausingRepository(db, repo.tableName) },
-    second: { ...base, repo },
+    second: { ...base, repo: new PausingRepository(db, repo.tableName) },
     advance: (ms) => {
       now += ms;
     },
@@ -236,9 +241,13 @@ describe("a request held open while a retry takes its Idempotency-Key over", () 
     const one = submitJobs(first, request(owner, key, jobs));
     await held.reached;
 
-    // Act: the shared clock jumps past the wait, not past the claim's staleness.
+    // Act: the shared clock jumps past the wait, not past the claim's staleness, once the retry
+    // has started waiting (its first claim attempt: the wait's deadline is set by then).
+    const waiting = second.repo.pauseAt("putIfAbsent");
     const poll = submitJobs(second, request(owner, key, jobs));
+    await waiting.reached;
     advance(25_000);
+    waiting.release();
     const refused = await poll.catch((error: unknown) => error);
     held.release();
     const oneAnswer = await one;
