@@ -4,6 +4,8 @@ import type {
   auditRecordSchema,
   batchResponseSchema,
   bulkResultSchema,
+  circuitListSchema,
+  circuitViewSchema,
   createdTokenSchema,
   dependentSchema,
   healthSchema,
@@ -78,6 +80,16 @@ export type CreatedToken = z.output<typeof createdTokenSchema>;
 export type CreateTokenRequest = z.input<typeof createTokenSchema>;
 export type Dependent = z.output<typeof dependentSchema>;
 export type AuditRecord = z.output<typeof auditRecordSchema>;
+export type Circuit = z.output<typeof circuitViewSchema>;
+export type CircuitList = z.output<typeof circuitListSchema>;
+
+export interface ListCircuitsParams {
+  /** Include the breakers' changes of state, newest first. */
+  readonly history?: boolean;
+  readonly type?: string;
+  readonly owner?: string;
+  readonly limit?: number;
+}
 
 export interface ListAuditParams extends PageParams {
   readonly kind?: AuditKind;
@@ -479,6 +491,26 @@ export class JobqClient {
   async dependents(id: string, params: PageParams = {}): Promise<Page<Dependent>> {
     return (
       await this.call<Page<Dependent>>("GET", `/jobs/${segment(id)}/dependents`, { query: { ...params } })
+    ).body;
+  }
+
+  /** GET /jobs/{id}/children: one page of an array job's children, in index order. */
+  async children(id: string, params: PageParams = {}): Promise<Page<Job>> {
+    return (await this.call<Page<Job>>("GET", `/jobs/${segment(id)}/children`, { query: { ...params } }))
+      .body;
+  }
+
+  /** GET /admin/circuits (admin): the circuit breakers per task type, and their history if asked. */
+  async listCircuits(params: ListCircuitsParams = {}): Promise<CircuitList> {
+    return (await this.call<CircuitList>("GET", "/admin/circuits", { query: { ...params } })).body;
+  }
+
+  /** POST /admin/circuits/{type}/reset (admin): closes the type's breaker (or the owner's). */
+  async resetCircuit(type: string, owner?: string): Promise<Circuit> {
+    return (
+      await this.call<Circuit>("POST", `/admin/circuits/${segment(type)}/reset`, {
+        query: owner === undefined ? {} : { owner },
+      })
     ).body;
   }
 

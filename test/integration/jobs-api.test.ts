@@ -578,8 +578,11 @@ describe("GET /jobs/{id}", () => {
     const job = await getJob(api, ALICE, submitted.id);
 
     // Assess
-    const { queuePosition: _position, estimatedStartAt: _estimate, ...rest } = job;
+    const { queuePosition: _position, estimatedStartAt: _estimate, cost, ...rest } = job;
     expect(rest).toEqual(submitted);
+    // What its life has cost so far (docs/cost.md): the submit's requests, no compute yet.
+    expect(cost).toMatchObject({ computeUsd: 0, breakdown: { api: { requests: 1 } } });
+    expect(cost?.requestsUsd).toBeGreaterThan(0);
   });
 
   it("adds queuePosition and estimatedStartAt to a queued job, counting the jobs ahead of it", async () => {

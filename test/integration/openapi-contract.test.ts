@@ -1,10 +1,12 @@
 import { randomBytes } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { JobqApiError, JobqClient, JobqUnreachableError } from "../../client";
+import { circuitKey, closedCircuit } from "../../core/circuit";
 import { ROUTES } from "../../functions/routes";
 import { LOCAL_REGION } from "../../local/config";
 import { createDocumentClient } from "../../store/dynamo";
 import { NodeRepository } from "../../store/nodes";
+import { PolicyRepository } from "../../store/policy";
 import { startTestApi, type TestApi } from "../support/api";
 import { ContractRecorder } from "../support/contract";
 
@@ -212,6 +214,21 @@ describe("every route through the client, every answer against the document", ()
       "revoke",
       "create",
     ]);
+
+    // An array job's children, in index order
+    const parent = await user.submit({ type, array: { size: 2 } });
+    expect((await user.children(parent.id)).items.map((c) => c.arrayIndex)).toEqual([0, 1]);
+
+    // Circuit breakers (admins): one written as a pass writes it, listed, reset
+    const breakerType = `breaker-${run}`;
+    const circuits = new PolicyRepository(
+      createDocumentClient({ region: LOCAL_REGION, endpoint: inject("dynamoEndpoint") }),
+      inject("tables").Policy ?? "",
+    ).circuitRepository();
+    const fresh = closedCircuit(circuitKey(breakerType, null), new Date().toISOString());
+    await circuits.save({ next: { ...fresh, version: 1 }, transition: null });
+    expect((await admin.listCircuits()).items.map((c) => c.type)).toContain(breakerType);
+    expect((await admin.resetCircuit(breakerType)).state).toBe("closed");
 
     // Export a page (NDJSON, each line against the document) and import a line of it back
     const page = await admin.exportPage({ limit: 5 });

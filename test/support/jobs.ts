@@ -1,5 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { expect } from "vitest";
+import type { JobCost } from "../../core/cost";
 import type { Attempt, Job, LogLine, Transition } from "../../core/job";
 import type { ApiPrincipal } from "../../local/config";
 import { DEFAULT_TEST_TOKENS, type TestApi, type TestResponse } from "./api";
@@ -66,6 +67,8 @@ export interface ErrorBody {
 export interface JobView extends Job {
   readonly queuePosition?: number | null;
   readonly estimatedStartAt?: string | null;
+  /** GET /jobs/{id} only (docs/cost.md). */
+  readonly cost?: JobCost;
 }
 
 export interface ListPage<T> {
