@@ -119,7 +119,14 @@ describe("circuit breakers on the local stack", () => {
       expect(reset.json).toMatchObject({ type: "fail", state: "closed", failures: 0, halfOpensAt: null });
       const after = await until("the held jobs run after the reset", () => jobs(held), ended);
       expect(after.map((j) => j.status)).toEqual(["failed", "failed"]);
-      expect(circuitOf(await circuits(), "fail")).toMatchObject({ state: "closed", failures: 2 });
+      // A job shows failed before its attempt is counted on the breaker (the count follows the
+      // job's write in the same step): wait for the count, not just the jobs.
+      const counted = await until(
+        "both failures counted on the breaker",
+        () => circuits(),
+        (list) => circuitOf(list, "fail")?.failures === 2,
+      );
+      expect(circuitOf(counted, "fail")).toMatchObject({ state: "closed", failures: 2 });
 
       const { history } = await circuits("?history=true&type=fail");
       expect(history?.map((t) => t.change)).toEqual(["reset", "opened"]);
