@@ -1,5 +1,5 @@
 import { fileURLToPath } from "node:url";
-import { describe, expect, it } from "vitest";
+import { afterAll, describe, expect, it } from "vitest";
 import { appContext } from "../../app/runtime";
 import { submitJobs } from "../../app/submit";
 import type { ArraySummary } from "../../core/arrays";
@@ -16,8 +16,14 @@ import { TERMINAL, useLocalStack } from "../support/e2e";
 
 const TOKEN = "arrays-token";
 const PRINCIPAL = `arrays-${Date.now()}`;
-// The workers load the fixture task (array-index) from here; they inherit the test's environment.
+// The workers load the fixture task (array-index) from here; they inherit the test's environment,
+// which the files after this one share (one process): put it back when this file is done.
+const taskModulesBefore = process.env.JOBQ_TASK_MODULES;
 process.env.JOBQ_TASK_MODULES = fileURLToPath(new URL("./fixtures/array-task.ts", import.meta.url));
+afterAll(() => {
+  if (taskModulesBefore === undefined) delete process.env.JOBQ_TASK_MODULES;
+  else process.env.JOBQ_TASK_MODULES = taskModulesBefore;
+});
 
 const e2e = useLocalStack(TOKEN, {
   tablePrefix: "jobq-arrays-",
