@@ -83,7 +83,14 @@ describe("circuit breakers on the local stack", () => {
       const failing = await submitMany(5, { type: "fail", payload: {}, retry: { maxAttempts: 1 } });
       const failed = await until("the failing jobs end", () => jobs(failing), ended);
       expect(failed.map((j) => j.status)).toEqual(["failed", "failed", "failed", "failed", "failed"]);
-      const open = circuitOf(await circuits(), "fail");
+      // A job shows failed before its attempt is counted on the breaker (the count follows the
+      // job's write in the same step): wait for the breaker, not just the jobs.
+      const opened = await until(
+        "the fifth failure opens the breaker",
+        () => circuits(),
+        (list) => circuitOf(list, "fail")?.state === "open",
+      );
+      const open = circuitOf(opened, "fail");
       expect(open).toMatchObject({ state: "open", failures: 5, probeJobId: null, configured: true });
       expect(open?.halfOpensAt).not.toBeNull();
 
@@ -119,8 +126,6 @@ describe("circuit breakers on the local stack", () => {
       expect(reset.json).toMatchObject({ type: "fail", state: "closed", failures: 0, halfOpensAt: null });
       const after = await until("the held jobs run after the reset", () => jobs(held), ended);
       expect(after.map((j) => j.status)).toEqual(["failed", "failed"]);
-      // A job shows failed before its attempt is counted on the breaker (the count follows the
-      // job's write in the same step): wait for the count, not just the jobs.
       const counted = await until(
         "both failures counted on the breaker",
         () => circuits(),
@@ -163,7 +168,12 @@ describe("circuit breakers on the local stack", () => {
         retry: { maxAttempts: 1 },
       });
       await until("the flaky jobs fail", () => jobs(failing), ended);
-      expect(circuitOf(await circuits(), "flaky")?.state).not.toBe("closed");
+      // The fifth count follows its job's failed status: wait for it before the healthy jobs come
+      await until(
+        "the fifth failure opens the breaker",
+        () => circuits(),
+        (list) => circuitOf(list, "flaky")?.state !== "closed",
+      );
 
       // Act: flaky jobs that succeed
       const healthy = await submitMany(3, { type: "flaky", payload: { failTimes: 0 } });
