@@ -23,6 +23,7 @@ import { parseRequest } from "../core/validation";
 import { auditPutItem } from "../store/audit";
 import type { CircuitRepository } from "../store/circuits";
 import type { JobItem } from "../store/job-items";
+import { POLICY_CACHE_MS } from "../store/policy";
 import type { CircuitStateChange } from "./events";
 import type { AttemptOutcome } from "./lifecycle";
 import { logger } from "./logger";
@@ -41,8 +42,6 @@ import type { AppContext } from "./runtime";
 
 export type CircuitsContext = Pick<AppContext, "clock" | "policies" | "defaultPolicy" | "events">;
 
-/** How long a process trusts the policy it read: failures are counted against the breaker rules it names. */
-const POLICY_CACHE_MS = 10_000;
 /** Rounds of read-decide-write when another writer moved the breaker in between. */
 const WRITE_ROUNDS = 5;
 /** A probe whose job ended failed or escalated this long ago without its breaker hearing of it is released. */
@@ -50,19 +49,21 @@ const ORPHANED_PROBE_MS = 60_000;
 
 export class CircuitBreakers {
   readonly repo: CircuitRepository;
-  private cached: { policy: Policy; at: number } | null = null;
 
   constructor(private readonly ctx: CircuitsContext) {
     this.repo = ctx.policies.circuitRepository();
   }
 
-  /** The policy in force, read at most every POLICY_CACHE_MS by this process. */
-  async policy(): Promise<Policy> {
-    const now = this.ctx.clock().getTime();
-    if (this.cached && now - this.cached.at < POLICY_CACHE_MS) return this.cached.policy;
-    const { policy } = await this.ctx.policies.getPolicy(this.ctx.defaultPolicy);
-    this.cached = { policy, at: now };
-    return policy;
+  /**
+   * The policy in force, as the process's one policy copy has it (PolicyRepository#recentPolicy,
+   * read at most every POLICY_CACHE_MS): failures are counted against the breaker rules it names.
+   */
+  policy(): Promise<Policy> {
+    return this.ctx.policies.recentPolicy(
+      this.ctx.defaultPolicy,
+      POLICY_CACHE_MS,
+      this.ctx.clock().getTime(),
+    );
   }
 
   /**

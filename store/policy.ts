@@ -80,13 +80,14 @@ export class PolicyRepository {
    * The policy in force as read at most `maxAgeMs` ago by this repository (one per process):
    * what the submit path reads for per-type defaults (core/type-rules.ts), so a submission costs
    * no policy read but one (eventually consistent, 0.5 RRU) per POLICY_CACHE_MS per process. A
-   * PUT through this repository is
-   * seen at once; one through another process (another Lambda instance) within maxAgeMs.
+   * PUT through this repository is seen at once; one through another process (another Lambda
+   * instance) within maxAgeMs. `now` is the caller's clock (the use cases' Clock, which tests
+   * move); a copy read "later" than now (a clock moved back) counts as stale.
    */
-  recentPolicy(fallback: Policy, maxAgeMs = POLICY_CACHE_MS): Promise<Policy> {
-    const now = Date.now();
+  recentPolicy(fallback: Policy, maxAgeMs = POLICY_CACHE_MS, now = Date.now()): Promise<Policy> {
     const cached = this.cached;
-    if (cached && cached.fallback === fallback && now - cached.at < maxAgeMs) return cached.policy;
+    const age = cached ? now - cached.at : Number.POSITIVE_INFINITY;
+    if (cached && cached.fallback === fallback && age >= 0 && age < maxAgeMs) return cached.policy;
     // Eventually consistent (0.5 RRU): a copy up to 5 s old is the contract here anyway; right
     // after a PUT through this repository, strongly consistent, so that PUT is seen at once.
     const policy = this.getPolicy(fallback, now < this.consistentUntil).then((stored) => stored.policy);
