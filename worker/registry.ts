@@ -90,7 +90,7 @@ export class TaskError extends Error {
  * (`unknown_type`, `result_too_large`, `result_not_serializable`).
  *
  * ```ts
- * import { defineTask, UnrecoverableTaskError } from "jobq/worker/registry";
+ * import { defineTask, UnrecoverableTaskError } from "../registry"; // worker/registry.ts
  * export const resize = defineTask("resize", async (payload) => {
  *   if (!isImageRef(payload)) throw new UnrecoverableTaskError("payload is not an image reference", "invalid_payload");
  *   …
