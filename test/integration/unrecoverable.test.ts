@@ -215,4 +215,48 @@ describe("attempt-failed on an unrecoverable failure", () => {
     expect(decision).toEqual({ next: "retry", delaySeconds: 5 });
     expect(await job(a)).toMatchObject({ status: "retrying", failures: 1 });
   });
+
+  // The rule's other branches, unchanged by the move to core/retry-rule.ts.
+  it("ends a job out of attempts as before: no attempts left", async () => {
+    // Prepare
+    const a = (await submit([{ ref: "a", retry: { maxAttempts: 1 } }]))("a");
+    const attempt = await runOnNode(ctx, a, {
+      pool: POOL,
+      nodeId,
+      workerId: `worker-${nodeId}`,
+      capacity: NODE_CAPACITY,
+    });
+
+    // Act
+    const decision = await attemptFailed(a, attempt, "ValueError", "boom");
+
+    // Assess
+    expect(decision).toEqual({ next: "end", delaySeconds: 0 });
+    expect(await job(a)).toMatchObject({
+      status: "failed",
+      statusReason: "attempt 1 failed (ValueError: boom); no attempts left",
+      error: { type: "ValueError", message: "boom" },
+    });
+  });
+
+  it("does not count an attempt its worker stopped while shutting down, as before", async () => {
+    // Prepare
+    const a = (await submit([{ ref: "a", retry: { maxAttempts: 1 } }]))("a");
+    const attempt = await runOnNode(ctx, a, {
+      pool: POOL,
+      nodeId,
+      workerId: `worker-${nodeId}`,
+      capacity: NODE_CAPACITY,
+    });
+
+    // Act
+    const decision = await attemptFailed(a, attempt, "worker_shutdown", "worker shutting down");
+
+    // Assess
+    expect(decision).toEqual({ next: "retry", delaySeconds: 0 });
+    const after = await job(a);
+    expect(after.status).toBe("retrying");
+    expect(after.failures ?? 0).toBe(0);
+    expect(await repo.getItem({ pk: jobPk(a), sk: attemptSk(1) })).toMatchObject({ status: "preempted" });
+  });
 });
