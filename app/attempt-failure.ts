@@ -1,6 +1,7 @@
 import { backoffDelaySeconds } from "../core/backoff";
 import type { Job, JobError } from "../core/job";
 import { unsatisfiableReason } from "../core/pools";
+import { notRetriedReason, parseReportedError, retryVerdict, unrecoverableMessage } from "../core/retry-rule";
 import { transition } from "../core/status";
 import { escalationFor } from "../core/type-rules";
 import { endAttemptItem, releaseCapacityItem } from "../store/capacity";
@@ -144,17 +145,29 @@ export async function endFailedAttempt(
   const now = ctx.clock();
   const at = now.toISOString();
   const job = fromJobItem(item);
-  const error = attemptError(input.outcome, input.error, job);
-  const what = `attempt ${input.attempt} ${describeOutcome(input.outcome, error)}`;
+  const reported = attemptError(input.outcome, input.error, job);
+  const what = `attempt ${input.attempt} ${describeOutcome(input.outcome, reported)}`;
   // A worker that stopped the attempt because it was shutting down (scale-in, a deploy) did not
   // fail the job: like a preemption, the attempt is recorded `preempted`, does not count against
   // maxAttempts, and the job goes straight back in line.
-  const evictedByWorker = input.outcome === "failed" && error.type === WORKER_SHUTDOWN;
-  const failures = (item.failures ?? 0) + (evictedByWorker ? 0 : 1);
+  const evictedByWorker = input.outcome === "failed" && reported.type === WORKER_SHUTDOWN;
+  // The worker marks a failure no retry can mend (UnrecoverableTaskError): core's rule ends the job.
+  const unrecoverable = input.outcome === "failed" && isUnrecoverable(input.error);
+  const verdict = retryVerdict({
+    failuresBefore: item.failures ?? 0,
+    maxAttempts: item.retry.maxAttempts,
+    notCounted: evictedByWorker,
+    unrecoverable,
+  });
+  const { failures } = verdict;
+  // The attempt record and the job's error say that no retry was made, and why.
+  const error: JobError = unrecoverable
+    ? { ...reported, message: unrecoverableMessage(clip(reported.message, MAX_ERROR_MESSAGE - 32)) }
+    : reported;
 
   let change: StatusChange;
   let decision: RetryDecision;
-  if (evictedByWorker) {
+  if (verdict.next === "retry_now") {
     change = {
       to: transition(item.status, "retrying"),
       reason: `attempt ${input.attempt} was stopped by its worker shutting down; not counted, retrying now`,
@@ -163,7 +176,7 @@ export async function endFailedAttempt(
       remove: ["admissionToken"],
     };
     decision = { next: "retry", delaySeconds: 0 };
-  } else if (failures < item.retry.maxAttempts) {
+  } else if (verdict.next === "retry") {
     // Whole seconds: a Wait state's SecondsPath takes an integer, and nextAttemptAt must agree.
     const delaySeconds = Math.ceil(backoffDelaySeconds(item.retry, failures));
     change = {
@@ -178,11 +191,13 @@ export async function endFailedAttempt(
     const escalateTo = escalationFor(job, input.outcome === "timed_out") ?? undefined;
     const blocker = escalateTo ? escalationBlocker(ctx, job, escalateTo.type) : null;
     const escalatedTo = escalateTo !== undefined && blocker === null ? await escalate() : null;
+    const ended =
+      verdict.why === "unrecoverable" ? notRetriedReason(verdict.attemptsLeft) : "no attempts left";
     const tail = escalatedTo
-      ? `escalated to ${escalatedTo}`
+      ? `${verdict.why === "unrecoverable" ? `${ended}; ` : ""}escalated to ${escalatedTo}`
       : escalateTo
-        ? `no attempts left; cannot escalate to ${escalateTo.type}: ${blocker}`
-        : "no attempts left";
+        ? `${ended}; cannot escalate to ${escalateTo.type}: ${blocker}`
+        : ended;
     change = {
       to: transition(item.status, escalatedTo ? "escalated" : "failed"),
       reason: `${what}; ${tail}`,
@@ -324,12 +339,21 @@ export function attemptError(outcome: AttemptOutcome, error: StepError, job: Job
         type: "lost",
         message: clip(cause || "the worker stopped heartbeating and is presumed dead", MAX_ERROR_MESSAGE),
       };
-    case "failed":
+    case "failed": {
+      // The type without the worker's unrecoverable mark, which endFailedAttempt reads apart.
+      const name = error.Error?.trim() ?? "";
+      const type = name ? parseReportedError(name).type : "";
       return {
-        type: error.Error?.trim() || "error",
-        message: clip(cause || error.Error?.trim() || "the attempt failed", MAX_ERROR_MESSAGE),
+        type: type || "error",
+        message: clip(cause || type || "the attempt failed", MAX_ERROR_MESSAGE),
       };
+    }
   }
+}
+
+/** Whether the failure the Dispatch state caught is marked unrecoverable (core/retry-rule.ts). */
+export function isUnrecoverable(error: StepError): boolean {
+  return parseReportedError(error.Error?.trim() ?? "").unrecoverable;
 }
 
 export function describeOutcome(outcome: AttemptOutcome, error: JobError): string {

@@ -75,6 +75,23 @@ export class StepFunctionsExecutions implements LifecycleExecutions {
   }
 }
 
+/**
+ * Step Functions' answers to SendTaskSuccess, SendTaskFailure and SendTaskHeartbeat that mean no
+ * state waits on the task token any more: the execution ended, timed out or was stopped, or the
+ * state already took an answer (TaskTimedOut), or the token is none this service issued. Whoever
+ * answers (the lifecycle, the worker) has nothing left to report: not an error to retry.
+ */
+const TASK_TOKEN_GONE: ReadonlySet<string> = new Set(["TaskDoesNotExist", "TaskTimedOut", "InvalidToken"]);
+
+/**
+ * Whether a task-token call failed because the token is gone. By the error's name, which the
+ * SDK's exception classes (TaskDoesNotExist, TaskTimedOut, InvalidToken) set: so an error from
+ * another copy of @aws-sdk/client-sfn, or rebuilt from a response, is recognised too.
+ */
+export function isTaskTokenGone(error: unknown): boolean {
+  return error instanceof Error && TASK_TOKEN_GONE.has(error.name);
+}
+
 /** arn:aws:states:region:account:stateMachine:name → …:execution:name:executionName */
 export function executionArnOf(stateMachineArn: string, name: string): string {
   return `${stateMachineArn.replace(":stateMachine:", ":execution:")}:${name}`;

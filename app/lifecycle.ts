@@ -1,17 +1,10 @@
-import {
-  InvalidToken,
-  SendTaskFailureCommand,
-  SendTaskSuccessCommand,
-  type SFNClient,
-  TaskDoesNotExist,
-  TaskTimedOut,
-} from "@aws-sdk/client-sfn";
+import { SendTaskFailureCommand, SendTaskSuccessCommand, type SFNClient } from "@aws-sdk/client-sfn";
 import { z } from "zod";
 import { recordAttemptFailure } from "./attempt-failure";
 import { type CircuitBreakers, circuitBreakers } from "./circuits";
 import { completeAttempt } from "./completion";
 import { config } from "./config";
-import { createSfnClient } from "./executions";
+import { createSfnClient, isTaskTokenGone } from "./executions";
 import { requeueJob } from "./requeue";
 import { type AppContext, appContext } from "./runtime";
 
@@ -173,13 +166,7 @@ export class StepFunctionsTaskTokens implements TaskTokens {
       await send();
       return true;
     } catch (error) {
-      if (
-        error instanceof TaskDoesNotExist ||
-        error instanceof TaskTimedOut ||
-        error instanceof InvalidToken
-      ) {
-        return false;
-      }
+      if (isTaskTokenGone(error)) return false;
       throw error;
     }
   }

@@ -82,6 +82,43 @@ export class TaskError extends Error {
 }
 
 /**
+ * A failure that no retry can mend (BullMQ's UnrecoverableError is the model): the input is
+ * invalid, the thing it names is gone for good, the task knows the next attempt would fail the
+ * same way. The job ends at once — `failed`, or its `onFailure` escalation — even with attempts
+ * left, and its statusReason and attempt record say it was not retried and why. `type` and the
+ * message are reported as for TaskError. The worker throws it for its own such failures
+ * (`unknown_type`, `result_too_large`, `result_not_serializable`).
+ *
+ * ```ts
+ * import { defineTask, UnrecoverableTaskError } from "../registry"; // worker/registry.ts
+ * export const resize = defineTask("resize", async (payload) => {
+ *   if (!isImageRef(payload)) throw new UnrecoverableTaskError("payload is not an image reference", "invalid_payload");
+ *   …
+ * });
+ * ```
+ */
+export class UnrecoverableTaskError extends TaskError {
+  readonly unrecoverable = true;
+
+  constructor(message: string, type = "task_failed", options?: { cause?: unknown }) {
+    super(message, type, options);
+    this.name = "UnrecoverableTaskError";
+  }
+}
+
+/**
+ * Whether a thrown value is an UnrecoverableTaskError: by class, or by name as BullMQ checks its
+ * UnrecoverableError, so one thrown by a task module built against another copy of this file
+ * (or a plain Error named so) counts too.
+ */
+export function isUnrecoverable(error: unknown): boolean {
+  return (
+    error instanceof UnrecoverableTaskError ||
+    (error instanceof Error && error.name === "UnrecoverableTaskError")
+  );
+}
+
+/**
  * Why the worker stopped an attempt, as the AbortSignal's reason and heartbeat()'s rejection:
  * `timeout` (timeoutSeconds ran out), `execution_stopped` (the lifecycle no longer waits: cancel,
  * pause, Step Functions' own timeout), `worker_shutdown` (SIGTERM and the grace ran out).
@@ -154,16 +191,27 @@ export async function loadTaskModules(
   return loaded;
 }
 
-/** The error type and message an attempt reports for whatever a task threw. */
-export function describeFailure(error: unknown): { type: string; message: string } {
+/**
+ * The error type and message an attempt reports for whatever a task threw; `unrecoverable` only
+ * when it was an UnrecoverableTaskError (the lifecycle then retries nothing).
+ */
+export function describeFailure(error: unknown): { type: string; message: string; unrecoverable?: true } {
+  const mark = isUnrecoverable(error) ? { unrecoverable: true as const } : {};
   if (error instanceof TaskError || error instanceof AttemptStoppedError) {
-    return { type: error.type, message: error.message };
+    return { type: error.type, message: error.message, ...mark };
   }
   if (error instanceof Error) {
     const type = (error as { type?: unknown }).type;
     return {
-      type: typeof type === "string" && type !== "" ? type : error.name || "Error",
+      // An UnrecoverableTaskError of another copy of this file names no type: it failed the task.
+      type:
+        typeof type === "string" && type !== ""
+          ? type
+          : mark.unrecoverable
+            ? "task_failed"
+            : error.name || "Error",
       message: error.message,
+      ...mark,
     };
   }
   return { type: "Error", message: typeof error === "string" ? error : safeJson(error) };

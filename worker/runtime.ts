@@ -14,9 +14,11 @@ import {
 import { z } from "zod";
 import { startAttempt, type WorkerNode } from "../app/attempts";
 import type { JobEventPublisher } from "../app/events";
+import { isTaskTokenGone } from "../app/executions";
 import { completeRun } from "../app/lifecycle";
 import { type Clock, systemClock } from "../app/runtime";
 import { MAX_PAYLOAD_BYTES, PRIORITY_NAMES, type PriorityName } from "../core/job";
+import { reportedErrorName } from "../core/retry-rule";
 import { fromJobItem, type JobItem } from "../store/job-items";
 import type { JobRepository } from "../store/job-repository";
 import type { NodeRepository } from "../store/nodes";
@@ -28,8 +30,8 @@ import {
   AttemptStoppedError,
   describeFailure,
   type TaskContext,
-  TaskError,
   type TaskRegistry,
+  UnrecoverableTaskError,
 } from "./registry";
 
 /**
@@ -124,8 +126,6 @@ const MAX_ERROR_CHARS = 256;
 const MAX_CAUSE_CHARS = 32_768;
 /** After the grace, aborted attempts get this long to report before the node is deregistered. */
 const REPORT_GRACE_MS = 10_000;
-/** Step Functions' answers that mean the execution no longer waits for this token. */
-const TOKEN_GONE = new Set(["TaskTimedOut", "TaskDoesNotExist", "InvalidToken"]);
 /** How long an admin's drain waits for the node's last reservations to be released before leaving. */
 const DEREGISTER_PATIENCE_MS = 30_000;
 const DEREGISTER_RETRY_MS = 500;
@@ -152,7 +152,13 @@ interface RunningAttempt {
 
 type Outcome =
   | { readonly kind: "succeeded"; readonly result: unknown }
-  | { readonly kind: "failed"; readonly type: string; readonly message: string }
+  | {
+      readonly kind: "failed";
+      readonly type: string;
+      readonly message: string;
+      /** No retry can succeed (UnrecoverableTaskError): reported so the lifecycle ends the job. */
+      readonly unrecoverable?: boolean;
+    }
   /** The execution no longer waits for this attempt: nothing to report. */
   | { readonly kind: "abandoned"; readonly message: string };
 
@@ -520,7 +526,8 @@ export class Worker {
     try {
       const handler = this.deps.registry.get(job.type);
       if (!handler) {
-        throw new TaskError(
+        // Another attempt would come back to a worker of the same pool, and so the same image.
+        throw new UnrecoverableTaskError(
           `no handler for job type ${job.type} on this worker (it runs ${this.deps.registry.types().join(", ")})`,
           "unknown_type",
         );
@@ -543,7 +550,10 @@ export class Worker {
 
     if (outcome.kind === "succeeded") outcome = await this.storeResult(job, attempt, outcome.result);
     if (outcome.kind === "failed")
-      logs.add("error", `attempt ${attempt} failed: ${outcome.type}: ${outcome.message}`);
+      logs.add(
+        "error",
+        `attempt ${attempt} failed: ${outcome.type}: ${outcome.message}${outcome.unrecoverable ? " (unrecoverable: not retried)" : ""}`,
+      );
     if (outcome.kind === "abandoned") logs.add("warn", `attempt ${attempt} stopped: ${outcome.message}`);
     await logs.close();
     await this.report(run, outcome);
@@ -560,8 +570,10 @@ export class Worker {
     try {
       json = JSON.stringify(result ?? null) ?? "null";
     } catch (error) {
+      // The same handler on the same payload makes the same result: a retry cannot mend it.
       return {
         kind: "failed",
+        unrecoverable: true,
         type: "result_not_serializable",
         message: `result is not JSON: ${(error as Error).message}`,
       };
@@ -570,6 +582,7 @@ export class Worker {
     if (bytes > MAX_RESULT_BYTES) {
       return {
         kind: "failed",
+        unrecoverable: true,
         type: "result_too_large",
         message: `result too large: ${bytes} bytes serialized; the limit is ${MAX_RESULT_BYTES}`,
       };
@@ -607,7 +620,7 @@ export class Worker {
     try {
       await this.deps.sfn.send(new SendTaskHeartbeatCommand({ taskToken: run.runToken }));
     } catch (error) {
-      if (isTokenGone(error)) {
+      if (isTaskTokenGone(error)) {
         const stopped = new AttemptStoppedError(
           "execution_stopped",
           `the lifecycle no longer waits for this attempt (${(error as Error).name}): cancelled, paused or timed out`,
@@ -646,7 +659,7 @@ export class Worker {
       this.log.info("dismissed the execution of a stale dispatch message", { jobId, attempt });
       return true;
     } catch (error) {
-      if (isTokenGone(error)) return true;
+      if (isTaskTokenGone(error)) return true;
       this.log.warn("could not dismiss the execution of a stale dispatch message; it comes back", {
         jobId,
         attempt,
@@ -671,7 +684,10 @@ export class Worker {
         await this.deps.sfn.send(
           new SendTaskFailureCommand({
             taskToken: runToken,
-            error: outcome.type.slice(0, MAX_ERROR_CHARS),
+            error: reportedErrorName({
+              type: outcome.type,
+              unrecoverable: outcome.unrecoverable === true,
+            }).slice(0, MAX_ERROR_CHARS),
             cause: outcome.message.slice(0, MAX_CAUSE_CHARS),
           }),
         );
@@ -683,11 +699,13 @@ export class Worker {
         this.log.info(outcome.kind === "succeeded" ? "attempt succeeded" : "attempt failed", {
           jobId: job.id,
           attempt,
-          ...(outcome.kind === "failed" ? { errorType: outcome.type } : {}),
+          ...(outcome.kind === "failed"
+            ? { errorType: outcome.type, unrecoverable: outcome.unrecoverable === true }
+            : {}),
         });
         return;
       } catch (error) {
-        if (isTokenGone(error)) {
+        if (isTaskTokenGone(error)) {
           this.log.info("the lifecycle no longer waits for this attempt's report", {
             jobId: job.id,
             attempt,
@@ -882,10 +900,6 @@ export class Worker {
 
 function attemptKey(jobId: string, attempt: number): string {
   return `${jobId}#${attempt}`;
-}
-
-function isTokenGone(error: unknown): boolean {
-  return error instanceof Error && TOKEN_GONE.has(error.name);
 }
 
 /** The work's outcome, or the signal's reason as soon as it aborts (the work is left to itself). */

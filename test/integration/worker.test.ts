@@ -633,7 +633,8 @@ describe("worker", () => {
     const failure = await reported(runToken, "SendTaskFailure");
 
     expect(failure.body).toMatchObject({
-      error: "result_too_large",
+      // Marked unrecoverable (core/retry-rule.ts): the same handler would make the same result.
+      error: "Unrecoverable.result_too_large",
       cause: expect.stringMatching(/^result too large: \d+ bytes serialized; the limit is 262144$/),
     });
     expect((await repo.getJob(job.id))?.result).toBeNull();
@@ -649,7 +650,8 @@ describe("worker", () => {
     const failure = await reported(runToken, "SendTaskFailure");
 
     expect(failure.body).toMatchObject({
-      error: "unknown_type",
+      // Marked unrecoverable: a retry would come back to a worker of the same pool.
+      error: "Unrecoverable.unknown_type",
       cause: expect.stringContaining("train-model"),
     });
   });

@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { defineTask, TaskError, type TaskRegistry } from "../registry";
+import { defineTask, TaskError, type TaskRegistry, UnrecoverableTaskError } from "../registry";
 
 /**
  * API.md's example task types, always present in the local stack: enough to watch every path of
@@ -7,12 +7,15 @@ import { defineTask, TaskError, type TaskRegistry } from "../registry";
  * writing a task.
  */
 
-/** A payload that does not match the type's schema: a failure of the attempt, not of the worker. */
+/**
+ * A payload that does not match the type's schema: a failure of the attempt, not of the worker,
+ * and unrecoverable: every retry would read the same payload.
+ */
 function parsePayload<T>(type: string, schema: z.ZodType<T>, payload: unknown): T {
   const parsed = schema.safeParse(payload ?? {});
   if (parsed.success) return parsed.data;
   const problems = parsed.error.issues.map((i) => `${i.path.join(".") || "payload"}: ${i.message}`);
-  throw new TaskError(`${type}: invalid payload: ${problems.join("; ")}`, "invalid_payload");
+  throw new UnrecoverableTaskError(`${type}: invalid payload: ${problems.join("; ")}`, "invalid_payload");
 }
 
 /** Waits `seconds`, or rejects with the signal's reason as soon as it aborts. */
@@ -54,9 +57,15 @@ export const flakyTask = defineTask("flaky", async (payload, ctx) => {
   return { attempt: ctx.attempt, failedBefore: p.failTimes };
 });
 
+/** `{"unrecoverable": true}` throws UnrecoverableTaskError: the job ends without a retry. */
 export const failTask = defineTask("fail", async (payload) => {
-  const p = parsePayload("fail", z.object({ message: z.string().max(32_768).optional() }), payload);
-  throw new TaskError(p.message ?? "failed on purpose", "task_failed");
+  const p = parsePayload(
+    "fail",
+    z.object({ message: z.string().max(32_768).optional(), unrecoverable: z.boolean().default(false) }),
+    payload,
+  );
+  const message = p.message ?? "failed on purpose";
+  throw p.unrecoverable ? new UnrecoverableTaskError(message) : new TaskError(message, "task_failed");
 });
 
 export const logTask = defineTask("log", async (payload, ctx) => {
