@@ -115,17 +115,64 @@ export interface HandlerConfig {
   readonly retention: Retention;
 }
 
+/**
+ * A variable of the process configuration is malformed: thrown at cold start (a handler module's
+ * import, the worker's start), never per request, and its message names every bad variable so
+ * the function's init failure in CloudWatch says what to fix.
+ */
+export class ConfigError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = "ConfigError";
+  }
+}
+
+/** `name: problem` for each issue, the variable (and the path inside its JSON) first. */
+function problemsOf(error: z.ZodError, variable?: string): string[] {
+  return error.issues.map((issue) => {
+    const path = [variable, ...issue.path.map(String)].filter((p) => p !== undefined && p !== "");
+    return `${path.join(".") || "(environment)"}: ${issue.message}`;
+  });
+}
+
+/** A JSON variable parsed and checked, or a ConfigError naming it. */
+function jsonVariable<T>(name: string, raw: string, schema: z.ZodType<T>): T {
+  let value: unknown;
+  try {
+    value = JSON.parse(raw);
+  } catch (error) {
+    throw new ConfigError(`invalid environment: ${name} is not valid JSON (${(error as Error).message})`, {
+      cause: error,
+    });
+  }
+  const parsed = schema.safeParse(value);
+  if (!parsed.success) {
+    throw new ConfigError(`invalid environment: ${problemsOf(parsed.error, name).join("; ")}`, {
+      cause: parsed.error,
+    });
+  }
+  return parsed.data;
+}
+
 export function readConfig(env: NodeJS.ProcessEnv = process.env): HandlerConfig {
-  const e = envSchema.parse(env);
-  const pools = e.JOBQ_POOLS ? poolsSchema.parse(JSON.parse(e.JOBQ_POOLS)) : [...DEFAULT_POOLS];
-  const types = e.JOBQ_TASK_TYPES ? z.array(z.string()).parse(JSON.parse(e.JOBQ_TASK_TYPES)) : [];
+  const parsed = envSchema.safeParse(env);
+  if (!parsed.success) {
+    throw new ConfigError(`invalid environment: ${problemsOf(parsed.error).join("; ")}`, {
+      cause: parsed.error,
+    });
+  }
+  const e = parsed.data;
+  const pools = e.JOBQ_POOLS ? jsonVariable("JOBQ_POOLS", e.JOBQ_POOLS, poolsSchema) : [...DEFAULT_POOLS];
+  const types = e.JOBQ_TASK_TYPES
+    ? jsonVariable("JOBQ_TASK_TYPES", e.JOBQ_TASK_TYPES, z.array(z.string()))
+    : [];
   return {
     jobsTable: e.JOBQ_JOBS_TABLE,
     tokensTable: e.JOBQ_TOKENS_TABLE,
     nodesTable: e.JOBQ_NODES_TABLE,
     policyTable: e.JOBQ_POLICY_TABLE,
     connectionsTable: e.JOBQ_CONNECTIONS_TABLE,
-    defaultPolicy: e.JOBQ_POLICY ? policySchema.parse(JSON.parse(e.JOBQ_POLICY)) : DEFAULT_POLICY,
+    defaultPolicy: e.JOBQ_POLICY ? jsonVariable("JOBQ_POLICY", e.JOBQ_POLICY, policySchema) : DEFAULT_POLICY,
     region: e.AWS_REGION,
     dynamoEndpoint: e.JOBQ_DYNAMODB_ENDPOINT,
     sfnEndpoint: e.JOBQ_SFN_ENDPOINT,
@@ -136,7 +183,7 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env): HandlerConfig 
     stateMachineArn: e.JOBQ_STATE_MACHINE_ARN,
     eventBus: e.JOBQ_EVENT_BUS,
     stateChangeEvents: e.JOBQ_STATE_CHANGE_EVENTS,
-    queues: e.JOBQ_QUEUES ? queuesSchema.parse(JSON.parse(e.JOBQ_QUEUES)) : {},
+    queues: e.JOBQ_QUEUES ? jsonVariable("JOBQ_QUEUES", e.JOBQ_QUEUES, queuesSchema) : {},
     heartbeatSeconds: e.JOBQ_HEARTBEAT_SECONDS,
     // Never below a heartbeat period: a live worker must always beat in time.
     lostAfterSeconds: Math.max(e.JOBQ_LOST_AFTER_SECONDS, e.JOBQ_HEARTBEAT_SECONDS),
@@ -147,7 +194,11 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env): HandlerConfig 
 }
 
 let cached: HandlerConfig | undefined;
-/** The process's configuration, parsed on first use. */
+/**
+ * The process's configuration, parsed once. Every handler module asks for it (through its
+ * context factory) at module scope, so in Lambda that first use is the init and a ConfigError
+ * fails it; the local stack and the tests set the variables before they import a handler.
+ */
 export function config(): HandlerConfig {
   cached ??= readConfig();
   return cached;
@@ -171,7 +222,13 @@ export interface StreamConfig {
 }
 
 export function readStreamConfig(env: NodeJS.ProcessEnv = process.env): StreamConfig {
-  const e = streamEnvSchema.parse(env);
+  const parsed = streamEnvSchema.safeParse(env);
+  if (!parsed.success) {
+    throw new ConfigError(`invalid environment: ${problemsOf(parsed.error).join("; ")}`, {
+      cause: parsed.error,
+    });
+  }
+  const e = parsed.data;
   return { streamUrl: e.JOBQ_STREAM_URL ?? null, managementEndpoint: e.JOBQ_STREAM_ENDPOINT };
 }
 

@@ -30,7 +30,8 @@ export function broadcastContext(): BroadcastContext {
   if (!broadcaster) {
     const c = config();
     const endpoint = streamConfig().managementEndpoint;
-    // Loud at the first batch: without it every post would fail, batch after batch.
+    // Loud at once (the broadcaster builds this at its init): without it every post would fail,
+    // batch after batch.
     if (!endpoint) throw new StreamConfigError("JOBQ_STREAM_ENDPOINT is not set");
     broadcaster = {
       ...streamContext(),

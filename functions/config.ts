@@ -5,6 +5,7 @@
  * from app/ up into functions/ would point the wrong way. Adapters keep importing from here.
  */
 export {
+  ConfigError,
   config,
   type HandlerConfig,
   type QueueUrls,

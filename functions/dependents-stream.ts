@@ -18,10 +18,12 @@ import { observability } from "./observability";
  * (and the rest) again. A redelivered completion finds its edges met and changes nothing.
  */
 
+// Built at import, Lambda's init: a bad variable fails the cold start, not every batch.
+const ctx = lifecycleContext();
+
 export const handler = middy<DynamoDBStreamEvent, DynamoDBBatchResponse>()
   .use(observability())
   .handler(async (event) => {
-    const ctx = lifecycleContext();
     for (const record of event.Records ?? []) {
       const jobId = completedJobOf(record);
       if (!jobId) continue;

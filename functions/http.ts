@@ -208,10 +208,12 @@ export type RouteHandler = (event: APIGatewayProxyEvent, context: Context) => Pr
  * Wraps a route's use case in the middy chain every API handler shares: tracing and the Lambda context in
  * every log line, every error mapped to the contract's format, and every answer, error or not,
  * readable by the dashboard's page where it has an origin of its own (JOBQ_CORS_ORIGIN, AWS).
- * The origin is read per request, not at import: the local stack imports handlers before it
- * sets their environment.
+ * The configuration is read here, when the handler module is loaded (Lambda's init), like every
+ * handler's context: a bad variable fails the cold start with a ConfigError naming it, instead of
+ * answering 500 to every request. The local stack and the tests set the variables first.
  */
 export function apiHandler(route: RouteHandler) {
+  const { corsOrigin } = config();
   return middy<APIGatewayProxyEvent, APIGatewayProxyResult>()
     .use(observability())
     .use({
@@ -219,10 +221,10 @@ export function apiHandler(route: RouteHandler) {
         refuseReadOnlyWrites(request.event);
       },
       after: (request) => {
-        request.response = withCorsOrigin(request.response, config().corsOrigin);
+        request.response = withCorsOrigin(request.response, corsOrigin);
       },
       onError: (request) => {
-        request.response = withCorsOrigin(errorResponse(request.error), config().corsOrigin);
+        request.response = withCorsOrigin(errorResponse(request.error), corsOrigin);
       },
     })
     .handler(route);

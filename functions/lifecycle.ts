@@ -10,6 +10,9 @@ import { observability } from "./observability";
  * (every step is idempotent) and, past its retries, the execution fails for the reconciler.
  */
 
+// Built at import, Lambda's init: a bad variable fails the cold start, not every step.
+const ctx = lifecycleContext();
+
 export const handler = middy<unknown, unknown>()
   .use(observability())
   .handler(async (event) => {
@@ -21,5 +24,5 @@ export const handler = middy<unknown, unknown>()
       attempt: "attempt" in request ? request.attempt : null,
       action: request.action,
     });
-    return runLifecycleStep(lifecycleContext(), request);
+    return runLifecycleStep(ctx, request);
   });

@@ -2,6 +2,9 @@ import middy from "@middy/core";
 import { type ReconcileSummary, reconcile, reconcilerContext } from "../app/reconciler";
 import { observability } from "./observability";
 
+// Built at import, Lambda's init: a bad variable fails the cold start, not every run.
+const ctx = reconcilerContext();
+
 /**
  * The reconciler Lambda, every 5 minutes (EventBridge rule): gives every job that lost its
  * execution a new one and proves each node's capacity. Errors are thrown for the alarm; the
@@ -9,4 +12,4 @@ import { observability } from "./observability";
  */
 export const handler = middy<unknown, ReconcileSummary>()
   .use(observability())
-  .handler(async () => reconcile(reconcilerContext()));
+  .handler(async () => reconcile(ctx));

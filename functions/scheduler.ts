@@ -33,6 +33,10 @@ function poolsWoken(records: readonly DynamoDBRecord[], pools: readonly string[]
   return pools.filter((p) => woken.has(p));
 }
 
+// Built at import, Lambda's init: a bad variable fails the cold start, not every pass.
+const schedules = scheduleContext();
+const ctx = schedulerContext();
+
 /**
  * The scheduler Lambda. EventBridge invokes it every minute (a Scheduled Event: every pool), and
  * the Jobs table's stream with the writes that add work or free capacity (a job became queued, or
@@ -46,8 +50,7 @@ function poolsWoken(records: readonly DynamoDBRecord[], pools: readonly string[]
 export const handler = middy<unknown, { pools: PoolPassSummary[]; schedules?: TickSummary }>()
   .use(observability())
   .handler(async (event) => {
-    const schedules = isTick(event) ? await fireDueSchedules(scheduleContext()) : undefined;
-    const ctx = schedulerContext();
+    const fired = isTick(event) ? await fireDueSchedules(schedules) : undefined;
     const records = streamRecords(event);
     const pools = records
       ? poolsWoken(
@@ -59,6 +62,6 @@ export const handler = middy<unknown, { pools: PoolPassSummary[]; schedules?: Ti
     // The waiting list can be long: the invocation answers with its head.
     return {
       pools: summaries.map((s) => ({ ...s, waiting: s.waiting.slice(0, 20) })),
-      ...(schedules ? { schedules } : {}),
+      ...(fired ? { schedules: fired } : {}),
     };
   });

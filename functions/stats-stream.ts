@@ -8,6 +8,10 @@ import { observability } from "./observability";
 
 export { STATS_CONSUMER } from "./stats-settings";
 
+// Built at import, Lambda's init: a bad variable fails the cold start, not every batch.
+const ctx = statsContext();
+const settings = costSettings();
+
 /**
  * The /stats consumer of the Jobs table's stream (NEW_AND_OLD_IMAGES). Its event source must
  * report batch item failures (`reportBatchItemFailures`) and must not bisect batches: a failed
@@ -19,7 +23,6 @@ export const handler = middy<DynamoDBStreamEvent, DynamoDBBatchResponse>()
   .handler(async (event) => {
     const records: readonly DynamoDBRecord[] = event.Records ?? [];
     const changes: SequencedChange[] = [];
-    const settings = costSettings();
     for (const record of records) {
       const change = jobChangeOf(record, (item) => costOfStreamItem(item, settings));
       // A record of no job item still marks a place in the shard: kept as a change of nothing,
@@ -28,7 +31,7 @@ export const handler = middy<DynamoDBStreamEvent, DynamoDBBatchResponse>()
       if (change) changes.push(change);
       else if (sequence) changes.push({ sequence, old: null, new: null });
     }
-    const result = await applyJobChanges(statsContext(), changes);
+    const result = await applyJobChanges(ctx, changes);
     if (result.replayed > 0)
       logger.info("stream records already applied were skipped", { replayed: result.replayed });
     return { batchItemFailures: result.failedAt ? [{ itemIdentifier: result.failedAt }] : [] };

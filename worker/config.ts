@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { hostname } from "node:os";
 import { z } from "zod";
-import { type HandlerConfig, readConfig } from "../app/config";
+import { ConfigError, type HandlerConfig, readConfig } from "../app/config";
 
 /**
  * The worker process's configuration, read once at start and failing fast with a message that
@@ -106,7 +106,9 @@ export function readWorkerConfig(env: NodeJS.ProcessEnv = process.env): WorkerCo
   try {
     shared = readConfig(env);
   } catch (error) {
-    throw new WorkerConfigError(`invalid environment: ${(error as Error).message}`, { cause: error });
+    // A ConfigError already names the variable and says the environment is invalid.
+    const message = error instanceof ConfigError ? error.message : `invalid environment: ${String(error)}`;
+    throw new WorkerConfigError(message, { cause: error });
   }
   const queues = shared.queues[e.JOBQ_POOL];
   if (!queues || Object.keys(queues).length === 0) {

@@ -4,13 +4,7 @@ import {
   SendTaskSuccessCommand,
   type SFNClient,
 } from "@aws-sdk/client-sfn";
-import {
-  ChangeMessageVisibilityCommand,
-  DeleteMessageCommand,
-  type Message,
-  ReceiveMessageCommand,
-  type SQSClient,
-} from "@aws-sdk/client-sqs";
+import type { Message, SQSClient } from "@aws-sdk/client-sqs";
 import { z } from "zod";
 import { startAttempt, type WorkerNode } from "../app/attempts";
 import type { JobEventPublisher } from "../app/events";
@@ -19,6 +13,7 @@ import { completeRun } from "../app/lifecycle";
 import { type Clock, systemClock } from "../app/runtime";
 import { MAX_PAYLOAD_BYTES, PRIORITY_NAMES, type PriorityName } from "../core/job";
 import { reportedErrorName } from "../core/retry-rule";
+import { DispatchQueue, DispatchQueueMissingError } from "../store/dispatch-queue";
 import { fromJobItem, type JobItem } from "../store/job-items";
 import type { JobRepository } from "../store/job-repository";
 import type { NodeRepository } from "../store/nodes";
@@ -194,6 +189,7 @@ export class Worker {
   /** When running attempts are aborted during a drain; a later stop() may bring it forward. */
   private drainDeadline = Number.POSITIVE_INFINITY;
   private deadlineChanged: (() => void) | undefined;
+  private readonly dispatch: DispatchQueue;
 
   constructor(
     private readonly options: WorkerOptions,
@@ -204,6 +200,7 @@ export class Worker {
     this.clock = deps.clock ?? systemClock;
     this.log = deps.log ?? silentLogger;
     this.nodeId = this.newNodeId();
+    this.dispatch = new DispatchQueue(deps.sqs, options.queues);
   }
 
   /** Registers the node, starts its heartbeat and the polling loop. */
@@ -298,7 +295,9 @@ export class Worker {
         const [message] = await this.receive(tier, 0);
         if (message) return { tier, message };
       } catch (error) {
-        this.log.warn("receive failed", { tier, error: errorInfo(error) });
+        // A missing queue is a deployment fault, not a passing one: said at error level.
+        const level = error instanceof DispatchQueueMissingError ? "error" : "warn";
+        this.log[level]("receive failed", { tier, error: errorInfo(error) });
       }
       if (this.state !== "running") return null;
     }
@@ -316,7 +315,8 @@ export class Worker {
         })
         .catch(async (error: unknown) => {
           if (this.state !== "running") return;
-          this.log.warn("long poll failed", { tier, error: errorInfo(error) });
+          const level = error instanceof DispatchQueueMissingError ? "error" : "warn";
+          this.log[level]("long poll failed", { tier, error: errorInfo(error) });
           await delay(RECEIVE_ERROR_BACKOFF_MS);
         })
         .finally(() => {
@@ -336,15 +336,8 @@ export class Worker {
     }
   }
 
-  private async receive(tier: PriorityName, waitSeconds: number): Promise<Message[]> {
-    const out = await this.deps.sqs.send(
-      new ReceiveMessageCommand({
-        QueueUrl: this.queueUrl(tier),
-        MaxNumberOfMessages: 1,
-        WaitTimeSeconds: waitSeconds,
-      }),
-    );
-    return out.Messages ?? [];
+  private receive(tier: PriorityName, waitSeconds: number): Promise<Message[]> {
+    return this.dispatch.receive(tier, waitSeconds);
   }
 
   /** Waits for a wake-up (a poll ended, an attempt ended, stop) or the periodic re-check. */
@@ -857,20 +850,12 @@ export class Worker {
 
   // ---- SQS -----------------------------------------------------------------------------------
 
-  private queueUrl(tier: PriorityName): string {
-    const url = this.options.queues[tier];
-    if (!url) throw new Error(`no queue for tier ${tier}`);
-    return url;
-  }
-
   private async deleteMessage(received: Received): Promise<void> {
     try {
-      await this.deps.sqs.send(
-        new DeleteMessageCommand({
-          QueueUrl: this.queueUrl(received.tier),
-          ReceiptHandle: received.message.ReceiptHandle,
-        }),
-      );
+      const deleted = await this.dispatch.delete(received.tier, received.message.ReceiptHandle);
+      // Received again by another since (its visibility lapsed): that receiver finds it stale.
+      if (deleted === "gone")
+        this.log.info("message already gone", { messageId: received.message.MessageId });
     } catch (error) {
       // It comes back after its visibility timeout and is then found stale.
       this.log.warn("message not deleted", {
@@ -882,13 +867,8 @@ export class Worker {
 
   private async changeVisibility(received: Received, seconds: number): Promise<void> {
     try {
-      await this.deps.sqs.send(
-        new ChangeMessageVisibilityCommand({
-          QueueUrl: this.queueUrl(received.tier),
-          ReceiptHandle: received.message.ReceiptHandle,
-          VisibilityTimeout: seconds,
-        }),
-      );
+      // "gone": visible again already, or another receiver's now; either way handed back.
+      await this.dispatch.handBack(received.tier, received.message.ReceiptHandle, seconds);
     } catch (error) {
       this.log.warn("message visibility not changed", {
         messageId: received.message.MessageId,

@@ -3,12 +3,14 @@ import { exportContext, importPage } from "../../app/export";
 import { PayloadTooLargeError, ValidationError } from "../../core/errors";
 import { apiHandler, json, principalOf } from "../http";
 
+const ctx = exportContext();
+
 /** API Gateway's own limit on a request body; the CLI sends a file in smaller chunks. */
 const MAX_IMPORT_BODY_BYTES = 10 * 1024 * 1024;
 
 /** POST /admin/import (admin): NDJSON lines of an export; 200 with the counts per kind. */
 export const handler = apiHandler(async (event) =>
-  json(200, await importPage(exportContext(), principalOf(event), () => ndjsonBody(event))),
+  json(200, await importPage(ctx, principalOf(event), () => ndjsonBody(event))),
 );
 
 function ndjsonBody(event: APIGatewayProxyEvent): string {

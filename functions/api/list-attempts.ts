@@ -4,8 +4,10 @@ import { pageQuerySchema } from "../../core/job";
 import { parseRequest } from "../../core/validation";
 import { apiHandler, json, pathParameter, principalOf, queryParameters } from "../http";
 
+const ctx = appContext();
+
 /** GET /jobs/{id}/attempts */
 export const handler = apiHandler(async (event) => {
   const query = parseRequest(pageQuerySchema, queryParameters(event));
-  return json(200, await listAttempts(appContext(), principalOf(event), pathParameter(event, "id"), query));
+  return json(200, await listAttempts(ctx, principalOf(event), pathParameter(event, "id"), query));
 });

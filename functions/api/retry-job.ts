@@ -4,6 +4,8 @@ import { retryJobSchema } from "../../core/job";
 import { parseRequest } from "../../core/validation";
 import { apiHandler, json, jsonBody, pathParameter, principalOf } from "../http";
 
+const ctx = appContext();
+
 const MAX_BODY_BYTES = 16 * 1024;
 
 /**
@@ -14,5 +16,5 @@ export const handler = apiHandler(async (event) => {
   const principal = principalOf(event);
   const empty = event.body === null || event.body === undefined || event.body.trim() === "";
   const request = parseRequest(retryJobSchema, empty ? {} : jsonBody(event, MAX_BODY_BYTES));
-  return json(200, await retryJob(appContext(), principal, pathParameter(event, "id"), request));
+  return json(200, await retryJob(ctx, principal, pathParameter(event, "id"), request));
 });

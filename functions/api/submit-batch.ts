@@ -5,6 +5,8 @@ import { submitBatchSchema } from "../../core/job";
 import { parseRequest } from "../../core/validation";
 import { apiHandler, header, json, jsonBody, principalOf } from "../http";
 
+const ctx = appContext();
+
 /** Lambda's own limit for a synchronous request; each payload is still held to 256 KiB. */
 export const MAX_BATCH_BODY_BYTES = 6 * 1024 * 1024 - 1024;
 
@@ -15,7 +17,7 @@ export const handler = apiHandler(async (event, context) => {
   assertPayloadSizes(body, true);
   const request = parseRequest(submitBatchSchema, body);
   const key = header(event, "Idempotency-Key");
-  const result = await submitJobs(appContext(), {
+  const result = await submitJobs(ctx, {
     principal,
     // Answer before the function is stopped: finish, or roll back and say so (never a 500 for jobs that exist).
     budget: lambdaBudget(context),

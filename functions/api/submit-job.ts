@@ -5,6 +5,8 @@ import { submitJobSchema } from "../../core/job";
 import { parseRequest } from "../../core/validation";
 import { apiHandler, header, json, jsonBody, principalOf } from "../http";
 
+const ctx = appContext();
+
 /** A job's body: its payload (≤ 256 KiB, checked on its own) plus room for every other field. */
 export const MAX_SUBMIT_BODY_BYTES = 288 * 1024;
 
@@ -15,7 +17,7 @@ export const handler = apiHandler(async (event, context) => {
   assertPayloadSizes(body, false);
   const { array, ...request } = parseRequest(submitJobSchema, body);
   const key = header(event, "Idempotency-Key");
-  const result = await submitJobs(appContext(), {
+  const result = await submitJobs(ctx, {
     principal,
     // Answer before the function is stopped: finish, or roll back and say so (never a 500 for jobs that exist).
     budget: lambdaBudget(context),

@@ -2,6 +2,8 @@ import { validateKey } from "../../app/idempotency";
 import { scheduleContext, triggerSchedule } from "../../app/schedules";
 import { apiHandler, header, json, pathParameter, principalOf } from "../http";
 
+const ctx = scheduleContext();
+
 /**
  * POST /schedules/{id}/trigger: fire once now. 201 with the job; 200 with the skipped fire when
  * overlap=skip holds it back; a refused submission (maxQueuedJobs: 429, a type or pool gone: 400)
@@ -11,7 +13,7 @@ import { apiHandler, header, json, pathParameter, principalOf } from "../http";
 export const handler = apiHandler(async (event) => {
   const key = header(event, "Idempotency-Key");
   const outcome = await triggerSchedule(
-    scheduleContext(),
+    ctx,
     principalOf(event),
     pathParameter(event, "id"),
     key === undefined ? undefined : validateKey(key),

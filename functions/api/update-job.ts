@@ -8,6 +8,8 @@ import { apiHandler, json, jsonBody, pathParameter, principalOf } from "../http"
 
 const MAX_BODY_BYTES = 16 * 1024;
 
+const ctx = appContext();
+
 /**
  * PATCH /jobs/{id}: change the priority of a job that has not ended, or (admins) move a queued
  * job just ahead of another (`before`).
@@ -16,7 +18,6 @@ export const handler = apiHandler(async (event) => {
   const principal = principalOf(event);
   const request = parseRequest(updateJobSchema, jsonBody(event, MAX_BODY_BYTES));
   const id = pathParameter(event, "id");
-  const ctx = appContext();
   if (request.before !== undefined) return json(200, await moveJobBefore(ctx, principal, id, request.before));
   if (request.priority !== undefined)
     return json(200, await reprioritizeJob(ctx, principal, id, request.priority));

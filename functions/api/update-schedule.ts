@@ -4,6 +4,8 @@ import { updateScheduleSchema } from "../../core/schedule";
 import { parseRequest } from "../../core/validation";
 import { apiHandler, json, jsonBody, pathParameter, principalOf } from "../http";
 
+const ctx = scheduleContext();
+
 /** A schedule's body: its job template (payload ≤ 256 KiB, as POST /jobs) plus room for the rest. */
 export const MAX_SCHEDULE_BODY_BYTES = 288 * 1024;
 
@@ -12,8 +14,5 @@ export const handler = apiHandler(async (event) => {
   const body = jsonBody(event, MAX_SCHEDULE_BODY_BYTES);
   assertPayloadSizes((body as { job?: unknown } | null)?.job, false);
   const patch = parseRequest(updateScheduleSchema, body);
-  return json(
-    200,
-    await updateSchedule(scheduleContext(), principalOf(event), pathParameter(event, "id"), patch),
-  );
+  return json(200, await updateSchedule(ctx, principalOf(event), pathParameter(event, "id"), patch));
 });

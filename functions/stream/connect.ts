@@ -5,6 +5,8 @@ import { errorResponse } from "../http";
 import { observability } from "../observability";
 import { ok, principalOfConnection, webSocketEventSchema } from "./events";
 
+const ctx = streamContext();
+
 /**
  * $connect of WS /jobs/stream, after the authorizer (functions/stream/authorizer.ts) accepted the
  * token: records the connection under its principal. A non-2xx answer refuses the handshake.
@@ -12,7 +14,7 @@ import { ok, principalOfConnection, webSocketEventSchema } from "./events";
 export const handler = middy(async (event: unknown) => {
   try {
     const parsed = webSocketEventSchema.parse(event);
-    await openConnection(streamContext(), parsed.requestContext.connectionId, principalOfConnection(parsed));
+    await openConnection(ctx, parsed.requestContext.connectionId, principalOfConnection(parsed));
     return ok();
   } catch (error) {
     return errorResponse(error);
