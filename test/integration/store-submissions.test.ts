@@ -344,22 +344,17 @@ describe("job index reads", () => {
 
     // Act
     const band = await queuedBetween(repo, pool, { lo: queueRankPrefix(3), hi: String(his[1]?.queueSk) }, 10);
-    const echo = await listIdsBetween(repo, {
-      index: JOB_INDEX.byOwner,
-      partition: { attribute: "ownerPk", value: ownerPk(owner) },
-      lo: " ",
-      hi: "~",
-      filter: { type: "echo" },
-      limit: 10,
-    });
-    const other = await listIdsBetween(repo, {
-      index: JOB_INDEX.byOwner,
-      partition: { attribute: "ownerPk", value: ownerPk(owner) },
-      lo: " ",
-      hi: "~",
-      filter: { type: "not-echo" },
-      limit: 10,
-    });
+    const ofType = (type: string) =>
+      listIdsBetween(repo, {
+        index: JOB_INDEX.byOwner,
+        partition: { attribute: "ownerPk", value: ownerPk(owner) },
+        lo: " ",
+        hi: "~",
+        filter: { type },
+        limit: 10,
+      });
+    const echo = await ofType("echo");
+    const other = await ofType("not-echo");
 
     // Assess
     expect(band.items.map((i) => i.id)).toEqual([his[1]?.id, his[0]?.id]);
