@@ -691,11 +691,11 @@ export class JobRepository {
   /**
    * Marks the child's dependency on `parentId` met (edgeMetItems: the edge flipped and the
    * child's `unmet` decremented, one transaction). `already_met`: the edge was met already (a
-   * replay, another writer counted it) or is gone (moved to an escalation's job); `not_counted`:
+   * replay, another writer counted it) or is gone (moved to an escalation's job); `not_waiting`:
    * the child is missing or has nothing unmet. Any other cancellation (a conflict with another
    * transaction) is a ConcurrentUpdateError: the caller decides whether to try again.
    */
-  async markDependencyMet(parentId: string, childId: string, at: string): Promise<DependencyMet> {
+  async markDependencyMet(parentId: string, childId: string, at: string): Promise<DependencyMetOutcome> {
     try {
       await this.transact(this.edgeMetItems(parentId, childId, at));
       return { ok: true };
@@ -703,7 +703,7 @@ export class JobRepository {
       if (!(error instanceof ConcurrentUpdateError)) throw error;
       const [edge, child] = cancellationCodes(error);
       if (edge === CONDITION_FAILED) return { ok: false, reason: "already_met" };
-      if (child === CONDITION_FAILED) return { ok: false, reason: "not_counted" };
+      if (child === CONDITION_FAILED) return { ok: false, reason: "not_waiting" };
       throw error;
     }
   }
@@ -790,6 +790,6 @@ function ranFor(
 }
 
 /** How JobRepository#markDependencyMet ended. */
-export type DependencyMet =
+export type DependencyMetOutcome =
   | { readonly ok: true }
-  | { readonly ok: false; readonly reason: "already_met" | "not_counted" };
+  | { readonly ok: false; readonly reason: "already_met" | "not_waiting" };

@@ -296,7 +296,7 @@ describe("JobRepository#markDependencyMet", () => {
     expect(await jobOf(child.id)).toMatchObject({ unmet: 1, version: child.version + 1 });
   });
 
-  it("answers already_met for an edge that is gone, and not_counted for a child with nothing unmet", async () => {
+  it("answers already_met for an edge that is gone, and not_waiting for a child with nothing unmet", async () => {
     // Prepare
     const parentId = newId();
     const counted = await blockedChild(parentId, 0);
@@ -307,7 +307,7 @@ describe("JobRepository#markDependencyMet", () => {
 
     // Assess
     expect(gone).toEqual({ ok: false, reason: "already_met" });
-    expect(nothingUnmet).toEqual({ ok: false, reason: "not_counted" });
+    expect(nothingUnmet).toEqual({ ok: false, reason: "not_waiting" });
     expect(await repo.getItem({ pk: jobPk(counted.id), sk: dependsOnSk(parentId) })).toMatchObject({
       met: false,
     });

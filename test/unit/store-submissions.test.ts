@@ -85,7 +85,7 @@ describe("JobRepository#markDependencyMet", () => {
     expect(outcome).toEqual({ ok: false, reason: "already_met" });
   });
 
-  it("answers not_counted when only the child's condition failed", async () => {
+  it("answers not_waiting when only the child's condition failed", async () => {
     // Prepare
     dynamo.on(TransactWriteCommand).rejects(cancelled("None", "ConditionalCheckFailed"));
 
@@ -93,7 +93,7 @@ describe("JobRepository#markDependencyMet", () => {
     const outcome = await repo.markDependencyMet("job_P", "job_C", "2026-12-06T12:00:00.000Z");
 
     // Assess
-    expect(outcome).toEqual({ ok: false, reason: "not_counted" });
+    expect(outcome).toEqual({ ok: false, reason: "not_waiting" });
   });
 
   it("throws ConcurrentUpdateError for a conflict with another transaction, for its caller to retry", async () => {
