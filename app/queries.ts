@@ -168,7 +168,7 @@ type ListCursor = z.infer<typeof listCursorSchema>;
 
 /**
  * What one GET /jobs request reads at most, so its time is bounded at any list size. A filter the
- * index cannot answer by key (type, priority, tag) is a FilterExpression on the projected
+ * index cannot answer by key (type, priority, tag) is a Query filter on the projected
  * attributes, applied by DynamoDB over small entries; once the budget is spent the page is
  * answered, maybe short, with a cursor to continue, as DynamoDB itself does with filters.
  */
