@@ -1,7 +1,8 @@
 import { createHash, randomUUID } from "node:crypto";
 import { IdempotencyKeyReusedError, TooManyRequestsError, ValidationError } from "../core/errors";
 import type { Principal } from "../core/principal";
-import type { JobRepository, TransactItem } from "../store/job-repository";
+import { type ClaimState, IdempotencyClaims, type IdempotencyRecord } from "../store/idempotency-claims";
+import type { JobRepository } from "../store/job-repository";
 import { IDEMPOTENCY_SK, idempotencyPk } from "../store/keys";
 
 /**
@@ -22,32 +23,10 @@ export const STALE_CLAIM_MS = 30_000;
 const WAIT_FOR_OWNER_MS = 20_000;
 const POLL_MS = 50;
 
-/**
- * - `pending`: the owner is writing its jobs staged (invisible) or about to write them in one
- *   transaction; a takeover gets new job ids, so nothing the old owner still writes can touch
- *   the new owner's jobs.
- * - `committing`: a batch too large for one transaction is being made visible; its ids are final,
- *   and a takeover finishes the commit of those same ids (commits are resumable).
- * - `complete`: the jobs exist; the key replays them.
- */
-export type ClaimState = "pending" | "committing" | "complete";
+export type { ClaimState, IdempotencyRecord };
 
-export interface IdempotencyRecord {
-  readonly pk: string;
-  readonly sk: string;
-  readonly requestHash: string;
-  readonly state: ClaimState;
-  /** The ids of the jobs this request creates, fixed at claim time. */
-  readonly jobIds: readonly string[];
-  /**
-   * The owner's fencing token, new at every claim and takeover: every write that moves the claim
-   * is conditional on it, so an owner that lost the claim cannot complete it or give it back.
-   * Absent on records written before tokens existed; `claimedAt` fences those.
-   */
-  readonly token?: string;
-  readonly claimedAt: number;
-  readonly expiresAt: number;
-}
+/** A claim's part in a submission's transaction (store/idempotency-claims.ts builds it). */
+export type ClaimPart = ReturnType<IdempotencyClaims["movePart"]>;
 
 export type Claim =
   | { readonly kind: "claimed"; readonly record: IdempotencyRecord }
@@ -93,7 +72,11 @@ function canonicalJson(value: unknown): string {
 }
 
 export class Idempotency {
-  constructor(private readonly repo: JobRepository) {}
+  private readonly claims: IdempotencyClaims;
+
+  constructor(repo: JobRepository) {
+    this.claims = new IdempotencyClaims(repo);
+  }
 
   /**
    * Claims the key for this request with the ids it plans to create, or tells the caller to
@@ -121,13 +104,13 @@ export class Idempotency {
         claimedAt: at,
         expiresAt: Math.floor(at / 1000) + IDEMPOTENCY_TTL_SECONDS,
       };
-      if (await this.repo.putIfAbsent({ ...fresh })) return { kind: "claimed", record: fresh };
+      if (await this.claims.create(fresh)) return { kind: "claimed", record: fresh };
 
-      const existing = await this.read(pk);
+      const existing = await this.claims.read(pk);
       if (!existing) continue; // expired and deleted between our two calls
       // DynamoDB deletes expired items lazily (within days): an expired record counts as absent.
       if (existing.expiresAt * 1000 <= at) {
-        if (await this.replaceClaim(existing, fresh)) return { kind: "claimed", record: fresh };
+        if (await this.claims.replace(existing, fresh)) return { kind: "claimed", record: fresh };
         continue;
       }
       if (existing.requestHash !== hash) throw new IdempotencyKeyReusedError();
@@ -136,12 +119,12 @@ export class Idempotency {
         if (existing.state === "committing") {
           // Its jobs are partly visible under final ids: finish that commit, never start over.
           const resumed: IdempotencyRecord = { ...existing, token: randomUUID(), claimedAt: at };
-          if (await this.replaceClaim(existing, resumed)) return { kind: "resume", record: resumed };
+          if (await this.claims.replace(existing, resumed)) return { kind: "resume", record: resumed };
         } else {
           // Nothing of the old owner's is visible. Our own ids keep anything it still writes
           // (staged, invisible) apart from what we create; its commit will find the claim gone.
           const takeover: IdempotencyRecord = { ...fresh, expiresAt: existing.expiresAt };
-          if (await this.replaceClaim(existing, takeover)) return { kind: "claimed", record: takeover };
+          if (await this.claims.replace(existing, takeover)) return { kind: "claimed", record: takeover };
         }
         continue;
       }
@@ -158,60 +141,31 @@ export class Idempotency {
    */
   async isComplete(principal: Principal, key: string, now: () => Date): Promise<boolean> {
     const pk = idempotencyPk(principal.id, createHash("sha256").update(key).digest("hex"));
-    const existing = await this.read(pk);
+    const existing = await this.claims.read(pk);
     return existing?.state === "complete" && existing.expiresAt * 1000 > now().getTime();
   }
 
   /** The claim as stored now, or undefined when there is none. */
   async current(record: Pick<IdempotencyRecord, "pk">): Promise<IdempotencyRecord | undefined> {
-    return this.read(record.pk);
+    return this.claims.read(record.pk);
   }
 
   /**
    * The write that moves our claim from `from` to `to`, to put in the same transaction as the
    * jobs it stands for: it fails (and with it the whole transaction) once the claim is not ours.
    */
-  moveItem(record: IdempotencyRecord, from: ClaimState, to: ClaimState): TransactItem {
-    const fence = this.fence(record);
-    return {
-      Update: {
-        TableName: this.repo.tableName,
-        Key: { pk: record.pk, sk: record.sk },
-        UpdateExpression: "SET #state = :to",
-        ConditionExpression: `#state = :from AND ${fence.condition}`,
-        ExpressionAttributeNames: { "#state": "state", ...fence.names },
-        ExpressionAttributeValues: { ":to": to, ":from": from, ...fence.values },
-      },
-    };
+  moveItem(record: IdempotencyRecord, from: ClaimState, to: ClaimState): ClaimPart {
+    return this.claims.movePart(record, from, to);
   }
 
   /** Insists, inside a transaction, that the claim is still ours and in `state`. */
-  checkItem(record: IdempotencyRecord, state: ClaimState): TransactItem {
-    const fence = this.fence(record);
-    return {
-      ConditionCheck: {
-        TableName: this.repo.tableName,
-        Key: { pk: record.pk, sk: record.sk },
-        ConditionExpression: `#state = :state AND ${fence.condition}`,
-        ExpressionAttributeNames: { "#state": "state", ...fence.names },
-        ExpressionAttributeValues: { ":state": state, ...fence.values },
-      },
-    };
+  checkItem(record: IdempotencyRecord, state: ClaimState): ClaimPart {
+    return this.claims.checkPart(record, state);
   }
 
   /** Our claim from `from` to `to` on its own; ClaimLostError when it is not ours any more. */
   async move(record: IdempotencyRecord, from: ClaimState, to: ClaimState): Promise<void> {
-    const fence = this.fence(record);
-    const moved = await this.repo.updateIf(
-      { pk: record.pk, sk: record.sk },
-      "SET #state = :to",
-      `#state = :from AND ${fence.condition}`,
-      {
-        names: { "#state": "state", ...fence.names },
-        values: { ":to": to, ":from": from, ...fence.values },
-      },
-    );
-    if (!moved) throw new ClaimLostError();
+    if (!(await this.claims.move(record, from, to))) throw new ClaimLostError();
   }
 
   /**
@@ -219,53 +173,12 @@ export class Idempotency {
    * ClaimLostError when it is not ours any more.
    */
   async reassign(record: IdempotencyRecord, jobIds: readonly string[]): Promise<IdempotencyRecord> {
-    const fence = this.fence(record);
-    const moved = await this.repo.updateIf(
-      { pk: record.pk, sk: record.sk },
-      "SET jobIds = :ids",
-      `#state = :pending AND ${fence.condition}`,
-      {
-        names: { "#state": "state", ...fence.names },
-        values: { ":ids": [...jobIds], ":pending": "pending", ...fence.values },
-      },
-    );
-    if (!moved) throw new ClaimLostError();
+    if (!(await this.claims.reassign(record, jobIds))) throw new ClaimLostError();
     return { ...record, jobIds };
   }
 
   /** Gives the key back when the request failed before creating anything; a no-op once not ours. */
   async release(record: IdempotencyRecord): Promise<void> {
-    const fence = this.fence(record);
-    await this.repo.deleteIf({ pk: record.pk, sk: record.sk }, `#state = :pending AND ${fence.condition}`, {
-      names: { "#state": "state", ...fence.names },
-      values: { ":pending": "pending", ...fence.values },
-    });
-  }
-
-  private async read(pk: string): Promise<IdempotencyRecord | undefined> {
-    return (await this.repo.getItem({ pk, sk: IDEMPOTENCY_SK })) as IdempotencyRecord | undefined;
-  }
-
-  /** The condition that the stored claim is still `record`'s: its token, or its claimedAt before tokens. */
-  private fence(record: IdempotencyRecord): {
-    condition: string;
-    names: Record<string, string>;
-    values: Record<string, unknown>;
-  } {
-    return record.token === undefined
-      ? {
-          condition: "claimedAt = :claimedAt AND attribute_not_exists(#token)",
-          names: { "#token": "token" },
-          values: { ":claimedAt": record.claimedAt },
-        }
-      : { condition: "#token = :token", names: { "#token": "token" }, values: { ":token": record.token } };
-  }
-
-  private async replaceClaim(previous: IdempotencyRecord, next: IdempotencyRecord): Promise<boolean> {
-    const fence = this.fence(previous);
-    return this.repo.putIf({ ...next }, `#state = :state AND ${fence.condition}`, {
-      names: { "#state": "state", ...fence.names },
-      values: { ":state": previous.state, ...fence.values },
-    });
+    await this.claims.release(record);
   }
 }

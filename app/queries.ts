@@ -13,6 +13,13 @@ import {
   invalidCursor,
 } from "../store/cursor";
 import { fromJobItem, type JobItem } from "../store/job-items";
+import {
+  countQueued,
+  jobHistoryPage,
+  type ListFilter,
+  listIdsBetween,
+  listUpdatedAfter,
+} from "../store/job-queries";
 import type { JobRepository } from "../store/job-repository";
 import {
   ATTEMPT_PREFIX,
@@ -23,7 +30,6 @@ import {
   ownerPk,
   ownerStatusPk,
   projectPk,
-  queuePk,
   schedulePk,
   TRANSITION_PREFIX,
   updatedDayPk,
@@ -33,7 +39,6 @@ import { JOB_INDEX } from "../store/tables";
 import { isArrayParent, withArrayCounts } from "./arrays";
 import { costOfItem, costSettings } from "./cost";
 import { type QueueContext, queuedPlace } from "./queue";
-import { countUpTo } from "./queue-reader";
 import type { Clock } from "./runtime";
 import { loadVisibleJob } from "./visibility";
 
@@ -91,15 +96,7 @@ export async function getJobView(
       };
     }
   }
-  const ahead = await countUpTo(
-    ctx.repo,
-    {
-      IndexName: JOB_INDEX.queue,
-      KeyConditionExpression: "queuePk = :pk AND queueSk < :mine",
-      ExpressionAttributeValues: { ":pk": queuePk(item.pool), ":mine": item.queueSk },
-    },
-    MAX_POSITION_COUNT,
-  );
+  const ahead = await countQueued(ctx.repo, item.pool, MAX_POSITION_COUNT, item.queueSk);
   return {
     ...job,
     queuePosition: ahead.count < MAX_POSITION_COUNT ? ahead.count + 1 : null,
@@ -171,7 +168,7 @@ type ListCursor = z.infer<typeof listCursorSchema>;
 
 /**
  * What one GET /jobs request reads at most, so its time is bounded at any list size. A filter the
- * index cannot answer by key (type, priority, tag) is a FilterExpression on the projected
+ * index cannot answer by key (type, priority, tag) is a Query filter on the projected
  * attributes, applied by DynamoDB over small entries; once the budget is spent the page is
  * answered, maybe short, with a cursor to continue, as DynamoDB itself does with filters.
  */
@@ -233,41 +230,10 @@ class ReadBudget {
   }
 }
 
-/** The Query filter on LIST_PROJECTION's attributes; the exact check follows on the job item. */
-interface IndexFilter {
-  readonly expression: string;
-  readonly names: Record<string, string>;
-  readonly values: Record<string, unknown>;
-}
-
-function indexFilter(query: ListJobsQuery, owner?: string): IndexFilter | undefined {
-  const parts: string[] = [];
-  const names: Record<string, string> = {};
-  const values: Record<string, unknown> = {};
-  // byProject projects the owner: a user's list of a project drops other members' jobs unread.
-  if (owner !== undefined) {
-    parts.push("#owner = :owner");
-    names["#owner"] = "owner";
-    values[":owner"] = owner;
-  }
-  if (query.type !== undefined) {
-    parts.push("#type = :type");
-    names["#type"] = "type";
-    values[":type"] = query.type;
-  }
-  if (query.priority !== undefined) {
-    parts.push("#priority = :priority");
-    names["#priority"] = "priority";
-    values[":priority"] = query.priority;
-  }
-  if (query.tag) {
-    // Tags are stored as JSON text (store/job-items.ts): the pair as JSON.stringify writes it.
-    // A superset at worst (the check on the job item is exact), never a miss.
-    parts.push("contains(#tags, :tag)");
-    names["#tags"] = "tagsJson";
-    values[":tag"] = `${JSON.stringify(query.tag.key)}:${JSON.stringify(query.tag.value)}`;
-  }
-  return parts.length > 0 ? { expression: parts.join(" AND "), names, values } : undefined;
+/** What the index entries are filtered on (LIST_PROJECTION's attributes); the exact check follows on the job item. */
+function indexFilter(query: ListJobsQuery, owner?: string): ListFilter | undefined {
+  const filter: ListFilter = { owner, type: query.type, priority: query.priority, tag: query.tag };
+  return Object.values(filter).some((v) => v !== undefined) ? filter : undefined;
 }
 
 /**
@@ -469,22 +435,15 @@ async function listUpdatedSince(
     );
     budget.queries++;
     budget.inspected += limit;
-    const result = await ctx.repo.queryIndex({
-      IndexName: index,
-      KeyConditionExpression: "#pk = :pk AND updatedSk > :after",
-      ...(filter ? { FilterExpression: filter.expression } : {}),
-      ProjectionExpression: "updatedSk",
-      ExpressionAttributeNames: {
-        "#pk": day === undefined ? "ownerPk" : "updatedDayPk",
-        ...filter?.names,
-      },
-      ExpressionAttributeValues: {
-        ":pk": day === undefined ? ownerPk(owner ?? "") : updatedDayPk(day),
-        ":after": after,
-        ...filter?.values,
-      },
-      ScanIndexForward: true,
-      Limit: limit,
+    const result = await listUpdatedAfter(ctx.repo, {
+      index,
+      partition:
+        day === undefined
+          ? { attribute: "ownerPk", value: ownerPk(owner ?? "") }
+          : { attribute: "updatedDayPk", value: updatedDayPk(day) },
+      after,
+      filter,
+      limit,
     });
     const keys = result.items.map((entry) => String(entry.updatedSk));
     for (let next = 0; next < keys.length; ) {
@@ -553,7 +512,7 @@ async function readRound(
     partitions: { attribute: string; values: string[] };
     lo: string;
     hi: string;
-    filter: IndexFilter | undefined;
+    filter: ListFilter | undefined;
     limit: number;
   },
 ): Promise<Round> {
@@ -563,20 +522,13 @@ async function readRound(
     read.partitions.values.map((partition) => {
       budget.queries++;
       budget.inspected += limit;
-      return ctx.repo.queryIndex({
-        IndexName: read.index,
-        KeyConditionExpression: "#pk = :pk AND ownerSk BETWEEN :lo AND :hi",
-        ...(read.filter ? { FilterExpression: read.filter.expression } : {}),
-        ProjectionExpression: "ownerSk",
-        ExpressionAttributeNames: { "#pk": read.partitions.attribute, ...read.filter?.names },
-        ExpressionAttributeValues: {
-          ":pk": partition,
-          ":lo": read.lo,
-          ":hi": read.hi,
-          ...read.filter?.values,
-        },
-        ScanIndexForward: false,
-        Limit: limit,
+      return listIdsBetween(ctx.repo, {
+        index: read.index,
+        partition: { attribute: read.partitions.attribute, value: partition },
+        lo: read.lo,
+        hi: read.hi,
+        filter: read.filter,
+        limit,
       });
     }),
   );
@@ -779,20 +731,6 @@ export async function listLogs(
 ): Promise<ListPage<LogLine>> {
   const cursor = decodeCursor(options.cursor, logsCursorSchema) ?? { task: null, lifecycle: null };
   await loadVisibleJob(ctx.repo, principal, id);
-  const filterParts: string[] = [];
-  const values: Record<string, unknown> = {};
-  const names: Record<string, string> = {};
-  if (options.attempt !== undefined) {
-    filterParts.push("#attempt = :attempt");
-    names["#attempt"] = "attempt";
-    values[":attempt"] = options.attempt;
-  }
-  if (options.level !== undefined) {
-    filterParts.push("#level = :level");
-    names["#level"] = "level";
-    values[":level"] = options.level;
-  }
-  const filter = filterParts.length ? { expression: filterParts.join(" AND "), names, values } : undefined;
 
   const read = async (
     prefix: string,
@@ -805,7 +743,12 @@ export async function listLogs(
     let startKey: PartitionKey | undefined = position === null ? undefined : { pk: jobPk(id), sk: position };
     let queries = 0;
     do {
-      const page = await ctx.repo.queryJobPartition(id, prefix, { limit: options.limit, startKey, filter });
+      const page = await jobHistoryPage(ctx.repo, id, prefix, {
+        limit: options.limit,
+        startKey,
+        attempt: options.attempt,
+        level: options.level,
+      });
       queries++;
       for (const item of page.items) entries.push({ line: toLine(item), sk: String(item.sk) });
       startKey = page.lastKey ? { pk: jobPk(id), sk: String(page.lastKey.sk) } : undefined;

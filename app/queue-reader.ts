@@ -1,12 +1,12 @@
-import type { QueryCommandInput } from "@aws-sdk/lib-dynamodb";
 import type { QueuedJob } from "../core/admission";
 import type { Resources } from "../core/job";
 import { queuePosition } from "../core/ordering";
 import type { Algorithm } from "../core/policy";
 import { type JobItem, jobConstraints } from "../store/job-items";
+import { activePage, ownerHeadPage, ownerQueuePage, queuePage } from "../store/job-queries";
 import type { JobRepository } from "../store/job-repository";
-import { activePk, afterOwner, ownerOfQueueOwnerSk, positionOfQueueSk, queuePk } from "../store/keys";
-import { JOB_INDEX } from "../store/tables";
+import { afterOwner, ownerOfQueueOwnerSk, positionOfQueueSk, queuePk } from "../store/keys";
+import type { JOB_INDEX } from "../store/tables";
 
 /**
  * Reading the queue the way a policy needs it, at a cost bounded by what a pass can use and
@@ -32,7 +32,7 @@ export class MergedView {
 
   constructor(
     private readonly repo: JobRepository,
-    private readonly indexName: string,
+    private readonly indexName: typeof JOB_INDEX.queue | typeof JOB_INDEX.queueByAge,
     private readonly sortAttribute: "queueSk" | "queueAgeSk",
     partitions: readonly string[],
     private readonly pageSize: number,
@@ -66,14 +66,11 @@ export class MergedView {
 
   private async fill(source: Source): Promise<void> {
     if (source.buffer.length > 0 || source.done) return;
-    const page = await this.repo.queryIndex({
-      IndexName: this.indexName,
-      KeyConditionExpression: "queuePk = :pk",
-      ExpressionAttributeValues: { ":pk": source.pk },
-      Limit: this.pageSize,
-      ExclusiveStartKey: source.startKey,
+    const page = await queuePage(this.repo, this.indexName, source.pk, {
+      limit: this.pageSize,
+      startKey: source.startKey,
     });
-    source.buffer = page.items as unknown as JobItem[];
+    source.buffer = page.items;
     source.startKey = page.lastKey;
     source.done = page.lastKey === undefined;
   }
@@ -110,15 +107,12 @@ export class OwnerHeads {
     const pending = this.cursors.splice(0);
     const lists = await Promise.all(
       pending.map(async (cursor) => {
-        const page = await this.repo.queryIndex({
-          IndexName: JOB_INDEX.queueByOwner,
-          KeyConditionExpression: "queuePk = :pk AND begins_with(queueOwnerSk, :owner)",
-          ExpressionAttributeValues: { ":pk": cursor.pk, ":owner": `${cursor.owner}#` },
-          Limit: this.options.perOwner,
-          ExclusiveStartKey: cursor.startKey,
+        const page = await ownerQueuePage(this.repo, cursor.pk, cursor.owner, {
+          limit: this.options.perOwner,
+          startKey: cursor.startKey,
         });
         if (page.lastKey) this.cursors.push({ ...cursor, startKey: page.lastKey });
-        return page.items as unknown as JobItem[];
+        return page.items;
       }),
     );
     return lists.flat();
@@ -128,17 +122,11 @@ export class OwnerHeads {
     const items: JobItem[] = [];
     let after: string | null = null;
     for (let owners = 0; owners < this.options.maxOwners; owners++) {
-      // DynamoDB refuses an empty string in a key condition: the first owner needs none.
-      const page = await this.repo.queryIndex({
-        IndexName: JOB_INDEX.queueByOwner,
-        KeyConditionExpression: after ? "queuePk = :pk AND queueOwnerSk > :after" : "queuePk = :pk",
-        ExpressionAttributeValues: after ? { ":pk": pk, ":after": after } : { ":pk": pk },
-        Limit: this.options.perOwner,
-      });
-      const first = page.items[0] as JobItem | undefined;
+      const page = await ownerHeadPage(this.repo, pk, after, this.options.perOwner);
+      const first = page.items[0];
       if (!first?.queueOwnerSk) break;
       const owner = ownerOfQueueOwnerSk(first.queueOwnerSk);
-      const own = (page.items as unknown as JobItem[]).filter((i) => i.owner === owner);
+      const own = page.items.filter((i) => i.owner === owner);
       items.push(...own);
       // The page ran into the next owner: this owner has nothing more. Otherwise it may.
       const last = own.at(-1);
@@ -196,30 +184,6 @@ function movedPosition(item: JobItem): string | null {
   return position === queuePosition({ id: item.id, deadline: item.deadline ?? null }) ? null : position;
 }
 
-/**
- * Index entries of a query counted (Select COUNT), page by page, stopping at `cap`: counting
- * costs reads, so it never walks a whole backlog. `complete` is false when it stopped early.
- */
-export async function countUpTo(
-  repo: JobRepository,
-  query: Omit<QueryCommandInput, "TableName" | "Select" | "Limit" | "ExclusiveStartKey">,
-  cap: number,
-): Promise<{ count: number; complete: boolean }> {
-  let count = 0;
-  let startKey: Record<string, unknown> | undefined;
-  do {
-    const page = await repo.queryIndex({
-      ...query,
-      Select: "COUNT",
-      Limit: cap - count,
-      ExclusiveStartKey: startKey,
-    });
-    count += page.count;
-    startKey = page.lastKey;
-  } while (startKey && count < cap);
-  return { count, complete: startKey === undefined };
-}
-
 /** A job holding capacity, as the `active` index projects it. */
 export interface ActiveItem {
   readonly id: string;
@@ -257,12 +221,7 @@ export async function readActive(repo: JobRepository, pool: string): Promise<Act
   const items: ActiveItem[] = [];
   let startKey: Record<string, unknown> | undefined;
   do {
-    const page = await repo.queryIndex({
-      IndexName: JOB_INDEX.active,
-      KeyConditionExpression: "activePk = :pk",
-      ExpressionAttributeValues: { ":pk": activePk(pool) },
-      ExclusiveStartKey: startKey,
-    });
+    const page = await activePage(repo, pool, startKey);
     for (const item of page.items) {
       if (item.reservation && typeof item.id === "string") items.push(item as unknown as ActiveItem);
     }

@@ -7,13 +7,13 @@ import type { Policy } from "../core/policy";
 import type { Principal } from "../core/principal";
 import type { ReasonCode } from "../core/reasons";
 import type { JobItem } from "../store/job-items";
-import { duePk, queuePk } from "../store/keys";
+import { countQueued, dueStatusPage } from "../store/job-queries";
+import { queuePk } from "../store/keys";
 import type { NodeRepository } from "../store/nodes";
 import { JOB_INDEX } from "../store/tables";
 import { listPools, type PoolView, poolsContext } from "./pools";
 import {
   type ActiveItem,
-  countUpTo,
   heldByOwner,
   MergedView,
   OwnerHeads,
@@ -256,29 +256,16 @@ async function countStatuses(
   let complete = true;
   await Promise.all(
     partitions.map(async (pool) => {
-      const queued = await countUpTo(
-        ctx.repo,
-        {
-          IndexName: JOB_INDEX.queue,
-          KeyConditionExpression: "queuePk = :pk",
-          ExpressionAttributeValues: { ":pk": queuePk(pool) },
-        },
-        COUNT_CAP,
-      );
+      const queued = await countQueued(ctx.repo, pool, COUNT_CAP);
       if (!queued.complete) complete = false;
       counts.queued = (counts.queued ?? 0) + queued.count;
 
       let seen = 0;
       let startKey: Record<string, unknown> | undefined;
       do {
-        const page = await ctx.repo.queryIndex({
-          IndexName: JOB_INDEX.due,
-          KeyConditionExpression: "duePk = :pk",
-          ExpressionAttributeValues: { ":pk": duePk(pool) },
-          ProjectionExpression: "#status",
-          ExpressionAttributeNames: { "#status": "status" },
-          Limit: Math.min(1000, COUNT_CAP - seen),
-          ExclusiveStartKey: startKey,
+        const page = await dueStatusPage(ctx.repo, pool, {
+          limit: Math.min(1000, COUNT_CAP - seen),
+          startKey,
         });
         for (const item of page.items) {
           const status = item.status as JobStatus;

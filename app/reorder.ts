@@ -8,8 +8,8 @@ import type { Job } from "../core/job";
 import { positionBetween, queuePosition } from "../core/ordering";
 import type { Principal } from "../core/principal";
 import { fromJobItem, type JobItem } from "../store/job-items";
-import { JOB_SK, jobPk, positionOfQueueSk, queuePk, queueRankPrefix } from "../store/keys";
-import { JOB_INDEX } from "../store/tables";
+import { queuedBetween } from "../store/job-queries";
+import { positionOfQueueSk, queueRankPrefix } from "../store/keys";
 import type { AppContext } from "./runtime";
 import { loadVisibleJob } from "./visibility";
 
@@ -90,15 +90,7 @@ async function move(
     ctx.clock().toISOString(),
   );
   // The place was chosen against the target as read: it must not have moved meanwhile.
-  items.push({
-    ConditionCheck: {
-      TableName: ctx.repo.tableName,
-      Key: { pk: jobPk(target.id), sk: JOB_SK },
-      ConditionExpression: "#version = :version",
-      ExpressionAttributeNames: { "#version": "version" },
-      ExpressionAttributeValues: { ":version": target.version },
-    },
-  });
+  items.push(ctx.repo.jobUnchangedItem(target));
   await ctx.repo.transact(items);
   return fromJobItem(next, result);
 }
@@ -111,17 +103,12 @@ async function move(
  */
 async function positionAhead(ctx: ReorderContext, target: JobItem, skip: readonly string[]): Promise<string> {
   const prefix = queueRankPrefix(target.priority);
-  const page = await ctx.repo.queryIndex({
-    IndexName: JOB_INDEX.queue,
-    KeyConditionExpression: "queuePk = :pk AND queueSk BETWEEN :lo AND :hi",
-    ExpressionAttributeValues: {
-      ":pk": queuePk(target.pool ?? null),
-      ":lo": prefix,
-      ":hi": target.queueSk ?? `${prefix}${queuePosition(target)}`,
-    },
-    ScanIndexForward: false,
-    Limit: skip.length + 1,
-  });
+  const page = await queuedBetween(
+    ctx.repo,
+    target.pool ?? null,
+    { lo: prefix, hi: target.queueSk ?? `${prefix}${queuePosition(target)}` },
+    skip.length + 1,
+  );
   const hi = queuePosition(target);
   for (const entry of page.items) {
     if (skip.includes(String(entry.id))) continue;

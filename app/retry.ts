@@ -131,7 +131,12 @@ async function settleDependencies(ctx: RetryContext, item: JobItem): Promise<num
   for (const parentId of unmetEdges) {
     if (parents.get(parentId)?.status !== "completed") continue;
     // Flipped by someone else meanwhile: ConcurrentUpdateError, and the caller re-reads.
-    await ctx.repo.transact(ctx.repo.edgeMetItems(parentId, item.id, ctx.clock().toISOString()));
+    const met = await ctx.repo.markDependencyMet(parentId, item.id, ctx.clock().toISOString());
+    if (!met.ok) {
+      throw new ConcurrentUpdateError(
+        `dependency ${parentId} of ${item.id} changed meanwhile (${met.reason})`,
+      );
+    }
     counted--;
   }
   // The edges are the truth: the revival writes this count with the status (a decrement above

@@ -37,13 +37,13 @@ import {
   applicableChange,
   type JobRepository,
   MAX_TRANSACTION_ITEMS,
-  type TransactItem,
   WriteStoppedError,
 } from "../store/job-repository";
-import { dependentSk, dependsOnSk, JOB_SK, jobPk } from "../store/keys";
+import { dependentSk, dependsOnSk, jobPk } from "../store/keys";
+import { commitStagedJobs, createJobs, deleteStagedJob } from "../store/submissions";
 import { arraySubmissionIds, planArraySubmission } from "./arrays";
 import { stateChange } from "./events";
-import { ClaimLostError, Idempotency, type IdempotencyRecord } from "./idempotency";
+import { ClaimLostError, type ClaimPart, Idempotency, type IdempotencyRecord } from "./idempotency";
 import { logger } from "./logger";
 import { metricPool, recordMetrics } from "./metrics";
 import { countNotStarted } from "./quota-usage";
@@ -376,22 +376,16 @@ async function writeSubmission(
       plan.bytes <= MAX_TRANSACTION_BYTES
     ) {
       requireTime(budget, "before the commit");
-      try {
-        await writeInOneTransaction(
-          ctx.repo,
-          plan,
-          claim ? claim.idem.moveItem(claim.record, "pending", "complete") : undefined,
-        );
-        return { items: plan.jobs.map((job) => job.item), ids };
-      } catch (error) {
-        if (!(error instanceof ConcurrentUpdateError)) throw error;
-        // The claim is the transaction's last item.
-        if (claim && reasonsOf(error).at(-1) === "ConditionalCheckFailed")
-          throw new ClaimLostError({ cause: error });
-        // A dependency changed between our read and our write: read again and re-plan.
-        if (round < MAX_WRITE_ROUNDS) continue;
-        throw error;
-      }
+      const written = await writeInOneTransaction(
+        ctx.repo,
+        plan,
+        claim ? claim.idem.moveItem(claim.record, "pending", "complete") : undefined,
+      );
+      if (written.ok) return { items: plan.jobs.map((job) => job.item), ids };
+      if (written.reason === "claim_lost") throw new ClaimLostError({ cause: written.error });
+      // A dependency changed between our read and our write: read again and re-plan.
+      if (round < MAX_WRITE_ROUNDS) continue;
+      throw written.error;
     }
 
     // Staging stops while a rollback still fits: deleting takes about as long as writing did.
@@ -745,55 +739,16 @@ async function loadVisibleDependencies(
   return { byRequestedId, items: [...items.values()] };
 }
 
-/** Insists an existing dependency is exactly as read, so its status cannot change unseen. */
-function unchanged(repo: JobRepository, parent: JobItem): TransactItem {
-  return {
-    ConditionCheck: {
-      TableName: repo.tableName,
-      Key: { pk: parent.pk, sk: JOB_SK },
-      ConditionExpression: "#version = :version",
-      ExpressionAttributeNames: { "#version": "version" },
-      ExpressionAttributeValues: { ":version": parent.version },
-    },
-  };
-}
-
-async function writeInOneTransaction(
+/**
+ * The submission's one-transaction write (store/submissions.ts#createJobs): its jobs, insisting
+ * the existing dependencies are as read, with the claim's move when there is one.
+ */
+function writeInOneTransaction(
   repo: JobRepository,
   plan: SubmissionPlan,
-  complete?: TransactItem,
-): Promise<void> {
-  const table = repo.tableName;
-  const [single] = plan.jobs;
-  if (
-    single &&
-    plan.jobs.length === 1 &&
-    single.edges.length === 0 &&
-    plan.externals.length === 0 &&
-    !complete
-  ) {
-    // One job that depends on nothing, without an idempotency claim: nothing to keep atomic with
-    // it but its first transition, so two plain writes instead of a transaction, which DynamoDB
-    // bills twice (22 write units become 11 for a 1 KB job). The transition goes first: a crash
-    // between the two leaves a record of a job that was never created (it expires with the
-    // history), never a job without its first transition.
-    await repo.putIfAbsent(single.transition);
-    if (!(await repo.putIfAbsent({ ...single.item }))) {
-      throw new ConcurrentUpdateError(`job ${single.item.id} exists already`);
-    }
-    return;
-  }
-  const items: TransactItem[] = [];
-  for (const job of plan.jobs) {
-    items.push({
-      Put: { TableName: table, Item: job.item, ConditionExpression: "attribute_not_exists(pk)" },
-    });
-    items.push({ Put: { TableName: table, Item: job.transition } });
-    for (const edge of job.edges) items.push({ Put: { TableName: table, Item: edge } });
-  }
-  for (const parent of plan.externals) items.push(unchanged(repo, parent));
-  if (complete) items.push(complete);
-  await repo.transact(items);
+  complete?: ClaimPart,
+): ReturnType<typeof createJobs> {
+  return createJobs(repo, plan.jobs, plan.externals, complete);
 }
 
 /** Parallel transactions when committing a large batch or marking dependencies met. */
@@ -824,7 +779,7 @@ async function stage(repo: JobRepository, plan: SubmissionPlan, stop: () => bool
 async function unstage(repo: JobRepository, plan: SubmissionPlan): Promise<void> {
   await Promise.all([
     forEachConcurrent(plan.jobs, UNSTAGE_CONCURRENCY, async (job) => {
-      await repo.deleteIf({ pk: job.item.pk, sk: JOB_SK }, "staged = :true", { values: { ":true": true } });
+      await deleteStagedJob(repo, job.item);
     }),
     repo.batchDelete(
       plan.jobs
@@ -879,13 +834,12 @@ async function settleDependencies(ctx: SubmitContext, plan: SubmissionPlan): Pro
 async function markMet(ctx: SubmitContext, childId: string, parentId: string): Promise<void> {
   for (let round = 1; ; round++) {
     try {
-      await ctx.repo.transact(ctx.repo.edgeMetItems(parentId, childId, ctx.clock().toISOString()));
+      // Not ok: already met (the lifecycle counted it first) or nothing left to count.
+      await ctx.repo.markDependencyMet(parentId, childId, ctx.clock().toISOString());
       return;
     } catch (error) {
-      if (!(error instanceof ConcurrentUpdateError)) throw error;
-      // Already met: the lifecycle counted it first.
-      if (reasonsOf(error).includes("ConditionalCheckFailed")) return;
-      if (round >= MAX_WRITE_ROUNDS) throw error;
+      // A conflict with another transaction on the same items: try again.
+      if (!(error instanceof ConcurrentUpdateError) || round >= MAX_WRITE_ROUNDS) throw error;
     }
   }
 }
@@ -944,35 +898,37 @@ export async function commitStaged(
       const first = chunks.shift() ?? [];
       const single = chunks.length === 0;
       const claim = fence.idem.moveItem(fence.record, "pending", single ? "complete" : "committing");
-      try {
-        await repo.transact([claim, ...first.map((item) => commitItem(repo, item))]);
-      } catch (error) {
-        if (!(error instanceof ConcurrentUpdateError)) throw error;
-        // Cancelled as a whole: nothing of ours is visible. The claim is the first item.
-        if (reasonsOf(error)[0] === "ConditionalCheckFailed") {
-          throw new ClaimLostError({ cause: error, afterCommitPoint: false });
+      const written = await commitStagedJobs(repo, first, claim);
+      if (!written.ok) {
+        // Cancelled as a whole: nothing of ours is visible.
+        if (written.reason === "claim_lost") {
+          throw new ClaimLostError({ cause: written.error, afterCommitPoint: false });
         }
         // A job changed while staged (a cascade reached it): read again, commit it as it is.
         if (round < MAX_WRITE_ROUNDS) continue;
-        throw error;
+        throw written.error;
       }
       opened = true;
       if (single) return committed(ids, items);
     }
-    const check = fence ? [fence.idem.checkItem(fence.record, "committing")] : [];
+    const check = fence ? fence.idem.checkItem(fence.record, "committing") : undefined;
     try {
       await forEachConcurrent(chunks, COMMIT_CONCURRENCY, async (slice) => {
-        await repo.transact([...check, ...slice.map((item) => commitItem(repo, item))]);
+        const written = await commitStagedJobs(repo, slice, check);
+        if (written.ok) return;
+        // Another request finishes this commit now (it took the claim over).
+        if (written.reason === "claim_lost") {
+          throw new ClaimLostError({ cause: written.error, afterCommitPoint: true });
+        }
+        throw written.error;
       });
       if (fence) await fence.idem.move(fence.record, "committing", "complete");
       return committed(ids, items);
     } catch (error) {
-      if (error instanceof ClaimLostError) throw new ClaimLostError({ cause: error, afterCommitPoint: true });
-      if (!(error instanceof ConcurrentUpdateError)) throw error;
-      // Another request finishes this commit now (it took the claim over).
-      if (fence && reasonsOf(error)[0] === "ConditionalCheckFailed") {
-        throw new ClaimLostError({ cause: error, afterCommitPoint: true });
+      if (error instanceof ClaimLostError) {
+        throw error.afterCommitPoint ? error : new ClaimLostError({ cause: error, afterCommitPoint: true });
       }
+      if (!(error instanceof ConcurrentUpdateError)) throw error;
       if (round < MAX_WRITE_ROUNDS) continue;
       throw error;
     }
@@ -988,30 +944,4 @@ function committed(ids: readonly string[], items: ReadonlyMap<string, JobItem>):
       const { staged: _staged, expiresAt: _expiresAt, ...rest } = item;
       return { ...rest, ...indexAttributes(item, false) } as JobItem;
     });
-}
-
-function reasonsOf(error: ConcurrentUpdateError): string[] {
-  const details = error.details as { reasons?: unknown } | undefined;
-  return Array.isArray(details?.reasons) ? details.reasons.map(String) : [];
-}
-
-function commitItem(repo: JobRepository, item: JobItem): TransactItem {
-  const attrs = indexAttributes(item, false);
-  const names: Record<string, string> = { "#version": "version" };
-  const values: Record<string, unknown> = { ":version": item.version, ":true": true };
-  const clauses = Object.entries(attrs).map(([name, value], i) => {
-    names[`#k${i}`] = name;
-    values[`:k${i}`] = value;
-    return `#k${i} = :k${i}`;
-  });
-  return {
-    Update: {
-      TableName: repo.tableName,
-      Key: { pk: item.pk, sk: JOB_SK },
-      UpdateExpression: `SET ${clauses.join(", ")} REMOVE staged, expiresAt`,
-      ConditionExpression: "#version = :version AND staged = :true",
-      ExpressionAttributeNames: names,
-      ExpressionAttributeValues: values,
-    },
-  };
 }

@@ -20,6 +20,7 @@ import { ConcurrentUpdateError } from "../core/errors";
 import { type JobStatus, TERMINAL_STATUSES } from "../core/job";
 import type { ReasonCode } from "../core/reasons";
 import { DEFAULT_RETENTION, historyExpiresAt, jobExpiresAt, type Retention } from "../core/retention";
+import { CONDITION_FAILED, cancellationCodes } from "./cancellations";
 import { indexAttributes, indexAttributesToRemove, type JobItem, transitionItem } from "./job-items";
 import {
   ATTEMPT_PREFIX,
@@ -686,6 +687,42 @@ export class JobRepository {
     const item = await this.getItem({ pk: META_PK, sk: FIRST_DAY_SK }, false);
     return typeof item?.day === "string" ? item.day : null;
   }
+
+  /**
+   * Marks the child's dependency on `parentId` met (edgeMetItems: the edge flipped and the
+   * child's `unmet` decremented, one transaction). `already_met`: the edge was met already (a
+   * replay, another writer counted it) or is gone (moved to an escalation's job); `not_waiting`:
+   * the child is missing or has nothing unmet. Any other cancellation (a conflict with another
+   * transaction) is a ConcurrentUpdateError: the caller decides whether to try again.
+   */
+  async markDependencyMet(parentId: string, childId: string, at: string): Promise<DependencyMetOutcome> {
+    try {
+      await this.transact(this.edgeMetItems(parentId, childId, at));
+      return { ok: true };
+    } catch (error) {
+      if (!(error instanceof ConcurrentUpdateError)) throw error;
+      const [edge, child] = cancellationCodes(error);
+      if (edge === CONDITION_FAILED) return { ok: false, reason: "already_met" };
+      if (child === CONDITION_FAILED) return { ok: false, reason: "not_waiting" };
+      throw error;
+    }
+  }
+
+  /**
+   * The transaction part that insists a job is exactly as read (its version), so a write planned
+   * on it (a submission's dependency, a move before a target) cannot miss a change made meanwhile.
+   */
+  jobUnchangedItem(job: { readonly id: string; readonly version: number }): TransactItem {
+    return {
+      ConditionCheck: {
+        TableName: this.tableName,
+        Key: { pk: jobPk(job.id), sk: JOB_SK },
+        ConditionExpression: "#version = :version",
+        ExpressionAttributeNames: { "#version": "version" },
+        ExpressionAttributeValues: { ":version": job.version },
+      },
+    };
+  }
 }
 
 /** A batch write was stopped by its caller before every item was written. */
@@ -751,3 +788,8 @@ function ranFor(
   const pool = current.reservation?.pool ?? current.runPool ?? current.pool ?? "";
   return { runMs: (current.runMs ?? 0) + ms, runPool: pool };
 }
+
+/** How JobRepository#markDependencyMet ended. */
+export type DependencyMetOutcome =
+  | { readonly ok: true }
+  | { readonly ok: false; readonly reason: "already_met" | "not_waiting" };

@@ -1,5 +1,4 @@
 import { randomBytes } from "node:crypto";
-import { QueryCommand } from "@aws-sdk/lib-dynamodb";
 import { afterAll, beforeEach, describe, expect, inject, it } from "vitest";
 import { completeAttempt, type LifecycleContext, recordAttemptFailure } from "../../app/lifecycle";
 import { retryJob } from "../../app/retry";
@@ -11,11 +10,12 @@ import { LOCAL_REGION } from "../../local/config";
 import type { NodeCapacity } from "../../store/capacity";
 import { createDocumentClient } from "../../store/dynamo";
 import { JobRepository } from "../../store/job-repository";
-import { JOB_SK, jobPk } from "../../store/keys";
+import { JOB_SK } from "../../store/keys";
 import { NodeRepository } from "../../store/nodes";
 import { UsageRepository } from "../../store/usage";
 import { AttemptLog } from "../../worker/logs";
 import { admitOnNode, runOnNode } from "../support/attempts";
+import { partitionItems } from "../support/partitions";
 import { silentLifecyclePorts } from "../support/scheduling";
 
 /**
@@ -86,15 +86,7 @@ const workerNode = () => ({ pool: POOL, nodeId, workerId: `worker-${nodeId}`, ca
 
 /** Every item of the job's partition (job, transitions, attempts, logs), by sort key. */
 async function partition(ctx: LifecycleContext, id: string): Promise<Record<string, unknown>[]> {
-  const out = await db.send(
-    new QueryCommand({
-      TableName: ctx.repo.tableName,
-      KeyConditionExpression: "pk = :pk",
-      ExpressionAttributeValues: { ":pk": jobPk(id) },
-      ConsistentRead: true,
-    }),
-  );
-  return out.Items ?? [];
+  return partitionItems(db, ctx.repo.tableName, id);
 }
 
 const isHistory = (item: Record<string, unknown>): boolean => item.sk !== JOB_SK;

@@ -1,5 +1,4 @@
 import { createHash, randomUUID } from "node:crypto";
-import { QueryCommand } from "@aws-sdk/lib-dynamodb";
 import { describe, expect, inject, it } from "vitest";
 import { requestHash } from "../../app/idempotency";
 import { type SubmitBudget, type SubmitContext, type SubmitResult, submitJobs } from "../../app/submit";
@@ -8,8 +7,9 @@ import { type BatchJobRequest, batchJobSchema } from "../../core/job";
 import { DEFAULT_POOLS } from "../../core/pools";
 import { LOCAL_REGION } from "../../local/config";
 import { createDocumentClient } from "../../store/dynamo";
-import { JobRepository, type TransactItem } from "../../store/job-repository";
-import { DEPENDENT_PREFIX, DEPENDS_ON_PREFIX, IDEMPOTENCY_SK, idempotencyPk, jobPk } from "../../store/keys";
+import { JobRepository } from "../../store/job-repository";
+import { DEPENDENT_PREFIX, DEPENDS_ON_PREFIX, IDEMPOTENCY_SK, idempotencyPk } from "../../store/keys";
+import { partitionItems } from "../support/partitions";
 
 /**
  * Submissions that outlive their time (issue 12, defects 5 and 6), against DynamoDB Local: a
@@ -40,9 +40,9 @@ class PausingRepository extends JobRepository {
     return { reached: reachedPromise, release };
   }
 
-  override async transact(items: readonly TransactItem[]): Promise<void> {
+  override async transact(...args: Parameters<JobRepository["transact"]>): Promise<void> {
     await this.maybeHold("transact");
-    return super.transact(items);
+    return super.transact(...args);
   }
 
   override async putIfAbsent(item: Record<string, unknown>): Promise<boolean> {
@@ -119,15 +119,7 @@ function request(owner: string, key: string, jobs: BatchJobRequest[], budget?: S
 
 /** Every item under a job's partition: the job, its transition, its edges. */
 async function partition(id: string): Promise<Record<string, unknown>[]> {
-  const out = await db.send(
-    new QueryCommand({
-      TableName: repo.tableName,
-      KeyConditionExpression: "pk = :pk",
-      ExpressionAttributeValues: { ":pk": jobPk(id) },
-      ConsistentRead: true,
-    }),
-  );
-  return out.Items ?? [];
+  return partitionItems(db, repo.tableName, id);
 }
 
 async function claimOf(owner: string, key: string): Promise<Record<string, unknown> | undefined> {
