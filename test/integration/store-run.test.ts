@@ -1,5 +1,7 @@
 import { ulid } from "ulid";
 import { describe, expect, inject, it } from "vitest";
+import { type AttemptContext, startAttempt, type WorkerNode } from "../../app/attempts";
+import type { JobStateChange } from "../../app/events";
 import { ConcurrentUpdateError } from "../../core/errors";
 import type { Job, JobStatus } from "../../core/job";
 import { LOCAL_REGION } from "../../local/config";
@@ -16,6 +18,8 @@ import {
 import { type JobItem, toJobItem } from "../../store/job-items";
 import { JobRepository } from "../../store/job-repository";
 import { attemptSk, dependentSk, dependsOnSk, JOB_SK, jobPk } from "../../store/keys";
+import { NodeRepository } from "../../store/nodes";
+import { admitOnNode } from "../support/attempts";
 
 /**
  * The run side's store operations (issue 14 item 3) against DynamoDB Local: each verb's typed
@@ -25,6 +29,7 @@ import { attemptSk, dependentSk, dependsOnSk, JOB_SK, jobPk } from "../../store/
 const tables = inject("tables");
 const db = createDocumentClient({ region: LOCAL_REGION, endpoint: inject("dynamoEndpoint") });
 const repo = new JobRepository(db, tables.Jobs ?? "");
+const nodes = new NodeRepository(db, tables.Nodes ?? "");
 
 function jobOf(fields: Partial<Job> & { readonly status: JobStatus }): Job {
   const now = new Date().toISOString();
@@ -372,5 +377,82 @@ describe("index reads", () => {
     expect(all.count).toBe(3);
     expect(capped.count).toBe(2);
     expect(capped.lastKey).toBeDefined();
+  });
+});
+
+/**
+ * startAttempt decides on the named parts of its transaction (transactParts): these are its
+ * outcomes when the attempt part, the reservation part or the job part refuses.
+ */
+describe("startAttempt on named parts", () => {
+  const SLOT = { cpu: 1, memoryMb: 512, gpu: 0 };
+  const published: JobStateChange[] = [];
+  const ctx: AttemptContext = {
+    repo,
+    clock: () => new Date(),
+    nodesTable: tables.Nodes ?? "",
+    events: {
+      publish: async (changes) => {
+        published.push(...changes);
+      },
+    },
+  };
+
+  async function nodeOf(pool: string): Promise<WorkerNode> {
+    const nodeId = `node-${ulid()}`;
+    const node = { pool, nodeId, workerId: `worker-${nodeId}`, capacity: SLOT };
+    await nodes.register(node, new Date());
+    return node;
+  }
+
+  async function queued(pool: string): Promise<JobItem> {
+    return putJob({ status: "queued", pool, resources: SLOT });
+  }
+
+  it("a duplicate delivery of a started attempt is stale", async () => {
+    const pool = `pool-${ulid()}`;
+    const node = await nodeOf(pool);
+    const job = await queued(pool);
+    const attempt = await admitOnNode(ctx, job.id, node);
+
+    const first = await startAttempt(ctx, { jobId: job.id, attempt, node });
+    const duplicate = await startAttempt(ctx, { jobId: job.id, attempt, node });
+
+    expect(first.outcome).toBe("started");
+    expect(duplicate.outcome).toBe("stale");
+  });
+
+  it("a job booked elsewhere that does not fit here, with nothing to swap, is left to another node", async () => {
+    const pool = `pool-${ulid()}`;
+    const [x, y] = [await nodeOf(pool), await nodeOf(pool)];
+    const [onX, onY] = [await queued(pool), await queued(pool)];
+    await admitOnNode(ctx, onX.id, x);
+    const onYAttempt = await admitOnNode(ctx, onY.id, y);
+    // y's own booking starts: y is full and holds nothing it could swap.
+    expect((await startAttempt(ctx, { jobId: onY.id, attempt: onYAttempt, node: y })).outcome).toBe(
+      "started",
+    );
+
+    const refused = await startAttempt(ctx, { jobId: onX.id, attempt: 1, node: y });
+
+    expect(refused.outcome).toBe("no_capacity");
+    expect(await jobItem(onX.id)).toMatchObject({ status: "dispatched", reservation: { nodeId: x.nodeId } });
+    expect((await nodes.getNode(pool, y.nodeId))?.used).toEqual(SLOT);
+  });
+
+  it("a job booked elsewhere starts here by swapping with a booking here not yet started", async () => {
+    const pool = `pool-${ulid()}`;
+    const [x, y] = [await nodeOf(pool), await nodeOf(pool)];
+    const [onX, onY] = [await queued(pool), await queued(pool)];
+    await admitOnNode(ctx, onX.id, x);
+    await admitOnNode(ctx, onY.id, y);
+
+    const swapped = await startAttempt(ctx, { jobId: onX.id, attempt: 1, node: y });
+
+    expect(swapped.outcome).toBe("started");
+    expect(await jobItem(onX.id)).toMatchObject({ status: "running", reservation: { nodeId: y.nodeId } });
+    expect(await jobItem(onY.id)).toMatchObject({ status: "dispatched", reservation: { nodeId: x.nodeId } });
+    expect((await nodes.getNode(pool, x.nodeId))?.used).toEqual(SLOT);
+    expect((await nodes.getNode(pool, y.nodeId))?.used).toEqual(SLOT);
   });
 });
