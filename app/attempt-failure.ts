@@ -4,6 +4,7 @@ import { unsatisfiableReason } from "../core/pools";
 import { notRetriedReason, parseReportedError, retryVerdict, unrecoverableMessage } from "../core/retry-rule";
 import { transition } from "../core/status";
 import { escalationFor } from "../core/type-rules";
+import { newAttemptItem } from "../store/attempts";
 import { endAttemptItem, releaseCapacityItem } from "../store/capacity";
 import { fromJobItem, type JobItem } from "../store/job-items";
 import type { StatusChange, TransactItem } from "../store/job-repository";
@@ -264,30 +265,24 @@ export function unstartedAttemptItem(
   at: string,
   expiresAt: number,
 ): TransactItem {
-  return {
-    Put: {
-      TableName: ctx.repo.tableName,
-      Item: {
-        pk: jobPk(item.id),
-        sk: attemptSk(attempt),
-        entity: "attempt",
-        attempt,
-        status: outcome,
-        startedAt: null,
-        finishedAt: at,
-        durationMs: null,
-        workerId: null,
-        // Where the scheduler sent it: the node it was reserved on.
-        nodeId: item.reservation?.nodeId ?? null,
-        pool: item.reservation?.pool ?? null,
-        error,
-        expiresAt,
-      },
-      // A worker's start writes the same key in a transaction conditional on `dispatched`: only
-      // one of the two can win the job's version, so this never overwrites a started attempt.
-      ConditionExpression: "attribute_not_exists(pk)",
-    },
-  };
+  // A worker's start writes the same key in a transaction conditional on `dispatched`: only
+  // one of the two can win the job's version, so this never overwrites a started attempt.
+  return newAttemptItem(ctx.repo.tableName, {
+    pk: jobPk(item.id),
+    sk: attemptSk(attempt),
+    entity: "attempt",
+    attempt,
+    status: outcome,
+    startedAt: null,
+    finishedAt: at,
+    durationMs: null,
+    workerId: null,
+    // Where the scheduler sent it: the node it was reserved on.
+    nodeId: item.reservation?.nodeId ?? null,
+    pool: item.reservation?.pool ?? null,
+    error,
+    expiresAt,
+  });
 }
 
 /**

@@ -1,8 +1,8 @@
-import { ConcurrentUpdateError } from "../core/errors";
-import { type NodeCapacity, releaseCapacityItem, reserveCapacityItem } from "../store/capacity";
+import { newAttemptItem } from "../store/attempts";
+import { type NodeCapacity, rebookItem, releaseCapacityItem, reserveCapacityItem } from "../store/capacity";
 import type { JobItem, Reservation } from "../store/job-items";
-import type { TransactItem } from "../store/job-repository";
-import { activeSk, attemptSk, JOB_SK, jobPk } from "../store/keys";
+import type { TransactItem, TransactionOutcome } from "../store/job-repository";
+import { attemptSk, jobPk } from "../store/keys";
 import { stateChange } from "./events";
 import { supersededBy } from "./lifecycle-steps";
 import { metricPool, millisBetween, recordMetrics } from "./metrics";
@@ -139,46 +139,34 @@ export async function startAttempt(
       },
       now,
     );
-    const attemptPut: TransactItem = {
-      Put: {
-        TableName: ctx.repo.tableName,
-        Item: { ...attemptItem(jobId, attempt, node, now, request.runToken), expiresAt: historyExpiresAt },
-        ConditionExpression: "attribute_not_exists(pk)",
-      },
-    };
-    const capacity: TransactItem[] = [];
-    if (held && moved) {
-      if (!oldNodeGone) capacity.push(releaseCapacityItem(ctx.nodesTable, held));
-      capacity.push(reserveCapacityItem(ctx.nodesTable, moved, node.capacity));
-    }
+    const attemptPut = newAttemptItem(ctx.repo.tableName, {
+      ...attemptItem(jobId, attempt, node, now, request.runToken),
+      expiresAt: historyExpiresAt,
+    });
+    const release: TransactItem[] =
+      held && moved && !oldNodeGone ? [releaseCapacityItem(ctx.nodesTable, held)] : [];
+    const reserve: TransactItem[] = moved ? [reserveCapacityItem(ctx.nodesTable, moved, node.capacity)] : [];
+    let written: TransactionOutcome<"job" | "attempt" | "release" | "reserve">;
     try {
-      await ctx.repo.transact([...items, attemptPut, ...capacity]);
+      written = await ctx.repo.transactParts({ job: items, attempt: [attemptPut], release, reserve });
     } catch (error) {
-      if (!(error instanceof ConcurrentUpdateError)) {
-        // No answer (a timeout, a dropped connection): the write may have landed. Only a read
-        // tells; a later redelivery would otherwise find the attempt started and drop it.
-        const after = (await ctx.repo.getJob(jobId))?.item;
-        if (
-          after?.status === "running" &&
-          after.attempts === attempt &&
-          (await startedBy(ctx, after, node))
-        ) {
-          // Ours landed (startedBy): this call made the change, so it counts it.
-          countStarted(after, now);
-          await ctx.events.publish([stateChange(job.status, after)]);
-          return { outcome: "started", job: after, replayed: true };
-        }
-        throw error;
+      // No answer (a timeout, a dropped connection): the write may have landed. Only a read
+      // tells; a later redelivery would otherwise find the attempt started and drop it.
+      const after = (await ctx.repo.getJob(jobId))?.item;
+      if (after?.status === "running" && after.attempts === attempt && (await startedBy(ctx, after, node))) {
+        // Ours landed (startedBy): this call made the change, so it counts it.
+        countStarted(after, now);
+        await ctx.events.publish([stateChange(job.status, after)]);
+        return { outcome: "started", job: after, replayed: true };
       }
-      const reasons = reasonsOf(error);
-      const failed = (i: number) => reasons[i] !== undefined && reasons[i] !== "None";
-      const [jobIndex, , attemptIndex] = [0, 1, 2];
-      const releaseIndex = moved && !oldNodeGone ? 3 : -1;
-      const reserveIndex = moved ? 3 + (oldNodeGone ? 0 : 1) : -1;
-      if (failed(attemptIndex) && !failed(jobIndex)) {
+      throw error;
+    }
+    if (!written.ok) {
+      const failed = (part: "job" | "attempt" | "release" | "reserve") => written.refused.has(part);
+      if (failed("attempt") && !failed("job")) {
         return { outcome: "stale", reason: `attempt ${attempt} of job ${jobId} was already started` };
       }
-      if (failed(reserveIndex) && !failed(jobIndex) && held && moved && !swapTried) {
+      if (failed("reserve") && !failed("job") && held && moved && !swapTried) {
         swapTried = true;
         const swapped = await startBySwap(ctx, { job, held, node, items, attemptPut });
         if (swapped) {
@@ -187,16 +175,16 @@ export async function startAttempt(
           return { outcome: "started", job: next, replayed: false };
         }
       }
-      if (failed(reserveIndex) && !failed(jobIndex)) {
+      if (failed("reserve") && !failed("job")) {
         return {
           outcome: "no_capacity",
           reason: `job ${jobId} does not fit on node ${node.nodeId} (or the node is not up)`,
         };
       }
-      if (failed(releaseIndex) && !failed(jobIndex)) oldNodeGone = true;
+      if (failed("release") && !failed("job")) oldNodeGone = true;
       // The job changed under us (a priority change, a cancel): read it again and decide anew.
       if (round < MAX_ROUNDS) continue;
-      throw error;
+      throw written.error;
     }
     countStarted(next, now);
     await ctx.events.publish([stateChange(job.status, next)]);
@@ -271,54 +259,25 @@ async function startBySwap(ctx: AttemptContext, swap: SwapRequest): Promise<bool
             reserveCapacityItem(ctx.nodesTable, delta, node.capacity),
             releaseCapacityItem(ctx.nodesTable, { ...delta, nodeId: held.nodeId }),
           ];
-    try {
-      await ctx.repo.transact([
-        ...swap.items,
-        swap.attemptPut,
-        rebookItem(ctx, other.id, other.attempts, node.nodeId, held.nodeId),
-        ...books,
-      ]);
-      return true;
-    } catch (error) {
-      if (!(error instanceof ConcurrentUpdateError)) throw error;
-      // The other job started meanwhile, or this one changed: try the next, or give up.
-      const reasons = reasonsOf(error);
-      if (reasons[0] !== undefined && reasons[0] !== "None") return false;
-    }
+    const written = await ctx.repo.transactParts({
+      job: swap.items,
+      attempt: [swap.attemptPut],
+      rebook: [
+        rebookItem(ctx.repo.tableName, {
+          jobId: other.id,
+          attempts: other.attempts,
+          from: node.nodeId,
+          to: held.nodeId,
+          at: ctx.clock().toISOString(),
+        }),
+      ],
+      books,
+    });
+    if (written.ok) return true;
+    // The other job started meanwhile, or this one changed: try the next, or give up.
+    if (written.refused.has("job")) return false;
   }
   return false;
-}
-
-/**
- * Moves a dispatched job's booking from one node to another. The version goes up so that a
- * start of that job which read the old booking fails its condition and reads it again.
- */
-function rebookItem(
-  ctx: AttemptContext,
-  jobId: string,
-  attempts: number,
-  from: string,
-  to: string,
-): TransactItem {
-  return {
-    Update: {
-      TableName: ctx.repo.tableName,
-      Key: { pk: jobPk(jobId), sk: JOB_SK },
-      UpdateExpression:
-        "SET reservation.nodeId = :to, activeSk = :activeSk, updatedAt = :at ADD #version :one",
-      ConditionExpression: "#status = :dispatched AND reservation.nodeId = :from AND attempts = :attempts",
-      ExpressionAttributeNames: { "#status": "status", "#version": "version" },
-      ExpressionAttributeValues: {
-        ":to": to,
-        ":from": from,
-        ":activeSk": activeSk(to, jobId),
-        ":at": ctx.clock().toISOString(),
-        ":one": 1,
-        ":dispatched": "dispatched",
-        ":attempts": attempts,
-      },
-    },
-  };
 }
 
 function within(a: Reservation, b: Reservation): boolean {
@@ -333,9 +292,4 @@ function size(r: Reservation): number {
 async function startedBy(ctx: AttemptContext, job: JobItem, node: WorkerNode): Promise<boolean> {
   const item = await ctx.repo.getItem({ pk: jobPk(job.id), sk: attemptSk(job.attempts) });
   return item?.workerId === node.workerId && item?.nodeId === node.nodeId;
-}
-
-function reasonsOf(error: ConcurrentUpdateError): readonly string[] {
-  const details = error.details as { reasons?: unknown } | undefined;
-  return Array.isArray(details?.reasons) ? details.reasons.map(String) : [];
 }

@@ -2,10 +2,10 @@ import { forEachConcurrent } from "../core/concurrency";
 import { ConcurrentUpdateError } from "../core/errors";
 import type { JobStatus } from "../core/job";
 import { transition } from "../core/status";
+import { storeResultItem } from "../store/attempts";
 import { endAttemptItem, releaseCapacityItem } from "../store/capacity";
 import type { JobItem } from "../store/job-items";
 import { applicableChange, type TransactItem } from "../store/job-repository";
-import { JOB_SK, jobPk, RESULT_SK } from "../store/keys";
 import { arrayParentSettlement, isArrayParent } from "./arrays";
 import { type JobStateChange, stateChange } from "./events";
 import type { CompleteInput, LifecycleContext } from "./lifecycle";
@@ -17,7 +17,6 @@ import {
   MAX_ROUNDS,
   pause,
   readJob,
-  reasonsOf,
   releaseStrayAdmission,
   retryOnRace,
 } from "./lifecycle-steps";
@@ -66,7 +65,13 @@ export async function completeRun(
     }
     const now = ctx.clock().toISOString();
     const { items, next, durationMs } = completionItems(ctx, item, run.attempt, now, (expiresAt) => [
-      resultItem(ctx.repo.tableName, item.id, run, bytes, now, expiresAt),
+      storeResultItem(ctx.repo.tableName, item.id, {
+        resultJson: run.resultJson,
+        attempt: run.attempt,
+        bytes,
+        writtenAt: now,
+        expiresAt,
+      }),
     ]);
     await ctx.repo.transact(items);
     recordMetrics({ pool: metricPool(item) }, { jobsCompleted: 1, runTime: durationMs ?? undefined });
@@ -117,33 +122,6 @@ export function completionItems(
     ],
     next,
     durationMs,
-  };
-}
-
-/** The job's result item (`JOB#RESULT`), written once, by the transaction that completes the job. */
-export function resultItem(
-  tableName: string,
-  jobId: string,
-  run: CompletedRun,
-  bytes: number,
-  writtenAt: string,
-  expiresAt: number,
-): TransactItem {
-  return {
-    Put: {
-      TableName: tableName,
-      Item: {
-        pk: jobPk(jobId),
-        sk: RESULT_SK,
-        entity: "result",
-        // Text, like payloads (store/job-items.ts): DynamoDB's types refuse some valid JSON.
-        resultJson: run.resultJson,
-        attempt: run.attempt,
-        bytes,
-        writtenAt,
-        expiresAt,
-      },
-    },
   };
 }
 
@@ -222,17 +200,14 @@ export async function markEdgeMet(
 ): Promise<boolean> {
   for (let round = 1; ; round++) {
     try {
-      await ctx.repo.transact(ctx.repo.edgeMetItems(parentId, childId, ctx.clock().toISOString()));
-      return true;
+      const marked = await ctx.repo.markDependencyMet(parentId, childId, ctx.clock().toISOString());
+      if (marked.ok) return true;
+      // Already met (a replay), or the edge moved to an escalation's job meanwhile.
+      if (marked.reason === "already_met") return false;
+      logger.warn("dependent missing or already counted as released", { parentId, childId });
+      return false;
     } catch (error) {
       if (!(error instanceof ConcurrentUpdateError)) throw error;
-      const [edge, child] = reasonsOf(error);
-      // Already met (a replay), or the edge moved to an escalation's job meanwhile.
-      if (edge === "ConditionalCheckFailed") return false;
-      if (child === "ConditionalCheckFailed") {
-        logger.warn("dependent missing or already counted as released", { parentId, childId });
-        return false;
-      }
       // A conflict with another transaction on the same items: try again.
       if (round >= MAX_ROUNDS) throw error;
       await pause(round);
@@ -265,15 +240,7 @@ export async function settleBlocked(ctx: LifecycleContext, id: string): Promise<
     if (applies.status === "blocked") {
       if (child.statusReason === applies.reason) return null;
       // Conditional on the version the count was read at, so a stale count never wins.
-      const updated = await ctx.repo.updateIf(
-        { pk: child.pk, sk: JOB_SK },
-        "SET statusReason = :reason",
-        "#status = :blocked AND #version = :version",
-        {
-          names: { "#status": "status", "#version": "version" },
-          values: { ":reason": applies.reason, ":blocked": "blocked", ":version": child.version },
-        },
-      );
+      const updated = await ctx.repo.setBlockedReason(child, applies.reason);
       if (!updated) throw new ConcurrentUpdateError("the dependent changed while its reason was updated");
       return null;
     }

@@ -4,7 +4,7 @@ import { ConcurrentUpdateError, InvalidTransitionError } from "../core/errors";
 import type { BatchJobRequest } from "../core/job";
 import { escalationFor } from "../core/type-rules";
 import { fromJobItem, type JobItem } from "../store/job-items";
-import { dependentSk, dependsOnSk, JOB_SK, jobPk } from "../store/keys";
+import { dependsOnSk, jobPk } from "../store/keys";
 import { cancelJob, cascadeCancel } from "./actions";
 import { settleBlocked } from "./completion";
 import type { JobStateChange } from "./events";
@@ -112,22 +112,7 @@ export async function recordEscalatedTo(ctx: LifecycleContext, id: string, newId
     const item = await readJob(ctx, id);
     if (item?.status !== "escalated" || item.escalatedTo) return;
     const reason = item.statusReason.replace(/escalated to a new \S+ job$/, `escalated to ${newId}`);
-    const stored = await ctx.repo.updateIf(
-      { pk: item.pk, sk: JOB_SK },
-      "SET escalatedTo = :to, statusReason = :reason, #version = :next, updatedAt = :at",
-      "#status = :escalated AND #version = :version",
-      {
-        names: { "#status": "status", "#version": "version" },
-        values: {
-          ":to": newId,
-          ":reason": reason,
-          ":next": item.version + 1,
-          ":at": ctx.clock().toISOString(),
-          ":escalated": "escalated",
-          ":version": item.version,
-        },
-      },
-    );
+    const stored = await ctx.repo.setEscalatedTo(item, newId, reason, ctx.clock().toISOString());
     if (!stored) throw new ConcurrentUpdateError("the escalated job changed while escalatedTo was recorded");
   });
 }
@@ -162,7 +147,6 @@ export async function rewireDependent(
   newId: string,
   childId: string,
 ): Promise<boolean> {
-  const table = ctx.repo.tableName;
   return retryOnRace(async () => {
     const jobs = await ctx.repo.getJobItems([childId, newId]);
     const child = jobs.get(childId);
@@ -170,67 +154,23 @@ export async function rewireDependent(
     const edge = await ctx.repo.getItem({ pk: jobPk(childId), sk: dependsOnSk(oldId) });
     if (!child || !parent || !edge) {
       // Nothing left to move; drop the parent's dangling edge so no walk meets it again.
-      await ctx.repo.deleteIf({ pk: jobPk(oldId), sk: dependentSk(childId) }, "attribute_exists(pk)");
+      await ctx.repo.removeDependentEdge(oldId, childId);
       return false;
     }
     const wasMet = edge.met === true;
     const met = parent.status === "completed";
     const decrement = met && !wasMet;
     const at = ctx.clock().toISOString();
-    const values: Record<string, unknown> = {
-      ":deps": child.dependsOn.map((id) => (id === oldId ? newId : id)),
-      ":at": at,
-      ":next": child.version + 1,
-      ":version": child.version,
-    };
-    if (decrement) values[":minusOne"] = -1;
-    await ctx.repo.transact([
-      {
-        Delete: {
-          TableName: table,
-          Key: { pk: jobPk(childId), sk: dependsOnSk(oldId) },
-          ConditionExpression: "attribute_exists(pk)",
-        },
-      },
-      {
-        Put: {
-          TableName: table,
-          Item: {
-            pk: jobPk(childId),
-            sk: dependsOnSk(newId),
-            entity: "dependency",
-            parentId: newId,
-            met: met || wasMet,
-          },
-        },
-      },
-      {
-        Put: {
-          TableName: table,
-          Item: { pk: jobPk(newId), sk: dependentSk(childId), entity: "dependent", childId },
-        },
-      },
-      { Delete: { TableName: table, Key: { pk: jobPk(oldId), sk: dependentSk(childId) } } },
-      {
-        Update: {
-          TableName: table,
-          Key: { pk: jobPk(childId), sk: JOB_SK },
-          UpdateExpression: `SET dependsOn = :deps, updatedAt = :at, #version = :next${decrement ? " ADD unmet :minusOne" : ""}`,
-          ConditionExpression: "#version = :version",
-          ExpressionAttributeNames: { "#version": "version" },
-          ExpressionAttributeValues: values,
-        },
-      },
-      {
-        ConditionCheck: {
-          TableName: table,
-          Key: { pk: jobPk(newId), sk: JOB_SK },
-          ConditionExpression: "#version = :version",
-          ExpressionAttributeNames: { "#version": "version" },
-          ExpressionAttributeValues: { ":version": parent.version },
-        },
-      },
-    ]);
+    await ctx.repo.transact(
+      ctx.repo.rewireDependencyItems({
+        child,
+        oldParentId: oldId,
+        newParent: parent,
+        met: met || wasMet,
+        decrement,
+        at,
+      }),
+    );
     return decrement;
   });
 }

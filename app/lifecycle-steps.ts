@@ -38,11 +38,6 @@ export async function readJob(
   return item && (includeStaged || !item.staged) ? item : undefined;
 }
 
-export function reasonsOf(error: ConcurrentUpdateError): string[] {
-  const details = error.details as { reasons?: unknown } | undefined;
-  return Array.isArray(details?.reasons) ? details.reasons.map(String) : [];
-}
-
 /**
  * The GPU-seconds a running attempt used, added to its owner's usage in the transaction that
  * ends it (exactly once: that transaction is conditional on the job's version).

@@ -1,8 +1,7 @@
 import type { JobStatus } from "../core/job";
 import { projectOfQuotaKey } from "../core/projects";
 import { currentGpuSeconds, type QuotaUsage } from "../core/quota";
-import { activePk, ownerStatusPk } from "../store/keys";
-import { JOB_INDEX } from "../store/tables";
+import { countOwnerStatus, runningInPoolFor } from "../store/job-indexes";
 import type { AppContext } from "./runtime";
 
 /**
@@ -57,25 +56,13 @@ async function runningGpuSeconds(
   whose: { readonly owner: string } | { readonly project: string },
   now: Date,
 ): Promise<{ today: number; week: number }> {
-  const [attribute, value] = "owner" in whose ? ["owner", whose.owner] : ["project", whose.project];
   const gpuPools = ctx.pools.filter((pool) => pool.node.gpu > 0);
   const perPool = await Promise.all(
     gpuPools.map(async (pool) => {
       const total = { today: 0, week: 0 };
       let startKey: Record<string, unknown> | undefined;
       do {
-        const page = await ctx.repo.queryIndex({
-          IndexName: JOB_INDEX.active,
-          KeyConditionExpression: "activePk = :pk",
-          FilterExpression: "#whose = :whose AND #status = :running",
-          ExpressionAttributeNames: { "#whose": attribute, "#status": "status" },
-          ExpressionAttributeValues: {
-            ":pk": activePk(pool.name),
-            ":whose": value,
-            ":running": "running",
-          },
-          ExclusiveStartKey: startKey,
-        });
+        const page = await runningInPoolFor(ctx.repo, pool.name, whose, { startKey });
         for (const item of page.items) {
           const gpu = Number((item.reservation as { gpu?: unknown } | undefined)?.gpu ?? 0);
           const startedAt = typeof item.attemptStartedAt === "string" ? item.attemptStartedAt : null;
@@ -114,14 +101,10 @@ export async function countNotStarted(
       let startKey: Record<string, unknown> | undefined;
       do {
         if (reached()) return;
-        const page = await ctx.repo.queryIndex({
-          IndexName: JOB_INDEX.byOwnerStatus,
-          KeyConditionExpression: "ownerStatusPk = :pk",
-          ExpressionAttributeValues: { ":pk": ownerStatusPk(principal, status) },
-          Select: "COUNT",
-          ExclusiveStartKey: startKey,
+        const page = await countOwnerStatus(ctx.repo, principal, status, {
+          startKey,
           // Each page evaluates no more than the cap: what one status can add before we stop.
-          ...(cap !== undefined ? { Limit: Math.max(1, cap - total) } : {}),
+          limit: cap !== undefined ? Math.max(1, cap - total) : undefined,
         });
         total += page.count;
         startKey = page.lastKey;

@@ -4,10 +4,10 @@ import { forEachConcurrent } from "../core/concurrency";
 import { isTerminal } from "../core/job";
 import type { NodeCapacity } from "../store/capacity";
 import { createDocumentClient } from "../store/dynamo";
+import { activeInPool, liveJobIds } from "../store/job-indexes";
 import type { JobItem, Reservation } from "../store/job-items";
-import { activePk, LIVE_SHARDS, livePkOfShard } from "../store/keys";
+import { LIVE_SHARDS } from "../store/keys";
 import { type NodeItem, NodeRepository } from "../store/nodes";
-import { JOB_INDEX } from "../store/tables";
 import { config } from "./config";
 import { createSfnClient } from "./executions";
 import { keepLease } from "./lease";
@@ -125,15 +125,8 @@ export async function reconcile(ctx: ReconcilerContext): Promise<ReconcileSummar
   for (const shard of LIVE_SHARDS) {
     let startKey: Record<string, unknown> | undefined;
     do {
-      const page = await ctx.repo.queryIndex({
-        IndexName: JOB_INDEX.live,
-        KeyConditionExpression: "livePk = :pk",
-        ExpressionAttributeValues: { ":pk": livePkOfShard(shard) },
-        Limit: tuning.pageSize,
-        ExclusiveStartKey: startKey,
-      });
-      const ids = page.items.map((i) => String(i.pk).slice("JOB#".length));
-      const items = await ctx.repo.getJobItems(ids);
+      const page = await liveJobIds(ctx.repo, shard, { limit: tuning.pageSize, startKey });
+      const items = await ctx.repo.getJobItems(page.ids);
       await forEachConcurrent([...items.values()], tuning.concurrency, async (item) => {
         try {
           await reconcileJob(ctx, item, counters, tuning);
@@ -328,13 +321,7 @@ async function reservationSums(
   const sums = new Map<string, Milli>();
   let startKey: Record<string, unknown> | undefined;
   do {
-    const page = await ctx.repo.queryIndex({
-      IndexName: JOB_INDEX.active,
-      KeyConditionExpression: "activePk = :pk",
-      ExpressionAttributeValues: { ":pk": activePk(pool) },
-      Limit: pageSize * 10,
-      ExclusiveStartKey: startKey,
-    });
+    const page = await activeInPool(ctx.repo, pool, { limit: pageSize * 10, startKey });
     for (const entry of page.items) {
       const reservation = entry.reservation as Reservation | undefined;
       if (!reservation) continue;

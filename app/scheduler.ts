@@ -27,9 +27,9 @@ import { projectQuotaKey } from "../core/projects";
 import { canTransition } from "../core/status";
 import { releaseCapacityItem, reservationFor, reserveCapacityItem } from "../store/capacity";
 import { createDocumentClient } from "../store/dynamo";
+import { dueJobIds } from "../store/job-indexes";
 import type { JobItem, Reservation } from "../store/job-items";
 import { applicableChange, MAX_TRANSACTION_ITEMS, type TransactItem } from "../store/job-repository";
-import { duePk } from "../store/keys";
 import { type NodeItem, NodeRepository } from "../store/nodes";
 import { countStartsItem } from "../store/rate-limits";
 import { JOB_INDEX } from "../store/tables";
@@ -1124,18 +1124,11 @@ async function sweepDueJobs(
   const promoted: string[] = [];
   const expired: string[] = [];
   // The pool's partition and the any-pool one side by side: a pass waits for one page, not two.
-  const sweep = async (pk: string): Promise<void> => {
+  const sweep = async (duePool: string | null): Promise<void> => {
     let startKey: Record<string, unknown> | undefined;
     for (let page = 0; page < tuning.maxPages; page++) {
-      const out = await ctx.repo.queryIndex({
-        IndexName: JOB_INDEX.due,
-        KeyConditionExpression: "duePk = :pk AND dueSk <= :bound",
-        // dueSk is `<time>#<id>`: every key of a time up to now sorts below `<now>#~`.
-        ExpressionAttributeValues: { ":pk": pk, ":bound": `${at}#~` },
-        Limit: tuning.pageSize,
-        ExclusiveStartKey: startKey,
-      });
-      const ids = out.items.map((i) => String(i.pk).slice("JOB#".length));
+      const out = await dueJobIds(ctx.repo, duePool, at, { limit: tuning.pageSize, startKey });
+      const ids = out.ids;
       const items = await ctx.repo.getJobItems(ids);
       const events: JobStateChange[] = [];
       for (const id of ids) {
@@ -1172,6 +1165,6 @@ async function sweepDueJobs(
       if (!startKey) break;
     }
   };
-  await Promise.all([sweep(duePk(pool)), sweep(duePk(null))]);
+  await Promise.all([sweep(pool), sweep(null)]);
   return { promoted, expired };
 }

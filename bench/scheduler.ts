@@ -51,7 +51,7 @@ import { availableParallelism, loadavg } from "node:os";
 import { parseArgs } from "node:util";
 import { DeleteTableCommand, DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { EventBridgeClient, type PutEventsCommandOutput } from "@aws-sdk/client-eventbridge";
-import { BatchWriteCommand, DynamoDBDocumentClient, QueryCommand } from "@aws-sdk/lib-dynamodb";
+import { BatchWriteCommand, DynamoDBDocumentClient } from "@aws-sdk/lib-dynamodb";
 import { ulid } from "ulid";
 import type { JobEventPublisher } from "../app/events";
 import type { LifecycleExecutions } from "../app/executions";
@@ -79,7 +79,7 @@ const { NodeRepository } = await import("../store/nodes");
 const { PolicyRepository } = await import("../store/policy");
 const { UsageRepository } = await import("../store/usage");
 const { toJobItem } = await import("../store/job-items");
-const { jobPk, LEASE_SK, nodeSk, transitionSk } = await import("../store/keys");
+const { jobPk, LEASE_SK, transitionSk } = await import("../store/keys");
 const { JOB_INDEX } = await import("../store/tables");
 
 const DEFAULT_BACKLOGS = [10, 1_000, 10_000, 100_000] as const;
@@ -380,16 +380,9 @@ async function batchWrite(
 
 /** A pool of empty nodes and no lease: the nodes table as a fresh deployment has it. */
 async function resetPool(ctx: SchedulerContext, db: DynamoDBDocumentClient, now: Date): Promise<void> {
-  const out = await db.send(
-    new QueryCommand({
-      TableName: ctx.nodesTable,
-      KeyConditionExpression: "#pool = :pool",
-      ExpressionAttributeNames: { "#pool": "pool" },
-      ExpressionAttributeValues: { ":pool": POOL.name },
-    }),
-  );
-  const keys = (out.Items ?? []).map((item) => ({ pool: item.pool, sk: item.sk }));
-  if (!keys.some((k) => k.sk === LEASE_SK)) keys.push({ pool: POOL.name, sk: LEASE_SK });
+  // The partition holds the pool's nodes and its lease, nothing else.
+  const keys = (await ctx.nodes.listNodes(POOL.name)).map((node) => ({ pool: node.pool, sk: node.sk }));
+  keys.push({ pool: POOL.name, sk: LEASE_SK });
   await batchWrite(
     db,
     ctx.nodesTable,
@@ -399,15 +392,8 @@ async function resetPool(ctx: SchedulerContext, db: DynamoDBDocumentClient, now:
     const nodeId = `node-${n}`;
     await ctx.nodes.register({ pool: POOL.name, nodeId, workerId: `worker-${n}`, capacity: POOL.node }, now);
   }
-  const left = await db.send(
-    new QueryCommand({
-      TableName: ctx.nodesTable,
-      KeyConditionExpression: "#pool = :pool AND sk = :sk",
-      ExpressionAttributeNames: { "#pool": "pool" },
-      ExpressionAttributeValues: { ":pool": POOL.name, ":sk": nodeSk("node-0") },
-    }),
-  );
-  if ((left.Items?.[0] as { used?: { cpu?: number } } | undefined)?.used?.cpu !== 0) {
+  const left = await ctx.nodes.getNode(POOL.name, "node-0");
+  if (left?.used.cpu !== 0) {
     throw new Error("the pool's nodes did not come back empty");
   }
 }

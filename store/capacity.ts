@@ -1,7 +1,7 @@
 import type { Resources } from "../core/job";
 import type { Reservation } from "./job-items";
 import type { TransactItem } from "./job-repository";
-import { attemptSk, jobPk, nodeSk } from "./keys";
+import { activeSk, attemptSk, JOB_SK, jobPk, nodeSk } from "./keys";
 
 /**
  * The transaction items that move capacity and end attempts. They go into the same
@@ -98,6 +98,43 @@ export function endAttemptItem(
         ":error": end.error,
         ":expiresAt": end.expiresAt,
         ":running": "running",
+      },
+    },
+  };
+}
+
+/**
+ * Moves a dispatched job's booking from one node to another (a worker's start that swaps
+ * bookings, app/attempts.ts): only while the job is still dispatched for that attempt and booked
+ * on `from`. The version goes up so that a start of that job which read the old booking fails its
+ * condition and reads it again.
+ */
+export function rebookItem(
+  jobsTable: string,
+  rebook: {
+    readonly jobId: string;
+    readonly attempts: number;
+    readonly from: string;
+    readonly to: string;
+    readonly at: string;
+  },
+): TransactItem {
+  return {
+    Update: {
+      TableName: jobsTable,
+      Key: { pk: jobPk(rebook.jobId), sk: JOB_SK },
+      UpdateExpression:
+        "SET reservation.nodeId = :to, activeSk = :activeSk, updatedAt = :at ADD #version :one",
+      ConditionExpression: "#status = :dispatched AND reservation.nodeId = :from AND attempts = :attempts",
+      ExpressionAttributeNames: { "#status": "status", "#version": "version" },
+      ExpressionAttributeValues: {
+        ":to": rebook.to,
+        ":from": rebook.from,
+        ":activeSk": activeSk(rebook.to, rebook.jobId),
+        ":at": rebook.at,
+        ":one": 1,
+        ":dispatched": "dispatched",
+        ":attempts": rebook.attempts,
       },
     },
   };

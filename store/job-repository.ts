@@ -26,6 +26,7 @@ import {
   ATTEMPT_PREFIX,
   activePk,
   DEPENDENT_PREFIX,
+  dependentSk,
   dependsOnSk,
   FIRST_DAY_SK,
   JOB_SK,
@@ -688,23 +689,38 @@ export class JobRepository {
     return typeof item?.day === "string" ? item.day : null;
   }
 
+  // ---- Store operations in domain verbs (issue 14 item 3, run side): app/ composes and asks
+  // these, and never writes an expression nor reads a cancellation reason by position.
+
   /**
-   * Marks the child's dependency on `parentId` met (edgeMetItems: the edge flipped and the
-   * child's `unmet` decremented, one transaction). `already_met`: the edge was met already (a
-   * replay, another writer counted it) or is gone (moved to an escalation's job); `not_waiting`:
-   * the child is missing or has nothing unmet. Any other cancellation (a conflict with another
-   * transaction) is a ConcurrentUpdateError: the caller decides whether to try again.
+   * One all-or-nothing write of named parts (the transaction builders' items that a use case
+   * composes across concerns), saying which parts refused it, so the use case decides on names
+   * instead of on `CancellationReasons` positions. A write that got no answer (a timeout, a
+   * dropped connection) throws as it came: only a read can tell whether it landed.
    */
-  async markDependencyMet(parentId: string, childId: string, at: string): Promise<DependencyMetOutcome> {
+  async transactParts<K extends string>(parts: TransactionParts<K>): Promise<TransactionOutcome<K>> {
+    const owners: K[] = [];
+    const items: TransactItem[] = [];
+    for (const name of Object.keys(parts) as K[]) {
+      for (const item of parts[name]) {
+        items.push(item);
+        owners.push(name);
+      }
+    }
     try {
-      await this.transact(this.edgeMetItems(parentId, childId, at));
+      await this.transact(items);
       return { ok: true };
     } catch (error) {
       if (!(error instanceof ConcurrentUpdateError)) throw error;
-      const [edge, child] = cancellationCodes(error);
-      if (edge === CONDITION_FAILED) return { ok: false, reason: "already_met" };
-      if (child === CONDITION_FAILED) return { ok: false, reason: "not_waiting" };
-      throw error;
+      const refused = new Set<K>();
+      const conditionFailed = new Set<K>();
+      cancellationCodes(error).forEach((code, i) => {
+        const owner = owners[i];
+        if (owner === undefined || code === "None") return;
+        refused.add(owner);
+        if (code === CONDITION_FAILED) conditionFailed.add(owner);
+      });
+      return { ok: false, refused, conditionFailed, error };
     }
   }
 
@@ -722,6 +738,149 @@ export class JobRepository {
         ExpressionAttributeValues: { ":version": job.version },
       },
     };
+  }
+
+  /**
+   * Marks the child's dependency on `parentId` met (edgeMetItems: the edge flips and the child's
+   * `unmet` goes down, in one transaction). `already_met`: the edge was met before (a replay) or
+   * is gone (moved to an escalation's job); `not_waiting`: the child is gone or counts nothing
+   * unmet. A conflict with another transaction throws ConcurrentUpdateError: try again.
+   */
+  async markDependencyMet(parentId: string, childId: string, at: string): Promise<DependencyMetOutcome> {
+    const [edge, dependent] = this.edgeMetItems(parentId, childId, at);
+    if (!edge || !dependent) throw new RangeError("edgeMetItems builds the edge and the dependent's count");
+    const outcome = await this.transactParts({ edge: [edge], dependent: [dependent] });
+    if (outcome.ok) return { ok: true };
+    if (outcome.conditionFailed.has("edge")) return { ok: false, reason: "already_met" };
+    if (outcome.conditionFailed.has("dependent")) return { ok: false, reason: "not_waiting" };
+    throw outcome.error;
+  }
+
+  /**
+   * A blocked job's reason (what it still waits on), written only if it is still blocked at the
+   * version its count was read at, with no version bump; false when it changed meanwhile.
+   */
+  async setBlockedReason(job: Pick<JobItem, "pk" | "version">, reason: string): Promise<boolean> {
+    return this.updateIf(
+      { pk: job.pk, sk: JOB_SK },
+      "SET statusReason = :reason",
+      "#status = :blocked AND #version = :version",
+      {
+        names: { "#status": "status", "#version": "version" },
+        values: { ":reason": reason, ":blocked": "blocked", ":version": job.version },
+      },
+    );
+  }
+
+  /**
+   * Records on an escalated job the id of the job its escalation created, with the reason that
+   * names it, if the job is still escalated at the version read; false when it changed.
+   */
+  async setEscalatedTo(
+    job: Pick<JobItem, "pk" | "version">,
+    escalatedTo: string,
+    reason: string,
+    at: string,
+  ): Promise<boolean> {
+    return this.updateIf(
+      { pk: job.pk, sk: JOB_SK },
+      "SET escalatedTo = :to, statusReason = :reason, #version = :next, updatedAt = :at",
+      "#status = :escalated AND #version = :version",
+      {
+        names: { "#status": "status", "#version": "version" },
+        values: {
+          ":to": escalatedTo,
+          ":reason": reason,
+          ":next": job.version + 1,
+          ":at": at,
+          ":escalated": "escalated",
+          ":version": job.version,
+        },
+      },
+    );
+  }
+
+  /** Drops a parent's `DPT#<child>` edge if it is there; false when it was already gone. */
+  async removeDependentEdge(parentId: string, childId: string): Promise<boolean> {
+    return this.deleteIf({ pk: jobPk(parentId), sk: dependentSk(childId) }, "attribute_exists(pk)");
+  }
+
+  /**
+   * The transaction that moves a child's dependency from `oldParentId` to `newParent` (an
+   * escalation's job): the child's `DEP#` edge and the parents' `DPT#` edges swapped, the
+   * dependency renamed in its `dependsOn` and its version bumped (its `unmet` down by one when
+   * `decrement`), conditional on the child's and the new parent's versions as read.
+   */
+  rewireDependencyItems(rewire: {
+    readonly child: Pick<JobItem, "id" | "version" | "dependsOn">;
+    readonly oldParentId: string;
+    readonly newParent: Pick<JobItem, "id" | "version">;
+    /** Whether the moved edge is met: it was before, or the new parent already completed. */
+    readonly met: boolean;
+    readonly decrement: boolean;
+    readonly at: string;
+  }): TransactItem[] {
+    const { child, oldParentId, newParent, decrement } = rewire;
+    const table = this.tableName;
+    const values: Record<string, unknown> = {
+      ":deps": child.dependsOn.map((id) => (id === oldParentId ? newParent.id : id)),
+      ":at": rewire.at,
+      ":next": child.version + 1,
+      ":version": child.version,
+    };
+    if (decrement) values[":minusOne"] = -1;
+    return [
+      {
+        Delete: {
+          TableName: table,
+          Key: { pk: jobPk(child.id), sk: dependsOnSk(oldParentId) },
+          ConditionExpression: "attribute_exists(pk)",
+        },
+      },
+      {
+        Put: {
+          TableName: table,
+          Item: {
+            pk: jobPk(child.id),
+            sk: dependsOnSk(newParent.id),
+            entity: "dependency",
+            parentId: newParent.id,
+            met: rewire.met,
+          },
+        },
+      },
+      {
+        Put: {
+          TableName: table,
+          Item: {
+            pk: jobPk(newParent.id),
+            sk: dependentSk(child.id),
+            entity: "dependent",
+            childId: child.id,
+          },
+        },
+      },
+      { Delete: { TableName: table, Key: { pk: jobPk(oldParentId), sk: dependentSk(child.id) } } },
+      {
+        Update: {
+          TableName: table,
+          Key: { pk: jobPk(child.id), sk: JOB_SK },
+          UpdateExpression: `SET dependsOn = :deps, updatedAt = :at, #version = :next${decrement ? " ADD unmet :minusOne" : ""}`,
+          ConditionExpression: "#version = :version",
+          ExpressionAttributeNames: { "#version": "version" },
+          ExpressionAttributeValues: values,
+        },
+      },
+      {
+        ConditionCheck: {
+          TableName: table,
+          Key: { pk: jobPk(newParent.id), sk: JOB_SK },
+          ConditionExpression: "#version = :version",
+          ExpressionAttributeNames: { "#version": "version" },
+          ExpressionAttributeValues: { ":version": newParent.version },
+        },
+      },
+    ];
   }
 }
 
@@ -789,7 +948,24 @@ function ranFor(
   return { runMs: (current.runMs ?? 0) + ms, runPool: pool };
 }
 
-/** How JobRepository#markDependencyMet ended. */
+/** Named parts of one transaction, each the items of one builder (JobRepository#transactParts). */
+export type TransactionParts<K extends string> = { readonly [P in K]: readonly TransactItem[] };
+
+/**
+ * What a transaction of named parts came to: written, or refused, with the parts whose items
+ * refused it (any reason: a failed condition, a conflict with another transaction) and, among
+ * them, those whose condition failed; `error` is the ConcurrentUpdateError to throw on.
+ */
+export type TransactionOutcome<K extends string> =
+  | { readonly ok: true }
+  | {
+      readonly ok: false;
+      readonly refused: ReadonlySet<K>;
+      readonly conditionFailed: ReadonlySet<K>;
+      readonly error: ConcurrentUpdateError;
+    };
+
+/** What marking a dependency met came to (JobRepository#markDependencyMet). */
 export type DependencyMetOutcome =
   | { readonly ok: true }
   | { readonly ok: false; readonly reason: "already_met" | "not_waiting" };

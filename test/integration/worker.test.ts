@@ -8,7 +8,7 @@ import {
   SendMessageCommand,
   SQSClient,
 } from "@aws-sdk/client-sqs";
-import { PutCommand, UpdateCommand } from "@aws-sdk/lib-dynamodb";
+import { PutCommand } from "@aws-sdk/lib-dynamodb";
 import { type FauxqsServer, startFauxqs } from "fauxqs";
 import { ulid } from "ulid";
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from "vitest";
@@ -28,7 +28,6 @@ import {
   JOB_SK,
   jobPk,
   LOG_PREFIX,
-  nodeSk,
   RESULT_SK,
   TRANSITION_PREFIX,
 } from "../../store/keys";
@@ -414,14 +413,12 @@ describe("worker", () => {
     await sendDispatch(pool, job, runToken);
     await eventually(async () => worker.snapshot().running.length === 1, "the attempt to start");
     // What a cancel's transaction leaves behind (app/actions.ts): the job ended, capacity released.
-    await db.send(
-      new UpdateCommand({
-        TableName: jobsTable,
-        Key: { pk: jobPk(job.id), sk: JOB_SK },
-        UpdateExpression: "SET #status = :cancelled, #version = #version + :one REMOVE reservation",
-        ExpressionAttributeNames: { "#status": "status", "#version": "version" },
-        ExpressionAttributeValues: { ":cancelled": "cancelled", ":one": 1 },
-      }),
+    const running = (await repo.getJob(job.id))?.item;
+    if (!running) throw new Error(`job ${job.id} not found`);
+    await repo.changeStatus(
+      running,
+      { to: "cancelled", reason: "cancelled by the test", triggeredBy: null, remove: ["reservation"] },
+      new Date().toISOString(),
     );
     const cancelled = await repo.getJob(job.id);
 
@@ -821,15 +818,7 @@ describe("worker", () => {
   it("registers again under a fresh node id when its node was marked lost", async () => {
     const pool = await createPool();
     const { worker, nodeId } = await startWorker(pool);
-    await db.send(
-      new UpdateCommand({
-        TableName: nodesTable,
-        Key: { pool: pool.name, sk: nodeSk(nodeId) },
-        UpdateExpression: "SET #status = :lost",
-        ExpressionAttributeNames: { "#status": "status" },
-        ExpressionAttributeValues: { ":lost": "lost" },
-      }),
-    );
+    expect(await nodes.setStatus(pool.name, nodeId, "lost")).toBe(true);
 
     const fresh = await eventually(async () => {
       const id = worker.snapshot().nodeId;

@@ -1,0 +1,54 @@
+import type { TransactItem } from "./job-repository";
+import { jobPk, RESULT_SK } from "./keys";
+
+/**
+ * Transaction parts for an attempt's own items under its job (`ATT#n`, `JOB#RESULT`): written in
+ * the same transaction as the job's status change, never alone. The ending update of an attempt
+ * record is `endAttemptItem` in store/capacity.ts, beside the capacity it goes back with.
+ */
+
+/**
+ * The first write of an attempt record (`ATT#n`, with its `pk` and `sk`): the worker's start, or
+ * the end of an attempt no worker started. Only if no record of that attempt exists: the start
+ * and the end of an unstarted attempt write the same key, each in a transaction conditional on
+ * the job's version, so only one of them can ever win.
+ */
+export function newAttemptItem(jobsTable: string, record: Readonly<Record<string, unknown>>): TransactItem {
+  return {
+    Put: {
+      TableName: jobsTable,
+      Item: { ...record },
+      ConditionExpression: "attribute_not_exists(pk)",
+    },
+  };
+}
+
+/** A successful attempt's result, as the job's completion stores it. */
+export interface StoredResult {
+  /** The result as JSON text, like payloads (store/job-items.ts): DynamoDB's types refuse some valid JSON. */
+  readonly resultJson: string;
+  readonly attempt: number;
+  readonly bytes: number;
+  readonly writtenAt: string;
+  /** TTL: the expiry the completing status change gives history items. */
+  readonly expiresAt: number;
+}
+
+/** The job's result item (`JOB#RESULT`), written once, by the transaction that completes the job. */
+export function storeResultItem(jobsTable: string, jobId: string, result: StoredResult): TransactItem {
+  return {
+    Put: {
+      TableName: jobsTable,
+      Item: {
+        pk: jobPk(jobId),
+        sk: RESULT_SK,
+        entity: "result",
+        resultJson: result.resultJson,
+        attempt: result.attempt,
+        bytes: result.bytes,
+        writtenAt: result.writtenAt,
+        expiresAt: result.expiresAt,
+      },
+    },
+  };
+}
