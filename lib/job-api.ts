@@ -10,7 +10,13 @@ import { CORS_ALLOW_HEADERS, CORS_EXPOSE_HEADERS } from "../functions/cors";
 import { AUTH_CONTEXT_KEYS, ROUTES, type RouteSpec } from "../functions/routes";
 import { TOKEN_PATTERN } from "../store/tokens";
 import type { JobLifecycle } from "./job-lifecycle";
-import { type JobqRuntime, jobqFunction, runtimeEnvironment, validateRuntimeProps } from "./jobq-function";
+import {
+  type JobqRuntime,
+  jobqFunction,
+  type RuntimeSettings,
+  runtimeEnvironment,
+  validateRuntimeProps,
+} from "./jobq-function";
 import { jobqMetric } from "./jobq-metrics";
 import { checkDuration, checkName, checkNumber } from "./validate-props";
 
@@ -77,7 +83,19 @@ export interface JobApiProps extends JobqRuntime {
 }
 
 /** The documented limits of JobApiProps (and the runtime settings), checked at synth. */
-export function validateJobApiProps(scope: Construct, props: JobApiProps): void {
+export function validateJobApiProps(
+  scope: Construct,
+  props: Pick<
+    JobApiProps,
+    | "stageName"
+    | "throttlingRateLimit"
+    | "throttlingBurstLimit"
+    | "authorizerCacheTtl"
+    | "memorySize"
+    | "timeout"
+  > &
+    RuntimeSettings,
+): void {
   validateRuntimeProps(scope, props);
   checkName(scope, "stageName", props.stageName, {
     pattern: /^[A-Za-z0-9_-]+$/,

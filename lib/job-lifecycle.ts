@@ -11,7 +11,13 @@ import * as sfn from "aws-cdk-lib/aws-stepfunctions";
 import { Construct } from "constructs";
 import type { JobsTableAction, NodesTableAction, PolicyTableAction } from "../functions/routes";
 import { consumeJobStream } from "./job-stream-source";
-import { type JobqRuntime, jobqFunction, runtimeEnvironment, validateRuntimeProps } from "./jobq-function";
+import {
+  type JobqRuntime,
+  jobqFunction,
+  type RuntimeSettings,
+  runtimeEnvironment,
+  validateRuntimeProps,
+} from "./jobq-function";
 import { jobqMetric } from "./jobq-metrics";
 import { checkName, checkNumber } from "./validate-props";
 
@@ -96,7 +102,10 @@ const STATE_MACHINE_NAME = {
 };
 
 /** The documented limits of JobLifecycleProps (and the runtime settings), checked at synth. */
-export function validateJobLifecycleProps(scope: Construct, props: JobLifecycleProps): void {
+export function validateJobLifecycleProps(
+  scope: Construct,
+  props: Pick<JobLifecycleProps, "stateMachineName" | "failedExecutionsThreshold"> & RuntimeSettings,
+): void {
   validateRuntimeProps(scope, props);
   checkName(scope, "stateMachineName", props.stateMachineName, STATE_MACHINE_NAME);
   checkNumber(scope, "failedExecutionsThreshold", props.failedExecutionsThreshold, { min: 1, integer: true });

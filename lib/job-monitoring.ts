@@ -111,7 +111,10 @@ export interface JobMonitoringProps {
 const FIVE_MINUTES = Duration.minutes(5);
 
 /** The documented limits of JobMonitoringProps, checked at synth. */
-export function validateJobMonitoringProps(scope: Construct, props: JobMonitoringProps): void {
+export function validateJobMonitoringProps(
+  scope: Construct,
+  props: Pick<JobMonitoringProps, "maxQueueAge">,
+): void {
   checkDuration(scope, "maxQueueAge", props.maxQueueAge, {
     min: Duration.minutes(1),
     max: Duration.days(7),

@@ -37,7 +37,7 @@ export interface JobStatsProps {
 }
 
 /** The documented limits of JobStatsProps, checked at synth. */
-export function validateJobStatsProps(scope: Construct, props: JobStatsProps): void {
+export function validateJobStatsProps(scope: Construct, props: Pick<JobStatsProps, "retryAttempts">): void {
   checkNumber(scope, "retryAttempts", props.retryAttempts, {
     min: 0,
     max: 10_000,

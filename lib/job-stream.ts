@@ -57,7 +57,13 @@ export interface JobStreamProps {
 }
 
 /** The documented limits of JobStreamProps, checked at synth (Lambda's limits on a stream source). */
-export function validateJobStreamProps(scope: Construct, props: JobStreamProps): void {
+export function validateJobStreamProps(
+  scope: Construct,
+  props: Pick<
+    JobStreamProps,
+    "stageName" | "throttlingRateLimit" | "throttlingBurstLimit" | "batchSize" | "retryAttempts"
+  >,
+): void {
   checkName(scope, "stageName", props.stageName, {
     pattern: /^[A-Za-z0-9_-]+$/,
     maxLength: 128,

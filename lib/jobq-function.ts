@@ -159,12 +159,18 @@ export function runtimeEnvironment(runtime: JobqRuntime, stateMachineArn: string
   };
 }
 
+/** The runtime settings that have limits (all optional: their defaults are within them). */
+export type RuntimeSettings = Pick<
+  JobqRuntime,
+  "heartbeatSeconds" | "lostAfterSeconds" | "nodeLostSeconds" | "retentionDays" | "jobRetentionDays"
+>;
+
 /**
  * The documented limits of the runtime settings, checked at synth: the same bounds the processes'
  * configuration (app/config.ts) enforces at cold start, where a bad value would fail every
  * function's init after the deploy instead of the synth before it.
  */
-export function validateRuntimeProps(scope: Construct, runtime: JobqRuntime): void {
+export function validateRuntimeProps(scope: Construct, runtime: RuntimeSettings): void {
   const why = "what app/config.ts accepts";
   checkNumber(scope, "heartbeatSeconds", runtime.heartbeatSeconds, {
     min: 2,

@@ -12,7 +12,13 @@ import type { PriorityName } from "../core/job";
 import type { CapacityResource } from "../core/pass-metrics";
 import type { JobLifecycle } from "./job-lifecycle";
 import { consumeJobStream, type JobRecordPattern } from "./job-stream-source";
-import { type JobqRuntime, jobqFunction, runtimeEnvironment, validateRuntimeProps } from "./jobq-function";
+import {
+  type JobqRuntime,
+  jobqFunction,
+  type RuntimeSettings,
+  runtimeEnvironment,
+  validateRuntimeProps,
+} from "./jobq-function";
 import { jobqMetric } from "./jobq-metrics";
 import { checkDuration } from "./validate-props";
 
@@ -83,7 +89,10 @@ export interface SchedulerProps extends JobqRuntime {
 const RECONCILER_TIMEOUT = Duration.minutes(4);
 
 /** The documented limits of SchedulerProps (and the runtime settings), checked at synth. */
-export function validateSchedulerProps(scope: Construct, props: SchedulerProps): void {
+export function validateSchedulerProps(
+  scope: Construct,
+  props: Pick<SchedulerProps, "sweepInterval" | "reconcileInterval"> & RuntimeSettings,
+): void {
   validateRuntimeProps(scope, props);
   checkDuration(scope, "sweepInterval", props.sweepInterval, {
     min: Duration.minutes(1),

@@ -15,7 +15,12 @@ import { Construct } from "constructs";
 import { METRICS } from "../core/metrics";
 import type { JobLifecycle } from "./job-lifecycle";
 import { MAX_POOLS_PER_STACK } from "./job-queues";
-import { type JobqRuntime, runtimeEnvironment, validateRuntimeProps } from "./jobq-function";
+import {
+  type JobqRuntime,
+  type RuntimeSettings,
+  runtimeEnvironment,
+  validateRuntimeProps,
+} from "./jobq-function";
 import { jobqMetric } from "./jobq-metrics";
 import { fargateSize, gpuInstanceType, maxNodes, minNodes, type WorkerPoolConfig } from "./pool-settings";
 import { checkDuration, checkNumber } from "./validate-props";
@@ -81,9 +86,9 @@ export const QUEUED_JOBS_METRIC = {
 export function validateWorkerPoolsProps(
   scope: Construct,
   props: Pick<WorkerPoolsProps, "pools" | "stopTimeout" | "scaleInAfterMinutes" | "natGateways"> &
-    Partial<JobqRuntime>,
+    RuntimeSettings,
 ): void {
-  if (props.store) validateRuntimeProps(scope, props as JobqRuntime);
+  validateRuntimeProps(scope, props);
   checkNumber(scope, "pools", props.pools.length, {
     min: 1,
     max: MAX_POOLS_PER_STACK,
