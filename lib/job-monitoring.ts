@@ -493,6 +493,15 @@ export class JobMonitoring extends Construct {
       ),
     );
 
+    // Throttling on the Jobs table is what turns a burst into 5xx answers and slow passes.
+    // One graph each: the two expressions sum the same per-operation metrics under the same ids.
+    if (props.store) {
+      this.dashboard.addWidgets(
+        graph("Jobs table: throttled requests", [props.store.metricJobsThrottled({ period })], 12),
+        graph("Jobs table: DynamoDB system errors", [props.store.metricJobsSystemErrors({ period })], 12),
+      );
+    }
+
     const day = Duration.days(1);
     this.dashboard.addWidgets(
       graph("Lifecycle executions", [

@@ -407,6 +407,7 @@ export class JobqStack extends Stack {
       lifecycle: this.lifecycle,
       scheduler: this.scheduler,
       api: this.jobApi,
+      store: this.store,
       maxQueueAge: Duration.minutes(settings.maxQueueAgeMinutes),
       namePrefix: this.stackName,
     });

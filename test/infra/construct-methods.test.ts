@@ -261,4 +261,14 @@ describe("metric methods", () => {
       }
     }
   });
+
+  it("graphs the Jobs table's throttled requests with JobStore#metricJobsThrottled", () => {
+    const [dashboard] = Object.values(resourcesOfType(monitoring, "AWS::CloudWatch::Dashboard"));
+    const body = JSON.stringify(dashboard?.Properties?.DashboardBody);
+    const expression = stack.store.metricJobsThrottled().toMetricConfig().mathExpression?.expression;
+    if (!expression) throw new Error("not a math expression");
+    expect(body).toContain("Jobs table: throttled requests");
+    expect(body).toContain(expression);
+    expect(body).toContain('\\"AWS/DynamoDB\\",\\"ThrottledRequests\\"');
+  });
 });
