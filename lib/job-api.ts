@@ -1,8 +1,7 @@
 import { fileURLToPath } from "node:url";
 import { Duration, RemovalPolicy, Stack } from "aws-cdk-lib";
 import * as apigateway from "aws-cdk-lib/aws-apigateway";
-import type * as dynamodb from "aws-cdk-lib/aws-dynamodb";
-import * as iam from "aws-cdk-lib/aws-iam";
+import * as cloudwatch from "aws-cdk-lib/aws-cloudwatch";
 import type * as nodejs from "aws-cdk-lib/aws-lambda-nodejs";
 import * as logs from "aws-cdk-lib/aws-logs";
 import { Construct } from "constructs";
@@ -11,7 +10,15 @@ import { CORS_ALLOW_HEADERS, CORS_EXPOSE_HEADERS } from "../functions/cors";
 import { AUTH_CONTEXT_KEYS, ROUTES, type RouteSpec } from "../functions/routes";
 import { TOKEN_PATTERN } from "../store/tokens";
 import type { JobLifecycle } from "./job-lifecycle";
-import { grantTable, type JobqRuntime, jobqFunction, runtimeEnvironment } from "./jobq-function";
+import {
+  type JobqRuntime,
+  jobqFunction,
+  type RuntimeSettings,
+  runtimeEnvironment,
+  validateRuntimeProps,
+} from "./jobq-function";
+import { jobqMetric } from "./jobq-metrics";
+import { checkDuration, checkName, checkNumber } from "./validate-props";
 
 /** functions/api of this repository: one module per route, exporting `handler`. */
 export const DEFAULT_HANDLERS_DIR = fileURLToPath(new URL("../functions/api", import.meta.url));
@@ -23,8 +30,6 @@ const AUTHORIZER_ENTRY = fileURLToPath(new URL("../functions/authorizer.ts", imp
  * handlers as JOBQ_POOLS (submit refuses jobs no pool can fit), the job types as JOBQ_TASK_TYPES.
  */
 export interface JobApiProps extends JobqRuntime {
-  /** Holds token hashes; only the authorizer reads it. */
-  readonly tokensTable: dynamodb.ITable;
   /** The executions that submit and resume start and cancel and pause stop. */
   readonly lifecycle: JobLifecycle;
   /**
@@ -33,7 +38,7 @@ export interface JobApiProps extends JobqRuntime {
    */
   readonly handlersDir?: string;
   /**
-   * The stage, and so the first segment of every URL path.
+   * The stage, and so the first segment of every URL path: letters, digits, - and _, up to 128.
    * @default "v1"
    */
   readonly stageName?: string;
@@ -50,16 +55,18 @@ export interface JobApiProps extends JobqRuntime {
   /**
    * How long API Gateway reuses an authorizer decision for the same token. Longer saves
    * authorizer calls and DynamoDB reads; a revoked token keeps working for up to this long.
+   * At most an hour (API Gateway's limit).
    * @default Duration.minutes(5)
    */
   readonly authorizerCacheTtl?: Duration;
   /**
-   * Memory of every API function.
+   * Memory of every API function, 128 to 10,240 MB.
    * @default 512
    */
   readonly memorySize?: number;
   /**
-   * Timeout of every API function; API Gateway itself gives up after 29 s.
+   * Timeout of every API function, at most 29 s: API Gateway itself gives up then, so a longer one
+   * would only keep a function running for an answer nobody receives.
    * @default Duration.seconds(10)
    */
   readonly timeout?: Duration;
@@ -73,6 +80,40 @@ export interface JobApiProps extends JobqRuntime {
    * @default RemovalPolicy.RETAIN
    */
   readonly logRemovalPolicy?: RemovalPolicy;
+}
+
+/** The documented limits of JobApiProps (and the runtime settings), checked at synth. */
+export function validateJobApiProps(
+  scope: Construct,
+  props: Pick<
+    JobApiProps,
+    | "stageName"
+    | "throttlingRateLimit"
+    | "throttlingBurstLimit"
+    | "authorizerCacheTtl"
+    | "memorySize"
+    | "timeout"
+  > &
+    RuntimeSettings,
+): void {
+  validateRuntimeProps(scope, props);
+  checkName(scope, "stageName", props.stageName, {
+    pattern: /^[A-Za-z0-9_-]+$/,
+    maxLength: 128,
+    describe: "letters, digits, - and _",
+  });
+  checkNumber(scope, "throttlingRateLimit", props.throttlingRateLimit, { min: 0 });
+  checkNumber(scope, "throttlingBurstLimit", props.throttlingBurstLimit, { min: 0, integer: true });
+  checkDuration(scope, "authorizerCacheTtl", props.authorizerCacheTtl, {
+    max: Duration.hours(1),
+    why: "API Gateway's limit",
+  });
+  checkNumber(scope, "memorySize", props.memorySize, { min: 128, max: 10_240, integer: true, unit: " MB" });
+  checkDuration(scope, "timeout", props.timeout, {
+    min: Duration.seconds(1),
+    max: Duration.seconds(29),
+    why: "API Gateway's integration timeout",
+  });
 }
 
 /** The module a route's function is built from. */
@@ -151,13 +192,13 @@ const GATEWAY_ERRORS: readonly GatewayError[] = [
 
 /** Exactly what the route's spec says its handler does, and nothing else. */
 function grantRoute(fn: nodejs.NodejsFunction, route: RouteSpec, props: JobApiProps): void {
-  grantTable(fn, props.jobsTable, route.jobsTable);
-  grantTable(fn, props.nodesTable, route.nodesTable ?? []);
-  grantTable(fn, props.policyTable, route.policyTable ?? []);
-  grantTable(fn, props.tokensTable, route.tokensTable ?? []);
+  props.store.grantJobs(fn, route.jobsTable);
+  props.store.grantNodes(fn, route.nodesTable ?? []);
+  props.store.grantPolicy(fn, route.policyTable ?? []);
+  props.store.grantTokens(fn, route.tokensTable ?? []);
   const states = new Set(route.states);
   if (states.has("states:StartExecution")) props.lifecycle.grantStartExecution(fn);
-  if (states.has("states:StopExecution")) props.lifecycle.grantExecution(fn, "states:StopExecution");
+  if (states.has("states:StopExecution")) props.lifecycle.grantStopExecution(fn);
   if (route.publishesEvents) props.eventBus.grantPutEventsTo(fn);
 }
 
@@ -190,6 +231,7 @@ export class JobApi extends Construct {
 
   constructor(scope: Construct, id: string, props: JobApiProps) {
     super(scope, id);
+    validateJobApiProps(this, props);
     const logRetention = props.logRetention ?? logs.RetentionDays.ONE_MONTH;
     const logRemovalPolicy = props.logRemovalPolicy ?? RemovalPolicy.RETAIN;
     const handlersDir = props.handlersDir ?? DEFAULT_HANDLERS_DIR;
@@ -263,11 +305,9 @@ export class JobApi extends Construct {
     }
 
     this.authorizerFunction = newFunction("Authorizer", AUTHORIZER_ENTRY, {
-      JOBQ_TOKENS_TABLE: props.tokensTable.tableName,
+      JOBQ_TOKENS_TABLE: props.store.tokensTable.tableName,
     });
-    this.authorizerFunction.addToRolePolicy(
-      new iam.PolicyStatement({ actions: ["dynamodb:GetItem"], resources: [props.tokensTable.tableArn] }),
-    );
+    props.store.grantTokenLookup(this.authorizerFunction);
     this.authorizer = new apigateway.TokenAuthorizer(this, "TokenAuthorizer", {
       handler: this.authorizerFunction,
       identitySource: apigateway.IdentitySource.header("Authorization"),
@@ -282,7 +322,7 @@ export class JobApi extends Construct {
     for (const route of ROUTES) {
       // Only the admin token routes learn the Tokens table's name; no other handler has a use for it.
       const environment = route.tokensTable?.length
-        ? { ...routeEnvironment, JOBQ_TOKENS_TABLE: props.tokensTable.tableName }
+        ? { ...routeEnvironment, JOBQ_TOKENS_TABLE: props.store.tokensTable.tableName }
         : routeEnvironment;
       const fn = newFunction(route.id, handlerEntry(route, handlersDir), environment);
       grantRoute(fn, route, props);
@@ -301,6 +341,26 @@ export class JobApi extends Construct {
       functions[route.id] = fn;
     }
     this.functions = functions;
+  }
+
+  /** Jobs accepted by POST /jobs and by schedules, per pool (JobsSubmitted). */
+  public metricJobsSubmitted(pool: string, props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return jobqMetric("jobsSubmitted", { pool }, { statistic: cloudwatch.Stats.SUM, ...props });
+  }
+
+  /** Jobs cancelled by a user or a cascade, per pool (JobsCancelled). */
+  public metricJobsCancelled(pool: string, props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return jobqMetric("jobsCancelled", { pool }, { statistic: cloudwatch.Stats.SUM, ...props });
+  }
+
+  /** Requests the stage answered (API Gateway's Count). */
+  public metricRequests(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return this.api.metricCount({ statistic: cloudwatch.Stats.SUM, ...props });
+  }
+
+  /** Requests the stage answered with a 5xx (API Gateway's 5XXError). */
+  public metricServerErrors(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return this.api.metricServerError({ statistic: cloudwatch.Stats.SUM, ...props });
   }
 
   /**

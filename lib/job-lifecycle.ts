@@ -9,8 +9,17 @@ import * as logs from "aws-cdk-lib/aws-logs";
 import type * as sqs from "aws-cdk-lib/aws-sqs";
 import * as sfn from "aws-cdk-lib/aws-stepfunctions";
 import { Construct } from "constructs";
+import type { JobsTableAction, NodesTableAction, PolicyTableAction } from "../functions/routes";
 import { consumeJobStream } from "./job-stream-source";
-import { grantTable, type JobqRuntime, jobqFunction, runtimeEnvironment } from "./jobq-function";
+import {
+  type JobqRuntime,
+  jobqFunction,
+  type RuntimeSettings,
+  runtimeEnvironment,
+  validateRuntimeProps,
+} from "./jobq-function";
+import { jobqMetric } from "./jobq-metrics";
+import { checkName, checkNumber } from "./validate-props";
 
 export const DEFAULT_DEFINITION_FILE = fileURLToPath(
   new URL("../state-machines/job-lifecycle.asl.json", import.meta.url),
@@ -52,7 +61,7 @@ export interface JobLifecycleProps extends JobqRuntime {
 }
 
 /** DynamoDB actions of the lifecycle steps (app/lifecycle.ts through store/). */
-const LIFECYCLE_JOBS_ACTIONS = [
+const LIFECYCLE_JOBS_ACTIONS: readonly JobsTableAction[] = [
   "dynamodb:GetItem",
   "dynamodb:BatchGetItem",
   "dynamodb:Query",
@@ -61,7 +70,7 @@ const LIFECYCLE_JOBS_ACTIONS = [
   "dynamodb:ConditionCheckItem",
 ];
 /** Capacity goes back to its node in the transaction that ends an attempt. */
-const LIFECYCLE_NODES_ACTIONS = [
+const LIFECYCLE_NODES_ACTIONS: readonly NodesTableAction[] = [
   "dynamodb:GetItem",
   "dynamodb:Query",
   "dynamodb:UpdateItem",
@@ -77,9 +86,30 @@ const LIFECYCLE_NODES_ACTIONS = [
  * breakers (app/circuits.ts), whose breaker is read and written conditionally with its history
  * (PutItem, alone or in a transaction).
  */
-const LIFECYCLE_POLICY_ACTIONS = ["dynamodb:UpdateItem", "dynamodb:GetItem", "dynamodb:PutItem"];
+const LIFECYCLE_POLICY_ACTIONS: readonly PolicyTableAction[] = [
+  "dynamodb:UpdateItem",
+  "dynamodb:GetItem",
+  "dynamodb:PutItem",
+];
 /** The dependents consumer closes the breaker a completed probe belongs to (functions/dependents-stream.ts). */
-const DEPENDENTS_POLICY_ACTIONS = ["dynamodb:GetItem", "dynamodb:PutItem"];
+const DEPENDENTS_POLICY_ACTIONS: readonly PolicyTableAction[] = ["dynamodb:GetItem", "dynamodb:PutItem"];
+
+/** Step Functions' limits on a state machine's name. */
+const STATE_MACHINE_NAME = {
+  pattern: /^[A-Za-z0-9_-]+$/,
+  maxLength: 80,
+  describe: "letters, digits, - and _",
+};
+
+/** The documented limits of JobLifecycleProps (and the runtime settings), checked at synth. */
+export function validateJobLifecycleProps(
+  scope: Construct,
+  props: Pick<JobLifecycleProps, "stateMachineName" | "failedExecutionsThreshold"> & RuntimeSettings,
+): void {
+  validateRuntimeProps(scope, props);
+  checkName(scope, "stateMachineName", props.stateMachineName, STATE_MACHINE_NAME);
+  checkNumber(scope, "failedExecutionsThreshold", props.failedExecutionsThreshold, { min: 1, integer: true });
+}
 
 /**
  * One Standard execution per attempt, started by the scheduler at admission (docs/lifecycle.md):
@@ -103,11 +133,14 @@ export class JobLifecycle extends Construct {
 
   constructor(scope: Construct, id: string, props: JobLifecycleProps) {
     super(scope, id);
+    validateJobLifecycleProps(this, props);
     const stack = Stack.of(this);
     const logRetention = props.logRetention ?? logs.RetentionDays.ONE_MONTH;
     const logRemovalPolicy = props.logRemovalPolicy ?? RemovalPolicy.RETAIN;
 
     this.stateMachineName = props.stateMachineName ?? `${stack.stackName}-job-lifecycle`;
+    // The default comes from the stack's name, which the props check could not see.
+    checkName(this, "stateMachineName", this.stateMachineName, STATE_MACHINE_NAME);
     this.stateMachineArn = stack.formatArn({
       service: "states",
       resource: "stateMachine",
@@ -126,13 +159,13 @@ export class JobLifecycle extends Construct {
       logRetention,
       logRemovalPolicy,
     });
-    grantTable(this.function, props.jobsTable, LIFECYCLE_JOBS_ACTIONS);
-    grantTable(this.function, props.nodesTable, LIFECYCLE_NODES_ACTIONS);
-    grantTable(this.function, props.policyTable, LIFECYCLE_POLICY_ACTIONS);
+    props.store.grantJobs(this.function, LIFECYCLE_JOBS_ACTIONS);
+    props.store.grantNodes(this.function, LIFECYCLE_NODES_ACTIONS);
+    props.store.grantPolicy(this.function, LIFECYCLE_POLICY_ACTIONS);
     // An escalation job whose job moved on before it was marked escalated is cancelled, which
     // stops its execution should it have been admitted already.
-    this.grantExecution(this.function, "states:StopExecution");
-    this.grantTaskResponse(this.function, ["states:SendTaskSuccess", "states:SendTaskFailure"]);
+    this.grantStopExecution(this.function);
+    this.grantTaskOutcome(this.function);
     props.eventBus.grantPutEventsTo(this.function);
 
     // The worker completes a job in its own transaction; the stream's record of that write is what
@@ -147,14 +180,14 @@ export class JobLifecycle extends Construct {
       logRetention,
       logRemovalPolicy,
     });
-    grantTable(this.dependentsFunction, props.jobsTable, LIFECYCLE_JOBS_ACTIONS);
-    grantTable(this.dependentsFunction, props.policyTable, DEPENDENTS_POLICY_ACTIONS);
+    props.store.grantJobs(this.dependentsFunction, LIFECYCLE_JOBS_ACTIONS);
+    props.store.grantPolicy(this.dependentsFunction, DEPENDENTS_POLICY_ACTIONS);
     // A dependent that moves from blocked to queued publishes its Job State Change.
     props.eventBus.grantPutEventsTo(this.dependentsFunction);
     this.dependentsFailedBatches = consumeJobStream(
       dependents,
       this.dependentsFunction,
-      props.jobsTable,
+      props.store.jobsTable,
       {
         startingPosition: lambda.StartingPosition.TRIM_HORIZON,
         batchSize: 100,
@@ -181,15 +214,12 @@ export class JobLifecycle extends Construct {
     });
     // The definition is a string, so CDK cannot see what it calls: these are all it may do.
     this.function.grantInvoke(this.stateMachine);
-    props.queues.grantSend(this.stateMachine);
+    props.queues.grantDispatch(this.stateMachine);
 
     this.failedExecutionsAlarm = new cloudwatch.Alarm(this, "ExecutionsFailed", {
       alarmDescription:
         "jobq: lifecycle executions failed (a step kept failing, or the definition is broken)",
-      metric: this.stateMachine.metricFailed({
-        period: Duration.minutes(5),
-        statistic: cloudwatch.Stats.SUM,
-      }),
+      metric: this.metricExecutionsFailed(),
       threshold: props.failedExecutionsThreshold ?? 1,
       evaluationPeriods: 1,
       comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
@@ -197,7 +227,7 @@ export class JobLifecycle extends Construct {
     });
     this.functionErrorsAlarm = new cloudwatch.Alarm(this, "FunctionErrors", {
       alarmDescription: "jobq: the lifecycle function threw",
-      metric: this.function.metricErrors({ period: Duration.minutes(5), statistic: cloudwatch.Stats.SUM }),
+      metric: this.metricFunctionErrors(),
       threshold: 1,
       evaluationPeriods: 1,
       comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
@@ -215,6 +245,7 @@ export class JobLifecycle extends Construct {
     });
   }
 
+  /** states:StartExecution on this state machine: admission starts an attempt's execution. */
   public grantStartExecution(grantee: iam.IGrantable): iam.Grant {
     return iam.Grant.addToPrincipal({
       grantee,
@@ -223,21 +254,130 @@ export class JobLifecycle extends Construct {
     });
   }
 
-  /** Actions on the executions (StopExecution, DescribeExecution). */
-  public grantExecution(grantee: iam.IGrantable, ...actions: string[]): iam.Grant {
+  /** Actions on this state machine's executions (StopExecution, DescribeExecution). */
+  public grantExecution(
+    grantee: iam.IGrantable,
+    ...actions: ("states:StopExecution" | "states:DescribeExecution")[]
+  ): iam.Grant {
     return iam.Grant.addToPrincipal({ grantee, actions, resourceArns: [this.executionArns] });
   }
 
+  /** Stop an execution: cancel, pause, preemption. */
+  public grantStopExecution(grantee: iam.IGrantable): iam.Grant {
+    return this.grantExecution(grantee, "states:StopExecution");
+  }
+
+  /** Read an execution's status: the reconciler's check for missing or ended executions. */
+  public grantDescribeExecution(grantee: iam.IGrantable): iam.Grant {
+    return this.grantExecution(grantee, "states:DescribeExecution");
+  }
+
   /**
-   * Task-token answers. The Service Authorization Reference lists no resource type for them,
-   * but IAM evaluates them against the state machine that issued the token, so they are scoped
-   * to it (as CDK's own grantTaskResponse does).
+   * Every task-token answer, heartbeat included: what a worker running an attempt does (as CDK's
+   * own StateMachine#grantTaskResponse). The Service Authorization Reference lists no resource
+   * type for them, but IAM evaluates them against the state machine that issued the token, so
+   * they are scoped to it.
    */
-  public grantTaskResponse(
-    grantee: iam.IGrantable,
-    actions: readonly ("states:SendTaskSuccess" | "states:SendTaskFailure" | "states:SendTaskHeartbeat")[],
-  ): iam.Grant {
+  public grantTaskResponse(grantee: iam.IGrantable): iam.Grant {
+    return this.grantTaskActions(grantee, [
+      "states:SendTaskSuccess",
+      "states:SendTaskFailure",
+      "states:SendTaskHeartbeat",
+    ]);
+  }
+
+  /**
+   * An attempt's (or an admission's) outcome on its task token, success or failure, without
+   * heartbeats: the lifecycle steps and the scheduler end tokens, they never hold a running one.
+   */
+  public grantTaskOutcome(grantee: iam.IGrantable): iam.Grant {
+    return this.grantTaskActions(grantee, ["states:SendTaskSuccess", "states:SendTaskFailure"]);
+  }
+
+  /** SendTaskSuccess only: the reconciler releases executions parked on a token, nothing more. */
+  public grantTaskSuccess(grantee: iam.IGrantable): iam.Grant {
+    return this.grantTaskActions(grantee, ["states:SendTaskSuccess"]);
+  }
+
+  private grantTaskActions(grantee: iam.IGrantable, actions: readonly string[]): iam.Grant {
     return iam.Grant.addToPrincipal({ grantee, actions: [...actions], resourceArns: [this.stateMachineArn] });
+  }
+
+  /** Lifecycle executions that failed (Step Functions' ExecutionsFailed), summed over 5 minutes. */
+  public metricExecutionsFailed(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return this.stateMachine.metricFailed({
+      period: Duration.minutes(5),
+      statistic: cloudwatch.Stats.SUM,
+      ...props,
+    });
+  }
+
+  /** Lifecycle executions Step Functions throttled (ExecutionThrottled), summed over 5 minutes. */
+  public metricExecutionsThrottled(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return this.stateMachine.metricThrottled({
+      period: Duration.minutes(5),
+      statistic: cloudwatch.Stats.SUM,
+      ...props,
+    });
+  }
+
+  /** Errors the lifecycle function threw, summed over 5 minutes. */
+  public metricFunctionErrors(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return this.function.metricErrors({
+      period: Duration.minutes(5),
+      statistic: cloudwatch.Stats.SUM,
+      ...props,
+    });
+  }
+
+  /** Jobs of a pool that ended completed (JobsCompleted). */
+  public metricJobsCompleted(pool: string, props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return jobqMetric("jobsCompleted", { pool }, { statistic: cloudwatch.Stats.SUM, ...props });
+  }
+
+  /** Jobs of a pool that ended failed, retries spent (JobsFailed). */
+  public metricJobsFailed(pool: string, props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return jobqMetric("jobsFailed", { pool }, { statistic: cloudwatch.Stats.SUM, ...props });
+  }
+
+  /** Jobs of a pool that ended timed_out (JobsTimedOut; not counted in JobsFailed). */
+  public metricJobsTimedOut(pool: string, props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return jobqMetric("jobsTimedOut", { pool }, { statistic: cloudwatch.Stats.SUM, ...props });
+  }
+
+  /** Jobs of a task type that ended failed or timed_out (JobsFailedByType). */
+  public metricJobsFailedByType(type: string, props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return jobqMetric("jobsFailedByType", { type }, { statistic: cloudwatch.Stats.SUM, ...props });
+  }
+
+  /** Attempts a worker started running in a pool (JobsStarted). */
+  public metricJobsStarted(pool: string, props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return jobqMetric("jobsStarted", { pool }, { statistic: cloudwatch.Stats.SUM, ...props });
+  }
+
+  /** Attempts whose worker went silent (AttemptsLost). */
+  public metricAttemptsLost(pool: string, props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return jobqMetric("attemptsLost", { pool }, { statistic: cloudwatch.Stats.SUM, ...props });
+  }
+
+  /** Milliseconds from ready (submitted or released) to running (QueueWaitTime). */
+  public metricQueueWaitTime(pool: string, props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return jobqMetric("queueWaitTime", { pool }, { statistic: cloudwatch.Stats.AVERAGE, ...props });
+  }
+
+  /** Milliseconds from running to the attempt's end (RunTime). */
+  public metricRunTime(pool: string, props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return jobqMetric("runTime", { pool }, { statistic: cloudwatch.Stats.AVERAGE, ...props });
+  }
+
+  /** Circuit breakers that opened or opened again (CircuitsOpened, every type together). */
+  public metricCircuitsOpened(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return jobqMetric("circuitsOpened", {}, { statistic: cloudwatch.Stats.SUM, ...props });
+  }
+
+  /** Circuit breakers closed by a probe or a reset (CircuitsClosed). */
+  public metricCircuitsClosed(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return jobqMetric("circuitsClosed", {}, { statistic: cloudwatch.Stats.SUM, ...props });
   }
 }
 

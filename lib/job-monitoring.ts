@@ -7,11 +7,16 @@ import * as sns from "aws-cdk-lib/aws-sns";
 import * as subscriptions from "aws-cdk-lib/aws-sns-subscriptions";
 import * as sfn from "aws-cdk-lib/aws-stepfunctions";
 import { Construct } from "constructs";
-import { METRIC_NAMESPACE, METRIC_SERVICE, METRICS, type MetricKey } from "../core/metrics";
+import { METRIC_NAMESPACE, METRIC_SERVICE, METRICS } from "../core/metrics";
 import type { JobApi } from "./job-api";
 import type { JobLifecycle } from "./job-lifecycle";
 import { type JobQueues, TIERS } from "./job-queues";
+import type { JobStore } from "./job-store";
 import type { Scheduler } from "./scheduler";
+import { checkDuration } from "./validate-props";
+
+/** Kept here too: it was exported from this module before the metric methods took over. */
+export { jobqMetric } from "./jobq-metrics";
 
 /** Where each alarm's description sends the reader (docs/operations.md's `## Alarms`). */
 export const ALARMS_RUNBOOK = "docs/operations.md#alarms";
@@ -27,29 +32,6 @@ const COMPOSITE_ALARMS_BEFORE_WARNING = 70;
 
 /** The CPU, memory and GPU fractions CapacityInUse reports per pool. */
 const CAPACITY_RESOURCES = ["cpu", "memory", "gpu"] as const;
-
-type DimensionsOf<K extends MetricKey> = {
-  readonly [D in (typeof METRICS)[K]["dimensions"][number]]: string;
-};
-
-/**
- * One of jobq's custom metrics (core/metrics.ts) as CloudWatch identifies it: the catalogue's name
- * with the `service` dimension Powertools adds to every metric, plus the catalogue's dimensions.
- * A metric read with fewer or other dimensions than it was written with is a different metric
- * (and an alarm on it would wait forever on missing data), hence the typed dimension set.
- */
-export function jobqMetric<K extends MetricKey>(
-  key: K,
-  dimensions: DimensionsOf<K>,
-  options: cloudwatch.MetricOptions = {},
-): cloudwatch.Metric {
-  return new cloudwatch.Metric({
-    namespace: METRIC_NAMESPACE,
-    metricName: METRICS[key].name,
-    dimensionsMap: { service: METRIC_SERVICE, ...dimensions },
-    ...options,
-  });
-}
 
 export interface AlarmTopicProps {
   /** Subscribed by email when given (context jobq:alarmEmail); the address must confirm it. */
@@ -108,7 +90,16 @@ export interface JobMonitoringProps {
   readonly lifecycle: JobLifecycle;
   readonly scheduler: Scheduler;
   readonly api: JobApi;
-  /** Alarm when a job has waited for capacity or priority longer than this. @default 30 minutes */
+  /**
+   * The tables: the dashboard graphs the Jobs table's throttled requests and system errors.
+   * @default - no DynamoDB widget
+   */
+  readonly store?: JobStore;
+  /**
+   * Alarm when a job has waited for capacity or priority longer than this: 1 minute to 7 days
+   * (the longest a job may wait in its queue).
+   * @default 30 minutes
+   */
   readonly maxQueueAge?: Duration;
   /**
    * Prefix of the composite alarm's and the dashboard's names: two stacks in one account must not
@@ -118,6 +109,18 @@ export interface JobMonitoringProps {
 }
 
 const FIVE_MINUTES = Duration.minutes(5);
+
+/** The documented limits of JobMonitoringProps, checked at synth. */
+export function validateJobMonitoringProps(
+  scope: Construct,
+  props: Pick<JobMonitoringProps, "maxQueueAge">,
+): void {
+  checkDuration(scope, "maxQueueAge", props.maxQueueAge, {
+    min: Duration.minutes(1),
+    max: Duration.days(7),
+    why: "the longest a job may wait in its queue is 7 days",
+  });
+}
 
 /**
  * What an operator watches: the paging alarms (each on ALARM and OK to the topic), the composite
@@ -138,6 +141,7 @@ export class JobMonitoring extends Construct {
 
   constructor(scope: Construct, id: string, props: JobMonitoringProps) {
     super(scope, id);
+    validateJobMonitoringProps(this, props);
     const prefix = props.namePrefix ?? Stack.of(this).stackName;
     const maxQueueAge = props.maxQueueAge ?? Duration.minutes(30);
     const alarms: cloudwatch.Alarm[] = [];
@@ -204,11 +208,10 @@ export class JobMonitoring extends Construct {
         `a job in pool ${pool} has waited for capacity or priority over ${maxQueueAge.toMinutes()} minutes. ` +
           "First: GET /pools for live nodes and free capacity, then the pool's workers (ECS service) and its BacklogHigh scaling.",
         {
-          metric: jobqMetric(
-            "oldestCapacityWaitAge",
-            { pool },
-            { period: FIVE_MINUTES, statistic: "Maximum" },
-          ),
+          metric: props.scheduler.metricOldestCapacityWaitAge(pool, {
+            period: FIVE_MINUTES,
+            statistic: "Maximum",
+          }),
           threshold: maxQueueAge.toSeconds(),
           comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
         },
@@ -218,7 +221,7 @@ export class JobMonitoring extends Construct {
         `a node of pool ${pool} stopped heartbeating and was marked lost; its attempts were retried. ` +
           "First: the pool's ECS service events and the worker's last log lines (OOM, spot reclaim, crash).",
         {
-          metric: jobqMetric("lostNodes", { pool }, { period: FIVE_MINUTES, statistic: "Sum" }),
+          metric: props.scheduler.metricLostNodes(pool, { period: FIVE_MINUTES, statistic: "Sum" }),
           threshold: 1,
           comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
         },
@@ -232,9 +235,9 @@ export class JobMonitoring extends Construct {
           "IF(FILL(failed, 0) + FILL(timedOut, 0) >= 5, (FILL(failed, 0) + FILL(timedOut, 0)) / " +
           "(FILL(failed, 0) + FILL(timedOut, 0) + FILL(completed, 0)), 0)",
         usingMetrics: {
-          failed: jobqMetric("jobsFailed", { pool }, { period: FIVE_MINUTES, statistic: "Sum" }),
-          timedOut: jobqMetric("jobsTimedOut", { pool }, { period: FIVE_MINUTES, statistic: "Sum" }),
-          completed: jobqMetric("jobsCompleted", { pool }, { period: FIVE_MINUTES, statistic: "Sum" }),
+          failed: props.lifecycle.metricJobsFailed(pool, { period: FIVE_MINUTES, statistic: "Sum" }),
+          timedOut: props.lifecycle.metricJobsTimedOut(pool, { period: FIVE_MINUTES, statistic: "Sum" }),
+          completed: props.lifecycle.metricJobsCompleted(pool, { period: FIVE_MINUTES, statistic: "Sum" }),
         },
         period: FIVE_MINUTES,
       });
@@ -256,7 +259,7 @@ export class JobMonitoring extends Construct {
       "no scheduler pass ran in 5 minutes (the sweep fires every minute), so nothing is being admitted. " +
         "First: the Sweep EventBridge rule is enabled, then the scheduler function's throttles and logs.",
       {
-        metric: jobqMetric("schedulerPasses", {}, { period: FIVE_MINUTES, statistic: "Sum" }),
+        metric: props.scheduler.metricPasses({ period: FIVE_MINUTES, statistic: "Sum" }),
         threshold: 1,
         comparisonOperator: cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
         // No data is exactly what a stopped scheduler looks like.
@@ -270,7 +273,7 @@ export class JobMonitoring extends Construct {
       "the reconciler repaired jobs (missing executions, leaked capacity): something crashed or a path leaks. " +
         "First: the reconciler's log lines name each job and repair; look for the function errors or timeouts before them.",
       {
-        metric: jobqMetric("reconcilerRepairs", {}, { period: FIVE_MINUTES, statistic: "Sum" }),
+        metric: props.scheduler.metricReconcilerRepairs({ period: FIVE_MINUTES, statistic: "Sum" }),
         threshold: 1,
         comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
       },
@@ -283,7 +286,7 @@ export class JobMonitoring extends Construct {
         "First: GET /admin/circuits?history=true for the type and the job that opened it, then that job's attempts and logs; " +
         "POST /admin/circuits/{type}/reset once fixed.",
       {
-        metric: jobqMetric("circuitsOpened", {}, { period: FIVE_MINUTES, statistic: "Sum" }),
+        metric: props.lifecycle.metricCircuitsOpened({ period: FIVE_MINUTES, statistic: "Sum" }),
         threshold: 1,
         comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
       },
@@ -297,8 +300,8 @@ export class JobMonitoring extends Construct {
           label: "API 5xx ÷ requests (0 under 20 requests)",
           expression: "IF(FILL(requests, 0) >= 20, FILL(errors, 0) / requests, 0)",
           usingMetrics: {
-            errors: props.api.api.metricServerError({ period: FIVE_MINUTES, statistic: "Sum" }),
-            requests: props.api.api.metricCount({ period: FIVE_MINUTES, statistic: "Sum" }),
+            errors: props.api.metricServerErrors({ period: FIVE_MINUTES, statistic: "Sum" }),
+            requests: props.api.metricRequests({ period: FIVE_MINUTES, statistic: "Sum" }),
           },
           period: FIVE_MINUTES,
         }),
@@ -311,7 +314,7 @@ export class JobMonitoring extends Construct {
       "Step Functions throttled lifecycle executions: jobs are not starting. " +
         "First: the account's StartExecution and state-transition quotas (Service Quotas), then bursts of submissions.",
       {
-        metric: props.lifecycle.stateMachine.metricThrottled({ period: FIVE_MINUTES, statistic: "Sum" }),
+        metric: props.lifecycle.metricExecutionsThrottled({ period: FIVE_MINUTES, statistic: "Sum" }),
         threshold: 1,
         comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
       },
@@ -347,15 +350,8 @@ export class JobMonitoring extends Construct {
   /** Health first, then the API, the flow of jobs, what went wrong, capacity, and the cost. */
   private addWidgets(props: JobMonitoringProps, maxQueueAge: Duration): void {
     const period = Duration.minutes(1);
-    const { pools, queues, lifecycle } = props;
+    const { pools, queues, lifecycle, scheduler } = props;
     const api = props.api.api;
-    const perPool = <K extends MetricKey>(
-      key: K,
-      statistic: string,
-      dims: (pool: string) => DimensionsOf<K>,
-      label: (pool: string) => string,
-    ): cloudwatch.Metric[] =>
-      pools.map((pool) => jobqMetric(key, dims(pool), { period, statistic, label: label(pool) }));
     const graph = (
       title: string,
       left: cloudwatch.IMetric[],
@@ -373,10 +369,10 @@ export class JobMonitoring extends Construct {
     );
 
     this.dashboard.addWidgets(
-      graph("API requests", [api.metricCount({ period, statistic: "Sum", label: "requests" })]),
+      graph("API requests", [props.api.metricRequests({ period, statistic: "Sum", label: "requests" })]),
       graph("API 4xx and 5xx", [
         api.metricClientError({ period, statistic: "Sum", label: "4xx" }),
-        api.metricServerError({ period, statistic: "Sum", label: "5xx" }),
+        props.api.metricServerErrors({ period, statistic: "Sum", label: "5xx" }),
       ]),
       graph("API latency (ms)", [
         api.metricLatency({ period, statistic: "p50", label: "p50" }),
@@ -394,27 +390,22 @@ export class JobMonitoring extends Construct {
               label: pool,
               expression: `FILL(admitted${i}, 0) / PERIOD(admitted${i})`,
               usingMetrics: {
-                [`admitted${i}`]: jobqMetric("admittedJobs", { pool }, { period, statistic: "Sum" }),
+                [`admitted${i}`]: scheduler.metricAdmittedJobs(pool, { period, statistic: "Sum" }),
               },
               period,
             }),
         ),
       ),
-      graph("Scheduler pass duration (ms, p99)", [
-        ...perPool(
-          "schedulerPassDuration",
-          "p99",
-          (pool) => ({ pool }),
-          (pool) => `${pool} p99`,
+      graph(
+        "Scheduler pass duration (ms, p99)",
+        pools.map((pool) =>
+          scheduler.metricPassDuration(pool, { period, statistic: "p99", label: `${pool} p99` }),
         ),
-      ]),
+      ),
       graph(
         "Oldest job waiting for capacity (s)",
-        perPool(
-          "oldestCapacityWaitAge",
-          "Maximum",
-          (pool) => ({ pool }),
-          (pool) => pool,
+        pools.map((pool) =>
+          scheduler.metricOldestCapacityWaitAge(pool, { period, statistic: "Maximum", label: pool }),
         ),
         8,
         {
@@ -428,7 +419,7 @@ export class JobMonitoring extends Construct {
         "Queue wait time (ms, p50 / p99)",
         pools.flatMap((pool) =>
           ["p50", "p99"].map((statistic) =>
-            jobqMetric("queueWaitTime", { pool }, { period, statistic, label: `${pool} ${statistic}` }),
+            lifecycle.metricQueueWaitTime(pool, { period, statistic, label: `${pool} ${statistic}` }),
           ),
         ),
         12,
@@ -437,7 +428,7 @@ export class JobMonitoring extends Construct {
         "Run time (ms, p50 / p99)",
         pools.flatMap((pool) =>
           ["p50", "p99"].map((statistic) =>
-            jobqMetric("runTime", { pool }, { period, statistic, label: `${pool} ${statistic}` }),
+            lifecycle.metricRunTime(pool, { period, statistic, label: `${pool} ${statistic}` }),
           ),
         ),
         12,
@@ -446,24 +437,19 @@ export class JobMonitoring extends Construct {
 
     // SQS queue depth and oldest message age, per pool × tier.
     for (const pool of pools) {
-      const tiers = queues.queues[pool];
-      if (!tiers) continue;
+      if (!queues.queues[pool]) continue;
       this.dashboard.addWidgets(
         graph(
           `${pool}: dispatch queue depth by tier`,
           TIERS.map((tier) =>
-            tiers[tier].metricApproximateNumberOfMessagesVisible({
-              period,
-              statistic: "Maximum",
-              label: tier,
-            }),
+            queues.metricQueueDepth(pool, tier, { period, statistic: "Maximum", label: tier }),
           ),
           12,
         ),
         graph(
           `${pool}: oldest dispatch message age by tier (s)`,
           TIERS.map((tier) =>
-            tiers[tier].metricApproximateAgeOfOldestMessage({ period, statistic: "Maximum", label: tier }),
+            queues.metricOldestMessageAge(pool, tier, { period, statistic: "Maximum", label: tier }),
           ),
           12,
         ),
@@ -487,13 +473,10 @@ export class JobMonitoring extends Construct {
         ),
       ),
       graph("Lost nodes and reconciler repairs", [
-        ...perPool(
-          "lostNodes",
-          "Sum",
-          (pool) => ({ pool }),
-          (pool) => `lost nodes ${pool}`,
+        ...pools.map((pool) =>
+          scheduler.metricLostNodes(pool, { period, statistic: "Sum", label: `lost nodes ${pool}` }),
         ),
-        jobqMetric("reconcilerRepairs", {}, { period, statistic: "Sum", label: "reconciler repairs" }),
+        scheduler.metricReconcilerRepairs({ period, statistic: "Sum", label: "reconciler repairs" }),
       ]),
     );
 
@@ -502,11 +485,7 @@ export class JobMonitoring extends Construct {
         graph(
           `${pool}: capacity in use (fraction)`,
           CAPACITY_RESOURCES.map((resource) =>
-            jobqMetric(
-              "capacityInUse",
-              { pool, resource },
-              { period, statistic: "Average", label: resource },
-            ),
+            scheduler.metricCapacityInUse(pool, resource, { period, statistic: "Average", label: resource }),
           ),
           Math.max(6, Math.floor(24 / Math.max(1, pools.length))),
           { leftYAxis: { min: 0, max: 1 } },
@@ -514,12 +493,21 @@ export class JobMonitoring extends Construct {
       ),
     );
 
+    // Throttling on the Jobs table is what turns a burst into 5xx answers and slow passes.
+    // One graph each: the two expressions sum the same per-operation metrics under the same ids.
+    if (props.store) {
+      this.dashboard.addWidgets(
+        graph("Jobs table: throttled requests", [props.store.metricJobsThrottled({ period })], 12),
+        graph("Jobs table: DynamoDB system errors", [props.store.metricJobsSystemErrors({ period })], 12),
+      );
+    }
+
     const day = Duration.days(1);
     this.dashboard.addWidgets(
       graph("Lifecycle executions", [
         lifecycle.stateMachine.metricStarted({ period, statistic: "Sum", label: "started" }),
-        lifecycle.stateMachine.metricFailed({ period, statistic: "Sum", label: "failed" }),
-        lifecycle.stateMachine.metricThrottled({ period, statistic: "Sum", label: "throttled" }),
+        lifecycle.metricExecutionsFailed({ period, statistic: "Sum", label: "failed" }),
+        lifecycle.metricExecutionsThrottled({ period, statistic: "Sum", label: "throttled" }),
       ]),
       graph("State transitions (account, all state machines)", [
         sfn.StateTransitionMetric.metricConsumedCapacity({ period, statistic: "Sum", label: "transitions" }),

@@ -5,6 +5,7 @@ import * as sqs from "aws-cdk-lib/aws-sqs";
 import { Construct } from "constructs";
 import { PRIORITY_NAMES, type PriorityName } from "../core/job";
 import type { PoolConfig } from "../core/pools";
+import { checkDuration, checkNumber, PropValidationError } from "./validate-props";
 
 /** The priority tiers, highest first (core/job.ts#priorityTier): one queue per pool and tier. */
 export const TIERS = Object.keys(PRIORITY_NAMES) as readonly PriorityName[];
@@ -29,6 +30,48 @@ export interface JobQueuesProps {
   readonly visibilityTimeout?: Duration;
 }
 
+/**
+ * The most pools one stack deploys. Two limits meet there: Lambda refuses environments over 4 KB,
+ * and every function carries JOBQ_QUEUES (five URLs of about 100 characters per pool) besides
+ * JOBQ_POOLS, so six pools' come to about 4 KB; and CloudFormation allows 500 resources a stack,
+ * of which each pool's queues take 20 and the control plane most of the rest. Refused at synth
+ * with the reason, rather than failing half-way through a deploy.
+ */
+export const MAX_POOLS_PER_STACK = 5;
+
+/** SQS's limit on a redrive policy's maxReceiveCount. */
+const MAX_RECEIVE_COUNT_LIMIT = 1000;
+
+/**
+ * The documented limits of JobQueuesProps, checked at synth (SQS itself checks the visibility
+ * timeout's 12 hours: aws-sqs/lib/validate-props.ts).
+ */
+export function validateJobQueuesProps(scope: Construct, props: JobQueuesProps): void {
+  const count = props.pools.length;
+  if (count < 1 || count > MAX_POOLS_PER_STACK)
+    throw new PropValidationError(
+      scope.node.path,
+      "pools",
+      `from 1 to ${MAX_POOLS_PER_STACK} pools`,
+      `${count} pools`,
+      "each pool adds five queue URLs to every function's 4 KB environment and 20 resources to the stack",
+    );
+  const names = props.pools.map((p) => p.name);
+  const repeated = names.find((name, i) => names.indexOf(name) !== i);
+  if (repeated !== undefined)
+    throw new PropValidationError(scope.node.path, "pools", "named uniquely", `${repeated} twice`);
+  checkNumber(scope, "maxReceiveCount", props.maxReceiveCount, {
+    min: 1,
+    max: MAX_RECEIVE_COUNT_LIMIT,
+    integer: true,
+    why: "SQS's redrive policy limit",
+  });
+  checkDuration(scope, "visibilityTimeout", props.visibilityTimeout, {
+    max: Duration.hours(12),
+    why: "SQS's limit",
+  });
+}
+
 /** The five queues (or dead-letter queues) of one pool, by tier. */
 export type TierQueues = Readonly<Record<PriorityName, sqs.Queue>>;
 
@@ -44,6 +87,7 @@ export class JobQueues extends Construct {
 
   constructor(scope: Construct, id: string, props: JobQueuesProps) {
     super(scope, id);
+    validateJobQueuesProps(this, props);
     const queues: Record<string, TierQueues> = {};
     const deadLetterQueues: Record<string, TierQueues> = {};
 
@@ -94,6 +138,39 @@ export class JobQueues extends Construct {
     });
   }
 
+  /**
+   * Messages waiting in one pool and tier's dispatch queue (SQS's ApproximateNumberOfMessagesVisible):
+   * dispatched jobs no worker has taken yet.
+   */
+  public metricQueueDepth(
+    pool: string,
+    tier: PriorityName,
+    props?: cloudwatch.MetricOptions,
+  ): cloudwatch.Metric {
+    return this.queueOf(pool, tier).metricApproximateNumberOfMessagesVisible({
+      statistic: cloudwatch.Stats.MAXIMUM,
+      ...props,
+    });
+  }
+
+  /** Age in seconds of the oldest message in one pool and tier's dispatch queue. */
+  public metricOldestMessageAge(
+    pool: string,
+    tier: PriorityName,
+    props?: cloudwatch.MetricOptions,
+  ): cloudwatch.Metric {
+    return this.queueOf(pool, tier).metricApproximateAgeOfOldestMessage({
+      statistic: cloudwatch.Stats.MAXIMUM,
+      ...props,
+    });
+  }
+
+  private queueOf(pool: string, tier: PriorityName): sqs.Queue {
+    const queue = this.queues[pool]?.[tier];
+    if (!queue) throw new Error(`jobq: no dispatch queue for pool ${pool}, tier ${tier}`);
+    return queue;
+  }
+
   /** `{pool: {tier: url}}`, as functions/config.ts reads JOBQ_QUEUES. */
   public get queueUrls(): Record<string, Record<PriorityName, string>> {
     return Object.fromEntries(
@@ -122,10 +199,10 @@ export class JobQueues extends Construct {
   }
 
   /**
-   * sqs:SendMessage only (no reads, no attribute calls) on the queues of one pool, or of every
-   * pool. SQS-managed encryption needs no KMS grant.
+   * Dispatch: sqs:SendMessage only (no reads, no attribute calls) on the queues of one pool, or of
+   * every pool; what the lifecycle's Dispatch state does. SQS-managed encryption needs no KMS grant.
    */
-  public grantSend(grantee: iam.IGrantable, pool?: string): iam.Grant {
+  public grantDispatch(grantee: iam.IGrantable, pool?: string): iam.Grant {
     const queues = pool === undefined ? this.allQueues : this.queuesOf(pool);
     return iam.Grant.addToPrincipal({
       grantee,

@@ -1,6 +1,14 @@
-import { RemovalPolicy } from "aws-cdk-lib";
+import { Duration, RemovalPolicy } from "aws-cdk-lib";
+import * as cloudwatch from "aws-cdk-lib/aws-cloudwatch";
 import * as dynamodb from "aws-cdk-lib/aws-dynamodb";
+import * as iam from "aws-cdk-lib/aws-iam";
 import { Construct } from "constructs";
+import type {
+  JobsTableAction,
+  NodesTableAction,
+  PolicyTableAction,
+  TokensTableAction,
+} from "../functions/routes";
 import {
   connectionsTable,
   type IndexDefinition,
@@ -20,6 +28,19 @@ export interface JobStoreProps {
    */
   readonly removalPolicy?: RemovalPolicy;
 }
+
+/**
+ * DynamoDB actions a jobq process may take on the Jobs table: a route's (functions/routes.ts), and
+ * the scheduler's PartiQL updates (a waiting job's reason, 25 conditional updates a request).
+ */
+export type JobsTableGrantAction = JobsTableAction | "dynamodb:PartiQLUpdate";
+
+/** DynamoDB actions on the Connections table (the job stream's open WebSocket connections). */
+export type ConnectionsTableAction =
+  | "dynamodb:PutItem"
+  | "dynamodb:UpdateItem"
+  | "dynamodb:DeleteItem"
+  | "dynamodb:Query";
 
 /** Everything CDK needs to build one table of store/tables.ts: the table and its indexes. */
 export interface TableConstructProps {
@@ -111,6 +132,92 @@ export class JobStore extends Construct {
     this.policyTable = tableOf(tables, policyTable);
     this.connectionsTable = tableOf(tables, connectionsTable);
   }
+  /**
+   * The given actions on the Jobs table and its indexes (jobs, their attempts, logs, transitions,
+   * dependency edges and results), in one statement. The actions are typed: only what a jobq
+   * process may do to that table type-checks, and each caller lists exactly what its code does
+   * (the route specs of functions/routes.ts, the constructs' own lists), so least privilege stays
+   * visible where the code is.
+   */
+  public grantJobs(grantee: iam.IGrantable, actions: readonly JobsTableGrantAction[]): iam.Grant {
+    return grantOnTable(grantee, this.jobsTable, actions, "jobs");
+  }
+
+  /** The given actions on the Nodes table (nodes, their capacity, pool leases) and its indexes. */
+  public grantNodes(grantee: iam.IGrantable, actions: readonly NodesTableAction[]): iam.Grant {
+    return grantOnTable(grantee, this.nodesTable, actions, "nodes");
+  }
+
+  /**
+   * The given actions on the Policy table (policy, quota limits, GPU usage, run-time statistics,
+   * circuit breakers, schedules, GET /stats's aggregates) and its indexes.
+   */
+  public grantPolicy(grantee: iam.IGrantable, actions: readonly PolicyTableAction[]): iam.Grant {
+    return grantOnTable(grantee, this.policyTable, actions, "policy");
+  }
+
+  /** The given actions on the Tokens table and its indexes: the admin token routes. */
+  public grantTokens(grantee: iam.IGrantable, actions: readonly TokensTableAction[]): iam.Grant {
+    return grantOnTable(grantee, this.tokensTable, actions, "tokens");
+  }
+
+  /**
+   * GetItem of one token hash on the Tokens table itself, not its indexes (GetItem cannot read an
+   * index): what an authorizer does, and all it may do.
+   */
+  public grantTokenLookup(grantee: iam.IGrantable): iam.Grant {
+    return iam.Grant.addToPrincipal({
+      grantee,
+      actions: ["dynamodb:GetItem"],
+      resourceArns: [this.tokensTable.tableArn],
+    });
+  }
+
+  /** The given actions on the Connections table and its indexes: the job stream's functions. */
+  public grantConnections(grantee: iam.IGrantable, actions: readonly ConnectionsTableAction[]): iam.Grant {
+    return grantOnTable(grantee, this.connectionsTable, actions, "connections");
+  }
+
+  /**
+   * Requests to the Jobs table that DynamoDB throttled, all operations together (CloudWatch's
+   * `ThrottledRequests` per operation, summed; missing data is 0). On-demand tables throttle when
+   * a partition takes more than its share, e.g. one pool's queue index written in a burst.
+   */
+  public metricJobsThrottled(props?: cloudwatch.MetricOptions): cloudwatch.IMetric {
+    return this.jobsTable.metricThrottledRequestsForOperations({
+      period: Duration.minutes(5),
+      statistic: cloudwatch.Stats.SUM,
+      ...props,
+    });
+  }
+
+  /** System errors (HTTP 500) DynamoDB answered on the Jobs table, all operations together. */
+  public metricJobsSystemErrors(props?: cloudwatch.MetricOptions): cloudwatch.IMetric {
+    return this.jobsTable.metricSystemErrorsForOperations({
+      period: Duration.minutes(5),
+      statistic: cloudwatch.Stats.SUM,
+      ...props,
+    });
+  }
+}
+
+/**
+ * Actions on a table and its indexes, as one statement; no statement at all for no actions (an
+ * empty action list is invalid IAM anyway), so a route that never touches a table gets nothing.
+ */
+function grantOnTable(
+  grantee: iam.IGrantable,
+  table: dynamodb.ITable,
+  actions: readonly string[],
+  what: string,
+): iam.Grant {
+  const unique = [...new Set(actions)];
+  if (unique.length === 0) return iam.Grant.drop(grantee, `nothing on the ${what} table`);
+  return iam.Grant.addToPrincipal({
+    grantee,
+    actions: unique,
+    resourceArns: [table.tableArn, `${table.tableArn}/index/*`],
+  });
 }
 
 function tableOf(tables: Record<string, dynamodb.Table>, definition: TableDefinition): dynamodb.Table {

@@ -4,31 +4,33 @@ import * as apigateway from "aws-cdk-lib/aws-apigateway";
 import * as apigwv2 from "aws-cdk-lib/aws-apigatewayv2";
 import { WebSocketLambdaAuthorizer } from "aws-cdk-lib/aws-apigatewayv2-authorizers";
 import { WebSocketLambdaIntegration } from "aws-cdk-lib/aws-apigatewayv2-integrations";
-import type * as dynamodb from "aws-cdk-lib/aws-dynamodb";
+import * as cloudwatch from "aws-cdk-lib/aws-cloudwatch";
 import * as lambda from "aws-cdk-lib/aws-lambda";
 import type * as nodejs from "aws-cdk-lib/aws-lambda-nodejs";
 import * as logs from "aws-cdk-lib/aws-logs";
 import type * as sqs from "aws-cdk-lib/aws-sqs";
 import { Construct } from "constructs";
+import type { JobStore } from "./job-store";
 import { consumeJobStream } from "./job-stream-source";
-import { grantTable, jobqFunction } from "./jobq-function";
+import { jobqFunction } from "./jobq-function";
+import { jobqMetric } from "./jobq-metrics";
+import { checkName, checkNumber } from "./validate-props";
 
 /** functions/stream of this repository: connect, disconnect, message, broadcaster, authorizer. */
 export const DEFAULT_STREAM_DIR = fileURLToPath(new URL("../functions/stream", import.meta.url));
 
 export interface JobStreamProps {
-  /** The Jobs table; its stream (store/tables.ts) feeds the broadcaster. */
-  readonly jobsTable: dynamodb.ITable;
-  /** Token hashes; the $connect authorizer reads them. */
-  readonly tokensTable: dynamodb.ITable;
-  /** Open connections (store/tables.ts connectionsTable). */
-  readonly connectionsTable: dynamodb.ITable;
+  /**
+   * The tables: the Jobs table's stream feeds the broadcaster, the $connect authorizer looks token
+   * hashes up, open connections live in the Connections table.
+   */
+  readonly store: JobStore;
   /**
    * Directory of the stream's handler modules.
    * @default DEFAULT_STREAM_DIR
    */
   readonly handlersDir?: string;
-  /** @default "v1" */
+  /** Letters, digits, - and _, up to 128. @default "v1" */
   readonly stageName?: string;
   /**
    * Steady-state messages and connections per second the stage admits.
@@ -38,12 +40,13 @@ export interface JobStreamProps {
   /** @default 200 */
   readonly throttlingBurstLimit?: number;
   /**
-   * Stream records per broadcaster invocation.
+   * Stream records per broadcaster invocation, 1 to 10,000.
    * @default 100
    */
   readonly batchSize?: number;
   /**
-   * Retries of a batch the broadcaster could not deliver before it goes to the failure queue.
+   * Retries of a batch the broadcaster could not deliver before it goes to the failure queue,
+   * 0 to 10,000.
    * @default 3
    */
   readonly retryAttempts?: number;
@@ -51,6 +54,35 @@ export interface JobStreamProps {
   readonly logRetention?: logs.RetentionDays;
   /** @default RemovalPolicy.RETAIN */
   readonly logRemovalPolicy?: RemovalPolicy;
+}
+
+/** The documented limits of JobStreamProps, checked at synth (Lambda's limits on a stream source). */
+export function validateJobStreamProps(
+  scope: Construct,
+  props: Pick<
+    JobStreamProps,
+    "stageName" | "throttlingRateLimit" | "throttlingBurstLimit" | "batchSize" | "retryAttempts"
+  >,
+): void {
+  checkName(scope, "stageName", props.stageName, {
+    pattern: /^[A-Za-z0-9_-]+$/,
+    maxLength: 128,
+    describe: "letters, digits, - and _",
+  });
+  checkNumber(scope, "throttlingRateLimit", props.throttlingRateLimit, { min: 0 });
+  checkNumber(scope, "throttlingBurstLimit", props.throttlingBurstLimit, { min: 0, integer: true });
+  checkNumber(scope, "batchSize", props.batchSize, {
+    min: 1,
+    max: 10_000,
+    integer: true,
+    why: "Lambda's limit for a DynamoDB stream",
+  });
+  checkNumber(scope, "retryAttempts", props.retryAttempts, {
+    min: 0,
+    max: 10_000,
+    integer: true,
+    why: "Lambda's limit for a DynamoDB stream",
+  });
 }
 
 /**
@@ -79,6 +111,8 @@ export class JobStream extends Construct {
 
   constructor(scope: Construct, id: string, props: JobStreamProps) {
     super(scope, id);
+    validateJobStreamProps(this, props);
+    const { store } = props;
     const dir = props.handlersDir ?? DEFAULT_STREAM_DIR;
     const newFunction = (functionId: string, module: string, environment: Record<string, string>) =>
       jobqFunction(this, functionId, {
@@ -87,18 +121,18 @@ export class JobStream extends Construct {
         logRetention: props.logRetention,
         logRemovalPolicy: props.logRemovalPolicy ?? RemovalPolicy.RETAIN,
       });
-    const connections = { JOBQ_CONNECTIONS_TABLE: props.connectionsTable.tableName };
+    const connections = { JOBQ_CONNECTIONS_TABLE: store.connectionsTable.tableName };
 
     this.authorizerFunction = newFunction("Authorizer", "authorizer", {
-      JOBQ_TOKENS_TABLE: props.tokensTable.tableName,
+      JOBQ_TOKENS_TABLE: store.tokensTable.tableName,
     });
-    grantTable(this.authorizerFunction, props.tokensTable, ["dynamodb:GetItem"]);
+    store.grantTokenLookup(this.authorizerFunction);
     this.connectFunction = newFunction("Connect", "connect", connections);
-    grantTable(this.connectFunction, props.connectionsTable, ["dynamodb:PutItem"]);
+    store.grantConnections(this.connectFunction, ["dynamodb:PutItem"]);
     this.disconnectFunction = newFunction("Disconnect", "disconnect", connections);
-    grantTable(this.disconnectFunction, props.connectionsTable, ["dynamodb:DeleteItem"]);
+    store.grantConnections(this.disconnectFunction, ["dynamodb:DeleteItem"]);
     this.messageFunction = newFunction("Message", "message", connections);
-    grantTable(this.messageFunction, props.connectionsTable, ["dynamodb:UpdateItem"]);
+    store.grantConnections(this.messageFunction, ["dynamodb:UpdateItem"]);
 
     this.api = new apigwv2.WebSocketApi(this, "Api", {
       description: "jobq job stream (WS /jobs/stream)",
@@ -160,11 +194,11 @@ export class JobStream extends Construct {
       JOBQ_STREAM_ENDPOINT: this.stage.callbackUrl,
     });
     // Fan-out reads the subscriber index and deletes connections found gone; nothing else.
-    grantTable(this.broadcaster, props.connectionsTable, ["dynamodb:Query", "dynamodb:DeleteItem"]);
+    store.grantConnections(this.broadcaster, ["dynamodb:Query", "dynamodb:DeleteItem"]);
     // execute-api:ManageConnections on this API's stage's @connections only.
     this.stage.grantManagementApiAccess(this.broadcaster);
 
-    this.failedBatches = consumeJobStream(this, this.broadcaster, props.jobsTable, {
+    this.failedBatches = consumeJobStream(this, this.broadcaster, store.jobsTable, {
       // Connected clients want what happens from now on; after a reconnect they resynchronise
       // with GET /jobs?updatedSince= (docs/stream.md).
       startingPosition: lambda.StartingPosition.LATEST,
@@ -174,5 +208,14 @@ export class JobStream extends Construct {
       retryAttempts: props.retryAttempts ?? 3,
       maxRecordAge: Duration.hours(1),
     });
+  }
+  /** WebSocket connections opened (StreamConnections). */
+  public metricConnections(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return jobqMetric("streamConnections", {}, { statistic: cloudwatch.Stats.SUM, ...props });
+  }
+
+  /** Job changes posted to stream connections (StreamPosts). */
+  public metricPosts(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return jobqMetric("streamPosts", {}, { statistic: cloudwatch.Stats.SUM, ...props });
   }
 }

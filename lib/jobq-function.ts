@@ -1,7 +1,5 @@
 import { Duration, RemovalPolicy } from "aws-cdk-lib";
-import type * as dynamodb from "aws-cdk-lib/aws-dynamodb";
 import type * as events from "aws-cdk-lib/aws-events";
-import * as iam from "aws-cdk-lib/aws-iam";
 import * as lambda from "aws-cdk-lib/aws-lambda";
 import * as nodejs from "aws-cdk-lib/aws-lambda-nodejs";
 import * as logs from "aws-cdk-lib/aws-logs";
@@ -9,7 +7,9 @@ import type { Construct } from "constructs";
 import type { PoolConfig } from "../core/pools";
 import { DEFAULT_RETENTION_DAYS } from "../core/retention";
 import type { JobQueues } from "./job-queues";
+import type { JobStore } from "./job-store";
 import { corePool } from "./pool-settings";
+import { checkNumber } from "./validate-props";
 
 /**
  * Bundled here with the local esbuild (no Docker). ESM with a `require` shim because some
@@ -88,10 +88,8 @@ export function jobqFunction(scope: Construct, id: string, props: JobqFunctionPr
 
 /** What every jobq process (function or worker) is configured with: functions/config.ts's variables. */
 export interface JobqRuntime {
-  readonly jobsTable: dynamodb.ITable;
-  readonly nodesTable: dynamodb.ITable;
-  /** The scheduling policy, quota limits, GPU usage and run-time statistics. */
-  readonly policyTable: dynamodb.ITable;
+  /** The tables; each construct grants its functions exactly their actions on them (grantJobs, …). */
+  readonly store: JobStore;
   /** Carries the "Job State Change" events. */
   readonly eventBus: events.IEventBus;
   readonly queues: JobQueues;
@@ -99,28 +97,30 @@ export interface JobqRuntime {
   /** @default - any job type is accepted */
   readonly taskTypes?: readonly string[];
   /**
-   * Workers heartbeat a running attempt every third of this (JOBQ_HEARTBEAT_SECONDS).
+   * Workers heartbeat a running attempt every third of this (JOBQ_HEARTBEAT_SECONDS); 2 to 3,600.
    * @default 30
    */
   readonly heartbeatSeconds?: number;
   /**
    * Step Functions declares an attempt lost after this long without a heartbeat, queue wait
    * included (JOBQ_LOST_AFTER_SECONDS); a dead worker is found sooner, by its node going silent.
+   * 10 to 86,400.
    * @default 300
    */
   readonly lostAfterSeconds?: number;
   /**
-   * A node silent for this long is lost (JOBQ_NODE_LOST_SECONDS).
+   * A node silent for this long is lost (JOBQ_NODE_LOST_SECONDS); 2 to 3,600.
    * @default 30
    */
   readonly nodeLostSeconds?: number;
   /**
-   * Days an ended job's transitions, logs, attempts and result are kept (JOBQ_RETENTION_DAYS).
+   * Days an ended job's transitions, logs, attempts and result are kept (JOBQ_RETENTION_DAYS);
+   * 1 to 36,500.
    * @default 90
    */
   readonly retentionDays?: number;
   /**
-   * Days an ended job itself is kept (JOBQ_JOB_RETENTION_DAYS).
+   * Days an ended job itself is kept (JOBQ_JOB_RETENTION_DAYS); 1 to 36,500.
    * @default - kept for good
    */
   readonly jobRetentionDays?: number;
@@ -139,9 +139,9 @@ export interface JobqRuntime {
  */
 export function runtimeEnvironment(runtime: JobqRuntime, stateMachineArn: string): Record<string, string> {
   return {
-    JOBQ_JOBS_TABLE: runtime.jobsTable.tableName,
-    JOBQ_NODES_TABLE: runtime.nodesTable.tableName,
-    JOBQ_POLICY_TABLE: runtime.policyTable.tableName,
+    JOBQ_JOBS_TABLE: runtime.store.jobsTable.tableName,
+    JOBQ_NODES_TABLE: runtime.store.nodesTable.tableName,
+    JOBQ_POLICY_TABLE: runtime.store.policyTable.tableName,
     // Without the CDK-only `ecs` settings: core's pool schema is strict and would refuse them.
     JOBQ_POOLS: JSON.stringify(runtime.pools.map(corePool)),
     JOBQ_TASK_TYPES: JSON.stringify(runtime.taskTypes ?? []),
@@ -159,18 +159,52 @@ export function runtimeEnvironment(runtime: JobqRuntime, stateMachineArn: string
   };
 }
 
-/** DynamoDB actions on a table and its indexes. */
-export function grantTable(
-  grantee: iam.IGrantable,
-  table: dynamodb.ITable,
-  actions: readonly string[],
-): iam.Grant | undefined {
-  const unique = [...new Set(actions)];
-  // No statement at all for no actions: an empty action list is invalid IAM anyway.
-  if (unique.length === 0) return undefined;
-  return iam.Grant.addToPrincipal({
-    grantee,
-    actions: unique,
-    resourceArns: [table.tableArn, `${table.tableArn}/index/*`],
+/** The runtime settings that have limits (all optional: their defaults are within them). */
+export type RuntimeSettings = Pick<
+  JobqRuntime,
+  "heartbeatSeconds" | "lostAfterSeconds" | "nodeLostSeconds" | "retentionDays" | "jobRetentionDays"
+>;
+
+/**
+ * The documented limits of the runtime settings, checked at synth: the same bounds the processes'
+ * configuration (app/config.ts) enforces at cold start, where a bad value would fail every
+ * function's init after the deploy instead of the synth before it.
+ */
+export function validateRuntimeProps(scope: Construct, runtime: RuntimeSettings): void {
+  const why = "what app/config.ts accepts";
+  checkNumber(scope, "heartbeatSeconds", runtime.heartbeatSeconds, {
+    min: 2,
+    max: 3600,
+    integer: true,
+    unit: " s",
+    why,
+  });
+  checkNumber(scope, "lostAfterSeconds", runtime.lostAfterSeconds, {
+    min: 10,
+    max: 86_400,
+    integer: true,
+    unit: " s",
+    why,
+  });
+  checkNumber(scope, "nodeLostSeconds", runtime.nodeLostSeconds, {
+    min: 2,
+    max: 3600,
+    integer: true,
+    unit: " s",
+    why,
+  });
+  checkNumber(scope, "retentionDays", runtime.retentionDays, {
+    min: 1,
+    max: 36_500,
+    integer: true,
+    unit: " days",
+    why: "DynamoDB's TTL counts whole days here; app/config.ts accepts no other",
+  });
+  checkNumber(scope, "jobRetentionDays", runtime.jobRetentionDays, {
+    min: 1,
+    max: 36_500,
+    integer: true,
+    unit: " days",
+    why: "DynamoDB's TTL counts whole days here; app/config.ts accepts no other",
   });
 }

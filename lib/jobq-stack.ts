@@ -10,7 +10,7 @@ import { DEFAULT_RETENTION_DAYS } from "../core/retention";
 import { JobApi } from "./job-api";
 import { JobLifecycle } from "./job-lifecycle";
 import { AlarmTopic, JobMonitoring } from "./job-monitoring";
-import { JobQueues } from "./job-queues";
+import { JobQueues, MAX_POOLS_PER_STACK } from "./job-queues";
 import { JobStats } from "./job-stats";
 import { JobStore } from "./job-store";
 import { JobStream } from "./job-stream";
@@ -237,14 +237,8 @@ export function readSettings(node: Node): JobqSettings {
   };
 }
 
-/**
- * The most pools one stack deploys. Two limits meet there: Lambda refuses environments over 4 KB,
- * and every function carries JOBQ_QUEUES (five URLs of about 100 characters per pool) besides
- * JOBQ_POOLS, so six pools' come to about 4 KB; and CloudFormation allows 500 resources a stack,
- * of which each pool's queues take 20 and the control plane most of the rest. Refused at synth
- * with the reason, rather than failing half-way through a deploy.
- */
-export const MAX_POOLS_PER_STACK = 5;
+/** Defined with the queues (lib/job-queues.ts), which check it too; exported here as before. */
+export { MAX_POOLS_PER_STACK };
 
 /**
  * jobq in one stack: the tables, the HTTP API, the lifecycle state machine, the dispatch queues,
@@ -298,9 +292,7 @@ export class JobqStack extends Stack {
     this.eventBus = new events.EventBus(this, "EventBus", { eventBusName: this.stackName });
     this.queues = new JobQueues(this, "Queues", { pools: settings.pools });
     const runtime: JobqRuntime = {
-      jobsTable: this.store.jobsTable,
-      nodesTable: this.store.nodesTable,
-      policyTable: this.store.policyTable,
+      store: this.store,
       eventBus: this.eventBus,
       queues: this.queues,
       pools: settings.pools,
@@ -327,7 +319,6 @@ export class JobqStack extends Stack {
     });
     this.jobApi = new JobApi(this, "Api", {
       ...runtime,
-      tokensTable: this.store.tokensTable,
       lifecycle: this.lifecycle,
       handlersDir: props.handlersDir,
       logRemovalPolicy,
@@ -355,9 +346,7 @@ export class JobqStack extends Stack {
 
     this.jobStream = settings.stream
       ? new JobStream(this, "Stream", {
-          jobsTable: this.store.jobsTable,
-          tokensTable: this.store.tokensTable,
-          connectionsTable: this.store.connectionsTable,
+          store: this.store,
           logRemovalPolicy,
           logRetention,
         })
@@ -369,8 +358,7 @@ export class JobqStack extends Stack {
     const apiGatewayAccount = this.jobApi.api.node.tryFindChild("Account");
     if (this.jobStream && apiGatewayAccount) this.jobStream.stage.node.addDependency(apiGatewayAccount);
     this.jobStats = new JobStats(this, "Stats", {
-      jobsTable: this.store.jobsTable,
-      policyTable: this.store.policyTable,
+      store: this.store,
       environment: runtimeEnvironment(runtime, this.lifecycle.stateMachineArn),
       entry: entry("stats-stream"),
       logRemovalPolicy,
@@ -419,6 +407,7 @@ export class JobqStack extends Stack {
       lifecycle: this.lifecycle,
       scheduler: this.scheduler,
       api: this.jobApi,
+      store: this.store,
       maxQueueAge: Duration.minutes(settings.maxQueueAgeMinutes),
       namePrefix: this.stackName,
     });

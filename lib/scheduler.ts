@@ -8,9 +8,19 @@ import type * as nodejs from "aws-cdk-lib/aws-lambda-nodejs";
 import type * as logs from "aws-cdk-lib/aws-logs";
 import type * as sqs from "aws-cdk-lib/aws-sqs";
 import { Construct } from "constructs";
+import type { PriorityName } from "../core/job";
+import type { CapacityResource } from "../core/pass-metrics";
 import type { JobLifecycle } from "./job-lifecycle";
 import { consumeJobStream, type JobRecordPattern } from "./job-stream-source";
-import { grantTable, type JobqRuntime, jobqFunction, runtimeEnvironment } from "./jobq-function";
+import {
+  type JobqRuntime,
+  jobqFunction,
+  type RuntimeSettings,
+  runtimeEnvironment,
+  validateRuntimeProps,
+} from "./jobq-function";
+import { jobqMetric } from "./jobq-metrics";
+import { checkDuration } from "./validate-props";
 
 export const DEFAULT_SCHEDULER_ENTRY = fileURLToPath(new URL("../functions/scheduler.ts", import.meta.url));
 export const DEFAULT_RECONCILER_ENTRY = fileURLToPath(new URL("../functions/reconciler.ts", import.meta.url));
@@ -59,16 +69,43 @@ export interface SchedulerProps extends JobqRuntime {
   readonly reconcilerEntry?: string;
   /**
    * How often the sweep runs without any event. Wake-ups are an optimization; this is what
-   * keeps every job moving.
+   * keeps every job moving. Whole minutes (an EventBridge rate), at most an hour.
    * @default Duration.minutes(1)
    */
   readonly sweepInterval?: Duration;
-  /** @default Duration.minutes(5) */
+  /**
+   * How often the reconciler runs; whole minutes, at least its function's timeout (4 minutes), so
+   * two reconciliations never overlap.
+   * @default Duration.minutes(5)
+   */
   readonly reconcileInterval?: Duration;
   /** @default logs.RetentionDays.ONE_MONTH */
   readonly logRetention?: logs.RetentionDays;
   /** @default RemovalPolicy.RETAIN */
   readonly logRemovalPolicy?: RemovalPolicy;
+}
+
+/** The reconciler function's timeout: a reconciliation must end before the next begins. */
+const RECONCILER_TIMEOUT = Duration.minutes(4);
+
+/** The documented limits of SchedulerProps (and the runtime settings), checked at synth. */
+export function validateSchedulerProps(
+  scope: Construct,
+  props: Pick<SchedulerProps, "sweepInterval" | "reconcileInterval"> & RuntimeSettings,
+): void {
+  validateRuntimeProps(scope, props);
+  checkDuration(scope, "sweepInterval", props.sweepInterval, {
+    min: Duration.minutes(1),
+    max: Duration.hours(1),
+    wholeMinutes: true,
+    why: "an EventBridge rate; the sweep is what keeps every job moving",
+  });
+  checkDuration(scope, "reconcileInterval", props.reconcileInterval, {
+    min: RECONCILER_TIMEOUT,
+    max: Duration.days(1),
+    wholeMinutes: true,
+    why: "an EventBridge rate, no shorter than the reconciler's timeout",
+  });
 }
 
 /**
@@ -89,6 +126,7 @@ export class Scheduler extends Construct {
 
   constructor(scope: Construct, id: string, props: SchedulerProps) {
     super(scope, id);
+    validateSchedulerProps(this, props);
     const environment = runtimeEnvironment(props, props.lifecycle.stateMachineArn);
     const logRetention = props.logRetention;
     const logRemovalPolicy = props.logRemovalPolicy ?? RemovalPolicy.RETAIN;
@@ -107,7 +145,7 @@ export class Scheduler extends Construct {
       logRetention,
       logRemovalPolicy,
     });
-    grantTable(this.schedulerFunction, props.jobsTable, [
+    props.store.grantJobs(this.schedulerFunction, [
       "dynamodb:Query",
       "dynamodb:GetItem",
       "dynamodb:BatchGetItem",
@@ -121,7 +159,7 @@ export class Scheduler extends Construct {
       "dynamodb:DeleteItem",
     ]);
     // Nodes, their capacity and the pool leases.
-    grantTable(this.schedulerFunction, props.nodesTable, [
+    props.store.grantNodes(this.schedulerFunction, [
       "dynamodb:GetItem",
       "dynamodb:Query",
       "dynamodb:PutItem",
@@ -131,7 +169,7 @@ export class Scheduler extends Construct {
     ]);
     // The policy, quota limits and GPU usage a pass decides with, run times for estimates, and
     // the usage a preempted attempt adds in the transaction that ends it.
-    grantTable(this.schedulerFunction, props.policyTable, [
+    props.store.grantPolicy(this.schedulerFunction, [
       "dynamodb:GetItem",
       "dynamodb:BatchGetItem",
       "dynamodb:Query",
@@ -141,14 +179,11 @@ export class Scheduler extends Construct {
     ]);
     // Reports the attempts of a node gone silent lost on their run tokens (app/lost-attempts.ts),
     // and ends executions of the previous lifecycle still parked on an admission token.
-    props.lifecycle.grantTaskResponse(this.schedulerFunction, [
-      "states:SendTaskSuccess",
-      "states:SendTaskFailure",
-    ]);
+    props.lifecycle.grantTaskOutcome(this.schedulerFunction);
     // Every admission starts its attempt's execution (app/scheduler.ts#admit); preemption stops
     // the victim's.
     props.lifecycle.grantStartExecution(this.schedulerFunction);
-    props.lifecycle.grantExecution(this.schedulerFunction, "states:StopExecution");
+    props.lifecycle.grantStopExecution(this.schedulerFunction);
     props.eventBus.grantPutEventsTo(this.schedulerFunction);
 
     const interval = props.sweepInterval ?? Duration.minutes(1);
@@ -164,7 +199,7 @@ export class Scheduler extends Construct {
     this.wakeFailedBatches = consumeJobStream(
       new Construct(this, "Wake"),
       this.schedulerFunction,
-      props.jobsTable,
+      props.store.jobsTable,
       {
         startingPosition: lambda.StartingPosition.LATEST,
         batchSize: 100,
@@ -179,12 +214,12 @@ export class Scheduler extends Construct {
       description: "jobq reconciler: missing executions, leaked capacity, lost nodes",
       environment,
       memorySize: 1024,
-      timeout: Duration.minutes(4),
+      timeout: RECONCILER_TIMEOUT,
       retryAttempts: 0,
       logRetention,
       logRemovalPolicy,
     });
-    grantTable(this.reconcilerFunction, props.jobsTable, [
+    props.store.grantJobs(this.reconcilerFunction, [
       "dynamodb:Query",
       "dynamodb:GetItem",
       "dynamodb:BatchGetItem",
@@ -192,7 +227,7 @@ export class Scheduler extends Construct {
       "dynamodb:PutItem",
       "dynamodb:ConditionCheckItem",
     ]);
-    grantTable(this.reconcilerFunction, props.nodesTable, [
+    props.store.grantNodes(this.reconcilerFunction, [
       "dynamodb:GetItem",
       "dynamodb:Query",
       "dynamodb:UpdateItem",
@@ -200,9 +235,9 @@ export class Scheduler extends Construct {
       "dynamodb:ConditionCheckItem",
     ]);
     // Ending a lost attempt adds its GPU-seconds to its owner's usage in the same transaction.
-    grantTable(this.reconcilerFunction, props.policyTable, ["dynamodb:UpdateItem"]);
-    props.lifecycle.grantExecution(this.reconcilerFunction, "states:DescribeExecution");
-    props.lifecycle.grantTaskResponse(this.reconcilerFunction, ["states:SendTaskSuccess"]);
+    props.store.grantPolicy(this.reconcilerFunction, ["dynamodb:UpdateItem"]);
+    props.lifecycle.grantDescribeExecution(this.reconcilerFunction);
+    props.lifecycle.grantTaskSuccess(this.reconcilerFunction);
     props.eventBus.grantPutEventsTo(this.reconcilerFunction);
     this.reconcileRule = new events.Rule(this, "Reconcile", {
       description: "jobq: reconciliation",
@@ -210,20 +245,106 @@ export class Scheduler extends Construct {
       targets: [new targets.LambdaFunction(this.reconcilerFunction, { retryAttempts: 0 })],
     });
 
-    this.schedulerErrorsAlarm = errorsAlarm(this, "SchedulerErrors", this.schedulerFunction, "scheduler");
-    this.reconcilerErrorsAlarm = errorsAlarm(this, "ReconcilerErrors", this.reconcilerFunction, "reconciler");
+    this.schedulerErrorsAlarm = errorsAlarm(
+      this,
+      "SchedulerErrors",
+      this.metricSchedulerErrors(),
+      "scheduler",
+    );
+    this.reconcilerErrorsAlarm = errorsAlarm(
+      this,
+      "ReconcilerErrors",
+      this.metricReconcilerErrors(),
+      "reconciler",
+    );
+  }
+
+  /** Jobs a pool's scheduler passes admitted (AdmittedJobs): Sum is admissions. */
+  public metricAdmittedJobs(pool: string, props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return jobqMetric("admittedJobs", { pool }, { statistic: cloudwatch.Stats.SUM, ...props });
+  }
+
+  /**
+   * Jobs a pass found waiting for a pool's capacity (QueuedJobs): what the worker pools scale on.
+   * A gauge, so Maximum.
+   */
+  public metricQueuedJobs(pool: string, props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return jobqMetric("queuedJobs", { pool }, { statistic: cloudwatch.Stats.MAXIMUM, ...props });
+  }
+
+  /** Jobs waiting in a pool's queue at one priority tier (WaitingJobs), a gauge. */
+  public metricWaitingJobs(
+    pool: string,
+    tier: PriorityName,
+    props?: cloudwatch.MetricOptions,
+  ): cloudwatch.Metric {
+    return jobqMetric("waitingJobs", { pool, tier }, { statistic: cloudwatch.Stats.MAXIMUM, ...props });
+  }
+
+  /** Seconds the oldest job of a pool has waited for capacity or priority (OldestCapacityWaitAge). */
+  public metricOldestCapacityWaitAge(pool: string, props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return jobqMetric("oldestCapacityWaitAge", { pool }, { statistic: cloudwatch.Stats.MAXIMUM, ...props });
+  }
+
+  /** Reserved ÷ total of one resource over a pool's live nodes, 0..1 (CapacityInUse). */
+  public metricCapacityInUse(
+    pool: string,
+    resource: CapacityResource,
+    props?: cloudwatch.MetricOptions,
+  ): cloudwatch.Metric {
+    return jobqMetric("capacityInUse", { pool, resource }, { statistic: cloudwatch.Stats.AVERAGE, ...props });
+  }
+
+  /** Milliseconds one pool's pass took (SchedulerPassDuration). */
+  public metricPassDuration(pool: string, props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return jobqMetric("schedulerPassDuration", { pool }, { statistic: cloudwatch.Stats.p(99), ...props });
+  }
+
+  /** Scheduler invocations that ran (SchedulerPasses): no data means no scheduler. */
+  public metricPasses(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return jobqMetric("schedulerPasses", {}, { statistic: cloudwatch.Stats.SUM, ...props });
+  }
+
+  /** Jobs the reconciler had to repair (ReconcilerRepairs). */
+  public metricReconcilerRepairs(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return jobqMetric("reconcilerRepairs", {}, { statistic: cloudwatch.Stats.SUM, ...props });
+  }
+
+  /** Nodes of a pool the reconciler marked lost (LostNodes). */
+  public metricLostNodes(pool: string, props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return jobqMetric("lostNodes", { pool }, { statistic: cloudwatch.Stats.SUM, ...props });
+  }
+
+  /** Errors the scheduler function threw, summed over 5 minutes. */
+  public metricSchedulerErrors(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return this.schedulerFunction.metricErrors({
+      period: FIVE_MINUTES,
+      statistic: cloudwatch.Stats.SUM,
+      ...props,
+    });
+  }
+
+  /** Errors the reconciler function threw, summed over 5 minutes. */
+  public metricReconcilerErrors(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return this.reconcilerFunction.metricErrors({
+      period: FIVE_MINUTES,
+      statistic: cloudwatch.Stats.SUM,
+      ...props,
+    });
   }
 }
+
+const FIVE_MINUTES = Duration.minutes(5);
 
 function errorsAlarm(
   scope: Construct,
   id: string,
-  fn: nodejs.NodejsFunction,
+  errors: cloudwatch.IMetric,
   what: string,
 ): cloudwatch.Alarm {
   return new cloudwatch.Alarm(scope, id, {
     alarmDescription: `jobq: the ${what} function threw`,
-    metric: fn.metricErrors({ period: Duration.minutes(5), statistic: cloudwatch.Stats.SUM }),
+    metric: errors,
     threshold: 1,
     evaluationPeriods: 1,
     comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,

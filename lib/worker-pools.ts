@@ -12,9 +12,18 @@ import * as ecs from "aws-cdk-lib/aws-ecs";
 import * as iam from "aws-cdk-lib/aws-iam";
 import * as logs from "aws-cdk-lib/aws-logs";
 import { Construct } from "constructs";
+import { METRICS } from "../core/metrics";
 import type { JobLifecycle } from "./job-lifecycle";
-import { grantTable, type JobqRuntime, runtimeEnvironment } from "./jobq-function";
+import { MAX_POOLS_PER_STACK } from "./job-queues";
+import {
+  type JobqRuntime,
+  type RuntimeSettings,
+  runtimeEnvironment,
+  validateRuntimeProps,
+} from "./jobq-function";
+import { jobqMetric } from "./jobq-metrics";
 import { fargateSize, gpuInstanceType, maxNodes, minNodes, type WorkerPoolConfig } from "./pool-settings";
+import { checkDuration, checkNumber } from "./validate-props";
 
 /** Where the worker image is built from: a Docker context and the Dockerfile in it. */
 export interface WorkerImageSource {
@@ -69,9 +78,41 @@ export function workerImageExclude(source: WorkerImageSource): string[] {
  */
 export const QUEUED_JOBS_METRIC = {
   namespace: "jobq",
-  metricName: "QueuedJobs",
+  metricName: METRICS.queuedJobs.name,
   dimensions: (pool: string) => ({ service: "jobq", pool }),
 } as const;
+
+/** The documented limits of WorkerPoolsProps (and the runtime settings), checked at synth. */
+export function validateWorkerPoolsProps(
+  scope: Construct,
+  props: Pick<WorkerPoolsProps, "pools" | "stopTimeout" | "scaleInAfterMinutes" | "natGateways"> &
+    RuntimeSettings,
+): void {
+  validateRuntimeProps(scope, props);
+  checkNumber(scope, "pools", props.pools.length, {
+    min: 1,
+    max: MAX_POOLS_PER_STACK,
+    unit: " pools",
+    why: "one ECS service, its scaling and its roles per pool; deploy a second stack for more",
+  });
+  checkDuration(scope, "stopTimeout", props.stopTimeout, {
+    min: Duration.seconds(2),
+    max: Duration.seconds(120),
+    why: "what ECS allows a container between SIGTERM and SIGKILL on Fargate",
+  });
+  checkNumber(scope, "scaleInAfterMinutes", props.scaleInAfterMinutes, {
+    min: 1,
+    max: 1440,
+    integer: true,
+    why: "the BacklogEmpty alarm's one-minute evaluation periods, which CloudWatch caps at a day",
+  });
+  checkNumber(scope, "natGateways", props.natGateways, {
+    min: 0,
+    max: 2,
+    integer: true,
+    why: "the VPC spans two availability zones",
+  });
+}
 
 export interface WorkerPoolsProps extends JobqRuntime {
   /** One ECS service per pool. */
@@ -82,7 +123,7 @@ export interface WorkerPoolsProps extends JobqRuntime {
    * through them (about 33 USD a month each, plus 0.045 USD per GB). With 0 there are only
    * public subnets: every worker gets a public IP (0.005 USD an hour while it runs) and nothing
    * costs anything while no worker runs. Workers open no ports either way, and their security
-   * groups admit nothing.
+   * groups admit nothing. 0 to 2 (the VPC spans two availability zones).
    * @default 1
    */
   readonly natGateways?: number;
@@ -90,12 +131,12 @@ export interface WorkerPoolsProps extends JobqRuntime {
   readonly image?: WorkerImageSource;
   /**
    * How long a worker has between SIGTERM and SIGKILL to stop taking work and hand back what it
-   * holds. Fargate allows at most 120 s.
+   * holds. Fargate allows 2 to 120 s (checked at synth).
    * @default Duration.seconds(120)
    */
   readonly stopTimeout?: Duration;
   /**
-   * Minutes of no backlog before a pool gives back one worker.
+   * Minutes of no backlog before a pool gives back one worker; 1 to 1,440.
    * @default 10
    */
   readonly scaleInAfterMinutes?: number;
@@ -133,6 +174,7 @@ export class WorkerPools extends Construct {
 
   constructor(scope: Construct, id: string, props: WorkerPoolsProps) {
     super(scope, id);
+    validateWorkerPoolsProps(this, props);
     const natGateways = props.natGateways ?? 1;
     const publicOnly = natGateways === 0;
     const logRetention = props.logRetention ?? logs.RetentionDays.ONE_MONTH;
@@ -362,7 +404,7 @@ export class WorkerPools extends Construct {
 
   /** What a worker does: docs/lifecycle.md's worker steps, for its own pool's queues only. */
   private grantWorker(role: iam.IRole, pool: string, props: WorkerPoolsProps): void {
-    grantTable(role, props.jobsTable, [
+    props.store.grantJobs(role, [
       "dynamodb:GetItem",
       "dynamodb:Query",
       "dynamodb:PutItem",
@@ -371,7 +413,7 @@ export class WorkerPools extends Construct {
       "dynamodb:ConditionCheckItem",
     ]);
     // Register, heartbeat, drain and deregister its node; move a reservation onto it.
-    grantTable(role, props.nodesTable, [
+    props.store.grantNodes(role, [
       "dynamodb:GetItem",
       "dynamodb:Query",
       "dynamodb:PutItem",
@@ -381,29 +423,41 @@ export class WorkerPools extends Construct {
     ]);
     // Completing an attempt (app/lifecycle.ts#completeRun) adds its GPU-seconds to the owner's
     // usage in the same transaction and its run time to its type's statistics: UpdateItem (ADD).
-    grantTable(role, props.policyTable, ["dynamodb:UpdateItem"]);
+    props.store.grantPolicy(role, ["dynamodb:UpdateItem"]);
     props.queues.grantConsume(role, pool);
-    props.lifecycle.grantTaskResponse(role, [
-      "states:SendTaskSuccess",
-      "states:SendTaskFailure",
-      "states:SendTaskHeartbeat",
-    ]);
+    props.lifecycle.grantTaskResponse(role);
     props.eventBus.grantPutEventsTo(role);
-    // Task scale-in protection through the ECS agent ($ECS_AGENT_URI/task-protection/v1/state):
-    // a worker running an attempt protects its task, so a scale-in stops idle workers only.
-    role.addToPrincipalPolicy(
-      new iam.PolicyStatement({
-        actions: ["ecs:GetTaskProtection", "ecs:UpdateTaskProtection"],
-        resources: [
-          Stack.of(this).formatArn({
-            service: "ecs",
-            resource: "task",
-            resourceName: `${this.cluster.clusterName}/*`,
-            arnFormat: ArnFormat.SLASH_RESOURCE_NAME,
-          }),
-        ],
-      }),
-    );
+    this.grantTaskProtection(role);
+  }
+
+  /**
+   * Task scale-in protection through the ECS agent ($ECS_AGENT_URI/task-protection/v1/state), on
+   * this cluster's tasks only: a worker running an attempt protects its task, so a scale-in stops
+   * idle workers only.
+   */
+  public grantTaskProtection(grantee: iam.IGrantable): iam.Grant {
+    return iam.Grant.addToPrincipal({
+      grantee,
+      actions: ["ecs:GetTaskProtection", "ecs:UpdateTaskProtection"],
+      resourceArns: [
+        Stack.of(this).formatArn({
+          service: "ecs",
+          resource: "task",
+          resourceName: `${this.cluster.clusterName}/*`,
+          arnFormat: ArnFormat.SLASH_RESOURCE_NAME,
+        }),
+      ],
+    });
+  }
+
+  /**
+   * A pool's backlog, what it scales on: its dispatch messages no worker has taken yet plus the
+   * jobs the scheduler found waiting for its capacity (QueuedJobs). Missing data is 0.
+   */
+  public metricBacklog(pool: string, props?: cloudwatch.MathExpressionOptions): cloudwatch.MathExpression {
+    const found = this.pools[pool];
+    if (!found) throw new Error(`jobq: no worker pool ${pool}`);
+    return props === undefined ? found.backlog : found.backlog.with(props);
   }
 
   /**
@@ -413,13 +467,9 @@ export class WorkerPools extends Construct {
   private backlogOf(pool: string, props: WorkerPoolsProps): cloudwatch.MathExpression {
     const period = Duration.minutes(1);
     const messages = props.queues.metricVisibleMessages(pool, period);
-    const queued = new cloudwatch.Metric({
-      namespace: QUEUED_JOBS_METRIC.namespace,
-      metricName: QUEUED_JOBS_METRIC.metricName,
-      dimensionsMap: QUEUED_JOBS_METRIC.dimensions(pool),
-      statistic: cloudwatch.Stats.MAXIMUM,
-      period,
-    });
+    // The scheduler's figure (Scheduler#metricQueuedJobs); built here from the same catalogue
+    // entry because the pools are constructed without the scheduler.
+    const queued = jobqMetric("queuedJobs", { pool }, { statistic: cloudwatch.Stats.MAXIMUM, period });
     return new cloudwatch.MathExpression({
       label: `${pool}: backlog`,
       expression: `messages + FILL(queued, 0)`,

@@ -87,7 +87,14 @@ export function stubDashboardDir(): string {
 
 export function synthJobqStack(
   context: Record<string, unknown> = {},
-  { validate = false }: { validate?: boolean } = {},
+  {
+    validate = false,
+    beforeSynth,
+  }: {
+    validate?: boolean;
+    /** Adds to the stack before it is synthesized (probe principals for the grant methods). */
+    beforeSynth?: (stack: JobqStack) => void;
+  } = {},
 ): {
   stack: JobqStack;
   template: Template;
@@ -105,6 +112,7 @@ export function synthJobqStack(
     workerImage: stubWorkerImage(),
     dashboardPath: stubDashboardDir(),
   });
+  beforeSynth?.(stack);
   return { stack, template: Template.fromStack(stack) };
 }
 
