@@ -11,8 +11,12 @@ import {
   stripAnsi,
 } from "../../cli/format";
 import { jobFromFlags } from "../../cli/program";
+import { formatUsd as webUsd } from "../../web/src/format";
 
-/** The CLI's pure formatting of issue 13's additions: cost, array summaries, circuit breakers. */
+/**
+ * The CLI's pure formatting of issue 13's additions: cost, array summaries, circuit breakers; and
+ * the dashboard's amounts, which must read as the CLI's.
+ */
 
 const NOW = new Date("2026-12-06T10:00:00.000Z");
 
@@ -154,5 +158,12 @@ describe("submit flags", () => {
       project: "vision",
     });
     expect(jobFromFlags("render", {})).toEqual({ type: "render" });
+  });
+});
+
+describe("the dashboard's amounts", () => {
+  it("read as the CLI's, with a dash for none", () => {
+    for (const usd of [0, 0.0000004, 0.0000412, 0.1234, 12.345]) expect(webUsd(usd)).toBe(formatUsd(usd));
+    expect(webUsd(null)).toBe("—");
   });
 });
