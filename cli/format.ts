@@ -287,3 +287,145 @@ export function drainState(
     line: `node ${nodeId} of pool ${pool}: ${node.status}, in use cpu ${cpu} mem ${memoryMb} MB gpu ${gpu}`,
   };
 }
+
+/**
+ * An amount in USD as people read a bill: a job's request charges are millionths of a dollar, so
+ * small amounts keep six decimals instead of rounding to `$0.00`.
+ */
+export function formatUsd(usd: number | null | undefined): string {
+  if (usd === null || usd === undefined || !Number.isFinite(usd)) return "-";
+  if (usd === 0) return "$0";
+  if (usd < 0.000001) return "<$0.000001";
+  if (usd < 0.01) return `$${usd.toFixed(6)}`;
+  if (usd < 1) return `$${usd.toFixed(4)}`;
+  return `$${usd.toFixed(2)}`;
+}
+
+/** What `jobq get` reads of GET /jobs/{id}'s `cost` (docs/admin-api.md, "Job cost"). */
+export interface CostOfJob {
+  readonly totalUsd: number;
+  readonly requestsUsd: number;
+  readonly computeUsd: number;
+  readonly breakdown: {
+    readonly stepFunctions: { readonly transitions: number; readonly usd: number };
+    readonly dynamodb: { readonly writeUnits: number; readonly readUnits: number; readonly usd: number };
+    readonly sqs: { readonly requests: number; readonly usd: number };
+    readonly lambda: { readonly invocations: number; readonly gbSeconds: number; readonly usd: number };
+    readonly eventBridge: { readonly entries: number; readonly usd: number };
+    readonly api: { readonly requests: number; readonly usd: number };
+    readonly compute: {
+      readonly nodeSeconds: number;
+      readonly share: number;
+      readonly hourlyUsd: number;
+      readonly usd: number;
+    };
+  };
+  readonly priceTable: string;
+}
+
+/** Up to 3 decimals, without trailing zeros: counts of units and seconds. */
+function amount(value: number): string {
+  return String(Math.round(value * 1000) / 1000);
+}
+
+/** The cost's total, then one `key: value` pair per part of the breakdown, in the bill's order. */
+export function costPairs(cost: CostOfJob): [string, string][] {
+  const b = cost.breakdown;
+  return [
+    [
+      "cost",
+      `${formatUsd(cost.totalUsd)} (requests ${formatUsd(cost.requestsUsd)} · compute ${formatUsd(cost.computeUsd)}; prices ${cost.priceTable})`,
+    ],
+    [
+      "  step functions",
+      `${formatUsd(b.stepFunctions.usd)} · ${amount(b.stepFunctions.transitions)} transitions`,
+    ],
+    [
+      "  dynamodb",
+      `${formatUsd(b.dynamodb.usd)} · ${amount(b.dynamodb.writeUnits)} WRU · ${amount(b.dynamodb.readUnits)} RRU`,
+    ],
+    ["  sqs", `${formatUsd(b.sqs.usd)} · ${amount(b.sqs.requests)} requests`],
+    [
+      "  lambda",
+      `${formatUsd(b.lambda.usd)} · ${amount(b.lambda.invocations)} invocations · ${amount(b.lambda.gbSeconds)} GB-s`,
+    ],
+    ["  eventbridge", `${formatUsd(b.eventBridge.usd)} · ${amount(b.eventBridge.entries)} entries`],
+    ["  api", `${formatUsd(b.api.usd)} · ${amount(b.api.requests)} requests`],
+    [
+      "  compute",
+      `${formatUsd(b.compute.usd)} · ${amount(b.compute.nodeSeconds)} node-s × ${formatUsd(b.compute.hourlyUsd)}/h × share ${amount(b.compute.share)}`,
+    ],
+  ];
+}
+
+/** An array parent's children as one line: `100 children · 40 pending · 60 completed · 40 queued`. */
+export function arraySummary(
+  array: {
+    readonly size: number;
+    readonly pending: number;
+    readonly counts?: Readonly<Record<string, number | undefined>> | null;
+  },
+  color: boolean,
+): string {
+  const counts = Object.entries(array.counts ?? {})
+    .filter((entry): entry is [string, number] => (entry[1] ?? 0) > 0)
+    .sort(([a], [b]) => a.localeCompare(b))
+    .map(([status, n]) => `${n} ${paintStatus(status, color)}`);
+  return [`${array.size} children`, `${array.pending} pending`, ...counts].join(" · ");
+}
+
+/** What `jobq circuits` reads of GET /admin/circuits. */
+export interface CircuitRow {
+  readonly type: string;
+  readonly owner: string | null;
+  readonly state: string;
+  readonly failures: number;
+  readonly halfOpensAt: string | null;
+  readonly probeJobId: string | null;
+  readonly configured: boolean;
+}
+
+export const CIRCUIT_HEADERS = ["TYPE", "OWNER", "STATE", "FAILURES", "HALF-OPENS AT", "PROBE"];
+
+const CIRCUIT_TONE: Readonly<Record<string, Tone>> = { closed: "green", open: "red", half_open: "yellow" };
+
+/** One row per breaker; a breaker the policy no longer configures says so beside its state. */
+export function circuitRows(circuits: readonly CircuitRow[], now: Date, color: boolean): string[][] {
+  return circuits.map((c) => {
+    const tone = CIRCUIT_TONE[c.state];
+    const state = tone ? paint(c.state, tone, color) : c.state;
+    return [
+      c.type,
+      c.owner ?? "-",
+      c.configured ? state : `${state} ${paint("(not configured)", "dim", color)}`,
+      String(c.failures),
+      c.halfOpensAt ? `${c.halfOpensAt} (${relative(c.halfOpensAt, now)})` : "-",
+      c.probeJobId ?? "-",
+    ];
+  });
+}
+
+/** Ended jobs' cost summed over a period (GET /stats `cost`, GET /quotas/{principal} `cost`). */
+export interface CostSums {
+  readonly jobs: number;
+  readonly totalUsd: number;
+}
+
+/** `$0.001234 (12 jobs)` */
+export function costSum(sums: CostSums | undefined): string {
+  return sums === undefined
+    ? "-"
+    : `${formatUsd(sums.totalUsd)} (${sums.jobs} job${sums.jobs === 1 ? "" : "s"})`;
+}
+
+/**
+ * The rows of a by-owner or by-project cost table: every key of today's or this week's sums,
+ * sorted by name, with each period's cost and job count (`-` where the key had none that period).
+ */
+export function costRows(
+  today: Readonly<Record<string, CostSums>>,
+  week: Readonly<Record<string, CostSums>>,
+): string[][] {
+  const keys = [...new Set([...Object.keys(today), ...Object.keys(week)])].sort((a, b) => a.localeCompare(b));
+  return keys.map((key) => [key, costSum(today[key]), costSum(week[key])]);
+}

@@ -28,9 +28,16 @@ import {
   saveProfile,
 } from "./config";
 import {
+  arraySummary,
+  CIRCUIT_HEADERS,
+  circuitRows,
   colorEnabled,
+  costPairs,
+  costRows,
+  costSum,
   drainState,
   formatDuration,
+  formatUsd,
   keyValues,
   logLine,
   NODE_HEADERS,
@@ -267,6 +274,11 @@ function buildProgram(io: Io, setExit: (code: number) => void): Command {
     .option("--deadline <iso>", "fail if not started by then")
     .option("--off-peak", "only in the policy's off-peak window")
     .option("--project <project>")
+    .option(
+      "--array <n>",
+      "an array job: a parent and n children (1..10000) sharing this definition",
+      integer,
+    )
     .option("--idempotency-key <key>", "the same key within 24 h answers the original job(s)")
     .option("-w, --watch", "watch the submitted job(s) until they end (exit code as `jobq watch`)")
     .action(async (type: string | undefined, options: SubmitFlags) => {
@@ -275,6 +287,8 @@ function buildProgram(io: Io, setExit: (code: number) => void): Command {
       let ids: string[];
       if (options.file !== undefined) {
         if (type !== undefined) throw new UsageError("give either a type with flags or -f, not both");
+        if (options.array !== undefined)
+          throw new UsageError('--array goes with a type and flags; in a file, write "array": {"size": n}');
         const body = await readJsonFile(options.file);
         if (!isRecord(body)) throw new UsageError(`${options.file} must hold a JSON object`);
         if (Array.isArray(body.jobs)) {
@@ -305,7 +319,7 @@ function buildProgram(io: Io, setExit: (code: number) => void): Command {
 
   program
     .command("get")
-    .description("a job, with its place in the queue if queued")
+    .description("a job, with its place in the queue if queued, its cost, and an array's children")
     .argument("<id>")
     .action(async (id: string) => {
       const { client } = await connect();
@@ -806,6 +820,12 @@ function buildProgram(io: Io, setExit: (code: number) => void): Command {
           ["used", JSON.stringify(view.used)],
           ["remaining", JSON.stringify(view.remaining)],
           ["warning", view.warning ? paint("yes (80 % used)", "yellow", color) : "no"],
+          ...(view.cost === undefined
+            ? []
+            : ([
+                ["cost today", costSum(view.cost.today)],
+                ["cost this week", costSum(view.cost.week)],
+              ] as [string, string][])),
         ]),
       );
     });
@@ -1010,6 +1030,99 @@ function buildProgram(io: Io, setExit: (code: number) => void): Command {
       });
     });
 
+  program
+    .command("children")
+    .description("GET /jobs/{id}/children: an array job's children, in index order, paged like `list`")
+    .argument("<id>", "the array's parent")
+    .option("--limit <n>", "1..200 (default 50)", integer)
+    .option("--cursor <cursor>", "the nextCursor of a previous page")
+    .action(async (id: string, options: { limit?: number; cursor?: string }) => {
+      const { client } = await connect();
+      const page = await client.children(id, { limit: options.limit, cursor: options.cursor });
+      const now = new Date();
+      show(page, () => {
+        const text =
+          page.items.length === 0
+            ? "no children (not an array job's parent)"
+            : table(
+                ["ID", "INDEX", "STATUS", "ATTEMPTS", "CREATED", "REASON"],
+                page.items.map((job) => [
+                  job.id,
+                  String(job.arrayIndex ?? "-"),
+                  paintStatus(job.status, color),
+                  `${job.attempts}/${job.retry.maxAttempts}`,
+                  relative(job.createdAt, now),
+                  truncate(job.statusReason, 60),
+                ]),
+              );
+        return page.nextCursor
+          ? `${text}\n${paint(`more: --cursor ${page.nextCursor}`, "dim", color)}`
+          : text;
+      });
+    });
+
+  const circuits = program
+    .command("circuits")
+    .description(
+      "GET /admin/circuits (admins): the circuit breakers per task type; `circuits reset` closes one",
+    )
+    .option("--history", "their changes of state too, newest first")
+    .option("--type <type>", "with --history: one type's changes")
+    .option("--owner <owner>", "with --history: one owner's (scope type+owner)")
+    .option("--limit <n>", "with --history: 1..500 changes (default 100)", integer)
+    .action(async (options: { history?: boolean; type?: string; owner?: string; limit?: number }) => {
+      if (!options.history && (options.type ?? options.owner ?? options.limit) !== undefined)
+        throw new UsageError("--type, --owner and --limit filter the history: add --history");
+      const { client } = await connect();
+      const list = await client.listCircuits(
+        options.history
+          ? { history: true, type: options.type, owner: options.owner, limit: options.limit }
+          : {},
+      );
+      const now = new Date();
+      show(list, () => {
+        const text =
+          list.items.length === 0
+            ? "no circuit breakers (none has counted a failure yet)"
+            : table(CIRCUIT_HEADERS, circuitRows(list.items, now, color));
+        if (!options.history) return text;
+        const history = list.history ?? [];
+        const changes =
+          history.length === 0
+            ? "no changes of state"
+            : table(
+                ["AT", "TYPE", "OWNER", "CHANGE", "FROM → TO", "BY", "JOB", "REASON"],
+                history.map((h) => [
+                  h.at,
+                  h.type,
+                  h.owner ?? "-",
+                  h.change,
+                  `${h.from} → ${h.to}`,
+                  h.by ?? "system",
+                  h.jobId ?? "-",
+                  truncate(h.reason, 60),
+                ]),
+              );
+        return `${text}\n\n${changes}`;
+      });
+    });
+  circuits
+    .command("reset")
+    .description("POST /admin/circuits/{type}/reset (admins): close a breaker; its waiting jobs start")
+    .argument("<type>")
+    .option("--owner <owner>", "the owner of a type+owner breaker")
+    .action(async (type: string, options: { owner?: string }) => {
+      // Commander gives an option both commands define to the parent (`circuits --owner`) when it
+      // follows the subcommand, so the parent's value counts too.
+      const owner = options.owner ?? circuits.opts<{ owner?: string }>().owner;
+      const { client } = await connect();
+      const circuit = await client.resetCircuit(type, owner);
+      show(
+        circuit,
+        () => `circuit ${circuit.type}${circuit.owner ? ` (${circuit.owner})` : ""}: ${circuit.state}`,
+      );
+    });
+
   return program;
 }
 
@@ -1034,6 +1147,7 @@ interface SubmitFlags {
   readonly deadline?: string;
   readonly offPeak?: boolean;
   readonly project?: string;
+  readonly array?: number;
   readonly idempotencyKey?: string;
   readonly watch?: boolean;
 }
@@ -1096,6 +1210,7 @@ export function jobFromFlags(type: string, flags: SubmitFlags): SubmitJobRequest
     deadline: flags.deadline,
     offPeakOnly: flags.offPeak,
     project: flags.project,
+    array: flags.array === undefined ? undefined : { size: flags.array },
   };
   return Object.fromEntries(Object.entries(body).filter(([, v]) => v !== undefined)) as SubmitJobRequest;
 }
@@ -1144,6 +1259,11 @@ function describeJob(job: JobView, now: Date, color: boolean): string {
   if (job.error) pairs.push(["error", `${job.error.type}: ${job.error.message}`]);
   if (job.result !== null && job.result !== undefined)
     pairs.push(["result", truncate(JSON.stringify(job.result), 200)]);
+  if (job.project) pairs.push(["project", job.project]);
+  if (job.array) pairs.push(["array", arraySummary(job.array, color)]);
+  if (job.arrayParentId)
+    pairs.push(["array parent", `${job.arrayParentId} (index ${job.arrayIndex ?? "?"})`]);
+  if (job.cost) pairs.push(...costPairs(job.cost));
   return keyValues(pairs);
 }
 
@@ -1191,5 +1311,14 @@ function describeStats(stats: Stats, color: boolean): string {
       ),
     );
   }
+  const { today, week } = stats.cost;
+  lines.push(
+    "",
+    `cost of ended jobs: today ${costSum(today)} · this week ${costSum(week)} · overhead over ${stats.window} ${formatUsd(stats.overheadUsd)}`,
+  );
+  const owners = costRows(today.byOwner, week.byOwner);
+  if (owners.length > 0) lines.push("", table(["OWNER", "COST TODAY", "COST THIS WEEK"], owners));
+  const projects = costRows(today.byProject, week.byProject);
+  if (projects.length > 0) lines.push("", table(["PROJECT", "COST TODAY", "COST THIS WEEK"], projects));
   return lines.join("\n");
 }

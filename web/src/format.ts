@@ -59,3 +59,16 @@ export function formatDuration(ms: number | null | undefined): string {
 export function shortId(id: string): string {
   return id.length > 14 ? `${id.slice(0, 4)}…${id.slice(-8)}` : id;
 }
+
+/**
+ * An amount in USD as people read a bill: a job's request charges are millionths of a dollar, so
+ * small amounts keep six decimals instead of rounding to "$0.00" (the CLI's cli/format.ts#formatUsd).
+ */
+export function formatUsd(usd: number | null | undefined): string {
+  if (usd === null || usd === undefined || !Number.isFinite(usd)) return "—";
+  if (usd === 0) return "$0";
+  if (usd < 0.000001) return "<$0.000001";
+  if (usd < 0.01) return `$${usd.toFixed(6)}`;
+  if (usd < 1) return `$${usd.toFixed(4)}`;
+  return `$${usd.toFixed(2)}`;
+}

@@ -1,7 +1,20 @@
 import { useState } from "preact/hooks";
-import type { PolicyInput, PolicyView, QuotaView } from "../../../client/index";
+import type { Circuit, PolicyInput, PolicyView, QuotaView } from "../../../client/index";
 import { problemsAt, unclaimedProblems } from "../errors";
-import { ErrorNotice, Loading, ShareBar, TableHead, useLoad, useSubmission, ViewFrame } from "../kit";
+import {
+  ConfirmAction,
+  ErrorNotice,
+  Loading,
+  type Outcome,
+  OutcomeNotice,
+  RefreshTools,
+  ShareBar,
+  TableHead,
+  useLoad,
+  useSubmission,
+  ViewFrame,
+} from "../kit";
+import { jobHref } from "../router";
 import {
   formatQuotaAmount,
   parsePolicy,
@@ -36,6 +49,7 @@ export function AdminView(props: ViewProps) {
   return (
     <ViewFrame id="admin" title="Admin">
       <PolicyEditor {...props} />
+      <Circuits {...props} />
       <Quotas {...props} />
     </ViewFrame>
   );
@@ -369,5 +383,104 @@ function QuotaDetail(props: {
         </p>
       </form>
     </div>
+  );
+}
+
+/** How often the circuits panel reads GET /admin/circuits again: one Query per read. */
+const CIRCUITS_POLL_MS = 5000;
+
+const CIRCUIT_BADGE: Readonly<Record<string, string>> = {
+  closed: "badge-up",
+  open: "badge-lost",
+  half_open: "badge-late",
+};
+
+const CIRCUIT_LABEL: Readonly<Record<string, string>> = {
+  closed: "closed",
+  open: "open",
+  half_open: "half-open",
+};
+
+/** The breaker's name as the admin reads it: its type, and its owner for scope type+owner. */
+const circuitName = (c: Circuit): string => (c.owner === null ? c.type : `${c.type} (${c.owner})`);
+
+/**
+ * The circuit breakers per task type (GET /admin/circuits): each one's state, counted failures,
+ * when an open one half-opens and its probe; a reset (POST /admin/circuits/{type}/reset) asks first,
+ * since it lets every waiting job of the type start again.
+ */
+function Circuits(props: ViewProps) {
+  const { client } = props;
+  const circuits = useLoad(() => client.listCircuits(), [client], CIRCUITS_POLL_MS);
+  const [outcome, setOutcome] = useState<Outcome | undefined>(undefined);
+  const items = circuits.data?.items ?? [];
+  const reset = async (c: Circuit) => {
+    try {
+      const closed = await client.resetCircuit(c.type, c.owner ?? undefined);
+      setOutcome({
+        text: `Circuit ${circuitName(closed)} reset: ${CIRCUIT_LABEL[closed.state] ?? closed.state}.`,
+      });
+    } catch (error) {
+      setOutcome({ text: `Circuit ${circuitName(c)} was not reset`, error });
+    }
+    await circuits.reload();
+  };
+  return (
+    <section class="card" aria-labelledby="circuits-title">
+      <div class="card-head">
+        <h2 id="circuits-title">Circuit breakers</h2>
+        <span class="av-actions">
+          <RefreshTools loaded={circuits} everyMs={CIRCUITS_POLL_MS} />
+        </span>
+      </div>
+      <ErrorNotice error={circuits.error} title="Could not read the circuit breakers" />
+      <OutcomeNotice outcome={outcome} />
+      {circuits.data === undefined ? (
+        circuits.loading ? (
+          <Loading what="the circuit breakers" />
+        ) : null
+      ) : items.length === 0 ? (
+        <p class="muted">
+          No circuit breakers yet: one appears when a type with a breaker in the policy has its first failure.
+        </p>
+      ) : (
+        <div class="av-table-wrap">
+          <table class="av-table av-stack">
+            <caption class="visually-hidden">Circuit breakers per task type</caption>
+            <TableHead columns={["Type", "Owner", "State", "Failures", "Half-opens at", "Probe", "Action"]} />
+            <tbody>
+              {items.map((c) => (
+                <tr key={`${c.type}#${c.owner ?? ""}`}>
+                  <th scope="row" data-label="Type" class="av-mono">
+                    {c.type}
+                  </th>
+                  <td data-label="Owner">{c.owner ?? "—"}</td>
+                  <td data-label="State">
+                    <span class={`badge ${CIRCUIT_BADGE[c.state] ?? "badge-off"}`}>
+                      {CIRCUIT_LABEL[c.state] ?? c.state}
+                    </span>
+                    {c.configured ? null : <span class="muted small"> not in the policy</span>}
+                  </td>
+                  <td data-label="Failures">{c.failures}</td>
+                  <td data-label="Half-opens at">{formatTime(c.halfOpensAt)}</td>
+                  <td data-label="Probe">
+                    {c.probeJobId === null ? "—" : <a href={jobHref(c.probeJobId)}>{c.probeJobId}</a>}
+                  </td>
+                  <td data-label="Action">
+                    <ConfirmAction
+                      label="Reset"
+                      ariaLabel={`Reset circuit ${circuitName(c)}`}
+                      question={`Close the breaker of ${circuitName(c)} and empty its failure window? Its waiting jobs start from the next pass.`}
+                      confirmLabel="Reset breaker"
+                      onConfirm={() => reset(c)}
+                    />
+                  </td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </div>
+      )}
+    </section>
   );
 }

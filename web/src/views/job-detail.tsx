@@ -1,6 +1,14 @@
 import { useEffect, useRef, useState } from "preact/hooks";
-import type { JobqClient, LogLine, Page } from "../../../client/index";
-import { formatDuration, formatTime, isTerminal, priorityLabel, shortId } from "../format";
+import type { JobqClient, JobView, LogLine, Page } from "../../../client/index";
+import {
+  formatDuration,
+  formatTime,
+  formatUsd,
+  isTerminal,
+  priorityLabel,
+  relativeTime,
+  shortId,
+} from "../format";
 import { ErrorNotice, TableHead, useLoad } from "../kit";
 import { useLiveRefresh } from "../live";
 import { jobHref } from "../router";
@@ -134,6 +142,20 @@ export function JobDetailView({ client, id }: ViewProps & { readonly id: string 
             <dt>Finished</dt>
             <dd>{formatTime(job.finishedAt)}</dd>
           </div>
+          {job.project && (
+            <div>
+              <dt>Project</dt>
+              <dd>{job.project}</dd>
+            </div>
+          )}
+          {job.arrayParentId && (
+            <div>
+              <dt>Array</dt>
+              <dd>
+                child {job.arrayIndex ?? "?"} of <a href={jobHref(job.arrayParentId)}>{job.arrayParentId}</a>
+              </dd>
+            </div>
+          )}
           {job.escalatedTo && (
             <div>
               <dt>Escalated to</dt>
@@ -144,6 +166,8 @@ export function JobDetailView({ client, id }: ViewProps & { readonly id: string 
           )}
         </dl>
       </section>
+
+      {job.array ? <ArrayChildren client={client} job={job} /> : null}
 
       <section class="card" aria-labelledby="dag-title">
         <h2 id="dag-title">Dependencies</h2>
@@ -233,6 +257,8 @@ export function JobDetailView({ client, id }: ViewProps & { readonly id: string 
           </table>
         )}
       </section>
+
+      {job.cost ? <CostCard cost={job.cost} /> : null}
 
       <LogTail client={client} id={job.id} following={!isTerminal(job.status)} />
 
@@ -355,6 +381,162 @@ function LogTail(props: { readonly client: JobqClient; readonly id: string; read
           ))}
         </div>
       )}
+    </section>
+  );
+}
+
+type JobCost = NonNullable<JobView["cost"]>;
+
+/** Up to 3 decimals, without trailing zeros: counts of units and seconds. */
+const units = (value: number): string => String(Math.round(value * 1000) / 1000);
+
+/** What the job's life has cost so far: the total, then each part of the AWS bill (docs/cost.md). */
+function CostCard(props: { readonly cost: JobCost }) {
+  const { cost } = props;
+  const b = cost.breakdown;
+  const rows: readonly (readonly [string, string, number])[] = [
+    ["Step Functions", `${units(b.stepFunctions.transitions)} state transitions`, b.stepFunctions.usd],
+    [
+      "DynamoDB",
+      `${units(b.dynamodb.writeUnits)} write units, ${units(b.dynamodb.readUnits)} read units`,
+      b.dynamodb.usd,
+    ],
+    ["SQS", `${units(b.sqs.requests)} requests`, b.sqs.usd],
+    [
+      "Lambda",
+      `${units(b.lambda.invocations)} invocations, ${units(b.lambda.gbSeconds)} GB-seconds`,
+      b.lambda.usd,
+    ],
+    ["EventBridge", `${units(b.eventBridge.entries)} entries`, b.eventBridge.usd],
+    ["API", `${units(b.api.requests)} requests`, b.api.usd],
+    [
+      "Compute",
+      `${units(b.compute.nodeSeconds)} node-seconds × ${formatUsd(b.compute.hourlyUsd)}/h × share ${units(b.compute.share)}`,
+      b.compute.usd,
+    ],
+  ];
+  return (
+    <section class="card" aria-labelledby="cost-title">
+      <h2 id="cost-title">Cost</h2>
+      <dl class="facts">
+        <div>
+          <dt>Total</dt>
+          <dd>{formatUsd(cost.totalUsd)}</dd>
+        </div>
+        <div>
+          <dt>AWS requests</dt>
+          <dd>{formatUsd(cost.requestsUsd)}</dd>
+        </div>
+        <div>
+          <dt>Compute</dt>
+          <dd>{formatUsd(cost.computeUsd)}</dd>
+        </div>
+        <div>
+          <dt>Price table</dt>
+          <dd>{cost.priceTable}</dd>
+        </div>
+      </dl>
+      <table class="table">
+        <caption class="visually-hidden">Cost of the job by service</caption>
+        <TableHead columns={["Service", "Usage", "Cost"]} />
+        <tbody>
+          {rows.map(([service, usage, usd]) => (
+            <tr key={service}>
+              <td data-label="Service">{service}</td>
+              <td data-label="Usage">{usage}</td>
+              <td data-label="Cost">{formatUsd(usd)}</td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+    </section>
+  );
+}
+
+const CHILDREN_PAGE = 50;
+
+/** An array job's children (GET /jobs/{id}/children), a page at a time, each linking to its own page. */
+function ArrayChildren(props: { readonly client: JobqClient; readonly job: JobView }) {
+  const { client, job } = props;
+  const array = job.array;
+  // The cursors of the pages before this one: "previous" pops one.
+  const [cursors, setCursors] = useState<(string | undefined)[]>([undefined]);
+  const cursor = cursors[cursors.length - 1];
+  const page = useLoad(
+    () => client.children(job.id, { limit: CHILDREN_PAGE, cursor }),
+    [client, job.id, cursor, job.version],
+  );
+  if (!array) return null;
+  const counts = Object.entries(array.counts ?? {})
+    .filter(([, n]) => (n ?? 0) > 0)
+    .sort(([a], [b]) => a.localeCompare(b));
+  return (
+    <section class="card" aria-labelledby="children-title">
+      <h2 id="children-title">Children</h2>
+      <p>
+        {array.size} children, {array.pending} not yet completed
+        {counts.length > 0 ? ": " : "."}
+        {counts.map(([status, n], index) => (
+          <span key={status}>
+            {index > 0 ? ", " : ""}
+            {n} <StatusBadge status={status} />
+          </span>
+        ))}
+      </p>
+      {page.error !== undefined && <ErrorNotice error={page.error} retry={page.reload} />}
+      {page.data === undefined ? (
+        page.error === undefined ? (
+          <p aria-busy="true">Loading children…</p>
+        ) : null
+      ) : (
+        <table class="table">
+          <caption class="visually-hidden">Children of {job.id}</caption>
+          <TableHead columns={["Index", "Job", "Status", "Attempts", "Created"]} />
+          <tbody>
+            {page.data.items.map((child) => (
+              <tr key={child.id} data-job-id={child.id}>
+                <td data-label="Index">{child.arrayIndex ?? "—"}</td>
+                <td data-label="Job">
+                  <a class="job-link mono" href={jobHref(child.id)} title={child.id}>
+                    {child.id}
+                  </a>
+                </td>
+                <td data-label="Status">
+                  <div>
+                    <StatusBadge status={child.status} />{" "}
+                    <span class="muted small">{child.statusReason}</span>
+                  </div>
+                </td>
+                <td data-label="Attempts">
+                  {child.attempts} of {child.retry.maxAttempts}
+                </td>
+                <td data-label="Created" title={formatTime(child.createdAt)}>
+                  {relativeTime(child.createdAt)}
+                </td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      )}
+      <nav class="pager" aria-label="Pages of children">
+        <button
+          type="button"
+          class="button"
+          disabled={cursors.length <= 1}
+          onClick={() => setCursors(cursors.slice(0, -1))}
+        >
+          ← Previous
+        </button>
+        <span class="muted">page {cursors.length}</span>
+        <button
+          type="button"
+          class="button"
+          disabled={!page.data?.nextCursor}
+          onClick={() => page.data?.nextCursor && setCursors([...cursors, page.data.nextCursor])}
+        >
+          Next →
+        </button>
+      </nav>
     </section>
   );
 }

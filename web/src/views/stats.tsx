@@ -1,6 +1,7 @@
 import type { ComponentChildren } from "preact";
 import { useEffect, useMemo, useState } from "preact/hooks";
 import type { Stats, StatsWindow } from "../../../client/index";
+import { formatUsd } from "../format";
 import { ErrorNotice, Freshness, Loading, useLoad, ViewFrame } from "../kit";
 import { type ChartSeries, TimeChart } from "./stats-chart";
 import {
@@ -176,6 +177,7 @@ function StatsBody(props: { readonly stats: Stats; readonly samples: readonly Sa
         ))}
       </section>
 
+      <CostSection stats={stats} />
       {stats.owners.length === 0 ? null : <OwnerTable stats={stats} />}
       {Object.keys(stats.byType).length === 0 ? null : <TypeTable stats={stats} />}
     </>
@@ -339,7 +341,7 @@ function OwnerTable(props: { readonly stats: Stats }) {
             String(o.running),
             String(o.queued),
             String(Math.round(o.gpuSecondsToday)),
-            o.costUsdToday === null ? "—" : `$${o.costUsdToday.toFixed(2)}`,
+            formatUsd(o.costUsdToday),
           ],
         }))}
       />
@@ -371,6 +373,56 @@ function TypeTable(props: { readonly stats: Stats }) {
         columns={["Completed", "Failed", "Wait p50 / p95", "Run p50 / p95"]}
         rows={rows}
       />
+    </section>
+  );
+}
+
+type CostSums = Stats["cost"]["today"];
+
+const jobsAndCost = (sums: { readonly jobs: number; readonly totalUsd: number } | undefined): string[] =>
+  sums === undefined ? ["—", "—"] : [String(sums.jobs), formatUsd(sums.totalUsd)];
+
+/** Every key of today's or this week's sums, by name: each with both periods' jobs and cost. */
+function costByKey(today: CostSums["byOwner"], week: CostSums["byOwner"]): FigureRow[] {
+  const keys = [...new Set([...Object.keys(today), ...Object.keys(week)])].sort((a, b) => a.localeCompare(b));
+  return keys.map((key) => ({
+    key,
+    mono: true,
+    cells: [...jobsAndCost(today[key]), ...jobsAndCost(week[key])],
+  }));
+}
+
+const COST_COLUMNS = ["Jobs today", "Cost today", "Jobs this week", "Cost this week"];
+
+/**
+ * What the jobs that ended today and this week cost (GET /stats `cost`, docs/cost.md), in all and
+ * per owner and project (an admin sees everyone's; a user their own and no projects), and the
+ * window's time-driven overhead that no job is charged for.
+ */
+function CostSection(props: { readonly stats: Stats }) {
+  const { today, week } = props.stats.cost;
+  const owners = costByKey(today.byOwner, week.byOwner);
+  const projects = costByKey(today.byProject, week.byProject);
+  return (
+    <section class="card" aria-labelledby="stats-cost">
+      <h2 id="stats-cost">Cost</h2>
+      <dl class="av-figures">
+        <Figure term="Cost today" value={formatUsd(today.totalUsd)} />
+        <Figure term="Jobs ended today" value={String(today.jobs)} />
+        <Figure term="Cost this week" value={formatUsd(week.totalUsd)} />
+        <Figure term="Jobs ended this week" value={String(week.jobs)} />
+        <Figure term={`Overhead, last ${props.stats.window}`} value={formatUsd(props.stats.overheadUsd)} />
+      </dl>
+      <p class="muted small">
+        Ended jobs only; the week starts Monday 00:00 UTC. Overhead is the time-driven requests (the
+        scheduler's tick, idle polls, heartbeats) charged to no job.
+      </p>
+      {owners.length === 0 ? null : (
+        <FigureTable caption="Cost per owner" rowHeading="Owner" columns={COST_COLUMNS} rows={owners} />
+      )}
+      {projects.length === 0 ? null : (
+        <FigureTable caption="Cost per project" rowHeading="Project" columns={COST_COLUMNS} rows={projects} />
+      )}
     </section>
   );
 }
