@@ -1,4 +1,5 @@
 import { stripVTControlCharacters } from "node:util";
+import type { JobCost } from "../core/cost";
 import { isTerminal } from "../core/job-statuses";
 
 /**
@@ -301,27 +302,8 @@ export function formatUsd(usd: number | null | undefined): string {
   return `$${usd.toFixed(2)}`;
 }
 
-/** What `jobq get` reads of GET /jobs/{id}'s `cost` (docs/admin-api.md, "Job cost"). */
-export interface CostOfJob {
-  readonly totalUsd: number;
-  readonly requestsUsd: number;
-  readonly computeUsd: number;
-  readonly breakdown: {
-    readonly stepFunctions: { readonly transitions: number; readonly usd: number };
-    readonly dynamodb: { readonly writeUnits: number; readonly readUnits: number; readonly usd: number };
-    readonly sqs: { readonly requests: number; readonly usd: number };
-    readonly lambda: { readonly invocations: number; readonly gbSeconds: number; readonly usd: number };
-    readonly eventBridge: { readonly entries: number; readonly usd: number };
-    readonly api: { readonly requests: number; readonly usd: number };
-    readonly compute: {
-      readonly nodeSeconds: number;
-      readonly share: number;
-      readonly hourlyUsd: number;
-      readonly usd: number;
-    };
-  };
-  readonly priceTable: string;
-}
+/** What `jobq get` reads of GET /jobs/{id}'s `cost` (docs/admin-api.md, "Job cost"): core's own shape. */
+export type CostOfJob = JobCost;
 
 /** Up to 3 decimals, without trailing zeros: counts of units and seconds. */
 function amount(value: number): string {

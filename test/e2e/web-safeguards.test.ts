@@ -1,14 +1,8 @@
-import { mkdtemp, readFile, rm } from "node:fs/promises";
-import http from "node:http";
-import type { AddressInfo } from "node:net";
-import { tmpdir } from "node:os";
-import { extname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { type Browser, chromium, type Page } from "playwright-core";
-import { build } from "vite";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { Page } from "playwright-core";
+import { describe, expect, it } from "vitest";
 import { policySchema } from "../../core/policy";
-import { CHROMIUM, CHROMIUM_ARGS, HAS_CHROMIUM } from "../support/browser";
+import { HAS_CHROMIUM, useFixturePage } from "../support/browser";
 import { TERMINAL, untilWithin, useLocalStack } from "../support/e2e";
 
 /**
@@ -27,7 +21,6 @@ const run = Date.now().toString(36);
 const ADMIN_PRINCIPAL = `web-safeguards-admin-${run}`;
 const PROJECT = `atlas-${run}`;
 const FIXTURE = fileURLToPath(new URL("./fixtures/web-safeguards/", import.meta.url));
-const REPO = fileURLToPath(new URL("../../", import.meta.url));
 
 const e2e = useLocalStack(ADMIN, {
   tablePrefix: "jobq-e2e-websafeguards-",
@@ -43,70 +36,7 @@ const e2e = useLocalStack(ADMIN, {
   sweepSeconds: 1,
 });
 
-let outDir = "";
-let server: http.Server | undefined;
-let origin = "";
-let browser: Browser | undefined;
-
-const TYPES: Readonly<Record<string, string>> = {
-  ".html": "text/html",
-  ".js": "text/javascript",
-  ".css": "text/css",
-};
-
-beforeAll(async () => {
-  if (!HAS_CHROMIUM) return;
-  outDir = await mkdtemp(join(tmpdir(), "jobq-web-safeguards-"));
-  await build({
-    configFile: false,
-    root: FIXTURE,
-    base: "./",
-    logLevel: "silent",
-    esbuild: { jsx: "automatic", jsxImportSource: "preact" },
-    server: { fs: { allow: [REPO] } },
-    build: { outDir, emptyOutDir: true, target: "es2022" },
-  });
-  // The page and the API on one origin (no CORS), as the local stack serves the dashboard.
-  const api = new URL(e2e.stack.url);
-  server = http.createServer((req, res) => {
-    const path = (req.url ?? "/").split("?")[0] ?? "/";
-    if (path === "/" || path.startsWith("/assets/")) {
-      const file = join(outDir, path === "/" ? "index.html" : path);
-      readFile(file).then(
-        (body) => {
-          res.writeHead(200, { "content-type": TYPES[extname(file)] ?? "application/octet-stream" });
-          res.end(body);
-        },
-        () => {
-          res.writeHead(404);
-          res.end();
-        },
-      );
-      return;
-    }
-    const upstream = http.request(
-      { host: api.hostname, port: api.port, path: req.url, method: req.method, headers: req.headers },
-      (answer) => {
-        res.writeHead(answer.statusCode ?? 502, answer.headers);
-        answer.pipe(res);
-      },
-    );
-    upstream.on("error", (error) => {
-      res.writeHead(502);
-      res.end(String(error));
-    });
-    req.pipe(upstream);
-  });
-  await new Promise<void>((resolve) => server?.listen(0, "127.0.0.1", resolve));
-  origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: [...CHROMIUM_ARGS] });
-}, 120_000);
-
-afterAll(async () => {
-  await browser?.close();
-  await new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
-  if (outDir !== "") await rm(outDir, { recursive: true, force: true });
-});
+const dashboard = useFixturePage(FIXTURE, () => e2e.stack.url, "web-safeguards");
 
 async function open(
   view: string,
@@ -117,8 +47,7 @@ async function open(
     readonly id?: string;
   } = {},
 ): Promise<Page> {
-  if (!browser) throw new Error("the browser has not started");
-  const page = await browser.newPage({
+  const page = await dashboard.browser.newPage({
     viewport: options.phone ? { width: 390, height: 844 } : { width: 1280, height: 800 },
   });
   const admin = options.admin ?? true;
@@ -128,7 +57,7 @@ async function open(
     admin: admin ? "1" : "0",
     id: options.id ?? "",
   });
-  await page.goto(`${origin}/?${query}`);
+  await page.goto(`${dashboard.origin}/?${query}`);
   return page;
 }
 
