@@ -319,3 +319,40 @@ export function Freshness(props: { readonly loadedAt: Date | undefined; readonly
     </span>
   );
 }
+
+/**
+ * Back and forth through a cursor-paged list (the API's `nextCursor`): `cursors` is the path of
+ * cursors that led to the page shown, so "back" needs no cursor of its own.
+ */
+export function Pager(props: {
+  readonly label: string;
+  /** The first page's cursor is `undefined`. */
+  readonly cursors: readonly (string | undefined)[];
+  readonly onCursors: (cursors: (string | undefined)[]) => void;
+  readonly nextCursor: string | null | undefined;
+  readonly previousText: string;
+  readonly nextText: string;
+}) {
+  const { cursors, onCursors, nextCursor } = props;
+  return (
+    <nav class="pager" aria-label={props.label}>
+      <button
+        type="button"
+        class="button"
+        disabled={cursors.length <= 1}
+        onClick={() => onCursors(cursors.slice(0, -1))}
+      >
+        ← {props.previousText}
+      </button>
+      <span class="muted">page {cursors.length}</span>
+      <button
+        type="button"
+        class="button"
+        disabled={!nextCursor}
+        onClick={() => nextCursor && onCursors([...cursors, nextCursor])}
+      >
+        {props.nextText} →
+      </button>
+    </nav>
+  );
+}

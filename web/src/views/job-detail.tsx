@@ -9,7 +9,7 @@ import {
   relativeTime,
   shortId,
 } from "../format";
-import { ErrorNotice, TableHead, useLoad } from "../kit";
+import { ErrorNotice, Pager, TableHead, useLoad } from "../kit";
 import { useLiveRefresh } from "../live";
 import { jobHref } from "../router";
 import { JobActions, PriorityChip, StatusBadge } from "../ui";
@@ -518,25 +518,14 @@ function ArrayChildren(props: { readonly client: JobqClient; readonly job: JobVi
           </tbody>
         </table>
       )}
-      <nav class="pager" aria-label="Pages of children">
-        <button
-          type="button"
-          class="button"
-          disabled={cursors.length <= 1}
-          onClick={() => setCursors(cursors.slice(0, -1))}
-        >
-          ← Previous
-        </button>
-        <span class="muted">page {cursors.length}</span>
-        <button
-          type="button"
-          class="button"
-          disabled={!page.data?.nextCursor}
-          onClick={() => page.data?.nextCursor && setCursors([...cursors, page.data.nextCursor])}
-        >
-          Next →
-        </button>
-      </nav>
+      <Pager
+        label="Pages of children"
+        cursors={cursors}
+        onCursors={setCursors}
+        nextCursor={page.data?.nextCursor}
+        previousText="Previous"
+        nextText="Next"
+      />
     </section>
   );
 }

@@ -1,7 +1,7 @@
 import { useState } from "preact/hooks";
 import type { Job, ListJobsParams } from "../../../client/index";
 import { formatTime, JOB_STATUSES, PRIORITY_NAMES, relativeTime, shortId } from "../format";
-import { ErrorNotice, TableHead, useLoad } from "../kit";
+import { ErrorNotice, Pager, TableHead, useLoad } from "../kit";
 import { useLiveRefresh } from "../live";
 import { jobHref } from "../router";
 import { JobActions, PriorityChip, StatusBadge } from "../ui";
@@ -140,25 +140,14 @@ export function JobsView({ client, admin }: ViewProps) {
       {page.error !== undefined && <ErrorNotice error={page.error} retry={page.reload} />}
       {!page.data && page.error === undefined && <p aria-busy="true">Loading jobs…</p>}
       {page.data && <JobTable jobs={page.data.items} client={client} onChanged={page.reload} />}
-      <nav class="pager" aria-label="Pages">
-        <button
-          type="button"
-          class="button"
-          disabled={cursors.length <= 1}
-          onClick={() => setCursors(cursors.slice(0, -1))}
-        >
-          ← Newer
-        </button>
-        <span class="muted">page {cursors.length}</span>
-        <button
-          type="button"
-          class="button"
-          disabled={!page.data?.nextCursor}
-          onClick={() => page.data?.nextCursor && setCursors([...cursors, page.data.nextCursor])}
-        >
-          Older →
-        </button>
-      </nav>
+      <Pager
+        label="Pages"
+        cursors={cursors}
+        onCursors={setCursors}
+        nextCursor={page.data?.nextCursor}
+        previousText="Newer"
+        nextText="Older"
+      />
     </section>
   );
 }
