@@ -11,25 +11,13 @@ import { mockClient } from "aws-sdk-client-mock";
 import { afterEach, describe, expect, it } from "vitest";
 import { EventBridgePublisher, type JobStateChange, refusedEntries } from "../../app/events";
 import { createSfnClient, StepFunctionsExecutions } from "../../app/executions";
-import type { DispatchInput } from "../../app/lifecycle";
+import { DISPATCH_INPUT, STATE_MACHINE } from "../support/executions";
 
 /**
  * The Step Functions and EventBridge adapters' answers to errors the local emulators never give:
  * a name taken by an earlier start, a stopped execution that is gone, PutEvents refusing some
  * entries of a call, throttling. aws-sdk-client-mock stands in for the service only here.
  */
-
-const STATE_MACHINE = "arn:aws:states:us-east-1:123456789012:stateMachine:jobq-lifecycle";
-const INPUT: DispatchInput = {
-  jobId: "01JOB",
-  pool: "cpu",
-  nodeId: "cpu-1",
-  queueUrl: "http://127.0.0.1:9324/queue/cpu-normal",
-  attempt: 1,
-  timeoutSeconds: 60,
-  heartbeatSeconds: 30,
-  lostAfterSeconds: 90,
-};
 
 function change(jobId: string, status: JobStateChange["status"]): JobStateChange {
   return {
@@ -61,13 +49,13 @@ describe("StepFunctionsExecutions", () => {
     const executions = new StepFunctionsExecutions(new SFNClient({}), STATE_MACHINE);
 
     // Act
-    const started = await executions.start("01JOB", 7, INPUT);
+    const started = await executions.start("01JOB", 7, DISPATCH_INPUT);
 
     // Assess
     expect(started).toBe(arn);
     const call = sfn.commandCalls(StartExecutionCommand)[0];
     expect(call?.args[0].input).toMatchObject({ stateMachineArn: STATE_MACHINE, name: "01JOB-7" });
-    expect(JSON.parse(call?.args[0].input.input ?? "null")).toEqual(INPUT);
+    expect(JSON.parse(call?.args[0].input.input ?? "null")).toEqual(DISPATCH_INPUT);
     expect(executions.arnOf("01JOB", 7)).toBe(arn);
   });
 
@@ -79,7 +67,7 @@ describe("StepFunctionsExecutions", () => {
     const executions = new StepFunctionsExecutions(new SFNClient({}), STATE_MACHINE);
 
     // Act
-    const started = await executions.start("01JOB", 3, INPUT);
+    const started = await executions.start("01JOB", 3, DISPATCH_INPUT);
 
     // Assess
     expect(started).toBe(executions.arnOf("01JOB", 3));
@@ -91,7 +79,7 @@ describe("StepFunctionsExecutions", () => {
     const executions = new StepFunctionsExecutions(new SFNClient({}), STATE_MACHINE);
 
     // Act
-    const started = await executions.start("01JOB", 3, INPUT);
+    const started = await executions.start("01JOB", 3, DISPATCH_INPUT);
 
     // Assess
     expect(started).toBeNull();
@@ -102,7 +90,7 @@ describe("StepFunctionsExecutions", () => {
     const executions = new StepFunctionsExecutions(new SFNClient({}), undefined);
 
     // Act
-    const started = await executions.start("01JOB", 1, INPUT);
+    const started = await executions.start("01JOB", 1, DISPATCH_INPUT);
 
     // Assess
     expect(started).toBeNull();
@@ -159,7 +147,7 @@ describe("StepFunctionsExecutions", () => {
     const executions = new StepFunctionsExecutions(client, STATE_MACHINE);
 
     // Act
-    const started = await executions.start("01JOB", 2, INPUT);
+    const started = await executions.start("01JOB", 2, DISPATCH_INPUT);
 
     // Assess
     expect(started).toBe(arn);

@@ -13,7 +13,8 @@ import {
 import { mockClient } from "aws-sdk-client-mock";
 import { afterEach, describe, expect, it } from "vitest";
 import { createSfnClient, isTaskTokenGone, StepFunctionsExecutions } from "../../app/executions";
-import { type DispatchInput, StepFunctionsTaskTokens } from "../../app/lifecycle";
+import { StepFunctionsTaskTokens } from "../../app/lifecycle";
+import { DISPATCH_INPUT, STATE_MACHINE } from "../support/executions";
 
 /**
  * The Step Functions adapter's error paths that the local interpreter cannot be made to show on
@@ -22,18 +23,6 @@ import { type DispatchInput, StepFunctionsTaskTokens } from "../../app/lifecycle
  * service, except where the SDK's own retries are under test: there a transport answers like the
  * service, so the real client's error parsing and retry strategy run.
  */
-
-const STATE_MACHINE = "arn:aws:states:us-east-1:123456789012:stateMachine:jobq-lifecycle";
-const INPUT: DispatchInput = {
-  jobId: "01JOB",
-  pool: "cpu",
-  nodeId: "cpu-1",
-  queueUrl: "http://127.0.0.1:9324/queue/cpu-normal",
-  attempt: 1,
-  timeoutSeconds: 60,
-  heartbeatSeconds: 30,
-  lostAfterSeconds: 90,
-};
 
 /** The three ways Step Functions says no state waits on a token any more. */
 const GONE = [
@@ -214,7 +203,7 @@ describe("StepFunctionsExecutions#start", () => {
     const executions = new StepFunctionsExecutions(mocked, STATE_MACHINE);
 
     // Act
-    const started = await executions.start("01JOB", 4, INPUT);
+    const started = await executions.start("01JOB", 4, DISPATCH_INPUT);
 
     // Assess
     expect(started).toBe(`${STATE_MACHINE.replace(":stateMachine:", ":execution:")}:01JOB-4`);
@@ -226,7 +215,7 @@ describe("StepFunctionsExecutions#start", () => {
     const executions = new StepFunctionsExecutions(mocked, STATE_MACHINE);
 
     // Act
-    const started = await executions.start("01JOB", 4, INPUT);
+    const started = await executions.start("01JOB", 4, DISPATCH_INPUT);
 
     // Assess
     expect(started).toBeNull();
