@@ -3,6 +3,7 @@ import { PRIORITY_NAMES, type PriorityName } from "../core/job";
 import { DEFAULT_POLICY, type Policy, policySchema } from "../core/policy";
 import { DEFAULT_POOLS, type PoolConfig, poolsSchema } from "../core/pools";
 import { DEFAULT_RETENTION_DAYS, type Retention } from "../core/retention";
+import { RUNTIME_LIMITS, type RuntimeLimit } from "../core/runtime-limits";
 
 /**
  * The handlers' and workers' configuration, read once at cold start; a bad value fails the cold
@@ -13,6 +14,11 @@ import { DEFAULT_RETENTION_DAYS, type Retention } from "../core/retention";
  * and its siblings) build their clients from it and imports point down only (functions → app →
  * store/core; test/unit/layering.test.ts). The handlers import it through functions/config.ts.
  */
+/** A whole number from the environment within its bounds (core/runtime-limits.ts). */
+function limited(limit: RuntimeLimit) {
+  return z.coerce.number().int().min(limit.min).max(limit.max);
+}
+
 const envSchema = z.object({
   JOBQ_JOBS_TABLE: z.string().min(1).default("jobq-Jobs"),
   JOBQ_TOKENS_TABLE: z.string().min(1).default("jobq-Tokens"),
@@ -53,16 +59,16 @@ const envSchema = z.object({
   /** JSON `{"<pool>": {"<tier>": "<queue url>"}}`: the SQS queue of each pool and priority tier. */
   JOBQ_QUEUES: z.string().optional(),
   /** How often a worker heartbeats a running attempt: every third of this. */
-  JOBQ_HEARTBEAT_SECONDS: z.coerce.number().int().min(2).max(3600).default(30),
+  JOBQ_HEARTBEAT_SECONDS: limited(RUNTIME_LIMITS.heartbeatSeconds).default(30),
   /**
    * Step Functions' backstop for an attempt: declared lost after this long without a heartbeat.
    * It covers the time a dispatched attempt waits in its queue for a worker, so it is about
    * queueing, not heartbeats; a worker that dies while running is found sooner, by its node
    * going silent (JOBQ_NODE_LOST_SECONDS, app/lost-attempts.ts).
    */
-  JOBQ_LOST_AFTER_SECONDS: z.coerce.number().int().min(10).max(86_400).default(300),
+  JOBQ_LOST_AFTER_SECONDS: limited(RUNTIME_LIMITS.lostAfterSeconds).default(300),
   /** A node silent for this long is lost and its capacity leaves the pool. */
-  JOBQ_NODE_LOST_SECONDS: z.coerce.number().int().min(2).max(3600).default(30),
+  JOBQ_NODE_LOST_SECONDS: limited(RUNTIME_LIMITS.nodeLostSeconds).default(30),
   /**
    * The web dashboard's origin in AWS (`https://<CloudFront domain>`): API answers carry
    * Access-Control-Allow-Origin for it. Unset locally, where the page and the API share an origin.
@@ -73,9 +79,9 @@ const envSchema = z.object({
     .regex(/^https?:\/\/[^/\s]+$/, "must be an origin: scheme and host, no path or trailing slash")
     .optional(),
   /** Days an ended job's transitions, logs, attempts and result are kept (docs/data-model.md#retention). */
-  JOBQ_RETENTION_DAYS: z.coerce.number().int().min(1).max(36_500).default(DEFAULT_RETENTION_DAYS),
+  JOBQ_RETENTION_DAYS: limited(RUNTIME_LIMITS.retentionDays).default(DEFAULT_RETENTION_DAYS),
   /** Days an ended job itself is kept; unset: for good. */
-  JOBQ_JOB_RETENTION_DAYS: z.coerce.number().int().min(1).max(36_500).optional(),
+  JOBQ_JOB_RETENTION_DAYS: limited(RUNTIME_LIMITS.jobRetentionDays).optional(),
 });
 
 const TIERS = Object.keys(PRIORITY_NAMES) as PriorityName[];

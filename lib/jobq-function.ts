@@ -6,6 +6,7 @@ import * as logs from "aws-cdk-lib/aws-logs";
 import type { Construct } from "constructs";
 import type { PoolConfig } from "../core/pools";
 import { DEFAULT_RETENTION_DAYS } from "../core/retention";
+import { RUNTIME_LIMITS } from "../core/runtime-limits";
 import type { JobQueues } from "./job-queues";
 import type { JobStore } from "./job-store";
 import { corePool } from "./pool-settings";
@@ -166,45 +167,20 @@ export type RuntimeSettings = Pick<
 >;
 
 /**
- * The documented limits of the runtime settings, checked at synth: the same bounds the processes'
- * configuration (app/config.ts) enforces at cold start, where a bad value would fail every
- * function's init after the deploy instead of the synth before it.
+ * The documented limits of the runtime settings, checked at synth: core/runtime-limits.ts, the
+ * bounds the processes' configuration (app/config.ts) enforces at cold start, where a bad value
+ * would fail every function's init after the deploy instead of the synth before it.
  */
 export function validateRuntimeProps(scope: Construct, runtime: RuntimeSettings): void {
-  const why = "what app/config.ts accepts";
-  checkNumber(scope, "heartbeatSeconds", runtime.heartbeatSeconds, {
-    min: 2,
-    max: 3600,
-    integer: true,
-    unit: " s",
-    why,
-  });
-  checkNumber(scope, "lostAfterSeconds", runtime.lostAfterSeconds, {
-    min: 10,
-    max: 86_400,
-    integer: true,
-    unit: " s",
-    why,
-  });
-  checkNumber(scope, "nodeLostSeconds", runtime.nodeLostSeconds, {
-    min: 2,
-    max: 3600,
-    integer: true,
-    unit: " s",
-    why,
-  });
-  checkNumber(scope, "retentionDays", runtime.retentionDays, {
-    min: 1,
-    max: 36_500,
-    integer: true,
-    unit: " days",
-    why: "DynamoDB's TTL counts whole days here; app/config.ts accepts no other",
-  });
-  checkNumber(scope, "jobRetentionDays", runtime.jobRetentionDays, {
-    min: 1,
-    max: 36_500,
-    integer: true,
-    unit: " days",
-    why: "DynamoDB's TTL counts whole days here; app/config.ts accepts no other",
-  });
+  for (const prop of Object.keys(RUNTIME_LIMITS) as (keyof typeof RUNTIME_LIMITS)[]) {
+    const days = prop.endsWith("Days");
+    checkNumber(scope, prop, runtime[prop], {
+      ...RUNTIME_LIMITS[prop],
+      integer: true,
+      unit: days ? " days" : " s",
+      why: days
+        ? "DynamoDB's TTL counts whole days here; app/config.ts accepts no other"
+        : "what app/config.ts accepts",
+    });
+  }
 }
