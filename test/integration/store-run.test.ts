@@ -20,6 +20,7 @@ import { JobRepository } from "../../store/job-repository";
 import { attemptSk, dependentSk, dependsOnSk, JOB_SK, jobPk } from "../../store/keys";
 import { NodeRepository } from "../../store/nodes";
 import { admitOnNode } from "../support/attempts";
+import { seededJob } from "../support/jobs";
 
 /**
  * The run side's store operations (issue 14 item 3) against DynamoDB Local: each verb's typed
@@ -32,22 +33,12 @@ const repo = new JobRepository(db, tables.Jobs ?? "");
 const nodes = new NodeRepository(db, tables.Nodes ?? "");
 
 function jobOf(fields: Partial<Job> & { readonly status: JobStatus }): Job {
-  const now = new Date().toISOString();
-  return {
+  return seededJob({
     id: `job_${ulid()}`,
-    name: null,
     type: "store-run",
-    statusReason: "seeded",
-    reasonCode: null,
-    priority: 0,
     owner: `owner-${ulid()}`,
-    payload: null,
-    result: null,
-    error: null,
+    createdAt: new Date().toISOString(),
     resources: { cpu: 1, memoryMb: 512, gpu: 0 },
-    pool: null,
-    constraints: {},
-    dependsOn: [],
     retry: {
       maxAttempts: 1,
       strategy: "immediate",
@@ -55,25 +46,9 @@ function jobOf(fields: Partial<Job> & { readonly status: JobStatus }): Job {
       backoffMultiplier: 1,
       maxDelaySeconds: 1,
     },
-    timeoutSeconds: 60,
-    attempts: 0,
-    runAt: null,
-    deadline: null,
-    offPeakOnly: false,
-    onFailure: null,
-    onTimeout: null,
-    tags: {},
-    escalatedTo: null,
-    scheduleId: null,
-    project: null,
-    createdAt: now,
-    updatedAt: now,
-    startedAt: null,
     finishedAt: null,
-    nextAttemptAt: null,
-    version: 1,
     ...fields,
-  };
+  });
 }
 
 /** A job item as a submission (or an admission, with `extra`) leaves it. */
