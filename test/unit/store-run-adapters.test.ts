@@ -112,6 +112,14 @@ describe("markDependencyMet", () => {
     ).rejects.toBeInstanceOf(ConcurrentUpdateError);
   });
 
+  it("says already_met when the edge's condition failed", async () => {
+    dynamo.on(TransactWriteCommand).rejects(cancelled("ConditionalCheckFailed", "None"));
+
+    const outcome = await repo.markDependencyMet("01PARENT", "01CHILD", "2026-12-07T00:00:00.000Z");
+
+    expect(outcome).toEqual({ ok: false, reason: "already_met" });
+  });
+
   it("reads a failed edge condition first: a replay that also finds the count used says already_met", async () => {
     dynamo.on(TransactWriteCommand).rejects(cancelled("ConditionalCheckFailed", "ConditionalCheckFailed"));
 

@@ -73,52 +73,6 @@ function job(id: string): JobItem {
 }
 const newJob = (id: string) => ({ item: job(id), transition: { pk: `JOB#${id}`, sk: "TRN#1" }, edges: [] });
 
-describe("JobRepository#markDependencyMet", () => {
-  it("answers already_met when the edge's condition failed", async () => {
-    // Prepare
-    dynamo.on(TransactWriteCommand).rejects(cancelled("ConditionalCheckFailed", "None"));
-
-    // Act
-    const outcome = await repo.markDependencyMet("job_P", "job_C", "2026-12-06T12:00:00.000Z");
-
-    // Assess
-    expect(outcome).toEqual({ ok: false, reason: "already_met" });
-  });
-
-  it("answers not_waiting when only the child's condition failed", async () => {
-    // Prepare
-    dynamo.on(TransactWriteCommand).rejects(cancelled("None", "ConditionalCheckFailed"));
-
-    // Act
-    const outcome = await repo.markDependencyMet("job_P", "job_C", "2026-12-06T12:00:00.000Z");
-
-    // Assess
-    expect(outcome).toEqual({ ok: false, reason: "not_waiting" });
-  });
-
-  it("throws ConcurrentUpdateError for a conflict with another transaction, for its caller to retry", async () => {
-    // Prepare
-    dynamo.on(TransactWriteCommand).rejects(cancelled("TransactionConflict", "None"));
-
-    // Act
-    const outcome = repo.markDependencyMet("job_P", "job_C", "2026-12-06T12:00:00.000Z");
-
-    // Assess
-    await expect(outcome).rejects.toBeInstanceOf(ConcurrentUpdateError);
-  });
-
-  it("lets throttling through as it is", async () => {
-    // Prepare
-    dynamo.on(TransactWriteCommand).rejects(throttled());
-
-    // Act
-    const outcome = repo.markDependencyMet("job_P", "job_C", "2026-12-06T12:00:00.000Z");
-
-    // Assess
-    await expect(outcome).rejects.toBeInstanceOf(ProvisionedThroughputExceededException);
-  });
-});
-
 describe("createJobs", () => {
   it("answers claim_lost when the claim, sent last, failed its condition", async () => {
     // Prepare
