@@ -281,10 +281,10 @@ describe.runIf(HAS_CHROMIUM)("the web dashboard in chromium", () => {
     await page.getByRole("heading", { name: heading, level: 1 }).waitFor({ timeout: WAIT_MS });
     expect(page.url()).toContain(`#/${view}`);
     if (view === "jobs") await page.locator("tr[data-job-id]").first().waitFor({ timeout: WAIT_MS });
-    // The screenshot shows the view's data, not its loading line (stats can take a moment).
-    await page
-      .locator("main [role=status]", { hasText: "Loading" })
-      .waitFor({ state: "detached", timeout: WAIT_MS });
+    // The screenshot shows the view's data, not its loading lines (stats can take a moment; the
+    // admin view loads the policy and the circuit breakers at once, so count them all).
+    const loading = page.locator("main [role=status]", { hasText: "Loading" });
+    await expect.poll(() => loading.count(), { timeout: WAIT_MS }).toBe(0);
     await shoot(view);
   });
 
