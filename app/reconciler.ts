@@ -4,9 +4,8 @@ import { forEachConcurrent } from "../core/concurrency";
 import { isTerminal } from "../core/job";
 import type { NodeCapacity } from "../store/capacity";
 import { createDocumentClient } from "../store/dynamo";
-import { activeInPool, liveJobIds } from "../store/job-indexes";
+import { activeInPool, type PageRequest, retryDueJobIds } from "../store/job-indexes";
 import type { JobItem, Reservation } from "../store/job-items";
-import { LIVE_SHARDS } from "../store/keys";
 import { type NodeItem, NodeRepository } from "../store/nodes";
 import { config } from "./config";
 import { createSfnClient } from "./executions";
@@ -28,11 +27,13 @@ import { appContext } from "./runtime";
  * that jobs hold. It runs at local-stack start and every 5 minutes in AWS; running it twice, or
  * alongside everything else, is harmless (every write is conditional).
  *
- * Jobs: the `live` index (every job not yet ended, 32 shards) is walked; a job whose execution
- * is missing or no longer RUNNING gets one — a waiting job (queued, blocked, scheduled,
- * retrying) simply a new execution; a dispatched or running job first has its attempt recorded
- * as `lost` (app/lifecycle.ts, the same path as a heartbeat lapse), then, if it retries, is
- * requeued and given an execution. Paused jobs have none on purpose.
+ * Jobs: only a job with an attempt under way needs an execution, so only those are walked: per
+ * pool, the `active` index (dispatched and running jobs) and the `retrying` jobs of the `due`
+ * index whose backoff is over. A dispatched or running job whose execution is missing or no
+ * longer RUNNING has its attempt recorded as `lost` (app/lifecycle.ts, the same path as a
+ * heartbeat lapse) and, if it retries, is requeued; a retrying job left behind is requeued. A
+ * waiting job (queued, blocked, scheduled) needs nothing: the scheduler starts an execution when
+ * it admits it. Paused jobs have none on purpose.
  *
  * Capacity: per pool, under the pool's scheduling lease (so no admission lands meanwhile), the
  * reservations of the `active` index are added up per node and compared with the node's `used`;
@@ -82,6 +83,7 @@ export interface CapacityRepair {
 }
 
 export interface ReconcileSummary {
+  /** Jobs with an attempt under way, or a retry whose backoff is over, that were looked at. */
   readonly jobsChecked: number;
   readonly attemptsLost: number;
   /** Retrying jobs whose backoff had run out with nobody left to requeue them. */
@@ -122,10 +124,24 @@ interface Counters {
 export async function reconcile(ctx: ReconcilerContext): Promise<ReconcileSummary> {
   const tuning = { ...DEFAULT_RECONCILER_TUNING, ...ctx.tuning };
   const counters: Counters = { jobsChecked: 0, attemptsLost: 0, requeued: 0 };
-  for (const shard of LIVE_SHARDS) {
-    let startKey: Record<string, unknown> | undefined;
+  const now = ctx.clock().toISOString();
+  const walks: ((page: PageRequest) => Promise<{ ids: string[]; lastKey: PageRequest["startKey"] }>)[] = [
+    ...ctx.pools.map((pool) => async (page: PageRequest) => {
+      const entries = await activeInPool(ctx.repo, pool.name, page);
+      return {
+        ids: entries.items.flatMap((e) => (typeof e.id === "string" ? [e.id] : [])),
+        lastKey: entries.lastKey,
+      };
+    }),
+    // The any-pool partition too: a job that named no pool retries there.
+    ...[...ctx.pools.map((pool) => pool.name), null].map(
+      (pool) => (page: PageRequest) => retryDueJobIds(ctx.repo, pool, now, page),
+    ),
+  ];
+  for (const walk of walks) {
+    let startKey: PageRequest["startKey"];
     do {
-      const page = await liveJobIds(ctx.repo, shard, { limit: tuning.pageSize, startKey });
+      const page = await walk({ limit: tuning.pageSize, startKey });
       const items = await ctx.repo.getJobItems(page.ids);
       await forEachConcurrent([...items.values()], tuning.concurrency, async (item) => {
         try {

@@ -765,8 +765,7 @@ const UNSTAGE_CONCURRENCY = 16;
 async function stage(repo: JobRepository, plan: SubmissionPlan, stop: () => boolean): Promise<void> {
   const expiresAt = Math.floor(Date.parse(plan.createdAt) / 1000) + STAGED_TTL_SECONDS;
   const staged = plan.jobs.map((job) => {
-    const { ownerPk, ownerSk, ownerStatusPk, dayPk, queuePk, queueSk, duePk, dueSk, livePk, ...rest } =
-      job.item;
+    const { ownerPk, ownerSk, ownerStatusPk, dayPk, queuePk, queueSk, duePk, dueSk, ...rest } = job.item;
     return { ...rest, staged: true, expiresAt } as JobItem;
   });
   await repo.batchPut([...staged, ...plan.jobs.flatMap((job) => [job.transition, ...job.edges])], stop);

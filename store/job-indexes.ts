@@ -1,7 +1,7 @@
 import type { JobStatus } from "../core/job";
 import type { JobItem } from "./job-items";
 import type { JobRepository } from "./job-repository";
-import { activePk, duePk, livePkOfShard, ownerStatusPk } from "./keys";
+import { activePk, duePk, ownerStatusPk } from "./keys";
 import { JOB_INDEX } from "./tables";
 
 /**
@@ -58,12 +58,23 @@ export async function dueJobIds(
   return { ids: out.items.map(idOf), lastKey: out.lastKey };
 }
 
-/** Ids of the jobs not ended, one shard of the `live` index (the reconciler's walk). */
-export async function liveJobIds(repo: IndexReader, shard: string, page: PageRequest): Promise<IdPage> {
+/**
+ * Ids of the `retrying` jobs of `pool` (null: the any-pool partition) whose backoff was over by
+ * `at`, from the `due` index (its projected status filters out scheduled jobs and deadlines):
+ * with the `active` index, what the reconciler walks after a crash.
+ */
+export async function retryDueJobIds(
+  repo: IndexReader,
+  pool: string | null,
+  at: string,
+  page: PageRequest,
+): Promise<IdPage> {
   const out = await repo.queryIndex({
-    IndexName: JOB_INDEX.live,
-    KeyConditionExpression: "livePk = :pk",
-    ExpressionAttributeValues: { ":pk": livePkOfShard(shard) },
+    IndexName: JOB_INDEX.due,
+    KeyConditionExpression: "duePk = :pk AND dueSk <= :bound",
+    FilterExpression: "#status = :retrying",
+    ExpressionAttributeNames: { "#status": "status" },
+    ExpressionAttributeValues: { ":pk": duePk(pool), ":bound": `${at}#~`, ":retrying": "retrying" },
     ...paging(page),
   });
   return { ids: out.items.map(idOf), lastKey: out.lastKey };

@@ -8,7 +8,6 @@ import {
   dueSk,
   JOB_SK,
   jobPk,
-  livePk,
   NEVER_DUE,
   ownerPk,
   ownerStatusPk,
@@ -68,7 +67,6 @@ export interface JobItem
   readonly duePk?: string;
   readonly dueSk?: string;
   readonly activePk?: string;
-  readonly livePk?: string;
   readonly activeSk?: string;
   readonly schedulePk?: string;
   /** When it last entered `queued`: the start of its queue wait. */
@@ -165,7 +163,6 @@ export function indexAttributes(
     updatedSk: updatedSk(job.updatedAt, job.id),
     updatedDayPk: updatedDayPk(job.updatedAt.slice(0, 10)),
   };
-  if (!TERMINAL_STATUSES.has(job.status)) attrs.livePk = livePk(job.id);
   if (job.scheduleId) attrs.schedulePk = schedulePk(job.scheduleId);
   // Keys written once, at creation: a project never changes, so no status change rewrites it.
   if (job.project) attrs.projectPk = projectPk(job.project);
@@ -221,6 +218,8 @@ function dueAt(
 /** Sparse index attributes a status change must remove when the job leaves their status. */
 export function indexAttributesToRemove(status: JobStatus): string[] {
   const remove: string[] = [];
+  // A job written before the `live` index was dropped still carries its key: it goes when the
+  // job ends, as it always did (a REMOVE of an absent attribute costs nothing).
   if (TERMINAL_STATUSES.has(status)) remove.push("livePk");
   // A moved job's place (orderKey) holds only while it stays queued: back in line later, it
   // takes its default place again.

@@ -97,11 +97,6 @@ export const weekUsageSk = (monday: string): string => `USAGE#W#${monday}`;
 export const runtimePk = (type: string): string => `RUNTIME#${type}`;
 export const runtimeSk = (day: string): string => `D#${day}`;
 
-/** The live index's shard: the job id's last ULID character, random, so 32 even shards. */
-export const LIVE_SHARDS = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
-export const livePk = (id: string): string => `LIVE#${id.slice(-1)}`;
-export const livePkOfShard = (shard: string): string => `LIVE#${shard}`;
-
 export const activePk = (pool: string): string => `ACT#${pool}`;
 export const activeSk = (nodeId: string, jobId: string): string => `${nodeId}#${jobId}`;
 

@@ -60,8 +60,6 @@ export const JOB_INDEX = {
   due: "due",
   /** Sparse: only jobs holding a capacity reservation (dispatched, running), per pool and node. */
   active: "active",
-  /** Sparse: only jobs not yet ended, in 32 shards: what the reconciler walks after a crash. */
-  live: "live",
   /** A principal's jobs by when their status last changed, oldest first: GET /jobs?updatedSince=. */
   byOwnerUpdate: "byOwnerUpdate",
   /** Every job by the day and time its status last changed: an admin's GET /jobs?updatedSince=. */
@@ -188,14 +186,6 @@ export const jobsTable: TableDefinition = {
       partitionKey: { name: "activePk", type: "S" },
       sortKey: { name: "activeSk", type: "S" },
       projection: { type: "INCLUDE", nonKeyAttributes: ACTIVE_PROJECTION },
-    },
-    {
-      // Keys only: an entry is written when a job is created and deleted when it ends, never on
-      // the status changes between; the reconciler reads the items it walks.
-      indexName: JOB_INDEX.live,
-      partitionKey: { name: "livePk", type: "S" },
-      sortKey: { name: "ownerSk", type: "S" },
-      projection: { type: "KEYS_ONLY" },
     },
     {
       // Keys written once, when a fired job is created; the projection is GET /jobs's filters'.

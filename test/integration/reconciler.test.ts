@@ -73,12 +73,10 @@ describe("reconcile: executions", () => {
     h.clock.advance(LATER_SECONDS);
 
     // Act
-    const summary = await reconcile(h.reconciler);
-    const again = await reconcile(h.reconciler);
+    await reconcile(h.reconciler);
+    await reconcile(h.reconciler);
 
     // Assess
-    expect(summary.jobsChecked).toBeGreaterThanOrEqual(1);
-    expect(again.jobsChecked).toBeGreaterThanOrEqual(1);
     expect(startsOf(id)).toEqual([]);
     expect(await jobItem(h, id)).toMatchObject({ status: "queued", version: submitted.version });
   });

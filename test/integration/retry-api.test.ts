@@ -116,7 +116,7 @@ describe("POST /jobs/{id}/retry", () => {
     const stored = await item(job.id);
     expect(stored.failures).toBe(0);
     expect(stored.retries).toBe(1);
-    expect(stored.livePk).toBeDefined();
+    expect(stored.queuePk).toBeDefined();
   });
 
   it("with dependents, revives the chain its cascade cancelled, each blocked on its dependency", async () => {

@@ -12,7 +12,7 @@ import {
   activeInPool,
   countOwnerStatus,
   dueJobIds,
-  liveJobIds,
+  retryDueJobIds,
   runningInPoolFor,
 } from "../../store/job-indexes";
 import { type JobItem, toJobItem } from "../../store/job-items";
@@ -298,19 +298,30 @@ describe("index reads", () => {
     expect(before.ids).toEqual([]);
   });
 
-  it("liveJobIds finds a job that has not ended in its shard, page by page", async () => {
-    const job = await putJob({ status: "queued" });
-    const shard = job.id.slice(-1);
+  it("retryDueJobIds finds a pool's retrying job once its backoff is over, and no other due job", async () => {
+    const pool = `pool-${ulid()}`;
+    const over = new Date(Date.now() - 60_000).toISOString();
+    const retrying = await putJob({ status: "retrying", pool, attempts: 1, nextAttemptAt: over });
+    const waiting = await putJob({
+      status: "retrying",
+      pool,
+      attempts: 1,
+      nextAttemptAt: new Date(Date.now() + 600_000).toISOString(),
+    });
+    const scheduled = await putJob({ status: "scheduled", pool, runAt: over });
 
     const ids: string[] = [];
     let startKey: Record<string, unknown> | undefined;
     do {
-      const page = await liveJobIds(repo, shard, { limit: 500, startKey });
+      // A page of 1 item evaluated: the filter leaves pages empty, and the walk goes on.
+      const page = await retryDueJobIds(repo, pool, new Date().toISOString(), { limit: 1, startKey });
       ids.push(...page.ids);
       startKey = page.lastKey;
     } while (startKey);
 
-    expect(ids).toContain(job.id);
+    expect(ids).toEqual([retrying.id]);
+    expect(ids).not.toContain(waiting.id);
+    expect(ids).not.toContain(scheduled.id);
   });
 
   it("activeInPool and runningInPoolFor read the pool's bookings, the latter a principal's running ones", async () => {
