@@ -35,6 +35,11 @@ export interface ApiServerOptions {
   readonly stream?: Omit<LocalStreamOptions, "tokens">;
   /** The dashboard's built files (web/dist), served at `/` and `/assets/*` only. @default none */
   readonly webDir?: string;
+  /**
+   * Called when a request that may have written (any method but GET, HEAD and OPTIONS) has been
+   * answered: the local stack reads the Jobs table's stream at once (local/dynamo-streams.ts).
+   */
+  readonly onWrite?: () => void;
 }
 
 export interface ApiServer {
@@ -67,6 +72,8 @@ const LOCAL_ACCOUNT = "000000000000";
 const LOCAL_REGION = "us-east-1";
 const STAGE = "local";
 
+const READ_METHODS = new Set(["GET", "HEAD", "OPTIONS"]);
+
 export async function startApiServer(options: ApiServerOptions): Promise<ApiServer> {
   const host = options.host ?? "127.0.0.1";
   const router = new Router(options.routes ?? ROUTES);
@@ -94,6 +101,7 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
       })
       .finally(() => {
         if (options.log) accessLog(request, response, started);
+        if (!READ_METHODS.has(request.method ?? "GET")) options.onWrite?.();
       });
   });
   server.on("upgrade", (request, socket, head) => stream.handleUpgrade(request, socket, head));

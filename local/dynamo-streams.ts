@@ -56,6 +56,11 @@ export interface StreamPollerOptions {
 }
 
 export interface StreamPoller {
+  /**
+   * Reads the shards now rather than after the idle wait: the local stack calls it when the API
+   * has written, so a submission's wake-up reaches the scheduler without waiting out a poll.
+   */
+  poll(): void;
   stop(): Promise<void>;
 }
 
@@ -110,6 +115,8 @@ export async function startStreamPoller(options: StreamPollerOptions): Promise<S
   for (const shardId of knownAtStart.closed) shards.set(shardId, { iterator: undefined, done: true });
 
   let stopped = false;
+  /** Set by poll(): the loop reads again before it would next sleep. */
+  let pollAgain = false;
   let wake: (() => void) | undefined;
   const sleep = (ms: number) =>
     new Promise<void>((resolve) => {
@@ -198,6 +205,7 @@ export async function startStreamPoller(options: StreamPollerOptions): Promise<S
     let describedAt = Date.now();
     while (!stopped) {
       let busy = false;
+      pollAgain = false;
       for (const [shardId, shard] of shards) {
         if (stopped) break;
         if (shard.done || shard.iterator === undefined) continue;
@@ -246,12 +254,16 @@ export async function startStreamPoller(options: StreamPollerOptions): Promise<S
           if (!stopped) log("describing the stream failed", error);
         }
       }
-      if (!busy && !stopped) await sleep(idlePollMs);
+      if (!busy && !stopped && !pollAgain) await sleep(idlePollMs);
     }
   };
   const running = loop();
 
   return {
+    poll: () => {
+      pollAgain = true;
+      wake?.();
+    },
     stop: async () => {
       stopped = true;
       wake?.();

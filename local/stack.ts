@@ -378,6 +378,8 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       tokens,
       log: options.log,
       webDir: options.webDir,
+      // A submission's wake-up then reaches the scheduler without waiting out the idle poll.
+      onWrite: () => jobStream?.poll(),
     });
     // No await between the server listening and this: no request can read the variables before.
     applyStreamEnvironment({ streamUrl: api.streamUrl, managementEndpoint: api.managementUrl });
