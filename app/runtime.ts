@@ -5,7 +5,6 @@ import { UsageRepository } from "../store/usage";
 import { config } from "./config";
 import { createEventBridgeClient, EventBridgePublisher, type JobEventPublisher } from "./events";
 import { createSfnClient, type LifecycleExecutions, StepFunctionsExecutions } from "./executions";
-import { logger } from "./logger";
 
 /** The use cases' clock; a parameter everywhere so tests and later policies can move it. */
 export type Clock = () => Date;
@@ -45,9 +44,7 @@ export function appContext(): AppContext {
       nodesTable: c.nodesTable,
       policies: new PolicyRepository(db, c.policyTable),
       defaultPolicy: c.defaultPolicy,
-      usage: new UsageRepository(db, c.policyTable, (error, detail) =>
-        logger.warn("run-time statistics not recorded", { ...detail, error: String(error) }),
-      ),
+      usage: new UsageRepository(db, c.policyTable),
       executions: new StepFunctionsExecutions(
         createSfnClient({ region: c.region, endpoint: c.sfnEndpoint }),
         c.stateMachineArn,

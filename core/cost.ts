@@ -38,13 +38,13 @@ const NONE: StepRequests = {
 
 /**
  * The steps of a job's life and what each makes. The units are DynamoDB's billing of a ~1 KB job
- * (`npm run bench`: 11 WRU to submit, ≈ 10 (batched) to 20 (alone) to admit, 12 to start, 16 + 1
- * to complete; a failed attempt's AttemptFailed ≈ 14–28 and Requeue ≈ 12–18). Events are counted
+ * (`npm run bench`: 10 WRU to submit, ≈ 10 (batched) to 20 (alone) to admit, 12 to start, 14 to
+ * complete; a failed attempt's AttemptFailed ≈ 14–28 and Requeue ≈ 12–18). Events are counted
  * apart, per status change (`eventsOf`).
  */
 export const STEP_REQUESTS = {
   /** POST /jobs: API Gateway, the API function, the quota read, the transition and job puts. */
-  submit: { ...NONE, apiRequests: 1, lambdaInvocations: 1, writeUnits: 11, readUnits: 1 },
+  submit: { ...NONE, apiRequests: 1, lambdaInvocations: 1, writeUnits: 10, readUnits: 1 },
   /**
    * The scheduler admits the attempt (reservation, job, transition in one transaction; its share of
    * the pass's reads, its lease and its invocation) and the execution's `Dispatch` sends it to SQS.
@@ -60,10 +60,12 @@ export const STEP_REQUESTS = {
   /** The worker receives it and starts it: job, transition, attempt record. */
   start: { ...NONE, writeUnits: 12, readUnits: 1, sqsRequests: 1 },
   /**
-   * The worker completes it (job, transition, result, attempt, node; run-time statistics) and
-   * deletes the message; the dependents consumer's invocation for the completed job.
+   * The worker completes it (job, transition, result, attempt, node, in one transaction written
+   * against the job its start left, so without a read) and deletes the message; the dependents
+   * consumer's invocation for the completed job. Its run time reaches the type's statistics
+   * through the /stats consumer's transaction (`statusChange`).
    */
-  completion: { ...NONE, writeUnits: 17, readUnits: 1, sqsRequests: 1, lambdaInvocations: 0.75 },
+  completion: { ...NONE, writeUnits: 14, sqsRequests: 1, lambdaInvocations: 0.75 },
   /**
    * A failed, timed-out or lost attempt: `AttemptFailed`, `BackoffWait` and `Requeue` (which runs,
    * and ends the execution, even when the job ended), their two Lambda invocations, the attempt

@@ -191,10 +191,27 @@ export interface StatsDelta {
   readonly owners: Map<string, OwnerGauges>;
   /** Day (`yyyy-mm-dd`) → dimension (ALL, owner:…) → the cost of the jobs that ended that day. */
   readonly costs: Map<string, Map<string, CostSums>>;
+  /**
+   * Day → job type → the successful attempts that ended that day and their run time: what
+   * estimatedStartAt's mean run time per type is read from (core/estimate.ts).
+   */
+  readonly runTimes: Map<string, Map<string, RunTimeSums>>;
+}
+
+export interface RunTimeSums {
+  count: number;
+  totalMs: number;
 }
 
 export function emptyDelta(): StatsDelta {
-  return { minutes: new Map(), byStatus: new Map(), byPool: new Map(), owners: new Map(), costs: new Map() };
+  return {
+    minutes: new Map(),
+    byStatus: new Map(),
+    byPool: new Map(),
+    owners: new Map(),
+    costs: new Map(),
+    runTimes: new Map(),
+  };
 }
 
 export function isEmptyDelta(delta: StatsDelta): boolean {
@@ -203,7 +220,8 @@ export function isEmptyDelta(delta: StatsDelta): boolean {
     delta.byStatus.size === 0 &&
     delta.byPool.size === 0 &&
     delta.owners.size === 0 &&
-    delta.costs.size === 0
+    delta.costs.size === 0 &&
+    delta.runTimes.size === 0
   );
 }
 
@@ -256,6 +274,9 @@ export function foldChange(delta: StatsDelta, change: JobChange): void {
   if (before?.status === "running" && SAMPLED_RUN_ENDS.has(after.status)) {
     const run = elapsedMs(before.attemptStartedAt, after.updatedAt);
     if (run !== null) each((f) => addSample(f.run, run));
+    // Only successful attempts say how long a type takes to run to its end.
+    if (run !== null && after.status === "completed")
+      addRunTime(delta, dayOf(after.updatedAt), after.type, { count: 1, totalMs: run });
   }
   pruneMinute(delta, minute);
 }
@@ -280,6 +301,18 @@ export function mergeDelta(target: StatsDelta, source: StatsDelta): void {
   }
   for (const [owner, gauges] of source.owners) addOwner(target, owner, gauges.running, gauges.queued);
   for (const [day, dims] of source.costs) for (const [dim, sums] of dims) addCost(target, day, dim, sums);
+  for (const [day, types] of source.runTimes) {
+    for (const [type, sums] of types) addRunTime(target, day, type, sums);
+  }
+}
+
+function addRunTime(delta: StatsDelta, day: string, type: string, sums: RunTimeSums): void {
+  const types = delta.runTimes.get(day) ?? new Map<string, RunTimeSums>();
+  delta.runTimes.set(day, types);
+  const into = types.get(type) ?? { count: 0, totalMs: 0 };
+  into.count += sums.count;
+  into.totalMs += sums.totalMs;
+  types.set(type, into);
 }
 
 function addCost(delta: StatsDelta, day: string, dim: string, sums: CostSums): void {

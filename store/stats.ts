@@ -17,6 +17,7 @@ import {
   type StatsDelta,
 } from "../core/stats";
 import type { TransactItem } from "./job-repository";
+import { runTimeDayItem } from "./usage";
 
 /**
  * Where GET /stats's aggregates live: small items in the Policy table (docs/stats.md), written
@@ -369,6 +370,20 @@ function updatesOf(delta: StatsDelta, nowSeconds: number): ItemUpdate[] {
       adds,
       expiresAt: nowSeconds + COST_DAY_TTL_SECONDS,
     });
+  }
+  for (const [day, types] of delta.runTimes) {
+    for (const [type, sums] of types) {
+      const { key, expiresAt } = runTimeDayItem(type, day);
+      updates.push({
+        key,
+        adds: new Map([
+          ["count", sums.count],
+          ["totalMs", sums.totalMs],
+        ]),
+        expiresAt,
+        set: { type },
+      });
+    }
   }
   for (const [owner, g] of delta.owners) {
     updates.push({

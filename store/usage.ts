@@ -1,4 +1,4 @@
-import { BatchGetCommand, type DynamoDBDocumentClient, UpdateCommand } from "@aws-sdk/lib-dynamodb";
+import { BatchGetCommand, type DynamoDBDocumentClient } from "@aws-sdk/lib-dynamodb";
 import { projectQuotaKey } from "../core/projects";
 import { gpuSecondsByWindow, usageWindows } from "../core/quota";
 import type { TransactItem } from "./job-repository";
@@ -23,6 +23,21 @@ const BATCH_GET_LIMIT = 100;
 /** Epoch seconds `days` after a `yyyy-mm-dd` day's 00:00 UTC: a TTL attribute's value. */
 function expiresAfter(day: string, days: number): number {
   return Math.floor((Date.parse(`${day}T00:00:00.000Z`) + days * DAY_MS) / 1000);
+}
+
+/**
+ * The day item a type's successful run times are added to (`count`, `totalMs`), and its TTL: the
+ * /stats stream consumer adds each chunk's run times there in the transaction that applies the
+ * chunk (store/stats.ts), so an attempt is counted once and costs its job no write of its own.
+ */
+export function runTimeDayItem(
+  type: string,
+  day: string,
+): { readonly key: { pk: string; sk: string }; readonly expiresAt: number } {
+  return {
+    key: { pk: runtimePk(type), sk: runtimeSk(day) },
+    expiresAt: expiresAfter(day, DAY_ITEM_TTL_DAYS),
+  };
 }
 
 /**
@@ -84,14 +99,9 @@ export interface GpuUsage {
 type Key = Record<string, unknown>;
 
 export class UsageRepository {
-  /**
-   * @param onStatsError told when an advisory statistics write fails (the caller logs it);
-   *   such a failure never fails the step that made it.
-   */
   constructor(
     private readonly db: DynamoDBDocumentClient,
     readonly tableName: string,
-    private readonly onStatsError: (error: unknown, detail: Record<string, unknown>) => void = () => {},
   ) {}
 
   /**
@@ -142,33 +152,6 @@ export class UsageRepository {
       if (today.has(owner)) today.set(owner, numberOf(item.gpuSeconds));
     }
     return today;
-  }
-
-  /**
-   * Adds a successful attempt's run time to its type's day item (count and total), for
-   * estimatedStartAt. Best effort and never throws: statistics are advisory, and the attempt's
-   * completion has already been written.
-   */
-  async recordRunTime(type: string, finishedAt: string, durationMs: number): Promise<void> {
-    try {
-      const { day } = usageWindows(new Date(finishedAt));
-      await this.db.send(
-        new UpdateCommand({
-          TableName: this.tableName,
-          Key: { pk: runtimePk(type), sk: runtimeSk(day) },
-          UpdateExpression: "ADD #count :one, totalMs :ms SET expiresAt = :expiresAt, #type = :type",
-          ExpressionAttributeNames: { "#count": "count", "#type": "type" },
-          ExpressionAttributeValues: {
-            ":one": 1,
-            ":ms": Math.max(0, Math.round(durationMs)),
-            ":expiresAt": expiresAfter(day, DAY_ITEM_TTL_DAYS),
-            ":type": type,
-          },
-        }),
-      );
-    } catch (error) {
-      this.onStatsError(error, { type, finishedAt, durationMs });
-    }
   }
 
   /**

@@ -77,9 +77,7 @@ async function main(): Promise<void> {
       sqs,
       sfn,
       events: new EventBridgePublisher(eventBridge, shared.eventBus, shared.stateChangeEvents),
-      usage: new UsageRepository(db, shared.policyTable, (error, detail) =>
-        log.warn("statistics not recorded", { ...detail, error: error as Error }),
-      ),
+      usage: new UsageRepository(db, shared.policyTable),
       registry,
       log: workerLog,
     },

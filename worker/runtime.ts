@@ -589,7 +589,7 @@ export class Worker {
           events: this.deps.events,
           usage: this.deps.usage,
         },
-        { jobId: job.id, attempt, resultJson: json },
+        { jobId: job.id, attempt, resultJson: json, started: job },
       );
       if (done.outcome === "abandoned") {
         return {

@@ -282,7 +282,7 @@ describe("completeRun (the worker's completion)", () => {
     expect(events.changes).toEqual([]);
   });
 
-  it("records the attempt's run time for its type once, and no GPU usage for a CPU job", async () => {
+  it("writes no run time of its own (the /stats stream consumer adds it) and no GPU usage for a CPU job", async () => {
     const type = `train-${randomBytes(4).toString("hex")}`;
     const id = (await submit([{ ref: "a", type }]))("a");
     const attempt = await startRunning(id);
@@ -291,7 +291,7 @@ describe("completeRun (the worker's completion)", () => {
     await complete(id, attempt);
     await complete(id, attempt);
 
-    expect(await usage.readRunTimes([type], now)).toEqual(new Map([[type, 42_000]]));
+    expect(await usage.readRunTimes([type], now)).toEqual(new Map());
     expect(await usage.readGpuUsage([owner], now)).toEqual(
       new Map([[owner, { todayGpuSeconds: 0, weekGpuSeconds: 0 }]]),
     );

@@ -33,7 +33,7 @@ import {
   STATS_SK,
   StatsRepository,
 } from "../../store/stats";
-import { UsageRepository } from "../../store/usage";
+import { runTimeDayItem, UsageRepository } from "../../store/usage";
 import { startTestApi, type TestApi } from "../support/api";
 import { runOnNode } from "../support/attempts";
 import { ownTables, silentLifecyclePorts, suffix } from "../support/scheduling";
@@ -471,6 +471,10 @@ async function writtenItems(records: readonly DynamoDBRecord[]): Promise<Record<
     ...[...new Set(minutes.map(hourOfMinute))].map((h) => ({ pk: hourPk(h), sk: STATS_SK })),
     ...(delta.byStatus.size > 0 ? [{ pk: GAUGE_PK, sk: GAUGE_SK }] : []),
     ...[...delta.owners.keys()].map((owner) => ({ pk: OWNERS_PK, sk: owner })),
+    // The types' run-time statistics ride the same transaction (estimatedStartAt reads them).
+    ...[...delta.runTimes].flatMap(([day, types]) =>
+      [...types.keys()].map((type) => runTimeDayItem(type, day).key),
+    ),
     { pk: receiptPk(changes[0]?.sequence ?? ""), sk: RECEIPT_SK },
   ];
   const items: Record<string, unknown>[] = [];

@@ -7,6 +7,7 @@ import { countNotStarted, principalUsage } from "../../app/quota-usage";
 import { submitJobs } from "../../app/submit";
 import { batchJobSchema } from "../../core/job";
 import type { PoolConfig } from "../../core/pools";
+import { emptyDelta } from "../../core/stats";
 import { LOCAL_REGION } from "../../local/config";
 import type { NodeCapacity } from "../../store/capacity";
 import { createDocumentClient } from "../../store/dynamo";
@@ -14,6 +15,7 @@ import type { JobItem } from "../../store/job-items";
 import { JobRepository } from "../../store/job-repository";
 import { dayUsageSk, principalPk, weekUsageSk } from "../../store/keys";
 import { NodeRepository } from "../../store/nodes";
+import { StatsRepository } from "../../store/stats";
 import { UsageRepository } from "../../store/usage";
 import { runOnNode } from "../support/attempts";
 import { silentLifecyclePorts } from "../support/scheduling";
@@ -35,6 +37,7 @@ const repo = new JobRepository(db, tables.Jobs ?? "");
 const nodesTable = tables.Nodes ?? "";
 const policyTable = tables.Policy ?? "";
 const usage = new UsageRepository(db, policyTable);
+const stats = new StatsRepository(db, policyTable);
 const pools: PoolConfig[] = [{ name: POOL, labels: {}, nodes: 1, node: NODE_CAPACITY }];
 
 let now: Date;
@@ -252,26 +255,47 @@ describe("countNotStarted", () => {
 });
 
 describe("run-time statistics", () => {
+  /** What the /stats stream consumer adds for a chunk of records: here, run times alone. */
+  function runTimes(type: string, entries: readonly [day: string, count: number, totalMs: number][]) {
+    const delta = emptyDelta();
+    for (const [day, count, totalMs] of entries) {
+      const types = delta.runTimes.get(day) ?? new Map();
+      types.set(type, { count, totalMs });
+      delta.runTimes.set(day, types);
+    }
+    return delta;
+  }
+  const dayAgo = (days: number) => new Date(now.getTime() - days * 86_400_000).toISOString().slice(0, 10);
+
   it("reads back the mean run time per type over today and the 6 days before", async () => {
     const type = `type-${randomBytes(4).toString("hex")}`;
-    const day = 86_400_000;
-    const at = (msAgo: number) => new Date(now.getTime() - msAgo).toISOString();
+    const sequence = `${Date.now()}${randomBytes(4).readUInt32BE()}`;
 
-    await usage.recordRunTime(type, at(0), 1000);
-    await usage.recordRunTime(type, at(0), 3000);
-    await usage.recordRunTime(type, at(6 * day), 8000);
-    await usage.recordRunTime(type, at(7 * day), 100_000);
+    await stats.apply(
+      runTimes(type, [
+        [dayAgo(0), 2, 4000],
+        [dayAgo(6), 1, 8000],
+        [dayAgo(7), 1, 100_000],
+      ]),
+      sequence,
+      sequence,
+      now,
+    );
 
     const means = await usage.readRunTimes([type, `${type}-none`], now);
     expect(means).toEqual(new Map([[type, 4000]]));
   });
 
-  it("never fails the caller: a write that cannot be made is only reported", async () => {
-    const reported: unknown[] = [];
-    const broken = new UsageRepository(db, "jobq-no-such-table", (error) => reported.push(error));
+  it("counts a chunk's run times once, however often the chunk is delivered", async () => {
+    const type = `type-${randomBytes(4).toString("hex")}`;
+    const sequence = `${Date.now()}${randomBytes(4).readUInt32BE()}`;
+    const delta = runTimes(type, [[dayAgo(0), 1, 3000]]);
 
-    await expect(broken.recordRunTime("t", now.toISOString(), 5)).resolves.toBeUndefined();
+    const first = await stats.apply(delta, sequence, sequence, now);
+    const again = await stats.apply(delta, sequence, sequence, now);
 
-    expect(reported).toHaveLength(1);
+    expect(first).toMatchObject({ applied: true });
+    expect(again).toMatchObject({ applied: false });
+    expect(await usage.readRunTimes([type], now)).toEqual(new Map([[type, 3000]]));
   });
 });

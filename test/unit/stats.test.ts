@@ -152,6 +152,8 @@ describe("folding job changes", () => {
     expect([...delta.byStatus]).toEqual([["completed", 1]]);
     expect(delta.byPool.size).toBe(0);
     expect(delta.owners.size).toBe(0);
+    // The successful attempt's run time, for the type's mean (estimatedStartAt).
+    expect(delta.runTimes.get("2026-12-06")?.get("train")).toEqual({ count: 1, totalMs: 30_000 });
   });
 
   it("keeps the gauges of jobs still on the way, per status, pool and owner", () => {
@@ -170,6 +172,8 @@ describe("folding job changes", () => {
     expect(f?.failed).toBe(1);
     expect(f?.completed).toBe(0);
     expect(f?.run.size).toBe(1);
+    // A failed attempt says nothing of how long the type takes to succeed.
+    expect(delta.runTimes.size).toBe(0);
   });
 
   it("ignores staged images: a staged job counts from its commit", () => {
