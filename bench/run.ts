@@ -483,6 +483,14 @@ async function main(): Promise<void> {
       total += perJob * million;
     }
     costRows.push(["total (Lambda at 128 MB)", "", f(total)]);
+    // jobq:stateChangeEvents=terminal sends one Job State Change per job, at its end: the same
+    // run less every other entry (the stack runs with `all`; nothing else differs between them).
+    const otherEntries = Math.max(0, per(used.eventEntries) - 1);
+    costRows.push([
+      "  with jobq:stateChangeEvents=terminal",
+      `${f(otherEntries)} entries fewer`,
+      f(total - otherEntries * PRICES.eventEntry * million),
+    ]);
     const at1024 = gbSeconds(1024) * PRICES.lambdaGbSecond * million;
     costRows.push(["  Lambda duration at 1024 MB instead", "", f(at1024)]);
     costRows.push([
