@@ -260,7 +260,7 @@ export function stopItems(
   if (item.status === "running" && item.attempts > 0) {
     const startedAt = item.attemptStartedAt ? Date.parse(item.attemptStartedAt) : Number.NaN;
     items.push(
-      endAttemptItem(ctx.repo.tableName, item.id, item.attempts, {
+      endAttemptItem(ctx.repo.tableName, item, item.attempts, {
         status: ended.status,
         finishedAt: now,
         durationMs: Number.isNaN(startedAt) ? null : Date.parse(now) - startedAt,

@@ -219,7 +219,7 @@ export async function endFailedAttempt(
   }
   if (item.status === "running") {
     extra.push(
-      endAttemptItem(ctx.repo.tableName, item.id, input.attempt, {
+      endAttemptItem(ctx.repo.tableName, item, input.attempt, {
         status: evictedByWorker ? "preempted" : input.outcome,
         finishedAt: at,
         durationMs: durationSince(item.attemptStartedAt, at),

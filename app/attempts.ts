@@ -1,3 +1,4 @@
+import { ConcurrentUpdateError } from "../core/errors";
 import { newAttemptItem } from "../store/attempts";
 import { type NodeCapacity, rebookItem, releaseCapacityItem, reserveCapacityItem } from "../store/capacity";
 import type { JobItem, Reservation } from "../store/job-items";
@@ -133,6 +134,7 @@ export async function startAttempt(
         triggeredBy: null,
         set: {
           attemptStartedAt: now,
+          attemptWorkerId: node.workerId,
           ...(job.startedAt ? {} : { startedAt: now }),
           ...(moved ? { reservation: moved } : {}),
         },
@@ -143,6 +145,29 @@ export async function startAttempt(
       ...attemptItem(jobId, attempt, node, now, request.runToken),
       expiresAt: historyExpiresAt,
     });
+    if (!moved) {
+      // The common start: the job is booked on this very node, so only the job changes. Its
+      // conditional UpdateItem alone, then its transition and attempt record as plain puts
+      // (JobRepository#changeAlone): about half the write units of one transaction.
+      let alone: "ok" | "changed";
+      try {
+        alone = await ctx.repo.changeAlone(items, [attemptPut]);
+      } catch (error) {
+        const replayed = await startLanded(ctx, jobId, attempt, node, [...items, attemptPut]);
+        if (!replayed) throw error;
+        countStarted(replayed, now);
+        await ctx.events.publish([stateChange(job.status, replayed)]);
+        return { outcome: "started", job: replayed, replayed: true };
+      }
+      if (alone === "changed") {
+        // The job changed under us (a priority change, a cancel): read it again and decide anew.
+        if (round < MAX_ROUNDS) continue;
+        throw new ConcurrentUpdateError(`job ${jobId} kept changing while attempt ${attempt} started`);
+      }
+      countStarted(next, now);
+      await ctx.events.publish([stateChange(job.status, next)]);
+      return { outcome: "started", job: next, replayed: false };
+    }
     const release: TransactItem[] =
       held && moved && !oldNodeGone ? [releaseCapacityItem(ctx.nodesTable, held)] : [];
     const reserve: TransactItem[] = moved ? [reserveCapacityItem(ctx.nodesTable, moved, node.capacity)] : [];
@@ -290,6 +315,30 @@ function size(r: Reservation): number {
 }
 
 async function startedBy(ctx: AttemptContext, job: JobItem, node: WorkerNode): Promise<boolean> {
+  if (job.attemptWorkerId !== undefined) {
+    return job.attemptWorkerId === node.workerId && job.reservation?.nodeId === node.nodeId;
+  }
+  // Started before the job named its attempt's worker: the attempt record does.
   const item = await ctx.repo.getItem({ pk: jobPk(job.id), sk: attemptSk(job.attempts) });
   return item?.workerId === node.workerId && item?.nodeId === node.nodeId;
+}
+
+/**
+ * After a start whose write had no answer (a timeout, a dropped connection): the job as this
+ * start left it when its write landed after all, with the history records it was to write put
+ * now (only where absent), else undefined.
+ */
+async function startLanded(
+  ctx: AttemptContext,
+  jobId: string,
+  attempt: number,
+  node: WorkerNode,
+  writes: readonly TransactItem[],
+): Promise<JobItem | undefined> {
+  const after = (await ctx.repo.getJob(jobId))?.item;
+  if (after?.status !== "running" || after.attempts !== attempt || !(await startedBy(ctx, after, node))) {
+    return undefined;
+  }
+  await ctx.repo.putRecords(writes.filter((write) => write.Put));
+  return after;
 }

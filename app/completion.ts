@@ -118,7 +118,7 @@ export function completionItems(
     items: [
       ...items,
       ...also(historyExpiresAt),
-      endAttemptItem(ctx.repo.tableName, item.id, attempt, {
+      endAttemptItem(ctx.repo.tableName, item, attempt, {
         status: "succeeded",
         finishedAt: now,
         durationMs,

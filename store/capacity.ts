@@ -1,5 +1,5 @@
 import type { Resources } from "../core/job";
-import type { Reservation } from "./job-items";
+import type { JobItem, Reservation } from "./job-items";
 import type { TransactItem } from "./job-repository";
 import { activeSk, attemptSk, JOB_SK, jobPk, nodeSk } from "./keys";
 
@@ -69,10 +69,17 @@ export function reservationFor(pool: string, nodeId: string, resources: Resource
   return { pool, nodeId, cpu: resources.cpu, memoryMb: resources.memoryMb, gpu: resources.gpu };
 }
 
-/** Ends a job's attempt record, if it was ever started (a dispatched job's attempt may not exist yet). */
+/**
+ * Ends a running job's attempt record. The worker's start puts that record after the job's own
+ * write, outside any transaction (app/attempts.ts), so it can be missing — the worker died in
+ * between — or not there yet: this writes it whole from the job as read, only where it is absent
+ * or still running, and the start's later put of it, conditional on its absence, then does
+ * nothing. (A dispatched attempt that never started has no record; unstartedAttemptItem writes
+ * that one.)
+ */
 export function endAttemptItem(
   jobsTable: string,
-  jobId: string,
+  job: Pick<JobItem, "id" | "attemptStartedAt" | "attemptWorkerId" | "reservation">,
   attempt: number,
   end: {
     status: string;
@@ -83,22 +90,37 @@ export function endAttemptItem(
     expiresAt: number;
   },
 ): TransactItem {
+  // What the start's record would have said, kept where the record has it already.
+  const started: Record<string, unknown> = {
+    entity: "attempt",
+    attempt,
+    startedAt: job.attemptStartedAt ?? null,
+    workerId: job.attemptWorkerId ?? null,
+    nodeId: job.reservation?.nodeId ?? null,
+    pool: job.reservation?.pool ?? null,
+  };
+  const names: Record<string, string> = { "#status": "status", "#error": "error" };
+  const values: Record<string, unknown> = {
+    ":status": end.status,
+    ":finishedAt": end.finishedAt,
+    ":durationMs": end.durationMs,
+    ":error": end.error,
+    ":expiresAt": end.expiresAt,
+    ":running": "running",
+  };
+  const keep = Object.entries(started).map(([name, value], i) => {
+    names[`#k${i}`] = name;
+    values[`:k${i}`] = value;
+    return `#k${i} = if_not_exists(#k${i}, :k${i})`;
+  });
   return {
     Update: {
       TableName: jobsTable,
-      Key: { pk: jobPk(jobId), sk: attemptSk(attempt) },
-      UpdateExpression:
-        "SET #status = :status, finishedAt = :finishedAt, durationMs = :durationMs, #error = :error, expiresAt = :expiresAt",
-      ConditionExpression: "attribute_exists(pk) AND #status = :running",
-      ExpressionAttributeNames: { "#status": "status", "#error": "error" },
-      ExpressionAttributeValues: {
-        ":status": end.status,
-        ":finishedAt": end.finishedAt,
-        ":durationMs": end.durationMs,
-        ":error": end.error,
-        ":expiresAt": end.expiresAt,
-        ":running": "running",
-      },
+      Key: { pk: jobPk(job.id), sk: attemptSk(attempt) },
+      UpdateExpression: `SET #status = :status, finishedAt = :finishedAt, durationMs = :durationMs, #error = :error, expiresAt = :expiresAt, ${keep.join(", ")}`,
+      ConditionExpression: "attribute_not_exists(pk) OR #status = :running",
+      ExpressionAttributeNames: names,
+      ExpressionAttributeValues: values,
     },
   };
 }

@@ -81,6 +81,12 @@ export interface JobItem
   readonly reservation?: Reservation;
   /** When the current attempt started running. */
   readonly attemptStartedAt?: string;
+  /**
+   * The worker that started the current (or last) attempt: with the reservation's node, what its
+   * attempt record is written from when the start's own put of it was lost (store/capacity.ts
+   * endAttemptItem), and how a worker recognises its own start after an unanswered write.
+   */
+  readonly attemptWorkerId?: string;
   /** Attempts that count against retry.maxAttempts (preempted and paused ones do not). */
   readonly failures?: number;
   /** When the job was last preempted: it is not preempted again within the policy's cool-down. */

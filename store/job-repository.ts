@@ -182,6 +182,56 @@ export class JobRepository {
   }
 
   /**
+   * A status change that touches the job alone, written without a transaction: the job's
+   * conditional UpdateItem first, then — once it landed — its history records (the transition,
+   * an attempt record) as plain PutItems, each only if absent. DynamoDB bills every write in a
+   * transaction twice, and each index entry a status change moves with it, so this costs about
+   * half (docs/data-model.md). A crash between the two can lose a record, never block a later
+   * change: a record is keyed by the version or attempt it belongs to, and a later write that
+   * finds it missing writes its own. `changed`: the job is not as read; nothing was written.
+   *
+   * `items` is statusChangeItems' output (the job's Update and its transition's Put) and `records`
+   * more history Puts; any other kind of item, or a second Update, is refused.
+   */
+  async changeAlone(
+    items: readonly TransactItem[],
+    records: readonly TransactItem[] = [],
+  ): Promise<"ok" | "changed"> {
+    const updates = items.filter((item) => item.Update);
+    const puts = [...items, ...records].filter((item) => item.Put);
+    if (updates.length !== 1 || updates.length + puts.length !== items.length + records.length) {
+      throw new Error("changeAlone writes one job Update and history Puts, nothing else");
+    }
+    const update = updates[0]?.Update;
+    if (!update) throw new Error("changeAlone needs the job's Update");
+    try {
+      await this.db.send(new UpdateCommand(update));
+    } catch (error) {
+      if ((error as { name?: string }).name === "ConditionalCheckFailedException") return "changed";
+      throw error;
+    }
+    await this.putRecords(puts);
+    return "ok";
+  }
+
+  /**
+   * History records (a transition, an attempt record) put only where absent: one already there
+   * is this very record from an earlier try, or an attempt record its end wrote first.
+   */
+  async putRecords(records: readonly TransactItem[]): Promise<void> {
+    await Promise.all(
+      records.map(async (record) => {
+        if (!record.Put) throw new Error("putRecords writes Puts only");
+        try {
+          await this.db.send(new PutCommand(record.Put));
+        } catch (error) {
+          if ((error as { name?: string }).name !== "ConditionalCheckFailedException") throw error;
+        }
+      }),
+    );
+  }
+
+  /**
    * Unconditional puts in batches of 25, retrying unprocessed items. `stop` is asked before each
    * request: once it says so, no more are sent and WriteStoppedError is thrown (what was written
    * stays written; the caller knows its keys and removes them).

@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { GetCommand } from "@aws-sdk/lib-dynamodb";
+import { DeleteCommand, GetCommand } from "@aws-sdk/lib-dynamodb";
 import { afterAll, beforeEach, describe, expect, inject, it } from "vitest";
 import type { JobEventPublisher, JobStateChange } from "../../app/events";
 import { executionArnOf, executionName, type LifecycleExecutions } from "../../app/executions";
@@ -306,6 +306,78 @@ describe("completeRun (the worker's completion)", () => {
 
     expect(await job(d)).toEqual(dBefore);
     expect(await repo.getItem({ pk: jobPk(d), sk: dependsOnSk(b) })).toMatchObject({ met: false });
+  });
+});
+
+describe("the worker's start: one UpdateItem, then its records", () => {
+  it("leaves the job running with its transition and attempt record, none written in a transaction", async () => {
+    // Prepare
+    const id = (await submit([{ ref: "a" }]))("a");
+
+    // Act
+    const attempt = await startRunning(id);
+
+    // Assess
+    const started = await job(id);
+    expect(started).toMatchObject({ status: "running", attemptWorkerId: `worker-${nodeId}` });
+    expect(await attemptItem(id, attempt)).toMatchObject({
+      status: "running",
+      workerId: `worker-${nodeId}`,
+      nodeId,
+      pool: POOL,
+      startedAt: started.attemptStartedAt,
+    });
+    const transitions = (await repo.queryJobPartition(id, TRANSITION_PREFIX, { limit: 100 })).items;
+    expect(transitions.map((t) => [t.from, t.to])).toContainEqual(["dispatched", "running"]);
+  });
+
+  it("ends an attempt whose record the start never put (its worker died between the two writes) with the whole record", async () => {
+    // Prepare: the start's UpdateItem landed, its attempt record did not.
+    const id = (await submit([{ ref: "a" }]))("a");
+    const attempt = await startRunning(id);
+    const started = await job(id);
+    await db.send(
+      new DeleteCommand({ TableName: repo.tableName, Key: { pk: jobPk(id), sk: attemptSk(attempt) } }),
+    );
+    advance(7);
+
+    // Act
+    const done = await complete(id, attempt);
+
+    // Assess
+    expect(done.outcome).toBe("completed");
+    expect(await attemptItem(id, attempt)).toMatchObject({
+      entity: "attempt",
+      attempt,
+      status: "succeeded",
+      startedAt: started.attemptStartedAt,
+      durationMs: 7000,
+      workerId: `worker-${nodeId}`,
+      nodeId,
+      pool: POOL,
+    });
+  });
+
+  it("keeps an ended attempt's record when the start's late put of it arrives after the end", async () => {
+    // Prepare: the attempt ended (completed) before the start's own put reached DynamoDB.
+    const id = (await submit([{ ref: "a" }]))("a");
+    const attempt = await startRunning(id);
+    const startRecord = await attemptItem(id, attempt);
+    await complete(id, attempt);
+
+    // Act: the start's put, late, as JobRepository#changeAlone sends it (only where absent).
+    await repo.putRecords([
+      {
+        Put: {
+          TableName: repo.tableName,
+          Item: { ...startRecord },
+          ConditionExpression: "attribute_not_exists(pk)",
+        },
+      },
+    ]);
+
+    // Assess
+    expect(await attemptItem(id, attempt)).toMatchObject({ status: "succeeded" });
   });
 });
 

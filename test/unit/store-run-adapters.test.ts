@@ -7,6 +7,7 @@ import {
 import {
   DeleteCommand,
   DynamoDBDocumentClient,
+  PutCommand,
   TransactWriteCommand,
   UpdateCommand,
 } from "@aws-sdk/lib-dynamodb";
@@ -196,5 +197,85 @@ describe("single-item verbs", () => {
       .rejects(new ConditionalCheckFailedException({ message: "failed", $metadata: {} }));
 
     expect(await repo.removeDependentEdge("01PARENT", "01CHILD")).toBe(false);
+  });
+});
+
+describe("changeAlone (a status change that touches the job alone)", () => {
+  const jobUpdate = {
+    Update: {
+      TableName: TABLE,
+      Key: { pk: "JOB#x", sk: "JOB" },
+      UpdateExpression: "SET #status = :to",
+      ConditionExpression: "#status = :from",
+      ExpressionAttributeNames: { "#status": "status" },
+      ExpressionAttributeValues: { ":to": "running", ":from": "dispatched" },
+    },
+  };
+
+  it("writes the job's UpdateItem, then each record as its own PutItem, and no transaction", async () => {
+    // Prepare
+    dynamo.on(UpdateCommand).resolves({});
+    dynamo.on(PutCommand).resolves({});
+
+    // Act
+    const outcome = await repo.changeAlone([jobUpdate, put("TRN#0000000002")], [put("ATT#0001")]);
+
+    // Assess
+    expect(outcome).toBe("ok");
+    expect(dynamo.commandCalls(UpdateCommand)).toHaveLength(1);
+    expect(dynamo.commandCalls(PutCommand).map((c) => c.args[0].input.Item?.sk)).toEqual([
+      "TRN#0000000002",
+      "ATT#0001",
+    ]);
+    expect(dynamo.commandCalls(TransactWriteCommand)).toHaveLength(0);
+  });
+
+  it("answers changed and puts no record when the job's condition fails", async () => {
+    // Prepare
+    dynamo
+      .on(UpdateCommand)
+      .rejects(
+        new ConditionalCheckFailedException({ message: "The conditional request failed", $metadata: {} }),
+      );
+
+    // Act
+    const outcome = await repo.changeAlone([jobUpdate, put("TRN#0000000002")], [put("ATT#0001")]);
+
+    // Assess
+    expect(outcome).toBe("changed");
+    expect(dynamo.commandCalls(PutCommand)).toHaveLength(0);
+  });
+
+  it("takes a record already there (an earlier try's, or the one the attempt's end wrote) as written", async () => {
+    // Prepare
+    dynamo.on(UpdateCommand).resolves({});
+    dynamo
+      .on(PutCommand)
+      .rejects(
+        new ConditionalCheckFailedException({ message: "The conditional request failed", $metadata: {} }),
+      );
+
+    // Act
+    const outcome = await repo.changeAlone([jobUpdate, put("TRN#0000000002")], [put("ATT#0001")]);
+
+    // Assess
+    expect(outcome).toBe("ok");
+  });
+
+  it("passes throttling of the job's write up, having written nothing else", async () => {
+    // Prepare
+    dynamo.on(UpdateCommand).rejects(throttled());
+
+    // Act
+    const written = repo.changeAlone([jobUpdate, put("TRN#0000000002")]);
+
+    // Assess
+    await expect(written).rejects.toBeInstanceOf(ProvisionedThroughputExceededException);
+    expect(dynamo.commandCalls(PutCommand)).toHaveLength(0);
+  });
+
+  it("refuses anything but one job Update and history Puts", async () => {
+    await expect(repo.changeAlone([put("TRN#0000000002")])).rejects.toThrow(/one job Update/);
+    await expect(repo.changeAlone([jobUpdate, jobUpdate])).rejects.toThrow(/one job Update/);
   });
 });
