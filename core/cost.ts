@@ -38,7 +38,7 @@ const NONE: StepRequests = {
 
 /**
  * The steps of a job's life and what each makes. The units are DynamoDB's billing of a ~1 KB job
- * (`npm run bench`: 10 WRU to submit, ≈ 10 (batched) to 20 (alone) to admit, 12 to start, 14 to
+ * (`npm run bench`: 10 WRU to submit, ≈ 10 (batched) to 20 (alone) to admit, ≈ 7 to start, 14 to
  * complete; a failed attempt's AttemptFailed ≈ 14–28 and Requeue ≈ 12–18). Events are counted
  * apart, per status change (`eventsOf`).
  */
@@ -57,8 +57,11 @@ export const STEP_REQUESTS = {
     sqsRequests: 1,
     lambdaInvocations: 0.3,
   },
-  /** The worker receives it and starts it: job, transition, attempt record. */
-  start: { ...NONE, writeUnits: 12, readUnits: 1, sqsRequests: 1 },
+  /**
+   * The worker receives it and starts it: the job's UpdateItem, then its transition and attempt
+   * record (a start that moves the booking from another node is one transaction: ≈ 12 WRU).
+   */
+  start: { ...NONE, writeUnits: 7, readUnits: 1, sqsRequests: 1 },
   /**
    * The worker completes it (job, transition, result, attempt, node, in one transaction written
    * against the job its start left, so without a read) and deletes the message; the dependents
