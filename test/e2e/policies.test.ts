@@ -658,6 +658,15 @@ describe("scheduling policies on the local stack", () => {
     expect(firstView.estimatedStartAt === null || isIsoTime(firstView.estimatedStartAt)).toBe(true);
     expect(secondView).toMatchObject({ status: "queued", queuePosition: 2, estimatedStartAt: null });
 
+    // Run times reach the types' statistics with the /stats consumer's transaction (its batching
+    // window, 10 s): GET /stats counting the two `log` jobs means they have been recorded.
+    await until(
+      "the /stats consumer has applied the first round",
+      () => call<{ byType: Record<string, { completed: number } | undefined> }>(ADMIN, "GET", "/stats"),
+      (stats) =>
+        (stats.json.byType.log?.completed ?? 0) >= 2 && (stats.json.byType.sleep?.completed ?? 0) >= 1,
+    );
+
     // Act: with `sleep` and `log` run times known, the same wait gets a time
     const blocker2 = await submit({ type: "sleep", ...cpu, payload: { seconds: 4 } });
     await until(
