@@ -7,7 +7,7 @@ import type { Retention } from "../core/retention";
 import type { QueueUrls } from "../functions/config";
 import { STATS_CONSUMER } from "../functions/stats-settings";
 import { setFaultInjection } from "../store/faults";
-import { completedJobOf, schedulerWakeOf } from "../store/job-stream";
+import { completedJobOf, isJobItemRecord, schedulerWakeOf } from "../store/job-stream";
 import { type ApiServer, startApiServer } from "./api-server";
 import {
   type ApiTokens,
@@ -155,6 +155,8 @@ export const JOB_STREAM_CONSUMERS: readonly StreamConsumer[] = [
     name: "jobq-stream-broadcaster",
     load: () =>
       loadHandlerExport(() => import("../functions/stream/broadcaster"), "functions/stream/broadcaster.ts"),
+    // Job items only, as every consumer's event source in AWS (lib/job-stream-source.ts).
+    filter: isJobItemRecord,
   },
   {
     // As its event source in AWS (lib/job-lifecycle.ts), which invokes it only for completions.
@@ -166,6 +168,7 @@ export const JOB_STREAM_CONSUMERS: readonly StreamConsumer[] = [
   {
     name: "jobq-stats",
     load: () => loadHandlerExport(() => import("../functions/stats-stream"), "functions/stats-stream.ts"),
+    filter: isJobItemRecord,
     // As its event source in AWS (lib/job-stats.ts): a few transactions per batch, not per job.
     batchSize: STATS_CONSUMER.eventSource.batchSize,
     batchWindowMs: STATS_CONSUMER.eventSource.maxBatchingWindowSeconds * 1000,

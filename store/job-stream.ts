@@ -23,6 +23,15 @@ export interface JobItemImages {
   readonly new: Record<string, unknown> | null;
 }
 
+/**
+ * Whether a record is of a job item (`sk = JOB`): the key filter every consumer's event source has
+ * in AWS (lib/job-stream-source.ts), so transitions, attempts, logs and edges, which share the
+ * job's partition and change more often, invoke no consumer.
+ */
+export function isJobItemRecord(record: DynamoDBRecord): boolean {
+  return record.dynamodb?.Keys?.sk?.S === JOB_SK;
+}
+
 /** The record's job item images, or null for a record of any other item. */
 export function jobItemImages(record: DynamoDBRecord): JobItemImages | null {
   const stream = record.dynamodb;

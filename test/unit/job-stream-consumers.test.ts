@@ -1,6 +1,6 @@
 import type { AttributeValue, DynamoDBRecord } from "aws-lambda";
 import { describe, expect, it } from "vitest";
-import { completedJobOf, schedulerWakeOf } from "../../store/job-stream";
+import { completedJobOf, isJobItemRecord, schedulerWakeOf } from "../../store/job-stream";
 
 /** A job item image as DynamoDB Streams delivers it (DynamoDB JSON), in the given status. */
 function jobImage(status: string, sk = "JOB"): Record<string, AttributeValue> {
@@ -83,5 +83,15 @@ describe("the scheduler's wake-ups from the Jobs table's stream", () => {
     expect(schedulerWakeOf(record(queued("gpu"), holding("dispatched")))).toBeNull();
     expect(schedulerWakeOf(record(holding("dispatched"), holding("running")))).toBeNull();
     expect(schedulerWakeOf(record(undefined, jobImage("blocked")))).toBeNull();
+  });
+});
+
+describe("the job-item key filter every consumer's event source has", () => {
+  it("lets the job item's records through, and none of the items that share its partition", () => {
+    expect(isJobItemRecord(record(jobImage("queued"), jobImage("dispatched")))).toBe(true);
+    expect(isJobItemRecord(record(undefined, jobImage("queued")))).toBe(true);
+    for (const sk of ["TRN#0000000002", "ATT#0001", "JOB#RESULT", "LOG#01J", "DEP#job_0", "DPT#job_2"]) {
+      expect(isJobItemRecord(record(undefined, jobImage("running", sk)))).toBe(false);
+    }
   });
 });
