@@ -6,6 +6,7 @@ import type { TransactItem, TransactionOutcome } from "../store/job-repository";
 import { attemptSk, jobPk } from "../store/keys";
 import { stateChange } from "./events";
 import { supersededBy } from "./lifecycle-steps";
+import { logger } from "./logger";
 import { metricPool, millisBetween, recordMetrics } from "./metrics";
 import type { AppContext } from "./runtime";
 
@@ -149,7 +150,7 @@ export async function startAttempt(
       // The common start: the job is booked on this very node, so only the job changes. Its
       // conditional UpdateItem alone, then its transition and attempt record as plain puts
       // (JobRepository#changeAlone): about half the write units of one transaction.
-      let alone: "ok" | "changed";
+      let alone: Awaited<ReturnType<typeof ctx.repo.changeAlone>>;
       try {
         alone = await ctx.repo.changeAlone(items, [attemptPut]);
       } catch (error) {
@@ -159,11 +160,12 @@ export async function startAttempt(
         await ctx.events.publish([stateChange(job.status, replayed)]);
         return { outcome: "started", job: replayed, replayed: true };
       }
-      if (alone === "changed") {
+      if (alone.outcome === "changed") {
         // The job changed under us (a priority change, a cancel): read it again and decide anew.
         if (round < MAX_ROUNDS) continue;
         throw new ConcurrentUpdateError(`job ${jobId} kept changing while attempt ${attempt} started`);
       }
+      if (alone.recordsUnwritten !== undefined) recordsUnwritten(jobId, attempt, alone.recordsUnwritten);
       countStarted(next, now);
       await ctx.events.publish([stateChange(job.status, next)]);
       return { outcome: "started", job: next, replayed: false };
@@ -339,6 +341,23 @@ async function startLanded(
   if (after?.status !== "running" || after.attempts !== attempt || !(await startedBy(ctx, after, node))) {
     return undefined;
   }
-  await ctx.repo.putRecords(writes.filter((write) => write.Put));
+  try {
+    await ctx.repo.putRecords(writes.filter((write) => write.Put));
+  } catch (error) {
+    recordsUnwritten(jobId, attempt, error);
+  }
   return after;
+}
+
+/**
+ * The attempt started, but its transition or attempt record could not be put: it runs all the
+ * same (the attempt's end writes its record whole); only that `running` row of /transitions is
+ * missing. Said at warn level, for the operator.
+ */
+function recordsUnwritten(jobId: string, attempt: number, error: unknown): void {
+  logger.warn("attempt started without its transition or attempt record", {
+    jobId,
+    attempt,
+    error: error as Error,
+  });
 }

@@ -189,6 +189,8 @@ export class JobRepository {
    * half (docs/data-model.md). A crash between the two can lose a record, never block a later
    * change: a record is keyed by the version or attempt it belongs to, and a later write that
    * finds it missing writes its own. `changed`: the job is not as read; nothing was written.
+   * `ok` with `recordsUnwritten`: the change landed but a record could not be put (throttled past
+   * the client's retries); the change stands, and the caller goes on with it.
    *
    * `items` is statusChangeItems' output (the job's Update and its transition's Put) and `records`
    * more history Puts; any other kind of item, or a second Update, is refused.
@@ -196,7 +198,9 @@ export class JobRepository {
   async changeAlone(
     items: readonly TransactItem[],
     records: readonly TransactItem[] = [],
-  ): Promise<"ok" | "changed"> {
+  ): Promise<
+    { readonly outcome: "ok"; readonly recordsUnwritten?: unknown } | { readonly outcome: "changed" }
+  > {
     const updates = items.filter((item) => item.Update);
     const puts = [...items, ...records].filter((item) => item.Put);
     if (updates.length !== 1 || updates.length + puts.length !== items.length + records.length) {
@@ -207,11 +211,16 @@ export class JobRepository {
     try {
       await this.db.send(new UpdateCommand(update));
     } catch (error) {
-      if ((error as { name?: string }).name === "ConditionalCheckFailedException") return "changed";
+      if ((error as { name?: string }).name === "ConditionalCheckFailedException")
+        return { outcome: "changed" };
       throw error;
     }
-    await this.putRecords(puts);
-    return "ok";
+    try {
+      await this.putRecords(puts);
+    } catch (error) {
+      return { outcome: "ok", recordsUnwritten: error };
+    }
+    return { outcome: "ok" };
   }
 
   /**

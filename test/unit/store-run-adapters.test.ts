@@ -221,7 +221,7 @@ describe("changeAlone (a status change that touches the job alone)", () => {
     const outcome = await repo.changeAlone([jobUpdate, put("TRN#0000000002")], [put("ATT#0001")]);
 
     // Assess
-    expect(outcome).toBe("ok");
+    expect(outcome).toEqual({ outcome: "ok" });
     expect(dynamo.commandCalls(UpdateCommand)).toHaveLength(1);
     expect(dynamo.commandCalls(PutCommand).map((c) => c.args[0].input.Item?.sk)).toEqual([
       "TRN#0000000002",
@@ -242,7 +242,7 @@ describe("changeAlone (a status change that touches the job alone)", () => {
     const outcome = await repo.changeAlone([jobUpdate, put("TRN#0000000002")], [put("ATT#0001")]);
 
     // Assess
-    expect(outcome).toBe("changed");
+    expect(outcome).toEqual({ outcome: "changed" });
     expect(dynamo.commandCalls(PutCommand)).toHaveLength(0);
   });
 
@@ -259,7 +259,22 @@ describe("changeAlone (a status change that touches the job alone)", () => {
     const outcome = await repo.changeAlone([jobUpdate, put("TRN#0000000002")], [put("ATT#0001")]);
 
     // Assess
-    expect(outcome).toBe("ok");
+    expect(outcome).toEqual({ outcome: "ok" });
+  });
+
+  it("answers ok, naming what kept the records out, when the change landed and a record was throttled", async () => {
+    // Prepare
+    dynamo.on(UpdateCommand).resolves({});
+    dynamo.on(PutCommand).rejects(throttled());
+
+    // Act
+    const outcome = await repo.changeAlone([jobUpdate, put("TRN#0000000002")], [put("ATT#0001")]);
+
+    // Assess: the change stands; the caller runs the attempt and says what is missing.
+    expect(outcome).toMatchObject({ outcome: "ok" });
+    expect("recordsUnwritten" in outcome && outcome.recordsUnwritten).toBeInstanceOf(
+      ProvisionedThroughputExceededException,
+    );
   });
 
   it("passes throttling of the job's write up, having written nothing else", async () => {
