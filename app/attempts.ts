@@ -178,15 +178,14 @@ export async function startAttempt(
       written = await ctx.repo.transactParts({ job: items, attempt: [attemptPut], release, reserve });
     } catch (error) {
       // No answer (a timeout, a dropped connection): the write may have landed. Only a read
-      // tells; a later redelivery would otherwise find the attempt started and drop it.
-      const after = (await ctx.repo.getJob(jobId))?.item;
-      if (after?.status === "running" && after.attempts === attempt && (await startedBy(ctx, after, node))) {
-        // Ours landed (startedBy): this call made the change, so it counts it.
-        countStarted(after, now);
-        await ctx.events.publish([stateChange(job.status, after)]);
-        return { outcome: "started", job: after, replayed: true };
-      }
-      throw error;
+      // tells; a later redelivery would otherwise find the attempt started and drop it. The
+      // records were in the transaction, so there is nothing more to put.
+      const replayed = await startLanded(ctx, jobId, attempt, node, []);
+      if (!replayed) throw error;
+      // Ours landed (startedBy): this call made the change, so it counts it.
+      countStarted(replayed, now);
+      await ctx.events.publish([stateChange(job.status, replayed)]);
+      return { outcome: "started", job: replayed, replayed: true };
     }
     if (!written.ok) {
       const failed = (part: "job" | "attempt" | "release" | "reserve") => written.refused.has(part);
@@ -327,8 +326,8 @@ async function startedBy(ctx: AttemptContext, job: JobItem, node: WorkerNode): P
 
 /**
  * After a start whose write had no answer (a timeout, a dropped connection): the job as this
- * start left it when its write landed after all, with the history records it was to write put
- * now (only where absent), else undefined.
+ * start left it when its write landed after all (`startedBy`), with `writes`' history records put
+ * now, only where absent; else undefined.
  */
 async function startLanded(
   ctx: AttemptContext,
@@ -341,8 +340,10 @@ async function startLanded(
   if (after?.status !== "running" || after.attempts !== attempt || !(await startedBy(ctx, after, node))) {
     return undefined;
   }
+  const records = writes.filter((write) => write.Put);
+  if (records.length === 0) return after;
   try {
-    await ctx.repo.putRecords(writes.filter((write) => write.Put));
+    await ctx.repo.putRecords(records);
   } catch (error) {
     recordsUnwritten(jobId, attempt, error);
   }

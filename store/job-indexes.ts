@@ -48,11 +48,30 @@ export async function dueJobIds(
   at: string,
   page: PageRequest,
 ): Promise<IdPage> {
+  return dueIds(repo, pool, at, page, null);
+}
+
+/** One page of the `due` index of `pool` up to `at`, only jobs in `status` when one is given. */
+async function dueIds(
+  repo: IndexReader,
+  pool: string | null,
+  at: string,
+  page: PageRequest,
+  status: JobStatus | null,
+): Promise<IdPage> {
   const out = await repo.queryIndex({
     IndexName: JOB_INDEX.due,
     KeyConditionExpression: "duePk = :pk AND dueSk <= :bound",
     // dueSk is `<time>#<id>`: every key of a time up to now sorts below `<now>#~`.
-    ExpressionAttributeValues: { ":pk": duePk(pool), ":bound": `${at}#~` },
+    ExpressionAttributeValues: {
+      ":pk": duePk(pool),
+      ":bound": `${at}#~`,
+      ...(status ? { ":status": status } : {}),
+    },
+    // The index projects the status, so the filter reads no job item.
+    ...(status
+      ? { FilterExpression: "#status = :status", ExpressionAttributeNames: { "#status": "status" } }
+      : {}),
     ...paging(page),
   });
   return { ids: out.items.map(idOf), lastKey: out.lastKey };
@@ -69,15 +88,7 @@ export async function retryDueJobIds(
   at: string,
   page: PageRequest,
 ): Promise<IdPage> {
-  const out = await repo.queryIndex({
-    IndexName: JOB_INDEX.due,
-    KeyConditionExpression: "duePk = :pk AND dueSk <= :bound",
-    FilterExpression: "#status = :retrying",
-    ExpressionAttributeNames: { "#status": "status" },
-    ExpressionAttributeValues: { ":pk": duePk(pool), ":bound": `${at}#~`, ":retrying": "retrying" },
-    ...paging(page),
-  });
-  return { ids: out.items.map(idOf), lastKey: out.lastKey };
+  return dueIds(repo, pool, at, page, "retrying");
 }
 
 /** The jobs that hold capacity in a pool (dispatched or running), from the `active` index. */
