@@ -6,7 +6,8 @@ import { jobPk, logSk } from "../store/keys";
 /**
  * The lines a task writes, buffered and stored in batches (BatchWriteItem of `LOG#<ulid>` items
  * under the job's partition): a chatty task costs one request per 25 lines instead of one per
- * line, and never waits for DynamoDB. Flushed every second and when the attempt ends.
+ * line, and never waits for DynamoDB. Flushed every second, before a success is stored and when
+ * the attempt ends.
  */
 
 /** A longer line is cut: items stay far below DynamoDB's 400 KB and a page of logs stays readable. */

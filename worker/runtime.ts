@@ -541,7 +541,12 @@ export class Worker {
       clearTimeout(timeout);
     }
 
-    if (outcome.kind === "succeeded") outcome = await this.storeResult(job, attempt, outcome.result);
+    if (outcome.kind === "succeeded") {
+      // The task's lines are stored before its job can show completed: a reader who sees the end
+      // (`jobq logs --follow`, GET /logs after a wait) reads the whole log. Empty buffer, no write.
+      await logs.flush();
+      outcome = await this.storeResult(job, attempt, outcome.result);
+    }
     if (outcome.kind === "failed")
       logs.add(
         "error",

@@ -161,8 +161,11 @@ async function createPool(): Promise<TestPool> {
 
 class RecordingEvents implements JobEventPublisher {
   readonly changes: JobStateChange[] = [];
+  /** Runs as each change is published: right after the write that made it. */
+  onPublish?: (change: JobStateChange) => Promise<void>;
   async publish(changes: readonly JobStateChange[]): Promise<void> {
     this.changes.push(...changes);
+    for (const change of changes) await this.onPublish?.(change);
   }
 }
 
@@ -436,15 +439,23 @@ describe("worker", () => {
     });
   });
 
-  it("writes the task's log lines under the job's partition", async () => {
+  it("writes the task's log lines under the job's partition, all of them before the job shows completed", async () => {
     const pool = await createPool();
-    const { nodeId } = await startWorker(pool);
+    // No timed flush during the attempt: the lines are written at its end or not at all.
+    const { nodeId, events } = await startWorker(pool, { logFlushMs: 60_000 });
     const { job } = await putDispatchedJob(pool, nodeId, { type: "log", payload: { lines: 3 } });
     const runToken = token("log");
+    let storedWhenCompleted: number | undefined;
+    events.onPublish = async (change) => {
+      if (change.jobId === job.id && change.status === "completed")
+        storedWhenCompleted = (await partition(job.id, LOG_PREFIX)).length;
+    };
 
     await sendDispatch(pool, job, runToken);
     await reported(runToken, "SendTaskSuccess");
 
+    // A reader that sees the job completed (`jobq logs --follow`) then reads its whole log.
+    expect(storedWhenCompleted).toBe(3);
     const lines = await partition(job.id, LOG_PREFIX);
     expect(lines.map((l) => ({ level: l.level, message: l.message, attempt: l.attempt }))).toEqual([
       { level: "info", message: "log line 1 of 3", attempt: 1 },
