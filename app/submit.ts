@@ -529,11 +529,12 @@ async function assertQueueRoom(
 }
 
 /**
- * The principal's quota limits: one GetItem per submission, shared by maxQueuedJobs and
- * maxPriority. Admins are held to maxQueuedJobs but not to maxPriority.
+ * The principal's quota limits, shared by maxQueuedJobs and maxPriority: the process's copy, at
+ * most 5 s old (PolicyRepository#recentQuota), so a burst of submissions reads them once. Admins
+ * are held to maxQueuedJobs but not to maxPriority.
  */
 async function quotaLimits(ctx: SubmitContext, principal: Principal): Promise<QuotaLimits> {
-  return ctx.policies ? ctx.policies.getQuota(principal.id) : NO_QUOTA;
+  return ctx.policies ? ctx.policies.recentQuota(principal.id) : NO_QUOTA;
 }
 
 /**

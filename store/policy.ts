@@ -41,6 +41,11 @@ export class StoredPolicyError extends Error {
  */
 export const POLICY_CACHE_MS = 5_000;
 
+/** How long the submit path's copy of a quota (recentQuota) is used; the policy's reasoning. */
+export const QUOTA_CACHE_MS = POLICY_CACHE_MS;
+/** Principals whose quotas one process remembers; the least recently read go first. */
+const MAX_CACHED_QUOTAS = 10_000;
+
 /** DynamoDB's limit of keys per BatchGetItem. */
 const BATCH_GET_LIMIT = 100;
 
@@ -200,6 +205,36 @@ export class PolicyRepository {
     return found;
   }
 
+  /**
+   * A principal's (or `project:` key's) limits as read at most `maxAgeMs` ago by this repository:
+   * the submit path's read (maxPriority, maxQueuedJobs), so a burst of submissions costs one
+   * quota read per principal and QUOTA_CACHE_MS per process instead of one each, and one round
+   * trip less before the job is stored. As with recentPolicy, a PUT through this repository is
+   * seen at once, one through another process (another Lambda instance) within maxAgeMs; the
+   * scheduler's reads (getQuotas) are not cached, so GPU quotas bind from the next pass.
+   */
+  recentQuota(principal: string, maxAgeMs = QUOTA_CACHE_MS, now = Date.now()): Promise<QuotaLimits> {
+    const cached = this.quotas.get(principal);
+    const age = cached ? now - cached.at : Number.POSITIVE_INFINITY;
+    if (cached && age >= 0 && age < maxAgeMs) return cached.limits;
+    const limits = this.getQuota(principal);
+    const entry = { at: now, limits };
+    // Map order is insertion order: deleting first makes a refreshed entry the newest.
+    this.quotas.delete(principal);
+    this.quotas.set(principal, entry);
+    if (this.quotas.size > MAX_CACHED_QUOTAS) {
+      const oldest = this.quotas.keys().next();
+      if (!oldest.done) this.quotas.delete(oldest.value);
+    }
+    // A failed read is not remembered: the next submission reads again.
+    limits.catch(() => {
+      if (this.quotas.get(principal) === entry) this.quotas.delete(principal);
+    });
+    return limits;
+  }
+
+  private readonly quotas = new Map<string, { readonly at: number; readonly limits: Promise<QuotaLimits> }>();
+
   /** A principal's limits; NO_QUOTA when none were set. */
   async getQuota(principal: string): Promise<QuotaLimits> {
     const out = await this.db.send(
@@ -291,6 +326,7 @@ export class PolicyRepository {
             }),
           ),
         );
+        this.quotas.delete(principal);
         return valid;
       } catch (error) {
         if (isConditionFailure(error) && round < MAX_WRITE_ROUNDS) continue;

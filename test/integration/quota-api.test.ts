@@ -4,10 +4,11 @@ import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { appContext } from "../../app/runtime";
 import { submitJobs } from "../../app/submit";
 import { batchJobSchema } from "../../core/job";
-import { usageWindows } from "../../core/quota";
+import { NO_QUOTA, usageWindows } from "../../core/quota";
 import { LOCAL_REGION } from "../../local/config";
 import { createDocumentClient } from "../../store/dynamo";
-import { dayUsageSk, principalPk, weekUsageSk } from "../../store/keys";
+import { dayUsageSk, principalPk, QUOTA_SK, weekUsageSk } from "../../store/keys";
+import { PolicyRepository, QUOTA_CACHE_MS } from "../../store/policy";
 import { startTestApi, type TestApi, type TestResponse } from "../support/api";
 import {
   type Actor,
@@ -388,5 +389,33 @@ describe("maxQueuedJobs at submit", () => {
 
     // Assess
     expect(response.status).toBe(201);
+  });
+});
+
+describe("the submit path's copy of a quota (PolicyRepository#recentQuota)", () => {
+  it("reads a principal's limits once per 5 s; its own PUT is seen at once, another process's within 5 s", async () => {
+    // Prepare: a repository of its own, as each process (each Lambda instance) has
+    const table = inject("tables").Policy;
+    if (!table) throw new Error("the global setup made no Policy table");
+    const policies = new PolicyRepository(db, table);
+    const owner = people.next().principal;
+    const now = Date.now();
+    expect(await policies.recentQuota(owner, QUOTA_CACHE_MS, now)).toEqual(NO_QUOTA);
+
+    // Act: another process stores a limit
+    await db.send(
+      new PutCommand({
+        TableName: table,
+        Item: { pk: principalPk(owner), sk: QUOTA_SK, entity: "quota", principal: owner, maxQueuedJobs: 7 },
+      }),
+    );
+
+    // Assess: this process's copy holds until it is QUOTA_CACHE_MS old, then the limit is read
+    expect(await policies.recentQuota(owner, QUOTA_CACHE_MS, now + QUOTA_CACHE_MS - 1)).toEqual(NO_QUOTA);
+    expect((await policies.recentQuota(owner, QUOTA_CACHE_MS, now + QUOTA_CACHE_MS)).maxQueuedJobs).toBe(7);
+
+    // Act / Assess: a PUT through this repository replaces the copy at once
+    await policies.putQuota(owner, { maxQueuedJobs: 3 }, new Date().toISOString(), ADMIN.principal);
+    expect((await policies.recentQuota(owner, QUOTA_CACHE_MS, now + QUOTA_CACHE_MS)).maxQueuedJobs).toBe(3);
   });
 });
