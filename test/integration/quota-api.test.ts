@@ -393,7 +393,7 @@ describe("maxQueuedJobs at submit", () => {
 });
 
 describe("the submit path's copy of a quota (PolicyRepository#recentQuota)", () => {
-  it("reads a principal's limits once per 5 s; its own PUT is seen at once, another process's within 5 s", async () => {
+  it("keeps a principal's limits for 5 s: its own PUT is seen at once, another process's once the copy is 5 s old", async () => {
     // Prepare: a repository of its own, as each process (each Lambda instance) has
     const table = inject("tables").Policy;
     if (!table) throw new Error("the global setup made no Policy table");
