@@ -302,6 +302,20 @@ describe("maxQueuedJobs at submit", () => {
     expect((await getQuota(owner.principal)).json.used.queuedJobs).toBe(3);
   });
 
+  it("applies a lowered limit to the very next submission, though the one before read the old limits", async () => {
+    // Prepare: a submission that read (and so keeps a copy of) the principal's limits
+    const owner = people.next();
+    await putQuota(owner.principal, { maxQueuedJobs: 5 });
+    await submitJob(api, owner, { type: "echo" });
+
+    // Act: the limit lowered through the API, then a submission at once
+    await putQuota(owner.principal, { maxQueuedJobs: 1 });
+    const refused = await post("/jobs", owner, { type: "echo" });
+
+    // Assess: the PUT replaced the submit path's copy (one process serves both here)
+    expectError(refused, 429, "too_many_requests");
+  });
+
   it("lets room made by a cancel be used again", async () => {
     // Prepare
     const owner = people.next();
