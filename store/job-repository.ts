@@ -208,12 +208,8 @@ export class JobRepository {
     }
     const update = updates[0]?.Update;
     if (!update) throw new Error("changeAlone needs the job's Update");
-    try {
-      await this.db.send(new UpdateCommand(update));
-    } catch (error) {
-      if ((error as { name?: string }).name === "ConditionalCheckFailedException")
-        return { outcome: "changed" };
-      throw error;
+    if (!(await this.ifConditionHolds(() => this.db.send(new UpdateCommand(update))))) {
+      return { outcome: "changed" };
     }
     try {
       await this.putRecords(puts);
@@ -230,12 +226,9 @@ export class JobRepository {
   async putRecords(records: readonly TransactItem[]): Promise<void> {
     await Promise.all(
       records.map(async (record) => {
-        if (!record.Put) throw new Error("putRecords writes Puts only");
-        try {
-          await this.db.send(new PutCommand(record.Put));
-        } catch (error) {
-          if ((error as { name?: string }).name !== "ConditionalCheckFailedException") throw error;
-        }
+        const put = record.Put;
+        if (!put) throw new Error("putRecords writes Puts only");
+        await this.ifConditionHolds(() => this.db.send(new PutCommand(put)));
       }),
     );
   }
