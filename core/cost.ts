@@ -43,8 +43,12 @@ const NONE: StepRequests = {
  * apart, per status change (`eventsOf`).
  */
 export const STEP_REQUESTS = {
-  /** POST /jobs: API Gateway, the API function, the quota read, the transition and job puts. */
-  submit: { ...NONE, apiRequests: 1, lambdaInvocations: 1, writeUnits: 10, readUnits: 1 },
+  /**
+   * POST /jobs: API Gateway, the API function, the transition and job puts. The quota read is the
+   * API instance's copy, read at most once per principal per 5 s (PolicyRepository#recentQuota):
+   * a cost by time, like the policy's, not by job.
+   */
+  submit: { ...NONE, apiRequests: 1, lambdaInvocations: 1, writeUnits: 10 },
   /**
    * The scheduler admits the attempt (reservation, job, transition in one transaction; its share of
    * the pass's reads, its lease and its invocation) and the execution's `Dispatch` sends it to SQS.
