@@ -121,7 +121,14 @@ interface Counters {
   requeued: number;
 }
 
-export async function reconcile(ctx: ReconcilerContext): Promise<ReconcileSummary> {
+/**
+ * `signal` ends the run early (a stopping process): the page under way is finished, the rest is
+ * left to the next run, and the returned promise rejects with the signal's reason.
+ */
+export async function reconcile(
+  ctx: ReconcilerContext,
+  { signal }: { signal?: AbortSignal } = {},
+): Promise<ReconcileSummary> {
   const tuning = { ...DEFAULT_RECONCILER_TUNING, ...ctx.tuning };
   const counters: Counters = { jobsChecked: 0, attemptsLost: 0, requeued: 0 };
   const now = ctx.clock().toISOString();
@@ -141,6 +148,7 @@ export async function reconcile(ctx: ReconcilerContext): Promise<ReconcileSummar
   for (const walk of walks) {
     let startKey: PageRequest["startKey"];
     do {
+      signal?.throwIfAborted();
       const page = await walk({ limit: tuning.pageSize, startKey });
       const items = await ctx.repo.getJobItems(page.ids);
       await forEachConcurrent([...items.values()], tuning.concurrency, async (item) => {
@@ -164,6 +172,7 @@ export async function reconcile(ctx: ReconcilerContext): Promise<ReconcileSummar
   let orphanReservations = 0;
   let nodesPruned = 0;
   for (const pool of ctx.pools) {
+    signal?.throwIfAborted();
     const proof = await proveCapacity(ctx, pool.name, tuning);
     if (proof === null) {
       poolsSkipped.push(pool.name);

@@ -193,12 +193,20 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
   let jobStream: StreamPoller | undefined;
   let schedulerWake: StreamConsumer | undefined;
   let recoveryPass: (() => Promise<unknown>) | undefined;
+  let recovered: Promise<void> | undefined;
+  // A stop ends the recovery pass at its next page: with a shared DynamoDB (the tests, two
+  // starts on one data directory) it would otherwise go on writing, and hold a pool's lease,
+  // after this stack has stopped.
+  const recoveryStop = new AbortController();
   let stopRequested = false;
   const stop = async (): Promise<void> => {
     stopRequested = true;
-    // API first: no request may reach a system that is going. Workers next: they drain and
-    // report through Step Functions, whose lifecycle steps need DynamoDB.
+    // API first: no request may reach a system that is going. Then the recovery pass, which
+    // needs Step Functions and DynamoDB. Workers next: they drain and report through Step
+    // Functions, whose lifecycle steps need DynamoDB.
     await api?.close();
+    recoveryStop.abort();
+    await recovered;
     await jobStream?.stop();
     await workers?.stop();
     await events?.stop();
@@ -346,7 +354,10 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
         // none waits for the reconciler's next run, while a job submitted since, whose execution
         // may be just starting, is left to it.
         recoveryPass = () =>
-          reconcile({ ...reconciler, tuning: { graceSeconds: (Date.now() - startedAt) / 1000 } });
+          reconcile(
+            { ...reconciler, tuning: { graceSeconds: (Date.now() - startedAt) / 1000 } },
+            { signal: recoveryStop.signal },
+          );
       } catch (error) {
         console.error("jobq: the reconciler failed at start; it runs again on its schedule", error);
       }
@@ -392,10 +403,10 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       tableName: tables.Jobs ?? "",
       consumers: schedulerWake ? [...JOB_STREAM_CONSUMERS, schedulerWake] : JOB_STREAM_CONSUMERS,
     });
-    const recovered = (recoveryPass?.() ?? Promise.resolve()).then(
+    recovered = (recoveryPass?.() ?? Promise.resolve()).then(
       () => undefined,
       (error: unknown) => {
-        // A stop during the pass takes DynamoDB away under it; the next start runs it again.
+        // A stop ends the pass (or takes DynamoDB away under it); the next start runs it again.
         if (!stopRequested) {
           console.error("jobq: the reconciler failed at start; it runs again on its schedule", error);
         }

@@ -172,6 +172,32 @@ describe("reconcile: executions", () => {
     expect(h.sfn.admissions(id).map((a) => a.attempt)).toEqual([1, 2]);
   });
 
+  it("stops at once when told to (a stopping process): a job whose execution died is left for the next run, and no pool's lease is taken", async () => {
+    // Prepare: as above, an admitted job whose execution ended with nobody told.
+    const pool = newPool();
+    await addNode(pool);
+    const [id = ""] = await submitWaiting(h, "alice", [{ pool, ...retryEvery(0) }]);
+    await schedulePool(h.scheduler, pool);
+    const dispatched = await jobItem(h, id);
+    h.sfn.endExecution(dispatched.executionArn ?? "", "ABORTED");
+    h.clock.advance(LATER_SECONDS);
+    const stopping = new AbortController();
+    stopping.abort(new Error("stack stopping"));
+    const lease = await h.nodes.getLease(pool);
+
+    // Act
+    const run = reconcile(h.reconciler, { signal: stopping.signal });
+
+    // Assess
+    await expect(run).rejects.toThrow("stack stopping");
+    expect(await jobItem(h, id)).toMatchObject({ status: "dispatched", attempts: 1 });
+    expect(lease?.holder).toBeUndefined();
+    expect(await h.nodes.getLease(pool)).toEqual(lease);
+    // The next run does what this one left.
+    await reconcile(h.reconciler);
+    expect(await jobItem(h, id)).toMatchObject({ status: "queued", failures: 1 });
+  });
+
   it("records a running job's attempt lost when its execution no longer exists", async () => {
     // Prepare: running on its node; its execution is unknown to Step Functions (deleted with its
     // state machine, or its history expired).
