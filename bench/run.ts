@@ -6,7 +6,8 @@
  * - throughput: N jobs (default 300) submitted 16 in flight, jobs/s from the first submission to
  *   the last completion (the jobs' own finishedAt);
  * - submit→running latency on an idle stack: jobs submitted one at a time, each waited for to end
- *   before the next, latency = startedAt − createdAt from GET /jobs/{id};
+ *   before the next, latency = startedAt − createdAt from GET /jobs/{id}, split at the job's
+ *   `dispatched` transition into the control plane's half and the run's;
  * - status change → WebSocket message on that idle stack: a client on WS /jobs/stream, each
  *   message's receipt − the change's updatedAt (p50/p99);
  * - per job over the throughput run: Step Functions state transitions, DynamoDB read and write
@@ -99,6 +100,20 @@ async function getJob(url: string, id: string): Promise<JobState> {
     startedAt: job.startedAt ?? undefined,
     finishedAt: job.finishedAt ?? undefined,
   };
+}
+
+/** When the job was admitted: its `dispatched` transition's time (GET /jobs/{id}/transitions). */
+async function dispatchedAt(url: string, id: string): Promise<number | undefined> {
+  const response = await fetch(`${url}/jobs/${id}/transitions`, {
+    headers: { authorization: `Bearer ${TOKEN}` },
+  });
+  const text = await response.text();
+  if (response.status !== 200) {
+    throw new Error(`GET /jobs/${id}/transitions: ${response.status} ${text.slice(0, 200)}`);
+  }
+  const { items } = JSON.parse(text) as { items: { to: string; at: string }[] };
+  const dispatched = items.find((t) => t.to === "dispatched");
+  return dispatched ? Date.parse(dispatched.at) : undefined;
 }
 
 /** The jobs' own `cost` (GET /jobs/{id}), averaged: what the product attributes to each job. */
@@ -359,16 +374,26 @@ async function main(): Promise<void> {
     // (the same clock: everything runs on this machine).
     const stream = await openStream(stack.url);
     const latencies: number[] = [];
+    // The two halves of it: the control plane's (the stream's wake-up, the scheduling pass, the
+    // admission) and the run's (the execution's Dispatch, SQS, the worker's receive and start).
+    const toAdmission: number[] = [];
+    const toStart: number[] = [];
     const idleIds: string[] = [];
     for (let i = 0; i < idleJobs; i += 1) {
       const id = await submit(stack.url, WARMUP_JOBS + jobs + i);
       idleIds.push(id);
       await waitUntilEnded(raw, jobsTable, [id]);
       const job = await getJob(stack.url, id);
-      if (job.createdAt && job.startedAt)
+      if (job.createdAt && job.startedAt) {
         latencies.push(Date.parse(job.startedAt) - Date.parse(job.createdAt));
+        const admittedAt = await dispatchedAt(stack.url, id);
+        if (admittedAt !== undefined) {
+          toAdmission.push(admittedAt - Date.parse(job.createdAt));
+          toStart.push(Date.parse(job.startedAt) - admittedAt);
+        }
+      }
     }
-    latencies.sort((a, b) => a - b);
+    for (const list of [latencies, toAdmission, toStart]) list.sort((a, b) => a - b);
 
     // Retries: jobs whose first attempt fails and second succeeds, over the same meters.
     const retriedJobs = Math.max(1, Math.min(RETRIED_JOBS_MAX, Math.floor(jobs / 5)));
@@ -409,6 +434,14 @@ async function main(): Promise<void> {
         ["p50", `${f(percentile(latencies, 50), 0)} ms`],
         ["p99", `${f(percentile(latencies, 99), 0)} ms`],
         ["max", `${f(percentile(latencies, 100), 0)} ms`],
+        [
+          "of which submit → dispatched, p50 / p99",
+          `${f(percentile(toAdmission, 50), 0)} / ${f(percentile(toAdmission, 99), 0)} ms`,
+        ],
+        [
+          "of which dispatched → running, p50 / p99",
+          `${f(percentile(toStart, 50), 0)} / ${f(percentile(toStart, 99), 0)} ms`,
+        ],
       ]),
     );
 
