@@ -6,6 +6,7 @@ import { AuditLog, isConditionFailure, writeAudited } from "./audit";
 import { CircuitRepository } from "./circuits";
 import { POLICY_PK, POLICY_SK, principalPk, QUOTA_SK } from "./keys";
 import { rateCounterKey } from "./rate-limits";
+import { RecentReads } from "./recent-reads";
 
 /**
  * The scheduling policy and each principal's quota limits in the Policy table
@@ -90,24 +91,15 @@ export class PolicyRepository {
    * move); a copy read "later" than now (a clock moved back) counts as stale.
    */
   recentPolicy(fallback: Policy, maxAgeMs = POLICY_CACHE_MS, now = Date.now()): Promise<Policy> {
-    const cached = this.cached;
-    const age = cached ? now - cached.at : Number.POSITIVE_INFINITY;
-    if (cached && cached.fallback === fallback && age >= 0 && age < maxAgeMs) return cached.policy;
     // Eventually consistent (0.5 RRU): a copy up to 5 s old is the contract here anyway; right
     // after a PUT through this repository, strongly consistent, so that PUT is seen at once.
-    const policy = this.getPolicy(fallback, now < this.consistentUntil).then((stored) => stored.policy);
-    const entry = { at: now, fallback, policy };
-    this.cached = entry;
-    // A failed read is not remembered: the next submission reads again.
-    policy.catch(() => {
-      if (this.cached === entry) this.cached = undefined;
-    });
-    return policy;
+    return this.policyReads.get(fallback, maxAgeMs, now, () =>
+      this.getPolicy(fallback, now < this.consistentUntil).then((stored) => stored.policy),
+    );
   }
 
-  private cached:
-    | { readonly at: number; readonly fallback: Policy; readonly policy: Promise<Policy> }
-    | undefined;
+  /** Keyed by the fallback: a caller with another default reads again. */
+  private readonly policyReads = new RecentReads<Policy, Policy>(1);
   private consistentUntil = 0;
 
   /**
@@ -157,7 +149,7 @@ export class PolicyRepository {
             }),
           ),
         );
-        this.cached = undefined;
+        this.policyReads.clear();
         this.consistentUntil = Date.now() + POLICY_CACHE_MS;
         return { policy: valid, updatedAt: now, updatedBy: principal };
       } catch (error) {
@@ -214,26 +206,10 @@ export class PolicyRepository {
    * scheduler's reads (getQuotas) are not cached, so GPU quotas bind from the next pass.
    */
   recentQuota(principal: string, maxAgeMs = QUOTA_CACHE_MS, now = Date.now()): Promise<QuotaLimits> {
-    const cached = this.quotas.get(principal);
-    const age = cached ? now - cached.at : Number.POSITIVE_INFINITY;
-    if (cached && age >= 0 && age < maxAgeMs) return cached.limits;
-    const limits = this.getQuota(principal);
-    const entry = { at: now, limits };
-    // Map order is insertion order: deleting first makes a refreshed entry the newest.
-    this.quotas.delete(principal);
-    this.quotas.set(principal, entry);
-    if (this.quotas.size > MAX_CACHED_QUOTAS) {
-      const oldest = this.quotas.keys().next();
-      if (!oldest.done) this.quotas.delete(oldest.value);
-    }
-    // A failed read is not remembered: the next submission reads again.
-    limits.catch(() => {
-      if (this.quotas.get(principal) === entry) this.quotas.delete(principal);
-    });
-    return limits;
+    return this.quotaReads.get(principal, maxAgeMs, now, () => this.getQuota(principal));
   }
 
-  private readonly quotas = new Map<string, { readonly at: number; readonly limits: Promise<QuotaLimits> }>();
+  private readonly quotaReads = new RecentReads<string, QuotaLimits>(MAX_CACHED_QUOTAS);
 
   /** A principal's limits; NO_QUOTA when none were set. */
   async getQuota(principal: string): Promise<QuotaLimits> {
@@ -326,7 +302,7 @@ export class PolicyRepository {
             }),
           ),
         );
-        this.quotas.delete(principal);
+        this.quotaReads.forget(principal);
         return valid;
       } catch (error) {
         if (isConditionFailure(error) && round < MAX_WRITE_ROUNDS) continue;
