@@ -83,16 +83,21 @@ async function submit(
   return (JSON.parse(text) as { id: string }).id;
 }
 
-async function getJob(url: string, id: string): Promise<JobState> {
-  const response = await fetch(`${url}/jobs/${id}`, { headers: { authorization: `Bearer ${TOKEN}` } });
+/** GET `path` as the bench's principal; anything but 200 stops the run. */
+async function apiGet<T>(url: string, path: string): Promise<T> {
+  const response = await fetch(`${url}${path}`, { headers: { authorization: `Bearer ${TOKEN}` } });
   const text = await response.text();
-  if (response.status !== 200) throw new Error(`GET /jobs/${id}: ${response.status} ${text.slice(0, 200)}`);
-  const job = JSON.parse(text) as {
+  if (response.status !== 200) throw new Error(`GET ${path}: ${response.status} ${text.slice(0, 200)}`);
+  return JSON.parse(text) as T;
+}
+
+async function getJob(url: string, id: string): Promise<JobState> {
+  const job = await apiGet<{
     status: string;
     createdAt: string;
     startedAt: string | null;
     finishedAt: string | null;
-  };
+  }>(url, `/jobs/${id}`);
   return {
     id,
     status: job.status,
@@ -104,14 +109,7 @@ async function getJob(url: string, id: string): Promise<JobState> {
 
 /** When the job was admitted: its `dispatched` transition's time (GET /jobs/{id}/transitions). */
 async function dispatchedAt(url: string, id: string): Promise<number | undefined> {
-  const response = await fetch(`${url}/jobs/${id}/transitions`, {
-    headers: { authorization: `Bearer ${TOKEN}` },
-  });
-  const text = await response.text();
-  if (response.status !== 200) {
-    throw new Error(`GET /jobs/${id}/transitions: ${response.status} ${text.slice(0, 200)}`);
-  }
-  const { items } = JSON.parse(text) as { items: { to: string; at: string }[] };
+  const { items } = await apiGet<{ items: { to: string; at: string }[] }>(url, `/jobs/${id}/transitions`);
   const dispatched = items.find((t) => t.to === "dispatched");
   return dispatched ? Date.parse(dispatched.at) : undefined;
 }
