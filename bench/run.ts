@@ -15,6 +15,12 @@
  *   broadcaster), SQS requests, Lambda invocations and run time, EventBridge entries, and the AWS request
  *   cost per million jobs these imply at the dated list prices below.
  *
+ * DynamoDB write units of a transaction are counted item by item by DynamoDB's billing rules
+ * (store/write-units.ts, from each item read before and after it), because DynamoDB Local's own
+ * figure counts a transaction of many items as one; `--transaction-units reported` takes DynamoDB
+ * Local's figure instead. The reads that takes are not metered, but they load DynamoDB Local: the
+ * throughput and latency figures of a `reported` run are the ones to compare with earlier runs.
+ *
  * Where the counts come from: the local Step Functions, SQS and EventBridge count what they serve
  * (so the workers' calls, made from child processes, are in them); store/dynamo.ts's capacityMeter
  * and local/lambda.ts's lambdaMeter count this process (API handlers, lifecycle, scheduler,
@@ -319,10 +325,23 @@ function table(rows: readonly (readonly string[])[]): string {
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { jobs: { type: "string", default: "300" } } });
+  const { values } = parseArgs({
+    options: {
+      jobs: { type: "string", default: "300" },
+      "transaction-units": { type: "string", default: "billed" },
+    },
+  });
   const jobs = Number(values.jobs);
   if (!Number.isInteger(jobs) || jobs < 1 || jobs > 100_000)
     throw new Error("--jobs takes a whole number, 1 to 100000");
+  const transactionUnits = values["transaction-units"];
+  if (transactionUnits !== "billed" && transactionUnits !== "reported")
+    throw new Error("--transaction-units takes billed or reported");
+  // DynamoDB Local reports a transaction of many items as if it wrote one (10 small puts: 2 write
+  // units; DynamoDB bills 20). `billed` counts each transaction's items by DynamoDB's rules from
+  // their images before and after (store/write-units.ts), here and in the workers, which inherit
+  // this environment; `reported` takes DynamoDB Local's figure, as runs before 2026-12-07 did.
+  if (transactionUnits === "billed") process.env.JOBQ_METER_TRANSACTIONS = "by-item";
   const idleJobs = Math.min(IDLE_JOBS_MAX, jobs);
 
   const workerLines: string[] = [];
@@ -344,6 +363,11 @@ async function main(): Promise<void> {
   let stopped = false;
   try {
     console.log(`jobq run benchmark — local stack at ${stack.url} (DynamoDB Local in memory)`);
+    console.log(
+      transactionUnits === "billed"
+        ? "transactions' write units: each item by DynamoDB's billing rules (--transaction-units reported: DynamoDB Local's own figure)"
+        : "transactions' write units: DynamoDB Local's own figure, which counts a transaction of many items as one",
+    );
     console.log(
       `node ${process.version}, ${availableParallelism()} CPUs, ${stack.execution?.workers.length ?? 0} worker nodes`,
     );

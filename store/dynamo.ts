@@ -1,9 +1,12 @@
 import { AsyncLocalStorage } from "node:async_hooks";
-import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
+import { DynamoDBClient, GetItemCommand } from "@aws-sdk/client-dynamodb";
 import { DynamoDBDocumentClient } from "@aws-sdk/lib-dynamodb";
+import { marshall } from "@aws-sdk/util-dynamodb";
 import { awsClientOptions } from "./aws";
 import { installFaultInjection } from "./faults";
+import { TABLES, type TableDefinition } from "./tables";
 import { traced } from "./tracing";
+import { type Item, writeUnits } from "./write-units";
 
 /**
  * Read and write capacity units consumed by this process, summed from every response's
@@ -98,16 +101,24 @@ export function createDocumentClient(options: DynamoOptions): DynamoDBDocumentCl
       maxAttempts: 5,
     }),
   );
+  const transactions = transactionMeter(options);
   client.middlewareStack.add(
     (next, context) => async (args) => {
       const input = args.input as Record<string, unknown>;
       input.ReturnConsumedCapacity ??= "TOTAL";
+      const byItem =
+        transactions &&
+        context.commandName === "TransactWriteItemsCommand" &&
+        process.env.JOBQ_METER_TRANSACTIONS === "by-item";
+      const before = byItem ? await transactions.images(input) : undefined;
       const result = await next(args);
       const fn = meteredFunction.getStore();
       capacityMeter.request(fn);
       const consumed = (result.output as unknown as Record<string, unknown>).ConsumedCapacity;
       if (READ_COMMANDS.has(context.commandName ?? "")) {
         capacityMeter.add(asReads(consumed), fn);
+      } else if (byItem && before) {
+        capacityMeter.add(transactions.units(input, before, await transactions.images(input)), fn);
       } else {
         capacityMeter.add(consumed, fn);
       }
@@ -130,4 +141,71 @@ function asReads(consumed: unknown): unknown {
     if (typeof e.ReadCapacityUnits === "number") return e;
     return { ReadCapacityUnits: typeof e.CapacityUnits === "number" ? e.CapacityUnits : 0 };
   });
+}
+
+/**
+ * What a TransactWriteItems consumed by DynamoDB's billing rules (store/write-units.ts), for the
+ * benchmark: DynamoDB Local reports a transaction of many items as if it wrote one. On only for a
+ * loopback client while JOBQ_METER_TRANSACTIONS=by-item (npm run bench sets it; the local stack's
+ * workers inherit it; read at each request): each transaction's items are read before and after,
+ * by a client of its own that nothing meters, which adds two reads per transaction to DynamoDB
+ * Local's load. Null for a client of AWS.
+ */
+function transactionMeter(options: DynamoOptions): {
+  images(input: Record<string, unknown>): Promise<Map<string, Item>>;
+  units(input: Record<string, unknown>, before: Map<string, Item>, after: Map<string, Item>): unknown[];
+} | null {
+  if (options.endpoint === undefined) return null;
+  const reader = new DynamoDBClient(awsClientOptions(options.endpoint, options.region));
+  const targets = (input: Record<string, unknown>) =>
+    (
+      (input.TransactItems ?? []) as Record<
+        string,
+        { TableName: string; Key?: object; Item?: Record<string, unknown> }
+      >[]
+    )
+      .map((op) => {
+        const [kind, body] = Object.entries(op)[0] ?? [];
+        if (!kind || !body) return null;
+        const table = tableOf(body.TableName);
+        if (!table) return null;
+        const source = (body.Key ?? body.Item ?? {}) as Record<string, unknown>;
+        const key: Record<string, unknown> = { [table.partitionKey.name]: source[table.partitionKey.name] };
+        if (table.sortKey) key[table.sortKey.name] = source[table.sortKey.name];
+        return { kind, tableName: body.TableName, table, key: marshall(key) };
+      })
+      .filter((t) => t !== null);
+  const id = (tableName: string, key: Item) => `${tableName}\u0000${JSON.stringify(key)}`;
+  return {
+    async images(input) {
+      const found = new Map<string, Item>();
+      await Promise.all(
+        targets(input).map(async (t) => {
+          const out = await reader.send(
+            new GetItemCommand({ TableName: t.tableName, Key: t.key, ConsistentRead: true }),
+          );
+          if (out.Item) found.set(id(t.tableName, t.key), out.Item);
+        }),
+      );
+      return found;
+    },
+    units(input, before, after) {
+      const byTable = new Map<string, number>();
+      for (const t of targets(input)) {
+        const k = id(t.tableName, t.key);
+        // A condition check writes nothing: the item is both images.
+        const next = t.kind === "ConditionCheck" ? before.get(k) : after.get(k);
+        byTable.set(
+          t.tableName,
+          (byTable.get(t.tableName) ?? 0) + writeUnits(t.table, before.get(k), next, true),
+        );
+      }
+      return [...byTable].map(([TableName, CapacityUnits]) => ({ TableName, CapacityUnits }));
+    },
+  };
+}
+
+/** The table definition of a table name: local names are a prefix and the definition's id. */
+function tableOf(tableName: string): TableDefinition | undefined {
+  return TABLES.find((def) => tableName.endsWith(def.id));
 }
