@@ -2,7 +2,6 @@ import { forEachConcurrent } from "../core/concurrency";
 import { ConcurrentUpdateError } from "../core/errors";
 import type { JobStatus } from "../core/job";
 import { transition } from "../core/status";
-import { storeResultItem } from "../store/attempts";
 import { endAttemptItem, releaseCapacityItem } from "../store/capacity";
 import type { JobItem } from "../store/job-items";
 import { applicableChange, type TransactItem } from "../store/job-repository";
@@ -45,26 +44,49 @@ export interface CompletedRun {
 export type CompletionContext = Pick<LifecycleContext, "repo" | "clock" | "nodesTable" | "events" | "usage">;
 
 /**
- * The worker's own end of a successful attempt, before it answers the run token: in one
- * transaction conditional on the job still running this attempt, the job becomes `completed`,
- * its attempt `succeeded`, its result item is written and its reservation goes back to the node.
+ * The worker's own end of a successful attempt, before it answers the run token: its result item
+ * is put, then in one transaction conditional on the job still running this attempt, the job
+ * becomes `completed`, its attempt `succeeded` and its reservation goes back to the node.
  * So a successful job costs its execution one state transition (Dispatch) and no Lambda step.
  * Dependents are released from the Jobs table's change stream (`releaseDependentsOf`).
  *
  * `abandoned` when the job no longer runs this attempt (cancelled, paused, preempted, or already
- * completed by a replay of this call): the result is not stored and nothing changes.
+ * completed by a replay of this call): the job does not change, and the result put for it is
+ * taken back (should the worker die first, it is never shown: a job shows its result only while
+ * completed); or when a later attempt's result is stored already: then nothing is written.
  */
 export async function completeRun(
   ctx: CompletionContext,
   run: CompletedRun,
 ): Promise<{ readonly outcome: "completed" | "abandoned"; readonly reason?: string }> {
   const bytes = Buffer.byteLength(run.resultJson, "utf8");
+  const at = ctx.clock().toISOString();
+  // The result first, on its own (1 write unit; 2 in the transaction): a reader sees it only once
+  // the job is completed, which the transaction below decides.
+  const put = await ctx.repo.putResult(run.jobId, {
+    resultJson: run.resultJson,
+    attempt: run.attempt,
+    bytes,
+    writtenAt: at,
+    expiresAt: ctx.repo.historyExpiresAt(at, true),
+  });
+  if (put === "later") {
+    return {
+      outcome: "abandoned",
+      reason: `job ${run.jobId} has the result of an attempt after ${run.attempt}`,
+    };
+  }
   let started = run.started?.id === run.jobId ? run.started : undefined;
   return retryOnRace(async () => {
     const item = started ?? (await readJob(ctx, run.jobId));
     // A refused write is retried against the job as it is now.
     started = undefined;
     if (item?.status !== "running" || item.attempts !== run.attempt) {
+      // Not this attempt's job any more: its result goes (a replay's job, completed by this very
+      // attempt, keeps the result it put again).
+      if (!(item?.status === "completed" && item.attempts === run.attempt)) {
+        await ctx.repo.deleteResult(run.jobId, run.attempt);
+      }
       return {
         outcome: "abandoned" as const,
         reason: item
@@ -73,15 +95,7 @@ export async function completeRun(
       };
     }
     const now = ctx.clock().toISOString();
-    const { items, next, durationMs } = completionItems(ctx, item, run.attempt, now, (expiresAt) => [
-      storeResultItem(ctx.repo.tableName, item.id, {
-        resultJson: run.resultJson,
-        attempt: run.attempt,
-        bytes,
-        writtenAt: now,
-        expiresAt,
-      }),
-    ]);
+    const { items, next, durationMs } = completionItems(ctx, item, run.attempt, now);
     await ctx.repo.transact(items);
     recordMetrics({ pool: metricPool(item) }, { jobsCompleted: 1, runTime: durationMs ?? undefined });
     await ctx.events.publish([stateChange(item.status, next)]);
@@ -91,16 +105,14 @@ export async function completeRun(
 
 /**
  * One transaction's items that complete a running attempt: the job `completed` (with its
- * transition), the attempt `succeeded`, its GPU-seconds to the owner's usage, the reservation
- * back to its node, and what the caller adds (the worker: the result item, kept as long as the
- * history, `expiresAt`).
+ * transition), the attempt `succeeded`, its GPU-seconds to the owner's usage and the reservation
+ * back to its node.
  */
 export function completionItems(
   ctx: CompletionContext,
   item: JobItem,
   attempt: number,
   now: string,
-  also: (expiresAt: number) => TransactItem[],
 ): { readonly items: TransactItem[]; readonly next: JobItem; readonly durationMs: number | null } {
   const { items, next, historyExpiresAt } = ctx.repo.statusChangeItems(
     item,
@@ -117,7 +129,6 @@ export function completionItems(
   return {
     items: [
       ...items,
-      ...also(historyExpiresAt),
       endAttemptItem(ctx.repo.tableName, item, attempt, {
         status: "succeeded",
         finishedAt: now,
@@ -159,7 +170,7 @@ export async function completeAttempt(
       return { item, next: null };
     }
     const now = ctx.clock().toISOString();
-    const { items, next, durationMs } = completionItems(ctx, item, input.attempt, now, () => []);
+    const { items, next, durationMs } = completionItems(ctx, item, input.attempt, now);
     await ctx.repo.transact(items);
     recordMetrics({ pool: metricPool(item) }, { jobsCompleted: 1, runTime: durationMs ?? undefined });
     return { item, next };

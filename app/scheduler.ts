@@ -709,7 +709,7 @@ async function admit(
     });
     return { kind: "skipped" };
   }
-  const { items, next, reservation, attempt } = admissionChange(ctx, item, node, why, now, probe);
+  const { items, record, next, reservation, attempt } = admissionChange(ctx, item, node, why, now, probe);
   try {
     await ctx.repo.transact([
       ...items,
@@ -723,13 +723,38 @@ async function admit(
     throw error;
   }
 
-  return startAdmitted(ctx, { item, node, next, reservation, attempt, queueUrl });
+  const [outcome] = await Promise.all([
+    startAdmitted(ctx, { item, node, next, reservation, attempt, queueUrl }),
+    recordAdmissions(ctx, [record]),
+  ]);
+  return outcome;
+}
+
+/**
+ * The transition records of admissions whose transaction committed, put alongside the starts of
+ * their executions (a BatchWriteItem per 25: 1 write unit each, where the transaction billed
+ * 2). Unconditional: each is keyed by the version its committed change wrote, which nothing
+ * else writes. Lost with a scheduler that dies in between, or refused past the client's retries:
+ * then `/transitions` lacks that job's `dispatched` row, never a later one (as the worker's start,
+ * docs/lifecycle.md), and the admission stands.
+ */
+async function recordAdmissions(ctx: SchedulerContext, records: readonly TransactItem[]): Promise<void> {
+  try {
+    await ctx.repo.batchPut(records.flatMap((r) => (r.Put?.Item ? [r.Put.Item] : [])));
+  } catch (error) {
+    logger.warn("admissions' transition records not written", {
+      jobIds: records.map((r) => r.Put?.Item?.pk),
+      error: error as Error,
+    });
+  }
 }
 
 /**
  * The admission's change of one job (queued → dispatched: reservation on the node, attempts + 1,
- * the execution's ARN) and its transition, which records where and why it was placed.
- * Executions are named by the version this change writes (the read version + 1).
+ * the execution's ARN) and, apart, its transition record, which records where and why it was
+ * placed. Executions are named by the version this change writes (the read version + 1).
+ * The record is not in the admission's transaction, which bills every write twice: it is put
+ * once the transaction committed (`recordAdmissions`).
  */
 function admissionChange(
   ctx: SchedulerContext,
@@ -738,11 +763,11 @@ function admissionChange(
   why: string,
   now: Date,
   probe?: ProbeClaim,
-): { items: TransactItem[]; next: JobItem; reservation: Reservation; attempt: number } {
+): { items: TransactItem[]; record: TransactItem; next: JobItem; reservation: Reservation; attempt: number } {
   const attempt = item.attempts + 1;
   const reservation = reservationFor(node.pool, node.nodeId, item.resources);
   const executionArn = ctx.executions.arnOf(item.id, item.version + 1);
-  const { items, next } = ctx.repo.statusChangeItems(
+  const { update, record, next } = ctx.repo.statusChangeItems(
     item,
     {
       to: "dispatched",
@@ -762,7 +787,7 @@ function admissionChange(
   // The probe is claimed on its breaker in the same transaction: conditional on the breaker as
   // the pass read it, so two passes (or pools) can never both admit a probe.
   const claim = probe && ctx.circuits ? ctx.circuits.repo.stepItems(probe.step) : [];
-  return { items: [...items, ...claim], next, reservation, attempt };
+  return { items: [update, ...claim], record, next, reservation, attempt };
 }
 
 /** A job whose admission transaction committed: what starting its execution needs. */
@@ -882,7 +907,7 @@ async function admitOnNode(
         ...(probe ? { probe } : {}),
       });
   };
-  const batches: (Placement & { items: TransactItem[]; committed: Committed })[][] = [];
+  const batches: (Placement & { items: TransactItem[]; record: TransactItem; committed: Committed })[][] = [];
   let batch: (typeof batches)[number] = [];
   let size = 1; // the node's update
   // A rate-limited type's counter: one item per type in a transaction, whatever its jobs.
@@ -895,7 +920,7 @@ async function admitOnNode(
       alone.push(placement);
       continue;
     }
-    const { items, next, reservation, attempt } = admissionChange(ctx, item, node, why, now, probe);
+    const { items, record, next, reservation, attempt } = admissionChange(ctx, item, node, why, now, probe);
     const limited = counting([item]).length > 0;
     if (
       size + items.length + (limited && !counted.has(item.type) ? 1 : 0) > MAX_TRANSACTION_ITEMS &&
@@ -908,7 +933,12 @@ async function admitOnNode(
     }
     const counter = limited && !counted.has(item.type) ? 1 : 0;
     if (limited) counted.add(item.type);
-    batch.push({ ...placement, items, committed: { item, node, next, reservation, attempt, queueUrl } });
+    batch.push({
+      ...placement,
+      items,
+      record,
+      committed: { item, node, next, reservation, attempt, queueUrl },
+    });
     size += items.length + counter;
   }
   if (batch.length > 0) batches.push(batch);
@@ -943,7 +973,13 @@ async function admitOnNode(
       continue;
     }
     const undoing = serial();
-    const started = await Promise.all(jobs.map((j) => startAdmitted(ctx, j.committed, undoing)));
+    const [started] = await Promise.all([
+      Promise.all(jobs.map((j) => startAdmitted(ctx, j.committed, undoing))),
+      recordAdmissions(
+        ctx,
+        jobs.map((j) => j.record),
+      ),
+    ]);
     jobs.forEach((j, i) => {
       const outcome = started[i];
       if (outcome) outcomes.push({ item: j.item, outcome, ...(j.probe ? { probe: j.probe } : {}) });

@@ -2,9 +2,9 @@ import type { TransactItem } from "./job-repository";
 import { jobPk, RESULT_SK } from "./keys";
 
 /**
- * Transaction parts for an attempt's own items under its job (`ATT#n`, `JOB#RESULT`): written in
- * the same transaction as the job's status change, never alone. The ending update of an attempt
- * record is `endAttemptItem` in store/capacity.ts, beside the capacity it goes back with.
+ * Write parts for an attempt's own items under its job (`ATT#n`, `JOB#RESULT`). The ending
+ * update of an attempt record is `endAttemptItem` in store/capacity.ts, beside the capacity it
+ * goes back with.
  */
 
 /**
@@ -34,7 +34,15 @@ export interface StoredResult {
   readonly expiresAt: number;
 }
 
-/** The job's result item (`JOB#RESULT`), written once, by the transaction that completes the job. */
+/**
+ * The job's result item (`JOB#RESULT`): put by the worker right before the transaction that
+ * completes the job, as a plain PutItem (1 write unit where the transaction billed 2), and only
+ * where no result of this or a later attempt is: a stale worker never overwrites what a later
+ * attempt stored, and the first put of an attempt's result stands (JobRepository#putResult).
+ * A result whose completion is then refused is taken back (app/completion.ts); one a dying
+ * worker left is never read: a job shows its result only while `completed`
+ * (JobRepository#getJob), and the attempt that completes it puts its own first.
+ */
 export function storeResultItem(jobsTable: string, jobId: string, result: StoredResult): TransactItem {
   return {
     Put: {
@@ -49,6 +57,9 @@ export function storeResultItem(jobsTable: string, jobId: string, result: Stored
         writtenAt: result.writtenAt,
         expiresAt: result.expiresAt,
       },
+      ConditionExpression: "attribute_not_exists(pk) OR #attempt < :attempt",
+      ExpressionAttributeNames: { "#attempt": "attempt" },
+      ExpressionAttributeValues: { ":attempt": result.attempt },
     },
   };
 }

@@ -20,6 +20,7 @@ import { ConcurrentUpdateError } from "../core/errors";
 import { type JobStatus, TERMINAL_STATUSES } from "../core/job";
 import type { ReasonCode } from "../core/reasons";
 import { DEFAULT_RETENTION, historyExpiresAt, jobExpiresAt, type Retention } from "../core/retention";
+import { type StoredResult, storeResultItem } from "./attempts";
 import { CONDITION_FAILED, cancellationCodes } from "./cancellations";
 import { indexAttributes, indexAttributesToRemove, type JobItem, transitionItem } from "./job-items";
 import {
@@ -128,8 +129,32 @@ export class JobRepository {
     const items = out.Items ?? [];
     const job = items.find((i) => i.sk === JOB_SK) as JobItem | undefined;
     if (!job || job.staged) return null;
-    const result = items.find((i) => i.sk === RESULT_SK);
+    // A result is put just before the completion that may then be refused (store/attempts.ts
+    // storeResultItem): it is the job's only once the job is completed.
+    const result = job.status === "completed" ? items.find((i) => i.sk === RESULT_SK) : undefined;
     return { item: job, result: result ? storedResult(result) : null };
+  }
+
+  /**
+   * Puts an attempt's result (store/attempts.ts storeResultItem) unless one is stored already:
+   * `stored`, or `kept` when this attempt's own result is there (an earlier try of this call, or
+   * a replay of a completion), or `later` when a later attempt's is, so this attempt's is not the
+   * job's. Only a refused put reads the result back.
+   */
+  async putResult(jobId: string, result: StoredResult): Promise<"stored" | "kept" | "later"> {
+    const put = storeResultItem(this.tableName, jobId, result).Put;
+    if (!put) throw new Error("storeResultItem is a Put");
+    if (await this.ifConditionHolds(() => this.db.send(new PutCommand(put)))) return "stored";
+    const there = await this.getItem({ pk: jobPk(jobId), sk: RESULT_SK });
+    return there?.attempt === result.attempt ? "kept" : "later";
+  }
+
+  /** Takes back the result `putResult` stored for this attempt, when its completion was refused. */
+  async deleteResult(jobId: string, attempt: number): Promise<void> {
+    await this.deleteIf({ pk: jobPk(jobId), sk: RESULT_SK }, "#attempt = :attempt", {
+      names: { "#attempt": "attempt" },
+      values: { ":attempt": attempt },
+    });
   }
 
   /**
@@ -276,7 +301,15 @@ export class JobRepository {
     current: JobItem,
     change: StatusChange,
     requestedAt: string,
-  ): { items: TransactItem[]; next: JobItem; historyExpiresAt: number } {
+  ): {
+    items: TransactItem[];
+    /** The job's conditional update alone: `items[0]`. */
+    update: TransactItem;
+    /** The transition record's put (only where absent) alone: `items[1]`. */
+    record: TransactItem;
+    next: JobItem;
+    historyExpiresAt: number;
+  } {
     // A caller's clock may have been read before the job's last change (a scheduler pass reads
     // the time once): a job's history never runs backwards.
     const now = requestedAt < current.updatedAt ? current.updatedAt : requestedAt;
@@ -327,39 +360,37 @@ export class JobRepository {
     });
     names["#status"] = "status";
     names["#version"] = "version";
-    const update = `SET ${setClauses.join(", ")}${removeClauses.length ? ` REMOVE ${removeClauses.join(", ")}` : ""}`;
-    const items: TransactItem[] = [
-      {
-        Update: {
-          TableName: this.tableName,
-          Key: { pk: current.pk, sk: JOB_SK },
-          UpdateExpression: update,
-          ConditionExpression: "#status = :from AND #version = :version",
-          ExpressionAttributeNames: names,
-          ExpressionAttributeValues: values,
-        },
+    const expression = `SET ${setClauses.join(", ")}${removeClauses.length ? ` REMOVE ${removeClauses.join(", ")}` : ""}`;
+    const update: TransactItem = {
+      Update: {
+        TableName: this.tableName,
+        Key: { pk: current.pk, sk: JOB_SK },
+        UpdateExpression: expression,
+        ConditionExpression: "#status = :from AND #version = :version",
+        ExpressionAttributeNames: names,
+        ExpressionAttributeValues: values,
       },
-      {
-        Put: {
-          TableName: this.tableName,
-          Item: transitionItem(
-            current.id,
-            version,
-            {
-              from: current.status,
-              to: change.to,
-              at: now,
-              reason: change.reason,
-              triggeredBy: change.triggeredBy,
-              attempt: current.attempts,
-            },
-            expiresAt,
-          ),
-          ConditionExpression: "attribute_not_exists(pk)",
-        },
+    };
+    const record: TransactItem = {
+      Put: {
+        TableName: this.tableName,
+        Item: transitionItem(
+          current.id,
+          version,
+          {
+            from: current.status,
+            to: change.to,
+            at: now,
+            reason: change.reason,
+            triggeredBy: change.triggeredBy,
+            attempt: current.attempts,
+          },
+          expiresAt,
+        ),
+        ConditionExpression: "attribute_not_exists(pk)",
       },
-    ];
-    return { items, next, historyExpiresAt: expiresAt };
+    };
+    return { items: [update, record], update, record, next, historyExpiresAt: expiresAt };
   }
 
   /**

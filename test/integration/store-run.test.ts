@@ -5,7 +5,7 @@ import type { JobStateChange } from "../../app/events";
 import { ConcurrentUpdateError } from "../../core/errors";
 import type { Job, JobStatus } from "../../core/job";
 import { LOCAL_REGION } from "../../local/config";
-import { newAttemptItem, storeResultItem } from "../../store/attempts";
+import { newAttemptItem } from "../../store/attempts";
 import { rebookItem, reservationFor } from "../../store/capacity";
 import { createDocumentClient } from "../../store/dynamo";
 import {
@@ -17,7 +17,7 @@ import {
 } from "../../store/job-indexes";
 import { type JobItem, toJobItem } from "../../store/job-items";
 import { JobRepository } from "../../store/job-repository";
-import { attemptSk, dependentSk, dependsOnSk, JOB_SK, jobPk } from "../../store/keys";
+import { attemptSk, dependentSk, dependsOnSk, JOB_SK, jobPk, RESULT_SK } from "../../store/keys";
 import { NodeRepository } from "../../store/nodes";
 import { admitOnNode } from "../support/attempts";
 import { seededJob } from "../support/jobs";
@@ -247,21 +247,35 @@ describe("transaction part builders", () => {
     expect(await repo.getItem({ pk: jobPk(child.id), sk: dependsOnSk(oldParent.id) })).toBeDefined();
   });
 
-  it("storeResultItem stores the result that getJob reads back", async () => {
-    const job = await putJob({ status: "completed", attempts: 1 });
-    const json = JSON.stringify({ answer: 42 });
-
-    await repo.transact([
-      storeResultItem(repo.tableName, job.id, {
+  it("putResult stores the result that getJob reads back once the job is completed, never over its own or a later attempt's", async () => {
+    const running = await putJob({ status: "running", attempts: 2 });
+    const completed = await putJob({ status: "completed", attempts: 2 });
+    const result = (attempt: number, answer: number) => {
+      const json = JSON.stringify({ answer });
+      return {
         resultJson: json,
-        attempt: 1,
+        attempt,
         bytes: json.length,
         writtenAt: new Date().toISOString(),
         expiresAt: 4_000_000_000,
-      }),
-    ]);
+      };
+    };
 
-    expect((await repo.getJob(job.id))?.result).toEqual({ answer: 42 });
+    expect(await repo.putResult(running.id, result(2, 41))).toBe("stored");
+    expect(await repo.putResult(completed.id, result(2, 42))).toBe("stored");
+    // A replay of attempt 2's completion finds its first result, which stands.
+    expect(await repo.putResult(completed.id, result(2, 43))).toBe("kept");
+    // A stale worker of attempt 1 comes late: the later attempt's result stays.
+    expect(await repo.putResult(completed.id, result(1, 1))).toBe("later");
+    // Only a completed job shows its result: the running one's completion may yet be refused.
+    expect((await repo.getJob(running.id))?.result).toBeNull();
+    expect((await repo.getJob(completed.id))?.result).toEqual({ answer: 42 });
+
+    // Taken back only for the attempt that put it.
+    await repo.deleteResult(completed.id, 1);
+    expect((await repo.getJob(completed.id))?.result).toEqual({ answer: 42 });
+    await repo.deleteResult(running.id, 2);
+    expect(await repo.getItem({ pk: jobPk(running.id), sk: RESULT_SK })).toBeUndefined();
   });
 
   it("rebookItem moves a dispatched job's booking once; a second move from the old node is refused", async () => {
