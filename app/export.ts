@@ -445,7 +445,7 @@ function restoredJob(job: JobRecord, principal: Principal, now: string, retentio
       createdAt: job.createdAt,
       updatedAt: String(fields.updatedAt),
       priority: job.priority,
-      pool: job.pool,
+      pool: job.pool ?? null,
       deadline: text("deadline"),
       runAt: text("runAt"),
       nextAttemptAt: text("nextAttemptAt"),

@@ -771,7 +771,9 @@ function admissionChange(
     item,
     {
       to: "dispatched",
-      reason: `dispatched to node ${node.nodeId} in pool ${node.pool}: ${why}`,
+      // Why that node is the transition's to say: the job item stays under 1 KB (docs/data-model.md).
+      reason: `dispatched to node ${node.nodeId} in pool ${node.pool}`,
+      recordReason: `dispatched to node ${node.nodeId} in pool ${node.pool}: ${why}`,
       triggeredBy: null,
       set: {
         reservation,

@@ -72,7 +72,8 @@ export const jobRecordSchema = z.looseObject({
   unmet: z.number().int().min(0),
   createdAt: isoTime,
   updatedAt: isoTime,
-  pool: z.string().min(1).nullable(),
+  /** Absent when null: a job item stores it only when set (store/job-items.ts STORED_WHEN_SET). */
+  pool: z.string().min(1).nullable().optional(),
   resources: z.looseObject({ cpu: z.number(), memoryMb: z.number(), gpu: z.number() }),
   payloadJson: jsonText,
   tagsJson: jsonText,

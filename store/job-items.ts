@@ -1,5 +1,5 @@
 import { arraySummary } from "../core/arrays";
-import { type Job, type JobStatus, TERMINAL_STATUSES } from "../core/job";
+import { BUILT_IN_RETRY, type Job, type JobStatus, TERMINAL_STATUSES } from "../core/job";
 import {
   activePk,
   activeSk,
@@ -269,6 +269,84 @@ export function toJobItem(job: Job, unmet: number, staged: boolean, expiresAt?: 
   };
 }
 
+/**
+ * Job fields a job item stores only while they hold a value: absent reads as null, as API.md
+ * shows them. DynamoDB bills a write per started KB of the item, and a small job's item crossed
+ * 1 KB from the moment it was admitted, a dozen of its attributes holding null (about 100 bytes).
+ * Items written before hold them as null, which reads the same.
+ */
+export const STORED_WHEN_SET = [
+  "name",
+  "reasonCode",
+  "error",
+  "pool",
+  "runAt",
+  "deadline",
+  "onFailure",
+  "escalatedTo",
+  "scheduleId",
+  "startedAt",
+  "finishedAt",
+  "nextAttemptAt",
+] as const satisfies readonly (keyof Job)[];
+
+const STORED_WHEN_SET_NAMES: ReadonlySet<string> = new Set(STORED_WHEN_SET);
+
+/** Whether a job item stores no attribute when this field is null (STORED_WHEN_SET). */
+export function storedWhenSet(field: string): boolean {
+  return STORED_WHEN_SET_NAMES.has(field);
+}
+
+/**
+ * The job item as it is written: without the STORED_WHEN_SET fields that are null, and without a
+ * `retry` equal to the built-in one (API.md's default, which most jobs take: about 100 bytes).
+ * Anything that is not a job item is returned as it is.
+ */
+export function storedJobItem<T extends object>(item: T): T {
+  const record = item as Record<string, unknown>;
+  if (record.entity !== "job" || record.sk !== JOB_SK) return item;
+  const stored: Record<string, unknown> = {};
+  for (const [name, value] of Object.entries(record)) {
+    if (value === null && STORED_WHEN_SET_NAMES.has(name)) continue;
+    if (name === "retry" && isBuiltInRetry(value)) continue;
+    stored[name] = value;
+  }
+  return stored as T;
+}
+
+/**
+ * A job item (or an index's projection of one) as read from DynamoDB, with what storedJobItem
+ * left out put back: the STORED_WHEN_SET fields as null, `retry` as the built-in one. Every read
+ * of job items in store/ returns them so, so the rest of jobq sees the fields it always saw.
+ */
+export function withStoredDefaults<T extends object>(item: T): T {
+  const record = item as Record<string, unknown>;
+  if (record.entity !== "job") return item;
+  const filled: Record<string, unknown> = withNullFields(record);
+  if (filled.retry === undefined) filled.retry = { ...BUILT_IN_RETRY };
+  return filled as T;
+}
+
+/**
+ * An index entry of a job (a projection: no `entity`, no `retry`) with its STORED_WHEN_SET fields
+ * that are absent as null, as withStoredDefaults does for a whole item.
+ */
+export function withNullFields<T extends object>(entry: T): T {
+  const filled: Record<string, unknown> = { ...(entry as Record<string, unknown>) };
+  for (const name of STORED_WHEN_SET) if (filled[name] === undefined) filled[name] = null;
+  return filled as T;
+}
+
+function isBuiltInRetry(value: unknown): boolean {
+  if (typeof value !== "object" || value === null) return false;
+  const retry = value as Record<string, unknown>;
+  const keys = Object.keys(retry);
+  return (
+    keys.length === Object.keys(BUILT_IN_RETRY).length &&
+    keys.every((key) => retry[key] === BUILT_IN_RETRY[key as keyof typeof BUILT_IN_RETRY])
+  );
+}
+
 /** API.md's job fields, in its order, so responses read the same every time. */
 const JOB_FIELDS = [
   "id",
@@ -325,6 +403,8 @@ export function fromJobItem(item: object, result: unknown = null): Job {
   };
   const job: Record<string, unknown> = {};
   for (const field of JOB_FIELDS) job[field] = field in fromText ? fromText[field] : (stored[field] ?? null);
+  // Stored only when it is not the built-in one (storedJobItem).
+  if (stored.entity === "job" && stored.retry === undefined) job.retry = { ...BUILT_IN_RETRY };
   return job as unknown as Job;
 }
 

@@ -1,4 +1,4 @@
-import type { JobItem } from "./job-items";
+import { type JobItem, withNullFields } from "./job-items";
 import type { JobRepository, Page } from "./job-repository";
 import { activePk, duePk, queuePk } from "./keys";
 import { JOB_INDEX } from "./tables";
@@ -26,7 +26,7 @@ export async function queuePage(
     Limit: options.limit,
     ExclusiveStartKey: options.startKey,
   });
-  return { ...page, items: page.items as unknown as JobItem[] };
+  return { ...page, items: page.items.map((entry) => withNullFields(entry as unknown as JobItem)) };
 }
 
 /**
@@ -47,7 +47,7 @@ export async function ownerHeadPage(
     ExpressionAttributeValues: after ? { ":pk": partition, ":after": after } : { ":pk": partition },
     Limit: limit,
   });
-  return { ...page, items: page.items as unknown as JobItem[] };
+  return { ...page, items: page.items.map((entry) => withNullFields(entry as unknown as JobItem)) };
 }
 
 /** The next page of one owner's queued jobs in a partition (`queueByOwner`), from `startKey`. */
@@ -64,7 +64,7 @@ export async function ownerQueuePage(
     Limit: options.limit,
     ExclusiveStartKey: options.startKey,
   });
-  return { ...page, items: page.items as unknown as JobItem[] };
+  return { ...page, items: page.items.map((entry) => withNullFields(entry as unknown as JobItem)) };
 }
 
 /**

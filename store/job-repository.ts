@@ -22,7 +22,15 @@ import type { ReasonCode } from "../core/reasons";
 import { DEFAULT_RETENTION, historyExpiresAt, jobExpiresAt, type Retention } from "../core/retention";
 import { type StoredResult, storeResultItem } from "./attempts";
 import { CONDITION_FAILED, cancellationCodes } from "./cancellations";
-import { indexAttributes, indexAttributesToRemove, type JobItem, transitionItem } from "./job-items";
+import {
+  indexAttributes,
+  indexAttributesToRemove,
+  type JobItem,
+  storedJobItem,
+  storedWhenSet,
+  transitionItem,
+  withStoredDefaults,
+} from "./job-items";
 import {
   ATTEMPT_PREFIX,
   activePk,
@@ -62,6 +70,11 @@ export interface StoredJob {
 export interface StatusChange {
   readonly to: JobStatus;
   readonly reason: string;
+  /**
+   * The transition record's reason when it says more than the job's statusReason (the admission:
+   * why that node); the job item, rewritten by every later change, carries the short one.
+   */
+  readonly recordReason?: string;
   /** The reason's stable code (core/reasons.ts); null when the status needs none. */
   readonly reasonCode?: ReasonCode | null;
   readonly triggeredBy: string | null;
@@ -127,7 +140,8 @@ export class JobRepository {
       }),
     );
     const items = out.Items ?? [];
-    const job = items.find((i) => i.sk === JOB_SK) as JobItem | undefined;
+    const stored = items.find((i) => i.sk === JOB_SK);
+    const job = stored ? withStoredDefaults(stored as JobItem) : undefined;
     if (!job || job.staged) return null;
     // A result is put just before the completion that may then be refused (store/attempts.ts
     // storeResultItem): it is the job's only once the job is completed.
@@ -179,7 +193,7 @@ export class JobRepository {
           }),
         );
         for (const item of out.Responses?.[this.tableName] ?? []) {
-          const job = item as JobItem;
+          const job = withStoredDefaults(item as JobItem);
           found.set(job.id, job);
         }
         keys = (out.UnprocessedKeys?.[this.tableName]?.Keys ?? []) as Key[];
@@ -192,7 +206,7 @@ export class JobRepository {
   /** One all-or-nothing write; a failed condition becomes ConcurrentUpdateError. */
   async transact(items: readonly TransactItem[]): Promise<void> {
     try {
-      await this.db.send(new TransactWriteCommand({ TransactItems: [...items] }));
+      await this.db.send(new TransactWriteCommand({ TransactItems: items.map(storedPart) }));
     } catch (error) {
       if (error instanceof TransactionCanceledException) {
         const codes = (error.CancellationReasons ?? []).map((r) => r.Code ?? "None");
@@ -265,7 +279,7 @@ export class JobRepository {
    */
   async batchPut(items: readonly object[], stop?: () => boolean): Promise<void> {
     await this.batchWrite(
-      items.map((Item) => ({ PutRequest: { Item } })),
+      items.map((Item) => ({ PutRequest: { Item: storedJobItem(Item) } })),
       stop,
     );
   }
@@ -343,10 +357,18 @@ export class JobRepository {
       ...(jobExpiry === null ? {} : { expiresAt: jobExpiry }),
       ...indexAttributes(next, staged),
     };
-    const remove = [...new Set([...(change.remove ?? []), ...indexAttributesToRemove(change.to)])].filter(
-      (name) => !(name in set),
-    );
-    for (const name of remove) delete (next as unknown as Record<string, unknown>)[name];
+    // A field a job item stores only when set is removed rather than set to null (store/job-items.ts
+    // STORED_WHEN_SET); `next` keeps it as null, as every read of the item shows it.
+    const unset = Object.keys(set).filter((name) => set[name] === null && storedWhenSet(name));
+    for (const name of unset) delete set[name];
+    const remove = [
+      ...new Set([...(change.remove ?? []), ...indexAttributesToRemove(change.to), ...unset]),
+    ].filter((name) => !(name in set));
+    for (const name of remove) {
+      // What a read of the written item shows: null for a field stored only when set.
+      if (storedWhenSet(name)) (next as unknown as Record<string, unknown>)[name] = null;
+      else delete (next as unknown as Record<string, unknown>)[name];
+    }
     const names: Record<string, string> = {};
     const values: Record<string, unknown> = { ":from": current.status, ":version": current.version };
     const setClauses = Object.entries(set).map(([name, value], i) => {
@@ -381,7 +403,7 @@ export class JobRepository {
             from: current.status,
             to: change.to,
             at: now,
-            reason: change.reason,
+            reason: change.recordReason ?? change.reason,
             triggeredBy: change.triggeredBy,
             attempt: current.attempts,
           },
@@ -671,7 +693,7 @@ export class JobRepository {
       this.db.send(
         new PutCommand({
           TableName: this.tableName,
-          Item: item,
+          Item: storedJobItem(item),
           ConditionExpression: condition,
           ...expressionAttributes(expression),
         }),
@@ -1052,3 +1074,8 @@ export type TransactionOutcome<K extends string> =
 export type DependencyMetOutcome =
   | { readonly ok: true }
   | { readonly ok: false; readonly reason: "already_met" | "not_waiting" };
+
+/** A transaction's part as written: a job item's Put without what the item stores only when set. */
+function storedPart(part: TransactItem): TransactItem {
+  return part.Put?.Item ? { ...part, Put: { ...part.Put, Item: storedJobItem(part.Put.Item) } } : part;
+}

@@ -110,10 +110,14 @@ describe("jobs run on the local stack", () => {
     });
     await ended([done.id, failed.id]);
 
-    // Act: the /stats consumer folds the stream in windows (10 s, as in AWS): poll until it has
+    // Act: the /stats consumer folds the stream in windows (10 s, as in AWS): poll until it has.
+    // GET /stats reads the counts and the series' minutes in separate reads, so one answer can
+    // show a chunk's counts without its minutes: wait for both to show an end of each kind.
     const deadline = Date.now() + DEADLINE_MS;
+    const folded = (s: Awaited<ReturnType<typeof e2e.client.stats>>, kind: "completed" | "failed") =>
+      (s.counts.byStatus[kind] ?? 0) >= 1 && s.series.reduce((n, point) => n + point[kind], 0) >= 1;
     let stats = await e2e.client.stats("15m");
-    while ((stats.counts.byStatus.completed ?? 0) < 1 || (stats.counts.byStatus.failed ?? 0) < 1) {
+    while (!folded(stats, "completed") || !folded(stats, "failed")) {
       if (Date.now() > deadline)
         throw new Error(`GET /stats never counted the jobs: ${JSON.stringify(stats)}`);
       await new Promise((resolve) => setTimeout(resolve, 1000));

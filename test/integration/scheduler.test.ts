@@ -84,12 +84,17 @@ describe("a scheduling pass", () => {
     const job = await jobItem(h, id);
     expect(job).toMatchObject({
       status: "dispatched",
-      // Where, and why there (the placement rule): the record of the decision.
-      statusReason: expect.stringMatching(
-        new RegExp(`^dispatched to node ${nodeId} in pool ${pool}: best fit for 1 GPU: `),
-      ),
+      statusReason: `dispatched to node ${nodeId} in pool ${pool}`,
       attempts: 1,
       reservation: { pool, nodeId, cpu: 1, memoryMb: 1024, gpu: 1 },
+    });
+    // Where, and why there (the placement rule): the transition is the record of the decision.
+    const transitions = await h.repo.queryJobPartition(id, "TRN#", { limit: 10 });
+    expect(transitions.items.at(-1)).toMatchObject({
+      to: "dispatched",
+      reason: expect.stringMatching(
+        new RegExp(`^dispatched to node ${nodeId} in pool ${pool}: best fit for 1 GPU: `),
+      ),
     });
     expect(job.admissionToken).toBeUndefined();
     expect(await nodeUsed(pool, nodeId)).toEqual({ cpu: 1, memoryMb: 1024, gpu: 1 });
