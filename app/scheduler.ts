@@ -460,6 +460,7 @@ async function pass(ctx: SchedulerContext, pool: PoolConfig, tuning: SchedulerTu
           waiting.push({ jobId: a.jobId, reason: reason.message, kind: "gate", code: reason.code });
       }
     }
+    const records: TransactItem[] = [];
     await forEachNodeGroup(own, tuning.concurrency, async (group) => {
       const node = byId.get(group[0]?.nodeId ?? "");
       if (!node) return;
@@ -471,7 +472,14 @@ async function pass(ctx: SchedulerContext, pool: PoolConfig, tuning: SchedulerTu
         if (probe === null) return [];
         return [{ item, why: a.why, ...(probe ? { probe } : {}) }];
       });
-      for (const { item, outcome, probe } of await admitOnNode(ctx, node, placements, now, counting)) {
+      for (const { item, outcome, probe } of await admitOnNode(
+        ctx,
+        node,
+        placements,
+        now,
+        counting,
+        records,
+      )) {
         if (outcome.kind === "admitted") {
           admitted.push({ jobId: item.id, nodeId: node.nodeId });
           events.push(outcome.event);
@@ -485,7 +493,7 @@ async function pass(ctx: SchedulerContext, pool: PoolConfig, tuning: SchedulerTu
       }
     });
     // Not awaited here: the next page's read, or the pass's closing writes, go meanwhile.
-    publishing.push(settle(ctx.events.publish(events)));
+    publishing.push(settle(ctx.events.publish(events)), settle(recordAdmissions(ctx, records)));
     if (admission.exhausted) break;
     batch = nextBatch ? await nextBatch : [];
   }
@@ -696,8 +704,9 @@ async function admit(
   node: NodeItem,
   why: string,
   now: Date,
-  probe?: ProbeClaim,
-  counting: RateCounting = NO_RATE_LIMITS,
+  probe: ProbeClaim | undefined,
+  counting: RateCounting,
+  records: TransactItem[],
 ): Promise<AdmitOutcome> {
   const queueUrl = ctx.queues[node.pool]?.[priorityTier(item.priority)];
   if (!queueUrl) {
@@ -723,18 +732,16 @@ async function admit(
     throw error;
   }
 
-  const [outcome] = await Promise.all([
-    startAdmitted(ctx, { item, node, next, reservation, attempt, queueUrl }),
-    recordAdmissions(ctx, [record]),
-  ]);
-  return outcome;
+  records.push(record);
+  return startAdmitted(ctx, { item, node, next, reservation, attempt, queueUrl });
 }
 
 /**
- * The transition records of admissions whose transaction committed, put alongside the starts of
- * their executions (a BatchWriteItem per 25: 1 write unit each, where the transaction billed
- * 2). Unconditional: each is keyed by the version its committed change wrote, which nothing
- * else writes. Lost with a scheduler that dies in between, or refused past the client's retries:
+ * The transition records of a round's admissions whose transactions committed, put once the
+ * round's admissions are written, while the pass goes on (a BatchWriteItem per 25: 1 write unit
+ * each, where the transaction billed 2; one request for the round rather than one per node).
+ * Unconditional: each is keyed by the version its committed change wrote, which nothing else
+ * writes. Never rejects. Lost with a scheduler that dies in between, or refused past the client's retries:
  * then `/transitions` lacks that job's `dispatched` row, never a later one (as the worker's start,
  * docs/lifecycle.md), and the admission stands.
  */
@@ -898,14 +905,16 @@ async function admitOnNode(
   node: NodeItem,
   placements: readonly Placement[],
   now: Date,
-  counting: RateCounting = NO_RATE_LIMITS,
+  counting: RateCounting,
+  /** Where the transition records of the admissions that committed go (recordAdmissions). */
+  records: TransactItem[],
 ): Promise<{ item: JobItem; outcome: AdmitOutcome; probe?: ProbeClaim }[]> {
   const outcomes: { item: JobItem; outcome: AdmitOutcome; probe?: ProbeClaim }[] = [];
   const oneByOne = async (batch: readonly Placement[]) => {
     for (const { item, why, probe } of batch)
       outcomes.push({
         item,
-        outcome: await admit(ctx, item, node, why, now, probe, counting),
+        outcome: await admit(ctx, item, node, why, now, probe, counting, records),
         ...(probe ? { probe } : {}),
       });
   };
@@ -974,14 +983,9 @@ async function admitOnNode(
       await oneByOne(jobs);
       continue;
     }
+    records.push(...jobs.map((j) => j.record));
     const undoing = serial();
-    const [started] = await Promise.all([
-      Promise.all(jobs.map((j) => startAdmitted(ctx, j.committed, undoing))),
-      recordAdmissions(
-        ctx,
-        jobs.map((j) => j.record),
-      ),
-    ]);
+    const started = await Promise.all(jobs.map((j) => startAdmitted(ctx, j.committed, undoing)));
     jobs.forEach((j, i) => {
       const outcome = started[i];
       if (outcome) outcomes.push({ item: j.item, outcome, ...(j.probe ? { probe: j.probe } : {}) });
