@@ -500,6 +500,17 @@ async function main(): Promise<void> {
         `${f(per(entry.write))} / ${f(per(entry.read))} / ${f(per(entry.requests))}`,
       ]);
     }
+    // The rest by function, most writes first ("other": outside any invocation, e.g. the API's
+    // own reads and the local stack's recovery pass).
+    const consumers = new Set(STREAM_CONSUMERS.map(([name]) => name));
+    for (const [name, entry] of [...used.dynamoByFunction]
+      .filter(([name]) => !consumers.has(name))
+      .sort(([, a], [, b]) => b.write - a.write)) {
+      rows.push([
+        `  of which ${name}: WRU / RRU / requests`,
+        `${f(per(entry.write))} / ${f(per(entry.read))} / ${f(per(entry.requests))}`,
+      ]);
+    }
     rows.push([
       `DynamoDB RRU, workers (${workers.nodes} nodes, over all ${attemptsRun} attempts of ${jobsRun} jobs)`,
       f(workerRead),

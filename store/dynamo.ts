@@ -6,7 +6,7 @@ import { awsClientOptions } from "./aws";
 import { installFaultInjection } from "./faults";
 import { TABLES, type TableDefinition } from "./tables";
 import { traced } from "./tracing";
-import { type Item, writeUnits } from "./write-units";
+import { appliedUpdate, type Item, writeUnits } from "./write-units";
 
 /**
  * Read and write capacity units consumed by this process, summed from every response's
@@ -106,19 +106,22 @@ export function createDocumentClient(options: DynamoOptions): DynamoDBDocumentCl
     (next, context) => async (args) => {
       const input = args.input as Record<string, unknown>;
       input.ReturnConsumedCapacity ??= "TOTAL";
-      const byItem =
-        transactions &&
-        context.commandName === "TransactWriteItemsCommand" &&
-        process.env.JOBQ_METER_TRANSACTIONS === "by-item";
+      const metered = transactions && process.env.JOBQ_METER_TRANSACTIONS === "by-item";
+      const byItem = metered && context.commandName === "TransactWriteItemsCommand";
+      const byStatement = metered && context.commandName === "BatchExecuteStatementCommand";
       const before = byItem ? await transactions.images(input) : undefined;
+      const updated = byStatement ? await transactions.statementImages(input) : undefined;
       const result = await next(args);
       const fn = meteredFunction.getStore();
       capacityMeter.request(fn);
-      const consumed = (result.output as unknown as Record<string, unknown>).ConsumedCapacity;
+      const output = result.output as unknown as Record<string, unknown>;
+      const consumed = output.ConsumedCapacity;
       if (READ_COMMANDS.has(context.commandName ?? "")) {
         capacityMeter.add(asReads(consumed), fn);
       } else if (byItem && before) {
         capacityMeter.add(transactions.units(input, before, await transactions.images(input)), fn);
+      } else if (byStatement && updated) {
+        capacityMeter.add(transactions.statementUnits(updated, output), fn);
       } else {
         capacityMeter.add(consumed, fn);
       }
@@ -154,6 +157,8 @@ function asReads(consumed: unknown): unknown {
 function transactionMeter(options: DynamoOptions): {
   images(input: Record<string, unknown>): Promise<Map<string, Item>>;
   units(input: Record<string, unknown>, before: Map<string, Item>, after: Map<string, Item>): unknown[];
+  statementImages(input: Record<string, unknown>): Promise<(StatementUpdate | null)[]>;
+  statementUnits(updates: readonly (StatementUpdate | null)[], output: Record<string, unknown>): unknown[];
 } | null {
   if (options.endpoint === undefined) return null;
   const reader = new DynamoDBClient(awsClientOptions(options.endpoint, options.region));
@@ -172,7 +177,7 @@ function transactionMeter(options: DynamoOptions): {
         const source = (body.Key ?? body.Item ?? {}) as Record<string, unknown>;
         const key: Record<string, unknown> = { [table.partitionKey.name]: source[table.partitionKey.name] };
         if (table.sortKey) key[table.sortKey.name] = source[table.sortKey.name];
-        return { kind, tableName: body.TableName, table, key: marshall(key) };
+        return { kind, body, tableName: body.TableName, table, key: marshall(key) };
       })
       .filter((t) => t !== null);
   const id = (tableName: string, key: Item) => `${tableName}\u0000${JSON.stringify(key)}`;
@@ -193,8 +198,7 @@ function transactionMeter(options: DynamoOptions): {
       const byTable = new Map<string, number>();
       for (const t of targets(input)) {
         const k = id(t.tableName, t.key);
-        // A condition check writes nothing: the item is both images.
-        const next = t.kind === "ConditionCheck" ? before.get(k) : after.get(k);
+        const next = imageAfter(t.kind, t.body, before.get(k), after.get(k));
         byTable.set(
           t.tableName,
           (byTable.get(t.tableName) ?? 0) + writeUnits(t.table, before.get(k), next, true),
@@ -202,8 +206,99 @@ function transactionMeter(options: DynamoOptions): {
       }
       return [...byTable].map(([TableName, CapacityUnits]) => ({ TableName, CapacityUnits }));
     },
+    // DynamoDB Local reports no capacity at all for PartiQL's BatchExecuteStatement: each UPDATE
+    // of the plain form jobq sends (store/job-repository.ts#setWaitingReasons) is counted from its
+    // item read before and the values it sets; a statement that failed wrote nothing.
+    async statementImages(input) {
+      const statements = (input.Statements ?? []) as { Statement?: string; Parameters?: unknown[] }[];
+      return Promise.all(
+        statements.map(async (statement) => {
+          const parsed = plainUpdateStatement(statement.Statement ?? "", statement.Parameters ?? []);
+          const table = parsed ? tableOf(parsed.tableName) : undefined;
+          if (!parsed || !table) return null;
+          const key = marshall(parsed.key, MARSHALL);
+          const out = await reader.send(
+            new GetItemCommand({ TableName: parsed.tableName, Key: key, ConsistentRead: true }),
+          );
+          return {
+            tableName: parsed.tableName,
+            table,
+            before: out.Item,
+            set: marshall(parsed.set, MARSHALL),
+          };
+        }),
+      );
+    },
+    statementUnits(updates, output) {
+      const responses = (output.Responses ?? []) as { Error?: unknown }[];
+      const byTable = new Map<string, number>();
+      updates.forEach((update, i) => {
+        if (!update || responses[i]?.Error || !update.before) return;
+        const after = { ...update.before, ...update.set };
+        byTable.set(
+          update.tableName,
+          (byTable.get(update.tableName) ?? 0) + writeUnits(update.table, update.before, after, false),
+        );
+      });
+      return [...byTable].map(([TableName, CapacityUnits]) => ({ TableName, CapacityUnits }));
+    },
   };
 }
+
+interface StatementUpdate {
+  readonly tableName: string;
+  readonly table: TableDefinition;
+  readonly before: Item | undefined;
+  readonly set: Item;
+}
+
+/**
+ * `UPDATE "<table>" SET a = ? SET b = ? … WHERE pk = ? AND sk = ? …` with its parameters: the
+ * table, the item's key and the values set; null for any other statement.
+ */
+function plainUpdateStatement(
+  statement: string,
+  parameters: readonly unknown[],
+): { tableName: string; key: Record<string, unknown>; set: Record<string, unknown> } | null {
+  const match = /^UPDATE "([^"]+)" ((?:SET [A-Za-z0-9_]+ = \? )+)WHERE pk = \? AND sk = \?/.exec(statement);
+  if (!match?.[1] || !match[2]) return null;
+  const names = [...match[2].matchAll(/SET ([A-Za-z0-9_]+) = \?/g)].map((m) => m[1] ?? "");
+  const set: Record<string, unknown> = {};
+  names.forEach((name, i) => {
+    set[name] = parameters[i];
+  });
+  return {
+    tableName: match[1],
+    key: { pk: parameters[names.length], sk: parameters[names.length + 1] },
+    set,
+  };
+}
+
+/**
+ * A transaction item's image after the transaction: worked out from the request where it can be
+ * (a put's item, a delete, a condition check, a plain update: write-units.ts#appliedUpdate), the
+ * item read back otherwise (another writer may have changed it since).
+ */
+function imageAfter(
+  kind: string,
+  body: object,
+  before: Item | undefined,
+  read: Item | undefined,
+): Item | undefined {
+  const request = body as Record<string, unknown>;
+  if (kind === "ConditionCheck") return before;
+  if (kind === "Delete") return undefined;
+  if (kind === "Put") return marshall(request.Item as Record<string, unknown>, MARSHALL);
+  const values = request.ExpressionAttributeValues as Record<string, unknown> | undefined;
+  const applied = appliedUpdate(before, {
+    UpdateExpression: request.UpdateExpression as string | undefined,
+    ExpressionAttributeNames: request.ExpressionAttributeNames as Record<string, string> | undefined,
+    ExpressionAttributeValues: values ? marshall(values, MARSHALL) : undefined,
+  });
+  return applied ?? read;
+}
+
+const MARSHALL = { removeUndefinedValues: true, convertClassInstanceToMap: false } as const;
 
 /** The table definition of a table name: local names are a prefix and the definition's id. */
 function tableOf(tableName: string): TableDefinition | undefined {

@@ -112,3 +112,46 @@ export function writeUnits(
   }
   return transactional ? 2 * total : total;
 }
+
+/** An UpdateItem's expression parts, as a request carries them (values in document form, marshalled). */
+export interface UpdateParts {
+  readonly UpdateExpression?: string;
+  readonly ExpressionAttributeNames?: Readonly<Record<string, string>>;
+  readonly ExpressionAttributeValues?: Readonly<Record<string, AttributeValue>>;
+}
+
+const SET_CLAUSE = /^(#?[A-Za-z0-9_]+)\s*=\s*(:[A-Za-z0-9_]+)$/;
+const NAME = /^#?[A-Za-z0-9_]+$/;
+
+/**
+ * The item an update leaves, from the item before it, for updates of the plain form jobq's status
+ * changes use (`SET #a = :a, … REMOVE #b, …`); null for any other expression (a sum, ADD, a nested
+ * path), whose result only a read can tell. Worked out rather than read back, because by the time
+ * a read came the item may have changed again (a no-op job is running, or done, milliseconds after
+ * its admission).
+ */
+export function appliedUpdate(before: Item | undefined, update: UpdateParts): Item | null {
+  const expression = update.UpdateExpression?.trim();
+  if (!expression) return null;
+  const match = /^SET\s+(.+?)(?:\s+REMOVE\s+(.+))?$/s.exec(expression);
+  if (!match?.[1]) return null;
+  const name = (token: string): string | null =>
+    token.startsWith("#") ? (update.ExpressionAttributeNames?.[token] ?? null) : token;
+  const after: Record<string, AttributeValue> = { ...before };
+  for (const clause of match[1].split(",").map((c) => c.trim())) {
+    const set = SET_CLAUSE.exec(clause);
+    const attribute = set?.[1] ? name(set[1]) : null;
+    const value = set?.[2] ? update.ExpressionAttributeValues?.[set[2]] : undefined;
+    if (!attribute || !value) return null;
+    after[attribute] = value;
+  }
+  for (const token of (match[2] ?? "")
+    .split(",")
+    .map((c) => c.trim())
+    .filter(Boolean)) {
+    const attribute = NAME.test(token) ? name(token) : null;
+    if (!attribute) return null;
+    delete after[attribute];
+  }
+  return after;
+}

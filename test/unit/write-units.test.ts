@@ -1,7 +1,7 @@
 import { marshall } from "@aws-sdk/util-dynamodb";
 import { describe, expect, it } from "vitest";
 import { jobsTable, type TableDefinition } from "../../store/tables";
-import { type Item, itemSize, writeUnits } from "../../store/write-units";
+import { appliedUpdate, type Item, itemSize, writeUnits } from "../../store/write-units";
 
 const item = (value: Record<string, unknown>): Item => marshall(value, { removeUndefinedValues: true });
 
@@ -93,5 +93,30 @@ describe("writeUnits", () => {
     });
     // The job 1, byOwnerStatus moved 2, three queue views left 3, active entered 1.
     expect(writeUnits(jobsTable, queued, dispatched, false)).toBe(7);
+  });
+});
+
+describe("appliedUpdate", () => {
+  const before = item({ pk: "p", sk: "s", status: "queued", queuePk: "Q#cpu", n: 1 });
+
+  it("works out a plain SET … REMOVE … update from the item before it", () => {
+    const after = appliedUpdate(before, {
+      UpdateExpression: "SET #s0 = :s0, n = :n REMOVE #r0",
+      ExpressionAttributeNames: { "#s0": "status", "#r0": "queuePk" },
+      ExpressionAttributeValues: item({ ":s0": "dispatched", ":n": 2 }),
+    });
+    expect(after).toEqual(item({ pk: "p", sk: "s", status: "dispatched", n: 2 }));
+  });
+
+  it("leaves to a read what it cannot work out: sums, ADD, nested paths, unknown names", () => {
+    const values = item({ ":one": 1 });
+    for (const UpdateExpression of [
+      "SET n = n + :one",
+      "ADD n :one",
+      "SET used.cpu = :one",
+      "SET #x = :one",
+    ]) {
+      expect(appliedUpdate(before, { UpdateExpression, ExpressionAttributeValues: values })).toBeNull();
+    }
   });
 });
