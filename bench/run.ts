@@ -16,7 +16,7 @@
  *   cost per million jobs these imply at the dated list prices below.
  *
  * DynamoDB write units of a transaction are counted item by item by DynamoDB's billing rules
- * (store/write-units.ts, from each item read before and after it), because DynamoDB Local's own
+ * (store/write-units.ts, from each item read before it and the request), because DynamoDB Local's own
  * figure counts a transaction of many items as one; `--transaction-units reported` takes DynamoDB
  * Local's figure instead. The reads that takes are not metered, but they load DynamoDB Local: the
  * throughput and latency figures of a `reported` run are the ones to compare with earlier runs.
@@ -338,9 +338,10 @@ async function main(): Promise<void> {
   if (transactionUnits !== "billed" && transactionUnits !== "reported")
     throw new Error("--transaction-units takes billed or reported");
   // DynamoDB Local reports a transaction of many items as if it wrote one (10 small puts: 2 write
-  // units; DynamoDB bills 20). `billed` counts each transaction's items by DynamoDB's rules from
-  // their images before and after (store/write-units.ts), here and in the workers, which inherit
-  // this environment; `reported` takes DynamoDB Local's figure, as runs before 2026-12-07 did.
+  // units; DynamoDB bills 20) and PartiQL's updates as nothing. `billed` counts those writes by
+  // DynamoDB's rules from each item before and after (store/write-units.ts; the after image worked
+  // out from the request), here and in the workers, which inherit this environment; `reported`
+  // takes DynamoDB Local's figures, as runs before 2026-12-07 did.
   if (transactionUnits === "billed") process.env.JOBQ_METER_TRANSACTIONS = "by-item";
   const idleJobs = Math.min(IDLE_JOBS_MAX, jobs);
 

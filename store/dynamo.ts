@@ -119,7 +119,7 @@ export function createDocumentClient(options: DynamoOptions): DynamoDBDocumentCl
       if (READ_COMMANDS.has(context.commandName ?? "")) {
         capacityMeter.add(asReads(consumed), fn);
       } else if (byItem && before) {
-        capacityMeter.add(transactions.units(input, before, await transactions.images(input)), fn);
+        capacityMeter.add(await transactions.units(input, before), fn);
       } else if (byStatement && updated) {
         capacityMeter.add(transactions.statementUnits(updated, output), fn);
       } else {
@@ -150,13 +150,13 @@ function asReads(consumed: unknown): unknown {
  * What a TransactWriteItems consumed by DynamoDB's billing rules (store/write-units.ts), for the
  * benchmark: DynamoDB Local reports a transaction of many items as if it wrote one. On only for a
  * loopback client while JOBQ_METER_TRANSACTIONS=by-item (npm run bench sets it; the local stack's
- * workers inherit it; read at each request): each transaction's items are read before and after,
- * by a client of its own that nothing meters, which adds two reads per transaction to DynamoDB
- * Local's load. Null for a client of AWS.
+ * workers inherit it; read at each request): each transaction's items are read before it, by a
+ * client of its own that nothing meters (and after it, only where the request cannot tell what it
+ * leaves), which adds reads to DynamoDB Local's load. Null for a client of AWS.
  */
 function transactionMeter(options: DynamoOptions): {
   images(input: Record<string, unknown>): Promise<Map<string, Item>>;
-  units(input: Record<string, unknown>, before: Map<string, Item>, after: Map<string, Item>): unknown[];
+  units(input: Record<string, unknown>, before: Map<string, Item>): Promise<unknown[]>;
   statementImages(input: Record<string, unknown>): Promise<(StatementUpdate | null)[]>;
   statementUnits(updates: readonly (StatementUpdate | null)[], output: Record<string, unknown>): unknown[];
 } | null {
@@ -194,11 +194,20 @@ function transactionMeter(options: DynamoOptions): {
       );
       return found;
     },
-    units(input, before, after) {
+    async units(input, before) {
       const byTable = new Map<string, number>();
       for (const t of targets(input)) {
         const k = id(t.tableName, t.key);
-        const next = imageAfter(t.kind, t.body, before.get(k), after.get(k));
+        // Read back only when the request cannot tell (another writer may have changed it since).
+        const worked = imageAfter(t.kind, t.body, before.get(k));
+        const next =
+          worked !== null
+            ? worked
+            : (
+                await reader.send(
+                  new GetItemCommand({ TableName: t.tableName, Key: t.key, ConsistentRead: true }),
+                )
+              ).Item;
         byTable.set(
           t.tableName,
           (byTable.get(t.tableName) ?? 0) + writeUnits(t.table, before.get(k), next, true),
@@ -275,27 +284,21 @@ function plainUpdateStatement(
 }
 
 /**
- * A transaction item's image after the transaction: worked out from the request where it can be
- * (a put's item, a delete, a condition check, a plain update: write-units.ts#appliedUpdate), the
- * item read back otherwise (another writer may have changed it since).
+ * A transaction item's image after the transaction, worked out from the request: a put's item, a
+ * delete, a condition check, a plain update (write-units.ts#appliedUpdate); null when only a read
+ * can tell (an update of another form).
  */
-function imageAfter(
-  kind: string,
-  body: object,
-  before: Item | undefined,
-  read: Item | undefined,
-): Item | undefined {
+function imageAfter(kind: string, body: object, before: Item | undefined): Item | undefined | null {
   const request = body as Record<string, unknown>;
   if (kind === "ConditionCheck") return before;
   if (kind === "Delete") return undefined;
   if (kind === "Put") return marshall(request.Item as Record<string, unknown>, MARSHALL);
   const values = request.ExpressionAttributeValues as Record<string, unknown> | undefined;
-  const applied = appliedUpdate(before, {
+  return appliedUpdate(before, {
     UpdateExpression: request.UpdateExpression as string | undefined,
     ExpressionAttributeNames: request.ExpressionAttributeNames as Record<string, string> | undefined,
     ExpressionAttributeValues: values ? marshall(values, MARSHALL) : undefined,
   });
-  return applied ?? read;
 }
 
 const MARSHALL = { removeUndefinedValues: true, convertClassInstanceToMap: false } as const;

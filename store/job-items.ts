@@ -389,7 +389,8 @@ const JOB_FIELDS = [
 
 /** The API's Job from a stored item (and the result item, when there is one). */
 export function fromJobItem(item: object, result: unknown = null): Job {
-  const stored = item as Record<string, unknown>;
+  // What storedJobItem left out, back in place (the stream's images are read raw).
+  const stored = withStoredDefaults(item as Record<string, unknown>);
   const fromText: Record<string, unknown> = {
     result,
     payload: parseStored(stored.payloadJson, null),
@@ -403,8 +404,6 @@ export function fromJobItem(item: object, result: unknown = null): Job {
   };
   const job: Record<string, unknown> = {};
   for (const field of JOB_FIELDS) job[field] = field in fromText ? fromText[field] : (stored[field] ?? null);
-  // Stored only when it is not the built-in one (storedJobItem).
-  if (stored.entity === "job" && stored.retry === undefined) job.retry = { ...BUILT_IN_RETRY };
   return job as unknown as Job;
 }
 

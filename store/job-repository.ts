@@ -393,25 +393,17 @@ export class JobRepository {
         ExpressionAttributeValues: values,
       },
     };
-    const record: TransactItem = {
-      Put: {
-        TableName: this.tableName,
-        Item: transitionItem(
-          current.id,
-          version,
-          {
-            from: current.status,
-            to: change.to,
-            at: now,
-            reason: change.recordReason ?? change.reason,
-            triggeredBy: change.triggeredBy,
-            attempt: current.attempts,
-          },
-          expiresAt,
-        ),
-        ConditionExpression: "attribute_not_exists(pk)",
+    const record = this.transitionPut(
+      current,
+      version,
+      {
+        to: change.to,
+        at: now,
+        reason: change.recordReason ?? change.reason,
+        triggeredBy: change.triggeredBy,
       },
-    };
+      expiresAt,
+    );
     return { items: [update, record], update, record, next, historyExpiresAt: expiresAt };
   }
 
@@ -502,29 +494,45 @@ export class JobRepository {
           ExpressionAttributeValues: values,
         },
       },
-      {
-        Put: {
-          TableName: this.tableName,
-          Item: transitionItem(
-            current.id,
-            version,
-            {
-              from: current.status,
-              to: current.status,
-              at: now,
-              reason: change.reason,
-              triggeredBy: change.triggeredBy,
-              attempt: current.attempts,
-              fromPriority: current.priority,
-              toPriority: change.priority,
-            },
-            this.historyExpiresAt(now, TERMINAL_STATUSES.has(current.status)),
-          ),
-          ConditionExpression: "attribute_not_exists(pk)",
+      this.transitionPut(
+        current,
+        version,
+        {
+          to: current.status,
+          at: now,
+          reason: change.reason,
+          triggeredBy: change.triggeredBy,
+          fromPriority: current.priority,
+          toPriority: change.priority,
         },
-      },
+        this.historyExpiresAt(now, TERMINAL_STATUSES.has(current.status)),
+      ),
     ];
     return { items, next };
+  }
+
+  /**
+   * The put of the transition record a change of `current` to `version` writes (only where
+   * absent: a replayed change collides instead of duplicating), from its status and attempt.
+   */
+  private transitionPut(
+    current: JobItem,
+    version: number,
+    t: Omit<Parameters<typeof transitionItem>[2], "from" | "attempt">,
+    expiresAt: number,
+  ): TransactItem {
+    return {
+      Put: {
+        TableName: this.tableName,
+        Item: transitionItem(
+          current.id,
+          version,
+          { ...t, from: current.status, attempt: current.attempts },
+          expiresAt,
+        ),
+        ConditionExpression: "attribute_not_exists(pk)",
+      },
+    };
   }
 
   /**
