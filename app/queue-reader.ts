@@ -81,12 +81,41 @@ export interface OwnerHeadsOptions {
   readonly perOwner: number;
   /** Owners visited per partition at most. */
   readonly maxOwners: number;
+  /** Owners seen with queued jobs by earlier passes of this process (a warm scheduler's). */
+  readonly hints?: OwnerHints;
 }
 
 /**
- * The head of every owner's queue in the given partitions: skips from owner to owner on the
- * `queueByOwner` index (one Query per owner), reading `perOwner` jobs of each. `more()` reads
- * the next jobs of the owners whose last read was full.
+ * The owners each queue partition had queued jobs of when a pass last walked it, kept in memory
+ * between the passes of one scheduler process. Only a hint for where to start reading: a wrong
+ * or missing owner costs a round trip, never a job (OwnerHeads reads every gap between them).
+ */
+export class OwnerHints {
+  private readonly byPartition = new Map<string, readonly string[]>();
+
+  get(partition: string): readonly string[] {
+    return this.byPartition.get(partition) ?? [];
+  }
+
+  set(partition: string, owners: readonly string[]): void {
+    this.byPartition.set(partition, owners);
+  }
+}
+
+/** One owner's head of the queue in a partition, and where its next page starts if it has more. */
+interface OwnerRun {
+  readonly owner: string;
+  readonly items: JobItem[];
+  readonly startKey: Record<string, unknown> | undefined;
+}
+
+/**
+ * The head of every owner's queue in the given partitions, from `queueByOwner` (one Query per
+ * owner), reading `perOwner` jobs of each; `more()` reads the next jobs of the owners whose last
+ * read was full. Owners are found by skipping from one to the next (the start key `<owner>$`),
+ * which is one round trip per owner in a row; with owners known beforehand (`hints`, the owners
+ * holding capacity) the gaps between them are walked side by side, so a pass over a steady set
+ * of owners takes one or two round trips however many owners there are.
  */
 export class OwnerHeads {
   private readonly cursors: { pk: string; owner: string; startKey: Record<string, unknown> }[] = [];
@@ -97,8 +126,10 @@ export class OwnerHeads {
     private readonly options: OwnerHeadsOptions,
   ) {}
 
-  async first(): Promise<JobItem[]> {
-    const lists = await Promise.all(this.partitions.map((pk) => this.walkOwners(pk)));
+  /** The heads; `known`: owners likely to have queued jobs (say, those holding capacity). */
+  async first(known: Iterable<string> = []): Promise<JobItem[]> {
+    const owners = [...known];
+    const lists = await Promise.all(this.partitions.map((pk) => this.walkOwners(pk, owners)));
     return lists.flat();
   }
 
@@ -118,27 +149,54 @@ export class OwnerHeads {
     return lists.flat();
   }
 
-  private async walkOwners(pk: string): Promise<JobItem[]> {
-    const items: JobItem[] = [];
-    let after: string | null = null;
+  private async walkOwners(pk: string, known: readonly string[]): Promise<JobItem[]> {
+    const hinted = [...new Set([...(this.options.hints?.get(pk) ?? []), ...known])]
+      .sort(byOwnerKey)
+      .slice(0, this.options.maxOwners);
+    // The gaps before, between and after the hinted owners; each ends with the owner after it.
+    const gaps = [null, ...hinted].map((start, i) => this.walkGap(pk, start, hinted[i] ?? null));
+    // In key order, as one walk from the start would have found them, and as many.
+    const runs = (await Promise.all(gaps)).flat().slice(0, this.options.maxOwners);
+    this.options.hints?.set(
+      pk,
+      runs.map((r) => r.owner),
+    );
+    for (const run of runs) {
+      if (run.startKey) this.cursors.push({ pk, owner: run.owner, startKey: run.startKey });
+    }
+    return runs.flatMap((r) => r.items);
+  }
+
+  /** The owners after `start` (from the first when null) up to and including `end` (or the last). */
+  private async walkGap(pk: string, start: string | null, end: string | null): Promise<OwnerRun[]> {
+    const runs: OwnerRun[] = [];
+    let after = start === null ? null : afterOwner(start);
     for (let owners = 0; owners < this.options.maxOwners; owners++) {
       const page = await ownerHeadPage(this.repo, pk, after, this.options.perOwner);
       const first = page.items[0];
       if (!first?.queueOwnerSk) break;
       const owner = ownerOfQueueOwnerSk(first.queueOwnerSk);
+      // `end` has no queued jobs left: this owner belongs to the next gap, which reads it.
+      if (end !== null && byOwnerKey(owner, end) > 0) break;
       const own = page.items.filter((i) => i.owner === owner);
-      items.push(...own);
       // The page ran into the next owner: this owner has nothing more. Otherwise it may.
-      const last = own.at(-1);
-      if (own.length === page.items.length && page.lastKey && last) {
-        this.cursors.push({ pk, owner, startKey: page.lastKey });
-      }
+      const full = own.length === page.items.length;
+      runs.push({ owner, items: own, startKey: full ? page.lastKey : undefined });
       // Every item left in the partition was this owner's: no next owner.
-      if (own.length === page.items.length && !page.lastKey) break;
+      if (owner === end || (full && !page.lastKey)) break;
       after = afterOwner(owner);
     }
-    return items;
+    return runs;
   }
+}
+
+/**
+ * Owners in the order `queueByOwner` keeps them: by `<owner>#`, as the sort key starts, in
+ * DynamoDB's order for strings (their UTF-8 bytes, which JavaScript's UTF-16 order can differ
+ * from). A gap's walk stops at the first owner past its end, so the two must agree.
+ */
+function byOwnerKey(a: string, b: string): number {
+  return Buffer.compare(Buffer.from(`${a}#`), Buffer.from(`${b}#`));
 }
 
 /** The queue partitions a pool's pass reads: its own and the any-pool one. */

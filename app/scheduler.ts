@@ -30,7 +30,7 @@ import { createDocumentClient } from "../store/dynamo";
 import { dueJobIds } from "../store/job-indexes";
 import type { JobItem, Reservation } from "../store/job-items";
 import { applicableChange, MAX_TRANSACTION_ITEMS, type TransactItem } from "../store/job-repository";
-import { type NodeItem, NodeRepository } from "../store/nodes";
+import { type LeaseItem, type NodeItem, NodeRepository } from "../store/nodes";
 import { countStartsItem } from "../store/rate-limits";
 import { JOB_INDEX } from "../store/tables";
 import { type CircuitBreakers, circuitBreakers } from "./circuits";
@@ -52,7 +52,7 @@ import { reportLostAttempts } from "./lost-attempts";
 import { recordMetrics } from "./metrics";
 import { PassState } from "./pass-state";
 import { evict } from "./preemption";
-import { MergedView, OwnerHeads, queuedJob, queuePartitions, readsByOwner } from "./queue-reader";
+import { MergedView, OwnerHeads, OwnerHints, queuedJob, queuePartitions, readsByOwner } from "./queue-reader";
 import { type AppContext, appContext } from "./runtime";
 
 /**
@@ -88,6 +88,12 @@ export type SchedulerContext = Pick<
   readonly tuning?: Partial<SchedulerTuning>;
   /** Circuit breakers (app/circuits.ts): absent, none gates (tests of other things). */
   readonly circuits?: CircuitBreakers;
+  /**
+   * The owners earlier passes of this process found queued jobs of, for fair-share and
+   * round-robin to read their heads side by side (app/queue-reader.ts); absent, each pass finds
+   * them one after another.
+   */
+  readonly ownerHints?: OwnerHints;
 };
 
 export interface SchedulerTuning {
@@ -153,6 +159,7 @@ export function schedulerContext(): SchedulerContext {
       nodeLostSeconds: c.nodeLostSeconds,
       defaultPolicy: c.defaultPolicy,
       circuits: circuitBreakers(app),
+      ownerHints: new OwnerHints(),
     };
   }
   return cached;
@@ -247,15 +254,19 @@ export async function schedulePool(ctx: SchedulerContext, poolName: string): Pro
     return summary;
   }
   const holder = ulid();
-  if (!(await takeLease(ctx, poolName, holder, tuning.leaseSeconds))) return { ...summary, outcome: "busy" };
+  let taken = await takeLease(ctx, poolName, holder, tuning.leaseSeconds);
+  if (!taken) return { ...summary, outcome: "busy" };
   const lease = keepLease(ctx.nodes, poolName, holder, tuning.leaseSeconds, ctx.clock);
   try {
     for (;;) {
       summary.passes++;
       let result: PassResult;
       try {
-        result = await pass(ctx, pool, tuning);
+        result = await pass(ctx, pool, tuning, taken, (lastOwner) =>
+          ctx.nodes.releaseLease(poolName, holder, lastOwner),
+        );
       } catch (error) {
+        // Unless the pass let go already; then this finds another holder, or none, and does nothing.
         await ctx.nodes.releaseLease(poolName, holder).catch(() => undefined);
         throw error;
       }
@@ -267,11 +278,12 @@ export async function schedulePool(ctx: SchedulerContext, poolName: string): Pro
       summary.undone.push(...result.undone);
       summary.waiting = result.waiting;
       summary.gauges = result.gauges;
-      // Let go only when nothing arrived meanwhile: the release says so atomically.
-      const { dirty } = await ctx.nodes.releaseLease(poolName, holder);
-      if (!(dirty || result.raced) || summary.passes >= tuning.maxPasses) break;
+      // The pass let go of the lease; it runs again if something arrived meanwhile, which the
+      // release says atomically, or if it lost a race.
+      if (!(result.dirty || result.raced) || summary.passes >= tuning.maxPasses) break;
       // Taken by another pass in between: that pass reads everything fresh.
-      if (!(await takeLease(ctx, poolName, holder, tuning.leaseSeconds))) break;
+      taken = await takeLease(ctx, poolName, holder, tuning.leaseSeconds);
+      if (!taken) break;
     }
   } finally {
     lease.stop();
@@ -299,19 +311,20 @@ export async function schedulePool(ctx: SchedulerContext, poolName: string): Pro
   return summary;
 }
 
-/** The lease, or — when a live pass holds it — a note to that pass to run again. */
+/** The lease as taken, or — when a live pass holds it — null and a note to that pass to run again. */
 async function takeLease(
   ctx: SchedulerContext,
   pool: string,
   holder: string,
   seconds: number,
-): Promise<boolean> {
+): Promise<LeaseItem | null> {
   for (let round = 0; round < 3; round++) {
-    if (await ctx.nodes.acquireLease(pool, holder, ctx.clock(), seconds)) return true;
+    const lease = await ctx.nodes.acquireLease(pool, holder, ctx.clock(), seconds);
+    if (lease) return lease;
     // False when the holder let go in between: try to take it again.
-    if (await ctx.nodes.markDirty(pool, ctx.clock())) return false;
+    if (await ctx.nodes.markDirty(pool, ctx.clock())) return null;
   }
-  return false;
+  return null;
 }
 
 interface PassResult {
@@ -325,14 +338,26 @@ interface PassResult {
   readonly waiting: Waiting[];
   /** Some write lost a race: what it read was stale, so another pass is worth it. */
   readonly raced: boolean;
+  /** A wake-up arrived while the pass held the lease: the release said so. */
+  readonly dirty: boolean;
 }
 
-async function pass(ctx: SchedulerContext, pool: PoolConfig, tuning: SchedulerTuning): Promise<PassResult> {
+/**
+ * One pass over a pool, under the lease `lease` (as taken); it lets go with `release` alongside
+ * its closing writes, which nothing after them waits on.
+ */
+async function pass(
+  ctx: SchedulerContext,
+  pool: PoolConfig,
+  tuning: SchedulerTuning,
+  lease: LeaseItem,
+  release: (lastOwner: string | null) => Promise<{ dirty: boolean }>,
+): Promise<PassResult> {
   const now = ctx.clock();
   const state = new PassState(ctx, now);
   // What the pass reads before the queue, all at once: each is a round trip, and none needs
   // another's answer. The sweep finishes first too, so a job it promotes is admitted this pass.
-  const [lost, listedBefore, { promoted, expired }, { policy }, usage, lease] = await Promise.all([
+  const [lost, listedBefore, { promoted, expired }, { policy }, usage] = await Promise.all([
     ctx.nodes.markLostNodes(pool.name, now, ctx.nodeLostSeconds),
     // Every pool's nodes: a job that may run in several pools goes to the one with the most
     // free of what it needs most, so this pass must see them all; it admits only onto its own.
@@ -340,7 +365,6 @@ async function pass(ctx: SchedulerContext, pool: PoolConfig, tuning: SchedulerTu
     sweepDueJobs(ctx, pool.name, tuning),
     ctx.policies.getPolicy(ctx.defaultPolicy),
     state.usageByOwner(pool.name),
-    ctx.nodes.getLease(pool.name),
   ]);
   for (const node of lost) {
     logger.warn("node lost: no heartbeat", {
@@ -405,9 +429,10 @@ async function pass(ctx: SchedulerContext, pool: PoolConfig, tuning: SchedulerTu
     gates,
   });
   const capacity = totalCapacity(ownNodes);
-  let lastOwner = lease?.lastOwner ?? null;
+  let lastOwner = lease.lastOwner ?? null;
 
-  const reader = new CandidateReader(ctx.repo, pool.name, policy, tuning);
+  // Owners holding capacity are likely to have more queued: hints for the owner-by-owner read.
+  const reader = new CandidateReader(ctx, pool.name, policy, tuning, usage.keys());
   const admitted: { jobId: string; nodeId: string }[] = [];
   const undone: string[] = [];
   const waiting: Waiting[] = [];
@@ -503,13 +528,17 @@ async function pass(ctx: SchedulerContext, pool: PoolConfig, tuning: SchedulerTu
     : [];
   // An eviction freed capacity for its preemptor: the next pass admits it.
   if (preempted.length > 0) raced = true;
-  const newOwner = lastOwner !== (lease?.lastOwner ?? null) ? lastOwner : null;
-  // The pass's closing writes and its events, side by side: none depends on another.
+  const newOwner = lastOwner !== (lease.lastOwner ?? null) ? lastOwner : null;
+  // The pass's closing writes, its events and the lease's release, side by side: none depends
+  // on another. A pass that starts meanwhile may rewrite a reason this one is writing (the same,
+  // or a newer one; reasons are advisory) and finds the admissions made.
+  const releasing = release(newOwner);
+  releasing.catch(() => undefined);
   const closing = await Promise.all([
-    settle(newOwner === null ? Promise.resolve() : ctx.nodes.setLastOwner(pool.name, newOwner)),
     settle(refreshReasons(ctx, waiting.slice(0, tuning.reasonUpdates), read)),
     ...publishing,
   ]);
+  const { dirty } = await releasing;
   const failed = closing.find((c) => c.failed);
   if (failed) throw failed.error;
   const gauges = poolGauges({
@@ -536,6 +565,7 @@ async function pass(ctx: SchedulerContext, pool: PoolConfig, tuning: SchedulerTu
     waiting,
     gauges,
     raced,
+    dirty,
   };
 }
 
@@ -637,13 +667,19 @@ class CandidateReader {
   private readonly aged: MergedView | null;
 
   private readonly partitions: string[];
+  private readonly repo: SchedulerContext["repo"];
+  private readonly knownOwners: string[];
 
   constructor(
-    private readonly repo: SchedulerContext["repo"],
+    ctx: Pick<SchedulerContext, "repo" | "ownerHints">,
     pool: string,
     policy: Policy,
     private readonly tuning: SchedulerTuning,
+    knownOwners: Iterable<string>,
   ) {
+    const { repo } = ctx;
+    this.repo = repo;
+    this.knownOwners = [...knownOwners];
     const partitions = queuePartitions(pool);
     this.partitions = partitions;
     const byOwner = readsByOwner(policy.algorithm);
@@ -651,7 +687,11 @@ class CandidateReader {
       ? null
       : new MergedView(repo, JOB_INDEX.queue, "queueSk", partitions, tuning.pageSize);
     this.owners = byOwner
-      ? new OwnerHeads(repo, partitions, { perOwner: tuning.perOwner, maxOwners: tuning.maxOwners })
+      ? new OwnerHeads(repo, partitions, {
+          perOwner: tuning.perOwner,
+          maxOwners: tuning.maxOwners,
+          ...(ctx.ownerHints ? { hints: ctx.ownerHints } : {}),
+        })
       : null;
     this.aged =
       policy.agingSecondsPerStep > 0
@@ -661,7 +701,7 @@ class CandidateReader {
 
   async first(): Promise<JobItem[]> {
     const [main, aged] = await Promise.all([
-      this.ordered ? this.ordered.next(this.tuning.pageSize) : (this.owners?.first() ?? []),
+      this.ordered ? this.ordered.next(this.tuning.pageSize) : (this.owners?.first(this.knownOwners) ?? []),
       this.aged ? this.aged.next(this.tuning.pageSize) : [],
     ]);
     return [...main, ...aged];

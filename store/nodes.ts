@@ -349,13 +349,14 @@ export class NodeRepository {
 
   /**
    * Takes the pool's scheduling lease for `holder` if nobody holds it or the holder's lease
-   * expired (a crashed pass). Taking it clears `dirty`: the pass about to run reads everything
-   * fresh, so wake-ups from before it need no rerun.
+   * expired (a crashed pass), and answers it as taken; null when another holds it. Taking it
+   * clears `dirty`: the pass about to run reads everything fresh, so wake-ups from before it
+   * need no rerun.
    */
-  async acquireLease(pool: string, holder: string, now: Date, ttlSeconds: number): Promise<boolean> {
+  async acquireLease(pool: string, holder: string, now: Date, ttlSeconds: number): Promise<LeaseItem | null> {
     const at = now.toISOString();
-    return this.conditionally(() =>
-      this.db.send(
+    try {
+      const out = await this.db.send(
         new UpdateCommand({
           TableName: this.tableName,
           Key: { pool, sk: LEASE_SK },
@@ -367,9 +368,15 @@ export class NodeRepository {
             ":now": at,
             ":false": false,
           },
+          // The lease as taken, lastOwner included: the pass needs no read of it.
+          ReturnValues: "ALL_NEW",
         }),
-      ),
-    );
+      );
+      return out.Attributes as LeaseItem;
+    } catch (error) {
+      if (isConditionFailure(error)) return null;
+      throw error;
+    }
   }
 
   /**
@@ -391,19 +398,28 @@ export class NodeRepository {
   }
 
   /**
-   * Lets go of the lease. `dirty` says a wake-up arrived during the pass: the caller runs again
-   * (taking the lease anew) so that nothing waits for the next sweep. A lease that expired and
-   * was taken by another pass is not touched (that pass will see everything).
+   * Lets go of the lease, leaving round-robin's `lastOwner` when the pass moved it on. `dirty`
+   * says a wake-up arrived during the pass: the caller runs again (taking the lease anew) so that
+   * nothing waits for the next sweep. A lease that expired and was taken by another pass is not
+   * touched (that pass will see everything, and keeps its own turns).
    */
-  async releaseLease(pool: string, holder: string): Promise<{ dirty: boolean }> {
+  async releaseLease(
+    pool: string,
+    holder: string,
+    lastOwner: string | null = null,
+  ): Promise<{ dirty: boolean }> {
     try {
       const out = await this.db.send(
         new UpdateCommand({
           TableName: this.tableName,
           Key: { pool, sk: LEASE_SK },
-          UpdateExpression: "REMOVE holder, expiresAt SET dirty = :false",
+          UpdateExpression: `REMOVE holder, expiresAt SET dirty = :false${lastOwner === null ? "" : ", lastOwner = :owner"}`,
           ConditionExpression: "holder = :holder",
-          ExpressionAttributeValues: { ":holder": holder, ":false": false },
+          ExpressionAttributeValues: {
+            ":holder": holder,
+            ":false": false,
+            ...(lastOwner === null ? {} : { ":owner": lastOwner }),
+          },
           ReturnValues: "ALL_OLD",
         }),
       );
@@ -445,18 +461,6 @@ export class NodeRepository {
         TableName: this.tableName,
         Key: { pool, sk: LEASE_SK },
         UpdateExpression: "REMOVE holder, expiresAt",
-      }),
-    );
-  }
-
-  /** Remembers whose turn was last (round-robin), for the pool's next pass. */
-  async setLastOwner(pool: string, owner: string): Promise<void> {
-    await this.db.send(
-      new UpdateCommand({
-        TableName: this.tableName,
-        Key: { pool, sk: LEASE_SK },
-        UpdateExpression: "SET lastOwner = :owner",
-        ExpressionAttributeValues: { ":owner": owner },
       }),
     );
   }

@@ -134,7 +134,9 @@ describe("restarting the local stack", () => {
     );
     await first.stop();
     // What a SIGKILLed process leaves behind: its pass's lease, with the whole time to live ahead.
-    expect(await nodes.acquireLease("cpu", "killed-process", new Date(), 3600)).toBe(true);
+    expect(await nodes.acquireLease("cpu", "killed-process", new Date(), 3600)).toMatchObject({
+      holder: "killed-process",
+    });
 
     const second = await start();
     const submitted = await request<Job>(second.url, "POST", "/jobs", {
