@@ -4,6 +4,7 @@ import type { JobCost } from "../core/cost";
 import { ForbiddenError } from "../core/errors";
 import type { Attempt, Job, JobStatus, ListJobsQuery, LogLevel, LogLine, Transition } from "../core/job";
 import type { Principal } from "../core/principal";
+import { queuedReason } from "../core/reasons";
 import {
   cursorDaySchema,
   cursorJobIdSchema,
@@ -90,28 +91,27 @@ export async function getJobView(
     if (place) {
       return {
         ...job,
-        statusReason: withJobsAhead(job.statusReason, place.position - 1),
+        ...readReason(job, place.position - 1),
         queuePosition: place.position,
         estimatedStartAt: place.estimatedStartAt,
       };
     }
   }
   const ahead = await countQueued(ctx.repo, item.pool, MAX_POSITION_COUNT, item.queueSk);
+  const counted = ahead.count < MAX_POSITION_COUNT;
   return {
     ...job,
-    queuePosition: ahead.count < MAX_POSITION_COUNT ? ahead.count + 1 : null,
+    ...readReason(job, counted ? ahead.count : null),
+    queuePosition: counted ? ahead.count + 1 : null,
     estimatedStartAt: null,
   };
 }
 
-/**
- * The stored "behind" reason leaves out how many jobs are ahead (it would change with every
- * admission, and reasons are written only when they change); read, it says.
- */
-function withJobsAhead(reason: string, ahead: number): string {
-  const stored = "waiting behind jobs ahead of it";
-  if (!reason.startsWith(stored) || ahead < 1) return reason;
-  return `waiting behind ${ahead} job${ahead === 1 ? "" : "s"} ahead of it${reason.slice(stored.length)}`;
+/** A queued job's stored reason, read with the number of jobs ahead of it (core/reasons.ts). */
+function readReason(job: Job, ahead: number | null): Pick<Job, "statusReason" | "reasonCode"> {
+  if (job.reasonCode === null) return { statusReason: job.statusReason, reasonCode: null };
+  const { code, message } = queuedReason({ code: job.reasonCode, message: job.statusReason }, ahead);
+  return { statusReason: message, reasonCode: code };
 }
 
 function isQueueContext(ctx: QueryContext & Partial<QueueContext>): ctx is QueueContext {

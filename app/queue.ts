@@ -5,7 +5,7 @@ import type { JobStatus } from "../core/job";
 import { AdmissionOrder } from "../core/ordering";
 import type { Policy } from "../core/policy";
 import type { Principal } from "../core/principal";
-import type { ReasonCode } from "../core/reasons";
+import { queuedReason, type ReasonCode } from "../core/reasons";
 import type { JobItem } from "../store/job-items";
 import { countQueued, dueStatusPage } from "../store/job-queries";
 import { queuePk } from "../store/keys";
@@ -90,8 +90,10 @@ export async function getQueue(
     rankQueue(ctx, pools, active),
     active.then((items) => countStatuses(ctx, partitions, items)),
   ]);
-  const queued = order.slice(0, QUEUE_LIST_LIMIT).map(
-    (item, i): QueuedEntry => ({
+  const listed = order.slice(0, QUEUE_LIST_LIMIT);
+  const queued = listed.map((item, i): QueuedEntry => {
+    const reason = readReason(item, jobsAhead(listed, i));
+    return {
       id: item.id,
       type: item.type,
       priority: item.priority,
@@ -99,10 +101,10 @@ export async function getQueue(
       pool: item.pool ?? null,
       position: i + 1,
       estimatedStartAt: estimates.get(item.id)?.toISOString() ?? null,
-      statusReason: item.statusReason,
-      reasonCode: item.reasonCode ?? null,
-    }),
-  );
+      statusReason: reason.message,
+      reasonCode: reason.code,
+    };
+  });
   return {
     counts: counts.counts,
     countsComplete: counts.complete,
@@ -110,6 +112,25 @@ export async function getQueue(
     // Positions count every owner's jobs; a user sees only their own entries.
     queued: principal.admin ? queued : queued.filter((q) => q.owner === principal.id),
   };
+}
+
+/**
+ * The jobs listed before the one at `index` that it waits behind: those of its pool and those
+ * that may run in any pool (a job that may run in any pool waits behind every one before it).
+ */
+function jobsAhead(listed: readonly JobItem[], index: number): number {
+  const pool = listed[index]?.pool ?? null;
+  let ahead = 0;
+  for (const other of listed.slice(0, index)) {
+    if (pool === null || (other.pool ?? null) === null || other.pool === pool) ahead++;
+  }
+  return ahead;
+}
+
+/** A listed job's stored reason, read with the number of jobs ahead of it (core/reasons.ts). */
+function readReason(item: JobItem, ahead: number): { message: string; code: ReasonCode | null } {
+  if (!item.reasonCode) return { message: item.statusReason, code: null };
+  return queuedReason({ code: item.reasonCode, message: item.statusReason }, ahead);
 }
 
 /** Position and estimate of one queued job, for GET /jobs/{id}; null when it is past the list. */

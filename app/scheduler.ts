@@ -24,6 +24,7 @@ import type { Policy, RateLimit } from "../core/policy";
 import { eligiblePools, type PoolConfig } from "../core/pools";
 import { applyPlan, planPreemption } from "../core/preemption";
 import { projectQuotaKey } from "../core/projects";
+import { PENDING_REASON } from "../core/reasons";
 import { canTransition } from "../core/status";
 import { releaseCapacityItem, reservationFor, reserveCapacityItem } from "../store/capacity";
 import { createDocumentClient } from "../store/dynamo";
@@ -1167,6 +1168,10 @@ async function refreshReasons(
   const stale = waiting.filter((w) => {
     const item = read.get(w.jobId);
     if (item === undefined || (item.statusReason === w.reason && item.reasonCode === w.code)) return false;
+    // A job that only waits its turn keeps the reason it was queued with; read, it says how many
+    // jobs are ahead of it (core/reasons.ts queuedReason). Most of a backlog is such jobs.
+    if (w.behind && item.reasonCode === PENDING_REASON.code && item.statusReason === PENDING_REASON.message)
+      return false;
     // An evicted job is admit-able at once, so the passes right after its eviction read it as
     // waiting: "preempted by job_x" (API.md) stays its reason for a while before it is replaced.
     // (The queue index projects queuedAt, which the eviction set, and not preemptedAt.)

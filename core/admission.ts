@@ -1,6 +1,6 @@
 import type { Resources } from "./job";
 import type { PoolConfig } from "./pools";
-import type { Reason, ReasonCode } from "./reasons";
+import { BEHIND_PREFIX, type Reason, type ReasonCode } from "./reasons";
 
 /**
  * Admission: which queued jobs go to which node in one scheduling pass. Pure — the scheduler
@@ -127,6 +127,11 @@ export interface Waiting {
   readonly reason: string;
   readonly kind: WaitKind;
   readonly code: ReasonCode;
+  /**
+   * It only waits its turn: jobs ahead of it take the room there is, and nothing about it in
+   * particular (a gate, a held node, a node held for it) keeps it (`priority`, plain).
+   */
+  readonly behind?: true;
 }
 
 export interface Hold {
@@ -256,7 +261,13 @@ export class AdmissionPass {
         // The sentence is built once per shape, not per job: a big backlog is mostly these.
         if (known.kind !== "capacity" || this.capacityWaiter) {
           known.behind ??= behindReason(known.reason);
-          waiting.push({ jobId: job.id, reason: known.behind, kind: known.kind, code: "priority" });
+          waiting.push({
+            jobId: job.id,
+            reason: known.behind,
+            kind: known.kind,
+            code: "priority",
+            ...(known.kind === "capacity" ? { behind: true as const } : {}),
+          });
         } else waiting.push(this.waiter(job, known.reason, known.kind));
         continue;
       }
@@ -297,6 +308,7 @@ export class AdmissionPass {
               job,
               `${need}; node ${target.nodeId} is held for it (waiting since ${job.queuedAt})`,
               "capacity",
+              false,
             ),
           );
           continue;
@@ -318,12 +330,18 @@ export class AdmissionPass {
    * A job that waits for room: the first of the pass waits for `resources`; every later one also
    * waits behind the jobs ahead of it, and says so in words that do not change from pass to pass.
    */
-  private waiter(job: QueuedJob, need: string, kind: WaitKind): Waiting {
+  private waiter(job: QueuedJob, need: string, kind: WaitKind, plain = true): Waiting {
     if (kind === "capacity" && !this.capacityWaiter) {
       this.capacityWaiter = true;
       return { jobId: job.id, reason: need, kind, code: "resources" };
     }
-    return { jobId: job.id, reason: behindReason(need), kind, code: "priority" };
+    return {
+      jobId: job.id,
+      reason: behindReason(need),
+      kind,
+      code: "priority",
+      ...(kind === "capacity" && plain ? { behind: true as const } : {}),
+    };
   }
 
   private gateRefusal(job: QueuedJob): Reason | null {
@@ -518,7 +536,7 @@ function poolWords(pools: readonly string[]): string {
 
 /** No count of the jobs ahead: it would change every pass, and reasons are written only on change. */
 function behindReason(need: string): string {
-  return `waiting behind jobs ahead of it in the queue; ${need}`;
+  return `${BEHIND_PREFIX} in the queue; ${need}`;
 }
 
 function noNodeReason(job: QueuedJob, pools: readonly string[]): Waiting {

@@ -1,6 +1,6 @@
 import { DependencyCycleError, type FieldProblem, UnknownDependencyError, ValidationError } from "./errors";
 import type { JobStatus } from "./job";
-import type { ReasonCode } from "./reasons";
+import { PENDING_REASON, type ReasonCode } from "./reasons";
 
 /**
  * The dependency graph of API.md: resolving a batch's refs, refusing cycles and unknown ids,
@@ -163,7 +163,7 @@ export function applicableStatus(input: ApplicableStatusInput): ApplicableStatus
       };
     }
   }
-  return { status: "queued", reason: "waiting for admission", code: "pending" };
+  return { status: "queued", reason: PENDING_REASON.message, code: PENDING_REASON.code };
 }
 
 /** `applicableStatus` under the name the submit path reads best with. */

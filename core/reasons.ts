@@ -8,11 +8,17 @@ export const REASON_CODES = [
   "begin_time",
   /** blocked: dependencies not yet completed. */
   "dependency",
-  /** queued: not yet looked at by a scheduling pass (just queued, or its execution is starting). */
+  /**
+   * queued: just queued, or waiting its turn with nothing about it in particular holding it back
+   * (read with the jobs ahead of it as `priority`: `queuedReason`), or its execution is starting.
+   */
   "pending",
   /** queued: first in line for capacity that is not free now. */
   "resources",
-  /** queued: behind other jobs that go first (higher priority, an earlier deadline, a held node). */
+  /**
+   * queued: behind other jobs that go first (higher priority, an earlier deadline, a held node).
+   * A job that only waits its turn keeps `pending` in storage (see `queuedReason`).
+   */
   "priority",
   /** queued: its owner is over a GPU quota. */
   "quota",
@@ -39,4 +45,29 @@ export type ReasonCode = (typeof REASON_CODES)[number];
 export interface Reason {
   readonly code: ReasonCode;
   readonly message: string;
+}
+
+/** The reason a job is queued with: no pass has said more of it yet. */
+export const PENDING_REASON: Reason = { code: "pending", message: "waiting for admission" };
+
+/** How a reason of a job that waits behind others starts; the count of them is added when read. */
+export const BEHIND_PREFIX = "waiting behind jobs ahead of it";
+
+/**
+ * A queued job's reason as GET /jobs/{id} and GET /queue show it, `ahead` jobs being ahead of it
+ * in line (null: some, not counted). Stored reasons leave that count out: it changes with every
+ * admission, and a reason is written only when it changes. For the same reason a pass leaves a
+ * job that only waits its turn with the reason it was queued with, `pending`, rather than write
+ * "waiting behind jobs ahead of it" into every job of a backlog (the job and its three queue
+ * views, 4 write units each): read, with jobs ahead of it, that job waits for `priority`.
+ */
+export function queuedReason(stored: Reason, ahead: number | null): Reason {
+  if (ahead === 0) return stored;
+  const count = ahead === null ? "jobs" : `${ahead} job${ahead === 1 ? "" : "s"}`;
+  const counted = `waiting behind ${count} ahead of it`;
+  if (stored.code === PENDING_REASON.code && stored.message === PENDING_REASON.message) {
+    return { code: "priority", message: `${counted} in the queue` };
+  }
+  if (!stored.message.startsWith(BEHIND_PREFIX)) return stored;
+  return { code: stored.code, message: `${counted}${stored.message.slice(BEHIND_PREFIX.length)}` };
 }

@@ -577,9 +577,18 @@ describe("GET /jobs/{id}", () => {
     // Act
     const job = await getJob(api, ALICE, submitted.id);
 
-    // Assess
-    const { queuePosition: _position, estimatedStartAt: _estimate, cost, ...rest } = job;
-    expect(rest).toEqual(submitted);
+    // Assess: the job as submitted; its reason read with the jobs ahead of it, should other
+    // tests' jobs be queued (core/reasons.ts queuedReason).
+    const { queuePosition, estimatedStartAt: _estimate, cost, statusReason, reasonCode, ...rest } = job;
+    const { statusReason: submittedReason, reasonCode: submittedCode, ...asSubmitted } = submitted;
+    expect(rest).toEqual(asSubmitted);
+    expect([submittedCode, submittedReason]).toEqual(["pending", "waiting for admission"]);
+    const ahead = (queuePosition ?? 0) - 1;
+    expect([reasonCode, statusReason]).toEqual(
+      ahead === 0
+        ? ["pending", "waiting for admission"]
+        : ["priority", `waiting behind ${ahead} job${ahead === 1 ? "" : "s"} ahead of it in the queue`],
+    );
     // What its life has cost so far (docs/cost.md): the submit's requests, no compute yet.
     expect(cost).toMatchObject({ computeUsd: 0, breakdown: { api: { requests: 1 } } });
     expect(cost?.requestsUsd).toBeGreaterThan(0);
@@ -602,6 +611,12 @@ describe("GET /jobs/{id}", () => {
     expect(before.queuePosition).toBeGreaterThanOrEqual(1);
     expect(firstAfter.queuePosition).toBe((before.queuePosition ?? 0) + 1);
     expect(secondAfter.queuePosition).toBe((firstAfter.queuePosition ?? 0) + 1);
+    // Its reason counts the same jobs ahead (core/reasons.ts queuedReason).
+    const ahead = (secondAfter.queuePosition ?? 0) - 1;
+    expect(secondAfter).toMatchObject({
+      reasonCode: "priority",
+      statusReason: `waiting behind ${ahead} job${ahead === 1 ? "" : "s"} ahead of it in the queue`,
+    });
   });
 
   it("gives a job whose priority was raised a place ahead", async () => {

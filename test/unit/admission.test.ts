@@ -147,6 +147,8 @@ describe("decideAdmission", () => {
       `needs 4 GPU in pool gpu, 2 free; node g2 is held for it (waiting since ${big.queuedAt})`,
     );
     expect(decision.waiting.find((w) => w.jobId === "big")?.code).toBe("resources");
+    // Kept off a held node: that is about it in particular, so not a plain wait for its turn.
+    expect(decision.waiting.find((w) => w.jobId === "s2")?.behind).toBeUndefined();
     expect(decision.waiting.find((w) => w.jobId === "s2")).toMatchObject({
       kind: "held",
       code: "priority",
@@ -307,7 +309,7 @@ describe("decideAdmission", () => {
 });
 
 describe("why a job waits: reason codes", () => {
-  it("gives `resources` to the first job of the pass that waits for capacity, `priority` to every later one", () => {
+  it("gives `resources` to the first job of the pass that waits for capacity, `priority` to every later one, marked as only waiting its turn", () => {
     // Prepare: one GPU node with 1 GPU free; the pass is fed in two offers, as the scheduler does.
     const pass = new AdmissionPass({ nodes: [node("g1", "gpu", { gpu: 3 })], pools: POOLS, now: NOW });
 
@@ -329,12 +331,14 @@ describe("why a job waits: reason codes", () => {
         jobId: "pair",
         kind: "capacity",
         code: "priority",
+        behind: true,
         reason: "waiting behind jobs ahead of it in the queue; needs 2 GPU in pool gpu, 0 free",
       },
       {
         jobId: "quad",
         kind: "capacity",
         code: "priority",
+        behind: true,
         reason: "waiting behind jobs ahead of it in the queue; needs 4 GPU in pool gpu, 0 free",
       },
     ]);
