@@ -12,7 +12,10 @@
  * Then per algorithm (priority and fair-share with aging on, round-robin):
  * - `empty`: a pass onto empty capacity, which admits up to 50 jobs (ten a node);
  * - `full`: a pass right after, with the pool full: it admits nothing and must read about one
- *   page, not the backlog (`drained` instead when the first pass admitted the whole backlog).
+ *   page, not the backlog (`drained` instead when the first pass admitted the whole backlog);
+ * - `empty, warm` (fair-share and round-robin): the admitted jobs put back and the pool emptied,
+ *   a pass by the same scheduler, which keeps the owners the earlier passes found queued jobs of
+ *   (app/queue-reader.ts OwnerHints) and reads their heads side by side.
  * Between algorithms the admitted jobs are put back as they were seeded and the nodes emptied.
  *
  * Items read: a middleware on the scheduler's DynamoDB client sums ScannedCount of every Query
