@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { cancelJob } from "../../app/actions";
 import { getJobView } from "../../app/queries";
+import { getQueue } from "../../app/queue";
 import { runScheduler, schedulePool } from "../../app/scheduler";
 import { TRANSITION_PREFIX } from "../../store/keys";
 import {
@@ -196,6 +197,43 @@ describe("why a queued job waits", () => {
       reasonCode: "priority",
       statusReason: "waiting behind 1 job ahead of it in the queue",
       queuePosition: 2,
+    });
+  });
+
+  it("GET /queue reads a job that only waits its turn with the jobs ahead of it that share its pool", async () => {
+    // Prepare: in pool a, one job running and two behind it; in pool b, a more urgent job
+    // listed first, which waits for nobody in pool a.
+    const [a, b] = [newPool(CPU_NODE), newPool(CPU_NODE)];
+    const ctx = schedulerFor(h, [a, b]);
+    await registerNode(h, a, CPU_NODE);
+    const [, second = "", third = ""] = await submitWaiting(h, "alice", [
+      { pool: a, resources: WHOLE_NODE },
+      { pool: a, resources: WHOLE_NODE },
+      { pool: a, resources: WHOLE_NODE },
+    ]);
+    await schedulePool(ctx, a);
+    const [urgent = ""] = await submitWaiting(h, "alice", [{ pool: b, priority: 5, resources: WHOLE_NODE }]);
+
+    // Act
+    const queue = await getQueue(ctx, OPS, undefined);
+
+    // Assess
+    const listed = Object.fromEntries(queue.queued.map((q) => [q.id, q]));
+    expect(queue.queued.map((q) => q.id)).toEqual([urgent, second, third]);
+    expect(listed[urgent]).toMatchObject({
+      position: 1,
+      reasonCode: "pending",
+      statusReason: "waiting for admission",
+    });
+    expect(listed[second]).toMatchObject({
+      position: 2,
+      reasonCode: "resources",
+      statusReason: `needs 2 CPU in pool ${a}, 0 free`,
+    });
+    expect(listed[third]).toMatchObject({
+      position: 3,
+      reasonCode: "priority",
+      statusReason: "waiting behind 1 job ahead of it in the queue",
     });
   });
 
