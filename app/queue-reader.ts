@@ -119,6 +119,8 @@ interface OwnerRun {
  */
 export class OwnerHeads {
   private readonly cursors: { pk: string; owner: string; startKey: Record<string, unknown> }[] = [];
+  private readonly seen = new Set<string>();
+  private walked = false;
 
   constructor(
     private readonly repo: JobRepository,
@@ -130,7 +132,13 @@ export class OwnerHeads {
   async first(known: Iterable<string> = []): Promise<JobItem[]> {
     const owners = [...known];
     const lists = await Promise.all(this.partitions.map((pk) => this.walkOwners(pk, owners)));
+    this.walked = true;
     return lists.flat();
+  }
+
+  /** The owners `first()` found queued jobs of, in every partition, in key order; null before it ran. */
+  get owners(): string[] | null {
+    return this.walked ? [...this.seen].sort(byOwnerKey) : null;
   }
 
   /** The next jobs of every owner that has more; [] when none has. */
@@ -162,6 +170,7 @@ export class OwnerHeads {
       runs.map((r) => r.owner),
     );
     for (const run of runs) {
+      this.seen.add(run.owner);
       if (run.startKey) this.cursors.push({ pk, owner: run.owner, startKey: run.startKey });
     }
     return runs.flatMap((r) => r.items);
@@ -189,6 +198,31 @@ export class OwnerHeads {
     return runs;
   }
 }
+
+/**
+ * The owners a pass leaves on the pool's lease item for the next pass, which may run in another
+ * process: as many of `owners` (in key order) as fit in about 600 bytes, so the item stays under
+ * 1 KB and every take and release of the lease stays one write unit. Null when they are the ones
+ * the lease has (nothing to write).
+ */
+export function leaseOwnerHints(
+  owners: readonly string[],
+  onLease: readonly string[] | undefined,
+): string[] | null {
+  const kept: string[] = [];
+  let bytes = 0;
+  for (const owner of owners) {
+    // A list entry: the string and a few bytes of DynamoDB's overhead.
+    bytes += Buffer.byteLength(owner) + 3;
+    if (bytes > LEASE_HINT_BYTES) break;
+    kept.push(owner);
+  }
+  const same =
+    onLease !== undefined && onLease.length === kept.length && kept.every((o, i) => o === onLease[i]);
+  return same ? null : kept;
+}
+
+const LEASE_HINT_BYTES = 600;
 
 /**
  * Owners in the order `queueByOwner` keeps them: by `<owner>#`, as the sort key starts, in

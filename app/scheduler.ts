@@ -53,7 +53,15 @@ import { reportLostAttempts } from "./lost-attempts";
 import { recordMetrics } from "./metrics";
 import { PassState } from "./pass-state";
 import { evict } from "./preemption";
-import { MergedView, OwnerHeads, OwnerHints, queuedJob, queuePartitions, readsByOwner } from "./queue-reader";
+import {
+  leaseOwnerHints,
+  MergedView,
+  OwnerHeads,
+  OwnerHints,
+  queuedJob,
+  queuePartitions,
+  readsByOwner,
+} from "./queue-reader";
 import { type AppContext, appContext } from "./runtime";
 
 /**
@@ -263,8 +271,8 @@ export async function schedulePool(ctx: SchedulerContext, poolName: string): Pro
       summary.passes++;
       let result: PassResult;
       try {
-        result = await pass(ctx, pool, tuning, taken, (lastOwner) =>
-          ctx.nodes.releaseLease(poolName, holder, lastOwner),
+        result = await pass(ctx, pool, tuning, taken, (leave) =>
+          ctx.nodes.releaseLease(poolName, holder, leave),
         );
       } catch (error) {
         // Unless the pass let go already: then this finds another holder, or none, and does nothing.
@@ -349,7 +357,9 @@ async function pass(
   pool: PoolConfig,
   tuning: SchedulerTuning,
   lease: LeaseItem,
-  release: (lastOwner: string | null) => Promise<{ dirty: boolean }>,
+  release: (leave: { lastOwner: string | null; queueOwners: readonly string[] | null }) => Promise<{
+    dirty: boolean;
+  }>,
 ): Promise<PassResult> {
   const now = ctx.clock();
   const state = new PassState(ctx, now);
@@ -429,8 +439,12 @@ async function pass(
   const capacity = totalCapacity(ownNodes);
   let lastOwner = lease.lastOwner ?? null;
 
-  // Owners holding capacity are likely to have more queued: hints for the owner-by-owner read.
-  const reader = new CandidateReader(ctx, pool.name, policy, tuning, usage.keys());
+  // Where the owner-by-owner read starts: the owners holding capacity, likely to have more
+  // queued, and those the last pass found, from the lease (it may have run in another process).
+  const reader = new CandidateReader(ctx, pool.name, policy, tuning, [
+    ...usage.keys(),
+    ...(lease.queueOwners ?? []),
+  ]);
   const admitted: { jobId: string; nodeId: string }[] = [];
   const undone: string[] = [];
   const waiting: Waiting[] = [];
@@ -538,7 +552,11 @@ async function pass(
   // it saved their round trip but let the wake-ups that arrive meanwhile start passes of their
   // own rather than fold into this one's rerun: `npm run bench` measured 0.6 more control-plane
   // requests per job.
-  const { dirty } = await release(newOwner);
+  const found = reader.owners;
+  const { dirty } = await release({
+    lastOwner: newOwner,
+    queueOwners: found ? leaseOwnerHints(found, lease.queueOwners) : null,
+  });
   const gauges = poolGauges({
     waiting,
     jobs: new Map(
@@ -661,7 +679,7 @@ function totalCapacity(nodes: readonly NodeItem[]): Resources {
  */
 class CandidateReader {
   private readonly ordered: MergedView | null;
-  private readonly owners: OwnerHeads | null;
+  private readonly byOwner: OwnerHeads | null;
   private readonly aged: MergedView | null;
 
   private readonly partitions: string[];
@@ -684,7 +702,7 @@ class CandidateReader {
     this.ordered = byOwner
       ? null
       : new MergedView(repo, JOB_INDEX.queue, "queueSk", partitions, tuning.pageSize);
-    this.owners = byOwner
+    this.byOwner = byOwner
       ? new OwnerHeads(repo, partitions, {
           perOwner: tuning.perOwner,
           maxOwners: tuning.maxOwners,
@@ -699,7 +717,7 @@ class CandidateReader {
 
   async first(): Promise<JobItem[]> {
     const [main, aged] = await Promise.all([
-      this.ordered ? this.ordered.next(this.tuning.pageSize) : (this.owners?.first(this.knownOwners) ?? []),
+      this.ordered ? this.ordered.next(this.tuning.pageSize) : (this.byOwner?.first(this.knownOwners) ?? []),
       this.aged ? this.aged.next(this.tuning.pageSize) : [],
     ]);
     return [...main, ...aged];
@@ -714,7 +732,15 @@ class CandidateReader {
 
   async more(): Promise<JobItem[]> {
     if (this.ordered) return this.ordered.exhausted ? [] : this.ordered.next(this.tuning.pageSize);
-    return this.owners ? this.owners.more() : [];
+    return this.byOwner ? this.byOwner.more() : [];
+  }
+
+  /**
+   * The owners the owner-by-owner read found queued jobs of; null when the pass made none (the
+   * policy reads no such view, or the pool was full and the pass read the queue's head instead).
+   */
+  get owners(): string[] | null {
+    return this.byOwner ? this.byOwner.owners : null;
   }
 }
 

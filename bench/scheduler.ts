@@ -14,8 +14,9 @@
  * - `full`: a pass right after, with the pool full: it admits nothing and must read about one
  *   page, not the backlog (`drained` instead when the first pass admitted the whole backlog);
  * - `empty, warm` (fair-share and round-robin): the admitted jobs put back and the pool emptied,
- *   a pass by the same scheduler, which keeps the owners the earlier passes found queued jobs of
- *   (app/queue-reader.ts OwnerHints) and reads their heads side by side.
+ *   a pass by a new scheduler process (nothing in memory), which starts from the owners the
+ *   earlier pass left on the pool's lease (app/queue-reader.ts leaseOwnerHints) and reads their
+ *   heads side by side.
  * Between algorithms the admitted jobs are put back as they were seeded and the nodes emptied.
  *
  * Items read: a middleware on the scheduler's DynamoDB client sums ScannedCount of every Query
@@ -382,11 +383,19 @@ async function batchWrite(
   await Promise.all(Array.from({ length: Math.min(inFlight, chunks.length) }, worker));
 }
 
-/** A pool of empty nodes and no lease: the nodes table as a fresh deployment has it. */
-async function resetPool(ctx: SchedulerContext, db: DynamoDBDocumentClient, now: Date): Promise<void> {
+/**
+ * A pool of empty nodes and no lease: the nodes table as a fresh deployment has it; `keepLease`,
+ * the lease as the last pass let go of it (what it leaves for the next pass included).
+ */
+async function resetPool(
+  ctx: SchedulerContext,
+  db: DynamoDBDocumentClient,
+  now: Date,
+  keepLease = false,
+): Promise<void> {
   // The partition holds the pool's nodes and its lease, nothing else.
   const keys = (await ctx.nodes.listNodes(POOL.name)).map((node) => ({ pool: node.pool, sk: node.sk }));
-  keys.push({ pool: POOL.name, sk: LEASE_SK });
+  if (!keepLease) keys.push({ pool: POOL.name, sk: LEASE_SK });
   await batchWrite(
     db,
     ctx.nodesTable,
@@ -420,9 +429,8 @@ interface Row {
   readonly algorithm: Algorithm;
   /**
    * The pool the pass found: empty; full; or with room left, the first pass having admitted every
-   * job. `empty, warm`: empty again after those two, the scheduler keeping what they learned (the
-   * owners fair-share and round-robin found queued jobs of, app/queue-reader.ts OwnerHints), as a
-   * scheduler Lambda does between the passes of a busy pool.
+   * job. `empty, warm`: empty again after those two, the lease keeping what they left on it (the
+   * owners fair-share and round-robin found queued jobs of, app/queue-reader.ts leaseOwnerHints).
    */
   readonly capacity: "empty" | "full" | "drained" | "empty, warm";
   readonly passes: number;
@@ -531,14 +539,18 @@ async function measure(bench: Bench, size: number, algorithms: readonly Algorith
                 : "drained";
         if (which === "warm") {
           await requeue(bench.seedDb, jobsTable, backlog, admittedIds.splice(0));
-          await resetPool(ctx, bench.seedDb, new Date());
+          await resetPool(ctx, bench.seedDb, new Date(), true);
         }
         meter.reset();
         capacityMeter.reset();
         trips.reset();
         const cpu = process.cpuUsage();
         const started = performance.now();
-        const summary = await schedulePool(ctx, POOL.name);
+        // The warm pass as a new scheduler process makes it: nothing in memory, the lease kept.
+        const summary = await schedulePool(
+          which === "warm" ? { ...ctx, ownerHints: new OwnerHints() } : ctx,
+          POOL.name,
+        );
         const ms = performance.now() - started;
         const cpuUsed = process.cpuUsage(cpu);
         const roundTrips = trips.inARow;

@@ -68,6 +68,11 @@ export interface LeaseItem {
   readonly dirty?: boolean;
   /** round-robin: the owner whose job was admitted last; the next pass's turns start after it. */
   readonly lastOwner?: string;
+  /**
+   * fair-share, round-robin: owners the last pass found queued jobs of, where the next pass
+   * starts its owner-by-owner read (app/queue-reader.ts leaseOwnerHints); only a hint.
+   */
+  readonly queueOwners?: string[];
 }
 
 /** A node id is already registered by another worker (ids must be fresh per registration). */
@@ -398,27 +403,34 @@ export class NodeRepository {
   }
 
   /**
-   * Lets go of the lease, leaving round-robin's `lastOwner` when the pass moved it on. `dirty`
-   * says a wake-up arrived during the pass: the caller runs again (taking the lease anew) so that
-   * nothing waits for the next sweep. A lease that expired and was taken by another pass is not
-   * touched (that pass will see everything, and keeps its own turns).
+   * Lets go of the lease, leaving round-robin's `lastOwner` when the pass moved it on and the
+   * owners it found queued jobs of when they changed (`queueOwners`). `dirty` says a wake-up
+   * arrived during the pass: the caller runs again (taking the lease anew) so that nothing waits
+   * for the next sweep. A lease that expired and was taken by another pass is not touched (that
+   * pass will see everything, and keeps its own turns).
    */
   async releaseLease(
     pool: string,
     holder: string,
-    lastOwner: string | null = null,
+    leave: { readonly lastOwner?: string | null; readonly queueOwners?: readonly string[] | null } = {},
   ): Promise<{ dirty: boolean }> {
+    const { lastOwner = null, queueOwners = null } = leave;
     try {
       const out = await this.db.send(
         new UpdateCommand({
           TableName: this.tableName,
           Key: { pool, sk: LEASE_SK },
-          UpdateExpression: `REMOVE holder, expiresAt SET dirty = :false${lastOwner === null ? "" : ", lastOwner = :owner"}`,
+          UpdateExpression: [
+            "REMOVE holder, expiresAt SET dirty = :false",
+            lastOwner === null ? "" : ", lastOwner = :owner",
+            queueOwners === null ? "" : ", queueOwners = :owners",
+          ].join(""),
           ConditionExpression: "holder = :holder",
           ExpressionAttributeValues: {
             ":holder": holder,
             ":false": false,
             ...(lastOwner === null ? {} : { ":owner": lastOwner }),
+            ...(queueOwners === null ? {} : { ":owners": queueOwners }),
           },
           ReturnValues: "ALL_OLD",
         }),

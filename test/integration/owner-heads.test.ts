@@ -1,8 +1,18 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { OwnerHeads, OwnerHints, queuePartitions } from "../../app/queue-reader";
+import { schedulePool } from "../../app/scheduler";
 import type { JobRepository } from "../../store/job-repository";
 import { queuePk } from "../../store/keys";
-import { type Harness, ownTables, startHarness, submitWaitingBatch, suffix } from "../support/scheduling";
+import { JOB_INDEX } from "../../store/tables";
+import {
+  type Harness,
+  ownTables,
+  registerNode,
+  schedulerFor,
+  startHarness,
+  submitWaitingBatch,
+  suffix,
+} from "../support/scheduling";
 
 /**
  * The owner-by-owner read of the queue that fair-share and round-robin passes make
@@ -25,7 +35,10 @@ afterAll(() => h?.close());
  * in a row on the read's critical path (independent queries share a round, whatever DynamoDB
  * Local's timing).
  */
-function inRounds(repo: JobRepository): { repo: JobRepository; rounds(): number } {
+function inRounds(
+  repo: JobRepository,
+  counts: (input: Parameters<JobRepository["queryIndex"]>[0]) => boolean = () => true,
+): { repo: JobRepository; rounds(): number } {
   let rounds = 0;
   let inFlight = 0;
   let scheduled = false;
@@ -45,6 +58,7 @@ function inRounds(repo: JobRepository): { repo: JobRepository; rounds(): number 
   };
   const wrapped = Object.create(repo) as JobRepository;
   wrapped.queryIndex = async (input) => {
+    if (!counts(input)) return repo.queryIndex(input);
     await new Promise<void>((go) => {
       waiting.push(go);
       schedule();
@@ -138,5 +152,36 @@ describe("OwnerHeads", () => {
     const firstThree = owners.slice(0, 3).flatMap((o) => jobs.get(o)?.slice(0, 2) ?? []);
     expect(plain.map((j) => j.id)).toEqual(firstThree);
     expect(hinted.map((j) => j.id)).toEqual(firstThree);
+  });
+});
+
+describe("a fair-share pass and the owners it found", () => {
+  it("leaves them on the pool's lease, so a pass of another process reads their heads side by side", async () => {
+    // Prepare: five owners with queued jobs; room for two jobs, then two more. The harness's
+    // scheduler keeps nothing in memory between passes, as a new scheduler process would not.
+    const { pool, owners } = await fiveOwners();
+    const ctx = schedulerFor(h, [pool], { algorithm: "fair-share", agingSecondsPerStep: 0 });
+    await registerNode(h, pool, { cpu: 2, memoryMb: 4096, gpu: 0 });
+    const byOwnerReads = (first: JobRepository) =>
+      inRounds(first, (input) => input.IndexName === JOB_INDEX.queueByOwner);
+    const cold = byOwnerReads(h.repo);
+    const firstPass = await schedulePool({ ...ctx, repo: cold.repo }, pool);
+    // The pool full: a pass reads the queue's head, not owner by owner, and leaves the owners be.
+    const fullPass = await schedulePool(ctx, pool);
+    const lease = await h.nodes.getLease(pool);
+    await registerNode(h, pool, { cpu: 2, memoryMb: 4096, gpu: 0 });
+    const warm = byOwnerReads(h.repo);
+
+    // Act
+    const secondPass = await schedulePool({ ...ctx, repo: warm.repo }, pool);
+
+    // Assess: the first pass walked owner after owner (the last owner's page ended the
+    // partition); the second started from the owners on the lease, each gap read at once.
+    expect(firstPass.admitted).toHaveLength(2);
+    expect(fullPass.admitted).toEqual([]);
+    expect(lease?.queueOwners).toEqual(owners);
+    expect(cold.rounds()).toBe(owners.length);
+    expect(secondPass.admitted).toHaveLength(2);
+    expect(warm.rounds()).toBe(1);
   });
 });
