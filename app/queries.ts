@@ -109,7 +109,6 @@ export async function getJobView(
 
 /** A queued job's stored reason, read with the number of jobs ahead of it (core/reasons.ts). */
 function readReason(job: Job, ahead: number | null): Pick<Job, "statusReason" | "reasonCode"> {
-  if (job.reasonCode === null) return { statusReason: job.statusReason, reasonCode: null };
   const { code, message } = queuedReason({ code: job.reasonCode, message: job.statusReason }, ahead);
   return { statusReason: message, reasonCode: code };
 }

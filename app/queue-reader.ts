@@ -87,8 +87,10 @@ export interface OwnerHeadsOptions {
 
 /**
  * The owners each queue partition had queued jobs of when a pass last walked it, kept in memory
- * between the passes of one scheduler process. Only a hint for where to start reading: a wrong
- * or missing owner costs a round trip, never a job (OwnerHeads reads every gap between them).
+ * between the passes of one scheduler process: every one of them, where the pool's lease keeps
+ * only those that fit (`leaseOwnerHints`), so many owners still read side by side. Only a hint
+ * for where to start reading: a wrong or missing owner costs a round trip, never a job
+ * (OwnerHeads reads every gap between them).
  */
 export class OwnerHints {
   private readonly byPartition = new Map<string, readonly string[]>();

@@ -92,7 +92,10 @@ export async function getQueue(
   ]);
   const listed = order.slice(0, QUEUE_LIST_LIMIT);
   const queued = listed.map((item, i): QueuedEntry => {
-    const reason = readReason(item, jobsAhead(listed, i));
+    const reason = queuedReason(
+      { code: item.reasonCode ?? null, message: item.statusReason },
+      jobsAhead(listed, i),
+    );
     return {
       id: item.id,
       type: item.type,
@@ -125,12 +128,6 @@ function jobsAhead(listed: readonly JobItem[], index: number): number {
     if (pool === null || (other.pool ?? null) === null || other.pool === pool) ahead++;
   }
   return ahead;
-}
-
-/** A listed job's stored reason, read with the number of jobs ahead of it (core/reasons.ts). */
-function readReason(item: JobItem, ahead: number): { message: string; code: ReasonCode | null } {
-  if (!item.reasonCode) return { message: item.statusReason, code: null };
-  return queuedReason({ code: item.reasonCode, message: item.statusReason }, ahead);
 }
 
 /** Position and estimate of one queued job, for GET /jobs/{id}; null when it is past the list. */

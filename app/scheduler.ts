@@ -99,8 +99,8 @@ export type SchedulerContext = Pick<
   readonly circuits?: CircuitBreakers;
   /**
    * The owners earlier passes of this process found queued jobs of, for fair-share and
-   * round-robin to read their heads side by side (app/queue-reader.ts); absent, each pass finds
-   * them one after another.
+   * round-robin to read their heads side by side (app/queue-reader.ts): all of them, where the
+   * lease keeps only those that fit in 600 bytes. Absent, a pass starts from the lease's alone.
    */
   readonly ownerHints?: OwnerHints;
 };
@@ -548,10 +548,10 @@ async function pass(
   ]);
   const failed = closing.find((c) => c.failed);
   if (failed) throw failed.error;
-  // Then the lease goes, round-robin's last owner with it. Let go alongside the closing writes,
-  // it saved their round trip but let the wake-ups that arrive meanwhile start passes of their
-  // own rather than fold into this one's rerun: `npm run bench` measured 0.6 more control-plane
-  // requests per job.
+  // Then the lease goes, with what the next pass starts from. (Let go alongside the closing
+  // writes, it saved their round trip, but wake-ups that arrived meanwhile started passes of
+  // their own instead of folding into this one's rerun: `npm run bench` measured 0.6 more
+  // control-plane requests per job.)
   const found = reader.owners;
   const { dirty } = await release({
     lastOwner: newOwner,

@@ -59,10 +59,14 @@ export const BEHIND_PREFIX = "waiting behind jobs ahead of it";
  * admission, and a reason is written only when it changes. For the same reason a pass leaves a
  * job that only waits its turn with the reason it was queued with, `pending`, rather than write
  * "waiting behind jobs ahead of it" into every job of a backlog (the job and its three queue
- * views, 4 write units each): read, with jobs ahead of it, that job waits for `priority`.
+ * views, 4 write units each): read, with jobs ahead of it, that job waits for `priority`. A
+ * reason without a code is as stored.
  */
-export function queuedReason(stored: Reason, ahead: number | null): Reason {
-  if (ahead === 0) return stored;
+export function queuedReason<R extends { readonly code: ReasonCode | null; readonly message: string }>(
+  stored: R,
+  ahead: number | null,
+): R | Reason {
+  if (ahead === 0 || stored.code === null) return stored;
   const count = ahead === null ? "jobs" : `${ahead} job${ahead === 1 ? "" : "s"}`;
   const counted = `waiting behind ${count} ahead of it`;
   if (stored.code === PENDING_REASON.code && stored.message === PENDING_REASON.message) {
