@@ -3,8 +3,9 @@ import { ConcurrentUpdateError } from "../core/errors";
 import type { JobStatus } from "../core/job";
 import { transition } from "../core/status";
 import { endAttemptItem, releaseCapacityItem } from "../store/capacity";
-import type { JobItem } from "../store/job-items";
+import type { JobItem, Reservation } from "../store/job-items";
 import { applicableChange, type TransactItem } from "../store/job-repository";
+import type { NodeRepository } from "../store/nodes";
 import { arrayParentSettlement, isArrayParent } from "./arrays";
 import { type JobStateChange, stateChange } from "./events";
 import type { CompleteInput, LifecycleContext } from "./lifecycle";
@@ -41,14 +42,32 @@ export interface CompletedRun {
   readonly started?: JobItem;
 }
 
-export type CompletionContext = Pick<LifecycleContext, "repo" | "clock" | "nodesTable" | "events" | "usage">;
+export type CompletionContext = Pick<
+  LifecycleContext,
+  "repo" | "clock" | "nodesTable" | "events" | "usage"
+> & {
+  /** The node's repair count, read before the job's write that frees its reservation. */
+  readonly nodes: Pick<NodeRepository, "repairsOf">;
+};
 
 /**
- * The worker's own end of a successful attempt, before it answers the run token: its result item
- * is put, then in one transaction conditional on the job still running this attempt, the job
- * becomes `completed`, its attempt `succeeded` and its reservation goes back to the node.
- * So a successful job costs its execution one state transition (Dispatch) and no Lambda step.
- * Dependents are released from the Jobs table's change stream (`releaseDependentsOf`).
+ * The worker's own end of a successful attempt, before it answers the run token. Its result item
+ * is put, then the job becomes `completed` in one conditional UpdateItem on its own (status
+ * running, this attempt, the version the start left), then its transition is put and its attempt
+ * record ended side by side, and then its reservation goes back to the node, with the attempt's
+ * GPU-seconds, in a transaction of their own. So a successful job costs its execution one state
+ * transition (Dispatch) and no Lambda step, and no write of it pays DynamoDB's transaction price
+ * for the job's index entries (docs/data-model.md). Dependents are released from the Jobs table's
+ * change stream (`releaseDependents`).
+ *
+ * Why the release may come after the job's write: the task has exited, so nothing runs on that
+ * capacity any more, and once the job is `completed` no other path releases it (every other
+ * release is conditional on the job being dispatched or running). Held a moment longer, it only
+ * keeps a job out of the node for that moment. What could give it twice is the reconciler, which
+ * repairs `used` to what the `active` index holds: so the node's repair count is read before the
+ * job's write, and the release is conditional on it (store/capacity.ts releaseCapacityItem). A
+ * repair in between refuses it, and a worker that dies before it leaves it booked: either way the
+ * next proof gives it back, and neither can give it twice.
  *
  * `abandoned` when the job no longer runs this attempt (cancelled, paused, preempted, or already
  * completed by a replay of this call): the job does not change, and the result put for it is
@@ -61,22 +80,26 @@ export async function completeRun(
 ): Promise<{ readonly outcome: "completed" | "abandoned"; readonly reason?: string }> {
   const bytes = Buffer.byteLength(run.resultJson, "utf8");
   const at = ctx.clock().toISOString();
-  // The result first, on its own (1 write unit; 2 in the transaction): a reader sees it only once
-  // the job is completed, which the transaction below decides.
-  const put = await ctx.repo.putResult(run.jobId, {
-    resultJson: run.resultJson,
-    attempt: run.attempt,
-    bytes,
-    writtenAt: at,
-    expiresAt: ctx.repo.historyExpiresAt(at, true),
-  });
+  let started = run.started?.id === run.jobId ? run.started : undefined;
+  // The result first, on its own (1 write unit; 2 in a transaction): a reader sees it only once
+  // the job is completed. The node's repair count is read alongside, costing no time.
+  const [put, firstRead] = await Promise.all([
+    ctx.repo.putResult(run.jobId, {
+      resultJson: run.resultJson,
+      attempt: run.attempt,
+      bytes,
+      writtenAt: at,
+      expiresAt: ctx.repo.historyExpiresAt(at, true),
+    }),
+    started?.reservation ? repairsRead(ctx, started.reservation) : undefined,
+  ]);
   if (put === "later") {
     return {
       outcome: "abandoned",
       reason: `job ${run.jobId} has the result of an attempt after ${run.attempt}`,
     };
   }
-  let started = run.started?.id === run.jobId ? run.started : undefined;
+  let repairs = firstRead;
   return retryOnRace(async () => {
     const item = started ?? (await readJob(ctx, run.jobId));
     // A refused write is retried against the job as it is now.
@@ -94,26 +117,55 @@ export async function completeRun(
           : `job ${run.jobId} does not exist`,
       };
     }
+    // Read before the job's write, always: a count read after it could miss a repair in between.
+    if (item.reservation && !sameNode(repairs?.reservation, item.reservation)) {
+      repairs = await repairsRead(ctx, item.reservation);
+    }
     const now = ctx.clock().toISOString();
-    const { items, next, durationMs } = completionItems(ctx, item, run.attempt, now);
-    await ctx.repo.transact(items);
+    const { job, attempt, next, durationMs } = completionChange(ctx, item, run.attempt, now);
+    const written = await ctx.repo.changeAlone(job, [attempt]);
+    if (written.outcome === "changed") {
+      throw new ConcurrentUpdateError(`job ${item.id} changed while its completion was written`);
+    }
+    if (written.recordsUnwritten !== undefined) {
+      logger.warn("completed; its transition or attempt record could not be written", {
+        jobId: item.id,
+        attempt: run.attempt,
+        error: String(written.recordsUnwritten),
+      });
+    }
+    await releaseAfterCompletion(ctx, item, repairs?.count ?? null, now);
     recordMetrics({ pool: metricPool(item) }, { jobsCompleted: 1, runTime: durationMs ?? undefined });
     await ctx.events.publish([stateChange(item.status, next)]);
     return { outcome: "completed" as const };
   });
 }
 
-/**
- * One transaction's items that complete a running attempt: the job `completed` (with its
- * transition), the attempt `succeeded`, its GPU-seconds to the owner's usage and the reservation
- * back to its node.
- */
-export function completionItems(
-  ctx: CompletionContext,
+interface RepairsRead {
+  readonly reservation: Reservation;
+  /** Null: the node is gone (deregistered), so nothing is left to release on it. */
+  readonly count: number | null;
+}
+
+async function repairsRead(ctx: CompletionContext, reservation: Reservation): Promise<RepairsRead> {
+  return { reservation, count: await ctx.nodes.repairsOf(reservation.pool, reservation.nodeId) };
+}
+
+const sameNode = (a: Reservation | undefined, b: Reservation): boolean =>
+  a?.pool === b.pool && a.nodeId === b.nodeId;
+
+/** The completion's job write (its Update and its transition's Put) and its attempt record's end. */
+function completionChange(
+  ctx: Pick<CompletionContext, "repo">,
   item: JobItem,
   attempt: number,
   now: string,
-): { readonly items: TransactItem[]; readonly next: JobItem; readonly durationMs: number | null } {
+): {
+  readonly job: TransactItem[];
+  readonly attempt: TransactItem;
+  readonly next: JobItem;
+  readonly durationMs: number | null;
+} {
   const { items, next, historyExpiresAt } = ctx.repo.statusChangeItems(
     item,
     {
@@ -127,20 +179,88 @@ export function completionItems(
   );
   const durationMs = durationSince(item.attemptStartedAt, now);
   return {
+    job: items,
+    attempt: endAttemptItem(ctx.repo.tableName, item, attempt, {
+      status: "succeeded",
+      finishedAt: now,
+      durationMs,
+      error: null,
+      expiresAt: historyExpiresAt,
+    }),
+    next,
+    durationMs,
+  };
+}
+
+/**
+ * The completed job's reservation back to its node, with its GPU-seconds to the owner's usage, in
+ * one transaction (its client token makes the SDK's retries of it land once). Refused by the node
+ * when the reconciler repaired the node since `repairsSeen` was read, or when the node is gone:
+ * the usage is then written alone, and the reservation left to the next proof. A write with no
+ * answer is left as it is, for the same reason: giving capacity back twice would let a node take
+ * more than it has; keeping it a little longer only keeps it idle.
+ */
+async function releaseAfterCompletion(
+  ctx: CompletionContext,
+  item: JobItem,
+  repairsSeen: number | null,
+  now: string,
+): Promise<void> {
+  const usage = attemptUsageItems(ctx, item, now);
+  const release =
+    item.reservation && repairsSeen !== null
+      ? [releaseCapacityItem(ctx.nodesTable, item.reservation, repairsSeen)]
+      : [];
+  const context = { jobId: item.id, attempt: item.attempts, reservation: item.reservation };
+  if (release.length + usage.length === 0) {
+    if (item.reservation) logger.warn("completed on a node that is gone; nothing to release", context);
+    return;
+  }
+  try {
+    for (let round = 1; ; round++) {
+      const written = await ctx.repo.transactParts({ release, usage });
+      if (written.ok) return;
+      if (written.conditionFailed.has("release")) {
+        logger.warn(
+          "capacity of a completed job left to the reconciler: its node was repaired or is gone",
+          context,
+        );
+        if (usage.length > 0) await retryOnRace(() => ctx.repo.transact(usage));
+        return;
+      }
+      // Another transaction on the same node or usage item at that instant: nothing was written.
+      if (round >= MAX_ROUNDS) throw written.error;
+      await pause(round);
+    }
+  } catch (error) {
+    logger.error("capacity of a completed job not released; the reconciler gives it back", {
+      ...context,
+      error: String(error),
+    });
+  }
+}
+
+/**
+ * One transaction's items that complete a running attempt: the job `completed` (with its
+ * transition), the attempt `succeeded`, its GPU-seconds to the owner's usage and the reservation
+ * back to its node. The previous lifecycle's Complete step writes them.
+ */
+export function completionItems(
+  ctx: Pick<CompletionContext, "repo" | "nodesTable" | "usage">,
+  item: JobItem,
+  attempt: number,
+  now: string,
+): { readonly items: TransactItem[]; readonly next: JobItem; readonly durationMs: number | null } {
+  const change = completionChange(ctx, item, attempt, now);
+  return {
     items: [
-      ...items,
-      endAttemptItem(ctx.repo.tableName, item, attempt, {
-        status: "succeeded",
-        finishedAt: now,
-        durationMs,
-        error: null,
-        expiresAt: historyExpiresAt,
-      }),
+      ...change.job,
+      change.attempt,
       ...attemptUsageItems(ctx, item, now),
       ...(item.reservation ? [releaseCapacityItem(ctx.nodesTable, item.reservation)] : []),
     ],
-    next,
-    durationMs,
+    next: change.next,
+    durationMs: change.durationMs,
   };
 }
 

@@ -4,9 +4,11 @@ import type { TransactItem } from "./job-repository";
 import { activeSk, attemptSk, JOB_SK, jobPk, nodeSk } from "./keys";
 
 /**
- * The transaction items that move capacity and end attempts. They go into the same
- * TransactWriteItems as the job's status change, so capacity can never be reserved by a job
- * that is not dispatched or running, nor stay reserved by one that left those statuses.
+ * The items that move capacity and end attempts. They go into the same TransactWriteItems as the
+ * job's status change, so capacity can never be reserved by a job that is not dispatched or
+ * running, nor stay reserved by one that left those statuses; the one exception is the worker's
+ * completion, which releases right after the job's own write, guarded by the node's repair count
+ * (releaseCapacityItem, docs/lifecycle.md "The worker's completion").
  */
 
 export interface NodeCapacity {
@@ -47,19 +49,37 @@ export function reserveCapacityItem(
   };
 }
 
-/** Gives a reservation back to its node (whatever the node's status: a lost node's books still balance). */
-export function releaseCapacityItem(nodesTable: string, reservation: Reservation): TransactItem {
+/**
+ * Gives a reservation back to its node (whatever the node's status: a lost node's books still
+ * balance). In the job's own transaction, `repairsSeen` is left out. A release written after its
+ * job's change (the worker's completion, app/completion.ts) passes the node's repair count as read
+ * before that change: should the reconciler have repaired `used` since, that repair may already
+ * have counted the job out, so the release is refused rather than given twice, and the next proof
+ * repairs whatever it leaves.
+ */
+export function releaseCapacityItem(
+  nodesTable: string,
+  reservation: Reservation,
+  repairsSeen?: number,
+): TransactItem {
+  const unrepaired =
+    repairsSeen === undefined
+      ? ""
+      : repairsSeen === 0
+        ? " AND attribute_not_exists(repairs)"
+        : " AND repairs = :repairs";
   return {
     Update: {
       TableName: nodesTable,
       Key: { pool: reservation.pool, sk: nodeSk(reservation.nodeId) },
       UpdateExpression:
         "SET used.cpu = used.cpu - :cpu, used.memoryMb = used.memoryMb - :mem, used.gpu = used.gpu - :gpu",
-      ConditionExpression: "attribute_exists(sk)",
+      ConditionExpression: `attribute_exists(sk)${unrepaired}`,
       ExpressionAttributeValues: {
         ":cpu": reservation.cpu,
         ":mem": reservation.memoryMb,
         ":gpu": reservation.gpu,
+        ...(repairsSeen ? { ":repairs": repairsSeen } : {}),
       },
     },
   };

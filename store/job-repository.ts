@@ -223,16 +223,17 @@ export class JobRepository {
   /**
    * A status change that touches the job alone, written without a transaction: the job's
    * conditional UpdateItem first, then — once it landed — its history records (the transition,
-   * an attempt record) as plain PutItems, each only if absent. DynamoDB bills every write in a
+   * an attempt record) side by side, each a Put only where absent or a conditional Update (an
+   * attempt record's end, store/capacity.ts endAttemptItem). DynamoDB bills every write in a
    * transaction twice, and each index entry a status change moves with it, so this costs about
    * half (docs/data-model.md). A crash between the two can lose a record, never block a later
    * change: a record is keyed by the version or attempt it belongs to, and a later write that
    * finds it missing writes its own. `changed`: the job is not as read; nothing was written.
-   * `ok` with `recordsUnwritten`: the change landed but a record could not be put (throttled past
-   * the client's retries); the change stands, and the caller goes on with it.
+   * `ok` with `recordsUnwritten`: the change landed but a record could not be written (throttled
+   * past the client's retries); the change stands, and the caller goes on with it.
    *
    * `items` is statusChangeItems' output (the job's Update and its transition's Put) and `records`
-   * more history Puts; any other kind of item, or a second Update, is refused.
+   * more history records; any other kind of item, or a second Update in `items`, is refused.
    */
   async changeAlone(
     items: readonly TransactItem[],
@@ -241,9 +242,13 @@ export class JobRepository {
     { readonly outcome: "ok"; readonly recordsUnwritten?: unknown } | { readonly outcome: "changed" }
   > {
     const updates = items.filter((item) => item.Update);
-    const puts = [...items, ...records].filter((item) => item.Put);
-    if (updates.length !== 1 || updates.length + puts.length !== items.length + records.length) {
-      throw new Error("changeAlone writes one job Update and history Puts, nothing else");
+    const history = [...items.filter((item) => item.Put), ...records];
+    if (
+      updates.length !== 1 ||
+      updates.length + history.length !== items.length + records.length ||
+      history.some((item) => !item.Put && !item.Update)
+    ) {
+      throw new Error("changeAlone writes one job Update and history records, nothing else");
     }
     const update = updates[0]?.Update;
     if (!update) throw new Error("changeAlone needs the job's Update");
@@ -251,11 +256,31 @@ export class JobRepository {
       return { outcome: "changed" };
     }
     try {
-      await this.putRecords(puts);
+      await this.writeRecords(history);
     } catch (error) {
       return { outcome: "ok", recordsUnwritten: error };
     }
     return { outcome: "ok" };
+  }
+
+  /**
+   * History records written side by side, each only where its condition holds: a Put only where
+   * absent (one already there is this very record from an earlier try, or an attempt record its
+   * end wrote first), an Update only where the record is still as it expects (an attempt's end:
+   * absent or running).
+   */
+  private async writeRecords(records: readonly TransactItem[]): Promise<void> {
+    await Promise.all(
+      records.map(async (record) => {
+        if (record.Put) {
+          const put = record.Put;
+          await this.ifConditionHolds(() => this.db.send(new PutCommand(put)));
+        } else if (record.Update) {
+          const update = record.Update;
+          await this.ifConditionHolds(() => this.db.send(new UpdateCommand(update)));
+        }
+      }),
+    );
   }
 
   /**

@@ -36,6 +36,12 @@ export interface NodeItem {
   /** Who drained it through POST /pools/{pool}/nodes/{id}/drain (absent: its worker did, or nobody). */
   readonly drainedBy?: string;
   readonly drainedAt?: string;
+  /**
+   * How many times the reconciler set `used` to what the `active` index holds (absent: never).
+   * A release written apart from its job's change is conditional on it (store/capacity.ts
+   * releaseCapacityItem), so a repair that came in between is never released over.
+   */
+  readonly repairs?: number;
 }
 
 /** What an admin's drain found: the node as it now is, and whether this call changed it. */
@@ -325,17 +331,40 @@ export class NodeRepository {
    * Sets a node's `used` to what its reservations add up to, only if `used` is still what the
    * caller read (the reconciler's repair of a leak). False when it changed meanwhile.
    */
+  /**
+   * The node's repair count (0 when never repaired), read before a job's change that releases its
+   * reservation apart from that change (app/completion.ts): eventually consistent, since a stale
+   * count only refuses the release (the next proof repairs it), never lets one through. Null when
+   * the node is gone.
+   */
+  async repairsOf(pool: string, nodeId: string): Promise<number | null> {
+    const out = await this.db.send(
+      new GetCommand({
+        TableName: this.tableName,
+        Key: { pool, sk: nodeSk(nodeId) },
+        ProjectionExpression: "sk, repairs",
+      }),
+    );
+    if (!out.Item) return null;
+    return typeof out.Item.repairs === "number" ? out.Item.repairs : 0;
+  }
+
+  /**
+   * Sets `used` to what the reservations add up to, only if it is still what the proof read, and
+   * counts the repair (`repairs`): a release that read the count before this write is refused.
+   */
   async repairUsed(pool: string, nodeId: string, read: NodeCapacity, actual: NodeCapacity): Promise<boolean> {
     return this.conditionally(() =>
       this.db.send(
         new UpdateCommand({
           TableName: this.tableName,
           Key: { pool, sk: nodeSk(nodeId) },
-          UpdateExpression: "SET used = :actual",
+          UpdateExpression: "SET used = :actual ADD repairs :one",
           ConditionExpression:
             "attribute_exists(sk) AND used.cpu = :cpu AND used.memoryMb = :mem AND used.gpu = :gpu",
           ExpressionAttributeValues: {
             ":actual": { cpu: actual.cpu, memoryMb: actual.memoryMb, gpu: actual.gpu },
+            ":one": 1,
             ":cpu": read.cpu,
             ":mem": read.memoryMb,
             ":gpu": read.gpu,

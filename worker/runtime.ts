@@ -48,7 +48,7 @@ import {
  */
 
 /** What the worker needs of store/nodes.ts. */
-export type NodeBook = Pick<NodeRepository, "register" | "beat" | "setStatus" | "deregister">;
+export type NodeBook = Pick<NodeRepository, "register" | "beat" | "setStatus" | "deregister" | "repairsOf">;
 
 export interface WorkerLogger {
   debug(message: string, extra?: Record<string, unknown>): void;
@@ -558,10 +558,10 @@ export class Worker {
   }
 
   /**
-   * Ends the successful attempt (app/completion.ts#completeRun): the result item, the job
-   * completed and its capacity released, in one transaction conditional on the job still running
-   * this attempt, so a late attempt never overwrites what a later one produced. Only then is the
-   * run token answered, which ends the execution at its one state.
+   * Ends the successful attempt (app/completion.ts#completeRun): the result item, then the job
+   * completed in a write conditional on the job still running this attempt, so a late attempt
+   * never overwrites what a later one produced, then its capacity released. Only then is the run
+   * token answered, which ends the execution at its one state.
    */
   private async storeResult(job: JobItem, attempt: number, result: unknown): Promise<Outcome> {
     let json: string;
@@ -591,6 +591,7 @@ export class Worker {
           repo: this.deps.repo,
           clock: this.clock,
           nodesTable: this.options.nodesTable,
+          nodes: this.deps.nodes,
           events: this.deps.events,
           usage: this.deps.usage,
         },

@@ -4,6 +4,7 @@ import { afterAll, beforeEach, describe, expect, inject, it } from "vitest";
 import type { JobEventPublisher, JobStateChange } from "../../app/events";
 import { executionArnOf, executionName, type LifecycleExecutions } from "../../app/executions";
 import {
+  type CompletionContext,
   completeAttempt,
   completeRun,
   type DispatchInput,
@@ -164,9 +165,17 @@ async function attemptItem(id: string, attempt: number): Promise<Record<string, 
   return repo.getItem({ pk: jobPk(id), sk: attemptSk(attempt) });
 }
 
-/** The worker's end of a successful attempt: `result` stored as JSON text, as the worker does. */
-function complete(jobId: string, attempt: number, result: unknown = { ok: attempt }) {
-  return completeRun(ctx, { jobId, attempt, resultJson: JSON.stringify(result) });
+/**
+ * The worker's end of a successful attempt: `result` stored as JSON text, as the worker does.
+ * `nodes` stands where the worker's own node book does (it reads the node's repair count).
+ */
+function complete(
+  jobId: string,
+  attempt: number,
+  result: unknown = { ok: attempt },
+  nodes: CompletionContext["nodes"] = new NodeRepository(db, nodesTable),
+) {
+  return completeRun({ ...ctx, nodes }, { jobId, attempt, resultJson: JSON.stringify(result) });
 }
 
 async function transitionCount(id: string): Promise<number> {
@@ -176,7 +185,7 @@ async function transitionCount(id: string): Promise<number> {
 const boom = { Error: "ValueError", Cause: "boom" };
 
 describe("completeRun (the worker's completion)", () => {
-  it("in one transaction: job completed, attempt succeeded, result stored, capacity released", async () => {
+  it("job completed, attempt succeeded, result stored, capacity released", async () => {
     const id = (await submit([{ ref: "a", resources: { cpu: 1, memoryMb: 1024 } }]))("a");
     const attempt = await startRunning(id);
     expect(await used()).toEqual({ cpu: 1, memoryMb: 1024, gpu: 0 });
@@ -219,6 +228,59 @@ describe("completeRun (the worker's completion)", () => {
     // The worker ends the attempt itself: no execution is started, no token answered.
     expect(executions.started).toEqual([]);
     expect(tokens.sent).toEqual([]);
+  });
+
+  it("gives capacity back once when the reconciler repairs the node between the count's read and the release", async () => {
+    // Prepare: a proof that lands right after the completion read the node's repair count, and
+    // counts the job out (as one that finds it gone from `active` would): used goes to 0.
+    const id = (await submit([{ ref: "a", resources: { cpu: 1, memoryMb: 1024 } }]))("a");
+    const attempt = await startRunning(id);
+    const book = new NodeRepository(db, nodesTable);
+    const repairing: CompletionContext["nodes"] = {
+      repairsOf: async (pool, node) => {
+        const count = await book.repairsOf(pool, node);
+        const zero = { cpu: 0, memoryMb: 0, gpu: 0 };
+        expect(await book.repairUsed(pool, node, await used(), zero)).toBe(true);
+        return count;
+      },
+    };
+
+    // Act
+    const done = await complete(id, attempt, "ok", repairing);
+
+    // Assess: completed, and the repair's figure stands: the release did not take it below zero.
+    expect(done).toEqual({ outcome: "completed" });
+    expect((await job(id)).status).toBe("completed");
+    expect(await used()).toEqual({ cpu: 0, memoryMb: 0, gpu: 0 });
+    expect(await attemptItem(id, attempt)).toMatchObject({ status: "succeeded" });
+  });
+
+  it("releases after a repair that came before the count was read (the repair counted the job in)", async () => {
+    // Prepare: a proof repairs the node while the job runs, counting its reservation.
+    const id = (await submit([{ ref: "a", resources: { cpu: 1, memoryMb: 1024 } }]))("a");
+    const attempt = await startRunning(id);
+    const book = new NodeRepository(db, nodesTable);
+    expect(await book.repairUsed(POOL, nodeId, await used(), { cpu: 1, memoryMb: 1024, gpu: 0 })).toBe(true);
+    expect(await book.repairsOf(POOL, nodeId)).toBe(1);
+
+    // Act
+    await complete(id, attempt);
+
+    // Assess
+    expect(await used()).toEqual({ cpu: 0, memoryMb: 0, gpu: 0 });
+  });
+
+  it("completes a job whose node is gone, releasing nothing", async () => {
+    const id = (await submit([{ ref: "a" }]))("a");
+    const attempt = await startRunning(id);
+    const gone: CompletionContext["nodes"] = { repairsOf: async () => null };
+    const before = await used();
+
+    const done = await complete(id, attempt, "ok", gone);
+
+    expect(done).toEqual({ outcome: "completed" });
+    expect((await job(id)).status).toBe("completed");
+    expect(await used()).toEqual(before);
   });
 
   it("abandons a replay without writing: no second transition, release or result", async () => {
