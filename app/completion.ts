@@ -53,8 +53,8 @@ export type CompletionContext = Pick<
 /**
  * The worker's own end of a successful attempt, before it answers the run token. Its result item
  * is put, then the job becomes `completed` in one conditional UpdateItem on its own (status
- * running, this attempt, the version the start left), then its transition is put and its attempt
- * record ended side by side, and then its reservation goes back to the node, with the attempt's
+ * running, this attempt, the version the start left), then side by side its transition is put,
+ * its attempt record ended, and its reservation given back to the node, with the attempt's
  * GPU-seconds, in a transaction of their own. So a successful job costs its execution one state
  * transition (Dispatch) and no Lambda step, and no write of it pays DynamoDB's transaction price
  * for the job's index entries (docs/data-model.md). Dependents are released from the Jobs table's
@@ -123,7 +123,9 @@ export async function completeRun(
     }
     const now = ctx.clock().toISOString();
     const { job, attempt, next, durationMs } = completionChange(ctx, item, run.attempt, now);
-    const written = await ctx.repo.changeAlone(job, [attempt]);
+    const written = await ctx.repo.changeAlone(job, [attempt], () =>
+      releaseAfterCompletion(ctx, item, repairs?.count ?? null, now),
+    );
     if (written.outcome === "changed") {
       throw new ConcurrentUpdateError(`job ${item.id} changed while its completion was written`);
     }
@@ -134,7 +136,6 @@ export async function completeRun(
         error: String(written.recordsUnwritten),
       });
     }
-    await releaseAfterCompletion(ctx, item, repairs?.count ?? null, now);
     recordMetrics({ pool: metricPool(item) }, { jobsCompleted: 1, runTime: durationMs ?? undefined });
     await ctx.events.publish([stateChange(item.status, next)]);
     return { outcome: "completed" as const };

@@ -29,7 +29,7 @@ import {
   jobPk,
   LOG_PREFIX,
   ownerPk,
-  ownerStatusPk,
+  ownerStatusPartitions,
   projectPk,
   schedulePk,
   TRANSITION_PREFIX,
@@ -286,13 +286,24 @@ export async function listJobs(
         : owner === undefined
           ? { attribute: "dayPk", values: [dayPk(day ?? "")] }
           : statuses
-            ? { attribute: "ownerStatusPk", values: statuses.map((s) => ownerStatusPk(owner, s)) }
+            ? {
+                attribute: "ownerStatusPk",
+                values: [...new Set(statuses.flatMap((s) => ownerStatusPartitions(owner, s)))],
+              }
             : { attribute: "ownerPk", values: [ownerPk(owner)] };
   const filter = indexFilter(query, index === JOB_INDEX.byProject ? owner : undefined);
   // Status is a key of byOwnerStatus, but the day index carries none: checked on the job item.
+  // Dispatched jobs share byOwnerStatus's partition with running ones (store/keys.ts): a list of
+  // dispatched jobs without running ones is checked the same way, reading wide rounds, since
+  // those few are among many running. (Running alone reads as usual: the dispatched ones it
+  // drops are few.)
   const checkedAfterRead =
-    (index === JOB_INDEX.byDay || index === JOB_INDEX.bySchedule || index === JOB_INDEX.byProject) &&
-    statuses !== undefined;
+    statuses !== undefined &&
+    (index === JOB_INDEX.byDay ||
+      index === JOB_INDEX.bySchedule ||
+      index === JOB_INDEX.byProject ||
+      (index === JOB_INDEX.byOwnerStatus &&
+        statuses.includes("dispatched") !== statuses.includes("running")));
   const statusSet = statuses ? new Set<string>(statuses) : null;
 
   const lowestDay = index === JOB_INDEX.byDay ? await lowestDayToRead(ctx, query) : undefined;

@@ -234,10 +234,13 @@ export class JobRepository {
    *
    * `items` is statusChangeItems' output (the job's Update and its transition's Put) and `records`
    * more history records; any other kind of item, or a second Update in `items`, is refused.
+   * `alongside`, once the change landed, runs side by side with the records (the worker's
+   * completion gives the job's capacity back there, not after them).
    */
   async changeAlone(
     items: readonly TransactItem[],
     records: readonly TransactItem[] = [],
+    alongside: () => Promise<void> = async () => {},
   ): Promise<
     { readonly outcome: "ok"; readonly recordsUnwritten?: unknown } | { readonly outcome: "changed" }
   > {
@@ -255,12 +258,10 @@ export class JobRepository {
     if (!(await this.ifConditionHolds(() => this.db.send(new UpdateCommand(update))))) {
       return { outcome: "changed" };
     }
-    try {
-      await this.writeRecords(history);
-    } catch (error) {
-      return { outcome: "ok", recordsUnwritten: error };
-    }
-    return { outcome: "ok" };
+    const [written] = await Promise.allSettled([this.writeRecords(history), alongside()]);
+    return written.status === "rejected"
+      ? { outcome: "ok", recordsUnwritten: written.reason }
+      : { outcome: "ok" };
   }
 
   /**

@@ -34,7 +34,23 @@ export const IDEMPOTENCY_SK = "IDEM";
 
 /** GSI keys of a job item, derived from the job itself so no writer can let them drift. */
 export const ownerPk = (owner: string): string => `O#${owner}`;
-export const ownerStatusPk = (owner: string, status: JobStatus): string => `O#${owner}#${status}`;
+/**
+ * byOwnerStatus's partition for a status. Dispatched and running share one (`#running`), so a
+ * worker's start moves no key of the index and, with nothing it projects changed, writes no entry
+ * of it at all (2 write units a job); a list of one of the two checks the status on the job items
+ * it reads anyway (app/queries.ts).
+ */
+export const ownerStatusPk = (owner: string, status: JobStatus): string =>
+  `O#${owner}#${status === "dispatched" ? "running" : status}`;
+/**
+ * The byOwnerStatus partitions a list of `status` reads: its own, and for `dispatched` also the one
+ * of its own name, where a job dispatched before the two shared a partition still is until it
+ * starts (or is requeued).
+ */
+export const ownerStatusPartitions = (owner: string, status: JobStatus): string[] =>
+  status === "dispatched"
+    ? [ownerStatusPk(owner, status), `O#${owner}#dispatched`]
+    : [ownerStatusPk(owner, status)];
 export const dayPk = (day: string): string => `DAY#${day}`;
 /**
  * GET /jobs?updatedSince=: by the minute of the job's last change, then its id (unique). The

@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { DeleteCommand, GetCommand } from "@aws-sdk/lib-dynamodb";
+import { DeleteCommand, GetCommand, UpdateCommand } from "@aws-sdk/lib-dynamodb";
 import { afterAll, beforeEach, describe, expect, inject, it } from "vitest";
 import type { JobEventPublisher, JobStateChange } from "../../app/events";
 import { executionArnOf, executionName, type LifecycleExecutions } from "../../app/executions";
@@ -16,8 +16,9 @@ import {
   runLifecycleStep,
   type TaskTokens,
 } from "../../app/lifecycle";
+import { listJobs } from "../../app/queries";
 import { submitJobs } from "../../app/submit";
-import { batchJobSchema } from "../../core/job";
+import { batchJobSchema, listJobsQuerySchema } from "../../core/job";
 import type { PoolConfig } from "../../core/pools";
 import { LOCAL_REGION } from "../../local/config";
 import type { NodeCapacity } from "../../store/capacity";
@@ -391,6 +392,38 @@ describe("the worker's start: one UpdateItem, then its records", () => {
     });
     const transitions = (await repo.queryJobPartition(id, TRANSITION_PREFIX, { limit: 100 })).items;
     expect(transitions.map((t) => [t.from, t.to])).toContainEqual(["dispatched", "running"]);
+  });
+
+  it("moves no byOwnerStatus key: dispatched and running share a partition, and lists tell them apart", async () => {
+    // Prepare: `a` dispatched, `b` running, `c` dispatched as written before the two shared one
+    // partition (its entry under `#dispatched`).
+    const ids = await submit([{ ref: "a" }, { ref: "b" }, { ref: "c" }]);
+    const [a, b, c] = [ids("a"), ids("b"), ids("c")];
+    await admit(a);
+    await admit(c);
+    await db.send(
+      new UpdateCommand({
+        TableName: repo.tableName,
+        Key: { pk: jobPk(c), sk: "JOB" },
+        UpdateExpression: "SET ownerStatusPk = :legacy",
+        ExpressionAttributeValues: { ":legacy": `O#${owner}#dispatched` },
+      }),
+    );
+
+    // Act
+    await startRunning(b);
+
+    // Assess: the started job's entry is where a dispatched one's is.
+    expect((await job(b)).ownerStatusPk).toBe(`O#${owner}#running`);
+    expect((await job(a)).ownerStatusPk).toBe(`O#${owner}#running`);
+    // One batch's ids share a millisecond, so their order is the ULIDs' random part: compared as sets.
+    const listed = async (status: string) =>
+      (await listJobs(ctx, { id: owner, admin: false }, listJobsQuerySchema.parse({ status }))).items
+        .map((j) => j.id)
+        .sort();
+    expect(await listed("dispatched")).toEqual([a, c].sort());
+    expect(await listed("running")).toEqual([b]);
+    expect(await listed("dispatched,running")).toEqual([a, b, c].sort());
   });
 
   it("ends an attempt whose record the start never put (its worker died between the two writes) with the whole record", async () => {
