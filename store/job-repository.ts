@@ -463,10 +463,30 @@ export class JobRepository {
     ];
   }
 
+  /**
+   * A status change of the job alone (a requeue, a release by dependencies, a cancel, a sweep's
+   * promotion): its conditional UpdateItem, then its transition record (changeAlone), at half a
+   * transaction's write units. A write refused because the job is not as read is a
+   * ConcurrentUpdateError, for the caller to read again and decide anew; unless the job is
+   * exactly what this change makes of it (version, status and time): that is this very write,
+   * landed on a try whose answer was lost, which the SDK's retry then found refused. Then its
+   * record is put and the change answered, as a transaction's client token would have.
+   * A record that could not be put is lost, never the change (docs/lifecycle.md).
+   */
   async changeStatus(current: JobItem, change: StatusChange, now: string): Promise<JobItem> {
-    const { items, next } = this.statusChangeItems(current, change, now);
-    await this.transact(items);
-    return next;
+    const { items, next, record } = this.statusChangeItems(current, change, now);
+    const written = await this.changeAlone(items);
+    if (written.outcome === "ok") return next;
+    const found = (await this.getJobItems([current.id])).get(current.id);
+    if (
+      found?.version === next.version &&
+      found.status === next.status &&
+      found.updatedAt === next.updatedAt
+    ) {
+      await this.putRecords([record]).catch(() => undefined);
+      return next;
+    }
+    throw new ConcurrentUpdateError(`job ${current.id} changed before it could become ${change.to}`);
   }
 
   /**

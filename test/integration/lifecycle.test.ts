@@ -860,6 +860,46 @@ describe("requeue", () => {
     });
     expect(events.of(id).filter((e) => e === "retrying→queued")).toHaveLength(1);
   });
+
+  it("keeps its transition when its write landed but the answer was lost (the SDK's retry found it refused)", async () => {
+    // Prepare: a retrying job, and a client that loses the answer to the first write of its item.
+    const id = (await submit([{ ref: "a" }]))("a");
+    await recordAttemptFailure(ctx, {
+      jobId: id,
+      attempt: await startRunning(id),
+      outcome: "failed",
+      error: boom,
+    });
+    advance(1);
+    const lossy = createDocumentClient({ region: LOCAL_REGION, endpoint: inject("dynamoEndpoint") });
+    let lost = 0;
+    lossy.middlewareStack.add(
+      (next, context) => async (args) => {
+        const result = await next(args);
+        const key = (args.input as { Key?: Record<string, { S?: string }> }).Key;
+        if (context.commandName === "UpdateItemCommand" && key?.pk?.S === jobPk(id) && lost === 0) {
+          lost++;
+          throw Object.assign(new Error("the answer was lost"), { name: "TimeoutError", $retryable: {} });
+        }
+        return result;
+      },
+      { step: "deserialize", name: "loseFirstAnswer" },
+    );
+
+    // Act
+    const requeued = await requeueJob(
+      { ...ctx, repo: new JobRepository(lossy, repo.tableName) },
+      { jobId: id },
+    );
+
+    // Assess: one change, and its record
+    expect(lost).toBe(1);
+    expect(requeued).toEqual({ status: "queued" });
+    const transitions = (await repo.queryJobPartition(id, TRANSITION_PREFIX, { limit: 100 })).items;
+    expect(transitions.filter((t) => t.from === "retrying" && t.to === "queued")).toHaveLength(1);
+    expect(events.of(id).filter((e) => e === "retrying→queued")).toHaveLength(1);
+    lossy.destroy();
+  });
 });
 
 describe("attempt-failed as the state machine sends it: the outcome from the error's name", () => {
