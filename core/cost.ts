@@ -39,7 +39,7 @@ const NONE: StepRequests = {
 /**
  * The steps of a job's life and what each makes. The units are DynamoDB's billing of a ~1 KB job
  * (`npm run bench`: 10 WRU to submit, ≈ 10 (batched) to 20 (alone) to admit, ≈ 7 to start, 9 to
- * complete; a failed attempt's AttemptFailed ≈ 14–28 and Requeue ≈ 12–18). Events are counted
+ * complete; a failed attempt's AttemptFailed ≈ 14–28 and Requeue ≈ 8–10). Events are counted
  * apart, per status change (`eventsOf`).
  */
 export const STEP_REQUESTS = {
@@ -87,13 +87,17 @@ export const STEP_REQUESTS = {
     sqsRequests: 4,
     lambdaInvocations: 2,
   },
-  /** `Requeue`'s write when the job goes on: retrying → queued. */
-  requeue: { ...NONE, writeUnits: 18, readUnits: 4 },
+  /**
+   * `Requeue`'s write when the job goes on: retrying → queued, the job's UpdateItem alone (into
+   * the three queue views, out of `due`) and then its transition.
+   */
+  requeue: { ...NONE, writeUnits: 9, readUnits: 4 },
   /** A request that changes the job through the API (cancel, retry): the request and its reads. */
   apiRequest: { ...NONE, apiRequests: 1, lambdaInvocations: 1, readUnits: 1 },
   /**
    * A status change outside the run (released by its dependencies, come due, cancelled, paused,
-   * resumed, retried by hand; a priority change too): its transaction of the job and a transition.
+   * resumed, retried by hand; a priority change too): the job's UpdateItem and then its transition
+   * where only the job changes, a transaction where more does (capacity given back, another item).
    */
   otherChange: { ...NONE, writeUnits: 8 },
   /**
