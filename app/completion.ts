@@ -46,8 +46,8 @@ export type CompletionContext = Pick<
   LifecycleContext,
   "repo" | "clock" | "nodesTable" | "events" | "usage"
 > & {
-  /** The node's repair count, read before the job's write that frees its reservation. */
-  readonly nodes: Pick<NodeRepository, "repairsOf">;
+  /** The node's repair count, read before the job's write, and the release guarded by it. */
+  readonly nodes: Pick<NodeRepository, "repairsOf" | "releaseOnce">;
 };
 
 /**
@@ -194,12 +194,14 @@ function completionChange(
 }
 
 /**
- * The completed job's reservation back to its node, with its GPU-seconds to the owner's usage, in
- * one transaction (its client token makes the SDK's retries of it land once). Refused by the node
- * when the reconciler repaired the node since `repairsSeen` was read, or when the node is gone:
- * the usage is then written alone, and the reservation left to the next proof. A write with no
- * answer is left as it is, for the same reason: giving capacity back twice would let a node take
- * more than it has; keeping it a little longer only keeps it idle.
+ * The completed job's reservation back to its node. Refused by the node when the reconciler
+ * repaired it since `repairsSeen` was read, or when the node is gone; then the reservation is left
+ * to the next proof. A release whose answer was lost is not sent again, for the same reason:
+ * giving capacity back twice would let a node take more than it has, keeping it a little longer
+ * only keeps it idle. A job without GPUs: one UpdateItem, sent at most once
+ * (NodeRepository#releaseOnce, 1 write unit). A GPU job's GPU-seconds go to the owner's usage
+ * with it, in one transaction whose client token makes the SDK's retries of it land once (usage
+ * is counted by ADD, which a resend would count twice); refused, the usage is written alone.
  */
 async function releaseAfterCompletion(
   ctx: CompletionContext,
@@ -208,25 +210,30 @@ async function releaseAfterCompletion(
   now: string,
 ): Promise<void> {
   const usage = attemptUsageItems(ctx, item, now);
-  const release =
-    item.reservation && repairsSeen !== null
-      ? [releaseCapacityItem(ctx.nodesTable, item.reservation, repairsSeen)]
-      : [];
+  const reservation = repairsSeen === null ? undefined : item.reservation;
   const context = { jobId: item.id, attempt: item.attempts, reservation: item.reservation };
-  if (release.length + usage.length === 0) {
-    if (item.reservation) logger.warn("completed on a node that is gone; nothing to release", context);
-    return;
-  }
+  const leftToReconciler = (why: string) =>
+    logger.warn(`capacity of a completed job left to the reconciler: ${why}`, context);
+  if (item.reservation && !reservation) leftToReconciler("its node is gone");
   try {
+    if (usage.length === 0) {
+      if (!reservation || repairsSeen === null) return;
+      const released = await ctx.nodes.releaseOnce(reservation, repairsSeen);
+      if (released === "refused")
+        leftToReconciler("its node was repaired since its count was read, or is gone");
+      if (released === "unknown") leftToReconciler("the release's answer was lost");
+      return;
+    }
+    const release =
+      reservation && repairsSeen !== null
+        ? [releaseCapacityItem(ctx.nodesTable, reservation, repairsSeen)]
+        : [];
     for (let round = 1; ; round++) {
       const written = await ctx.repo.transactParts({ release, usage });
       if (written.ok) return;
       if (written.conditionFailed.has("release")) {
-        logger.warn(
-          "capacity of a completed job left to the reconciler: its node was repaired or is gone",
-          context,
-        );
-        if (usage.length > 0) await retryOnRace(() => ctx.repo.transact(usage));
+        leftToReconciler("its node was repaired since its count was read, or is gone");
+        await retryOnRace(() => ctx.repo.transact(usage));
         return;
       }
       // Another transaction on the same node or usage item at that instant: nothing was written.
@@ -234,7 +241,7 @@ async function releaseAfterCompletion(
       await pause(round);
     }
   } catch (error) {
-    logger.error("capacity of a completed job not released; the reconciler gives it back", {
+    logger.error("capacity or GPU usage of a completed job not written; the reconciler gives capacity back", {
       ...context,
       error: String(error),
     });

@@ -38,7 +38,7 @@ const NONE: StepRequests = {
 
 /**
  * The steps of a job's life and what each makes. The units are DynamoDB's billing of a ~1 KB job
- * (`npm run bench`: 10 WRU to submit, ≈ 10 (batched) to 20 (alone) to admit, ≈ 7 to start, 9 to
+ * (`npm run bench`: 10 WRU to submit, ≈ 10 (batched) to 20 (alone) to admit, ≈ 5 to start, 8 to
  * complete; a failed attempt's AttemptFailed ≈ 14–28 and Requeue ≈ 8–10). Events are counted
  * apart, per status change (`eventsOf`).
  */
@@ -65,15 +65,15 @@ export const STEP_REQUESTS = {
    * The worker receives it and starts it: the job's UpdateItem, then its transition and attempt
    * record (a start that moves the booking from another node is one transaction: ≈ 12 WRU).
    */
-  start: { ...NONE, writeUnits: 7, readUnits: 1, sqsRequests: 1 },
+  start: { ...NONE, writeUnits: 5, readUnits: 1, sqsRequests: 1 },
   /**
    * The worker completes it (the result; the job's UpdateItem, written against the job its start
-   * left, so without a read; then its transition and attempt record; then the node's release in a
-   * transaction of its own, guarded by the node's repair count, read alongside the result) and
+   * left, so without a read; then its transition, its attempt record and the node's release, an
+   * UpdateItem guarded by the node's repair count, read alongside the result) and
    * deletes the message; the dependents consumer's invocation for the completed job. Its run
    * time reaches the type's statistics through the /stats consumer's transaction (`statusChange`).
    */
-  completion: { ...NONE, writeUnits: 9, readUnits: 0.5, sqsRequests: 1, lambdaInvocations: 0.75 },
+  completion: { ...NONE, writeUnits: 8, readUnits: 0.5, sqsRequests: 1, lambdaInvocations: 0.75 },
   /**
    * A failed, timed-out or lost attempt: `AttemptFailed`, `BackoffWait` and `Requeue` (which runs,
    * and ends the execution, even when the job ended), their two Lambda invocations, the attempt

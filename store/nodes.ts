@@ -6,9 +6,11 @@ import {
   QueryCommand,
   UpdateCommand,
 } from "@aws-sdk/lib-dynamodb";
+import type { FinalizeRequestMiddleware, MetadataBearer } from "@smithy/types";
 import { auditRecord } from "../core/audit";
 import { writeAudited } from "./audit";
-import type { NodeCapacity } from "./capacity";
+import { type NodeCapacity, releaseCapacityItem } from "./capacity";
+import type { Reservation } from "./job-items";
 import { LEASE_SK, NODE_PREFIX, nodeSk } from "./keys";
 
 /**
@@ -350,6 +352,35 @@ export class NodeRepository {
   }
 
   /**
+   * A completed job's reservation back to its node, written apart from the job's change
+   * (app/completion.ts): conditional on the node's repair count as read before that change
+   * (store/capacity.ts releaseCapacityItem), and sent at most once. A release is a subtraction, so
+   * a retry of one whose answer was lost could give the capacity back twice, and the node would
+   * take more than it has; the SDK's retry is let through only after an answer that says nothing
+   * was written (throttling), and after any other failure the outcome is `unknown`: the release
+   * may or may not have landed, and the reconciler's next proof settles what is left. `refused`:
+   * the node was repaired since the count was read, or is gone.
+   */
+  async releaseOnce(
+    reservation: Reservation,
+    repairsSeen: number,
+  ): Promise<"released" | "refused" | "unknown"> {
+    const update = releaseCapacityItem(this.tableName, reservation, repairsSeen).Update;
+    if (!update) throw new Error("releaseCapacityItem builds an Update");
+    const command = new UpdateCommand(update);
+    // Unnamed: the document client copies a command's middleware onto the low-level command it
+    // sends, so it may sit there twice; each copy keeps the rule, whichever sees a failure first.
+    command.middlewareStack.add(sendAtMostOnce(), { step: "finalizeRequest", priority: "low" });
+    try {
+      await this.db.send(command);
+      return "released";
+    } catch (error) {
+      if (isConditionFailure(error)) return "refused";
+      return "unknown";
+    }
+  }
+
+  /**
    * Sets `used` to what the reservations add up to, only if it is still what the proof read, and
    * counts the repair (`repairs`): a release that read the count before this write is refused.
    */
@@ -515,6 +546,43 @@ export class NodeRepository {
       throw error;
     }
   }
+}
+
+/** Errors with which DynamoDB answers a request it did not carry out: a retry of it cannot write twice. */
+const NOT_WRITTEN = new Set([
+  "ProvisionedThroughputExceededException",
+  "ThrottlingException",
+  "RequestLimitExceeded",
+]);
+
+/** A write whose answer was lost, and which is therefore not sent again. */
+export class AnswerLostError extends Error {
+  constructor(cause: unknown) {
+    super("the answer to a write that may have landed was lost; it is not sent again", { cause });
+    this.name = "AnswerLostError";
+  }
+}
+
+/**
+ * Placed inside the SDK's retry loop (finalizeRequest, low priority): each try passes through it.
+ * A try that failed without an answer saying nothing was written makes every later try of the
+ * same command fail with AnswerLostError instead of being sent.
+ */
+function sendAtMostOnce<Input extends object, Output extends MetadataBearer>(): FinalizeRequestMiddleware<
+  Input,
+  Output
+> {
+  let lost: unknown;
+  return (next) => async (args) => {
+    if (lost !== undefined) throw new AnswerLostError(lost);
+    try {
+      return await next(args);
+    } catch (error) {
+      if (!(error instanceof Error && NOT_WRITTEN.has(error.name)) && !isConditionFailure(error))
+        lost = error;
+      throw error;
+    }
+  };
 }
 
 function isConditionFailure(error: unknown): boolean {

@@ -48,7 +48,10 @@ import {
  */
 
 /** What the worker needs of store/nodes.ts. */
-export type NodeBook = Pick<NodeRepository, "register" | "beat" | "setStatus" | "deregister" | "repairsOf">;
+export type NodeBook = Pick<
+  NodeRepository,
+  "register" | "beat" | "setStatus" | "deregister" | "repairsOf" | "releaseOnce"
+>;
 
 export interface WorkerLogger {
   debug(message: string, extra?: Record<string, unknown>): void;

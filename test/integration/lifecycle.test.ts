@@ -238,6 +238,7 @@ describe("completeRun (the worker's completion)", () => {
     const attempt = await startRunning(id);
     const book = new NodeRepository(db, nodesTable);
     const repairing: CompletionContext["nodes"] = {
+      releaseOnce: (reservation, seen) => book.releaseOnce(reservation, seen),
       repairsOf: async (pool, node) => {
         const count = await book.repairsOf(pool, node);
         const zero = { cpu: 0, memoryMb: 0, gpu: 0 };
@@ -274,7 +275,11 @@ describe("completeRun (the worker's completion)", () => {
   it("completes a job whose node is gone, releasing nothing", async () => {
     const id = (await submit([{ ref: "a" }]))("a");
     const attempt = await startRunning(id);
-    const gone: CompletionContext["nodes"] = { repairsOf: async () => null };
+    const book = new NodeRepository(db, nodesTable);
+    const gone: CompletionContext["nodes"] = {
+      repairsOf: async () => null,
+      releaseOnce: (reservation, seen) => book.releaseOnce(reservation, seen),
+    };
     const before = await used();
 
     const done = await complete(id, attempt, "ok", gone);
@@ -282,6 +287,71 @@ describe("completeRun (the worker's completion)", () => {
     expect(done).toEqual({ outcome: "completed" });
     expect((await job(id)).status).toBe("completed");
     expect(await used()).toEqual(before);
+  });
+
+  describe("NodeRepository#releaseOnce (the completion's release)", () => {
+    const reservation = (cpu: number) => ({ pool: POOL, nodeId, cpu, memoryMb: 0, gpu: 0 });
+    /** A node book whose client fails the first UpdateItem of the node: before or after sending it. */
+    function failingFirstRelease(
+      when: "before" | "after",
+      error: Error,
+    ): { book: NodeRepository; tries: () => number } {
+      const client = createDocumentClient({ region: LOCAL_REGION, endpoint: inject("dynamoEndpoint") });
+      let tries = 0;
+      client.middlewareStack.add(
+        (next, context) => async (args) => {
+          if (context.commandName !== "UpdateItemCommand") return next(args);
+          tries++;
+          if (tries === 1 && when === "before") throw error;
+          const result = await next(args);
+          if (tries === 1) throw error;
+          return result;
+        },
+        { step: "deserialize", name: "failFirstRelease" },
+      );
+      afterAll(() => client.destroy());
+      return { book: new NodeRepository(client, nodesTable), tries: () => tries };
+    }
+
+    it("releases, and refuses once the node was repaired since the count was read", async () => {
+      const book = new NodeRepository(db, nodesTable);
+      await book.repairUsed(POOL, nodeId, await used(), { cpu: 2, memoryMb: 0, gpu: 0 });
+
+      expect(await book.releaseOnce(reservation(1), 1)).toBe("released");
+      expect(await book.releaseOnce(reservation(1), 0)).toBe("refused");
+      expect(await used()).toEqual({ cpu: 1, memoryMb: 0, gpu: 0 });
+    });
+
+    it("sends a throttled release again: DynamoDB wrote nothing", async () => {
+      const throttled = Object.assign(new Error("slow down"), {
+        name: "ProvisionedThroughputExceededException",
+        $retryable: { throttling: true },
+      });
+      const { book, tries } = failingFirstRelease("before", throttled);
+      await new NodeRepository(db, nodesTable).repairUsed(POOL, nodeId, await used(), {
+        cpu: 2,
+        memoryMb: 0,
+        gpu: 0,
+      });
+
+      expect(await book.releaseOnce(reservation(1), 1)).toBe("released");
+      expect(tries()).toBe(2);
+      expect(await used()).toEqual({ cpu: 1, memoryMb: 0, gpu: 0 });
+    });
+
+    it("does not send a release again after its answer was lost: it may have landed", async () => {
+      const lost = Object.assign(new Error("socket hang up"), { name: "TimeoutError", $retryable: {} });
+      const { book, tries } = failingFirstRelease("after", lost);
+      await new NodeRepository(db, nodesTable).repairUsed(POOL, nodeId, await used(), {
+        cpu: 2,
+        memoryMb: 0,
+        gpu: 0,
+      });
+
+      expect(await book.releaseOnce(reservation(1), 1)).toBe("unknown");
+      expect(tries()).toBe(1);
+      expect(await used()).toEqual({ cpu: 1, memoryMb: 0, gpu: 0 });
+    });
   });
 
   it("abandons a replay without writing: no second transition, release or result", async () => {
