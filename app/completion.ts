@@ -54,8 +54,7 @@ export type CompletionContext = Pick<
  * The worker's own end of a successful attempt, before it answers the run token. Its result item
  * is put, then the job becomes `completed` in one conditional UpdateItem on its own (status
  * running, this attempt, the version the start left), then side by side its transition is put,
- * its attempt record ended, and its reservation given back to the node, with the attempt's
- * GPU-seconds, in a transaction of their own. So a successful job costs its execution one state
+ * its attempt record ended, and its reservation given back to the node (releaseAfterCompletion). So a successful job costs its execution one state
  * transition (Dispatch) and no Lambda step, and no write of it pays DynamoDB's transaction price
  * for the job's index entries (docs/data-model.md). Dependents are released from the Jobs table's
  * change stream (`releaseDependents`).

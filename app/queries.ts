@@ -303,7 +303,8 @@ export async function listJobs(
       index === JOB_INDEX.bySchedule ||
       index === JOB_INDEX.byProject ||
       (index === JOB_INDEX.byOwnerStatus &&
-        statuses.includes("dispatched") !== statuses.includes("running")));
+        statuses.includes("dispatched") &&
+        !statuses.includes("running")));
   const statusSet = statuses ? new Set<string>(statuses) : null;
 
   const lowestDay = index === JOB_INDEX.byDay ? await lowestDayToRead(ctx, query) : undefined;

@@ -464,8 +464,8 @@ export class JobRepository {
   }
 
   /**
-   * A status change of the job alone (a requeue, a release by dependencies, a cancel, a sweep's
-   * promotion): its conditional UpdateItem, then its transition record (changeAlone), at half a
+   * A status change of the job alone (a requeue, a release by dependencies, a resume, a sweep's
+   * promotion, a missed deadline): its conditional UpdateItem, then its transition record (changeAlone), at half a
    * transaction's write units. A write refused because the job is not as read is a
    * ConcurrentUpdateError, for the caller to read again and decide anew; unless the job is
    * exactly what this change makes of it (version, status and time): that is this very write,

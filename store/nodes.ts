@@ -330,10 +330,6 @@ export class NodeRepository {
   }
 
   /**
-   * Sets a node's `used` to what its reservations add up to, only if `used` is still what the
-   * caller read (the reconciler's repair of a leak). False when it changed meanwhile.
-   */
-  /**
    * The node's repair count (0 when never repaired), read before a job's change that releases its
    * reservation apart from that change (app/completion.ts): eventually consistent, since a stale
    * count only refuses the release (the next proof repairs it), never lets one through. Null when
@@ -381,8 +377,9 @@ export class NodeRepository {
   }
 
   /**
-   * Sets `used` to what the reservations add up to, only if it is still what the proof read, and
-   * counts the repair (`repairs`): a release that read the count before this write is refused.
+   * Sets a node's `used` to what its reservations add up to, only if `used` is still what the
+   * caller read (the reconciler's repair of a leak), and counts the repair (`repairs`): a release
+   * that read the count before this write is refused. False when `used` changed meanwhile.
    */
   async repairUsed(pool: string, nodeId: string, read: NodeCapacity, actual: NodeCapacity): Promise<boolean> {
     return this.conditionally(() =>
@@ -556,7 +553,7 @@ const NOT_WRITTEN = new Set([
 ]);
 
 /** A write whose answer was lost, and which is therefore not sent again. */
-export class AnswerLostError extends Error {
+class AnswerLostError extends Error {
   constructor(cause: unknown) {
     super("the answer to a write that may have landed was lost; it is not sent again", { cause });
     this.name = "AnswerLostError";
