@@ -627,14 +627,14 @@ async function pageOf<T>(
   id: string,
   prefix: typeof ATTEMPT_PREFIX | typeof TRANSITION_PREFIX,
   options: { limit: number; cursor?: string | undefined },
-  map: (item: Record<string, unknown>) => T,
+  map: (item: Record<string, unknown>, job: JobItem) => T,
 ): Promise<ListPage<T>> {
   const cursor = decodeCursor(options.cursor, pageCursorSchemas[prefix]);
-  await loadVisibleJob(ctx.repo, principal, id);
+  const { item: job } = await loadVisibleJob(ctx.repo, principal, id);
   const startKey = cursor ? { pk: jobPk(id), sk: cursor.after } : undefined;
   const page = await ctx.repo.queryJobPartition(id, prefix, { limit: options.limit, startKey });
   return {
-    items: page.items.map(map),
+    items: page.items.map((item) => map(item, job)),
     nextCursor: page.lastKey ? encodeCursor({ after: String(page.lastKey.sk) }) : null,
   };
 }
@@ -680,7 +680,25 @@ export function listAttempts(
   id: string,
   options: { limit: number; cursor?: string | undefined },
 ): Promise<ListPage<Attempt>> {
-  return pageOf(ctx, principal, id, ATTEMPT_PREFIX, options, toAttempt);
+  return pageOf(ctx, principal, id, ATTEMPT_PREFIX, options, endedByCompletion);
+}
+
+/**
+ * An attempt as its record says, except the one a completion ended whose record still says
+ * running: the worker ends that record right after the job's own write (app/completion.ts), so
+ * for a moment, or for good when the worker died in between, the job is the one that knows. A
+ * completed job's last attempt is the one that succeeded (a completed job is never retried).
+ */
+function endedByCompletion(item: Record<string, unknown>, job: JobItem): Attempt {
+  const attempt = toAttempt(item);
+  if (job.status !== "completed" || attempt.attempt !== job.attempts || attempt.status !== "running") {
+    return attempt;
+  }
+  const finishedAt = job.finishedAt ?? job.updatedAt;
+  const durationMs = attempt.startedAt
+    ? Math.max(0, Date.parse(finishedAt) - Date.parse(attempt.startedAt))
+    : null;
+  return { ...attempt, status: "succeeded", finishedAt, durationMs, error: null };
 }
 
 /** A transition shown as the lifecycle line GET /logs includes. */

@@ -92,7 +92,7 @@ export interface ReconcileSummary {
   /** Reservations on nodes that no longer exist: they cannot be released, only reported. */
   readonly orphanReservations: number;
   readonly nodesPruned: number;
-  /** Pools whose capacity was not checked: a scheduling pass held the lease. */
+  /** Pools whose live nodes' capacity was not checked: a scheduling pass held the lease (lost nodes were). */
   readonly poolsSkipped: string[];
 }
 
@@ -174,10 +174,7 @@ export async function reconcile(
   for (const pool of ctx.pools) {
     signal?.throwIfAborted();
     const proof = await proveCapacity(ctx, pool.name, tuning);
-    if (proof === null) {
-      poolsSkipped.push(pool.name);
-      continue;
-    }
+    if (proof.liveSkipped) poolsSkipped.push(pool.name);
     capacityRepairs.push(...proof.repairs);
     orphanReservations += proof.orphans;
     nodesPruned += proof.pruned;
@@ -288,18 +285,28 @@ const sameMilli = (a: Milli, b: Milli): boolean =>
   a.cpu === b.cpu && a.memoryMb === b.memoryMb && a.gpu === b.gpu;
 const ZERO: Milli = { cpu: 0, memoryMb: 0, gpu: 0 };
 
+/**
+ * The pool's capacity proof. Its live nodes are proved under the pool's scheduling lease, so no
+ * pass admits onto them meanwhile; when a pass holds it, they wait for the next run
+ * (`liveSkipped`). Its lost nodes are proved either way: nothing is admitted onto a lost node,
+ * and the releases that still reach one (its attempts reported lost, a worker that only seemed
+ * dead) change `used`, which the repair's write is conditional on. So what a worker that died
+ * between a completion's write and its release left booked there (app/completion.ts) goes back
+ * at the next run even while the pool is busy.
+ */
 async function proveCapacity(
   ctx: ReconcilerContext,
   pool: string,
   tuning: ReconcilerTuning,
-): Promise<{ repairs: CapacityRepair[]; orphans: number; pruned: number } | null> {
+): Promise<{ repairs: CapacityRepair[]; orphans: number; pruned: number; liveSkipped: boolean }> {
   const holder = `reconciler-${ulid()}`;
-  if (!(await ctx.nodes.acquireLease(pool, holder, ctx.clock(), tuning.leaseSeconds))) return null;
-  const lease = keepLease(ctx.nodes, pool, holder, tuning.leaseSeconds, ctx.clock);
+  const leased = (await ctx.nodes.acquireLease(pool, holder, ctx.clock(), tuning.leaseSeconds)) !== null;
+  const lease = leased ? keepLease(ctx.nodes, pool, holder, tuning.leaseSeconds, ctx.clock) : null;
   try {
-    const nodes = await ctx.nodes.listNodes(pool);
+    const listed = await ctx.nodes.listNodes(pool);
+    const nodes = leased ? listed : listed.filter((n) => n.status === "lost");
     const first = await reservationSums(ctx, pool, tuning.pageSize);
-    const known = new Set(nodes.map((n) => n.nodeId));
+    const known = new Set(listed.map((n) => n.nodeId));
     const orphans = [...first.keys()].filter((nodeId) => !known.has(nodeId));
     for (const nodeId of orphans) {
       logger.error("reservations on a node that does not exist", {
@@ -329,11 +336,13 @@ async function proveCapacity(
         }
       }
     }
-    const pruned = await pruneLostNodes(ctx, nodes, first, tuning);
-    return { repairs, orphans: orphans.length, pruned };
+    const pruned = leased ? await pruneLostNodes(ctx, nodes, first, tuning) : 0;
+    return { repairs, orphans: orphans.length, pruned, liveSkipped: !leased };
   } finally {
-    lease.stop();
-    await ctx.nodes.releaseLease(pool, holder);
+    if (lease) {
+      lease.stop();
+      await ctx.nodes.releaseLease(pool, holder);
+    }
   }
 }
 

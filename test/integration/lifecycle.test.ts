@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { DeleteCommand, GetCommand, UpdateCommand } from "@aws-sdk/lib-dynamodb";
+import { DeleteCommand, GetCommand, PutCommand, UpdateCommand } from "@aws-sdk/lib-dynamodb";
 import { afterAll, beforeEach, describe, expect, inject, it } from "vitest";
 import type { JobEventPublisher, JobStateChange } from "../../app/events";
 import { executionArnOf, executionName, type LifecycleExecutions } from "../../app/executions";
@@ -16,7 +16,7 @@ import {
   runLifecycleStep,
   type TaskTokens,
 } from "../../app/lifecycle";
-import { listJobs } from "../../app/queries";
+import { listAttempts, listJobs } from "../../app/queries";
 import { submitJobs } from "../../app/submit";
 import { batchJobSchema, listJobsQuerySchema } from "../../core/job";
 import type { PoolConfig } from "../../core/pools";
@@ -270,6 +270,25 @@ describe("completeRun (the worker's completion)", () => {
 
     // Assess
     expect(await used()).toEqual({ cpu: 0, memoryMb: 0, gpu: 0 });
+  });
+
+  it("shows the attempt a completion ended as succeeded when the worker died before ending its record", async () => {
+    // Prepare: completed, then the attempt record as a worker killed right after the job's write
+    // leaves it (the end it writes next never came).
+    const id = (await submit([{ ref: "a" }]))("a");
+    const attempt = await startRunning(id);
+    const started = await attemptItem(id, attempt);
+    advance(3);
+    await complete(id, attempt);
+    await db.send(new PutCommand({ TableName: repo.tableName, Item: { ...started } }));
+
+    // Act
+    const page = await listAttempts(ctx, { id: owner, admin: false }, id, { limit: 10 });
+
+    // Assess
+    expect(page.items).toEqual([
+      expect.objectContaining({ attempt, status: "succeeded", durationMs: 3000, error: null }),
+    ]);
   });
 
   it("completes a job whose node is gone, releasing nothing", async () => {

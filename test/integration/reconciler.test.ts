@@ -301,6 +301,32 @@ describe("reconcile: capacity", () => {
     expect(await jobItem(h, id)).toMatchObject({ status: "dispatched" });
   });
 
+  it("repairs a lost node's books while a pass holds the lease, and leaves the live nodes to the next run", async () => {
+    // Prepare: a completion's release that never came (its worker died after the job's write)
+    // left 1 CPU booked on a node now lost; a live node has drifted too; a pass holds the lease.
+    const pool = newPool();
+    const lost = await addNode(pool);
+    const live = await addNode(pool);
+    const drift = { cpu: 1, memoryMb: 512, gpu: 0 };
+    const zero = { cpu: 0, memoryMb: 0, gpu: 0 };
+    await h.nodes.repairUsed(pool, lost, zero, drift);
+    await h.nodes.repairUsed(pool, live, zero, drift);
+    await h.nodes.setStatus(pool, lost, "lost");
+    expect(await h.nodes.acquireLease(pool, "a-pass", h.clock.read(), 600)).not.toBeNull();
+
+    // Act
+    const summary = await reconcile(h.reconciler);
+
+    // Assess
+    expect(summary.poolsSkipped).toContain(pool);
+    expect(summary.capacityRepairs.filter((r) => r.pool === pool)).toEqual([
+      { pool, nodeId: lost, from: drift, to: zero },
+    ]);
+    expect((await h.nodes.getNode(pool, lost))?.used).toEqual(zero);
+    expect((await h.nodes.getNode(pool, live))?.used).toEqual(drift);
+    expect((await h.nodes.getLease(pool))?.holder).toBe("a-pass");
+  });
+
   it("prunes a lost node with nothing reserved once it has been lost long enough", async () => {
     // Prepare
     const pool = newPool();
