@@ -167,6 +167,42 @@ async function attemptItem(id: string, attempt: number): Promise<Record<string, 
 }
 
 /**
+ * A document client whose first UpdateItem (of partition `pk`, when given) fails with `error`:
+ * before it is sent (nothing written, as a throttled request), or after (written, its answer
+ * lost). How many such UpdateItems it sent, the SDK's retries included, is in `tries`.
+ */
+function failingFirstUpdate(
+  when: "before" | "after",
+  error: Error,
+  pk?: string,
+): { client: ReturnType<typeof createDocumentClient>; tries: () => number } {
+  const client = createDocumentClient({ region: LOCAL_REGION, endpoint: inject("dynamoEndpoint") });
+  let tries = 0;
+  client.middlewareStack.add(
+    (next, context) => async (args) => {
+      const key = (args.input as { Key?: Record<string, { S?: string }> }).Key;
+      if (context.commandName !== "UpdateItemCommand" || (pk !== undefined && key?.pk?.S !== pk)) {
+        return next(args);
+      }
+      tries++;
+      if (tries === 1 && when === "before") throw error;
+      const result = await next(args);
+      if (tries === 1) throw error;
+      return result;
+    },
+    { step: "deserialize", name: "failFirstUpdate" },
+  );
+  clients.push(client);
+  return { client, tries: () => tries };
+}
+
+/** The clients failingFirstUpdate made, closed with the file's own. */
+const clients: ReturnType<typeof createDocumentClient>[] = [];
+afterAll(() => {
+  for (const client of clients) client.destroy();
+});
+
+/**
  * The worker's end of a successful attempt: `result` stored as JSON text, as the worker does.
  * `nodes` stands where the worker's own node book does (it reads the node's repair count).
  */
@@ -310,31 +346,17 @@ describe("completeRun (the worker's completion)", () => {
 
   describe("NodeRepository#releaseOnce (the completion's release)", () => {
     const reservation = (cpu: number) => ({ pool: POOL, nodeId, cpu, memoryMb: 0, gpu: 0 });
-    /** A node book whose client fails the first UpdateItem of the node: before or after sending it. */
-    function failingFirstRelease(
-      when: "before" | "after",
-      error: Error,
-    ): { book: NodeRepository; tries: () => number } {
-      const client = createDocumentClient({ region: LOCAL_REGION, endpoint: inject("dynamoEndpoint") });
-      let tries = 0;
-      client.middlewareStack.add(
-        (next, context) => async (args) => {
-          if (context.commandName !== "UpdateItemCommand") return next(args);
-          tries++;
-          if (tries === 1 && when === "before") throw error;
-          const result = await next(args);
-          if (tries === 1) throw error;
-          return result;
-        },
-        { step: "deserialize", name: "failFirstRelease" },
-      );
-      afterAll(() => client.destroy());
-      return { book: new NodeRepository(client, nodesTable), tries: () => tries };
-    }
+    /** The node's books at 2 CPUs, as a repair sets them (its count then 1). */
+    const bookTwoCpus = async () =>
+      new NodeRepository(db, nodesTable).repairUsed(POOL, nodeId, await used(), {
+        cpu: 2,
+        memoryMb: 0,
+        gpu: 0,
+      });
 
     it("releases, and refuses once the node was repaired since the count was read", async () => {
       const book = new NodeRepository(db, nodesTable);
-      await book.repairUsed(POOL, nodeId, await used(), { cpu: 2, memoryMb: 0, gpu: 0 });
+      await bookTwoCpus();
 
       expect(await book.releaseOnce(reservation(1), 1)).toBe("released");
       expect(await book.releaseOnce(reservation(1), 0)).toBe("refused");
@@ -346,12 +368,9 @@ describe("completeRun (the worker's completion)", () => {
         name: "ProvisionedThroughputExceededException",
         $retryable: { throttling: true },
       });
-      const { book, tries } = failingFirstRelease("before", throttled);
-      await new NodeRepository(db, nodesTable).repairUsed(POOL, nodeId, await used(), {
-        cpu: 2,
-        memoryMb: 0,
-        gpu: 0,
-      });
+      const { client, tries } = failingFirstUpdate("before", throttled);
+      const book = new NodeRepository(client, nodesTable);
+      await bookTwoCpus();
 
       expect(await book.releaseOnce(reservation(1), 1)).toBe("released");
       expect(tries()).toBe(2);
@@ -360,12 +379,9 @@ describe("completeRun (the worker's completion)", () => {
 
     it("does not send a release again after its answer was lost: it may have landed", async () => {
       const lost = Object.assign(new Error("socket hang up"), { name: "TimeoutError", $retryable: {} });
-      const { book, tries } = failingFirstRelease("after", lost);
-      await new NodeRepository(db, nodesTable).repairUsed(POOL, nodeId, await used(), {
-        cpu: 2,
-        memoryMb: 0,
-        gpu: 0,
-      });
+      const { client, tries } = failingFirstUpdate("after", lost);
+      const book = new NodeRepository(client, nodesTable);
+      await bookTwoCpus();
 
       expect(await book.releaseOnce(reservation(1), 1)).toBe("unknown");
       expect(tries()).toBe(1);
@@ -960,20 +976,8 @@ describe("requeue", () => {
       error: boom,
     });
     advance(1);
-    const lossy = createDocumentClient({ region: LOCAL_REGION, endpoint: inject("dynamoEndpoint") });
-    let lost = 0;
-    lossy.middlewareStack.add(
-      (next, context) => async (args) => {
-        const result = await next(args);
-        const key = (args.input as { Key?: Record<string, { S?: string }> }).Key;
-        if (context.commandName === "UpdateItemCommand" && key?.pk?.S === jobPk(id) && lost === 0) {
-          lost++;
-          throw Object.assign(new Error("the answer was lost"), { name: "TimeoutError", $retryable: {} });
-        }
-        return result;
-      },
-      { step: "deserialize", name: "loseFirstAnswer" },
-    );
+    const lost = Object.assign(new Error("the answer was lost"), { name: "TimeoutError", $retryable: {} });
+    const { client: lossy, tries } = failingFirstUpdate("after", lost, jobPk(id));
 
     // Act
     const requeued = await requeueJob(
@@ -982,12 +986,11 @@ describe("requeue", () => {
     );
 
     // Assess: one change, and its record
-    expect(lost).toBe(1);
+    expect(tries()).toBe(2);
     expect(requeued).toEqual({ status: "queued" });
     const transitions = (await repo.queryJobPartition(id, TRANSITION_PREFIX, { limit: 100 })).items;
     expect(transitions.filter((t) => t.from === "retrying" && t.to === "queued")).toHaveLength(1);
     expect(events.of(id).filter((e) => e === "retrying→queued")).toHaveLength(1);
-    lossy.destroy();
   });
 });
 
