@@ -151,6 +151,9 @@ describe.runIf(HAS_CHROMIUM)("the dashboard's views of issue 13's safeguards", (
     await page.getByRole("button", { name: "Reset circuit fail" }).click();
     const confirm = page.getByRole("button", { name: "Reset breaker" });
     await confirm.waitFor();
+    expect(
+      await confirm.evaluate((el) => el === (globalThis as unknown as PageDocument).document.activeElement),
+    ).toBe(true);
     // Escape backs out: nothing is sent
     await page.keyboard.press("Escape");
     await confirm.waitFor({ state: "detached" });
@@ -206,6 +209,7 @@ describe.runIf(HAS_CHROMIUM)("the dashboard's views of issue 13's safeguards", (
 interface PageDocument {
   readonly document: {
     readonly documentElement: { readonly scrollWidth: number; readonly clientWidth: number };
+    readonly activeElement: unknown;
   };
 }
 

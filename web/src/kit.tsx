@@ -1,5 +1,5 @@
 import type { ComponentChildren } from "preact";
-import { useCallback, useEffect, useRef, useState } from "preact/hooks";
+import { useCallback, useEffect, useLayoutEffect, useRef, useState } from "preact/hooks";
 import { describeError, type FieldProblem } from "./errors";
 import "./views/views.css";
 
@@ -239,7 +239,9 @@ export function ConfirmAction(props: {
   const [busy, setBusy] = useState(false);
   const confirmRef = useRef<HTMLButtonElement>(null);
   const openRef = useRef<HTMLButtonElement>(null);
-  useEffect(() => {
+  // A layout effect, not an effect: focus reaches Confirm in the same task that shows it, so an
+  // Escape pressed as soon as the question is visible lands inside it instead of on <body>.
+  useLayoutEffect(() => {
     if (asking) confirmRef.current?.focus();
   }, [asking]);
   if (!asking) {
