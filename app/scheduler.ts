@@ -1,6 +1,12 @@
 import { ulid } from "ulid";
 import { z } from "zod";
-import { type AdmissionGate, AdmissionPass, type NodeState, type Waiting } from "../core/admission";
+import {
+  type AdmissionGate,
+  AdmissionPass,
+  type Admit,
+  type NodeState,
+  type Waiting,
+} from "../core/admission";
 import { breakerRule, type Circuit, type CircuitStep, claimProbe } from "../core/circuit";
 import { forEachConcurrent } from "../core/concurrency";
 import { ConcurrentUpdateError } from "../core/errors";
@@ -450,6 +456,8 @@ async function pass(
   const waiting: Waiting[] = [];
   const read = new Map<string, JobItem>();
   const publishing: Promise<Settled>[] = [];
+  /** What the pages' decisions placed on this pool's nodes, written once the reading is done. */
+  const placed: Admit[] = [];
   let raced = false;
 
   // The first batch is read even when nothing can fit: its jobs learn why they wait (and may
@@ -479,17 +487,16 @@ async function pass(
     lastOwner = order.lastOwner ?? lastOwner;
     waiting.push(...decision.waiting.filter((w) => w.kind !== "ineligible"));
 
-    // The next page is read while this one's admissions are written: it does not depend on them
-    // (pages follow each other by cursor). Not when this page filled the pool, or was the last.
+    // The next page is read while this one is decided. Not when this page filled the pool, or
+    // was the last.
     const nextBatch = admission.exhausted || round + 1 >= tuning.maxPages ? null : reader.more();
     // Awaited below; until then a failure must not count as unhandled.
     nextBatch?.catch(() => undefined);
-    const events: JobStateChange[] = [];
     // Placements on other pools' nodes are that pool's pass to make.
     let own = decision.admit.filter((a) => a.pool === pool.name);
     if (caps) {
       // A job that could also have run elsewhere may be placed here past this pool's cap.
-      const active = (await state.activeIn(pool.name)).length + admitted.length;
+      const active = (await state.activeIn(pool.name)).length + placed.length;
       const { keep, held, reason } = capOverflow(caps, pool.name, active, own);
       own = [...keep];
       if (reason) {
@@ -497,8 +504,20 @@ async function pass(
           waiting.push({ jobId: a.jobId, reason: reason.message, kind: "gate", code: reason.code });
       }
     }
+    placed.push(...own);
+    if (admission.exhausted) break;
+    batch = nextBatch ? await nextBatch : [];
+  }
+
+  // The placements of every page are written together, once the reading is done: one
+  // transaction per node for all its jobs of the pass, where one per node and page cost a round
+  // trip in a row per page and a request per node and page (`npm run bench:scheduler`). The
+  // decisions never waited for the writes: the pass books what it places in memory as it
+  // decides, and a write that loses a race only leaves that capacity to the next pass.
+  if (placed.length > 0) {
+    const events: JobStateChange[] = [];
     const records: TransactItem[] = [];
-    await forEachNodeGroup(own, tuning.concurrency, async (group) => {
+    await forEachNodeGroup(placed, tuning.concurrency, async (group) => {
       const node = byId.get(group[0]?.nodeId ?? "");
       if (!node) return;
       const placements = group.flatMap((a): Placement[] => {
@@ -529,10 +548,8 @@ async function pass(
         }
       }
     });
-    // Not awaited here: the next page's read, or the pass's closing writes, go meanwhile.
+    // Not awaited here: the preemptions and the pass's closing writes go meanwhile.
     publishing.push(settle(ctx.events.publish(events)), settle(recordAdmissions(ctx, records)));
-    if (admission.exhausted) break;
-    batch = nextBatch ? await nextBatch : [];
   }
 
   const preempted = policy.preemption.enabled
@@ -959,10 +976,13 @@ async function startAdmitted(
  * in a transaction; the node's condition checks the sum still fits) — then every job's
  * execution is started at once. A pass so costs one transaction round trip per node, not one
  * per job, and one node write per transaction instead of one per job.
- * The transaction is all or nothing: when it is cancelled (a job moved meanwhile, the node
- * filled up or went away), nothing was written and the jobs are admitted one by one as
- * admit() does, so a job that moved costs the others nothing but a round trip. A job admit()
- * would skip (no queue for its tier), or alone in its batch, goes through admit() itself.
+ * The transaction is all or nothing. Cancelled by jobs that moved meanwhile (their conditions
+ * alone), it is sent again without them: they lost their race, and the others cost one more
+ * round trip. Cancelled by anything else (the node filled up or went away, a rate limit, a
+ * conflict), the jobs are admitted one by one as admit() does, so those that still fit go. A
+ * job admit() would skip (no queue for its tier), or alone in its batch, goes through admit()
+ * itself. A pass writes each node's batch once its pages are read (pass()), so a batch holds
+ * all the node's jobs of the pass, up to a transaction's 100 items.
  */
 async function admitOnNode(
   ctx: SchedulerContext,
@@ -1020,43 +1040,56 @@ async function admitOnNode(
   await oneByOne(alone);
 
   for (const jobs of batches) {
-    if (jobs.length === 1) {
-      await oneByOne(jobs);
-      continue;
+    let left = jobs;
+    while (left.length > 1) {
+      const total = reservationFor(
+        node.pool,
+        node.nodeId,
+        left.reduce(
+          (sum, j) => ({
+            cpu: sum.cpu + j.item.resources.cpu,
+            memoryMb: sum.memoryMb + j.item.resources.memoryMb,
+            gpu: sum.gpu + j.item.resources.gpu,
+          }),
+          { cpu: 0, memoryMb: 0, gpu: 0 },
+        ),
+      );
+      const written = await ctx.repo.transactParts<string>({
+        ...Object.fromEntries(left.map((j) => [j.item.id, j.items])),
+        [NODE_PART]: [reserveCapacityItem(ctx.nodesTable, total, node.capacity)],
+        [COUNTERS_PART]: counting(left.map((j) => j.item)),
+      });
+      if (written.ok) {
+        records.push(...left.map((j) => j.record));
+        const undoing = serial();
+        const started = await Promise.all(left.map((j) => startAdmitted(ctx, j.committed, undoing)));
+        left.forEach((j, i) => {
+          const outcome = started[i];
+          if (outcome) outcomes.push({ item: j.item, outcome, ...(j.probe ? { probe: j.probe } : {}) });
+        });
+        left = [];
+        break;
+      }
+      // Refused only by jobs that moved since the pass read them (a cancel, a priority change):
+      // they lost their race, and the others go again together, without them. Refused by
+      // anything else (the node filled up, its type's rate limit, a conflict): each job goes
+      // alone, so one that still fits is not held back by one that does not.
+      const moved = left.filter((j) => written.conditionFailed.has(j.item.id));
+      const byMovedAlone = [...written.refused].every((part) =>
+        left.some((j) => j.item.id === part && written.conditionFailed.has(part)),
+      );
+      if (moved.length === 0 || !byMovedAlone) break;
+      for (const j of moved) outcomes.push({ item: j.item, outcome: { kind: "raced" } });
+      left = left.filter((j) => !written.conditionFailed.has(j.item.id));
     }
-    const total = reservationFor(
-      node.pool,
-      node.nodeId,
-      jobs.reduce(
-        (sum, j) => ({
-          cpu: sum.cpu + j.item.resources.cpu,
-          memoryMb: sum.memoryMb + j.item.resources.memoryMb,
-          gpu: sum.gpu + j.item.resources.gpu,
-        }),
-        { cpu: 0, memoryMb: 0, gpu: 0 },
-      ),
-    );
-    try {
-      await ctx.repo.transact([
-        ...jobs.flatMap((j) => j.items),
-        reserveCapacityItem(ctx.nodesTable, total, node.capacity),
-        ...counting(jobs.map((j) => j.item)),
-      ]);
-    } catch (error) {
-      if (!(error instanceof ConcurrentUpdateError)) throw error;
-      await oneByOne(jobs);
-      continue;
-    }
-    records.push(...jobs.map((j) => j.record));
-    const undoing = serial();
-    const started = await Promise.all(jobs.map((j) => startAdmitted(ctx, j.committed, undoing)));
-    jobs.forEach((j, i) => {
-      const outcome = started[i];
-      if (outcome) outcomes.push({ item: j.item, outcome, ...(j.probe ? { probe: j.probe } : {}) });
-    });
+    await oneByOne(left);
   }
   return outcomes;
 }
+
+/** The node's and the rate counters' parts of a batch's transaction, beside one part per job id. */
+const NODE_PART = "#node";
+const COUNTERS_PART = "#counters";
 
 /** One job the pass places on a node, and the probe it claims when it is a half-open breaker's probe. */
 interface Placement {

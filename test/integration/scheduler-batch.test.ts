@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { type SchedulerContext, type SchedulerTuning, schedulePool } from "../../app/scheduler";
 import { LOCAL_REGION } from "../../local/config";
+import { reservationFor, reserveCapacityItem } from "../../store/capacity";
 import { createDocumentClient } from "../../store/dynamo";
 import { JobRepository, type TransactItem } from "../../store/job-repository";
 import {
@@ -23,6 +24,7 @@ import {
 const RUN = suffix();
 const NODE = { cpu: 4, memoryMb: 8192, gpu: 0 };
 const JOB = { cpu: 1, memoryMb: 512, gpu: 0 };
+const TWO_JOBS = { cpu: 2, memoryMb: 1024, gpu: 0 };
 let h: Harness;
 let tableName = "";
 
@@ -101,6 +103,43 @@ describe("admissions onto one node", () => {
     }
   });
 
+  it("go in one transaction even when the pass read them over several pages of the queue", async () => {
+    // Prepare: pages of 2, so the 4 jobs are read in 2 pages
+    const pool = newPool();
+    const nodeId = await registerNode(h, pool, NODE);
+    const ids = await submitWaitingBatch(h, "alice", [{ pool }, { pool }, { pool }, { pool }]);
+    const { ctx, repo } = watched(pool, { pageSize: 2 });
+
+    // Act
+    const summary = await schedulePool(ctx, pool);
+
+    // Assess
+    expect(summary.admitted.map((a) => a.jobId).sort()).toEqual([...ids].sort());
+    expect(repo.transactions).toBe(1);
+    expect(await nodeUsed(pool, nodeId)).toEqual({ cpu: 4, memoryMb: 2048, gpu: 0 });
+    for (const id of ids) expect(await jobItem(h, id)).toMatchObject({ status: "dispatched", attempts: 1 });
+  });
+
+  it("go alone when the node refused the batch: the jobs that still fit are admitted", async () => {
+    // Prepare: the node's free capacity shrinks from 4 jobs to 2 between the read and the write
+    const pool = newPool();
+    const nodeId = await registerNode(h, pool, NODE);
+    const ids = await submitWaitingBatch(h, "alice", [{ pool }, { pool }, { pool }]);
+    const { ctx, repo } = watched(pool, { maxPasses: 1 });
+    repo.beforeFirst = () =>
+      h.repo.transact([reserveCapacityItem(h.scheduler.nodesTable, reservationFor(pool, nodeId, TWO_JOBS), NODE)]);
+
+    // Act
+    const summary = await schedulePool(ctx, pool);
+
+    // Assess: the batch, then one transaction per job; two fit, the third is refused
+    expect(repo.transactions).toBe(4);
+    expect(summary.admitted).toHaveLength(2);
+    expect(await nodeUsed(pool, nodeId)).toEqual({ cpu: 4, memoryMb: 2048, gpu: 0 });
+    const statuses = await Promise.all(ids.map(async (id) => (await jobItem(h, id)).status));
+    expect(statuses.sort()).toEqual(["dispatched", "dispatched", "queued"]);
+  });
+
   it("undo only the job whose execution could not be started: the others stay dispatched and keep their capacity", async () => {
     // Prepare
     const pool = newPool();
@@ -120,7 +159,7 @@ describe("admissions onto one node", () => {
     expect(await nodeUsed(pool, nodeId)).toEqual({ cpu: 2, memoryMb: 1024, gpu: 0 });
   });
 
-  it("still admit the others when one job moved after the pass read it: the batch is refused whole, then each goes alone", async () => {
+  it("still admit the others when one job moved after the pass read it: the batch is refused whole, then the others go again together", async () => {
     // Prepare
     const pool = newPool();
     const nodeId = await registerNode(h, pool, NODE);
@@ -142,8 +181,8 @@ describe("admissions onto one node", () => {
     // Act
     const summary = await schedulePool(ctx, pool);
 
-    // Assess: the batch, then one transaction per job, the moved one refused
-    expect(repo.transactions).toBe(4);
+    // Assess: the batch, refused by the moved job's condition, then the others' batch
+    expect(repo.transactions).toBe(2);
     expect(summary.admitted.map((a) => a.jobId).sort()).toEqual([...others].sort());
     expect(await jobItem(h, moved)).toMatchObject({ status: "queued", priority: 1, attempts: 0 });
     for (const id of others) expect(await jobItem(h, id)).toMatchObject({ status: "dispatched" });
