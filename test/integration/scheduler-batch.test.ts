@@ -127,7 +127,9 @@ describe("admissions onto one node", () => {
     const ids = await submitWaitingBatch(h, "alice", [{ pool }, { pool }, { pool }]);
     const { ctx, repo } = watched(pool, { maxPasses: 1 });
     repo.beforeFirst = () =>
-      h.repo.transact([reserveCapacityItem(h.scheduler.nodesTable, reservationFor(pool, nodeId, TWO_JOBS), NODE)]);
+      h.repo.transact([
+        reserveCapacityItem(h.scheduler.nodesTable, reservationFor(pool, nodeId, TWO_JOBS), NODE),
+      ]);
 
     // Act
     const summary = await schedulePool(ctx, pool);
