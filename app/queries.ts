@@ -13,11 +13,12 @@ import {
   encodeCursor,
   invalidCursor,
 } from "../store/cursor";
-import { fromJobItem, type JobItem } from "../store/job-items";
+import { fromJobItem, type JobItem, transitionItem } from "../store/job-items";
 import {
   countQueued,
   jobHistoryPage,
   type ListFilter,
+  lastTransitionRecord,
   listIdsBetween,
   listUpdatedAfter,
 } from "../store/job-queries";
@@ -633,10 +634,54 @@ async function pageOf<T>(
   const { item: job } = await loadVisibleJob(ctx.repo, principal, id);
   const startKey = cursor ? { pk: jobPk(id), sk: cursor.after } : undefined;
   const page = await ctx.repo.queryJobPartition(id, prefix, { limit: options.limit, startKey });
+  const items = page.items;
+  let lastKey = page.lastKey;
+  if (prefix === TRANSITION_PREFIX && !lastKey) {
+    // At the end of the history: a completion's row may not be recorded yet.
+    const derived = await unrecordedCompletion(ctx.repo, job, items.at(-1));
+    if (derived && items.length < options.limit) items.push(derived);
+    else if (derived) lastKey = { sk: items.at(-1)?.sk };
+  }
   return {
-    items: page.items.map((item) => map(item, job)),
-    nextCursor: page.lastKey ? encodeCursor({ after: String(page.lastKey.sk) }) : null,
+    items: items.map((item) => map(item, job)),
+    nextCursor: lastKey ? encodeCursor({ after: String(lastKey.sk) }) : null,
   };
+}
+
+/**
+ * The transition into `completed`, as its record would say, when the record is not there: the
+ * worker puts it a moment after the job's own write (docs/lifecycle.md, "The worker's
+ * completion"), so a reader can find the job completed before its record, or for good when the
+ * worker died in between. Everything the record says is on the job (its reason, its attempt, the
+ * change's time: nothing changes a completed job's `updatedAt` after) but the status it left,
+ * which is the last record's: `running` unless that record is missing too. The admission's and
+ * the start's records are put after the job as well, but later rows follow them anyway and their
+ * reasons say more than the job does, so only the end, which nothing follows, is derived.
+ * `last` is the history's last record where the caller has read it; otherwise it is read (one
+ * Query of one item).
+ */
+async function unrecordedCompletion(
+  repo: JobRepository,
+  job: JobItem,
+  last?: Record<string, unknown>,
+): Promise<Record<string, unknown> | null> {
+  if (job.status !== "completed") return null;
+  const record = last ?? (await lastTransitionRecord(repo, job.id));
+  if (!record || record.to === job.status) return null;
+  if (Number(String(record.sk).slice(TRANSITION_PREFIX.length)) >= job.version) return null;
+  return transitionItem(
+    job.id,
+    job.version,
+    {
+      from: record.to as JobStatus,
+      to: job.status,
+      at: job.updatedAt,
+      reason: job.statusReason,
+      triggeredBy: null,
+      attempt: job.attempts,
+    },
+    0,
+  );
 }
 
 export function toTransition(item: Record<string, unknown>): Transition {
@@ -722,6 +767,31 @@ function taskLine(item: Record<string, unknown>): LogLine {
   };
 }
 
+/**
+ * The lifecycle lines read to the end, and the line into `completed` where its record is not
+ * there yet (unrecordedCompletion), when the filters let it through: GET /logs of a job just
+ * completed ends with its `running → completed` line, as GET /transitions does.
+ */
+async function withUnrecordedLine(
+  repo: JobRepository,
+  job: JobItem,
+  read: StreamRead,
+  position: StreamPosition,
+  filters: { readonly attempt?: number | undefined; readonly level?: LogLevel | undefined },
+): Promise<StreamRead> {
+  if (!read.exhausted || position === "end") return read;
+  // Unfiltered, the last line read is the last record; filtered, it need not be.
+  const last = filters.attempt === undefined && filters.level === undefined ? read.entries.at(-1) : undefined;
+  const derived = await unrecordedCompletion(repo, job, last?.record);
+  if (!derived) return read;
+  const line = lifecycleLine(derived);
+  const sk = String(derived.sk);
+  if (position !== null && position >= sk) return read;
+  if (filters.attempt !== undefined && line.attempt !== filters.attempt) return read;
+  if (filters.level !== undefined && line.level !== filters.level) return read;
+  return { ...read, entries: [...read.entries, { line, sk }] };
+}
+
 /** Each stream's position: not started (null), read out ("end"), or the last sort key read. */
 const logsCursorSchema = z.strictObject({
   task: z.union([z.literal("end"), SORT_KEYS.log, z.null()]),
@@ -730,7 +800,8 @@ const logsCursorSchema = z.strictObject({
 type StreamPosition = string | null;
 
 interface StreamRead {
-  readonly entries: { line: LogLine; sk: string }[];
+  /** `record`: the stored item each line was read from. */
+  readonly entries: { line: LogLine; sk: string; record?: Record<string, unknown> }[];
   /** The last sort key the reads evaluated (matching or not), when the stream is not read out. */
   readonly readTo: string | null;
   readonly exhausted: boolean;
@@ -759,7 +830,7 @@ export async function listLogs(
   },
 ): Promise<ListPage<LogLine>> {
   const cursor = decodeCursor(options.cursor, logsCursorSchema) ?? { task: null, lifecycle: null };
-  await loadVisibleJob(ctx.repo, principal, id);
+  const { item: job } = await loadVisibleJob(ctx.repo, principal, id);
 
   const read = async (
     prefix: string,
@@ -779,15 +850,16 @@ export async function listLogs(
         level: options.level,
       });
       queries++;
-      for (const item of page.items) entries.push({ line: toLine(item), sk: String(item.sk) });
+      for (const item of page.items) entries.push({ line: toLine(item), sk: String(item.sk), record: item });
       startKey = page.lastKey ? { pk: jobPk(id), sk: String(page.lastKey.sk) } : undefined;
     } while (startKey && entries.length < options.limit && queries < MAX_LOG_QUERIES_PER_STREAM);
     return { entries, readTo: startKey?.sk ?? null, exhausted: startKey === undefined };
   };
-  const [task, lifecycle] = await Promise.all([
+  const [task, recorded] = await Promise.all([
     read(LOG_PREFIX, cursor.task, taskLine),
     read(TRANSITION_PREFIX, cursor.lifecycle, lifecycleLine),
   ]);
+  const lifecycle = await withUnrecordedLine(ctx.repo, job, recorded, cursor.lifecycle, options);
 
   const items: LogLine[] = [];
   let ti = 0;

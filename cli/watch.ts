@@ -238,29 +238,11 @@ export async function followLogs(options: FollowOptions): Promise<void> {
   };
   for (;;) {
     // Read the status first: lines written before the job ended are then all in the read after it.
-    const status = (await client.getJob(id)).status;
+    const ended = isTerminal((await client.getJob(id)).status);
     await readAll();
-    if (isTerminal(status)) {
-      // The worker puts a completion's transition right after the job's own write
-      // (docs/lifecycle.md), so the line that says how the job ended can trail its status by a
-      // moment: read again briefly until it is there.
-      for (let tries = 0; tries < ENDING_LINE_TRIES && !endingPrinted(printed, status); tries++) {
-        await new Promise((resolve) => setTimeout(resolve, ENDING_LINE_WAIT_MS));
-        await readAll();
-      }
-      return;
-    }
+    if (ended) return;
     await new Promise((resolve) => setTimeout(resolve, options.pollMs ?? 1000));
   }
-}
-
-const ENDING_LINE_TRIES = 10;
-const ENDING_LINE_WAIT_MS = 200;
-
-/** Whether a lifecycle line into the job's final status was printed ("running → completed: …"). */
-function endingPrinted(printed: ReadonlyMap<string, number>, status: string): boolean {
-  for (const key of printed.keys()) if (key.includes(` → ${status}: `)) return true;
-  return false;
 }
 
 function lineKey(line: LogLine): string {

@@ -1,6 +1,6 @@
 import { type JobItem, withNullFields } from "./job-items";
 import type { JobRepository, Page } from "./job-repository";
-import { activePk, duePk, queuePk } from "./keys";
+import { activePk, duePk, queuePk, TRANSITION_PREFIX } from "./keys";
 import { JOB_INDEX } from "./tables";
 
 /**
@@ -292,4 +292,13 @@ export async function jobHistoryPage(
   }
   const filter = parts.length ? { expression: parts.join(" AND "), names, values } : undefined;
   return repo.queryJobPartition(id, prefix, { limit: options.limit, startKey: options.startKey, filter });
+}
+
+/** The job's last transition record (its highest version's), or undefined when it has none. */
+export async function lastTransitionRecord(
+  repo: JobRepository,
+  id: string,
+): Promise<Record<string, unknown> | undefined> {
+  const page = await repo.queryJobPartition(id, TRANSITION_PREFIX, { limit: 1, backward: true });
+  return page.items[0];
 }

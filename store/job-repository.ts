@@ -636,6 +636,8 @@ export class JobRepository {
       filter?:
         | { expression: string; names?: Record<string, string>; values: Record<string, unknown> }
         | undefined;
+      /** Last sort key first. */
+      backward?: boolean;
     },
   ): Promise<Page<Record<string, unknown>>> {
     const input: QueryCommandInput = {
@@ -644,6 +646,7 @@ export class JobRepository {
       ExpressionAttributeValues: { ":pk": jobPk(id), ":prefix": prefix, ...options.filter?.values },
       Limit: options.limit,
       ExclusiveStartKey: options.startKey,
+      ...(options.backward ? { ScanIndexForward: false } : {}),
     };
     if (options.filter) {
       input.FilterExpression = options.filter.expression;

@@ -16,9 +16,9 @@ import {
   runLifecycleStep,
   type TaskTokens,
 } from "../../app/lifecycle";
-import { listAttempts, listJobs } from "../../app/queries";
+import { listAttempts, listJobs, listLogs, listTransitions, toTransition } from "../../app/queries";
 import { submitJobs } from "../../app/submit";
-import { batchJobSchema, listJobsQuerySchema } from "../../core/job";
+import { batchJobSchema, listJobsQuerySchema, type Transition } from "../../core/job";
 import type { PoolConfig } from "../../core/pools";
 import { LOCAL_REGION } from "../../local/config";
 import type { NodeCapacity } from "../../store/capacity";
@@ -33,6 +33,7 @@ import {
   nodeSk,
   RESULT_SK,
   TRANSITION_PREFIX,
+  transitionSk,
 } from "../../store/keys";
 import { NodeRepository } from "../../store/nodes";
 import { UsageRepository } from "../../store/usage";
@@ -325,6 +326,50 @@ describe("completeRun (the worker's completion)", () => {
     expect(page.items).toEqual([
       expect.objectContaining({ attempt, status: "succeeded", durationMs: 3000, error: null }),
     ]);
+  });
+
+  it("shows the transition into completed, in /transitions and /logs, when the worker died before putting its record", async () => {
+    // Prepare: completed, then the `completed` record removed, as a worker killed right after the
+    // job's write leaves the history.
+    const id = (await submit([{ ref: "a" }]))("a");
+    const attempt = await startRunning(id);
+    advance(3);
+    await complete(id, attempt);
+    const done = await job(id);
+    const key = { pk: done.pk, sk: transitionSk(done.version) };
+    const recorded = (await db.send(new GetCommand({ TableName: repo.tableName, Key: key }))).Item;
+    await db.send(new DeleteCommand({ TableName: repo.tableName, Key: key }));
+    const me = { id: owner, admin: false };
+
+    // Act
+    const derived = await listTransitions(ctx, me, id, { limit: 10 });
+    const lines = await listLogs(ctx, me, id, { limit: 50 });
+    // Paged one at a time, the derived row comes last, once.
+    const paged: Transition[] = [];
+    let cursor: string | undefined;
+    do {
+      const page = await listTransitions(ctx, me, id, { limit: 1, cursor });
+      paged.push(...page.items);
+      cursor = page.nextCursor ?? undefined;
+    } while (cursor);
+
+    // Assess: the row the record would have shown
+    expect(derived.items.at(-1)).toEqual(toTransition(recorded ?? {}));
+    expect(derived.items.map((t) => t.to)).toEqual(["queued", "dispatched", "running", "completed"]);
+    expect(paged).toEqual(derived.items);
+    expect(lines.items.at(-1)?.message).toBe(`running → completed: ${done.statusReason}`);
+    expect(lines.nextCursor).toBeNull();
+  });
+
+  it("shows no derived row once the record is there", async () => {
+    const id = (await submit([{ ref: "a" }]))("a");
+    const attempt = await startRunning(id);
+    await complete(id, attempt);
+    const me = { id: owner, admin: false };
+
+    const page = await listTransitions(ctx, me, id, { limit: 10 });
+
+    expect(page.items.map((t) => t.to)).toEqual(["queued", "dispatched", "running", "completed"]);
   });
 
   it("completes a job whose node is gone, releasing nothing", async () => {
