@@ -818,9 +818,9 @@ async function admit(
 }
 
 /**
- * The transition records of a round's admissions whose transactions committed, put once the
- * round's admissions are written, while the pass goes on (a BatchWriteItem per 25: 1 write unit
- * each, where the transaction billed 2; one request for the round rather than one per node).
+ * The transition records of a pass's admissions whose transactions committed, put once the
+ * admissions are written, while the pass goes on (a BatchWriteItem per 25: 1 write unit each,
+ * where the transaction billed 2; one request for the pass rather than one per node).
  * Unconditional: each is keyed by the version its committed change wrote, which nothing else
  * writes. Never rejects. Lost with a scheduler that dies in between, or refused past the client's retries:
  * then `/transitions` lacks that job's `dispatched` row, never a later one (as the worker's start,
