@@ -53,8 +53,10 @@ export type CompletionContext = Pick<
 /**
  * The worker's own end of a successful attempt, before it answers the run token. Its result item
  * is put, then the job becomes `completed` in one conditional UpdateItem on its own (status
- * running, this attempt, the version the start left), then side by side its transition is put,
- * its attempt record ended, and its reservation given back to the node (releaseAfterCompletion). So a successful job costs its execution one state
+ * running, this attempt, the version the start left), then side by side its attempt record is
+ * ended and its reservation given back to the node (releaseAfterCompletion). Its transition is
+ * not written: every read of a job's history derives the row into `completed` from the completed
+ * job (app/queries.ts#unrecordedCompletion), which says all the record would. So a successful job costs its execution one state
  * transition (Dispatch) and no Lambda step, and no write of it pays DynamoDB's transaction price
  * for the job's index entries (docs/data-model.md). Dependents are released from the Jobs table's
  * change stream (`releaseDependents`).
@@ -121,15 +123,17 @@ export async function completeRun(
       repairs = await repairsRead(ctx, item.reservation);
     }
     const now = ctx.clock().toISOString();
-    const { job, attempt, next, durationMs } = completionChange(ctx, item, run.attempt, now);
-    const written = await ctx.repo.changeAlone(job, [attempt], () =>
+    // No transition record: the row into `completed` is the job's own, derived on read
+    // (app/queries.ts#unrecordedCompletion), which saves its write.
+    const { update, attempt, next, durationMs } = completionChange(ctx, item, run.attempt, now);
+    const written = await ctx.repo.changeAlone([update], [attempt], () =>
       releaseAfterCompletion(ctx, item, repairs?.count ?? null, now),
     );
     if (written.outcome === "changed") {
       throw new ConcurrentUpdateError(`job ${item.id} changed while its completion was written`);
     }
     if (written.recordsUnwritten !== undefined) {
-      logger.warn("completed; its transition or attempt record could not be written", {
+      logger.warn("completed; its attempt record could not be written", {
         jobId: item.id,
         attempt: run.attempt,
         error: String(written.recordsUnwritten),
@@ -154,7 +158,10 @@ async function repairsRead(ctx: CompletionContext, reservation: Reservation): Pr
 const sameNode = (a: Reservation | undefined, b: Reservation): boolean =>
   a?.pool === b.pool && a.nodeId === b.nodeId;
 
-/** The completion's job write (its Update and its transition's Put) and its attempt record's end. */
+/**
+ * The completion's job write (`job`: its Update and its transition's Put; `update`: the Update
+ * alone) and its attempt record's end.
+ */
 function completionChange(
   ctx: Pick<CompletionContext, "repo">,
   item: JobItem,
@@ -162,11 +169,12 @@ function completionChange(
   now: string,
 ): {
   readonly job: TransactItem[];
+  readonly update: TransactItem;
   readonly attempt: TransactItem;
   readonly next: JobItem;
   readonly durationMs: number | null;
 } {
-  const { items, next, historyExpiresAt } = ctx.repo.statusChangeItems(
+  const { items, update, next, historyExpiresAt } = ctx.repo.statusChangeItems(
     item,
     {
       to: transition(item.status, "completed"),
@@ -180,6 +188,7 @@ function completionChange(
   const durationMs = durationSince(item.attemptStartedAt, now);
   return {
     job: items,
+    update,
     attempt: endAttemptItem(ctx.repo.tableName, item, attempt, {
       status: "succeeded",
       finishedAt: now,

@@ -68,12 +68,13 @@ export const STEP_REQUESTS = {
   start: { ...NONE, writeUnits: 5, readUnits: 1, sqsRequests: 1 },
   /**
    * The worker completes it (the result; the job's UpdateItem, written against the job its start
-   * left, so without a read; then its transition, its attempt record and the node's release, an
-   * UpdateItem guarded by the node's repair count, read alongside the result) and
-   * deletes the message; the dependents consumer's invocation for the completed job. Its run
-   * time reaches the type's statistics through the /stats consumer's transaction (`statusChange`).
+   * left, so without a read; then its attempt record and the node's release, an UpdateItem
+   * guarded by the node's repair count, read alongside the result; no transition record: reads
+   * derive the row into `completed` from the job) and deletes the message; the dependents
+   * consumer's invocation for the completed job. Its run time reaches the type's statistics
+   * through the /stats consumer's transaction (`statusChange`).
    */
-  completion: { ...NONE, writeUnits: 8, readUnits: 0.5, sqsRequests: 1, lambdaInvocations: 0.75 },
+  completion: { ...NONE, writeUnits: 7, readUnits: 0.5, sqsRequests: 1, lambdaInvocations: 0.75 },
   /**
    * A failed, timed-out or lost attempt: `AttemptFailed`, `BackoffWait` and `Requeue` (which runs,
    * and ends the execution, even when the job ended), their two Lambda invocations, the attempt

@@ -16,14 +16,14 @@ import {
   runLifecycleStep,
   type TaskTokens,
 } from "../../app/lifecycle";
-import { listAttempts, listJobs, listLogs, listTransitions, toTransition } from "../../app/queries";
+import { listAttempts, listJobs, listLogs, listTransitions } from "../../app/queries";
 import { submitJobs } from "../../app/submit";
 import { batchJobSchema, listJobsQuerySchema, type Transition } from "../../core/job";
 import type { PoolConfig } from "../../core/pools";
 import { LOCAL_REGION } from "../../local/config";
 import type { NodeCapacity } from "../../store/capacity";
 import { createDocumentClient } from "../../store/dynamo";
-import type { JobItem } from "../../store/job-items";
+import { type JobItem, transitionItem } from "../../store/job-items";
 import { JobRepository } from "../../store/job-repository";
 import {
   attemptSk,
@@ -328,22 +328,20 @@ describe("completeRun (the worker's completion)", () => {
     ]);
   });
 
-  it("shows the transition into completed, in /transitions and /logs, when the worker died before putting its record", async () => {
-    // Prepare: completed, then the `completed` record removed, as a worker killed right after the
-    // job's write leaves the history.
+  it("writes no completed record: /transitions and /logs end with the row derived from the completed job", async () => {
+    // Prepare
     const id = (await submit([{ ref: "a" }]))("a");
     const attempt = await startRunning(id);
     advance(3);
     await complete(id, attempt);
     const done = await job(id);
     const key = { pk: done.pk, sk: transitionSk(done.version) };
-    const recorded = (await db.send(new GetCommand({ TableName: repo.tableName, Key: key }))).Item;
-    await db.send(new DeleteCommand({ TableName: repo.tableName, Key: key }));
     const me = { id: owner, admin: false };
 
     // Act
-    const derived = await listTransitions(ctx, me, id, { limit: 10 });
+    const rows = await listTransitions(ctx, me, id, { limit: 10 });
     const lines = await listLogs(ctx, me, id, { limit: 50 });
+    const filtered = await listLogs(ctx, me, id, { limit: 50, attempt, level: "info" });
     // Paged one at a time, the derived row comes last, once.
     const paged: Transition[] = [];
     let cursor: string | undefined;
@@ -353,23 +351,61 @@ describe("completeRun (the worker's completion)", () => {
       cursor = page.nextCursor ?? undefined;
     } while (cursor);
 
-    // Assess: the row the record would have shown
-    expect(derived.items.at(-1)).toEqual(toTransition(recorded ?? {}));
-    expect(derived.items.map((t) => t.to)).toEqual(["queued", "dispatched", "running", "completed"]);
-    expect(paged).toEqual(derived.items);
-    expect(lines.items.at(-1)?.message).toBe(`running → completed: ${done.statusReason}`);
+    // Assess: nothing stored, and the row a record would hold
+    expect((await db.send(new GetCommand({ TableName: repo.tableName, Key: key }))).Item).toBeUndefined();
+    expect(rows.items.map((t) => t.to)).toEqual(["queued", "dispatched", "running", "completed"]);
+    expect(rows.items.at(-1)).toEqual({
+      from: "running",
+      to: "completed",
+      at: done.updatedAt,
+      reason: `completed on attempt ${attempt}`,
+      triggeredBy: null,
+      fromPriority: null,
+      toPriority: null,
+    });
+    expect(rows.nextCursor).toBeNull();
+    expect(paged).toEqual(rows.items);
+    expect(lines.items.at(-1)).toEqual({
+      timestamp: done.updatedAt,
+      level: "info",
+      message: `running → completed: completed on attempt ${attempt}`,
+      attempt,
+    });
     expect(lines.nextCursor).toBeNull();
+    expect(filtered.items.at(-1)).toEqual(lines.items.at(-1));
   });
 
-  it("shows no derived row once the record is there", async () => {
+  it("shows a stored completed record as stored, with no derived row beside it", async () => {
+    // Prepare: a completion recorded as the previous lifecycle's Complete step records it
     const id = (await submit([{ ref: "a" }]))("a");
     const attempt = await startRunning(id);
     await complete(id, attempt);
-    const me = { id: owner, admin: false };
+    const done = await job(id);
+    const record = transitionItem(
+      id,
+      done.version,
+      {
+        from: "running",
+        to: "completed",
+        at: done.updatedAt,
+        reason: "recorded",
+        triggeredBy: null,
+        attempt,
+      },
+      0,
+    );
+    await db.send(new PutCommand({ TableName: repo.tableName, Item: record }));
 
-    const page = await listTransitions(ctx, me, id, { limit: 10 });
+    // Act
+    const page = await listTransitions(ctx, { id: owner, admin: false }, id, { limit: 10 });
 
-    expect(page.items.map((t) => t.to)).toEqual(["queued", "dispatched", "running", "completed"]);
+    // Assess
+    expect(page.items.map((t) => [t.to, t.reason])).toEqual([
+      ["queued", expect.any(String)],
+      ["dispatched", expect.any(String)],
+      ["running", expect.any(String)],
+      ["completed", "recorded"],
+    ]);
   });
 
   it("completes a job whose node is gone, releasing nothing", async () => {
