@@ -637,7 +637,7 @@ async function pageOf<T>(
   const items = page.items;
   let lastKey = page.lastKey;
   if (prefix === TRANSITION_PREFIX && !lastKey) {
-    // At the end of the history: a completion's row may not be recorded yet.
+    // At the end of the history: the worker's completion is not recorded, only derived.
     const derived = await unrecordedCompletion(ctx.repo, job, items.at(-1));
     if (derived && items.length < options.limit) items.push(derived);
     else if (derived) lastKey = { sk: items.at(-1)?.sk };
@@ -649,16 +649,16 @@ async function pageOf<T>(
 }
 
 /**
- * The transition into `completed`, as its record would say, when the record is not there: the
- * worker puts it a moment after the job's own write (docs/lifecycle.md, "The worker's
- * completion"), so a reader can find the job completed before its record, or for good when the
- * worker died in between. Everything the record says is on the job (its reason, its attempt, the
- * change's time: nothing changes a completed job's `updatedAt` after) but the status it left,
- * which is the last record's: `running` unless that record is missing too. The admission's and
- * the start's records are put after the job as well, but later rows follow them anyway and their
- * reasons say more than the job does, so only the end, which nothing follows, is derived.
- * `last` is the history's last record where the caller has read it; otherwise it is read (one
- * Query of one item).
+ * The transition into `completed`, as a record would say, where none is stored: the worker's
+ * completion writes no transition record (docs/lifecycle.md, "The worker's completion"), since
+ * everything one would say is on the completed job (its reason, its attempt, the change's time:
+ * nothing changes a completed job's `updatedAt` after) but the status it left, which is the last
+ * record's: `running`, unless the worker that started it died before putting that one. A
+ * completion recorded before this, or by the previous lifecycle's Complete step, shows as
+ * stored. The admission's and the start's records are put after the job, and a crash can lose
+ * them, but later rows follow them and their records say more than the job does, so only the
+ * end, which nothing follows, is derived. `last` is the history's last record where the caller
+ * has read it; otherwise it is read (one Query of one item).
  */
 async function unrecordedCompletion(
   repo: JobRepository,
@@ -768,9 +768,9 @@ function taskLine(item: Record<string, unknown>): LogLine {
 }
 
 /**
- * The lifecycle lines read to the end, and the line into `completed` where its record is not
- * there yet (unrecordedCompletion), when the filters let it through: GET /logs of a job just
- * completed ends with its `running → completed` line, as GET /transitions does.
+ * The lifecycle lines read to the end, and the line into `completed` where no record of it is
+ * stored (unrecordedCompletion), when the filters let it through: GET /logs of a completed job
+ * ends with its `running → completed` line, as GET /transitions does.
  */
 async function withUnrecordedLine(
   repo: JobRepository,
