@@ -39,6 +39,7 @@ import {
   scheduleItemPk,
   schedulesSk,
   transitionSk,
+  versionOfTransitionSk,
 } from "../store/keys";
 import { dueAtOf } from "../store/schedules";
 import { config } from "./config";
@@ -237,7 +238,7 @@ function exportLine(table: StateTable, item: Record<string, unknown>): ExportLin
   if (sk === RESULT_SK) return { kind: "result", jobId, item: fields };
   if (sk.startsWith("ATT#")) return { kind: "attempt", jobId, item: fields } as ExportLine;
   if (sk.startsWith("TRN#"))
-    return { kind: "transition", jobId, version: Number(sk.slice(4)), item: fields } as ExportLine;
+    return { kind: "transition", jobId, version: versionOfTransitionSk(sk), item: fields } as ExportLine;
   if (sk.startsWith("LOG#")) return { kind: "log", jobId, logId: sk.slice(4), item: fields };
   if (sk.startsWith("DEP#")) return { kind: "dependency", jobId, on: sk.slice(4), item: fields };
   if (sk.startsWith("DPT#")) return { kind: "dependent", jobId, by: sk.slice(4), item: fields };

@@ -36,6 +36,7 @@ import {
   TRANSITION_PREFIX,
   updatedDayPk,
   updatedMinute,
+  versionOfTransitionSk,
 } from "../store/keys";
 import { JOB_INDEX } from "../store/tables";
 import { isArrayParent, withArrayCounts } from "./arrays";
@@ -668,7 +669,7 @@ async function unrecordedCompletion(
   if (job.status !== "completed") return null;
   const record = last ?? (await lastTransitionRecord(repo, job.id));
   if (!record || record.to === job.status) return null;
-  if (Number(String(record.sk).slice(TRANSITION_PREFIX.length)) >= job.version) return null;
+  if (versionOfTransitionSk(String(record.sk)) >= job.version) return null;
   return transitionItem(
     job.id,
     job.version,

@@ -487,11 +487,6 @@ async function pass(
     lastOwner = order.lastOwner ?? lastOwner;
     waiting.push(...decision.waiting.filter((w) => w.kind !== "ineligible"));
 
-    // The next page is read while this one is decided. Not when this page filled the pool, or
-    // was the last.
-    const nextBatch = admission.exhausted || round + 1 >= tuning.maxPages ? null : reader.more();
-    // Awaited below; until then a failure must not count as unhandled.
-    nextBatch?.catch(() => undefined);
     // Placements on other pools' nodes are that pool's pass to make.
     let own = decision.admit.filter((a) => a.pool === pool.name);
     if (caps) {
@@ -505,8 +500,9 @@ async function pass(
       }
     }
     placed.push(...own);
-    if (admission.exhausted) break;
-    batch = nextBatch ? await nextBatch : [];
+    // The next page, unless this one filled the pool or was the last a pass reads.
+    if (admission.exhausted || round + 1 >= tuning.maxPages) break;
+    batch = await reader.more();
   }
 
   // The placements of every page are written together, once the reading is done: one
@@ -1075,12 +1071,9 @@ async function admitOnNode(
       // anything else (the node filled up, its type's rate limit, a conflict): each job goes
       // alone, so one that still fits is not held back by one that does not.
       const moved = left.filter((j) => written.conditionFailed.has(j.item.id));
-      const byMovedAlone = [...written.refused].every((part) =>
-        left.some((j) => j.item.id === part && written.conditionFailed.has(part)),
-      );
-      if (moved.length === 0 || !byMovedAlone) break;
+      if (moved.length === 0 || moved.length !== written.refused.size) break;
       for (const j of moved) outcomes.push({ item: j.item, outcome: { kind: "raced" } });
-      left = left.filter((j) => !written.conditionFailed.has(j.item.id));
+      left = left.filter((j) => !moved.includes(j));
     }
     await oneByOne(left);
   }

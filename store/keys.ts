@@ -25,6 +25,8 @@ export const ATTEMPT_PREFIX = "ATT#";
 /** Keyed by the job version the change produced: unique, ordered, and a replay collides. */
 export const transitionSk = (version: number): string => `TRN#${String(version).padStart(10, "0")}`;
 export const TRANSITION_PREFIX = "TRN#";
+/** The version a transition record's sort key names (transitionSk's inverse). */
+export const versionOfTransitionSk = (sk: string): number => Number(sk.slice(TRANSITION_PREFIX.length));
 
 export const logSk = (ulid: string): string => `LOG#${ulid}`;
 export const LOG_PREFIX = "LOG#";
