@@ -59,12 +59,11 @@ export async function planArraySubmission(
   if (!parentId || childIds.length !== array.size) throw new RangeError("array ids do not match its size");
   const copies = childIds.map(() => request);
   const base = await planSubmission(ctx, principal, copies, resolveBatch(copies), childIds, scheduleId);
-  const children = base.jobs.map(
-    (child, index): PlannedJob => ({
-      ...child,
-      item: { ...child.item, arraySize: array.size, arrayIndex: index, arrayParentId: parentId },
-    }),
-  );
+  const children = base.jobs.map((child, index): PlannedJob => {
+    // The parent waits on every child (without a stored edge): none is created without dependents.
+    const { noDependents: _waitedOn, ...item } = child.item;
+    return { ...child, item: { ...item, arraySize: array.size, arrayIndex: index, arrayParentId: parentId } };
+  });
   const first = children[0]?.item;
   if (!first) throw new RangeError("an array has at least one child");
   // Children cancelled at birth (a dependency failed already) end the parent at birth too.

@@ -616,6 +616,8 @@ export async function planSubmission(
   validateExternalDeps(resolved.externalDeps, externals.byRequestedId);
 
   const planned: (PlannedJob | undefined)[] = new Array(jobs.length);
+  // Jobs of this batch that others of it wait on: the rest are created marked as having no dependents.
+  const waitedOn = new Set<number>();
   for (const index of resolved.order) {
     const request = jobs[index];
     const id = ids[index];
@@ -624,6 +626,7 @@ export async function planSubmission(
 
     const dependencies: { id: string; status: JobStatus }[] = [];
     for (const parentIndex of deps.batchDeps) {
+      waitedOn.add(parentIndex);
       const parent = planned[parentIndex];
       if (parent) dependencies.push({ id: parent.item.id, status: parent.item.status });
     }
@@ -701,7 +704,11 @@ export async function planSubmission(
     planned[index] = { item, transition, edges };
   }
 
-  const plannedJobs = planned.filter((p): p is PlannedJob => p !== undefined);
+  const plannedJobs = planned
+    .map((p, index) =>
+      p && !waitedOn.has(index) ? { ...p, item: { ...p.item, noDependents: true as const } } : p,
+    )
+    .filter((p): p is PlannedJob => p !== undefined);
   const transactionSize = plannedJobs.reduce((n, p) => n + 2 + p.edges.length, 0) + externals.items.length;
   const bytes = plannedJobs.reduce(
     (n, p) => n + Buffer.byteLength(JSON.stringify([p.item, p.transition, p.edges]), "utf8"),

@@ -2,7 +2,7 @@ import middy from "@middy/core";
 import type { DynamoDBBatchResponse, DynamoDBStreamEvent } from "aws-lambda";
 import { lifecycleContext, releaseDependents } from "../app/lifecycle";
 import { logger } from "../app/logger";
-import { completedJobOf, completedProbeOf } from "../store/job-stream";
+import { completedJobOf, completedProbeOf, completedWithoutDependents } from "../store/job-stream";
 import { observability } from "./observability";
 
 /**
@@ -10,7 +10,9 @@ import { observability } from "./observability";
  * stream: the worker completes a job in its own transaction and the execution ends there, so no
  * lifecycle step is left to do it. Stream records are written with the item, so no completion can
  * be missed the way an event published after the write could be. Its event source filters on the
- * job item becoming `completed` (lib/job-lifecycle.ts): nothing else invokes it.
+ * job item becoming `completed`, except a job marked as having no dependents that is no breaker's
+ * probe (store/job-stream.ts#asksDependentsConsumer, lib/job-lifecycle.ts): nothing else invokes
+ * it, and most jobs, which nothing waits on, cost it no invocation.
  *
  * It also closes the circuit breaker whose half-open probe the completed job was (app/circuits.ts).
  *
@@ -28,8 +30,11 @@ export const handler = middy<DynamoDBStreamEvent, DynamoDBBatchResponse>()
       const jobId = completedJobOf(record);
       if (!jobId) continue;
       try {
-        const released = await releaseDependents(ctx, jobId);
-        if (released > 0) logger.info("dependents released", { jobId, released });
+        // A probe nothing waits on reaches this consumer for its breaker alone.
+        if (!completedWithoutDependents(record)) {
+          const released = await releaseDependents(ctx, jobId);
+          if (released > 0) logger.info("dependents released", { jobId, released });
+        }
         // The half-open probe of a circuit breaker completed: the breaker closes. Only probes
         // carry the mark, so other completions cost nothing more.
         const probe = completedProbeOf(record);

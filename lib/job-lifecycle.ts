@@ -194,7 +194,20 @@ export class JobLifecycle extends Construct {
         reportBatchItemFailures: true,
         retryAttempts: 10,
       },
-      [{ dynamodb: { NewImage: { status: { S: ["completed"] } } } }],
+      // store/job-stream.ts#asksDependentsConsumer: completed and maybe waited on (no
+      // `noDependents` mark), or completed as a breaker's probe.
+      [
+        {
+          dynamodb: {
+            NewImage: { status: { S: ["completed"] }, noDependents: { BOOL: lambda.FilterRule.notExists() } },
+          },
+        },
+        {
+          dynamodb: {
+            NewImage: { status: { S: ["completed"] }, circuitProbe: { S: lambda.FilterRule.exists() } },
+          },
+        },
+      ],
     );
 
     this.logGroup = new logs.LogGroup(this, "Logs", {

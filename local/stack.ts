@@ -7,7 +7,7 @@ import type { Retention } from "../core/retention";
 import type { QueueUrls } from "../functions/config";
 import { STATS_CONSUMER } from "../functions/stats-settings";
 import { setFaultInjection } from "../store/faults";
-import { completedJobOf, isJobItemRecord, schedulerWakeOf } from "../store/job-stream";
+import { asksDependentsConsumer, isJobItemRecord, schedulerWakeOf } from "../store/job-stream";
 import { type ApiServer, startApiServer } from "./api-server";
 import {
   type ApiTokens,
@@ -163,7 +163,7 @@ export const JOB_STREAM_CONSUMERS: readonly StreamConsumer[] = [
     name: "jobq-release-dependents",
     load: () =>
       loadHandlerExport(() => import("../functions/dependents-stream"), "functions/dependents-stream.ts"),
-    filter: (record) => completedJobOf(record) !== null,
+    filter: asksDependentsConsumer,
   },
   {
     name: "jobq-stats",

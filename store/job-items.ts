@@ -108,6 +108,14 @@ export interface JobItem
    * completion touches its breaker, so other jobs' completions write nothing more.
    */
   readonly circuitProbe?: string;
+  /**
+   * Set at creation on a job that nothing waits on yet, and removed by the write that gives it its
+   * first dependent (a submission's edge, an escalation's rewiring): a completion whose new image
+   * carries it has no `DPT#` edges to query, so the dependents consumer is not even invoked for it
+   * (functions/dependents-stream.ts). Absent means "ask": items written before it existed, an
+   * array's children (their parent waits on them without an edge), jobs created by other paths.
+   */
+  readonly noDependents?: true;
   /** Present only on a project's jobs (issue 13): a job without one stores no attribute. */
   readonly project?: string;
   readonly projectPk?: string;

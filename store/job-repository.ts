@@ -890,6 +890,26 @@ export class JobRepository {
    * The transaction part that insists a job is exactly as read (its version), so a write planned
    * on it (a submission's dependency, a move before a target) cannot miss a change made meanwhile.
    */
+  /**
+   * The transaction part for a job that gains a dependent: as jobUnchangedItem, and when the job
+   * is marked as having none (`noDependents`) and may still complete, the mark removed under the
+   * same condition, so its completion invokes the dependents consumer. The version stays: the
+   * job's own status did not change. A completed job's mark stays (the new edge is born met).
+   */
+  dependentAddedItem(job: Pick<JobItem, "id" | "version" | "status" | "noDependents">): TransactItem {
+    if (job.noDependents !== true || job.status === "completed") return this.jobUnchangedItem(job);
+    return {
+      Update: {
+        TableName: this.tableName,
+        Key: { pk: jobPk(job.id), sk: JOB_SK },
+        UpdateExpression: "REMOVE noDependents",
+        ConditionExpression: "#version = :version",
+        ExpressionAttributeNames: { "#version": "version" },
+        ExpressionAttributeValues: { ":version": job.version },
+      },
+    };
+  }
+
   jobUnchangedItem(job: { readonly id: string; readonly version: number }): TransactItem {
     return {
       ConditionCheck: {
@@ -976,7 +996,7 @@ export class JobRepository {
   rewireDependencyItems(rewire: {
     readonly child: Pick<JobItem, "id" | "version" | "dependsOn">;
     readonly oldParentId: string;
-    readonly newParent: Pick<JobItem, "id" | "version">;
+    readonly newParent: Pick<JobItem, "id" | "version" | "status" | "noDependents">;
     /** Whether the moved edge is met: it was before, or the new parent already completed. */
     readonly met: boolean;
     readonly decrement: boolean;
@@ -1033,15 +1053,7 @@ export class JobRepository {
           ExpressionAttributeValues: values,
         },
       },
-      {
-        ConditionCheck: {
-          TableName: table,
-          Key: { pk: jobPk(newParent.id), sk: JOB_SK },
-          ConditionExpression: "#version = :version",
-          ExpressionAttributeNames: { "#version": "version" },
-          ExpressionAttributeValues: { ":version": newParent.version },
-        },
-      },
+      this.dependentAddedItem(newParent),
     ];
   }
 }

@@ -55,6 +55,23 @@ export function completedJobOf(record: DynamoDBRecord): string | null {
   return typeof completed.id === "string" ? completed.id : null;
 }
 
+/**
+ * Whether a record asks the dependents consumer for anything: a job that became `completed` and
+ * may have dependents (no `noDependents` mark: store/job-items.ts) or was a circuit breaker's
+ * probe. The consumer's event source filters the same way (lib/job-lifecycle.ts), so a job
+ * nothing waits on costs no invocation and no Query of its edges.
+ */
+export function asksDependentsConsumer(record: DynamoDBRecord): boolean {
+  if (completedJobOf(record) === null) return false;
+  const completed = jobItemImages(record)?.new;
+  return completed?.noDependents !== true || typeof completed.circuitProbe === "string";
+}
+
+/** Whether a completed job's image says no job waits on it (its `noDependents` mark). */
+export function completedWithoutDependents(record: DynamoDBRecord): boolean {
+  return jobItemImages(record)?.new?.noDependents === true;
+}
+
 /** A job that became `completed` as the probe of a half-open circuit breaker: its id and the breaker's key. */
 export function completedProbeOf(record: DynamoDBRecord): { jobId: string; key: string } | null {
   const jobId = completedJobOf(record);

@@ -65,7 +65,7 @@ export async function createJobs(
     items.push({ Put: { TableName: table, Item: job.transition } });
     for (const edge of job.edges) items.push({ Put: { TableName: table, Item: edge } });
   }
-  for (const parent of dependencies) items.push(repo.jobUnchangedItem(parent));
+  for (const parent of dependencies) items.push(repo.dependentAddedItem(parent));
   if (claim) items.push(claim);
   // The claim is the transaction's last item.
   return sendSubmissionWrite(repo, items, claim ? "last" : null);

@@ -145,8 +145,21 @@ describe("least privilege", () => {
     const patterns = (mapping.Properties.FilterCriteria as { Filters: { Pattern: string }[] }).Filters.map(
       (f) => JSON.parse(f.Pattern),
     );
+    // Completions of jobs that may be waited on, and of breakers' probes: a job created with
+    // nothing waiting on it (`noDependents`) that is no probe invokes nothing.
     expect(patterns).toEqual([
-      { dynamodb: { Keys: { sk: { S: ["JOB"] } }, NewImage: { status: { S: ["completed"] } } } },
+      {
+        dynamodb: {
+          Keys: { sk: { S: ["JOB"] } },
+          NewImage: { status: { S: ["completed"] }, noDependents: { BOOL: [{ exists: false }] } },
+        },
+      },
+      {
+        dynamodb: {
+          Keys: { sk: { S: ["JOB"] } },
+          NewImage: { status: { S: ["completed"] }, circuitProbe: { S: [{ exists: true }] } },
+        },
+      },
     ]);
     // A batch it gives up on goes to a queue of its own, not silently away.
     const destination = (mapping.Properties.DestinationConfig as { OnFailure: { Destination: unknown } })

@@ -704,6 +704,56 @@ describe("releaseDependents (after a completion, from the Jobs table's stream)",
     expect(executions.started).toEqual([]);
   });
 
+  it("marks a job nothing waits on (noDependents) so its completion asks no one; a dependent submitted later unmarks it", async () => {
+    // Prepare: a batch where d waits on b, and a job a alone.
+    const id = await submit([{ ref: "a" }, { ref: "b" }, { ref: "d", dependsOn: ["b"] }]);
+    const [a, b, d] = [id("a"), id("b"), id("d")];
+    expect((await job(a)).noDependents).toBe(true);
+    expect((await job(b)).noDependents).toBeUndefined();
+    expect((await job(d)).noDependents).toBe(true);
+    const attemptA = await startRunning(a);
+    const aBefore = await job(a);
+
+    // Act: a job submitted while a runs waits on it.
+    const later = (await submit([{ ref: "e", dependsOn: [a] }]))("e");
+
+    // Assess: the mark went in the submission's write, and nothing else of a's changed.
+    const aAfter = await job(a);
+    expect(aAfter.noDependents).toBeUndefined();
+    const { noDependents: _mark, ...rest } = aBefore;
+    expect(aAfter).toEqual(rest);
+    await complete(a, attemptA);
+    expect((await job(a)).noDependents).toBeUndefined();
+    expect(await releaseDependents(ctx, a)).toBe(1);
+    expect(await job(later)).toMatchObject({ status: "queued", unmet: 0 });
+  });
+
+  it("marks no array child: its parent waits on each without an edge", async () => {
+    const result = await submitJobs(ctx, {
+      principal: { id: owner, admin: false },
+      jobs: [batchJobSchema.parse({ type: "work", pool: POOL })],
+      array: { size: 2 },
+    });
+    const parent = result.jobs[0]?.id ?? "";
+    const children = await repo.getJobItems([`${parent}-0`, `${parent}-1`]);
+
+    expect([...children.values()].map((c) => [c.arrayParentId, c.noDependents])).toEqual([
+      [parent, undefined],
+      [parent, undefined],
+    ]);
+  });
+
+  it("keeps a completed job's mark when a dependent is submitted after it: the edge is born met", async () => {
+    const a = (await submit([{ ref: "a" }]))("a");
+    await complete(a, await startRunning(a));
+
+    const later = (await submit([{ ref: "e", dependsOn: [a] }]))("e");
+
+    expect((await job(a)).noDependents).toBe(true);
+    expect(await job(later)).toMatchObject({ status: "queued", unmet: 0 });
+    expect(await repo.getItem({ pk: jobPk(later), sk: dependsOnSk(a) })).toMatchObject({ met: true });
+  });
+
   it("changes nothing when the stream delivers the completion again: no double decrement", async () => {
     const id = await submit([{ ref: "b" }, { ref: "c" }, { ref: "d", dependsOn: ["b", "c"] }]);
     const [b, d] = [id("b"), id("d")];
@@ -1007,6 +1057,8 @@ describe("attempt-failed", () => {
     expect(await repo.getItem({ pk: jobPk(b), sk: dependsOnSk(newId) })).toMatchObject({ met: false });
     expect(await repo.getItem({ pk: jobPk(newId), sk: dependentSk(b) })).toBeDefined();
     expect(await repo.getItem({ pk: jobPk(a), sk: dependentSk(b) })).toBeUndefined();
+    // Created marked as waited on by nothing, the new job lost the mark with the moved edge.
+    expect(replacement.noDependents).toBeUndefined();
 
     // A replay creates nothing new, and the dependent now runs when the new job completes.
     const replay = await recordAttemptFailure(ctx, { jobId: a, attempt, outcome: "lost", error: {} });

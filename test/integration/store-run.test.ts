@@ -237,7 +237,7 @@ describe("transaction part builders", () => {
     const rewire = repo.rewireDependencyItems({
       child,
       oldParentId: oldParent.id,
-      newParent: { id: newParent.id, version: newParent.version + 1 },
+      newParent: { ...newParent, version: newParent.version + 1 },
       met: false,
       decrement: false,
       at: new Date().toISOString(),

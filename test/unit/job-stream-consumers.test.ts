@@ -1,6 +1,11 @@
 import type { AttributeValue, DynamoDBRecord } from "aws-lambda";
 import { describe, expect, it } from "vitest";
-import { completedJobOf, isJobItemRecord, schedulerWakeOf } from "../../store/job-stream";
+import {
+  asksDependentsConsumer,
+  completedJobOf,
+  isJobItemRecord,
+  schedulerWakeOf,
+} from "../../store/job-stream";
 
 /** A job item image as DynamoDB Streams delivers it (DynamoDB JSON), in the given status. */
 function jobImage(status: string, sk = "JOB"): Record<string, AttributeValue> {
@@ -44,6 +49,35 @@ describe("the dependents consumer's reading of the Jobs table's stream", () => {
     expect(completedJobOf(record(jobImage("running"), jobImage("failed")))).toBeNull();
     expect(completedJobOf(record(jobImage("completed"), undefined))).toBeNull();
     expect(completedJobOf(record(undefined, jobImage("completed", "JOB#RESULT")))).toBeNull();
+  });
+});
+
+describe("which completions invoke the dependents consumer", () => {
+  const marked = (image: Record<string, AttributeValue>, extra: Record<string, AttributeValue>) => ({
+    ...image,
+    ...extra,
+  });
+
+  it("a completion of a job that may be waited on: one without the noDependents mark, as every older item", () => {
+    expect(asksDependentsConsumer(record(jobImage("running"), jobImage("completed")))).toBe(true);
+  });
+
+  it("not a completion of a job created with nothing waiting on it", () => {
+    const done = marked(jobImage("completed"), { noDependents: { BOOL: true } });
+    expect(asksDependentsConsumer(record(jobImage("running"), done))).toBe(false);
+  });
+
+  it("a marked job's completion all the same when it was a circuit breaker's probe", () => {
+    const probe = marked(jobImage("completed"), {
+      noDependents: { BOOL: true },
+      circuitProbe: { S: "type:etl" },
+    });
+    expect(asksDependentsConsumer(record(jobImage("running"), probe))).toBe(true);
+  });
+
+  it("nothing but a completion", () => {
+    expect(asksDependentsConsumer(record(jobImage("dispatched"), jobImage("running")))).toBe(false);
+    expect(asksDependentsConsumer(record(jobImage("completed"), jobImage("completed")))).toBe(false);
   });
 });
 
