@@ -13,7 +13,7 @@ import {
   encodeCursor,
   invalidCursor,
 } from "../store/cursor";
-import { fromJobItem, type JobItem, transitionItem } from "../store/job-items";
+import { fromJobItem, type JobItem, queuedCreationRecord, transitionItem } from "../store/job-items";
 import {
   countQueued,
   jobHistoryPage,
@@ -637,6 +637,15 @@ async function pageOf<T>(
   const page = await ctx.repo.queryJobPartition(id, prefix, { limit: options.limit, startKey });
   const items = page.items;
   let lastKey = page.lastKey;
+  const creation = prefix === TRANSITION_PREFIX && !cursor ? unrecordedCreation(ctx, job, items[0]) : null;
+  if (creation) {
+    // At the start of the history: a job born queued has its creation derived, not recorded.
+    items.unshift(creation);
+    if (items.length > options.limit) {
+      items.pop();
+      lastKey = { sk: items.at(-1)?.sk };
+    }
+  }
   if (prefix === TRANSITION_PREFIX && !lastKey) {
     // At the end of the history: the worker's completion is not recorded, only derived.
     const derived = await unrecordedCompletion(ctx.repo, job, items.at(-1));
@@ -647,6 +656,26 @@ async function pageOf<T>(
     items: items.map((item) => map(item, job)),
     nextCursor: lastKey ? encodeCursor({ after: String(lastKey.sk) }) : null,
   };
+}
+
+/**
+ * The creation record of a job born `queued`, where none is stored: the submission leaves it
+ * unwritten (store/job-items.ts#queuedCreationRecord), since the job holds all it says. Its
+ * absence means that only while it could not have expired: a job's history outlives it by
+ * `historyDays` at least, so a job older than that which shows none may have lost it to the
+ * history's TTL, and for all we know it was born otherwise (blocked, scheduled). `first` is the
+ * first record read from the history's start (unfiltered, or filtered to info lines: where a
+ * stored creation record would be).
+ */
+function unrecordedCreation(
+  ctx: QueryContext,
+  job: JobItem,
+  first: Record<string, unknown> | undefined,
+): Record<string, unknown> | null {
+  if (first !== undefined && versionOfTransitionSk(String(first.sk)) === 1) return null;
+  const expiresAt = ctx.repo.historyExpiresAt(job.createdAt, true);
+  if (ctx.clock().getTime() >= expiresAt * 1000) return null;
+  return queuedCreationRecord(job);
 }
 
 /**
@@ -769,6 +798,26 @@ function taskLine(item: Record<string, unknown>): LogLine {
 }
 
 /**
+ * The lifecycle lines read from the start, after the creation line where no record of it is
+ * stored (unrecordedCreation), when the filters let it through: an info line of no attempt.
+ */
+function withCreationLine(
+  ctx: QueryContext,
+  job: JobItem,
+  read: StreamRead,
+  position: StreamPosition,
+  filters: { readonly attempt?: number | undefined; readonly level?: LogLevel | undefined },
+): StreamRead {
+  if (position !== null || filters.attempt !== undefined) return read;
+  if (filters.level !== undefined && filters.level !== "info") return read;
+  // Unfiltered or filtered to info lines, a stored creation record is the first line read.
+  const creation = unrecordedCreation(ctx, job, read.entries[0]?.record);
+  if (!creation) return read;
+  const entry = { line: lifecycleLine(creation), sk: String(creation.sk), record: creation };
+  return { ...read, entries: [entry, ...read.entries] };
+}
+
+/**
  * The lifecycle lines read to the end, and the line into `completed` where no record of it is
  * stored (unrecordedCompletion), when the filters let it through: GET /logs of a completed job
  * ends with its `running → completed` line, as GET /transitions does.
@@ -860,7 +909,13 @@ export async function listLogs(
     read(LOG_PREFIX, cursor.task, taskLine),
     read(TRANSITION_PREFIX, cursor.lifecycle, lifecycleLine),
   ]);
-  const lifecycle = await withUnrecordedLine(ctx.repo, job, recorded, cursor.lifecycle, options);
+  const lifecycle = await withUnrecordedLine(
+    ctx.repo,
+    job,
+    withCreationLine(ctx, job, recorded, cursor.lifecycle, options),
+    cursor.lifecycle,
+    options,
+  );
 
   const items: LogLine[] = [];
   let ti = 0;

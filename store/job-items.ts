@@ -1,5 +1,6 @@
 import { arraySummary } from "../core/arrays";
 import { BUILT_IN_RETRY, type Job, type JobStatus, TERMINAL_STATUSES } from "../core/job";
+import { PENDING_REASON } from "../core/reasons";
 import {
   activePk,
   activeSk,
@@ -422,6 +423,38 @@ export function jobConstraints(item: { readonly constraintsJson?: unknown }): Re
 
 function parseStored(text: unknown, fallback: unknown): unknown {
   return typeof text === "string" ? JSON.parse(text) : fallback;
+}
+
+/**
+ * The creation record (version 1) of a job born `queued`, which every such job's is: from
+ * nothing to `queued` at its creation, for the reason every queued job starts with, by its
+ * owner (who submitted it). The submission leaves it unwritten (store/submissions.ts) and reads
+ * derive it from the job (app/queries.ts): one write unit and one request less per job.
+ */
+export function queuedCreationRecord(
+  job: Pick<JobItem, "id" | "createdAt" | "owner">,
+): Record<string, unknown> {
+  const t = {
+    from: null,
+    to: "queued",
+    at: job.createdAt,
+    reason: PENDING_REASON.message,
+    triggeredBy: job.owner,
+    attempt: 0,
+  } as const;
+  return transitionItem(job.id, 1, t, 0);
+}
+
+/**
+ * Whether a planned creation record says exactly what queuedCreationRecord derives for its job
+ * (its TTL aside), so it can be left unwritten with nothing lost.
+ */
+export function isQueuedCreationRecord(record: Record<string, unknown>, job: JobItem): boolean {
+  if (job.status !== "queued" || job.version !== 1) return false;
+  const derived = queuedCreationRecord(job);
+  const names = new Set([...Object.keys(derived), ...Object.keys(record)]);
+  names.delete("expiresAt");
+  return [...names].every((name) => record[name] === derived[name]);
 }
 
 /** A transition record as stored under the job's partition. */

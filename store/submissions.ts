@@ -1,6 +1,6 @@
 import { ConcurrentUpdateError } from "../core/errors";
 import { CONDITION_FAILED, cancellationCodes } from "./cancellations";
-import { indexAttributes, type JobItem } from "./job-items";
+import { indexAttributes, isQueuedCreationRecord, type JobItem } from "./job-items";
 import type { JobRepository, TransactItem } from "./job-repository";
 import { JOB_SK } from "./keys";
 
@@ -29,7 +29,7 @@ export type SubmissionWrite =
   | { readonly ok: false; readonly reason: "claim_lost" | "changed"; readonly error: ConcurrentUpdateError };
 
 /**
- * Creates jobs with their first transitions and edges as one all-or-nothing write, insisting that
+ * Creates jobs with their first transitions (those not derived: written()) and edges as one all-or-nothing write, insisting that
  * each existing dependency is exactly as read (its version), and moving the claim (`claim`, sent
  * last) in the same transaction.
  */
@@ -43,11 +43,12 @@ export async function createJobs(
   const [single] = jobs;
   if (single && jobs.length === 1 && single.edges.length === 0 && dependencies.length === 0 && !claim) {
     // One job that depends on nothing, without an idempotency claim: nothing to keep atomic with
-    // it but its first transition, so two plain writes instead of a transaction, which DynamoDB
-    // bills twice (22 write units become 11 for a 1 KB job). The transition goes first: a crash
-    // between the two leaves a record of a job that was never created (it expires with the
-    // history), never a job without its first transition.
-    await repo.putIfAbsent(single.transition);
+    // it but its first transition, so plain writes instead of a transaction, which DynamoDB
+    // bills twice (22 write units become 11 for a 1 KB job). A job born queued has no
+    // transition to write (written(), below). Any other's goes first: a crash between the two
+    // leaves a record of a job that was never created (it expires with the history), never a job
+    // without its first transition.
+    if (written(single)) await repo.putIfAbsent(single.transition);
     if (!(await repo.putIfAbsent({ ...single.item }))) {
       return {
         ok: false,
@@ -62,13 +63,21 @@ export async function createJobs(
     items.push({
       Put: { TableName: table, Item: job.item, ConditionExpression: "attribute_not_exists(pk)" },
     });
-    items.push({ Put: { TableName: table, Item: job.transition } });
+    if (written(job)) items.push({ Put: { TableName: table, Item: job.transition } });
     for (const edge of job.edges) items.push({ Put: { TableName: table, Item: edge } });
   }
   for (const parent of dependencies) items.push(repo.dependentAddedItem(parent));
   if (claim) items.push(claim);
   // The claim is the transaction's last item.
   return sendSubmissionWrite(repo, items, claim ? "last" : null);
+}
+
+/**
+ * Whether a new job's first transition is stored: not when it is the record every job born
+ * queued has, which reads derive from the job (store/job-items.ts#queuedCreationRecord).
+ */
+function written(job: NewJob): boolean {
+  return !isQueuedCreationRecord(job.transition, job.item);
 }
 
 /**

@@ -375,6 +375,74 @@ describe("completeRun (the worker's completion)", () => {
     expect(filtered.items.at(-1)).toEqual(lines.items.at(-1));
   });
 
+  it("writes no creation record for a job born queued: /transitions and /logs start with the row derived from the job", async () => {
+    // Prepare
+    const id = (await submit([{ ref: "a" }]))("a");
+    const created = await job(id);
+    await startRunning(id);
+    const me = { id: owner, admin: false };
+
+    // Act
+    const rows = await listTransitions(ctx, me, id, { limit: 10 });
+    const lines = await listLogs(ctx, me, id, { limit: 50 });
+    const infoLines = await listLogs(ctx, me, id, { limit: 50, level: "info" });
+    const ofAttempt = await listLogs(ctx, me, id, { limit: 50, attempt: 1 });
+    const paged: Transition[] = [];
+    let cursor: string | undefined;
+    do {
+      const page = await listTransitions(ctx, me, id, { limit: 1, cursor });
+      paged.push(...page.items);
+      cursor = page.nextCursor ?? undefined;
+    } while (cursor);
+
+    // Assess: nothing stored, and the row a record would hold, once, first
+    const key = { pk: created.pk, sk: transitionSk(1) };
+    expect((await db.send(new GetCommand({ TableName: repo.tableName, Key: key }))).Item).toBeUndefined();
+    expect(rows.items[0]).toEqual({
+      from: null,
+      to: "queued",
+      at: created.createdAt,
+      reason: "waiting for admission",
+      triggeredBy: owner,
+      fromPriority: null,
+      toPriority: null,
+    });
+    expect(rows.items.map((t) => t.to)).toEqual(["queued", "dispatched", "running"]);
+    expect(paged).toEqual(rows.items);
+    const first = {
+      timestamp: created.createdAt,
+      level: "info",
+      message: "submitted → queued: waiting for admission",
+      attempt: null,
+    };
+    expect(lines.items[0]).toEqual(first);
+    expect(lines.items.filter((l) => l.message.startsWith("submitted"))).toHaveLength(1);
+    expect(infoLines.items[0]).toEqual(first);
+    expect(ofAttempt.items.some((l) => l.message.startsWith("submitted"))).toBe(false);
+  });
+
+  it("keeps the creation record of a job born otherwise, and derives none once the history may have expired", async () => {
+    // Prepare: one job born scheduled, one born queued
+    const scheduled = (await submit([{ ref: "s", runAt: "2099-01-01T00:00:00.000Z" }]))("s");
+    const queued = (await submit([{ ref: "q" }]))("q");
+    const me = { id: owner, admin: false };
+
+    // Act
+    const scheduledRows = await listTransitions(ctx, me, scheduled, { limit: 10 });
+    const fresh = await listTransitions(ctx, me, queued, { limit: 10 });
+    advance(91 * 86_400);
+    const old = await listTransitions(ctx, me, queued, { limit: 10 });
+
+    // Assess
+    const stored = await db.send(
+      new GetCommand({ TableName: repo.tableName, Key: { pk: jobPk(scheduled), sk: transitionSk(1) } }),
+    );
+    expect(stored.Item).toMatchObject({ from: null, to: "scheduled" });
+    expect(scheduledRows.items.map((t) => [t.from, t.to])).toEqual([[null, "scheduled"]]);
+    expect(fresh.items.map((t) => [t.from, t.to])).toEqual([[null, "queued"]]);
+    expect(old.items).toEqual([]);
+  });
+
   it("shows a stored completed record as stored, with no derived row beside it", async () => {
     // Prepare: a completion recorded as the previous lifecycle's Complete step records it
     const id = (await submit([{ ref: "a" }]))("a");
