@@ -38,17 +38,18 @@ const NONE: StepRequests = {
 
 /**
  * The steps of a job's life and what each makes. The units are DynamoDB's billing of a ~1 KB job
- * (`npm run bench`: 10 WRU to submit, ≈ 10 (batched) to 20 (alone) to admit, ≈ 5 to start, 8 to
+ * (`npm run bench`: 9 WRU to submit, ≈ 10 (batched) to 20 (alone) to admit, ≈ 5 to start, 8 to
  * complete; a failed attempt's AttemptFailed ≈ 14–28 and Requeue ≈ 8–10). Events are counted
  * apart, per status change (`eventsOf`).
  */
 export const STEP_REQUESTS = {
   /**
-   * POST /jobs: API Gateway, the API function, the transition and job puts. The quota read is the
+   * POST /jobs: API Gateway, the API function, the job's put (a job born queued stores no
+   * creation record: reads derive it; any other's is 1 WRU more). The quota read is the
    * API instance's copy, read at most once per principal per 5 s (PolicyRepository#recentQuota):
    * a cost by time, like the policy's, not by job.
    */
-  submit: { ...NONE, apiRequests: 1, lambdaInvocations: 1, writeUnits: 10 },
+  submit: { ...NONE, apiRequests: 1, lambdaInvocations: 1, writeUnits: 9 },
   /**
    * The scheduler admits the attempt (reservation, job, transition in one transaction; its share of
    * the pass's reads, its lease and its invocation) and the execution's `Dispatch` sends it to SQS.
@@ -70,11 +71,12 @@ export const STEP_REQUESTS = {
    * The worker completes it (the result; the job's UpdateItem, written against the job its start
    * left, so without a read; then its attempt record and the node's release, an UpdateItem
    * guarded by the node's repair count, read alongside the result; no transition record: reads
-   * derive the row into `completed` from the job) and deletes the message; the dependents
-   * consumer's invocation for the completed job. Its run time reaches the type's statistics
+   * derive the row into `completed` from the job) and deletes the message. The dependents
+   * consumer is invoked only for a job something waits on (functions/dependents-stream.ts), a
+   * cost of the dependent's, not counted here. Its run time reaches the type's statistics
    * through the /stats consumer's transaction (`statusChange`).
    */
-  completion: { ...NONE, writeUnits: 7, readUnits: 0.5, sqsRequests: 1, lambdaInvocations: 0.75 },
+  completion: { ...NONE, writeUnits: 7, readUnits: 0.5, sqsRequests: 1 },
   /**
    * A failed, timed-out or lost attempt: `AttemptFailed`, `BackoffWait` and `Requeue` (which runs,
    * and ends the execution, even when the job ended), their two Lambda invocations, the attempt

@@ -151,7 +151,12 @@ describe("POST /admin/import", () => {
 
   it("round-trips exported lines: importing them again skips every one", async () => {
     const type = uniqueType("export");
-    const job = await submitJob(api, ALICE, { type, payload: { keep: [1, 2, 3] } });
+    // Born scheduled, so its creation record is stored (a job born queued has none: reads derive it).
+    const job = await submitJob(api, ALICE, {
+      type,
+      payload: { keep: [1, 2, 3] },
+      runAt: "2099-01-01T00:00:00Z",
+    });
     const mine = (await exportAll()).filter((l) => l.jobId === job.id || l.item?.id === job.id);
     expect(mine.map((l) => l.kind).sort()).toEqual(["job", "transition"]);
     expect(JSON.parse(String(mine.find((l) => l.kind === "job")?.item?.payloadJson))).toEqual({
