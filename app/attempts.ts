@@ -51,7 +51,16 @@ export interface StartAttemptRequest {
 }
 
 export type StartAttemptOutcome =
-  | { readonly outcome: "started"; readonly job: JobItem; readonly replayed: boolean }
+  | {
+      readonly outcome: "started";
+      readonly job: JobItem;
+      readonly replayed: boolean;
+      /**
+       * Whether the attempt record (`ATT#n`, running) is known to be stored: then the completion
+       * leaves it as it is (app/completion.ts); otherwise the attempt's end writes it whole.
+       */
+      readonly attemptRecorded: boolean;
+    }
   /**
    * The message no longer describes work to do: drop it. `dismiss`: nothing is left for the
    * message's execution to do either (the job names another execution, or ended or paused under
@@ -156,19 +165,20 @@ export async function startAttempt(
       } catch (error) {
         const replayed = await startLanded(ctx, jobId, attempt, node, [...items, attemptPut]);
         if (!replayed) throw error;
-        countStarted(replayed, now);
-        await ctx.events.publish([stateChange(job.status, replayed)]);
-        return { outcome: "started", job: replayed, replayed: true };
+        countStarted(replayed.job, now);
+        await ctx.events.publish([stateChange(job.status, replayed.job)]);
+        return { outcome: "started", job: replayed.job, replayed: true, attemptRecorded: replayed.recorded };
       }
       if (alone.outcome === "changed") {
         // The job changed under us (a priority change, a cancel): read it again and decide anew.
         if (round < MAX_ROUNDS) continue;
         throw new ConcurrentUpdateError(`job ${jobId} kept changing while attempt ${attempt} started`);
       }
-      if (alone.recordsUnwritten !== undefined) recordsUnwritten(jobId, attempt, alone.recordsUnwritten);
+      const attemptRecorded = alone.recordsUnwritten === undefined;
+      if (!attemptRecorded) recordsUnwritten(jobId, attempt, alone.recordsUnwritten);
       countStarted(next, now);
       await ctx.events.publish([stateChange(job.status, next)]);
-      return { outcome: "started", job: next, replayed: false };
+      return { outcome: "started", job: next, replayed: false, attemptRecorded };
     }
     const release: TransactItem[] =
       held && moved && !oldNodeGone ? [releaseCapacityItem(ctx.nodesTable, held)] : [];
@@ -183,9 +193,9 @@ export async function startAttempt(
       const replayed = await startLanded(ctx, jobId, attempt, node, []);
       if (!replayed) throw error;
       // Ours landed (startedBy): this call made the change, so it counts it.
-      countStarted(replayed, now);
-      await ctx.events.publish([stateChange(job.status, replayed)]);
-      return { outcome: "started", job: replayed, replayed: true };
+      countStarted(replayed.job, now);
+      await ctx.events.publish([stateChange(job.status, replayed.job)]);
+      return { outcome: "started", job: replayed.job, replayed: true, attemptRecorded: true };
     }
     if (!written.ok) {
       const failed = (part: "job" | "attempt" | "release" | "reserve") => written.refused.has(part);
@@ -198,7 +208,7 @@ export async function startAttempt(
         if (swapped) {
           countStarted(next, now);
           await ctx.events.publish([stateChange(job.status, next)]);
-          return { outcome: "started", job: next, replayed: false };
+          return { outcome: "started", job: next, replayed: false, attemptRecorded: true };
         }
       }
       if (failed("reserve") && !failed("job")) {
@@ -212,9 +222,10 @@ export async function startAttempt(
       if (round < MAX_ROUNDS) continue;
       throw written.error;
     }
+    // The attempt record was a part of the transaction.
     countStarted(next, now);
     await ctx.events.publish([stateChange(job.status, next)]);
-    return { outcome: "started", job: next, replayed: false };
+    return { outcome: "started", job: next, replayed: false, attemptRecorded: true };
   }
 }
 
@@ -327,7 +338,7 @@ async function startedBy(ctx: AttemptContext, job: JobItem, node: WorkerNode): P
 /**
  * After a start whose write had no answer (a timeout, a dropped connection): the job as this
  * start left it when its write landed after all (`startedBy`), with `writes`' history records put
- * now, only where absent; else undefined.
+ * now, only where absent, and whether they are stored; else undefined.
  */
 async function startLanded(
   ctx: AttemptContext,
@@ -335,19 +346,20 @@ async function startLanded(
   attempt: number,
   node: WorkerNode,
   writes: readonly TransactItem[],
-): Promise<JobItem | undefined> {
+): Promise<{ readonly job: JobItem; readonly recorded: boolean } | undefined> {
   const after = (await ctx.repo.getJob(jobId))?.item;
   if (after?.status !== "running" || after.attempts !== attempt || !(await startedBy(ctx, after, node))) {
     return undefined;
   }
   const records = writes.filter((write) => write.Put);
-  if (records.length === 0) return after;
+  if (records.length === 0) return { job: after, recorded: true };
   try {
     await ctx.repo.putRecords(records);
   } catch (error) {
     recordsUnwritten(jobId, attempt, error);
+    return { job: after, recorded: false };
   }
-  return after;
+  return { job: after, recorded: true };
 }
 
 /**

@@ -40,6 +40,14 @@ export interface CompletedRun {
    * meanwhile refuses it, and only then is the job read again. One request fewer per job.
    */
   readonly started?: JobItem;
+  /**
+   * Whether the start stored the attempt's record (StartAttemptOutcome#attemptRecorded). Then the
+   * completion does not end it: the record stays as the start wrote it, and every read shows the
+   * attempt a completion ended as succeeded, from the job (store/attempts.ts#endedByCompletion, the
+   * export too). One write unit and one request fewer per job. Otherwise the completion writes the
+   * record whole, as before.
+   */
+  readonly attemptRecorded?: boolean;
 }
 
 export type CompletionContext = Pick<
@@ -126,7 +134,7 @@ export async function completeRun(
     // No transition record: the row into `completed` is the job's own, derived on read
     // (app/queries.ts#unrecordedCompletion), which saves its write.
     const { update, attempt, next, durationMs } = completionChange(ctx, item, run.attempt, now);
-    const written = await ctx.repo.changeAlone([update], [attempt], () =>
+    const written = await ctx.repo.changeAlone([update], run.attemptRecorded === true ? [] : [attempt], () =>
       releaseAfterCompletion(ctx, item, repairs?.count ?? null, now),
     );
     if (written.outcome === "changed") {

@@ -15,6 +15,7 @@ import {
 import type { JobStatus } from "../core/job";
 import type { Principal } from "../core/principal";
 import { historyExpiresAt, type Retention } from "../core/retention";
+import { endedByCompletion } from "../store/attempts";
 import { AUDIT_PK } from "../store/audit";
 import { decodeCursor, encodeCursor } from "../store/cursor";
 import { createDocumentClient } from "../store/dynamo";
@@ -164,7 +165,8 @@ export async function exportPage(
       exportedAt: ctx.clock().toISOString(),
     });
   }
-  for (const item of page.items) {
+  const items = at.table === "jobs" ? await attemptsAsRead(ctx, page.items) : page.items;
+  for (const item of items) {
     const line = exportLine(at.table, item);
     if (line) lines.push(line);
   }
@@ -176,6 +178,38 @@ export async function exportPage(
   const nextCursor = next ? encodeCursor(next) : null;
   lines.push({ kind: "cursor", nextCursor });
   return { lines, nextCursor };
+}
+
+/**
+ * A page's attempt records as GET /jobs/{id}/attempts shows them: the one a completion ended
+ * while its record still says running (the worker leaves it so: store/attempts.ts#endedByCompletion)
+ * exported as succeeded, so the import, which takes a running attempt for one the old stack's
+ * worker was running, does not call it lost. Its job is read from the page (a scan returns a
+ * partition's `ATT#` items just before its `JOB`) or else from the table.
+ */
+async function attemptsAsRead(
+  ctx: ExportContext,
+  items: readonly Record<string, unknown>[],
+): Promise<readonly Record<string, unknown>[]> {
+  const running = items.filter((i) => String(i.sk).startsWith("ATT#") && i.status === "running");
+  if (running.length === 0) return items;
+  const jobs = new Map(items.filter((i) => i.sk === JOB_SK).map((i) => [String(i.pk), i]));
+  const missing = [...new Set(running.map((i) => String(i.pk)).filter((pk) => !jobs.has(pk)))];
+  await forEachConcurrent(missing, IMPORT_CONCURRENCY, async (pk) => {
+    const job = await ctx.store.get("jobs", { pk, sk: JOB_SK });
+    if (job) jobs.set(pk, job);
+  });
+  return items.map((item) => {
+    const job = jobs.get(String(item.pk));
+    if (!job || !String(item.sk).startsWith("ATT#")) return item;
+    return endedByCompletion(item, {
+      status: String(job.status),
+      attempts: Number(job.attempts),
+      // Stored only when set (store/job-items.ts#STORED_WHEN_SET).
+      finishedAt: typeof job.finishedAt === "string" ? job.finishedAt : null,
+      updatedAt: String(job.updatedAt),
+    });
+  });
 }
 
 /**

@@ -5,6 +5,7 @@ import { ForbiddenError } from "../core/errors";
 import type { Attempt, Job, JobStatus, ListJobsQuery, LogLevel, LogLine, Transition } from "../core/job";
 import type { Principal } from "../core/principal";
 import { queuedReason } from "../core/reasons";
+import { endedByCompletion } from "../store/attempts";
 import {
   cursorDaySchema,
   cursorJobIdSchema,
@@ -755,25 +756,12 @@ export function listAttempts(
   id: string,
   options: { limit: number; cursor?: string | undefined },
 ): Promise<ListPage<Attempt>> {
-  return pageOf(ctx, principal, id, ATTEMPT_PREFIX, options, endedByCompletion);
+  return pageOf(ctx, principal, id, ATTEMPT_PREFIX, options, attemptOf);
 }
 
-/**
- * An attempt as its record says, except the one a completion ended whose record still says
- * running: the worker ends that record right after the job's own write (app/completion.ts), so
- * for a moment, or for good when the worker died in between, the job is the one that knows. A
- * completed job's last attempt is the one that succeeded (a completed job is never retried).
- */
-function endedByCompletion(item: Record<string, unknown>, job: JobItem): Attempt {
-  const attempt = toAttempt(item);
-  if (job.status !== "completed" || attempt.attempt !== job.attempts || attempt.status !== "running") {
-    return attempt;
-  }
-  const finishedAt = job.finishedAt ?? job.updatedAt;
-  const durationMs = attempt.startedAt
-    ? Math.max(0, Date.parse(finishedAt) - Date.parse(attempt.startedAt))
-    : null;
-  return { ...attempt, status: "succeeded", finishedAt, durationMs, error: null };
+/** An attempt as its record says, or as the completion that ended it says (store/attempts.ts#endedByCompletion). */
+function attemptOf(item: Record<string, unknown>, job: JobItem): Attempt {
+  return toAttempt(endedByCompletion(item, job));
 }
 
 /** A transition shown as the lifecycle line GET /logs includes. */

@@ -38,7 +38,7 @@ const NONE: StepRequests = {
 
 /**
  * The steps of a job's life and what each makes. The units are DynamoDB's billing of a ~1 KB job
- * (`npm run bench`: 9 WRU to submit, ≈ 10 (batched) to 20 (alone) to admit, ≈ 5 to start, 8 to
+ * (`npm run bench`: 9 WRU to submit, ≈ 10 (batched) to 20 (alone) to admit, ≈ 5 to start, 6 to
  * complete; a failed attempt's AttemptFailed ≈ 14–28 and Requeue ≈ 8–10). Events are counted
  * apart, per status change (`eventsOf`).
  */
@@ -69,14 +69,14 @@ export const STEP_REQUESTS = {
   start: { ...NONE, writeUnits: 5, readUnits: 1, sqsRequests: 1 },
   /**
    * The worker completes it (the result; the job's UpdateItem, written against the job its start
-   * left, so without a read; then its attempt record and the node's release, an UpdateItem
-   * guarded by the node's repair count, read alongside the result; no transition record: reads
-   * derive the row into `completed` from the job) and deletes the message. The dependents
+   * left, so without a read; then the node's release, an UpdateItem guarded by the node's repair
+   * count, read alongside the result; no transition record, and no end of the attempt record the
+   * start stored: reads derive both from the job) and deletes the message. The dependents
    * consumer is invoked only for a job something waits on (functions/dependents-stream.ts), a
    * cost of the dependent's, not counted here. Its run time reaches the type's statistics
    * through the /stats consumer's transaction (`statusChange`).
    */
-  completion: { ...NONE, writeUnits: 7, readUnits: 0.5, sqsRequests: 1 },
+  completion: { ...NONE, writeUnits: 6, readUnits: 0.5, sqsRequests: 1 },
   /**
    * A failed, timed-out or lost attempt: `AttemptFailed`, `BackoffWait` and `Requeue` (which runs,
    * and ends the execution, even when the job ended), their two Lambda invocations, the attempt

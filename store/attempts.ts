@@ -63,3 +63,30 @@ export function storeResultItem(jobsTable: string, jobId: string, result: Stored
     },
   };
 }
+
+/** What of a job tells how its completion ended its last attempt (a job item has it). */
+export interface CompletedAs {
+  readonly status: string;
+  readonly attempts: number;
+  readonly finishedAt: string | null;
+  readonly updatedAt: string;
+}
+
+/**
+ * An attempt record (stored shape) as the reads show it: as stored, except the one a completion
+ * ended whose record still says running. A worker whose start stored the record does not end it
+ * (app/completion.ts, `attemptRecorded`), and one that dies right after the job's write leaves it
+ * so too: the job is the one that knows. A completed job's last attempt is the one that succeeded
+ * (a completed job is never retried), finished when the job did.
+ */
+export function endedByCompletion(
+  record: Record<string, unknown>,
+  job: CompletedAs,
+): Record<string, unknown> {
+  if (job.status !== "completed" || record.attempt !== job.attempts || record.status !== "running")
+    return record;
+  const finishedAt = job.finishedAt ?? job.updatedAt;
+  const startedAt = typeof record.startedAt === "string" ? Date.parse(record.startedAt) : Number.NaN;
+  const durationMs = Number.isNaN(startedAt) ? null : Math.max(0, Date.parse(finishedAt) - startedAt);
+  return { ...record, status: "succeeded", finishedAt, durationMs, error: null };
+}

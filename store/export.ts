@@ -1,5 +1,6 @@
 import {
   type DynamoDBDocumentClient,
+  GetCommand,
   PutCommand,
   ScanCommand,
   TransactWriteCommand,
@@ -38,6 +39,12 @@ export class StateStore {
       items: out.Items ?? [],
       lastKey: last ? { pk: String(last.pk), sk: String(last.sk) } : undefined,
     };
+  }
+
+  /** One item by its key, eventually consistent like the scan it completes; undefined when absent. */
+  async get(table: StateTable, key: TableKey): Promise<Record<string, unknown> | undefined> {
+    const out = await this.db.send(new GetCommand({ TableName: this.tables[table], Key: key }));
+    return out.Item;
   }
 
   /** Puts the item unless one with its key exists: false when it was there already. */

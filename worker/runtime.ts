@@ -140,6 +140,8 @@ interface Received {
 
 interface RunningAttempt {
   readonly job: JobItem;
+  /** Whether the start stored the attempt's record: the completion then leaves it as it is. */
+  readonly attemptRecorded: boolean;
   readonly attempt: number;
   readonly runToken: string;
   readonly nodeId: string;
@@ -462,6 +464,7 @@ export class Worker {
     }
     const attempt: RunningAttempt = {
       job: outcome.job,
+      attemptRecorded: outcome.attemptRecorded,
       attempt: body.attempt,
       runToken: body.runToken,
       nodeId: node.nodeId,
@@ -548,7 +551,7 @@ export class Worker {
       // The task's lines are stored before its job can show completed: a reader who sees the end
       // (`jobq logs --follow`, GET /logs after a wait) reads the whole log. Empty buffer, no write.
       await logs.flush();
-      outcome = await this.storeResult(job, attempt, outcome.result);
+      outcome = await this.storeResult(run, outcome.result);
     }
     if (outcome.kind === "failed")
       logs.add(
@@ -566,7 +569,8 @@ export class Worker {
    * never overwrites what a later one produced, then its capacity released. Only then is the run
    * token answered, which ends the execution at its one state.
    */
-  private async storeResult(job: JobItem, attempt: number, result: unknown): Promise<Outcome> {
+  private async storeResult(run: RunningAttempt, result: unknown): Promise<Outcome> {
+    const { job, attempt, attemptRecorded } = run;
     let json: string;
     try {
       json = JSON.stringify(result ?? null) ?? "null";
@@ -598,7 +602,7 @@ export class Worker {
           events: this.deps.events,
           usage: this.deps.usage,
         },
-        { jobId: job.id, attempt, resultJson: json, started: job },
+        { jobId: job.id, attempt, resultJson: json, started: job, attemptRecorded },
       );
       if (done.outcome === "abandoned") {
         return {

@@ -203,6 +203,10 @@ describe("export, then import into a fresh stack", () => {
     });
     const attempts = await ok<{ items: { status: string }[] }>(fresh, "GET", `/jobs/${failed.id}/attempts`);
     expect(attempts.items.map((a) => a.status)).toEqual(["failed"]);
+    // Its worker left the attempt record as its start wrote it (running): exported as the reads
+    // show it, it is not taken for an attempt the old stack's worker was still running.
+    const ran = await ok<{ items: { status: string }[] }>(fresh, "GET", `/jobs/${completed.id}/attempts`);
+    expect(ran.items.map((a) => a.status)).toEqual(["succeeded"]);
     expect(await ok(fresh, "GET", `/schedules/${schedule.id}`)).toMatchObject({ cron: "0 2 * * *" });
     expect(await ok(fresh, "GET", "/admin/policy", undefined, ADMIN_TOKEN)).toMatchObject({
       algorithm: "fair-share",

@@ -1,6 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { DeleteCommand, GetCommand, PutCommand, UpdateCommand } from "@aws-sdk/lib-dynamodb";
 import { afterAll, beforeEach, describe, expect, inject, it } from "vitest";
+import { startAttempt } from "../../app/attempts";
 import type { JobEventPublisher, JobStateChange } from "../../app/events";
 import { executionArnOf, executionName, type LifecycleExecutions } from "../../app/executions";
 import {
@@ -307,6 +308,34 @@ describe("completeRun (the worker's completion)", () => {
 
     // Assess
     expect(await used()).toEqual({ cpu: 0, memoryMb: 0, gpu: 0 });
+  });
+
+  it("leaves the attempt record as the start stored it when told so; reads show the attempt succeeded", async () => {
+    // Prepare
+    const id = (await submit([{ ref: "a" }]))("a");
+    const attempt = await startRunning(id);
+    const started = await attemptItem(id, attempt);
+    advance(4);
+
+    // Act
+    const done = await completeRun(
+      { ...ctx, nodes: new NodeRepository(db, nodesTable) },
+      { jobId: id, attempt, resultJson: "1", attemptRecorded: true },
+    );
+
+    // Assess: the record as the start wrote it, the job completed, the attempt read as succeeded
+    expect(done).toEqual({ outcome: "completed" });
+    expect(await attemptItem(id, attempt)).toEqual(started);
+    const page = await listAttempts(ctx, { id: owner, admin: false }, id, { limit: 10 });
+    expect(page.items).toEqual([
+      expect.objectContaining({
+        attempt,
+        status: "succeeded",
+        finishedAt: now.toISOString(),
+        durationMs: 4000,
+        error: null,
+      }),
+    ]);
   });
 
   it("shows the attempt a completion ended as succeeded when the worker died before ending its record", async () => {
@@ -678,6 +707,49 @@ describe("the worker's start: one UpdateItem, then its records", () => {
     expect(await listed("dispatched")).toEqual([a, c].sort());
     expect(await listed("running")).toEqual([b]);
     expect(await listed("dispatched,running")).toEqual([a, b, c].sort());
+  });
+
+  it("tells the worker whether it stored the attempt record, so its completion ends the record only when it did not", async () => {
+    // Prepare: one start as usual, one whose attempt record's put fails (throttled past the SDK's retries).
+    const ids = await submit([{ ref: "a" }, { ref: "b" }]);
+    const [a, b] = [ids("a"), ids("b")];
+    const attemptA = await admitOnNode(ctx, a, workerNode());
+    const attemptB = await admitOnNode(ctx, b, workerNode());
+    const failing = createDocumentClient({ region: LOCAL_REGION, endpoint: inject("dynamoEndpoint") });
+    clients.push(failing);
+    failing.middlewareStack.add(
+      (next, context) => async (args) => {
+        const sk = (args.input as { Item?: Record<string, { S?: string }> }).Item?.sk?.S;
+        if (context.commandName === "PutItemCommand" && sk === attemptSk(attemptB)) {
+          throw new Error("ProvisionedThroughputExceededException");
+        }
+        return next(args);
+      },
+      { step: "deserialize", name: "failAttemptPut" },
+    );
+
+    // Act
+    const startedA = await startAttempt(ctx, { jobId: a, attempt: attemptA, node: workerNode() });
+    const startedB = await startAttempt(
+      { ...ctx, repo: new JobRepository(failing, repo.tableName) },
+      { jobId: b, attempt: attemptB, node: workerNode() },
+    );
+
+    // Assess
+    expect(startedA).toMatchObject({ outcome: "started", attemptRecorded: true });
+    expect(startedB).toMatchObject({ outcome: "started", attemptRecorded: false });
+    expect(await attemptItem(b, attemptB)).toBeUndefined();
+    // As the worker passes it on: B's completion writes the whole record, A's leaves it running.
+    const nodes = new NodeRepository(db, nodesTable);
+    for (const [id, attempt, started] of [
+      [a, attemptA, startedA],
+      [b, attemptB, startedB],
+    ] as const) {
+      const attemptRecorded = started.outcome === "started" && started.attemptRecorded;
+      await completeRun({ ...ctx, nodes }, { jobId: id, attempt, resultJson: "1", attemptRecorded });
+    }
+    expect(await attemptItem(a, attemptA)).toMatchObject({ status: "running" });
+    expect(await attemptItem(b, attemptB)).toMatchObject({ status: "succeeded", nodeId });
   });
 
   it("ends an attempt whose record the start never put (its worker died between the two writes) with the whole record", async () => {

@@ -17,6 +17,7 @@ import type { JobEventPublisher, JobStateChange } from "../../app/events";
 import { executionArnOf } from "../../app/executions";
 import { type Job, PRIORITY_NAMES, type PriorityName, type Resources } from "../../core/job";
 import { LOCAL_REGION } from "../../local/config";
+import { endedByCompletion } from "../../store/attempts";
 import { awsClientOptions } from "../../store/aws";
 import { reservationFor, reserveCapacityItem } from "../../store/capacity";
 import { createDocumentClient } from "../../store/dynamo";
@@ -381,16 +382,24 @@ describe("worker", () => {
     expect(stored?.item.startedAt).toEqual(stored?.item.attemptStartedAt);
     expect((await nodes.getNode(pool.name, nodeId))?.used).toEqual({ cpu: 0, memoryMb: 0, gpu: 0 });
     expect(await repo.getItem({ pk: jobPk(job.id), sk: RESULT_SK })).toMatchObject({ attempt: 1 });
+    // The start stored the attempt's record, so the completion left it as the start wrote it;
+    // reads show it ended by the completion (store/attempts.ts#endedByCompletion).
     const [attempt] = await partition(job.id, ATTEMPT_PREFIX);
     expect(attempt).toMatchObject({
       sk: attemptSk(1),
       attempt: 1,
-      status: "succeeded",
+      status: "running",
       workerId: `${pool.name}-worker`,
       nodeId,
       pool: pool.name,
       startedAt: stored?.item.attemptStartedAt,
-      finishedAt: stored?.item.finishedAt,
+      finishedAt: null,
+    });
+    if (!attempt || !stored) throw new Error("no attempt record, or no job");
+    expect(endedByCompletion(attempt, stored.item)).toMatchObject({
+      status: "succeeded",
+      finishedAt: stored.item.finishedAt,
+      error: null,
     });
     // The completion writes no record: reads derive its row from the job (lifecycle.test.ts).
     const transitions = await partition(job.id, TRANSITION_PREFIX);
@@ -491,7 +500,8 @@ describe("worker", () => {
 
     // The booking moved with the start, so the completion gave it back to this node: both at 0.
     const [attempt] = await partition(job.id, ATTEMPT_PREFIX);
-    expect(attempt).toMatchObject({ nodeId, status: "succeeded" });
+    // Stored by the start (in its transaction), left running by the completion: reads end it.
+    expect(attempt).toMatchObject({ nodeId, status: "running" });
     expect((await repo.getJob(job.id))?.item.status).toBe("completed");
     expect((await nodes.getNode(pool.name, otherId))?.used).toEqual({ cpu: 0, memoryMb: 0, gpu: 0 });
     expect((await nodes.getNode(pool.name, nodeId))?.used).toEqual({ cpu: 0, memoryMb: 0, gpu: 0 });
