@@ -221,6 +221,18 @@ async function transitionCount(id: string): Promise<number> {
   return (await repo.queryJobPartition(id, TRANSITION_PREFIX, { limit: 100 })).count;
 }
 
+/** GET /jobs/{id}/transitions as the owner, read one row a page, following the cursor to the end. */
+async function transitionsOneByOne(id: string): Promise<Transition[]> {
+  const rows: Transition[] = [];
+  let cursor: string | undefined;
+  do {
+    const page = await listTransitions(ctx, { id: owner, admin: false }, id, { limit: 1, cursor });
+    rows.push(...page.items);
+    cursor = page.nextCursor ?? undefined;
+  } while (cursor);
+  return rows;
+}
+
 const boom = { Error: "ValueError", Cause: "boom" };
 
 describe("completeRun (the worker's completion)", () => {
@@ -372,13 +384,7 @@ describe("completeRun (the worker's completion)", () => {
     const lines = await listLogs(ctx, me, id, { limit: 50 });
     const filtered = await listLogs(ctx, me, id, { limit: 50, attempt, level: "info" });
     // Paged one at a time, the derived row comes last, once.
-    const paged: Transition[] = [];
-    let cursor: string | undefined;
-    do {
-      const page = await listTransitions(ctx, me, id, { limit: 1, cursor });
-      paged.push(...page.items);
-      cursor = page.nextCursor ?? undefined;
-    } while (cursor);
+    const paged = await transitionsOneByOne(id);
 
     // Assess: nothing stored, and the row a record would hold
     expect((await db.send(new GetCommand({ TableName: repo.tableName, Key: key }))).Item).toBeUndefined();
@@ -416,13 +422,7 @@ describe("completeRun (the worker's completion)", () => {
     const lines = await listLogs(ctx, me, id, { limit: 50 });
     const infoLines = await listLogs(ctx, me, id, { limit: 50, level: "info" });
     const ofAttempt = await listLogs(ctx, me, id, { limit: 50, attempt: 1 });
-    const paged: Transition[] = [];
-    let cursor: string | undefined;
-    do {
-      const page = await listTransitions(ctx, me, id, { limit: 1, cursor });
-      paged.push(...page.items);
-      cursor = page.nextCursor ?? undefined;
-    } while (cursor);
+    const paged = await transitionsOneByOne(id);
 
     // Assess: nothing stored, and the row a record would hold, once, first
     const key = { pk: created.pk, sk: transitionSk(1) };
