@@ -180,6 +180,9 @@ export async function exportPage(
   return { lines, nextCursor };
 }
 
+/** Job items read at once for a page's running attempt records whose job is not on the page. */
+const JOB_READ_CONCURRENCY = 16;
+
 /**
  * A page's attempt records as GET /jobs/{id}/attempts shows them: the one a completion ended
  * while its record still says running (the worker leaves it so: store/attempts.ts#endedByCompletion)
@@ -195,7 +198,7 @@ async function attemptsAsRead(
   if (running.length === 0) return items;
   const jobs = new Map(items.filter((i) => i.sk === JOB_SK).map((i) => [String(i.pk), i]));
   const missing = [...new Set(running.map((i) => String(i.pk)).filter((pk) => !jobs.has(pk)))];
-  await forEachConcurrent(missing, IMPORT_CONCURRENCY, async (pk) => {
+  await forEachConcurrent(missing, JOB_READ_CONCURRENCY, async (pk) => {
     const job = await ctx.store.get("jobs", { pk, sk: JOB_SK });
     if (job) jobs.set(pk, job);
   });

@@ -29,9 +29,10 @@ export type SubmissionWrite =
   | { readonly ok: false; readonly reason: "claim_lost" | "changed"; readonly error: ConcurrentUpdateError };
 
 /**
- * Creates jobs with their first transitions (those not derived: written()) and edges as one all-or-nothing write, insisting that
- * each existing dependency is exactly as read (its version), and moving the claim (`claim`, sent
- * last) in the same transaction.
+ * Creates jobs with their first transitions (those not derived on read: written()) and edges as
+ * one all-or-nothing write, insisting that each existing dependency is exactly as read (its
+ * version; a parent marked as waited on by nothing loses the mark in the same write), and moving
+ * the claim (`claim`, sent last) in the same transaction.
  */
 export async function createJobs(
   repo: JobRepository,
