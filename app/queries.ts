@@ -794,15 +794,27 @@ function withCreationLine(
   job: JobItem,
   read: StreamRead,
   position: StreamPosition,
-  filters: { readonly attempt?: number | undefined; readonly level?: LogLevel | undefined },
+  filters: LogFilters,
 ): StreamRead {
-  if (position !== null || filters.attempt !== undefined) return read;
-  if (filters.level !== undefined && filters.level !== "info") return read;
-  // Unfiltered or filtered to info lines, a stored creation record is the first line read.
+  if (position !== null) return read;
+  // Unfiltered or filtered to info lines, a stored creation record is the first line read; under
+  // any other filter the derived line (info, of no attempt) is not shown anyway.
   const creation = unrecordedCreation(ctx, job, read.entries[0]?.record);
   if (!creation) return read;
-  const entry = { line: lifecycleLine(creation), sk: String(creation.sk), record: creation };
-  return { ...read, entries: [entry, ...read.entries] };
+  const line = lifecycleLine(creation);
+  if (!passes(line, filters)) return read;
+  return { ...read, entries: [{ line, sk: String(creation.sk), record: creation }, ...read.entries] };
+}
+
+/** GET /logs's filters: one attempt's lines, one level's. */
+type LogFilters = { readonly attempt?: number | undefined; readonly level?: LogLevel | undefined };
+
+/** Whether a line is one the filters keep, as the Query's filter keeps stored lines. */
+function passes(line: LogLine, filters: LogFilters): boolean {
+  return (
+    (filters.attempt === undefined || line.attempt === filters.attempt) &&
+    (filters.level === undefined || line.level === filters.level)
+  );
 }
 
 /**
@@ -815,7 +827,7 @@ async function withUnrecordedLine(
   job: JobItem,
   read: StreamRead,
   position: StreamPosition,
-  filters: { readonly attempt?: number | undefined; readonly level?: LogLevel | undefined },
+  filters: LogFilters,
 ): Promise<StreamRead> {
   if (!read.exhausted || position === "end") return read;
   // Unfiltered, the last line read is the last record; filtered, it need not be.
@@ -825,8 +837,7 @@ async function withUnrecordedLine(
   const line = lifecycleLine(derived);
   const sk = String(derived.sk);
   if (position !== null && position >= sk) return read;
-  if (filters.attempt !== undefined && line.attempt !== filters.attempt) return read;
-  if (filters.level !== undefined && line.level !== filters.level) return read;
+  if (!passes(line, filters)) return read;
   return { ...read, entries: [...read.entries, { line, sk }] };
 }
 

@@ -887,10 +887,6 @@ export class JobRepository {
   }
 
   /**
-   * The transaction part that insists a job is exactly as read (its version), so a write planned
-   * on it (a submission's dependency, a move before a target) cannot miss a change made meanwhile.
-   */
-  /**
    * The transaction part for a job that gains a dependent: as jobUnchangedItem, and when the job
    * is marked as having none (`noDependents`) and may still complete, the mark removed under the
    * same condition, so its completion invokes the dependents consumer. The version stays: the
@@ -910,6 +906,10 @@ export class JobRepository {
     };
   }
 
+  /**
+   * The transaction part that insists a job is exactly as read (its version), so a write planned
+   * on it (a submission's dependency, a move before a target) cannot miss a change made meanwhile.
+   */
   jobUnchangedItem(job: { readonly id: string; readonly version: number }): TransactItem {
     return {
       ConditionCheck: {

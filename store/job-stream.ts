@@ -49,10 +49,16 @@ export function jobItemImages(record: DynamoDBRecord): JobItemImages | null {
  * or null: a record of another item, of another status, or of a completed job written again.
  */
 export function completedJobOf(record: DynamoDBRecord): string | null {
+  const completed = completedImage(record);
+  return typeof completed?.id === "string" ? completed.id : null;
+}
+
+/** The new image of a job item that became `completed` with this record, or null. */
+function completedImage(record: DynamoDBRecord): Record<string, unknown> | null {
   const images = jobItemImages(record);
   const completed = images?.new;
   if (completed?.status !== "completed" || images?.old?.status === "completed") return null;
-  return typeof completed.id === "string" ? completed.id : null;
+  return completed;
 }
 
 /**
@@ -62,9 +68,9 @@ export function completedJobOf(record: DynamoDBRecord): string | null {
  * nothing waits on costs no invocation and no Query of its edges.
  */
 export function asksDependentsConsumer(record: DynamoDBRecord): boolean {
-  if (completedJobOf(record) === null) return false;
-  const completed = jobItemImages(record)?.new;
-  return completed?.noDependents !== true || typeof completed.circuitProbe === "string";
+  const completed = completedImage(record);
+  if (typeof completed?.id !== "string") return false;
+  return completed.noDependents !== true || typeof completed.circuitProbe === "string";
 }
 
 /** Whether a completed job's image says no job waits on it (its `noDependents` mark). */
