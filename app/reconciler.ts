@@ -38,7 +38,8 @@ import { appContext } from "./runtime";
  * Capacity: per pool, under the pool's scheduling lease (so no admission lands meanwhile), the
  * reservations of the `active` index are added up per node and compared with the node's `used`;
  * a mismatch seen twice, a moment apart, is repaired with a write conditional on `used` being
- * unchanged since it was read.
+ * unchanged since it was read, and, where it lowers `used`, on no pass having booked the node in
+ * the last `bookingGraceSeconds` (its jobs' writes may still be landing).
  */
 
 export type ReconcilerContext = LifecycleContext & {
@@ -60,6 +61,14 @@ export interface ReconcilerTuning {
   readonly pageSize: number;
   /** How long to wait before re-reading the reservations that disagree with a node. */
   readonly confirmDelayMs: number;
+  /**
+   * A node a pass booked admissions on this recently keeps an excess over its reservations: the
+   * pass books a node before it writes the jobs (app/scheduler.ts, admitApart), so until they
+   * land the node counts more than the `active` index shows. Longer than a pass can live (the
+   * scheduler function's 60-second timeout), so no write of a pass lands after it; a shortfall
+   * is repaired at once, as before.
+   */
+  readonly bookingGraceSeconds: number;
   /** Lost nodes with nothing reserved are deleted this long after they were lost. */
   readonly lostNodeRetentionSeconds: number;
   /** The pool lease's time to live while capacity is checked; renewed every third of it (app/lease.ts). */
@@ -71,6 +80,7 @@ export const DEFAULT_RECONCILER_TUNING: ReconcilerTuning = {
   concurrency: 8,
   pageSize: 100,
   confirmDelayMs: 1500,
+  bookingGraceSeconds: 90,
   lostNodeRetentionSeconds: 3600,
   leaseSeconds: 15,
 };
@@ -325,7 +335,8 @@ async function proveCapacity(
         const sum = second.get(node.nodeId) ?? ZERO;
         if (!sameMilli(sum, first.get(node.nodeId) ?? ZERO)) continue;
         const to = fromMilli(sum);
-        if (await ctx.nodes.repairUsed(pool, node.nodeId, node.used, to)) {
+        const bookedSince = new Date(ctx.clock().getTime() - tuning.bookingGraceSeconds * 1000);
+        if (await ctx.nodes.repairUsed(pool, node.nodeId, node.used, to, bookedSince)) {
           logger.warn("node capacity repaired: used disagreed with the reservations", {
             pool,
             nodeId: node.nodeId,

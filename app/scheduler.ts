@@ -36,7 +36,12 @@ import { releaseCapacityItem, reservationFor, reserveCapacityItem } from "../sto
 import { createDocumentClient } from "../store/dynamo";
 import { dueJobIds } from "../store/job-indexes";
 import type { JobItem, Reservation } from "../store/job-items";
-import { applicableChange, MAX_TRANSACTION_ITEMS, type TransactItem } from "../store/job-repository";
+import {
+  applicableChange,
+  isChange,
+  MAX_TRANSACTION_ITEMS,
+  type TransactItem,
+} from "../store/job-repository";
 import { type LeaseItem, type NodeItem, NodeRepository } from "../store/nodes";
 import { countStartsItem } from "../store/rate-limits";
 import { JOB_INDEX } from "../store/tables";
@@ -966,19 +971,21 @@ async function startAdmitted(
 }
 
 /**
- * One node's admissions of a round, batched: as many jobs as fit go in one TransactWriteItems —
- * each job's conditional change and its transition record, as admit() writes them, and ONE
- * update of the node adding up their reservations (DynamoDB refuses two operations on one item
- * in a transaction; the node's condition checks the sum still fits) — then every job's
- * execution is started at once. A pass so costs one transaction round trip per node, not one
- * per job, and one node write per transaction instead of one per job.
+ * One node's admissions of a round. Most go apart (admitApart): the node booked once for all of
+ * them, then each job's own conditional write, no transaction. A breaker's probe, whose claim on
+ * its breaker must land with the job, and a job of a rate-limited type, whose counter must, go
+ * in a transaction, batched: as many jobs as fit go in one TransactWriteItems — each job's
+ * conditional change, as admit() writes it, and ONE update of the node adding up their
+ * reservations (DynamoDB refuses two operations on one item in a transaction; the node's
+ * condition checks the sum still fits) — then every job's execution is started at once.
  * The transaction is all or nothing. Cancelled by jobs that moved meanwhile (their conditions
  * alone), it is sent again without them: they lost their race, and the others cost one more
  * round trip. Cancelled by anything else (the node filled up or went away, a rate limit, a
  * conflict), the jobs are admitted one by one as admit() does, so those that still fit go. A
  * job admit() would skip (no queue for its tier), or alone in its batch, goes through admit()
- * itself. A pass writes each node's batch once its pages are read (pass()), so a batch holds
- * all the node's jobs of the pass, up to a transaction's 100 items.
+ * itself. A pass writes each node's admissions once its pages are read (pass()), so a batch
+ * holds all the node's jobs of the pass, up to a transaction's 100 items. Every admission's
+ * transition record goes to `records`, for the pass to put once they are written.
  */
 async function admitOnNode(
   ctx: SchedulerContext,
@@ -988,8 +995,8 @@ async function admitOnNode(
   counting: RateCounting,
   /** Where the transition records of the admissions that committed go (recordAdmissions). */
   records: TransactItem[],
-): Promise<{ item: JobItem; outcome: AdmitOutcome; probe?: ProbeClaim }[]> {
-  const outcomes: { item: JobItem; outcome: AdmitOutcome; probe?: ProbeClaim }[] = [];
+): Promise<Admission[]> {
+  const outcomes: Admission[] = [];
   const oneByOne = async (batch: readonly Placement[]) => {
     for (const { item, why, probe } of batch)
       outcomes.push({
@@ -998,8 +1005,9 @@ async function admitOnNode(
         ...(probe ? { probe } : {}),
       });
   };
-  const batches: (Placement & { items: TransactItem[]; record: TransactItem; committed: Committed })[][] = [];
-  let batch: (typeof batches)[number] = [];
+  const apart: Change[] = [];
+  const batches: Change[][] = [];
+  let batch: Change[] = [];
   let size = 1; // the node's update
   // A rate-limited type's counter: one item per type in a transaction, whatever its jobs.
   let counted = new Set<string>();
@@ -1012,7 +1020,12 @@ async function admitOnNode(
       continue;
     }
     const { items, record, next, reservation, attempt } = admissionChange(ctx, item, node, why, now, probe);
+    const committed = { item, node, next, reservation, attempt, queueUrl };
     const limited = counting([item]).length > 0;
+    if (!probe && !limited) {
+      apart.push({ ...placement, items, record, committed });
+      continue;
+    }
     if (
       size + items.length + (limited && !counted.has(item.type) ? 1 : 0) > MAX_TRANSACTION_ITEMS &&
       batch.length > 0
@@ -1024,32 +1037,17 @@ async function admitOnNode(
     }
     const counter = limited && !counted.has(item.type) ? 1 : 0;
     if (limited) counted.add(item.type);
-    batch.push({
-      ...placement,
-      items,
-      record,
-      committed: { item, node, next, reservation, attempt, queueUrl },
-    });
+    batch.push({ ...placement, items, record, committed });
     size += items.length + counter;
   }
   if (batch.length > 0) batches.push(batch);
   await oneByOne(alone);
+  if (apart.length > 0) outcomes.push(...(await admitApart(ctx, node, apart, records)));
 
   for (const jobs of batches) {
     let left = jobs;
     while (left.length > 1) {
-      const total = reservationFor(
-        node.pool,
-        node.nodeId,
-        left.reduce(
-          (sum, j) => ({
-            cpu: sum.cpu + j.item.resources.cpu,
-            memoryMb: sum.memoryMb + j.item.resources.memoryMb,
-            gpu: sum.gpu + j.item.resources.gpu,
-          }),
-          { cpu: 0, memoryMb: 0, gpu: 0 },
-        ),
-      );
+      const total = reservationFor(node.pool, node.nodeId, resourcesOf(left));
       const written = await ctx.repo.transactParts<string>({
         ...Object.fromEntries(left.map((j) => [j.item.id, j.items])),
         [NODE_PART]: [reserveCapacityItem(ctx.nodesTable, total, node.capacity)],
@@ -1078,6 +1076,116 @@ async function admitOnNode(
     await oneByOne(left);
   }
   return outcomes;
+}
+
+/** One admission as admissionChange() makes it, and what starting its execution needs once written. */
+type Change = Placement & { items: TransactItem[]; record: TransactItem; committed: Committed };
+
+type Admission = { item: JobItem; outcome: AdmitOutcome; probe?: ProbeClaim };
+
+/** What the jobs of these admissions take together. */
+function resourcesOf(changes: readonly Change[]): Resources {
+  return changes.reduce(
+    (sum, j) => ({
+      cpu: sum.cpu + j.item.resources.cpu,
+      memoryMb: sum.memoryMb + j.item.resources.memoryMb,
+      gpu: sum.gpu + j.item.resources.gpu,
+    }),
+    { cpu: 0, memoryMb: 0, gpu: 0 },
+  );
+}
+
+/**
+ * One node's plain admissions (no breaker probe, no rate-limited type), written apart rather than
+ * in a transaction, which DynamoDB bills twice with every index entry the job moves
+ * (docs/data-model.md): first the node booked for all of them (one conditional UpdateItem, `used`
+ * up by their sum if it still fits: NodeRepository#book), then each job's conditional change, side
+ * by side, then what was booked for the jobs whose change was refused is given back.
+ *
+ * In that order a job is never dispatched on capacity its node does not count. A pass that dies
+ * between the writes leaves capacity booked for nobody, which the reconciler's proof gives back
+ * (it leaves a recent booking's excess alone for a while, as its jobs' writes may be landing):
+ * a node idle for a while, never one that takes more than it has. The give-back is conditional
+ * on the node's repair count as the booking left it, like a completion's release.
+ *
+ * The node refusing the sum (it filled up, or is no longer up), the jobs go one by one, so those
+ * that still fit go. A job's change refused because it already landed, on a try whose answer
+ * was lost, is told from a job that moved by reading the job back (as changeStatus does); one
+ * whose outcome stays unknown keeps its booking, for the proof to settle, and the pass runs
+ * again.
+ */
+async function admitApart(
+  ctx: SchedulerContext,
+  node: NodeItem,
+  changes: readonly Change[],
+  records: TransactItem[],
+): Promise<Admission[]> {
+  const raced = (list: readonly Change[]): Admission[] =>
+    list.map((c) => ({ item: c.item, outcome: { kind: "raced" } }));
+  const booking = await ctx.nodes.book(
+    reservationFor(node.pool, node.nodeId, resourcesOf(changes)),
+    node.capacity,
+    ctx.clock(),
+  );
+  if (booking.outcome === "refused") {
+    if (changes.length === 1) return raced(changes);
+    const outcomes: Admission[] = [];
+    for (const change of changes) outcomes.push(...(await admitApart(ctx, node, [change], records)));
+    return outcomes;
+  }
+  if (booking.outcome === "unknown") {
+    logger.warn("a node's booking may or may not have landed; its admissions wait for the next pass", {
+      pool: node.pool,
+      nodeId: node.nodeId,
+      jobIds: changes.map((c) => c.item.id),
+    });
+    return raced(changes);
+  }
+
+  const written = await Promise.all(changes.map((change) => writeAdmission(ctx, change)));
+  const moved = changes.filter((_, i) => written[i] === "moved");
+  if (moved.length > 0) {
+    const refund = reservationFor(node.pool, node.nodeId, resourcesOf(moved));
+    const released = await ctx.nodes.releaseOnce(refund, booking.repairs);
+    if (released !== "released") {
+      logger.warn("the booking of admissions that lost their race is left to the reconciler's proof", {
+        pool: node.pool,
+        nodeId: node.nodeId,
+        refund,
+        released,
+      });
+    }
+  }
+  const undoing = serial();
+  return Promise.all(
+    changes.map(async (change, i): Promise<Admission> => {
+      if (written[i] !== "written") return { item: change.item, outcome: { kind: "raced" } };
+      records.push(change.record);
+      return { item: change.item, outcome: await startAdmitted(ctx, change.committed, undoing) };
+    }),
+  );
+}
+
+/**
+ * One admission's change of its job, alone: `written`; `moved` when the job is no longer as the
+ * pass read it (cancelled, paused, reprioritized); `unknown` when neither could be told.
+ */
+async function writeAdmission(
+  ctx: SchedulerContext,
+  change: Change,
+): Promise<"written" | "moved" | "unknown"> {
+  const { item, next } = change.committed;
+  try {
+    if ((await ctx.repo.changeAlone(change.items)).outcome === "ok") return "written";
+    const found = (await ctx.repo.getJobItems([item.id])).get(item.id);
+    return isChange(found, next) ? "written" : "moved";
+  } catch (error) {
+    logger.warn("an admission's write failed; its job is left to the next pass", {
+      jobId: item.id,
+      error: error as Error,
+    });
+    return "unknown";
+  }
 }
 
 /** The node's and the rate counters' parts of a batch's transaction, beside one part per job id. */

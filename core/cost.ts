@@ -38,7 +38,8 @@ const NONE: StepRequests = {
 
 /**
  * The steps of a job's life and what each makes. The units are DynamoDB's billing of a ~1 KB job
- * (`npm run bench`: 9 WRU to submit, ≈ 10 (batched) to 20 (alone) to admit, ≈ 5 to start, 6 to
+ * (`npm run bench`: 9 WRU to submit, ≈ 9 to admit (16–20 for the few admissions still written
+ * in a transaction: a breaker's probe, a rate-limited type), ≈ 5 to start, 6 to
  * complete; a failed attempt's AttemptFailed ≈ 14–28 and Requeue ≈ 8–10). Events are counted
  * apart, per status change (`eventsOf`).
  */
@@ -51,13 +52,14 @@ export const STEP_REQUESTS = {
    */
   submit: { ...NONE, apiRequests: 1, lambdaInvocations: 1, writeUnits: 9 },
   /**
-   * The scheduler admits the attempt (reservation, job, transition in one transaction; its share of
-   * the pass's reads, its lease and its invocation) and the execution's `Dispatch` sends it to SQS.
+   * The scheduler admits the attempt (its share of the node's booking, then the job's UpdateItem
+   * and its transition; its share of the pass's reads, its lease and its invocation) and the
+   * execution's `Dispatch` sends it to SQS.
    */
   admission: {
     ...NONE,
     transitions: 1,
-    writeUnits: 15,
+    writeUnits: 9,
     readUnits: 2,
     sqsRequests: 1,
     lambdaInvocations: 0.3,

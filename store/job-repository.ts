@@ -101,6 +101,16 @@ export function applicableChange(
   };
 }
 
+/**
+ * Whether the job as read is exactly what a change made of it (version, status and time): that
+ * change landed, on a try whose answer was lost, when the SDK's retry of it was then refused.
+ */
+export function isChange(found: JobItem | undefined, next: JobItem): boolean {
+  return (
+    found?.version === next.version && found.status === next.status && found.updatedAt === next.updatedAt
+  );
+}
+
 export interface Page<T> {
   readonly items: T[];
   readonly lastKey: Key | undefined;
@@ -478,11 +488,7 @@ export class JobRepository {
     const written = await this.changeAlone(items);
     if (written.outcome === "ok") return next;
     const found = (await this.getJobItems([current.id])).get(current.id);
-    if (
-      found?.version === next.version &&
-      found.status === next.status &&
-      found.updatedAt === next.updatedAt
-    ) {
+    if (isChange(found, next)) {
       await this.putRecords([record]).catch(() => undefined);
       return next;
     }

@@ -9,15 +9,17 @@ import {
 import type { FinalizeRequestMiddleware, MetadataBearer } from "@smithy/types";
 import { auditRecord } from "../core/audit";
 import { writeAudited } from "./audit";
-import { type NodeCapacity, releaseCapacityItem } from "./capacity";
+import { type NodeCapacity, releaseCapacityItem, reserveCapacityItem } from "./capacity";
 import type { Reservation } from "./job-items";
 import { LEASE_SK, NODE_PREFIX, nodeSk } from "./keys";
 
 /**
  * The Nodes table (store/tables.ts `nodesTable`): one partition per pool holding its worker nodes
- * (`NODE#<nodeId>`) and the pool's scheduling lease (`LEASE`). Capacity moves on node items only
- * through store/capacity.ts, inside the job's own transaction; this module registers nodes,
- * keeps their heartbeat and status, and serializes scheduling passes per pool.
+ * (`NODE#<nodeId>`) and the pool's scheduling lease (`LEASE`). Capacity moves on node items
+ * through store/capacity.ts: inside the job's own transaction, or in a write of its own ordered
+ * around the job's (the scheduler's booking before its admissions, a completion's release after
+ * it, each never sent twice); this module registers nodes, keeps their heartbeat and status, and
+ * serializes scheduling passes per pool.
  */
 
 export type NodeStatus = "up" | "draining" | "lost";
@@ -44,7 +46,22 @@ export interface NodeItem {
    * releaseCapacityItem), so a repair that came in between is never released over.
    */
   readonly repairs?: number;
+  /**
+   * When a pass last booked admissions here ahead of their jobs' writes (`book`). The
+   * reconciler's proof leaves an excess on the node alone for a while after it: those writes
+   * may still be landing.
+   */
+  readonly bookedAt?: string;
 }
+
+/** What a pass's booking of its admissions on a node came to (`NodeRepository#book`). */
+export type Booking =
+  /** Booked; a refund of what is not admitted after all is conditional on this repair count. */
+  | { readonly outcome: "booked"; readonly repairs: number }
+  /** Nothing written: the sum no longer fits, or the node is not up (or gone). */
+  | { readonly outcome: "refused" }
+  /** The answer was lost: it may have landed. Not sent again; the reconciler's proof settles it. */
+  | { readonly outcome: "unknown" };
 
 /** What an admin's drain found: the node as it now is, and whether this call changed it. */
 export type DrainOutcome =
@@ -377,25 +394,68 @@ export class NodeRepository {
   }
 
   /**
+   * Books what a pass admits onto a node before the jobs' own writes (app/scheduler.ts, admitApart): `used`
+   * up by the sum if it still fits and the node is up, one conditional UpdateItem, and
+   * `bookedAt` stamped. So a job is never dispatched on capacity its node does not count: a pass
+   * that dies between the two leaves capacity booked for nobody, which the reconciler's proof
+   * gives back, never a node that takes more than it has. Sent at most once, as a release is: an
+   * addition retried after a lost answer would book twice.
+   */
+  async book(reservation: Reservation, capacity: NodeCapacity, at: Date): Promise<Booking> {
+    const reserve = reserveCapacityItem(this.tableName, reservation, capacity).Update;
+    if (!reserve) throw new Error("reserveCapacityItem builds an Update");
+    const command = new UpdateCommand({
+      ...reserve,
+      UpdateExpression: `${reserve.UpdateExpression}, bookedAt = :at`,
+      ExpressionAttributeValues: { ...reserve.ExpressionAttributeValues, ":at": at.toISOString() },
+      // The repair count as this write left it, which a refund is conditional on; not billed as a read.
+      ReturnValues: "ALL_NEW",
+    });
+    command.middlewareStack.add(sendAtMostOnce(), { step: "finalizeRequest", priority: "low" });
+    try {
+      const out = await this.db.send(command);
+      const repairs = out.Attributes?.repairs;
+      return { outcome: "booked", repairs: typeof repairs === "number" ? repairs : 0 };
+    } catch (error) {
+      if (isConditionFailure(error)) return { outcome: "refused" };
+      return { outcome: "unknown" };
+    }
+  }
+
+  /**
    * Sets a node's `used` to what its reservations add up to, only if `used` is still what the
    * caller read (the reconciler's repair of a leak), and counts the repair (`repairs`): a release
-   * that read the count before this write is refused. False when `used` changed meanwhile.
+   * that read the count before this write is refused. False when `used` changed meanwhile, or
+   * when the repair would lower `used` on a node a pass booked at `bookedSince` or later: that
+   * pass's admissions may not all be written yet, and a repair would count them out of capacity
+   * they are about to hold. Without `bookedSince`, bookings are not looked at.
    */
-  async repairUsed(pool: string, nodeId: string, read: NodeCapacity, actual: NodeCapacity): Promise<boolean> {
+  async repairUsed(
+    pool: string,
+    nodeId: string,
+    read: NodeCapacity,
+    actual: NodeCapacity,
+    bookedSince?: Date,
+  ): Promise<boolean> {
+    const lowers =
+      bookedSince !== undefined &&
+      (actual.cpu < read.cpu || actual.memoryMb < read.memoryMb || actual.gpu < read.gpu);
     return this.conditionally(() =>
       this.db.send(
         new UpdateCommand({
           TableName: this.tableName,
           Key: { pool, sk: nodeSk(nodeId) },
           UpdateExpression: "SET used = :actual ADD repairs :one",
-          ConditionExpression:
-            "attribute_exists(sk) AND used.cpu = :cpu AND used.memoryMb = :mem AND used.gpu = :gpu",
+          ConditionExpression: `attribute_exists(sk) AND used.cpu = :cpu AND used.memoryMb = :mem AND used.gpu = :gpu${
+            lowers ? " AND (attribute_not_exists(bookedAt) OR bookedAt < :since)" : ""
+          }`,
           ExpressionAttributeValues: {
             ":actual": { cpu: actual.cpu, memoryMb: actual.memoryMb, gpu: actual.gpu },
             ":one": 1,
             ":cpu": read.cpu,
             ":mem": read.memoryMb,
             ":gpu": read.gpu,
+            ...(lowers ? { ":since": bookedSince.toISOString() } : {}),
           },
         }),
       ),

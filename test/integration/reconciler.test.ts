@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { pauseJob } from "../../app/actions";
 import { recordAttemptFailure } from "../../app/lifecycle";
-import { reconcile } from "../../app/reconciler";
+import { DEFAULT_RECONCILER_TUNING, reconcile } from "../../app/reconciler";
 import { schedulePool } from "../../app/scheduler";
 import type { BatchJobRequest } from "../../core/job";
 import {
@@ -285,6 +285,8 @@ describe("reconcile: capacity", () => {
     const leak = { cpu: 3, memoryMb: 2560, gpu: 0 };
     const clean = await addNode(pool);
     await h.nodes.repairUsed(pool, job.reservation?.nodeId ?? "", { cpu: 1, memoryMb: 512, gpu: 0 }, leak);
+    // Past the grace a pass's booking has (the next test).
+    h.clock.advance(DEFAULT_RECONCILER_TUNING.bookingGraceSeconds + 1);
 
     // Act
     const summary = await reconcile(h.reconciler);
@@ -299,6 +301,48 @@ describe("reconcile: capacity", () => {
     expect((await h.nodes.getNode(pool, clean))?.used).toEqual({ cpu: 0, memoryMb: 0, gpu: 0 });
     expect(again.capacityRepairs.filter((r) => r.pool === pool)).toEqual([]);
     expect(await jobItem(h, id)).toMatchObject({ status: "dispatched" });
+  });
+
+  it("leaves an excess a pass booked moments ago alone, its jobs' writes may be landing, and gives it back once that is past", async () => {
+    // Prepare: a pass booked 2 CPUs on the node and died before it wrote its jobs.
+    const pool = newPool();
+    const nodeId = await addNode(pool);
+    const booked = { cpu: 2, memoryMb: 1024, gpu: 0 };
+    const zero = { cpu: 0, memoryMb: 0, gpu: 0 };
+    const booking = await h.nodes.book({ pool, nodeId, ...booked }, NODE, h.clock.read());
+    expect(booking).toEqual({ outcome: "booked", repairs: 0 });
+
+    // Act
+    const soon = await reconcile(h.reconciler);
+    h.clock.advance(DEFAULT_RECONCILER_TUNING.bookingGraceSeconds + 1);
+    const later = await reconcile(h.reconciler);
+
+    // Assess
+    expect(soon.capacityRepairs.filter((r) => r.pool === pool)).toEqual([]);
+    expect(later.capacityRepairs.filter((r) => r.pool === pool)).toEqual([
+      { pool, nodeId, from: booked, to: zero },
+    ]);
+    expect((await h.nodes.getNode(pool, nodeId))?.used).toEqual(zero);
+  });
+
+  it("repairs a shortfall at once, even on a node a pass booked moments ago", async () => {
+    // Prepare: a job admitted (1 CPU, 512 MB); then the node's books fall short of it.
+    const pool = newPool();
+    const nodeId = await addNode(pool);
+    await submitWaiting(h, "alice", [{ pool }]);
+    await schedulePool(h.scheduler, pool);
+    const held = { cpu: 1, memoryMb: 512, gpu: 0 };
+    const zero = { cpu: 0, memoryMb: 0, gpu: 0 };
+    await h.nodes.repairUsed(pool, nodeId, held, zero);
+
+    // Act
+    const summary = await reconcile(h.reconciler);
+
+    // Assess
+    expect(summary.capacityRepairs.filter((r) => r.pool === pool)).toEqual([
+      { pool, nodeId, from: zero, to: held },
+    ]);
+    expect((await h.nodes.getNode(pool, nodeId))?.used).toEqual(held);
   });
 
   it("repairs a lost node's books while a pass holds the lease, and leaves the live nodes to the next run", async () => {

@@ -1,9 +1,13 @@
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { type SchedulerContext, type SchedulerTuning, schedulePool } from "../../app/scheduler";
 import { LOCAL_REGION } from "../../local/config";
+import type { NodeCapacity } from "../../store/capacity";
 import { reservationFor, reserveCapacityItem } from "../../store/capacity";
 import { createDocumentClient } from "../../store/dynamo";
+import type { Reservation } from "../../store/job-items";
 import { JobRepository, type TransactItem } from "../../store/job-repository";
+import { jobPk } from "../../store/keys";
+import { type Booking, NodeRepository } from "../../store/nodes";
 import {
   type Harness,
   jobItem,
@@ -16,9 +20,10 @@ import {
 } from "../support/scheduling";
 
 /**
- * Batched admission (app/scheduler.ts admitOnNode): the jobs a pass places on one node go in
- * one transaction with one update of the node adding up their reservations. Against DynamoDB
- * Local, on tables of this file's own; each test has a pool of its own.
+ * One node's admissions of a pass (app/scheduler.ts admitOnNode): the node booked once for all
+ * of them, then each job's own conditional write (admitApart); a rate-limited type's jobs in one
+ * transaction with one update of the node adding up their reservations. Against DynamoDB Local,
+ * on tables of this file's own; each test has a pool of its own.
  */
 
 const RUN = suffix();
@@ -29,20 +34,47 @@ let h: Harness;
 let tableName = "";
 
 /**
- * The real repository on the test's tables, which counts its transactions and can run a
- * concurrent writer's change just before the first one: a job moving between the pass's read
- * and its write.
+ * The real repository on the test's tables, which counts its transactions and its writes of one
+ * job alone, and can send one job's write twice: a try that landed, whose answer was lost, and
+ * the SDK's retry of it, refused.
  */
 class WatchedRepository extends JobRepository {
   transactions = 0;
-  beforeFirst: (() => Promise<void>) | null = null;
+  alone = 0;
+  answerLost: string | null = null;
 
   override async transact(items: readonly TransactItem[]): Promise<void> {
+    this.transactions++;
+    await super.transact(items);
+  }
+
+  override async changeAlone(
+    ...args: Parameters<JobRepository["changeAlone"]>
+  ): ReturnType<JobRepository["changeAlone"]> {
+    this.alone++;
+    const pk = args[0][0]?.Update?.Key?.pk;
+    if (this.answerLost && pk === jobPk(this.answerLost)) {
+      this.answerLost = null;
+      await super.changeAlone(...args);
+    }
+    return super.changeAlone(...args);
+  }
+}
+
+/**
+ * The real node book, which counts the bookings and can run a concurrent writer's change just
+ * before the first one: a job or the node moving between the pass's read and its writes.
+ */
+class WatchedNodes extends NodeRepository {
+  bookings = 0;
+  beforeFirst: (() => Promise<void>) | null = null;
+
+  override async book(reservation: Reservation, capacity: NodeCapacity, at: Date): Promise<Booking> {
     const race = this.beforeFirst;
     this.beforeFirst = null;
     if (race) await race();
-    this.transactions++;
-    await super.transact(items);
+    this.bookings++;
+    return super.book(reservation, capacity, at);
   }
 }
 
@@ -55,12 +87,12 @@ function newPool(): string {
 function watched(
   pool: string,
   tuning?: Partial<SchedulerTuning>,
-): { ctx: SchedulerContext; repo: WatchedRepository } {
-  const repo = new WatchedRepository(
-    createDocumentClient({ region: LOCAL_REGION, endpoint: inject("dynamoEndpoint") }),
-    tableName,
-  );
-  return { ctx: { ...schedulerFor(h, [pool], {}, tuning), repo }, repo };
+  policy = {},
+): { ctx: SchedulerContext; repo: WatchedRepository; nodes: WatchedNodes } {
+  const db = createDocumentClient({ region: LOCAL_REGION, endpoint: inject("dynamoEndpoint") });
+  const repo = new WatchedRepository(db, tableName);
+  const nodes = new WatchedNodes(db, h.scheduler.nodesTable);
+  return { ctx: { ...schedulerFor(h, [pool], policy, tuning), repo, nodes }, repo, nodes };
 }
 
 async function nodeUsed(pool: string, nodeId: string) {
@@ -75,20 +107,25 @@ beforeAll(async () => {
 afterAll(() => h?.close());
 
 describe("admissions onto one node", () => {
-  it("go in one transaction: each job dispatched with its transition, the node used by their sum, every execution started", async () => {
+  it("book the node once for all of them, then write each job alone: dispatched with its transition, the node used by their sum, every execution started", async () => {
     // Prepare
     const pool = newPool();
     const nodeId = await registerNode(h, pool, NODE);
     const ids = await submitWaitingBatch(h, "alice", [{ pool }, { pool }, { pool }, { pool }]);
-    const { ctx, repo } = watched(pool);
+    const { ctx, repo, nodes } = watched(pool);
 
     // Act
     const summary = await schedulePool(ctx, pool);
 
     // Assess
     expect(summary.admitted.map((a) => a.jobId).sort()).toEqual([...ids].sort());
-    expect(repo.transactions).toBe(1);
-    expect(await nodeUsed(pool, nodeId)).toEqual({ cpu: 4, memoryMb: 2048, gpu: 0 });
+    expect(nodes.bookings).toBe(1);
+    expect(repo.alone).toBe(4);
+    expect(repo.transactions).toBe(0);
+    expect(await h.nodes.getNode(pool, nodeId)).toMatchObject({
+      used: { cpu: 4, memoryMb: 2048, gpu: 0 },
+      bookedAt: h.clock.read().toISOString(),
+    });
     for (const id of ids) {
       expect(await jobItem(h, id)).toMatchObject({
         status: "dispatched",
@@ -104,19 +141,19 @@ describe("admissions onto one node", () => {
     }
   });
 
-  it("go in one transaction even when the pass read them over several pages of the queue", async () => {
+  it("book the node once even when the pass read them over several pages of the queue", async () => {
     // Prepare: pages of 2, so the 4 jobs are read in 2 pages
     const pool = newPool();
     const nodeId = await registerNode(h, pool, NODE);
     const ids = await submitWaitingBatch(h, "alice", [{ pool }, { pool }, { pool }, { pool }]);
-    const { ctx, repo } = watched(pool, { pageSize: 2 });
+    const { ctx, nodes } = watched(pool, { pageSize: 2 });
 
     // Act
     const summary = await schedulePool(ctx, pool);
 
     // Assess
     expect(summary.admitted.map((a) => a.jobId).sort()).toEqual([...ids].sort());
-    expect(repo.transactions).toBe(1);
+    expect(nodes.bookings).toBe(1);
     expect(await nodeUsed(pool, nodeId)).toEqual({ cpu: 4, memoryMb: 2048, gpu: 0 });
     for (const id of ids) expect(await jobItem(h, id)).toMatchObject({ status: "dispatched", attempts: 1 });
   });
@@ -126,8 +163,8 @@ describe("admissions onto one node", () => {
     const pool = newPool();
     const nodeId = await registerNode(h, pool, NODE);
     const ids = await submitWaitingBatch(h, "alice", [{ pool }, { pool }, { pool }]);
-    const { ctx, repo } = watched(pool, { maxPasses: 1 });
-    repo.beforeFirst = () =>
+    const { ctx, repo, nodes } = watched(pool, { maxPasses: 1 });
+    nodes.beforeFirst = () =>
       h.repo.transact([
         reserveCapacityItem(h.scheduler.nodesTable, reservationFor(pool, nodeId, TWO_JOBS), NODE),
       ]);
@@ -135,8 +172,9 @@ describe("admissions onto one node", () => {
     // Act
     const summary = await schedulePool(ctx, pool);
 
-    // Assess: the batch, then one transaction per job; two fit, the third is refused
-    expect(repo.transactions).toBe(4);
+    // Assess: the batch's booking, then one per job; two fit, the third is refused, unwritten
+    expect(nodes.bookings).toBe(4);
+    expect(repo.alone).toBe(2);
     expect(summary.admitted).toHaveLength(2);
     expect(await nodeUsed(pool, nodeId)).toEqual({ cpu: 4, memoryMb: 2048, gpu: 0 });
     const statuses = await Promise.all(ids.map(async (id) => (await jobItem(h, id)).status));
@@ -162,15 +200,15 @@ describe("admissions onto one node", () => {
     expect(await nodeUsed(pool, nodeId)).toEqual({ cpu: 2, memoryMb: 1024, gpu: 0 });
   });
 
-  it("still admit the others when one job moved after the pass read it: the batch is refused whole, then the others go again together", async () => {
+  it("still admit the others when one job moved after the pass read it, and give its booking back", async () => {
     // Prepare
     const pool = newPool();
     const nodeId = await registerNode(h, pool, NODE);
     const [moved = "", ...others] = await submitWaitingBatch(h, "alice", [{ pool }, { pool }, { pool }]);
     // One pass: the lost race would otherwise have a second pass admit the moved job too.
-    const { ctx, repo } = watched(pool, { maxPasses: 1 });
+    const { ctx, nodes } = watched(pool, { maxPasses: 1 });
     // A priority change lands between the read and the admission: the job's version moves on.
-    repo.beforeFirst = async () => {
+    nodes.beforeFirst = async () => {
       const current = await jobItem(h, moved);
       const at = new Date().toISOString();
       const change = h.repo.priorityChangeItems(
@@ -184,12 +222,53 @@ describe("admissions onto one node", () => {
     // Act
     const summary = await schedulePool(ctx, pool);
 
-    // Assess: the batch, refused by the moved job's condition, then the others' batch
-    expect(repo.transactions).toBe(2);
+    // Assess: booked for 3, the moved job's write refused, its 1 CPU given back
+    expect(nodes.bookings).toBe(1);
     expect(summary.admitted.map((a) => a.jobId).sort()).toEqual([...others].sort());
     expect(await jobItem(h, moved)).toMatchObject({ status: "queued", priority: 1, attempts: 0 });
     for (const id of others) expect(await jobItem(h, id)).toMatchObject({ status: "dispatched" });
     expect(await nodeUsed(pool, nodeId)).toEqual({ cpu: 2, memoryMb: 1024, gpu: 0 });
     expect(h.sfn.startRequests(moved)).toHaveLength(0);
+  });
+
+  it("take a job's write that landed on a try whose answer was lost for an admission, and keep its booking", async () => {
+    // Prepare: the write of one job is sent twice; the second finds the job already dispatched.
+    const pool = newPool();
+    const nodeId = await registerNode(h, pool, NODE);
+    const [replayed = "", ...others] = await submitWaitingBatch(h, "alice", [{ pool }, { pool }, { pool }]);
+    const { ctx, repo } = watched(pool, { maxPasses: 1 });
+    repo.answerLost = replayed;
+
+    // Act
+    const summary = await schedulePool(ctx, pool);
+
+    // Assess: all three admitted and started; the node holds all three
+    expect(summary.admitted.map((a) => a.jobId).sort()).toEqual([replayed, ...others].sort());
+    expect(await jobItem(h, replayed)).toMatchObject({ status: "dispatched", attempts: 1, version: 2 });
+    expect(h.sfn.startRequests(replayed)).toHaveLength(1);
+    expect(await nodeUsed(pool, nodeId)).toEqual({ cpu: 3, memoryMb: 1536, gpu: 0 });
+  });
+
+  it("of a rate-limited type go in one transaction with the node's update and the type's counter", async () => {
+    // Prepare
+    const pool = newPool();
+    const nodeId = await registerNode(h, pool, NODE);
+    const type = `t${suffix()}`;
+    const ids = await submitWaitingBatch(h, "alice", [
+      { pool, type },
+      { pool, type },
+    ]);
+    const { ctx, repo, nodes } = watched(pool, undefined, {
+      types: { [type]: { rateLimit: { starts: 10, perSeconds: 60 } } },
+    });
+
+    // Act
+    const summary = await schedulePool(ctx, pool);
+
+    // Assess
+    expect(summary.admitted.map((a) => a.jobId).sort()).toEqual([...ids].sort());
+    expect(repo.transactions).toBe(1);
+    expect(nodes.bookings).toBe(0);
+    expect(await nodeUsed(pool, nodeId)).toEqual(TWO_JOBS);
   });
 });
