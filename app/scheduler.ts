@@ -38,8 +38,8 @@ import { dueJobIds } from "../store/job-indexes";
 import type { JobItem, Reservation } from "../store/job-items";
 import {
   applicableChange,
-  isChange,
   MAX_TRANSACTION_ITEMS,
+  type StatusChangeWrite,
   type TransactItem,
 } from "../store/job-repository";
 import { type LeaseItem, type NodeItem, NodeRepository } from "../store/nodes";
@@ -852,11 +852,18 @@ function admissionChange(
   why: string,
   now: Date,
   probe?: ProbeClaim,
-): { items: TransactItem[]; record: TransactItem; next: JobItem; reservation: Reservation; attempt: number } {
+): {
+  items: TransactItem[];
+  write: StatusChangeWrite;
+  record: TransactItem;
+  next: JobItem;
+  reservation: Reservation;
+  attempt: number;
+} {
   const attempt = item.attempts + 1;
   const reservation = reservationFor(node.pool, node.nodeId, item.resources);
   const executionArn = ctx.executions.arnOf(item.id, item.version + 1);
-  const { update, record, next } = ctx.repo.statusChangeItems(
+  const { update, write, record, next } = ctx.repo.statusChangeItems(
     item,
     {
       to: "dispatched",
@@ -878,7 +885,7 @@ function admissionChange(
   // The probe is claimed on its breaker in the same transaction: conditional on the breaker as
   // the pass read it, so two passes (or pools) can never both admit a probe.
   const claim = probe && ctx.circuits ? ctx.circuits.repo.stepItems(probe.step) : [];
-  return { items: [update, ...claim], record, next, reservation, attempt };
+  return { items: [update, ...claim], write, record, next, reservation, attempt };
 }
 
 /** A job whose admission transaction committed: what starting its execution needs. */
@@ -1019,11 +1026,18 @@ async function admitOnNode(
       alone.push(placement);
       continue;
     }
-    const { items, record, next, reservation, attempt } = admissionChange(ctx, item, node, why, now, probe);
+    const { items, write, record, next, reservation, attempt } = admissionChange(
+      ctx,
+      item,
+      node,
+      why,
+      now,
+      probe,
+    );
     const committed = { item, node, next, reservation, attempt, queueUrl };
     const limited = counting([item]).length > 0;
     if (!probe && !limited) {
-      apart.push({ ...placement, items, record, committed });
+      apart.push({ ...placement, items, write, record, committed });
       continue;
     }
     if (
@@ -1037,7 +1051,7 @@ async function admitOnNode(
     }
     const counter = limited && !counted.has(item.type) ? 1 : 0;
     if (limited) counted.add(item.type);
-    batch.push({ ...placement, items, record, committed });
+    batch.push({ ...placement, items, write, record, committed });
     size += items.length + counter;
   }
   if (batch.length > 0) batches.push(batch);
@@ -1079,7 +1093,13 @@ async function admitOnNode(
 }
 
 /** One admission as admissionChange() makes it, and what starting its execution needs once written. */
-type Change = Placement & { items: TransactItem[]; record: TransactItem; committed: Committed };
+type Change = Placement & {
+  items: TransactItem[];
+  /** The job's change as data, for admitApart's write of many (JobRepository#changeEach). */
+  write: StatusChangeWrite;
+  record: TransactItem;
+  committed: Committed;
+};
 
 type Admission = { item: JobItem; outcome: AdmitOutcome; probe?: ProbeClaim };
 
@@ -1100,7 +1120,8 @@ function resourcesOf(changes: readonly Change[]): Resources {
  * in a transaction, which DynamoDB bills twice with every index entry the job moves
  * (docs/data-model.md): first the node booked for all of them (one conditional UpdateItem, `used`
  * up by their sum if it still fits: NodeRepository#book), then each job's conditional change, side
- * by side, then what was booked for the jobs whose change was refused is given back.
+ * by side (PartiQL, 25 to a request: JobRepository#changeEach), then what was booked for the jobs
+ * whose change was refused is given back.
  *
  * In that order a job is never dispatched on capacity its node does not count. A pass that dies
  * between the writes leaves capacity booked for nobody, which the reconciler's proof gives back
@@ -1109,10 +1130,10 @@ function resourcesOf(changes: readonly Change[]): Resources {
  * on the node's repair count as the booking left it, like a completion's release.
  *
  * The node refusing the sum (it filled up, or is no longer up), the jobs go one by one, so those
- * that still fit go. A job's change refused because it already landed, on a try whose answer
- * was lost, is told from a job that moved by reading the job back (as changeStatus does); one
- * whose outcome stays unknown keeps its booking, for the proof to settle, and the pass runs
- * again.
+ * that still fit go. The jobs' writes are sent at most once, so a refused one means its job
+ * moved (a cancel, a pause, a priority change); one whose answer was lost keeps its booking, for
+ * the proof to settle, and the pass runs again (should it have landed, the reconciler starts the
+ * dispatched job's missing execution, as after a pass that died there).
  */
 async function admitApart(
   ctx: SchedulerContext,
@@ -1142,8 +1163,19 @@ async function admitApart(
     return raced(changes);
   }
 
-  const written = await Promise.all(changes.map((change) => writeAdmission(ctx, change)));
-  const moved = changes.filter((_, i) => written[i] === "moved");
+  const written = await ctx.repo.changeEach(changes.map((change) => change.write));
+  const moved = changes.filter((_, i) => written[i] === "refused");
+  const unknown = changes.filter((_, i) => written[i] === "unknown");
+  if (unknown.length > 0) {
+    logger.warn(
+      "admissions' writes may or may not have landed; their booking is left to the reconciler's proof",
+      {
+        pool: node.pool,
+        nodeId: node.nodeId,
+        jobIds: unknown.map((c) => c.item.id),
+      },
+    );
+  }
   if (moved.length > 0) {
     const refund = reservationFor(node.pool, node.nodeId, resourcesOf(moved));
     const released = await ctx.nodes.releaseOnce(refund, booking.repairs);
@@ -1164,28 +1196,6 @@ async function admitApart(
       return { item: change.item, outcome: await startAdmitted(ctx, change.committed, undoing) };
     }),
   );
-}
-
-/**
- * One admission's change of its job, alone: `written`; `moved` when the job is no longer as the
- * pass read it (cancelled, paused, reprioritized); `unknown` when neither could be told.
- */
-async function writeAdmission(
-  ctx: SchedulerContext,
-  change: Change,
-): Promise<"written" | "moved" | "unknown"> {
-  const { item, next } = change.committed;
-  try {
-    if ((await ctx.repo.changeAlone(change.items)).outcome === "ok") return "written";
-    const found = (await ctx.repo.getJobItems([item.id])).get(item.id);
-    return isChange(found, next) ? "written" : "moved";
-  } catch (error) {
-    logger.warn("an admission's write failed; its job is left to the next pass", {
-      jobId: item.id,
-      error: error as Error,
-    });
-    return "unknown";
-  }
 }
 
 /** The node's and the rate counters' parts of a batch's transaction, beside one part per job id. */

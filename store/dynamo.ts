@@ -1,5 +1,5 @@
 import { AsyncLocalStorage } from "node:async_hooks";
-import { DynamoDBClient, GetItemCommand } from "@aws-sdk/client-dynamodb";
+import { type AttributeValue, DynamoDBClient, GetItemCommand } from "@aws-sdk/client-dynamodb";
 import { DynamoDBDocumentClient } from "@aws-sdk/lib-dynamodb";
 import { marshall } from "@aws-sdk/util-dynamodb";
 import { awsClientOptions } from "./aws";
@@ -216,7 +216,7 @@ function transactionMeter(options: DynamoOptions): {
       return [...byTable].map(([TableName, CapacityUnits]) => ({ TableName, CapacityUnits }));
     },
     // DynamoDB Local reports no capacity at all for PartiQL's BatchExecuteStatement: each UPDATE
-    // of the plain form jobq sends (store/job-repository.ts#setWaitingReasons) is counted from its
+    // of the plain form jobq sends (store/job-repository.ts#setWaitingReasons, #changeEach) is counted from its
     // item read before and the values it sets; a statement that failed wrote nothing.
     async statementImages(input) {
       const statements = (input.Statements ?? []) as { Statement?: string; Parameters?: unknown[] }[];
@@ -234,6 +234,7 @@ function transactionMeter(options: DynamoOptions): {
             table,
             before: out.Item,
             set: marshall(parsed.set, MARSHALL),
+            remove: parsed.remove,
           };
         }),
       );
@@ -243,7 +244,8 @@ function transactionMeter(options: DynamoOptions): {
       const byTable = new Map<string, number>();
       updates.forEach((update, i) => {
         if (!update || responses[i]?.Error || !update.before) return;
-        const after = { ...update.before, ...update.set };
+        const after: Record<string, AttributeValue> = { ...update.before, ...update.set };
+        for (const name of update.remove) delete after[name];
         byTable.set(
           update.tableName,
           (byTable.get(update.tableName) ?? 0) + writeUnits(update.table, update.before, after, false),
@@ -259,19 +261,30 @@ interface StatementUpdate {
   readonly table: TableDefinition;
   readonly before: Item | undefined;
   readonly set: Item;
+  readonly remove: readonly string[];
 }
 
 /**
- * `UPDATE "<table>" SET a = ? SET b = ? … WHERE pk = ? AND sk = ? …` with its parameters: the
- * table, the item's key and the values set; null for any other statement.
+ * `UPDATE "<table>" SET a = ? SET b = ? … REMOVE c … WHERE pk = ? AND sk = ? …` (names quoted or
+ * not) with its parameters: the table, the item's key, the values set and the names removed;
+ * null for any other statement.
  */
 function plainUpdateStatement(
   statement: string,
   parameters: readonly unknown[],
-): { tableName: string; key: Record<string, unknown>; set: Record<string, unknown> } | null {
-  const match = /^UPDATE "([^"]+)" ((?:SET [A-Za-z0-9_]+ = \? )+)WHERE pk = \? AND sk = \?/.exec(statement);
+): {
+  tableName: string;
+  key: Record<string, unknown>;
+  set: Record<string, unknown>;
+  remove: string[];
+} | null {
+  const match =
+    /^UPDATE "([^"]+)" ((?:SET "?[A-Za-z0-9_]+"? = \? )+)((?:REMOVE "?[A-Za-z0-9_]+"? )*)WHERE "?pk"? = \? AND "?sk"? = \?/.exec(
+      statement,
+    );
   if (!match?.[1] || !match[2]) return null;
-  const names = [...match[2].matchAll(/SET ([A-Za-z0-9_]+) = \?/g)].map((m) => m[1] ?? "");
+  const names = [...match[2].matchAll(/SET "?([A-Za-z0-9_]+)"? = \?/g)].map((m) => m[1] ?? "");
+  const remove = [...(match[3] ?? "").matchAll(/REMOVE "?([A-Za-z0-9_]+)"?/g)].map((m) => m[1] ?? "");
   const set: Record<string, unknown> = {};
   names.forEach((name, i) => {
     set[name] = parameters[i];
@@ -280,6 +293,7 @@ function plainUpdateStatement(
     tableName: match[1],
     key: { pk: parameters[names.length], sk: parameters[names.length + 1] },
     set,
+    remove,
   };
 }
 

@@ -20,6 +20,7 @@ import { ConcurrentUpdateError } from "../core/errors";
 import { type JobStatus, TERMINAL_STATUSES } from "../core/job";
 import type { ReasonCode } from "../core/reasons";
 import { DEFAULT_RETENTION, historyExpiresAt, jobExpiresAt, type Retention } from "../core/retention";
+import { sendAtMostOnce } from "./at-most-once";
 import { type StoredResult, storeResultItem } from "./attempts";
 import { CONDITION_FAILED, cancellationCodes } from "./cancellations";
 import {
@@ -105,7 +106,7 @@ export function applicableChange(
  * Whether the job as read is exactly what a change made of it (version, status and time): that
  * change landed, on a try whose answer was lost, when the SDK's retry of it was then refused.
  */
-export function isChange(found: JobItem | undefined, next: JobItem): boolean {
+function isChange(found: JobItem | undefined, next: JobItem): boolean {
   return (
     found?.version === next.version && found.status === next.status && found.updatedAt === next.updatedAt
   );
@@ -355,6 +356,8 @@ export class JobRepository {
     items: TransactItem[];
     /** The job's conditional update alone: `items[0]`. */
     update: TransactItem;
+    /** The same update as data, for a write of many jobs' changes (`changeEach`). */
+    write: StatusChangeWrite;
     /** The transition record's put (only where absent) alone: `items[1]`. */
     record: TransactItem;
     next: JobItem;
@@ -440,7 +443,54 @@ export class JobRepository {
       },
       expiresAt,
     );
-    return { items: [update, record], update, record, next, historyExpiresAt: expiresAt };
+    const write: StatusChangeWrite = {
+      pk: current.pk,
+      set,
+      remove,
+      from: { status: current.status, version: current.version },
+    };
+    return { items: [update, record], update, write, record, next, historyExpiresAt: expiresAt };
+  }
+
+  /**
+   * Status changes of many jobs, each the job's update alone (statusChangeItems' `write`), sent
+   * together without a transaction: PartiQL's BatchExecuteStatement, 25 conditional UPDATEs a
+   * request, each billed as the UpdateItem it stands for, where a transaction would bill twice
+   * and UpdateItems would cost a request each. Each request is sent at most once, so a refusal
+   * always means the job is not as read, never that an earlier try of this very write landed.
+   * Per change, in order: `written`; `refused` (its condition failed: nothing written); `unknown`
+   * (the answer was lost, or the statement failed otherwise: it may have landed). The transition
+   * records are the caller's to put once it knows which landed.
+   */
+  async changeEach(writes: readonly StatusChangeWrite[]): Promise<ChangeOutcome[]> {
+    const outcomes: ChangeOutcome[] = [];
+    const chunks: { first: number; writes: readonly StatusChangeWrite[] }[] = [];
+    for (let i = 0; i < writes.length; i += PARTIQL_BATCH_LIMIT) {
+      chunks.push({ first: i, writes: writes.slice(i, i + PARTIQL_BATCH_LIMIT) });
+    }
+    await Promise.all(
+      chunks.map(async (chunk) => {
+        const command = new BatchExecuteStatementCommand({
+          Statements: chunk.writes.map((write) => statusChangeStatement(this.tableName, write)),
+        });
+        command.middlewareStack.add(sendAtMostOnce(), { step: "finalizeRequest", priority: "low" });
+        let responses: { Error?: { Code?: string } }[] | null;
+        try {
+          responses = (await this.db.send(command)).Responses ?? [];
+        } catch {
+          responses = null;
+        }
+        chunk.writes.forEach((_, i) => {
+          const error = responses ? responses[i]?.Error : { Code: "AnswerLost" };
+          outcomes[chunk.first + i] = !error
+            ? "written"
+            : error.Code === "ConditionalCheckFailed"
+              ? "refused"
+              : "unknown";
+        });
+      }),
+    );
+    return outcomes;
   }
 
   /**
@@ -1078,6 +1128,38 @@ export interface WaitingReason {
   readonly version: number;
   readonly reason: string;
   readonly code: ReasonCode;
+}
+
+/** A job's status change as statusChangeItems makes it: what it sets and removes, on which condition. */
+export interface StatusChangeWrite {
+  readonly pk: string;
+  readonly set: Readonly<Record<string, unknown>>;
+  readonly remove: readonly string[];
+  /** The job as read: the write lands only on that status and version. */
+  readonly from: { readonly status: string; readonly version: number };
+}
+
+export type ChangeOutcome = "written" | "refused" | "unknown";
+
+/**
+ * The PartiQL UPDATE of a status change: the same sets, removes and condition as its
+ * UpdateItem. Names are quoted (PartiQL reserves `status` and many more); store/dynamo.ts's
+ * meter reads this form back to count its write units locally.
+ */
+function statusChangeStatement(
+  tableName: string,
+  write: StatusChangeWrite,
+): { Statement: string; Parameters: unknown[] } {
+  // An undefined value is no value (the UpdateItem would refuse it): kept, it would shift the parameters.
+  const sets = Object.entries(write.set).filter(([, value]) => value !== undefined);
+  const clauses = [
+    ...sets.map(([name]) => `SET "${name}" = ?`),
+    ...write.remove.map((name) => `REMOVE "${name}"`),
+  ];
+  return {
+    Statement: `UPDATE "${tableName}" ${clauses.join(" ")} WHERE "pk" = ? AND "sk" = ? AND "status" = ? AND "version" = ?`,
+    Parameters: [...sets.map(([, value]) => value), write.pk, JOB_SK, write.from.status, write.from.version],
+  };
 }
 
 /** Statements per BatchExecuteStatement request at most. */

@@ -6,8 +6,8 @@ import {
   QueryCommand,
   UpdateCommand,
 } from "@aws-sdk/lib-dynamodb";
-import type { FinalizeRequestMiddleware, MetadataBearer } from "@smithy/types";
 import { auditRecord } from "../core/audit";
+import { sendAtMostOnce } from "./at-most-once";
 import { writeAudited } from "./audit";
 import { type NodeCapacity, releaseCapacityItem, reserveCapacityItem } from "./capacity";
 import type { Reservation } from "./job-items";
@@ -603,43 +603,6 @@ export class NodeRepository {
       throw error;
     }
   }
-}
-
-/** Errors with which DynamoDB answers a request it did not carry out: a retry of it cannot write twice. */
-const NOT_WRITTEN = new Set([
-  "ProvisionedThroughputExceededException",
-  "ThrottlingException",
-  "RequestLimitExceeded",
-]);
-
-/** A write whose answer was lost, and which is therefore not sent again. */
-class AnswerLostError extends Error {
-  constructor(cause: unknown) {
-    super("the answer to a write that may have landed was lost; it is not sent again", { cause });
-    this.name = "AnswerLostError";
-  }
-}
-
-/**
- * Placed inside the SDK's retry loop (finalizeRequest, low priority): each try passes through it.
- * A try that failed without an answer saying nothing was written makes every later try of the
- * same command fail with AnswerLostError instead of being sent.
- */
-function sendAtMostOnce<Input extends object, Output extends MetadataBearer>(): FinalizeRequestMiddleware<
-  Input,
-  Output
-> {
-  let lost: unknown;
-  return (next) => async (args) => {
-    if (lost !== undefined) throw new AnswerLostError(lost);
-    try {
-      return await next(args);
-    } catch (error) {
-      if (!(error instanceof Error && NOT_WRITTEN.has(error.name)) && !isConditionFailure(error))
-        lost = error;
-      throw error;
-    }
-  };
 }
 
 function isConditionFailure(error: unknown): boolean {
