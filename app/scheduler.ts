@@ -888,7 +888,7 @@ function admissionChange(
   return { items: [update, ...claim], write, record, next, reservation, attempt };
 }
 
-/** A job whose admission transaction committed: what starting its execution needs. */
+/** A job whose admission was written (apart, or its transaction committed): what starting its execution needs. */
 interface Committed {
   readonly item: JobItem;
   readonly node: NodeItem;
@@ -900,7 +900,7 @@ interface Committed {
 }
 
 /**
- * After the admission's transaction: the attempt's execution is started with the admission as
+ * After the admission's write: the attempt's execution is started with the admission as
  * its input. If it cannot be started, the admission is undone in one transaction so the capacity
  * is not held by a job nobody runs. (admit()'s second half, shared with admitOnNode's batches.)
  */
@@ -1131,9 +1131,9 @@ function resourcesOf(changes: readonly Change[]): Resources {
  *
  * The node refusing the sum (it filled up, or is no longer up), the jobs go one by one, so those
  * that still fit go. The jobs' writes are sent at most once, so a refused one means its job
- * moved (a cancel, a pause, a priority change); one whose answer was lost keeps its booking, for
- * the proof to settle, and the pass runs again (should it have landed, the reconciler starts the
- * dispatched job's missing execution, as after a pass that died there).
+ * moved (a cancel, a pause, a priority change). One whose answer was lost is read back
+ * (landedAfterAll): found as it made the job, it landed and goes on like the others; otherwise
+ * its booking is left to the proof, and the pass runs again.
  */
 async function admitApart(
   ctx: SchedulerContext,
@@ -1163,19 +1163,16 @@ async function admitApart(
     return raced(changes);
   }
 
-  const written = await ctx.repo.changeEach(changes.map((change) => change.write));
+  const sent = await ctx.repo.changeEach(changes.map((change) => change.write));
+  const landed = await landedAfterAll(
+    ctx,
+    node,
+    changes.filter((_, i) => sent[i] === "unknown"),
+  );
+  const written = sent.map((outcome, i) =>
+    outcome === "unknown" && landed.has(changes[i]?.item.id ?? "") ? "written" : outcome,
+  );
   const moved = changes.filter((_, i) => written[i] === "refused");
-  const unknown = changes.filter((_, i) => written[i] === "unknown");
-  if (unknown.length > 0) {
-    logger.warn(
-      "admissions' writes may or may not have landed; their booking is left to the reconciler's proof",
-      {
-        pool: node.pool,
-        nodeId: node.nodeId,
-        jobIds: unknown.map((c) => c.item.id),
-      },
-    );
-  }
   if (moved.length > 0) {
     const refund = reservationFor(node.pool, node.nodeId, resourcesOf(moved));
     const released = await ctx.nodes.releaseOnce(refund, booking.repairs);
@@ -1196,6 +1193,55 @@ async function admitApart(
       return { item: change.item, outcome: await startAdmitted(ctx, change.committed, undoing) };
     }),
   );
+}
+
+/**
+ * Of admissions whose writes' answers were lost, those known to have landed: the job read back
+ * (strongly consistent) exactly as the write made it — its version, status and time, its node and
+ * execution — which nothing but that write makes. Anything else proves nothing: a job still as
+ * read may yet receive a write that lands late, and one moved on may be this write landed and
+ * then cancelled (whose cancel gave the capacity back). Those keep their booking, for the
+ * reconciler's proof to settle, rather than risk giving it back twice; should one have landed
+ * after all, its job is dispatched without an execution, which the reconciler finds as it finds
+ * one whose pass died before StartExecution.
+ */
+async function landedAfterAll(
+  ctx: SchedulerContext,
+  node: NodeItem,
+  unknown: readonly Change[],
+): Promise<Set<string>> {
+  const landed = new Set<string>();
+  if (unknown.length === 0) return landed;
+  let found = new Map<string, JobItem>();
+  try {
+    found = await ctx.repo.getJobItems(unknown.map((c) => c.item.id));
+  } catch (error) {
+    logger.warn("admissions whose answers were lost could not be read back", { error: error as Error });
+  }
+  for (const change of unknown) {
+    const job = found.get(change.item.id);
+    const next = change.committed.next;
+    if (
+      job?.version === next.version &&
+      job.status === next.status &&
+      job.updatedAt === next.updatedAt &&
+      job.reservation?.nodeId === node.nodeId &&
+      job.executionArn === next.executionArn
+    )
+      landed.add(change.item.id);
+  }
+  const left = unknown.filter((c) => !landed.has(c.item.id));
+  if (left.length > 0) {
+    logger.warn(
+      "admissions' writes may or may not have landed; their booking is left to the reconciler's proof",
+      {
+        pool: node.pool,
+        nodeId: node.nodeId,
+        jobIds: left.map((c) => c.item.id),
+      },
+    );
+  }
+  return landed;
 }
 
 /** The node's and the rate counters' parts of a batch's transaction, beside one part per job id. */

@@ -31,7 +31,8 @@ export interface JobStoreProps {
 
 /**
  * DynamoDB actions a jobq process may take on the Jobs table: a route's (functions/routes.ts), and
- * the scheduler's PartiQL updates (a waiting job's reason, 25 conditional updates a request).
+ * the scheduler's PartiQL updates (an admission's job change, a waiting job's reason: 25
+ * conditional updates a request).
  */
 export type JobsTableGrantAction = JobsTableAction | "dynamodb:PartiQLUpdate";
 

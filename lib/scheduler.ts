@@ -152,7 +152,8 @@ export class Scheduler extends Construct {
       "dynamodb:UpdateItem",
       "dynamodb:PutItem",
       "dynamodb:ConditionCheckItem",
-      // Waiting jobs' reasons, 25 conditional updates a request (BatchExecuteStatement).
+      // Admissions' job changes and waiting jobs' reasons, 25 conditional updates a request
+      // (BatchExecuteStatement).
       "dynamodb:PartiQLUpdate",
       // A schedule's fire is a submission (app/schedules.ts): its idempotency claim is given
       // back with a conditional DeleteItem when the submission is refused.

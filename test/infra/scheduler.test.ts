@@ -145,7 +145,8 @@ describe("scheduler", () => {
           "dynamodb:UpdateItem",
           "dynamodb:PutItem",
           "dynamodb:ConditionCheckItem",
-          // Waiting jobs' reasons, 25 conditional updates a request (BatchExecuteStatement).
+          // Admissions' job changes and waiting jobs' reasons, 25 conditional updates a request
+          // (BatchExecuteStatement).
           "dynamodb:PartiQLUpdate",
           // A schedule's fire is a submission: a refused one gives its idempotency claim back.
           "dynamodb:DeleteItem",

@@ -40,12 +40,13 @@ let tableName = "";
 
 /**
  * The real repository on the test's tables, which counts its transactions and its requests of
- * many jobs' changes, and can lose the answer to one job's change after it landed.
+ * many jobs' changes, and can lose the answer to one job's change: after it landed, or with the
+ * change never sent (a request that failed on the way).
  */
 class WatchedRepository extends JobRepository {
   transactions = 0;
   changeRequests = 0;
-  answerLost: string | null = null;
+  answerLost: { readonly id: string; readonly landed: boolean } | null = null;
 
   override async transact(items: readonly TransactItem[]): Promise<void> {
     this.transactions++;
@@ -54,10 +55,11 @@ class WatchedRepository extends JobRepository {
 
   override async changeEach(writes: readonly StatusChangeWrite[]): Promise<ChangeOutcome[]> {
     this.changeRequests++;
-    const outcomes = await super.changeEach(writes);
-    return outcomes.map((outcome, i) =>
-      this.answerLost && writes[i]?.pk === jobPk(this.answerLost) ? "unknown" : outcome,
-    );
+    const lost = this.answerLost;
+    const isLost = (write: StatusChangeWrite) => lost !== null && write.pk === jobPk(lost.id);
+    const sent = lost?.landed === false ? writes.filter((w) => !isLost(w)) : writes;
+    const outcomes = await super.changeEach(sent);
+    return writes.map((write) => (isLost(write) ? "unknown" : (outcomes[sent.indexOf(write)] ?? "unknown")));
   }
 }
 
@@ -237,21 +239,38 @@ describe("admissions onto one node", () => {
     expect(h.sfn.startRequests(moved)).toHaveLength(0);
   });
 
-  it("leave a job whose write's answer was lost to what comes next, its booking held: never given back twice", async () => {
+  it("take a job whose write's answer was lost for admitted when it reads back as that write made it", async () => {
     // Prepare: the change of one job lands, and its answer is lost.
     const pool = newPool();
     const nodeId = await registerNode(h, pool, NODE);
-    const [lost = "", ...others] = await submitWaitingBatch(h, "alice", [{ pool }, { pool }, { pool }]);
+    const ids = await submitWaitingBatch(h, "alice", [{ pool }, { pool }, { pool }]);
     const { ctx, repo } = watched(pool, { maxPasses: 1 });
-    repo.answerLost = lost;
+    repo.answerLost = { id: ids[0] ?? "", landed: true };
 
     // Act
     const summary = await schedulePool(ctx, pool);
 
-    // Assess: the others admitted and started; that one dispatched but not started by this pass
-    // (the reconciler starts a dispatched job's missing execution); the node holds all three.
+    // Assess: all three admitted, started and booked
+    expect(summary.admitted.map((a) => a.jobId).sort()).toEqual([...ids].sort());
+    for (const id of ids) expect(h.sfn.startRequests(id)).toHaveLength(1);
+    expect(await nodeUsed(pool, nodeId)).toEqual({ cpu: 3, memoryMb: 1536, gpu: 0 });
+  });
+
+  it("leave the booking of a job whose write's answer was lost and which reads back unchanged to the proof: never given back twice", async () => {
+    // Prepare: the change of one job never reaches DynamoDB, and no answer says so.
+    const pool = newPool();
+    const nodeId = await registerNode(h, pool, NODE);
+    const [lost = "", ...others] = await submitWaitingBatch(h, "alice", [{ pool }, { pool }, { pool }]);
+    const { ctx, repo } = watched(pool, { maxPasses: 1 });
+    repo.answerLost = { id: lost, landed: false };
+
+    // Act
+    const summary = await schedulePool(ctx, pool);
+
+    // Assess: the others admitted; that one still queued, not started; the node holds all three
+    // (a write sent may land late: only the reconciler's proof gives that back).
     expect(summary.admitted.map((a) => a.jobId).sort()).toEqual([...others].sort());
-    expect(await jobItem(h, lost)).toMatchObject({ status: "dispatched", attempts: 1 });
+    expect(await jobItem(h, lost)).toMatchObject({ status: "queued", attempts: 0 });
     expect(h.sfn.startRequests(lost)).toHaveLength(0);
     expect(await nodeUsed(pool, nodeId)).toEqual({ cpu: 3, memoryMb: 1536, gpu: 0 });
   });
