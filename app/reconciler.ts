@@ -63,7 +63,7 @@ export interface ReconcilerTuning {
   readonly confirmDelayMs: number;
   /**
    * A node a pass booked admissions on this recently keeps an excess over its reservations: the
-   * pass books a node before it writes the jobs (app/scheduler.ts, admitApart), so until they
+   * pass books a node before it writes the jobs (app/admissions.ts, admitApart), so until they
    * land the node counts more than the `active` index shows. Longer than a pass can live (the
    * scheduler function's 60-second timeout), so no write of a pass lands after it; a shortfall
    * is repaired at once, as before.

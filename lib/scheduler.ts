@@ -181,7 +181,7 @@ export class Scheduler extends Construct {
     // Reports the attempts of a node gone silent lost on their run tokens (app/lost-attempts.ts),
     // and ends executions of the previous lifecycle still parked on an admission token.
     props.lifecycle.grantTaskOutcome(this.schedulerFunction);
-    // Every admission starts its attempt's execution (app/scheduler.ts#admit); preemption stops
+    // Every admission starts its attempt's execution (app/admissions.ts#admit); preemption stops
     // the victim's.
     props.lifecycle.grantStartExecution(this.schedulerFunction);
     props.lifecycle.grantStopExecution(this.schedulerFunction);

@@ -394,7 +394,7 @@ export class NodeRepository {
   }
 
   /**
-   * Books what a pass admits onto a node before the jobs' own writes (app/scheduler.ts, admitApart): `used`
+   * Books what a pass admits onto a node before the jobs' own writes (app/admissions.ts, admitApart): `used`
    * up by the sum if it still fits and the node is up, one conditional UpdateItem, and
    * `bookedAt` stamped. So a job is never dispatched on capacity its node does not count: a pass
    * that dies between the two leaves capacity booked for nobody, which the reconciler's proof

@@ -25,7 +25,7 @@ import {
 } from "../support/scheduling";
 
 /**
- * One node's admissions of a pass (app/scheduler.ts admitOnNode): the node booked once for all
+ * One node's admissions of a pass (app/admissions.ts admitOnNode): the node booked once for all
  * of them, then each job's own conditional write (admitApart); a rate-limited type's jobs in one
  * transaction with one update of the node adding up their reservations. Against DynamoDB Local,
  * on tables of this file's own; each test has a pool of its own.
