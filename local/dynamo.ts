@@ -51,7 +51,8 @@ export class DynamoLocalStartError extends Error {
 }
 
 const HOST = "127.0.0.1";
-const LAUNCHER_CLASS = "LoopbackDynamoDBLocal";
+/** The class DynamoDB Local runs under (a launcher that binds it to loopback): its process is told apart by it. */
+export const LAUNCHER_CLASS = "LoopbackDynamoDBLocal";
 const LAUNCHER_SOURCE = fileURLToPath(new URL(`./${LAUNCHER_CLASS}.java`, import.meta.url));
 /** Printed by the launcher once Jetty listens; carries the port the kernel picked. */
 const READY_LINE = /jobq-dynamodb-local listening [^\s:]+:(\d+)/;
